@@ -1,0 +1,257 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * dchatd.h — the daemon's private header, grouped by file: read it as the
+ * map of the program.
+ */
+#pragma once
+
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <syslog.h>
+#include <sys/socket.h>
+#include <systemd/sd-event.h>
+#include <unistd.h>
+
+#include "proto.h"
+#include "ra.h"
+
+#define _cleanup_(f) __attribute__((cleanup(f)))
+#define _printf_(a, b) __attribute__((format(printf, a, b)))
+#define ELEMENTSOF(x) (sizeof(x) / sizeof((x)[0]))
+
+static inline void freep(void *p) { free(*(void **)p); }
+static inline void closep(int *fd) { if (*fd >= 0) close(*fd); }
+
+#define USEC_PER_MSEC 1000ULL
+#define USEC_PER_SEC  1000000ULL
+
+/* conf.c ------------------------------------------------------------------ */
+
+struct node_conf {
+        char name[DCHAT_NAME_MAX + 1];
+        char address[128];              /* as written: "host:port" */
+        struct sockaddr_storage sa;     /* resolved */
+        socklen_t salen;
+        int line;                       /* where it was defined */
+};
+
+struct dchat_conf {
+        char path[PATH_MAX];
+        char node[DCHAT_NAME_MAX + 1];  /* this host */
+        enum dchat_role role;
+        unsigned self;                  /* index of this host in its list */
+
+        struct node_conf servers[1];
+        unsigned n_servers;
+        struct node_conf peers[DCHAT_PEERS_MAX];
+        unsigned n_peers;
+
+        /* paths; empty = the systemd/default directories */
+        char control_socket[PATH_MAX];
+        char state_directory[PATH_MAX];
+
+        /* tunables (changeable by reload) */
+        uint64_t post_timeout_usec;     /* post_timeout_ms, default 10000 */
+        uint64_t connect_timeout_usec;  /* connect_timeout_ms, default 3000 */
+        uint64_t reconnect_min_usec;    /* reconnect_min_ms, default 100 */
+        uint64_t reconnect_max_usec;    /* reconnect_max_ms, default 5000 */
+        unsigned batch_max;             /* batch_max, default 64 */
+        unsigned max_clients;           /* max_clients, default 64 */
+        bool debug;                     /* debug, default false */
+};
+
+/*
+ * Loads and checks path.  node overrides the file's `node` (NULL: use the
+ * file's, else the hostname).  On error returns a negative errno and puts
+ * "file:line: problem" (or "file: problem") into err.
+ */
+int conf_load(const char *path, const char *node, struct dchat_conf *c, char *err, size_t errlen);
+
+/* Which settings differ in a way that needs a restart; NULL if none. */
+const char *conf_restart_needed(const struct dchat_conf *old, const struct dchat_conf *new);
+
+/* Writes a one-line summary of the effective configuration to the log. */
+void conf_log_summary(const struct dchat_conf *c);
+
+/* log.c ------------------------------------------------------------------- */
+
+enum log_event {
+        EV_REQUEST_SENT,
+        EV_REQUEST_RECEIVED,
+        EV_REPLY_SENT,
+        EV_REPLY_DEFERRED,
+        EV_REPLY_RECEIVED,
+        EV_CS_ENTER,
+        EV_CS_EXIT,
+        EV_POST_STORED,
+        EV_POST_FAILED,
+        EV_PEER_UP,
+        EV_PEER_DOWN,
+        EV_SERVER_UP,
+        EV_SERVER_DOWN,
+        EV_APPEND_REFUSED,
+        EV_LOG_RECOVERED,
+        EV_PROTOCOL_ERROR,
+        EV_STARTED,
+        EV_RELOADED,
+        EV_STOPPING,
+        _EV_MAX,
+};
+
+struct event_fields {
+        const char *peer;       /* DCHAT_PEER, or NULL */
+        uint64_t lamport;       /* DCHAT_LAMPORT (clock after the event) */
+        uint64_t request_ts;    /* DCHAT_REQUEST_TS, 0: omitted */
+        uint64_t seq;           /* DCHAT_SEQ, 0: omitted */
+};
+
+/* node: this host's name, used as DCHAT_NODE on every record. */
+void log_open(const char *node);
+void log_set_node(const char *node);
+void log_set_debug(bool on);
+void log_msg(int priority, const char *fmt, ...) _printf_(2, 3);
+void log_event(enum log_event ev, const struct event_fields *f, const char *fmt, ...) _printf_(3, 4);
+const char *log_event_name(enum log_event ev);
+
+#define log_debug(...)   log_msg(LOG_DEBUG, __VA_ARGS__)
+#define log_info(...)    log_msg(LOG_INFO, __VA_ARGS__)
+#define log_notice(...)  log_msg(LOG_NOTICE, __VA_ARGS__)
+#define log_warning(...) log_msg(LOG_WARNING, __VA_ARGS__)
+#define log_error(...)   log_msg(LOG_ERR, __VA_ARGS__)
+
+/* net.c ------------------------------------------------------------------- */
+
+struct conn;
+
+struct conn_ops {
+        /* A whole, header-checked frame arrived.  Return <0 to drop the link. */
+        int (*frame)(struct conn *c, uint8_t type, const uint8_t *payload, size_t len);
+        /* An outgoing connection completed. */
+        void (*connected)(struct conn *c);
+        /* The connection is gone (error, EOF, bad frame, conn_close).  The
+         * conn is freed right after this returns; forget the pointer. */
+        void (*closed)(struct conn *c, int error);
+        /* The output buffer drained below the low-water mark. */
+        void (*drained)(struct conn *c);
+};
+
+struct conn *conn_new(sd_event *e, int fd, bool connecting, const struct conn_ops *ops,
+                      void *userdata, const char *label);
+/* Non-blocking connect to sa; the connected or closed op reports the end. */
+int conn_connect(sd_event *e, const struct sockaddr *sa, socklen_t salen, const struct conn_ops *ops,
+                 void *userdata, const char *label, struct conn **ret);
+int conn_send(struct conn *c, const struct dchat_msg *msg);
+size_t conn_pending(const struct conn *c);
+void conn_close(struct conn *c, int error);
+void *conn_userdata(const struct conn *c);
+const char *conn_label(const struct conn *c);
+int conn_fd(const struct conn *c);
+void conn_set_label(struct conn *c, const char *label);
+
+int sockaddr_parse(const char *s, struct sockaddr_storage *sa, socklen_t *len);
+void sockaddr_format(const struct sockaddr *sa, socklen_t len, char *buf, size_t cap);
+int listen_tcp(const struct sockaddr *sa, socklen_t len);
+int listen_unix(const char *path, mode_t mode);
+
+/* chatlog.c --------------------------------------------------------------- */
+
+struct chatlog;
+
+struct chatlog_recovery {
+        uint64_t records;               /* good records kept */
+        uint64_t cut_bytes;             /* bytes cut off the tail */
+        char saved_to[PATH_MAX];        /* where the cut bytes were kept, or "" */
+        char reason[128];               /* why the tail was cut */
+};
+
+enum chatlog_result {
+        CHATLOG_STORED,
+        CHATLOG_DUPLICATE,              /* post id already stored; seq set */
+        CHATLOG_FENCED,                 /* fence not greater than the last */
+        CHATLOG_INVALID,                /* bad entry (text, names) */
+};
+
+int chatlog_open(const char *dir, struct chatlog **ret, struct chatlog_recovery *rec);
+struct chatlog *chatlog_close(struct chatlog *log);
+
+/*
+ * Stores n entries in one write and one fdatasync.  Each is checked first
+ * (fence greater than the last, post id new for its node); results[i] says
+ * what happened to entries[i], and stored ones get their seq.  On a write
+ * or sync error nothing of the batch is kept and a negative errno returned.
+ */
+int chatlog_append(struct chatlog *log, struct dchat_entry *entries, unsigned n,
+                   enum chatlog_result *results);
+
+uint64_t chatlog_last_seq(const struct chatlog *log);
+uint64_t chatlog_last_post_id(const struct chatlog *log, const char *node);
+void chatlog_last_fence(const struct chatlog *log, uint64_t *lamport, char node[DCHAT_NAME_MAX + 1],
+                        uint32_t *fence_idx);
+
+/* Reads entry seq (1..last) into e.  -ENOENT past the end. */
+struct chatlog_cursor {
+        uint64_t seq;                   /* next seq to read */
+        uint64_t off;                   /* its file offset */
+};
+int chatlog_seek(struct chatlog *log, uint64_t seq, struct chatlog_cursor *cur);
+int chatlog_next(struct chatlog *log, struct chatlog_cursor *cur, struct dchat_entry *e);
+
+/* fence order: (lamport, node, fence_idx) */
+int fence_cmp(uint64_t la, const char *na, uint32_t ia, uint64_t lb, const char *nb, uint32_t ib);
+
+/* server.c ---------------------------------------------------------------- */
+
+struct server;
+int server_new(sd_event *e, const struct dchat_conf *c, int listen_fd, struct server **ret);
+struct server *server_free(struct server *s);
+void server_reconf(struct server *s, const struct dchat_conf *c);
+void server_status(struct server *s, struct dchat_status *st);
+/* Serves a local VIEW page (control socket of a server-role daemon). */
+int server_view_page(struct server *s, const struct dchat_msg *req, struct conn *to);
+
+/* peer.c ------------------------------------------------------------------ */
+
+struct peer;
+struct post_req;
+int peer_new(sd_event *e, const struct dchat_conf *c, int listen_fd, struct peer **ret);
+struct peer *peer_free(struct peer *p);
+void peer_reconf(struct peer *p, const struct dchat_conf *c);
+void peer_status(struct peer *p, struct dchat_status *st);
+
+/* Queue a post from a control client; the answer goes to client with tag. */
+int peer_post(struct peer *p, struct conn *client, uint32_t tag, const char *author, int32_t utc_offset,
+              const char *text, size_t len);
+/* Relay a VIEW page request to the server. */
+int peer_view(struct peer *p, struct conn *client, const struct dchat_msg *req);
+/* A control client went away: forget its pending posts' answers and views. */
+void peer_client_gone(struct peer *p, struct conn *client);
+
+/* control.c --------------------------------------------------------------- */
+
+struct control;
+struct daemon;
+int control_new(sd_event *e, struct daemon *d, int listen_fd, struct control **ret);
+struct control *control_free(struct control *ctl);
+void control_reconf(struct control *ctl, unsigned max_clients);
+unsigned control_clients(const struct control *ctl);
+
+/* dchatd.c ---------------------------------------------------------------- */
+
+struct daemon {
+        sd_event *event;
+        struct dchat_conf conf;
+        char conf_path[PATH_MAX];
+        const char *node_override;
+        struct server *server;
+        struct peer *peer;
+        struct control *control;
+        uint64_t started_usec;
+};
+
+void daemon_status(struct daemon *d, struct dchat_status *st);
+/* Recompute and send STATUS= to systemd. */
+void daemon_notify_status(struct daemon *d);

@@ -1,0 +1,212 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * proto.h — the dchat wire format, shared by dchatd and dchatctl.
+ *
+ * Every connection (peer–peer, peer–server, dchatctl–dchatd) carries frames:
+ *
+ *   +--------+--------+--------+--------+---------------------+
+ *   | length (u32, big endian, payload) | ver(u8) | type(u8)  |
+ *   +--------+--------+--------+--------+---------------------+
+ *   | flags (u16, must be 0)            | payload ...         |
+ *
+ * The header is checked (version, type, length <= DCHAT_FRAME_MAX) before
+ * anything is dispatched; the payload is then decoded into a struct
+ * dchat_msg with every length checked.  Integers are big endian; a string
+ * is a u16 length followed by that many bytes (no NUL).
+ *
+ * dchat-protocol(7) is the long form of this comment (see man/).
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define DCHAT_PROTO_VERSION     1
+#define DCHAT_FRAME_HDR         8
+#define DCHAT_FRAME_MAX         (64 * 1024)     /* payload bytes */
+#define DCHAT_TEXT_MAX          4096            /* bytes of UTF-8 in one post */
+#define DCHAT_NAME_MAX          64              /* node or author name, bytes */
+#define DCHAT_PEERS_MAX         64              /* peers in one cluster */
+#define DCHAT_ERROR_MAX         256             /* text of an ERROR frame */
+#define DCHAT_UTC_OFFSET_MAX    (18 * 3600)
+
+#define DCHAT_DEFAULT_SOCKET    "/run/dchat/dchatd.sock"
+#define DCHAT_SOCKET_NAME       "dchatd.sock"
+#define DCHAT_DEFAULT_RUNTIME_DIR "/run/dchat"
+#define DCHAT_DEFAULT_STATE_DIR "/var/lib/dchat"
+#define DCHAT_DEFAULT_CONFIG    "/etc/dchat.conf"
+
+enum dchat_msg_type {
+        /* links between daemons */
+        MSG_HELLO = 1,          /* first frame of every daemon link: who I am */
+        MSG_HELLO_ACK,          /* server -> peer: last post id stored for you */
+        MSG_REQUEST,            /* peer -> peer: RA request (ts) */
+        MSG_REPLY,              /* peer -> peer: RA reply (clock, answered ts) */
+        MSG_APPEND,             /* peer -> server: store this entry */
+        MSG_APPENDED,           /* server -> peer: stored as seq */
+        MSG_VIEW,               /* -> server or -> dchatd: a page of the log */
+        MSG_ENTRY,              /* one log entry of a view */
+        MSG_VIEW_END,           /* end of a page / of a view */
+        MSG_ERROR,              /* the request with this tag failed */
+        /* dchatctl -> dchatd */
+        MSG_POST,
+        MSG_POSTED,
+        MSG_STATUS,
+        MSG_STATUS_REPLY,
+        _MSG_MAX,
+};
+
+enum dchat_role {
+        ROLE_NONE = 0,
+        ROLE_SERVER = 1,
+        ROLE_PEER = 2,
+};
+
+/* Error codes carried in MSG_ERROR; dchatctl prints the text. */
+enum dchat_err {
+        ERR_INTERNAL = 1,
+        ERR_INVALID,            /* bad text, bad request */
+        ERR_TOO_LONG,
+        ERR_UNAVAILABLE,        /* server or peers unreachable */
+        ERR_TIMEOUT,
+        ERR_FENCED,             /* append refused: fence not greater than last */
+        ERR_STORAGE,            /* write or sync failed on the server */
+        ERR_NOT_PEER,           /* post sent to a server-role daemon */
+        ERR_BUSY,               /* limits reached */
+};
+
+struct dchat_str {
+        const char *p;          /* points into the frame; not NUL-terminated */
+        uint16_t len;
+};
+
+/* One line of the chat log, as stored and as shown by `view --json`. */
+struct dchat_entry {
+        uint64_t seq;           /* 1, 2, ...; assigned by the server */
+        uint64_t lamport;       /* fence: timestamp of the RA request ... */
+        char node[DCHAT_NAME_MAX + 1];  /* ... and the node that made it */
+        uint32_t fence_idx;     /* position of this post within that CS entry */
+        uint64_t post_id;       /* per-node post number (exactly-once) */
+        int64_t time;           /* seconds since the epoch, when posted */
+        int32_t utc_offset;     /* poster's UTC offset in seconds */
+        char author[DCHAT_NAME_MAX + 1];
+        uint16_t text_len;
+        char text[DCHAT_TEXT_MAX + 1];  /* NUL-terminated as well */
+};
+
+struct dchat_peer_status {
+        char name[DCHAT_NAME_MAX + 1];
+        bool connected;         /* both directions of the link are up */
+};
+
+struct dchat_status {
+        char node[DCHAT_NAME_MAX + 1];
+        uint8_t role;           /* enum dchat_role */
+        uint64_t lamport;
+        char dme_state[16];     /* released | wanted | held | - */
+        uint64_t request_ts;    /* 0 unless wanted or held */
+        uint32_t queued;        /* posts waiting for the CS */
+        uint64_t last_seq;      /* server: last stored seq; peer: 0 */
+        char server[DCHAT_NAME_MAX + 1];
+        bool server_connected;
+        uint32_t uptime;        /* seconds */
+        uint16_t n_peers;
+        struct dchat_peer_status peers[DCHAT_PEERS_MAX];
+};
+
+/*
+ * A decoded frame.  Strings point into the frame buffer, so a message is
+ * valid only as long as the buffer it was decoded from.
+ */
+struct dchat_msg {
+        uint8_t type;
+        uint32_t tag;           /* request id; the response carries it back */
+        union {
+                struct { struct dchat_str node; uint8_t role; uint64_t incarnation; } hello;
+                struct { uint64_t last_post_id; uint64_t last_seq; } hello_ack;
+                struct { uint64_t ts; } request;
+                struct { uint64_t clock; uint64_t req_ts; } reply;
+                struct dchat_entry *append;     /* APPEND and ENTRY */
+                struct { uint64_t seq; uint64_t lamport; uint32_t fence_idx; uint8_t duplicate; } appended;
+                struct { uint64_t from_seq; uint64_t last_n; uint64_t upto_seq; uint32_t max; } view;
+                struct { uint64_t next_seq; uint64_t last_seq; uint8_t done; } view_end;
+                struct { uint16_t code; struct dchat_str text; } error;
+                struct { int32_t utc_offset; struct dchat_str text; } post;
+                struct dchat_status *status;    /* STATUS_REPLY */
+        };
+};
+
+/* A growable output buffer; all put_* calls are no-ops after a failure. */
+struct wbuf {
+        uint8_t *data;
+        size_t len, cap;
+        bool failed;            /* allocation failed or frame too large */
+};
+
+void wbuf_free(struct wbuf *b);
+void wbuf_reset(struct wbuf *b);
+void wbuf_put(struct wbuf *b, const void *p, size_t n);
+void wbuf_put_u8(struct wbuf *b, uint8_t v);
+void wbuf_put_u16(struct wbuf *b, uint16_t v);
+void wbuf_put_u32(struct wbuf *b, uint32_t v);
+void wbuf_put_u64(struct wbuf *b, uint64_t v);
+void wbuf_put_str(struct wbuf *b, const char *s, size_t n);
+void wbuf_consume(struct wbuf *b, size_t n);
+
+/* A bounds-checked reader over a payload. */
+struct rbuf {
+        const uint8_t *p;
+        size_t len, off;
+        bool bad;               /* read past the end or a bad string */
+};
+
+uint8_t rbuf_u8(struct rbuf *r);
+uint16_t rbuf_u16(struct rbuf *r);
+uint32_t rbuf_u32(struct rbuf *r);
+uint64_t rbuf_u64(struct rbuf *r);
+struct dchat_str rbuf_str(struct rbuf *r);
+
+/*
+ * Appends a whole frame (header and payload) for msg to b.  Returns 0, or
+ * -ENOMEM / -EMSGSIZE.
+ */
+int proto_encode(struct wbuf *b, const struct dchat_msg *msg);
+
+/* The entry body alone (also the chat log's record body). */
+void proto_put_entry(struct wbuf *b, const struct dchat_entry *e);
+int proto_get_entry(struct rbuf *r, struct dchat_entry *e);
+
+/*
+ * Checks a frame header.  Returns the payload length, or -EBADMSG (bad
+ * version, type or flags), -EMSGSIZE (over DCHAT_FRAME_MAX).
+ */
+int proto_check_header(const uint8_t hdr[DCHAT_FRAME_HDR], uint8_t *type);
+
+/*
+ * Decodes a payload of the given type.  entry and status are caller storage
+ * used by APPEND/ENTRY and STATUS_REPLY.  Returns 0 or -EBADMSG; a payload
+ * with trailing bytes is bad.
+ */
+int proto_decode(uint8_t type, const uint8_t *payload, size_t len, struct dchat_msg *msg,
+                 struct dchat_entry *entry, struct dchat_status *status);
+
+const char *proto_type_name(uint8_t type);
+
+/* Copies a wire string into a NUL-terminated array of size cap; -ENAMETOOLONG or -EINVAL (NUL inside). */
+int dchat_str_copy(char *dst, size_t cap, struct dchat_str s);
+
+/*
+ * Post text: valid UTF-8 (no overlongs, no surrogates), no control
+ * characters (C0, DEL, C1), not empty, at most DCHAT_TEXT_MAX bytes.
+ * Returns 0, -EINVAL (with *why set) or -E2BIG.
+ */
+int text_validate(const char *s, size_t n, const char **why);
+
+/* Node names: 1..DCHAT_NAME_MAX of [A-Za-z0-9._-], not starting with '-'. */
+bool node_name_valid(const char *s);
+
+/* "17 Oct 02:57PM" in the poster's local time; buf >= 32 bytes. */
+void entry_format_time(const struct dchat_entry *e, char *buf, size_t cap);
+
+const char *role_name(uint8_t role);
