@@ -1,0 +1,539 @@
+/* SPDX-License-Identifier: MIT */
+/* proto.c — the wire codec shared by dchatd and dchatctl: no I/O, no state. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "proto.h"
+
+/* --- output buffer --------------------------------------------------------- */
+
+void wbuf_free(struct wbuf *b)
+{
+        free(b->data);
+        *b = (struct wbuf) {0};
+}
+
+void wbuf_reset(struct wbuf *b)
+{
+        b->len = 0;
+        b->failed = false;
+}
+
+static bool wbuf_reserve(struct wbuf *b, size_t n)
+{
+        if (b->failed)
+                return false;
+        if (n > SIZE_MAX / 2 - b->len) {
+                b->failed = true;
+                return false;
+        }
+        if (b->len + n <= b->cap)
+                return true;
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->len + n)
+                cap *= 2;
+        uint8_t *p = realloc(b->data, cap);
+        if (!p) {
+                b->failed = true;
+                return false;
+        }
+        b->data = p;
+        b->cap = cap;
+        return true;
+}
+
+void wbuf_put(struct wbuf *b, const void *p, size_t n)
+{
+        if (n == 0 || !wbuf_reserve(b, n))
+                return;
+        memcpy(b->data + b->len, p, n);
+        b->len += n;
+}
+
+void wbuf_put_u8(struct wbuf *b, uint8_t v)
+{
+        wbuf_put(b, &v, 1);
+}
+
+void wbuf_put_u16(struct wbuf *b, uint16_t v)
+{
+        uint8_t x[2] = { v >> 8, v };
+        wbuf_put(b, x, sizeof x);
+}
+
+void wbuf_put_u32(struct wbuf *b, uint32_t v)
+{
+        uint8_t x[4] = { v >> 24, v >> 16, v >> 8, v };
+        wbuf_put(b, x, sizeof x);
+}
+
+void wbuf_put_u64(struct wbuf *b, uint64_t v)
+{
+        wbuf_put_u32(b, v >> 32);
+        wbuf_put_u32(b, (uint32_t) v);
+}
+
+void wbuf_put_str(struct wbuf *b, const char *s, size_t n)
+{
+        if (n > UINT16_MAX) {
+                b->failed = true;
+                return;
+        }
+        wbuf_put_u16(b, n);
+        wbuf_put(b, s, n);
+}
+
+/* Drops the first n bytes (sent ones). */
+void wbuf_consume(struct wbuf *b, size_t n)
+{
+        if (n >= b->len) {
+                b->len = 0;
+                return;
+        }
+        memmove(b->data, b->data + n, b->len - n);
+        b->len -= n;
+}
+
+/* --- input reader ------------------------------------------------------------ */
+
+static const uint8_t *rbuf_take(struct rbuf *r, size_t n)
+{
+        if (r->bad || n > r->len - r->off) {
+                r->bad = true;
+                return NULL;
+        }
+        const uint8_t *p = r->p + r->off;
+        r->off += n;
+        return p;
+}
+
+uint8_t rbuf_u8(struct rbuf *r)
+{
+        const uint8_t *p = rbuf_take(r, 1);
+        return p ? p[0] : 0;
+}
+
+uint16_t rbuf_u16(struct rbuf *r)
+{
+        const uint8_t *p = rbuf_take(r, 2);
+        return p ? (uint16_t) (p[0] << 8 | p[1]) : 0;
+}
+
+uint32_t rbuf_u32(struct rbuf *r)
+{
+        const uint8_t *p = rbuf_take(r, 4);
+        return p ? (uint32_t) p[0] << 24 | (uint32_t) p[1] << 16 | (uint32_t) p[2] << 8 | p[3] : 0;
+}
+
+uint64_t rbuf_u64(struct rbuf *r)
+{
+        uint64_t hi = rbuf_u32(r);
+        return hi << 32 | rbuf_u32(r);
+}
+
+struct dchat_str rbuf_str(struct rbuf *r)
+{
+        uint16_t n = rbuf_u16(r);
+        const uint8_t *p = rbuf_take(r, n);
+        return p ? (struct dchat_str) { (const char *) p, n } : (struct dchat_str) { "", 0 };
+}
+
+int dchat_str_copy(char *dst, size_t cap, struct dchat_str s)
+{
+        if (s.len >= cap)
+                return -ENAMETOOLONG;
+        if (memchr(s.p, '\0', s.len))
+                return -EINVAL;
+        memcpy(dst, s.p, s.len);
+        dst[s.len] = '\0';
+        return 0;
+}
+
+/* --- validation --------------------------------------------------------------- */
+
+bool node_name_valid(const char *s)
+{
+        size_t n = strlen(s);
+        if (n == 0 || n > DCHAT_NAME_MAX || s[0] == '-')
+                return false;
+        for (size_t i = 0; i < n; i++) {
+                char c = s[i];
+                if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                      c == '.' || c == '_' || c == '-'))
+                        return false;
+        }
+        return true;
+}
+
+/*
+ * Strict UTF-8 (RFC 3629): no overlong forms, no surrogates, nothing above
+ * U+10FFFF.  Control characters are refused so that no post can break the
+ * one-line-per-post format or carry terminal escapes.
+ */
+int text_validate(const char *s, size_t n, const char **why)
+{
+        const uint8_t *p = (const uint8_t *) s;
+        const char *dummy;
+
+        if (!why)
+                why = &dummy;
+        if (n == 0) {
+                *why = "the text is empty";
+                return -EINVAL;
+        }
+        if (n > DCHAT_TEXT_MAX) {
+                *why = "the text is longer than 4096 bytes";
+                return -E2BIG;
+        }
+        for (size_t i = 0; i < n;) {
+                uint32_t cp;
+                unsigned len;
+                uint8_t c = p[i];
+
+                if (c < 0x80) {
+                        cp = c;
+                        len = 1;
+                } else if (c >= 0xc2 && c <= 0xdf) {
+                        cp = c & 0x1f;
+                        len = 2;
+                } else if (c >= 0xe0 && c <= 0xef) {
+                        cp = c & 0x0f;
+                        len = 3;
+                } else if (c >= 0xf0 && c <= 0xf4) {
+                        cp = c & 0x07;
+                        len = 4;
+                } else {
+                        *why = "the text is not valid UTF-8";
+                        return -EINVAL;
+                }
+                if (len > n - i) {
+                        *why = "the text is not valid UTF-8";
+                        return -EINVAL;
+                }
+                for (unsigned k = 1; k < len; k++) {
+                        if ((p[i + k] & 0xc0) != 0x80) {
+                                *why = "the text is not valid UTF-8";
+                                return -EINVAL;
+                        }
+                        cp = cp << 6 | (p[i + k] & 0x3f);
+                }
+                if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+                    (cp >= 0xd800 && cp <= 0xdfff)) {
+                        *why = "the text is not valid UTF-8";
+                        return -EINVAL;
+                }
+                if (cp < 0x20 || cp == 0x7f || (cp >= 0x80 && cp < 0xa0) || cp == 0x2028 || cp == 0x2029) {
+                        *why = "the text contains a control character (newlines are not allowed)";
+                        return -EINVAL;
+                }
+                i += len;
+        }
+        return 0;
+}
+
+void entry_format_time(const struct dchat_entry *e, char *buf, size_t cap)
+{
+        time_t t = (time_t) (e->time + e->utc_offset);
+        struct tm tm;
+
+        if (!gmtime_r(&t, &tm) || strftime(buf, cap, "%d %b %I:%M%p", &tm) == 0)
+                snprintf(buf, cap, "?");
+}
+
+const char *role_name(uint8_t role)
+{
+        switch (role) {
+        case ROLE_SERVER:
+                return "server";
+        case ROLE_PEER:
+                return "peer";
+        default:
+                return "none";
+        }
+}
+
+/* --- messages ----------------------------------------------------------------- */
+
+static const char *const type_names[_MSG_MAX] = {
+        [MSG_HELLO] = "HELLO",
+        [MSG_HELLO_ACK] = "HELLO_ACK",
+        [MSG_REQUEST] = "REQUEST",
+        [MSG_REPLY] = "REPLY",
+        [MSG_APPEND] = "APPEND",
+        [MSG_APPENDED] = "APPENDED",
+        [MSG_VIEW] = "VIEW",
+        [MSG_ENTRY] = "ENTRY",
+        [MSG_VIEW_END] = "VIEW_END",
+        [MSG_ERROR] = "ERROR",
+        [MSG_POST] = "POST",
+        [MSG_POSTED] = "POSTED",
+        [MSG_STATUS] = "STATUS",
+        [MSG_STATUS_REPLY] = "STATUS_REPLY",
+};
+
+const char *proto_type_name(uint8_t type)
+{
+        return type > 0 && type < _MSG_MAX ? type_names[type] : "?";
+}
+
+void proto_put_entry(struct wbuf *b, const struct dchat_entry *e)
+{
+        wbuf_put_u64(b, e->seq);
+        wbuf_put_u64(b, e->lamport);
+        wbuf_put_str(b, e->node, strlen(e->node));
+        wbuf_put_u32(b, e->fence_idx);
+        wbuf_put_u64(b, e->post_id);
+        wbuf_put_u64(b, (uint64_t) e->time);
+        wbuf_put_u32(b, (uint32_t) e->utc_offset);
+        wbuf_put_str(b, e->author, strlen(e->author));
+        wbuf_put_str(b, e->text, e->text_len);
+}
+
+int proto_get_entry(struct rbuf *r, struct dchat_entry *e)
+{
+        struct dchat_str node, author, text;
+
+        e->seq = rbuf_u64(r);
+        e->lamport = rbuf_u64(r);
+        node = rbuf_str(r);
+        e->fence_idx = rbuf_u32(r);
+        e->post_id = rbuf_u64(r);
+        e->time = (int64_t) rbuf_u64(r);
+        e->utc_offset = (int32_t) rbuf_u32(r);
+        author = rbuf_str(r);
+        text = rbuf_str(r);
+        if (r->bad)
+                return -EBADMSG;
+        if (dchat_str_copy(e->node, sizeof e->node, node) < 0 ||
+            dchat_str_copy(e->author, sizeof e->author, author) < 0 ||
+            dchat_str_copy(e->text, sizeof e->text, text) < 0)
+                return -EBADMSG;
+        e->text_len = text.len;
+        if (e->utc_offset > DCHAT_UTC_OFFSET_MAX || e->utc_offset < -DCHAT_UTC_OFFSET_MAX)
+                return -EBADMSG;
+        return 0;
+}
+
+static void put_status(struct wbuf *b, const struct dchat_status *st)
+{
+        wbuf_put_str(b, st->node, strlen(st->node));
+        wbuf_put_u8(b, st->role);
+        wbuf_put_u64(b, st->lamport);
+        wbuf_put_str(b, st->dme_state, strlen(st->dme_state));
+        wbuf_put_u64(b, st->request_ts);
+        wbuf_put_u32(b, st->queued);
+        wbuf_put_u64(b, st->last_seq);
+        wbuf_put_str(b, st->server, strlen(st->server));
+        wbuf_put_u8(b, st->server_connected);
+        wbuf_put_u32(b, st->uptime);
+        wbuf_put_u16(b, st->n_peers);
+        for (unsigned i = 0; i < st->n_peers && i < DCHAT_PEERS_MAX; i++) {
+                wbuf_put_str(b, st->peers[i].name, strlen(st->peers[i].name));
+                wbuf_put_u8(b, st->peers[i].connected);
+        }
+}
+
+static int get_status(struct rbuf *r, struct dchat_status *st)
+{
+        int bad = 0;
+
+        *st = (struct dchat_status) {0};
+        bad |= dchat_str_copy(st->node, sizeof st->node, rbuf_str(r));
+        st->role = rbuf_u8(r);
+        st->lamport = rbuf_u64(r);
+        bad |= dchat_str_copy(st->dme_state, sizeof st->dme_state, rbuf_str(r));
+        st->request_ts = rbuf_u64(r);
+        st->queued = rbuf_u32(r);
+        st->last_seq = rbuf_u64(r);
+        bad |= dchat_str_copy(st->server, sizeof st->server, rbuf_str(r));
+        st->server_connected = rbuf_u8(r);
+        st->uptime = rbuf_u32(r);
+        st->n_peers = rbuf_u16(r);
+        if (st->n_peers > DCHAT_PEERS_MAX)
+                return -EBADMSG;
+        for (unsigned i = 0; i < st->n_peers; i++) {
+                bad |= dchat_str_copy(st->peers[i].name, sizeof st->peers[i].name, rbuf_str(r));
+                st->peers[i].connected = rbuf_u8(r);
+        }
+        return bad || r->bad ? -EBADMSG : 0;
+}
+
+int proto_encode(struct wbuf *b, const struct dchat_msg *m)
+{
+        size_t start = b->len;
+
+        if (m->type == 0 || m->type >= _MSG_MAX)
+                return -EINVAL;
+        /* header; the length is patched in below */
+        wbuf_put_u32(b, 0);
+        wbuf_put_u8(b, DCHAT_PROTO_VERSION);
+        wbuf_put_u8(b, m->type);
+        wbuf_put_u16(b, 0);
+        wbuf_put_u32(b, m->tag);
+
+        switch (m->type) {
+        case MSG_HELLO:
+                wbuf_put_str(b, m->hello.node.p, m->hello.node.len);
+                wbuf_put_u8(b, m->hello.role);
+                wbuf_put_u64(b, m->hello.incarnation);
+                break;
+        case MSG_HELLO_ACK:
+                wbuf_put_u64(b, m->hello_ack.last_post_id);
+                wbuf_put_u64(b, m->hello_ack.last_seq);
+                break;
+        case MSG_REQUEST:
+                wbuf_put_u64(b, m->request.ts);
+                break;
+        case MSG_REPLY:
+                wbuf_put_u64(b, m->reply.clock);
+                wbuf_put_u64(b, m->reply.req_ts);
+                break;
+        case MSG_APPEND:
+        case MSG_ENTRY:
+                proto_put_entry(b, m->append);
+                break;
+        case MSG_APPENDED:
+                wbuf_put_u64(b, m->appended.seq);
+                wbuf_put_u64(b, m->appended.lamport);
+                wbuf_put_u32(b, m->appended.fence_idx);
+                wbuf_put_u8(b, m->appended.duplicate);
+                break;
+        case MSG_VIEW:
+                wbuf_put_u64(b, m->view.from_seq);
+                wbuf_put_u64(b, m->view.last_n);
+                wbuf_put_u64(b, m->view.upto_seq);
+                wbuf_put_u32(b, m->view.max);
+                break;
+        case MSG_VIEW_END:
+                wbuf_put_u64(b, m->view_end.next_seq);
+                wbuf_put_u64(b, m->view_end.last_seq);
+                wbuf_put_u8(b, m->view_end.done);
+                break;
+        case MSG_ERROR:
+                wbuf_put_u16(b, m->error.code);
+                wbuf_put_str(b, m->error.text.p, m->error.text.len);
+                break;
+        case MSG_POST:
+                wbuf_put_u32(b, (uint32_t) m->post.utc_offset);
+                wbuf_put_str(b, m->post.text.p, m->post.text.len);
+                break;
+        case MSG_POSTED:
+                wbuf_put_u64(b, m->appended.seq);
+                wbuf_put_u64(b, m->appended.lamport);
+                wbuf_put_u32(b, m->appended.fence_idx);
+                wbuf_put_u8(b, m->appended.duplicate);
+                break;
+        case MSG_STATUS:
+                break;
+        case MSG_STATUS_REPLY:
+                put_status(b, m->status);
+                break;
+        }
+
+        if (b->failed) {
+                b->len = start;
+                b->failed = false;
+                return -ENOMEM;
+        }
+        size_t payload = b->len - start - DCHAT_FRAME_HDR;
+        if (payload > DCHAT_FRAME_MAX) {
+                b->len = start;
+                return -EMSGSIZE;
+        }
+        uint8_t *h = b->data + start;
+        h[0] = payload >> 24;
+        h[1] = payload >> 16;
+        h[2] = payload >> 8;
+        h[3] = payload;
+        return 0;
+}
+
+int proto_check_header(const uint8_t hdr[DCHAT_FRAME_HDR], uint8_t *type)
+{
+        uint32_t len = (uint32_t) hdr[0] << 24 | (uint32_t) hdr[1] << 16 | (uint32_t) hdr[2] << 8 | hdr[3];
+
+        if (hdr[4] != DCHAT_PROTO_VERSION || hdr[5] == 0 || hdr[5] >= _MSG_MAX || hdr[6] || hdr[7])
+                return -EBADMSG;
+        if (len > DCHAT_FRAME_MAX)
+                return -EMSGSIZE;
+        if (len < 4)            /* every payload starts with the tag */
+                return -EBADMSG;
+        *type = hdr[5];
+        return (int) len;
+}
+
+int proto_decode(uint8_t type, const uint8_t *payload, size_t len, struct dchat_msg *m,
+                 struct dchat_entry *entry, struct dchat_status *status)
+{
+        struct rbuf r = { .p = payload, .len = len };
+
+        *m = (struct dchat_msg) { .type = type };
+        m->tag = rbuf_u32(&r);
+        switch (type) {
+        case MSG_HELLO:
+                m->hello.node = rbuf_str(&r);
+                m->hello.role = rbuf_u8(&r);
+                m->hello.incarnation = rbuf_u64(&r);
+                break;
+        case MSG_HELLO_ACK:
+                m->hello_ack.last_post_id = rbuf_u64(&r);
+                m->hello_ack.last_seq = rbuf_u64(&r);
+                break;
+        case MSG_REQUEST:
+                m->request.ts = rbuf_u64(&r);
+                break;
+        case MSG_REPLY:
+                m->reply.clock = rbuf_u64(&r);
+                m->reply.req_ts = rbuf_u64(&r);
+                break;
+        case MSG_APPEND:
+        case MSG_ENTRY:
+                if (!entry || proto_get_entry(&r, entry) < 0)
+                        return -EBADMSG;
+                m->append = entry;
+                break;
+        case MSG_APPENDED:
+        case MSG_POSTED:
+                m->appended.seq = rbuf_u64(&r);
+                m->appended.lamport = rbuf_u64(&r);
+                m->appended.fence_idx = rbuf_u32(&r);
+                m->appended.duplicate = rbuf_u8(&r);
+                break;
+        case MSG_VIEW:
+                m->view.from_seq = rbuf_u64(&r);
+                m->view.last_n = rbuf_u64(&r);
+                m->view.upto_seq = rbuf_u64(&r);
+                m->view.max = rbuf_u32(&r);
+                break;
+        case MSG_VIEW_END:
+                m->view_end.next_seq = rbuf_u64(&r);
+                m->view_end.last_seq = rbuf_u64(&r);
+                m->view_end.done = rbuf_u8(&r);
+                break;
+        case MSG_ERROR:
+                m->error.code = rbuf_u16(&r);
+                m->error.text = rbuf_str(&r);
+                break;
+        case MSG_POST:
+                m->post.utc_offset = (int32_t) rbuf_u32(&r);
+                m->post.text = rbuf_str(&r);
+                if (m->post.utc_offset > DCHAT_UTC_OFFSET_MAX || m->post.utc_offset < -DCHAT_UTC_OFFSET_MAX)
+                        return -EBADMSG;
+                break;
+        case MSG_STATUS:
+                break;
+        case MSG_STATUS_REPLY:
+                if (!status || get_status(&r, status) < 0)
+                        return -EBADMSG;
+                m->status = status;
+                break;
+        default:
+                return -EBADMSG;
+        }
+        if (r.bad || r.off != r.len)
+                return -EBADMSG;
+        return 0;
+}
