@@ -12,9 +12,9 @@ DOCDIR      ?= $(PREFIX)/share/doc/dchat
 VERSION     := 0.1.0
 
 CC      ?= gcc
-PKGS    := libsystemd libconfig libbsd
+PKGS    := libsystemd libconfig libbsd-overlay
 WARN    := -Wall -Wextra -Wstrict-prototypes -Wmissing-prototypes -Wshadow -Wcast-qual \
-           -Wsign-compare -Wformat=2 -Wvla -Werror
+           -Wsign-compare -Wformat=2 -Wno-format-truncation -Wvla -Werror
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=gnu11 $(WARN) -D_GNU_SOURCE -DDCHAT_VERSION='"$(VERSION)"' \
            -DDCHAT_SBINDIR='"$(SBINDIR)"' -Idaemon $(shell pkg-config --cflags $(PKGS) 2>/dev/null)

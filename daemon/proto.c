@@ -22,7 +22,7 @@ void wbuf_reset(struct wbuf *b)
         b->failed = false;
 }
 
-static bool wbuf_reserve(struct wbuf *b, size_t n)
+bool wbuf_reserve(struct wbuf *b, size_t n)
 {
         if (b->failed)
                 return false;

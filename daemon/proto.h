@@ -146,6 +146,8 @@ struct wbuf {
 
 void wbuf_free(struct wbuf *b);
 void wbuf_reset(struct wbuf *b);
+/* Makes room for n more bytes; false (and failed set) when out of memory. */
+bool wbuf_reserve(struct wbuf *b, size_t n);
 void wbuf_put(struct wbuf *b, const void *p, size_t n);
 void wbuf_put_u8(struct wbuf *b, uint8_t v);
 void wbuf_put_u16(struct wbuf *b, uint16_t v);

@@ -21,6 +21,8 @@ enum ra_state {
 };
 
 enum ra_action_kind {
+        RA_GOT_REQUEST,         /* note: REQUEST(ts) from peer taken in */
+        RA_GOT_REPLY,           /* note: REPLY for request ts from peer taken in */
         RA_SEND_REQUEST,        /* send REQUEST(ts) to peer */
         RA_SEND_REPLY,          /* send REPLY(clock, ts answered) to peer */
         RA_DEFER,               /* peer's request (ts) deferred: reply owed */
@@ -34,8 +36,8 @@ struct ra_action {
         uint64_t clock;         /* Lamport clock after this step */
 };
 
-/* One call produces at most one action per peer plus an ENTER. */
-#define RA_ACTIONS_MAX (RA_PEERS_MAX + 1)
+/* One call produces at most one action per peer, a note and an ENTER. */
+#define RA_ACTIONS_MAX (RA_PEERS_MAX + 2)
 
 struct ra_actions {
         unsigned n;

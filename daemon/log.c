@@ -1,0 +1,214 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * log.c — messages and protocol events, to journald with DCHAT_* fields
+ * and/or to stderr as key=value lines.
+ *
+ * Under systemd stderr is the journal stream ($JOURNAL_STREAM), and events
+ * go to journald natively only.  Started by hand, events go to stderr, and
+ * also to journald when one is listening, so that `journalctl` works for
+ * hand-started test clusters too.  DCHAT_LOG=journal|stderr|both forces it.
+ */
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <systemd/sd-journal.h>
+
+#include "dchatd.h"
+
+static struct {
+        bool to_journal, to_stderr, debug;
+        char node[DCHAT_NAME_MAX + 1];
+} L = { .to_stderr = true };
+
+static const struct {
+        const char *name;
+        const char *id;         /* MESSAGE_ID; see systemd/dchatd.catalog */
+        int priority;
+} events[_EV_MAX] = {
+        [EV_REQUEST_SENT]     = { "request-sent",     "50866dd94a9649e7bed0a45a2348ad76", LOG_INFO },
+        [EV_REQUEST_RECEIVED] = { "request-received", "ee0997323978488e9e184928a088a5b9", LOG_INFO },
+        [EV_REPLY_SENT]       = { "reply-sent",       "2e6e1771ee7a4c518beece82263a6218", LOG_INFO },
+        [EV_REPLY_DEFERRED]   = { "reply-deferred",   "099226ba8fca42669087a7adcb15b655", LOG_INFO },
+        [EV_REPLY_RECEIVED]   = { "reply-received",   "b38422020d504b4d80649ca0e09b6cc5", LOG_INFO },
+        [EV_CS_ENTER]         = { "cs-enter",         "99bb01976e064d29a341f0ce1dcc6709", LOG_INFO },
+        [EV_CS_EXIT]          = { "cs-exit",          "e50664395d704ef89cf70890a02cdc60", LOG_INFO },
+        [EV_POST_STORED]      = { "post-stored",      "8777b924c34f47c7bf382ac2bd93f64a", LOG_INFO },
+        [EV_POST_FAILED]      = { "post-failed",      "b30726a66e064788a41ddde4fbcc963a", LOG_WARNING },
+        [EV_PEER_UP]          = { "peer-up",          "ee35e9706ace43809755d36971729bbb", LOG_NOTICE },
+        [EV_PEER_DOWN]        = { "peer-down",        "53d4b187f2cf44558954a413f463226a", LOG_NOTICE },
+        [EV_SERVER_UP]        = { "server-up",        "b91e465bb5e34aaaa14eb9585bd2356f", LOG_NOTICE },
+        [EV_SERVER_DOWN]      = { "server-down",      "d17f427401dd459fa9d1e6da0f250717", LOG_NOTICE },
+        [EV_APPEND_REFUSED]   = { "append-refused",   "54c68a6f2ebd402c8890b792948d5c3d", LOG_WARNING },
+        [EV_LOG_RECOVERED]    = { "log-recovered",    "70aadd0031014236bcb9604d042e7a30", LOG_WARNING },
+        [EV_PROTOCOL_ERROR]   = { "protocol-error",   "7053b8da07f04b819416ee2baf5e01ad", LOG_WARNING },
+        [EV_STARTED]          = { "started",          "b3cf1010991d40af85285365f2a21e23", LOG_NOTICE },
+        [EV_RELOADED]         = { "reloaded",         "eba9456b203a4c9db930fd5fd0c442fa", LOG_NOTICE },
+        [EV_STOPPING]         = { "stopping",         "85f601b7666542f9ace1d5818d7779bb", LOG_NOTICE },
+};
+
+const char *log_event_name(enum log_event ev)
+{
+        return ev < _EV_MAX ? events[ev].name : "?";
+}
+
+/* Is stderr the journal stream systemd gave us? */
+static bool stderr_is_journal(void)
+{
+        const char *e = getenv("JOURNAL_STREAM");
+        unsigned long long dev, ino;
+        struct stat st;
+
+        if (!e || sscanf(e, "%llu:%llu", &dev, &ino) != 2 || fstat(STDERR_FILENO, &st) < 0)
+                return false;
+        return st.st_dev == dev && st.st_ino == ino;
+}
+
+void log_open(const char *node)
+{
+        const char *mode = getenv("DCHAT_LOG");
+
+        log_set_node(node);
+        if (mode && strcmp(mode, "journal") == 0) {
+                L.to_journal = true;
+                L.to_stderr = false;
+        } else if (mode && strcmp(mode, "stderr") == 0) {
+                L.to_journal = false;
+                L.to_stderr = true;
+        } else if (mode && strcmp(mode, "both") == 0) {
+                L.to_journal = L.to_stderr = true;
+        } else if (stderr_is_journal()) {
+                L.to_journal = true;
+                L.to_stderr = false;
+        } else {
+                L.to_stderr = true;
+                L.to_journal = access("/run/systemd/journal/socket", W_OK) == 0;
+        }
+}
+
+void log_set_node(const char *node)
+{
+        strlcpy(L.node, node ? node : "", sizeof L.node);
+}
+
+void log_set_debug(bool on)
+{
+        L.debug = on;
+}
+
+/* A value for a key=value line: quoted when it holds spaces, quotes or '='. */
+static void put_value(FILE *f, const char *v)
+{
+        if (v[0] && !strpbrk(v, " \"=\\")) {
+                fputs(v, f);
+                return;
+        }
+        fputc('"', f);
+        for (; *v; v++) {
+                if (*v == '"' || *v == '\\')
+                        fputc('\\', f);
+                fputc(*v, f);
+        }
+        fputc('"', f);
+}
+
+static void emit(int priority, enum log_event ev, const struct event_fields *f, const char *msg)
+{
+        if (priority == LOG_DEBUG && !L.debug)
+                return;
+
+        if (L.to_stderr) {
+                /* One write per line, so concurrent daemons do not interleave. */
+                char *line = NULL;
+                size_t len = 0;
+                FILE *m = open_memstream(&line, &len);
+                if (m) {
+                        if (ev < _EV_MAX) {
+                                fprintf(m, "event=%s node=%s", events[ev].name, L.node);
+                                if (f && f->peer)
+                                        fprintf(m, " peer=%s", f->peer);
+                                if (f)
+                                        fprintf(m, " lamport=%llu", (unsigned long long) f->lamport);
+                                if (f && f->request_ts)
+                                        fprintf(m, " request_ts=%llu", (unsigned long long) f->request_ts);
+                                if (f && f->seq)
+                                        fprintf(m, " seq=%llu", (unsigned long long) f->seq);
+                                fputc(' ', m);
+                        } else {
+                                fprintf(m, "level=%s node=%s ",
+                                        priority <= LOG_ERR ? "error" : priority == LOG_WARNING ? "warning" :
+                                        priority == LOG_DEBUG ? "debug" : "info", L.node);
+                        }
+                        fputs("msg=", m);
+                        put_value(m, msg);
+                        fputc('\n', m);
+                        if (fclose(m) == 0) {
+                                (void) !write(STDERR_FILENO, line, len);
+                        }
+                        free(line);
+                }
+        }
+
+        if (!L.to_journal)
+                return;
+        if (ev >= _EV_MAX) {
+                sd_journal_send("MESSAGE=%s", msg, "PRIORITY=%d", priority, "SYSLOG_IDENTIFIER=dchatd",
+                                "DCHAT_NODE=%s", L.node, NULL);
+                return;
+        }
+
+        /* Events: a fixed set of fields, some optional. */
+        char b[9][DCHAT_NAME_MAX + 64];
+        struct iovec iov[9];
+        unsigned n = 0;
+#define FIELD(...) do { \
+                int _l = snprintf(b[n], sizeof b[n], __VA_ARGS__); \
+                iov[n] = (struct iovec) { b[n], (size_t) _l < sizeof b[n] ? (size_t) _l : sizeof b[n] - 1 }; \
+                n++; \
+        } while (0)
+        FIELD("PRIORITY=%d", priority);
+        FIELD("SYSLOG_IDENTIFIER=dchatd");
+        FIELD("MESSAGE_ID=%s", events[ev].id);
+        FIELD("DCHAT_EVENT=%s", events[ev].name);
+        FIELD("DCHAT_NODE=%s", L.node);
+        if (f && f->peer)
+                FIELD("DCHAT_PEER=%s", f->peer);
+        if (f)
+                FIELD("DCHAT_LAMPORT=%llu", (unsigned long long) f->lamport);
+        if (f && f->request_ts)
+                FIELD("DCHAT_REQUEST_TS=%llu", (unsigned long long) f->request_ts);
+        if (f && f->seq)
+                FIELD("DCHAT_SEQ=%llu", (unsigned long long) f->seq);
+#undef FIELD
+        /* MESSAGE= may be long (it quotes errors), so it gets its own buffer. */
+        char *m = NULL;
+        if (asprintf(&m, "MESSAGE=%s", msg) < 0)
+                return;
+        struct iovec all[10];
+        memcpy(all, iov, n * sizeof iov[0]);
+        all[n++] = (struct iovec) { m, strlen(m) };
+        sd_journal_sendv(all, (int) n);
+        free(m);
+}
+
+void log_msg(int priority, const char *fmt, ...)
+{
+        char msg[1024];
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof msg, fmt, ap);
+        va_end(ap);
+        emit(priority, _EV_MAX, NULL, msg);
+}
+
+void log_event(enum log_event ev, const struct event_fields *f, const char *fmt, ...)
+{
+        char msg[1024];
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof msg, fmt, ap);
+        va_end(ap);
+        emit(ev < _EV_MAX ? events[ev].priority : LOG_INFO, ev, f, msg);
+}

@@ -1,0 +1,376 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * net.c — framed, buffered, non-blocking connections on sd-event.
+ *
+ * A conn owns its fd and one I/O event source.  Input is read into a buffer
+ * and cut into frames whose header is checked before the owner sees them;
+ * output is queued and written when the socket is writable.  The owner
+ * learns everything through four callbacks (struct conn_ops).  A conn may
+ * be closed from inside its own callbacks: it is only freed once the
+ * dispatch that is running has unwound.
+ */
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include "dchatd.h"
+
+#define READ_CHUNK      (16 * 1024)
+#define LOW_WATER       (64 * 1024)
+
+struct conn {
+        int fd;
+        sd_event_source *io;
+        const struct conn_ops *ops;
+        void *userdata;
+        char label[96];
+        struct wbuf in, out;
+        bool connecting;
+        bool dead;              /* closed; freed when dispatch unwinds */
+        bool was_high;          /* output was above LOW_WATER */
+        unsigned busy;          /* dispatch depth */
+};
+
+static void conn_free(struct conn *c)
+{
+        sd_event_source_disable_unref(c->io);
+        if (c->fd >= 0)
+                close(c->fd);
+        wbuf_free(&c->in);
+        wbuf_free(&c->out);
+        free(c);
+}
+
+static void conn_update_events(struct conn *c)
+{
+        uint32_t ev = EPOLLIN;
+        if (c->connecting || c->out.len > 0)
+                ev |= EPOLLOUT;
+        (void) sd_event_source_set_io_events(c->io, ev);
+}
+
+void conn_close(struct conn *c, int error)
+{
+        if (!c || c->dead)
+                return;
+        c->dead = true;
+        (void) sd_event_source_set_enabled(c->io, SD_EVENT_OFF);
+        c->busy++;
+        if (c->ops->closed)
+                c->ops->closed(c, error);
+        c->busy--;
+        if (c->busy == 0)
+                conn_free(c);
+}
+
+static int conn_flush(struct conn *c)
+{
+        while (c->out.len > 0) {
+                ssize_t n = send(c->fd, c->out.data, c->out.len, MSG_NOSIGNAL | MSG_DONTWAIT);
+                if (n < 0) {
+                        if (errno == EAGAIN || errno == EINTR)
+                                break;
+                        return -errno;
+                }
+                wbuf_consume(&c->out, (size_t) n);
+        }
+        if (c->out.len == 0 && c->out.cap > 4 * LOW_WATER) {
+                /* don't keep a huge buffer after a burst */
+                wbuf_free(&c->out);
+        }
+        return 0;
+}
+
+/* Cut the input buffer into frames and hand them over. */
+static int conn_dispatch(struct conn *c)
+{
+        size_t off = 0;
+        int r = 0;
+
+        while (!c->dead && c->in.len - off >= DCHAT_FRAME_HDR) {
+                uint8_t type;
+                int len = proto_check_header(c->in.data + off, &type);
+                if (len < 0) {
+                        r = len;
+                        break;
+                }
+                if (c->in.len - off < DCHAT_FRAME_HDR + (size_t) len)
+                        break;
+                r = c->ops->frame(c, type, c->in.data + off + DCHAT_FRAME_HDR, (size_t) len);
+                off += DCHAT_FRAME_HDR + (size_t) len;
+                if (r < 0)
+                        break;
+        }
+        if (!c->dead)
+                wbuf_consume(&c->in, off);
+        return r;
+}
+
+static int conn_io(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+{
+        struct conn *c = userdata;
+        int r = 0;
+        (void) s;
+        (void) fd;
+
+        c->busy++;
+        if (c->connecting && (revents & (EPOLLOUT | EPOLLERR | EPOLLHUP))) {
+                int err = 0;
+                socklen_t l = sizeof err;
+                if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &l) < 0)
+                        err = errno;
+                if (err) {
+                        r = -err;
+                        goto out;
+                }
+                c->connecting = false;
+                if (c->ops->connected)
+                        c->ops->connected(c);
+                if (c->dead)
+                        goto out;
+        }
+
+        if (revents & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+                /* Bounded reads per wakeup keep one busy link from starving the rest. */
+                for (int i = 0; i < 4 && !c->dead; i++) {
+                        size_t want = READ_CHUNK;
+                        if (!wbuf_reserve(&c->in, want)) {
+                                r = -ENOMEM;
+                                goto out;
+                        }
+                        ssize_t n = recv(c->fd, c->in.data + c->in.len, c->in.cap - c->in.len, MSG_DONTWAIT);
+                        if (n < 0) {
+                                if (errno == EAGAIN || errno == EINTR)
+                                        break;
+                                r = -errno;
+                                goto out;
+                        }
+                        if (n == 0) {
+                                r = -ECONNRESET;
+                                /* deliver what is complete before closing */
+                                (void) conn_dispatch(c);
+                                goto out;
+                        }
+                        c->in.len += (size_t) n;
+                        r = conn_dispatch(c);
+                        if (r < 0)
+                                goto out;
+                        if ((size_t) n < want)
+                                break;
+                }
+        }
+
+        if (!c->dead && (revents & EPOLLOUT)) {
+                r = conn_flush(c);
+                if (r < 0)
+                        goto out;
+        }
+out:
+        if (r < 0 && !c->dead) {
+                if (r == -EBADMSG || r == -EMSGSIZE)
+                        log_event(EV_PROTOCOL_ERROR, NULL, "%s: %s frame, closing the connection",
+                                  c->label, r == -EMSGSIZE ? "oversized" : "malformed");
+                conn_close(c, r);
+        }
+        if (!c->dead) {
+                conn_update_events(c);
+                if (c->was_high && c->out.len < LOW_WATER) {
+                        c->was_high = false;
+                        if (c->ops->drained)
+                                c->ops->drained(c);
+                }
+        }
+        c->busy--;
+        if (c->dead && c->busy == 0)
+                conn_free(c);
+        return 0;
+}
+
+struct conn *conn_new(sd_event *e, int fd, bool connecting, const struct conn_ops *ops, void *userdata,
+                      const char *label)
+{
+        struct conn *c = calloc(1, sizeof *c);
+        if (!c)
+                return NULL;
+        c->fd = fd;
+        c->ops = ops;
+        c->userdata = userdata;
+        c->connecting = connecting;
+        strlcpy(c->label, label ? label : "?", sizeof c->label);
+        if (sd_event_add_io(e, &c->io, fd, EPOLLIN | (connecting ? EPOLLOUT : 0), conn_io, c) < 0) {
+                c->fd = -1;     /* the caller still owns fd */
+                conn_free(c);
+                return NULL;
+        }
+        (void) sd_event_source_set_description(c->io, c->label);
+        return c;
+}
+
+int conn_connect(sd_event *e, const struct sockaddr *sa, socklen_t salen, const struct conn_ops *ops,
+                 void *userdata, const char *label, struct conn **ret)
+{
+        int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return -errno;
+        int one = 1;
+        (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        if (connect(fd, sa, salen) < 0 && errno != EINPROGRESS) {
+                int r = -errno;
+                close(fd);
+                return r;
+        }
+        struct conn *c = conn_new(e, fd, true, ops, userdata, label);
+        if (!c) {
+                close(fd);
+                return -ENOMEM;
+        }
+        *ret = c;
+        return 0;
+}
+
+int conn_send(struct conn *c, const struct dchat_msg *msg)
+{
+        if (!c || c->dead)
+                return -ENOTCONN;
+        int r = proto_encode(&c->out, msg);
+        if (r < 0)
+                return r;
+        if (!c->connecting && c->busy == 0) {
+                /* try at once: most frames go out without an extra wakeup */
+                r = conn_flush(c);
+                if (r < 0) {
+                        conn_close(c, r);
+                        return r;
+                }
+        }
+        if (c->out.len >= LOW_WATER)
+                c->was_high = true;
+        conn_update_events(c);
+        return 0;
+}
+
+size_t conn_pending(const struct conn *c)
+{
+        return c ? c->out.len : 0;
+}
+
+void *conn_userdata(const struct conn *c)
+{
+        return c->userdata;
+}
+
+const char *conn_label(const struct conn *c)
+{
+        return c->label;
+}
+
+int conn_fd(const struct conn *c)
+{
+        return c->fd;
+}
+
+void conn_set_label(struct conn *c, const char *label)
+{
+        strlcpy(c->label, label, sizeof c->label);
+}
+
+/* --- addresses and listeners ------------------------------------------------ */
+
+int sockaddr_parse(const char *s, struct sockaddr_storage *sa, socklen_t *len)
+{
+        char host[128];
+        const char *port;
+
+        if (s[0] == '[') {
+                const char *end = strchr(s, ']');
+                if (!end || end[1] != ':' || (size_t) (end - s - 1) >= sizeof host)
+                        return -EINVAL;
+                memcpy(host, s + 1, (size_t) (end - s - 1));
+                host[end - s - 1] = '\0';
+                port = end + 2;
+        } else {
+                const char *colon = strrchr(s, ':');
+                if (!colon || (size_t) (colon - s) >= sizeof host || strchr(s, ':') != colon)
+                        return -EINVAL;
+                memcpy(host, s, (size_t) (colon - s));
+                host[colon - s] = '\0';
+                port = colon + 1;
+        }
+        if (!host[0] || !port[0])
+                return -EINVAL;
+        char *end;
+        long p = strtol(port, &end, 10);
+        if (*end || p < 1 || p > 65535)
+                return -EINVAL;
+
+        struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV }, *ai = NULL;
+        if (getaddrinfo(host, port, &hints, &ai) != 0 || !ai)
+                return -EADDRNOTAVAIL;
+        memcpy(sa, ai->ai_addr, ai->ai_addrlen);
+        *len = ai->ai_addrlen;
+        freeaddrinfo(ai);
+        return 0;
+}
+
+void sockaddr_format(const struct sockaddr *sa, socklen_t len, char *buf, size_t cap)
+{
+        char host[INET6_ADDRSTRLEN] = "?", port[8] = "?";
+        (void) getnameinfo(sa, len, host, sizeof host, port, sizeof port, NI_NUMERICHOST | NI_NUMERICSERV);
+        snprintf(buf, cap, sa->sa_family == AF_INET6 ? "[%s]:%s" : "%s:%s", host, port);
+}
+
+int listen_tcp(const struct sockaddr *sa, socklen_t len)
+{
+        int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return -errno;
+        int one = 1;
+        (void) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (bind(fd, sa, len) < 0 || listen(fd, SOMAXCONN) < 0) {
+                int r = -errno;
+                close(fd);
+                return r;
+        }
+        return fd;
+}
+
+int listen_unix(const char *path, mode_t mode)
+{
+        struct sockaddr_un un = { .sun_family = AF_UNIX };
+        if (strlen(path) >= sizeof un.sun_path)
+                return -ENAMETOOLONG;
+        strcpy(un.sun_path, path);
+
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return -errno;
+        /* A stale socket file from a crash would make bind fail; a live one
+         * means another daemon serves it. */
+        struct stat st;
+        if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode)) {
+                int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+                if (probe >= 0 && connect(probe, (struct sockaddr *) &un, sizeof un) == 0) {
+                        close(probe);
+                        close(fd);
+                        return -EADDRINUSE;
+                }
+                if (probe >= 0)
+                        close(probe);
+                (void) unlink(path);
+        }
+        mode_t old = umask(0777 & ~mode);
+        int r = bind(fd, (struct sockaddr *) &un, sizeof un);
+        umask(old);
+        if (r < 0 || listen(fd, SOMAXCONN) < 0 || chmod(path, mode) < 0) {
+                r = -errno;
+                close(fd);
+                return r;
+        }
+        return fd;
+}

@@ -1,0 +1,910 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * peer.c — the peer role: links to the other peers and to the server, the
+ * Ricart–Agrawala machine (ra.c) driven by them, and the queue of local
+ * posts that go to the server from inside the critical section.
+ *
+ * Links.  Each pair of peers has two TCP connections, one per direction:
+ * a peer sends only on the connection it dialled and receives only on the
+ * ones it accepted, so each direction is FIFO and needs no tie-breaking.
+ * When either direction of a pair breaks, both are closed: the other side
+ * then reconnects too and resends its pending request, which recovers any
+ * REQUEST or REPLY lost with the old connection.
+ */
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "dchatd.h"
+
+enum link_state { LINK_DOWN, LINK_CONNECTING, LINK_UP };
+
+struct link {
+        struct peer *p;
+        unsigned idx;                   /* index in conf->peers and in the RA machine */
+        struct conn *out;               /* we dialled; we send on it */
+        struct conn *in;                /* they dialled; we read from it */
+        enum link_state state;
+        uint64_t backoff_usec;
+        sd_event_source *timer;         /* reconnect or connect timeout */
+        bool announced;                 /* peer-up logged */
+};
+
+struct post_req {
+        struct post_req *next;
+        struct conn *client;            /* NULL once the client is gone */
+        uint32_t client_tag;
+        uint64_t deadline;              /* CLOCK_MONOTONIC usec */
+        uint32_t append_tag;            /* 0 until sent to the server */
+        bool done;
+        struct dchat_entry e;
+};
+
+struct view_relay {
+        struct view_relay *next;
+        struct conn *client;
+        uint32_t client_tag, server_tag;
+};
+
+struct peer {
+        sd_event *event;
+        const struct dchat_conf *conf;
+        struct ra ra;
+        const char *names[DCHAT_PEERS_MAX];
+        struct link links[DCHAT_PEERS_MAX];
+        int listen_fd;
+        sd_event_source *listen_src;
+
+        /* server link */
+        struct conn *server;
+        enum link_state server_state;
+        uint64_t server_backoff;
+        sd_event_source *server_timer;
+        bool server_announced;
+        uint64_t next_post_id;
+        uint32_t next_tag;
+
+        /* posts: FIFO queue, and the ones in the current critical section */
+        struct post_req *queue, **queue_tail;
+        unsigned queued;
+        struct post_req **cs;           /* batch_max slots */
+        unsigned cs_n, cs_cap;
+        uint32_t fence_idx;
+        sd_event_source *deadline_timer;
+
+        struct view_relay *views;
+        struct dchat_entry scratch;
+};
+
+/* An accepted connection, until its HELLO tells which peer it is. */
+struct inbound {
+        struct peer *p;
+        int idx;                        /* -1 until HELLO */
+};
+
+static uint64_t now_usec(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000;
+}
+
+static const char *self_name(const struct peer *p)
+{
+        return p->conf->peers[p->conf->self].name;
+}
+
+static void send_error(struct conn *c, uint32_t tag, enum dchat_err code, const char *text)
+{
+        if (c)
+                (void) conn_send(c, &(struct dchat_msg) { .type = MSG_ERROR, .tag = tag,
+                                                          .error = { code, { text, (uint16_t) strlen(text) } } });
+}
+
+static void link_connect(struct link *l);
+static void server_connect(struct peer *p);
+static void cs_maybe_request(struct peer *p);
+static void cs_send_appends(struct peer *p);
+static void arm_deadline(struct peer *p);
+
+/* --- Ricart–Agrawala actions ------------------------------------------------------------ */
+
+static void cs_start(struct peer *p);
+
+static void run_actions(struct peer *p, const struct ra_actions *acts)
+{
+        for (unsigned i = 0; i < acts->n; i++) {
+                const struct ra_action *a = &acts->a[i];
+                struct link *l = &p->links[a->peer];
+                struct event_fields f = { .peer = p->names[a->peer], .lamport = a->clock, .request_ts = a->ts };
+
+                switch (a->kind) {
+                case RA_GOT_REQUEST:
+                        log_event(EV_REQUEST_RECEIVED, &f, "REQUEST(%llu) received from %s",
+                                  (unsigned long long) a->ts, f.peer);
+                        break;
+                case RA_GOT_REPLY:
+                        log_event(EV_REPLY_RECEIVED, &f, "REPLY for request %llu received from %s",
+                                  (unsigned long long) a->ts, f.peer);
+                        break;
+                case RA_SEND_REQUEST:
+                        if (l->state != LINK_UP) {
+                                log_info("REQUEST(%llu) for %s waits: the link is down",
+                                         (unsigned long long) a->ts, f.peer);
+                                break;
+                        }
+                        log_event(EV_REQUEST_SENT, &f, "REQUEST(%llu) sent to %s", (unsigned long long) a->ts,
+                                  f.peer);
+                        (void) conn_send(l->out, &(struct dchat_msg) { .type = MSG_REQUEST,
+                                                                       .request = { a->ts } });
+                        break;
+                case RA_SEND_REPLY:
+                        log_event(EV_REPLY_SENT, &f, "REPLY for request %llu sent to %s%s",
+                                  (unsigned long long) a->ts, f.peer,
+                                  l->state == LINK_UP ? "" : " (link down: it will ask again)");
+                        if (l->state == LINK_UP)
+                                (void) conn_send(l->out, &(struct dchat_msg) { .type = MSG_REPLY,
+                                                                               .reply = { a->clock, a->ts } });
+                        break;
+                case RA_DEFER: {
+                        const char *why = p->ra.state == RA_HELD ? "this node is in the critical section"
+                                                                 : "this node's own request is older";
+                        log_event(EV_REPLY_DEFERRED, &f, "REPLY to %s for request %llu deferred: %s (own request %llu)",
+                                  f.peer, (unsigned long long) a->ts, why, (unsigned long long) p->ra.req_ts);
+                        break;
+                }
+                case RA_ENTER:
+                        f.peer = NULL;
+                        log_event(EV_CS_ENTER, &f, "entered the critical section under request %llu",
+                                  (unsigned long long) a->ts);
+                        cs_start(p);
+                        break;
+                }
+        }
+}
+
+/* --- posts and the critical section ---------------------------------------------------------- */
+
+static void post_answer(struct peer *p, struct post_req *r, int err_code, const char *err)
+{
+        struct event_fields f = { .lamport = p->ra.clock, .request_ts = r->e.lamport, .seq = r->e.seq };
+
+        r->done = true;
+        if (err_code) {
+                log_event(EV_POST_FAILED, &f, "post by %s failed: %s", r->e.author, err);
+                send_error(r->client, r->client_tag, (enum dchat_err) err_code, err);
+                return;
+        }
+        log_event(EV_POST_STORED, &f, "post by %s stored as seq %llu", r->e.author, (unsigned long long) r->e.seq);
+        if (r->client)
+                (void) conn_send(r->client, &(struct dchat_msg) {
+                        .type = MSG_POSTED, .tag = r->client_tag,
+                        .appended = { r->e.seq, r->e.lamport, r->e.fence_idx, 0 } });
+}
+
+/* Take up to batch_max queued posts into the critical section. */
+static void cs_start(struct peer *p)
+{
+        p->cs_n = 0;
+        p->fence_idx = 0;
+        while (p->queue && p->cs_n < p->cs_cap && p->cs_n < p->conf->batch_max) {
+                struct post_req *r = p->queue;
+                p->queue = r->next;
+                p->queued--;
+                r->next = NULL;
+                r->e.lamport = p->ra.req_ts;
+                strlcpy(r->e.node, self_name(p), sizeof r->e.node);
+                r->e.fence_idx = p->fence_idx++;
+                r->e.post_id = p->next_post_id++;
+                p->cs[p->cs_n++] = r;
+        }
+        if (!p->queue)
+                p->queue_tail = &p->queue;
+        cs_send_appends(p);
+        arm_deadline(p);
+        if (p->cs_n == 0) {
+                /* everything timed out while we waited: leave at once */
+                struct ra_actions acts;
+                log_event(EV_CS_EXIT, &(struct event_fields) { .lamport = p->ra.clock, .request_ts = p->ra.req_ts },
+                          "left the critical section (nothing left to post)");
+                ra_release(&p->ra, &acts);
+                run_actions(p, &acts);
+                cs_maybe_request(p);
+        }
+}
+
+static void cs_send_appends(struct peer *p)
+{
+        if (p->server_state != LINK_UP)
+                return;
+        for (unsigned i = 0; i < p->cs_n; i++) {
+                struct post_req *r = p->cs[i];
+                if (r->done)
+                        continue;
+                r->append_tag = ++p->next_tag ? p->next_tag : ++p->next_tag;
+                (void) conn_send(p->server, &(struct dchat_msg) { .type = MSG_APPEND, .tag = r->append_tag,
+                                                                  .append = &r->e });
+        }
+}
+
+/* Leave when every post of this entry is answered. */
+static void cs_maybe_exit(struct peer *p)
+{
+        if (p->ra.state != RA_HELD)
+                return;
+        for (unsigned i = 0; i < p->cs_n; i++)
+                if (!p->cs[i]->done)
+                        return;
+        for (unsigned i = 0; i < p->cs_n; i++)
+                free(p->cs[i]);
+        unsigned n = p->cs_n;
+        p->cs_n = 0;
+
+        struct ra_actions acts;
+        log_event(EV_CS_EXIT, &(struct event_fields) { .lamport = p->ra.clock, .request_ts = p->ra.req_ts },
+                  "left the critical section of request %llu after %u post(s)", (unsigned long long) p->ra.req_ts,
+                  n);
+        ra_release(&p->ra, &acts);
+        run_actions(p, &acts);
+        cs_maybe_request(p);
+}
+
+static void cs_maybe_request(struct peer *p)
+{
+        struct ra_actions acts;
+
+        if (!p->queue || p->ra.state != RA_RELEASED)
+                return;
+        if (ra_request(&p->ra, &acts) == 0)
+                run_actions(p, &acts);
+}
+
+/* What the request is still waiting for, for error messages. */
+static void waiting_for(struct peer *p, char *buf, size_t cap)
+{
+        size_t off = 0;
+
+        buf[0] = '\0';
+        if (p->ra.state == RA_WANTED) {
+                for (unsigned i = 0; i < p->ra.n; i++) {
+                        if (!(p->ra.awaiting & (UINT64_C(1) << i)))
+                                continue;
+                        off += (size_t) snprintf(buf + off, off < cap ? cap - off : 0, "%s%s%s", off ? ", " : "",
+                                                 p->names[i], p->links[i].state == LINK_UP ? "" : " (unreachable)");
+                }
+                if (off)
+                        return;
+        }
+        snprintf(buf, cap, "%s", p->server_state == LINK_UP ? "the server's answer" : "the server (unreachable)");
+}
+
+static int on_deadline(sd_event_source *s, uint64_t usec, void *userdata)
+{
+        struct peer *p = userdata;
+        char what[512], msg[DCHAT_ERROR_MAX];
+        (void) s;
+
+        if (p->ra.state == RA_WANTED) {
+                snprintf(what, sizeof what, "a reply from ");
+                waiting_for(p, what + strlen(what), sizeof what - strlen(what));
+        } else {
+                waiting_for(p, what, sizeof what);
+        }
+        snprintf(msg, sizeof msg, "timed out after %llu ms waiting for %s",
+                 (unsigned long long) (p->conf->post_timeout_usec / USEC_PER_MSEC), what);
+
+        /* posts in the critical section: their fate at the server is unknown */
+        for (unsigned i = 0; i < p->cs_n; i++) {
+                struct post_req *r = p->cs[i];
+                if (!r->done && r->deadline <= usec) {
+                        char m2[DCHAT_ERROR_MAX];
+                        snprintf(m2, sizeof m2, "%s; the post may or may not have been stored", msg);
+                        post_answer(p, r, r->append_tag ? ERR_TIMEOUT : ERR_UNAVAILABLE,
+                                    r->append_tag ? m2 : msg);
+                }
+        }
+        /* queued posts: never sent, so certainly not stored */
+        struct post_req **pp = &p->queue;
+        while (*pp) {
+                struct post_req *r = *pp;
+                if (r->deadline > usec) {
+                        pp = &r->next;
+                        continue;
+                }
+                post_answer(p, r, ERR_TIMEOUT, msg);
+                *pp = r->next;
+                p->queued--;
+                free(r);
+        }
+        p->queue_tail = &p->queue;
+        while (*p->queue_tail)
+                p->queue_tail = &(*p->queue_tail)->next;
+
+        if (p->ra.state == RA_HELD) {
+                cs_maybe_exit(p);
+        } else if (p->ra.state == RA_WANTED && !p->queue) {
+                /* nobody waits for this request any more: withdraw it, which
+                 * for Ricart–Agrawala is the same as entering and leaving */
+                struct ra_actions acts;
+                log_info("request %llu withdrawn: %s", (unsigned long long) p->ra.req_ts, msg);
+                ra_release(&p->ra, &acts);
+                run_actions(p, &acts);
+        }
+        arm_deadline(p);
+        return 0;
+}
+
+static void arm_deadline(struct peer *p)
+{
+        uint64_t next = UINT64_MAX;
+
+        for (unsigned i = 0; i < p->cs_n; i++)
+                if (!p->cs[i]->done && p->cs[i]->deadline < next)
+                        next = p->cs[i]->deadline;
+        if (p->queue && p->queue->deadline < next)
+                next = p->queue->deadline;      /* FIFO: the head is the oldest */
+        if (next == UINT64_MAX) {
+                (void) sd_event_source_set_enabled(p->deadline_timer, SD_EVENT_OFF);
+                return;
+        }
+        (void) sd_event_source_set_time(p->deadline_timer, next);
+        (void) sd_event_source_set_enabled(p->deadline_timer, SD_EVENT_ONESHOT);
+}
+
+int peer_post(struct peer *p, struct conn *client, uint32_t tag, const char *author, int32_t utc_offset,
+              const char *text, size_t len)
+{
+        struct post_req *r = calloc(1, sizeof *r);
+        if (!r)
+                return -ENOMEM;
+        r->client = client;
+        r->client_tag = tag;
+        r->deadline = now_usec() + p->conf->post_timeout_usec;
+        r->e.time = (int64_t) time(NULL);
+        r->e.utc_offset = utc_offset;
+        strlcpy(r->e.author, author, sizeof r->e.author);
+        memcpy(r->e.text, text, len);
+        r->e.text[len] = '\0';
+        r->e.text_len = (uint16_t) len;
+
+        *p->queue_tail = r;
+        p->queue_tail = &r->next;
+        p->queued++;
+        cs_maybe_request(p);
+        arm_deadline(p);
+        return 0;
+}
+
+void peer_client_gone(struct peer *p, struct conn *client)
+{
+        for (struct post_req *r = p->queue; r; r = r->next)
+                if (r->client == client)
+                        r->client = NULL;
+        for (unsigned i = 0; i < p->cs_n; i++)
+                if (p->cs[i]->client == client)
+                        p->cs[i]->client = NULL;
+        for (struct view_relay **vp = &p->views; *vp;) {
+                if ((*vp)->client == client) {
+                        struct view_relay *v = *vp;
+                        *vp = v->next;
+                        free(v);
+                } else {
+                        vp = &(*vp)->next;
+                }
+        }
+}
+
+int peer_view(struct peer *p, struct conn *client, const struct dchat_msg *req)
+{
+        if (p->server_state != LINK_UP) {
+                send_error(client, req->tag, ERR_UNAVAILABLE, "the server is unreachable; try again later");
+                return 0;
+        }
+        struct view_relay *v = calloc(1, sizeof *v);
+        if (!v)
+                return -ENOMEM;
+        v->client = client;
+        v->client_tag = req->tag;
+        v->server_tag = ++p->next_tag ? p->next_tag : ++p->next_tag;
+        v->next = p->views;
+        p->views = v;
+        struct dchat_msg fwd = *req;
+        fwd.tag = v->server_tag;
+        return conn_send(p->server, &fwd);
+}
+
+/* --- the server link ------------------------------------------------------------------------- */
+
+static struct post_req *cs_find(struct peer *p, uint32_t tag)
+{
+        for (unsigned i = 0; i < p->cs_n; i++)
+                if (!p->cs[i]->done && p->cs[i]->append_tag == tag)
+                        return p->cs[i];
+        return NULL;
+}
+
+static int server_frame(struct conn *c, uint8_t type, const uint8_t *payload, size_t len)
+{
+        struct peer *p = conn_userdata(c);
+        struct dchat_msg m;
+
+        if (proto_decode(type, payload, len, &m, &p->scratch, NULL) < 0) {
+                log_event(EV_PROTOCOL_ERROR, NULL, "server link: malformed %s frame; closing",
+                          proto_type_name(type));
+                return -EBADMSG;
+        }
+        if (type == MSG_HELLO_ACK) {
+                if (m.hello_ack.last_post_id >= p->next_post_id)
+                        p->next_post_id = m.hello_ack.last_post_id + 1;
+                p->server_state = LINK_UP;
+                p->server_backoff = 0;
+                log_event(EV_SERVER_UP, &(struct event_fields) { .peer = p->conf->servers[0].name,
+                                                                 .lamport = p->ra.clock },
+                          "connected to the server %s (%s), log at seq %llu", p->conf->servers[0].name,
+                          p->conf->servers[0].address, (unsigned long long) m.hello_ack.last_seq);
+                p->server_announced = true;
+                cs_send_appends(p);     /* resend what a lost link left unanswered */
+                return 0;
+        }
+        if (p->server_state != LINK_UP)
+                return -EBADMSG;
+
+        if (type == MSG_APPENDED || (type == MSG_ERROR && cs_find(p, m.tag))) {
+                struct post_req *r = cs_find(p, m.tag);
+                if (!r)
+                        return 0;       /* answer to a post that already timed out */
+                if (type == MSG_APPENDED) {
+                        r->e.seq = m.appended.seq;
+                        post_answer(p, r, 0, NULL);
+                } else {
+                        char text[DCHAT_ERROR_MAX];
+                        (void) dchat_str_copy(text, sizeof text, m.error.text);
+                        post_answer(p, r, m.error.code ? m.error.code : ERR_INTERNAL, text);
+                }
+                arm_deadline(p);
+                cs_maybe_exit(p);
+                return 0;
+        }
+        if (type == MSG_ENTRY || type == MSG_VIEW_END || type == MSG_ERROR) {
+                for (struct view_relay **vp = &p->views; *vp; vp = &(*vp)->next) {
+                        struct view_relay *v = *vp;
+                        if (v->server_tag != m.tag)
+                                continue;
+                        m.tag = v->client_tag;
+                        (void) conn_send(v->client, &m);
+                        if (type != MSG_ENTRY) {
+                                *vp = v->next;
+                                free(v);
+                        }
+                        return 0;
+                }
+                return 0;       /* its client went away */
+        }
+        log_event(EV_PROTOCOL_ERROR, NULL, "server link: unexpected %s frame; closing", proto_type_name(type));
+        return -EBADMSG;
+}
+
+static void server_connected(struct conn *c)
+{
+        struct peer *p = conn_userdata(c);
+        const char *me = self_name(p);
+
+        (void) sd_event_source_set_enabled(p->server_timer, SD_EVENT_OFF);
+        (void) conn_send(c, &(struct dchat_msg) { .type = MSG_HELLO,
+                                                  .hello = { { me, (uint16_t) strlen(me) }, ROLE_PEER, 0 } });
+}
+
+static uint64_t backoff_next(const struct dchat_conf *conf, uint64_t *b)
+{
+        *b = *b ? *b * 2 : conf->reconnect_min_usec;
+        if (*b > conf->reconnect_max_usec)
+                *b = conf->reconnect_max_usec;
+        return *b;
+}
+
+static void server_closed(struct conn *c, int error)
+{
+        struct peer *p = conn_userdata(c);
+
+        p->server = NULL;
+        if (p->server_announced)
+                log_event(EV_SERVER_DOWN, &(struct event_fields) { .peer = p->conf->servers[0].name,
+                                                                   .lamport = p->ra.clock },
+                          "lost the server %s: %s", p->conf->servers[0].name,
+                          error == -ECONNRESET ? "connection closed" : strerror(-error));
+        else
+                log_debug("cannot reach the server %s: %s", p->conf->servers[0].address, strerror(-error));
+        p->server_announced = false;
+        p->server_state = LINK_DOWN;
+        for (struct view_relay *v = p->views, *n; v; v = n) {
+                n = v->next;
+                send_error(v->client, v->client_tag, ERR_UNAVAILABLE, "lost the connection to the server");
+                free(v);
+        }
+        p->views = NULL;
+        /* appends in flight stay in the critical section and are resent,
+         * with the same post ids, once the link is back */
+        for (unsigned i = 0; i < p->cs_n; i++)
+                p->cs[i]->append_tag = 0;
+        uint64_t d = backoff_next(p->conf, &p->server_backoff);
+        (void) sd_event_source_set_time_relative(p->server_timer, d);
+        (void) sd_event_source_set_enabled(p->server_timer, SD_EVENT_ONESHOT);
+}
+
+static const struct conn_ops server_ops = {
+        .frame = server_frame,
+        .connected = server_connected,
+        .closed = server_closed,
+};
+
+static int on_server_timer(sd_event_source *s, uint64_t usec, void *userdata)
+{
+        struct peer *p = userdata;
+        (void) s;
+        (void) usec;
+        if (p->server_state == LINK_CONNECTING && p->server) {
+                conn_close(p->server, -ETIMEDOUT);      /* re-arms the timer */
+                return 0;
+        }
+        server_connect(p);
+        return 0;
+}
+
+static void server_connect(struct peer *p)
+{
+        const struct node_conf *sv = &p->conf->servers[0];
+        char label[96];
+
+        snprintf(label, sizeof label, "server %s", sv->name);
+        int r = conn_connect(p->event, (const struct sockaddr *) &sv->sa, sv->salen, &server_ops, p, label,
+                             &p->server);
+        if (r < 0) {
+                log_warning("cannot connect to the server at %s: %s", sv->address, strerror(-r));
+                (void) sd_event_source_set_time_relative(p->server_timer,
+                                                         backoff_next(p->conf, &p->server_backoff));
+                (void) sd_event_source_set_enabled(p->server_timer, SD_EVENT_ONESHOT);
+                return;
+        }
+        p->server_state = LINK_CONNECTING;
+        (void) sd_event_source_set_time_relative(p->server_timer, p->conf->connect_timeout_usec);
+        (void) sd_event_source_set_enabled(p->server_timer, SD_EVENT_ONESHOT);
+}
+
+/* --- links to the other peers ---------------------------------------------------------------- */
+
+static void link_down(struct link *l, int error)
+{
+        struct peer *p = l->p;
+
+        if (l->announced)
+                log_event(EV_PEER_DOWN, &(struct event_fields) { .peer = p->names[l->idx], .lamport = p->ra.clock },
+                          "link to %s down: %s", p->names[l->idx],
+                          error == -ECONNRESET ? "connection closed" : strerror(-error));
+        l->announced = false;
+}
+
+static void link_schedule(struct link *l)
+{
+        uint64_t d = backoff_next(l->p->conf, &l->backoff_usec);
+        (void) sd_event_source_set_time_relative(l->timer, d);
+        (void) sd_event_source_set_enabled(l->timer, SD_EVENT_ONESHOT);
+}
+
+static void out_closed(struct conn *c, int error)
+{
+        struct link *l = conn_userdata(c);
+
+        l->out = NULL;
+        l->state = LINK_DOWN;
+        link_down(l, error);
+        if (l->in)
+                conn_close(l->in, -ECONNRESET);         /* make the other side reconnect too */
+        link_schedule(l);
+}
+
+static void out_connected(struct conn *c)
+{
+        struct link *l = conn_userdata(c);
+        struct peer *p = l->p;
+        const char *me = self_name(p);
+        struct ra_actions acts;
+
+        (void) sd_event_source_set_enabled(l->timer, SD_EVENT_OFF);
+        l->state = LINK_UP;
+        l->backoff_usec = 0;
+        (void) conn_send(c, &(struct dchat_msg) { .type = MSG_HELLO,
+                                                  .hello = { { me, (uint16_t) strlen(me) }, ROLE_PEER, 0 } });
+        if (l->in && !l->announced) {
+                l->announced = true;
+                log_event(EV_PEER_UP, &(struct event_fields) { .peer = p->names[l->idx], .lamport = p->ra.clock },
+                          "link to %s up", p->names[l->idx]);
+        }
+        ra_link_up(&p->ra, l->idx, &acts);
+        run_actions(p, &acts);
+}
+
+static int out_frame(struct conn *c, uint8_t type, const uint8_t *payload, size_t len)
+{
+        (void) payload;
+        (void) len;
+        log_event(EV_PROTOCOL_ERROR, NULL, "%s: unexpected %s frame on an outgoing link; closing", conn_label(c),
+                  proto_type_name(type));
+        return -EBADMSG;
+}
+
+static const struct conn_ops out_ops = {
+        .frame = out_frame,
+        .connected = out_connected,
+        .closed = out_closed,
+};
+
+static int on_link_timer(sd_event_source *s, uint64_t usec, void *userdata)
+{
+        struct link *l = userdata;
+        (void) s;
+        (void) usec;
+        if (l->state == LINK_CONNECTING && l->out) {
+                conn_close(l->out, -ETIMEDOUT);         /* reschedules */
+                return 0;
+        }
+        link_connect(l);
+        return 0;
+}
+
+static void link_connect(struct link *l)
+{
+        struct peer *p = l->p;
+        const struct node_conf *nc = &p->conf->peers[l->idx];
+        char label[96];
+
+        snprintf(label, sizeof label, "link to %s", nc->name);
+        int r = conn_connect(p->event, (const struct sockaddr *) &nc->sa, nc->salen, &out_ops, l, label, &l->out);
+        if (r < 0) {
+                log_warning("cannot connect to %s at %s: %s", nc->name, nc->address, strerror(-r));
+                link_schedule(l);
+                return;
+        }
+        l->state = LINK_CONNECTING;
+        (void) sd_event_source_set_time_relative(l->timer, p->conf->connect_timeout_usec);
+        (void) sd_event_source_set_enabled(l->timer, SD_EVENT_ONESHOT);
+}
+
+static int in_frame(struct conn *c, uint8_t type, const uint8_t *payload, size_t len)
+{
+        struct inbound *ib = conn_userdata(c);
+        struct peer *p = ib->p;
+        struct dchat_msg m;
+        struct ra_actions acts;
+
+        if (proto_decode(type, payload, len, &m, &p->scratch, NULL) < 0) {
+                log_event(EV_PROTOCOL_ERROR, NULL, "%s: malformed %s frame; closing", conn_label(c),
+                          proto_type_name(type));
+                return -EBADMSG;
+        }
+        if (p->conf->debug)
+                log_debug("%s: got %s", conn_label(c), proto_type_name(type));
+        if (ib->idx < 0) {
+                char name[DCHAT_NAME_MAX + 1];
+                int idx = -1;
+                if (type == MSG_HELLO && m.hello.role == ROLE_PEER &&
+                    dchat_str_copy(name, sizeof name, m.hello.node) >= 0)
+                        for (unsigned i = 0; i < p->conf->n_peers; i++)
+                                if (i != p->conf->self && strcmp(p->names[i], name) == 0)
+                                        idx = (int) i;
+                if (idx < 0) {
+                        log_event(EV_PROTOCOL_ERROR, NULL, "%s: expected HELLO from a peer of this cluster, got %s; closing",
+                                  conn_label(c), proto_type_name(type));
+                        return -EPERM;
+                }
+                struct link *l = &p->links[idx];
+                if (l->in) {
+                        /* the peer reconnected before we noticed the old link die */
+                        struct conn *old = l->in;
+                        l->in = NULL;
+                        ((struct inbound *) conn_userdata(old))->idx = -2;
+                        conn_close(old, -ECONNRESET);
+                }
+                ib->idx = idx;
+                l->in = c;
+                char label[96];
+                snprintf(label, sizeof label, "link from %s", p->names[idx]);
+                conn_set_label(c, label);
+                if (l->state == LINK_UP && !l->announced) {
+                        l->announced = true;
+                        log_event(EV_PEER_UP, &(struct event_fields) { .peer = p->names[idx], .lamport = p->ra.clock },
+                                  "link to %s up", p->names[idx]);
+                }
+                if (l->state == LINK_DOWN) {
+                        /* it is back: don't wait for the backoff */
+                        l->backoff_usec = 0;
+                        (void) sd_event_source_set_enabled(l->timer, SD_EVENT_OFF);
+                        link_connect(l);
+                }
+                return 0;
+        }
+        if (ib->idx < 0)
+                return -EBADMSG;
+        switch (type) {
+        case MSG_REQUEST:
+                ra_on_request(&p->ra, (unsigned) ib->idx, m.request.ts, &acts);
+                run_actions(p, &acts);
+                return 0;
+        case MSG_REPLY:
+                ra_on_reply(&p->ra, (unsigned) ib->idx, m.reply.clock, m.reply.req_ts, &acts);
+                run_actions(p, &acts);
+                return 0;
+        default:
+                log_event(EV_PROTOCOL_ERROR, &(struct event_fields) { .peer = p->names[ib->idx] },
+                          "%s: unexpected %s frame; closing", conn_label(c), proto_type_name(type));
+                return -EBADMSG;
+        }
+}
+
+static void in_closed(struct conn *c, int error)
+{
+        struct inbound *ib = conn_userdata(c);
+        struct peer *p = ib->p;
+
+        if (ib->idx >= 0) {
+                struct link *l = &p->links[ib->idx];
+                l->in = NULL;
+                link_down(l, error);
+                if (l->out)
+                        conn_close(l->out, -ECONNRESET);        /* both directions go together */
+        }
+        free(ib);
+}
+
+static const struct conn_ops in_ops = {
+        .frame = in_frame,
+        .closed = in_closed,
+};
+
+static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+{
+        struct peer *p = userdata;
+        struct sockaddr_storage sa;
+        socklen_t salen = sizeof sa;
+        char addr[80], label[96];
+        (void) s;
+        (void) revents;
+
+        int cfd = accept4(fd, (struct sockaddr *) &sa, &salen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (cfd < 0)
+                return 0;
+        sockaddr_format((struct sockaddr *) &sa, salen, addr, sizeof addr);
+        snprintf(label, sizeof label, "connection from %s", addr);
+        struct inbound *ib = calloc(1, sizeof *ib);
+        if (!ib || !conn_new(p->event, cfd, false, &in_ops, ib, label)) {
+                free(ib);
+                close(cfd);
+                return 0;
+        }
+        ib->p = p;
+        ib->idx = -1;
+        return 0;
+}
+
+/* --- life cycle ------------------------------------------------------------------------------ */
+
+int peer_new(sd_event *e, const struct dchat_conf *c, int listen_fd, struct peer **ret)
+{
+        struct peer *p = calloc(1, sizeof *p);
+        int r;
+
+        if (!p)
+                return -ENOMEM;
+        p->event = e;
+        p->conf = c;
+        p->listen_fd = listen_fd;
+        p->queue_tail = &p->queue;
+        p->next_post_id = 1;
+        p->cs_cap = 1024;       /* the largest batch_max a reload may set */
+        p->cs = calloc(p->cs_cap, sizeof *p->cs);
+        if (!p->cs) {
+                r = -ENOMEM;
+                goto fail;
+        }
+        for (unsigned i = 0; i < c->n_peers; i++)
+                p->names[i] = c->peers[i].name;
+        ra_init(&p->ra, c->n_peers, c->self, p->names);
+
+        r = sd_event_add_time(e, &p->deadline_timer, CLOCK_MONOTONIC, UINT64_MAX, 1000, on_deadline, p);
+        if (r < 0)
+                goto fail;
+        (void) sd_event_source_set_enabled(p->deadline_timer, SD_EVENT_OFF);
+        r = sd_event_add_time(e, &p->server_timer, CLOCK_MONOTONIC, UINT64_MAX, 1000, on_server_timer, p);
+        if (r < 0)
+                goto fail;
+        r = sd_event_add_io(e, &p->listen_src, listen_fd, EPOLLIN, on_accept, p);
+        if (r < 0)
+                goto fail;
+        for (unsigned i = 0; i < c->n_peers; i++) {
+                struct link *l = &p->links[i];
+                l->p = p;
+                l->idx = i;
+                if (i == c->self)
+                        continue;
+                r = sd_event_add_time(e, &l->timer, CLOCK_MONOTONIC, UINT64_MAX, 1000, on_link_timer, l);
+                if (r < 0)
+                        goto fail;
+                link_connect(l);
+        }
+        server_connect(p);
+        *ret = p;
+        return 0;
+fail:
+        peer_free(p);
+        return r;
+}
+
+struct peer *peer_free(struct peer *p)
+{
+        if (!p)
+                return NULL;
+        /* pending posts end with an error, never silently */
+        for (unsigned i = 0; i < p->cs_n; i++) {
+                if (!p->cs[i]->done)
+                        post_answer(p, p->cs[i], ERR_UNAVAILABLE,
+                                    "dchatd is shutting down; the post may or may not have been stored");
+                free(p->cs[i]);
+        }
+        p->cs_n = 0;
+        while (p->queue) {
+                struct post_req *r = p->queue;
+                p->queue = r->next;
+                post_answer(p, r, ERR_UNAVAILABLE, "dchatd is shutting down; the post was not stored");
+                free(r);
+        }
+        for (struct view_relay *v = p->views, *n; v; v = n) {
+                n = v->next;
+                free(v);
+        }
+        p->views = NULL;
+        for (unsigned i = 0; i < DCHAT_PEERS_MAX; i++) {
+                struct link *l = &p->links[i];
+                sd_event_source_disable_unref(l->timer);
+                l->timer = NULL;
+                if (l->in) {
+                        ((struct inbound *) conn_userdata(l->in))->idx = -2;
+                        conn_close(l->in, -ESHUTDOWN);
+                }
+                if (l->out) {
+                        struct conn *o = l->out;
+                        l->out = NULL;
+                        conn_close(o, -ESHUTDOWN);
+                }
+        }
+        if (p->server)
+                conn_close(p->server, -ESHUTDOWN);
+        sd_event_source_disable_unref(p->server_timer);
+        sd_event_source_disable_unref(p->deadline_timer);
+        sd_event_source_disable_unref(p->listen_src);
+        free(p->cs);
+        free(p);
+        return NULL;
+}
+
+void peer_reconf(struct peer *p, const struct dchat_conf *c)
+{
+        p->conf = c;
+        arm_deadline(p);
+}
+
+void peer_status(struct peer *p, struct dchat_status *st)
+{
+        st->lamport = p->ra.clock;
+        strlcpy(st->dme_state, ra_state_name(p->ra.state), sizeof st->dme_state);
+        st->request_ts = p->ra.state == RA_RELEASED ? 0 : p->ra.req_ts;
+        st->queued = p->queued + p->cs_n;
+        strlcpy(st->server, p->conf->servers[0].name, sizeof st->server);
+        st->server_connected = p->server_state == LINK_UP;
+        st->n_peers = 0;
+        for (unsigned i = 0; i < p->conf->n_peers; i++) {
+                if (i == p->conf->self)
+                        continue;
+                struct dchat_peer_status *ps = &st->peers[st->n_peers++];
+                strlcpy(ps->name, p->names[i], sizeof ps->name);
+                ps->connected = p->links[i].state == LINK_UP && p->links[i].in;
+        }
+}

@@ -1,0 +1,137 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * ra.c — Ricart–Agrawala (1981) with Lamport clocks.  Pure: no I/O, no
+ * time, no allocation; every step reports what the caller must do.
+ */
+#include <string.h>
+
+#include "ra.h"
+
+#define BIT(i) (UINT64_C(1) << (i))
+
+static void emit(struct ra_actions *out, enum ra_action_kind kind, unsigned peer, uint64_t ts, uint64_t clock)
+{
+        if (out->n < RA_ACTIONS_MAX)
+                out->a[out->n++] = (struct ra_action) { kind, peer, ts, clock };
+}
+
+/* Lamport: a receive moves the clock past the sender's. */
+static void clock_recv(struct ra *ra, uint64_t t)
+{
+        ra->clock = (t > ra->clock ? t : ra->clock) + 1;
+}
+
+void ra_init(struct ra *ra, unsigned n, unsigned self, const char *const *names)
+{
+        *ra = (struct ra) { .n = n, .self = self, .names = names, .state = RA_RELEASED };
+}
+
+bool ra_precedes(const struct ra *ra, uint64_t ts_a, unsigned a, uint64_t ts_b, unsigned b)
+{
+        if (ts_a != ts_b)
+                return ts_a < ts_b;
+        return strcmp(ra->names[a], ra->names[b]) < 0;
+}
+
+static uint64_t others(const struct ra *ra)
+{
+        uint64_t all = ra->n >= 64 ? ~UINT64_C(0) : BIT(ra->n) - 1;
+        return all & ~BIT(ra->self);
+}
+
+static void maybe_enter(struct ra *ra, struct ra_actions *out)
+{
+        if (ra->state == RA_WANTED && ra->awaiting == 0) {
+                ra->state = RA_HELD;
+                emit(out, RA_ENTER, ra->self, ra->req_ts, ra->clock);
+        }
+}
+
+int ra_request(struct ra *ra, struct ra_actions *out)
+{
+        out->n = 0;
+        if (ra->state != RA_RELEASED)
+                return -1;
+        ra->clock++;
+        ra->req_ts = ra->clock;
+        ra->state = RA_WANTED;
+        ra->awaiting = others(ra);
+        for (unsigned i = 0; i < ra->n; i++)
+                if (ra->awaiting & BIT(i))
+                        emit(out, RA_SEND_REQUEST, i, ra->req_ts, ra->clock);
+        maybe_enter(ra, out);
+        return 0;
+}
+
+void ra_on_request(struct ra *ra, unsigned peer, uint64_t ts, struct ra_actions *out)
+{
+        out->n = 0;
+        if (peer >= ra->n || peer == ra->self)
+                return;
+        clock_recv(ra, ts);
+        emit(out, RA_GOT_REQUEST, peer, ts, ra->clock);
+
+        bool defer = ra->state == RA_HELD ||
+                     (ra->state == RA_WANTED && ra_precedes(ra, ra->req_ts, ra->self, ts, peer));
+        if (defer) {
+                /* A repeat of a request we already hold keeps its place. */
+                ra->deferred |= BIT(peer);
+                ra->deferred_ts[peer] = ts;
+                emit(out, RA_DEFER, peer, ts, ra->clock);
+                return;
+        }
+        ra->clock++;
+        emit(out, RA_SEND_REPLY, peer, ts, ra->clock);
+}
+
+void ra_on_reply(struct ra *ra, unsigned peer, uint64_t clock, uint64_t req_ts, struct ra_actions *out)
+{
+        out->n = 0;
+        if (peer >= ra->n || peer == ra->self)
+                return;
+        clock_recv(ra, clock);
+        emit(out, RA_GOT_REPLY, peer, req_ts, ra->clock);
+        /* A reply to a request we gave up, or a repeat, grants nothing. */
+        if (ra->state != RA_WANTED || req_ts != ra->req_ts || !(ra->awaiting & BIT(peer)))
+                return;
+        ra->awaiting &= ~BIT(peer);
+        maybe_enter(ra, out);
+}
+
+void ra_release(struct ra *ra, struct ra_actions *out)
+{
+        out->n = 0;
+        if (ra->state == RA_RELEASED)
+                return;
+        ra->state = RA_RELEASED;
+        ra->awaiting = 0;
+        for (unsigned i = 0; i < ra->n; i++) {
+                if (!(ra->deferred & BIT(i)))
+                        continue;
+                ra->clock++;
+                emit(out, RA_SEND_REPLY, i, ra->deferred_ts[i], ra->clock);
+        }
+        ra->deferred = 0;
+}
+
+void ra_link_up(struct ra *ra, unsigned peer, struct ra_actions *out)
+{
+        out->n = 0;
+        if (peer >= ra->n || peer == ra->self)
+                return;
+        if (ra->state == RA_WANTED && (ra->awaiting & BIT(peer)))
+                emit(out, RA_SEND_REQUEST, peer, ra->req_ts, ra->clock);
+}
+
+const char *ra_state_name(enum ra_state s)
+{
+        switch (s) {
+        case RA_RELEASED:
+                return "released";
+        case RA_WANTED:
+                return "wanted";
+        case RA_HELD:
+                return "held";
+        }
+        return "?";
+}

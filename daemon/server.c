@@ -1,0 +1,381 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * server.c — the server role: keeps the chat log, takes appends from peers
+ * that hold the critical section, serves views to anyone.
+ *
+ * Appends that arrive in one turn of the event loop, from any number of
+ * connections, are stored with one write and one fdatasync (group commit):
+ * they are collected in a batch that a defer source flushes once the
+ * loop's pending I/O is handled.  Nobody is told "stored" before the sync.
+ */
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "dchatd.h"
+
+#define VIEW_PAGE_MAX   512
+#define BATCH_CAP       1024
+#define SCONN_MAX       (DCHAT_PEERS_MAX * 4)
+
+struct sconn {
+        struct server *s;
+        struct conn *c;
+        char node[DCHAT_NAME_MAX + 1];  /* "" until HELLO */
+        struct sconn *prev, *next;
+};
+
+struct pending {
+        struct sconn *from;     /* NULL once that connection is gone */
+        uint32_t tag;
+};
+
+struct server {
+        sd_event *event;
+        const struct dchat_conf *conf;
+        int listen_fd;
+        sd_event_source *listen_src;
+        sd_event_source *flush_src;
+        struct chatlog *log;
+        struct sconn *conns;
+        unsigned n_conns;
+
+        unsigned n;
+        struct pending pend[BATCH_CAP];
+        struct dchat_entry *entries;    /* BATCH_CAP */
+        enum chatlog_result results[BATCH_CAP];
+        struct dchat_entry scratch;     /* decode target and view buffer */
+};
+
+static void send_error(struct conn *c, uint32_t tag, enum dchat_err code, const char *fmt, ...) _printf_(4, 5);
+static void send_error(struct conn *c, uint32_t tag, enum dchat_err code, const char *fmt, ...)
+{
+        char text[DCHAT_ERROR_MAX];
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(text, sizeof text, fmt, ap);
+        va_end(ap);
+        (void) conn_send(c, &(struct dchat_msg) { .type = MSG_ERROR, .tag = tag,
+                                                  .error = { code, { text, (uint16_t) strlen(text) } } });
+}
+
+static void flush_batch(struct server *s)
+{
+        unsigned n = s->n;
+
+        if (n == 0)
+                return;
+        s->n = 0;
+        int r = chatlog_append(s->log, s->entries, n, s->results);
+        for (unsigned i = 0; i < n; i++) {
+                struct dchat_entry *e = &s->entries[i];
+                struct sconn *from = s->pend[i].from;
+                uint32_t tag = s->pend[i].tag;
+                struct event_fields f = { .peer = e->node, .lamport = e->lamport, .request_ts = e->lamport,
+                                          .seq = e->seq };
+
+                if (r < 0) {
+                        log_event(EV_POST_FAILED, &f, "append from %s failed: storage error: %s", e->node,
+                                  strerror(-r));
+                        if (from)
+                                send_error(from->c, tag, ERR_STORAGE, "the server could not store the post: %s",
+                                           strerror(-r));
+                        continue;
+                }
+                switch (s->results[i]) {
+                case CHATLOG_STORED:
+                case CHATLOG_DUPLICATE:
+                        if (s->results[i] == CHATLOG_STORED)
+                                log_event(EV_POST_STORED, &f, "stored post %s#%llu as seq %llu (fence %llu/%s/%u)",
+                                          e->node, (unsigned long long) e->post_id, (unsigned long long) e->seq,
+                                          (unsigned long long) e->lamport, e->node, e->fence_idx);
+                        else
+                                log_info("post %s#%llu was already stored as seq %llu; acknowledged again",
+                                         e->node, (unsigned long long) e->post_id, (unsigned long long) e->seq);
+                        if (from)
+                                (void) conn_send(from->c, &(struct dchat_msg) {
+                                        .type = MSG_APPENDED, .tag = tag,
+                                        .appended = { e->seq, e->lamport, e->fence_idx,
+                                                      s->results[i] == CHATLOG_DUPLICATE } });
+                        break;
+                case CHATLOG_FENCED: {
+                        uint64_t ll;
+                        uint32_t li;
+                        char ln[DCHAT_NAME_MAX + 1];
+                        chatlog_last_fence(s->log, &ll, ln, &li);
+                        log_event(EV_APPEND_REFUSED, &f,
+                                  "refused append from %s: fence %llu/%s/%u is not greater than the last stored %llu/%s/%u",
+                                  e->node, (unsigned long long) e->lamport, e->node, e->fence_idx,
+                                  (unsigned long long) ll, ln, li);
+                        if (from)
+                                send_error(from->c, tag, ERR_FENCED,
+                                           "append refused: fence %llu/%s/%u is not greater than the last stored %llu/%s/%u",
+                                           (unsigned long long) e->lamport, e->node, e->fence_idx,
+                                           (unsigned long long) ll, ln, li);
+                        break;
+                }
+                case CHATLOG_INVALID:
+                        log_warning("refused an invalid entry from %s", e->node);
+                        if (from)
+                                send_error(from->c, tag, ERR_INVALID, "the server refused the post as invalid");
+                        break;
+                }
+        }
+}
+
+static int on_flush(sd_event_source *src, void *userdata)
+{
+        struct server *s = userdata;
+        (void) src;
+        flush_batch(s);
+        return 0;
+}
+
+static int queue_append(struct server *s, struct sconn *sc, uint32_t tag)
+{
+        if (strcmp(s->scratch.node, sc->node) != 0) {
+                log_event(EV_PROTOCOL_ERROR, &(struct event_fields) { .peer = sc->node },
+                          "%s: append under another node's name (%s); closing", conn_label(sc->c), s->scratch.node);
+                return -EBADMSG;
+        }
+        if (s->n == BATCH_CAP)
+                flush_batch(s);
+        s->entries[s->n] = s->scratch;
+        s->pend[s->n] = (struct pending) { sc, tag };
+        s->n++;
+        return sd_event_source_set_enabled(s->flush_src, SD_EVENT_ONESHOT);
+}
+
+int server_view_page(struct server *s, const struct dchat_msg *req, struct conn *to)
+{
+        uint64_t last = chatlog_last_seq(s->log);
+        uint64_t upto = req->view.upto_seq && req->view.upto_seq < last ? req->view.upto_seq : last;
+        uint64_t start = req->view.from_seq;
+        uint32_t max = req->view.max && req->view.max < VIEW_PAGE_MAX ? req->view.max : VIEW_PAGE_MAX;
+        struct chatlog_cursor cur;
+        int r;
+
+        if (start == 0)
+                start = req->view.last_n && req->view.last_n < upto ? upto - req->view.last_n + 1 : 1;
+        uint64_t next = start;
+        if (start <= upto) {
+                r = chatlog_seek(s->log, start, &cur);
+                for (uint32_t i = 0; r >= 0 && i < max && cur.seq <= upto; i++) {
+                        r = chatlog_next(s->log, &cur, &s->scratch);
+                        if (r < 0)
+                                break;
+                        r = conn_send(to, &(struct dchat_msg) { .type = MSG_ENTRY, .tag = req->tag,
+                                                                .append = &s->scratch });
+                        next = s->scratch.seq + 1;
+                }
+                if (r < 0 && r != -ENOENT) {
+                        log_error("reading the chat log at seq %llu failed: %s", (unsigned long long) next,
+                                  strerror(-r));
+                        send_error(to, req->tag, ERR_STORAGE, "the server could not read its log: %s", strerror(-r));
+                        return 0;
+                }
+        }
+        return conn_send(to, &(struct dchat_msg) { .type = MSG_VIEW_END, .tag = req->tag,
+                                                   .view_end = { next, upto, next > upto } });
+}
+
+static int on_hello(struct server *s, struct sconn *sc, const struct dchat_msg *m)
+{
+        char name[DCHAT_NAME_MAX + 1];
+        bool known = false;
+
+        if (dchat_str_copy(name, sizeof name, m->hello.node) >= 0)
+                for (unsigned i = 0; i < s->conf->n_peers; i++)
+                        known |= strcmp(s->conf->peers[i].name, name) == 0;
+        if (!known || m->hello.role != ROLE_PEER) {
+                log_event(EV_PROTOCOL_ERROR, NULL, "%s: HELLO from '%.*s', which is not a peer of this cluster; closing",
+                          conn_label(sc->c), (int) m->hello.node.len, m->hello.node.p);
+                return -EPERM;
+        }
+        strlcpy(sc->node, name, sizeof sc->node);
+        char label[96];
+        snprintf(label, sizeof label, "peer %s", name);
+        conn_set_label(sc->c, label);
+        log_event(EV_PEER_UP, &(struct event_fields) { .peer = name }, "peer %s connected", name);
+        return conn_send(sc->c, &(struct dchat_msg) {
+                .type = MSG_HELLO_ACK, .tag = m->tag,
+                .hello_ack = { chatlog_last_post_id(s->log, name), chatlog_last_seq(s->log) } });
+}
+
+static int sconn_frame(struct conn *c, uint8_t type, const uint8_t *payload, size_t len)
+{
+        struct sconn *sc = conn_userdata(c);
+        struct server *s = sc->s;
+        struct dchat_msg m;
+
+        if (proto_decode(type, payload, len, &m, &s->scratch, NULL) < 0) {
+                log_event(EV_PROTOCOL_ERROR, NULL, "%s: malformed %s frame; closing", conn_label(c),
+                          proto_type_name(type));
+                return -EBADMSG;
+        }
+        if (s->conf->debug)
+                log_debug("%s: got %s tag %u", conn_label(c), proto_type_name(type), m.tag);
+        if (!sc->node[0] && type != MSG_HELLO) {
+                log_event(EV_PROTOCOL_ERROR, NULL, "%s: %s before HELLO; closing", conn_label(c),
+                          proto_type_name(type));
+                return -EBADMSG;
+        }
+        switch (type) {
+        case MSG_HELLO:
+                if (sc->node[0])
+                        return -EBADMSG;
+                return on_hello(s, sc, &m);
+        case MSG_APPEND:
+                return queue_append(s, sc, m.tag);
+        case MSG_VIEW:
+                return server_view_page(s, &m, c);
+        default:
+                log_event(EV_PROTOCOL_ERROR, &(struct event_fields) { .peer = sc->node },
+                          "%s: unexpected %s frame; closing", conn_label(c), proto_type_name(type));
+                return -EBADMSG;
+        }
+}
+
+static void sconn_closed(struct conn *c, int error)
+{
+        struct sconn *sc = conn_userdata(c);
+        struct server *s = sc->s;
+
+        for (unsigned i = 0; i < s->n; i++)
+                if (s->pend[i].from == sc)
+                        s->pend[i].from = NULL;
+        if (sc->node[0])
+                log_event(EV_PEER_DOWN, &(struct event_fields) { .peer = sc->node }, "peer %s disconnected: %s",
+                          sc->node, error == -ECONNRESET ? "connection closed" : strerror(-error));
+        if (sc->prev)
+                sc->prev->next = sc->next;
+        else
+                s->conns = sc->next;
+        if (sc->next)
+                sc->next->prev = sc->prev;
+        s->n_conns--;
+        free(sc);
+}
+
+static const struct conn_ops sconn_ops = {
+        .frame = sconn_frame,
+        .closed = sconn_closed,
+};
+
+static int on_accept(sd_event_source *src, int fd, uint32_t revents, void *userdata)
+{
+        struct server *s = userdata;
+        struct sockaddr_storage sa;
+        socklen_t salen = sizeof sa;
+        char addr[80], label[96];
+        (void) src;
+        (void) revents;
+
+        int cfd = accept4(fd, (struct sockaddr *) &sa, &salen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (cfd < 0) {
+                if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+                        log_warning("accept on the server socket failed: %m");
+                return 0;
+        }
+        sockaddr_format((struct sockaddr *) &sa, salen, addr, sizeof addr);
+        if (s->n_conns >= SCONN_MAX) {
+                log_warning("refusing connection from %s: %u connections already", addr, s->n_conns);
+                close(cfd);
+                return 0;
+        }
+        struct sconn *sc = calloc(1, sizeof *sc);
+        snprintf(label, sizeof label, "connection from %s", addr);
+        if (!sc || !(sc->c = conn_new(s->event, cfd, false, &sconn_ops, sc, label))) {
+                free(sc);
+                close(cfd);
+                return 0;
+        }
+        sc->s = s;
+        sc->next = s->conns;
+        if (s->conns)
+                s->conns->prev = sc;
+        s->conns = sc;
+        s->n_conns++;
+        return 0;
+}
+
+int server_new(sd_event *e, const struct dchat_conf *c, int listen_fd, struct server **ret)
+{
+        struct chatlog_recovery rec = {0};
+        struct server *s = calloc(1, sizeof *s);
+        int r;
+
+        if (!s)
+                return -ENOMEM;
+        s->event = e;
+        s->conf = c;
+        s->listen_fd = listen_fd;
+        s->entries = calloc(BATCH_CAP, sizeof *s->entries);
+        if (!s->entries) {
+                r = -ENOMEM;
+                goto fail;
+        }
+        r = chatlog_open(c->state_directory, &s->log, &rec);
+        if (r < 0) {
+                log_error("cannot open the chat log in %s: %s", c->state_directory,
+                          r == -EBUSY ? "another dchatd is using it" : strerror(-r));
+                goto fail;
+        }
+        if (rec.cut_bytes)
+                log_event(EV_LOG_RECOVERED, &(struct event_fields) { .seq = chatlog_last_seq(s->log) },
+                          "chat log %s/chat.log: %s; cut %llu bytes off the tail (saved to %s), kept %llu records",
+                          c->state_directory, rec.reason, (unsigned long long) rec.cut_bytes,
+                          rec.saved_to[0] ? rec.saved_to : "nowhere", (unsigned long long) rec.records);
+        else
+                log_info("chat log %s/chat.log: %llu records", c->state_directory,
+                         (unsigned long long) rec.records);
+        r = sd_event_add_defer(e, &s->flush_src, on_flush, s);
+        if (r < 0)
+                goto fail;
+        (void) sd_event_source_set_enabled(s->flush_src, SD_EVENT_OFF);
+        /* flush before anything else runs: it decides acknowledgements */
+        (void) sd_event_source_set_priority(s->flush_src, SD_EVENT_PRIORITY_IMPORTANT);
+        r = sd_event_add_io(e, &s->listen_src, listen_fd, EPOLLIN, on_accept, s);
+        if (r < 0)
+                goto fail;
+        *ret = s;
+        return 0;
+fail:
+        server_free(s);
+        return r;
+}
+
+struct server *server_free(struct server *s)
+{
+        if (!s)
+                return NULL;
+        flush_batch(s);
+        while (s->conns)
+                conn_close(s->conns->c, -ESHUTDOWN);
+        sd_event_source_disable_unref(s->listen_src);
+        sd_event_source_disable_unref(s->flush_src);
+        chatlog_close(s->log);
+        free(s->entries);
+        free(s);
+        return NULL;
+}
+
+void server_reconf(struct server *s, const struct dchat_conf *c)
+{
+        s->conf = c;
+}
+
+void server_status(struct server *s, struct dchat_status *st)
+{
+        st->last_seq = chatlog_last_seq(s->log);
+        strlcpy(st->dme_state, "-", sizeof st->dme_state);
+        st->n_peers = 0;
+        for (unsigned i = 0; i < s->conf->n_peers && i < DCHAT_PEERS_MAX; i++) {
+                struct dchat_peer_status *p = &st->peers[st->n_peers++];
+                strlcpy(p->name, s->conf->peers[i].name, sizeof p->name);
+                p->connected = false;
+                for (struct sconn *sc = s->conns; sc; sc = sc->next)
+                        p->connected |= strcmp(sc->node, p->name) == 0;
+        }
+}
