@@ -1,0 +1,656 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * conf.c — the cluster configuration (/etc/dchat.conf): load, check, compare.
+ *
+ * Every key is described once, in a table (name, libconfig type, default,
+ * range, where it is stored).  Loading walks the file's settings in the
+ * order they are written and looks each one up, so the first problem in the
+ * file is the one reported.  Nothing here logs an error: conf_load() returns
+ * a negative errno and one message, "FILE:LINE: problem" (or "FILE: problem"
+ * when no line applies), and the caller decides where it goes.
+ */
+#include <fcntl.h>
+#include <libconfig.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include "dchatd.h"
+
+#define ADDRESS_MAX (sizeof(((struct node_conf *) NULL)->address) - 1)
+#define SUN_PATH_MAX (sizeof(((struct sockaddr_un *) NULL)->sun_path) - 1)
+
+struct load {
+        const char *path;
+        char *err;
+        size_t errlen;
+        struct dchat_conf *c;
+        const char *node;                       /* the file's node = "...", or NULL */
+        bool have_cluster;
+};
+
+_printf_(5, 0)
+static int failv(const struct load *l, const char *file, unsigned line, int r, const char *fmt, va_list ap) {
+        size_t n;
+        int k;
+
+        if (!l->err || l->errlen == 0)
+                return r;
+
+        if (line > 0)
+                k = snprintf(l->err, l->errlen, "%s:%u: ", file ?: l->path, line);
+        else
+                k = snprintf(l->err, l->errlen, "%s: ", file ?: l->path);
+        n = k < 0 ? 0 : (size_t) k;
+        if (n < l->errlen)
+                vsnprintf(l->err + n, l->errlen - n, fmt, ap);
+        return r;
+}
+
+/* An error at setting s (NULL: about the whole file); returns r. */
+_printf_(4, 5)
+static int fail(const struct load *l, const config_setting_t *s, int r, const char *fmt, ...) {
+        va_list ap;
+
+        va_start(ap, fmt);
+        failv(l, s ? config_setting_source_file(s) : NULL, s ? config_setting_source_line(s) : 0, r, fmt, ap);
+        va_end(ap);
+        return r;
+}
+
+_printf_(5, 6)
+static int fail_at(const struct load *l, const char *file, unsigned line, int r, const char *fmt, ...) {
+        va_list ap;
+
+        va_start(ap, fmt);
+        failv(l, file, line, r, fmt, ap);
+        va_end(ap);
+        return r;
+}
+
+/* The key table ----------------------------------------------------------- */
+
+enum store {
+        STORE_NONE,             /* the setter does everything */
+        STORE_PATH,             /* char[PATH_MAX]; max = longest allowed */
+        STORE_USEC_FROM_MS,     /* uint64_t usec, written in ms */
+        STORE_UINT,             /* unsigned */
+        STORE_BOOL,             /* bool */
+};
+
+struct key {
+        const char *name;
+        int type;               /* CONFIG_TYPE_STRING, _INT (INT64 too), _BOOL, _GROUP */
+        enum store store;
+        size_t offset;          /* into struct dchat_conf */
+        long long def, min, max;
+        int (*set)(struct load *l, const struct key *k, const config_setting_t *s);
+};
+
+static int set_node(struct load *l, const struct key *k, const config_setting_t *s);
+static int set_cluster(struct load *l, const struct key *k, const config_setting_t *s);
+
+#define CONF_OFF(field) offsetof(struct dchat_conf, field)
+
+/*
+ * Every top-level key: name, type, storage, field, default, min, max, setter.
+ * For STORE_PATH, max is the longest path allowed.  Keep dchat.conf(5) and
+ * etc/dchat.conf in step with this table.
+ */
+static const struct key keys[] = {
+        { "node",               CONFIG_TYPE_STRING, STORE_NONE,         0, 0, 0, 0, set_node },
+        { "cluster",            CONFIG_TYPE_GROUP,  STORE_NONE,         0, 0, 0, 0, set_cluster },
+        { "control_socket",     CONFIG_TYPE_STRING, STORE_PATH,         CONF_OFF(control_socket),
+          0, 0, SUN_PATH_MAX, NULL },
+        { "state_directory",    CONFIG_TYPE_STRING, STORE_PATH,         CONF_OFF(state_directory),
+          0, 0, PATH_MAX - 1, NULL },
+        { "post_timeout_ms",    CONFIG_TYPE_INT,    STORE_USEC_FROM_MS, CONF_OFF(post_timeout_usec),
+          10000, 100, 3600000, NULL },
+        { "connect_timeout_ms", CONFIG_TYPE_INT,    STORE_USEC_FROM_MS, CONF_OFF(connect_timeout_usec),
+          3000, 100, 600000, NULL },
+        { "reconnect_min_ms",   CONFIG_TYPE_INT,    STORE_USEC_FROM_MS, CONF_OFF(reconnect_min_usec),
+          100, 10, 60000, NULL },
+        /* also at least reconnect_min_ms: checked once everything is read */
+        { "reconnect_max_ms",   CONFIG_TYPE_INT,    STORE_USEC_FROM_MS, CONF_OFF(reconnect_max_usec),
+          5000, 10, 600000, NULL },
+        { "batch_max",          CONFIG_TYPE_INT,    STORE_UINT,         CONF_OFF(batch_max),
+          64, 1, 1024, NULL },
+        { "max_clients",        CONFIG_TYPE_INT,    STORE_UINT,         CONF_OFF(max_clients),
+          64, 1, 10000, NULL },
+        { "debug",              CONFIG_TYPE_BOOL,   STORE_BOOL,         CONF_OFF(debug),
+          false, 0, 1, NULL },
+};
+
+static const struct key *key_find(const char *name) {
+        for (size_t i = 0; i < ELEMENTSOF(keys); i++)
+                if (strcmp(keys[i].name, name) == 0)
+                        return &keys[i];
+        return NULL;
+}
+
+static void *field(struct dchat_conf *c, size_t offset) {
+        return (uint8_t *) c + offset;
+}
+
+static void keys_set_defaults(struct dchat_conf *c) {
+        for (size_t i = 0; i < ELEMENTSOF(keys); i++) {
+                const struct key *k = &keys[i];
+
+                switch (k->store) {
+                case STORE_NONE:
+                        break;
+                case STORE_PATH:
+                        *(char *) field(c, k->offset) = '\0';
+                        break;
+                case STORE_USEC_FROM_MS:
+                        *(uint64_t *) field(c, k->offset) = (uint64_t) k->def * USEC_PER_MSEC;
+                        break;
+                case STORE_UINT:
+                        *(unsigned *) field(c, k->offset) = (unsigned) k->def;
+                        break;
+                case STORE_BOOL:
+                        *(bool *) field(c, k->offset) = k->def != 0;
+                        break;
+                }
+        }
+}
+
+static const char *type_wanted(int type) {
+        switch (type) {
+        case CONFIG_TYPE_STRING:
+                return "a string (in double quotes)";
+        case CONFIG_TYPE_INT:
+                return "an integer";
+        case CONFIG_TYPE_BOOL:
+                return "true or false";
+        case CONFIG_TYPE_GROUP:
+                return "a group ({ ... })";
+        default:
+                return "something else";
+        }
+}
+
+static bool type_ok(const config_setting_t *s, int type) {
+        int t = config_setting_type(s);
+
+        if (type == CONFIG_TYPE_INT)
+                return t == CONFIG_TYPE_INT || t == CONFIG_TYPE_INT64;
+        return t == type;
+}
+
+static int key_apply(struct load *l, const struct key *k, const config_setting_t *s) {
+        if (!type_ok(s, k->type))
+                return fail(l, s, -EINVAL, "%s must be %s", k->name, type_wanted(k->type));
+
+        switch (k->store) {
+        case STORE_NONE:
+                break;
+
+        case STORE_PATH: {
+                const char *v = config_setting_get_string(s);
+                size_t n = strlen(v);
+
+                /* "" means the default directory, resolved by the daemon */
+                if (n > 0 && v[0] != '/')
+                        return fail(l, s, -EINVAL, "%s must be an absolute path, not '%s'", k->name, v);
+                if (n > (size_t) k->max)
+                        return fail(l, s, -ENAMETOOLONG, "%s is too long (at most %lld bytes)", k->name, k->max);
+                memcpy(field(l->c, k->offset), v, n + 1);
+                break;
+        }
+
+        case STORE_USEC_FROM_MS:
+        case STORE_UINT: {
+                long long v = config_setting_get_int64(s);
+
+                if (v < k->min || v > k->max)
+                        return fail(l, s, -ERANGE, "%s = %lld is out of range (%lld..%lld)",
+                                    k->name, v, k->min, k->max);
+                if (k->store == STORE_UINT)
+                        *(unsigned *) field(l->c, k->offset) = (unsigned) v;
+                else
+                        *(uint64_t *) field(l->c, k->offset) = (uint64_t) v * USEC_PER_MSEC;
+                break;
+        }
+
+        case STORE_BOOL:
+                *(bool *) field(l->c, k->offset) = config_setting_get_bool(s);
+                break;
+        }
+
+        return k->set ? k->set(l, k, s) : 0;
+}
+
+/* Addresses ---------------------------------------------------------------- */
+
+/*
+ * "HOST:PORT" or "[IPV6]:PORT", port 1..65535, resolved for TCP.  On error
+ * returns -EINVAL and says why.
+ */
+static int address_resolve(const char *s, struct sockaddr_storage *sa, socklen_t *salen, const char **why) {
+        struct addrinfo hints = {
+                .ai_socktype = SOCK_STREAM,
+                .ai_flags = AI_NUMERICSERV,
+        };
+        struct addrinfo *res = NULL;
+        char host[ADDRESS_MAX + 1];
+        const char *port, *end;
+        size_t hlen;
+        unsigned long p;
+        int r;
+
+        if (strlen(s) > ADDRESS_MAX) {
+                *why = "too long";
+                return -EINVAL;
+        }
+
+        if (s[0] == '[') {
+                end = strchr(s, ']');
+                if (!end || end[1] != ':') {
+                        *why = "must be HOST:PORT or [IPV6]:PORT";
+                        return -EINVAL;
+                }
+                hlen = (size_t) (end - s - 1);
+                memcpy(host, s + 1, hlen);
+                port = end + 2;
+                hints.ai_family = AF_INET6;
+                hints.ai_flags |= AI_NUMERICHOST;
+        } else {
+                end = strrchr(s, ':');
+                if (!end) {
+                        *why = "must be HOST:PORT or [IPV6]:PORT";
+                        return -EINVAL;
+                }
+                hlen = (size_t) (end - s);
+                if (memchr(s, ':', hlen)) {
+                        *why = "write an IPv6 address as [IPV6]:PORT";
+                        return -EINVAL;
+                }
+                memcpy(host, s, hlen);
+                port = end + 1;
+                hints.ai_family = AF_UNSPEC;
+        }
+        host[hlen] = '\0';
+
+        if (hlen == 0) {
+                *why = "no host before the port (must be HOST:PORT or [IPV6]:PORT)";
+                return -EINVAL;
+        }
+
+        p = 0;
+        if (port[0] == '\0' || strlen(port) > 5 || strspn(port, "0123456789") != strlen(port) ||
+            (p = strtoul(port, NULL, 10)) < 1 || p > 65535) {
+                *why = "the port must be a number from 1 to 65535";
+                return -EINVAL;
+        }
+
+        r = getaddrinfo(host, port, &hints, &res);
+        if (r != 0) {
+                if (hints.ai_family == AF_INET6 && r != EAI_SYSTEM && r != EAI_MEMORY)
+                        *why = "not an IPv6 address between the brackets";
+                else
+                        *why = r == EAI_SYSTEM ? strerror(errno) : gai_strerror(r);
+                return -EINVAL;
+        }
+        if (!res || res->ai_addrlen > sizeof(*sa)) {
+                if (res)
+                        freeaddrinfo(res);
+                *why = "no usable address";
+                return -EINVAL;
+        }
+
+        memset(sa, 0, sizeof(*sa));
+        memcpy(sa, res->ai_addr, res->ai_addrlen);
+        *salen = res->ai_addrlen;
+        freeaddrinfo(res);
+        return 0;
+}
+
+static bool sockaddr_same(const struct sockaddr_storage *a, socklen_t alen,
+                          const struct sockaddr_storage *b, socklen_t blen) {
+        if (a->ss_family != b->ss_family)
+                return false;
+
+        if (a->ss_family == AF_INET) {
+                const struct sockaddr_in *x = (const struct sockaddr_in *) a;
+                const struct sockaddr_in *y = (const struct sockaddr_in *) b;
+
+                return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
+        }
+        if (a->ss_family == AF_INET6) {
+                const struct sockaddr_in6 *x = (const struct sockaddr_in6 *) a;
+                const struct sockaddr_in6 *y = (const struct sockaddr_in6 *) b;
+
+                return x->sin6_port == y->sin6_port && x->sin6_scope_id == y->sin6_scope_id &&
+                       memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0;
+        }
+        return alen == blen && memcmp(a, b, alen) == 0;
+}
+
+/* The cluster --------------------------------------------------------------- */
+
+static const struct node_conf *node_find(const struct dchat_conf *c, const char *name) {
+        for (unsigned i = 0; i < c->n_servers; i++)
+                if (strcmp(c->servers[i].name, name) == 0)
+                        return &c->servers[i];
+        for (unsigned i = 0; i < c->n_peers; i++)
+                if (strcmp(c->peers[i].name, name) == 0)
+                        return &c->peers[i];
+        return NULL;
+}
+
+static const struct node_conf *node_find_address(const struct dchat_conf *c, const struct node_conf *n) {
+        for (unsigned i = 0; i < c->n_servers; i++)
+                if (sockaddr_same(&c->servers[i].sa, c->servers[i].salen, &n->sa, n->salen))
+                        return &c->servers[i];
+        for (unsigned i = 0; i < c->n_peers; i++)
+                if (sockaddr_same(&c->peers[i].sa, c->peers[i].salen, &n->sa, n->salen))
+                        return &c->peers[i];
+        return NULL;
+}
+
+static const char *const entry_keys[] = { "name", "address" };
+
+/* One { name = "..."; address = "..."; } of a list; what is "server" or "peer". */
+static int parse_entry(struct load *l, const char *what, const config_setting_t *e, struct node_conf *n) {
+        const config_setting_t *name, *addr;
+        const struct node_conf *other;
+        const char *v, *why = NULL;
+        int r;
+
+        for (int i = 0; i < config_setting_length(e); i++) {
+                const config_setting_t *s = config_setting_get_elem(e, (unsigned) i);
+                bool known = false;
+
+                for (size_t j = 0; j < ELEMENTSOF(entry_keys); j++)
+                        known = known || strcmp(config_setting_name(s), entry_keys[j]) == 0;
+                if (!known)
+                        return fail(l, s, -EINVAL, "unknown key '%s' in %s entry", config_setting_name(s), what);
+        }
+
+        name = config_setting_get_member(e, "name");
+        if (!name)
+                return fail(l, e, -EINVAL, "%s entry has no name", what);
+        if (config_setting_type(name) != CONFIG_TYPE_STRING)
+                return fail(l, name, -EINVAL, "name in %s entry must be %s", what, type_wanted(CONFIG_TYPE_STRING));
+        v = config_setting_get_string(name);
+        if (!node_name_valid(v))
+                return fail(l, name, -EINVAL,
+                            "invalid node name '%s' (1..%d characters of A-Z a-z 0-9 . _ -, not starting with '-')",
+                            v, DCHAT_NAME_MAX);
+        other = node_find(l->c, v);
+        if (other)
+                return fail(l, name, -EINVAL, "duplicate node name '%s' (first defined at line %d)", v, other->line);
+        strcpy(n->name, v);
+        n->line = config_setting_source_line(e);
+
+        addr = config_setting_get_member(e, "address");
+        if (!addr)
+                return fail(l, e, -EINVAL, "%s entry '%s' has no address", what, n->name);
+        if (config_setting_type(addr) != CONFIG_TYPE_STRING)
+                return fail(l, addr, -EINVAL, "address in %s entry must be %s", what,
+                            type_wanted(CONFIG_TYPE_STRING));
+        v = config_setting_get_string(addr);
+        if (strlen(v) > ADDRESS_MAX)
+                return fail(l, addr, -EINVAL, "bad address '%.32s...': too long (at most %zu bytes)", v, ADDRESS_MAX);
+        r = address_resolve(v, &n->sa, &n->salen, &why);
+        if (r < 0)
+                return fail(l, addr, r, "bad address '%s': %s", v, why);
+        other = node_find_address(l->c, n);
+        if (other)
+                return fail(l, addr, -EINVAL, "duplicate address '%s' (same as '%s' at line %d)", v, other->name,
+                            other->line);
+        strcpy(n->address, v);
+        return 0;
+}
+
+/* cluster.servers (servers = true) or cluster.peers */
+static int parse_list(struct load *l, const config_setting_t *cluster, bool servers) {
+        const char *key = servers ? "servers" : "peers", *what = servers ? "server" : "peer";
+        const config_setting_t *list = config_setting_get_member(cluster, key);
+        struct node_conf *nodes = servers ? l->c->servers : l->c->peers;
+        unsigned *n_nodes = servers ? &l->c->n_servers : &l->c->n_peers;
+        unsigned cap = servers ? ELEMENTSOF(l->c->servers) : ELEMENTSOF(l->c->peers);
+        int r, len;
+
+        if (!list)
+                return fail(l, cluster, -EINVAL, "missing '%s' list in cluster", key);
+        /* an empty [] is an array, anything else must be a list of groups */
+        if (!config_setting_is_list(list) && !(config_setting_is_array(list) && config_setting_length(list) == 0))
+                return fail(l, list, -EINVAL,
+                            "cluster.%s must be a list: ( { name = \"...\"; address = \"HOST:PORT\"; }, ... )", key);
+
+        len = config_setting_length(list);
+        if (len == 0)
+                return fail(l, list, -EINVAL, servers ? "cluster.servers is empty: one server is required" :
+                                                        "cluster.peers is empty: at least one peer is required");
+
+        for (int i = 0; i < len; i++) {
+                const config_setting_t *e = config_setting_get_elem(list, (unsigned) i);
+
+                if ((unsigned) i >= cap) {
+                        if (servers)
+                                return fail(l, e, -E2BIG, "only one server is supported in this version");
+                        return fail(l, e, -E2BIG, "too many peers (at most %u)", cap);
+                }
+                if (!config_setting_is_group(e))
+                        return fail(l, e, -EINVAL,
+                                    "each entry of cluster.%s must be a group: { name = \"...\"; address = \"HOST:PORT\"; }",
+                                    key);
+                r = parse_entry(l, what, e, &nodes[i]);
+                if (r < 0)
+                        return r;
+                (*n_nodes)++;
+        }
+        return 0;
+}
+
+static const char *const cluster_keys[] = { "servers", "peers" };
+
+static int set_cluster(struct load *l, const struct key *k, const config_setting_t *s) {
+        int r;
+
+        (void) k;
+        l->have_cluster = true;
+
+        for (int i = 0; i < config_setting_length(s); i++) {
+                const config_setting_t *m = config_setting_get_elem(s, (unsigned) i);
+                bool known = false;
+
+                for (size_t j = 0; j < ELEMENTSOF(cluster_keys); j++)
+                        known = known || strcmp(config_setting_name(m), cluster_keys[j]) == 0;
+                if (!known)
+                        return fail(l, m, -EINVAL, "unknown key '%s' in cluster", config_setting_name(m));
+        }
+
+        /* both must be there before either is read */
+        if (!config_setting_get_member(s, "servers"))
+                return fail(l, s, -EINVAL, "missing 'servers' list in cluster");
+        if (!config_setting_get_member(s, "peers"))
+                return fail(l, s, -EINVAL, "missing 'peers' list in cluster");
+
+        r = parse_list(l, s, true);
+        if (r < 0)
+                return r;
+        return parse_list(l, s, false);
+}
+
+static int set_node(struct load *l, const struct key *k, const config_setting_t *s) {
+        const char *v = config_setting_get_string(s);
+
+        (void) k;
+        if (!node_name_valid(v))
+                return fail(l, s, -EINVAL,
+                            "invalid node name '%s' (1..%d characters of A-Z a-z 0-9 . _ -, not starting with '-')",
+                            v, DCHAT_NAME_MAX);
+        l->node = v;
+        return 0;
+}
+
+/* Loading -------------------------------------------------------------------- */
+
+static void config_destroyp(config_t *cfg) {
+        config_destroy(cfg);
+}
+
+static int check_reconnect(struct load *l, const config_t *cfg) {
+        const config_setting_t *min = config_lookup(cfg, "reconnect_min_ms");
+        const config_setting_t *max = config_lookup(cfg, "reconnect_max_ms");
+        unsigned long long lo = l->c->reconnect_min_usec / USEC_PER_MSEC;
+        unsigned long long hi = l->c->reconnect_max_usec / USEC_PER_MSEC;
+
+        if (hi >= lo)
+                return 0;
+        if (max)
+                return fail(l, max, -ERANGE, "reconnect_max_ms = %llu is less than reconnect_min_ms (%llu)", hi, lo);
+        return fail(l, min, -ERANGE, "reconnect_min_ms = %llu is greater than reconnect_max_ms (default %llu)",
+                    lo, hi);
+}
+
+int conf_load(const char *path, const char *node, struct dchat_conf *c, char *err, size_t errlen) {
+        _cleanup_(config_destroyp) config_t cfg;
+        _cleanup_(freep) struct dchat_conf *n = NULL;
+        _cleanup_(closep) int fd = -EBADF;
+        struct load l = { .path = path, .err = err, .errlen = errlen };
+        const config_setting_t *root;
+        char host[HOST_NAME_MAX + 1];
+        const struct node_conf *self;
+        struct stat st;
+        FILE *f;
+        int r;
+
+        config_init(&cfg);
+        if (err && errlen > 0)
+                err[0] = '\0';
+
+        n = calloc(1, sizeof(*n));
+        if (!n)
+                return fail(&l, NULL, -ENOMEM, "out of memory");
+        l.c = n;
+
+        if (strlen(path) >= sizeof(n->path))
+                return fail(&l, NULL, -ENAMETOOLONG, "path too long");
+        strcpy(n->path, path);
+
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return fail(&l, NULL, -errno, "cannot open: %s", strerror(errno));
+        if (fstat(fd, &st) < 0)
+                return fail(&l, NULL, -errno, "cannot open: %s", strerror(errno));
+        if (S_ISDIR(st.st_mode))
+                return fail(&l, NULL, -EISDIR, "cannot open: %s", strerror(EISDIR));
+
+        f = fdopen(fd, "re");
+        if (!f)
+                return fail(&l, NULL, -errno, "cannot open: %s", strerror(errno));
+        fd = -EBADF;    /* owned by f now */
+        r = config_read(&cfg, f);
+        fclose(f);
+        if (r != CONFIG_TRUE) {
+                int line = config_error_line(&cfg);
+
+                return fail_at(&l, config_error_file(&cfg), line > 0 ? (unsigned) line : 0,
+                               config_error_type(&cfg) == CONFIG_ERR_FILE_IO ? -EIO : -EINVAL,
+                               "%s", config_error_text(&cfg) ?: "cannot parse");
+        }
+
+        keys_set_defaults(n);
+
+        root = config_root_setting(&cfg);
+        for (int i = 0; i < config_setting_length(root); i++) {
+                const config_setting_t *s = config_setting_get_elem(root, (unsigned) i);
+                const struct key *k = key_find(config_setting_name(s));
+
+                if (!k)
+                        return fail(&l, s, -EINVAL, "unknown key '%s'", config_setting_name(s));
+                r = key_apply(&l, k, s);
+                if (r < 0)
+                        return r;
+        }
+
+        if (!l.have_cluster)
+                return fail(&l, NULL, -EINVAL,
+                            "missing 'cluster' group: cluster = { servers = ( ... ); peers = ( ... ); };");
+
+        r = check_reconnect(&l, &cfg);
+        if (r < 0)
+                return r;
+
+        /* who are we? -n, else node = "...", else the hostname up to the first dot */
+        if (!node)
+                node = l.node;
+        if (!node) {
+                if (gethostname(host, sizeof(host)) < 0)
+                        return fail(&l, NULL, -errno, "cannot get the hostname: %s", strerror(errno));
+                host[sizeof(host) - 1] = '\0';
+                host[strcspn(host, ".")] = '\0';
+                node = host;
+        }
+
+        self = node_find(n, node);
+        if (!self)
+                return fail(&l, NULL, -ENOENT,
+                            "this host '%s' is in neither cluster.servers nor cluster.peers "
+                            "(use -n NAME or node = \"...\")", node);
+        strcpy(n->node, self->name);
+        if (self >= n->servers && self < n->servers + n->n_servers) {
+                n->role = ROLE_SERVER;
+                n->self = (unsigned) (self - n->servers);
+        } else {
+                n->role = ROLE_PEER;
+                n->self = (unsigned) (self - n->peers);
+        }
+
+        *c = *n;
+        return 0;
+}
+
+/* Reload ---------------------------------------------------------------------- */
+
+static bool nodes_equal(const struct node_conf *a, unsigned na, const struct node_conf *b, unsigned nb) {
+        if (na != nb)
+                return false;
+        for (unsigned i = 0; i < na; i++)
+                if (strcmp(a[i].name, b[i].name) != 0 || strcmp(a[i].address, b[i].address) != 0 ||
+                    !sockaddr_same(&a[i].sa, a[i].salen, &b[i].sa, b[i].salen))
+                        return false;
+        return true;
+}
+
+const char *conf_restart_needed(const struct dchat_conf *old, const struct dchat_conf *new) {
+        if (strcmp(old->node, new->node) != 0)
+                return "node changed";
+        if (old->role != new->role)
+                return "role changed";
+        if (!nodes_equal(old->servers, old->n_servers, new->servers, new->n_servers))
+                return "cluster.servers changed";
+        if (!nodes_equal(old->peers, old->n_peers, new->peers, new->n_peers))
+                return "cluster.peers changed";
+        if (strcmp(old->control_socket, new->control_socket) != 0)
+                return "control_socket changed";
+        if (strcmp(old->state_directory, new->state_directory) != 0)
+                return "state_directory changed";
+        return NULL;
+}
+
+void conf_log_summary(const struct dchat_conf *c) {
+        const struct node_conf *self = c->role == ROLE_SERVER ? &c->servers[c->self] : &c->peers[c->self];
+
+        log_info("Configuration %s: node %s, role %s, address %s; server %s at %s; %u peer%s; "
+                 "post_timeout_ms=%llu connect_timeout_ms=%llu reconnect_ms=%llu..%llu "
+                 "batch_max=%u max_clients=%u debug=%s control_socket=%s state_directory=%s",
+                 c->path, c->node, c->role == ROLE_SERVER ? "server" : "peer", self->address,
+                 c->n_servers > 0 ? c->servers[0].name : "-", c->n_servers > 0 ? c->servers[0].address : "-",
+                 c->n_peers, c->n_peers == 1 ? "" : "s",
+                 (unsigned long long) (c->post_timeout_usec / USEC_PER_MSEC),
+                 (unsigned long long) (c->connect_timeout_usec / USEC_PER_MSEC),
+                 (unsigned long long) (c->reconnect_min_usec / USEC_PER_MSEC),
+                 (unsigned long long) (c->reconnect_max_usec / USEC_PER_MSEC),
+                 c->batch_max, c->max_clients, c->debug ? "yes" : "no",
+                 c->control_socket[0] ? c->control_socket : "(default)",
+                 c->state_directory[0] ? c->state_directory : "(default)");
+}
