@@ -1,0 +1,817 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test-chatlog.c — the durable chat log: append, read back, fencing,
+ * exactly-once post ids, recovery of torn and corrupt tails, views over a
+ * large log, locking, and a failed write (RLIMIT_FSIZE makes pwrite fail
+ * with EFBIG, no root needed).
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "dchatd.h"
+#include "tap.h"
+
+static char dir[256];
+
+/* --- helpers --------------------------------------------------------------------- */
+
+/* An independent, bitwise CRC-32C, to check the file format from outside. */
+static uint32_t crc32c_slow(const void *p, size_t n)
+{
+        const uint8_t *b = p;
+        uint32_t crc = 0xffffffff;
+
+        while (n--) {
+                crc ^= *b++;
+                for (int k = 0; k < 8; k++)
+                        crc = crc & 1 ? (crc >> 1) ^ 0x82F63B78 : crc >> 1;
+        }
+        return ~crc;
+}
+
+static uint32_t be32(const uint8_t *p)
+{
+        return (uint32_t) p[0] << 24 | (uint32_t) p[1] << 16 | (uint32_t) p[2] << 8 | p[3];
+}
+
+static void mk(struct dchat_entry *e, uint64_t lamport, const char *node, uint32_t idx, uint64_t post_id,
+               const char *text)
+{
+        *e = (struct dchat_entry) {0};
+        e->lamport = lamport;
+        snprintf(e->node, sizeof e->node, "%s", node);
+        e->fence_idx = idx;
+        e->post_id = post_id;
+        e->time = 1700000000 + (int64_t) post_id;
+        e->utc_offset = 3600;
+        snprintf(e->author, sizeof e->author, "lucy");
+        e->text_len = (uint16_t) snprintf(e->text, sizeof e->text, "%s", text);
+}
+
+static void subdir(char *buf, size_t cap, const char *name)
+{
+        snprintf(buf, cap, "%s/%s", dir, name);
+        if (mkdir(buf, 0755) < 0)
+                diag("mkdir %s: %m", buf);
+}
+
+static char *logpath(const char *d)
+{
+        static char p[PATH_MAX + 16];
+        snprintf(p, sizeof p, "%s/chat.log", d);
+        return p;
+}
+
+static long long file_size(const char *path)
+{
+        struct stat st;
+        return stat(path, &st) < 0 ? -1 : (long long) st.st_size;
+}
+
+static int read_file(const char *path, uint8_t **data, size_t *len)
+{
+        long long sz = file_size(path);
+        int fd;
+
+        if (sz < 0)
+                return -1;
+        *data = malloc((size_t) sz + 1);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (!*data || fd < 0 || pread(fd, *data, (size_t) sz, 0) != sz) {
+                if (fd >= 0)
+                        close(fd);
+                free(*data);
+                return -1;
+        }
+        close(fd);
+        *len = (size_t) sz;
+        return 0;
+}
+
+static void patch_file(const char *path, long long off, const void *p, size_t n)
+{
+        int fd = open(path, O_WRONLY | O_CLOEXEC);
+        if (fd < 0 || pwrite(fd, p, n, off) != (ssize_t) n)
+                diag("patching %s failed: %m", path);
+        if (fd >= 0)
+                close(fd);
+}
+
+static void flip_byte(const char *path, long long off)
+{
+        uint8_t b;
+        int fd = open(path, O_RDWR | O_CLOEXEC);
+
+        if (fd < 0 || pread(fd, &b, 1, off) != 1) {
+                diag("flip_byte %s: %m", path);
+                if (fd >= 0)
+                        close(fd);
+                return;
+        }
+        b ^= 0x20;
+        if (pwrite(fd, &b, 1, off) != 1)
+                diag("flip_byte %s: %m", path);
+        close(fd);
+}
+
+static void append_bytes(const char *path, const void *p, size_t n)
+{
+        patch_file(path, file_size(path), p, n);
+}
+
+/* Builds a record by hand: 16-byte header then proto_put_entry(). */
+static void make_record(struct wbuf *b, const struct dchat_entry *e)
+{
+        struct wbuf body = {0};
+        uint8_t h[16];
+
+        proto_put_entry(&body, e);
+        h[0] = 'D', h[1] = 'C', h[2] = 'L', h[3] = '1';
+        h[4] = body.len >> 24, h[5] = body.len >> 16, h[6] = body.len >> 8, h[7] = body.len;
+        uint32_t c = crc32c_slow(body.data, body.len);
+        h[8] = c >> 24, h[9] = c >> 16, h[10] = c >> 8, h[11] = c;
+        c = crc32c_slow(h, 12);
+        h[12] = c >> 24, h[13] = c >> 16, h[14] = c >> 8, h[15] = c;
+        wbuf_put(b, h, sizeof h);
+        wbuf_put(b, body.data, body.len);
+        wbuf_free(&body);
+}
+
+/* Creates a log in d with n records "msg N" (lamport N, node1, post id N). */
+static int fill(const char *d, unsigned n)
+{
+        struct chatlog *log = NULL;
+        struct dchat_entry e;
+        enum chatlog_result res;
+        char text[64];
+        int r;
+
+        r = chatlog_open(d, &log, NULL);
+        if (r < 0)
+                return r;
+        for (unsigned i = 1; i <= n && r >= 0; i++) {
+                snprintf(text, sizeof text, "msg %u", i);
+                mk(&e, i, "node1", 0, i, text);
+                r = chatlog_append(log, &e, 1, &res);
+                if (r >= 0 && res != CHATLOG_STORED)
+                        r = -EINVAL;
+        }
+        chatlog_close(log);
+        return r;
+}
+
+/* File offset of record seq (via the API), -1 on error. */
+static long long record_off(struct chatlog *log, uint64_t seq)
+{
+        struct chatlog_cursor cur;
+        return chatlog_seek(log, seq, &cur) < 0 ? -1 : (long long) cur.off;
+}
+
+/* Reads the whole log, checking seqs run 1..n and texts are "msg N". */
+static bool read_all_msgs(struct chatlog *log, uint64_t n)
+{
+        _cleanup_(freep) struct dchat_entry *e = malloc(sizeof *e);
+        struct chatlog_cursor cur;
+        char want[64];
+        uint64_t s = 0;
+        int r;
+
+        if (!e || chatlog_seek(log, 1, &cur) < 0)
+                return false;
+        while ((r = chatlog_next(log, &cur, e)) == 0) {
+                s++;
+                snprintf(want, sizeof want, "msg %" PRIu64, s);
+                if (e->seq != s || strcmp(e->text, want) != 0) {
+                        diag("record %" PRIu64 ": seq %" PRIu64 " text '%s'", s, e->seq, e->text);
+                        return false;
+                }
+        }
+        if (r != -ENOENT || s != n) {
+                diag("read %" PRIu64 " records, wanted %" PRIu64 ", ended with %d", s, n, r);
+                return false;
+        }
+        return true;
+}
+
+static unsigned count_corrupt(const char *d)
+{
+        DIR *dd = opendir(d);
+        struct dirent *de;
+        unsigned n = 0;
+
+        if (!dd)
+                return 0;
+        while ((de = readdir(dd)))
+                if (strncmp(de->d_name, "chat.log.corrupt-", 17) == 0)
+                        n++;
+        closedir(dd);
+        return n;
+}
+
+static void rm_rf(const char *d)
+{
+        DIR *dd = opendir(d);
+        struct dirent *de;
+        char p[PATH_MAX + 300];
+
+        if (!dd)
+                return;
+        while ((de = readdir(dd))) {
+                struct stat st;
+                if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+                        continue;
+                snprintf(p, sizeof p, "%s/%s", d, de->d_name);
+                if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode))
+                        rm_rf(p);
+                else
+                        unlink(p);
+        }
+        closedir(dd);
+        rmdir(d);
+}
+
+/* --- tests ------------------------------------------------------------------------- */
+
+static void test_crc_and_fence_cmp(void)
+{
+        is_int(crc32c_slow("123456789", 9), 0xE3069283, "reference CRC-32C check value");
+        ok(fence_cmp(1, "a", 0, 2, "a", 0) < 0, "fence_cmp: lamport first");
+        ok(fence_cmp(2, "a", 9, 1, "z", 0) > 0, "fence_cmp: lamport beats node and index");
+        ok(fence_cmp(2, "node1", 5, 2, "node2", 0) < 0, "fence_cmp: then node name");
+        ok(fence_cmp(2, "node1", 1, 2, "node1", 2) < 0, "fence_cmp: then fence index");
+        is_int(fence_cmp(2, "node1", 1, 2, "node1", 1), 0, "fence_cmp: equal");
+        ok(fence_cmp(0, "x", 0, 0, "", 0) > 0, "fence_cmp: anything beats the empty fence");
+        ok(chatlog_close(NULL) == NULL, "chatlog_close(NULL)");
+}
+
+static void test_basic(void)
+{
+        char d[PATH_MAX], node[DCHAT_NAME_MAX + 1];
+        struct chatlog *log = NULL, *log2 = NULL;
+        struct chatlog_recovery rec;
+        struct chatlog_cursor cur;
+        struct dchat_entry e[4], got;
+        enum chatlog_result res[4];
+        uint64_t lamport;
+        uint32_t idx;
+        struct stat st;
+        long long size;
+
+        subdir(d, sizeof d, "basic");
+
+        is_int(chatlog_open(d, &log, &rec), 0, "open a new log");
+        if (!log)
+                return;
+        is_int(rec.records, 0, "new log: no records");
+        is_int(rec.cut_bytes, 0, "new log: nothing cut");
+        is_str(rec.saved_to, "", "new log: nothing saved");
+        ok(stat(logpath(d), &st) == 0 && (st.st_mode & 0777) == 0640, "chat.log created 0640");
+        is_int(chatlog_last_seq(log), 0, "empty: last seq 0");
+        chatlog_last_fence(log, &lamport, node, &idx);
+        ok(lamport == 0 && node[0] == '\0' && idx == 0, "empty: last fence is zero");
+        is_int(chatlog_last_post_id(log, "node1"), 0, "empty: no post id");
+        is_int(chatlog_seek(log, 0, &cur), 0, "empty: seek 0");
+        is_int(cur.seq, 1, "seek 0 means 1");
+        is_int(chatlog_next(log, &cur, &got), -ENOENT, "empty: next is ENOENT");
+        is_int(chatlog_seek(log, 2, &cur), -ENOENT, "empty: seek 2 is ENOENT");
+
+        is_int(chatlog_open(d, &log2, NULL), -EBUSY, "second open of the same log: EBUSY");
+        ok(log2 == NULL, "... and no log returned");
+
+        /* batch 1: three posts under one CS entry */
+        mk(&e[0], 5, "node1", 0, 1, "Checking timestamp format");
+        mk(&e[1], 5, "node1", 1, 2, "héllo wörld ✓");
+        mk(&e[2], 5, "node1", 2, 3, "third");
+        e[1].utc_offset = -5 * 3600;
+        snprintf(e[1].author, sizeof e[1].author, "bob");
+        is_int(chatlog_append(log, e, 3, res), 0, "append a batch of 3");
+        ok(res[0] == CHATLOG_STORED && res[1] == CHATLOG_STORED && res[2] == CHATLOG_STORED, "all stored");
+        ok(e[0].seq == 1 && e[1].seq == 2 && e[2].seq == 3, "seqs 1, 2, 3 assigned");
+        size = file_size(logpath(d));
+
+        /* batch 2: another node, later request */
+        mk(&e[3], 7, "node2", 0, 1, "from node2");
+        is_int(chatlog_append(log, &e[3], 1, res), 0, "append a batch of 1");
+        ok(res[0] == CHATLOG_STORED && e[3].seq == 4, "stored as seq 4");
+        ok(file_size(logpath(d)) > size, "file grew");
+        is_int(chatlog_last_seq(log), 4, "last seq 4");
+        chatlog_last_fence(log, &lamport, node, &idx);
+        ok(lamport == 7 && !strcmp(node, "node2") && idx == 0, "last fence (7, node2, 0)");
+        is_int(chatlog_last_post_id(log, "node1"), 3, "node1 last post id 3");
+        is_int(chatlog_last_post_id(log, "node2"), 1, "node2 last post id 1");
+
+        /* read back: every field round-trips */
+        is_int(chatlog_seek(log, 1, &cur), 0, "seek 1");
+        for (unsigned i = 0; i < 4; i++) {
+                memset(&got, 0x55, sizeof got);
+                is_int(chatlog_next(log, &cur, &got), 0, "next %u", i + 1);
+                ok(got.seq == e[i].seq && got.lamport == e[i].lamport && !strcmp(got.node, e[i].node) &&
+                   got.fence_idx == e[i].fence_idx && got.post_id == e[i].post_id && got.time == e[i].time &&
+                   got.utc_offset == e[i].utc_offset && !strcmp(got.author, e[i].author) &&
+                   got.text_len == e[i].text_len && !strcmp(got.text, e[i].text),
+                   "record %u round-trips", i + 1);
+        }
+        is_int(chatlog_next(log, &cur, &got), -ENOENT, "next past the end: ENOENT");
+        is_int(chatlog_seek(log, 3, &cur), 0, "seek 3");
+        ok(chatlog_next(log, &cur, &got) == 0 && got.seq == 3 && !strcmp(got.text, "third"), "seek 3 reads seq 3");
+        is_int(chatlog_seek(log, 5, &cur), 0, "seek last+1");
+        is_int(chatlog_next(log, &cur, &got), -ENOENT, "... reads nothing");
+        is_int(chatlog_seek(log, 6, &cur), -ENOENT, "seek last+2: ENOENT");
+
+        /* the on-disk format, checked from outside */
+        {
+                uint8_t *data = NULL;
+                size_t len = 0;
+                if (read_file(logpath(d), &data, &len) == 0 && len > 16) {
+                        uint32_t blen = be32(data + 4);
+                        ok(!memcmp(data, "DCL1", 4), "record starts with the magic DCL1");
+                        ok(16 + blen <= len, "body length %u fits", blen);
+                        if (16 + blen <= len) {
+                                struct rbuf r = { .p = data + 16, .len = blen };
+                                is_int(be32(data + 8), crc32c_slow(data + 16, blen), "body CRC-32C");
+                                is_int(be32(data + 12), crc32c_slow(data, 12), "header CRC-32C");
+                                ok(proto_get_entry(&r, &got) == 0 && r.off == blen && got.seq == 1 &&
+                                   !strcmp(got.text, "Checking timestamp format"),
+                                   "body is proto_put_entry() of entry 1");
+                        }
+                } else
+                        ok(false, "read chat.log");
+                free(data);
+        }
+
+        /* fencing */
+        size = file_size(logpath(d));
+        mk(&e[0], 7, "node2", 0, 2, "equal fence");
+        is_int(chatlog_append(log, e, 1, res), 0, "append with an equal fence");
+        ok(res[0] == CHATLOG_FENCED && e[0].seq == 0, "equal fence: FENCED");
+        mk(&e[0], 6, "node3", 0, 1, "smaller lamport");
+        chatlog_append(log, e, 1, res);
+        ok(res[0] == CHATLOG_FENCED, "smaller lamport: FENCED");
+        mk(&e[0], 7, "node1", 9, 4, "same lamport, smaller node");
+        chatlog_append(log, e, 1, res);
+        ok(res[0] == CHATLOG_FENCED, "same lamport, smaller node: FENCED");
+        is_int(file_size(logpath(d)), size, "nothing written for refused batches");
+        is_int(chatlog_last_seq(log), 4, "last seq still 4");
+        is_int(chatlog_last_post_id(log, "node3"), 0, "a fenced post does not count as stored");
+
+        mk(&e[0], 8, "node1", 0, 4, "a");
+        mk(&e[1], 8, "node1", 0, 5, "same fence as the previous in the batch");
+        mk(&e[2], 8, "node1", 1, 6, "b");
+        mk(&e[3], 8, "node0", 2, 1, "smaller node within the batch");
+        is_int(chatlog_append(log, e, 4, res), 0, "batch with fences refused inside it");
+        ok(res[0] == CHATLOG_STORED && res[1] == CHATLOG_FENCED && res[2] == CHATLOG_STORED &&
+           res[3] == CHATLOG_FENCED, "stored, fenced, stored, fenced");
+        ok(e[0].seq == 5 && e[1].seq == 0 && e[2].seq == 6 && e[3].seq == 0, "seqs 5, -, 6, -");
+        is_int(chatlog_last_post_id(log, "node1"), 6, "node1 last post id 6");
+
+        /* duplicates */
+        mk(&e[0], 9, "node1", 0, 6, "retransmitted last post");
+        mk(&e[1], 9, "node1", 1, 2, "retransmitted old post");
+        mk(&e[2], 9, "node1", 2, 7, "new");
+        mk(&e[3], 9, "node1", 3, 7, "same post twice in one batch");
+        is_int(chatlog_append(log, e, 4, res), 0, "batch with duplicates");
+        ok(res[0] == CHATLOG_DUPLICATE && e[0].seq == 6, "repeat of the last post: DUPLICATE, seq 6");
+        ok(res[1] == CHATLOG_DUPLICATE && e[1].seq == 0, "older post: DUPLICATE, seq 0");
+        ok(res[2] == CHATLOG_STORED && e[2].seq == 7, "new post stored as 7");
+        ok(res[3] == CHATLOG_DUPLICATE && e[3].seq == 7, "duplicate within the batch: seq 7");
+        mk(&e[0], 10, "node1", 0, 9, "nine");
+        mk(&e[1], 10, "node1", 1, 8, "eight after nine");
+        chatlog_append(log, e, 2, res);
+        ok(res[0] == CHATLOG_STORED && res[1] == CHATLOG_DUPLICATE && e[1].seq == 0,
+           "lower post id after a higher one in a batch: DUPLICATE");
+        /* a duplicate keeps its old (smaller) fence and is still recognised */
+        mk(&e[0], 3, "node2", 0, 1, "old retransmission from node2");
+        chatlog_append(log, e, 1, res);
+        ok(res[0] == CHATLOG_DUPLICATE && e[0].seq == 4, "duplicate wins over fenced: seq 4");
+
+        /* invalid entries */
+        {
+                struct dchat_entry bad[9];
+                enum chatlog_result br[9];
+                const char *what[9] = { "empty text", "newline in text", "bad UTF-8", "bad node name",
+                                        "empty author", "control char in author", "utc offset too big",
+                                        "post id 0", "valid" };
+
+                for (unsigned i = 0; i < 9; i++)
+                        mk(&bad[i], 20, "node1", i, 100 + i, "fine");
+                bad[0].text_len = 0;
+                bad[0].text[0] = '\0';
+                mk(&bad[1], 20, "node1", 1, 101, "two\nlines");
+                mk(&bad[2], 20, "node1", 2, 102, "\xc3\x28 bad");
+                mk(&bad[3], 20, "-node", 3, 103, "fine");
+                bad[4].author[0] = '\0';
+                snprintf(bad[5].author, sizeof bad[5].author, "lu\033[31mcy");
+                bad[6].utc_offset = DCHAT_UTC_OFFSET_MAX + 1;
+                bad[7].post_id = 0;
+                is_int(chatlog_append(log, bad, 9, br), 0, "batch with invalid entries");
+                for (unsigned i = 0; i < 8; i++)
+                        ok(br[i] == CHATLOG_INVALID && bad[i].seq == 0, "%s: INVALID", what[i]);
+                ok(br[8] == CHATLOG_STORED && bad[8].seq == 9, "the valid one is stored as 9");
+        }
+        is_int(chatlog_last_seq(log), 9, "last seq 9");
+
+        log = chatlog_close(log);
+        ok(log == NULL, "close returns NULL");
+
+        /* reopen rebuilds the state */
+        is_int(chatlog_open(d, &log, &rec), 0, "reopen");
+        if (!log)
+                return;
+        is_int(rec.records, 9, "9 records found");
+        ok(rec.cut_bytes == 0 && rec.saved_to[0] == '\0' && rec.reason[0] == '\0', "nothing cut");
+        is_int(chatlog_last_seq(log), 9, "last seq 9 after reopen");
+        chatlog_last_fence(log, &lamport, node, &idx);
+        ok(lamport == 20 && !strcmp(node, "node1") && idx == 8, "last fence (20, node1, 8) after reopen");
+        is_int(chatlog_last_post_id(log, "node1"), 108, "node1 post id after reopen");
+        is_int(chatlog_last_post_id(log, "node2"), 1, "node2 post id after reopen");
+        is_int(chatlog_last_post_id(log, "node3"), 0, "node3 has none");
+        mk(&e[0], 30, "node1", 0, 108, "again");
+        mk(&e[1], 30, "node2", 0, 1, "again");
+        mk(&e[2], 30, "node2", 1, 2, "new after reopen");
+        mk(&e[3], 29, "node3", 0, 1, "fenced after reopen");
+        is_int(chatlog_append(log, e, 4, res), 0, "append after reopen");
+        ok(res[0] == CHATLOG_DUPLICATE && e[0].seq == 9, "duplicate after reopen: seq 9");
+        ok(res[1] == CHATLOG_DUPLICATE && e[1].seq == 4, "duplicate of node2's post 1 after reopen: seq 4");
+        ok(res[2] == CHATLOG_STORED && e[2].seq == 10, "new post stored as 10");
+        ok(res[3] == CHATLOG_FENCED, "older fence refused after reopen");
+        is_int(count_corrupt(d), 0, "no corrupt files in a clean log");
+        chatlog_close(log);
+}
+
+/*
+ * Damages a 10-record log with damage(), reopens it and checks that the
+ * first `keep` records survive, the tail went aside byte for byte, and
+ * appending and reading work afterwards.
+ */
+static void check_recovery(const char *name, void (*damage)(const char *path, struct chatlog *log),
+                           uint64_t keep, const char *reason_prefix)
+{
+        char d[PATH_MAX];
+        struct chatlog *log = NULL;
+        struct chatlog_recovery rec;
+        struct dchat_entry e;
+        enum chatlog_result res;
+        uint8_t *before = NULL, *saved = NULL, *after = NULL;
+        size_t before_len = 0, saved_len = 0, after_len = 0;
+        long long cut_at;
+
+        subdir(d, sizeof d, name);
+        if (fill(d, 10) < 0) {
+                ok(false, "%s: fill", name);
+                return;
+        }
+        if (chatlog_open(d, &log, NULL) < 0)
+                return;
+        damage(logpath(d), log);
+        cut_at = record_off(log, keep + 1);
+        chatlog_close(log);
+        log = NULL;
+        if (read_file(logpath(d), &before, &before_len) < 0)
+                return;
+
+        is_int(chatlog_open(d, &log, &rec), 0, "%s: reopen", name);
+        if (!log)
+                goto out;
+        is_int(rec.records, keep, "%s: %" PRIu64 " good records kept", name, keep);
+        is_int(rec.cut_bytes, (long long) before_len - cut_at, "%s: cut bytes", name);
+        ok(!strncmp(rec.reason, reason_prefix, strlen(reason_prefix)), "%s: reason '%s'", name, rec.reason);
+        is_int(chatlog_last_seq(log), keep, "%s: last seq", name);
+        is_int(file_size(logpath(d)), cut_at, "%s: file cut at offset %lld", name, cut_at);
+        is_int(count_corrupt(d), 1, "%s: one corrupt file", name);
+        {
+                char want[64];
+                snprintf(want, sizeof want, "/chat.log.corrupt-");
+                ok(strstr(rec.saved_to, want) && !strncmp(rec.saved_to, d, strlen(d)), "%s: saved to %s", name,
+                   rec.saved_to);
+                snprintf(want, sizeof want, "-%lld", cut_at);
+                ok(strlen(rec.saved_to) > strlen(want) &&
+                   !strcmp(rec.saved_to + strlen(rec.saved_to) - strlen(want), want),
+                   "%s: saved file name ends with the offset", name);
+        }
+        ok(read_file(rec.saved_to, &saved, &saved_len) == 0 && saved_len == before_len - (size_t) cut_at &&
+           !memcmp(saved, before + cut_at, saved_len), "%s: the tail was saved byte for byte", name);
+        ok(read_file(logpath(d), &after, &after_len) == 0 && after_len == (size_t) cut_at &&
+           !memcmp(after, before, after_len), "%s: the kept part is unchanged", name);
+        ok(read_all_msgs(log, keep), "%s: the kept records read back", name);
+        is_int(chatlog_last_post_id(log, "node1"), keep, "%s: post id rebuilt", name);
+
+        char text[64];
+        snprintf(text, sizeof text, "msg %" PRIu64, keep + 1);
+        mk(&e, 100, "node1", 0, keep + 1, text);
+        ok(chatlog_append(log, &e, 1, &res) == 0 && res == CHATLOG_STORED && e.seq == keep + 1,
+           "%s: append after recovery stored as %" PRIu64, name, keep + 1);
+        ok(read_all_msgs(log, keep + 1), "%s: read back after the append", name);
+        chatlog_close(log);
+        log = NULL;
+
+        is_int(chatlog_open(d, &log, &rec), 0, "%s: reopen again", name);
+        ok(rec.records == keep + 1 && rec.cut_bytes == 0, "%s: clean second reopen", name);
+        is_int(count_corrupt(d), 1, "%s: still one corrupt file", name);
+        chatlog_close(log);
+out:
+        free(before);
+        free(saved);
+        free(after);
+}
+
+static void torn_header(const char *path, struct chatlog *log)
+{
+        if (truncate(path, record_off(log, 10) + 7) < 0)
+                diag("truncate: %m");
+}
+
+static void torn_body(const char *path, struct chatlog *log)
+{
+        if (truncate(path, record_off(log, 10) + 16 + 5) < 0)
+                diag("truncate: %m");
+}
+
+static void torn_one_byte(const char *path, struct chatlog *log)
+{
+        (void) log;
+        if (truncate(path, file_size(path) - 1) < 0)
+                diag("truncate: %m");
+}
+
+static void crc_last(const char *path, struct chatlog *log)
+{
+        flip_byte(path, record_off(log, 10) + 16 + 30);
+}
+
+static void crc_middle(const char *path, struct chatlog *log)
+{
+        flip_byte(path, record_off(log, 5) + 16 + 30);
+}
+
+static void header_middle(const char *path, struct chatlog *log)
+{
+        flip_byte(path, record_off(log, 4) + 6);        /* the body length */
+}
+
+static void garbage_tail(const char *path, struct chatlog *log)
+{
+        uint8_t g[100];
+        (void) log;
+        for (unsigned i = 0; i < sizeof g; i++)
+                g[i] = (uint8_t) (i * 37 + 11);
+        append_bytes(path, g, sizeof g);
+}
+
+static void zero_tail(const char *path, struct chatlog *log)
+{
+        static const uint8_t z[4096];
+        (void) log;
+        append_bytes(path, z, sizeof z);
+}
+
+static void magic_garbage_tail(const char *path, struct chatlog *log)
+{
+        static const char g[] = "DCL1 and then some nonsense that is not a header";
+        (void) log;
+        append_bytes(path, g, sizeof g - 1);
+}
+
+static void seq_gap(const char *path, struct chatlog *log)
+{
+        struct dchat_entry e;
+        struct wbuf b = {0};
+
+        (void) log;
+        mk(&e, 50, "node1", 0, 11, "msg 11");
+        e.seq = 12;             /* should be 11 */
+        make_record(&b, &e);
+        append_bytes(path, b.data, b.len);
+        wbuf_free(&b);
+}
+
+static void fence_back(const char *path, struct chatlog *log)
+{
+        struct dchat_entry e;
+        struct wbuf b = {0};
+
+        (void) log;
+        mk(&e, 10, "node1", 0, 11, "msg 11");   /* the same fence as record 10 */
+        e.seq = 11;
+        make_record(&b, &e);
+        append_bytes(path, b.data, b.len);
+        wbuf_free(&b);
+}
+
+static void test_handmade_record(void)
+{
+        char d[PATH_MAX];
+        struct chatlog *log = NULL;
+        struct chatlog_recovery rec;
+        struct dchat_entry e;
+        struct wbuf b = {0};
+
+        subdir(d, sizeof d, "handmade");
+        if (fill(d, 3) < 0)
+                return;
+        mk(&e, 50, "node7", 0, 1, "msg 4");
+        e.seq = 4;
+        make_record(&b, &e);
+        append_bytes(logpath(d), b.data, b.len);
+        wbuf_free(&b);
+        is_int(chatlog_open(d, &log, &rec), 0, "open a log with a hand-made record");
+        if (!log)
+                return;
+        ok(rec.records == 4 && rec.cut_bytes == 0, "the hand-made record is accepted");
+        ok(read_all_msgs(log, 4), "and reads back");
+        is_int(chatlog_last_post_id(log, "node7"), 1, "its node's post id is known");
+        chatlog_close(log);
+}
+
+static void test_corrupt_while_open(void)
+{
+        char d[PATH_MAX];
+        struct chatlog *log = NULL;
+        struct chatlog_cursor cur;
+        struct dchat_entry e;
+
+        subdir(d, sizeof d, "rot");
+        if (fill(d, 5) < 0 || chatlog_open(d, &log, NULL) < 0)
+                return;
+        flip_byte(logpath(d), record_off(log, 3) + 16 + 20);
+        is_int(chatlog_seek(log, 1, &cur), 0, "rot: seek 1");
+        ok(chatlog_next(log, &cur, &e) == 0 && chatlog_next(log, &cur, &e) == 0, "rot: records 1, 2 read");
+        is_int(chatlog_next(log, &cur, &e), -EIO, "rot: a record damaged after open: EIO");
+        flip_byte(logpath(d), record_off(log, 3) + 16 + 20);
+        flip_byte(logpath(d), record_off(log, 5) + 13);
+        is_int(chatlog_seek(log, 5, &cur), 0, "rot: seek 5");
+        is_int(chatlog_next(log, &cur, &e), -EIO, "rot: a damaged header: EIO");
+        chatlog_close(log);
+}
+
+static void test_big_view(void)
+{
+        enum { N = 2000, BATCH = 50 };
+        static const uint64_t at[] = { 1, 2, 255, 256, 257, 258, 512, 513, 1000, 1999, N };
+        char d[PATH_MAX], text[64];
+        struct chatlog *log = NULL;
+        struct chatlog_recovery rec;
+        struct chatlog_cursor cur;
+        struct dchat_entry *e = calloc(BATCH, sizeof *e), got;
+        enum chatlog_result res[BATCH];
+        bool all = true;
+        int r = 0;
+
+        subdir(d, sizeof d, "big");
+        if (!e || chatlog_open(d, &log, NULL) < 0)
+                goto out;
+        for (unsigned b = 0; b < N / BATCH && r == 0; b++) {
+                for (unsigned i = 0; i < BATCH; i++) {
+                        unsigned s = b * BATCH + i + 1;
+                        snprintf(text, sizeof text, "msg %u", s);
+                        /* one CS entry per batch, nodes taking turns */
+                        mk(&e[i], b + 1, b % 2 ? "node2" : "node1", i, (b / 2) * BATCH + i + 1, text);
+                }
+                r = chatlog_append(log, e, BATCH, res);
+                for (unsigned i = 0; i < BATCH; i++)
+                        if (res[i] != CHATLOG_STORED || e[i].seq != b * BATCH + i + 1)
+                                all = false;
+        }
+        ok(r == 0 && all, "appended %d records in batches of %d", N, BATCH);
+        is_int(chatlog_last_seq(log), N, "last seq %d", N);
+
+        for (int pass = 0; pass < 2; pass++) {
+                const char *when = pass ? "after reopen" : "live";
+                for (unsigned i = 0; i < ELEMENTSOF(at); i++) {
+                        char want[64];
+                        snprintf(want, sizeof want, "msg %" PRIu64, at[i]);
+                        ok(chatlog_seek(log, at[i], &cur) == 0 && cur.seq == at[i] &&
+                           chatlog_next(log, &cur, &got) == 0 && got.seq == at[i] && !strcmp(got.text, want),
+                           "%s: seek %" PRIu64 " reads it", when, at[i]);
+                }
+                ok(chatlog_seek(log, 1000, &cur) == 0 && chatlog_next(log, &cur, &got) == 0 &&
+                   chatlog_next(log, &cur, &got) == 0 && got.seq == 1001, "%s: next after seek 1000 is 1001", when);
+                is_int(chatlog_seek(log, N + 1, &cur), 0, "%s: seek last+1", when);
+                is_int(chatlog_next(log, &cur, &got), -ENOENT, "%s: ... ENOENT on next", when);
+                is_int(chatlog_seek(log, N + 2, &cur), -ENOENT, "%s: seek last+2 ENOENT", when);
+                ok(read_all_msgs(log, N), "%s: the whole log streams in order", when);
+                is_int(chatlog_last_post_id(log, "node1"), N / 2, "%s: node1 post id", when);
+                is_int(chatlog_last_post_id(log, "node2"), N / 2, "%s: node2 post id", when);
+
+                chatlog_close(log);
+                log = NULL;
+                if (pass == 0) {
+                        is_int(chatlog_open(d, &log, &rec), 0, "big: reopen");
+                        if (!log)
+                                break;
+                        ok(rec.records == N && rec.cut_bytes == 0, "big: %d records rescanned", N);
+                }
+        }
+out:
+        chatlog_close(log);
+        free(e);
+}
+
+static void test_write_error(void)
+{
+        char d[PATH_MAX], big[3001];
+        struct chatlog *log = NULL;
+        struct chatlog_recovery rec;
+        struct dchat_entry *e = calloc(5, sizeof *e);
+        enum chatlog_result res[5];
+        struct rlimit old, lim;
+        long long size;
+        int r;
+
+        subdir(d, sizeof d, "enospc");
+        if (!e || fill(d, 3) < 0 || chatlog_open(d, &log, NULL) < 0)
+                goto out;
+        memset(big, 'x', sizeof big - 1);
+        big[sizeof big - 1] = '\0';
+        for (unsigned i = 0; i < 5; i++)
+                mk(&e[i], 100, i < 3 ? "node1" : "node9", i, i < 3 ? 4 + i : i, big);
+        size = file_size(logpath(d));
+
+        /* The file may not grow past size + 5000: pwrite writes part, then fails with EFBIG. */
+        signal(SIGXFSZ, SIG_IGN);
+        getrlimit(RLIMIT_FSIZE, &old);
+        lim = old;
+        lim.rlim_cur = (rlim_t) size + 5000;
+        if (setrlimit(RLIMIT_FSIZE, &lim) < 0) {
+                ok(true, "# SKIP cannot set RLIMIT_FSIZE: %m");
+                goto out;
+        }
+        r = chatlog_append(log, e, 5, res);
+        setrlimit(RLIMIT_FSIZE, &old);
+        is_int(r, -EFBIG, "a failing write returns its errno (EFBIG)");
+        is_int(file_size(logpath(d)), size, "the partial batch was cut off again");
+        is_int(chatlog_last_seq(log), 3, "last seq unchanged");
+        is_int(chatlog_last_post_id(log, "node1"), 3, "post id unchanged");
+        is_int(chatlog_last_post_id(log, "node9"), 0, "a new node of the failed batch is not known");
+        ok(read_all_msgs(log, 3), "the log still reads");
+
+        for (unsigned i = 0; i < 5; i++) {
+                char text[64];
+                snprintf(text, sizeof text, "msg %u", 4 + i);
+                mk(&e[i], 100, i < 3 ? "node1" : "node9", i, i < 3 ? 4 + i : i, text);
+        }
+        is_int(chatlog_append(log, e, 5, res), 0, "the same batch succeeds when the write works");
+        ok(res[0] == CHATLOG_STORED && res[4] == CHATLOG_STORED && e[0].seq == 4 && e[4].seq == 8,
+           "stored as 4..8 (nothing doubled)");
+        ok(read_all_msgs(log, 8), "all 8 read back");
+        chatlog_close(log);
+        log = NULL;
+        is_int(chatlog_open(d, &log, &rec), 0, "reopen after the write error");
+        ok(rec.records == 8 && rec.cut_bytes == 0 && count_corrupt(d) == 0, "clean: 8 records, nothing cut");
+        is_int(chatlog_last_post_id(log, "node9"), 4, "node9 post id");
+out:
+        chatlog_close(log);
+        free(e);
+}
+
+static void test_open_errors(void)
+{
+        char d[PATH_MAX + 16];
+        struct chatlog *log = NULL;
+
+        snprintf(d, sizeof d, "%s/does-not-exist", dir);
+        is_int(chatlog_open(d, &log, NULL), -ENOENT, "open in a missing directory: ENOENT");
+        ok(log == NULL, "... no log");
+}
+
+int main(void)
+{
+        const char *tmp = getenv("TMPDIR");
+
+        plan_no_plan();
+        snprintf(dir, sizeof dir, "%s/test-chatlog-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+        if (!mkdtemp(dir)) {
+                printf("Bail out! mkdtemp: %m\n");
+                return 1;
+        }
+
+        test_crc_and_fence_cmp();
+        test_basic();
+        check_recovery("torn-header", torn_header, 9, "torn header at offset");
+        check_recovery("torn-body", torn_body, 9, "torn record 10 at offset");
+        check_recovery("torn-last-byte", torn_one_byte, 9, "torn record 10");
+        check_recovery("crc-last", crc_last, 9, "checksum mismatch in record 10 at offset");
+        check_recovery("crc-middle", crc_middle, 4, "checksum mismatch in record 5 at offset");
+        check_recovery("header-middle", header_middle, 3, "header checksum mismatch at offset");
+        check_recovery("garbage", garbage_tail, 10, "bad magic at offset");
+        check_recovery("zeros", zero_tail, 10, "bad magic at offset");
+        check_recovery("magic-garbage", magic_garbage_tail, 10, "header checksum mismatch");
+        check_recovery("seq-gap", seq_gap, 10, "sequence gap");
+        check_recovery("fence-back", fence_back, 10, "fence not increasing in record 11");
+        test_handmade_record();
+        test_corrupt_while_open();
+        test_big_view();
+        test_write_error();
+        test_open_errors();
+
+        rm_rf(dir);
+        return done_testing();
+}
