@@ -1,0 +1,422 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * dchatctl — talk to the local dchatd over its UNIX socket.
+ * Exit status: 0 success, 1 error (one line on stderr), 2 usage.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "proto.h"
+
+#define VIEW_PAGE 256
+
+static const char *socket_path;
+static int sock = -1;
+static struct wbuf inbuf;
+static struct dchat_entry entry;
+static struct dchat_status status;
+
+static void usage(FILE *f)
+{
+        fprintf(f, "usage: dchatctl [-s socket] post [--] TEXT...\n"
+                   "       dchatctl [-s socket] view [-n N] [--json]\n"
+                   "       dchatctl [-s socket] status [--json]\n"
+                   "The socket is $DCHAT_SOCKET, else %s.\n", DCHAT_DEFAULT_SOCKET);
+}
+
+static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int fail(const char *fmt, ...)
+{
+        va_list ap;
+        fputs("dchatctl: ", stderr);
+        va_start(ap, fmt);
+        vfprintf(stderr, fmt, ap);
+        va_end(ap);
+        fputc('\n', stderr);
+        return 1;
+}
+
+static int connect_daemon(void)
+{
+        struct sockaddr_un un = { .sun_family = AF_UNIX };
+
+        if (strlen(socket_path) >= sizeof un.sun_path)
+                return fail("socket path too long: %s", socket_path);
+        strcpy(un.sun_path, socket_path);
+        sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (sock < 0)
+                return fail("socket: %s", strerror(errno));
+        if (connect(sock, (struct sockaddr *) &un, sizeof un) < 0) {
+                int e = errno;
+                if (e == EACCES || e == EPERM)
+                        return fail("cannot connect to %s: permission denied (only root and members of group "
+                                    "'dchat' may use dchat)", socket_path);
+                return fail("cannot connect to %s: %s (is dchatd running? see systemctl status dchatd.socket)",
+                            socket_path, strerror(e));
+        }
+        return 0;
+}
+
+static int send_msg(const struct dchat_msg *m)
+{
+        struct wbuf b = {0};
+        int r = proto_encode(&b, m);
+        if (r < 0) {
+                wbuf_free(&b);
+                return fail("cannot encode the request: %s", strerror(-r));
+        }
+        for (size_t off = 0; off < b.len;) {
+                ssize_t n = send(sock, b.data + off, b.len - off, MSG_NOSIGNAL);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        wbuf_free(&b);
+                        return fail("lost the connection to dchatd: %s", strerror(errno));
+                }
+                off += (size_t) n;
+        }
+        wbuf_free(&b);
+        return 0;
+}
+
+/* Reads one frame; decodes it into m (strings point into inbuf until the next call). */
+static size_t consumed;
+static int recv_msg(struct dchat_msg *m)
+{
+        wbuf_consume(&inbuf, consumed);
+        consumed = 0;
+        for (;;) {
+                if (inbuf.len >= DCHAT_FRAME_HDR) {
+                        uint8_t type;
+                        int len = proto_check_header(inbuf.data, &type);
+                        if (len < 0)
+                                return fail("dchatd sent a malformed frame");
+                        if (inbuf.len >= DCHAT_FRAME_HDR + (size_t) len) {
+                                if (proto_decode(type, inbuf.data + DCHAT_FRAME_HDR, (size_t) len, m, &entry,
+                                                 &status) < 0)
+                                        return fail("dchatd sent a malformed %s frame", proto_type_name(type));
+                                consumed = DCHAT_FRAME_HDR + (size_t) len;
+                                return 0;
+                        }
+                }
+                if (!wbuf_reserve(&inbuf, 16384))
+                        return fail("out of memory");
+                ssize_t n = recv(sock, inbuf.data + inbuf.len, inbuf.cap - inbuf.len, 0);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n <= 0)
+                        return fail("dchatd closed the connection%s%s", n < 0 ? ": " : "",
+                                    n < 0 ? strerror(errno) : "");
+                inbuf.len += (size_t) n;
+        }
+}
+
+static int print_error(const char *what, const struct dchat_msg *m)
+{
+        return fail("%s failed: %.*s", what, (int) m->error.text.len, m->error.text.p);
+}
+
+/* --- JSON output ----------------------------------------------------------- */
+
+static void json_str(const char *s, size_t n)
+{
+        putchar('"');
+        for (size_t i = 0; i < n; i++) {
+                unsigned char c = (unsigned char) s[i];
+                if (c == '"' || c == '\\')
+                        printf("\\%c", c);
+                else if (c < 0x20 || c == 0x7f)
+                        printf("\\u%04x", c);
+                else
+                        putchar(c);
+        }
+        putchar('"');
+}
+
+static void print_entry(const struct dchat_entry *e, bool json)
+{
+        if (!json) {
+                char when[32];
+                entry_format_time(e, when, sizeof when);
+                printf("%s %s: %s\n", when, e->author, e->text);
+                return;
+        }
+        char iso[40];
+        time_t t = (time_t) (e->time + e->utc_offset);
+        struct tm tm;
+        int off = e->utc_offset < 0 ? -e->utc_offset : e->utc_offset;
+        gmtime_r(&t, &tm);
+        size_t l = strftime(iso, sizeof iso, "%Y-%m-%dT%H:%M:%S", &tm);
+        snprintf(iso + l, sizeof iso - l, "%c%02d:%02d", e->utc_offset < 0 ? '-' : '+', off / 3600, off % 3600 / 60);
+        printf("{\"seq\":%llu,\"lamport\":%llu,\"node\":", (unsigned long long) e->seq,
+               (unsigned long long) e->lamport);
+        json_str(e->node, strlen(e->node));
+        printf(",\"fence_idx\":%u,\"post_id\":%llu,\"time\":\"%s\",\"unix_time\":%lld,\"utc_offset\":%d,\"author\":",
+               e->fence_idx, (unsigned long long) e->post_id, iso, (long long) e->time, e->utc_offset);
+        json_str(e->author, strlen(e->author));
+        printf(",\"text\":");
+        json_str(e->text, e->text_len);
+        printf("}\n");
+}
+
+/* --- commands ---------------------------------------------------------------- */
+
+static int cmd_post(int argc, char **argv)
+{
+        static const struct option opts[] = { { "help", no_argument, NULL, 'h' }, {} };
+        char *text = NULL;
+        size_t len = 0;
+        FILE *f;
+        int o;
+
+        while ((o = getopt_long(argc, argv, "+h", opts, NULL)) >= 0) {
+                if (o == 'h') {
+                        usage(stdout);
+                        return 0;
+                }
+                usage(stderr);
+                return 2;
+        }
+        if (optind >= argc) {
+                fprintf(stderr, "dchatctl: post needs the text to post\n");
+                usage(stderr);
+                return 2;
+        }
+        f = open_memstream(&text, &len);
+        if (!f)
+                return fail("out of memory");
+        for (int i = optind; i < argc; i++)
+                fprintf(f, "%s%s", i > optind ? " " : "", argv[i]);
+        fclose(f);
+
+        const char *why;
+        if (text_validate(text, len, &why) < 0) {
+                fail("cannot post: %s", why);
+                free(text);
+                return 1;
+        }
+        time_t now = time(NULL);
+        struct tm tm;
+        localtime_r(&now, &tm);
+
+        int r = connect_daemon();
+        if (r == 0)
+                r = send_msg(&(struct dchat_msg) { .type = MSG_POST, .tag = 1,
+                                                   .post = { (int32_t) tm.tm_gmtoff, { text, (uint16_t) len } } });
+        free(text);
+        if (r)
+                return r;
+        struct dchat_msg m;
+        if (recv_msg(&m))
+                return 1;
+        if (m.type == MSG_ERROR)
+                return print_error("post", &m);
+        if (m.type != MSG_POSTED)
+                return fail("unexpected answer %s from dchatd", proto_type_name(m.type));
+        return 0;
+}
+
+static int cmd_view(int argc, char **argv)
+{
+        static const struct option opts[] = { { "json", no_argument, NULL, 'j' }, { "help", no_argument, NULL, 'h' }, {} };
+        bool json = false;
+        uint64_t last_n = 0;
+        int o;
+
+        while ((o = getopt_long(argc, argv, "+n:h", opts, NULL)) >= 0) {
+                switch (o) {
+                case 'n': {
+                        char *end;
+                        errno = 0;
+                        unsigned long long v = strtoull(optarg, &end, 10);
+                        if (errno || *end || !*optarg || optarg[0] == '-' || v == 0) {
+                                fprintf(stderr, "dchatctl: view -n needs a positive number, not '%s'\n", optarg);
+                                return 2;
+                        }
+                        last_n = v;
+                        break;
+                }
+                case 'j':
+                        json = true;
+                        break;
+                case 'h':
+                        usage(stdout);
+                        return 0;
+                default:
+                        usage(stderr);
+                        return 2;
+                }
+        }
+        if (optind < argc) {
+                fprintf(stderr, "dchatctl: view takes no arguments ('%s')\n", argv[optind]);
+                usage(stderr);
+                return 2;
+        }
+        if (connect_daemon())
+                return 1;
+
+        /* page by page up to the end as it was at the first page: a consistent snapshot */
+        uint64_t from = 0, upto = 0;
+        for (uint32_t tag = 1;; tag++) {
+                if (send_msg(&(struct dchat_msg) { .type = MSG_VIEW, .tag = tag,
+                                                   .view = { from, from ? 0 : last_n, upto, VIEW_PAGE } }))
+                        return 1;
+                for (;;) {
+                        struct dchat_msg m;
+                        if (recv_msg(&m))
+                                return 1;
+                        if (m.type == MSG_ERROR)
+                                return print_error("view", &m);
+                        if (m.type == MSG_ENTRY) {
+                                print_entry(m.append, json);
+                                continue;
+                        }
+                        if (m.type != MSG_VIEW_END)
+                                return fail("unexpected answer %s from dchatd", proto_type_name(m.type));
+                        if (m.view_end.done || m.view_end.next_seq <= from) {
+                                if (fflush(stdout) != 0 || ferror(stdout))
+                                        return fail("cannot write the view: %s", strerror(errno));
+                                return 0;
+                        }
+                        from = m.view_end.next_seq;
+                        upto = m.view_end.last_seq;
+                        break;
+                }
+        }
+}
+
+static int cmd_status(int argc, char **argv)
+{
+        static const struct option opts[] = { { "json", no_argument, NULL, 'j' }, { "help", no_argument, NULL, 'h' }, {} };
+        bool json = false;
+        int o;
+
+        while ((o = getopt_long(argc, argv, "+h", opts, NULL)) >= 0) {
+                if (o == 'j')
+                        json = true;
+                else if (o == 'h') {
+                        usage(stdout);
+                        return 0;
+                } else {
+                        usage(stderr);
+                        return 2;
+                }
+        }
+        if (optind < argc) {
+                fprintf(stderr, "dchatctl: status takes no arguments ('%s')\n", argv[optind]);
+                usage(stderr);
+                return 2;
+        }
+        if (connect_daemon() || send_msg(&(struct dchat_msg) { .type = MSG_STATUS, .tag = 1 }))
+                return 1;
+        struct dchat_msg m;
+        if (recv_msg(&m))
+                return 1;
+        if (m.type == MSG_ERROR)
+                return print_error("status", &m);
+        if (m.type != MSG_STATUS_REPLY)
+                return fail("unexpected answer %s from dchatd", proto_type_name(m.type));
+        const struct dchat_status *st = m.status;
+        if (json) {
+                printf("{\"node\":");
+                json_str(st->node, strlen(st->node));
+                printf(",\"role\":\"%s\",\"uptime\":%u", role_name(st->role), st->uptime);
+                if (st->role == ROLE_PEER) {
+                        printf(",\"lamport\":%llu,\"dme_state\":\"%s\",\"request_ts\":%llu,\"queued\":%u,\"server\":",
+                               (unsigned long long) st->lamport, st->dme_state, (unsigned long long) st->request_ts,
+                               st->queued);
+                        json_str(st->server, strlen(st->server));
+                        printf(",\"server_connected\":%s", st->server_connected ? "true" : "false");
+                } else {
+                        printf(",\"last_seq\":%llu", (unsigned long long) st->last_seq);
+                }
+                printf(",\"peers\":[");
+                for (unsigned i = 0; i < st->n_peers; i++) {
+                        printf("%s{\"name\":", i ? "," : "");
+                        json_str(st->peers[i].name, strlen(st->peers[i].name));
+                        printf(",\"connected\":%s}", st->peers[i].connected ? "true" : "false");
+                }
+                printf("]}\n");
+                return 0;
+        }
+        printf("node:      %s\nrole:      %s\nuptime:    %us\n", st->node, role_name(st->role), st->uptime);
+        if (st->role == ROLE_PEER) {
+                printf("lamport:   %llu\ndme:       %s", (unsigned long long) st->lamport, st->dme_state);
+                if (st->request_ts)
+                        printf(" (request %llu)", (unsigned long long) st->request_ts);
+                printf("\nqueued:    %u\nserver:    %s (%s)\n", st->queued, st->server,
+                       st->server_connected ? "connected" : "not connected");
+        } else {
+                printf("last seq:  %llu\n", (unsigned long long) st->last_seq);
+        }
+        for (unsigned i = 0; i < st->n_peers; i++)
+                printf("peer:      %s (%s)\n", st->peers[i].name, st->peers[i].connected ? "connected" : "not connected");
+        return 0;
+}
+
+static const struct command {
+        const char *name;
+        int (*run)(int argc, char **argv);
+} commands[] = {
+        { "post", cmd_post },
+        { "view", cmd_view },
+        { "status", cmd_status },
+};
+
+int main(int argc, char *argv[])
+{
+        static const struct option opts[] = {
+                { "socket", required_argument, NULL, 's' },
+                { "help", no_argument, NULL, 'h' },
+                { "version", no_argument, NULL, 'V' },
+                {}
+        };
+        int o;
+
+        socket_path = getenv("DCHAT_SOCKET");
+        if (!socket_path || !*socket_path)
+                socket_path = DCHAT_DEFAULT_SOCKET;
+        while ((o = getopt_long(argc, argv, "+s:h", opts, NULL)) >= 0) {
+                switch (o) {
+                case 's':
+                        socket_path = optarg;
+                        break;
+                case 'h':
+                        usage(stdout);
+                        return 0;
+                case 'V':
+                        printf("dchatctl %s\n", DCHAT_VERSION);
+                        return 0;
+                default:
+                        usage(stderr);
+                        return 2;
+                }
+        }
+        if (optind >= argc) {
+                usage(stderr);
+                return 2;
+        }
+        for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+                if (strcmp(argv[optind], commands[i].name) != 0)
+                        continue;
+                int sub_argc = argc - optind;
+                char **sub_argv = argv + optind;
+                optind = 1;
+                int r = commands[i].run(sub_argc, sub_argv);
+                if (sock >= 0)
+                        close(sock);
+                wbuf_free(&inbuf);
+                return r;
+        }
+        fprintf(stderr, "dchatctl: unknown command '%s'\n", argv[optind]);
+        usage(stderr);
+        return 2;
+}

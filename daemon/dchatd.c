@@ -1,0 +1,390 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * dchatd.c — main: options, configuration, sockets (from systemd or bound
+ * by hand), the sd-event loop, signals, readiness and reload.
+ */
+#include <getopt.h>
+#include <grp.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <systemd/sd-daemon.h>
+#include <time.h>
+
+#include "dchatd.h"
+
+static void usage(FILE *f)
+{
+        fprintf(f, "usage: dchatd [-t] [-c file] [-n name]\n"
+                   "       dchatd --version\n"
+                   "  -c FILE   configuration (default %s)\n"
+                   "  -n NAME   this host's node name (default: the config's node, else the hostname)\n"
+                   "  -t        check the configuration and exit\n", DCHAT_DEFAULT_CONFIG);
+}
+
+/* $RUNTIME_DIRECTORY and $STATE_DIRECTORY may hold several paths: take the first. */
+static void dir_from_env(const char *var, const char *def, char *buf, size_t cap)
+{
+        const char *v = getenv(var);
+        if (!v || !*v) {
+                strlcpy(buf, def, cap);
+                return;
+        }
+        size_t n = strcspn(v, ":");
+        snprintf(buf, cap, "%.*s", (int) n, v);
+}
+
+/* Fill in the paths the config left to the environment. */
+static void conf_resolve_paths(struct dchat_conf *c)
+{
+        if (!c->state_directory[0])
+                dir_from_env("STATE_DIRECTORY", DCHAT_DEFAULT_STATE_DIR, c->state_directory,
+                             sizeof c->state_directory);
+        if (!c->control_socket[0]) {
+                char dir[PATH_MAX];
+                dir_from_env("RUNTIME_DIRECTORY", DCHAT_DEFAULT_RUNTIME_DIR, dir, sizeof dir);
+                snprintf(c->control_socket, sizeof c->control_socket, "%s/%s", dir, DCHAT_SOCKET_NAME);
+        }
+}
+
+static int load_conf(struct daemon *d, struct dchat_conf *c)
+{
+        char err[512];
+        int r = conf_load(d->conf_path, d->node_override, c, err, sizeof err);
+        if (r < 0) {
+                log_error("%s", err);
+                return r;
+        }
+        conf_resolve_paths(c);
+        return 0;
+}
+
+static uint16_t sockaddr_port(const struct sockaddr_storage *sa)
+{
+        if (sa->ss_family == AF_INET)
+                return ntohs(((const struct sockaddr_in *) sa)->sin_port);
+        if (sa->ss_family == AF_INET6)
+                return ntohs(((const struct sockaddr_in6 *) sa)->sin6_port);
+        return 0;
+}
+
+struct sockets {
+        int control, tcp;
+        bool control_bound;     /* we made the socket file, so we remove it */
+};
+
+/*
+ * Sockets from systemd, by name.  Any we did not get are bound from the
+ * config, so a unit may pass only some of them.
+ */
+static int take_sockets(const struct dchat_conf *c, struct sockets *s)
+{
+        char **names = NULL;
+        const char *want_tcp = c->role == ROLE_SERVER ? "server" : "peer";
+        const struct node_conf *me = c->role == ROLE_SERVER ? &c->servers[c->self] : &c->peers[c->self];
+        int n, r = 0;
+
+        s->control = s->tcp = -1;
+        n = sd_listen_fds_with_names(true, &names);
+        if (n < 0) {
+                log_error("cannot take the sockets passed by systemd: %s", strerror(-n));
+                return n;
+        }
+        for (int i = 0; i < n; i++) {
+                int fd = SD_LISTEN_FDS_START + i;
+                const char *name = names && names[i] ? names[i] : "unknown";
+
+                if (strcmp(name, "control") == 0) {
+                        if (sd_is_socket_unix(fd, SOCK_STREAM, 1, NULL, 0) <= 0) {
+                                log_error("socket 'control' from systemd is not a listening UNIX stream socket");
+                                r = -EINVAL;
+                        } else
+                                s->control = fd;
+                } else if ((c->role == ROLE_SERVER && strcmp(name, "server") == 0) ||
+                           (c->role == ROLE_PEER && strcmp(name, "peer") == 0)) {
+                        struct sockaddr_storage sa;
+                        socklen_t l = sizeof sa;
+                        if (sd_is_socket_inet(fd, 0, SOCK_STREAM, 1, 0) <= 0 ||
+                            getsockname(fd, (struct sockaddr *) &sa, &l) < 0) {
+                                log_error("socket '%s' from systemd is not a listening TCP socket", name);
+                                r = -EINVAL;
+                        } else if (sockaddr_port(&sa) != sockaddr_port(&me->sa)) {
+                                log_error("socket '%s' from systemd listens on port %u, but %s:%d gives %s the address %s; "
+                                          "make them agree (systemctl edit dchatd-%s.socket)",
+                                          name, sockaddr_port(&sa), c->path, me->line, me->name, me->address, name);
+                                r = -EINVAL;
+                        } else
+                                s->tcp = fd;
+                } else if (strcmp(name, "peer") == 0 || strcmp(name, "server") == 0) {
+                        log_error("systemd passed a '%s' socket, but node %s has the %s role in %s; "
+                                  "enable dchatd-%s.socket instead", name, c->node, role_name(c->role), c->path,
+                                  want_tcp);
+                        r = -EINVAL;
+                } else {
+                        log_error("systemd passed a socket named '%s'; expected 'control' and '%s'", name, want_tcp);
+                        r = -EINVAL;
+                }
+        }
+        for (int i = 0; names && i < n; i++)
+                free(names[i]);
+        free(names);
+        if (r < 0)
+                return r;
+
+        if (s->tcp < 0) {
+                s->tcp = listen_tcp((const struct sockaddr *) &me->sa, me->salen);
+                if (s->tcp < 0) {
+                        log_error("cannot listen on %s (%s, %s:%d): %s", me->address, me->name, c->path, me->line,
+                                  strerror(-s->tcp));
+                        return s->tcp;
+                }
+        }
+        if (s->control < 0) {
+                s->control = listen_unix(c->control_socket, 0660);
+                if (s->control < 0) {
+                        log_error("cannot listen on %s: %s", c->control_socket,
+                                  s->control == -EADDRINUSE ? "another dchatd serves it" : strerror(-s->control));
+                        return s->control;
+                }
+                s->control_bound = true;
+                /* members of group dchat may post; best effort when run by hand */
+                struct group *g = getgrnam("dchat");
+                if (g && chown(c->control_socket, (uid_t) -1, g->gr_gid) < 0)
+                        log_debug("cannot give %s to group dchat: %m", c->control_socket);
+        }
+        return 0;
+}
+
+void daemon_status(struct daemon *d, struct dchat_status *st)
+{
+        *st = (struct dchat_status) {0};
+        strlcpy(st->node, d->conf.node, sizeof st->node);
+        st->role = d->conf.role;
+        uint64_t now;
+        (void) sd_event_now(d->event, CLOCK_MONOTONIC, &now);
+        st->uptime = (uint32_t) ((now - d->started_usec) / USEC_PER_SEC);
+        if (d->server)
+                server_status(d->server, st);
+        if (d->peer)
+                peer_status(d->peer, st);
+}
+
+void daemon_notify_status(struct daemon *d)
+{
+        static char last[256];
+        char line[256];
+        struct dchat_status st;
+        unsigned up = 0;
+
+        daemon_status(d, &st);
+        for (unsigned i = 0; i < st.n_peers; i++)
+                up += st.peers[i].connected;
+        if (d->peer)
+                snprintf(line, sizeof line, "peer %s: %s, %u/%u peers, server %s, lamport %llu", st.node,
+                         st.dme_state, up, st.n_peers, st.server_connected ? "up" : "down",
+                         (unsigned long long) st.lamport);
+        else
+                snprintf(line, sizeof line, "server %s: %llu posts, %u/%u peers connected", st.node,
+                         (unsigned long long) st.last_seq, up, st.n_peers);
+        if (strcmp(line, last) != 0) {
+                strlcpy(last, line, sizeof last);
+                (void) sd_notifyf(false, "STATUS=%s", line);
+        }
+}
+
+static int on_status_timer(sd_event_source *s, uint64_t usec, void *userdata)
+{
+        daemon_notify_status(userdata);
+        (void) sd_event_source_set_time(s, usec + USEC_PER_SEC);
+        return 0;
+}
+
+static void apply_tunables(struct daemon *d)
+{
+        log_set_debug(d->conf.debug);
+        if (d->server)
+                server_reconf(d->server, &d->conf);
+        if (d->peer)
+                peer_reconf(d->peer, &d->conf);
+        if (d->control)
+                control_reconf(d->control, d->conf.max_clients);
+}
+
+static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
+{
+        struct daemon *d = userdata;
+        struct dchat_conf *c = calloc(1, sizeof *c);
+        (void) s;
+        (void) si;
+
+        if (!c)
+                return 0;
+        (void) sd_notify(false, "RELOADING=1");
+        if (load_conf(d, c) < 0) {
+                log_error("reload refused: the configuration has errors (see above); keeping the running one");
+        } else {
+                const char *why = conf_restart_needed(&d->conf, c);
+                if (why) {
+                        log_error("reload refused: %s, which needs a restart (systemctl restart dchatd); "
+                                  "keeping the running configuration", why);
+                } else {
+                        d->conf = *c;
+                        apply_tunables(d);
+                        log_event(EV_RELOADED, NULL, "configuration %s reloaded", d->conf_path);
+                        conf_log_summary(&d->conf);
+                }
+        }
+        free(c);
+        (void) sd_notify(false, "READY=1");
+        daemon_notify_status(d);
+        return 0;
+}
+
+static int on_exit_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
+{
+        struct daemon *d = userdata;
+        (void) s;
+        log_event(EV_STOPPING, NULL, "stopping on %s", strsignal((int) si->ssi_signo));
+        (void) sd_notify(false, "STOPPING=1");
+        return sd_event_exit(d->event, 0);
+}
+
+int main(int argc, char *argv[])
+{
+        static const struct option opts[] = {
+                { "config", required_argument, NULL, 'c' },
+                { "node", required_argument, NULL, 'n' },
+                { "test", no_argument, NULL, 't' },
+                { "help", no_argument, NULL, 'h' },
+                { "version", no_argument, NULL, 'V' },
+                {}
+        };
+        static struct daemon D;
+        struct daemon *d = &D;
+        bool test = false;
+        int o, r;
+        struct sockets socks = { -1, -1, false };
+
+        strlcpy(d->conf_path, DCHAT_DEFAULT_CONFIG, sizeof d->conf_path);
+        while ((o = getopt_long(argc, argv, "c:n:th", opts, NULL)) >= 0) {
+                switch (o) {
+                case 'c':
+                        strlcpy(d->conf_path, optarg, sizeof d->conf_path);
+                        break;
+                case 'n':
+                        d->node_override = optarg;
+                        break;
+                case 't':
+                        test = true;
+                        break;
+                case 'h':
+                        usage(stdout);
+                        return 0;
+                case 'V':
+                        printf("dchatd %s\n", DCHAT_VERSION);
+                        return 0;
+                default:
+                        usage(stderr);
+                        return 2;
+                }
+        }
+        if (optind < argc) {
+                fprintf(stderr, "dchatd: unexpected argument '%s'\n", argv[optind]);
+                usage(stderr);
+                return 2;
+        }
+
+        if (test) {
+                char err[512];
+                r = conf_load(d->conf_path, d->node_override, &d->conf, err, sizeof err);
+                if (r < 0) {
+                        fprintf(stderr, "%s\n", err);
+                        return 1;
+                }
+                printf("%s: OK: node %s, role %s, %u server, %u peers\n", d->conf_path, d->conf.node,
+                       role_name(d->conf.role), d->conf.n_servers, d->conf.n_peers);
+                return 0;
+        }
+
+        log_open(d->node_override);
+        if (load_conf(d, &d->conf) < 0) {
+                (void) sd_notifyf(false, "STATUS=configuration error, see the journal\nERRNO=%d", EINVAL);
+                return 1;
+        }
+        log_set_node(d->conf.node);
+        log_set_debug(d->conf.debug);
+
+        sigset_t mask;
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGTERM);
+        sigaddset(&mask, SIGINT);
+        sigaddset(&mask, SIGHUP);
+        sigprocmask(SIG_BLOCK, &mask, NULL);
+        signal(SIGPIPE, SIG_IGN);
+
+        r = sd_event_default(&d->event);
+        if (r < 0) {
+                log_error("cannot create the event loop: %s", strerror(-r));
+                return 1;
+        }
+        (void) sd_event_now(d->event, CLOCK_MONOTONIC, &d->started_usec);
+        if (sd_event_add_signal(d->event, NULL, SIGTERM, on_exit_signal, d) < 0 ||
+            sd_event_add_signal(d->event, NULL, SIGINT, on_exit_signal, d) < 0 ||
+            sd_event_add_signal(d->event, NULL, SIGHUP, on_sighup, d) < 0) {
+                log_error("cannot watch signals");
+                return 1;
+        }
+        /* WATCHDOG=1 at half of WatchdogSec=, from the loop itself: a hung loop is caught */
+        (void) sd_event_set_watchdog(d->event, true);
+
+        if (take_sockets(&d->conf, &socks) < 0)
+                goto fail;
+
+        if (d->conf.role == ROLE_SERVER) {
+                if (mkdir(d->conf.state_directory, 0750) < 0 && errno != EEXIST) {
+                        log_error("cannot create %s: %m", d->conf.state_directory);
+                        goto fail;
+                }
+                r = server_new(d->event, &d->conf, socks.tcp, &d->server);
+        } else
+                r = peer_new(d->event, &d->conf, socks.tcp, &d->peer);
+        if (r < 0) {
+                if (r != -EBUSY && r != -EACCES && r != -ENOENT)
+                        log_error("cannot start the %s role: %s", role_name(d->conf.role), strerror(-r));
+                goto fail;
+        }
+        r = control_new(d->event, d, socks.control, &d->control);
+        if (r < 0) {
+                log_error("cannot serve the control socket: %s", strerror(-r));
+                goto fail;
+        }
+        (void) sd_event_add_time_relative(d->event, NULL, CLOCK_MONOTONIC, USEC_PER_SEC, USEC_PER_SEC / 10,
+                                          on_status_timer, d);
+
+        log_event(EV_STARTED, NULL, "dchatd %s started: node %s, role %s, listening on %s, control socket %s",
+                  DCHAT_VERSION, d->conf.node, role_name(d->conf.role),
+                  d->conf.role == ROLE_SERVER ? d->conf.servers[d->conf.self].address
+                                              : d->conf.peers[d->conf.self].address,
+                  d->conf.control_socket);
+        conf_log_summary(&d->conf);
+        /* our own sockets serve now; other hosts are reached in the background */
+        (void) sd_notify(false, "READY=1");
+        daemon_notify_status(d);
+
+        r = sd_event_loop(d->event);
+        if (r < 0)
+                log_error("event loop failed: %s", strerror(-r));
+
+        d->peer = peer_free(d->peer);
+        d->server = server_free(d->server);
+        d->control = control_free(d->control);
+        /* the control socket file is ours only when we bound it */
+        if (socks.control_bound)
+                (void) unlink(d->conf.control_socket);
+        sd_event_unref(d->event);
+        return r < 0 ? 1 : 0;
+fail:
+        (void) sd_notifyf(false, "STATUS=failed to start, see the journal\nERRNO=%d", r < 0 ? -r : EINVAL);
+        return 1;
+}
