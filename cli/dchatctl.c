@@ -26,7 +26,7 @@ static struct dchat_status status;
 
 static void usage(FILE *f)
 {
-        fprintf(f, "usage: dchatctl [-s socket] post [--] TEXT...\n"
+        fprintf(f, "usage: dchatctl [-s socket] post [--hold SECONDS] [--] TEXT...\n"
                    "       dchatctl [-s socket] view [-n N] [--json]\n"
                    "       dchatctl [-s socket] status [--json]\n"
                    "The socket is $DCHAT_SOCKET, else %s.\n", DCHAT_DEFAULT_SOCKET);
@@ -171,13 +171,26 @@ static void print_entry(const struct dchat_entry *e, bool json)
 
 static int cmd_post(int argc, char **argv)
 {
-        static const struct option opts[] = { { "help", no_argument, NULL, 'h' }, {} };
+        static const struct option opts[] = { { "hold", required_argument, NULL, 'H' },
+                                              { "help", no_argument, NULL, 'h' }, {} };
         char *text = NULL;
         size_t len = 0;
+        uint32_t hold_ms = 0;
         FILE *f;
         int o;
 
         while ((o = getopt_long(argc, argv, "+h", opts, NULL)) >= 0) {
+                if (o == 'H') {
+                        char *end;
+                        double s = strtod(optarg, &end);
+                        if (*end || !*optarg || !(s >= 0 && s <= DCHAT_HOLD_MAX_MS / 1000.0)) {
+                                fprintf(stderr, "dchatctl: --hold takes seconds from 0 to %d, not '%s'\n",
+                                        DCHAT_HOLD_MAX_MS / 1000, optarg);
+                                return 2;
+                        }
+                        hold_ms = (uint32_t) (s * 1000);
+                        continue;
+                }
                 if (o == 'h') {
                         usage(stdout);
                         return 0;
@@ -210,7 +223,7 @@ static int cmd_post(int argc, char **argv)
         int r = connect_daemon();
         if (r == 0)
                 r = send_msg(&(struct dchat_msg) { .type = MSG_POST, .tag = 1,
-                                                   .post = { (int32_t) tm.tm_gmtoff, { text, (uint16_t) len } } });
+                                                   .post = { (int32_t) tm.tm_gmtoff, hold_ms, { text, (uint16_t) len } } });
         free(text);
         if (r)
                 return r;

@@ -73,7 +73,7 @@ static int client_frame(struct conn *c, uint8_t type, const uint8_t *payload, si
                         reply_error(c, m.tag, r == -E2BIG ? ERR_TOO_LONG : ERR_INVALID, why);
                         return 0;
                 }
-                r = peer_post(d->peer, c, m.tag, cl->author, m.post.utc_offset, m.post.text.p, m.post.text.len);
+                r = peer_post(d->peer, c, m.tag, cl->author, m.post.utc_offset, m.post.hold_ms, m.post.text.p, m.post.text.len);
                 if (r < 0)
                         reply_error(c, m.tag, ERR_INTERNAL, strerror(-r));
                 return 0;

@@ -223,8 +223,9 @@ void peer_reconf(struct peer *p, const struct dchat_conf *c);
 void peer_status(struct peer *p, struct dchat_status *st);
 
 /* Queue a post from a control client; the answer goes to client with tag. */
+/* hold_ms: keep the critical section that long after this post is stored (post --hold). */
 int peer_post(struct peer *p, struct conn *client, uint32_t tag, const char *author, int32_t utc_offset,
-              const char *text, size_t len);
+              uint32_t hold_ms, const char *text, size_t len);
 /* Relay a VIEW page request to the server. */
 int peer_view(struct peer *p, struct conn *client, const struct dchat_msg *req);
 /* A control client went away: forget its pending posts' answers and views. */

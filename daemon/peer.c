@@ -36,6 +36,7 @@ struct post_req {
         uint32_t client_tag;
         uint64_t deadline;              /* CLOCK_MONOTONIC usec */
         uint32_t append_tag;            /* 0 until sent to the server */
+        uint32_t hold_ms;               /* post --hold */
         bool done;
         struct dchat_entry e;
 };
@@ -71,6 +72,8 @@ struct peer {
         unsigned cs_n, cs_cap;
         uint32_t fence_idx;
         sd_event_source *deadline_timer;
+        sd_event_source *hold_timer;    /* post --hold: leave when it fires */
+        uint32_t hold_ms;               /* the longest hold asked for in this entry */
 
         struct view_relay *views;
         struct dchat_entry scratch;
@@ -187,6 +190,7 @@ static void cs_start(struct peer *p)
 {
         p->cs_n = 0;
         p->fence_idx = 0;
+        p->hold_ms = 0;
         while (p->queue && p->cs_n < p->cs_cap && p->cs_n < p->conf->batch_max) {
                 struct post_req *r = p->queue;
                 p->queue = r->next;
@@ -196,6 +200,8 @@ static void cs_start(struct peer *p)
                 strlcpy(r->e.node, self_name(p), sizeof r->e.node);
                 r->e.fence_idx = p->fence_idx++;
                 r->e.post_id = p->next_post_id++;
+                if (r->hold_ms > p->hold_ms)
+                        p->hold_ms = r->hold_ms;
                 p->cs[p->cs_n++] = r;
         }
         if (!p->queue)
@@ -235,6 +241,16 @@ static void cs_maybe_exit(struct peer *p)
         for (unsigned i = 0; i < p->cs_n; i++)
                 if (!p->cs[i]->done)
                         return;
+        if (p->hold_ms) {
+                /* post --hold: stay inside a while, so others visibly wait */
+                log_info("holding the critical section for %u ms (post --hold)", p->hold_ms);
+                (void) sd_event_source_set_time_relative(p->hold_timer, (uint64_t) p->hold_ms * USEC_PER_MSEC);
+                (void) sd_event_source_set_enabled(p->hold_timer, SD_EVENT_ONESHOT);
+                p->hold_ms = 0;
+                return;
+        }
+        if (sd_event_source_get_enabled(p->hold_timer, NULL) > 0)
+                return;
         for (unsigned i = 0; i < p->cs_n; i++)
                 free(p->cs[i]);
         unsigned n = p->cs_n;
@@ -334,6 +350,14 @@ static int on_deadline(sd_event_source *s, uint64_t usec, void *userdata)
         return 0;
 }
 
+static int on_hold_done(sd_event_source *s, uint64_t usec, void *userdata)
+{
+        (void) s;
+        (void) usec;
+        cs_maybe_exit(userdata);
+        return 0;
+}
+
 static void arm_deadline(struct peer *p)
 {
         uint64_t next = UINT64_MAX;
@@ -352,13 +376,14 @@ static void arm_deadline(struct peer *p)
 }
 
 int peer_post(struct peer *p, struct conn *client, uint32_t tag, const char *author, int32_t utc_offset,
-              const char *text, size_t len)
+              uint32_t hold_ms, const char *text, size_t len)
 {
         struct post_req *r = calloc(1, sizeof *r);
         if (!r)
                 return -ENOMEM;
         r->client = client;
         r->client_tag = tag;
+        r->hold_ms = hold_ms;
         r->deadline = now_usec() + p->conf->post_timeout_usec;
         r->e.time = (int64_t) time(NULL);
         r->e.utc_offset = utc_offset;
@@ -813,6 +838,10 @@ int peer_new(sd_event *e, const struct dchat_conf *c, int listen_fd, struct peer
         if (r < 0)
                 goto fail;
         (void) sd_event_source_set_enabled(p->deadline_timer, SD_EVENT_OFF);
+        r = sd_event_add_time(e, &p->hold_timer, CLOCK_MONOTONIC, UINT64_MAX, 1000, on_hold_done, p);
+        if (r < 0)
+                goto fail;
+        (void) sd_event_source_set_enabled(p->hold_timer, SD_EVENT_OFF);
         r = sd_event_add_time(e, &p->server_timer, CLOCK_MONOTONIC, UINT64_MAX, 1000, on_server_timer, p);
         if (r < 0)
                 goto fail;
@@ -879,6 +908,7 @@ struct peer *peer_free(struct peer *p)
                 conn_close(p->server, -ESHUTDOWN);
         sd_event_source_disable_unref(p->server_timer);
         sd_event_source_disable_unref(p->deadline_timer);
+        sd_event_source_disable_unref(p->hold_timer);
         sd_event_source_disable_unref(p->listen_src);
         free(p->cs);
         free(p);

@@ -418,6 +418,7 @@ int proto_encode(struct wbuf *b, const struct dchat_msg *m)
                 break;
         case MSG_POST:
                 wbuf_put_u32(b, (uint32_t) m->post.utc_offset);
+                wbuf_put_u32(b, m->post.hold_ms);
                 wbuf_put_str(b, m->post.text.p, m->post.text.len);
                 break;
         case MSG_POSTED:
@@ -519,8 +520,10 @@ int proto_decode(uint8_t type, const uint8_t *payload, size_t len, struct dchat_
                 break;
         case MSG_POST:
                 m->post.utc_offset = (int32_t) rbuf_u32(&r);
+                m->post.hold_ms = rbuf_u32(&r);
                 m->post.text = rbuf_str(&r);
-                if (m->post.utc_offset > DCHAT_UTC_OFFSET_MAX || m->post.utc_offset < -DCHAT_UTC_OFFSET_MAX)
+                if (m->post.utc_offset > DCHAT_UTC_OFFSET_MAX || m->post.utc_offset < -DCHAT_UTC_OFFSET_MAX ||
+                    m->post.hold_ms > DCHAT_HOLD_MAX_MS)
                         return -EBADMSG;
                 break;
         case MSG_STATUS:

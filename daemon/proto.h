@@ -30,6 +30,7 @@
 #define DCHAT_PEERS_MAX         64              /* peers in one cluster */
 #define DCHAT_ERROR_MAX         256             /* text of an ERROR frame */
 #define DCHAT_UTC_OFFSET_MAX    (18 * 3600)
+#define DCHAT_HOLD_MAX_MS       30000           /* post --hold: a teaching and testing aid */
 
 #define DCHAT_DEFAULT_SOCKET    "/run/dchat/dchatd.sock"
 #define DCHAT_SOCKET_NAME       "dchatd.sock"
@@ -132,7 +133,7 @@ struct dchat_msg {
                 struct { uint64_t from_seq; uint64_t last_n; uint64_t upto_seq; uint32_t max; } view;
                 struct { uint64_t next_seq; uint64_t last_seq; uint8_t done; } view_end;
                 struct { uint16_t code; struct dchat_str text; } error;
-                struct { int32_t utc_offset; struct dchat_str text; } post;
+                struct { int32_t utc_offset; uint32_t hold_ms; struct dchat_str text; } post;
                 struct dchat_status *status;    /* STATUS_REPLY */
         };
 };
