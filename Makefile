@@ -20,11 +20,16 @@ CFLAGS  += -std=gnu11 $(WARN) -D_GNU_SOURCE -DDCHAT_VERSION='"$(VERSION)"' \
            -DDCHAT_SBINDIR='"$(SBINDIR)"' -Idaemon $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
+# Debian packages: to build, and (further) to run the whole test suite.
+BUILD_DEBS := gcc make pkg-config libsystemd-dev libconfig-dev libbsd-dev
+TEST_DEBS  := perl systemd iproute2 mandoc valgrind
+
 # Everything but main: linked into dchatd and into the unit tests.
 DAEMON_OBJS := daemon/proto.o daemon/conf.o daemon/log.o daemon/net.o daemon/ra.o \
                daemon/chatlog.o daemon/server.o daemon/peer.o daemon/control.o
 CLI_OBJS    := cli/dchatctl.o daemon/proto.o
-UNIT_TESTS  := tests/unit/test-ra tests/unit/test-proto tests/unit/test-conf tests/unit/test-chatlog
+UNIT_TESTS  := $(patsubst %.c,%,$(wildcard tests/unit/test-*.c))
+TEST_TOOLS  := tests/lib/notify-recv
 HEADERS     := $(wildcard daemon/*.h tests/unit/*.h)
 
 all: dchatd dchatctl
@@ -41,6 +46,72 @@ dchatctl: $(CLI_OBJS)
 tests/unit/test-%: tests/unit/test-%.o $(DAEMON_OBJS)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-.PHONY: all clean
+tests/lib/%: tests/lib/%.c
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $<
+
+# --- set-up, running, testing ------------------------------------------------------
+
+# Installs the Debian packages that are missing (needs root; a no-op when all are there).
+deps:
+	@tests/lib/install-debs $(BUILD_DEBS)
+
+deps-test:
+	@tests/lib/install-debs $(BUILD_DEBS) $(TEST_DEBS)
+
+# A local cluster (server + 2 peers on 127.0.0.1) from etc/dchat-local.conf;
+# `make stop` ends it.  See README.md.
+run: deps
+	@$(MAKE) --no-print-directory all
+	@tests/lib/local-cluster start
+
+stop:
+	@tests/lib/local-cluster stop
+
+# The whole suite: unit, integration (real daemons on loopback) and system
+# tests, as TAP under prove, two at a time.
+check: deps-test
+	@$(MAKE) --no-print-directory all $(UNIT_TESTS) $(TEST_TOOLS)
+	@tests/run-tests
+
+# --- installation -------------------------------------------------------------------
+
+install: all
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) \
+		$(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(TMPFILESDIR) $(DESTDIR)$(CATALOGDIR) \
+		$(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 \
+		$(DESTDIR)$(DOCDIR) $(DESTDIR)$(SYSCONFDIR)
+	install -m 0755 dchatd $(DESTDIR)$(SBINDIR)/dchatd
+	install -m 0755 dchatctl $(DESTDIR)$(BINDIR)/dchatctl
+	sed 's|@SBINDIR@|$(SBINDIR)|g' systemd/dchatd.service > $(DESTDIR)$(UNITDIR)/dchatd.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/dchatd.service
+	install -m 0644 systemd/dchatd.socket systemd/dchatd-peer.socket systemd/dchatd-server.socket \
+		$(DESTDIR)$(UNITDIR)/
+	install -m 0644 systemd/dchat.sysusers $(DESTDIR)$(SYSUSERSDIR)/dchat.conf
+	install -m 0644 systemd/dchat.tmpfiles $(DESTDIR)$(TMPFILESDIR)/dchat.conf
+	install -m 0644 systemd/dchatd.catalog $(DESTDIR)$(CATALOGDIR)/dchatd.catalog
+	install -m 0644 man/dchatctl.1 $(DESTDIR)$(MANDIR)/man1/
+	install -m 0644 man/dchat.conf.5 $(DESTDIR)$(MANDIR)/man5/
+	install -m 0644 man/dchatd.8 $(DESTDIR)$(MANDIR)/man8/
+	install -m 0644 etc/dchat.conf etc/dchat-local.conf README.md $(DESTDIR)$(DOCDIR)/
+	@# never overwrite an admin's config
+	test -e $(DESTDIR)$(SYSCONFDIR)/dchat.conf || install -m 0644 etc/dchat.conf $(DESTDIR)$(SYSCONFDIR)/dchat.conf
+	@# on a live system (not a staging DESTDIR): create the user, the directories, the catalog index
+	if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ] && command -v systemd-sysusers >/dev/null; then \
+		systemd-sysusers $(SYSUSERSDIR)/dchat.conf && \
+		systemd-tmpfiles --create $(TMPFILESDIR)/dchat.conf && \
+		journalctl --update-catalog && \
+		{ systemctl daemon-reload 2>/dev/null || true; }; \
+	fi
+
+uninstall:
+	rm -f $(DESTDIR)$(SBINDIR)/dchatd $(DESTDIR)$(BINDIR)/dchatctl \
+		$(DESTDIR)$(UNITDIR)/dchatd.service $(DESTDIR)$(UNITDIR)/dchatd.socket \
+		$(DESTDIR)$(UNITDIR)/dchatd-peer.socket $(DESTDIR)$(UNITDIR)/dchatd-server.socket \
+		$(DESTDIR)$(SYSUSERSDIR)/dchat.conf $(DESTDIR)$(TMPFILESDIR)/dchat.conf \
+		$(DESTDIR)$(CATALOGDIR)/dchatd.catalog $(DESTDIR)$(MANDIR)/man1/dchatctl.1 \
+		$(DESTDIR)$(MANDIR)/man5/dchat.conf.5 $(DESTDIR)$(MANDIR)/man8/dchatd.8
+	rm -rf $(DESTDIR)$(DOCDIR)
+
+.PHONY: all clean deps deps-test run stop check install uninstall
 clean:
-	rm -f dchatd dchatctl daemon/*.o cli/*.o tests/unit/*.o $(UNIT_TESTS)
+	rm -f dchatd dchatctl daemon/*.o cli/*.o tests/unit/*.o $(UNIT_TESTS) $(TEST_TOOLS)
