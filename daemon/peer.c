@@ -199,7 +199,6 @@ static void cs_start(struct peer *p)
                 r->e.lamport = p->ra.req_ts;
                 strlcpy(r->e.node, self_name(p), sizeof r->e.node);
                 r->e.fence_idx = p->fence_idx++;
-                r->e.post_id = p->next_post_id++;
                 if (r->hold_ms > p->hold_ms)
                         p->hold_ms = r->hold_ms;
                 p->cs[p->cs_n++] = r;
@@ -227,6 +226,11 @@ static void cs_send_appends(struct peer *p)
                 struct post_req *r = p->cs[i];
                 if (r->done)
                         continue;
+                /* Numbered when first sent, after HELLO_ACK told us the last
+                 * number the server has from us; a resend keeps its number,
+                 * so the server stores it once. */
+                if (!r->e.post_id)
+                        r->e.post_id = p->next_post_id++;
                 r->append_tag = ++p->next_tag ? p->next_tag : ++p->next_tag;
                 (void) conn_send(p->server, &(struct dchat_msg) { .type = MSG_APPEND, .tag = r->append_tag,
                                                                   .append = &r->e });
