@@ -147,6 +147,8 @@ int conn_connect(sd_event *e, const struct sockaddr *sa, socklen_t salen, const 
 int conn_send(struct conn *c, const struct dchat_msg *msg);
 size_t conn_pending(const struct conn *c);
 void conn_close(struct conn *c, int error);
+/* Why a connection ended, for messages: "connection closed", "shutting down", strerror. */
+const char *conn_strerror(int error);
 void *conn_userdata(const struct conn *c);
 const char *conn_label(const struct conn *c);
 int conn_fd(const struct conn *c);

@@ -69,6 +69,21 @@ void conn_close(struct conn *c, int error)
                 conn_free(c);
 }
 
+const char *conn_strerror(int error)
+{
+        switch (error) {
+        case 0:
+        case -ECONNRESET:
+                return "connection closed";
+        case -ESHUTDOWN:
+                return "shutting down";
+        case -ETIMEDOUT:
+                return "timed out";
+        default:
+                return strerror(-error);
+        }
+}
+
 static int conn_flush(struct conn *c)
 {
         while (c->out.len > 0) {

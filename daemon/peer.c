@@ -76,13 +76,17 @@ struct peer {
         uint32_t hold_ms;               /* the longest hold asked for in this entry */
 
         struct view_relay *views;
+        struct inbound *inbound;
         struct dchat_entry scratch;
+        bool stopping;                  /* peer_free runs: no reconnects, no cascades */
 };
 
 /* An accepted connection, until its HELLO tells which peer it is. */
 struct inbound {
         struct peer *p;
-        int idx;                        /* -1 until HELLO */
+        struct conn *c;
+        int idx;                        /* -1 until HELLO; -2 once replaced */
+        struct inbound *prev, *next;    /* all of them, for peer_free */
 };
 
 static uint64_t now_usec(void)
@@ -536,11 +540,13 @@ static void server_closed(struct conn *c, int error)
         struct peer *p = conn_userdata(c);
 
         p->server = NULL;
+        if (p->stopping)
+                return;
         if (p->server_announced)
                 log_event(EV_SERVER_DOWN, &(struct event_fields) { .peer = p->conf->servers[0].name,
                                                                    .lamport = p->ra.clock },
                           "lost the server %s: %s", p->conf->servers[0].name,
-                          error == -ECONNRESET ? "connection closed" : strerror(-error));
+                          conn_strerror(error));
         else
                 log_debug("cannot reach the server %s: %s", p->conf->servers[0].address, strerror(-error));
         p->server_announced = false;
@@ -608,7 +614,7 @@ static void link_down(struct link *l, int error)
         if (l->announced)
                 log_event(EV_PEER_DOWN, &(struct event_fields) { .peer = p->names[l->idx], .lamport = p->ra.clock },
                           "link to %s down: %s", p->names[l->idx],
-                          error == -ECONNRESET ? "connection closed" : strerror(-error));
+                          conn_strerror(error));
         l->announced = false;
 }
 
@@ -626,6 +632,8 @@ static void out_closed(struct conn *c, int error)
         l->out = NULL;
         l->state = LINK_DOWN;
         link_down(l, error);
+        if (l->p->stopping)
+                return;
         if (l->in)
                 conn_close(l->in, -ECONNRESET);         /* make the other side reconnect too */
         link_schedule(l);
@@ -778,9 +786,15 @@ static void in_closed(struct conn *c, int error)
                 struct link *l = &p->links[ib->idx];
                 l->in = NULL;
                 link_down(l, error);
-                if (l->out)
+                if (l->out && !p->stopping)
                         conn_close(l->out, -ECONNRESET);        /* both directions go together */
         }
+        if (ib->prev)
+                ib->prev->next = ib->next;
+        else
+                p->inbound = ib->next;
+        if (ib->next)
+                ib->next->prev = ib->prev;
         free(ib);
 }
 
@@ -804,13 +818,17 @@ static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdat
         sockaddr_format((struct sockaddr *) &sa, salen, addr, sizeof addr);
         snprintf(label, sizeof label, "connection from %s", addr);
         struct inbound *ib = calloc(1, sizeof *ib);
-        if (!ib || !conn_new(p->event, cfd, false, &in_ops, ib, label)) {
+        if (!ib || !(ib->c = conn_new(p->event, cfd, false, &in_ops, ib, label))) {
                 free(ib);
                 close(cfd);
                 return 0;
         }
         ib->p = p;
         ib->idx = -1;
+        ib->next = p->inbound;
+        if (p->inbound)
+                p->inbound->prev = ib;
+        p->inbound = ib;
         return 0;
 }
 
@@ -875,6 +893,7 @@ struct peer *peer_free(struct peer *p)
 {
         if (!p)
                 return NULL;
+        p->stopping = true;
         /* pending posts end with an error, never silently */
         for (unsigned i = 0; i < p->cs_n; i++) {
                 if (!p->cs[i]->done)
@@ -898,16 +917,11 @@ struct peer *peer_free(struct peer *p)
                 struct link *l = &p->links[i];
                 sd_event_source_disable_unref(l->timer);
                 l->timer = NULL;
-                if (l->in) {
-                        ((struct inbound *) conn_userdata(l->in))->idx = -2;
-                        conn_close(l->in, -ESHUTDOWN);
-                }
-                if (l->out) {
-                        struct conn *o = l->out;
-                        l->out = NULL;
-                        conn_close(o, -ESHUTDOWN);
-                }
+                if (l->out)
+                        conn_close(l->out, -ESHUTDOWN);        /* sets l->out = NULL */
         }
+        while (p->inbound)
+                conn_close(p->inbound->c, -ESHUTDOWN);         /* unlinks it */
         if (p->server)
                 conn_close(p->server, -ESHUTDOWN);
         sd_event_source_disable_unref(p->server_timer);

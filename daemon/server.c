@@ -247,7 +247,7 @@ static void sconn_closed(struct conn *c, int error)
                         s->pend[i].from = NULL;
         if (sc->node[0])
                 log_event(EV_PEER_DOWN, &(struct event_fields) { .peer = sc->node }, "peer %s disconnected: %s",
-                          sc->node, error == -ECONNRESET ? "connection closed" : strerror(-error));
+                          sc->node, conn_strerror(error));
         if (sc->prev)
                 sc->prev->next = sc->next;
         else
