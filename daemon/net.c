@@ -34,6 +34,7 @@ struct conn {
         bool connecting;
         bool dead;              /* closed; freed when dispatch unwinds */
         bool was_high;          /* output was above LOW_WATER */
+        int send_error;         /* a send failed: closed from conn_io, not from conn_send */
         unsigned busy;          /* dispatch depth */
 };
 
@@ -135,6 +136,10 @@ static int conn_io(sd_event_source *s, int fd, uint32_t revents, void *userdata)
         (void) fd;
 
         c->busy++;
+        if (c->send_error) {
+                r = c->send_error;
+                goto out;
+        }
         if (c->connecting && (revents & (EPOLLOUT | EPOLLERR | EPOLLHUP))) {
                 int err = 0;
                 socklen_t l = sizeof err;
@@ -256,13 +261,13 @@ int conn_send(struct conn *c, const struct dchat_msg *msg)
         int r = proto_encode(&c->out, msg);
         if (r < 0)
                 return r;
-        if (!c->connecting && c->busy == 0) {
-                /* try at once: most frames go out without an extra wakeup */
+        if (!c->connecting && c->busy == 0 && !c->send_error) {
+                /* Try at once: most frames go out without an extra wakeup.
+                 * A failure is reported from conn_io, so that conn_send never
+                 * runs the owner's callbacks under its caller's feet. */
                 r = conn_flush(c);
-                if (r < 0) {
-                        conn_close(c, r);
-                        return r;
-                }
+                if (r < 0)
+                        c->send_error = r;
         }
         if (c->out.len >= LOW_WATER)
                 c->was_high = true;
