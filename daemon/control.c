@@ -30,12 +30,6 @@ struct control {
         struct dchat_status status;     /* scratch for STATUS replies */
 };
 
-static void reply_error(struct conn *c, uint32_t tag, enum dchat_err code, const char *text)
-{
-        (void) conn_send(c, &(struct dchat_msg) { .type = MSG_ERROR, .tag = tag,
-                                                  .error = { code, { text, (uint16_t) strlen(text) } } });
-}
-
 static void author_of(uid_t uid, char *buf, size_t cap)
 {
         struct passwd pw, *res = NULL;
@@ -64,18 +58,18 @@ static int client_frame(struct conn *c, uint8_t type, const uint8_t *payload, si
         switch (type) {
         case MSG_POST:
                 if (!d->peer) {
-                        reply_error(c, m.tag, ERR_NOT_PEER,
-                                    "this dchatd is the server; post from a peer host (its dchatctl socket)");
+                        conn_send_error(c, m.tag, ERR_NOT_PEER,
+                                        "this dchatd is the server; post from a peer host (its dchatctl socket)");
                         return 0;
                 }
                 r = text_validate(m.post.text.p, m.post.text.len, &why);
                 if (r < 0) {
-                        reply_error(c, m.tag, r == -E2BIG ? ERR_TOO_LONG : ERR_INVALID, why);
+                        conn_send_error(c, m.tag, r == -E2BIG ? ERR_TOO_LONG : ERR_INVALID, "%s", why);
                         return 0;
                 }
                 r = peer_post(d->peer, c, m.tag, cl->author, m.post.utc_offset, m.post.hold_ms, m.post.text.p, m.post.text.len);
                 if (r < 0)
-                        reply_error(c, m.tag, ERR_INTERNAL, strerror(-r));
+                        conn_send_error(c, m.tag, ERR_INTERNAL, "%s", strerror(-r));
                 return 0;
         case MSG_VIEW:
                 if (d->server)
@@ -124,7 +118,7 @@ static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdat
         (void) s;
         (void) revents;
 
-        int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int cfd = conn_accept(fd, label, sizeof label);
         if (cfd < 0)
                 return 0;
         if (getsockopt(cfd, SOL_SOCKET, SO_PEERCRED, &cred, &l) < 0) {

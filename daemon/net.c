@@ -275,6 +275,41 @@ int conn_send(struct conn *c, const struct dchat_msg *msg)
         return 0;
 }
 
+void conn_send_error(struct conn *c, uint32_t tag, enum dchat_err code, const char *fmt, ...)
+{
+        char text[DCHAT_ERROR_MAX];
+        va_list ap;
+
+        if (!c)
+                return;
+        va_start(ap, fmt);
+        vsnprintf(text, sizeof text, fmt, ap);
+        va_end(ap);
+        (void) conn_send(c, &(struct dchat_msg) { .type = MSG_ERROR, .tag = tag,
+                                                  .error = { code, { text, (uint16_t) strlen(text) } } });
+}
+
+int conn_accept(int listen_fd, char *label, size_t cap)
+{
+        struct sockaddr_storage sa;
+        socklen_t salen = sizeof sa;
+        char addr[80];
+
+        int fd = accept4(listen_fd, (struct sockaddr *) &sa, &salen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+                if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+                        log_warning("accept failed: %m");
+                return -errno;
+        }
+        if (sa.ss_family == AF_UNIX)
+                snprintf(label, cap, "local connection");
+        else {
+                sockaddr_format((struct sockaddr *) &sa, salen, addr, sizeof addr);
+                snprintf(label, cap, "connection from %s", addr);
+        }
+        return fd;
+}
+
 size_t conn_pending(const struct conn *c)
 {
         return c ? c->out.len : 0;

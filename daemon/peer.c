@@ -101,13 +101,6 @@ static const char *self_name(const struct peer *p)
         return p->conf->peers[p->conf->self].name;
 }
 
-static void send_error(struct conn *c, uint32_t tag, enum dchat_err code, const char *text)
-{
-        if (c)
-                (void) conn_send(c, &(struct dchat_msg) { .type = MSG_ERROR, .tag = tag,
-                                                          .error = { code, { text, (uint16_t) strlen(text) } } });
-}
-
 static void link_connect(struct link *l);
 static void server_connect(struct peer *p);
 static void cs_maybe_request(struct peer *p);
@@ -179,7 +172,7 @@ static void post_answer(struct peer *p, struct post_req *r, int err_code, const 
         r->done = true;
         if (err_code) {
                 log_event(EV_POST_FAILED, &f, "post by %s failed: %s", r->e.author, err);
-                send_error(r->client, r->client_tag, (enum dchat_err) err_code, err);
+                conn_send_error(r->client, r->client_tag, (enum dchat_err) err_code, "%s", err);
                 return;
         }
         log_event(EV_POST_STORED, &f, "post by %s stored as seq %llu", r->e.author, (unsigned long long) r->e.seq);
@@ -430,7 +423,7 @@ void peer_client_gone(struct peer *p, struct conn *client)
 int peer_view(struct peer *p, struct conn *client, const struct dchat_msg *req)
 {
         if (p->server_state != LINK_UP) {
-                send_error(client, req->tag, ERR_UNAVAILABLE, "the server is unreachable; try again later");
+                conn_send_error(client, req->tag, ERR_UNAVAILABLE, "the server is unreachable; try again later");
                 return 0;
         }
         struct view_relay *v = calloc(1, sizeof *v);
@@ -553,7 +546,7 @@ static void server_closed(struct conn *c, int error)
         p->server_state = LINK_DOWN;
         for (struct view_relay *v = p->views, *n; v; v = n) {
                 n = v->next;
-                send_error(v->client, v->client_tag, ERR_UNAVAILABLE, "lost the connection to the server");
+                conn_send_error(v->client, v->client_tag, ERR_UNAVAILABLE, "lost the connection to the server");
                 free(v);
         }
         p->views = NULL;
@@ -806,17 +799,13 @@ static const struct conn_ops in_ops = {
 static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdata)
 {
         struct peer *p = userdata;
-        struct sockaddr_storage sa;
-        socklen_t salen = sizeof sa;
-        char addr[80], label[96];
+        char label[96];
         (void) s;
         (void) revents;
 
-        int cfd = accept4(fd, (struct sockaddr *) &sa, &salen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int cfd = conn_accept(fd, label, sizeof label);
         if (cfd < 0)
                 return 0;
-        sockaddr_format((struct sockaddr *) &sa, salen, addr, sizeof addr);
-        snprintf(label, sizeof label, "connection from %s", addr);
         struct inbound *ib = calloc(1, sizeof *ib);
         if (!ib || !(ib->c = conn_new(p->event, cfd, false, &in_ops, ib, label))) {
                 free(ib);

@@ -47,19 +47,6 @@ struct server {
         struct dchat_entry scratch;     /* decode target and view buffer */
 };
 
-static void send_error(struct conn *c, uint32_t tag, enum dchat_err code, const char *fmt, ...) _printf_(4, 5);
-static void send_error(struct conn *c, uint32_t tag, enum dchat_err code, const char *fmt, ...)
-{
-        char text[DCHAT_ERROR_MAX];
-        va_list ap;
-
-        va_start(ap, fmt);
-        vsnprintf(text, sizeof text, fmt, ap);
-        va_end(ap);
-        (void) conn_send(c, &(struct dchat_msg) { .type = MSG_ERROR, .tag = tag,
-                                                  .error = { code, { text, (uint16_t) strlen(text) } } });
-}
-
 static void flush_batch(struct server *s)
 {
         unsigned n = s->n;
@@ -70,7 +57,7 @@ static void flush_batch(struct server *s)
         int r = chatlog_append(s->log, s->entries, n, s->results);
         for (unsigned i = 0; i < n; i++) {
                 struct dchat_entry *e = &s->entries[i];
-                struct sconn *from = s->pend[i].from;
+                struct conn *to = s->pend[i].from ? s->pend[i].from->c : NULL;        /* NULL: it went away */
                 uint32_t tag = s->pend[i].tag;
                 struct event_fields f = { .peer = e->node, .lamport = e->lamport, .request_ts = e->lamport,
                                           .seq = e->seq };
@@ -78,8 +65,7 @@ static void flush_batch(struct server *s)
                 if (r < 0) {
                         log_event(EV_POST_FAILED, &f, "append from %s failed: storage error: %s", e->node,
                                   strerror(-r));
-                        if (from)
-                                send_error(from->c, tag, ERR_STORAGE, "the server could not store the post: %s",
+                        conn_send_error(to, tag, ERR_STORAGE, "the server could not store the post: %s",
                                            strerror(-r));
                         continue;
                 }
@@ -93,8 +79,8 @@ static void flush_batch(struct server *s)
                         else
                                 log_info("post %s#%llu was already stored as seq %llu; acknowledged again",
                                          e->node, (unsigned long long) e->post_id, (unsigned long long) e->seq);
-                        if (from)
-                                (void) conn_send(from->c, &(struct dchat_msg) {
+                        if (to)
+                                (void) conn_send(to, &(struct dchat_msg) {
                                         .type = MSG_APPENDED, .tag = tag,
                                         .appended = { e->seq, e->lamport, e->fence_idx,
                                                       s->results[i] == CHATLOG_DUPLICATE } });
@@ -108,8 +94,7 @@ static void flush_batch(struct server *s)
                                   "refused append from %s: fence %llu/%s/%u is not greater than the last stored %llu/%s/%u",
                                   e->node, (unsigned long long) e->lamport, e->node, e->fence_idx,
                                   (unsigned long long) ll, ln, li);
-                        if (from)
-                                send_error(from->c, tag, ERR_FENCED,
+                        conn_send_error(to, tag, ERR_FENCED,
                                            "append refused: fence %llu/%s/%u is not greater than the last stored %llu/%s/%u",
                                            (unsigned long long) e->lamport, e->node, e->fence_idx,
                                            (unsigned long long) ll, ln, li);
@@ -117,8 +102,7 @@ static void flush_batch(struct server *s)
                 }
                 case CHATLOG_INVALID:
                         log_warning("refused an invalid entry from %s", e->node);
-                        if (from)
-                                send_error(from->c, tag, ERR_INVALID, "the server refused the post as invalid");
+                        conn_send_error(to, tag, ERR_INVALID, "the server refused the post as invalid");
                         break;
                 }
         }
@@ -172,7 +156,7 @@ int server_view_page(struct server *s, const struct dchat_msg *req, struct conn 
                 if (r < 0 && r != -ENOENT) {
                         log_error("reading the chat log at seq %llu failed: %s", (unsigned long long) next,
                                   strerror(-r));
-                        send_error(to, req->tag, ERR_STORAGE, "the server could not read its log: %s", strerror(-r));
+                        conn_send_error(to, req->tag, ERR_STORAGE, "the server could not read its log: %s", strerror(-r));
                         return 0;
                 }
         }
@@ -266,26 +250,19 @@ static const struct conn_ops sconn_ops = {
 static int on_accept(sd_event_source *src, int fd, uint32_t revents, void *userdata)
 {
         struct server *s = userdata;
-        struct sockaddr_storage sa;
-        socklen_t salen = sizeof sa;
-        char addr[80], label[96];
+        char label[96];
         (void) src;
         (void) revents;
 
-        int cfd = accept4(fd, (struct sockaddr *) &sa, &salen, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (cfd < 0) {
-                if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
-                        log_warning("accept on the server socket failed: %m");
+        int cfd = conn_accept(fd, label, sizeof label);
+        if (cfd < 0)
                 return 0;
-        }
-        sockaddr_format((struct sockaddr *) &sa, salen, addr, sizeof addr);
         if (s->n_conns >= SCONN_MAX) {
-                log_warning("refusing connection from %s: %u connections already", addr, s->n_conns);
+                log_warning("refusing %s: %u connections already", label, s->n_conns);
                 close(cfd);
                 return 0;
         }
         struct sconn *sc = calloc(1, sizeof *sc);
-        snprintf(label, sizeof label, "connection from %s", addr);
         if (!sc || !(sc->c = conn_new(s->event, cfd, false, &sconn_ops, sc, label))) {
                 free(sc);
                 close(cfd);
