@@ -1,0 +1,1013 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test-proto.c — the wire codec (daemon/proto.c): every message type
+ * round-trips through proto_encode, proto_check_header and proto_decode;
+ * the header check and the decoder refuse every malformed frame (truncated
+ * at every length, trailing bytes, overlong or NUL-carrying strings, values
+ * out of range); the frame size limit; the output buffer and the reader;
+ * post text validation (strict UTF-8, no control characters); node names;
+ * the log line's time format.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proto.h"
+#include "tap.h"
+
+/* --- helpers --------------------------------------------------------------------- */
+
+static uint32_t be32(const uint8_t *p)
+{
+        return (uint32_t) p[0] << 24 | (uint32_t) p[1] << 16 | (uint32_t) p[2] << 8 | p[3];
+}
+
+static struct dchat_str S(const char *s)
+{
+        return (struct dchat_str) { s, (uint16_t) strlen(s) };
+}
+
+static bool str_eq(struct dchat_str a, const char *p, size_t n)
+{
+        return a.len == n && memcmp(a.p, p, n) == 0;
+}
+
+/* A name of n characters: "nnnn...". */
+static const char *name_of(size_t n, char c)
+{
+        static char buf[8][DCHAT_NAME_MAX + 8];
+        static unsigned k;
+        char *p = buf[k++ % 8];
+
+        memset(p, c, n);
+        p[n] = '\0';
+        return p;
+}
+
+/*
+ * Encodes m into b (appending), checks the header, decodes the payload into
+ * out.  Returns 0, or the step that failed as a negative number.
+ */
+struct frame {
+        struct wbuf b;
+        size_t start;           /* of this frame in b */
+        const uint8_t *payload;
+        size_t len;
+        uint8_t type;
+};
+
+static int encode_frame(struct frame *f, const struct dchat_msg *m)
+{
+        f->start = f->b.len;
+        int r = proto_encode(&f->b, m);
+        if (r < 0)
+                return r;
+        int n = proto_check_header(f->b.data + f->start, &f->type);
+        if (n < 0)
+                return n;
+        if ((size_t) n != f->b.len - f->start - DCHAT_FRAME_HDR)
+                return -EPROTO;
+        f->payload = f->b.data + f->start + DCHAT_FRAME_HDR;
+        f->len = (size_t) n;
+        return 0;
+}
+
+static int roundtrip(struct frame *f, const struct dchat_msg *m, struct dchat_msg *out, struct dchat_entry *e,
+                     struct dchat_status *st)
+{
+        int r = encode_frame(f, m);
+        if (r < 0)
+                return r;
+        if (f->type != m->type)
+                return -EPROTO;
+        return proto_decode(f->type, f->payload, f->len, out, e, st);
+}
+
+/* Every shorter payload is refused, and so is one with a byte more. */
+static void check_truncations(const struct frame *f, const char *what)
+{
+        static struct dchat_entry e;
+        static struct dchat_status st;
+        struct dchat_msg m;
+        size_t accepted = 0, first = SIZE_MAX;
+
+        for (size_t n = 0; n < f->len; n++) {
+                /* a copy of exactly n bytes, so valgrind sees any read past the end */
+                uint8_t *p = malloc(n ? n : 1);
+                memcpy(p, f->payload, n);
+                if (proto_decode(f->type, p, n, &m, &e, &st) != -EBADMSG) {
+                        accepted++;
+                        if (first == SIZE_MAX)
+                                first = n;
+                }
+                free(p);
+        }
+        if (!ok(accepted == 0, "%s: each of the %zu truncated payloads (0..%zu bytes) is refused", what, f->len,
+                f->len - 1))
+                diag("  %zu accepted, the first at %zu bytes", accepted, first);
+
+        uint8_t *p = malloc(f->len + 1);
+        memcpy(p, f->payload, f->len);
+        p[f->len] = 0;
+        is_int(proto_decode(f->type, p, f->len + 1, &m, &e, &st), -EBADMSG, "%s: a trailing byte is refused", what);
+        free(p);
+}
+
+/* --- round trips ----------------------------------------------------------------- */
+
+static void fill_entry(struct dchat_entry *e)
+{
+        memset(e, 0, sizeof *e);
+        e->seq = UINT64_C(0x0102030405060708);
+        e->lamport = UINT64_MAX - 1;
+        snprintf(e->node, sizeof e->node, "%s", name_of(DCHAT_NAME_MAX, 'n'));
+        e->fence_idx = 0xfedcba98;
+        e->post_id = UINT64_C(1) << 63;
+        e->time = -1234567890123;       /* before the epoch: the sign must survive */
+        e->utc_offset = -18000;
+        snprintf(e->author, sizeof e->author, "%s", name_of(DCHAT_NAME_MAX, 'u'));
+        /* 4096 bytes of UTF-8: ASCII, é, 日, 😀, cut on a character boundary */
+        static const char *const pieces[] = { "a", "\xc3\xa9", "\xe6\x97\xa5", "\xf0\x9f\x98\x80" };
+        size_t n = 0;
+        for (unsigned k = 0; n < DCHAT_TEXT_MAX; k++) {
+                const char *pc = pieces[k % 4];
+                size_t l = strlen(pc);
+                if (n + l > DCHAT_TEXT_MAX)
+                        pc = "x", l = 1;
+                memcpy(e->text + n, pc, l);
+                n += l;
+        }
+        e->text_len = (uint16_t) n;
+        e->text[n] = '\0';
+}
+
+static bool entry_eq(const struct dchat_entry *a, const struct dchat_entry *b)
+{
+        return a->seq == b->seq && a->lamport == b->lamport && strcmp(a->node, b->node) == 0 &&
+               a->fence_idx == b->fence_idx && a->post_id == b->post_id && a->time == b->time &&
+               a->utc_offset == b->utc_offset && strcmp(a->author, b->author) == 0 && a->text_len == b->text_len &&
+               memcmp(a->text, b->text, a->text_len) == 0 && b->text[b->text_len] == '\0';
+}
+
+static void fill_status(struct dchat_status *st, unsigned n_peers)
+{
+        memset(st, 0, sizeof *st);
+        snprintf(st->node, sizeof st->node, "node1");
+        st->role = ROLE_PEER;
+        st->lamport = 123456789012345;
+        snprintf(st->dme_state, sizeof st->dme_state, "wanted");
+        st->request_ts = 77;
+        st->queued = 3;
+        st->last_seq = 0;
+        snprintf(st->server, sizeof st->server, "master");
+        st->server_connected = true;
+        st->uptime = 86400;
+        st->n_peers = (uint16_t) n_peers;
+        const char *p64 = name_of(DCHAT_NAME_MAX, 'p');
+        for (unsigned i = 0; i < n_peers && i < DCHAT_PEERS_MAX; i++) {
+                if (n_peers <= 8)
+                        snprintf(st->peers[i].name, sizeof st->peers[i].name, "node%u", i + 1);
+                else    /* the largest: 64 peers with 64-byte names */
+                        snprintf(st->peers[i].name, sizeof st->peers[i].name, "%.*s%02u", DCHAT_NAME_MAX - 2,
+                                 p64, i);
+                st->peers[i].connected = i % 2 == 0;
+        }
+}
+
+static bool status_eq(const struct dchat_status *a, const struct dchat_status *b)
+{
+        if (strcmp(a->node, b->node) || a->role != b->role || a->lamport != b->lamport ||
+            strcmp(a->dme_state, b->dme_state) || a->request_ts != b->request_ts || a->queued != b->queued ||
+            a->last_seq != b->last_seq || strcmp(a->server, b->server) ||
+            a->server_connected != b->server_connected || a->uptime != b->uptime || a->n_peers != b->n_peers)
+                return false;
+        for (unsigned i = 0; i < a->n_peers; i++)
+                if (strcmp(a->peers[i].name, b->peers[i].name) || a->peers[i].connected != b->peers[i].connected)
+                        return false;
+        return true;
+}
+
+static void test_roundtrips(void)
+{
+        static struct dchat_entry ein, eout;
+        static struct dchat_status sin, sout;
+        struct dchat_msg in, out;
+        struct frame f = {0};
+        const char *node = name_of(DCHAT_NAME_MAX, 'h');
+
+        /* HELLO */
+        in = (struct dchat_msg) { .type = MSG_HELLO, .tag = 0xa1b2c3d4,
+                                  .hello = { S(node), ROLE_PEER, UINT64_C(0xdeadbeefcafef00d) } };
+        if (is_int(roundtrip(&f, &in, &out, NULL, NULL), 0, "HELLO: round trip"))
+                ok(out.type == MSG_HELLO && out.tag == 0xa1b2c3d4 && str_eq(out.hello.node, node, DCHAT_NAME_MAX) &&
+                   out.hello.role == ROLE_PEER && out.hello.incarnation == UINT64_C(0xdeadbeefcafef00d),
+                   "HELLO: every field (64-byte name, role, incarnation, tag)");
+        ok(out.hello.node.p >= (const char *) f.payload && out.hello.node.p < (const char *) f.payload + f.len,
+           "HELLO: the decoded name points into the frame");
+        ok(f.b.len == DCHAT_FRAME_HDR + f.len && be32(f.b.data) == f.len && f.b.data[4] == DCHAT_PROTO_VERSION &&
+           f.b.data[5] == MSG_HELLO && f.b.data[6] == 0 && f.b.data[7] == 0 && be32(f.payload) == 0xa1b2c3d4,
+           "HELLO: header = length (BE), version 1, type, flags 0; the payload starts with the tag");
+        is_int(f.len, 4 + 2 + DCHAT_NAME_MAX + 1 + 8, "HELLO: payload size");
+        check_truncations(&f, "HELLO");
+        wbuf_free(&f.b);
+
+        /* HELLO_ACK */
+        in = (struct dchat_msg) { .type = MSG_HELLO_ACK, .tag = 1, .hello_ack = { 41, UINT64_MAX } };
+        if (is_int(roundtrip(&f, &in, &out, NULL, NULL), 0, "HELLO_ACK: round trip"))
+                ok(out.tag == 1 && out.hello_ack.last_post_id == 41 && out.hello_ack.last_seq == UINT64_MAX,
+                   "HELLO_ACK: every field");
+        check_truncations(&f, "HELLO_ACK");
+        wbuf_free(&f.b);
+
+        /* REQUEST */
+        in = (struct dchat_msg) { .type = MSG_REQUEST, .tag = 0, .request = { UINT64_C(0x8000000000000001) } };
+        if (is_int(roundtrip(&f, &in, &out, NULL, NULL), 0, "REQUEST: round trip"))
+                ok(out.request.ts == UINT64_C(0x8000000000000001), "REQUEST: ts (all 64 bits)");
+        is_int(f.len, 12, "REQUEST: payload is tag + ts");
+        check_truncations(&f, "REQUEST");
+        wbuf_free(&f.b);
+
+        /* REPLY */
+        in = (struct dchat_msg) { .type = MSG_REPLY, .tag = UINT32_MAX, .reply = { 1000, 999 } };
+        if (is_int(roundtrip(&f, &in, &out, NULL, NULL), 0, "REPLY: round trip"))
+                ok(out.tag == UINT32_MAX && out.reply.clock == 1000 && out.reply.req_ts == 999,
+                   "REPLY: clock and answered ts");
+        check_truncations(&f, "REPLY");
+        wbuf_free(&f.b);
+
+        /* APPEND and ENTRY: the largest entry */
+        fill_entry(&ein);
+        for (int t = 0; t < 2; t++) {
+                uint8_t type = t ? MSG_ENTRY : MSG_APPEND;
+                const char *tn = proto_type_name(type);
+                memset(&eout, 0xff, sizeof eout);
+                in = (struct dchat_msg) { .type = type, .tag = 7, .append = &ein };
+                if (is_int(roundtrip(&f, &in, &out, &eout, NULL), 0, "%s: round trip of the largest entry", tn))
+                        ok(out.append == &eout && entry_eq(&ein, &eout), "%s: every field (4096-byte text, 64-byte "
+                           "node and author, negative time and utc_offset)", tn);
+                is_int(f.len, 4 + 8 + 8 + 2 + 64 + 4 + 8 + 8 + 4 + 2 + 64 + 2 + 4096, "%s: payload size", tn);
+                is_int(proto_decode(type, f.payload, f.len, &out, NULL, NULL), -EBADMSG,
+                       "%s: no entry storage: refused", tn);
+                if (t == 0)
+                        check_truncations(&f, tn);
+                wbuf_free(&f.b);
+        }
+        /* a small entry, and the entry body alone (the chat log's record) */
+        struct dchat_entry small = { .seq = 1, .lamport = 2, .node = "node2", .fence_idx = 0, .post_id = 1,
+                                     .time = 1760713020, .utc_offset = 7200, .author = "lucy", .text_len = 2,
+                                     .text = "hi" };
+        in = (struct dchat_msg) { .type = MSG_ENTRY, .tag = 8, .append = &small };
+        if (is_int(roundtrip(&f, &in, &out, &eout, NULL), 0, "ENTRY: small entry round trip"))
+                ok(entry_eq(&small, &eout), "ENTRY: small entry, every field");
+        check_truncations(&f, "ENTRY (small)");
+        wbuf_free(&f.b);
+        {
+                struct wbuf b = {0};
+                struct rbuf r;
+                proto_put_entry(&b, &ein);
+                r = (struct rbuf) { .p = b.data, .len = b.len };
+                memset(&eout, 0, sizeof eout);
+                ok(proto_get_entry(&r, &eout) == 0 && r.off == r.len && !r.bad && entry_eq(&ein, &eout),
+                   "proto_put_entry/proto_get_entry: the record body round-trips, all of it read");
+                wbuf_free(&b);
+        }
+
+        /* APPENDED and POSTED */
+        for (int t = 0; t < 2; t++) {
+                uint8_t type = t ? MSG_POSTED : MSG_APPENDED;
+                const char *tn = proto_type_name(type);
+                in = (struct dchat_msg) { .type = type, .tag = 9, .appended = { 5000000000, 17, 3, 1 } };
+                if (is_int(roundtrip(&f, &in, &out, NULL, NULL), 0, "%s: round trip", tn))
+                        ok(out.appended.seq == 5000000000 && out.appended.lamport == 17 &&
+                           out.appended.fence_idx == 3 && out.appended.duplicate == 1, "%s: every field", tn);
+                check_truncations(&f, tn);
+                wbuf_free(&f.b);
+        }
+
+        /* VIEW */
+        in = (struct dchat_msg) { .type = MSG_VIEW, .tag = 10, .view = { 1, 50, UINT64_MAX, 1000 } };
+        if (is_int(roundtrip(&f, &in, &out, NULL, NULL), 0, "VIEW: round trip"))
+                ok(out.view.from_seq == 1 && out.view.last_n == 50 && out.view.upto_seq == UINT64_MAX &&
+                   out.view.max == 1000, "VIEW: every field");
+        check_truncations(&f, "VIEW");
+        wbuf_free(&f.b);
+
+        /* VIEW_END */
+        in = (struct dchat_msg) { .type = MSG_VIEW_END, .tag = 11, .view_end = { 51, 60, 1 } };
+        if (is_int(roundtrip(&f, &in, &out, NULL, NULL), 0, "VIEW_END: round trip"))
+                ok(out.view_end.next_seq == 51 && out.view_end.last_seq == 60 && out.view_end.done == 1,
+                   "VIEW_END: every field");
+        check_truncations(&f, "VIEW_END");
+        wbuf_free(&f.b);
+
+        /* ERROR */
+        const char *etext = "append refused: fence (3,node1) is not greater than (5,node2) \xe2\x80\x94 retry";
+        in = (struct dchat_msg) { .type = MSG_ERROR, .tag = 12, .error = { ERR_FENCED, S(etext) } };
+        if (is_int(roundtrip(&f, &in, &out, NULL, NULL), 0, "ERROR: round trip"))
+                ok(out.error.code == ERR_FENCED && str_eq(out.error.text, etext, strlen(etext)),
+                   "ERROR: code and text");
+        check_truncations(&f, "ERROR");
+        wbuf_free(&f.b);
+        in = (struct dchat_msg) { .type = MSG_ERROR, .tag = 12, .error = { ERR_INTERNAL, { NULL, 0 } } };
+        if (is_int(roundtrip(&f, &in, &out, NULL, NULL), 0, "ERROR: empty text round trip"))
+                ok(out.error.code == ERR_INTERNAL && out.error.text.len == 0, "ERROR: empty text");
+        wbuf_free(&f.b);
+
+        /* POST */
+        const char *ptext = "Checking timestamp format \xc3\xa9\xe6\x97\xa5\xf0\x9f\x98\x80";
+        in = (struct dchat_msg) { .type = MSG_POST, .tag = 13, .post = { -18000, DCHAT_HOLD_MAX_MS, S(ptext) } };
+        if (is_int(roundtrip(&f, &in, &out, NULL, NULL), 0, "POST: round trip"))
+                ok(out.post.utc_offset == -18000 && out.post.hold_ms == DCHAT_HOLD_MAX_MS &&
+                   str_eq(out.post.text, ptext, strlen(ptext)), "POST: negative utc_offset, hold_ms, text");
+        check_truncations(&f, "POST");
+        wbuf_free(&f.b);
+        for (int sign = -1; sign <= 1; sign += 2) {
+                in = (struct dchat_msg) { .type = MSG_POST, .post = { sign * DCHAT_UTC_OFFSET_MAX, 0, S("x") } };
+                ok(roundtrip(&f, &in, &out, NULL, NULL) == 0 && out.post.utc_offset == sign * DCHAT_UTC_OFFSET_MAX,
+                   "POST: utc_offset %d (the limit) is accepted", sign * DCHAT_UTC_OFFSET_MAX);
+                wbuf_free(&f.b);
+        }
+
+        /* STATUS: the tag alone */
+        in = (struct dchat_msg) { .type = MSG_STATUS, .tag = 14 };
+        if (is_int(roundtrip(&f, &in, &out, NULL, NULL), 0, "STATUS: round trip"))
+                ok(out.type == MSG_STATUS && out.tag == 14 && f.len == 4, "STATUS: a 4-byte payload (the tag)");
+        check_truncations(&f, "STATUS");
+        wbuf_free(&f.b);
+
+        /* STATUS_REPLY: several peers, then the largest */
+        unsigned sizes[] = { 0, 3, DCHAT_PEERS_MAX };
+        for (unsigned k = 0; k < 3; k++) {
+                fill_status(&sin, sizes[k]);
+                if (k == 2) {
+                        snprintf(sin.node, sizeof sin.node, "%s", name_of(DCHAT_NAME_MAX, 'n'));
+                        snprintf(sin.server, sizeof sin.server, "%s", name_of(DCHAT_NAME_MAX, 's'));
+                        snprintf(sin.dme_state, sizeof sin.dme_state, "%s", name_of(15, 'd'));
+                }
+                memset(&sout, 0xff, sizeof sout);
+                in = (struct dchat_msg) { .type = MSG_STATUS_REPLY, .tag = 15, .status = &sin };
+                if (is_int(roundtrip(&f, &in, &out, NULL, &sout), 0, "STATUS_REPLY: round trip, %u peers", sizes[k]))
+                        ok(out.status == &sout && status_eq(&sin, &sout), "STATUS_REPLY, %u peers: every field",
+                           sizes[k]);
+                if (k == 1)
+                        check_truncations(&f, "STATUS_REPLY (3 peers)");
+                if (k == 2)
+                        is_int(proto_decode(MSG_STATUS_REPLY, f.payload, f.len, &out, NULL, NULL), -EBADMSG,
+                               "STATUS_REPLY: no status storage: refused");
+                wbuf_free(&f.b);
+        }
+
+        /* two frames back to back in one buffer */
+        {
+                struct dchat_msg a = { .type = MSG_REQUEST, .tag = 1, .request = { 5 } };
+                struct dchat_msg b = { .type = MSG_REPLY, .tag = 2, .reply = { 6, 5 } };
+                struct wbuf w = {0};
+                uint8_t t1, t2;
+                int r1 = proto_encode(&w, &a), r2 = proto_encode(&w, &b);
+                int n1 = proto_check_header(w.data, &t1);
+                int n2 = n1 > 0 ? proto_check_header(w.data + DCHAT_FRAME_HDR + n1, &t2) : -1;
+                ok(r1 == 0 && r2 == 0 && n1 == 12 && t1 == MSG_REQUEST && n2 == 20 && t2 == MSG_REPLY &&
+                   w.len == (size_t) (2 * DCHAT_FRAME_HDR + n1 + n2) &&
+                   proto_decode(t2, w.data + 2 * DCHAT_FRAME_HDR + n1, (size_t) n2, &out, NULL, NULL) == 0 &&
+                   out.reply.clock == 6, "two frames appended to one buffer are read back in turn");
+                wbuf_free(&w);
+        }
+}
+
+/* --- header ------------------------------------------------------------------------- */
+
+static void hdr(uint8_t h[DCHAT_FRAME_HDR], uint32_t len, uint8_t ver, uint8_t type, uint16_t flags)
+{
+        h[0] = len >> 24, h[1] = len >> 16, h[2] = len >> 8, h[3] = len;
+        h[4] = ver, h[5] = type, h[6] = flags >> 8, h[7] = flags;
+}
+
+static void test_header(void)
+{
+        uint8_t h[DCHAT_FRAME_HDR], type;
+
+        hdr(h, 12, 1, MSG_REQUEST, 0);
+        type = 0;
+        ok(proto_check_header(h, &type) == 12 && type == MSG_REQUEST, "header: a good one gives length and type");
+        bool all = true;
+        for (uint8_t t = 1; t < _MSG_MAX; t++) {
+                hdr(h, 4, 1, t, 0);
+                if (proto_check_header(h, &type) != 4 || type != t)
+                        all = false;
+        }
+        ok(all, "header: every type 1..%d is accepted", _MSG_MAX - 1);
+        hdr(h, 4, 1, MSG_STATUS, 0);
+        is_int(proto_check_header(h, &type), 4, "header: length 4 (the tag alone) is accepted");
+        hdr(h, DCHAT_FRAME_MAX, 1, MSG_ERROR, 0);
+        is_int(proto_check_header(h, &type), DCHAT_FRAME_MAX, "header: length DCHAT_FRAME_MAX is accepted");
+
+        hdr(h, 12, 0, MSG_REQUEST, 0);
+        is_int(proto_check_header(h, &type), -EBADMSG, "header: version 0 refused");
+        hdr(h, 12, 2, MSG_REQUEST, 0);
+        is_int(proto_check_header(h, &type), -EBADMSG, "header: version 2 refused");
+        hdr(h, 12, 255, MSG_REQUEST, 0);
+        is_int(proto_check_header(h, &type), -EBADMSG, "header: version 255 refused");
+        hdr(h, 12, 1, 0, 0);
+        is_int(proto_check_header(h, &type), -EBADMSG, "header: type 0 refused");
+        hdr(h, 12, 1, _MSG_MAX, 0);
+        is_int(proto_check_header(h, &type), -EBADMSG, "header: type _MSG_MAX (%d) refused", _MSG_MAX);
+        hdr(h, 12, 1, 255, 0);
+        is_int(proto_check_header(h, &type), -EBADMSG, "header: type 255 refused");
+        hdr(h, 12, 1, MSG_REQUEST, 1);
+        is_int(proto_check_header(h, &type), -EBADMSG, "header: flags 0x0001 refused");
+        hdr(h, 12, 1, MSG_REQUEST, 0x8000);
+        is_int(proto_check_header(h, &type), -EBADMSG, "header: flags 0x8000 refused");
+        hdr(h, DCHAT_FRAME_MAX + 1, 1, MSG_ERROR, 0);
+        is_int(proto_check_header(h, &type), -EMSGSIZE, "header: length DCHAT_FRAME_MAX + 1 refused (-EMSGSIZE)");
+        hdr(h, UINT32_MAX, 1, MSG_ERROR, 0);
+        is_int(proto_check_header(h, &type), -EMSGSIZE, "header: length 2^32-1 refused (-EMSGSIZE)");
+        hdr(h, 0x80000000, 1, MSG_ERROR, 0);
+        is_int(proto_check_header(h, &type), -EMSGSIZE, "header: length 2^31 refused (not a negative int)");
+        for (uint32_t n = 0; n < 4; n++) {
+                hdr(h, n, 1, MSG_STATUS, 0);
+                is_int(proto_check_header(h, &type), -EBADMSG, "header: length %u (< 4, no room for the tag) refused",
+                       n);
+        }
+        hdr(h, DCHAT_FRAME_MAX + 1, 2, MSG_ERROR, 0);
+        ok(proto_check_header(h, &type) < 0, "header: bad version and too long: refused");
+}
+
+/* --- malformed payloads ---------------------------------------------------------------- */
+
+/* The wire form of an entry, from parts, after a tag. */
+static void raw_entry(struct wbuf *b, const char *node, size_t nl, const char *author, size_t al, const char *text,
+                      size_t tl, int32_t utc)
+{
+        wbuf_put_u32(b, 1);                     /* tag */
+        wbuf_put_u64(b, 1);                     /* seq */
+        wbuf_put_u64(b, 2);                     /* lamport */
+        wbuf_put_str(b, node, nl);
+        wbuf_put_u32(b, 0);                     /* fence_idx */
+        wbuf_put_u64(b, 3);                     /* post_id */
+        wbuf_put_u64(b, 1760713020);            /* time */
+        wbuf_put_u32(b, (uint32_t) utc);
+        wbuf_put_str(b, author, al);
+        wbuf_put_str(b, text, tl);
+}
+
+static int decode_entry(const struct wbuf *b)
+{
+        static struct dchat_entry e;
+        struct dchat_msg m;
+
+        return proto_decode(MSG_ENTRY, b->data, b->len, &m, &e, NULL);
+}
+
+/* The wire form of a status with the given names, after a tag. */
+static void raw_status(struct wbuf *b, struct dchat_str node, struct dchat_str state, struct dchat_str server,
+                       unsigned n_peers, struct dchat_str peer)
+{
+        wbuf_put_u32(b, 1);
+        wbuf_put_str(b, node.p, node.len);
+        wbuf_put_u8(b, ROLE_PEER);
+        wbuf_put_u64(b, 5);
+        wbuf_put_str(b, state.p, state.len);
+        wbuf_put_u64(b, 0);
+        wbuf_put_u32(b, 0);
+        wbuf_put_u64(b, 0);
+        wbuf_put_str(b, server.p, server.len);
+        wbuf_put_u8(b, 1);
+        wbuf_put_u32(b, 10);
+        wbuf_put_u16(b, (uint16_t) n_peers);
+        for (unsigned i = 0; i < n_peers; i++) {
+                wbuf_put_str(b, peer.p, peer.len);
+                wbuf_put_u8(b, 1);
+        }
+}
+
+static int decode_status(const struct wbuf *b)
+{
+        static struct dchat_status st;
+        struct dchat_msg m;
+
+        return proto_decode(MSG_STATUS_REPLY, b->data, b->len, &m, NULL, &st);
+}
+
+static void test_malformed(void)
+{
+        struct wbuf b = {0};
+        struct dchat_msg m;
+        const char *n64 = name_of(DCHAT_NAME_MAX, 'a'), *n65 = name_of(DCHAT_NAME_MAX + 1, 'b');
+        static char text[DCHAT_TEXT_MAX + 2];
+
+        memset(text, 't', sizeof text);
+
+        /* the raw builder itself makes good entries */
+        raw_entry(&b, "node1", 5, "lucy", 4, "hello", 5, 0);
+        is_int(decode_entry(&b), 0, "entry: the raw builder's good entry decodes");
+        wbuf_reset(&b);
+        raw_entry(&b, n64, 64, n64, 64, text, DCHAT_TEXT_MAX, 0);
+        is_int(decode_entry(&b), 0, "entry: 64-byte names and 4096-byte text decode");
+        wbuf_reset(&b);
+
+        /* names too long */
+        raw_entry(&b, n65, 65, "lucy", 4, "hello", 5, 0);
+        is_int(decode_entry(&b), -EBADMSG, "entry: a 65-byte node refused");
+        wbuf_reset(&b);
+        raw_entry(&b, "node1", 5, n65, 65, "hello", 5, 0);
+        is_int(decode_entry(&b), -EBADMSG, "entry: a 65-byte author refused");
+        wbuf_reset(&b);
+        raw_entry(&b, "node1", 5, "lucy", 4, text, DCHAT_TEXT_MAX + 1, 0);
+        is_int(decode_entry(&b), -EBADMSG, "entry: a 4097-byte text refused");
+        wbuf_reset(&b);
+        raw_entry(&b, "", 0, "lucy", 4, "hello", 5, 0);
+        is_int(decode_entry(&b), 0, "entry: (an empty node is the store's business, not the codec's)");
+        wbuf_reset(&b);
+
+        /* NUL inside */
+        raw_entry(&b, "no\0de", 5, "lucy", 4, "hello", 5, 0);
+        is_int(decode_entry(&b), -EBADMSG, "entry: a NUL inside the node refused");
+        wbuf_reset(&b);
+        raw_entry(&b, "node1", 5, "lu\0y", 4, "hello", 5, 0);
+        is_int(decode_entry(&b), -EBADMSG, "entry: a NUL inside the author refused");
+        wbuf_reset(&b);
+        raw_entry(&b, "node1", 5, "lucy", 4, "hel\0o", 5, 0);
+        is_int(decode_entry(&b), -EBADMSG, "entry: a NUL inside the text refused");
+        wbuf_reset(&b);
+        raw_entry(&b, "node1\0", 6, "lucy", 4, "hello", 5, 0);
+        is_int(decode_entry(&b), -EBADMSG, "entry: a trailing NUL in the node refused");
+        wbuf_reset(&b);
+
+        /* utc_offset */
+        int32_t offs[] = { DCHAT_UTC_OFFSET_MAX + 1, -DCHAT_UTC_OFFSET_MAX - 1, INT32_MAX, INT32_MIN };
+        for (unsigned i = 0; i < 4; i++) {
+                raw_entry(&b, "node1", 5, "lucy", 4, "hello", 5, offs[i]);
+                is_int(decode_entry(&b), -EBADMSG, "entry: utc_offset %" PRId32 " refused", offs[i]);
+                wbuf_reset(&b);
+        }
+        for (int sign = -1; sign <= 1; sign += 2) {
+                raw_entry(&b, "node1", 5, "lucy", 4, "hello", 5, sign * DCHAT_UTC_OFFSET_MAX);
+                is_int(decode_entry(&b), 0, "entry: utc_offset %d accepted", sign * DCHAT_UTC_OFFSET_MAX);
+                wbuf_reset(&b);
+        }
+
+        /* strings longer than the payload: the length says 100, 10 bytes follow */
+        wbuf_put_u32(&b, 1);
+        wbuf_put_u16(&b, 100);
+        wbuf_put(&b, "0123456789", 10);
+        is_int(proto_decode(MSG_HELLO, b.data, b.len, &m, NULL, NULL), -EBADMSG,
+               "HELLO: a name longer than the payload refused");
+        wbuf_reset(&b);
+        wbuf_put_u32(&b, 1);
+        wbuf_put_u16(&b, ERR_INVALID);
+        wbuf_put_u16(&b, 100);
+        wbuf_put(&b, "0123456789", 10);
+        is_int(proto_decode(MSG_ERROR, b.data, b.len, &m, NULL, NULL), -EBADMSG,
+               "ERROR: a text longer than the payload refused");
+        wbuf_reset(&b);
+        wbuf_put_u32(&b, 1);
+        wbuf_put_u32(&b, 0);
+        wbuf_put_u32(&b, 0);
+        wbuf_put_u16(&b, 0xffff);
+        wbuf_put(&b, "hello", 5);
+        is_int(proto_decode(MSG_POST, b.data, b.len, &m, NULL, NULL), -EBADMSG,
+               "POST: a text length of 65535 with 5 bytes refused");
+        wbuf_reset(&b);
+        raw_entry(&b, "node1", 5, "lucy", 4, "hello", 5, 0);
+        b.data[4 + 8 + 8 + 1] = 200;    /* node length 5 -> 200 */
+        is_int(decode_entry(&b), -EBADMSG, "entry: a node length past the end refused");
+        b.data[4 + 8 + 8 + 1] = 5;
+        b.data[b.len - 5 - 1] = 6;      /* text length 5 -> 6 */
+        is_int(decode_entry(&b), -EBADMSG, "entry: a text length one past the end refused");
+        b.data[b.len - 5 - 1] = 4;      /* text length 5 -> 4: a byte left over */
+        is_int(decode_entry(&b), -EBADMSG, "entry: a text length one short (trailing byte) refused");
+        wbuf_reset(&b);
+
+        /* POST limits */
+        struct { int32_t utc; uint32_t hold; const char *what; } posts[] = {
+                { DCHAT_UTC_OFFSET_MAX + 1, 0, "utc_offset 64801" },
+                { -DCHAT_UTC_OFFSET_MAX - 1, 0, "utc_offset -64801" },
+                { INT32_MIN, 0, "utc_offset INT32_MIN" },
+                { 0, DCHAT_HOLD_MAX_MS + 1, "hold_ms 30001" },
+                { 0, UINT32_MAX, "hold_ms 2^32-1" },
+        };
+        for (unsigned i = 0; i < sizeof posts / sizeof posts[0]; i++) {
+                wbuf_put_u32(&b, 1);
+                wbuf_put_u32(&b, (uint32_t) posts[i].utc);
+                wbuf_put_u32(&b, posts[i].hold);
+                wbuf_put_str(&b, "hi", 2);
+                is_int(proto_decode(MSG_POST, b.data, b.len, &m, NULL, NULL), -EBADMSG, "POST: %s refused",
+                       posts[i].what);
+                wbuf_reset(&b);
+        }
+        wbuf_put_u32(&b, 1);
+        wbuf_put_u32(&b, 0);
+        wbuf_put_u32(&b, DCHAT_HOLD_MAX_MS);
+        wbuf_put_str(&b, "hi", 2);
+        is_int(proto_decode(MSG_POST, b.data, b.len, &m, NULL, NULL), 0, "POST: hold_ms 30000 accepted");
+        wbuf_reset(&b);
+
+        /* STATUS_REPLY */
+        raw_status(&b, S("node1"), S("held"), S("master"), 2, S("node2"));
+        is_int(decode_status(&b), 0, "status: the raw builder's good status decodes");
+        wbuf_reset(&b);
+        raw_status(&b, S("node1"), S("held"), S("master"), DCHAT_PEERS_MAX, S("node2"));
+        is_int(decode_status(&b), 0, "status: 64 peers accepted");
+        wbuf_reset(&b);
+        raw_status(&b, S("node1"), S("held"), S("master"), DCHAT_PEERS_MAX + 1, S("node2"));
+        is_int(decode_status(&b), -EBADMSG, "status: n_peers 65 (with 65 peers present) refused");
+        wbuf_reset(&b);
+        raw_status(&b, S("node1"), S("held"), S("master"), 0, S("x"));
+        b.data[b.len - 2] = 0xff, b.data[b.len - 1] = 0xff;
+        is_int(decode_status(&b), -EBADMSG, "status: n_peers 65535 refused");
+        wbuf_reset(&b);
+        {
+                static struct dchat_status big;
+                struct wbuf w = {0};
+                fill_status(&big, DCHAT_PEERS_MAX + 1);
+                int r = proto_encode(&w, &(struct dchat_msg) { .type = MSG_STATUS_REPLY, .status = &big });
+                uint8_t t;
+                int n = r == 0 ? proto_check_header(w.data, &t) : -1;
+                ok(n > 0 && decode_status(&(struct wbuf) { .data = w.data + DCHAT_FRAME_HDR, .len = (size_t) n }) ==
+                                    -EBADMSG, "status: encoded with n_peers 65, the decoder refuses it");
+                wbuf_free(&w);
+        }
+        struct { struct dchat_str node, state, server, peer; const char *what; } sts[] = {
+                { { "no\0de1", 6 }, S("held"), S("master"), S("node2"), "a NUL inside the node" },
+                { S("node1"), { "he\0ld", 5 }, S("master"), S("node2"), "a NUL inside the dme state" },
+                { S("node1"), S("held"), { "mas\0ter", 7 }, S("node2"), "a NUL inside the server" },
+                { S("node1"), S("held"), S("master"), { "node\0002", 6 }, "a NUL inside a peer's name" },
+                { S(n65), S("held"), S("master"), S("node2"), "a 65-byte node" },
+                { S("node1"), S(name_of(16, 'd')), S("master"), S("node2"), "a 16-byte dme state" },
+                { S("node1"), S("held"), S(n65), S("node2"), "a 65-byte server" },
+                { S("node1"), S("held"), S("master"), S(n65), "a 65-byte peer name" },
+        };
+        for (unsigned i = 0; i < sizeof sts / sizeof sts[0]; i++) {
+                raw_status(&b, sts[i].node, sts[i].state, sts[i].server, 2, sts[i].peer);
+                is_int(decode_status(&b), -EBADMSG, "status: %s refused", sts[i].what);
+                wbuf_reset(&b);
+        }
+
+        /* unknown types, and types that need storage */
+        wbuf_put_u32(&b, 1);
+        bool refused = true;
+        for (unsigned t = 0; t < 256; t++)
+                if ((t == 0 || t >= _MSG_MAX) && proto_decode((uint8_t) t, b.data, b.len, &m, NULL, NULL) != -EBADMSG)
+                        refused = false;
+        ok(refused, "decode: types 0 and %d..255 refused", _MSG_MAX);
+        struct dchat_msg m0;
+        memset(&m0, 0, sizeof m0);
+        is_int(proto_decode(MSG_APPEND, b.data, b.len, &m0, NULL, NULL), -EBADMSG, "decode: APPEND without entry storage");
+        wbuf_reset(&b);
+
+        /*
+         * HELLO and ERROR strings are not checked for length or NUL by the
+         * decoder; the receiver copies them with dchat_str_copy(), which does.
+         */
+        wbuf_put_u32(&b, 1);
+        wbuf_put_str(&b, "no\0de", 5);
+        wbuf_put_u8(&b, ROLE_PEER);
+        wbuf_put_u64(&b, 0);
+        if (is_int(proto_decode(MSG_HELLO, b.data, b.len, &m, NULL, NULL), 0,
+                   "HELLO: a NUL inside the name passes the decoder ...")) {
+                char name[DCHAT_NAME_MAX + 1] = "untouched";
+                is_int(dchat_str_copy(name, sizeof name, m.hello.node), -EINVAL, "... and dchat_str_copy refuses it");
+                is_str(name, "untouched", "... leaving the destination untouched");
+        }
+        wbuf_free(&b);
+}
+
+/* --- frame size limit ------------------------------------------------------------------ */
+
+static void test_encode_limits(void)
+{
+        struct wbuf b = {0};
+        const size_t room = DCHAT_FRAME_MAX - 4 - 2 - 2;        /* ERROR: tag, code, text length */
+        char *big = malloc(UINT16_MAX);
+        struct dchat_msg m, out;
+        uint8_t type;
+
+        memset(big, 'x', UINT16_MAX);
+
+        /* a frame already in the buffer must survive a refused one */
+        is_int(proto_encode(&b, &(struct dchat_msg) { .type = MSG_REQUEST, .tag = 1, .request = { 42 } }), 0,
+               "limit: a small frame first");
+        size_t before = b.len;
+
+        m = (struct dchat_msg) { .type = MSG_ERROR, .error = { ERR_INVALID, { big, (uint16_t) room } } };
+        is_int(proto_encode(&b, &m), 0, "limit: a frame of exactly DCHAT_FRAME_MAX payload bytes is encoded");
+        int n = proto_check_header(b.data + before, &type);
+        is_int(n, DCHAT_FRAME_MAX, "limit: ... its header says %d", DCHAT_FRAME_MAX);
+        ok(n == DCHAT_FRAME_MAX &&
+           proto_decode(type, b.data + before + DCHAT_FRAME_HDR, (size_t) n, &out, NULL, NULL) == 0 &&
+           out.error.text.len == room, "limit: ... and decodes");
+        b.len = before;
+
+        m.error.text.len = (uint16_t) (room + 1);
+        is_int(proto_encode(&b, &m), -EMSGSIZE, "limit: one byte more: -EMSGSIZE");
+        ok(b.len == before && !b.failed, "limit: the buffer is as it was, not marked failed");
+        m = (struct dchat_msg) { .type = MSG_POST, .post = { 0, 0, { big, UINT16_MAX } } };
+        is_int(proto_encode(&b, &m), -EMSGSIZE, "limit: a POST with 65535 bytes of text: -EMSGSIZE");
+        ok(b.len == before, "limit: the buffer is as it was");
+        ok(proto_check_header(b.data, &type) == 12 && type == MSG_REQUEST &&
+           proto_decode(type, b.data + DCHAT_FRAME_HDR, 12, &out, NULL, NULL) == 0 && out.request.ts == 42,
+           "limit: the frame before is intact");
+        is_int(proto_encode(&b, &(struct dchat_msg) { .type = MSG_REQUEST, .request = { 43 } }), 0,
+               "limit: the buffer takes frames again");
+
+        before = b.len;
+        is_int(proto_encode(&b, &(struct dchat_msg) { .type = 0 }), -EINVAL, "encode: type 0: -EINVAL");
+        is_int(proto_encode(&b, &(struct dchat_msg) { .type = _MSG_MAX }), -EINVAL, "encode: type _MSG_MAX: -EINVAL");
+        is_int(b.len, before, "encode: nothing written for a bad type");
+        wbuf_free(&b);
+        free(big);
+}
+
+/* --- wbuf and rbuf -------------------------------------------------------------------------- */
+
+static void test_buffers(void)
+{
+        struct wbuf b = {0};
+        const unsigned N = 100000;
+        bool good = true;
+
+        wbuf_put_u16(&b, 0x1234);
+        wbuf_put_u32(&b, 0x01020304);
+        wbuf_put_u64(&b, UINT64_C(0x05060708090a0b0c));
+        wbuf_put_u8(&b, 0xfe);
+        static const uint8_t want[] = { 0x12, 0x34, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 0xfe };
+        ok(b.len == sizeof want && memcmp(b.data, want, sizeof want) == 0, "wbuf: integers are big endian");
+        wbuf_put_str(&b, "abc", 3);
+        ok(b.len == sizeof want + 5 && b.data[15] == 0 && b.data[16] == 3 && memcmp(b.data + 17, "abc", 3) == 0,
+           "wbuf: a string is a u16 length and the bytes");
+        wbuf_put(&b, "zzz", 0);
+        is_int(b.len, sizeof want + 5, "wbuf: putting 0 bytes adds nothing");
+        wbuf_reset(&b);
+        is_int(b.len, 0, "wbuf: reset empties");
+
+        /* growth across many puts */
+        size_t caps = 0, last_cap = 0;
+        for (unsigned i = 0; i < N; i++) {
+                wbuf_put_u32(&b, i * 2654435761u);
+                wbuf_put_u8(&b, (uint8_t) i);
+                if (b.cap != last_cap)
+                        caps++, last_cap = b.cap;
+        }
+        ok(!b.failed && b.len == 5 * (size_t) N && b.cap >= b.len, "wbuf: %u x 5 bytes: len %zu, cap %zu", N, b.len,
+           b.cap);
+        ok(caps > 5 && caps < 40, "wbuf: the buffer grew geometrically (%zu sizes)", caps);
+        struct rbuf r = { .p = b.data, .len = b.len };
+        for (unsigned i = 0; i < N && good; i++)
+                good = rbuf_u32(&r) == i * 2654435761u && rbuf_u8(&r) == (uint8_t) i;
+        ok(good && !r.bad && r.off == r.len, "wbuf: every value read back in order");
+
+        /* consume */
+        wbuf_consume(&b, 5);
+        r = (struct rbuf) { .p = b.data, .len = b.len };
+        ok(b.len == 5 * (size_t) (N - 1) && rbuf_u32(&r) == 1 * 2654435761u && rbuf_u8(&r) == 1,
+           "wbuf_consume(5): the rest moves to the front");
+        wbuf_consume(&b, b.len - 5);
+        r = (struct rbuf) { .p = b.data, .len = b.len };
+        ok(b.len == 5 && rbuf_u32(&r) == (N - 1) * 2654435761u && rbuf_u8(&r) == (uint8_t) (N - 1),
+           "wbuf_consume(len - 5): the last record is left");
+        wbuf_consume(&b, 0);
+        is_int(b.len, 5, "wbuf_consume(0): nothing");
+        wbuf_consume(&b, 5);
+        is_int(b.len, 0, "wbuf_consume(len): empty");
+        wbuf_put_u8(&b, 9);
+        wbuf_consume(&b, 1000);
+        is_int(b.len, 0, "wbuf_consume(more than len): empty");
+        wbuf_put_u16(&b, 0xabcd);
+        ok(b.len == 2 && b.data[0] == 0xab && b.data[1] == 0xcd, "wbuf: usable after consuming all");
+
+        /* failure sticks until reset */
+        wbuf_reset(&b);
+        wbuf_put_str(&b, "x", (size_t) UINT16_MAX + 1);
+        ok(b.failed, "wbuf: a string over 65535 bytes fails the buffer");
+        wbuf_put_u32(&b, 1);
+        is_int(b.len, 0, "wbuf: puts after a failure are no-ops");
+        ok(!wbuf_reserve(&b, 1), "wbuf: reserve after a failure is false");
+        wbuf_reset(&b);
+        wbuf_put_u32(&b, 1);
+        ok(!b.failed && b.len == 4, "wbuf: reset clears the failure");
+        wbuf_reset(&b);
+        ok(!wbuf_reserve(&b, SIZE_MAX / 2 + 1) && b.failed, "wbuf: reserving more than SIZE_MAX/2 fails cleanly");
+        wbuf_free(&b);
+        ok(b.data == NULL && b.len == 0 && b.cap == 0 && !b.failed, "wbuf_free: back to zero");
+        wbuf_free(&b);
+        ok(true, "wbuf_free twice is harmless");
+
+        /* rbuf */
+        static const uint8_t in[] = { 0x12, 0x34, 0, 3, 'a', 'b', 'c', 0, 5, 'x' };
+        r = (struct rbuf) { .p = in, .len = sizeof in };
+        ok(rbuf_u16(&r) == 0x1234 && !r.bad, "rbuf: u16 big endian");
+        struct dchat_str s = rbuf_str(&r);
+        ok(s.len == 3 && s.p == (const char *) in + 4 && !r.bad, "rbuf: a string points into the input");
+        s = rbuf_str(&r);
+        ok(r.bad && s.len == 0 && s.p != NULL, "rbuf: a string past the end: bad, an empty string returned");
+        r.bad = false;
+        r.off = 9;
+        ok(rbuf_u16(&r) == 0 && r.bad && r.off == 9, "rbuf: a u16 with one byte left: 0, bad, nothing taken");
+        r.off = 0;
+        ok(rbuf_u8(&r) == 0 && r.bad, "rbuf: once bad, stays bad");
+        r = (struct rbuf) { .p = in, .len = 0 };
+        ok(rbuf_u64(&r) == 0 && r.bad, "rbuf: a u64 from nothing: 0, bad");
+        r = (struct rbuf) { .p = (const uint8_t *) "\x01\x02\x03\x04\x05\x06\x07\x08", .len = 8 };
+        ok(rbuf_u64(&r) == UINT64_C(0x0102030405060708) && !r.bad, "rbuf: u64 big endian");
+
+        /* dchat_str_copy */
+        char dst[8];
+        is_int(dchat_str_copy(dst, sizeof dst, S("1234567")), 0, "dchat_str_copy: 7 bytes into 8");
+        is_str(dst, "1234567", "dchat_str_copy: NUL-terminated");
+        is_int(dchat_str_copy(dst, sizeof dst, S("12345678")), -ENAMETOOLONG, "dchat_str_copy: 8 bytes into 8 refused");
+        is_int(dchat_str_copy(dst, sizeof dst, ((struct dchat_str) { "a\0b", 3 })), -EINVAL,
+               "dchat_str_copy: a NUL inside refused");
+        is_int(dchat_str_copy(dst, sizeof dst, ((struct dchat_str) { "", 0 })), 0, "dchat_str_copy: empty");
+        is_str(dst, "", "dchat_str_copy: empty gives \"\"");
+}
+
+/* --- text_validate ------------------------------------------------------------------------- */
+
+static void test_text(void)
+{
+        static char buf[DCHAT_TEXT_MAX + 8];
+        const char *why;
+        struct { const char *s; size_t n; const char *what; } good[] = {
+                { "Checking timestamp format", 0, "ASCII" },
+                { "x", 0, "one character" },
+                { " ~!@#$%^&*()_+{}|:\"<>?`-=[]\\;',./", 0, "ASCII punctuation and space" },
+                { "caf\xc3\xa9", 0, "2-byte form (\xc3\xa9 U+00E9)" },
+                { "\xe6\x97\xa5\xe6\x9c\xac", 0, "3-byte form (\xe6\x97\xa5\xe6\x9c\xac)" },
+                { "\xf0\x9f\x98\x80", 0, "4-byte form (\xf0\x9f\x98\x80 U+1F600)" },
+                { "\xc2\xa0", 0, "U+00A0 (the first after C1)" },
+                { "\xed\x9f\xbf", 0, "U+D7FF (just below the surrogates)" },
+                { "\xee\x80\x80", 0, "U+E000 (just above the surrogates)" },
+                { "\xef\xbf\xbd", 0, "U+FFFD" },
+                { "\xf4\x8f\xbf\xbf", 0, "U+10FFFF (the last code point)" },
+                { "\xf0\x90\x80\x80", 0, "U+10000 (the first 4-byte one)" },
+                { "\xe0\xa0\x80", 0, "U+0800 (the first 3-byte one)" },
+                { "\xe2\x80\xa7", 0, "U+2027 (next to U+2028)" },
+                { "\xe2\x80\xaa", 0, "U+202A (next to U+2029)" },
+        };
+        for (unsigned i = 0; i < sizeof good / sizeof good[0]; i++) {
+                size_t n = good[i].n ? good[i].n : strlen(good[i].s);
+                why = NULL;
+                is_int(text_validate(good[i].s, n, &why), 0, "text ok: %s", good[i].what);
+        }
+
+        struct { const char *s; size_t n; const char *what; } bad[] = {
+                { "", 0, "empty" },
+                { "line one\nline two", 0, "\\n" },
+                { "a\r", 0, "\\r" },
+                { "a\tb", 0, "\\t" },
+                { "\x1b[31mred", 0, "ESC" },
+                { "a\x7f", 0, "DEL" },
+                { "a\0b", 3, "NUL" },
+                { "\x01", 0, "U+0001" },
+                { "\x1f", 0, "U+001F" },
+                { "\xc2\x85", 0, "C1 U+0085 (C2 85)" },
+                { "\xc2\x80", 0, "C1 U+0080" },
+                { "\xc2\x9f", 0, "C1 U+009F" },
+                { "\xe2\x80\xa8", 0, "U+2028 line separator" },
+                { "\xe2\x80\xa9", 0, "U+2029 paragraph separator" },
+                { "\xc0\xaf", 0, "overlong C0 AF" },
+                { "\xc1\xbf", 0, "overlong C1 BF" },
+                { "\xc0\x80", 0, "overlong NUL C0 80" },
+                { "\xe0\x80\xaf", 0, "overlong E0 80 AF" },
+                { "\xe0\x9f\xbf", 0, "overlong E0 9F BF" },
+                { "\xf0\x80\x80\xaf", 0, "overlong F0 80 80 AF" },
+                { "\xf0\x8f\xbf\xbf", 0, "overlong F0 8F BF BF" },
+                { "\xed\xa0\x80", 0, "surrogate ED A0 80 (U+D800)" },
+                { "\xed\xbf\xbf", 0, "surrogate ED BF BF (U+DFFF)" },
+                { "\xed\xa0\xbd\xed\xb8\x80", 0, "a CESU-8 surrogate pair" },
+                { "\xf4\x90\x80\x80", 0, "F4 90 80 80 (U+110000)" },
+                { "\xf5\x80\x80\x80", 0, "F5" },
+                { "\xf7\xbf\xbf\xbf", 0, "F7" },
+                { "\xf8\x88\x80\x80\x80", 0, "F8 (5-byte form)" },
+                { "\xfc\x84\x80\x80\x80\x80", 0, "FC (6-byte form)" },
+                { "\xfe", 0, "FE" },
+                { "\xff", 0, "FF" },
+                { "ok\xc3", 0, "truncated 2-byte at the end" },
+                { "ok\xe6\x97", 0, "truncated 3-byte at the end" },
+                { "ok\xf0\x9f\x98", 0, "truncated 4-byte at the end" },
+                { "ok\xf0", 0, "a lone 4-byte lead at the end" },
+                { "\xc3x", 0, "2-byte lead followed by ASCII" },
+                { "\xe6\x97x", 0, "3-byte lead, one continuation, then ASCII" },
+                { "\x80", 0, "a lone continuation byte 80" },
+                { "a\xbf" "b", 0, "a lone continuation byte BF in the middle" },
+                { "\xc3\xa9\xa9", 0, "an extra continuation byte after \xc3\xa9" },
+        };
+        for (unsigned i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+                size_t n = bad[i].n ? bad[i].n : strlen(bad[i].s);
+                why = NULL;
+                int r = text_validate(bad[i].s, n, &why);
+                ok(r == -EINVAL && why && *why, "text refused: %s (%s)", bad[i].what, why ? why : "no reason");
+        }
+        /* no NUL scan beyond n: a truncated view of a good text is judged on its n bytes */
+        is_int(text_validate("ab\ncd", 2, NULL), 0, "text: only n bytes are looked at (why may be NULL)");
+        is_int(text_validate("\xc3\xa9", 1, NULL), -EINVAL, "text: a character cut by n is refused");
+
+        /* size */
+        memset(buf, 'a', sizeof buf);
+        is_int(text_validate(buf, DCHAT_TEXT_MAX, &why), 0, "text: 4096 bytes accepted");
+        why = NULL;
+        is_int(text_validate(buf, DCHAT_TEXT_MAX + 1, &why), -E2BIG, "text: 4097 bytes: -E2BIG");
+        ok(why && strstr(why, "4096"), "text: -E2BIG says why (%s)", why ? why : "NULL");
+        /* 4096 bytes of 4-byte characters, then one more character */
+        for (size_t i = 0; i < DCHAT_TEXT_MAX; i += 4)
+                memcpy(buf + i, "\xf0\x9f\x98\x80", 4);
+        is_int(text_validate(buf, DCHAT_TEXT_MAX, NULL), 0, "text: 1024 emoji (4096 bytes) accepted");
+        memcpy(buf + DCHAT_TEXT_MAX, "\xc3\xa9", 2);
+        is_int(text_validate(buf, DCHAT_TEXT_MAX + 2, NULL), -E2BIG, "text: 4098 bytes of UTF-8: -E2BIG");
+        buf[DCHAT_TEXT_MAX - 1] = '\n';
+        is_int(text_validate(buf, DCHAT_TEXT_MAX, NULL), -EINVAL, "text: a bad last byte of 4096 is found");
+}
+
+/* --- node names --------------------------------------------------------------------------- */
+
+/* s with control and non-ASCII bytes as \xNN, for test names */
+static const char *printable(const char *s)
+{
+        static char buf[4 * (DCHAT_NAME_MAX + 8) + 1];
+        size_t o = 0;
+
+        for (; *s && o < sizeof buf - 5; s++)
+                o += (size_t) snprintf(buf + o, sizeof buf - o, *s >= 0x20 && *s < 0x7f ? "%c" : "\\x%02X",
+                                       (unsigned char) *s);
+        buf[o] = '\0';
+        return buf;
+}
+
+static void test_names(void)
+{
+        const char *good[] = { "node1", "a", "A", "9", "master", "node-1", "node_1", "node.example.org", "x-",
+                               "_x", ".x", "..", "N0DE", name_of(DCHAT_NAME_MAX, 'z') };
+        const char *bad[] = { "", "-node", "-", "no de", "node/1", "node:1", "n\xc3\xa9", "node\n", "node\t",
+                              "a,b", "a@b", "a+b", "~x", name_of(DCHAT_NAME_MAX + 1, 'z'),
+                              name_of(DCHAT_NAME_MAX + 7, 'y') };
+
+        for (unsigned i = 0; i < sizeof good / sizeof good[0]; i++)
+                ok(node_name_valid(good[i]), "name ok: '%s'", good[i]);
+        for (unsigned i = 0; i < sizeof bad / sizeof bad[0]; i++)
+                ok(!node_name_valid(bad[i]), "name refused: '%s'", printable(bad[i]));
+}
+
+/* --- time format and names ---------------------------------------------------------------- */
+
+static void test_time(void)
+{
+        struct { int64_t t; int32_t off; const char *want; } cases[] = {
+                { 1760713020, 0, "17 Oct 02:57PM" },            /* 2025-10-17 14:57:00 UTC */
+                { 1760713020, 3600, "17 Oct 03:57PM" },
+                { 1760713020, -18000, "17 Oct 09:57AM" },
+                { 1760713020, 19800, "17 Oct 08:27PM" },        /* +05:30 */
+                { 1760713020, 36000, "18 Oct 12:57AM" },        /* +10: past midnight, the next day */
+                { 1760659200 + 300, 0, "17 Oct 12:05AM" },      /* 00:05: midnight hour */
+                { 1760659200 + 43200 + 300, 0, "17 Oct 12:05PM" },      /* 12:05: noon hour */
+                { 1760659200 + 43200 - 60, 0, "17 Oct 11:59AM" },
+                { 1760659200 + 86400 - 60, 0, "17 Oct 11:59PM" },
+                { 1760659200 + 300, -18000, "16 Oct 07:05PM" }, /* the day before */
+                { 1735691400, -3600, "31 Dec 11:30PM" },        /* 2025-01-01 00:30 UTC: the year before */
+                { 1709164800, 0, "29 Feb 12:00AM" },            /* 2024-02-29 */
+                { 0, 0, "01 Jan 12:00AM" },
+                { 1760713020, DCHAT_UTC_OFFSET_MAX, "18 Oct 08:57AM" },
+                { 1760713020, -DCHAT_UTC_OFFSET_MAX, "16 Oct 08:57PM" },
+        };
+        char buf[32];
+
+        for (unsigned i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+                struct dchat_entry e = { .time = cases[i].t, .utc_offset = cases[i].off };
+                memset(buf, 'Z', sizeof buf);
+                entry_format_time(&e, buf, sizeof buf);
+                is_str(buf, cases[i].want, "time %" PRId64 " offset %+d: %s", cases[i].t, cases[i].off, cases[i].want);
+        }
+        struct dchat_entry e = { .time = 1760713020 };
+        entry_format_time(&e, buf, 5);
+        is_str(buf, "?", "time: a buffer too small gives \"?\"");
+
+        /* names of things */
+        static const char *const types[] = { "?", "HELLO", "HELLO_ACK", "REQUEST", "REPLY", "APPEND", "APPENDED",
+                                             "VIEW", "ENTRY", "VIEW_END", "ERROR", "POST", "POSTED", "STATUS",
+                                             "STATUS_REPLY" };
+        bool names_ok = sizeof types / sizeof types[0] == _MSG_MAX;
+        for (unsigned t = 0; t < _MSG_MAX && names_ok; t++)
+                names_ok = strcmp(proto_type_name((uint8_t) t), types[t]) == 0;
+        ok(names_ok, "proto_type_name: every type by name, 0 is \"?\"");
+        is_str(proto_type_name(_MSG_MAX), "?", "proto_type_name(_MSG_MAX)");
+        is_str(proto_type_name(255), "?", "proto_type_name(255)");
+        is_str(role_name(ROLE_SERVER), "server", "role_name(SERVER)");
+        is_str(role_name(ROLE_PEER), "peer", "role_name(PEER)");
+        is_str(role_name(ROLE_NONE), "none", "role_name(NONE)");
+        is_str(role_name(99), "none", "role_name(99)");
+}
+
+int main(void)
+{
+        plan_no_plan();
+        test_roundtrips();
+        test_header();
+        test_malformed();
+        test_encode_limits();
+        test_buffers();
+        test_text();
+        test_names();
+        test_time();
+        return done_testing();
+}
