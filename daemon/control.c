@@ -42,6 +42,20 @@ static void author_of(uid_t uid, char *buf, size_t cap)
                 snprintf(buf, cap, "uid%u", (unsigned) uid);
 }
 
+void daemon_status(struct daemon *d, struct dchat_status *st)
+{
+        *st = (struct dchat_status) {0};
+        strlcpy(st->node, d->conf.node, sizeof st->node);
+        st->role = d->conf.role;
+        uint64_t now;
+        (void) sd_event_now(d->event, CLOCK_MONOTONIC, &now);
+        st->uptime = (uint32_t) ((now - d->started_usec) / USEC_PER_SEC);
+        if (d->server)
+                server_status(d->server, st);
+        if (d->peer)
+                peer_status(d->peer, st);
+}
+
 static int client_frame(struct conn *c, uint8_t type, const uint8_t *payload, size_t len)
 {
         struct client *cl = conn_userdata(c);

@@ -156,20 +156,6 @@ static int take_sockets(const struct dchat_conf *c, struct sockets *s)
         return 0;
 }
 
-void daemon_status(struct daemon *d, struct dchat_status *st)
-{
-        *st = (struct dchat_status) {0};
-        strlcpy(st->node, d->conf.node, sizeof st->node);
-        st->role = d->conf.role;
-        uint64_t now;
-        (void) sd_event_now(d->event, CLOCK_MONOTONIC, &now);
-        st->uptime = (uint32_t) ((now - d->started_usec) / USEC_PER_SEC);
-        if (d->server)
-                server_status(d->server, st);
-        if (d->peer)
-                peer_status(d->peer, st);
-}
-
 void daemon_notify_status(struct daemon *d)
 {
         static char last[256];

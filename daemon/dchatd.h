@@ -246,6 +246,9 @@ struct control *control_free(struct control *ctl);
 void control_reconf(struct control *ctl, unsigned max_clients);
 unsigned control_clients(const struct control *ctl);
 
+/* Fills st from whichever role runs (control.c). */
+void daemon_status(struct daemon *d, struct dchat_status *st);
+
 /* dchatd.c ---------------------------------------------------------------- */
 
 struct daemon {
@@ -259,6 +262,5 @@ struct daemon {
         uint64_t started_usec;
 };
 
-void daemon_status(struct daemon *d, struct dchat_status *st);
 /* Recompute and send STATUS= to systemd. */
 void daemon_notify_status(struct daemon *d);

@@ -270,7 +270,9 @@ static void cs_maybe_request(struct peer *p)
 {
         struct ra_actions acts;
 
-        if (!p->queue || p->ra.state != RA_RELEASED)
+        /* Without the server there is nothing to do inside, and until its
+         * HELLO_ACK our clock may be behind the log's last fence. */
+        if (!p->queue || p->ra.state != RA_RELEASED || p->server_state != LINK_UP)
                 return;
         if (ra_request(&p->ra, &acts) == 0)
                 run_actions(p, &acts);
@@ -462,6 +464,7 @@ static int server_frame(struct conn *c, uint8_t type, const uint8_t *payload, si
         if (type == MSG_HELLO_ACK) {
                 if (m.hello_ack.last_post_id >= p->next_post_id)
                         p->next_post_id = m.hello_ack.last_post_id + 1;
+                ra_observe(&p->ra, m.hello_ack.last_lamport);
                 p->server_state = LINK_UP;
                 p->server_backoff = 0;
                 log_event(EV_SERVER_UP, &(struct event_fields) { .peer = p->conf->servers[0].name,
@@ -470,6 +473,7 @@ static int server_frame(struct conn *c, uint8_t type, const uint8_t *payload, si
                           p->conf->servers[0].address, (unsigned long long) m.hello_ack.last_seq);
                 p->server_announced = true;
                 cs_send_appends(p);     /* resend what a lost link left unanswered */
+                cs_maybe_request(p);
                 return 0;
         }
         if (p->server_state != LINK_UP)
@@ -484,7 +488,8 @@ static int server_frame(struct conn *c, uint8_t type, const uint8_t *payload, si
                         post_answer(p, r, 0, NULL);
                 } else {
                         char text[DCHAT_ERROR_MAX];
-                        (void) dchat_str_copy(text, sizeof text, m.error.text);
+                        if (dchat_str_copy(text, sizeof text, m.error.text) < 0)
+                                strlcpy(text, "the server refused the post", sizeof text);
                         post_answer(p, r, m.error.code ? m.error.code : ERR_INTERNAL, text);
                 }
                 arm_deadline(p);
@@ -744,7 +749,11 @@ static int in_frame(struct conn *c, uint8_t type, const uint8_t *payload, size_t
                         log_event(EV_PEER_UP, &(struct event_fields) { .peer = p->names[idx], .lamport = p->ra.clock },
                                   "link to %s up", p->names[idx]);
                 }
-                if (l->state == LINK_DOWN) {
+                if (l->state == LINK_UP) {
+                        /* what it sent on its old link may be lost: ask again */
+                        ra_link_up(&p->ra, (unsigned) idx, &acts);
+                        run_actions(p, &acts);
+                } else if (l->state == LINK_DOWN) {
                         /* it is back: don't wait for the backoff */
                         l->backoff_usec = 0;
                         (void) sd_event_source_set_enabled(l->timer, SD_EVENT_OFF);

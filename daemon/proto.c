@@ -383,6 +383,7 @@ int proto_encode(struct wbuf *b, const struct dchat_msg *m)
         case MSG_HELLO_ACK:
                 wbuf_put_u64(b, m->hello_ack.last_post_id);
                 wbuf_put_u64(b, m->hello_ack.last_seq);
+                wbuf_put_u64(b, m->hello_ack.last_lamport);
                 break;
         case MSG_REQUEST:
                 wbuf_put_u64(b, m->request.ts);
@@ -482,6 +483,7 @@ int proto_decode(uint8_t type, const uint8_t *payload, size_t len, struct dchat_
         case MSG_HELLO_ACK:
                 m->hello_ack.last_post_id = rbuf_u64(&r);
                 m->hello_ack.last_seq = rbuf_u64(&r);
+                m->hello_ack.last_lamport = rbuf_u64(&r);
                 break;
         case MSG_REQUEST:
                 m->request.ts = rbuf_u64(&r);

@@ -125,7 +125,7 @@ struct dchat_msg {
         uint32_t tag;           /* request id; the response carries it back */
         union {
                 struct { struct dchat_str node; uint8_t role; uint64_t incarnation; } hello;
-                struct { uint64_t last_post_id; uint64_t last_seq; } hello_ack;
+                struct { uint64_t last_post_id; uint64_t last_seq; uint64_t last_lamport; } hello_ack;
                 struct { uint64_t ts; } request;
                 struct { uint64_t clock; uint64_t req_ts; } reply;
                 struct dchat_entry *append;     /* APPEND and ENTRY */

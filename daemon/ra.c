@@ -114,6 +114,12 @@ void ra_release(struct ra *ra, struct ra_actions *out)
         ra->deferred = 0;
 }
 
+void ra_observe(struct ra *ra, uint64_t ts)
+{
+        if (ts >= ra->clock)
+                clock_recv(ra, ts);
+}
+
 void ra_link_up(struct ra *ra, unsigned peer, struct ra_actions *out)
 {
         out->n = 0;

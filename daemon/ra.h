@@ -83,6 +83,13 @@ void ra_release(struct ra *ra, struct ra_actions *out);
  */
 void ra_link_up(struct ra *ra, unsigned peer, struct ra_actions *out);
 
+/*
+ * Move the clock past ts, as for a receive, without any other step: how a
+ * (re)started peer learns the last timestamp in the log, so that its next
+ * request is fenced above everything stored.
+ */
+void ra_observe(struct ra *ra, uint64_t ts);
+
 /* a < b in the total order of requests: (ts, node name) */
 bool ra_precedes(const struct ra *ra, uint64_t ts_a, unsigned a, uint64_t ts_b, unsigned b);
 

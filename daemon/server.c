@@ -182,9 +182,13 @@ static int on_hello(struct server *s, struct sconn *sc, const struct dchat_msg *
         snprintf(label, sizeof label, "peer %s", name);
         conn_set_label(sc->c, label);
         log_event(EV_PEER_UP, &(struct event_fields) { .peer = name }, "peer %s connected", name);
+        uint64_t lamport;
+        uint32_t idx;
+        char last_node[DCHAT_NAME_MAX + 1];
+        chatlog_last_fence(s->log, &lamport, last_node, &idx);
         return conn_send(sc->c, &(struct dchat_msg) {
                 .type = MSG_HELLO_ACK, .tag = m->tag,
-                .hello_ack = { chatlog_last_post_id(s->log, name), chatlog_last_seq(s->log) } });
+                .hello_ack = { chatlog_last_post_id(s->log, name), chatlog_last_seq(s->log), lamport } });
 }
 
 static int sconn_frame(struct conn *c, uint8_t type, const uint8_t *payload, size_t len)

@@ -214,9 +214,10 @@ static void test_roundtrips(void)
         wbuf_free(&f.b);
 
         /* HELLO_ACK */
-        in = (struct dchat_msg) { .type = MSG_HELLO_ACK, .tag = 1, .hello_ack = { 41, UINT64_MAX } };
+        in = (struct dchat_msg) { .type = MSG_HELLO_ACK, .tag = 1, .hello_ack = { 41, UINT64_MAX, 77 } };
         if (is_int(roundtrip(&f, &in, &out, NULL, NULL), 0, "HELLO_ACK: round trip"))
-                ok(out.tag == 1 && out.hello_ack.last_post_id == 41 && out.hello_ack.last_seq == UINT64_MAX,
+                ok(out.tag == 1 && out.hello_ack.last_post_id == 41 && out.hello_ack.last_seq == UINT64_MAX &&
+                   out.hello_ack.last_lamport == 77,
                    "HELLO_ACK: every field");
         check_truncations(&f, "HELLO_ACK");
         wbuf_free(&f.b);
