@@ -29,7 +29,7 @@ DAEMON_OBJS := daemon/proto.o daemon/conf.o daemon/log.o daemon/net.o daemon/ra.
                daemon/chatlog.o daemon/server.o daemon/peer.o daemon/control.o
 CLI_OBJS    := cli/dchatctl.o daemon/proto.o
 UNIT_TESTS  := $(patsubst %.c,%,$(wildcard tests/unit/test-*.c))
-TEST_TOOLS  := tests/lib/notify-recv
+TEST_TOOLS  := tests/lib/notify-recv tests/lib/send-raw
 HEADERS     := $(wildcard daemon/*.h tests/unit/*.h)
 
 all: dchatd dchatctl
