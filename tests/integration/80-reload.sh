@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# 80-reload — SIGHUP rereads the configuration: a changed tunable takes effect in the
+# running daemon (same PID); a file with an error, or a change that needs a restart, is
+# refused with a clear message and the daemon goes on with the old configuration.
+. "$(dirname "$0")/../lib/lib.sh"
+need_root
+
+cluster_start 2 'post_timeout_ms = 10000;' 'reconnect_max_ms = 500;'
+pid1=$(node_pid node1)
+ctl node1 post "before any reload" || fail "first post"
+
+# hup_and_wait NODE PATTERN: SIGHUP, then wait until NODE's log has one more line matching PATTERN
+hup_and_wait() {
+    local before; before=$(grep -a -c -E "$2" "$(node_log "$1")")
+    node_hup "$1"
+    _hw_more() { [ "$(grep -a -c -E "$2" "$(node_log "$1")")" -gt "$before" ]; }
+    wait_for -t 5 _hw_more "$1" "$2"
+}
+
+# --- a changed tunable --------------------------------------------------------------------------
+CONF_EXTRA=('post_timeout_ms = 1000;' 'reconnect_max_ms = 500;')
+write_config
+ok "SIGHUP: node1 logs reloaded" hup_and_wait node1 '^event=reloaded '
+is "$(node_pid node1)" "$pid1" "node1 keeps its PID"
+ok "node1 is still running" node_alive node1
+like "$(tail -n 3 "$(node_log node1)")" 'post_timeout_ms=1000' "the new configuration is logged"
+
+node_stop node2
+run_timed ctl node1 post "with node2 down"
+is "$RC" 1 "with node2 down the post fails"
+cmp_ok "$MS" -lt 4000 "... after the new, shorter timeout (${MS} ms, was 10000)"
+cmp_ok "$MS" -ge 900 "... not before it (${MS} ms)"
+like "$ERR" 'timed out after 1000 ms' "... and says the new timeout"
+node_start node2
+ok "node2 is back" wait_connected 15
+
+# --- an unchanged file: links stay up ----------------------------------------------------------------
+downs=$(count_events node1 peer-down)
+ok "SIGHUP with the same file: reloaded" hup_and_wait node1 '^event=reloaded '
+run ctl node1 post "after a plain reload"
+is "$RC" 0 "posts work after a plain reload"
+is "$(count_events node1 peer-down)" "$downs" "a reload does not drop the links"
+
+# --- a syntax error --------------------------------------------------------------------------------------
+cp "$CONF" "$T/good.conf"
+printf 'batch_max = ;\n' >> "$CONF"
+bad_line=$(grep -n 'batch_max = ;' "$CONF" | cut -d: -f1)
+reloads=$(count_events node1 reloaded)
+ok "SIGHUP with a syntax error: an error is logged" hup_and_wait node1 'reload refused'
+like "$(grep -a -E "$CONF:[0-9]+" "$(node_log node1)" | tail -n 1)" "$CONF:$bad_line: .*syntax error" "the error names the file and the line, and says what is wrong"
+is "$(count_events node1 reloaded)" "$reloads" "no reloaded event"
+is "$(node_pid node1)" "$pid1" "node1 keeps running (same PID)"
+run ctl node1 post "after a bad reload"
+is "$RC" 0 "and keeps serving" || diag "$ERR"
+node_stop node2
+run_timed ctl node1 post "old timeout kept?"
+like "$ERR" 'timed out after 1000 ms' "the running configuration is kept (post_timeout_ms still 1000)"
+cp "$T/good.conf" "$CONF"
+node_start node2
+ok "node2 is back" wait_connected 15
+
+# --- a value out of range ---------------------------------------------------------------------------------
+cp "$T/good.conf" "$CONF"
+echo 'batch_max = 0;' >> "$CONF"
+ok "SIGHUP with batch_max = 0: refused" hup_and_wait node1 'reload refused'
+like "$(grep -a 'batch_max' "$(node_log node1)" | grep -v Configuration | tail -n 1)" "$CONF:[0-9]+: .*batch_max" "the error names file:line and the key"
+is "$(node_pid node1)" "$pid1" "node1 keeps running"
+
+# --- changes that need a restart ---------------------------------------------------------------------------
+cp "$T/good.conf" "$CONF"
+pick_port; sed -i "s/127.0.0.1:${PORT[node2]}/127.0.0.1:$PICKED/" "$CONF"
+reloads=$(count_events node1 reloaded)
+ok "SIGHUP with node2's address changed: refused" hup_and_wait node1 'reload refused'
+like "$(grep -a 'reload refused' "$(node_log node1)" | tail -n 1)" 'cluster.peers changed.*needs a restart' "... saying the peers changed and that this needs a restart"
+is "$(count_events node1 reloaded)" "$reloads" "no reloaded event"
+run ctl node1 post "still the old peers"
+is "$RC" 0 "node1 still posts with the old configuration (node2 at its old address)" || diag "$ERR"
+
+cp "$T/good.conf" "$CONF"
+pick_port; sed -i "s/127.0.0.1:${PORT[master]}/127.0.0.1:$PICKED/" "$CONF"
+ok "SIGHUP on the server with its own address changed: refused" hup_and_wait master 'reload refused'
+like "$(grep -a 'reload refused' "$(node_log master)" | tail -n 1)" 'cluster.servers changed.*needs a restart' "... saying the servers changed"
+ok "the server keeps running" node_alive master
+
+cp "$T/good.conf" "$CONF"
+echo "control_socket = \"$T/elsewhere.sock\";" >> "$CONF"
+ok "SIGHUP with control_socket changed: refused" hup_and_wait node2 'reload refused'
+like "$(grep -a 'reload refused' "$(node_log node2)" | tail -n 1)" 'control_socket changed' "... naming control_socket"
+ok "node2 still answers on its old socket" ctl node2 status
+
+# --- the server reloads a tunable too; a burst of SIGHUPs is harmless -------------------------------------------------
+cp "$T/good.conf" "$CONF"
+ok "SIGHUP on the server: reloaded" hup_and_wait master '^event=reloaded '
+for i in $(seq 20); do kill -HUP "$(node_pid node1)"; done
+ok "after 20 SIGHUPs in a row node1 still answers" wait_for -t 5 ctl node1 status
+run ctl node1 post "after the burst"
+is "$RC" 0 "and posts" || diag "$ERR"
+is "$(node_pid node1)" "$pid1" "node1 has the same PID as at the start"
+
+run ctl node2 view
+texts=$(printf '%s\n' "$OUT" | sed 's/^.* root: //' | tr '\n' '|')
+is "$texts" "before any reload|after a plain reload|after a bad reload|still the old peers|after the burst|" "the log has every acknowledged post"
+for n in master node1 node2; do
+    is "$(count_events $n 'protocol-error|append-refused')" 0 "$n logged no protocol-error or append-refused"
+done
+
+done_testing

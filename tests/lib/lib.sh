@@ -1,0 +1,447 @@
+# shellcheck shell=bash
+# tests/lib/lib.sh — sourced by every shell test of dchat.
+#
+#   #!/usr/bin/env bash
+#   . "$(dirname "$0")/../lib/lib.sh"
+#   need_root
+#   cluster_start 2 'post_timeout_ms = 1500;'
+#   run ctl node1 post hello;  is "$RC" 0 "post exits 0"
+#   done_testing
+#
+# TAP:       plan N, ok NAME CMD..., nok NAME CMD..., pass/fail NAME, is GOT WANT NAME,
+#            isnt, like GOT ERE NAME, unlike, skip NAME WHY, diag/note MSG..., skip_all WHY,
+#            bail_out WHY, done_testing.  (`done` is a bash keyword, hence done_testing.)
+#            The exit status is the number of failed tests (at most 254), or 255
+#            when the script ended early or ran a different number of tests than planned.
+# Running:   run CMD... sets RC, OUT (stdout) and ERR (stderr), bounded by $RUN_TIMEOUT
+#            seconds; wait_for [-t SECS] CMD... polls CMD every 0.1 s (default 10 s).
+# Cluster:   cluster_start [N_PEERS [CONFIG_LINE...]] — a server "master" and peers
+#            node1..nodeN on 127.0.0.1 at free ports, each a real ./dchatd with its own
+#            $T/NAME/run (RUNTIME_DIRECTORY) and $T/NAME/state (STATE_DIRECTORY),
+#            stderr to $T/NAME.log; returns once every node answers and every peer is
+#            linked to the server and to the other peers.
+#            cluster_config ... only writes $CONF (for tests that start dchatd themselves).
+#            ctl NODE ARGS... (dchatctl -s NODE's socket), ctl_as USER NODE ARGS...,
+#            node_pid, node_sock, node_log, node_state, node_port, node_start NAME,
+#            node_stop NAME (SIGTERM, bounded wait; NODE_RC[NAME] = exit status),
+#            node_kill NAME (SIGKILL), node_alive, node_hup, wait_connected,
+#            events NODE EVENT (its event= lines), count_events, wait_event,
+#            ev_field KEY (the value of KEY= in an event line on stdin).
+# Processes: everything a test starts in the background is registered with
+#            track_pid PID; the EXIT trap stops exactly those (SIGTERM, then SIGKILL
+#            after a bounded wait) and removes $T.  Never pkill/killall.
+#            Do not start nodes inside $(...): the PID would be lost with the subshell.
+# Journal:   need_journal [--catalog FILE] re-execs the test under
+#            tests/lib/journald-isolated (call it before anything is started).
+#
+# Environment: DCHAT_TEST_KEEP=1 keeps $T and prints where; DCHAT_TEST_VERBOSE=1 shows
+#            the nodes' logs on failure in full instead of their tails.
+
+TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+TESTLIB=$TOP/tests/lib
+DCHATD=${DCHATD:-$TOP/dchatd}
+DCHATCTL=${DCHATCTL:-$TOP/dchatctl}
+TEST_NAME=$(basename "$0" .sh)
+RUN_TIMEOUT=${RUN_TIMEOUT:-30}          # seconds any single `run`/`ctl` may take
+NODE_START_TIMEOUT=${NODE_START_TIMEOUT:-10}
+STOP_TIMEOUT=${STOP_TIMEOUT:-5}
+export LC_ALL=C
+
+# --- TAP ---------------------------------------------------------------------------
+
+_T_N=0 _T_FAILED=0 _T_PLAN= _T_DONE=0
+
+plan() { _T_PLAN=$1; echo "1..$1"; }
+diag() { local l; for l in "$@"; do printf '%s\n' "$l" | sed 's/^/# /' >&2; done; }
+note() { local l; for l in "$@"; do printf '%s\n' "$l" | sed 's/^/# /'; done; }
+pass() { _T_N=$((_T_N + 1)); echo "ok $_T_N - $1"; }
+fail() {
+    _T_N=$((_T_N + 1)); _T_FAILED=$((_T_FAILED + 1))
+    echo "not ok $_T_N - $1"
+    diag "  Failed test '$1'" "  at ${BASH_SOURCE[2]:-$0} line ${BASH_LINENO[1]:-?}"
+    shift
+    [ $# -gt 0 ] && diag "$@"
+    return 1
+}
+# ok NAME CMD... — passes when CMD exits 0.  CMD's output is kept off the TAP stream
+# and shown as a diagnostic when it fails.
+ok() {
+    local _ok_name=$1 _ok_rc; shift
+    "$@" >"$T/.ok.out" 2>&1
+    _ok_rc=$?
+    if [ $_ok_rc = 0 ]; then pass "$_ok_name"
+    else fail "$_ok_name" "  command failed (status $_ok_rc): $*" "$(head -c 2000 "$T/.ok.out")"; fi
+}
+# nok NAME CMD... — passes when CMD exits non-zero
+nok() {
+    local _ok_name=$1; shift
+    if "$@" >"$T/.ok.out" 2>&1; then
+        fail "$_ok_name" "  command succeeded, expected a failure: $*" "$(head -c 2000 "$T/.ok.out")"
+    else pass "$_ok_name"; fi
+}
+is() {
+    if [ "$1" == "$2" ]; then pass "$3"; else fail "$3" "         got: '$1'" "    expected: '$2'"; fi
+}
+isnt() {
+    if [ "$1" != "$2" ]; then pass "$3"; else fail "$3" "         got: '$1'" "    expected anything else"; fi
+}
+# like GOT ERE NAME — bash [[ =~ ]]; ^ and $ anchor the whole string
+like() {
+    if [[ $1 =~ $2 ]]; then pass "$3"; else fail "$3" "                  '$1'" "    doesn't match '$2'"; fi
+}
+unlike() {
+    if [[ $1 =~ $2 ]]; then fail "$3" "                  '$1'" "          matches '$2'"; else pass "$3"; fi
+}
+# cmp_ok A OP B NAME — integer comparison, OP one of -lt -le -eq -ne -ge -gt
+cmp_ok() {
+    if [ "$1" "$2" "$3" ] 2>/dev/null; then pass "$4"; else fail "$4" "    '$1' $2 '$3' is false"; fi
+}
+skip() { _T_N=$((_T_N + 1)); echo "ok $_T_N # skip $1${2:+: $2}"; }
+skip_all() { echo "1..0 # SKIP $*"; _T_DONE=1; exit 0; }
+bail_out() { echo "Bail out! $*"; _T_DONE=1; exit 255; }
+done_testing() {
+    [ -n "$_T_PLAN" ] || echo "1..$_T_N"
+    _T_DONE=1
+    if [ -n "$_T_PLAN" ] && [ "$_T_PLAN" != "$_T_N" ]; then
+        diag "planned $_T_PLAN tests but ran $_T_N"
+        exit 255
+    fi
+    [ $_T_FAILED -gt 254 ] && exit 254
+    exit $_T_FAILED
+}
+
+need_root() { [ "$(id -u)" = 0 ] || skip_all "needs root"; }
+need_cmd() { local c; for c in "$@"; do command -v "$c" >/dev/null || skip_all "needs $c"; done; }
+need_tool() {   # a helper built from tests/lib/*.c by make check
+    local t; for t in "$@"; do [ -x "$TESTLIB/$t" ] || bail_out "tests/lib/$t is missing: run make check (or make tests/lib/$t)"; done
+}
+
+# need_journal [--catalog FILE]...: run this test under its own journald
+need_journal() {
+    [ -n "${DCHAT_JOURNALD_ISOLATED:-}" ] && return 0
+    need_root
+    need_cmd unshare journalctl
+    _cleanup_tmp
+    exec "$TESTLIB/journald-isolated" "$@" -- "$0" "${_T_ARGS[@]+"${_T_ARGS[@]}"}"
+}
+
+# --- processes ---------------------------------------------------------------------
+
+_PIDS=()
+track_pid() { _PIDS+=("$@"); }
+
+# pid_alive PID: it exists and is not a zombie
+pid_alive() {
+    local s
+    s=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) || return 1
+    [ -n "$s" ] && [ "$s" != Z ]
+}
+
+# wait_pid_exit PID [SECS]: until PID is gone or a zombie; 1 on timeout
+wait_pid_exit() {
+    local pid=$1 i n=$(( ${2:-$STOP_TIMEOUT} * 20 ))
+    for ((i = 0; i < n; i++)); do pid_alive "$pid" || return 0; sleep 0.05; done
+    ! pid_alive "$pid"
+}
+
+# stop_pid PID [SIG]: SIG (default TERM), bounded wait, then KILL; reaps it if it is our
+# child.  Its exit status (if ours) is left in STOP_RC.
+stop_pid() {
+    local pid=$1 sig=${2:-TERM}
+    STOP_RC=
+    if pid_alive "$pid"; then
+        kill -"$sig" "$pid" 2>/dev/null
+        if ! wait_pid_exit "$pid" "$STOP_TIMEOUT"; then
+            diag "pid $pid ($(cat /proc/"$pid"/comm 2>/dev/null)) ignored SIG$sig for ${STOP_TIMEOUT}s: SIGKILL"
+            kill -KILL "$pid" 2>/dev/null
+            wait_pid_exit "$pid" 2
+        fi
+    fi
+    wait "$pid" 2>/dev/null
+    STOP_RC=$?
+}
+
+# wait_for [-t SECS] CMD...: poll CMD every 0.1 s until it succeeds; 1 on timeout.
+# (Locals are prefixed: CMD may be a function that reads its caller's variables.)
+wait_for() {
+    local _wf_t=10 _wf_i _wf_n
+    if [ "$1" = -t ]; then _wf_t=$2; shift 2; fi
+    _wf_n=$(( ${_wf_t%.*} * 10 + 1 ))
+    for ((_wf_i = 0; _wf_i < _wf_n; _wf_i++)); do
+        "$@" >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+# run CMD...: RC, OUT, ERR; bounded by RUN_TIMEOUT (RC 124 when it ran out).  CMD may be
+# a function of this library (ctl, ctl_as: bounded themselves).
+run() {
+    local o="$T/.run.out" e="$T/.run.err"
+    if declare -F "$1" >/dev/null; then
+        "$@" >"$o" 2>"$e"
+    else
+        timeout -k 2 "$RUN_TIMEOUT" "$@" >"$o" 2>"$e"
+    fi
+    RC=$?
+    OUT=$(cat "$o"); ERR=$(cat "$e")
+    if [ $RC = 124 ]; then ERR="$ERR(timed out after ${RUN_TIMEOUT}s: $*)"; fi
+    return 0
+}
+
+# elapsed_ms CMD...: like run, and MS = how long it took
+run_timed() {
+    local t0 t1
+    t0=$(date +%s%N)
+    run "$@"
+    t1=$(date +%s%N)
+    MS=$(( (t1 - t0) / 1000000 ))
+}
+
+# --- the test's own directory ------------------------------------------------------
+
+_T_ARGS=("$@")
+T=$(mktemp -d "${TMPDIR:-/tmp}/dchat-$TEST_NAME.XXXXXX") || bail_out "mktemp failed"
+chmod 0755 "$T"         # so that a test may let another user reach a socket inside
+
+_cleanup_tmp() { [ -n "${T:-}" ] && rm -rf "$T"; T=; }
+
+_dump_logs() {
+    local f
+    for f in "$T"/*.log; do
+        [ -s "$f" ] || continue
+        if [ -n "${DCHAT_TEST_VERBOSE:-}" ]; then
+            diag "--- $(basename "$f"):" "$(cat "$f")"
+        else
+            diag "--- last lines of $(basename "$f"):" "$(tail -n 12 "$f")"
+        fi
+    done
+}
+
+_cleanup() {
+    local rc=$? i
+    trap - EXIT HUP INT TERM
+    if [ $_T_DONE = 0 ] && [ -n "${T:-}" ]; then
+        diag "the test exited early (status $rc) after $_T_N tests"
+        rc=255
+    fi
+    [ $_T_FAILED -gt 0 ] && [ -n "${T:-}" ] && _dump_logs
+    for ((i = ${#_PIDS[@]} - 1; i >= 0; i--)); do
+        pid_alive "${_PIDS[i]}" && stop_pid "${_PIDS[i]}"
+    done
+    if [ -n "${DCHAT_TEST_KEEP:-}" ] && [ -n "${T:-}" ]; then
+        diag "kept $T"
+    else
+        _cleanup_tmp
+    fi
+    exit $rc
+}
+trap _cleanup EXIT
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# --- ports and the configuration ---------------------------------------------------
+
+declare -A NODE_PID NODE_RC PORT
+NODES=()            # master node1 node2 ...
+PEERS=()            # node1 node2 ...
+CONF=$T/dchat.conf
+CONF_EXTRA=()
+
+# pick_port: PICKED = a TCP port from 20000..60000, outside the kernel's ephemeral
+# range when that leaves room (so no outgoing connection can be holding it), with no
+# socket on it now, and not taken yet by this test.  Another test may still take it
+# before dchatd binds it: cluster_start then tries again with new ports.
+pick_port() {
+    local lo hi p i q used avoid=1
+    read -r lo hi < /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || { lo=32768; hi=60999; }
+    [ $(( lo - 20000 )) -lt 2000 ] && [ $(( 60000 - hi )) -lt 2000 ] && avoid=0
+    for ((i = 0; i < 500; i++)); do
+        p=$(( 20000 + (RANDOM * 32768 + RANDOM) % 40001 ))
+        if [ $avoid = 1 ] && [ "$p" -ge "$lo" ] && [ "$p" -le "$hi" ]; then continue; fi
+        used=0
+        for q in "${PORT[@]}"; do [ "$q" = "$p" ] && used=1; done
+        [ $used = 1 ] && continue
+        [ -n "$(ss -Htan "sport = :$p" 2>/dev/null)" ] && continue
+        PICKED=$p
+        return 0
+    done
+    bail_out "no free TCP port found"
+}
+
+# write_config: $CONF from NODES/PORT and CONF_EXTRA (top-level lines)
+write_config() {
+    local n first=1
+    {
+        echo "# generated by $TEST_NAME"
+        echo "cluster = {"
+        echo "  servers = ( { name = \"master\"; address = \"127.0.0.1:${PORT[master]}\"; } );"
+        printf '  peers   = ( '
+        for n in "${PEERS[@]}"; do
+            [ $first = 1 ] || printf ',\n              '
+            printf '{ name = "%s"; address = "127.0.0.1:%s"; }' "$n" "${PORT[$n]}"
+            first=0
+        done
+        echo " );"
+        echo "};"
+        for n in "${CONF_EXTRA[@]+"${CONF_EXTRA[@]}"}"; do echo "$n"; done
+    } > "$CONF"
+}
+
+# cluster_config [N_PEERS [CONFIG_LINE...]]: choose names and ports, write $CONF
+cluster_config() {
+    local np=${1:-2} i n
+    [ $# -gt 0 ] && shift
+    CONF_EXTRA=("$@")
+    NODES=(master) PEERS=()
+    for ((i = 1; i <= np; i++)); do NODES+=("node$i"); PEERS+=("node$i"); done
+    PORT=()
+    for n in "${NODES[@]}"; do pick_port; PORT[$n]=$PICKED; done
+    for n in "${NODES[@]}"; do mkdir -p "$T/$n/run" "$T/$n/state"; done
+    write_config
+}
+
+node_sock()  { echo "$T/$1/run/dchatd.sock"; }
+node_log()   { echo "$T/$1.log"; }
+node_state() { echo "$T/$1/state"; }
+node_port()  { echo "${PORT[$1]}"; }
+node_pid()   { echo "${NODE_PID[$1]:-}"; }
+node_alive() { [ -n "${NODE_PID[$1]:-}" ] && pid_alive "${NODE_PID[$1]}"; }
+
+# ctl NODE ARGS...: dchatctl on NODE's control socket (bounded in time)
+ctl() {
+    local n=$1; shift
+    timeout -k 2 "$RUN_TIMEOUT" "$DCHATCTL" -s "$(node_sock "$n")" "$@"
+}
+
+# ctl_as USER NODE ARGS...: the same as another user (no supplementary groups)
+ctl_as() {
+    local u=$1 n=$2; shift 2
+    timeout -k 2 "$RUN_TIMEOUT" setpriv --reuid="$u" --regid="$(id -gn "$u")" --clear-groups \
+        "$DCHATCTL" -s "$(node_sock "$n")" "$@"
+}
+
+# node_start NAME [--no-wait]: start dchatd for NAME; wait until it answers `status`
+node_start() {
+    local n=$1 i
+    node_alive "$n" && { diag "node_start $n: already running"; return 1; }
+    RUNTIME_DIRECTORY=$T/$n/run STATE_DIRECTORY=$T/$n/state DCHAT_LOG=${DCHAT_LOG:-stderr} \
+        ${DCHAT_DAEMON_WRAPPER:-} "$DCHATD" -c "$CONF" -n "$n" </dev/null >>"$(node_log "$n")" 2>&1 &
+    NODE_PID[$n]=$!
+    track_pid "$!"
+    [ "${2:-}" = --no-wait ] && return 0
+    for ((i = 0; i < NODE_START_TIMEOUT * 20; i++)); do
+        node_alive "$n" || { diag "dchatd $n exited during start"; return 1; }
+        timeout 2 "$DCHATCTL" -s "$(node_sock "$n")" status >/dev/null 2>&1 && return 0
+        sleep 0.05
+    done
+    diag "dchatd $n did not answer within ${NODE_START_TIMEOUT}s"
+    return 1
+}
+
+# node_stop NAME [SIG]: signal it (TERM), wait (bounded); NODE_RC[NAME] = exit status
+node_stop() {
+    local n=$1 pid=${NODE_PID[$1]:-}
+    [ -n "$pid" ] || { diag "node_stop $n: not started"; return 1; }
+    stop_pid "$pid" "${2:-TERM}"
+    NODE_RC[$n]=$STOP_RC
+    NODE_PID[$n]=
+    return 0
+}
+node_kill() { node_stop "$1" KILL; }
+node_hup()  { kill -HUP "${NODE_PID[$1]}"; }
+
+# peer_connected NODE: NODE's status shows the server and every other peer linked
+peer_connected() {
+    local s
+    s=$(timeout 2 "$DCHATCTL" -s "$(node_sock "$1")" status --json 2>/dev/null) || return 1
+    [[ $s == *'"server_connected":true'* ]] && [[ $s != *'"connected":false'* ]]
+}
+# server_connected: the server sees every peer
+server_connected() {
+    local s
+    s=$(timeout 2 "$DCHATCTL" -s "$(node_sock master)" status --json 2>/dev/null) || return 1
+    [[ $s != *'"connected":false'* ]]
+}
+# wait_connected [SECS]: every running node linked to every other running node
+wait_connected() {
+    local t=${1:-15} n
+    for n in "${PEERS[@]}"; do
+        node_alive "$n" || continue
+        wait_for -t "$t" peer_connected "$n" || { diag "$n is not linked to everyone"; return 1; }
+    done
+    if node_alive master; then
+        wait_for -t "$t" server_connected || { diag "master does not see every peer"; return 1; }
+    fi
+}
+
+# cluster_start [N_PEERS [CONFIG_LINE...]]: config + all nodes up and linked.
+# A port taken by someone else between pick and bind: new ports, new try.
+cluster_start() {
+    local attempt n ok
+    for attempt in 1 2 3 4 5; do
+        cluster_config "$@"
+        ok=1
+        for n in "${NODES[@]}"; do
+            : > "$(node_log "$n")"
+            node_start "$n" --no-wait
+        done
+        for n in "${NODES[@]}"; do
+            local i
+            for ((i = 0; i < NODE_START_TIMEOUT * 20; i++)); do
+                node_alive "$n" || break
+                timeout 2 "$DCHATCTL" -s "$(node_sock "$n")" status >/dev/null 2>&1 && break
+                sleep 0.05
+            done
+            if ! node_alive "$n"; then ok=0; break; fi
+        done
+        if [ $ok = 1 ]; then
+            wait_connected 15 && return 0
+            bail_out "cluster did not link up"
+        fi
+        # somebody took a port: stop what runs, retry with new ports
+        if grep -q 'Address already in use' "$T"/*.log 2>/dev/null; then
+            diag "a port was taken (attempt $attempt); retrying with new ports"
+            for n in "${NODES[@]}"; do node_alive "$n" && node_stop "$n"; done
+            continue
+        fi
+        for n in "${NODES[@]}"; do diag "--- $n.log:" "$(cat "$(node_log "$n")")"; done
+        bail_out "dchatd $n died during cluster start"
+    done
+    bail_out "no free ports after 5 attempts"
+}
+
+# --- events on stderr (event=NAME node=... key=value ... msg="...") ---------------------
+
+events()       { grep -a -E "^event=$2 " "$(node_log "$1")"; }
+count_events() { grep -a -c -E "^event=$2 " "$(node_log "$1")"; }
+# wait_event NODE EVENT [COUNT [SECS]]: until NODE logged EVENT at least COUNT times
+_we_enough() { [ "$(count_events "$_we_node" "$_we_event")" -ge "$_we_count" ]; }
+wait_event() {
+    local _we_node=$1 _we_event=$2 _we_count=${3:-1}
+    wait_for -t "${4:-10}" _we_enough
+}
+# ev_field KEY: the value of KEY= on each event line of stdin
+ev_field() {
+    if [ "$1" = msg ]; then
+        sed -n -E 's/^[^"]* msg=//p' | sed -E -e 's/^"(.*)"$/\1/' -e 's/\\(["\\])/\1/g'
+    else
+        sed -E 's/ msg=.*$//' | sed -n -E "s/^(.* )?$1=([^ ]*).*\$/\\2/p"
+    fi
+}
+
+# --- wire frames (see daemon/proto.h), as bytes on stdout ----------------------------------
+
+be8()  { printf "\\x$(printf %02x $(( $1 & 255 )))"; }
+be16() { be8 $(( $1 >> 8 )); be8 "$1"; }
+be32() { be16 $(( ($1 >> 16) & 65535 )); be16 $(( $1 & 65535 )); }
+be64() { be32 $(( ($1 >> 32) & 0xffffffff )); be32 $(( $1 & 0xffffffff )); }
+wstr() { be16 "${#1}"; printf '%s' "$1"; }      # ASCII strings only (length in bytes)
+# frame TYPE PAYLOAD_FILE [VERSION [FLAGS]]: header + payload (the payload starts with the tag)
+frame() {
+    local size; size=$(stat -c %s "$2")
+    be32 "$size"; be8 "${3:-1}"; be8 "$1"; be16 "${4:-0}"; cat "$2"
+}
+MSG_HELLO=1 MSG_REQUEST=3 MSG_REPLY=4 MSG_APPEND=5 MSG_VIEW=7 MSG_POST=11 MSG_STATUS=13
+ROLE_SERVER=1 ROLE_PEER=2
