@@ -40,6 +40,16 @@ like "${OUT#*$'\n'}" "${LINE_RE}root: -dash-first\$" "a text after -- may start 
 run env DCHAT_SOCKET="$(node_sock node2)" "$DCHATCTL" view -n 1
 like "$OUT" "root: -dash-first\$" "DCHAT_SOCKET names the socket when -s is absent"
 
+# -s wins over DCHAT_SOCKET
+run env DCHAT_SOCKET="$T/no-such.sock" "$DCHATCTL" -s "$(node_sock node1)" view -n 1
+is "$RC" 0 "-s wins over DCHAT_SOCKET"
+
+# --- the control socket: mode 0660, root and group dchat only ------------------------
+is "$(stat -c %a "$(node_sock node1)")" 660 "the control socket has mode 0660"
+run ctl_as nobody node1 view
+is "$RC" 1 "user nobody (not in group dchat) cannot use it: exit 1"
+like "$ERR" "^dchatctl: cannot connect to $(node_sock node1): permission denied" "... with a clear 'permission denied'"
+
 # --- the author is the caller's login name, from the socket's credentials -----------
 chmod 0666 "$(node_sock node1)"
 run ctl_as nobody node1 post "posted by nobody"
@@ -48,6 +58,14 @@ run ctl node2 view -n 1
 like "$OUT" "${LINE_RE}nobody: posted by nobody\$" "the author is 'nobody', not the daemon's user"
 run ctl_as nobody node1 view -n 1
 like "$OUT" "nobody: posted by nobody\$" "nobody can view too"
+
+# a uid without a passwd entry is named uidN
+uid=$(( 40000 + RANDOM % 20000 ))
+while getent passwd "$uid" >/dev/null; do uid=$((uid + 1)); done
+run timeout 20 setpriv --reuid="$uid" --regid="$uid" --clear-groups "$DCHATCTL" -s "$(node_sock node1)" post "who am I"
+is "$RC" 0 "post by uid $uid, which has no passwd entry" || diag "$ERR"
+run ctl node2 view -n 1
+like "$OUT" "${LINE_RE}uid$uid: who am I\$" "the author is 'uid$uid'"
 
 # --- the poster's time zone is kept and shown, whatever the viewer's ------------------
 run env TZ=Asia/Kolkata "$DCHATCTL" -s "$(node_sock node2)" post "from India"
@@ -68,8 +86,8 @@ ctl node2 view > "$T/v2" & p2=$!; track_pid $p2
 wait $p1; r1=$?; wait $p2; r2=$?
 is "$r1/$r2" "0/0" "two simultaneous views (node1, node2) exit 0"
 ok "the two simultaneous views are identical" cmp -s "$T/v1" "$T/v2"
-is "$(wc -l < "$T/v1")" 25 "the view has every post (25 lines)"
-bad=$(grep -v -E "${LINE_RE}(root|nobody): " "$T/v1" | head -3)
+is "$(wc -l < "$T/v1")" 26 "the view has every post (26 lines)"
+bad=$(grep -v -E "${LINE_RE}(root|nobody|uid[0-9]+): " "$T/v1" | head -3)
 is "$bad" "" "every line has the 'DD Mon HH:MMAM author: text' format"
 run ctl master view
 is "$RC" 0 "view on the server's own socket works"
@@ -98,7 +116,7 @@ check=$(printf '%s\n' "$OUT" | perl -MJSON::PP -e '
         push @err, "line $n: post_id $e->{post_id}" unless $e->{post_id} =~ /^[1-9][0-9]*$/;
     }
     print join("\n", @err) || "ok:$n";')
-is "$check" "ok:25" "view --json: one valid object per entry, with all keys, seq 1..25"
+is "$check" "ok:26" "view --json: one valid object per entry, with all keys, seq 1..26"
 text=$(printf '%s\n' "$OUT" | sed -n 2p | perl -MJSON::PP -ne 'my $e = decode_json($_); print "$e->{author}|$e->{text}|$e->{node}"')
 is "$text" "root|hello big world|node1" "view --json: author, text and node of entry 2"
 
@@ -117,7 +135,7 @@ is "$st" "node1,peer,released,up,node2=1,clock" "status --json (peer): node, rol
 run ctl master status --json
 st=$(printf '%s\n' "$OUT" | perl -MJSON::PP -e 'my $s = decode_json(join "", <STDIN>);
     print join ",", $s->{node}, $s->{role}, $s->{last_seq}, map { "$_->{name}=" . ($_->{connected} ? 1 : 0) } @{$s->{peers}}')
-is "$st" "master,server,25,node1=1,node2=1" "status --json (server): last_seq 25, both peers connected"
+is "$st" "master,server,26,node1=1,node2=1" "status --json (server): last_seq 26, both peers connected"
 
 # --- usage errors: exit 2 and the usage --------------------------------------------------------
 run "$DCHATCTL" -s "$(node_sock node1)" frobnicate
@@ -152,7 +170,7 @@ like "$OUT" "usage: dchatctl" "--help prints the usage on stdout"
 run ctl master post "to the server"
 is "$RC" 1 "post on the server's socket: exit 1"
 like "$ERR" '^dchatctl: post failed: .*server' "post on the server's socket: a clear message about the server role"
-is "$(ctl node1 view | wc -l)" 25 "nothing was stored by the refused post"
+is "$(ctl node1 view | wc -l)" 26 "nothing was stored by the refused post"
 run "$DCHATCTL" -s "$T/no-such.sock" view
 is "$RC" 1 "a missing socket: exit 1"
 like "$ERR" "^dchatctl: cannot connect to $T/no-such.sock: No such file or directory" "a missing socket: says which and why"

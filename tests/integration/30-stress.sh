@@ -28,8 +28,17 @@ for n in node1 node2; do
         pids+=($!); track_pid $!
     done
 done
+# views taken while the posts pour in: each must be a prefix of the final log
+(
+    for ((v = 1; v <= 40; v++)); do
+        ctl node$(( v % 2 + 1 )) view > "$T/midview.$v" 2>&1 || echo "view $v: exit $?" >> "$T/midview.fail"
+        sleep 0.05
+    done
+) &
+viewer=$!; track_pid $viewer
 for p in "${pids[@]}"; do wait "$p"; done
 t1=$(date +%s)
+wait $viewer
 note "$TOTAL posts in $((t1 - t0)) s"
 
 failures=$(cat "$T"/fail.* 2>/dev/null)
@@ -55,6 +64,16 @@ run ctl node2 view
 ok "node2's view is identical to node1's" cmp -s "$T/view1" <(printf '%s\n' "$OUT")
 run ctl master view
 ok "the server's view is identical to node1's" cmp -s "$T/view1" <(printf '%s\n' "$OUT")
+
+is "$(cat "$T/midview.fail" 2>/dev/null)" "" "views taken during the posting all exit 0"
+bad_views=$(for f in "$T"/midview.*; do
+    [ "$f" = "$T/midview.fail" ] && continue
+    n=$(wc -l < "$f")
+    head -n "$n" "$T/view1" | cmp -s - "$f" || echo "$(basename "$f") ($n lines)"
+done)
+is "$bad_views" "" "every view taken during the posting is a prefix of the final log (no gap, no reordering)"
+sizes=$(for f in "$T"/midview.[0-9]*; do wc -l < "$f"; done | sort -n | uniq | wc -l)
+cmp_ok "$sizes" -gt 2 "those views saw the log at several different lengths ($sizes)"
 
 # --- fences and order, from view --json --------------------------------------------------
 run ctl node2 view --json
@@ -91,6 +110,36 @@ check=$(WORKERS=$WORKERS perl -MJSON::PP -e '
 ' < "$T/json")
 like "$check" '^ok ' "fences strictly increase, each entry's posts are contiguous with fence_idx 0,1,..., post ids grow per node, each poster's posts are in its order" || diag "$check"
 note "$check"
+
+# --- the protocol, from the stderr events ------------------------------------------------------
+proto=$(cat "$(node_log node1)" "$(node_log node2)" | perl -e '
+    my (@err, %last, %sent, %recv, %replied, %got, %enter);
+    while (<STDIN>) {
+        next unless /^event=(\S+) node=(\S+)(?: peer=(\S+))?(?: lamport=(\d+))?(?: request_ts=(\d+))?/;
+        my ($ev, $n, $peer, $lam, $ts) = ($1, $2, $3, $4, $5);
+        next unless defined $lam;
+        push @err, "$n: lamport went back from $last{$n} to $lam at $ev" if defined $last{$n} && $lam < $last{$n};
+        $last{$n} = $lam;
+        if ($ev eq "request-sent") {
+            push @err, "$n: request-sent with request_ts $ts != lamport $lam" if $ts != $lam;
+            $sent{"$n $ts"}++;
+        }
+        $recv{"$peer $ts"}++ if $ev eq "request-received";
+        $replied{"$peer $ts"}++ if $ev eq "reply-sent";
+        $got{"$n $ts"}++ if $ev eq "reply-received";
+        $enter{"$n $ts"}++ if $ev eq "cs-enter";
+    }
+    for my $k (sort keys %sent) {
+        push @err, "request $k sent $sent{$k} times" if $sent{$k} != 1;
+        push @err, "request $k received " . ($recv{$k} // 0) . " times" if ($recv{$k} // 0) != 1;
+        push @err, "request $k answered " . ($replied{$k} // 0) . " times" if ($replied{$k} // 0) != 1;
+        push @err, "request $k: " . ($got{$k} // 0) . " replies received" if ($got{$k} // 0) != 1;
+        push @err, "request $k: entered " . ($enter{$k} // 0) . " times" if ($enter{$k} // 0) != 1;
+    }
+    print @err ? join("\n", @err[0 .. ($#err < 9 ? $#err : 9)]) : "ok " . scalar(keys %sent) . " requests";
+')
+like "$proto" '^ok ' "each node's Lamport clock never goes back; every request is sent, received, answered and granted exactly once" || diag "$proto"
+note "$proto"
 
 # --- mutual exclusion, from the journal ---------------------------------------------------------
 journalctl --sync

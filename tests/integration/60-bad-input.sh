@@ -86,8 +86,12 @@ _last_is_half_closed() { [ "$(ctl node2 view -n 1 | sed 's/.*root: //')" = half-
 ok "a POST followed by a half-close is stored" wait_for -t 5 _last_is_half_closed
 is "$(od -An -tx1 -N6 "$T/reply" | tr -d ' \n')" "00000019010c" "... and answered with POSTED before dchatd closes"
 post_frame $'bad\ntext' > "$T/frame"
-run "$SEND" -t 3000 -h -e 10 -o "$T/reply" "$(node_sock node1)" < "$T/frame"
-like "$(tr -c '[:print:]' . < "$T/reply")" "control character" "a refused POST followed by a half-close gets its ERROR"
+got=0
+for i in 1 2 3 4 5 6 7 8 9 10; do
+    "$SEND" -t 3000 -h -e 10 -o "$T/reply" "$(node_sock node1)" < "$T/frame" >/dev/null
+    grep -a -q "control character" "$T/reply" && got=$((got + 1))
+done
+is "$got" 10 "a refused POST followed by a half-close gets its ERROR (ten times out of ten)"
 
 # --- garbage on the sockets ----------------------------------------------------------------------
 declare -A PID0

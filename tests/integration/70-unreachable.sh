@@ -31,6 +31,22 @@ run_timed ctl node1 post "still down"
 is "$RC" 1 "a second post with node2 down fails too"
 cmp_ok "$MS" -le 4000 "... in time (${MS} ms)"
 
+# a post still waiting when its dchatd is stopped ends with an error at once
+ctl node1 post "pending at shutdown" 2>"$T/err.shutdown" & p=$!
+track_pid $p
+_queued() { ctl node1 status --json | grep -q '"queued":1'; }
+ok "the post waits on node1" wait_for -t 2 _queued
+t0=$(date +%s%N)
+node_stop node1
+wait $p
+rc=$?
+ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+is "${NODE_RC[node1]}" 0 "node1 stops with status 0 while a post waits"
+is "$rc" 1 "the waiting post fails"
+cmp_ok "$ms" -lt 1000 "... at once (${ms} ms), not at its timeout"
+like "$(cat "$T/err.shutdown")" '^dchatctl: post failed: .*shutting down' "... saying dchatd is shutting down"
+node_start node1
+
 node_start node2
 ok "node2 is back and linked" wait_connected 15
 run_timed ctl node1 post "node2 is back"
@@ -86,12 +102,31 @@ sleep 0.3
 node_start master
 wait $p
 is "$?" 0 "a post on the restarted node2, made while the server was down, succeeds once it is back" || diag "$(cat "$T/err.restart")"
+ok "everyone is linked again (node1 may still be backing off)" wait_connected 15
 run ctl node1 view
 is "$(printf '%s\n' "$OUT" | grep -c ': posted by a restarted node2 while the server was down$')" 1 "... and it is in the log, once"
 run ctl node2 post "and the next one"
 is "$RC" 0 "the restarted node2 posts again"
 run ctl node1 view -n 2
 like "$OUT" $'restarted node2 while the server was down\n.*root: and the next one$' "... after it, in order"
+
+# --- a peer dies inside the critical section while another waits for it ------------------------
+# The waiter's request is deferred by node1; node1 is killed and comes back with no memory
+# of it: the request is asked again on the new link, answered, and the post goes in.
+ok "everyone is linked" wait_connected 15
+run ctl node1 post --hold 5 "node1 holds, then dies"
+is "$RC" 0 "node1 posts and holds the critical section"
+deferred=$(count_events node1 reply-deferred)
+ctl node2 post "node2 waits for node1" 2>"$T/err.waiter" & p=$!
+track_pid $p
+ok "node1 defers node2's request" wait_event node1 reply-deferred $((deferred + 1)) 3
+node_kill node1
+sleep 0.3
+node_start node1
+wait $p
+is "$?" 0 "node2's post goes in once node1 is back" || diag "$(cat "$T/err.waiter")"
+run ctl node1 view -n 2
+like "$OUT" $'node1 holds, then dies\n.*root: node2 waits for node1$' "... after node1's post"
 
 for n in master node1 node2; do
     is "$(count_events $n 'protocol-error|append-refused')" 0 "$n logged no protocol-error or append-refused"

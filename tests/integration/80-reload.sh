@@ -34,6 +34,49 @@ like "$ERR" 'timed out after 1000 ms' "... and says the new timeout"
 node_start node2
 ok "node2 is back" wait_connected 15
 
+# --- max_clients and batch_max take effect too -----------------------------------------------------
+CONF_EXTRA=('post_timeout_ms = 1000;' 'reconnect_max_ms = 500;' 'max_clients = 2;')
+write_config
+ok "SIGHUP with max_clients = 2: reloaded" hup_and_wait node1 '^event=reloaded '
+for i in 1 2; do
+    "$TESTLIB/send-raw" -t 3000 "$(node_sock node1)" </dev/null >/dev/null & track_pid $!
+done
+_two_clients() { [ "$(ss -Hx state connected src "$(node_sock node1)" 2>/dev/null | wc -l)" -ge 2 ]; }
+wait_for -t 3 _two_clients
+# dchatd writes its reason and closes at once: the client must still show the reason,
+# even when its own request no longer goes through (EPIPE).  Ten tries: it is a race.
+reasons=$(for i in 1 2 3 4 5 6 7 8 9 10; do ctl node1 status 2>&1 >/dev/null; echo "exit $?"; done | sort | uniq -c | sed 's/^ *//')
+is "$(printf '%s\n' "$reasons" | grep -c '^10 exit 1$')" 1 "with 2 clients connected, a third is turned away (exit 1, ten times out of ten)" || diag "$reasons"
+is "$(printf '%s\n' "$reasons" | grep -c '^10 dchatctl: status failed: too many dchatctl clients at once')" 1 \
+    "... and says why, ten times out of ten" || diag "$reasons"
+_status_ok() { ctl node1 status; }
+ok "once they are gone, dchatctl works again" wait_for -t 5 _status_ok
+
+# batch_max: posts queued while node1 holds the critical section go in together, or one by one
+batch_round() {   # batch_round TAG: a holder, then 3 posts queued behind it; prints their fence_idx
+    local before w
+    before=$(ctl node1 view | wc -l)
+    ctl node1 post --hold 1 "holder $1" || echo "holder $1 failed" >&2
+    for w in 1 2 3; do
+        ctl node1 post "queued $1.$w" 2>>"$T/batch.err" & track_pid $!
+        eval "bw$w=$!"
+    done
+    wait "$bw1" "$bw2" "$bw3" || echo "a queued post failed" >> "$T/batch.err"
+    ctl node1 view --json | tail -n +$((before + 2)) | sed -E 's/.*"fence_idx":([0-9]+).*/\1/' | sort -u | tr '\n' ' '
+}
+CONF_EXTRA=('post_timeout_ms = 3000;' 'reconnect_max_ms = 500;' 'batch_max = 1;')
+write_config
+ok "SIGHUP with batch_max = 1: reloaded" hup_and_wait node1 '^event=reloaded '
+is "$(batch_round one)" "0 " "batch_max = 1: each queued post has its own critical section (fence_idx always 0)"
+CONF_EXTRA=('post_timeout_ms = 3000;' 'reconnect_max_ms = 500;' 'batch_max = 64;')
+write_config
+ok "SIGHUP with batch_max = 64: reloaded" hup_and_wait node1 '^event=reloaded '
+is "$(batch_round many)" "0 1 2 " "batch_max = 64: the three queued posts share one critical section (fence_idx 0 1 2)"
+is "$(cat "$T/batch.err" 2>/dev/null)" "" "all those posts succeeded"
+CONF_EXTRA=('post_timeout_ms = 1000;' 'reconnect_max_ms = 500;')
+write_config
+ok "back to the first settings" hup_and_wait node1 '^event=reloaded '
+
 # --- an unchanged file: links stay up ----------------------------------------------------------------
 downs=$(count_events node1 peer-down)
 ok "SIGHUP with the same file: reloaded" hup_and_wait node1 '^event=reloaded '
@@ -99,7 +142,7 @@ is "$(node_pid node1)" "$pid1" "node1 has the same PID as at the start"
 
 run ctl node2 view
 texts=$(printf '%s\n' "$OUT" | sed 's/^.* root: //' | tr '\n' '|')
-is "$texts" "before any reload|after a plain reload|after a bad reload|still the old peers|after the burst|" "the log has every acknowledged post"
+is "$(printf '%s\n' "$texts" | sed -E 's/(holder|queued) [a-z0-9.]+\|//g')" "before any reload|after a plain reload|after a bad reload|still the old peers|after the burst|" "the log has every acknowledged post"
 for n in master node1 node2; do
     is "$(count_events $n 'protocol-error|append-refused')" 0 "$n logged no protocol-error or append-refused"
 done

@@ -35,7 +35,9 @@
 #            tests/lib/journald-isolated (call it before anything is started).
 #
 # Environment: DCHAT_TEST_KEEP=1 keeps $T and prints where; DCHAT_TEST_VERBOSE=1 shows
-#            the nodes' logs on failure in full instead of their tails.
+#            the nodes' logs on failure in full instead of their tails;
+#            DCHAT_TEST_TIMEOUT=SECS (default 240) stops a test that runs longer;
+#            DCHAT_DAEMON_WRAPPER="valgrind -q ..." runs every dchatd under a wrapper.
 
 TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 TESTLIB=$TOP/tests/lib
@@ -122,6 +124,7 @@ need_journal() {
     need_root
     need_cmd unshare journalctl
     _cleanup_tmp
+    _watchdog_stop
     exec "$TESTLIB/journald-isolated" "$@" -- "$0" "${_T_ARGS[@]+"${_T_ARGS[@]}"}"
 }
 
@@ -206,6 +209,32 @@ chmod 0755 "$T"         # so that a test may let another user reach a socket ins
 
 _cleanup_tmp() { [ -n "${T:-}" ] && rm -rf "$T"; T=; }
 
+# A watchdog: a test that runs longer than DCHAT_TEST_TIMEOUT seconds (default 240) is
+# stopped with SIGTERM, which runs the cleanup like any other exit.
+_WATCHDOG=
+_watchdog_start() {
+    local me=$$ t=${DCHAT_TEST_TIMEOUT:-240}
+    (
+        trap 'kill "$sp" 2>/dev/null; exit 0' TERM
+        sleep "$t" & sp=$!
+        wait "$sp"
+        echo "# $TEST_NAME: timed out after ${t}s (DCHAT_TEST_TIMEOUT), stopping it" >&2
+        kill -TERM "$me"
+        # bash runs the trap only once its foreground command ends: end that too (the
+        # test's own children, by PID; the cleanup then stops whatever is left)
+        for c in $(ps -o pid= --ppid "$me"); do
+            [ "$c" = "$BASHPID" ] || kill -TERM "$c" 2>/dev/null
+        done
+    ) </dev/null >/dev/null &
+    _WATCHDOG=$!
+}
+_watchdog_stop() {
+    [ -n "$_WATCHDOG" ] || return 0
+    kill -TERM "$_WATCHDOG" 2>/dev/null
+    wait "$_WATCHDOG" 2>/dev/null
+    _WATCHDOG=
+}
+
 _dump_logs() {
     local f
     for f in "$T"/*.log; do
@@ -221,6 +250,7 @@ _dump_logs() {
 _cleanup() {
     local rc=$? i
     trap - EXIT HUP INT TERM
+    _watchdog_stop
     if [ $_T_DONE = 0 ] && [ -n "${T:-}" ]; then
         diag "the test exited early (status $rc) after $_T_N tests"
         rc=255
@@ -240,6 +270,7 @@ trap _cleanup EXIT
 trap 'exit 129' HUP
 trap 'exit 130' INT
 trap 'exit 143' TERM
+_watchdog_start
 
 # --- ports and the configuration ---------------------------------------------------
 
@@ -443,5 +474,21 @@ frame() {
     local size; size=$(stat -c %s "$2")
     be32 "$size"; be8 "${3:-1}"; be8 "$1"; be16 "${4:-0}"; cat "$2"
 }
-MSG_HELLO=1 MSG_REQUEST=3 MSG_REPLY=4 MSG_APPEND=5 MSG_VIEW=7 MSG_POST=11 MSG_STATUS=13
+MSG_HELLO=1 MSG_HELLO_ACK=2 MSG_REQUEST=3 MSG_REPLY=4 MSG_APPEND=5 MSG_APPENDED=6 MSG_VIEW=7
+MSG_ENTRY=8 MSG_VIEW_END=9 MSG_ERROR=10 MSG_POST=11 MSG_POSTED=12 MSG_STATUS=13
 ROLE_SERVER=1 ROLE_PEER=2
+# frames FILE: the frames in FILE (bytes received), one per line: "TYPE TAG PAYLOAD-HEX"
+# (the payload after the tag); a trailing partial frame is shown as "partial"
+frames() {
+    perl -e 'local $/; my $d = <STDIN>; my $o = 0;
+        while (length($d) - $o >= 8) {
+            my ($len, $ver, $type) = unpack "N C C", substr($d, $o, 6);
+            if (length($d) - $o - 8 < $len) { print "partial\n"; exit }
+            my $p = substr($d, $o + 8, $len);
+            printf "%d %d %s\n", $type, unpack("N", $p), unpack("H*", substr($p, 4));
+            $o += 8 + $len;
+        }
+        print "partial\n" if $o < length $d;' < "$1"
+}
+# be_int HEX: the unsigned big-endian integer written in HEX (up to 64 bits)
+be_int() { perl -e 'print hex(substr($ARGV[0], 0, 8)) * 4294967296 + hex(substr($ARGV[0], 8, 8))' "$(printf '%016s' "$1" | tr ' ' 0)"; }
