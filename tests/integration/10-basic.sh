@@ -46,6 +46,11 @@ is "$RC" 0 "-s wins over DCHAT_SOCKET"
 
 # --- the control socket: mode 0660, root and group dchat only ------------------------
 is "$(stat -c %a "$(node_sock node1)")" 660 "the control socket has mode 0660"
+if getent group dchat >/dev/null; then
+    is "$(stat -c %G "$(node_sock node1)")" dchat "the control socket belongs to group dchat"
+else
+    skip "the control socket belongs to group dchat" "no group dchat on this host"
+fi
 run ctl_as nobody node1 view
 is "$RC" 1 "user nobody (not in group dchat) cannot use it: exit 1"
 like "$ERR" "^dchatctl: cannot connect to $(node_sock node1): permission denied" "... with a clear 'permission denied'"

@@ -24,14 +24,16 @@ notify_start() {
 # connection, with a NOTIFY_SOCKET of its own.  SA_PID[ID] = the PID (kept by dchatd).
 declare -A SA_PID
 sa_start() {
-    local id=$1 node=$2 names=$3 a args=() n=0 i
+    local id=$1 node=$2 names=$3 a args=() n=0 i wd=()
     shift 3
+    # WatchdogSec= as systemd passes it: WATCHDOG_USEC (no WATCHDOG_PID: any PID may ping)
+    [ -n "${SA_WATCHDOG_USEC:-}" ] && wd=(-E WATCHDOG_USEC="$SA_WATCHDOG_USEC")
     for a in "$@"; do args+=(-l "$a"); n=$((n + 1)); done
     mkdir -p "$T/$id/run" "$T/$id/state"
     notify_start "$id"
     "$SA" "${args[@]}" --fdname="$names" \
         -E RUNTIME_DIRECTORY="$T/$id/run" -E STATE_DIRECTORY="$T/$id/state" -E DCHAT_LOG=stderr \
-        -E NOTIFY_SOCKET="$T/$id.notify.sock" \
+        -E NOTIFY_SOCKET="$T/$id.notify.sock" "${wd[@]+"${wd[@]}"}" \
         "$DCHATD" -c "$CONF" -n "$node" </dev/null >>"$T/$id.log" 2>&1 &
     SA_PID[$id]=$!
     track_pid $!
@@ -73,9 +75,16 @@ wait_pid_exit "${SA_PID[unknown]}" 5; stop_pid "${SA_PID[unknown]}"
 is "$STOP_RC" 1 "a socket named 'bogus': dchatd exits 1"
 like "$(cat "$T/unknown.log")" "systemd passed a socket named 'bogus'; expected 'control' and 'peer'" "... and says what it expected"
 
+# names go to the fds in -l order: swapped names put 'control' on the TCP socket
+sa_start swapped node1 control:peer "127.0.0.1:$bad_port" "$T/swapped/run/dchatd.sock"
+run "$DCHATCTL" -s "$T/swapped/run/dchatd.sock" status
+wait_pid_exit "${SA_PID[swapped]}" 5; stop_pid "${SA_PID[swapped]}"
+is "$STOP_RC" 1 "names in the wrong order (control:peer for TCP, UNIX): dchatd exits 1"
+like "$(cat "$T/swapped.log")" "socket 'control' from systemd is not a listening UNIX stream socket" "... saying the 'control' socket is not a UNIX socket"
+
 # --- the cluster, socket-activated ------------------------------------------------------------------
 sa_start master master server:control "127.0.0.1:${PORT[master]}" "$(node_sock master)"
-sa_start node1 node1 peer:control "127.0.0.1:${PORT[node1]}" "$(node_sock node1)"
+SA_WATCHDOG_USEC=400000 sa_start node1 node1 peer:control "127.0.0.1:${PORT[node1]}" "$(node_sock node1)"
 # node2 gets only its control socket: it binds its TCP port from the config itself
 sa_start node2 node2 control "$(node_sock node2)"
 for n in master node1 node2; do NODE_PID[$n]=${SA_PID[$n]}; done
@@ -97,6 +106,9 @@ for n in master node1 node2; do
     ok "$n: READY=1" wait_for -t 5 notified $n '^READY=1'
 done
 ok "node1: STATUS= describes the peer" wait_for -t 5 notified node1 'STATUS=peer node1: released, [0-9]+/1 peers, server (up|down)'
+_pings() { [ "$(grep -c '^WATCHDOG=1' "$T/node1.notify")" -ge 3 ]; }
+ok "node1 (WATCHDOG_USEC=400000): WATCHDOG=1, again and again" wait_for -t 5 _pings
+is "$(grep -c '^WATCHDOG=1' "$T/master.notify")" 0 "master (no WATCHDOG_USEC): no WATCHDOG=1"
 ok "master: STATUS= describes the server" wait_for -t 5 notified master 'STATUS=server master: [0-9]+ posts'
 
 run ctl node1 post "socket-activated hello"

@@ -41,6 +41,7 @@ is "$(corrupt_files | wc -l)" 1 "one chat.log.corrupt-* file was written"
 c1=$(corrupt_files | head -n 1)
 is "$(( $(size "$LOG") + $(size "$c1") ))" "$((size0 - 7))" "log + saved tail = the file before recovery, byte for byte in size"
 cmp_ok "$(size "$c1")" -gt 0 "the saved tail is not empty"
+like "$(basename "$c1")" "^chat\.log\.corrupt-[0-9]+-$(size "$LOG")\$" "it is named chat.log.corrupt-TIME-OFFSET, OFFSET where the log was cut"
 run ctl node2 post "line 5 again"
 is "$RC" 0 "posting works after the recovery" || diag "$ERR"
 run ctl node1 view --json

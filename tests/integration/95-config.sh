@@ -100,4 +100,11 @@ is "$(ls -A "$T/master2")" "" "... and removes the control socket it had made"
 run ctl node1 post "still fine"
 is "$RC" 0 "the cluster still works" || diag "$ERR"
 
+# SIGINT stops as cleanly as SIGTERM (even though a background job of a script starts
+# with SIGINT ignored: dchatd blocks it and reads it from a signalfd)
+node_stop node1 INT
+is "${NODE_RC[node1]}" 0 "SIGINT: exit status 0"
+like "$(events node1 stopping | tail -n 1)" 'stopping on Interrupt' "SIGINT: the stopping event names it"
+nok "SIGINT: the control socket file is removed" test -e "$T/node1/run/dchatd.sock"
+
 done_testing
