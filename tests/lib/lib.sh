@@ -150,18 +150,23 @@ wait_pid_exit() {
 # stop_pid PID [SIG]: SIG (default TERM), bounded wait, then KILL; reaps it if it is our
 # child.  Its exit status (if ours) is left in STOP_RC.
 stop_pid() {
-    local pid=$1 sig=${2:-TERM}
+    local pid=$1 sig=${2:-TERM} slow=
     STOP_RC=
-    if pid_alive "$pid"; then
-        kill -"$sig" "$pid" 2>/dev/null
-        if ! wait_pid_exit "$pid" "$STOP_TIMEOUT"; then
-            diag "pid $pid ($(cat /proc/"$pid"/comm 2>/dev/null)) ignored SIG$sig for ${STOP_TIMEOUT}s: SIGKILL"
-            kill -KILL "$pid" 2>/dev/null
-            wait_pid_exit "$pid" 2
+    # bash reports a child killed by a signal ("Killed") on its stderr: not here
+    {
+        if pid_alive "$pid"; then
+            kill -"$sig" "$pid"
+            if ! wait_pid_exit "$pid" "$STOP_TIMEOUT"; then
+                slow=$(cat /proc/"$pid"/comm)
+                kill -KILL "$pid"
+                wait_pid_exit "$pid" 2
+            fi
         fi
-    fi
-    wait "$pid" 2>/dev/null
-    STOP_RC=$?
+        wait "$pid"
+        STOP_RC=$?
+    } 2>/dev/null
+    [ -n "$slow" ] && diag "pid $pid ($slow) ignored SIG$sig for ${STOP_TIMEOUT}s: SIGKILL"
+    return 0
 }
 
 # wait_for [-t SECS] CMD...: poll CMD every 0.1 s until it succeeds; 1 on timeout.
