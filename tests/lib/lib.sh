@@ -25,7 +25,7 @@
 #            node_pid, node_sock, node_log, node_state, node_port, node_start NAME,
 #            node_stop NAME (SIGTERM, bounded wait; NODE_RC[NAME] = exit status),
 #            node_kill NAME (SIGKILL), node_alive, node_hup, wait_connected,
-#            events NODE EVENT (its event= lines), count_events, wait_event,
+#            events NODE EVENT (its event= lines; EVENT may be an ERE like "a|b"), count_events, wait_event,
 #            ev_field KEY (the value of KEY= in an event line on stdin).
 # Processes: everything a test starts in the background is registered with
 #            track_pid PID; the EXIT trap stops exactly those (SIGTERM, then SIGKILL
@@ -450,8 +450,8 @@ cluster_start() {
 
 # --- events on stderr (event=NAME node=... key=value ... msg="...") ---------------------
 
-events()       { grep -a -E "^event=$2 " "$(node_log "$1")"; }
-count_events() { grep -a -c -E "^event=$2 " "$(node_log "$1")"; }
+events()       { grep -a -E "^event=($2) " "$(node_log "$1")"; }
+count_events() { grep -a -c -E "^event=($2) " "$(node_log "$1")"; }
 # wait_event NODE EVENT [COUNT [SECS]]: until NODE logged EVENT at least COUNT times
 _we_enough() { [ "$(count_events "$_we_node" "$_we_event")" -ge "$_we_count" ]; }
 wait_event() {
