@@ -65,6 +65,8 @@ static int connect_daemon(void)
         return 0;
 }
 
+static int read_frame(struct dchat_msg *m, bool report);
+
 static int send_msg(const struct dchat_msg *m)
 {
         struct wbuf b = {0};
@@ -78,8 +80,13 @@ static int send_msg(const struct dchat_msg *m)
                 if (n < 0) {
                         if (errno == EINTR)
                                 continue;
+                        int e = errno;
                         wbuf_free(&b);
-                        return fail("lost the connection to dchatd: %s", strerror(errno));
+                        /* dchatd may have said why before it hung up (e.g. max_clients) */
+                        struct dchat_msg why;
+                        if ((e == EPIPE || e == ECONNRESET) && read_frame(&why, false) == 0 && why.type == MSG_ERROR)
+                                return fail("%.*s", (int) why.error.text.len, why.error.text.p);
+                        return fail("lost the connection to dchatd: %s", strerror(e));
                 }
                 off += (size_t) n;
         }
@@ -87,9 +94,12 @@ static int send_msg(const struct dchat_msg *m)
         return 0;
 }
 
-/* Reads one frame; decodes it into m (strings point into inbuf until the next call). */
+/*
+ * Reads one frame and decodes it into m (its strings point into inbuf until
+ * the next call).  report: say what went wrong on stderr.
+ */
 static size_t consumed;
-static int recv_msg(struct dchat_msg *m)
+static int read_frame(struct dchat_msg *m, bool report)
 {
         wbuf_consume(&inbuf, consumed);
         consumed = 0;
@@ -98,25 +108,31 @@ static int recv_msg(struct dchat_msg *m)
                         uint8_t type;
                         int len = proto_check_header(inbuf.data, &type);
                         if (len < 0)
-                                return fail("dchatd sent a malformed frame");
+                                return report ? fail("dchatd sent a malformed frame") : -1;
                         if (inbuf.len >= DCHAT_FRAME_HDR + (size_t) len) {
                                 if (proto_decode(type, inbuf.data + DCHAT_FRAME_HDR, (size_t) len, m, &entry,
                                                  &status) < 0)
-                                        return fail("dchatd sent a malformed %s frame", proto_type_name(type));
+                                        return report ? fail("dchatd sent a malformed %s frame",
+                                                             proto_type_name(type)) : -1;
                                 consumed = DCHAT_FRAME_HDR + (size_t) len;
                                 return 0;
                         }
                 }
                 if (!wbuf_reserve(&inbuf, 16384))
-                        return fail("out of memory");
+                        return report ? fail("out of memory") : -1;
                 ssize_t n = recv(sock, inbuf.data + inbuf.len, inbuf.cap - inbuf.len, 0);
                 if (n < 0 && errno == EINTR)
                         continue;
                 if (n <= 0)
-                        return fail("dchatd closed the connection%s%s", n < 0 ? ": " : "",
-                                    n < 0 ? strerror(errno) : "");
+                        return report ? fail("dchatd closed the connection%s%s", n < 0 ? ": " : "",
+                                             n < 0 ? strerror(errno) : "") : -1;
                 inbuf.len += (size_t) n;
         }
+}
+
+static int recv_msg(struct dchat_msg *m)
+{
+        return read_frame(m, true);
 }
 
 static int print_error(const char *what, const struct dchat_msg *m)

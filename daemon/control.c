@@ -65,8 +65,8 @@ static int client_frame(struct conn *c, uint8_t type, const uint8_t *payload, si
         int r;
 
         if (proto_decode(type, payload, len, &m, NULL, NULL) < 0) {
-                log_warning("control client (pid %d, %s): malformed %s frame; closing", (int) cl->pid, cl->author,
-                            proto_type_name(type));
+                log_event(EV_PROTOCOL_ERROR, NULL, "%s: malformed %s frame; closing", conn_label(c),
+                          proto_type_name(type));
                 return -EBADMSG;
         }
         switch (type) {
@@ -94,8 +94,8 @@ static int client_frame(struct conn *c, uint8_t type, const uint8_t *payload, si
                 return conn_send(c, &(struct dchat_msg) { .type = MSG_STATUS_REPLY, .tag = m.tag,
                                                           .status = &cl->ctl->status });
         default:
-                log_warning("control client (pid %d, %s): unexpected %s frame; closing", (int) cl->pid,
-                            cl->author, proto_type_name(type));
+                log_event(EV_PROTOCOL_ERROR, NULL, "%s: unexpected %s frame; closing", conn_label(c),
+                          proto_type_name(type));
                 return -EBADMSG;
         }
 }
@@ -169,6 +169,7 @@ static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdat
                 close(cfd);
                 return 0;
         }
+        conn_set_linger(cl->c);
         cl->next = ctl->clients;
         if (ctl->clients)
                 ctl->clients->prev = cl;

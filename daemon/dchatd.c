@@ -371,6 +371,10 @@ int main(int argc, char *argv[])
         sd_event_unref(d->event);
         return r < 0 ? 1 : 0;
 fail:
+        d->peer = peer_free(d->peer);
+        d->server = server_free(d->server);
+        if (socks.control_bound)
+                (void) unlink(d->conf.control_socket);
         (void) sd_notifyf(false, "STATUS=failed to start, see the journal\nERRNO=%d", r < 0 ? -r : EINVAL);
         return 1;
 }

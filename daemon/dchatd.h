@@ -150,6 +150,12 @@ void conn_send_error(struct conn *c, uint32_t tag, enum dchat_err code, const ch
 /* accept4() a non-blocking connection; label = "connection from ADDR".  -errno when none. */
 int conn_accept(int listen_fd, char *label, size_t cap);
 size_t conn_pending(const struct conn *c);
+/*
+ * Request/answer connections (the control socket): when the client shuts
+ * its writing side, keep the connection until every request it sent has
+ * had its final answer (POSTED, ERROR, VIEW_END, STATUS_REPLY) sent.
+ */
+void conn_set_linger(struct conn *c);
 void conn_close(struct conn *c, int error);
 /* Why a connection ended, for messages: "connection closed", "shutting down", strerror. */
 const char *conn_strerror(int error);

@@ -35,6 +35,10 @@ struct conn {
         bool dead;              /* closed; freed when dispatch unwinds */
         bool was_high;          /* output was above LOW_WATER */
         int send_error;         /* a send failed: closed from conn_io, not from conn_send */
+        bool linger;            /* at EOF, stay until every request is answered */
+        bool rd_closed;         /* the other side shut its writing side */
+        unsigned requests;      /* frames received ... */
+        unsigned answers;       /* ... and final answers sent (linger mode) */
         unsigned busy;          /* dispatch depth */
 };
 
@@ -50,8 +54,9 @@ static void conn_free(struct conn *c)
 
 static void conn_update_events(struct conn *c)
 {
-        uint32_t ev = EPOLLIN;
-        if (c->connecting || c->out.len > 0)
+        uint32_t ev = c->rd_closed ? 0 : EPOLLIN;
+        /* after a half-close, wake up once the last answer is out */
+        if (c->connecting || c->out.len > 0 || (c->rd_closed && c->answers >= c->requests))
                 ev |= EPOLLOUT;
         (void) sd_event_source_set_io_events(c->io, ev);
 }
@@ -113,11 +118,15 @@ static int conn_dispatch(struct conn *c)
                 uint8_t type;
                 int len = proto_check_header(c->in.data + off, &type);
                 if (len < 0) {
+                        /* the owner logs what its handlers refuse; the header is ours */
+                        log_event(EV_PROTOCOL_ERROR, NULL, "%s: %s frame header, closing the connection",
+                                  c->label, len == -EMSGSIZE ? "oversized" : "malformed");
                         r = len;
                         break;
                 }
                 if (c->in.len - off < DCHAT_FRAME_HDR + (size_t) len)
                         break;
+                c->requests++;
                 r = c->ops->frame(c, type, c->in.data + off + DCHAT_FRAME_HDR, (size_t) len);
                 off += DCHAT_FRAME_HDR + (size_t) len;
                 if (r < 0)
@@ -172,10 +181,17 @@ static int conn_io(sd_event_source *s, int fd, uint32_t revents, void *userdata)
                                 goto out;
                         }
                         if (n == 0) {
-                                r = -ECONNRESET;
-                                /* deliver what is complete before closing */
-                                (void) conn_dispatch(c);
-                                goto out;
+                                /* deliver what is complete before anything else */
+                                r = conn_dispatch(c);
+                                if (r < 0)
+                                        goto out;
+                                if (!c->linger || c->in.len > 0) {
+                                        r = -ECONNRESET;
+                                        goto out;
+                                }
+                                /* a half-close (`nc -N`): answer, then close */
+                                c->rd_closed = true;
+                                break;
                         }
                         c->in.len += (size_t) n;
                         r = conn_dispatch(c);
@@ -191,13 +207,11 @@ static int conn_io(sd_event_source *s, int fd, uint32_t revents, void *userdata)
                 if (r < 0)
                         goto out;
         }
+        if (!c->dead && c->rd_closed && c->answers >= c->requests && c->out.len == 0)
+                r = -ECONNRESET;        /* all answered after a half-close */
 out:
-        if (r < 0 && !c->dead) {
-                if (r == -EBADMSG || r == -EMSGSIZE)
-                        log_event(EV_PROTOCOL_ERROR, NULL, "%s: %s frame, closing the connection",
-                                  c->label, r == -EMSGSIZE ? "oversized" : "malformed");
+        if (r < 0 && !c->dead)
                 conn_close(c, r);
-        }
         if (!c->dead) {
                 conn_update_events(c);
                 if (c->was_high && c->out.len < LOW_WATER) {
@@ -261,6 +275,9 @@ int conn_send(struct conn *c, const struct dchat_msg *msg)
         int r = proto_encode(&c->out, msg);
         if (r < 0)
                 return r;
+        if (msg->type == MSG_POSTED || msg->type == MSG_ERROR || msg->type == MSG_VIEW_END ||
+            msg->type == MSG_STATUS_REPLY)
+                c->answers++;
         if (!c->connecting && c->busy == 0 && !c->send_error) {
                 /* Try at once: most frames go out without an extra wakeup.
                  * A failure is reported from conn_io, so that conn_send never
@@ -308,6 +325,11 @@ int conn_accept(int listen_fd, char *label, size_t cap)
                 snprintf(label, cap, "connection from %s", addr);
         }
         return fd;
+}
+
+void conn_set_linger(struct conn *c)
+{
+        c->linger = true;
 }
 
 size_t conn_pending(const struct conn *c)
