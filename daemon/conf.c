@@ -593,7 +593,8 @@ int conf_load(const char *path, const char *node, struct dchat_conf *c, char *er
 
         self = node_find(n, node);
         if (!self)
-                return fail(&l, NULL, -ENOENT,
+                /* point at `node = ...` when the name came from the file */
+                return fail(&l, node == l.node ? config_lookup(&cfg, "node") : NULL, -ENOENT,
                             "this host '%s' is in neither cluster.servers nor cluster.peers "
                             "(use -n NAME or node = \"...\")", node);
         strcpy(n->node, self->name);

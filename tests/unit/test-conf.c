@@ -99,7 +99,7 @@ static const struct bad bad[] = {
           ":5: invalid node name 'nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn' " NAME_RULE },
         { "bad-node-invalid.conf", NULL, -EINVAL, ":1: invalid node name 'node/1' " NAME_RULE },
         { "bad-not-member.conf", NULL, -ENOENT,
-          ": this host 'node3' is in neither cluster.servers nor cluster.peers (use -n NAME or node = \"...\")" },
+          ":1: this host 'node3' is in neither cluster.servers nor cluster.peers (use -n NAME or node = \"...\")" },
         /* addresses */
         { "bad-dup-address.conf", NULL, -EINVAL, ":5: duplicate address '10.0.0.2:8001' (same as 'node1' at line 4)" },
         { "bad-dup-address-ipv4.conf", NULL, -EINVAL,
