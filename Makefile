@@ -25,7 +25,7 @@ BUILD_DEBS := gcc make pkg-config libsystemd-dev libconfig-dev libbsd-dev
 TEST_DEBS  := perl systemd iproute2 mandoc valgrind
 
 # Everything but main: linked into dchatd and into the unit tests.
-DAEMON_OBJS := daemon/proto.o daemon/conf.o daemon/log.o daemon/net.o daemon/ra.o \
+DAEMON_OBJS := daemon/proto.o daemon/conf.o daemon/log.o daemon/net.o daemon/ra.o daemon/fd.o \
                daemon/chatlog.o daemon/server.o daemon/peer.o daemon/control.o
 CLI_OBJS    := cli/dchatctl.o daemon/proto.o
 UNIT_TESTS  := $(patsubst %.c,%,$(wildcard tests/unit/test-*.c))

@@ -55,7 +55,7 @@ int ra_request(struct ra *ra, struct ra_actions *out)
         ra->clock++;
         ra->req_ts = ra->clock;
         ra->state = RA_WANTED;
-        ra->awaiting = others(ra);
+        ra->awaiting = others(ra) & ~ra->down;
         for (unsigned i = 0; i < ra->n; i++)
                 if (ra->awaiting & BIT(i))
                         emit(out, RA_SEND_REQUEST, i, ra->req_ts, ra->clock);
@@ -112,6 +112,33 @@ void ra_release(struct ra *ra, struct ra_actions *out)
                 emit(out, RA_SEND_REPLY, i, ra->deferred_ts[i], ra->clock);
         }
         ra->deferred = 0;
+}
+
+void ra_peer_down(struct ra *ra, unsigned peer, struct ra_actions *out)
+{
+        out->n = 0;
+        if (peer >= ra->n || peer == ra->self)
+                return;
+        ra->down |= BIT(peer);
+        ra->deferred &= ~BIT(peer);
+        ra->awaiting &= ~BIT(peer);
+        maybe_enter(ra, out);
+}
+
+void ra_peer_up(struct ra *ra, unsigned peer, bool restarted, struct ra_actions *out)
+{
+        out->n = 0;
+        if (peer >= ra->n || peer == ra->self)
+                return;
+        if (!(ra->down & BIT(peer)) && !restarted)
+                return;
+        ra->down &= ~BIT(peer);
+        /* a restarted peer forgot our request and its own old one is void */
+        ra->deferred &= ~BIT(peer);
+        if (ra->state == RA_WANTED) {
+                ra->awaiting |= BIT(peer);
+                emit(out, RA_SEND_REQUEST, peer, ra->req_ts, ra->clock);
+        }
 }
 
 void ra_observe(struct ra *ra, uint64_t ts)

@@ -53,6 +53,7 @@ struct ra {
         uint64_t req_ts;        /* our request, while WANTED or HELD */
         uint64_t awaiting;      /* bit i: reply from peer i still needed */
         uint64_t deferred;      /* bit i: we owe peer i a reply */
+        uint64_t down;          /* bit i: peer i is dead; nobody waits for it */
         uint64_t deferred_ts[RA_PEERS_MAX];     /* ... for its request ts */
 };
 
@@ -89,6 +90,19 @@ void ra_link_up(struct ra *ra, unsigned peer, struct ra_actions *out);
  * request is fenced above everything stored.
  */
 void ra_observe(struct ra *ra, uint64_t ts);
+
+/*
+ * The failure detector declared peer dead: no reply is awaited from it any
+ * more (which may let us enter), and the request it left with us is dropped.
+ */
+void ra_peer_down(struct ra *ra, unsigned peer, struct ra_actions *out);
+
+/*
+ * Peer is alive again (back from the dead, or restarted: restarted says its
+ * old request is void).  It takes part from now on: a request of ours still
+ * pending is sent to it and waits for its reply too.
+ */
+void ra_peer_up(struct ra *ra, unsigned peer, bool restarted, struct ra_actions *out);
 
 /* a < b in the total order of requests: (ts, node name) */
 bool ra_precedes(const struct ra *ra, uint64_t ts_a, unsigned a, uint64_t ts_b, unsigned b);
