@@ -371,7 +371,10 @@ static int cmd_status(int argc, char **argv)
                 for (unsigned i = 0; i < st->n_peers; i++) {
                         printf("%s{\"name\":", i ? "," : "");
                         json_str(st->peers[i].name, strlen(st->peers[i].name));
-                        printf(",\"connected\":%s}", st->peers[i].connected ? "true" : "false");
+                        printf(",\"connected\":%s", st->peers[i].connected ? "true" : "false");
+                        if (st->peers[i].state[0])
+                                printf(",\"state\":\"%s\",\"since\":%u", st->peers[i].state, st->peers[i].since);
+                        printf("}");
                 }
                 printf("]}\n");
                 return 0;
@@ -386,8 +389,12 @@ static int cmd_status(int argc, char **argv)
         } else {
                 printf("last seq:  %llu\n", (unsigned long long) st->last_seq);
         }
-        for (unsigned i = 0; i < st->n_peers; i++)
-                printf("peer:      %s (%s)\n", st->peers[i].name, st->peers[i].connected ? "connected" : "not connected");
+        for (unsigned i = 0; i < st->n_peers; i++) {
+                printf("peer:      %s (%s", st->peers[i].name, st->peers[i].connected ? "connected" : "not connected");
+                if (st->peers[i].state[0])
+                        printf(", %s for %us", st->peers[i].state, st->peers[i].since);
+                printf(")\n");
+        }
         return 0;
 }
 

@@ -117,6 +117,13 @@ static const struct key keys[] = {
         /* also at least reconnect_min_ms: checked once everything is read */
         { "reconnect_max_ms",   CONFIG_TYPE_INT,    STORE_USEC_FROM_MS, CONF_OFF(reconnect_max_usec),
           5000, 10, 600000, NULL },
+        /* failure detection: heartbeat_ms < suspect_after_ms < dead_after_ms, checked below */
+        { "heartbeat_ms",       CONFIG_TYPE_INT,    STORE_USEC_FROM_MS, CONF_OFF(heartbeat_usec),
+          250, 10, 60000, NULL },
+        { "suspect_after_ms",   CONFIG_TYPE_INT,    STORE_USEC_FROM_MS, CONF_OFF(suspect_after_usec),
+          1000, 20, 600000, NULL },
+        { "dead_after_ms",      CONFIG_TYPE_INT,    STORE_USEC_FROM_MS, CONF_OFF(dead_after_usec),
+          3000, 30, 3600000, NULL },
         { "batch_max",          CONFIG_TYPE_INT,    STORE_UINT,         CONF_OFF(batch_max),
           64, 1, 1024, NULL },
         { "max_clients",        CONFIG_TYPE_INT,    STORE_UINT,         CONF_OFF(max_clients),
@@ -497,18 +504,34 @@ static void config_destroyp(config_t *cfg) {
         config_destroy(cfg);
 }
 
-static int check_reconnect(struct load *l, const config_t *cfg) {
-        const config_setting_t *min = config_lookup(cfg, "reconnect_min_ms");
-        const config_setting_t *max = config_lookup(cfg, "reconnect_max_ms");
-        unsigned long long lo = l->c->reconnect_min_usec / USEC_PER_MSEC;
-        unsigned long long hi = l->c->reconnect_max_usec / USEC_PER_MSEC;
+/* Pairs of keys whose values must be in order (lo <= hi, or lo < hi when strict). */
+static const struct order {
+        const char *lo, *hi;
+        size_t lo_off, hi_off;
+        bool strict;
+} orders[] = {
+        { "reconnect_min_ms", "reconnect_max_ms", CONF_OFF(reconnect_min_usec), CONF_OFF(reconnect_max_usec), false },
+        { "heartbeat_ms", "suspect_after_ms", CONF_OFF(heartbeat_usec), CONF_OFF(suspect_after_usec), true },
+        { "suspect_after_ms", "dead_after_ms", CONF_OFF(suspect_after_usec), CONF_OFF(dead_after_usec), true },
+};
 
-        if (hi >= lo)
-                return 0;
-        if (max)
-                return fail(l, max, -ERANGE, "reconnect_max_ms = %llu is less than reconnect_min_ms (%llu)", hi, lo);
-        return fail(l, min, -ERANGE, "reconnect_min_ms = %llu is greater than reconnect_max_ms (default %llu)",
-                    lo, hi);
+static int check_order(struct load *l, const config_t *cfg) {
+        for (size_t i = 0; i < ELEMENTSOF(orders); i++) {
+                const struct order *o = &orders[i];
+                unsigned long long lo = *(uint64_t *) field(l->c, o->lo_off) / USEC_PER_MSEC;
+                unsigned long long hi = *(uint64_t *) field(l->c, o->hi_off) / USEC_PER_MSEC;
+                const config_setting_t *smin = config_lookup(cfg, o->lo);
+                const config_setting_t *smax = config_lookup(cfg, o->hi);
+
+                if (o->strict ? lo < hi : lo <= hi)
+                        continue;
+                if (smax)
+                        return fail(l, smax, -ERANGE, "%s = %llu is %s %s (%llu)", o->hi, hi,
+                                    o->strict ? "not greater than" : "less than", o->lo, lo);
+                return fail(l, smin, -ERANGE, "%s = %llu is %s %s (default %llu)", o->lo, lo,
+                            o->strict ? "not less than" : "greater than", o->hi, hi);
+        }
+        return 0;
 }
 
 int conf_load(const char *path, const char *node, struct dchat_conf *c, char *err, size_t errlen) {
@@ -576,7 +599,7 @@ int conf_load(const char *path, const char *node, struct dchat_conf *c, char *er
                 return fail(&l, NULL, -EINVAL,
                             "missing 'cluster' group: cluster = { servers = ( ... ); peers = ( ... ); };");
 
-        r = check_reconnect(&l, &cfg);
+        r = check_order(&l, &cfg);
         if (r < 0)
                 return r;
 

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "proto.h"
+#include "fd.h"
 #include "ra.h"
 
 #define _cleanup_(f) __attribute__((cleanup(f)))
@@ -59,6 +60,9 @@ struct dchat_conf {
         uint64_t connect_timeout_usec;  /* connect_timeout_ms, default 3000 */
         uint64_t reconnect_min_usec;    /* reconnect_min_ms, default 100 */
         uint64_t reconnect_max_usec;    /* reconnect_max_ms, default 5000 */
+        uint64_t heartbeat_usec;        /* heartbeat_ms, default 250 */
+        uint64_t suspect_after_usec;    /* suspect_after_ms, default 1000 */
+        uint64_t dead_after_usec;       /* dead_after_ms, default 3000 */
         unsigned batch_max;             /* batch_max, default 64 */
         unsigned max_clients;           /* max_clients, default 64 */
         bool debug;                     /* debug, default false */
@@ -99,6 +103,11 @@ enum log_event {
         EV_STARTED,
         EV_RELOADED,
         EV_STOPPING,
+        EV_PEER_SUSPECT,
+        EV_PEER_DEAD,
+        EV_PEER_ALIVE,
+        EV_PEER_RESTARTED,
+        EV_POST_RETRIED,
         _EV_MAX,
 };
 

@@ -45,6 +45,11 @@ static const struct {
         [EV_STARTED]          = { "started",          "b3cf1010991d40af85285365f2a21e23", LOG_NOTICE },
         [EV_RELOADED]         = { "reloaded",         "eba9456b203a4c9db930fd5fd0c442fa", LOG_NOTICE },
         [EV_STOPPING]         = { "stopping",         "85f601b7666542f9ace1d5818d7779bb", LOG_NOTICE },
+        [EV_PEER_SUSPECT]     = { "peer-suspect",     "a2e516cb9b774aa8b2021c65beceafce", LOG_NOTICE },
+        [EV_PEER_DEAD]        = { "peer-dead",        "2284a4d4827e4226a1403974d8b7a325", LOG_WARNING },
+        [EV_PEER_ALIVE]       = { "peer-alive",       "2fa911b06849468aa7ae0d248a98d5b6", LOG_NOTICE },
+        [EV_PEER_RESTARTED]   = { "peer-restarted",   "10870f718ce94b62be91e9b603b2e399", LOG_NOTICE },
+        [EV_POST_RETRIED]     = { "post-retried",     "bb3e85eb68ef40c6baeaed66ffae21fb", LOG_WARNING },
 };
 
 const char *log_event_name(enum log_event ev)

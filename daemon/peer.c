@@ -37,7 +37,8 @@ struct post_req {
         uint64_t deadline;              /* CLOCK_MONOTONIC usec */
         uint32_t append_tag;            /* 0 until sent to the server */
         uint32_t hold_ms;               /* post --hold */
-        bool done;
+        bool done;                      /* answered to the client */
+        bool fenced;                    /* refused by the server's fence: goes again */
         struct dchat_entry e;
 };
 
@@ -51,6 +52,9 @@ struct peer {
         sd_event *event;
         const struct dchat_conf *conf;
         struct ra ra;
+        struct fd fd;                   /* who is alive, by heartbeats */
+        uint64_t incarnation;           /* our start time: tells our lives apart */
+        sd_event_source *heartbeat_timer, *fd_timer;
         const char *names[DCHAT_PEERS_MAX];
         struct link links[DCHAT_PEERS_MAX];
         int listen_fd;
@@ -93,6 +97,13 @@ static uint64_t now_usec(void)
 {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000;
+}
+
+static uint64_t realtime_usec(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
         return (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000;
 }
 
@@ -161,6 +172,92 @@ static void run_actions(struct peer *p, const struct ra_actions *acts)
                         break;
                 }
         }
+}
+
+/* --- failure detection ----------------------------------------------------------------------- */
+
+static void arm_fd_timer(struct peer *p)
+{
+        uint64_t t = fd_next_deadline(&p->fd);
+        if (t == UINT64_MAX) {
+                (void) sd_event_source_set_enabled(p->fd_timer, SD_EVENT_OFF);
+                return;
+        }
+        (void) sd_event_source_set_time(p->fd_timer, t);
+        (void) sd_event_source_set_enabled(p->fd_timer, SD_EVENT_ONESHOT);
+}
+
+static void fd_apply(struct peer *p, const struct fd_events *ev)
+{
+        struct ra_actions acts;
+
+        for (unsigned i = 0; i < ev->n; i++) {
+                const struct fd_event *e = &ev->e[i];
+                const char *name = p->names[e->peer];
+                struct event_fields f = { .peer = name, .lamport = p->ra.clock };
+                unsigned long long silent = (unsigned long long) (now_usec() - p->fd.p[e->peer].last_heard) /
+                                            USEC_PER_MSEC;
+
+                if (e->kind == FD_RESTARTED) {
+                        log_event(EV_PEER_RESTARTED, &f, "%s restarted (incarnation %llu): whatever it asked for before is void",
+                                  name, (unsigned long long) e->incarnation);
+                        ra_peer_up(&p->ra, e->peer, true, &acts);
+                        run_actions(p, &acts);
+                        continue;
+                }
+                switch (e->new) {
+                case FD_SUSPECT:
+                        log_event(EV_PEER_SUSPECT, &f, "%s silent for %llu ms: suspect", name, silent);
+                        break;
+                case FD_DEAD:
+                        log_event(EV_PEER_DEAD, &f, "%s silent for %llu ms: declared dead; no longer waited for%s",
+                                  name, silent, p->ra.deferred & (UINT64_C(1) << e->peer) ? ", its request dropped" : "");
+                        ra_peer_down(&p->ra, e->peer, &acts);
+                        run_actions(p, &acts);
+                        break;
+                case FD_ALIVE:
+                        log_event(EV_PEER_ALIVE, &f, "%s is alive again (was %s)", name, fd_state_name(e->old));
+                        if (e->old == FD_DEAD) {
+                                ra_peer_up(&p->ra, e->peer, false, &acts);
+                                run_actions(p, &acts);
+                        }
+                        break;
+                }
+        }
+        arm_fd_timer(p);
+}
+
+static void heard_from(struct peer *p, unsigned idx, uint64_t incarnation)
+{
+        struct fd_events ev;
+        fd_heard(&p->fd, idx, incarnation, now_usec(), &ev);
+        if (ev.n)
+                fd_apply(p, &ev);
+        else if (p->fd.p[idx].state == FD_ALIVE)
+                arm_fd_timer(p);
+}
+
+static int on_fd_timer(sd_event_source *s, uint64_t usec, void *userdata)
+{
+        struct peer *p = userdata;
+        struct fd_events ev;
+        (void) s;
+
+        fd_tick(&p->fd, usec, &ev);
+        fd_apply(p, &ev);
+        return 0;
+}
+
+static int on_heartbeat_timer(sd_event_source *s, uint64_t usec, void *userdata)
+{
+        struct peer *p = userdata;
+
+        for (unsigned i = 0; i < p->conf->n_peers; i++)
+                if (p->links[i].state == LINK_UP)
+                        (void) conn_send(p->links[i].out, &(struct dchat_msg) {
+                                .type = MSG_HEARTBEAT, .heartbeat = { p->incarnation, p->ra.clock } });
+        (void) sd_event_source_set_time(s, usec + p->conf->heartbeat_usec);
+        return 0;
 }
 
 /* --- posts and the critical section ---------------------------------------------------------- */
@@ -240,7 +337,7 @@ static void cs_maybe_exit(struct peer *p)
         if (p->ra.state != RA_HELD)
                 return;
         for (unsigned i = 0; i < p->cs_n; i++)
-                if (!p->cs[i]->done)
+                if (!p->cs[i]->done && !p->cs[i]->fenced)
                         return;
         if (p->hold_ms) {
                 /* post --hold: stay inside a while, so others visibly wait */
@@ -252,8 +349,26 @@ static void cs_maybe_exit(struct peer *p)
         }
         if (sd_event_source_get_enabled(p->hold_timer, NULL) > 0)
                 return;
-        for (unsigned i = 0; i < p->cs_n; i++)
-                free(p->cs[i]);
+        /* refused by the fence: back to the head of the queue, in order,
+         * keeping their post ids (they were not stored) */
+        struct post_req *again = NULL, **tail = &again;
+        for (unsigned i = 0; i < p->cs_n; i++) {
+                struct post_req *r = p->cs[i];
+                if (r->fenced && !r->done) {
+                        r->fenced = false;
+                        r->append_tag = 0;
+                        *tail = r;
+                        tail = &r->next;
+                        p->queued++;
+                } else
+                        free(r);
+        }
+        if (again) {
+                *tail = p->queue;
+                if (!p->queue)
+                        p->queue_tail = tail;
+                p->queue = again;
+        }
         unsigned n = p->cs_n;
         p->cs_n = 0;
 
@@ -315,7 +430,7 @@ static int on_deadline(sd_event_source *s, uint64_t usec, void *userdata)
         /* posts in the critical section: their fate at the server is unknown */
         for (unsigned i = 0; i < p->cs_n; i++) {
                 struct post_req *r = p->cs[i];
-                if (!r->done && r->deadline <= usec) {
+                if (!r->done && r->deadline <= usec && !r->fenced) {
                         char m2[DCHAT_ERROR_MAX];
                         snprintf(m2, sizeof m2, "%s; the post may or may not have been stored", msg);
                         post_answer(p, r, r->append_tag ? ERR_TIMEOUT : ERR_UNAVAILABLE,
@@ -366,7 +481,7 @@ static void arm_deadline(struct peer *p)
         uint64_t next = UINT64_MAX;
 
         for (unsigned i = 0; i < p->cs_n; i++)
-                if (!p->cs[i]->done && p->cs[i]->deadline < next)
+                if (!p->cs[i]->done && !p->cs[i]->fenced && p->cs[i]->deadline < next)
                         next = p->cs[i]->deadline;
         if (p->queue && p->queue->deadline < next)
                 next = p->queue->deadline;      /* FIFO: the head is the oldest */
@@ -446,7 +561,7 @@ int peer_view(struct peer *p, struct conn *client, const struct dchat_msg *req)
 static struct post_req *cs_find(struct peer *p, uint32_t tag)
 {
         for (unsigned i = 0; i < p->cs_n; i++)
-                if (!p->cs[i]->done && p->cs[i]->append_tag == tag)
+                if (!p->cs[i]->done && !p->cs[i]->fenced && p->cs[i]->append_tag == tag)
                         return p->cs[i];
         return NULL;
 }
@@ -486,6 +601,18 @@ static int server_frame(struct conn *c, uint8_t type, const uint8_t *payload, si
                 if (type == MSG_APPENDED) {
                         r->e.seq = m.appended.seq;
                         post_answer(p, r, 0, NULL);
+                } else if (m.error.code == ERR_FENCED) {
+                        /* Someone else wrote under a later fence: we were not
+                         * alone in the critical section (a false suspicion).
+                         * Not stored, so it goes again under a new request,
+                         * with our clock moved past the server's last fence. */
+                        ra_observe(&p->ra, m.error.detail);
+                        r->fenced = true;
+                        log_event(EV_POST_RETRIED, &(struct event_fields) { .lamport = p->ra.clock,
+                                                                            .request_ts = r->e.lamport },
+                                  "post by %s refused by the server's fence (last stored fence at %llu); "
+                                  "it goes again under a new request", r->e.author,
+                                  (unsigned long long) m.error.detail);
                 } else {
                         char text[DCHAT_ERROR_MAX];
                         if (dchat_str_copy(text, sizeof text, m.error.text) < 0)
@@ -522,7 +649,7 @@ static void server_connected(struct conn *c)
 
         (void) sd_event_source_set_enabled(p->server_timer, SD_EVENT_OFF);
         (void) conn_send(c, &(struct dchat_msg) { .type = MSG_HELLO,
-                                                  .hello = { { me, (uint16_t) strlen(me) }, ROLE_PEER, 0 } });
+                                                  .hello = { { me, (uint16_t) strlen(me) }, ROLE_PEER, p->incarnation } });
 }
 
 static uint64_t backoff_next(const struct dchat_conf *conf, uint64_t *b)
@@ -648,7 +775,7 @@ static void out_connected(struct conn *c)
         l->state = LINK_UP;
         l->backoff_usec = 0;
         (void) conn_send(c, &(struct dchat_msg) { .type = MSG_HELLO,
-                                                  .hello = { { me, (uint16_t) strlen(me) }, ROLE_PEER, 0 } });
+                                                  .hello = { { me, (uint16_t) strlen(me) }, ROLE_PEER, p->incarnation } });
         if (l->in && !l->announced) {
                 l->announced = true;
                 log_event(EV_PEER_UP, &(struct event_fields) { .peer = p->names[l->idx], .lamport = p->ra.clock },
@@ -741,6 +868,7 @@ static int in_frame(struct conn *c, uint8_t type, const uint8_t *payload, size_t
                 }
                 ib->idx = idx;
                 l->in = c;
+                heard_from(p, (unsigned) idx, m.hello.incarnation);
                 char label[96];
                 snprintf(label, sizeof label, "link from %s", p->names[idx]);
                 conn_set_label(c, label);
@@ -763,7 +891,10 @@ static int in_frame(struct conn *c, uint8_t type, const uint8_t *payload, size_t
         }
         if (ib->idx < 0)
                 return -EBADMSG;
+        heard_from(p, (unsigned) ib->idx, type == MSG_HEARTBEAT ? m.heartbeat.incarnation : 0);
         switch (type) {
+        case MSG_HEARTBEAT:
+                return 0;
         case MSG_REQUEST:
                 ra_on_request(&p->ra, (unsigned) ib->idx, m.request.ts, &acts);
                 run_actions(p, &acts);
@@ -853,6 +984,18 @@ int peer_new(sd_event *e, const struct dchat_conf *c, int listen_fd, struct peer
         for (unsigned i = 0; i < c->n_peers; i++)
                 p->names[i] = c->peers[i].name;
         ra_init(&p->ra, c->n_peers, c->self, p->names);
+        p->incarnation = realtime_usec();
+        fd_init(&p->fd, c->n_peers, c->self, c->suspect_after_usec, c->dead_after_usec, now_usec());
+
+        r = sd_event_add_time(e, &p->fd_timer, CLOCK_MONOTONIC, UINT64_MAX, 1000, on_fd_timer, p);
+        if (r < 0)
+                goto fail;
+        arm_fd_timer(p);
+        r = sd_event_add_time_relative(e, &p->heartbeat_timer, CLOCK_MONOTONIC, c->heartbeat_usec, 1000,
+                                       on_heartbeat_timer, p);
+        if (r < 0)
+                goto fail;
+        (void) sd_event_source_set_enabled(p->heartbeat_timer, SD_EVENT_ON);
 
         r = sd_event_add_time(e, &p->deadline_timer, CLOCK_MONOTONIC, UINT64_MAX, 1000, on_deadline, p);
         if (r < 0)
@@ -925,6 +1068,8 @@ struct peer *peer_free(struct peer *p)
         sd_event_source_disable_unref(p->server_timer);
         sd_event_source_disable_unref(p->deadline_timer);
         sd_event_source_disable_unref(p->hold_timer);
+        sd_event_source_disable_unref(p->fd_timer);
+        sd_event_source_disable_unref(p->heartbeat_timer);
         sd_event_source_disable_unref(p->listen_src);
         free(p->cs);
         free(p);
@@ -934,6 +1079,8 @@ struct peer *peer_free(struct peer *p)
 void peer_reconf(struct peer *p, const struct dchat_conf *c)
 {
         p->conf = c;
+        fd_set_times(&p->fd, c->suspect_after_usec, c->dead_after_usec);
+        arm_fd_timer(p);
         arm_deadline(p);
 }
 
@@ -952,5 +1099,7 @@ void peer_status(struct peer *p, struct dchat_status *st)
                 struct dchat_peer_status *ps = &st->peers[st->n_peers++];
                 strlcpy(ps->name, p->names[i], sizeof ps->name);
                 ps->connected = p->links[i].state == LINK_UP && p->links[i].in;
+                strlcpy(ps->state, fd_state_name(p->fd.p[i].state), sizeof ps->state);
+                ps->since = (uint32_t) ((now_usec() - p->fd.p[i].since) / USEC_PER_SEC);
         }
 }

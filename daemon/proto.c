@@ -272,6 +272,7 @@ static const char *const type_names[_MSG_MAX] = {
         [MSG_POSTED] = "POSTED",
         [MSG_STATUS] = "STATUS",
         [MSG_STATUS_REPLY] = "STATUS_REPLY",
+        [MSG_HEARTBEAT] = "HEARTBEAT",
 };
 
 const char *proto_type_name(uint8_t type)
@@ -333,6 +334,8 @@ static void put_status(struct wbuf *b, const struct dchat_status *st)
         for (unsigned i = 0; i < st->n_peers && i < DCHAT_PEERS_MAX; i++) {
                 wbuf_put_str(b, st->peers[i].name, strlen(st->peers[i].name));
                 wbuf_put_u8(b, st->peers[i].connected);
+                wbuf_put_str(b, st->peers[i].state, strlen(st->peers[i].state));
+                wbuf_put_u32(b, st->peers[i].since);
         }
 }
 
@@ -357,6 +360,8 @@ static int get_status(struct rbuf *r, struct dchat_status *st)
         for (unsigned i = 0; i < st->n_peers; i++) {
                 bad |= dchat_str_copy(st->peers[i].name, sizeof st->peers[i].name, rbuf_str(r));
                 st->peers[i].connected = rbuf_u8(r);
+                bad |= dchat_str_copy(st->peers[i].state, sizeof st->peers[i].state, rbuf_str(r));
+                st->peers[i].since = rbuf_u32(r);
         }
         return bad || r->bad ? -EBADMSG : 0;
 }
@@ -416,6 +421,7 @@ int proto_encode(struct wbuf *b, const struct dchat_msg *m)
         case MSG_ERROR:
                 wbuf_put_u16(b, m->error.code);
                 wbuf_put_str(b, m->error.text.p, m->error.text.len);
+                wbuf_put_u64(b, m->error.detail);
                 break;
         case MSG_POST:
                 wbuf_put_u32(b, (uint32_t) m->post.utc_offset);
@@ -432,6 +438,10 @@ int proto_encode(struct wbuf *b, const struct dchat_msg *m)
                 break;
         case MSG_STATUS_REPLY:
                 put_status(b, m->status);
+                break;
+        case MSG_HEARTBEAT:
+                wbuf_put_u64(b, m->heartbeat.incarnation);
+                wbuf_put_u64(b, m->heartbeat.clock);
                 break;
         }
 
@@ -519,6 +529,7 @@ int proto_decode(uint8_t type, const uint8_t *payload, size_t len, struct dchat_
         case MSG_ERROR:
                 m->error.code = rbuf_u16(&r);
                 m->error.text = rbuf_str(&r);
+                m->error.detail = rbuf_u64(&r);
                 break;
         case MSG_POST:
                 m->post.utc_offset = (int32_t) rbuf_u32(&r);
@@ -534,6 +545,10 @@ int proto_decode(uint8_t type, const uint8_t *payload, size_t len, struct dchat_
                 if (!status || get_status(&r, status) < 0)
                         return -EBADMSG;
                 m->status = status;
+                break;
+        case MSG_HEARTBEAT:
+                m->heartbeat.incarnation = rbuf_u64(&r);
+                m->heartbeat.clock = rbuf_u64(&r);
                 break;
         default:
                 return -EBADMSG;

@@ -55,6 +55,8 @@ enum dchat_msg_type {
         MSG_POSTED,
         MSG_STATUS,
         MSG_STATUS_REPLY,
+        /* peer -> peer, on an idle link: I am alive (failure detection) */
+        MSG_HEARTBEAT,
         _MSG_MAX,
 };
 
@@ -99,6 +101,8 @@ struct dchat_entry {
 struct dchat_peer_status {
         char name[DCHAT_NAME_MAX + 1];
         bool connected;         /* both directions of the link are up */
+        char state[12];         /* failure detector: alive | suspect | dead ("" on the server) */
+        uint32_t since;         /* seconds in that state */
 };
 
 struct dchat_status {
@@ -132,7 +136,9 @@ struct dchat_msg {
                 struct { uint64_t seq; uint64_t lamport; uint32_t fence_idx; uint8_t duplicate; } appended;
                 struct { uint64_t from_seq; uint64_t last_n; uint64_t upto_seq; uint32_t max; } view;
                 struct { uint64_t next_seq; uint64_t last_seq; uint8_t done; } view_end;
-                struct { uint16_t code; struct dchat_str text; } error;
+                /* detail: for ERR_FENCED, the Lamport time of the last stored fence */
+                struct { uint16_t code; struct dchat_str text; uint64_t detail; } error;
+                struct { uint64_t incarnation; uint64_t clock; } heartbeat;
                 struct { int32_t utc_offset; uint32_t hold_ms; struct dchat_str text; } post;
                 struct dchat_status *status;    /* STATUS_REPLY */
         };

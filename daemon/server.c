@@ -94,10 +94,17 @@ static void flush_batch(struct server *s)
                                   "refused append from %s: fence %llu/%s/%u is not greater than the last stored %llu/%s/%u",
                                   e->node, (unsigned long long) e->lamport, e->node, e->fence_idx,
                                   (unsigned long long) ll, ln, li);
-                        conn_send_error(to, tag, ERR_FENCED,
-                                           "append refused: fence %llu/%s/%u is not greater than the last stored %llu/%s/%u",
-                                           (unsigned long long) e->lamport, e->node, e->fence_idx,
-                                           (unsigned long long) ll, ln, li);
+                        if (to) {
+                                /* the detail lets the peer move its clock past our last fence */
+                                char text[DCHAT_ERROR_MAX];
+                                snprintf(text, sizeof text,
+                                         "append refused: fence %llu/%s/%u is not greater than the last stored %llu/%s/%u",
+                                         (unsigned long long) e->lamport, e->node, e->fence_idx,
+                                         (unsigned long long) ll, ln, li);
+                                (void) conn_send(to, &(struct dchat_msg) {
+                                        .type = MSG_ERROR, .tag = tag,
+                                        .error = { ERR_FENCED, { text, (uint16_t) strlen(text) }, ll } });
+                        }
                         break;
                 }
                 case CHATLOG_INVALID:

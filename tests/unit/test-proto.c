@@ -305,15 +305,23 @@ static void test_roundtrips(void)
 
         /* ERROR */
         const char *etext = "append refused: fence (3,node1) is not greater than (5,node2) \xe2\x80\x94 retry";
-        in = (struct dchat_msg) { .type = MSG_ERROR, .tag = 12, .error = { ERR_FENCED, S(etext) } };
+        in = (struct dchat_msg) { .type = MSG_ERROR, .tag = 12, .error = { ERR_FENCED, S(etext), 0x123456789ULL } };
         if (is_int(roundtrip(&f, &in, &out, NULL, NULL), 0, "ERROR: round trip"))
-                ok(out.error.code == ERR_FENCED && str_eq(out.error.text, etext, strlen(etext)),
-                   "ERROR: code and text");
+                ok(out.error.code == ERR_FENCED && str_eq(out.error.text, etext, strlen(etext)) &&
+                   out.error.detail == 0x123456789ULL, "ERROR: code, text and detail");
         check_truncations(&f, "ERROR");
         wbuf_free(&f.b);
         in = (struct dchat_msg) { .type = MSG_ERROR, .tag = 12, .error = { ERR_INTERNAL, { NULL, 0 } } };
         if (is_int(roundtrip(&f, &in, &out, NULL, NULL), 0, "ERROR: empty text round trip"))
                 ok(out.error.code == ERR_INTERNAL && out.error.text.len == 0, "ERROR: empty text");
+        wbuf_free(&f.b);
+
+        /* HEARTBEAT */
+        in = (struct dchat_msg) { .type = MSG_HEARTBEAT, .tag = 0, .heartbeat = { 1795300000123456ULL, 99 } };
+        if (is_int(roundtrip(&f, &in, &out, NULL, NULL), 0, "HEARTBEAT: round trip"))
+                ok(out.heartbeat.incarnation == 1795300000123456ULL && out.heartbeat.clock == 99,
+                   "HEARTBEAT: incarnation and clock");
+        check_truncations(&f, "HEARTBEAT");
         wbuf_free(&f.b);
 
         /* POST */
@@ -480,6 +488,8 @@ static void raw_status(struct wbuf *b, struct dchat_str node, struct dchat_str s
         for (unsigned i = 0; i < n_peers; i++) {
                 wbuf_put_str(b, peer.p, peer.len);
                 wbuf_put_u8(b, 1);
+                wbuf_put_str(b, "alive", 5);
+                wbuf_put_u32(b, 7);
         }
 }
 
@@ -680,7 +690,7 @@ static void test_malformed(void)
 static void test_encode_limits(void)
 {
         struct wbuf b = {0};
-        const size_t room = DCHAT_FRAME_MAX - 4 - 2 - 2;        /* ERROR: tag, code, text length */
+        const size_t room = DCHAT_FRAME_MAX - 4 - 2 - 2 - 8;    /* ERROR: tag, code, text length, detail */
         char *big = malloc(UINT16_MAX);
         struct dchat_msg m, out;
         uint8_t type;
@@ -986,7 +996,7 @@ static void test_time(void)
         /* names of things */
         static const char *const types[] = { "?", "HELLO", "HELLO_ACK", "REQUEST", "REPLY", "APPEND", "APPENDED",
                                              "VIEW", "ENTRY", "VIEW_END", "ERROR", "POST", "POSTED", "STATUS",
-                                             "STATUS_REPLY" };
+                                             "STATUS_REPLY", "HEARTBEAT" };
         bool names_ok = sizeof types / sizeof types[0] == _MSG_MAX;
         for (unsigned t = 0; t < _MSG_MAX && names_ok; t++)
                 names_ok = strcmp(proto_type_name((uint8_t) t), types[t]) == 0;
