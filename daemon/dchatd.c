@@ -183,6 +183,7 @@ static int on_status_timer(sd_event_source *s, uint64_t usec, void *userdata)
 {
         daemon_notify_status(userdata);
         (void) sd_event_source_set_time(s, usec + USEC_PER_SEC);
+        (void) sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
         return 0;
 }
 
