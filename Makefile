@@ -22,7 +22,7 @@ LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
 # Debian packages: to build, and (further) to run the whole test suite.
 BUILD_DEBS := gcc make pkg-config libsystemd-dev libconfig-dev libbsd-dev
-TEST_DEBS  := perl systemd iproute2 mandoc valgrind
+TEST_DEBS  := perl systemd iproute2 mandoc valgrind debootstrap systemd-container
 
 # Everything but main: linked into dchatd and into the unit tests.
 DAEMON_OBJS := daemon/proto.o daemon/conf.o daemon/log.o daemon/net.o daemon/ra.o daemon/fd.o \

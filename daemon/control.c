@@ -108,12 +108,7 @@ static void client_closed(struct conn *c, int error)
 
         if (ctl->d->peer)
                 peer_client_gone(ctl->d->peer, c);
-        if (cl->prev)
-                cl->prev->next = cl->next;
-        else
-                ctl->clients = cl->next;
-        if (cl->next)
-                cl->next->prev = cl->prev;
+        LIST_REMOVE(ctl->clients, cl);
         ctl->n--;
         free(cl);
 }
@@ -170,10 +165,7 @@ static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdat
                 return 0;
         }
         conn_set_linger(cl->c);
-        cl->next = ctl->clients;
-        if (ctl->clients)
-                ctl->clients->prev = cl;
-        ctl->clients = cl;
+        LIST_PREPEND(ctl->clients, cl);
         ctl->n++;
         return 0;
 }

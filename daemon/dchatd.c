@@ -48,14 +48,12 @@ static void conf_resolve_paths(struct dchat_conf *c)
         }
 }
 
-static int load_conf(struct daemon *d, struct dchat_conf *c)
+/* err gets "file:line: problem" on failure. */
+static int load_conf(struct daemon *d, struct dchat_conf *c, char *err, size_t errlen)
 {
-        char err[512];
-        int r = conf_load(d->conf_path, d->node_override, c, err, sizeof err);
-        if (r < 0) {
-                log_error("%s", err);
+        int r = conf_load(d->conf_path, d->node_override, c, err, errlen);
+        if (r < 0)
                 return r;
-        }
         conf_resolve_paths(c);
         return 0;
 }
@@ -117,6 +115,7 @@ static int take_sockets(const struct dchat_conf *c, struct sockets *s)
                         } else
                                 s->tcp = fd;
                 } else if (strcmp(name, "peer") == 0 || strcmp(name, "server") == 0) {
+                        /* e.g. dchatd-peer.socket enabled on the server */
                         log_error("systemd passed a '%s' socket, but node %s has the %s role in %s; "
                                   "enable dchatd-%s.socket instead", name, c->node, role_name(c->role), c->path,
                                   want_tcp);
@@ -208,8 +207,9 @@ static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void
         if (!c)
                 return 0;
         (void) sd_notify(false, "RELOADING=1");
-        if (load_conf(d, c) < 0) {
-                log_error("reload refused: the configuration has errors (see above); keeping the running one");
+        char err[512];
+        if (load_conf(d, c, err, sizeof err) < 0) {
+                log_error("reload refused: %s; keeping the running configuration", err);
         } else {
                 const char *why = conf_restart_needed(&d->conf, c);
                 if (why) {
@@ -295,8 +295,12 @@ int main(int argc, char *argv[])
         }
 
         log_open(d->node_override);
-        if (load_conf(d, &d->conf) < 0) {
-                (void) sd_notifyf(false, "STATUS=configuration error, see the journal\nERRNO=%d", EINVAL);
+        char err[512];
+        if (load_conf(d, &d->conf, err, sizeof err) < 0) {
+                log_error("%s", err);
+                /* in `systemctl status` even when the journal cannot tie our
+                 * last words to the unit (we exit at once) */
+                (void) sd_notifyf(false, "STATUS=%s\nERRNO=%d", err, EINVAL);
                 return 1;
         }
         log_set_node(d->conf.node);

@@ -16,6 +16,7 @@
 #include <systemd/sd-event.h>
 #include <unistd.h>
 
+#include "list.h"
 #include "proto.h"
 #include "fd.h"
 #include "ra.h"

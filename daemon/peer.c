@@ -922,12 +922,7 @@ static void in_closed(struct conn *c, int error)
                 if (l->out && !p->stopping)
                         conn_close(l->out, -ECONNRESET);        /* both directions go together */
         }
-        if (ib->prev)
-                ib->prev->next = ib->next;
-        else
-                p->inbound = ib->next;
-        if (ib->next)
-                ib->next->prev = ib->prev;
+        LIST_REMOVE(p->inbound, ib);
         free(ib);
 }
 
@@ -954,10 +949,7 @@ static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdat
         }
         ib->p = p;
         ib->idx = -1;
-        ib->next = p->inbound;
-        if (p->inbound)
-                p->inbound->prev = ib;
-        p->inbound = ib;
+        LIST_PREPEND(p->inbound, ib);
         return 0;
 }
 

@@ -243,12 +243,7 @@ static void sconn_closed(struct conn *c, int error)
         if (sc->node[0])
                 log_event(EV_PEER_DOWN, &(struct event_fields) { .peer = sc->node }, "peer %s disconnected: %s",
                           sc->node, conn_strerror(error));
-        if (sc->prev)
-                sc->prev->next = sc->next;
-        else
-                s->conns = sc->next;
-        if (sc->next)
-                sc->next->prev = sc->prev;
+        LIST_REMOVE(s->conns, sc);
         s->n_conns--;
         free(sc);
 }
@@ -280,10 +275,7 @@ static int on_accept(sd_event_source *src, int fd, uint32_t revents, void *userd
                 return 0;
         }
         sc->s = s;
-        sc->next = s->conns;
-        if (s->conns)
-                s->conns->prev = sc;
-        s->conns = sc;
+        LIST_PREPEND(s->conns, sc);
         s->n_conns++;
         return 0;
 }
