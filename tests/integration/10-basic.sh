@@ -130,7 +130,7 @@ run ctl node1 status
 is "$RC" 0 "status exits 0"
 like "$OUT" $'node: +node1\nrole: +peer\n' "status names the node and role"
 like "$OUT" $'server: +master \\(connected\\)' "status shows the server connected"
-like "$OUT" $'peer: +node2 \\(connected\\)' "status shows node2 connected"
+like "$OUT" $'peer: +node2 \\(connected, alive for [0-9]+s\\)' "status shows node2 connected and alive"
 like "$OUT" $'dme: +released' "status shows the DME state"
 run ctl node1 status --json
 st=$(printf '%s\n' "$OUT" | perl -MJSON::PP -e 'my $s = decode_json(join "", <STDIN>);

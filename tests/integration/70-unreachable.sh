@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # 70-unreachable — with post_timeout_ms = 1500: a post fails in time, naming what it
 # waited for, when a peer or the server is down; it works again once they are back,
-# and the log loses nothing.
+# and the log loses nothing.  The failure detector is set slow here (a peer is dead
+# only after 60 s), so a post runs into its own timeout first; 75-failover tests
+# what happens once a dead peer is detected.
 . "$(dirname "$0")/../lib/lib.sh"
 need_root
 
-cluster_start 2 'post_timeout_ms = 1500;' 'reconnect_max_ms = 500;'
+SLOW_FD=('suspect_after_ms = 30000;' 'dead_after_ms = 60000;')
+cluster_start 2 'post_timeout_ms = 1500;' 'reconnect_max_ms = 500;' "${SLOW_FD[@]}"
 
 ctl node1 post "one" || fail "post one"
 ctl node2 post "two" || fail "post two"
@@ -90,7 +93,7 @@ is "$(ctl node2 view)" "$OUT" "node2 sees the same log"
 # --- a peer restarted while the server is down -------------------------------------------------
 # It has forgotten its post ids and its clock: it must learn them from the server before
 # its post goes in, or the server takes the post for a duplicate and it is lost.
-CONF_EXTRA=('post_timeout_ms = 8000;' 'reconnect_max_ms = 500;')
+CONF_EXTRA=('post_timeout_ms = 8000;' 'reconnect_max_ms = 500;' "${SLOW_FD[@]}")
 write_config
 node_hup node1
 node_stop master
