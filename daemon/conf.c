@@ -666,7 +666,7 @@ void conf_log_summary(const struct dchat_conf *c) {
 
         log_info("Configuration %s: node %s, role %s, address %s; server %s at %s; %u peer%s; "
                  "post_timeout_ms=%llu connect_timeout_ms=%llu reconnect_ms=%llu..%llu "
-                 "batch_max=%u max_clients=%u debug=%s control_socket=%s state_directory=%s",
+                 "heartbeat_ms=%llu suspect_after_ms=%llu dead_after_ms=%llu batch_max=%u max_clients=%u debug=%s control_socket=%s state_directory=%s",
                  c->path, c->node, c->role == ROLE_SERVER ? "server" : "peer", self->address,
                  c->n_servers > 0 ? c->servers[0].name : "-", c->n_servers > 0 ? c->servers[0].address : "-",
                  c->n_peers, c->n_peers == 1 ? "" : "s",
@@ -674,6 +674,9 @@ void conf_log_summary(const struct dchat_conf *c) {
                  (unsigned long long) (c->connect_timeout_usec / USEC_PER_MSEC),
                  (unsigned long long) (c->reconnect_min_usec / USEC_PER_MSEC),
                  (unsigned long long) (c->reconnect_max_usec / USEC_PER_MSEC),
+                 (unsigned long long) (c->heartbeat_usec / USEC_PER_MSEC),
+                 (unsigned long long) (c->suspect_after_usec / USEC_PER_MSEC),
+                 (unsigned long long) (c->dead_after_usec / USEC_PER_MSEC),
                  c->batch_max, c->max_clients, c->debug ? "yes" : "no",
                  c->control_socket[0] ? c->control_socket : "(default)",
                  c->state_directory[0] ? c->state_directory : "(default)");
