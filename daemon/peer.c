@@ -214,6 +214,13 @@ static void fd_apply(struct peer *p, const struct fd_events *ev)
                                   name, silent, p->ra.deferred & (UINT64_C(1) << e->peer) ? ", its request dropped" : "");
                         ra_peer_down(&p->ra, e->peer, &acts);
                         run_actions(p, &acts);
+                        /* Drop its links too: if it was only slow or cut off,
+                         * it must notice, reconnect and ask again for what we
+                         * just dropped (its request), as after any lost link. */
+                        if (p->links[e->peer].out)
+                                conn_close(p->links[e->peer].out, -ETIMEDOUT);
+                        else if (p->links[e->peer].in)
+                                conn_close(p->links[e->peer].in, -ETIMEDOUT);
                         break;
                 case FD_ALIVE:
                         log_event(EV_PEER_ALIVE, &f, "%s is alive again (was %s)", name, fd_state_name(e->old));
