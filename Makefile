@@ -22,14 +22,15 @@ LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
 # Debian packages: to build, and (further) to run the whole test suite.
 BUILD_DEBS := gcc make pkg-config libsystemd-dev libconfig-dev libbsd-dev
-TEST_DEBS  := perl systemd iproute2 mandoc valgrind debootstrap systemd-container
+TEST_DEBS  := perl systemd iproute2 mandoc valgrind debootstrap systemd-container iptables \
+              libnetfilter-queue-dev
 
 # Everything but main: linked into dchatd and into the unit tests.
 DAEMON_OBJS := daemon/proto.o daemon/conf.o daemon/log.o daemon/net.o daemon/ra.o daemon/fd.o \
                daemon/chatlog.o daemon/server.o daemon/peer.o daemon/control.o
 CLI_OBJS    := cli/dchatctl.o daemon/proto.o
 UNIT_TESTS  := $(patsubst %.c,%,$(wildcard tests/unit/test-*.c))
-TEST_TOOLS  := tests/lib/notify-recv tests/lib/send-raw
+TEST_TOOLS  := tests/lib/notify-recv tests/lib/send-raw tests/lib/nfq-delay
 HEADERS     := $(wildcard daemon/*.h tests/unit/*.h)
 
 all: dchatd dchatctl
@@ -48,6 +49,10 @@ tests/unit/test-%: tests/unit/test-%.o $(DAEMON_OBJS)
 
 tests/lib/%: tests/lib/%.c
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $<
+
+# delay and loss through NFQUEUE, for tests/system/30-faults.sh
+tests/lib/nfq-delay: tests/lib/nfq-delay.c
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LDLIBS) -lnetfilter_queue
 
 # --- set-up, running, testing ------------------------------------------------------
 

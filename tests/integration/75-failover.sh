@@ -22,17 +22,7 @@ DEAD_MS=3000
 cluster_start 3 'reconnect_max_ms = 300;' 'post_timeout_ms = 10000;'
 
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
-# wait_count_ms NODE EVENT COUNT SECS: poll every 20 ms until NODE logged EVENT COUNT
-# times; AT = the time (ms) it was first seen; 1 on timeout
-wait_count_ms() {
-    local i n=$(( $4 * 50 ))
-    for ((i = 0; i < n; i++)); do
-        if [ "$(count_events "$1" "$2")" -ge "$3" ]; then AT=$(now_ms); return 0; fi
-        sleep 0.02
-    done
-    AT=; return 1
-}
-# events NODE EV with peer=P
+# count_peer_events NODE EVENT PEER: how many EVENT lines about PEER
 count_peer_events() { events "$1" "$2" | grep -c " peer=$3 "; }
 texts() { sed -E 's/^[0-9]{2} [A-Z][a-z]{2} [0-9]{2}:[0-9]{2}(AM|PM) root: //'; }
 # median and max of the numbers on stdin

@@ -9,6 +9,17 @@
 #                             systemd-nspawn --network-namespace-path
 #   netns_addr HOST           HOST's address
 #   netns_exec HOST CMD...    CMD in HOST's network namespace
+#   netns_unplug HOST         pull HOST's cable: its port on the switch goes down
+#   netns_plug HOST           plug it back in
+#   netns_cut A B             drop everything between A and B only (iptables, in both
+#                             namespaces); each still reaches every other host
+#   netns_uncut A B           undo netns_cut
+#   netns_shape HOST DELAY_MS LOSS_PCT [SEED]
+#                             delay and loss on every packet into and out of HOST's
+#                             eth0: iptables NFQUEUE to tests/lib/nfq-delay in HOST's
+#                             namespace (the kernel may lack netem); its figures go to
+#                             $NETNS_SHAPE_LOG.HOST when it stops
+#   netns_unshape HOST        remove the rules, stop nfq-delay
 #   netns_down                end it all (idempotent; safe after a partial netns_up)
 #
 # Each namespace is held by a process of ours (`unshare --net sleep`), not named with
@@ -26,6 +37,9 @@ NETNS_SUBNET=${NETNS_SUBNET:-}
 # the longest a holder lives, in case netns_down never runs (the test was SIGKILLed)
 NETNS_HOLD_SECS=${NETNS_HOLD_SECS:-3600}
 declare -A _NETNS_PID=()
+declare -A _NETNS_SHAPER=()
+NETNS_NFQ_DELAY=${NETNS_NFQ_DELAY:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/nfq-delay}
+NETNS_SHAPE_LOG=${NETNS_SHAPE_LOG:-${TMPDIR:-/tmp}/netns-shape}
 
 _netns_die() { echo "netns.sh: $*" >&2; return 1; }
 
@@ -100,8 +114,62 @@ netns_up() {
     done
 }
 
+netns_unplug() { netns_exec _switch ip link set "p-$1" down; }
+netns_plug()   { netns_exec _switch ip link set "p-$1" up; }
+
+_netns_cut_rules() {    # _netns_cut_rules -A|-D A B
+    local op=$1 a=$2 b=$3 aa ab
+    aa=$(netns_addr "$a") && ab=$(netns_addr "$b") || return 1
+    netns_exec "$a" iptables -w "$op" INPUT  -s "$ab" -j DROP &&
+    netns_exec "$a" iptables -w "$op" OUTPUT -d "$ab" -j DROP &&
+    netns_exec "$b" iptables -w "$op" INPUT  -s "$aa" -j DROP &&
+    netns_exec "$b" iptables -w "$op" OUTPUT -d "$aa" -j DROP
+}
+netns_cut()   { _netns_cut_rules -A "$1" "$2"; }
+netns_uncut() { _netns_cut_rules -D "$1" "$2"; }
+
+_NETNS_NFQ_RULES=("OUTPUT -o eth0" "INPUT -i eth0")
+netns_shape() {
+    local h=$1 d=$2 l=$3 seed=${4:-} pid i r
+    [ -x "$NETNS_NFQ_DELAY" ] || { _netns_die "$NETNS_NFQ_DELAY is missing (make tests/lib/nfq-delay)"; return 1; }
+    [ -z "${_NETNS_SHAPER[$h]:-}" ] || netns_unshape "$h"
+    : > "$NETNS_SHAPE_LOG.$h.out"
+    # nsenter itself, not netns_exec: a function in the background would be a subshell,
+    # and $! its PID; nsenter execs nfq-delay, so $! is nfq-delay's
+    nsenter --net="$(netns_path "$h")" "$NETNS_NFQ_DELAY" -q 0 -d "$d" -l "$l" ${seed:+-s "$seed"} </dev/null \
+        >"$NETNS_SHAPE_LOG.$h.out" 2>"$NETNS_SHAPE_LOG.$h" &
+    pid=$!
+    _NETNS_SHAPER[$h]=$pid
+    for ((i = 0; i < 100; i++)); do
+        grep -q '^ready$' "$NETNS_SHAPE_LOG.$h.out" && break
+        kill -0 "$pid" 2>/dev/null || { _netns_die "nfq-delay in $h died: $(cat "$NETNS_SHAPE_LOG.$h")"; return 1; }
+        sleep 0.02
+    done
+    grep -q '^ready$' "$NETNS_SHAPE_LOG.$h.out" || { _netns_die "nfq-delay in $h did not start"; return 1; }
+    # --queue-bypass: should nfq-delay be gone, packets pass instead of being dropped
+    for r in "${_NETNS_NFQ_RULES[@]}"; do
+        # shellcheck disable=SC2086
+        netns_exec "$h" iptables -w -A $r -j NFQUEUE --queue-num 0 --queue-bypass || return 1
+    done
+}
+netns_unshape() {
+    local h=$1 pid=${_NETNS_SHAPER[$1]:-} r
+    [ -n "$pid" ] || return 0
+    for r in "${_NETNS_NFQ_RULES[@]}"; do
+        # shellcheck disable=SC2086
+        netns_exec "$h" iptables -w -D $r -j NFQUEUE --queue-num 0 --queue-bypass 2>/dev/null
+    done
+    kill -TERM "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    unset "_NETNS_SHAPER[$h]"
+    return 0
+}
+
 netns_down() {
     local n
+    for n in "${!_NETNS_SHAPER[@]}"; do kill -TERM "${_NETNS_SHAPER[$n]}" 2>/dev/null; done
+    for n in "${!_NETNS_SHAPER[@]}"; do wait "${_NETNS_SHAPER[$n]}" 2>/dev/null; done
+    _NETNS_SHAPER=()
     # our own children (sleep): SIGTERM ends them at once; wait reaps them
     for n in "${!_NETNS_PID[@]}"; do kill -TERM "${_NETNS_PID[$n]}" 2>/dev/null; done
     for n in "${!_NETNS_PID[@]}"; do wait "${_NETNS_PID[$n]}" 2>/dev/null; done
