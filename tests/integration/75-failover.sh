@@ -135,6 +135,7 @@ acked=$(awk '$3 == 0 { print "burst " $1 " " $2 }' "$T/burst.rc" | sort)
 nacked=$(printf '%s\n' "$acked" | grep -c .)
 nfailed=$(awk '$3 != 0' "$T/burst.rc" | wc -l)
 cmp_ok "$nfailed" -ge 1 "node1 was killed while its posters were posting ($nacked acknowledged, $nfailed failed with it)"
+is "$(awk '$3 != 0 && $3 != 1' "$T/burst.rc")" "" "each post cut off by the kill ended with exit 1 (an error, not a hang)"
 is "$(cat "$T/side.err" 2>/dev/null)" "" "node2's and node3's posts all succeed across node1's death"
 
 run ctl node2 view
