@@ -39,6 +39,7 @@ struct post_req {
         uint32_t hold_ms;               /* post --hold */
         bool done;                      /* answered to the client */
         bool fenced;                    /* refused by the server's fence: goes again */
+        bool sent;                      /* an append went out: the server may have it */
         struct dchat_entry e;
 };
 
@@ -332,6 +333,7 @@ static void cs_send_appends(struct peer *p)
                  * so the server stores it once. */
                 if (!r->e.post_id)
                         r->e.post_id = p->next_post_id++;
+                r->sent = true;
                 r->append_tag = ++p->next_tag ? p->next_tag : ++p->next_tag;
                 (void) conn_send(p->server, &(struct dchat_msg) { .type = MSG_APPEND, .tag = r->append_tag,
                                                                   .append = &r->e });
@@ -363,6 +365,7 @@ static void cs_maybe_exit(struct peer *p)
                 struct post_req *r = p->cs[i];
                 if (r->fenced && !r->done) {
                         r->fenced = false;
+                        r->sent = false;        /* refused, so certainly not stored */
                         r->append_tag = 0;
                         *tail = r;
                         tail = &r->next;
@@ -440,8 +443,7 @@ static int on_deadline(sd_event_source *s, uint64_t usec, void *userdata)
                 if (!r->done && r->deadline <= usec && !r->fenced) {
                         char m2[DCHAT_ERROR_MAX];
                         snprintf(m2, sizeof m2, "%s; the post may or may not have been stored", msg);
-                        post_answer(p, r, r->append_tag ? ERR_TIMEOUT : ERR_UNAVAILABLE,
-                                    r->append_tag ? m2 : msg);
+                        post_answer(p, r, r->sent ? ERR_TIMEOUT : ERR_UNAVAILABLE, r->sent ? m2 : msg);
                 }
         }
         /* queued posts: never sent, so certainly not stored */
