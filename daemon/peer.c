@@ -389,6 +389,7 @@ static void cs_maybe_exit(struct peer *p)
         ra_release(&p->ra, &acts);
         run_actions(p, &acts);
         cs_maybe_request(p);
+        arm_deadline(p);        /* posts refused by the fence are queued again */
 }
 
 static void cs_maybe_request(struct peer *p)
