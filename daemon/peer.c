@@ -441,10 +441,12 @@ static int on_deadline(sd_event_source *s, uint64_t usec, void *userdata)
         /* posts in the critical section: their fate at the server is unknown */
         for (unsigned i = 0; i < p->cs_n; i++) {
                 struct post_req *r = p->cs[i];
-                if (!r->done && r->deadline <= usec && !r->fenced) {
+                if (!r->done && r->deadline <= usec) {
+                        /* sent and unanswered: unknown; refused by the fence: certainly not stored */
+                        bool unknown = r->sent && !r->fenced;
                         char m2[DCHAT_ERROR_MAX];
                         snprintf(m2, sizeof m2, "%s; the post may or may not have been stored", msg);
-                        post_answer(p, r, r->sent ? ERR_TIMEOUT : ERR_UNAVAILABLE, r->sent ? m2 : msg);
+                        post_answer(p, r, unknown ? ERR_TIMEOUT : ERR_UNAVAILABLE, unknown ? m2 : msg);
                 }
         }
         /* queued posts: never sent, so certainly not stored */
@@ -491,7 +493,7 @@ static void arm_deadline(struct peer *p)
         uint64_t next = UINT64_MAX;
 
         for (unsigned i = 0; i < p->cs_n; i++)
-                if (!p->cs[i]->done && !p->cs[i]->fenced && p->cs[i]->deadline < next)
+                if (!p->cs[i]->done && p->cs[i]->deadline < next)
                         next = p->cs[i]->deadline;
         if (p->queue && p->queue->deadline < next)
                 next = p->queue->deadline;      /* FIFO: the head is the oldest */
