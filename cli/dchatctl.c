@@ -19,6 +19,7 @@
 #define VIEW_PAGE 256
 
 static const char *socket_path;
+static const char *command = "request";      /* for "post failed: ..." */
 static int sock = -1;
 static struct wbuf inbuf;
 static struct dchat_entry entry;
@@ -85,7 +86,7 @@ static int send_msg(const struct dchat_msg *m)
                         /* dchatd may have said why before it hung up (e.g. max_clients) */
                         struct dchat_msg why;
                         if ((e == EPIPE || e == ECONNRESET) && read_frame(&why, false) == 0 && why.type == MSG_ERROR)
-                                return fail("%.*s", (int) why.error.text.len, why.error.text.p);
+                                return fail("%s failed: %.*s", command, (int) why.error.text.len, why.error.text.p);
                         return fail("lost the connection to dchatd: %s", strerror(e));
                 }
                 off += (size_t) n;
@@ -443,6 +444,7 @@ int main(int argc, char *argv[])
         for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
                 if (strcmp(argv[optind], commands[i].name) != 0)
                         continue;
+                command = commands[i].name;
                 int sub_argc = argc - optind;
                 char **sub_argv = argv + optind;
                 optind = 1;
