@@ -12,47 +12,58 @@
  *   - Links come up after a reconnect delay; both ends then send HELLO (with
  *     their incarnation) and call ra_link_up, as peer.c's out_connected and
  *     in_frame do.  A link cut "by reset" loses what is in flight and comes
- *     back with a new connection; a link cut "by stall" keeps its data and
+ *     back as a new connection; a link cut "by stall" keeps its data and
  *     delivers it, in order, once the path heals (TCP retransmission).
  *   - Heartbeats every heartbeat interval on every live link, fed to
- *     fd_heard; fd_tick at fd_next_deadline; FD events applied exactly as
- *     peer.c's fd_apply does.  (Heartbeats into an ALIVE peer are consumed
- *     lazily, at the receiver's next FD deadline or next real message: the
- *     result is the same and it saves most of the events.)
+ *     fd_heard; fd_tick at fd_next_deadline; FD events applied as peer.c's
+ *     fd_apply does (DEAD: ra_peer_down, then the links to that peer are
+ *     dropped; ALIVE from DEAD: ra_peer_up(false); RESTARTED: ra_peer_up
+ *     (true)).  Heartbeats into a peer that thinks the sender ALIVE are
+ *     consumed lazily, at the receiver's next FD deadline or next real
+ *     message: same result, far fewer events.
  *   - Posts arrive at random peers at random times and go through peer.c's
- *     logic: FIFO queue, ra_request when the server link is up, batches of
- *     batch_max appends under the fence (req_ts, node, idx), post ids
- *     numbered when first sent, resent on a new server link, ERR_FENCED ->
- *     ra_observe + requeue + new request, one deadline timer armed where
- *     peer.c arms it, withdrawal of a WANTED request left with nothing.
+ *     logic: FIFO queue, ra_request only with the server link up (after
+ *     HELLO_ACK's ra_observe), batches of batch_max appends under the fence
+ *     (req_ts, node, idx), post ids numbered when first sent and kept on
+ *     resends, ERR_FENCED -> ra_observe, requeue, new request; one deadline
+ *     timer armed where peer.c arms it; a WANTED request left with nothing
+ *     queued is withdrawn.  A post that times out after its append went out
+ *     (and was not refused) is "may or may not have been stored".
  *   - The server keeps the last fence and the last post id per node
  *     (dedup first, then the fence, as chatlog_append) and answers after a
  *     processing delay; HELLO_ACK carries the last post id and lamport.
  *   - Faults until a horizon: crashes (all state lost; restart with a new
- *     incarnation, fresh ra_init/fd_init), partitions (any split of peers and
- *     server), single peer-peer cuts (false suspicion), server-link cuts and
- *     server restarts; each cut by reset or by stall.  Some schedules have
- *     timings so tight that network jitter alone causes false suspicion.
+ *     incarnation, fresh ra_init/fd_init; one in six never comes back),
+ *     partitions (any split of peers and server), single peer-peer cuts
+ *     (false suspicion), server-link cuts and server restarts; cuts by
+ *     reset or by stall.  A crashed peer's kernel may still deliver what it
+ *     had sent to the server.  One schedule in eight has timings so tight
+ *     that network jitter alone causes false suspicion.
  *
- * Checks (a failure prints the seed, the parameters and the last events):
+ * Checks (a failure prints the seed, the parameters, every peer's state and
+ * the last events):
  *   - mutual exclusion: an entry is "clean" when the entering peer's RA
- *     machine had no live peer marked down; at no time are two live peers
- *     HELD under clean entries.  (Entries under false suspicion are counted;
- *     safety then rests on the fence.)
- *   - fencing: stored fences strictly increase; no post stored twice; a post
- *     acknowledged as stored is in the log exactly once; a post that failed
- *     without "may or may not have been stored" (peer.c: an append tag set at
- *     the deadline) is not in the log, nor is one that was never sent; no
- *     append is refused in a schedule without false suspicion or crash;
- *     every request is above every fence the peer was told of (HELLO_ACK,
- *     ERR_FENCED).
+ *     machine had no live peer marked down; at no time do two live peers
+ *     hold the critical section under clean entries.  (Entries under false
+ *     suspicion are counted: safety then rests on the fence.)
+ *   - fencing: stored fences strictly increase; an append is refused only
+ *     after an entry under false suspicion or a crash, or when its entry is
+ *     already over (a stalled append); every request is above every fence
+ *     its peer was told of (HELLO_ACK, ERR_FENCED).
+ *   - exactly once: no post stored twice; a post acknowledged as stored is in
+ *     the log exactly once; a post that failed without "may or may not have
+ *     been stored", or died with its peer before it was sent, is not.
  *   - answers: every post is answered once, no later than its deadline.
- *   - liveness: once the faults are over, or only crashes remain, for
- *     B = 10 * dead_after + 2 * reconnect_max, no live peer's request waits
- *     longer than B; every post made after the last fault healed is stored.
+ *   - liveness: once no cut is left (faults over, or only crashed peers),
+ *     for B = 10 * dead_after + 2 * reconnect_max, no live peer's request
+ *     waits longer than B; every post made after the last fault is stored
+ *     (in the two schedules in three whose post timeout leaves room for the
+ *     backlog); the run ends quiescent.
  *
- * Replay one schedule with its trace:  DCHAT_SIM_SEED=<seed> tests/unit/test-sim
- * Change the number of schedules:      DCHAT_SIM_RUNS=<n> tests/unit/test-sim
+ * Environment: DCHAT_SIM_SEED=<seed> replays one schedule and shows its
+ * trace, DCHAT_SIM_RUNS=<n> sets the number of schedules (default 100000),
+ * DCHAT_SIM_TRACE=<n> shows the last n events of a failure (default 30),
+ * DCHAT_SIM_LIST=1 lists every failing seed.
  */
 #include <inttypes.h>
 #include <stdarg.h>
@@ -146,7 +157,7 @@ enum outcome {
 
 struct post {
         uint8_t peer;
-        bool done, fenced, sent, after_heal, requeued;
+        bool done, fenced, sent, after_heal;
         uint8_t outcome, stored;
         uint32_t inc, post_id, tag, idx;
         uint64_t made, deadline, lamport;
@@ -189,24 +200,10 @@ static const char *const check_names[C_N] = {
         "simulator limits",
 };
 
-/*
- * Bugs found by this simulation in the daemon and not fixed yet: a schedule
- * that fails only in one of these ways is counted here, as a TAP TODO, so the
- * rest of the suite stays usable; DCHAT_SIM_STRICT=1 makes them failures.
- * Delete an entry once its bug is fixed.
- */
-enum known { K_NONE, K_REQUEUE_DEADLINE, K_N };
-
-static const char *const known_names[K_N] = {
-        "",
-        "peer.c: a post refused by the fence goes back to the queue without a deadline timer "
-        "(answered late, or not at all while its new request waits)",
-};
-
 enum tkind {
         T_POST, T_REQUEST, T_ENTER, T_EXIT, T_WITHDRAW, T_GOT_REQUEST, T_GOT_REPLY, T_HELLO, T_FD,
         T_RESTARTED, T_APPEND, T_STORED, T_DUP, T_FENCED, T_ACK, T_FAIL, T_CRASH, T_RESTART, T_FAULT,
-        T_HEAL, T_LINK_UP, T_LINK_DOWN, T_SRV_UP, T_SRV_DOWN, T_REFUSED, T_DEFER,
+        T_HEAL, T_LINK_UP, T_LINK_DOWN, T_SRV_UP, T_SRV_DOWN, T_REFUSED,
 };
 
 struct trace {
@@ -249,7 +246,6 @@ struct sim {
         unsigned ntr;
         char why[512];
         int failed;                     /* enum check + 1, 0 if none */
-        enum known known;               /* the failure is a known bug's */
 
         /* totals over all schedules */
         unsigned long long events, entries, tainted, overlaps, refused_entries, refusals, stored, dups, acked,
@@ -286,21 +282,18 @@ static uint64_t rnd_range(struct sim *s, uint64_t lo, uint64_t hi)
 
 /* --- failure and trace ------------------------------------------------------------------ */
 
-__attribute__((format(printf, 4, 5)))
-static void fail_k(struct sim *s, enum check c, enum known k, const char *fmt, ...)
+__attribute__((format(printf, 3, 4)))
+static void fail(struct sim *s, enum check c, const char *fmt, ...)
 {
         va_list ap;
 
         if (s->failed)
                 return;
         s->failed = (int) c + 1;
-        s->known = k;
         va_start(ap, fmt);
         vsnprintf(s->why, sizeof s->why, fmt, ap);
         va_end(ap);
 }
-
-#define fail(s, c, ...) fail_k(s, c, K_NONE, __VA_ARGS__)
 
 /* What peer i's request waits for, and what each awaited peer makes of it. */
 static const char *waits_for(struct sim *s, unsigned i)
@@ -437,9 +430,6 @@ static void fmt_trace(const struct sim *s, const struct trace *t, char *buf, siz
                 break;
         case T_SRV_DOWN:
                 snprintf(buf, cap, "%s: server link reset", P);
-                break;
-        case T_DEFER:
-                snprintf(buf, cap, "%s: defers %s (ts %" PRIu64 ")", P, Q, t->a);
                 break;
         }
 }
@@ -843,7 +833,7 @@ static void post_answer(struct sim *s, unsigned i, unsigned k, enum outcome o)
                              r->sent ? "its append was sent" : "never sent");
         }
         if (s->now > r->deadline)
-                fail_k(s, C_ANSWER, r->requeued ? K_REQUEUE_DEADLINE : K_NONE, "post #%u of %s answered %.3f ms after its deadline", k, s->names[i],
+                fail(s, C_ANSWER, "post #%u of %s answered %.3f ms after its deadline", k, s->names[i],
                      (double) (s->now - r->deadline) / 1000.0);
         if (r->after_heal && o != O_ACKED)
                 fail(s, C_LIVE, "post #%u of %s, made after the last fault healed, "
@@ -914,7 +904,6 @@ static void cs_maybe_exit(struct sim *s, unsigned i)
                         r->fenced = false;
                         r->sent = false;        /* refused, so certainly not stored */
                         r->tag = 0;
-                        r->requeued = true;
                         again[na++] = P->cs[k];
                 }
         }
@@ -1473,7 +1462,6 @@ static void setup(struct sim *s, uint64_t seed)
         s->nheap = 0;
         s->ntr = 0;
         s->failed = 0;
-        s->known = K_NONE;
         s->why[0] = '\0';
         s->nposts = s->pending = 0;
         s->has_fence = false;
@@ -1694,8 +1682,7 @@ static int simulate(struct sim *s, uint64_t seed)
         if (!quiescent(s)) {
                 for (unsigned k = 0; k < s->nposts; k++)
                         if (!s->post[k].done && s->p[s->post[k].peer].alive)
-                                fail_k(s, s->post[k].deadline < s->now ? C_ANSWER : C_LIVE,
-                                       s->post[k].requeued ? K_REQUEUE_DEADLINE : K_NONE,
+                                fail(s, s->post[k].deadline < s->now ? C_ANSWER : C_LIVE,
                                      "post #%u of %s (deadline %.1f ms) never answered; at %.1f ms the cluster is "
                                      "still busy", k, s->names[s->post[k].peer],
                                      (double) s->post[k].deadline / 1e3, (double) s->now / 1e3);
@@ -1743,29 +1730,11 @@ static double wall(void)
         return (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
 }
 
-/* A TAP TODO line: reported, never counted as a failure. */
-__attribute__((format(printf, 2, 3)))
-static void todo(bool pass, const char *fmt, ...)
-{
-        va_list ap;
-
-        tap_state.run++;
-        printf("%sok %u - ", pass ? "" : "not ", tap_state.run);
-        va_start(ap, fmt);
-        vprintf(fmt, ap);
-        va_end(ap);
-        printf(" # TODO known bug, see tests/unit/test-sim.c\n");
-}
-
 int main(void)
 {
         struct sim *s = &S;
         const char *one = getenv("DCHAT_SIM_SEED"), *runs_env = getenv("DCHAT_SIM_RUNS");
-        const char *strict_env = getenv("DCHAT_SIM_STRICT");
-        bool strict = strict_env && *strict_env && strcmp(strict_env, "0") != 0;
         unsigned long long runs = RUNS_DEFAULT, fails[C_N] = {0}, per_n[NMAX + 1] = {0}, fail_n[NMAX + 1] = {0};
-        unsigned long long known[K_N] = {0};
-        uint64_t known_seed[K_N] = {0};
         unsigned reported = 0;
         double t0 = wall();
 
@@ -1776,11 +1745,8 @@ int main(void)
                 diag("%s", params(s));
                 diag("%llu events, %llu entries (%llu under false suspicion), %llu refusals, %u posts, %u stored",
                      s->events, s->entries, s->tainted, s->refusals, s->nposts, s->nlog);
-                if (r) {
+                if (r)
                         report_failure(s, seed);
-                        if (s->known)
-                                diag("  known bug: %s", known_names[s->known]);
-                }
                 ok(r == 0, "sim: seed %" PRIu64 "%s%s", seed, r ? ": " : "", r ? check_names[r - 1] : "");
                 return done_testing();
         }
@@ -1792,14 +1758,6 @@ int main(void)
                 per_n[s->n]++;
                 if (!r)
                         continue;
-                if (s->known && !strict) {
-                        if (!known[s->known]++) {
-                                known_seed[s->known] = seed;
-                                diag("known bug: %s", known_names[s->known]);
-                                report_failure(s, seed);
-                        }
-                        continue;
-                }
                 fails[r - 1]++;
                 fail_n[s->n]++;
                 if (reported++ < 3)
@@ -1814,17 +1772,14 @@ int main(void)
                    fail_n[n]);
         for (unsigned c = 0; c < C_N; c++)
                 ok(fails[c] == 0, "sim: %s (%llu schedule(s) failed)", check_names[c], fails[c]);
-        for (unsigned k = 1; k < K_N; k++)
-                todo(known[k] == 0, "sim: %llu schedule(s) hit: %s (first: seed %" PRIu64 ")", known[k],
-                     known_names[k], known_seed[k]);
         diag("%llu schedules in %.1f s: %llu events (at most %llu in one), %llu entries (%llu overlapping another), "
              "%llu deferrals, %llu withdrawals", runs, dt, s->events, s->max_events, s->entries, s->overlaps,
              s->deferrals, s->withdrawals);
-        diag("faults: %llu crashes (%llu for good), %llu partitions, %llu peer-link cuts, %llu server-link cuts, %llu server "
-             "restarts (%llu by stall); %llu messages lost; %llu false DEAD verdicts", s->crashes, s->for_good, s->partitions,
-             s->cuts, s->scuts, s->srv_restarts, s->stalls, s->lost_msgs, s->false_dead);
+        diag("faults: %llu crashes (%llu for good), %llu partitions, %llu peer-link cuts, %llu server-link cuts, "
+             "%llu server restarts (%llu cuts by stall); %llu messages lost; %llu false DEAD verdicts", s->crashes,
+             s->for_good, s->partitions, s->cuts, s->scuts, s->srv_restarts, s->stalls, s->lost_msgs, s->false_dead);
         diag("false suspicion: %llu entries with a live peer marked down; %llu entries caught by the fence "
-             "(%llu appends refused and retried, %llu stalled appends refused after their entry)", s->tainted,
+             "(%llu appends refused, %llu of them stalled appends whose entry was over)", s->tainted,
              s->refused_entries, s->refusals, s->late_refusals);
         diag("posts: %llu stored (%llu duplicates recognised), %llu acknowledged, %llu failed, %llu 'may or may "
              "not', %llu died with their peer, %llu refused at a crashed peer", s->stored, s->dups, s->acked,
