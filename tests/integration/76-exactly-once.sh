@@ -102,21 +102,7 @@ not_in=$(( 2 * POSTS - $(wc -l < "$T/stored.u") ))
 is "$(( n_failed + n_maybe - maybe_in ))" "$not_in" "failed posts ($n_failed, + $((n_maybe - maybe_in)) 'may or may not' not stored) = posts not in the log ($not_in)"
 note "'may or may not have been stored': $n_maybe, of which $maybe_in are in the log"
 
-check=$(perl -MJSON::PP -e '
-    my ($n, $prev, @err) = (0);
-    while (my $l = <STDIN>) {
-        $n++;
-        my $e = decode_json($l);
-        push @err, "line $n: seq $e->{seq}" if $e->{seq} != $n;
-        my $f = [$e->{lamport}, $e->{node}, $e->{fence_idx}];
-        if ($prev) {
-            my $c = $f->[0] <=> $prev->[0] || $f->[1] cmp $prev->[1] || $f->[2] <=> $prev->[2];
-            push @err, "seq $n: fence @$f is not greater than @$prev" if $c <= 0;
-        }
-        $prev = $f;
-    }
-    print @err ? join("\n", @err[0 .. ($#err < 9 ? $#err : 9)]) : "ok $n entries";
-' < "$T/json")
+check=$(check_fences "$T/json")
 like "$check" '^ok ' "seqs are 1..N without a gap and fences strictly increase" || diag "$check"
 
 dups=$(grep -a -c 'was already stored as seq' "$(node_log master)")

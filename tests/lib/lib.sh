@@ -497,3 +497,24 @@ frames() {
 }
 # be_int HEX: the unsigned big-endian integer written in HEX (up to 64 bits)
 be_int() { perl -e 'print hex(substr($ARGV[0], 0, 8)) * 4294967296 + hex(substr($ARGV[0], 8, 8))' "$(printf '%016s' "$1" | tr ' ' 0)"; }
+
+# check_fences FILE: FILE holds `dchatctl view --json`.  Prints "ok N entries" when the
+# seqs are 1..N without a gap and the fences (lamport, node, fence_idx) strictly
+# increase (DESIGN.md invariant 2), else the first few violations.
+check_fences() {
+    perl -MJSON::PP -e '
+        my ($n, $prev, @err) = (0);
+        while (my $l = <STDIN>) {
+            $n++;
+            my $e = decode_json($l);
+            push @err, "line $n: seq $e->{seq}" if $e->{seq} != $n;
+            my $f = [$e->{lamport}, $e->{node}, $e->{fence_idx}];
+            if ($prev) {
+                my $c = $f->[0] <=> $prev->[0] || $f->[1] cmp $prev->[1] || $f->[2] <=> $prev->[2];
+                push @err, "seq $n: fence @$f is not greater than @$prev" if $c <= 0;
+            }
+            $prev = $f;
+        }
+        print @err ? join("\n", @err[0 .. ($#err < 9 ? $#err : 9)]) : "ok $n entries";
+    ' < "$1"
+}

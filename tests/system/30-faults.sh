@@ -309,21 +309,7 @@ is "$LOST" 0 "posts lost: every acknowledged post is in the log ($(wc -l < "$T/a
 is "$TWICE" 0 "posts stored twice: none" || diag "$(uniq -d "$T/stored" | head -5)"
 is "$(comm -12 "$T/failed" "$T/stored" | head -5)" "" "no post that failed outright is in the log ($(wc -l < "$T/failed") failed, $(wc -l < "$T/maybe") 'may or may not')"
 is "$(sort "$T/acked" "$T/failed" "$T/maybe" | comm -13 - "$T/stored" | head -5)" "" "nothing is in the log that nobody posted"
-check=$(perl -MJSON::PP -e '
-    my ($n, $prev, @err) = (0);
-    while (my $l = <STDIN>) {
-        $n++;
-        my $e = decode_json($l);
-        push @err, "line $n: seq $e->{seq}" if $e->{seq} != $n;
-        my $f = [$e->{lamport}, $e->{node}, $e->{fence_idx}];
-        if ($prev) {
-            my $c = $f->[0] <=> $prev->[0] || $f->[1] cmp $prev->[1] || $f->[2] <=> $prev->[2];
-            push @err, "seq $n: fence @$f is not greater than @$prev" if $c <= 0;
-        }
-        $prev = $f;
-    }
-    print @err ? join("\n", @err[0 .. ($#err < 9 ? $#err : 9)]) : "ok $n entries";
-' < "$T/json")
+check=$(check_fences "$T/json")
 like "$check" '^ok ' "seqs are 1..N and fences strictly increase through the whole log ($check)"
 for n in master node1 node2; do
     is "$(count_events $n protocol-error)" 0 "$n logged no protocol-error"
