@@ -56,7 +56,8 @@ tests/lib/nfq-delay: tests/lib/nfq-delay.c
 
 # --- set-up, running, testing ------------------------------------------------------
 
-# Installs the Debian packages that are missing (needs root; a no-op when all are there).
+# Installs the Debian packages that are missing with apt-get (tests/lib/install-debs;
+# needs root; a no-op when all are there).
 deps:
 	@tests/lib/install-debs $(BUILD_DEBS)
 
