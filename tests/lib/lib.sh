@@ -367,6 +367,12 @@ node_start() {
     NODE_PID[$n]=$!
     track_pid "$!"
     [ "${2:-}" = --no-wait ] && return 0
+    node_wait_ready "$n"
+}
+
+# node_wait_ready NAME: wait (bounded) until the started dchatd NAME answers on its socket
+node_wait_ready() {
+    local n=$1 i
     for ((i = 0; i < NODE_START_TIMEOUT * 20; i++)); do
         node_alive "$n" || { diag "dchatd $n exited during start"; return 1; }
         timeout 2 "$DCHATCTL" -s "$(node_sock "$n")" status >/dev/null 2>&1 && return 0

@@ -69,13 +69,7 @@ ns_start() {
         </dev/null >>"$(node_log "$n")" 2>&1 &
     NODE_PID[$n]=$!
     track_pid $!
-    for ((i = 0; i < NODE_START_TIMEOUT * 20; i++)); do
-        node_alive "$n" || { diag "dchatd $n exited during start"; return 1; }
-        timeout 2 "$DCHATCTL" -s "$(node_sock "$n")" status >/dev/null 2>&1 && return 0
-        sleep 0.05
-    done
-    diag "dchatd $n did not answer within ${NODE_START_TIMEOUT}s"
-    return 1
+    node_wait_ready "$n"
 }
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 count_peer_events() { events "$1" "$2" | grep -c " peer=$3 "; }

@@ -1243,6 +1243,18 @@ static void restart(struct sim *s, unsigned i)
 }
 
 /* Which links fault f cuts: calls fn on each. */
+
+/* Counts a cut (or its heal) of a link; true when a heal left it with no cut at all. */
+static bool link_fault(struct link *l, bool stall, bool cut)
+{
+        uint8_t *n = stall ? &l->stall_cuts : &l->reset_cuts;
+        if (cut) {
+                (*n)++;
+                return false;
+        }
+        (*n)--;
+        return !l->stall_cuts && !l->reset_cuts;
+}
 static void fault_links(struct sim *s, const struct fault *f, bool cut)
 {
         unsigned pp[NMAX * NMAX][2], np = 0, sp[NMAX], ns = 0;
@@ -1272,21 +1284,11 @@ static void fault_links(struct sim *s, const struct fault *f, bool cut)
         for (unsigned k = 0; k < np; k++) {
                 unsigned i = pp[k][0], j = pp[k][1];
                 struct link *l = plink(s, i, j);
-                if (cut) {
-                        if (f->stall) {
-                                l->stall_cuts++;
-                        } else {
-                                l->reset_cuts++;
+                if (!link_fault(l, f->stall, cut)) {
+                        if (cut && !f->stall)
                                 link_reset(s, i, j);
-                        }
                         continue;
                 }
-                if (f->stall)
-                        l->stall_cuts--;
-                else
-                        l->reset_cuts--;
-                if (l->stall_cuts || l->reset_cuts)
-                        continue;
                 if (l->up) {
                         chan_unstall(s, ch_pp(i, j));
                         chan_unstall(s, ch_pp(j, i));
@@ -1297,21 +1299,11 @@ static void fault_links(struct sim *s, const struct fault *f, bool cut)
         for (unsigned k = 0; k < ns; k++) {
                 unsigned i = sp[k];
                 struct link *l = &s->sl[i];
-                if (cut) {
-                        if (f->stall) {
-                                l->stall_cuts++;
-                        } else {
-                                l->reset_cuts++;
+                if (!link_fault(l, f->stall, cut)) {
+                        if (cut && !f->stall)
                                 slink_reset(s, i, false);
-                        }
                         continue;
                 }
-                if (f->stall)
-                        l->stall_cuts--;
-                else
-                        l->reset_cuts--;
-                if (l->stall_cuts || l->reset_cuts)
-                        continue;
                 if (l->up) {
                         chan_unstall(s, ch_p2s(i));
                         chan_unstall(s, ch_s2p(i));
