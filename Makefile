@@ -21,9 +21,9 @@ CFLAGS  += -std=gnu11 $(WARN) -D_GNU_SOURCE -DDCHAT_VERSION='"$(VERSION)"' \
 LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
 # Debian packages: to build, and (further) to run the whole test suite.
-BUILD_DEBS := gcc make pkg-config libsystemd-dev libconfig-dev libbsd-dev
+BUILD_DEBS := gcc make pkg-config libsystemd-dev libconfig-dev libbsd-dev libsodium-dev libedit-dev
 TEST_DEBS  := perl systemd iproute2 mandoc valgrind debootstrap systemd-container iptables \
-              libnetfilter-queue-dev
+              libnetfilter-queue-dev tmux gnuplot-nox clang libclang-rt-14-dev
 
 # Everything but main: linked into dchatd and into the unit tests.
 DAEMON_OBJS := daemon/proto.o daemon/conf.o daemon/log.o daemon/net.o daemon/ra.o daemon/fd.o \
