@@ -84,7 +84,7 @@ check: deps-test
 install: all
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) \
 		$(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(TMPFILESDIR) $(DESTDIR)$(CATALOGDIR) \
-		$(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 \
+		$(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man7 $(DESTDIR)$(MANDIR)/man8 \
 		$(DESTDIR)$(DOCDIR) $(DESTDIR)$(SYSCONFDIR)
 	install -m 0755 dchatd $(DESTDIR)$(SBINDIR)/dchatd
 	install -m 0755 dchatctl $(DESTDIR)$(BINDIR)/dchatctl
@@ -97,6 +97,7 @@ install: all
 	install -m 0644 systemd/dchatd.catalog $(DESTDIR)$(CATALOGDIR)/dchatd.catalog
 	install -m 0644 man/dchatctl.1 $(DESTDIR)$(MANDIR)/man1/
 	install -m 0644 man/dchat.conf.5 $(DESTDIR)$(MANDIR)/man5/
+	install -m 0644 man/dchat-protocol.7 $(DESTDIR)$(MANDIR)/man7/
 	install -m 0644 man/dchatd.8 $(DESTDIR)$(MANDIR)/man8/
 	install -m 0644 etc/dchat.conf etc/dchat-local.conf README.md $(DESTDIR)$(DOCDIR)/
 	@# never overwrite an admin's config
@@ -115,7 +116,8 @@ uninstall:
 		$(DESTDIR)$(UNITDIR)/dchatd-peer.socket $(DESTDIR)$(UNITDIR)/dchatd-server.socket \
 		$(DESTDIR)$(SYSUSERSDIR)/dchat.conf $(DESTDIR)$(TMPFILESDIR)/dchat.conf \
 		$(DESTDIR)$(CATALOGDIR)/dchatd.catalog $(DESTDIR)$(MANDIR)/man1/dchatctl.1 \
-		$(DESTDIR)$(MANDIR)/man5/dchat.conf.5 $(DESTDIR)$(MANDIR)/man8/dchatd.8
+		$(DESTDIR)$(MANDIR)/man5/dchat.conf.5 $(DESTDIR)$(MANDIR)/man7/dchat-protocol.7 \
+		$(DESTDIR)$(MANDIR)/man8/dchatd.8
 	rm -rf $(DESTDIR)$(DOCDIR)
 
 .PHONY: all clean deps deps-test run stop check install uninstall
