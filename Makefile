@@ -30,7 +30,7 @@ DAEMON_OBJS := daemon/proto.o daemon/conf.o daemon/log.o daemon/net.o daemon/ra.
                daemon/chatlog.o daemon/server.o daemon/peer.o daemon/control.o daemon/secure.o
 CLI_OBJS    := cli/dchatctl.o daemon/proto.o
 UNIT_TESTS  := $(patsubst %.c,%,$(wildcard tests/unit/test-*.c))
-TEST_TOOLS  := tests/lib/notify-recv tests/lib/send-raw tests/lib/nfq-delay
+TEST_TOOLS  := tests/lib/notify-recv tests/lib/send-raw tests/lib/nfq-delay tests/bench/dchat-bench
 HEADERS     := $(wildcard daemon/*.h tests/unit/*.h)
 
 all: dchatd dchatctl
@@ -53,6 +53,10 @@ tests/lib/%: tests/lib/%.c
 # delay and loss through NFQUEUE, for tests/system/30-faults.sh
 tests/lib/nfq-delay: tests/lib/nfq-delay.c
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LDLIBS) -lnetfilter_queue
+
+# the benchmark's load generator (control protocol, so proto.o)
+tests/bench/dchat-bench: tests/bench/dchat-bench.o daemon/proto.o
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # --- set-up, running, testing ------------------------------------------------------
 
@@ -78,6 +82,11 @@ stop:
 check: deps-test
 	@$(MAKE) --no-print-directory all $(UNIT_TESTS) $(TEST_TOOLS)
 	@tests/run-tests
+
+# The benchmark (not part of check): server + N peers on loopback under load; figures
+# to bench-results/ (CSV, JSON, PNG).  Sizes from BENCH_* variables, see README.md.
+bench: all tests/bench/dchat-bench
+	@tests/bench/run-bench
 
 # --- installation -------------------------------------------------------------------
 
@@ -120,6 +129,6 @@ uninstall:
 		$(DESTDIR)$(MANDIR)/man8/dchatd.8
 	rm -rf $(DESTDIR)$(DOCDIR)
 
-.PHONY: all clean deps deps-test run stop check install uninstall
+.PHONY: all clean deps deps-test run stop check bench install uninstall
 clean:
-	rm -f dchatd dchatctl daemon/*.o cli/*.o tests/unit/*.o $(UNIT_TESTS) $(TEST_TOOLS)
+	rm -f dchatd dchatctl daemon/*.o cli/*.o tests/unit/*.o tests/bench/*.o $(UNIT_TESTS) $(TEST_TOOLS)

@@ -377,7 +377,20 @@ static int cmd_status(int argc, char **argv)
                                 printf(",\"state\":\"%s\",\"since\":%u", st->peers[i].state, st->peers[i].since);
                         printf("}");
                 }
-                printf("]}\n");
+                const struct dchat_counters *k = &st->counters;
+                printf("],\"counters\":{");
+                if (st->role == ROLE_PEER)
+                        printf("\"cs_entries\":%llu,\"cs_reused\":%llu,\"requests_sent\":%llu,"
+                               "\"requests_received\":%llu,\"replies_sent\":%llu,\"replies_received\":%llu,",
+                               (unsigned long long) k->cs_entries, (unsigned long long) k->cs_reused,
+                               (unsigned long long) k->requests_sent, (unsigned long long) k->requests_received,
+                               (unsigned long long) k->replies_sent, (unsigned long long) k->replies_received);
+                printf("\"posts\":%llu,\"appends\":%llu", (unsigned long long) k->posts,
+                       (unsigned long long) k->appends);
+                if (st->role != ROLE_PEER)
+                        printf(",\"batches\":%llu,\"fdatasyncs\":%llu", (unsigned long long) k->batches,
+                               (unsigned long long) k->fdatasyncs);
+                printf("}}\n");
                 return 0;
         }
         printf("node:      %s\nrole:      %s\nuptime:    %us\n", st->node, role_name(st->role), st->uptime);
@@ -396,6 +409,17 @@ static int cmd_status(int argc, char **argv)
                         printf(", %s for %us", st->peers[i].state, st->peers[i].since);
                 printf(")\n");
         }
+        const struct dchat_counters *k = &st->counters;
+        if (st->role == ROLE_PEER)
+                printf("posts:     %llu stored, %llu critical-section entries (%llu without messages)\n"
+                       "messages:  %llu/%llu requests sent/received, %llu/%llu replies sent/received\n",
+                       (unsigned long long) k->posts, (unsigned long long) k->cs_entries,
+                       (unsigned long long) k->cs_reused, (unsigned long long) k->requests_sent,
+                       (unsigned long long) k->requests_received, (unsigned long long) k->replies_sent,
+                       (unsigned long long) k->replies_received);
+        else
+                printf("posts:     %llu stored in %llu batches, %llu fdatasyncs\n", (unsigned long long) k->posts,
+                       (unsigned long long) k->batches, (unsigned long long) k->fdatasyncs);
         return 0;
 }
 

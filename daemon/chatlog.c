@@ -55,6 +55,7 @@ struct chatlog_node {
 struct chatlog {
         int fd;
         bool broken;                    /* a failed append could not be undone */
+        uint64_t syncs;                 /* fdatasyncs by appends, for statistics */
 
         uint64_t end;                   /* committed end of the file */
         uint64_t last_seq;
@@ -638,7 +639,7 @@ int chatlog_append(struct chatlog *log, struct dchat_entry *entries, unsigned n,
                 return 0;
 
         r = pwrite_full(log->fd, log->out.data, log->out.len, log->end);
-        if (r >= 0 && fdatasync(log->fd) < 0)
+        if (r >= 0 && (log->syncs++, fdatasync(log->fd) < 0))
                 r = -errno;
         if (r < 0) {
                 /* take the batch back out; if even that fails, stop appending */
@@ -673,6 +674,11 @@ undo:
 }
 
 /* --- reading --------------------------------------------------------------------- */
+
+uint64_t chatlog_syncs(const struct chatlog *log)
+{
+        return log->syncs;
+}
 
 uint64_t chatlog_last_seq(const struct chatlog *log)
 {

@@ -210,6 +210,8 @@ int chatlog_append(struct chatlog *log, struct dchat_entry *entries, unsigned n,
                    enum chatlog_result *results);
 
 uint64_t chatlog_last_seq(const struct chatlog *log);
+/* fdatasyncs made by chatlog_append since the log was opened */
+uint64_t chatlog_syncs(const struct chatlog *log);
 uint64_t chatlog_last_post_id(const struct chatlog *log, const char *node);
 void chatlog_last_fence(const struct chatlog *log, uint64_t *lamport, char node[DCHAT_NAME_MAX + 1],
                         uint32_t *fence_idx);

@@ -321,6 +321,9 @@ int conn_accept(int listen_fd, char *label, size_t cap)
         if (sa.ss_family == AF_UNIX)
                 snprintf(label, cap, "local connection");
         else {
+                /* small frames answer small frames: never wait for an ACK (Nagle) */
+                int one = 1;
+                (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
                 sockaddr_format((struct sockaddr *) &sa, salen, addr, sizeof addr);
                 snprintf(label, cap, "connection from %s", addr);
         }

@@ -83,6 +83,7 @@ struct peer {
         struct view_relay *views;
         struct inbound *inbound;
         struct dchat_entry scratch;
+        struct dchat_counters stats;    /* dchatctl status --json */
         bool stopping;                  /* peer_free runs: no reconnects, no cascades */
 };
 
@@ -132,10 +133,12 @@ static void run_actions(struct peer *p, const struct ra_actions *acts)
 
                 switch (a->kind) {
                 case RA_GOT_REQUEST:
+                        p->stats.requests_received++;
                         log_event(EV_REQUEST_RECEIVED, &f, "REQUEST(%llu) received from %s",
                                   (unsigned long long) a->ts, f.peer);
                         break;
                 case RA_GOT_REPLY:
+                        p->stats.replies_received++;
                         log_event(EV_REPLY_RECEIVED, &f, "REPLY for request %llu received from %s",
                                   (unsigned long long) a->ts, f.peer);
                         break;
@@ -145,6 +148,7 @@ static void run_actions(struct peer *p, const struct ra_actions *acts)
                                          (unsigned long long) a->ts, f.peer);
                                 break;
                         }
+                        p->stats.requests_sent++;
                         log_event(EV_REQUEST_SENT, &f, "REQUEST(%llu) sent to %s", (unsigned long long) a->ts,
                                   f.peer);
                         (void) conn_send(l->out, &(struct dchat_msg) { .type = MSG_REQUEST,
@@ -154,9 +158,11 @@ static void run_actions(struct peer *p, const struct ra_actions *acts)
                         log_event(EV_REPLY_SENT, &f, "REPLY for request %llu sent to %s%s",
                                   (unsigned long long) a->ts, f.peer,
                                   l->state == LINK_UP ? "" : " (link down: it will ask again)");
-                        if (l->state == LINK_UP)
+                        if (l->state == LINK_UP) {
+                                p->stats.replies_sent++;
                                 (void) conn_send(l->out, &(struct dchat_msg) { .type = MSG_REPLY,
                                                                                .reply = { a->clock, a->ts } });
+                        }
                         break;
                 case RA_DEFER: {
                         const char *why = p->ra.state == RA_HELD ? "this node is in the critical section"
@@ -166,6 +172,7 @@ static void run_actions(struct peer *p, const struct ra_actions *acts)
                         break;
                 }
                 case RA_ENTER:
+                        p->stats.cs_entries++;
                         f.peer = NULL;
                         log_event(EV_CS_ENTER, &f, "entered the critical section under request %llu",
                                   (unsigned long long) a->ts);
@@ -280,6 +287,7 @@ static void post_answer(struct peer *p, struct post_req *r, int err_code, const 
                 conn_send_error(r->client, r->client_tag, (enum dchat_err) err_code, "%s", err);
                 return;
         }
+        p->stats.posts++;
         log_event(EV_POST_STORED, &f, "post by %s stored as seq %llu", r->e.author, (unsigned long long) r->e.seq);
         if (r->client)
                 (void) conn_send(r->client, &(struct dchat_msg) {
@@ -334,6 +342,7 @@ static void cs_send_appends(struct peer *p)
                 if (!r->e.post_id)
                         r->e.post_id = p->next_post_id++;
                 r->sent = true;
+                p->stats.appends++;
                 r->append_tag = ++p->next_tag ? p->next_tag : ++p->next_tag;
                 (void) conn_send(p->server, &(struct dchat_msg) { .type = MSG_APPEND, .tag = r->append_tag,
                                                                   .append = &r->e });
@@ -1091,6 +1100,7 @@ void peer_reconf(struct peer *p, const struct dchat_conf *c)
 void peer_status(struct peer *p, struct dchat_status *st)
 {
         st->lamport = p->ra.clock;
+        st->counters = p->stats;
         strlcpy(st->dme_state, ra_state_name(p->ra.state), sizeof st->dme_state);
         st->request_ts = p->ra.state == RA_RELEASED ? 0 : p->ra.req_ts;
         st->queued = p->queued + p->cs_n;

@@ -337,6 +337,9 @@ static void put_status(struct wbuf *b, const struct dchat_status *st)
                 wbuf_put_str(b, st->peers[i].state, strlen(st->peers[i].state));
                 wbuf_put_u32(b, st->peers[i].since);
         }
+        const struct dchat_counters *k = &st->counters;
+        for (const uint64_t *v = &k->cs_entries; v <= &k->fdatasyncs; v++)
+                wbuf_put_u64(b, *v);
 }
 
 static int get_status(struct rbuf *r, struct dchat_status *st)
@@ -363,6 +366,9 @@ static int get_status(struct rbuf *r, struct dchat_status *st)
                 bad |= dchat_str_copy(st->peers[i].state, sizeof st->peers[i].state, rbuf_str(r));
                 st->peers[i].since = rbuf_u32(r);
         }
+        struct dchat_counters *k = &st->counters;
+        for (uint64_t *v = &k->cs_entries; v <= &k->fdatasyncs; v++)
+                *v = rbuf_u64(r);
         return bad || r->bad ? -EBADMSG : 0;
 }
 

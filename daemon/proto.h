@@ -105,6 +105,20 @@ struct dchat_peer_status {
         uint32_t since;         /* seconds in that state */
 };
 
+/* Counters since the daemon started (STATUS_REPLY; dchatctl status --json). */
+struct dchat_counters {
+        uint64_t cs_entries;            /* peer: critical-section entries */
+        uint64_t cs_reused;             /* ... of which reused every permission (Roucairol–Carvalho) */
+        uint64_t requests_sent;         /* peer: REQUEST messages sent */
+        uint64_t requests_received;
+        uint64_t replies_sent;          /* peer: REPLY messages sent */
+        uint64_t replies_received;
+        uint64_t posts;                 /* peer: posts acknowledged stored; server: posts stored */
+        uint64_t appends;               /* peer: APPEND frames sent (resends too); server: received */
+        uint64_t batches;               /* server: batches written (one write each) */
+        uint64_t fdatasyncs;            /* server: syncs of the chat log */
+};
+
 struct dchat_status {
         char node[DCHAT_NAME_MAX + 1];
         uint8_t role;           /* enum dchat_role */
@@ -118,6 +132,7 @@ struct dchat_status {
         uint32_t uptime;        /* seconds */
         uint16_t n_peers;
         struct dchat_peer_status peers[DCHAT_PEERS_MAX];
+        struct dchat_counters counters;
 };
 
 /*

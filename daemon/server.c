@@ -45,6 +45,7 @@ struct server {
         struct dchat_entry *entries;    /* BATCH_CAP */
         enum chatlog_result results[BATCH_CAP];
         struct dchat_entry scratch;     /* decode target and view buffer */
+        struct dchat_counters stats;
 };
 
 static void flush_batch(struct server *s)
@@ -55,6 +56,7 @@ static void flush_batch(struct server *s)
                 return;
         s->n = 0;
         int r = chatlog_append(s->log, s->entries, n, s->results);
+        s->stats.batches++;
         for (unsigned i = 0; i < n; i++) {
                 struct dchat_entry *e = &s->entries[i];
                 struct conn *to = s->pend[i].from ? s->pend[i].from->c : NULL;        /* NULL: it went away */
@@ -72,11 +74,12 @@ static void flush_batch(struct server *s)
                 switch (s->results[i]) {
                 case CHATLOG_STORED:
                 case CHATLOG_DUPLICATE:
-                        if (s->results[i] == CHATLOG_STORED)
+                        if (s->results[i] == CHATLOG_STORED) {
+                                s->stats.posts++;
                                 log_event(EV_POST_STORED, &f, "stored post %s#%llu as seq %llu (fence %llu/%s/%u)",
                                           e->node, (unsigned long long) e->post_id, (unsigned long long) e->seq,
                                           (unsigned long long) e->lamport, e->node, e->fence_idx);
-                        else
+                        } else
                                 log_info("post %s#%llu was already stored as seq %llu; acknowledged again",
                                          e->node, (unsigned long long) e->post_id, (unsigned long long) e->seq);
                         if (to)
@@ -135,6 +138,7 @@ static int queue_append(struct server *s, struct sconn *sc, uint32_t tag)
         s->entries[s->n] = s->scratch;
         s->pend[s->n] = (struct pending) { sc, tag };
         s->n++;
+        s->stats.appends++;
         return sd_event_source_set_enabled(s->flush_src, SD_EVENT_ONESHOT);
 }
 
@@ -349,6 +353,8 @@ void server_reconf(struct server *s, const struct dchat_conf *c)
 void server_status(struct server *s, struct dchat_status *st)
 {
         st->last_seq = chatlog_last_seq(s->log);
+        st->counters = s->stats;
+        st->counters.fdatasyncs = chatlog_syncs(s->log);
         strlcpy(st->dme_state, "-", sizeof st->dme_state);
         st->n_peers = 0;
         for (unsigned i = 0; i < s->conf->n_peers && i < DCHAT_PEERS_MAX; i++) {

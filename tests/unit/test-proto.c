@@ -174,6 +174,7 @@ static void fill_status(struct dchat_status *st, unsigned n_peers)
                                  p64, i);
                 st->peers[i].connected = i % 2 == 0;
         }
+        st->counters = (struct dchat_counters) { 1, 2, 3, 4, 5, 6, UINT64_C(1) << 40, 8, 9, UINT64_MAX };
 }
 
 static bool status_eq(const struct dchat_status *a, const struct dchat_status *b)
@@ -181,7 +182,8 @@ static bool status_eq(const struct dchat_status *a, const struct dchat_status *b
         if (strcmp(a->node, b->node) || a->role != b->role || a->lamport != b->lamport ||
             strcmp(a->dme_state, b->dme_state) || a->request_ts != b->request_ts || a->queued != b->queued ||
             a->last_seq != b->last_seq || strcmp(a->server, b->server) ||
-            a->server_connected != b->server_connected || a->uptime != b->uptime || a->n_peers != b->n_peers)
+            a->server_connected != b->server_connected || a->uptime != b->uptime || a->n_peers != b->n_peers ||
+            memcmp(&a->counters, &b->counters, sizeof a->counters))
                 return false;
         for (unsigned i = 0; i < a->n_peers; i++)
                 if (strcmp(a->peers[i].name, b->peers[i].name) || a->peers[i].connected != b->peers[i].connected)
@@ -491,6 +493,8 @@ static void raw_status(struct wbuf *b, struct dchat_str node, struct dchat_str s
                 wbuf_put_str(b, "alive", 5);
                 wbuf_put_u32(b, 7);
         }
+        for (unsigned i = 0; i < 10; i++)       /* struct dchat_counters */
+                wbuf_put_u64(b, i);
 }
 
 static int decode_status(const struct wbuf *b)
@@ -626,7 +630,7 @@ static void test_malformed(void)
         is_int(decode_status(&b), -EBADMSG, "status: n_peers 65 (with 65 peers present) refused");
         wbuf_reset(&b);
         raw_status(&b, S("node1"), S("held"), S("master"), 0, S("x"));
-        b.data[b.len - 2] = 0xff, b.data[b.len - 1] = 0xff;
+        b.data[b.len - 10 * 8 - 2] = 0xff, b.data[b.len - 10 * 8 - 1] = 0xff;    /* n_peers, before the counters */
         is_int(decode_status(&b), -EBADMSG, "status: n_peers 65535 refused");
         wbuf_reset(&b);
         {

@@ -1,0 +1,393 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * dchat-bench — drives concurrent posters against running dchatd peers and
+ * measures them.  One process, many control-socket connections: every
+ * poster is one connection with one post outstanding at a time (post,
+ * wait for POSTED, post the next), so C posters per peer keep C posts in
+ * flight there.  It speaks the control protocol of daemon/proto.h with
+ * daemon/proto.c, like dchatctl.
+ *
+ *   dchat-bench [-c POSTERS] [-n POSTS] [-a ACTIVE] [-t TAG] [-s SERVER_SOCKET] [-p PID]... PEER_SOCKET...
+ *
+ * -c posters per peer socket (default 1), -n posts per poster (default
+ * 1000), -a only the first ACTIVE peer sockets get posters (the others
+ * are only asked for their counters; default all), -t a word put in every text (default "bench"), -s the server's
+ * control socket (for its counters), -p a daemon's PID (repeatable; CPU
+ * time and RSS are read from /proc/PID).  Before and after the run every
+ * daemon is asked for STATUS, whose counters give the DME messages per
+ * critical-section entry, posts per entry and fdatasyncs per post.
+ *
+ * Prints one JSON object on stdout (see tests/bench/run-bench for the
+ * fields).  Each text is "TAG pP cC #I": unique, so a test can check that
+ * every post is stored exactly once.  Exit status 0 when every post was
+ * acknowledged, 1 when some failed (the JSON says how many), 2 on usage
+ * or set-up errors.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "proto.h"
+
+#define SOCKETS_MAX     DCHAT_PEERS_MAX
+#define PIDS_MAX        (DCHAT_PEERS_MAX + 1)
+#define POSTERS_MAX     256
+
+struct poster {
+        int fd;
+        unsigned peer;          /* index of its socket */
+        unsigned idx;           /* within that peer */
+        unsigned sent, done;
+        uint64_t t_sent;        /* ns, of the post in flight */
+        struct wbuf in;
+};
+
+static struct poster posters[SOCKETS_MAX * POSTERS_MAX];
+static unsigned n_posters;
+static uint32_t *lat_ns;        /* one per acknowledged post */
+static size_t n_lat;
+static unsigned long errors;
+static char first_error[256];
+static const char *tag = "bench";
+static unsigned posts_each = 1000;
+
+static _Noreturn void die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static _Noreturn void die(const char *fmt, ...)
+{
+        va_list ap;
+        fputs("dchat-bench: ", stderr);
+        va_start(ap, fmt);
+        vfprintf(stderr, fmt, ap);
+        va_end(ap);
+        fputc('\n', stderr);
+        exit(2);
+}
+
+static uint64_t now_ns(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000000000u + (uint64_t) ts.tv_nsec;
+}
+
+static int connect_unix(const char *path)
+{
+        struct sockaddr_un un = { .sun_family = AF_UNIX };
+        if (strlen(path) >= sizeof un.sun_path)
+                die("socket path too long: %s", path);
+        strcpy(un.sun_path, path);
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0 || connect(fd, (struct sockaddr *) &un, sizeof un) < 0)
+                die("cannot connect to %s: %s", path, strerror(errno));
+        return fd;
+}
+
+static void send_all(int fd, const struct dchat_msg *m)
+{
+        static struct wbuf b;
+        wbuf_reset(&b);
+        if (proto_encode(&b, m) < 0)
+                die("cannot encode a frame");
+        for (size_t off = 0; off < b.len;) {
+                ssize_t n = send(fd, b.data + off, b.len - off, MSG_NOSIGNAL);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        die("send: %s", strerror(errno));
+                off += (size_t) n;
+        }
+}
+
+/* One whole frame from b into m (strings point into b until it is consumed); 0: need more. */
+static size_t frame_in(struct wbuf *b, struct dchat_msg *m, struct dchat_status *st)
+{
+        uint8_t type;
+        if (b->len < DCHAT_FRAME_HDR)
+                return 0;
+        int len = proto_check_header(b->data, &type);
+        if (len < 0)
+                die("malformed frame from dchatd");
+        if (b->len < DCHAT_FRAME_HDR + (size_t) len)
+                return 0;
+        if (proto_decode(type, b->data + DCHAT_FRAME_HDR, (size_t) len, m, NULL, st) < 0)
+                die("malformed %s frame from dchatd", proto_type_name(type));
+        return DCHAT_FRAME_HDR + (size_t) len;
+}
+
+static int read_some(int fd, struct wbuf *b)
+{
+        if (!wbuf_reserve(b, 4096))
+                die("out of memory");
+        ssize_t n = recv(fd, b->data + b->len, b->cap - b->len, MSG_DONTWAIT);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+                return 0;
+        if (n <= 0)
+                return -1;
+        b->len += (size_t) n;
+        return 1;
+}
+
+static void get_status(const char *path, struct dchat_status *st)
+{
+        struct wbuf b = {0};
+        struct dchat_msg m;
+        size_t used;
+        int fd = connect_unix(path);
+
+        send_all(fd, &(struct dchat_msg) { .type = MSG_STATUS, .tag = 1 });
+        for (;;) {
+                struct pollfd p = { fd, POLLIN, 0 };
+                if (poll(&p, 1, 10000) <= 0)
+                        die("%s: no answer to STATUS", path);
+                if (read_some(fd, &b) < 0)
+                        die("%s: closed before answering STATUS", path);
+                if ((used = frame_in(&b, &m, st)))
+                        break;
+        }
+        if (m.type != MSG_STATUS_REPLY)
+                die("%s: unexpected %s answer to STATUS", path, proto_type_name(m.type));
+        wbuf_free(&b);
+        close(fd);
+}
+
+static void post_next(struct poster *p)
+{
+        char text[160];
+        int n = snprintf(text, sizeof text, "%s p%u c%u #%u", tag, p->peer + 1, p->idx + 1, p->sent + 1);
+        p->t_sent = now_ns();
+        send_all(p->fd, &(struct dchat_msg) { .type = MSG_POST, .tag = p->sent + 1,
+                                              .post = { 0, 0, { text, (uint16_t) n } } });
+        p->sent++;
+}
+
+/* utime + stime of pid, in ms; -1 when it cannot be read */
+static long long cpu_ms(int pid)
+{
+        char path[64], buf[1024];
+        snprintf(path, sizeof path, "/proc/%d/stat", pid);
+        FILE *f = fopen(path, "re");
+        if (!f)
+                return -1;
+        size_t n = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[n] = '\0';
+        char *s = strrchr(buf, ')');
+        unsigned long long ut, st;
+        /* after "pid (comm)": state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime */
+        if (!s || sscanf(s + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+                return -1;
+        return (long long) ((ut + st) * 1000 / (unsigned long long) sysconf(_SC_CLK_TCK));
+}
+
+/* a "VmHWM:" or "VmRSS:" figure of pid, in KiB */
+static long long status_kib(int pid, const char *key)
+{
+        char path[64], line[256];
+        long long v = -1;
+        snprintf(path, sizeof path, "/proc/%d/status", pid);
+        FILE *f = fopen(path, "re");
+        if (!f)
+                return -1;
+        while (fgets(line, sizeof line, f))
+                if (strncmp(line, key, strlen(key)) == 0)
+                        v = atoll(line + strlen(key));
+        fclose(f);
+        return v;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+        uint32_t x = *(const uint32_t *) a, y = *(const uint32_t *) b;
+        return x < y ? -1 : x > y;
+}
+
+static double us_at(double q)
+{
+        if (!n_lat)
+                return 0;
+        size_t i = (size_t) (q * (double) (n_lat - 1) + 0.5);
+        return lat_ns[i] / 1000.0;
+}
+
+static void add_counters(struct dchat_counters *sum, const struct dchat_counters *a, const struct dchat_counters *b)
+{
+        const uint64_t *pa = &a->cs_entries, *pb = &b->cs_entries;
+        uint64_t *ps = &sum->cs_entries;
+        for (; pa <= &a->fdatasyncs; pa++, pb++, ps++)
+                *ps += *pb - *pa;
+}
+
+static double ratio(double a, double b)
+{
+        return b > 0 ? a / b : 0;
+}
+
+int main(int argc, char **argv)
+{
+        static struct dchat_status before[SOCKETS_MAX + 1], after[SOCKETS_MAX + 1];
+        const char *server = NULL;
+        unsigned per_peer = 1, n_active = 0;
+        int pids[PIDS_MAX], n_pids = 0, o;
+
+        while ((o = getopt(argc, argv, "c:n:a:t:s:p:h")) >= 0) {
+                switch (o) {
+                case 'c':
+                        per_peer = (unsigned) atoi(optarg);
+                        break;
+                case 'n':
+                        posts_each = (unsigned) atoi(optarg);
+                        break;
+                case 'a':
+                        n_active = (unsigned) atoi(optarg);
+                        break;
+                case 't':
+                        tag = optarg;
+                        break;
+                case 's':
+                        server = optarg;
+                        break;
+                case 'p':
+                        if (n_pids == PIDS_MAX)
+                                die("too many -p");
+                        pids[n_pids++] = atoi(optarg);
+                        break;
+                default:
+                        fprintf(o == 'h' ? stdout : stderr,
+                                "usage: dchat-bench [-c POSTERS] [-n POSTS] [-a ACTIVE] [-t TAG] [-s SERVER_SOCKET] [-p PID]... PEER_SOCKET...\n");
+                        return o == 'h' ? 0 : 2;
+                }
+        }
+        unsigned n_socks = (unsigned) (argc - optind);
+        if (n_socks == 0 || n_socks > SOCKETS_MAX || per_peer == 0 || per_peer > POSTERS_MAX || posts_each == 0 ||
+            strlen(tag) > 64)
+                die("bad arguments (see -h)");
+        char **socks = argv + optind;
+        if (n_active == 0 || n_active > n_socks)
+                n_active = n_socks;
+
+        for (unsigned i = 0; i < n_socks; i++)
+                get_status(socks[i], &before[i]);
+        if (server)
+                get_status(server, &before[n_socks]);
+        long long cpu0[PIDS_MAX];
+        for (int i = 0; i < n_pids; i++)
+                cpu0[i] = cpu_ms(pids[i]);
+
+        lat_ns = calloc((size_t) n_active * per_peer * posts_each, sizeof *lat_ns);
+        struct pollfd *pfd = calloc((size_t) n_active * per_peer, sizeof *pfd);
+        if (!lat_ns || !pfd)
+                die("out of memory");
+        for (unsigned s = 0; s < n_active; s++)
+                for (unsigned c = 0; c < per_peer; c++) {
+                        struct poster *p = &posters[n_posters++];
+                        *p = (struct poster) { .fd = connect_unix(socks[s]), .peer = s, .idx = c };
+                }
+
+        uint64_t t0 = now_ns();
+        unsigned active = n_posters;
+        for (unsigned i = 0; i < n_posters; i++)
+                post_next(&posters[i]);
+        while (active) {
+                unsigned k = 0;
+                for (unsigned i = 0; i < n_posters; i++)
+                        if (posters[i].fd >= 0)
+                                pfd[k++] = (struct pollfd) { posters[i].fd, POLLIN, 0 };
+                if (poll(pfd, k, 60000) <= 0)
+                        die("no answer for 60 s (%u posters still busy)", active);
+                k = 0;
+                for (unsigned i = 0; i < n_posters; i++) {
+                        struct poster *p = &posters[i];
+                        if (p->fd < 0)
+                                continue;
+                        if (!(pfd[k++].revents & (POLLIN | POLLHUP | POLLERR)))
+                                continue;
+                        if (read_some(p->fd, &p->in) < 0)
+                                die("dchatd closed a poster's connection (peer %u, poster %u)", p->peer + 1, p->idx + 1);
+                        struct dchat_msg m;
+                        size_t used;
+                        bool next = false;
+                        while ((used = frame_in(&p->in, &m, NULL))) {
+                                if (m.type == MSG_POSTED) {
+                                        lat_ns[n_lat++] = (uint32_t) (now_ns() - p->t_sent);
+                                } else if (m.type == MSG_ERROR) {
+                                        if (!errors++)
+                                                snprintf(first_error, sizeof first_error, "%.*s",
+                                                         (int) m.error.text.len, m.error.text.p);
+                                } else {
+                                        die("unexpected %s frame", proto_type_name(m.type));
+                                }
+                                wbuf_consume(&p->in, used);
+                                p->done++;
+                                next = true;
+                        }
+                        if (!next)
+                                continue;
+                        if (p->done < posts_each) {
+                                post_next(p);
+                        } else {
+                                close(p->fd);
+                                p->fd = -1;
+                                active--;
+                        }
+                }
+        }
+        double secs = (double) (now_ns() - t0) / 1e9;
+
+        for (unsigned i = 0; i < n_socks; i++)
+                get_status(socks[i], &after[i]);
+        if (server)
+                get_status(server, &after[n_socks]);
+        long long cpu = 0;
+        for (int i = 0; i < n_pids; i++) {
+                long long c = cpu_ms(pids[i]);
+                if (c >= 0 && cpu0[i] >= 0)
+                        cpu += c - cpu0[i];
+        }
+
+        struct dchat_counters peers = {0}, srv = {0};
+        for (unsigned i = 0; i < n_socks; i++)
+                add_counters(&peers, &before[i].counters, &after[i].counters);
+        if (server)
+                add_counters(&srv, &before[n_socks].counters, &after[n_socks].counters);
+        qsort(lat_ns, n_lat, sizeof *lat_ns, cmp_u32);
+
+        uint64_t msgs = peers.requests_sent + peers.replies_sent;
+        printf("{\"sockets\":%u,\"active\":%u,\"posters\":%u,\"posts\":%zu,\"errors\":%lu,\"seconds\":%.3f,\"posts_per_s\":%.0f,"
+               "\"lat_median_us\":%.0f,\"lat_p99_us\":%.0f,\"lat_max_us\":%.0f,"
+               "\"cs_entries\":%llu,\"cs_reused\":%llu,\"dme_msgs\":%llu,\"dme_msgs_per_entry\":%.2f,"
+               "\"posts_per_entry\":%.2f",
+               n_socks, n_active, per_peer, n_lat, errors, secs, ratio((double) n_lat, secs), us_at(0.5), us_at(0.99),
+               n_lat ? lat_ns[n_lat - 1] / 1000.0 : 0.0, (unsigned long long) peers.cs_entries,
+               (unsigned long long) peers.cs_reused, (unsigned long long) msgs,
+               ratio((double) msgs, (double) peers.cs_entries), ratio((double) n_lat, (double) peers.cs_entries));
+        if (server)
+                printf(",\"server_posts\":%llu,\"server_batches\":%llu,\"fdatasyncs\":%llu,\"fdatasyncs_per_post\":%.3f",
+                       (unsigned long long) srv.posts, (unsigned long long) srv.batches,
+                       (unsigned long long) srv.fdatasyncs, ratio((double) srv.fdatasyncs, (double) srv.posts));
+        if (n_pids) {
+                printf(",\"cpu_ms\":%lld,\"cpu_ms_per_1000_posts\":%.1f,\"rss_kib\":[", cpu,
+                       ratio((double) cpu * 1000, (double) n_lat));
+                for (int i = 0; i < n_pids; i++)
+                        printf("%s%lld", i ? "," : "", status_kib(pids[i], "VmRSS:"));
+                printf("],\"rss_peak_kib\":[");
+                for (int i = 0; i < n_pids; i++)
+                        printf("%s%lld", i ? "," : "", status_kib(pids[i], "VmHWM:"));
+                printf("]");
+        }
+        if (errors) {
+                printf(",\"first_error\":\"");
+                for (const char *c = first_error; *c; c++)
+                        printf(*c == '"' || *c == '\\' ? "\\%c" : "%c", *c);
+                printf("\"");
+        }
+        printf("}\n");
+        return errors ? 1 : 0;
+}
