@@ -35,35 +35,38 @@
 #include <unistd.h>
 
 #include "dchatd.h"
+#include "chatidx.h"
 
 #define CHATLOG_FILE            "chat.log"
 #define CHATLOG_MAGIC           UINT32_C(0x44434C31)    /* "DCL1" */
+#define CHATLOG_START_MAGIC     UINT32_C(0x44434831)    /* "DCH1": the start record */
 #define CHATLOG_HDR             16
-#define CHATLOG_INDEX_EVERY     256
+#define CHATLOG_CHECKPOINT_EVERY 65536                  /* records between checkpoints */
+/* base_seq, lamport, node, fence_idx, max_time, n_nodes */
+#define CHATLOG_START_MIN       (8 + 8 + 2 + 4 + 8 + 4)
 /* seq, lamport, node, fence_idx, post_id, time, utc_offset, author, text */
 #define CHATLOG_BODY_MIN        (8 + 8 + 2 + 4 + 8 + 8 + 4 + 2 + 2)
 #define CHATLOG_BUF             (2 * (CHATLOG_HDR + DCHAT_FRAME_MAX))
 
-struct chatlog_node {
-        char name[DCHAT_NAME_MAX + 1];
-        uint64_t post_id;               /* last stored post id (committed) */
-        uint64_t seq;                   /* ... and where it was stored */
-        uint64_t new_post_id;           /* staged by the running append */
-        uint64_t new_seq;
-};
-
 struct chatlog {
         int fd;
+        int dirfd;
         bool broken;                    /* a failed append could not be undone */
         uint64_t syncs;                 /* fdatasyncs by appends, for statistics */
 
+        uint64_t base_seq;              /* seqs up to this one are archived; the start record says so */
+        uint64_t data_start;            /* offset of the first entry record (after the start record) */
         uint64_t end;                   /* committed end of the file */
         uint64_t last_seq;
+        uint64_t last_off;              /* offset of record last_seq ... */
+        uint32_t last_crc;              /* ... and its body CRC */
         uint64_t last_lamport;
         char last_node[DCHAT_NAME_MAX + 1];
         uint32_t last_fence_idx;
+        int64_t max_time;               /* greatest entry time (INT64_MIN: none) */
+        uint64_t checkpoint_seq;        /* last seq the checkpoint on disk covers */
 
-        uint64_t *index;                /* index[k]: offset of seq k * 256 + 1 */
+        struct chatlog_ix *index;       /* index[k]: record base_seq + k * 256 + 1 */
         size_t n_index, cap_index;
 
         struct chatlog_node *nodes;     /* [0, n_nodes) committed */
@@ -90,7 +93,7 @@ static void crc32c_init(void)
 }
 
 /* crc32c(0, p, n) is the CRC of p; pass a previous result to continue it. */
-static uint32_t crc32c(uint32_t crc, const void *p, size_t n)
+uint32_t crc32c(uint32_t crc, const void *p, size_t n)
 {
         const uint8_t *b = p;
 
@@ -116,9 +119,9 @@ static void put_be32(uint8_t *p, uint32_t v)
         p[3] = v;
 }
 
-static void header_make(uint8_t h[CHATLOG_HDR], const uint8_t *body, uint32_t len)
+static void header_make(uint8_t h[CHATLOG_HDR], uint32_t magic, const uint8_t *body, uint32_t len)
 {
-        put_be32(h, CHATLOG_MAGIC);
+        put_be32(h, magic);
         put_be32(h + 4, len);
         put_be32(h + 8, crc32c(0, body, len));
         put_be32(h + 12, crc32c(0, h, 12));
@@ -129,15 +132,20 @@ enum header_state {
         HEADER_BAD_MAGIC,
         HEADER_BAD_CRC,
         HEADER_BAD_LENGTH,
+        HEADER_START,                   /* a good header of the start record */
 };
 
 static enum header_state header_check(const uint8_t h[CHATLOG_HDR], uint32_t *len)
 {
-        if (get_be32(h) != CHATLOG_MAGIC)
+        uint32_t magic = get_be32(h);
+
+        if (magic != CHATLOG_MAGIC && magic != CHATLOG_START_MAGIC)
                 return HEADER_BAD_MAGIC;
         if (get_be32(h + 12) != crc32c(0, h, 12))
                 return HEADER_BAD_CRC;
         *len = get_be32(h + 4);
+        if (magic == CHATLOG_START_MAGIC)
+                return *len < CHATLOG_START_MIN || *len > DCHAT_FRAME_MAX ? HEADER_BAD_LENGTH : HEADER_START;
         if (*len < CHATLOG_BODY_MIN || *len > DCHAT_FRAME_MAX)
                 return HEADER_BAD_LENGTH;
         return HEADER_OK;
@@ -324,17 +332,121 @@ fail:
         return r;
 }
 
+/* --- the start record ------------------------------------------------------------ */
+
 /*
- * Reads every record, rebuilding the in-memory state.  Sets *bad_off to the
- * offset of the first bad record (or the file size) and fills rec->reason.
- * Fails only on read errors or allocation failures: those are not
- * corruption and must never cut anything.
+ * A log that continues an archived one (chatlog_archive) begins with a start
+ * record: a header like an entry's but with the magic "DCH1", and a body
+ * that carries on what the archived part leaves behind — its last seq, the
+ * last fence, the greatest entry time and every node's last post id and
+ * seq, so that seqs, fencing and exactly-once go on across the cut:
+ *
+ *   base_seq (u64) lamport (u64) node (str) fence_idx (u32) max_time (i64)
+ *   n_nodes (u32), n_nodes × { name (str), post_id (u64), seq (u64) }
  */
-static int scan(struct chatlog *log, uint64_t size, uint64_t *bad_off, struct chatlog_recovery *rec)
+static void start_put(struct wbuf *b, const struct chatlog *log)
+{
+        wbuf_put_u64(b, log->last_seq);
+        wbuf_put_u64(b, log->last_lamport);
+        wbuf_put_str(b, log->last_node, strlen(log->last_node));
+        wbuf_put_u32(b, log->last_fence_idx);
+        wbuf_put_u64(b, (uint64_t) log->max_time);
+        wbuf_put_u32(b, (uint32_t) log->n_nodes);
+        for (size_t i = 0; i < log->n_nodes; i++) {
+                wbuf_put_str(b, log->nodes[i].name, strlen(log->nodes[i].name));
+                wbuf_put_u64(b, log->nodes[i].post_id);
+                wbuf_put_u64(b, log->nodes[i].seq);
+        }
+}
+
+/* Takes in a start record's body (its CRC checked): the log continues from there. */
+static int start_parse(struct chatlog *log, const uint8_t *body, uint32_t len)
+{
+        struct rbuf r = { .p = body, .len = len };
+        uint32_t n;
+        int k;
+
+        log->base_seq = log->last_seq = rbuf_u64(&r);
+        log->last_lamport = rbuf_u64(&r);
+        if (dchat_str_copy(log->last_node, sizeof log->last_node, rbuf_str(&r)) < 0 ||
+            !node_name_valid(log->last_node))
+                return -EBADMSG;
+        log->last_fence_idx = rbuf_u32(&r);
+        log->max_time = (int64_t) rbuf_u64(&r);
+        n = rbuf_u32(&r);
+        if (r.bad || n > len / 18 || log->base_seq == 0)
+                return -EBADMSG;
+        k = GROW(log->nodes, log->cap_nodes, n);
+        if (k < 0)
+                return k;
+        log->n_nodes = 0;
+        for (uint32_t i = 0; i < n; i++) {
+                struct chatlog_node *nd = &log->nodes[i];
+                *nd = (struct chatlog_node) {0};
+                if (dchat_str_copy(nd->name, sizeof nd->name, rbuf_str(&r)) < 0 || !node_name_valid(nd->name))
+                        return -EBADMSG;
+                nd->post_id = rbuf_u64(&r);
+                nd->seq = rbuf_u64(&r);
+                if (nd->seq > log->base_seq)
+                        return -EBADMSG;
+        }
+        if (r.bad || r.off != r.len)
+                return -EBADMSG;
+        log->n_nodes = n;
+        return 0;
+}
+
+/*
+ * Reads the start record at offset 0 if there is one: 1 if it was taken
+ * in (log->data_start set), 0 if the log has none, -EBADMSG (and
+ * rec->reason) if it is there but damaged — that is never cut off: seqs
+ * would start again at 1.
+ */
+static int start_read(struct chatlog *log, uint64_t size, struct chatlog_recovery *rec)
+{
+        uint8_t h[CHATLOG_HDR];
+        uint32_t len;
+        size_t got;
+        int r;
+
+        if (size < CHATLOG_HDR)
+                return 0;
+        r = pread_full(log->fd, h, sizeof h, 0, &got);
+        if (r < 0)
+                return r;
+        if (get_be32(h) != CHATLOG_START_MAGIC)
+                return 0;
+        if (header_check(h, &len) != HEADER_START || CHATLOG_HDR + (uint64_t) len > size)
+                goto bad;
+        r = pread_full(log->fd, log->buf, len, CHATLOG_HDR, &got);
+        if (r < 0)
+                return r;
+        if (got != len || crc32c(0, log->buf, len) != get_be32(h + 8))
+                goto bad;
+        r = start_parse(log, log->buf, len);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0)
+                goto bad;
+        log->data_start = CHATLOG_HDR + len;
+        return 1;
+bad:
+        snprintf(rec->reason, sizeof rec->reason,
+                 "the start record (written when the log was archived) is damaged; refusing to open");
+        return -EBADMSG;
+}
+
+/*
+ * Reads every record from offset from on, moving the in-memory state on.
+ * Sets *bad_off to the offset of the first bad record (or the file size)
+ * and fills rec->reason.  Fails only on read errors or allocation
+ * failures: those are not corruption and must never cut anything.
+ */
+static int scan(struct chatlog *log, uint64_t from, uint64_t size, uint64_t *bad_off, struct chatlog_recovery *rec)
 {
         _cleanup_(freep) struct dchat_entry *e = malloc(sizeof *e);
         struct scan s = { .fd = log->fd, .buf = log->buf };
-        uint64_t off = 0;
+        uint64_t off = from;
         int r;
 
         if (!e)
@@ -359,6 +471,7 @@ static int scan(struct chatlog *log, uint64_t size, uint64_t *bad_off, struct ch
                 case HEADER_OK:
                         break;
                 case HEADER_BAD_MAGIC:
+                case HEADER_START:              /* only at offset 0, read by start_read */
                         snprintf(rec->reason, sizeof rec->reason, "bad magic at offset %" PRIu64, off);
                         goto done;
                 case HEADER_BAD_CRC:
@@ -403,11 +516,11 @@ static int scan(struct chatlog *log, uint64_t size, uint64_t *bad_off, struct ch
                 }
 
                 /* a good record: take it in */
-                if ((n - 1) % CHATLOG_INDEX_EVERY == 0) {
+                if ((n - 1 - log->base_seq) % CHATLOG_INDEX_EVERY == 0) {
                         r = GROW(log->index, log->cap_index, log->n_index + 1);
                         if (r < 0)
                                 return r;
-                        log->index[log->n_index++] = off;
+                        log->index[log->n_index++] = (struct chatlog_ix) { off, log->max_time };
                 }
                 nd = node_find(log, log->n_nodes, e->node);
                 if (!nd) {
@@ -423,14 +536,146 @@ static int scan(struct chatlog *log, uint64_t size, uint64_t *bad_off, struct ch
                         nd->seq = n;
                 }
                 log->last_seq = n;
+                log->last_off = off;
+                log->last_crc = get_be32(h + 8);
                 log->last_lamport = e->lamport;
                 strcpy(log->last_node, e->node);
                 log->last_fence_idx = e->fence_idx;
+                if (e->time > log->max_time)
+                        log->max_time = e->time;
+                rec->scanned++;
                 off += CHATLOG_HDR + len;
         }
 done:
         *bad_off = off;
         return 0;
+}
+
+/* Reads the header and the first body bytes (the seq) of the record at off, which must end by end. */
+static int peek_record(struct chatlog *log, uint64_t off, uint64_t end, uint64_t *seq, uint32_t *len, uint32_t *crc)
+{
+        uint8_t h[CHATLOG_HDR + 8];
+        size_t got;
+        int r;
+
+        r = pread_full(log->fd, h, sizeof h, off, &got);
+        if (r < 0)
+                return r;
+        if (got != sizeof h || header_check(h, len) != HEADER_OK || off + CHATLOG_HDR + *len > end)
+                return -EBADMSG;
+        *crc = get_be32(h + 8);
+        *seq = (uint64_t) get_be32(h + CHATLOG_HDR) << 32 | get_be32(h + CHATLOG_HDR + 4);
+        return 0;
+}
+
+/*
+ * Checks a loaded checkpoint against the log itself: it must cover a prefix
+ * of the file that starts where this log's records start, every index slot
+ * must point at a good record header with the seq it stands for, and the
+ * last record it covers must be there whole, with its CRC, seq and fence,
+ * ending exactly where the checkpoint ends.  -EBADMSG with *why otherwise.
+ */
+static int checkpoint_verify(struct chatlog *log, const struct chatidx *x, uint64_t size, const char **why)
+{
+        _cleanup_(freep) struct dchat_entry *e = malloc(sizeof *e);
+        uint64_t seq;
+        uint32_t len, crc;
+        size_t got;
+        int r;
+
+        if (!e)
+                return -ENOMEM;
+        if (x->end > size) {
+                *why = "it covers more than the log holds";
+                return -EBADMSG;
+        }
+        if (x->base_seq != log->base_seq) {
+                *why = "it is for another log (the first seq differs)";
+                return -EBADMSG;
+        }
+        if (x->last_seq == x->base_seq) {
+                if (x->end != log->data_start || x->n_index || x->n_nodes != log->n_nodes) {
+                        *why = "it does not match the empty log";
+                        return -EBADMSG;
+                }
+                return 0;
+        }
+        if (x->index[0].off != log->data_start || x->index[0].max_before != log->max_time) {
+                *why = "its index does not start where the log's records do";
+                return -EBADMSG;
+        }
+        for (size_t k = 0; k < x->n_index; k++) {
+                r = peek_record(log, x->index[k].off, x->end, &seq, &len, &crc);
+                if (r < 0 && r != -EBADMSG)
+                        return r;
+                if (r < 0 || seq != x->base_seq + k * CHATLOG_INDEX_EVERY + 1) {
+                        *why = "an index slot does not point at the record it stands for";
+                        return -EBADMSG;
+                }
+        }
+        r = peek_record(log, x->last_off, x->end, &seq, &len, &crc);
+        if (r < 0 && r != -EBADMSG)
+                return r;
+        if (r < 0 || x->last_off + CHATLOG_HDR + len != x->end || crc != x->last_crc || seq != x->last_seq) {
+                *why = "the last record it covers is not in the log";
+                return -EBADMSG;
+        }
+        r = pread_full(log->fd, log->buf, len, x->last_off + CHATLOG_HDR, &got);
+        if (r < 0)
+                return r;
+        if (got != len || crc32c(0, log->buf, len) != crc || body_decode(log->buf, len, e) < 0 ||
+            fence_cmp(e->lamport, e->node, e->fence_idx, x->last_lamport, x->last_node, x->last_fence_idx) != 0 ||
+            e->time > x->max_time) {
+                *why = "the last record it covers differs from the log's";
+                return -EBADMSG;
+        }
+        return 0;
+}
+
+/*
+ * Takes the state from DIR/chat.log.idx if it checks out against the log:
+ * 1 if taken, 0 if not (none, or discarded: rec->checkpoint_warning says
+ * why), or a negative errno on read or allocation errors.
+ */
+static int checkpoint_take(struct chatlog *log, uint64_t size, struct chatlog_recovery *rec)
+{
+        struct chatidx x;
+        const char *why = "unknown";
+        int r;
+
+        r = chatidx_load(log->dirfd, &x, &why);
+        if (r == -ENOENT)
+                return 0;
+        if (r == -ENOMEM)
+                return r;
+        if (r >= 0)
+                r = checkpoint_verify(log, &x, size, &why);
+        if (r < 0) {
+                chatidx_free(&x);
+                if (r == -ENOMEM)
+                        return r;
+                snprintf(rec->checkpoint_warning, sizeof rec->checkpoint_warning, "%s",
+                         r == -EBADMSG ? why : strerror(-r));
+                return 0;
+        }
+        free(log->index);
+        log->index = x.index;
+        log->n_index = log->cap_index = x.n_index;
+        free(log->nodes);
+        log->nodes = x.nodes;
+        log->n_nodes = log->cap_nodes = x.n_nodes;
+        log->end = x.end;
+        log->last_seq = x.last_seq;
+        log->last_off = x.last_off;
+        log->last_crc = x.last_crc;
+        log->last_lamport = x.last_lamport;
+        strcpy(log->last_node, x.last_node);
+        log->last_fence_idx = x.last_fence_idx;
+        log->max_time = x.max_time;
+        log->checkpoint_seq = x.last_seq;
+        rec->checkpoint_used = true;
+        rec->checkpoint_seq = x.last_seq;
+        return 1;
 }
 
 int chatlog_open(const char *dir, struct chatlog **ret, struct chatlog_recovery *rec)
@@ -439,7 +684,7 @@ int chatlog_open(const char *dir, struct chatlog **ret, struct chatlog_recovery 
         struct chatlog *log = NULL;
         int dirfd = -1, r;
         bool created = false;
-        uint64_t bad_off = 0;
+        uint64_t bad_off = 0, from;
         struct stat st;
 
         if (!rec)
@@ -456,6 +701,8 @@ int chatlog_open(const char *dir, struct chatlog **ret, struct chatlog_recovery 
                 goto fail;
         }
         log->fd = -1;
+        log->dirfd = dirfd;
+        log->max_time = INT64_MIN;
         log->buf = malloc(CHATLOG_BUF);
         if (!log->buf) {
                 r = -ENOMEM;
@@ -488,7 +735,14 @@ int chatlog_open(const char *dir, struct chatlog **ret, struct chatlog_recovery 
                 goto fail;
         }
 
-        r = scan(log, (uint64_t) st.st_size, &bad_off, rec);
+        r = start_read(log, (uint64_t) st.st_size, rec);
+        if (r < 0)
+                goto fail;
+        r = checkpoint_take(log, (uint64_t) st.st_size, rec);
+        if (r < 0)
+                goto fail;
+        from = r > 0 ? log->end : log->data_start;
+        r = scan(log, from, (uint64_t) st.st_size, &bad_off, rec);
         if (r < 0)
                 goto fail;
 
@@ -506,13 +760,13 @@ int chatlog_open(const char *dir, struct chatlog **ret, struct chatlog_recovery 
                 rec->reason[0] = '\0';
 
         log->end = bad_off;
-        rec->records = log->last_seq;
-        close(dirfd);
+        rec->records = log->last_seq - log->base_seq;
+        rec->base_seq = log->base_seq;
         *ret = log;
         return 0;
 
 fail:
-        if (dirfd >= 0)
+        if (!log)
                 close(dirfd);
         chatlog_close(log);
         return r;
@@ -524,12 +778,46 @@ struct chatlog *chatlog_close(struct chatlog *log)
                 return NULL;
         if (log->fd >= 0)
                 close(log->fd);
+        if (log->dirfd >= 0)
+                close(log->dirfd);
         free(log->index);
         free(log->nodes);
         wbuf_free(&log->out);
         free(log->buf);
         free(log);
         return NULL;
+}
+
+int chatlog_checkpoint(struct chatlog *log)
+{
+        struct chatidx x = {
+                .base_seq = log->base_seq,
+                .end = log->end,
+                .last_seq = log->last_seq,
+                .last_off = log->last_off,
+                .last_crc = log->last_crc,
+                .last_lamport = log->last_lamport,
+                .last_fence_idx = log->last_fence_idx,
+                .max_time = log->max_time,
+                .index = log->index,
+                .n_index = log->n_index,
+                .nodes = log->nodes,
+                .n_nodes = log->n_nodes,
+        };
+        int r;
+
+        if (log->broken)
+                return -EIO;
+        strcpy(x.last_node, log->last_node);
+        r = chatidx_save(log->dirfd, &x);
+        if (r >= 0)
+                log->checkpoint_seq = log->last_seq;
+        return r;
+}
+
+bool chatlog_checkpoint_due(const struct chatlog *log)
+{
+        return log->last_seq - log->checkpoint_seq >= CHATLOG_CHECKPOINT_EVERY;
 }
 
 /* --- appending ------------------------------------------------------------------ */
@@ -553,9 +841,10 @@ static bool entry_valid(const struct dchat_entry *e)
 int chatlog_append(struct chatlog *log, struct dchat_entry *entries, unsigned n,
                    enum chatlog_result *results)
 {
-        uint64_t seq = log->last_seq, lamport = log->last_lamport;
+        uint64_t seq = log->last_seq, lamport = log->last_lamport, last_rel = 0;
         const char *fnode = log->last_node;
-        uint32_t fidx = log->last_fence_idx;
+        uint32_t fidx = log->last_fence_idx, last_crc = log->last_crc;
+        int64_t max_time = log->max_time;
         size_t n_nodes = log->n_nodes, n_index = log->n_index;
         unsigned stored = 0;
         int r;
@@ -616,11 +905,16 @@ int chatlog_append(struct chatlog *log, struct dchat_entry *entries, unsigned n,
                         results[i] = CHATLOG_INVALID;
                         continue;
                 }
-                header_make(log->out.data + start, log->out.data + start + CHATLOG_HDR, (uint32_t) len);
+                header_make(log->out.data + start, CHATLOG_MAGIC, log->out.data + start + CHATLOG_HDR,
+                            (uint32_t) len);
 
                 seq++;
-                if ((seq - 1) % CHATLOG_INDEX_EVERY == 0)
-                        log->index[n_index++] = log->end + start;
+                if ((seq - 1 - log->base_seq) % CHATLOG_INDEX_EVERY == 0)
+                        log->index[n_index++] = (struct chatlog_ix) { log->end + start, max_time };
+                if (e->time > max_time)
+                        max_time = e->time;
+                last_rel = start;
+                last_crc = get_be32(log->out.data + start + 8);
                 if (!nd) {
                         nd = &log->nodes[n_nodes++];
                         *nd = (struct chatlog_node) {0};
@@ -656,6 +950,9 @@ int chatlog_append(struct chatlog *log, struct dchat_entry *entries, unsigned n,
         log->n_nodes = n_nodes;
         log->n_index = n_index;
         log->last_seq = seq;
+        log->last_off = log->end + last_rel;
+        log->last_crc = last_crc;
+        log->max_time = max_time;
         log->last_lamport = lamport;
         if (fnode != log->last_node)
                 strcpy(log->last_node, fnode);
@@ -728,19 +1025,19 @@ int chatlog_seek(struct chatlog *log, uint64_t seq, struct chatlog_cursor *cur)
         uint64_t s, off;
         size_t k;
 
-        if (seq == 0)
-                seq = 1;
+        if (seq <= log->base_seq)
+                seq = log->base_seq + 1;        /* archived: start with the first seq there is */
         if (seq > log->last_seq + 1)
                 return -ENOENT;
         if (seq == log->last_seq + 1) {
                 *cur = (struct chatlog_cursor) { .seq = seq, .off = log->end };
                 return 0;
         }
-        k = (size_t) ((seq - 1) / CHATLOG_INDEX_EVERY);
+        k = (size_t) ((seq - 1 - log->base_seq) / CHATLOG_INDEX_EVERY);
         if (k >= log->n_index)
                 return -EIO;    /* cannot happen: every 256th record is indexed */
-        off = log->index[k];
-        for (s = (uint64_t) k * CHATLOG_INDEX_EVERY + 1; s < seq; s++) {
+        off = log->index[k].off;
+        for (s = log->base_seq + (uint64_t) k * CHATLOG_INDEX_EVERY + 1; s < seq; s++) {
                 uint32_t len;
                 int r = read_header(log, off, &len, NULL);
                 if (r < 0)
@@ -757,7 +1054,7 @@ int chatlog_next(struct chatlog *log, struct chatlog_cursor *cur, struct dchat_e
         size_t got;
         int r;
 
-        if (cur->seq == 0 || cur->seq > log->last_seq)
+        if (cur->seq <= log->base_seq || cur->seq > log->last_seq)
                 return -ENOENT;
         r = read_header(log, cur->off, &len, &crc);
         if (r < 0)
@@ -772,4 +1069,130 @@ int chatlog_next(struct chatlog *log, struct chatlog_cursor *cur, struct dchat_e
         cur->seq++;
         cur->off += CHATLOG_HDR + len;
         return 0;
+}
+
+uint64_t chatlog_first_seq(const struct chatlog *log)
+{
+        return log->base_seq + 1;
+}
+
+/*
+ * The first record whose time is >= t is found through the greatest time
+ * before each index slot, which never decreases along the log even when the
+ * entries' own times (posters' clocks) do: a binary search finds the block
+ * of 256 records where it first reaches t, and that block is read.
+ */
+int chatlog_find_time(struct chatlog *log, int64_t t, uint64_t *seq)
+{
+        _cleanup_(freep) struct dchat_entry *e = NULL;
+        struct chatlog_cursor cur;
+        size_t lo, hi;
+        int r;
+
+        *seq = log->last_seq + 1;
+        if (log->last_seq == log->base_seq || log->max_time < t)
+                return 0;
+        if (log->index[0].max_before >= t) {
+                *seq = log->base_seq + 1;       /* reached in the archived part already */
+                return 0;
+        }
+        /* the last slot k with max_before < t */
+        lo = 0;
+        hi = log->n_index;
+        while (hi - lo > 1) {
+                size_t mid = lo + (hi - lo) / 2;
+                if (log->index[mid].max_before < t)
+                        lo = mid;
+                else
+                        hi = mid;
+        }
+        e = malloc(sizeof *e);
+        if (!e)
+                return -ENOMEM;
+        r = chatlog_seek(log, log->base_seq + (uint64_t) lo * CHATLOG_INDEX_EVERY + 1, &cur);
+        while (r >= 0) {
+                r = chatlog_next(log, &cur, e);
+                if (r >= 0 && e->time >= t) {
+                        *seq = e->seq;
+                        return 0;
+                }
+        }
+        return r == -ENOENT ? 0 : r;
+}
+
+/* --- archiving ------------------------------------------------------------------- */
+
+int chatlog_archive(const char *dir, char *name, size_t cap, uint64_t *first, uint64_t *last,
+                    struct chatlog_recovery *rec)
+{
+        struct chatlog *log = NULL;
+        struct wbuf b = {0};
+        struct stat a, o;
+        int fd = -1, r;
+        size_t len;
+
+        r = chatlog_open(dir, &log, rec);
+        if (r < 0)
+                return r;
+        if (log->last_seq == log->base_seq) {
+                r = -ENODATA;
+                goto out;
+        }
+        *first = log->base_seq + 1;
+        *last = log->last_seq;
+        if ((size_t) snprintf(name, cap, CHATLOG_FILE ".%" PRIu64 "-%" PRIu64, *first, *last) >= cap) {
+                r = -ENAMETOOLONG;
+                goto out;
+        }
+
+        /* the new log: just the start record, on disk before anything is renamed */
+        wbuf_put(&b, (const uint8_t[CHATLOG_HDR]) {0}, CHATLOG_HDR);
+        start_put(&b, log);
+        if (b.failed) {
+                r = -ENOMEM;
+                goto out;
+        }
+        len = b.len - CHATLOG_HDR;
+        if (len > DCHAT_FRAME_MAX) {
+                r = -E2BIG;
+                goto out;
+        }
+        header_make(b.data, CHATLOG_START_MAGIC, b.data + CHATLOG_HDR, (uint32_t) len);
+        (void) unlinkat(log->dirfd, CHATLOG_FILE ".new", 0);
+        fd = openat(log->dirfd, CHATLOG_FILE ".new", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0640);
+        if (fd < 0) {
+                r = -errno;
+                goto out;
+        }
+        r = pwrite_full(fd, b.data, b.len, 0);
+        if (r >= 0 && fsync(fd) < 0)
+                r = -errno;
+        if (r < 0)
+                goto out;
+
+        /* the old log keeps its inode under its new name; an earlier try may have linked it already */
+        if (linkat(log->dirfd, CHATLOG_FILE, log->dirfd, name, 0) < 0) {
+                r = -errno;
+                if (r != -EEXIST || fstatat(log->dirfd, name, &a, AT_SYMLINK_NOFOLLOW) < 0 ||
+                    fstat(log->fd, &o) < 0 || a.st_ino != o.st_ino || a.st_dev != o.st_dev)
+                        goto out;
+        }
+        if (fsync(log->dirfd) < 0 || renameat(log->dirfd, CHATLOG_FILE ".new", log->dirfd, CHATLOG_FILE) < 0) {
+                r = -errno;
+                goto out;
+        }
+        /* the checkpoint was the old log's */
+        if (unlinkat(log->dirfd, "chat.log.idx", 0) < 0 && errno != ENOENT) {
+                r = -errno;
+                goto out;
+        }
+        r = fsync(log->dirfd) < 0 ? -errno : 0;
+out:
+        if (fd >= 0)
+                close(fd);
+        if (r < 0)
+                (void) unlinkat(log->dirfd, CHATLOG_FILE ".new", 0);
+        wbuf_free(&b);
+        chatlog_close(log);
+        return r;
 }

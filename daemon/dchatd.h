@@ -184,10 +184,15 @@ int listen_unix(const char *path, mode_t mode);
 struct chatlog;
 
 struct chatlog_recovery {
-        uint64_t records;               /* good records kept */
+        uint64_t records;               /* good records kept (in this file) */
+        uint64_t base_seq;              /* seqs up to this one are archived (0: none) */
         uint64_t cut_bytes;             /* bytes cut off the tail */
         char saved_to[PATH_MAX];        /* where the cut bytes were kept, or "" */
-        char reason[128];               /* why the tail was cut */
+        char reason[128];               /* why the tail was cut, or why the log cannot be opened */
+        bool checkpoint_used;           /* chat.log.idx checked out and was used ... */
+        uint64_t checkpoint_seq;        /* ... up to this seq */
+        uint64_t scanned;               /* records read at open (those after the checkpoint) */
+        char checkpoint_warning[128];   /* why chat.log.idx was there but discarded, or "" */
 };
 
 enum chatlog_result {
@@ -197,8 +202,31 @@ enum chatlog_result {
         CHATLOG_INVALID,                /* bad entry (text, names) */
 };
 
+/*
+ * Opens DIR/chat.log (creating it), locked against a second opener
+ * (-EBUSY).  A checkpoint DIR/chat.log.idx is used if it checks out
+ * against the log, so only the records after it are read; a bad one is
+ * ignored (rec->checkpoint_warning) and the whole log read.  A bad tail is
+ * saved aside and cut (rec).  -EBADMSG (rec->reason) if the start record of
+ * a continued log is damaged.
+ */
 int chatlog_open(const char *dir, struct chatlog **ret, struct chatlog_recovery *rec);
 struct chatlog *chatlog_close(struct chatlog *log);
+
+/* Writes the checkpoint DIR/chat.log.idx for the log as it is now (synced, atomic rename). */
+int chatlog_checkpoint(struct chatlog *log);
+/* Enough records were appended since the last checkpoint that another one is worth it. */
+bool chatlog_checkpoint_due(const struct chatlog *log);
+
+/*
+ * Offline (the log must not be open anywhere): renames DIR/chat.log to
+ * DIR/chat.log.FIRST-LAST (name gets that file name) and starts a new
+ * chat.log whose start record carries on the seqs, the last fence and the
+ * nodes' last post ids.  -ENODATA if the log has no records, -EBUSY if a
+ * dchatd has it open; rec as for chatlog_open.
+ */
+int chatlog_archive(const char *dir, char *name, size_t cap, uint64_t *first, uint64_t *last,
+                    struct chatlog_recovery *rec);
 
 /*
  * Stores n entries in one write and one fdatasync.  Each is checked first
@@ -212,11 +240,15 @@ int chatlog_append(struct chatlog *log, struct dchat_entry *entries, unsigned n,
 uint64_t chatlog_last_seq(const struct chatlog *log);
 /* fdatasyncs made by chatlog_append since the log was opened */
 uint64_t chatlog_syncs(const struct chatlog *log);
+/* The first seq in this log: 1, or the one after the archived part. */
+uint64_t chatlog_first_seq(const struct chatlog *log);
+/* The first seq whose entry time is >= t (last seq + 1 if none). */
+int chatlog_find_time(struct chatlog *log, int64_t t, uint64_t *seq);
 uint64_t chatlog_last_post_id(const struct chatlog *log, const char *node);
 void chatlog_last_fence(const struct chatlog *log, uint64_t *lamport, char node[DCHAT_NAME_MAX + 1],
                         uint32_t *fence_idx);
 
-/* Reads entry seq (1..last) into e.  -ENOENT past the end. */
+/* Reads entry seq (first..last; an earlier seq starts at the first) into e.  -ENOENT past the end. */
 struct chatlog_cursor {
         uint64_t seq;                   /* next seq to read */
         uint64_t off;                   /* its file offset */

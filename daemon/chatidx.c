@@ -1,0 +1,243 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * chatidx.c — the chat log's checkpoint, DIR/chat.log.idx: the sparse index
+ * and the rest of the log's in-memory state as they were after the first
+ * `end` bytes of chat.log, so that opening the log scans only the tail
+ * after them.  Big-endian, like the log:
+ *
+ *   "DCX1"  base_seq end last_seq last_off (u64)  last_crc (u32)
+ *   last_lamport (u64)  last_node (str)  last_fence_idx (u32)  max_time (i64)
+ *   n_index (u32)  n_index × { offset (u64), max_before (i64) }
+ *   n_nodes (u32)  n_nodes × { name (str), post_id (u64), seq (u64) }
+ *   CRC-32C of all the above (u32)
+ *
+ * This file only encodes, decodes and stores it; chatlog.c checks a loaded
+ * checkpoint against the log itself before it uses it.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "chatidx.h"
+
+#define CHATIDX_FILE    "chat.log.idx"
+#define CHATIDX_TMP     "chat.log.idx.tmp"
+#define CHATIDX_MAGIC   UINT32_C(0x44435831)    /* "DCX1" */
+#define CHATIDX_MAX     (UINT64_C(1) << 30)     /* 1 GiB: 64 M index slots, 16 G records */
+
+int chatidx_encode(struct wbuf *b, const struct chatidx *x)
+{
+        size_t start = b->len;
+
+        wbuf_put_u32(b, CHATIDX_MAGIC);
+        wbuf_put_u64(b, x->base_seq);
+        wbuf_put_u64(b, x->end);
+        wbuf_put_u64(b, x->last_seq);
+        wbuf_put_u64(b, x->last_off);
+        wbuf_put_u32(b, x->last_crc);
+        wbuf_put_u64(b, x->last_lamport);
+        wbuf_put_str(b, x->last_node, strlen(x->last_node));
+        wbuf_put_u32(b, x->last_fence_idx);
+        wbuf_put_u64(b, (uint64_t) x->max_time);
+        wbuf_put_u32(b, (uint32_t) x->n_index);
+        for (size_t i = 0; i < x->n_index; i++) {
+                wbuf_put_u64(b, x->index[i].off);
+                wbuf_put_u64(b, (uint64_t) x->index[i].max_before);
+        }
+        wbuf_put_u32(b, (uint32_t) x->n_nodes);
+        for (size_t i = 0; i < x->n_nodes; i++) {
+                wbuf_put_str(b, x->nodes[i].name, strlen(x->nodes[i].name));
+                wbuf_put_u64(b, x->nodes[i].post_id);
+                wbuf_put_u64(b, x->nodes[i].seq);
+        }
+        if (b->failed)
+                return -ENOMEM;
+        wbuf_put_u32(b, crc32c(0, b->data + start, b->len - start));
+        return b->failed ? -ENOMEM : 0;
+}
+
+void chatidx_free(struct chatidx *x)
+{
+        free(x->index);
+        free(x->nodes);
+        x->index = NULL;
+        x->nodes = NULL;
+        x->n_index = x->n_nodes = 0;
+}
+
+static int bad(const char **why, const char *what)
+{
+        *why = what;
+        return -EBADMSG;
+}
+
+int chatidx_decode(const uint8_t *p, size_t len, struct chatidx *x, const char **why)
+{
+        struct rbuf r = { .p = p, .len = len - 4 };
+        const char *dummy;
+        uint32_t n;
+
+        if (!why)
+                why = &dummy;
+        *x = (struct chatidx) {0};
+        if (len < 8)
+                return bad(why, "too short");
+        if (rbuf_u32(&r) != CHATIDX_MAGIC)
+                return bad(why, "not a checkpoint (bad magic)");
+        if (crc32c(0, p, len - 4) != ((uint32_t) p[len - 4] << 24 | (uint32_t) p[len - 3] << 16 |
+                                      (uint32_t) p[len - 2] << 8 | p[len - 1]))
+                return bad(why, "checksum mismatch");
+        x->base_seq = rbuf_u64(&r);
+        x->end = rbuf_u64(&r);
+        x->last_seq = rbuf_u64(&r);
+        x->last_off = rbuf_u64(&r);
+        x->last_crc = rbuf_u32(&r);
+        x->last_lamport = rbuf_u64(&r);
+        if (dchat_str_copy(x->last_node, sizeof x->last_node, rbuf_str(&r)) < 0 ||
+            (x->last_node[0] && !node_name_valid(x->last_node)))
+                return bad(why, "bad last node name");
+        x->last_fence_idx = rbuf_u32(&r);
+        x->max_time = (int64_t) rbuf_u64(&r);
+        n = rbuf_u32(&r);
+        if (r.bad || x->last_seq < x->base_seq || n > (r.len - r.off) / 16)
+                return bad(why, "truncated or inconsistent header");
+        if (n != (x->last_seq - x->base_seq + CHATLOG_INDEX_EVERY - 1) / CHATLOG_INDEX_EVERY)
+                return bad(why, "index size does not match the records covered");
+        if (n && !(x->index = calloc(n, sizeof *x->index)))
+                return -ENOMEM;
+        x->n_index = n;
+        for (size_t i = 0; i < n; i++) {
+                x->index[i].off = rbuf_u64(&r);
+                x->index[i].max_before = (int64_t) rbuf_u64(&r);
+                if (i > 0 && (x->index[i].off <= x->index[i - 1].off ||
+                              x->index[i].max_before < x->index[i - 1].max_before)) {
+                        chatidx_free(x);
+                        return bad(why, "index not increasing");
+                }
+        }
+        if (n && (x->index[n - 1].off > x->last_off || x->last_off >= x->end)) {
+                chatidx_free(x);
+                return bad(why, "index beyond the covered end");
+        }
+        n = rbuf_u32(&r);
+        if (r.bad || n > (r.len - r.off) / 18) {
+                chatidx_free(x);
+                return bad(why, "truncated node table");
+        }
+        if (n && !(x->nodes = calloc(n, sizeof *x->nodes))) {
+                chatidx_free(x);
+                return -ENOMEM;
+        }
+        x->n_nodes = n;
+        for (size_t i = 0; i < n; i++) {
+                struct chatlog_node *nd = &x->nodes[i];
+                if (dchat_str_copy(nd->name, sizeof nd->name, rbuf_str(&r)) < 0 || !node_name_valid(nd->name)) {
+                        chatidx_free(x);
+                        return bad(why, "bad node name");
+                }
+                nd->post_id = rbuf_u64(&r);
+                nd->seq = rbuf_u64(&r);
+                if (nd->seq > x->last_seq) {
+                        chatidx_free(x);
+                        return bad(why, "node table beyond the last seq");
+                }
+        }
+        if (r.bad || r.off != r.len) {
+                chatidx_free(x);
+                return bad(why, "truncated or trailing bytes");
+        }
+        return 0;
+}
+
+int chatidx_load(int dirfd, struct chatidx *x, const char **why)
+{
+        int fd = openat(dirfd, CHATIDX_FILE, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        struct stat st;
+        uint8_t *buf = NULL;
+        size_t done = 0;
+        int r;
+
+        *x = (struct chatidx) {0};
+        if (fd < 0)
+                return -errno;
+        if (fstat(fd, &st) < 0) {
+                r = -errno;
+                *why = "cannot stat it";
+                goto out;
+        }
+        if (!S_ISREG(st.st_mode) || (uint64_t) st.st_size > CHATIDX_MAX) {
+                r = -EBADMSG;
+                *why = "not a regular file, or too large";
+                goto out;
+        }
+        buf = malloc((size_t) st.st_size + 1);
+        if (!buf) {
+                r = -ENOMEM;
+                goto out;
+        }
+        while (done < (size_t) st.st_size) {
+                ssize_t k = read(fd, buf + done, (size_t) st.st_size - done);
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k <= 0) {
+                        r = k < 0 ? -errno : -EBADMSG;
+                        *why = k < 0 ? "read error" : "the file shrank while read";
+                        goto out;
+                }
+                done += (size_t) k;
+        }
+        r = chatidx_decode(buf, done, x, why);
+out:
+        free(buf);
+        close(fd);
+        return r;
+}
+
+int chatidx_save(int dirfd, const struct chatidx *x)
+{
+        struct wbuf b = {0};
+        int fd, r;
+
+        r = chatidx_encode(&b, x);
+        if (r < 0) {
+                wbuf_free(&b);
+                return r;
+        }
+        fd = openat(dirfd, CHATIDX_TMP, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0640);
+        if (fd < 0) {
+                r = -errno;
+                wbuf_free(&b);
+                return r;
+        }
+        for (size_t done = 0; done < b.len;) {
+                ssize_t k = write(fd, b.data + done, b.len - done);
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k <= 0) {
+                        r = k < 0 ? -errno : -EIO;
+                        goto fail;
+                }
+                done += (size_t) k;
+        }
+        if (fdatasync(fd) < 0) {
+                r = -errno;
+                goto fail;
+        }
+        close(fd);
+        wbuf_free(&b);
+        if (renameat(dirfd, CHATIDX_TMP, dirfd, CHATIDX_FILE) < 0) {
+                r = -errno;
+                (void) unlinkat(dirfd, CHATIDX_TMP, 0);
+                return r;
+        }
+        return 0;
+fail:
+        close(fd);
+        wbuf_free(&b);
+        (void) unlinkat(dirfd, CHATIDX_TMP, 0);
+        return r;
+}

@@ -1,0 +1,67 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * chatidx.h — what chatlog.c and chatidx.c share: the in-memory state of a
+ * chat log that a checkpoint (DIR/chat.log.idx) saves, and the checkpoint's
+ * codec.  Private to those two files.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proto.h"
+
+#define CHATLOG_INDEX_EVERY     256
+
+/* The sparse index: one slot per 256 records. */
+struct chatlog_ix {
+        uint64_t off;                   /* file offset of record base + k * 256 + 1 */
+        int64_t max_before;             /* greatest entry time of the records before it (INT64_MIN: none) */
+};
+
+struct chatlog_node {
+        char name[DCHAT_NAME_MAX + 1];
+        uint64_t post_id;               /* last stored post id (committed) */
+        uint64_t seq;                   /* ... and where it was stored */
+        uint64_t new_post_id;           /* staged by the running append */
+        uint64_t new_seq;
+};
+
+/*
+ * What a checkpoint says about the first `end` bytes of chat.log.  The
+ * arrays are owned by whoever filled the struct (chatidx_decode: malloc).
+ */
+struct chatidx {
+        uint64_t base_seq;              /* seqs up to this one are archived (0: none) */
+        uint64_t end;                   /* bytes of chat.log covered */
+        uint64_t last_seq;
+        uint64_t last_off;              /* offset of record last_seq (if last_seq > base_seq) */
+        uint32_t last_crc;              /* its body CRC, as in its header */
+        uint64_t last_lamport;
+        char last_node[DCHAT_NAME_MAX + 1];
+        uint32_t last_fence_idx;
+        int64_t max_time;               /* greatest entry time so far (INT64_MIN: none) */
+        struct chatlog_ix *index;
+        size_t n_index;
+        struct chatlog_node *nodes;
+        size_t n_nodes;
+};
+
+/* CRC-32C (Castagnoli); crc32c(0, p, n) is the CRC of p, pass a result to continue it. */
+uint32_t crc32c(uint32_t crc, const void *p, size_t n);
+
+/* The whole checkpoint file, CRC included.  0 or -ENOMEM. */
+int chatidx_encode(struct wbuf *b, const struct chatidx *x);
+/*
+ * Parses a checkpoint file's bytes, checking its CRC and that it is
+ * consistent in itself (sizes, increasing offsets).  -EBADMSG with *why set
+ * on anything wrong, -ENOMEM.  Free with chatidx_free().
+ */
+int chatidx_decode(const uint8_t *p, size_t len, struct chatidx *x, const char **why);
+void chatidx_free(struct chatidx *x);
+
+/* Reads DIR/chat.log.idx (dirfd): -ENOENT if there is none; else as chatidx_decode. */
+int chatidx_load(int dirfd, struct chatidx *x, const char **why);
+/* Writes it to chat.log.idx.tmp, syncs, renames over chat.log.idx. */
+int chatidx_save(int dirfd, const struct chatidx *x);
