@@ -28,10 +28,10 @@ TEST_DEBS  := perl systemd iproute2 mandoc valgrind debootstrap systemd-containe
 # Everything but main: linked into dchatd and into the unit tests.
 DAEMON_OBJS := daemon/proto.o daemon/conf.o daemon/log.o daemon/net.o daemon/ra.o daemon/fd.o \
                daemon/chatlog.o daemon/chatidx.o daemon/server.o daemon/peer.o daemon/control.o daemon/secure.o
-CLI_OBJS    := cli/dchatctl.o daemon/proto.o
+CLI_OBJS    := cli/dchatctl.o cli/since.o daemon/proto.o
 UNIT_TESTS  := $(patsubst %.c,%,$(wildcard tests/unit/test-*.c))
-TEST_TOOLS  := tests/lib/notify-recv tests/lib/send-raw tests/lib/nfq-delay tests/bench/dchat-bench
-HEADERS     := $(wildcard daemon/*.h tests/unit/*.h)
+TEST_TOOLS  := tests/lib/notify-recv tests/lib/send-raw tests/lib/nfq-delay tests/bench/dchat-bench tests/lib/mklog
+HEADERS     := $(wildcard daemon/*.h cli/*.h tests/unit/*.h)
 
 all: dchatd dchatctl
 
@@ -49,6 +49,10 @@ tests/unit/test-%: tests/unit/test-%.o $(DAEMON_OBJS)
 
 tests/lib/%: tests/lib/%.c
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $<
+
+# writes big chat logs through daemon/chatlog.c (history tests and benchmark)
+tests/lib/mklog: tests/lib/mklog.c $(DAEMON_OBJS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # delay and loss through NFQUEUE, for tests/system/30-faults.sh
 tests/lib/nfq-delay: tests/lib/nfq-delay.c

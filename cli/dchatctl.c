@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "proto.h"
+#include "since.h"
 
 #define VIEW_PAGE 256
 
@@ -28,7 +29,7 @@ static struct dchat_status status;
 static void usage(FILE *f)
 {
         fprintf(f, "usage: dchatctl [-s socket] post [--hold SECONDS] [--] TEXT...\n"
-                   "       dchatctl [-s socket] view [-n N] [--json]\n"
+                   "       dchatctl [-s socket] view [-n N | --since TIME | --since-seq SEQ] [--json]\n"
                    "       dchatctl [-s socket] status [--json]\n"
                    "The socket is $DCHAT_SOCKET, else %s.\n", DCHAT_DEFAULT_SOCKET);
 }
@@ -256,9 +257,13 @@ static int cmd_post(int argc, char **argv)
 
 static int cmd_view(int argc, char **argv)
 {
-        static const struct option opts[] = { { "json", no_argument, NULL, 'j' }, { "help", no_argument, NULL, 'h' }, {} };
+        static const struct option opts[] = { { "json", no_argument, NULL, 'j' }, { "help", no_argument, NULL, 'h' },
+                                              { "since", required_argument, NULL, 'S' },
+                                              { "since-seq", required_argument, NULL, 'Q' }, {} };
         bool json = false;
-        uint64_t last_n = 0;
+        uint64_t last_n = 0, since_seq = 0;
+        int64_t since_time = 0;
+        unsigned starts = 0;
         int o;
 
         while ((o = getopt_long(argc, argv, "+n:h", opts, NULL)) >= 0) {
@@ -272,6 +277,30 @@ static int cmd_view(int argc, char **argv)
                                 return 2;
                         }
                         last_n = v;
+                        starts++;
+                        break;
+                }
+                case 'S':
+                        if (since_parse(optarg, time(NULL), &since_time) < 0) {
+                                fprintf(stderr, "dchatctl: --since needs a time such as 2026-11-21, '2026-11-21 14:30', "
+                                                "14:30, 10m, 2h, 3d, yesterday or @SECONDS, not '%s'\n", optarg);
+                                return 2;
+                        }
+                        if (since_time < 1)
+                                since_time = 1;         /* 0 would mean "no --since" */
+                        starts++;
+                        break;
+                case 'Q': {
+                        char *end;
+                        errno = 0;
+                        unsigned long long v = strtoull(optarg, &end, 10);
+                        if (errno || *end || !*optarg || optarg[0] == '-' || v == 0) {
+                                fprintf(stderr, "dchatctl: --since-seq needs a positive sequence number, not '%s'\n",
+                                        optarg);
+                                return 2;
+                        }
+                        since_seq = v;
+                        starts++;
                         break;
                 }
                 case 'j':
@@ -290,14 +319,20 @@ static int cmd_view(int argc, char **argv)
                 usage(stderr);
                 return 2;
         }
+        if (starts > 1) {
+                fprintf(stderr, "dchatctl: view takes one of -n, --since and --since-seq\n");
+                return 2;
+        }
         if (connect_daemon())
                 return 1;
 
         /* page by page up to the end as it was at the first page: a consistent snapshot */
-        uint64_t from = 0, upto = 0;
+        uint64_t from = since_seq, upto = 0;
         for (uint32_t tag = 1;; tag++) {
+                bool first = tag == 1;
                 if (send_msg(&(struct dchat_msg) { .type = MSG_VIEW, .tag = tag,
-                                                   .view = { from, from ? 0 : last_n, upto, VIEW_PAGE } }))
+                                                   .view = { from, first ? last_n : 0, upto, VIEW_PAGE,
+                                                             first ? since_time : 0 } }))
                         return 1;
                 for (;;) {
                         struct dchat_msg m;

@@ -1164,6 +1164,12 @@ int chatlog_archive(const char *dir, char *name, size_t cap, uint64_t *first, ui
                 r = -errno;
                 goto out;
         }
+        /* the same owner and mode as the old log, so the daemon's user can open it (archived as root) */
+        if (fstat(log->fd, &o) < 0 || (fchown(fd, o.st_uid, o.st_gid) < 0 && errno != EPERM) ||
+            fchmod(fd, o.st_mode & 07777) < 0) {
+                r = -errno;
+                goto out;
+        }
         r = pwrite_full(fd, b.data, b.len, 0);
         if (r >= 0 && fsync(fd) < 0)
                 r = -errno;

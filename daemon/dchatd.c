@@ -17,10 +17,13 @@
 static void usage(FILE *f)
 {
         fprintf(f, "usage: dchatd [-t] [-c file] [-n name]\n"
+                   "       dchatd [-c file] [-n name] --archive\n"
                    "       dchatd --version\n"
                    "  -c FILE   configuration (default %s)\n"
                    "  -n NAME   this host's node name (default: the config's node, else the hostname)\n"
-                   "  -t        check the configuration and exit\n", DCHAT_DEFAULT_CONFIG);
+                   "  -t        check the configuration and exit\n"
+                   "  --archive (server, dchatd stopped) move the chat log aside and start a new one\n"
+                   "            that goes on with the same sequence numbers\n", DCHAT_DEFAULT_CONFIG);
 }
 
 /* $RUNTIME_DIRECTORY and $STATE_DIRECTORY may hold several paths: take the first. */
@@ -55,6 +58,40 @@ static int load_conf(struct daemon *d, struct dchat_conf *c, char *err, size_t e
         if (r < 0)
                 return r;
         conf_resolve_paths(c);
+        return 0;
+}
+
+/* dchatd --archive: offline, on the server; what it did on stdout, errors on stderr. */
+static int run_archive(struct daemon *d)
+{
+        struct chatlog_recovery rec;
+        char err[512], name[NAME_MAX + 1];
+        uint64_t first = 0, last = 0;
+        int r;
+
+        if (load_conf(d, &d->conf, err, sizeof err) < 0) {
+                fprintf(stderr, "dchatd: %s\n", err);
+                return 1;
+        }
+        if (d->conf.role != ROLE_SERVER) {
+                fprintf(stderr, "dchatd: --archive: %s is a peer; the chat log is on the server\n", d->conf.node);
+                return 1;
+        }
+        r = chatlog_archive(d->conf.state_directory, name, sizeof name, &first, &last, &rec);
+        if (rec.cut_bytes)
+                fprintf(stderr, "dchatd: the chat log's tail was cut first: %s; %llu bytes saved to %s\n",
+                        rec.reason, (unsigned long long) rec.cut_bytes, rec.saved_to[0] ? rec.saved_to : "nowhere");
+        if (r < 0) {
+                fprintf(stderr, "dchatd: cannot archive the chat log in %s: %s\n", d->conf.state_directory,
+                        r == -EBUSY     ? "dchatd is running (stop it first)"
+                        : r == -ENODATA ? "it has no entries"
+                        : r == -EBADMSG && rec.reason[0] ? rec.reason
+                                        : strerror(-r));
+                return 1;
+        }
+        printf("archived seqs %llu to %llu as %s/%s; the new chat.log goes on at seq %llu\n",
+               (unsigned long long) first, (unsigned long long) last, d->conf.state_directory, name,
+               (unsigned long long) last + 1);
         return 0;
 }
 
@@ -245,11 +282,12 @@ int main(int argc, char *argv[])
                 { "test", no_argument, NULL, 't' },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, 'V' },
+                { "archive", no_argument, NULL, 'A' },
                 {}
         };
         static struct daemon D;
         struct daemon *d = &D;
-        bool test = false;
+        bool test = false, archive = false;
         int o, r;
         struct sockets socks = { -1, -1, false };
 
@@ -264,6 +302,9 @@ int main(int argc, char *argv[])
                         break;
                 case 't':
                         test = true;
+                        break;
+                case 'A':
+                        archive = true;
                         break;
                 case 'h':
                         usage(stdout);
@@ -282,6 +323,8 @@ int main(int argc, char *argv[])
                 return 2;
         }
 
+        if (archive)
+                return run_archive(d);
         if (test) {
                 char err[512];
                 r = conf_load(d->conf_path, d->node_override, &d->conf, err, sizeof err);

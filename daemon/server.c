@@ -118,11 +118,24 @@ static void flush_batch(struct server *s)
         }
 }
 
+static void checkpoint(struct server *s)
+{
+        int r = chatlog_checkpoint(s->log);
+        if (r < 0)
+                log_warning("cannot write the checkpoint %s/chat.log.idx: %s (the next start reads the whole log)",
+                            s->conf->state_directory, strerror(-r));
+        else if (s->conf->debug)
+                log_debug("checkpoint %s/chat.log.idx written at seq %llu", s->conf->state_directory,
+                          (unsigned long long) chatlog_last_seq(s->log));
+}
+
 static int on_flush(sd_event_source *src, void *userdata)
 {
         struct server *s = userdata;
         (void) src;
         flush_batch(s);
+        if (chatlog_checkpoint_due(s->log))
+                checkpoint(s);
         return 0;
 }
 
@@ -151,8 +164,18 @@ int server_view_page(struct server *s, const struct dchat_msg *req, struct conn 
         struct chatlog_cursor cur;
         int r;
 
+        if (start == 0 && req->view.since_time) {
+                r = chatlog_find_time(s->log, req->view.since_time, &start);
+                if (r < 0) {
+                        log_error("searching the chat log by time failed: %s", strerror(-r));
+                        conn_send_error(to, req->tag, ERR_STORAGE, "the server could not read its log: %s", strerror(-r));
+                        return 0;
+                }
+        }
         if (start == 0)
                 start = req->view.last_n && req->view.last_n < upto ? upto - req->view.last_n + 1 : 1;
+        if (start < chatlog_first_seq(s->log))
+                start = chatlog_first_seq(s->log);      /* the rest is archived */
         uint64_t next = start;
         if (start <= upto) {
                 r = chatlog_seek(s->log, start, &cur);
@@ -303,17 +326,28 @@ int server_new(sd_event *e, const struct dchat_conf *c, int listen_fd, struct se
         r = chatlog_open(c->state_directory, &s->log, &rec);
         if (r < 0) {
                 log_error("cannot open the chat log in %s: %s", c->state_directory,
-                          r == -EBUSY ? "another dchatd is using it" : strerror(-r));
+                          r == -EBUSY ? "another dchatd is using it" : r == -EBADMSG && rec.reason[0] ? rec.reason
+                                                                    : strerror(-r));
                 goto fail;
         }
+        if (rec.checkpoint_warning[0])
+                log_warning("checkpoint %s/chat.log.idx discarded: %s; read the whole log instead",
+                            c->state_directory, rec.checkpoint_warning);
+        if (rec.checkpoint_used)
+                log_info("chat log %s/chat.log: checkpoint used up to seq %llu, %llu records read after it",
+                         c->state_directory, (unsigned long long) rec.checkpoint_seq,
+                         (unsigned long long) rec.scanned);
         if (rec.cut_bytes)
                 log_event(EV_LOG_RECOVERED, &(struct event_fields) { .seq = chatlog_last_seq(s->log) },
                           "chat log %s/chat.log: %s; cut %llu bytes off the tail (saved to %s), kept %llu records",
                           c->state_directory, rec.reason, (unsigned long long) rec.cut_bytes,
                           rec.saved_to[0] ? rec.saved_to : "nowhere", (unsigned long long) rec.records);
         else
-                log_info("chat log %s/chat.log: %llu records", c->state_directory,
-                         (unsigned long long) rec.records);
+                log_info("chat log %s/chat.log: %llu records, seqs %llu to %llu", c->state_directory,
+                         (unsigned long long) rec.records, (unsigned long long) chatlog_first_seq(s->log),
+                         (unsigned long long) chatlog_last_seq(s->log));
+        if (!rec.checkpoint_used || rec.scanned)
+                checkpoint(s);          /* the next start, even after a crash, reads only what comes after */
         r = sd_event_add_defer(e, &s->flush_src, on_flush, s);
         if (r < 0)
                 goto fail;
@@ -335,6 +369,8 @@ struct server *server_free(struct server *s)
         if (!s)
                 return NULL;
         flush_batch(s);
+        if (s->log)
+                checkpoint(s);
         while (s->conns)
                 conn_close(s->conns->c, -ESHUTDOWN);
         sd_event_source_disable_unref(s->listen_src);

@@ -290,10 +290,10 @@ static void test_roundtrips(void)
         }
 
         /* VIEW */
-        in = (struct dchat_msg) { .type = MSG_VIEW, .tag = 10, .view = { 1, 50, UINT64_MAX, 1000 } };
+        in = (struct dchat_msg) { .type = MSG_VIEW, .tag = 10, .view = { 1, 50, UINT64_MAX, 1000, -1700000000 } };
         if (is_int(roundtrip(&f, &in, &out, NULL, NULL), 0, "VIEW: round trip"))
                 ok(out.view.from_seq == 1 && out.view.last_n == 50 && out.view.upto_seq == UINT64_MAX &&
-                   out.view.max == 1000, "VIEW: every field");
+                   out.view.max == 1000 && out.view.since_time == -1700000000, "VIEW: every field");
         check_truncations(&f, "VIEW");
         wbuf_free(&f.b);
 
