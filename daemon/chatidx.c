@@ -5,7 +5,7 @@
  * `end` bytes of chat.log, so that opening the log scans only the tail
  * after them.  Big-endian, like the log:
  *
- *   "DCX1"  base_seq end last_seq last_off (u64)  last_crc (u32)
+ *   "DCX1"  base_seq end mtime_ns last_seq last_off (u64)  last_crc (u32)
  *   last_lamport (u64)  last_node (str)  last_fence_idx (u32)  max_time (i64)
  *   n_index (u32)  n_index × { offset (u64), max_before (i64) }
  *   n_nodes (u32)  n_nodes × { name (str), post_id (u64), seq (u64) }
@@ -36,6 +36,7 @@ int chatidx_encode(struct wbuf *b, const struct chatidx *x)
         wbuf_put_u32(b, CHATIDX_MAGIC);
         wbuf_put_u64(b, x->base_seq);
         wbuf_put_u64(b, x->end);
+        wbuf_put_u64(b, (uint64_t) x->mtime_ns);
         wbuf_put_u64(b, x->last_seq);
         wbuf_put_u64(b, x->last_off);
         wbuf_put_u32(b, x->last_crc);
@@ -93,6 +94,7 @@ int chatidx_decode(const uint8_t *p, size_t len, struct chatidx *x, const char *
                 return bad(why, "checksum mismatch");
         x->base_seq = rbuf_u64(&r);
         x->end = rbuf_u64(&r);
+        x->mtime_ns = (int64_t) rbuf_u64(&r);
         x->last_seq = rbuf_u64(&r);
         x->last_off = rbuf_u64(&r);
         x->last_crc = rbuf_u32(&r);

@@ -35,6 +35,7 @@ struct chatlog_node {
 struct chatidx {
         uint64_t base_seq;              /* seqs up to this one are archived (0: none) */
         uint64_t end;                   /* bytes of chat.log covered */
+        int64_t mtime_ns;               /* chat.log's mtime when the checkpoint was written */
         uint64_t last_seq;
         uint64_t last_off;              /* offset of record last_seq (if last_seq > base_seq) */
         uint32_t last_crc;              /* its body CRC, as in its header */

@@ -53,6 +53,7 @@ struct chatlog {
         int dirfd;
         bool broken;                    /* a failed append could not be undone */
         uint64_t syncs;                 /* fdatasyncs by appends, for statistics */
+        bool damaged;                   /* a read found a bad record: no more checkpoints */
 
         uint64_t base_seq;              /* seqs up to this one are archived; the start record says so */
         uint64_t data_start;            /* offset of the first entry record (after the start record) */
@@ -551,6 +552,11 @@ done:
         return 0;
 }
 
+static int64_t mtime_ns(const struct stat *st)
+{
+        return (int64_t) st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
+}
+
 /* Reads the header and the first body bytes (the seq) of the record at off, which must end by end. */
 static int peek_record(struct chatlog *log, uint64_t off, uint64_t end, uint64_t *seq, uint32_t *len, uint32_t *crc)
 {
@@ -575,8 +581,9 @@ static int peek_record(struct chatlog *log, uint64_t off, uint64_t end, uint64_t
  * last record it covers must be there whole, with its CRC, seq and fence,
  * ending exactly where the checkpoint ends.  -EBADMSG with *why otherwise.
  */
-static int checkpoint_verify(struct chatlog *log, const struct chatidx *x, uint64_t size, const char **why)
+static int checkpoint_verify(struct chatlog *log, const struct chatidx *x, const struct stat *st, const char **why)
 {
+        uint64_t size = (uint64_t) st->st_size;
         _cleanup_(freep) struct dchat_entry *e = malloc(sizeof *e);
         uint64_t seq;
         uint32_t len, crc;
@@ -587,6 +594,10 @@ static int checkpoint_verify(struct chatlog *log, const struct chatidx *x, uint6
                 return -ENOMEM;
         if (x->end > size) {
                 *why = "it covers more than the log holds";
+                return -EBADMSG;
+        }
+        if (x->end == size && x->mtime_ns != mtime_ns(st)) {
+                *why = "the log was modified after it was written (same size, another mtime)";
                 return -EBADMSG;
         }
         if (x->base_seq != log->base_seq) {
@@ -637,7 +648,7 @@ static int checkpoint_verify(struct chatlog *log, const struct chatidx *x, uint6
  * 1 if taken, 0 if not (none, or discarded: rec->checkpoint_warning says
  * why), or a negative errno on read or allocation errors.
  */
-static int checkpoint_take(struct chatlog *log, uint64_t size, struct chatlog_recovery *rec)
+static int checkpoint_take(struct chatlog *log, const struct stat *st, struct chatlog_recovery *rec)
 {
         struct chatidx x;
         const char *why = "unknown";
@@ -649,7 +660,7 @@ static int checkpoint_take(struct chatlog *log, uint64_t size, struct chatlog_re
         if (r == -ENOMEM)
                 return r;
         if (r >= 0)
-                r = checkpoint_verify(log, &x, size, &why);
+                r = checkpoint_verify(log, &x, st, &why);
         if (r < 0) {
                 chatidx_free(&x);
                 if (r == -ENOMEM)
@@ -738,7 +749,7 @@ int chatlog_open(const char *dir, struct chatlog **ret, struct chatlog_recovery 
         r = start_read(log, (uint64_t) st.st_size, rec);
         if (r < 0)
                 goto fail;
-        r = checkpoint_take(log, (uint64_t) st.st_size, rec);
+        r = checkpoint_take(log, &st, rec);
         if (r < 0)
                 goto fail;
         from = r > 0 ? log->end : log->data_start;
@@ -804,10 +815,16 @@ int chatlog_checkpoint(struct chatlog *log)
                 .nodes = log->nodes,
                 .n_nodes = log->n_nodes,
         };
+        struct stat st;
         int r;
 
         if (log->broken)
                 return -EIO;
+        if (log->damaged)
+                return -EBADMSG;
+        if (fstat(log->fd, &st) < 0)
+                return -errno;
+        x.mtime_ns = mtime_ns(&st);
         strcpy(x.last_node, log->last_node);
         r = chatidx_save(log->dirfd, &x);
         if (r >= 0)
@@ -1020,6 +1037,18 @@ static int read_header(struct chatlog *log, uint64_t off, uint32_t *len, uint32_
         return 0;
 }
 
+/*
+ * A record that does not check out when read (the CRC or the seq is wrong)
+ * lies in the part the checkpoint vouched for: drop the checkpoint for
+ * good, so the next start reads the whole log and cuts it there.
+ */
+static int damaged(struct chatlog *log)
+{
+        log->damaged = true;
+        (void) unlinkat(log->dirfd, "chat.log.idx", 0);
+        return -EIO;
+}
+
 int chatlog_seek(struct chatlog *log, uint64_t seq, struct chatlog_cursor *cur)
 {
         uint64_t s, off;
@@ -1041,7 +1070,7 @@ int chatlog_seek(struct chatlog *log, uint64_t seq, struct chatlog_cursor *cur)
                 uint32_t len;
                 int r = read_header(log, off, &len, NULL);
                 if (r < 0)
-                        return r;
+                        return r == -EIO ? damaged(log) : r;
                 off += CHATLOG_HDR + len;
         }
         *cur = (struct chatlog_cursor) { .seq = seq, .off = off };
@@ -1058,14 +1087,14 @@ int chatlog_next(struct chatlog *log, struct chatlog_cursor *cur, struct dchat_e
                 return -ENOENT;
         r = read_header(log, cur->off, &len, &crc);
         if (r < 0)
-                return r;
+                return r == -EIO ? damaged(log) : r;
         r = pread_full(log->fd, log->buf, len, cur->off + CHATLOG_HDR, &got);
         if (r < 0)
                 return r;
         if (got != len || crc32c(0, log->buf, len) != crc)
-                return -EIO;
+                return damaged(log);
         if (body_decode(log->buf, len, e) < 0 || e->seq != cur->seq)
-                return -EIO;
+                return damaged(log);
         cur->seq++;
         cur->off += CHATLOG_HDR + len;
         return 0;

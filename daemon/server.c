@@ -121,7 +121,10 @@ static void flush_batch(struct server *s)
 static void checkpoint(struct server *s)
 {
         int r = chatlog_checkpoint(s->log);
-        if (r < 0)
+        if (r == -EBADMSG)
+                log_warning("no checkpoint for %s/chat.log: a record in it was found damaged; the next start "
+                            "reads the whole log and cuts it there", s->conf->state_directory);
+        else if (r < 0)
                 log_warning("cannot write the checkpoint %s/chat.log.idx: %s (the next start reads the whole log)",
                             s->conf->state_directory, strerror(-r));
         else if (s->conf->debug)

@@ -159,12 +159,13 @@ is "$(( $(count_events master protocol-error) - before ))" 1 "REQUEST before HEL
 
 # odd but well-formed VIEW requests: an answer, no hang, no crash
 for target in master node1; do
-    for req in "0 18446744073709551615 0 0" "9223372036854775807 0 0 4294967295" "0 0 1 1" "5 0 2 0"; do
+    for req in "0 18446744073709551615 0 0 0" "9223372036854775807 0 0 4294967295 0" "0 0 1 1 0" "5 0 2 0 0" \
+               "0 0 0 0 9223372036854775807" "0 0 0 0 18446744073709551615" "0 0 0 1 1"; do
         set -- $req
-        { be32 3; be64 "$1"; be64 "$2"; be64 "$3"; be32 "$4"; } > "$T/p"; frame $MSG_VIEW "$T/p" > "$T/frame"
+        { be32 3; be64 "$1"; be64 "$2"; be64 "$3"; be32 "$4"; be64 "$5"; } > "$T/p"; frame $MSG_VIEW "$T/p" > "$T/frame"
         out=$("$SEND" -t 3000 -e 9 -o "$T/reply" "$(node_sock $target)" < "$T/frame")
         # the last frame of the answer is VIEW_END (type 9)
-        like "$(od -An -tx1 "$T/reply" | tr -d ' \n')" '0109000000000003' "$target: VIEW from=$1 last_n=$2 upto=$3 max=$4 ends with VIEW_END"
+        like "$(od -An -tx1 "$T/reply" | tr -d ' \n')" '0109000000000003' "$target: VIEW from=$1 last_n=$2 upto=$3 max=$4 since_time=$5 ends with VIEW_END"
         is "$(node_pid $target)" "${PID0[$target]}" "$target: still running after that VIEW"
     done
 done
