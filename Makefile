@@ -28,7 +28,7 @@ TEST_DEBS  := perl systemd iproute2 mandoc valgrind debootstrap systemd-containe
 # Everything but main: linked into dchatd and into the unit tests.
 DAEMON_OBJS := daemon/proto.o daemon/conf.o daemon/log.o daemon/net.o daemon/ra.o daemon/fd.o \
                daemon/chatlog.o daemon/chatidx.o daemon/server.o daemon/peer.o daemon/control.o daemon/secure.o
-CLI_OBJS    := cli/dchatctl.o cli/since.o daemon/proto.o
+CLI_OBJS    := cli/dchatctl.o cli/since.o cli/follow.o daemon/proto.o
 UNIT_TESTS  := $(patsubst %.c,%,$(wildcard tests/unit/test-*.c))
 TEST_TOOLS  := tests/lib/notify-recv tests/lib/send-raw tests/lib/nfq-delay tests/bench/dchat-bench tests/lib/mklog
 HEADERS     := $(wildcard daemon/*.h cli/*.h tests/unit/*.h)

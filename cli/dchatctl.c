@@ -5,6 +5,8 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +18,7 @@
 
 #include "proto.h"
 #include "since.h"
+#include "client.h"
 
 #define VIEW_PAGE 256
 
@@ -29,7 +32,7 @@ static struct dchat_status status;
 static void usage(FILE *f)
 {
         fprintf(f, "usage: dchatctl [-s socket] post [--hold SECONDS] [--] TEXT...\n"
-                   "       dchatctl [-s socket] view [-n N | --since TIME | --since-seq SEQ] [--json]\n"
+                   "       dchatctl [-s socket] view [-n N | --since TIME | --since-seq SEQ] [-f] [--json]\n"
                    "       dchatctl [-s socket] status [--json]\n"
                    "The socket is $DCHAT_SOCKET, else %s.\n", DCHAT_DEFAULT_SOCKET);
 }
@@ -185,6 +188,91 @@ static void print_entry(const struct dchat_entry *e, bool json)
         printf("}\n");
 }
 
+/* --- follow mode ----------------------------------------------------------------- */
+
+static volatile sig_atomic_t interrupted;
+
+static void on_signal(int sig)
+{
+        (void) sig;
+        interrupted = 1;
+}
+
+/*
+ * Catches SIGINT, SIGTERM and SIGHUP: they end a follow loop cleanly (exit
+ * 0).  They stay blocked except inside ppoll, so none is lost between a
+ * check of `interrupted` and the wait.  old gets the mask to wait with.
+ */
+void follow_signals(sigset_t *old)
+{
+        static const int sigs[] = { SIGINT, SIGTERM, SIGHUP };
+        sigset_t block;
+        struct sigaction sa = { .sa_handler = on_signal };
+
+        sigemptyset(&block);
+        for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
+                sigaddset(&block, sigs[i]);
+                sigaction(sigs[i], &sa, NULL);
+        }
+        sigprocmask(SIG_BLOCK, &block, old);
+}
+
+bool follow_interrupted(void)
+{
+        return interrupted;
+}
+
+static void view_show(const struct dchat_entry *e, void *userdata)
+{
+        print_entry(e, *(const bool *) userdata);
+        fflush(stdout);
+}
+
+static void view_notice(const char *msg, void *userdata)
+{
+        (void) userdata;
+        fprintf(stderr, "dchatctl: %s\n", msg);
+}
+
+/* view -f: the last lines (or all), then each new one as it is stored, until a signal. */
+static int view_follow(uint64_t last_n, uint64_t since_seq, int64_t since_time, bool json)
+{
+        struct follow f = { .socket_path = socket_path, .last_n = last_n, .since_seq = since_seq,
+                            .since_time = since_time, .show = view_show,
+                            .notice = view_notice, .userdata = &json };
+        sigset_t old;
+        int r = 0;
+
+        follow_signals(&old);
+        if (follow_start(&f) < 0) {
+                r = fail("%s", f.error);
+                goto out;
+        }
+        while (!interrupted) {
+                struct pollfd pfd = { .fd = follow_fd(&f), .events = POLLIN };
+                int t = follow_timeout(&f);
+                struct timespec ts = { t / 1000, (long) (t % 1000) * 1000000 };
+                if (ppoll(&pfd, 1, t >= 0 ? &ts : NULL, &old) < 0 && errno != EINTR) {
+                        r = fail("poll: %s", strerror(errno));
+                        break;
+                }
+                if (interrupted)
+                        break;
+                if (follow_tick(&f) < 0) {
+                        r = fail("%s", f.error);
+                        break;
+                }
+                if (ferror(stdout)) {
+                        r = fail("cannot write the view: %s", strerror(errno));
+                        break;
+                }
+        }
+out:
+        follow_free(&f);
+        sigprocmask(SIG_SETMASK, &old, NULL);
+        return r;
+}
+
 /* --- commands ---------------------------------------------------------------- */
 
 static int cmd_post(int argc, char **argv)
@@ -259,14 +347,15 @@ static int cmd_view(int argc, char **argv)
 {
         static const struct option opts[] = { { "json", no_argument, NULL, 'j' }, { "help", no_argument, NULL, 'h' },
                                               { "since", required_argument, NULL, 'S' },
-                                              { "since-seq", required_argument, NULL, 'Q' }, {} };
-        bool json = false;
+                                              { "since-seq", required_argument, NULL, 'Q' },
+                                              { "follow", no_argument, NULL, 'f' }, {} };
+        bool json = false, follow = false;
         uint64_t last_n = 0, since_seq = 0;
         int64_t since_time = 0;
         unsigned starts = 0;
         int o;
 
-        while ((o = getopt_long(argc, argv, "+n:h", opts, NULL)) >= 0) {
+        while ((o = getopt_long(argc, argv, "+n:fh", opts, NULL)) >= 0) {
                 switch (o) {
                 case 'n': {
                         char *end;
@@ -306,6 +395,9 @@ static int cmd_view(int argc, char **argv)
                 case 'j':
                         json = true;
                         break;
+                case 'f':
+                        follow = true;
+                        break;
                 case 'h':
                         usage(stdout);
                         return 0;
@@ -323,6 +415,8 @@ static int cmd_view(int argc, char **argv)
                 fprintf(stderr, "dchatctl: view takes one of -n, --since and --since-seq\n");
                 return 2;
         }
+        if (follow)
+                return view_follow(last_n, since_seq, since_time, json);
         if (connect_daemon())
                 return 1;
 

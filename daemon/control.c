@@ -89,6 +89,10 @@ static int client_frame(struct conn *c, uint8_t type, const uint8_t *payload, si
                 if (d->server)
                         return server_view_page(d->server, &m, c);
                 return peer_view(d->peer, c, &m);
+        case MSG_FOLLOW:
+                if (d->server)
+                        return server_follow(d->server, &m, c);
+                return peer_follow(d->peer, c, &m);
         case MSG_STATUS:
                 daemon_status(d, &cl->ctl->status);
                 return conn_send(c, &(struct dchat_msg) { .type = MSG_STATUS_REPLY, .tag = m.tag,
@@ -108,14 +112,28 @@ static void client_closed(struct conn *c, int error)
 
         if (ctl->d->peer)
                 peer_client_gone(ctl->d->peer, c);
+        if (ctl->d->server)
+                server_client_gone(ctl->d->server, c);
         LIST_REMOVE(ctl->clients, cl);
         ctl->n--;
         free(cl);
 }
 
+/* A follower's output drained below the low-water mark: feed it again. */
+static void client_drained(struct conn *c)
+{
+        struct client *cl = conn_userdata(c);
+
+        if (cl->ctl->d->peer)
+                peer_client_drained(cl->ctl->d->peer, c);
+        if (cl->ctl->d->server)
+                server_client_drained(cl->ctl->d->server, c);
+}
+
 static const struct conn_ops client_ops = {
         .frame = client_frame,
         .closed = client_closed,
+        .drained = client_drained,
 };
 
 static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdata)

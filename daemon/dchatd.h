@@ -268,6 +268,11 @@ void server_reconf(struct server *s, const struct dchat_conf *c);
 void server_status(struct server *s, struct dchat_status *st);
 /* Serves a local VIEW page (control socket of a server-role daemon). */
 int server_view_page(struct server *s, const struct dchat_msg *req, struct conn *to);
+/* FOLLOW from a peer link or a local control client: ENTRY frames from from_seq on, then live. */
+int server_follow(struct server *s, const struct dchat_msg *req, struct conn *to);
+/* That connection's output drained (its follow goes on) / it is gone (its follow ends). */
+void server_client_drained(struct server *s, struct conn *c);
+void server_client_gone(struct server *s, struct conn *c);
 
 /* peer.c ------------------------------------------------------------------ */
 
@@ -284,8 +289,12 @@ int peer_post(struct peer *p, struct conn *client, uint32_t tag, const char *aut
               uint32_t hold_ms, const char *text, size_t len);
 /* Relay a VIEW page request to the server. */
 int peer_view(struct peer *p, struct conn *client, const struct dchat_msg *req);
-/* A control client went away: forget its pending posts' answers and views. */
+/* A control client went away: forget its pending posts' answers, views and follow. */
 void peer_client_gone(struct peer *p, struct conn *client);
+/* FOLLOW from a control client: catch up from from_seq by pages, then live entries. */
+int peer_follow(struct peer *p, struct conn *client, const struct dchat_msg *req);
+/* A control client's output drained: a follower that fell behind goes on. */
+void peer_client_drained(struct peer *p, struct conn *client);
 
 /* control.c --------------------------------------------------------------- */
 

@@ -10,6 +10,15 @@
  * When either direction of a pair breaks, both are closed: the other side
  * then reconnects too and resends its pending request, which recovers any
  * REQUEST or REPLY lost with the old connection.
+ *
+ * Follow mode.  While local dchatctl clients follow the log (view -f,
+ * chat), the peer holds ONE subscription at the server (FOLLOW from
+ * live_next): the server pushes every entry as soon as it is stored.  A
+ * new follower first catches up from the seq it asks for with VIEW pages,
+ * and becomes live once it has reached live_next; from then on it gets the
+ * pushed entries.  Seq numbers make the hand-over exact.  A live follower
+ * whose socket holds FOLLOW_CLIENT_HIGH unsent bytes goes back to catching
+ * up by pages when it has drained, so a slow reader never grows our memory.
  */
 #include <stdio.h>
 #include <string.h>
@@ -42,6 +51,21 @@ struct post_req {
         bool sent;                      /* an append went out: the server may have it */
         struct dchat_entry e;
 };
+
+/* A local client following the log (see the top of the file). */
+struct follower {
+        struct follower *prev, *next;
+        struct conn *client;
+        uint32_t tag;                   /* its FOLLOW's tag: every ENTRY to it carries it */
+        uint64_t next_seq;              /* the next entry it needs */
+        uint64_t page_from;             /* next_seq when its page was asked for */
+        uint32_t view_tag;              /* its catch-up page at the server, 0: none */
+        bool live;                      /* fed from the subscription, not by pages */
+};
+
+#define FOLLOW_PAGE             64              /* entries per catch-up page */
+#define FOLLOW_CLIENT_HIGH      (256 * 1024)    /* unsent bytes that send a live follower back to pages */
+#define FOLLOW_CLIENT_LOW       (64 * 1024)     /* the next page only below this (net.c's low-water mark) */
 
 struct view_relay {
         struct view_relay *next;
@@ -81,6 +105,12 @@ struct peer {
         uint32_t hold_ms;               /* the longest hold asked for in this entry */
 
         struct view_relay *views;
+        /* follow mode */
+        struct follower *followers;
+        unsigned n_followers;
+        uint64_t live_next;             /* the next seq our subscription brings */
+        uint32_t follow_tag;            /* our FOLLOW on this server link, 0: none */
+        uint64_t server_last_seq;       /* the last seq we know the server has */
         struct inbound *inbound;
         struct dchat_entry scratch;
         struct dchat_counters stats;    /* dchatctl status --json */
@@ -119,6 +149,8 @@ static void server_connect(struct peer *p);
 static void cs_maybe_request(struct peer *p);
 static void cs_send_appends(struct peer *p);
 static void arm_deadline(struct peer *p);
+static struct follower *follower_find(struct peer *p, const struct conn *client);
+static void follower_drop(struct peer *p, struct follower *f);
 
 /* --- Ricart–Agrawala actions ------------------------------------------------------------ */
 
@@ -547,6 +579,9 @@ void peer_client_gone(struct peer *p, struct conn *client)
         for (unsigned i = 0; i < p->cs_n; i++)
                 if (p->cs[i]->client == client)
                         p->cs[i]->client = NULL;
+        struct follower *f = follower_find(p, client);
+        if (f)
+                follower_drop(p, f);
         for (struct view_relay **vp = &p->views; *vp;) {
                 if ((*vp)->client == client) {
                         struct view_relay *v = *vp;
@@ -556,6 +591,168 @@ void peer_client_gone(struct peer *p, struct conn *client)
                         vp = &(*vp)->next;
                 }
         }
+}
+
+/* --- follow mode ------------------------------------------------------------------------------ */
+
+static uint32_t new_server_tag(struct peer *p)
+{
+        return ++p->next_tag ? p->next_tag : ++p->next_tag;
+}
+
+static struct follower *follower_find(struct peer *p, const struct conn *client)
+{
+        for (struct follower *f = p->followers; f; f = f->next)
+                if (f->client == client)
+                        return f;
+        return NULL;
+}
+
+static void follower_drop(struct peer *p, struct follower *f)
+{
+        LIST_REMOVE(p->followers, f);
+        p->n_followers--;
+        free(f);
+}
+
+/* One subscription at the server while anyone follows (and the link is up). */
+static void follow_subscribe(struct peer *p)
+{
+        if (p->server_state != LINK_UP || p->follow_tag || !p->followers)
+                return;
+        bool any_live = false;
+        for (struct follower *f = p->followers; f; f = f->next)
+                any_live |= f->live;
+        /* live followers need the stream to go on where it stopped; the
+         * others catch up by pages anyway, so start at the end */
+        if (!any_live || !p->live_next)
+                p->live_next = p->server_last_seq + 1;
+        p->follow_tag = new_server_tag(p);
+        log_info("following the server's log from seq %llu for %u local follower(s)",
+                 (unsigned long long) p->live_next, p->n_followers);
+        (void) conn_send(p->server, &(struct dchat_msg) { .type = MSG_FOLLOW, .tag = p->follow_tag,
+                                                          .follow = { p->live_next } });
+}
+
+/* A catching-up follower: live once it reached the subscription, else its next page. */
+static void follower_advance(struct peer *p, struct follower *f)
+{
+        if (f->live || f->view_tag || p->server_state != LINK_UP)
+                return;
+        if (p->follow_tag && f->next_seq >= p->live_next) {
+                f->live = true;
+                return;
+        }
+        if (conn_pending(f->client) >= FOLLOW_CLIENT_LOW)
+                return;         /* peer_client_drained goes on */
+        f->view_tag = new_server_tag(p);
+        f->page_from = f->next_seq;
+        (void) conn_send(p->server, &(struct dchat_msg) { .type = MSG_VIEW, .tag = f->view_tag,
+                                                          .view = { f->next_seq, 0, 0, FOLLOW_PAGE } });
+}
+
+/* An entry pushed by the server: to every live follower that needs it. */
+static int follow_live_entry(struct peer *p, const struct dchat_msg *m)
+{
+        const struct dchat_entry *e = m->append;
+
+        if (e->seq < p->live_next) {
+                log_event(EV_PROTOCOL_ERROR, NULL, "server link: followed entry seq %llu again (%llu was due); closing",
+                          (unsigned long long) e->seq, (unsigned long long) p->live_next);
+                return -EBADMSG;
+        }
+        if (e->seq > p->live_next)      /* only when the log was archived up to there */
+                log_warning("the followed log jumps from seq %llu to %llu (archived?)",
+                            (unsigned long long) p->live_next, (unsigned long long) e->seq);
+        p->live_next = e->seq + 1;
+        if (e->seq > p->server_last_seq)
+                p->server_last_seq = e->seq;
+        for (struct follower *f = p->followers; f; f = f->next) {
+                if (!f->live || e->seq > f->next_seq) {
+                        f->live = false;        /* (a gap cannot happen; if it did, pages repair it) */
+                        follower_advance(p, f);
+                        continue;
+                }
+                if (e->seq < f->next_seq)
+                        continue;
+                if (conn_pending(f->client) >= FOLLOW_CLIENT_HIGH) {
+                        log_info("%s fell behind by %zu unsent bytes at seq %llu: it catches up by pages when it reads again",
+                                 conn_label(f->client), conn_pending(f->client), (unsigned long long) e->seq);
+                        f->live = false;
+                        continue;
+                }
+                (void) conn_send(f->client, &(struct dchat_msg) { .type = MSG_ENTRY, .tag = f->tag,
+                                                                  .append = m->append });
+                f->next_seq = e->seq + 1;
+        }
+        return 0;
+}
+
+/* An answer to a follower's catch-up page; false if it is not one. */
+static bool follow_page_answer(struct peer *p, const struct dchat_msg *m)
+{
+        struct follower *f;
+
+        for (f = p->followers; f; f = f->next)
+                if (f->view_tag && f->view_tag == m->tag)
+                        break;
+        if (!f)
+                return false;
+        switch (m->type) {
+        case MSG_ENTRY:
+                if (m->append->seq >= f->next_seq) {    /* (greater: the log was archived up to there) */
+                        (void) conn_send(f->client, &(struct dchat_msg) { .type = MSG_ENTRY, .tag = f->tag,
+                                                                          .append = m->append });
+                        f->next_seq = m->append->seq + 1;
+                }
+                break;
+        case MSG_VIEW_END:
+                f->view_tag = 0;
+                /* no progress (nothing there yet): the next pushed entry moves it */
+                if (f->next_seq > f->page_from || (p->follow_tag && f->next_seq >= p->live_next))
+                        follower_advance(p, f);
+                break;
+        default: {
+                char text[DCHAT_ERROR_MAX];
+                if (dchat_str_copy(text, sizeof text, m->error.text) < 0)
+                        strlcpy(text, "the server refused the view", sizeof text);
+                conn_send_error(f->client, f->tag, m->error.code ? m->error.code : ERR_INTERNAL, "%s", text);
+                follower_drop(p, f);
+                break;
+        }
+        }
+        return true;
+}
+
+int peer_follow(struct peer *p, struct conn *client, const struct dchat_msg *req)
+{
+        struct follower *f = follower_find(p, client);
+
+        if (!f) {
+                f = calloc(1, sizeof *f);
+                if (!f)
+                        return -ENOMEM;
+                f->client = client;
+                LIST_PREPEND(p->followers, f);
+                p->n_followers++;
+        }
+        /* one follow per connection: a new FOLLOW starts it again */
+        f->tag = req->tag;
+        f->view_tag = 0;
+        f->live = false;
+        f->next_seq = req->follow.from_seq ? req->follow.from_seq
+                                           : p->follow_tag ? p->live_next : p->server_last_seq + 1;
+        log_info("%s follows the log from seq %llu", conn_label(client), (unsigned long long) f->next_seq);
+        follow_subscribe(p);
+        follower_advance(p, f);
+        return 0;
+}
+
+void peer_client_drained(struct peer *p, struct conn *client)
+{
+        struct follower *f = follower_find(p, client);
+        if (f)
+                follower_advance(p, f);
 }
 
 int peer_view(struct peer *p, struct conn *client, const struct dchat_msg *req)
@@ -569,7 +766,7 @@ int peer_view(struct peer *p, struct conn *client, const struct dchat_msg *req)
                 return -ENOMEM;
         v->client = client;
         v->client_tag = req->tag;
-        v->server_tag = ++p->next_tag ? p->next_tag : ++p->next_tag;
+        v->server_tag = new_server_tag(p);
         v->next = p->views;
         p->views = v;
         struct dchat_msg fwd = *req;
@@ -610,6 +807,15 @@ static int server_frame(struct conn *c, uint8_t type, const uint8_t *payload, si
                 p->server_announced = true;
                 cs_send_appends(p);     /* resend what a lost link left unanswered */
                 cs_maybe_request(p);
+                p->server_last_seq = m.hello_ack.last_seq;
+                if (p->live_next > p->server_last_seq + 1) {
+                        log_warning("the server's log ends at seq %llu, before the %llu followed so far",
+                                    (unsigned long long) p->server_last_seq, (unsigned long long) p->live_next);
+                        p->live_next = p->server_last_seq + 1;
+                }
+                follow_subscribe(p);
+                for (struct follower *f = p->followers; f; f = f->next)
+                        follower_advance(p, f);
                 return 0;
         }
         if (p->server_state != LINK_UP)
@@ -644,6 +850,10 @@ static int server_frame(struct conn *c, uint8_t type, const uint8_t *payload, si
                 cs_maybe_exit(p);
                 return 0;
         }
+        if (type == MSG_ENTRY && p->follow_tag && m.tag == p->follow_tag)
+                return follow_live_entry(p, &m);
+        if ((type == MSG_ENTRY || type == MSG_VIEW_END || type == MSG_ERROR) && follow_page_answer(p, &m))
+                return 0;
         if (type == MSG_ENTRY || type == MSG_VIEW_END || type == MSG_ERROR) {
                 for (struct view_relay **vp = &p->views; *vp; vp = &(*vp)->next) {
                         struct view_relay *v = *vp;
@@ -703,6 +913,11 @@ static void server_closed(struct conn *c, int error)
                 free(v);
         }
         p->views = NULL;
+        /* followers stay: their pages are asked for again, and the
+         * subscription goes on from live_next, once the link is back */
+        p->follow_tag = 0;
+        for (struct follower *f = p->followers; f; f = f->next)
+                f->view_tag = 0;
         /* appends in flight stay in the critical section and are resent,
          * with the same post ids, once the link is back */
         for (unsigned i = 0; i < p->cs_n; i++)
@@ -1067,6 +1282,8 @@ struct peer *peer_free(struct peer *p)
                 free(v);
         }
         p->views = NULL;
+        while (p->followers)
+                follower_drop(p, p->followers);
         for (unsigned i = 0; i < DCHAT_PEERS_MAX; i++) {
                 struct link *l = &p->links[i];
                 sd_event_source_disable_unref(l->timer);

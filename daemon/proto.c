@@ -273,6 +273,7 @@ static const char *const type_names[_MSG_MAX] = {
         [MSG_STATUS] = "STATUS",
         [MSG_STATUS_REPLY] = "STATUS_REPLY",
         [MSG_HEARTBEAT] = "HEARTBEAT",
+        [MSG_FOLLOW] = "FOLLOW",
 };
 
 const char *proto_type_name(uint8_t type)
@@ -450,6 +451,9 @@ int proto_encode(struct wbuf *b, const struct dchat_msg *m)
                 wbuf_put_u64(b, m->heartbeat.incarnation);
                 wbuf_put_u64(b, m->heartbeat.clock);
                 break;
+        case MSG_FOLLOW:
+                wbuf_put_u64(b, m->follow.from_seq);
+                break;
         }
 
         if (b->failed) {
@@ -557,6 +561,9 @@ int proto_decode(uint8_t type, const uint8_t *payload, size_t len, struct dchat_
         case MSG_HEARTBEAT:
                 m->heartbeat.incarnation = rbuf_u64(&r);
                 m->heartbeat.clock = rbuf_u64(&r);
+                break;
+        case MSG_FOLLOW:
+                m->follow.from_seq = rbuf_u64(&r);
                 break;
         default:
                 return -EBADMSG;

@@ -57,6 +57,9 @@ enum dchat_msg_type {
         MSG_STATUS_REPLY,
         /* peer -> peer, on an idle link: I am alive (failure detection) */
         MSG_HEARTBEAT,
+        /* dchatctl -> peer, peer -> server: send me every entry from from_seq
+         * on, then each new one as it is stored (ENTRY frames with this tag) */
+        MSG_FOLLOW,
         _MSG_MAX,
 };
 
@@ -155,6 +158,8 @@ struct dchat_msg {
                 /* detail: for ERR_FENCED, the Lamport time of the last stored fence */
                 struct { uint16_t code; struct dchat_str text; uint64_t detail; } error;
                 struct { uint64_t incarnation; uint64_t clock; } heartbeat;
+                /* 0: from the next entry stored */
+                struct { uint64_t from_seq; } follow;
                 struct { int32_t utc_offset; uint32_t hold_ms; struct dchat_str text; } post;
                 struct dchat_status *status;    /* STATUS_REPLY */
         };

@@ -7,6 +7,13 @@
  * connections, are stored with one write and one fdatasync (group commit):
  * they are collected in a batch that a defer source flushes once the
  * loop's pending I/O is handled.  Nobody is told "stored" before the sync.
+ *
+ * Followers (FOLLOW: a peer's one subscription, or a dchatctl on this
+ * host's control socket) are fed from the log itself: each has the next
+ * seq it needs, and after every synced batch the server sends it ENTRY
+ * frames from there on, until its output buffer holds FOLLOW_HIGH bytes;
+ * it goes on when that drains.  So a slow follower costs disk reads, never
+ * memory, and can get neither a gap nor a repeat.
  */
 #include <stdio.h>
 #include <string.h>
@@ -17,12 +24,20 @@
 #define VIEW_PAGE_MAX   512
 #define BATCH_CAP       1024
 #define SCONN_MAX       (DCHAT_PEERS_MAX * 4)
+#define FOLLOW_HIGH     (256 * 1024)    /* bytes queued to one follower before waiting for it */
 
 struct sconn {
         struct server *s;
         struct conn *c;
         char node[DCHAT_NAME_MAX + 1];  /* "" until HELLO */
         struct sconn *prev, *next;
+};
+
+struct sfollow {
+        struct conn *c;
+        uint32_t tag;
+        uint64_t next_seq;      /* the next entry it needs */
+        struct sfollow *prev, *next;
 };
 
 struct pending {
@@ -46,7 +61,12 @@ struct server {
         enum chatlog_result results[BATCH_CAP];
         struct dchat_entry scratch;     /* decode target and view buffer */
         struct dchat_counters stats;
+        struct sfollow *follows;
+        unsigned n_follows;
+        struct dchat_entry follow_entry; /* read buffer for followers (scratch may hold an append) */
 };
+
+static void follow_pump(struct server *s, struct sfollow *f);
 
 static void flush_batch(struct server *s)
 {
@@ -115,6 +135,11 @@ static void flush_batch(struct server *s)
                         conn_send_error(to, tag, ERR_INVALID, "the server refused the post as invalid");
                         break;
                 }
+        }
+        /* the batch is on disk: push it to every follower */
+        for (struct sfollow *f = s->follows, *nx; f; f = nx) {
+                nx = f->next;
+                follow_pump(s, f);
         }
 }
 
@@ -201,6 +226,92 @@ int server_view_page(struct server *s, const struct dchat_msg *req, struct conn 
                                                    .view_end = { next, upto, next > upto } });
 }
 
+/* --- followers ------------------------------------------------------------------------------ */
+
+static struct sfollow *follow_find(struct server *s, const struct conn *c)
+{
+        for (struct sfollow *f = s->follows; f; f = f->next)
+                if (f->c == c)
+                        return f;
+        return NULL;
+}
+
+static void follow_drop(struct server *s, struct sfollow *f)
+{
+        LIST_REMOVE(s->follows, f);
+        s->n_follows--;
+        free(f);
+}
+
+/* Send what f still needs, from the log, until its buffer is full. */
+static void follow_pump(struct server *s, struct sfollow *f)
+{
+        uint64_t last = chatlog_last_seq(s->log);
+        struct chatlog_cursor cur;
+        int r;
+
+        if (f->next_seq < chatlog_first_seq(s->log))
+                f->next_seq = chatlog_first_seq(s->log);        /* the rest is archived */
+        if (f->next_seq > last || conn_pending(f->c) >= FOLLOW_HIGH)
+                return;
+        r = chatlog_seek(s->log, f->next_seq, &cur);
+        while (r >= 0 && f->next_seq <= last && conn_pending(f->c) < FOLLOW_HIGH) {
+                r = chatlog_next(s->log, &cur, &s->follow_entry);
+                if (r < 0)
+                        break;
+                r = conn_send(f->c, &(struct dchat_msg) { .type = MSG_ENTRY, .tag = f->tag,
+                                                          .append = &s->follow_entry });
+                if (r == -ENOTCONN)
+                        return;         /* it is going away; its closed op drops f */
+                if (r < 0)
+                        break;
+                f->next_seq++;
+        }
+        if (r < 0) {
+                log_error("%s: cannot send seq %llu to the follower: %s", conn_label(f->c),
+                          (unsigned long long) f->next_seq, strerror(-r));
+                conn_send_error(f->c, f->tag, r == -ENOMEM ? ERR_INTERNAL : ERR_STORAGE,
+                                "the server could not read its log for a follower: %s", strerror(-r));
+                follow_drop(s, f);
+        }
+}
+
+int server_follow(struct server *s, const struct dchat_msg *req, struct conn *to)
+{
+        struct sfollow *f = follow_find(s, to);
+        uint64_t last = chatlog_last_seq(s->log);
+
+        if (!f) {
+                f = calloc(1, sizeof *f);
+                if (!f)
+                        return -ENOMEM;
+                f->c = to;
+                LIST_PREPEND(s->follows, f);
+                s->n_follows++;
+        }
+        /* one follow per connection: a new FOLLOW replaces the old one */
+        f->tag = req->tag;
+        f->next_seq = req->follow.from_seq ? req->follow.from_seq : last + 1;
+        log_info("%s follows the log from seq %llu (last stored %llu)", conn_label(to),
+                 (unsigned long long) f->next_seq, (unsigned long long) last);
+        follow_pump(s, f);
+        return 0;
+}
+
+void server_client_drained(struct server *s, struct conn *c)
+{
+        struct sfollow *f = follow_find(s, c);
+        if (f)
+                follow_pump(s, f);
+}
+
+void server_client_gone(struct server *s, struct conn *c)
+{
+        struct sfollow *f = follow_find(s, c);
+        if (f)
+                follow_drop(s, f);
+}
+
 static int on_hello(struct server *s, struct sconn *sc, const struct dchat_msg *m)
 {
         char name[DCHAT_NAME_MAX + 1];
@@ -255,6 +366,8 @@ static int sconn_frame(struct conn *c, uint8_t type, const uint8_t *payload, siz
                 return queue_append(s, sc, m.tag);
         case MSG_VIEW:
                 return server_view_page(s, &m, c);
+        case MSG_FOLLOW:
+                return server_follow(s, &m, c);
         default:
                 log_event(EV_PROTOCOL_ERROR, &(struct event_fields) { .peer = sc->node },
                           "%s: unexpected %s frame; closing", conn_label(c), proto_type_name(type));
@@ -273,14 +386,22 @@ static void sconn_closed(struct conn *c, int error)
         if (sc->node[0])
                 log_event(EV_PEER_DOWN, &(struct event_fields) { .peer = sc->node }, "peer %s disconnected: %s",
                           sc->node, conn_strerror(error));
+        server_client_gone(s, c);
         LIST_REMOVE(s->conns, sc);
         s->n_conns--;
         free(sc);
 }
 
+static void sconn_drained(struct conn *c)
+{
+        struct sconn *sc = conn_userdata(c);
+        server_client_drained(sc->s, c);
+}
+
 static const struct conn_ops sconn_ops = {
         .frame = sconn_frame,
         .closed = sconn_closed,
+        .drained = sconn_drained,
 };
 
 static int on_accept(sd_event_source *src, int fd, uint32_t revents, void *userdata)
@@ -376,6 +497,8 @@ struct server *server_free(struct server *s)
                 checkpoint(s);
         while (s->conns)
                 conn_close(s->conns->c, -ESHUTDOWN);
+        while (s->follows)                      /* control clients' follows */
+                follow_drop(s, s->follows);
         sd_event_source_disable_unref(s->listen_src);
         sd_event_source_disable_unref(s->flush_src);
         chatlog_close(s->log);

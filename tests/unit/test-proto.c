@@ -326,6 +326,14 @@ static void test_roundtrips(void)
         check_truncations(&f, "HEARTBEAT");
         wbuf_free(&f.b);
 
+        /* FOLLOW */
+        in = (struct dchat_msg) { .type = MSG_FOLLOW, .tag = 14, .follow = { 0x0102030405060708ULL } };
+        if (is_int(roundtrip(&f, &in, &out, NULL, NULL), 0, "FOLLOW: round trip"))
+                ok(out.tag == 14 && out.follow.from_seq == 0x0102030405060708ULL, "FOLLOW: tag and from_seq");
+        is_int((int) f.b.len, DCHAT_FRAME_HDR + 4 + 8, "FOLLOW: a 12-byte payload (tag, from_seq)");
+        check_truncations(&f, "FOLLOW");
+        wbuf_free(&f.b);
+
         /* POST */
         const char *ptext = "Checking timestamp format \xc3\xa9\xe6\x97\xa5\xf0\x9f\x98\x80";
         in = (struct dchat_msg) { .type = MSG_POST, .tag = 13, .post = { -18000, DCHAT_HOLD_MAX_MS, S(ptext) } };
@@ -1000,7 +1008,7 @@ static void test_time(void)
         /* names of things */
         static const char *const types[] = { "?", "HELLO", "HELLO_ACK", "REQUEST", "REPLY", "APPEND", "APPENDED",
                                              "VIEW", "ENTRY", "VIEW_END", "ERROR", "POST", "POSTED", "STATUS",
-                                             "STATUS_REPLY", "HEARTBEAT" };
+                                             "STATUS_REPLY", "HEARTBEAT", "FOLLOW" };
         bool names_ok = sizeof types / sizeof types[0] == _MSG_MAX;
         for (unsigned t = 0; t < _MSG_MAX && names_ok; t++)
                 names_ok = strcmp(proto_type_name((uint8_t) t), types[t]) == 0;

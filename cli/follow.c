@@ -1,0 +1,333 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * follow.c — dchatctl's follow session (view -f, chat) on a non-blocking
+ * connection to dchatd; see client.h.  No I/O on the terminal here: lines
+ * and notices go to the caller's callbacks.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "client.h"
+
+#define VIEW_PAGE       256
+#define BACKOFF_MIN_MS  100
+#define BACKOFF_MAX_MS  2000
+
+uint64_t mono_ms(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
+}
+
+/* --- the connection ------------------------------------------------------------------------ */
+
+int cconn_open(struct cconn *c, const char *path, char *err, size_t errlen)
+{
+        struct sockaddr_un un = { .sun_family = AF_UNIX };
+
+        c->fd = -1;
+        wbuf_reset(&c->in);
+        c->used = 0;
+        if (strlen(path) >= sizeof un.sun_path) {
+                snprintf(err, errlen, "socket path too long: %s", path);
+                return -ENAMETOOLONG;
+        }
+        strcpy(un.sun_path, path);
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+                int e = errno;
+                snprintf(err, errlen, "socket: %s", strerror(e));
+                return -e;
+        }
+        if (connect(fd, (struct sockaddr *) &un, sizeof un) < 0) {
+                int e = errno;
+                if (e == EACCES || e == EPERM)
+                        snprintf(err, errlen, "cannot connect to %s: permission denied (only root and members of "
+                                 "group 'dchat' may use dchat)", path);
+                else
+                        snprintf(err, errlen, "cannot connect to %s: %s", path, strerror(e));
+                close(fd);
+                return -e;
+        }
+        c->fd = fd;
+        return 0;
+}
+
+void cconn_close(struct cconn *c)
+{
+        if (c->fd >= 0)
+                close(c->fd);
+        c->fd = -1;
+        wbuf_reset(&c->in);
+        c->used = 0;
+}
+
+int cconn_send(struct cconn *c, const struct dchat_msg *m)
+{
+        struct wbuf b = {0};
+        int r = proto_encode(&b, m);
+
+        for (size_t off = 0; r == 0 && off < b.len;) {
+                ssize_t n = send(c->fd, b.data + off, b.len - off, MSG_NOSIGNAL);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        r = -errno;
+                else
+                        off += (size_t) n;
+        }
+        wbuf_free(&b);
+        return r;
+}
+
+int cconn_fill(struct cconn *c)
+{
+        wbuf_consume(&c->in, c->used);
+        c->used = 0;
+        if (!wbuf_reserve(&c->in, 16384))
+                return -ENOMEM;
+        ssize_t n = recv(c->fd, c->in.data + c->in.len, c->in.cap - c->in.len, MSG_DONTWAIT);
+        if (n < 0)
+                return errno == EINTR ? -EAGAIN : -errno;
+        c->in.len += (size_t) n;
+        return (int) n;
+}
+
+int cconn_frame(struct cconn *c, struct dchat_msg *m)
+{
+        wbuf_consume(&c->in, c->used);
+        c->used = 0;
+        if (c->in.len < DCHAT_FRAME_HDR)
+                return 0;
+        uint8_t type;
+        int len = proto_check_header(c->in.data, &type);
+        if (len < 0)
+                return -EBADMSG;
+        if (c->in.len < DCHAT_FRAME_HDR + (size_t) len)
+                return 0;
+        if (proto_decode(type, c->in.data + DCHAT_FRAME_HDR, (size_t) len, m, &c->entry, &c->status) < 0)
+                return -EBADMSG;
+        c->used = DCHAT_FRAME_HDR + (size_t) len;
+        return 1;
+}
+
+/* --- the session ----------------------------------------------------------------------------- */
+
+static void notice(struct follow *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void notice(struct follow *f, const char *fmt, ...)
+{
+        char msg[512];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof msg, fmt, ap);
+        va_end(ap);
+        if (f->notice)
+                f->notice(msg, f->userdata);
+}
+
+/* The connection is gone (or dchatd cannot serve us now): try again later. */
+static void lose(struct follow *f, const char *why)
+{
+        cconn_close(&f->c);
+        if (!f->lost)
+                notice(f, "%s; trying again (Ctrl-C ends) ...", why);
+        f->lost = true;
+        f->backoff_ms = f->backoff_ms ? f->backoff_ms * 2 : BACKOFF_MIN_MS;
+        if (f->backoff_ms > BACKOFF_MAX_MS)
+                f->backoff_ms = BACKOFF_MAX_MS;
+        f->retry_at_ms = mono_ms() + f->backoff_ms;
+}
+
+static int ask_page(struct follow *f)
+{
+        bool first = !f->first_answered;       /* (asked again after a reconnect) */
+
+        f->tag = f->tag + 1 < FOLLOW_TAG_USER ? f->tag + 1 : 1;
+        if (first)
+                f->view_from = f->since_seq;
+        int r = cconn_send(&f->c, &(struct dchat_msg) {
+                .type = MSG_VIEW, .tag = f->tag,
+                .view = { f->view_from, first ? f->last_n : 0, f->view_upto, VIEW_PAGE,
+                          first ? f->since_time : 0 } });
+        return r;
+}
+
+static int ask_follow(struct follow *f)
+{
+        f->tag = f->tag + 1 < FOLLOW_TAG_USER ? f->tag + 1 : 1;
+        return cconn_send(&f->c, &(struct dchat_msg) { .type = MSG_FOLLOW, .tag = f->tag,
+                                                       .follow = { f->shown + 1 } });
+}
+
+/* (Re)connect and ask for what comes next: the first view, or the lines after the last shown. */
+static void connect_again(struct follow *f)
+{
+        char err[512];
+
+        if (cconn_open(&f->c, f->socket_path, err, sizeof err) < 0) {
+                lose(f, err);
+                return;
+        }
+        int r = f->view_done || f->shown ? ask_follow(f) : ask_page(f);
+        if (r < 0) {
+                lose(f, strerror(-r));
+                return;
+        }
+        if (f->lost)
+                notice(f, "reconnected to dchatd; following from line %llu", (unsigned long long) f->shown + 1);
+        f->lost = false;
+        f->backoff_ms = 0;
+}
+
+int follow_start(struct follow *f)
+{
+        char err[512];
+
+        f->c.fd = -1;
+        /* the first connection must work: a wrong socket is an error, not a wait */
+        if (cconn_open(&f->c, f->socket_path, err, sizeof err) < 0) {
+                snprintf(f->error, sizeof f->error, "%s (is dchatd running? see systemctl status dchatd.socket)", err);
+                return -1;
+        }
+        int r = ask_page(f);
+        if (r < 0) {
+                snprintf(f->error, sizeof f->error, "lost the connection to dchatd: %s", strerror(-r));
+                return -1;
+        }
+        return 0;
+}
+
+int follow_fd(const struct follow *f)
+{
+        return f->c.fd;
+}
+
+int follow_timeout(const struct follow *f)
+{
+        if (f->c.fd >= 0)
+                return -1;
+        uint64_t now = mono_ms();
+        return f->retry_at_ms > now ? (int) (f->retry_at_ms - now) : 0;
+}
+
+int follow_send(struct follow *f, const struct dchat_msg *m)
+{
+        if (f->c.fd < 0)
+                return -ENOTCONN;
+        int r = cconn_send(&f->c, m);
+        if (r < 0)
+                lose(f, strerror(-r));
+        return r;
+}
+
+static void show(struct follow *f, const struct dchat_entry *e)
+{
+        if (e->seq <= f->shown) {
+                /* never twice (and never expected: dchatd sends each line once) */
+                notice(f, "line %llu came again; not shown twice", (unsigned long long) e->seq);
+                return;
+        }
+        if (f->shown && e->seq != f->shown + 1) {
+                f->gaps++;
+                notice(f, "lines %llu to %llu are missing", (unsigned long long) f->shown + 1,
+                       (unsigned long long) e->seq - 1);
+        }
+        f->shown = e->seq;
+        f->show(e, f->userdata);
+}
+
+/* One frame of the session.  <0: fatal. */
+static int on_frame(struct follow *f, const struct dchat_msg *m)
+{
+        if (m->tag >= FOLLOW_TAG_USER || m->tag == 0) {
+                if (m->tag == 0 && m->type == MSG_ERROR) {
+                        /* dchatd refused us as a whole (max_clients): a reason to wait */
+                        char why[DCHAT_ERROR_MAX + 1];
+                        if (dchat_str_copy(why, sizeof why, m->error.text) < 0)
+                                strlcpy(why, "refused", sizeof why);
+                        lose(f, why);
+                        return 0;
+                }
+                if (f->other)
+                        f->other(m, f->userdata);
+                return 0;
+        }
+        if (m->tag != f->tag)
+                return 0;               /* an answer to an older request */
+        switch (m->type) {
+        case MSG_ENTRY:
+                show(f, m->append);
+                return 0;
+        case MSG_VIEW_END:
+                if (f->view_done)
+                        return 0;
+                f->first_answered = true;
+                if (m->view_end.done || m->view_end.next_seq <= f->view_from) {
+                        f->view_done = true;
+                        if (!f->shown)
+                                f->shown = m->view_end.last_seq;       /* nothing shown: follow from the end */
+                        return ask_follow(f) < 0 ? (lose(f, "send failed"), 0) : 0;
+                }
+                f->view_from = m->view_end.next_seq;
+                f->view_upto = m->view_end.last_seq;
+                if (ask_page(f) < 0)
+                        lose(f, "send failed");
+                return 0;
+        case MSG_ERROR: {
+                char why[DCHAT_ERROR_MAX + 1];
+                if (dchat_str_copy(why, sizeof why, m->error.text) < 0)
+                        strlcpy(why, "?", sizeof why);
+                if (m->error.code == ERR_UNAVAILABLE || m->error.code == ERR_BUSY) {
+                        lose(f, why);   /* the server is away: wait for it */
+                        return 0;
+                }
+                snprintf(f->error, sizeof f->error, "view failed: %s", why);
+                return -1;
+        }
+        default:
+                snprintf(f->error, sizeof f->error, "unexpected answer %s from dchatd", proto_type_name(m->type));
+                return -1;
+        }
+}
+
+int follow_tick(struct follow *f)
+{
+        struct dchat_msg m;
+        int r;
+
+        if (f->c.fd < 0) {
+                if (mono_ms() >= f->retry_at_ms)
+                        connect_again(f);
+                return 0;
+        }
+        r = cconn_fill(&f->c);
+        if (r == -EAGAIN)
+                return 0;
+        bool eof = r <= 0;
+        /* what arrived before the end still counts */
+        while (f->c.fd >= 0 && (r = cconn_frame(&f->c, &m)) > 0)
+                if (on_frame(f, &m) < 0)
+                        return -1;
+        if (r < 0 && f->c.fd >= 0) {
+                snprintf(f->error, sizeof f->error, "dchatd sent a malformed frame");
+                return -1;
+        }
+        if (eof && f->c.fd >= 0)
+                lose(f, "dchatd closed the connection");
+        return 0;
+}
+
+void follow_free(struct follow *f)
+{
+        cconn_close(&f->c);
+        wbuf_free(&f->c.in);
+}
