@@ -128,6 +128,8 @@ static const struct key keys[] = {
           64, 1, 1024, NULL },
         { "max_clients",        CONFIG_TYPE_INT,    STORE_UINT,         CONF_OFF(max_clients),
           64, 1, 10000, NULL },
+        { "reuse_permissions",  CONFIG_TYPE_BOOL,   STORE_BOOL,         CONF_OFF(reuse_permissions),
+          true, 0, 1, NULL },
         { "debug",              CONFIG_TYPE_BOOL,   STORE_BOOL,         CONF_OFF(debug),
           false, 0, 1, NULL },
 };
@@ -666,7 +668,7 @@ void conf_log_summary(const struct dchat_conf *c) {
 
         log_info("Configuration %s: node %s, role %s, address %s; server %s at %s; %u peer%s; "
                  "post_timeout_ms=%llu connect_timeout_ms=%llu reconnect_ms=%llu..%llu "
-                 "heartbeat_ms=%llu suspect_after_ms=%llu dead_after_ms=%llu batch_max=%u max_clients=%u debug=%s control_socket=%s state_directory=%s",
+                 "heartbeat_ms=%llu suspect_after_ms=%llu dead_after_ms=%llu batch_max=%u max_clients=%u reuse_permissions=%s debug=%s control_socket=%s state_directory=%s",
                  c->path, c->node, c->role == ROLE_SERVER ? "server" : "peer", self->address,
                  c->n_servers > 0 ? c->servers[0].name : "-", c->n_servers > 0 ? c->servers[0].address : "-",
                  c->n_peers, c->n_peers == 1 ? "" : "s",
@@ -677,7 +679,7 @@ void conf_log_summary(const struct dchat_conf *c) {
                  (unsigned long long) (c->heartbeat_usec / USEC_PER_MSEC),
                  (unsigned long long) (c->suspect_after_usec / USEC_PER_MSEC),
                  (unsigned long long) (c->dead_after_usec / USEC_PER_MSEC),
-                 c->batch_max, c->max_clients, c->debug ? "yes" : "no",
+                 c->batch_max, c->max_clients, c->reuse_permissions ? "yes" : "no", c->debug ? "yes" : "no",
                  c->control_socket[0] ? c->control_socket : "(default)",
                  c->state_directory[0] ? c->state_directory : "(default)");
 }

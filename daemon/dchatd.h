@@ -66,6 +66,7 @@ struct dchat_conf {
         uint64_t dead_after_usec;       /* dead_after_ms, default 3000 */
         unsigned batch_max;             /* batch_max, default 64 */
         unsigned max_clients;           /* max_clients, default 64 */
+        bool reuse_permissions;         /* reuse_permissions (Roucairol–Carvalho), default true */
         bool debug;                     /* debug, default false */
 };
 

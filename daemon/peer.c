@@ -203,13 +203,24 @@ static void run_actions(struct peer *p, const struct ra_actions *acts)
                                   f.peer, (unsigned long long) a->ts, why, (unsigned long long) p->ra.req_ts);
                         break;
                 }
-                case RA_ENTER:
+                case RA_ENTER: {
+                        unsigned asked = (unsigned) __builtin_popcountll(p->ra.asked);
+                        unsigned reused = (unsigned) __builtin_popcountll(p->ra.held & ~p->ra.asked);
                         p->stats.cs_entries++;
+                        if (p->ra.n > 1 && asked == 0)
+                                p->stats.cs_reused++;
                         f.peer = NULL;
-                        log_event(EV_CS_ENTER, &f, "entered the critical section under request %llu",
-                                  (unsigned long long) a->ts);
+                        if (reused)
+                                log_event(EV_CS_ENTER, &f, "entered the critical section under request %llu "
+                                          "(fence %llu): %u permission(s) reused, %u asked for",
+                                          (unsigned long long) a->ts, (unsigned long long) p->ra.enter_ts,
+                                          reused, asked);
+                        else
+                                log_event(EV_CS_ENTER, &f, "entered the critical section under request %llu",
+                                          (unsigned long long) a->ts);
                         cs_start(p);
                         break;
+                }
                 }
         }
 }
@@ -338,7 +349,7 @@ static void cs_start(struct peer *p)
                 p->queue = r->next;
                 p->queued--;
                 r->next = NULL;
-                r->e.lamport = p->ra.req_ts;
+                r->e.lamport = p->ra.enter_ts;   /* entries come in enter_ts order (see ra.h) */
                 strlcpy(r->e.node, self_name(p), sizeof r->e.node);
                 r->e.fence_idx = p->fence_idx++;
                 if (r->hold_ms > p->hold_ms)
@@ -1212,6 +1223,7 @@ int peer_new(sd_event *e, const struct dchat_conf *c, int listen_fd, struct peer
         for (unsigned i = 0; i < c->n_peers; i++)
                 p->names[i] = c->peers[i].name;
         ra_init(&p->ra, c->n_peers, c->self, p->names);
+        ra_set_reuse(&p->ra, c->reuse_permissions);
         p->incarnation = realtime_usec();
         fd_init(&p->fd, c->n_peers, c->self, c->suspect_after_usec, c->dead_after_usec, now_usec());
 
@@ -1309,6 +1321,7 @@ struct peer *peer_free(struct peer *p)
 void peer_reconf(struct peer *p, const struct dchat_conf *c)
 {
         p->conf = c;
+        ra_set_reuse(&p->ra, c->reuse_permissions);
         fd_set_times(&p->fd, c->suspect_after_usec, c->dead_after_usec);
         arm_fd_timer(p);
         arm_deadline(p);

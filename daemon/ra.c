@@ -43,8 +43,14 @@ static void maybe_enter(struct ra *ra, struct ra_actions *out)
 {
         if (ra->state == RA_WANTED && ra->awaiting == 0) {
                 ra->state = RA_HELD;
+                ra->enter_ts = ra->clock;
                 emit(out, RA_ENTER, ra->self, ra->req_ts, ra->clock);
         }
+}
+
+void ra_set_reuse(struct ra *ra, bool on)
+{
+        ra->reuse = on;
 }
 
 int ra_request(struct ra *ra, struct ra_actions *out)
@@ -56,6 +62,9 @@ int ra_request(struct ra *ra, struct ra_actions *out)
         ra->req_ts = ra->clock;
         ra->state = RA_WANTED;
         ra->awaiting = others(ra) & ~ra->down;
+        if (ra->reuse)
+                ra->awaiting &= ~ra->held;
+        ra->asked = ra->awaiting;
         for (unsigned i = 0; i < ra->n; i++)
                 if (ra->awaiting & BIT(i))
                         emit(out, RA_SEND_REQUEST, i, ra->req_ts, ra->clock);
@@ -82,6 +91,14 @@ void ra_on_request(struct ra *ra, unsigned peer, uint64_t ts, struct ra_actions 
         }
         ra->clock++;
         emit(out, RA_SEND_REPLY, peer, ts, ra->clock);
+        ra->held &= ~BIT(peer);
+        /* Roucairol–Carvalho: we wanted on its permission, just given back
+         * to an older request: ask for it again. */
+        if (ra->reuse && ra->state == RA_WANTED && !(ra->awaiting & BIT(peer)) && !(ra->down & BIT(peer))) {
+                ra->awaiting |= BIT(peer);
+                ra->asked |= BIT(peer);
+                emit(out, RA_SEND_REQUEST, peer, ra->req_ts, ra->clock);
+        }
 }
 
 void ra_on_reply(struct ra *ra, unsigned peer, uint64_t clock, uint64_t req_ts, struct ra_actions *out)
@@ -95,6 +112,7 @@ void ra_on_reply(struct ra *ra, unsigned peer, uint64_t clock, uint64_t req_ts, 
         if (ra->state != RA_WANTED || req_ts != ra->req_ts || !(ra->awaiting & BIT(peer)))
                 return;
         ra->awaiting &= ~BIT(peer);
+        ra->held |= BIT(peer);
         maybe_enter(ra, out);
 }
 
@@ -111,6 +129,7 @@ void ra_release(struct ra *ra, struct ra_actions *out)
                 ra->clock++;
                 emit(out, RA_SEND_REPLY, i, ra->deferred_ts[i], ra->clock);
         }
+        ra->held &= ~ra->deferred;
         ra->deferred = 0;
 }
 
@@ -121,6 +140,7 @@ void ra_peer_down(struct ra *ra, unsigned peer, struct ra_actions *out)
                 return;
         ra->down |= BIT(peer);
         ra->deferred &= ~BIT(peer);
+        ra->held &= ~BIT(peer);
         ra->awaiting &= ~BIT(peer);
         maybe_enter(ra, out);
 }
@@ -133,10 +153,13 @@ void ra_peer_up(struct ra *ra, unsigned peer, bool restarted, struct ra_actions 
         if (!(ra->down & BIT(peer)) && !restarted)
                 return;
         ra->down &= ~BIT(peer);
-        /* a restarted peer forgot our request and its own old one is void */
+        /* a restarted peer forgot our request and its own old one is void;
+         * what it granted before is forgotten on both sides */
         ra->deferred &= ~BIT(peer);
+        ra->held &= ~BIT(peer);
         if (ra->state == RA_WANTED) {
                 ra->awaiting |= BIT(peer);
+                ra->asked |= BIT(peer);
                 emit(out, RA_SEND_REQUEST, peer, ra->req_ts, ra->clock);
         }
 }

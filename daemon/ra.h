@@ -6,6 +6,19 @@
  * Peers are numbered 0..n-1 (the order of the config's peers list); ties
  * between equal timestamps are broken by node name, so every peer orders
  * any two requests the same way.
+ *
+ * Roucairol–Carvalho (ra_set_reuse): a REPLY from peer j is a permission
+ * that stays with us until we send j a REPLY in turn.  A request then asks
+ * only the peers whose permission we do not hold; holding them all, we enter
+ * with no message at all.  When a request that precedes ours arrives while
+ * we want the section on a permission we hold, we reply (giving it back)
+ * and ask for it again.  Permissions of a peer declared dead or restarted
+ * are forgotten.  Because a peer may now enter while an earlier request of
+ * another is still on its way, entries no longer come in request order;
+ * they come in the order of enter_ts, the clock at entry, which is
+ * therefore the fence of the posts written in the entry.  Fairness: once a
+ * peer has received a request, it enters at most once more before the
+ * requester does.
  */
 #pragma once
 
@@ -55,12 +68,22 @@ struct ra {
         uint64_t deferred;      /* bit i: we owe peer i a reply */
         uint64_t down;          /* bit i: peer i is dead; nobody waits for it */
         uint64_t deferred_ts[RA_PEERS_MAX];     /* ... for its request ts */
+        bool reuse;             /* Roucairol–Carvalho: keep permissions */
+        uint64_t held;          /* bit i: we hold peer i's permission (its REPLY, not given back) */
+        uint64_t asked;         /* bit i: REQUEST(req_ts) was sent to peer i */
+        uint64_t enter_ts;      /* clock at the last ENTER: the fence of its posts */
 };
 
 /* names must outlive ra; n <= RA_PEERS_MAX, self < n. */
 void ra_init(struct ra *ra, unsigned n, unsigned self, const char *const *names);
 
-/* We want the critical section: REQUEST to all others (or ENTER at once if alone). */
+/* Roucairol–Carvalho's reuse of permissions on or off (off after ra_init). */
+void ra_set_reuse(struct ra *ra, bool on);
+
+/*
+ * We want the critical section: REQUEST to all others whose permission we
+ * need (or ENTER at once if none).
+ */
 int ra_request(struct ra *ra, struct ra_actions *out);
 
 /* A REQUEST(ts) from peer. */
@@ -93,14 +116,16 @@ void ra_observe(struct ra *ra, uint64_t ts);
 
 /*
  * The failure detector declared peer dead: no reply is awaited from it any
- * more (which may let us enter), and the request it left with us is dropped.
+ * more (which may let us enter), the request it left with us is dropped and
+ * its permission, if we held it, forgotten.
  */
 void ra_peer_down(struct ra *ra, unsigned peer, struct ra_actions *out);
 
 /*
  * Peer is alive again (back from the dead, or restarted: restarted says its
- * old request is void).  It takes part from now on: a request of ours still
- * pending is sent to it and waits for its reply too.
+ * old request is void, and it forgot what it granted).  It takes part from
+ * now on: a request of ours still pending is sent to it and waits for its
+ * reply too; a permission of it we held is forgotten.
  */
 void ra_peer_up(struct ra *ra, unsigned peer, bool restarted, struct ra_actions *out);
 

@@ -49,7 +49,7 @@ run ctl node2 view --json
 fences=$(printf '%s\n' "$OUT" | sed -E 's/.*"lamport":([0-9]+),"node":"([^"]*)".*/\1 \2/')
 first=$(printf '%s\n' "$fences" | sed -n 1p); second=$(printf '%s\n' "$fences" | sed -n 2p)
 is "${second#* }" node2 "entry 2 was written under node2's request"
-is "${second% *}" "$req2" "entry 2's fence is node2's request timestamp ($req2)"
+is "${second% *}" "$enter2" "entry 2's fence is node2's clock at its cs-enter ($enter2), the entry's timestamp"
 cmp_ok "${second% *}" -gt "${first% *}" "entry 2's fence lamport is greater than entry 1's"
 
 # --- truly simultaneous posts --------------------------------------------------------------

@@ -25,6 +25,9 @@ is "$(node_pid node1)" "$pid1" "node1 keeps its PID"
 ok "node1 is still running" node_alive node1
 like "$(tail -n 3 "$(node_log node1)")" 'post_timeout_ms=1000' "the new configuration is logged"
 
+# node2 posts last, so node1 must ask it again (with reuse_permissions node1 would
+# otherwise still hold node2's permission and need no message)
+ctl node2 post "node2 last" >/dev/null || fail "node2's post"
 node_stop node2
 run_timed ctl node1 post "with node2 down"
 is "$RC" 1 "with node2 down the post fails"
@@ -95,6 +98,7 @@ is "$(count_events node1 reloaded)" "$reloads" "no reloaded event"
 is "$(node_pid node1)" "$pid1" "node1 keeps running (same PID)"
 run ctl node1 post "after a bad reload"
 is "$RC" 0 "and keeps serving" || diag "$ERR"
+ctl node2 post "node2 last" >/dev/null || fail "node2's post"
 node_stop node2
 run_timed ctl node1 post "old timeout kept?"
 like "$ERR" 'timed out after 1000 ms' "the running configuration is kept (post_timeout_ms still 1000)"
@@ -142,7 +146,7 @@ is "$(node_pid node1)" "$pid1" "node1 has the same PID as at the start"
 
 run ctl node2 view
 texts=$(printf '%s\n' "$OUT" | sed 's/^.* root: //' | tr '\n' '|')
-is "$(printf '%s\n' "$texts" | sed -E 's/(holder|queued) [a-z0-9.]+\|//g')" "before any reload|after a plain reload|after a bad reload|still the old peers|after the burst|" "the log has every acknowledged post"
+is "$(printf '%s\n' "$texts" | sed -E -e 's/(holder|queued) [a-z0-9.]+\|//g' -e 's/node2 last\|//g')" "before any reload|after a plain reload|after a bad reload|still the old peers|after the burst|" "the log has every acknowledged post"
 for n in master node1 node2; do
     is "$(count_events $n 'protocol-error|append-refused')" 0 "$n logged no protocol-error or append-refused"
 done

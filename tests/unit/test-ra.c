@@ -620,6 +620,110 @@ static void test_many(void)
         all_replies_case(64, 31);
 }
 
+/* --- Roucairol–Carvalho ----------------------------------------------------------------------------- */
+
+static void test_reuse(void)
+{
+        static const char *const names[] = { "a", "b", "c" };
+        struct ra A, B, C;
+        struct ra_actions o;
+
+        ra_init(&A, 3, 0, names);
+        ra_init(&B, 3, 1, names);
+        ra_init(&C, 3, 2, names);
+        ra_set_reuse(&A, true);
+        ra_set_reuse(&B, true);
+        ra_set_reuse(&C, true);
+
+        /* first entry: nothing held yet, so a asks both */
+        ra_request(&A, &o);
+        ok(count(&o, RA_SEND_REQUEST) == 2 && A.asked == 6, "rc: the first request asks every other peer");
+        ra_on_request(&B, 0, A.req_ts, &o);
+        ra_on_reply(&A, 1, o.a[1].clock, A.req_ts, &o);
+        ra_on_request(&C, 0, A.req_ts, &o);
+        ra_on_reply(&A, 2, o.a[1].clock, A.req_ts, &o);
+        is_int(A.state, RA_HELD, "rc: a entered with both replies");
+        ok(A.held == 6 && A.enter_ts == A.clock, "rc: a holds b's and c's permissions; enter_ts is the clock at entry");
+        ra_release(&A, &o);
+        is_int(o.n, 0, "rc: release with nothing deferred sends nothing");
+        is_int(A.held, 6, "rc: ... and keeps the permissions");
+
+        /* again, nobody else asked: in at once, no message */
+        uint64_t last_enter = A.enter_ts;
+        is_int(ra_request(&A, &o), 0, "rc: a requests again");
+        if (!ok(only(&o, RA_ENTER, 0, A.req_ts, A.clock), "rc: ENTER at once, no message (0 = 2(N-1) saved)"))
+                show(&o);
+        ok(A.asked == 0 && A.enter_ts > last_enter, "rc: nobody asked; the entry's fence is above the last one");
+        /* b asks while a is inside: deferred; the permission goes back at release */
+        ra_request(&B, &o);
+        ok(count(&o, RA_SEND_REQUEST) == 2, "rc: b holds nothing: it asks a and c");
+        uint64_t bts = B.req_ts;
+        ra_on_request(&A, 1, bts, &o);
+        ok(find(&o, RA_DEFER, 1) != NULL, "rc: a (held) defers b");
+        ra_on_request(&C, 1, bts, &o);
+        ra_on_reply(&B, 2, o.a[1].clock, bts, &o);
+        ra_release(&A, &o);
+        if (!ok(count(&o, RA_SEND_REPLY) == 1 && find(&o, RA_SEND_REPLY, 1), "rc: a's release replies to b"))
+                show(&o);
+        is_int(A.held, 4, "rc: a gave b's permission back and keeps c's");
+        ra_on_reply(&B, 0, o.a[0].clock, bts, &o);
+        is_int(B.state, RA_HELD, "rc: b enters");
+        ok(B.enter_ts > A.enter_ts, "rc: b's enter_ts is above a's last (the reply carried a's clock)");
+        ra_release(&B, &o);
+
+        /* a wants again: it asks b only (c's permission is still with it) */
+        ra_request(&A, &o);
+        if (!ok(count(&o, RA_SEND_REQUEST) == 1 && find(&o, RA_SEND_REQUEST, 1) && A.asked == 2,
+                "rc: a asks only b, whose permission it gave away"))
+                show(&o);
+        uint64_t ats = A.req_ts;
+        /* meanwhile c asks with an older request: a gives c's permission back and asks c again */
+        /* (a request older than a's: ts 1) */
+        ra_on_request(&A, 2, 1, &o);
+        if (!ok(find(&o, RA_SEND_REPLY, 2) && find(&o, RA_SEND_REQUEST, 2) && find(&o, RA_SEND_REQUEST, 2)->ts == ats,
+                "rc: an older request on a reused permission: a replies and asks for it again"))
+                show(&o);
+        ok(!(A.held & 4) && (A.awaiting & 4) && (A.asked & 4), "rc: ... c's permission is no longer held, now awaited");
+        /* a younger request on a held permission is deferred, and nothing is asked */
+        ra_on_reply(&A, 1, 100, ats, &o);
+        ra_on_reply(&A, 2, 101, ats, &o);
+        is_int(A.state, RA_HELD, "rc: a enters with b's and c's replies");
+        ra_release(&A, &o);
+        ra_request(&A, &o);
+        is_int(A.state, RA_HELD, "rc: and again at once");
+        ra_on_request(&A, 1, A.req_ts + 5, &o);
+        ok(find(&o, RA_DEFER, 1) && !find(&o, RA_SEND_REQUEST, 1), "rc: a younger request is deferred, nothing asked");
+        ra_release(&A, &o);
+        ok(find(&o, RA_SEND_REPLY, 1) && !(A.held & 2), "rc: released: the deferred reply goes out with the permission");
+
+        /* the failure detector: a dead or restarted peer's permission is forgotten */
+        ok(A.held & 4, "rc: a holds c's permission");
+        ra_peer_down(&A, 2, &o);
+        ok(!(A.held & 4), "rc: c declared dead: its permission forgotten");
+        ra_peer_up(&A, 2, false, &o);
+        ra_request(&A, &o);
+        ok(find(&o, RA_SEND_REQUEST, 2) != NULL, "rc: c back: a asks it again before entering");
+        ra_on_reply(&A, 2, 500, A.req_ts, &o);
+        ra_on_reply(&A, 1, 501, A.req_ts, &o);
+        is_int(A.state, RA_HELD, "rc: a enters");
+        ra_release(&A, &o);
+        ok((A.held & 6) == 6, "rc: a holds both again");
+        ra_peer_up(&A, 2, true, &o);
+        ok(!(A.held & 4) && (A.held & 2), "rc: c restarted: its permission (and only its) forgotten");
+        ra_request(&A, &o);
+        ok(only(&o, RA_SEND_REQUEST, 2, A.req_ts, A.clock), "rc: the next request asks c only");
+
+        /* reuse off again: every request asks everyone, permissions or not */
+        ra_init(&A, 3, 0, names);
+        ra_set_reuse(&A, false);
+        ra_request(&A, &o);
+        ra_on_reply(&A, 1, 10, A.req_ts, &o);
+        ra_on_reply(&A, 2, 11, A.req_ts, &o);
+        ra_release(&A, &o);
+        ra_request(&A, &o);
+        ok(count(&o, RA_SEND_REQUEST) == 2, "plain RA: the second request asks everyone again");
+}
+
 /* --- randomized simulation ------------------------------------------------------------------------ */
 
 #define SIM_PEERS 6
@@ -643,6 +747,7 @@ struct chan {
 struct sim {
         unsigned n;
         bool faults;
+        bool reuse;             /* Roucairol–Carvalho on every machine */
         uint64_t seed, rng;
         struct ra ra[SIM_PEERS];
         const char *names[SIM_PEERS];
@@ -651,14 +756,28 @@ struct sim {
         uint64_t last_clock[SIM_PEERS];
         bool entered_any;
         uint64_t last_ts;       /* (ts, node) of the last ENTER, across peers */
+        uint64_t last_enter_ts; /* (enter_ts, node) of the last ENTER */
         unsigned last_who;
+        bool seen[SIM_PEERS][SIM_PEERS];        /* [q][p]: p received q's pending request */
+        unsigned overtakes[SIM_PEERS][SIM_PEERS]; /* [q][p]: p's entries since then */
+        unsigned asked_now[SIM_PEERS];          /* REQUESTs sent for p's pending request */
         unsigned step;
         char trace[TRACE][160];
         unsigned ntrace;
         char why[256];
         /* statistics */
         unsigned long steps, enters, deferrals, withdrawals, cuts, dups, lost, ties;
+        unsigned long msgs, free_enters;        /* REQUEST + REPLY sent; entries with none asked */
 };
+
+/* q's request is over (entered, withdrawn): nobody overtakes it any more */
+static void forget_request(struct sim *s, unsigned q)
+{
+        for (unsigned p = 0; p < SIM_PEERS; p++) {
+                s->seen[q][p] = false;
+                s->overtakes[q][p] = 0;
+        }
+}
 
 static uint64_t xorshift(struct sim *s)
 {
@@ -750,12 +869,18 @@ static bool run(struct sim *s, unsigned p, const struct ra_actions *o)
                                 return fail(s, "%s: bad SEND_REQUEST", s->names[p]);
                         if (!push(s, p, a->peer, (struct msg) { M_REQUEST, a->ts, 0 }))
                                 return false;
+                        s->msgs++;
+                        /* at most one REQUEST per other peer and request (link-ups aside) */
+                        if (++s->asked_now[p] > s->n - 1 && !s->faults)
+                                return fail(s, "%s: %u REQUESTs for request %" PRIu64 ", more than N-1",
+                                            s->names[p], s->asked_now[p], r->req_ts);
                         break;
                 case RA_SEND_REPLY:
                         if (a->peer == p || a->peer >= s->n)
                                 return fail(s, "%s: bad SEND_REPLY", s->names[p]);
                         if (!push(s, p, a->peer, (struct msg) { M_REPLY, a->clock, a->ts }))
                                 return false;
+                        s->msgs++;
                         break;
                 case RA_DEFER:
                         s->deferrals++;
@@ -766,19 +891,37 @@ static bool run(struct sim *s, unsigned p, const struct ra_actions *o)
                 case RA_ENTER:
                         if (a->peer != p || r->state != RA_HELD || a->ts != r->req_ts)
                                 return fail(s, "%s: bad ENTER", s->names[p]);
-                        /* fairness: no peer still waiting with an earlier request */
-                        for (unsigned q = 0; q < s->n; q++)
+                        /* fairness (plain RA): no peer still waiting with an earlier request */
+                        for (unsigned q = 0; q < s->n && !s->reuse; q++)
                                 if (q != p && s->ra[q].state == RA_WANTED &&
                                     before(s, s->ra[q].req_ts, q, r->req_ts, p))
                                         return fail(s, "fairness: %s enters with (%" PRIu64 ",%s) while %s waits "
                                                     "with the earlier (%" PRIu64 ",%s)", s->names[p], r->req_ts,
                                                     s->names[p], s->names[q], s->ra[q].req_ts, s->names[q]);
-                        /* order: entries strictly increase in (ts, name) across the cluster */
-                        if (s->entered_any && !before(s, s->last_ts, s->last_who, r->req_ts, p))
+                        /* fairness (both): once p has received q's request, p enters at most once
+                         * more before q does */
+                        for (unsigned q = 0; q < s->n; q++)
+                                if (q != p && s->seen[q][p] && ++s->overtakes[q][p] > 1)
+                                        return fail(s, "fairness: %s enters a second time since it received "
+                                                    "%s's request %" PRIu64, s->names[p], s->names[q],
+                                                    s->ra[q].req_ts);
+                        forget_request(s, p);
+                        /* order (plain RA): entries strictly increase in (ts, name) across the cluster */
+                        if (s->entered_any && !s->reuse && !before(s, s->last_ts, s->last_who, r->req_ts, p))
                                 return fail(s, "order: %s enters with (%" PRIu64 ",%s) after (%" PRIu64 ",%s)",
                                             s->names[p], r->req_ts, s->names[p], s->last_ts,
                                             s->names[s->last_who]);
+                        /* order (both): ... and in (enter_ts, name), the fence of their posts */
+                        if (r->enter_ts != a->clock)
+                                return fail(s, "%s: enter_ts %" PRIu64 " is not the clock at ENTER %" PRIu64,
+                                            s->names[p], r->enter_ts, a->clock);
+                        if (s->entered_any && !before(s, s->last_enter_ts, s->last_who, r->enter_ts, p))
+                                return fail(s, "fence order: %s enters at %" PRIu64 " after (%" PRIu64 ",%s)",
+                                            s->names[p], r->enter_ts, s->last_enter_ts, s->names[s->last_who]);
+                        if (s->asked_now[p] == 0 && s->n > 1)
+                                s->free_enters++;
                         s->entered_any = true;
+                        s->last_enter_ts = r->enter_ts;
                         s->last_ts = r->req_ts;
                         s->last_who = p;
                         s->entries[p]++;
@@ -804,6 +947,8 @@ static bool deliver(struct sim *s, unsigned from, unsigned to)
         if (m.kind == M_REQUEST) {
                 if (s->ra[to].state == RA_WANTED && s->ra[to].req_ts == m.a)
                         s->ties++;
+                if (s->ra[from].state == RA_WANTED && s->ra[from].req_ts == m.a)
+                        s->seen[from][to] = true;
                 ra_on_request(&s->ra[to], from, m.a, &o);
                 if (s->ra[to].clock <= m.a)
                         return fail(s, "%s: clock %" PRIu64 " not past the received ts %" PRIu64, s->names[to],
@@ -867,12 +1012,17 @@ static bool all_done(const struct sim *s)
 }
 
 /* One seeded run; returns true when every check held. */
-static bool simulate(struct sim *s, uint64_t seed, bool faults, bool verbose)
+static bool simulate(struct sim *s, uint64_t seed, bool faults, bool reuse, bool verbose)
 {
         static const char *const pool[] = { "alpha", "bravo", "charlie", "delta", "echo", "foxtrot" };
         memset(s->ch, 0, sizeof s->ch);
         s->seed = seed;
         s->faults = faults;
+        s->reuse = reuse;
+        memset(s->seen, 0, sizeof s->seen);
+        memset(s->overtakes, 0, sizeof s->overtakes);
+        memset(s->asked_now, 0, sizeof s->asked_now);
+        unsigned long msgs0 = s->msgs, enters0 = s->enters;
         s->rng = seed * UINT64_C(0x9E3779B97F4A7C15) + 0x632BE59BD9B4E019;
         if (!s->rng)
                 s->rng = 1;
@@ -890,6 +1040,7 @@ static bool simulate(struct sim *s, uint64_t seed, bool faults, bool verbose)
         for (unsigned i = 0; i < s->n; i++) {
                 s->names[i] = pool[perm[i]];
                 ra_init(&s->ra[i], s->n, i, s->names);
+                ra_set_reuse(&s->ra[i], reuse);
                 s->entries[i] = 0;
                 s->last_clock[i] = 0;
         }
@@ -909,6 +1060,8 @@ static bool simulate(struct sim *s, uint64_t seed, bool faults, bool verbose)
                 if (all_done(s))
                         break;
                 if (r < p_request && s->ra[p].state == RA_RELEASED && s->entries[p] < SIM_K) {
+                        s->asked_now[p] = 0;
+                        forget_request(s, p);
                         if (ra_request(&s->ra[p], &o) != 0)
                                 fail(s, "%s: ra_request failed while released", s->names[p]);
                         tr(s, "step %u: %s requests", s->step, s->names[p]);
@@ -921,6 +1074,7 @@ static bool simulate(struct sim *s, uint64_t seed, bool faults, bool verbose)
                         /* a post timed out: give the request up */
                         tr(s, "step %u: %s withdraws (%" PRIu64 ")", s->step, s->names[p], s->ra[p].req_ts);
                         s->withdrawals++;
+                        forget_request(s, p);
                         ra_release(&s->ra[p], &o);
                         run(s, p, &o);
                 } else if (faults && r == 98 && cuts_left > 0) {
@@ -958,11 +1112,15 @@ static bool simulate(struct sim *s, uint64_t seed, bool faults, bool verbose)
         }
         if (!s->why[0] && !all_done(s))
                 fail(s, "liveness: not every peer entered %u times within %u steps", SIM_K, SIM_MAX_STEPS);
+        /* messages: never more than 2(N-1) per entry (every request was granted: no withdrawals) */
+        if (!s->why[0] && !faults && s->msgs - msgs0 > 2 * (s->n - 1) * (s->enters - enters0))
+                fail(s, "%lu messages for %lu entries: more than 2(N-1) = %u per entry", s->msgs - msgs0,
+                     s->enters - enters0, 2 * (s->n - 1));
         if (s->why[0]) {
                 if (!verbose)
                         return false;
-                diag("seed %" PRIu64 " (n=%u, %s): step %u: %s", seed, s->n, faults ? "faults" : "no faults",
-                     s->step, s->why);
+                diag("seed %" PRIu64 " (n=%u, %s, %s): step %u: %s", seed, s->n, faults ? "faults" : "no faults",
+                     reuse ? "Roucairol-Carvalho" : "plain RA", s->step, s->why);
                 unsigned first = s->ntrace > TRACE ? s->ntrace - TRACE : 0;
                 for (unsigned i = first; i < s->ntrace; i++)
                         diag("  %s", s->trace[i % TRACE]);
@@ -987,12 +1145,18 @@ static void test_simulation(void)
 
         if (one && *one) {
                 uint64_t seed = strtoull(one, NULL, 0);
-                ok(simulate(&s, seed, false, true), "sim: seed %" PRIu64 " without faults", seed);
-                ok(simulate(&s, seed, true, true), "sim: seed %" PRIu64 " with faults", seed);
+                for (int reuse = 0; reuse <= 1; reuse++) {
+                        ok(simulate(&s, seed, false, reuse, true), "sim: seed %" PRIu64 " without faults%s", seed,
+                           reuse ? ", Roucairol-Carvalho" : "");
+                        ok(simulate(&s, seed, true, reuse, true), "sim: seed %" PRIu64 " with faults%s", seed,
+                           reuse ? ", Roucairol-Carvalho" : "");
+                }
                 return;
         }
 
-        for (int faults = 0; faults <= 1; faults++) {
+        for (int mode = 0; mode < 4; mode++) {
+                int faults = mode & 1, reuse = mode >> 1;
+                unsigned long msgs0 = s.msgs, free0 = s.free_enters;
                 unsigned failed[SIM_PEERS + 1] = {0}, runs[SIM_PEERS + 1] = {0};
                 unsigned long steps0 = s.steps, enters0 = s.enters, max_steps = 0;
                 double t0 = now();
@@ -1000,7 +1164,7 @@ static void test_simulation(void)
                 for (uint64_t seed = 1; seed <= seeds; seed++) {
                         unsigned long steps = s.steps;
                         /* diagnostics for the first 2 failures of each size only */
-                        bool good = simulate(&s, seed, faults, failed[2 + seed % (SIM_PEERS - 1)] < 2);
+                        bool good = simulate(&s, seed, faults, reuse, failed[2 + seed % (SIM_PEERS - 1)] < 2);
                         runs[s.n]++;
                         failed[s.n] += !good;
                         if (s.steps - steps > max_steps)
@@ -1008,10 +1172,19 @@ static void test_simulation(void)
                 }
                 double dt = now() - t0;
                 for (unsigned n = 2; n <= SIM_PEERS; n++)
-                        ok(runs[n] > 0 && failed[n] == 0, "sim (%s): %u peers, %u seeds: mutual exclusion, "
-                           "liveness, fairness and order hold", faults ? "faults" : "no faults", n, runs[n]);
-                diag("sim (%s): %u seeds, %lu steps (at most %lu in one run), %lu entries, %.3f s",
-                     faults ? "faults" : "no faults", seeds, s.steps - steps0, max_steps, s.enters - enters0, dt);
+                        ok(runs[n] > 0 && failed[n] == 0, "sim (%s, %s): %u peers, %u seeds: mutual exclusion, "
+                           "liveness, fairness, order%s hold", faults ? "faults" : "no faults",
+                           reuse ? "Roucairol-Carvalho" : "plain RA", n, runs[n],
+                           faults ? "" : " and at most 2(N-1) messages per entry");
+                diag("sim (%s, %s): %u seeds, %lu steps (at most %lu in one run), %lu entries (%lu without a "
+                     "message), %lu messages, %.3f s", faults ? "faults" : "no faults",
+                     reuse ? "Roucairol-Carvalho" : "plain RA", seeds, s.steps - steps0, max_steps,
+                     s.enters - enters0, s.free_enters - free0, s.msgs - msgs0, dt);
+                if (reuse && !faults)
+                        ok(s.free_enters - free0 > 1000, "sim (Roucairol-Carvalho): many entries needed no message "
+                           "(%lu)", s.free_enters - free0);
+                if (!reuse && !faults)
+                        is_int(s.free_enters - free0, 0, "sim (plain RA): every entry asked");
         }
         diag("sim: %lu deferrals, %lu equal-ts requests met, %lu withdrawals, %lu link cuts (%lu messages lost), "
              "%lu duplicate requests", s.deferrals, s.ties, s.withdrawals, s.cuts, s.lost, s.dups);
@@ -1031,6 +1204,7 @@ int main(void)
         test_withdraw();
         test_link_up();
         test_many();
+        test_reuse();
         test_simulation();
         return done_testing();
 }

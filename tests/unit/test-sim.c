@@ -24,11 +24,13 @@
  *   - Posts arrive at random peers at random times and go through peer.c's
  *     logic: FIFO queue, ra_request only with the server link up (after
  *     HELLO_ACK's ra_observe), batches of batch_max appends under the fence
- *     (req_ts, node, idx), post ids numbered when first sent and kept on
+ *     (enter_ts, node, idx), post ids numbered when first sent and kept on
  *     resends, ERR_FENCED -> ra_observe, requeue, new request; one deadline
  *     timer armed where peer.c arms it; a WANTED request left with nothing
- *     queued is withdrawn.  A post that times out after its append went out
- *     (and was not refused) is "may or may not have been stored".
+ *     queued is withdrawn.  Three schedules in four run Roucairol–Carvalho
+ *     (ra_set_reuse), as dchatd does by default.  A post that times out
+ *     after its append went out (and was not refused) is "may or may not
+ *     have been stored".
  *   - The server keeps the last fence and the last post id per node
  *     (dedup first, then the fence, as chatlog_append) and answers after a
  *     processing delay; HELLO_ACK carries the last post id and lamport.
@@ -217,6 +219,7 @@ struct sim {
         unsigned n;
         const char *names[NMAX];
         bool aggressive, short_timeout;
+        bool reuse;                     /* Roucairol–Carvalho (three schedules in four) */
         uint64_t hb, suspect, dead, post_timeout, rmin, rmax, bound, horizon, heal, cap, last_post_at;
         unsigned batch_max;
         struct speer p[NMAX];
@@ -253,6 +256,7 @@ struct sim {
                 scuts, srv_restarts, stalls, lost_msgs, false_dead, refused_at_down, grants_after_heal, late_refusals, for_good;
         uint64_t max_grant, max_grant_dead;
         unsigned long long max_events;
+        unsigned long long peer_msgs, free_entries, rc_entries;        /* REQUEST + REPLY sent; RC entries */
 };
 
 static struct sim S;
@@ -694,6 +698,10 @@ static void on_enter(struct sim *s, unsigned i)
         uint64_t suspected = P->ra.down & alive_mask(s);
 
         s->entries++;
+        if (s->reuse) {
+                s->rc_entries++;
+                s->free_entries += P->ra.asked == 0;
+        }
         P->clean = !suspected;
         P->refused = false;
         if (!P->clean) {
@@ -730,9 +738,11 @@ static void run_actions(struct sim *s, unsigned i, const struct ra_actions *acts
                 case RA_GOT_REPLY:
                         break;
                 case RA_SEND_REQUEST:
+                        s->peer_msgs++;
                         send_peer(s, i, a->peer, M_REQUEST, a->ts, 0);
                         break;
                 case RA_SEND_REPLY:
+                        s->peer_msgs++;
                         send_peer(s, i, a->peer, M_REPLY, a->clock, a->ts);
                         break;
                 case RA_DEFER:
@@ -871,7 +881,7 @@ static void cs_start(struct sim *s, unsigned i)
         while (P->qn && P->cs_n < s->batch_max) {
                 unsigned k = P->q[0];
                 memmove(P->q, P->q + 1, --P->qn);
-                s->post[k].lamport = P->ra.req_ts;
+                s->post[k].lamport = P->ra.enter_ts;     /* peer.c: the fence is the clock at entry */
                 s->post[k].idx = P->fence_idx++;
                 P->cs[P->cs_n++] = (uint8_t) k;
         }
@@ -1095,7 +1105,7 @@ static void server_from_peer(struct sim *s, unsigned i, const struct msg *m)
                         s->refused_entries++;
                 }
                 if (r->inc != s->p[i].inc || !s->p[i].alive || s->p[i].ra.state != RA_HELD ||
-                    s->p[i].ra.req_ts != m->a)
+                    s->p[i].ra.enter_ts != m->a)
                         s->late_refusals++;     /* its entry is over: a stalled append, kept out of order */
                 else if (!s->any_taint && !s->any_crash)
                         fail(s, C_FENCE, "the server refused post #%u of %s (fence %" PRIu64 ",%s,%u <= last "
@@ -1227,6 +1237,7 @@ static void restart(struct sim *s, unsigned i)
         P->inc = ++s->inc_counter;
         P->clean = P->refused = false;
         ra_init(&P->ra, s->n, i, s->names);
+        ra_set_reuse(&P->ra, s->reuse);
         fd_init(&P->fd, s->n, i, s->suspect, s->dead, s->now);
         P->srv = SRV_DOWN;
         P->next_post_id = 1;
@@ -1416,6 +1427,7 @@ static void setup(struct sim *s, uint64_t seed)
                 s->rng = 1;
         (void) rng_next(s);
         s->n = 3 + (unsigned) (seed % 7);
+        s->reuse = (seed / 7) % 4 != 0;        /* not from the random stream: schedules stay as they were */
         for (unsigned i = 0; i < NMAX; i++)
                 perm[i] = i;
         for (unsigned i = NMAX - 1; i > 0; i--) {
@@ -1625,9 +1637,10 @@ static const char *params(const struct sim *s)
 {
         static char buf[1024];
         static const char *const fk[] = { "crash", "partition", "cut", "server-link cut", "server restart" };
-        int off = snprintf(buf, sizeof buf, "n=%u%s hb=%" PRIu64 " suspect=%" PRIu64 " dead=%" PRIu64
+        int off = snprintf(buf, sizeof buf, "n=%u%s%s hb=%" PRIu64 " suspect=%" PRIu64 " dead=%" PRIu64
                            " post_timeout=%" PRIu64 " reconnect=%" PRIu64 "..%" PRIu64 " batch_max=%u ms; "
-                           "heal at %.1f ms; names", s->n, s->aggressive ? " (tight timings)" : "", s->hb / MS,
+                           "heal at %.1f ms; names", s->n, s->aggressive ? " (tight timings)" : "",
+                           s->reuse ? " (Roucairol-Carvalho)" : "", s->hb / MS,
                            s->suspect / MS, s->dead / MS, s->post_timeout / MS, s->rmin / MS, s->rmax / MS,
                            s->batch_max, (double) s->heal / 1e3);
         for (unsigned i = 0; i < s->n && off > 0 && (size_t) off < sizeof buf - 32; i++)
@@ -1767,6 +1780,11 @@ int main(void)
         diag("%llu schedules in %.1f s: %llu events (at most %llu in one), %llu entries (%llu overlapping another), "
              "%llu deferrals, %llu withdrawals", runs, dt, s->events, s->max_events, s->entries, s->overlaps,
              s->deferrals, s->withdrawals);
+        diag("Roucairol-Carvalho: %llu of %llu entries in its schedules made without a message; "
+             "%.2f DME messages per entry over all schedules", s->free_entries, s->rc_entries,
+             s->entries ? (double) s->peer_msgs / (double) s->entries : 0.0);
+        ok(runs < 1000 || (s->free_entries > 0 && s->rc_entries < s->entries),
+           "sim: schedules with and without Roucairol-Carvalho, some entries without a message");
         diag("faults: %llu crashes (%llu for good), %llu partitions, %llu peer-link cuts, %llu server-link cuts, "
              "%llu server restarts (%llu cuts by stall); %llu messages lost; %llu false DEAD verdicts", s->crashes,
              s->for_good, s->partitions, s->cuts, s->scuts, s->srv_restarts, s->stalls, s->lost_msgs, s->false_dead);
