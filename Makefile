@@ -89,8 +89,14 @@ check: deps-test
 
 # The benchmark (not part of check): server + N peers on loopback under load; figures
 # to bench-results/ (CSV, JSON, PNG).  Sizes from BENCH_* variables, see README.md.
-bench: all tests/bench/dchat-bench
+bench: all tests/bench/dchat-bench tests/lib/mklog
 	@tests/bench/run-bench
+	@tests/bench/history-bench
+
+# The history part alone: view -n/--since and start-up after a crash on a 1,000,000-line
+# log, full view throughput, server RSS (BENCH_HISTORY_LINES, BENCH_HISTORY_REPEAT).
+bench-history: all tests/lib/mklog
+	@tests/bench/history-bench
 
 # --- installation -------------------------------------------------------------------
 
@@ -133,6 +139,6 @@ uninstall:
 		$(DESTDIR)$(MANDIR)/man8/dchatd.8
 	rm -rf $(DESTDIR)$(DOCDIR)
 
-.PHONY: all clean deps deps-test run stop check bench install uninstall
+.PHONY: all clean deps deps-test run stop check bench bench-history install uninstall
 clean:
 	rm -f dchatd dchatctl daemon/*.o cli/*.o tests/unit/*.o tests/bench/*.o $(UNIT_TESTS) $(TEST_TOOLS)
