@@ -288,6 +288,23 @@ static void test_discard(void)
         rename(path(o, "chat.log.idx"), path(d, "chat.log.idx"));
         expect_discarded(d, "the last record it covers", 601, "another log's checkpoint");
 
+        /* a checkpoint that is consistent in itself but whose index points elsewhere */
+        sub(d, sizeof d, "idx-slot");
+        make_log(d, 600, true);
+        {
+                struct chatidx x;
+                const char *why = NULL;
+                int dfd = open(d, O_RDONLY | O_DIRECTORY);
+                is_int(chatidx_load(dfd, &x, &why), 0, "wrong index slot: the checkpoint loads");
+                if (x.n_index == 3) {
+                        x.index[1].off += 16;
+                        is_int(chatidx_save(dfd, &x), 0, "wrong index slot: saved with slot 1 moved 16 bytes");
+                }
+                chatidx_free(&x);
+                close(dfd);
+        }
+        expect_discarded(d, "an index slot does not point at the record", 600, "a wrong index slot");
+
         /* the log changed in place after a checkpoint (same size): a flipped byte in record 300 */
         sub(d, sizeof d, "log-flip");
         make_log(d, 600, true);
