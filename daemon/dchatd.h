@@ -156,6 +156,12 @@ struct conn *conn_new(sd_event *e, int fd, bool connecting, const struct conn_op
 int conn_connect(sd_event *e, const struct sockaddr *sa, socklen_t salen, const struct conn_ops *ops,
                  void *userdata, const char *label, struct conn **ret);
 int conn_send(struct conn *c, const struct dchat_msg *msg);
+/*
+ * Between conn_cork and conn_uncork, conn_send only queues: the frames go
+ * out together, in one send, at the uncork (nesting counts).
+ */
+void conn_cork(struct conn *c);
+void conn_uncork(struct conn *c);
 /* An ERROR frame answering tag; c may be NULL (the client went away). */
 void conn_send_error(struct conn *c, uint32_t tag, enum dchat_err code, const char *fmt, ...) _printf_(4, 5);
 /* accept4() a non-blocking connection; label = "connection from ADDR".  -errno when none. */

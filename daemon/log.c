@@ -102,19 +102,23 @@ void log_set_debug(bool on)
 }
 
 /* A value for a key=value line: quoted when it holds spaces, quotes or '='. */
-static void put_value(FILE *f, const char *v)
+static size_t put_value(char *b, size_t off, size_t cap, const char *v)
 {
-        if (v[0] && !strpbrk(v, " \"=\\")) {
-                fputs(v, f);
-                return;
-        }
-        fputc('"', f);
+        if (v[0] && !strpbrk(v, " \"=\\"))
+                return off < cap ? off + strlcpy(b + off, v, cap - off) : off + strlen(v);
+        if (off < cap)
+                b[off] = '"';
+        off++;
         for (; *v; v++) {
-                if (*v == '"' || *v == '\\')
-                        fputc('\\', f);
-                fputc(*v, f);
+                if ((*v == '"' || *v == '\\') && off < cap)
+                        b[off++] = '\\';
+                if (off < cap)
+                        b[off] = *v;
+                off++;
         }
-        fputc('"', f);
+        if (off < cap)
+                b[off] = '"';
+        return off + 1;
 }
 
 static void emit(int priority, enum log_event ev, const struct event_fields *f, const char *msg)
@@ -123,35 +127,38 @@ static void emit(int priority, enum log_event ev, const struct event_fields *f, 
                 return;
 
         if (L.to_stderr) {
-                /* One write per line, so concurrent daemons do not interleave. */
-                char *line = NULL;
-                size_t len = 0;
-                FILE *m = open_memstream(&line, &len);
-                if (m) {
-                        if (ev < _EV_MAX) {
-                                fprintf(m, "event=%s node=%s", events[ev].name, L.node);
-                                if (f && f->peer)
-                                        fprintf(m, " peer=%s", f->peer);
-                                if (f)
-                                        fprintf(m, " lamport=%llu", (unsigned long long) f->lamport);
-                                if (f && f->request_ts)
-                                        fprintf(m, " request_ts=%llu", (unsigned long long) f->request_ts);
-                                if (f && f->seq)
-                                        fprintf(m, " seq=%llu", (unsigned long long) f->seq);
-                                fputc(' ', m);
-                        } else {
-                                fprintf(m, "level=%s node=%s ",
-                                        priority <= LOG_ERR ? "error" : priority == LOG_WARNING ? "warning" :
-                                        priority == LOG_DEBUG ? "debug" : "info", L.node);
-                        }
-                        fputs("msg=", m);
-                        put_value(m, msg);
-                        fputc('\n', m);
-                        if (fclose(m) == 0) {
-                                (void) !write(STDERR_FILENO, line, len);
-                        }
-                        free(line);
+                /* One write per line, so concurrent daemons do not interleave.  Built
+                 * on the stack: events come at every post, so no allocation here. */
+                char line[4096];
+                size_t cap = sizeof line - 1, off;
+                if (ev < _EV_MAX) {
+                        off = (size_t) snprintf(line, cap, "event=%s node=%s", events[ev].name, L.node);
+                        if (f && f->peer && off < cap)
+                                off += (size_t) snprintf(line + off, cap - off, " peer=%s", f->peer);
+                        if (f && off < cap)
+                                off += (size_t) snprintf(line + off, cap - off, " lamport=%llu",
+                                                         (unsigned long long) f->lamport);
+                        if (f && f->request_ts && off < cap)
+                                off += (size_t) snprintf(line + off, cap - off, " request_ts=%llu",
+                                                         (unsigned long long) f->request_ts);
+                        if (f && f->seq && off < cap)
+                                off += (size_t) snprintf(line + off, cap - off, " seq=%llu",
+                                                         (unsigned long long) f->seq);
+                        if (off < cap)
+                                line[off] = ' ';
+                        off++;
+                } else {
+                        off = (size_t) snprintf(line, cap, "level=%s node=%s ",
+                                                priority <= LOG_ERR ? "error" : priority == LOG_WARNING ? "warning" :
+                                                priority == LOG_DEBUG ? "debug" : "info", L.node);
                 }
+                if (off < cap)
+                        off += strlcpy(line + off, "msg=", cap - off);
+                off = put_value(line, off, cap, msg);
+                if (off > cap)
+                        off = cap;      /* cut: msg is at most 1 KiB, so only in theory */
+                line[off++] = '\n';
+                (void) !write(STDERR_FILENO, line, off);
         }
 
         if (!L.to_journal)

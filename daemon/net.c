@@ -40,6 +40,7 @@ struct conn {
         unsigned requests;      /* frames received ... */
         unsigned answers;       /* ... and final answers sent (linger mode) */
         unsigned busy;          /* dispatch depth */
+        unsigned corked;        /* conn_cork depth: frames wait in out */
 };
 
 static void conn_free(struct conn *c)
@@ -202,7 +203,9 @@ static int conn_io(sd_event_source *s, int fd, uint32_t revents, void *userdata)
                 }
         }
 
-        if (!c->dead && (revents & EPOLLOUT)) {
+        /* EPOLLOUT, or answers queued by the frames just handled: out now,
+         * not one loop turn later */
+        if (!c->dead && ((revents & EPOLLOUT) || (c->out.len > 0 && !c->connecting && !c->corked))) {
                 r = conn_flush(c);
                 if (r < 0)
                         goto out;
@@ -278,7 +281,7 @@ int conn_send(struct conn *c, const struct dchat_msg *msg)
         if (msg->type == MSG_POSTED || msg->type == MSG_ERROR || msg->type == MSG_VIEW_END ||
             msg->type == MSG_STATUS_REPLY)
                 c->answers++;
-        if (!c->connecting && c->busy == 0 && !c->send_error) {
+        if (!c->connecting && c->busy == 0 && !c->send_error && !c->corked) {
                 /* Try at once: most frames go out without an extra wakeup.
                  * A failure is reported from conn_io, so that conn_send never
                  * runs the owner's callbacks under its caller's feet. */
@@ -290,6 +293,24 @@ int conn_send(struct conn *c, const struct dchat_msg *msg)
                 c->was_high = true;
         conn_update_events(c);
         return 0;
+}
+
+void conn_cork(struct conn *c)
+{
+        if (c && !c->dead)
+                c->corked++;
+}
+
+void conn_uncork(struct conn *c)
+{
+        if (!c || c->dead || c->corked == 0 || --c->corked > 0)
+                return;
+        if (c->out.len > 0 && !c->connecting && c->busy == 0 && !c->send_error) {
+                int r = conn_flush(c);
+                if (r < 0)
+                        c->send_error = r;
+        }
+        conn_update_events(c);
 }
 
 void conn_send_error(struct conn *c, uint32_t tag, enum dchat_err code, const char *fmt, ...)

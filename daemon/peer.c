@@ -375,6 +375,7 @@ static void cs_send_appends(struct peer *p)
 {
         if (p->server_state != LINK_UP)
                 return;
+        conn_cork(p->server);   /* one write for the whole entry: one batch at the server */
         for (unsigned i = 0; i < p->cs_n; i++) {
                 struct post_req *r = p->cs[i];
                 if (r->done)
@@ -390,6 +391,7 @@ static void cs_send_appends(struct peer *p)
                 (void) conn_send(p->server, &(struct dchat_msg) { .type = MSG_APPEND, .tag = r->append_tag,
                                                                   .append = &r->e });
         }
+        conn_uncork(p->server);
 }
 
 /* Leave when every post of this entry is answered. */

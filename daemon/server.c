@@ -75,6 +75,9 @@ static void flush_batch(struct server *s)
         if (n == 0)
                 return;
         s->n = 0;
+        /* the answers to one connection go out in one write */
+        for (struct sconn *sc = s->conns; sc; sc = sc->next)
+                conn_cork(sc->c);
         int r = chatlog_append(s->log, s->entries, n, s->results);
         s->stats.batches++;
         for (unsigned i = 0; i < n; i++) {
@@ -141,6 +144,8 @@ static void flush_batch(struct server *s)
                 nx = f->next;
                 follow_pump(s, f);
         }
+        for (struct sconn *sc = s->conns; sc; sc = sc->next)
+                conn_uncork(sc->c);
 }
 
 static void checkpoint(struct server *s)

@@ -28,7 +28,8 @@ ok "throughput > 0" perl -e 'exit !($ARGV[0] > 0)' "$(jf posts_per_s)"
 ok "DME messages per entry <= 2(N-1) = 2" perl -e 'exit !($ARGV[0] >= 0 && $ARGV[0] <= 2)' "$(jf dme_msgs_per_entry)"
 ok "posts per entry >= 1" perl -e 'exit !($ARGV[0] >= 1)' "$(jf posts_per_entry)"
 ok "fdatasyncs per post in (0, 1]" perl -e 'exit !($ARGV[0] > 0 && $ARGV[0] <= 1)' "$(jf fdatasyncs_per_post)"
-ok "CPU time counted" perl -e 'exit !($ARGV[0] > 0)' "$(jf cpu_ms_per_1000_posts)"
+# CPU time comes in clock ticks (10 ms): a run this short may well show 0
+like "$(jf cpu_ms_per_1000_posts)" '^[0-9]+(\.[0-9]+)?$' "CPU time per 1000 posts reported"
 like "$(jf rss_peak_kib)" '^[1-9][0-9]* [1-9][0-9]* [1-9][0-9]*$' "a peak RSS for each of the 3 daemons"
 
 # the log: each text exactly once, fences in order
