@@ -28,7 +28,7 @@ TEST_DEBS  := perl systemd iproute2 mandoc valgrind debootstrap systemd-containe
 # Everything but main: linked into dchatd and into the unit tests.
 DAEMON_OBJS := daemon/proto.o daemon/conf.o daemon/log.o daemon/net.o daemon/ra.o daemon/fd.o \
                daemon/chatlog.o daemon/chatidx.o daemon/server.o daemon/peer.o daemon/control.o daemon/secure.o
-CLI_OBJS    := cli/dchatctl.o cli/since.o cli/follow.o daemon/proto.o
+CLI_OBJS    := cli/dchatctl.o cli/since.o cli/follow.o cli/chat.o daemon/proto.o
 UNIT_TESTS  := $(patsubst %.c,%,$(wildcard tests/unit/test-*.c))
 TEST_TOOLS  := tests/lib/notify-recv tests/lib/send-raw tests/lib/nfq-delay tests/bench/dchat-bench tests/lib/mklog
 HEADERS     := $(wildcard daemon/*.h cli/*.h tests/unit/*.h)
@@ -38,8 +38,9 @@ all: dchatd dchatctl
 dchatd: daemon/dchatd.o $(DAEMON_OBJS)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# only dchatctl (chat) uses libedit
 dchatctl: $(CLI_OBJS)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(shell pkg-config --libs libedit 2>/dev/null)
 
 %.o: %.c $(HEADERS)
 	$(CC) $(CFLAGS) -c -o $@ $<

@@ -83,3 +83,6 @@ uint64_t mono_ms(void);
  * but inside ppoll(..., old).  Interrupted: one of them came. */
 void follow_signals(sigset_t *old);
 bool follow_interrupted(void);
+
+/* chat.c: dchatctl chat */
+int cmd_chat(int argc, char **argv, const char *socket_path);

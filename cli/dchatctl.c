@@ -34,6 +34,7 @@ static void usage(FILE *f)
         fprintf(f, "usage: dchatctl [-s socket] post [--hold SECONDS] [--] TEXT...\n"
                    "       dchatctl [-s socket] view [-n N | --since TIME | --since-seq SEQ] [-f] [--json]\n"
                    "       dchatctl [-s socket] status [--json]\n"
+                   "       dchatctl [-s socket] chat [-n N]\n"
                    "The socket is $DCHAT_SOCKET, else %s.\n", DCHAT_DEFAULT_SOCKET);
 }
 
@@ -552,6 +553,11 @@ static int cmd_status(int argc, char **argv)
         return 0;
 }
 
+static int run_chat(int argc, char **argv)
+{
+        return cmd_chat(argc, argv, socket_path);
+}
+
 static const struct command {
         const char *name;
         int (*run)(int argc, char **argv);
@@ -559,6 +565,7 @@ static const struct command {
         { "post", cmd_post },
         { "view", cmd_view },
         { "status", cmd_status },
+        { "chat", run_chat },
 };
 
 int main(int argc, char *argv[])
