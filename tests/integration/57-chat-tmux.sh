@@ -126,8 +126,9 @@ ok "/quit ends the chat" wait_for -t 10 test -s "$T/c1.rc"
 is "$(cat "$T/c1.rc" 2>/dev/null)" 0 "... with exit 0"
 
 # --- Ctrl-D on an empty line, and SIGINT (Ctrl-C), end it with exit 0 -----------------------------------
-chat_open c2
+chat_open c2 -n 0
 ok "a second chat starts" wait_for -t 10 prompt_is c2 "$P"
+is "$(screen_of c2 | sed '/^$/d')" "${P% }" "with -n 0 it shows no old lines, only the prompt"
 keys c2 C-d
 ok "Ctrl-D ends the chat" wait_for -t 10 test -s "$T/c2.rc"
 is "$(cat "$T/c2.rc" 2>/dev/null)" 0 "... with exit 0"
