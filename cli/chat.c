@@ -89,6 +89,12 @@ static void show_notice(const char *msg, void *userdata)
 {
         (void) userdata;
         above("*** %s", msg);
+        if (follow_fd(&chat.f) < 0 && chat.posts_pending) {
+                /* their answers are lost with the connection */
+                above("*** %u post(s) were not confirmed: they may or may not have been stored; "
+                      "if they were, they appear here once dchatd is back", chat.posts_pending);
+                chat.posts_pending = 0;
+        }
 }
 
 static void show_status(const struct dchat_status *st)

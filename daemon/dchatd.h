@@ -170,7 +170,8 @@ size_t conn_pending(const struct conn *c);
 /*
  * Request/answer connections (the control socket): when the client shuts
  * its writing side, keep the connection until every request it sent has
- * had its final answer (POSTED, ERROR, VIEW_END, STATUS_REPLY) sent.
+ * had its final answer (POSTED, ERROR, VIEW_END, STATUS_REPLY) sent; a
+ * FOLLOW, which has none, does not count.
  */
 void conn_set_linger(struct conn *c);
 void conn_close(struct conn *c, int error);

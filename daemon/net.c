@@ -127,7 +127,8 @@ static int conn_dispatch(struct conn *c)
                 }
                 if (c->in.len - off < DCHAT_FRAME_HDR + (size_t) len)
                         break;
-                c->requests++;
+                if (type != MSG_FOLLOW)
+                        c->requests++;  /* a FOLLOW has no final answer: it never keeps a closing client */
                 r = c->ops->frame(c, type, c->in.data + off + DCHAT_FRAME_HDR, (size_t) len);
                 off += DCHAT_FRAME_HDR + (size_t) len;
                 if (r < 0)

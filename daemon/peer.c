@@ -151,6 +151,7 @@ static void cs_send_appends(struct peer *p);
 static void arm_deadline(struct peer *p);
 static struct follower *follower_find(struct peer *p, const struct conn *client);
 static void follower_drop(struct peer *p, struct follower *f);
+static void follow_unsubscribe_if_idle(struct peer *p);
 
 /* --- Ricart–Agrawala actions ------------------------------------------------------------ */
 
@@ -593,8 +594,10 @@ void peer_client_gone(struct peer *p, struct conn *client)
                 if (p->cs[i]->client == client)
                         p->cs[i]->client = NULL;
         struct follower *f = follower_find(p, client);
-        if (f)
+        if (f) {
                 follower_drop(p, f);
+                follow_unsubscribe_if_idle(p);
+        }
         for (struct view_relay **vp = &p->views; *vp;) {
                 if ((*vp)->client == client) {
                         struct view_relay *v = *vp;
@@ -645,6 +648,19 @@ static void follow_subscribe(struct peer *p)
                  (unsigned long long) p->live_next, p->n_followers);
         (void) conn_send(p->server, &(struct dchat_msg) { .type = MSG_FOLLOW, .tag = p->follow_tag,
                                                           .follow = { p->live_next } });
+}
+
+/* The last follower left: the server need not push to us any more. */
+static void follow_unsubscribe_if_idle(struct peer *p)
+{
+        if (p->followers || !p->follow_tag)
+                return;
+        if (p->server_state == LINK_UP)
+                (void) conn_send(p->server, &(struct dchat_msg) { .type = MSG_FOLLOW, .tag = p->follow_tag,
+                                                                  .follow = { UINT64_MAX } });
+        p->follow_tag = 0;
+        log_info("no local followers left: stopped following the server's log at seq %llu",
+                 (unsigned long long) p->live_next);
 }
 
 /* A catching-up follower: live once it reached the subscription, else its next page. */
@@ -731,6 +747,7 @@ static bool follow_page_answer(struct peer *p, const struct dchat_msg *m)
                         strlcpy(text, "the server refused the view", sizeof text);
                 conn_send_error(f->client, f->tag, m->error.code ? m->error.code : ERR_INTERNAL, "%s", text);
                 follower_drop(p, f);
+                follow_unsubscribe_if_idle(p);
                 break;
         }
         }
@@ -807,6 +824,8 @@ static int server_frame(struct conn *c, uint8_t type, const uint8_t *payload, si
                           proto_type_name(type));
                 return -EBADMSG;
         }
+        if (p->conf->debug)
+                log_debug("server link: got %s tag %u", proto_type_name(type), m.tag);
         if (type == MSG_HELLO_ACK) {
                 if (m.hello_ack.last_post_id >= p->next_post_id)
                         p->next_post_id = m.hello_ack.last_post_id + 1;

@@ -158,7 +158,7 @@ struct dchat_msg {
                 /* detail: for ERR_FENCED, the Lamport time of the last stored fence */
                 struct { uint16_t code; struct dchat_str text; uint64_t detail; } error;
                 struct { uint64_t incarnation; uint64_t clock; } heartbeat;
-                /* 0: from the next entry stored */
+                /* 0: from the next entry stored; UINT64_MAX: stop following */
                 struct { uint64_t from_seq; } follow;
                 struct { int32_t utc_offset; uint32_t hold_ms; struct dchat_str text; } post;
                 struct dchat_status *status;    /* STATUS_REPLY */

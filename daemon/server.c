@@ -286,6 +286,14 @@ int server_follow(struct server *s, const struct dchat_msg *req, struct conn *to
         struct sfollow *f = follow_find(s, to);
         uint64_t last = chatlog_last_seq(s->log);
 
+        if (req->follow.from_seq == UINT64_MAX) {
+                /* a peer whose last follower left */
+                if (f) {
+                        log_info("%s stopped following the log", conn_label(to));
+                        follow_drop(s, f);
+                }
+                return 0;
+        }
         if (!f) {
                 f = calloc(1, sizeof *f);
                 if (!f)
