@@ -35,6 +35,7 @@ CT_PACKAGES=(systemd systemd-sysv dbus iproute2 procps libconfig9 libbsd0)
 CT_MASK=(systemd-networkd-wait-online.service getty@tty1.service console-getty.service
          apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer fstrim.timer
          systemd-timesyncd.service)
+CT_PACKAGES+=(libedit2)  # dchatctl's line editing (dchatctl chat)
 CT_RECIPE=1             # bump when the customisation in _ct_customise changes
 CT_ROOTFS=
 CT_ROOTFS_BUILT_S=
