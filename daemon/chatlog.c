@@ -12,13 +12,18 @@
  * header bytes, so a torn or garbled header is told apart from a good one;
  * then the body, proto_put_entry() of the entry.  Seqs run 1, 2, 3, ...
  * without gaps and the fences (lamport, node, fence_idx) strictly increase.
+ * A log that goes on from an archived one (chatlog_archive) starts with a
+ * start record ("DCH1") instead, and its seqs with the one after it.
  *
- * Opening the log scans it whole.  At the first record that does not check
- * out, the rest of the file is copied aside to chat.log.corrupt-TIME-OFFSET
- * (and synced), and only then is the file cut there.  An append is one
- * write and one fdatasync for the whole batch; the in-memory state moves on
- * only after the sync succeeded.  Nothing of the log is kept in memory but
- * a sparse seq → offset index and the last post id of every node.
+ * Opening the log reads it from the end of what the checkpoint
+ * DIR/chat.log.idx (chatidx.c) covers, if that checks out against the log,
+ * else from the start.  At the first record that does not check out, the
+ * rest of the file is copied aside to chat.log.corrupt-TIME-OFFSET (and
+ * synced), and only then is the file cut there.  An append is one write
+ * and one fdatasync for the whole batch; the in-memory state moves on only
+ * after the sync succeeded.  Nothing of the log is kept in memory but a
+ * sparse index (every 256th record: its offset and the greatest entry time
+ * before it, for the search by time) and the last post id of every node.
  *
  * Pure file I/O: no logging, no event loop; errors are negative errnos and
  * recovery is reported through struct chatlog_recovery.
