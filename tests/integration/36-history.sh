@@ -64,6 +64,8 @@ for s in 2 3 257 1000 1001 1500 2999; do
         fail "view --since @TIME of seq $s: from seq $want to the end" "  exit $RC, first $(printf '%s\n' "$got" | head -n 1), $(printf '%s\n' "$got" | wc -l) lines"
     fi
 done
+run ctl master view --since "@$(etime 1500)"
+is "$OUT" "$(ctl node1 view --since "@$(etime 1500)")" "view --since on the server's own socket: the same"
 run ctl node1 view --since "@$((T0 - 100000))"
 is "$(printf '%s\n' "$OUT" | wc -l)" "$N" "view --since before everything: all $N lines"
 run ctl node1 view --since "@$(( $(etime $((N - 1))) + 1 ))"   # the latest entry is node1's $((N - 1))

@@ -480,6 +480,27 @@ static void test_archive(void)
         is_int(chatlog_archive(d, name, sizeof name, &first, &last, &rec), 0, "archive: again");
         is_str(name, "chat.log.601-900", "archive: named chat.log.601-900");
 
+        /* an archive that stopped after the link (a crash): done again, it finishes */
+        sub(a, sizeof a, "archive-again");
+        make_log(a, 300, false);
+        link(path(a, "chat.log"), path(a, "chat.log.1-300"));
+        is_int(chatlog_archive(a, name, sizeof name, &first, &last, &rec), 0,
+               "archive: after a crash between the link and the rename, it is done again");
+        ok(file_size(path(a, "chat.log")) < 1000 && file_size(path(a, "chat.log.1-300")) > 10000,
+           "archive: ... chat.log is the new log, chat.log.1-300 the old one");
+        /* a name taken by another file: nothing changes */
+        sub(a, sizeof a, "archive-taken");
+        make_log(a, 300, false);
+        {
+                int fd = open(path(a, "chat.log.1-300"), O_WRONLY | O_CREAT, 0600);
+                close(fd);
+        }
+        long long before = file_size(path(a, "chat.log"));
+        is_int(chatlog_archive(a, name, sizeof name, &first, &last, &rec), -EEXIST,
+               "archive: the name taken by another file: EEXIST");
+        ok(file_size(path(a, "chat.log")) == before && file_size(path(a, "chat.log.new")) == -1,
+           "archive: ... the log untouched, no chat.log.new left");
+
         /* the archive is a plain log: open a copy */
         sub(a, sizeof a, "archive-copy");
         link(path(d, "chat.log.1-600"), path(a, "chat.log"));
