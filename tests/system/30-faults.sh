@@ -130,6 +130,11 @@ note "a: suspicions under delay and loss: node1 $(count_events node1 peer-suspec
 ok "b: everyone is linked" wait_connected 15
 dead1=$(count_peer_events node1 peer-dead node2)
 alive1=$(count_peer_events node1 peer-alive node2)
+# node2 enters last before the cut, so node1 holds no permission of node2's to reuse
+# (Roucairol–Carvalho): node1's next post must wait until node2 is declared dead
+run ctl node2 post "b: node2 before the cut"
+is "$RC" 0 "b: node2 posts before the cut" || diag "$ERR"
+posted "b: node2 before the cut" "$RC" "$ERR"
 t0=$(now_ms)
 netns_unplug node2
 ok "b: node2's cable is pulled" true
