@@ -27,8 +27,9 @@ TEST_DEBS  := perl systemd iproute2 mandoc valgrind debootstrap systemd-containe
 
 # Everything but main: linked into dchatd and into the unit tests.
 DAEMON_OBJS := daemon/proto.o daemon/conf.o daemon/log.o daemon/net.o daemon/ra.o daemon/fd.o \
-               daemon/chatlog.o daemon/chatidx.o daemon/server.o daemon/peer.o daemon/control.o daemon/secure.o
-CLI_OBJS    := cli/dchatctl.o cli/since.o cli/follow.o cli/chat.o daemon/proto.o
+               daemon/chatlog.o daemon/chatidx.o daemon/server.o daemon/peer.o daemon/control.o daemon/secure.o \
+               daemon/key.o
+CLI_OBJS    := cli/dchatctl.o cli/since.o cli/follow.o cli/chat.o daemon/proto.o daemon/key.o
 UNIT_TESTS  := $(patsubst %.c,%,$(wildcard tests/unit/test-*.c))
 TEST_TOOLS  := tests/lib/notify-recv tests/lib/send-raw tests/lib/nfq-delay tests/bench/dchat-bench tests/lib/mklog
 HEADERS     := $(wildcard daemon/*.h cli/*.h tests/unit/*.h)
@@ -53,6 +54,10 @@ tests/lib/%: tests/lib/%.c
 
 # writes big chat logs through daemon/chatlog.c (history tests and benchmark)
 tests/lib/mklog: tests/lib/mklog.c $(DAEMON_OBJS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# with -k it speaks the link handshake (secure.c) like a cluster member
+tests/lib/send-raw: tests/lib/send-raw.c daemon/secure.o daemon/key.o daemon/proto.o
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # delay and loss through NFQUEUE, for tests/system/30-faults.sh
@@ -120,6 +125,7 @@ install: all
 	install -m 0644 man/dchat-protocol.7 $(DESTDIR)$(MANDIR)/man7/
 	install -m 0644 man/dchatd.8 $(DESTDIR)$(MANDIR)/man8/
 	install -m 0644 etc/dchat.conf etc/dchat-local.conf README.md $(DESTDIR)$(DOCDIR)/
+	install -d -m 0755 $(DESTDIR)$(SYSCONFDIR)/dchat
 	@# never overwrite an admin's config
 	test -e $(DESTDIR)$(SYSCONFDIR)/dchat.conf || install -m 0644 etc/dchat.conf $(DESTDIR)$(SYSCONFDIR)/dchat.conf
 	@# on a live system (not a staging DESTDIR): create the user, the directories, the catalog index
@@ -139,6 +145,8 @@ uninstall:
 		$(DESTDIR)$(MANDIR)/man5/dchat.conf.5 $(DESTDIR)$(MANDIR)/man7/dchat-protocol.7 \
 		$(DESTDIR)$(MANDIR)/man8/dchatd.8
 	rm -rf $(DESTDIR)$(DOCDIR)
+	@# the cluster key is the admin's: /etc/dchat goes only if empty
+	-rmdir $(DESTDIR)$(SYSCONFDIR)/dchat 2>/dev/null
 
 .PHONY: all clean deps deps-test run stop check bench bench-history install uninstall
 clean:

@@ -7,6 +7,7 @@
 #include <getopt.h>
 #include <poll.h>
 #include <signal.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "key.h"
 #include "proto.h"
 #include "since.h"
 #include "client.h"
@@ -35,6 +37,7 @@ static void usage(FILE *f)
                    "       dchatctl [-s socket] view [-n N | --since TIME | --since-seq SEQ] [-f] [--json]\n"
                    "       dchatctl [-s socket] status [--json]\n"
                    "       dchatctl [-s socket] chat [-n N]\n"
+                   "       dchatctl keygen [--force] [FILE]   (default " DCHAT_DEFAULT_KEY_FILE ")\n"
                    "The socket is $DCHAT_SOCKET, else %s.\n", DCHAT_DEFAULT_SOCKET);
 }
 
@@ -558,6 +561,37 @@ static int run_chat(int argc, char **argv)
         return cmd_chat(argc, argv, socket_path);
 }
 
+/* keygen [--force] [FILE]: a new cluster key; no daemon involved. */
+static int cmd_keygen(int argc, char **argv)
+{
+        static const struct option opts[] = { { "force", no_argument, NULL, 'f' }, { "help", no_argument, NULL, 'h' }, {} };
+        bool force = false;
+        char err[PATH_MAX + 256];
+        int o;
+
+        while ((o = getopt_long(argc, argv, "+fh", opts, NULL)) >= 0) {
+                if (o == 'f')
+                        force = true;
+                else if (o == 'h') {
+                        usage(stdout);
+                        return 0;
+                } else {
+                        usage(stderr);
+                        return 2;
+                }
+        }
+        if (argc - optind > 1) {
+                fprintf(stderr, "dchatctl: keygen takes at most one file ('%s')\n", argv[optind + 1]);
+                usage(stderr);
+                return 2;
+        }
+        const char *path = optind < argc ? argv[optind] : DCHAT_DEFAULT_KEY_FILE;
+        if (key_generate(path, force, err, sizeof err) < 0)
+                return fail("keygen: %s", err);
+        printf("wrote a new cluster key to %s (mode 0600); copy it to every host of the cluster\n", path);
+        return 0;
+}
+
 static const struct command {
         const char *name;
         int (*run)(int argc, char **argv);
@@ -566,6 +600,7 @@ static const struct command {
         { "view", cmd_view },
         { "status", cmd_status },
         { "chat", run_chat },
+        { "keygen", cmd_keygen },
 };
 
 int main(int argc, char *argv[])

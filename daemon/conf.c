@@ -132,6 +132,17 @@ static const struct key keys[] = {
           true, 0, 1, NULL },
         { "debug",              CONFIG_TYPE_BOOL,   STORE_BOOL,         CONF_OFF(debug),
           false, 0, 1, NULL },
+        /* link security: see secure.c and dchat-protocol(7) */
+        { "key_file",           CONFIG_TYPE_STRING, STORE_PATH,         CONF_OFF(key_file),
+          0, 0, PATH_MAX - 1, NULL },
+        { "insecure_plaintext", CONFIG_TYPE_BOOL,   STORE_BOOL,         CONF_OFF(insecure_plaintext),
+          false, 0, 1, NULL },
+        { "handshake_timeout_ms", CONFIG_TYPE_INT,  STORE_USEC_FROM_MS, CONF_OFF(handshake_timeout_usec),
+          5000, 100, 600000, NULL },
+        { "max_handshakes",     CONFIG_TYPE_INT,    STORE_UINT,         CONF_OFF(max_handshakes),
+          32, 1, 10000, NULL },
+        { "max_links_in",       CONFIG_TYPE_INT,    STORE_UINT,         CONF_OFF(max_links_in),
+          256, 1, 100000, NULL },
 };
 
 static const struct key *key_find(const char *name) {
@@ -660,6 +671,10 @@ const char *conf_restart_needed(const struct dchat_conf *old, const struct dchat
                 return "control_socket changed";
         if (strcmp(old->state_directory, new->state_directory) != 0)
                 return "state_directory changed";
+        if (strcmp(old->key_file, new->key_file) != 0)
+                return "key_file changed";
+        if (old->insecure_plaintext != new->insecure_plaintext)
+                return "insecure_plaintext changed";
         return NULL;
 }
 
@@ -668,7 +683,8 @@ void conf_log_summary(const struct dchat_conf *c) {
 
         log_info("Configuration %s: node %s, role %s, address %s; server %s at %s; %u peer%s; "
                  "post_timeout_ms=%llu connect_timeout_ms=%llu reconnect_ms=%llu..%llu "
-                 "heartbeat_ms=%llu suspect_after_ms=%llu dead_after_ms=%llu batch_max=%u max_clients=%u reuse_permissions=%s debug=%s control_socket=%s state_directory=%s",
+                 "heartbeat_ms=%llu suspect_after_ms=%llu dead_after_ms=%llu batch_max=%u max_clients=%u reuse_permissions=%s debug=%s control_socket=%s state_directory=%s "
+                 "key_file=%s insecure_plaintext=%s handshake_timeout_ms=%llu max_handshakes=%u max_links_in=%u",
                  c->path, c->node, c->role == ROLE_SERVER ? "server" : "peer", self->address,
                  c->n_servers > 0 ? c->servers[0].name : "-", c->n_servers > 0 ? c->servers[0].address : "-",
                  c->n_peers, c->n_peers == 1 ? "" : "s",
@@ -681,5 +697,8 @@ void conf_log_summary(const struct dchat_conf *c) {
                  (unsigned long long) (c->dead_after_usec / USEC_PER_MSEC),
                  c->batch_max, c->max_clients, c->reuse_permissions ? "yes" : "no", c->debug ? "yes" : "no",
                  c->control_socket[0] ? c->control_socket : "(default)",
-                 c->state_directory[0] ? c->state_directory : "(default)");
+                 c->state_directory[0] ? c->state_directory : "(default)",
+                 c->key_file[0] ? c->key_file : "(default)", c->insecure_plaintext ? "yes" : "no",
+                 (unsigned long long) (c->handshake_timeout_usec / USEC_PER_MSEC), c->max_handshakes,
+                 c->max_links_in);
 }

@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "dchatd.h"
+#include "key.h"
 
 static void usage(FILE *f)
 {
@@ -265,6 +266,34 @@ static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void
         return 0;
 }
 
+/* The cluster key for the links, or plaintext if the config says so (loudly). */
+static int setup_links(struct daemon *d)
+{
+        const char *addr = d->conf.role == ROLE_SERVER ? d->conf.servers[d->conf.self].address
+                                                       : d->conf.peers[d->conf.self].address;
+        uint8_t key[DCHAT_KEY_BYTES];
+        char path[PATH_MAX], err[PATH_MAX + 256];
+
+        if (d->conf.insecure_plaintext) {
+                net_set_security(&d->conf, NULL);
+                log_event(EV_LINK_PLAINTEXT, NULL,
+                          "insecure_plaintext = true: links to the other hosts are neither encrypted nor "
+                          "authenticated; anyone who reaches %s can read the chat and forge its traffic", addr);
+                return 0;
+        }
+        key_path(d->conf.key_file, path, sizeof path);
+        int r = key_load(path, key, err, sizeof err);
+        if (r < 0) {
+                log_error("%s", err);
+                (void) sd_notifyf(false, "STATUS=%s\nERRNO=%d", err, -r);
+                return r;
+        }
+        net_set_security(&d->conf, key);
+        explicit_bzero(key, sizeof key);
+        log_info("cluster links are encrypted and authenticated with the key in %s", path);
+        return 0;
+}
+
 static int on_exit_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
 {
         struct daemon *d = userdata;
@@ -348,6 +377,8 @@ int main(int argc, char *argv[])
         }
         log_set_node(d->conf.node);
         log_set_debug(d->conf.debug);
+        if (setup_links(d) < 0)
+                return 1;
 
         sigset_t mask;
         sigemptyset(&mask);

@@ -55,6 +55,8 @@ struct dchat_conf {
         /* paths; empty = the systemd/default directories */
         char control_socket[PATH_MAX];
         char state_directory[PATH_MAX];
+        char key_file[PATH_MAX];        /* key_file; empty = DCHAT_DEFAULT_KEY_FILE */
+        bool insecure_plaintext;        /* insecure_plaintext, default false */
 
         /* tunables (changeable by reload) */
         uint64_t post_timeout_usec;     /* post_timeout_ms, default 10000 */
@@ -67,6 +69,9 @@ struct dchat_conf {
         unsigned batch_max;             /* batch_max, default 64 */
         unsigned max_clients;           /* max_clients, default 64 */
         bool reuse_permissions;         /* reuse_permissions (Roucairol–Carvalho), default true */
+        uint64_t handshake_timeout_usec;        /* handshake_timeout_ms, default 5000 */
+        unsigned max_handshakes;        /* max_handshakes, default 32 */
+        unsigned max_links_in;          /* max_links_in, default 256 */
         bool debug;                     /* debug, default false */
 };
 
@@ -110,6 +115,8 @@ enum log_event {
         EV_PEER_ALIVE,
         EV_PEER_RESTARTED,
         EV_POST_RETRIED,
+        EV_LINK_AUTH_FAILED,
+        EV_LINK_PLAINTEXT,
         _EV_MAX,
 };
 
@@ -152,9 +159,19 @@ struct conn_ops {
 
 struct conn *conn_new(sd_event *e, int fd, bool connecting, const struct conn_ops *ops,
                       void *userdata, const char *label);
-/* Non-blocking connect to sa; the connected or closed op reports the end. */
+/*
+ * Non-blocking connect to sa, where node (a cluster member) listens; the
+ * connected or closed op reports the end.  On a secure link, connected
+ * comes once the handshake has proved that node is there with our key.
+ */
 int conn_connect(sd_event *e, const struct sockaddr *sa, socklen_t salen, const struct conn_ops *ops,
-                 void *userdata, const char *label, struct conn **ret);
+                 void *userdata, const char *label, const char *node, struct conn **ret);
+/*
+ * Cluster links from now on: key (DCHAT_KEY_BYTES) for the handshake, or
+ * NULL for plaintext.  conf (names, roles, handshake_timeout_ms,
+ * max_handshakes, max_links_in) must outlive every connection.
+ */
+void net_set_security(const struct dchat_conf *conf, const uint8_t *key);
 int conn_send(struct conn *c, const struct dchat_msg *msg);
 /*
  * Between conn_cork and conn_uncork, conn_send only queues: the frames go

@@ -50,6 +50,8 @@ static const struct {
         [EV_PEER_ALIVE]       = { "peer-alive",       "2fa911b06849468aa7ae0d248a98d5b6", LOG_NOTICE },
         [EV_PEER_RESTARTED]   = { "peer-restarted",   "10870f718ce94b62be91e9b603b2e399", LOG_NOTICE },
         [EV_POST_RETRIED]     = { "post-retried",     "bb3e85eb68ef40c6baeaed66ffae21fb", LOG_WARNING },
+        [EV_LINK_AUTH_FAILED] = { "link-auth-failed", "1e903dcfc8d1442891a87529c7e7e313", LOG_WARNING },
+        [EV_LINK_PLAINTEXT]   = { "link-plaintext",   "2fd8a359866349bd859611afce787834", LOG_WARNING },
 };
 
 const char *log_event_name(enum log_event ev)

@@ -8,6 +8,16 @@
  * learns everything through four callbacks (struct conn_ops).  A conn may
  * be closed from inside its own callbacks: it is only freed once the
  * dispatch that is running has unwound.
+ *
+ * TCP connections are cluster links: unless the config says
+ * insecure_plaintext, each runs the handshake of secure.c first (the side
+ * that connected is the initiator) and then carries every frame in an
+ * encrypted record.  The owner sees none of it: `connected` comes once the
+ * handshake is done, frames arrive decrypted.  A link that fails the
+ * handshake or a record is closed with a link-auth-failed event.  Every
+ * link must finish its handshake (plaintext: send its first frame) within
+ * handshake_timeout_ms, and at most max_handshakes inbound ones may be
+ * pending, max_links_in open, at any time.
  */
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -20,13 +30,34 @@
 #include <sys/un.h>
 
 #include "dchatd.h"
+#include "secure.h"
 
 #define READ_CHUNK      (16 * 1024)
 #define LOW_WATER       (64 * 1024)
 
+enum conn_kind { CONN_LOCAL, CONN_TCP_IN, CONN_TCP_OUT };
+
+/* Link security, set by dchatd from the config (net_set_security). */
+static struct {
+        const struct dchat_conf *conf;  /* NULL: not set up (unit tests): plaintext */
+        bool plaintext;
+        uint8_t key[SECURE_KEY_BYTES];
+        unsigned n_pending;             /* TCP links before their handshake is done */
+        unsigned n_in;                  /* inbound TCP links */
+} S;
+
+static struct wbuf scratch;             /* a frame before it is sealed */
+
 struct conn {
         int fd;
         sd_event_source *io;
+        enum conn_kind kind;
+        char addr[64];                  /* TCP: the other end's address */
+        char expect[DCHAT_NAME_MAX + 1]; /* TCP_OUT: the node we dialed */
+        struct secure *sec;             /* NULL: plaintext */
+        struct wbuf raw;                /* received bytes not yet decrypted */
+        bool pending;                   /* counted in S.n_pending */
+        sd_event_source *timer;         /* handshake deadline */
         const struct conn_ops *ops;
         void *userdata;
         char label[96];
@@ -43,14 +74,43 @@ struct conn {
         unsigned corked;        /* conn_cork depth: frames wait in out */
 };
 
+static void conn_greeted(struct conn *c)
+{
+        if (c->pending) {
+                c->pending = false;
+                S.n_pending--;
+        }
+        c->timer = sd_event_source_disable_unref(c->timer);
+}
+
 static void conn_free(struct conn *c)
 {
+        conn_greeted(c);
+        if (c->kind == CONN_TCP_IN)
+                S.n_in--;
         sd_event_source_disable_unref(c->io);
         if (c->fd >= 0)
                 close(c->fd);
+        c->sec = secure_free(c->sec);
+        wbuf_free(&c->raw);
         wbuf_free(&c->in);
         wbuf_free(&c->out);
         free(c);
+}
+
+/* A link refused: the event names the address, and the node when known. */
+_printf_(2, 3)
+static void auth_failed(struct conn *c, const char *fmt, ...)
+{
+        char why[192];
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(why, sizeof why, fmt, ap);
+        va_end(ap);
+        const char *who = c->kind == CONN_TCP_OUT ? c->expect : c->sec ? secure_peer_name(c->sec) : "";
+        log_event(EV_LINK_AUTH_FAILED, &(struct event_fields) { .peer = who[0] ? who : NULL },
+                  "%s (%s): %s; closing the connection", c->label, c->addr, why);
 }
 
 static void conn_update_events(struct conn *c)
@@ -109,6 +169,22 @@ static int conn_flush(struct conn *c)
         return 0;
 }
 
+/* A HELLO on a secure link must name the node (and role) the handshake proved. */
+static bool hello_matches(struct conn *c, const uint8_t *payload, size_t len)
+{
+        struct dchat_msg m;
+        const char *proved = secure_peer_name(c->sec);
+
+        if (proto_decode(MSG_HELLO, payload, len, &m, NULL, NULL) < 0)
+                return true;    /* malformed: the owner says so */
+        if (m.hello.node.len == strlen(proved) && memcmp(m.hello.node.p, proved, m.hello.node.len) == 0 &&
+            m.hello.role == secure_peer_role(c->sec))
+                return true;
+        auth_failed(c, "HELLO names '%.*s' (%s), but the handshake proved '%s' (%s)", (int) m.hello.node.len,
+                    m.hello.node.p, role_name(m.hello.role), proved, role_name(secure_peer_role(c->sec)));
+        return false;
+}
+
 /* Cut the input buffer into frames and hand them over. */
 static int conn_dispatch(struct conn *c)
 {
@@ -127,8 +203,15 @@ static int conn_dispatch(struct conn *c)
                 }
                 if (c->in.len - off < DCHAT_FRAME_HDR + (size_t) len)
                         break;
+                if (c->sec && c->kind == CONN_TCP_IN && type == MSG_HELLO &&
+                    !hello_matches(c, c->in.data + off + DCHAT_FRAME_HDR, (size_t) len)) {
+                        r = -EPERM;
+                        break;
+                }
                 if (type != MSG_FOLLOW)
                         c->requests++;  /* a FOLLOW has no final answer: it never keeps a closing client */
+                if (c->pending && !c->sec)
+                        conn_greeted(c);        /* plaintext: the first frame ends the greeting */
                 r = c->ops->frame(c, type, c->in.data + off + DCHAT_FRAME_HDR, (size_t) len);
                 off += DCHAT_FRAME_HDR + (size_t) len;
                 if (r < 0)
@@ -137,6 +220,34 @@ static int conn_dispatch(struct conn *c)
         if (!c->dead)
                 wbuf_consume(&c->in, off);
         return r;
+}
+
+/* Raw bytes of a secure link: run the state machine, then the frames. */
+static int conn_secure_input(struct conn *c)
+{
+        bool was_open = secure_is_open(c->sec);
+        size_t used;
+
+        int r = secure_input(c->sec, c->raw.data, c->raw.len, &used, &c->out, &c->in);
+        wbuf_consume(&c->raw, used);
+        if (r < 0) {
+                auth_failed(c, "%s", secure_error(c->sec));
+                return -EPERM;
+        }
+        if (c->out.len > 0) {
+                r = conn_flush(c);
+                if (r < 0)
+                        return r;
+        }
+        if (!was_open && secure_is_open(c->sec)) {
+                conn_greeted(c);
+                if (c->kind == CONN_TCP_OUT && c->ops->connected) {
+                        c->ops->connected(c);
+                        if (c->dead)
+                                return 0;
+                }
+        }
+        return conn_dispatch(c);
 }
 
 static int conn_io(sd_event_source *s, int fd, uint32_t revents, void *userdata)
@@ -161,25 +272,45 @@ static int conn_io(sd_event_source *s, int fd, uint32_t revents, void *userdata)
                         goto out;
                 }
                 c->connecting = false;
-                if (c->ops->connected)
-                        c->ops->connected(c);
-                if (c->dead)
-                        goto out;
+                if (c->sec) {
+                        /* the owner hears `connected` once the handshake is done */
+                        r = secure_start(c->sec, &c->out);
+                        if (r < 0)
+                                goto out;
+                } else {
+                        if (c->pending)
+                                conn_greeted(c);
+                        if (c->ops->connected)
+                                c->ops->connected(c);
+                        if (c->dead)
+                                goto out;
+                }
         }
 
         if (revents & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
                 /* Bounded reads per wakeup keep one busy link from starving the rest. */
                 for (int i = 0; i < 4 && !c->dead; i++) {
                         size_t want = READ_CHUNK;
-                        if (!wbuf_reserve(&c->in, want)) {
+                        struct wbuf *b = c->sec ? &c->raw : &c->in;
+                        if (!wbuf_reserve(b, want)) {
                                 r = -ENOMEM;
                                 goto out;
                         }
-                        ssize_t n = recv(c->fd, c->in.data + c->in.len, c->in.cap - c->in.len, MSG_DONTWAIT);
+                        ssize_t n = recv(c->fd, b->data + b->len, b->cap - b->len, MSG_DONTWAIT);
                         if (n < 0) {
                                 if (errno == EAGAIN || errno == EINTR)
                                         break;
                                 r = -errno;
+                                goto out;
+                        }
+                        if (n == 0 && c->sec && !secure_is_open(c->sec) && !secure_failed(c->sec)) {
+                                auth_failed(c, "closed during the handshake (does it hold another key?)");
+                                r = -EPERM;
+                                goto out;
+                        }
+                        if (n == 0 && c->sec && c->raw.len > 0) {
+                                auth_failed(c, "closed in the middle of a record (truncated)");
+                                r = -EPERM;
                                 goto out;
                         }
                         if (n == 0) {
@@ -195,8 +326,8 @@ static int conn_io(sd_event_source *s, int fd, uint32_t revents, void *userdata)
                                 c->rd_closed = true;
                                 break;
                         }
-                        c->in.len += (size_t) n;
-                        r = conn_dispatch(c);
+                        b->len += (size_t) n;
+                        r = c->sec ? conn_secure_input(c) : conn_dispatch(c);
                         if (r < 0)
                                 goto out;
                         if ((size_t) n < want)
@@ -230,9 +361,44 @@ out:
         return 0;
 }
 
-struct conn *conn_new(sd_event *e, int fd, bool connecting, const struct conn_ops *ops, void *userdata,
-                      const char *label)
+static int on_handshake_timer(sd_event_source *s, uint64_t usec, void *userdata)
 {
+        struct conn *c = userdata;
+        (void) s;
+        (void) usec;
+        auth_failed(c, "%s within %llu ms", c->sec ? "handshake not completed" : "no first frame",
+                    (unsigned long long) (S.conf->handshake_timeout_usec / USEC_PER_MSEC));
+        conn_close(c, -ETIMEDOUT);
+        return 0;
+}
+
+/* Does name in role belong to the cluster (and is it not us)? */
+static int check_member(void *userdata, const char *name, uint8_t role, char *why, size_t cap)
+{
+        const struct dchat_conf *conf = S.conf;
+        (void) userdata;
+        const struct node_conf *list = role == ROLE_SERVER ? conf->servers : conf->peers;
+        unsigned n = role == ROLE_SERVER ? conf->n_servers : conf->n_peers;
+
+        for (unsigned i = 0; i < n; i++)
+                if (strcmp(list[i].name, name) == 0)
+                        return 0;
+        snprintf(why, cap, "'%s' is not a %s of this cluster", name, role_name(role));
+        return -EPERM;
+}
+
+static struct conn *conn_create(sd_event *e, int fd, bool connecting, const struct conn_ops *ops, void *userdata,
+                                const char *label, enum conn_kind kind, const char *expect)
+{
+        if (kind == CONN_TCP_IN && S.conf) {
+                const char *refuse = S.n_in >= S.conf->max_links_in ? "max_links_in" :
+                                     S.n_pending >= S.conf->max_handshakes ? "max_handshakes" : NULL;
+                if (refuse) {
+                        log_event(EV_LINK_AUTH_FAILED, NULL, "%s: refused, %u links open and %u handshakes pending "
+                                  "(%s reached)", label ? label : "?", S.n_in, S.n_pending, refuse);
+                        return NULL;
+                }
+        }
         struct conn *c = calloc(1, sizeof *c);
         if (!c)
                 return NULL;
@@ -240,18 +406,60 @@ struct conn *conn_new(sd_event *e, int fd, bool connecting, const struct conn_op
         c->ops = ops;
         c->userdata = userdata;
         c->connecting = connecting;
+        c->kind = kind;
         strlcpy(c->label, label ? label : "?", sizeof c->label);
-        if (sd_event_add_io(e, &c->io, fd, EPOLLIN | (connecting ? EPOLLOUT : 0), conn_io, c) < 0) {
-                c->fd = -1;     /* the caller still owns fd */
-                conn_free(c);
-                return NULL;
-        }
+        if (expect)
+                strlcpy(c->expect, expect, sizeof c->expect);
+        if (kind == CONN_TCP_IN)
+                S.n_in++;
+        if (sd_event_add_io(e, &c->io, fd, EPOLLIN | (connecting ? EPOLLOUT : 0), conn_io, c) < 0)
+                goto fail;
         (void) sd_event_source_set_description(c->io, c->label);
+        if (kind == CONN_LOCAL || !S.conf)
+                return c;
+
+        struct sockaddr_storage sa;
+        socklen_t salen = sizeof sa;
+        if (getpeername(fd, (struct sockaddr *) &sa, &salen) == 0)
+                sockaddr_format((struct sockaddr *) &sa, salen, c->addr, sizeof c->addr);
+        else
+                strlcpy(c->addr, "?", sizeof c->addr);
+        if (!S.plaintext) {
+                const struct dchat_conf *conf = S.conf;
+                struct secure_params sp = {
+                        .key = S.key, .initiator = kind == CONN_TCP_OUT, .self = conf->node, .role = conf->role,
+                        .expect = kind == CONN_TCP_OUT ? expect : NULL, .check = check_member,
+                };
+                if (secure_new(&sp, &c->sec) < 0)
+                        goto fail;
+        }
+        c->pending = true;
+        S.n_pending++;
+        if (sd_event_add_time_relative(e, &c->timer, CLOCK_MONOTONIC, S.conf->handshake_timeout_usec, 0,
+                                       on_handshake_timer, c) < 0)
+                goto fail;
         return c;
+fail:
+        c->fd = -1;     /* the caller still owns fd */
+        conn_free(c);
+        return NULL;
+}
+
+struct conn *conn_new(sd_event *e, int fd, bool connecting, const struct conn_ops *ops, void *userdata,
+                      const char *label)
+{
+        struct sockaddr_storage sa;
+        socklen_t salen = sizeof sa;
+        enum conn_kind kind = CONN_LOCAL;
+
+        if (getsockname(fd, (struct sockaddr *) &sa, &salen) == 0 &&
+            (sa.ss_family == AF_INET || sa.ss_family == AF_INET6))
+                kind = connecting ? CONN_TCP_OUT : CONN_TCP_IN;
+        return conn_create(e, fd, connecting, ops, userdata, label, kind, NULL);
 }
 
 int conn_connect(sd_event *e, const struct sockaddr *sa, socklen_t salen, const struct conn_ops *ops,
-                 void *userdata, const char *label, struct conn **ret)
+                 void *userdata, const char *label, const char *node, struct conn **ret)
 {
         int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (fd < 0)
@@ -263,20 +471,39 @@ int conn_connect(sd_event *e, const struct sockaddr *sa, socklen_t salen, const 
                 close(fd);
                 return r;
         }
-        struct conn *c = conn_new(e, fd, true, ops, userdata, label);
+        struct conn *c = conn_create(e, fd, true, ops, userdata, label, CONN_TCP_OUT, node);
         if (!c) {
                 close(fd);
                 return -ENOMEM;
         }
+        sockaddr_format(sa, salen, c->addr, sizeof c->addr);
         *ret = c;
         return 0;
+}
+
+void net_set_security(const struct dchat_conf *conf, const uint8_t *key)
+{
+        S.conf = conf;
+        S.plaintext = !key;
+        if (key)
+                memcpy(S.key, key, sizeof S.key);
 }
 
 int conn_send(struct conn *c, const struct dchat_msg *msg)
 {
         if (!c || c->dead)
                 return -ENOTCONN;
-        int r = proto_encode(&c->out, msg);
+        int r;
+        if (c->sec) {
+                /* nothing leaves a secure link in the clear */
+                if (!secure_is_open(c->sec))
+                        return -ENOTCONN;
+                wbuf_reset(&scratch);
+                r = proto_encode(&scratch, msg);
+                if (r >= 0)
+                        r = secure_seal(c->sec, scratch.data, scratch.len, &c->out);
+        } else
+                r = proto_encode(&c->out, msg);
         if (r < 0)
                 return r;
         if (msg->type == MSG_POSTED || msg->type == MSG_ERROR || msg->type == MSG_VIEW_END ||

@@ -985,7 +985,7 @@ static void server_connect(struct peer *p)
 
         snprintf(label, sizeof label, "server %s", sv->name);
         int r = conn_connect(p->event, (const struct sockaddr *) &sv->sa, sv->salen, &server_ops, p, label,
-                             &p->server);
+                             sv->name, &p->server);
         if (r < 0) {
                 log_warning("cannot connect to the server at %s: %s", sv->address, strerror(-r));
                 (void) sd_event_source_set_time_relative(p->server_timer,
@@ -1088,7 +1088,8 @@ static void link_connect(struct link *l)
         char label[96];
 
         snprintf(label, sizeof label, "link to %s", nc->name);
-        int r = conn_connect(p->event, (const struct sockaddr *) &nc->sa, nc->salen, &out_ops, l, label, &l->out);
+        int r = conn_connect(p->event, (const struct sockaddr *) &nc->sa, nc->salen, &out_ops, l, label, nc->name,
+                             &l->out);
         if (r < 0) {
                 log_warning("cannot connect to %s at %s: %s", nc->name, nc->address, strerror(-r));
                 link_schedule(l);

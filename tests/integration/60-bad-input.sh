@@ -2,7 +2,9 @@
 # 60-bad-input — texts dchatctl must refuse and texts it must keep intact; the same
 # checks in dchatd for raw POST frames; garbage on the server port, a peer port and the
 # control sockets: the daemon stays up (same PID), logs protocol-error, keeps serving,
-# and the chat log is unharmed.
+# and the chat log is unharmed.  On the TCP ports each garbage goes twice: in the clear
+# from a stranger (refused by the link handshake: link-auth-failed), and inside an
+# authenticated link as a cluster member (send-raw -k: the frame checks, protocol-error).
 . "$(dirname "$0")/../lib/lib.sh"
 need_root
 need_cmd perl
@@ -99,39 +101,51 @@ for n in master node1 node2; do PID0[$n]=$(node_pid $n); done
 view0=$(ctl node2 view)
 pe_total=0
 
-# garbage NAME NODE TARGET EXPECT(closed|open) LOG(1|0): send the bytes in $T/g
+# garbage NAME NODE TARGET EXPECT(closed|open) LOG(1|0|EVENT): send the bytes in $T/g
 # (not through a pipe: a function on the right of a pipe runs in a subshell, and its
-# TAP counter would be lost)
+# TAP counter would be lost).  LOG 1 means protocol-error; send-raw gets ${AS[@]}.
+AS=()
 garbage() {
-    local name=$1 node=$2 target=$3 expect=$4 logs=$5 before out
-    before=$(count_events "$node" protocol-error)
-    out=$("$SEND" -t "$([ "$expect" = open ] && echo 300 || echo 2000)" "$target" < "$T/g")
+    local name=$1 node=$2 target=$3 expect=$4 ev=$5 before out
+    [ "$ev" = 1 ] && ev=protocol-error
+    [ "$ev" = 0 ] || before=$(count_events "$node" "$ev")
+    out=$("$SEND" "${AS[@]+"${AS[@]}"}" -t "$([ "$expect" = open ] && echo 300 || echo 2000)" "$target" < "$T/g")
     is "$out" "$expect" "$name: the connection is $expect"
-    if [ "$logs" = 1 ]; then
-        ok "$name: $node logs protocol-error" wait_event "$node" protocol-error $((before + 1)) 3
+    if [ "$ev" != 0 ]; then
+        ok "$name: $node logs $ev" wait_event "$node" "$ev" $((before + 1)) 3
     fi
     is "$(node_pid "$node")" "${PID0[$node]}" "$name: $node keeps running (pid ${PID0[$node]})"
     ok "$name: $node still answers" ctl "$node" status
 }
 
-for target in master node1; do
-    addr=127.0.0.1:$(node_port $target)
-    printf 'GET / HTTP/1.0\r\nHost: x\r\n\r\n' > "$T/g"; garbage "$target port: an HTTP request" $target "$addr" closed 1
-    { printf '\x00\x00\x00\x10'; head -c 4092 /dev/urandom; } > "$T/g"; garbage "$target port: random bytes" $target "$addr" closed 1
-    { be32 4; be8 2; be8 $MSG_HELLO; be16 0; be32 1; } > "$T/g"; garbage "$target port: version 2" $target "$addr" closed 1
-    { be32 $((0x7fffffff)); be8 1; be8 $MSG_HELLO; be16 0; be32 1; } > "$T/g"; garbage "$target port: length 0x7fffffff" $target "$addr" closed 1
-    { be32 $((64 * 1024 + 1)); be8 1; be8 $MSG_HELLO; be16 0; head -c 100 /dev/zero; } > "$T/g"; garbage "$target port: length 64 KiB + 1" $target "$addr" closed 1
-    { be32 4; be8 1; be8 200; be16 0; be32 1; } > "$T/g"; garbage "$target port: unknown type 200" $target "$addr" closed 1
-    { be32 4; be8 1; be8 $MSG_HELLO; be16 1; be32 1; } > "$T/g"; garbage "$target port: flags not 0" $target "$addr" closed 1
-    { be32 0; be8 1; be8 $MSG_STATUS; be16 0; } > "$T/g"; garbage "$target port: a frame without its tag" $target "$addr" closed 1
-    { be32 100; be8 1; be8 $MSG_HELLO; be16 0; be32 1; printf 'nod'; } > "$T/g"; garbage "$target port: a truncated frame, then close" $target "$addr" open 0
-    { be32 1; wstr mallory; be8 $ROLE_PEER; be64 0; } > "$T/p"; frame $MSG_HELLO "$T/p" > "$T/g"
-        garbage "$target port: HELLO from an unknown node" $target "$addr" closed 1
-    { be32 1; be16 200; printf 'node1'; } > "$T/p"; frame $MSG_HELLO "$T/p" > "$T/g"
-        garbage "$target port: HELLO whose string runs past the frame" $target "$addr" closed 1
-    { be32 1; be64 5; } > "$T/p"; frame $MSG_REQUEST "$T/p" > "$T/g"
-        garbage "$target port: REQUEST before HELLO" $target "$addr" closed 1
-done
+# tcp_garbage WHO: every case on the server's and a peer's port; WHO is "stranger"
+# (no key: AS empty, the handshake refuses it) or "member" (AS = -k KEY -n node2)
+tcp_garbage() {
+    local who=$1 target addr ev
+    [ "$who" = stranger ] && ev=link-auth-failed || ev=1
+    for target in master node1; do
+        addr=127.0.0.1:$(node_port $target)
+        printf 'GET / HTTP/1.0\r\nHost: x\r\n\r\n' > "$T/g"; garbage "$who, $target port: an HTTP request" $target "$addr" closed $ev
+        { printf '\x00\x00\x00\x10'; head -c 4092 /dev/urandom; } > "$T/g"; garbage "$who, $target port: random bytes" $target "$addr" closed $ev
+        { be32 4; be8 2; be8 $MSG_HELLO; be16 0; be32 1; } > "$T/g"; garbage "$who, $target port: version 2" $target "$addr" closed $ev
+        { be32 $((0x7fffffff)); be8 1; be8 $MSG_HELLO; be16 0; be32 1; } > "$T/g"; garbage "$who, $target port: length 0x7fffffff" $target "$addr" closed $ev
+        { be32 $((64 * 1024 + 1)); be8 1; be8 $MSG_HELLO; be16 0; head -c 100 /dev/zero; } > "$T/g"; garbage "$who, $target port: length 64 KiB + 1" $target "$addr" closed $ev
+        { be32 4; be8 1; be8 200; be16 0; be32 1; } > "$T/g"; garbage "$who, $target port: unknown type 200" $target "$addr" closed $ev
+        { be32 4; be8 1; be8 $MSG_HELLO; be16 1; be32 1; } > "$T/g"; garbage "$who, $target port: flags not 0" $target "$addr" closed $ev
+        { be32 0; be8 1; be8 $MSG_STATUS; be16 0; } > "$T/g"; garbage "$who, $target port: a frame without its tag" $target "$addr" closed $ev
+        { be32 100; be8 1; be8 $MSG_HELLO; be16 0; be32 1; printf 'nod'; } > "$T/g"; garbage "$who, $target port: a truncated frame, then close" $target "$addr" open 0
+        # a member's HELLO must name the node its handshake proved (node2): link-auth-failed
+        { be32 1; wstr mallory; be8 $ROLE_PEER; be64 0; } > "$T/p"; frame $MSG_HELLO "$T/p" > "$T/g"
+            garbage "$who, $target port: HELLO from an unknown node" $target "$addr" closed link-auth-failed
+        { be32 1; be16 200; printf 'node1'; } > "$T/p"; frame $MSG_HELLO "$T/p" > "$T/g"
+            garbage "$who, $target port: HELLO whose string runs past the frame" $target "$addr" closed $ev
+        { be32 1; be64 5; } > "$T/p"; frame $MSG_REQUEST "$T/p" > "$T/g"
+            garbage "$who, $target port: REQUEST before HELLO" $target "$addr" closed $ev
+    done
+}
+AS=(); tcp_garbage stranger
+AS=(-k "$KEY" -n node2); tcp_garbage member
+AS=()
 
 for target in master node1; do
     sock=$(node_sock $target)
@@ -152,7 +166,7 @@ done
 # one bad frame closes one connection: one protocol-error event for it, not two
 before=$(count_events master protocol-error)
 { be32 1; be64 5; } > "$T/p"; frame $MSG_REQUEST "$T/p" > "$T/frame"
-"$SEND" -t 2000 "127.0.0.1:$(node_port master)" < "$T/frame" >/dev/null
+"$SEND" -k "$KEY" -n node1 -t 2000 "127.0.0.1:$(node_port master)" < "$T/frame" >/dev/null
 wait_event master protocol-error $((before + 1)) 3
 sleep 0.2
 is "$(( $(count_events master protocol-error) - before ))" 1 "REQUEST before HELLO: exactly one protocol-error event for the one connection closed"

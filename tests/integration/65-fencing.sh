@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # 65-fencing — the server's own guards, driven by hand-made APPEND frames from a
-# connection that says it is node1 (hosts do not authenticate each other: see the
-# CAVEATS of dchatd(8)): an append whose fence is not greater than the last stored one
+# connection that says it is node1 (send-raw -k: a host holding the cluster key may
+# claim any member's name, see the CAVEATS of dchatd(8)): an append whose fence is not greater than the last stored one
 # is refused with append-refused (invariant 2); an append of a post id already stored is
 # acknowledged as a duplicate and not stored again (invariant 3); an append under
 # another node's name closes the connection.
@@ -37,7 +37,7 @@ for case in "equal:$lam4:node2:0" "older:$((lam4 - 1)):node1:0" "same lamport, s
     before=$(count_events master append-refused)
     { hello node1; append 7 "$lam" node1 "$fidx" $((pid3 + 1000)) "forged ($what)"; } > "$T/frame"
     # the fence node must be the sender: node1; "equal" is (lam4, node1, 0) < (lam4, node2, 0)
-    "$SEND" -t 3000 -e $MSG_ERROR -o "$T/reply" "127.0.0.1:$(node_port master)" < "$T/frame" >/dev/null
+    "$SEND" -k "$KEY" -n node1 -t 3000 -e $MSG_ERROR -o "$T/reply" "127.0.0.1:$(node_port master)" < "$T/frame" >/dev/null
     like "$(tr -c '[:print:]' . < "$T/reply")" 'append refused: fence' "fence $lam/node1/$fidx ($what than $lam4/node2/0): refused with an error"
     ok "... and append-refused is logged" wait_event master append-refused $((before + 1)) 3
     is "$(ctl node1 view)" "$view0" "... and nothing is stored"
@@ -45,7 +45,7 @@ done
 
 # --- a post id already stored: acknowledged as a duplicate, stored once -----------------------------
 { hello node1; append 8 $((lam4 + 1000)) node1 0 "$pid3" "resent node1 post $pid3"; } > "$T/frame"
-"$SEND" -t 3000 -e $MSG_APPENDED -o "$T/reply" "127.0.0.1:$(node_port master)" < "$T/frame" >/dev/null
+"$SEND" -k "$KEY" -n node1 -t 3000 -e $MSG_APPENDED -o "$T/reply" "127.0.0.1:$(node_port master)" < "$T/frame" >/dev/null
 read -r type tag payload <<< "$(answer)"
 is "$type/$tag" "$MSG_APPENDED/8" "node1's last post id sent again: the answer is APPENDED"
 # APPENDED payload after the tag: seq u64, lamport u64, fence_idx u32, duplicate u8
@@ -55,7 +55,7 @@ is "$(ctl node1 view)" "$view0" "... and it is not stored again"
 cmp_ok "$(count_events master post-stored)" -eq 4 "the server stored 4 posts in all"
 
 { hello node1; append 9 $((lam4 + 2000)) node1 0 1 "resent node1 post 1"; } > "$T/frame"
-"$SEND" -t 3000 -e $MSG_APPENDED -o "$T/reply" "127.0.0.1:$(node_port master)" < "$T/frame" >/dev/null
+"$SEND" -k "$KEY" -n node1 -t 3000 -e $MSG_APPENDED -o "$T/reply" "127.0.0.1:$(node_port master)" < "$T/frame" >/dev/null
 read -r type tag payload <<< "$(answer)"
 is "$type/$tag" "$MSG_APPENDED/9" "node1's first post id sent again: APPENDED"
 is "${payload:40:2}" 01 "... as a duplicate"
@@ -64,7 +64,7 @@ is "$(ctl node1 view)" "$view0" "... not stored again"
 # --- an append under another node's name -----------------------------------------------------------
 before=$(count_events master protocol-error)
 { hello node1; append 10 $((lam4 + 3000)) node2 0 $((pid4 + 1000)) "node1 speaking for node2"; } > "$T/frame"
-is "$("$SEND" -t 3000 "127.0.0.1:$(node_port master)" < "$T/frame")" closed "an APPEND for node2 on node1's connection: closed"
+is "$("$SEND" -k "$KEY" -n node1 -t 3000 "127.0.0.1:$(node_port master)" < "$T/frame")" closed "an APPEND for node2 on node1's connection: closed"
 ok "... with protocol-error" wait_event master protocol-error $((before + 1)) 3
 is "$(ctl node1 view)" "$view0" "... and nothing stored"
 

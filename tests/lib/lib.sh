@@ -21,6 +21,7 @@
 #            stderr to $T/NAME.log; returns once every node answers and every peer is
 #            linked to the server and to the other peers.
 #            cluster_config ... only writes $CONF (for tests that start dchatd themselves).
+#            Every cluster gets a fresh key in $KEY (key_file in $CONF): links are encrypted.
 #            ctl NODE ARGS... (dchatctl -s NODE's socket), ctl_as USER NODE ARGS...,
 #            node_pid, node_sock, node_log, node_state, node_port, node_start NAME,
 #            node_stop NAME (SIGTERM, bounded wait; NODE_RC[NAME] = exit status),
@@ -283,6 +284,7 @@ declare -A NODE_PID NODE_RC PORT
 NODES=()            # master node1 node2 ...
 PEERS=()            # node1 node2 ...
 CONF=$T/dchat.conf
+KEY=$T/cluster.key  # the cluster key (dchatctl keygen), named by key_file in $CONF
 CONF_EXTRA=()
 
 # pick_port: PICKED = a TCP port from 20000..60000, outside the kernel's ephemeral
@@ -306,7 +308,7 @@ pick_port() {
     bail_out "no free TCP port found"
 }
 
-# write_config: $CONF from NODES/PORT and CONF_EXTRA (top-level lines)
+# write_config: $CONF from NODES/PORT, key_file = $KEY and CONF_EXTRA (top-level lines)
 write_config() {
     local n first=1
     {
@@ -321,6 +323,7 @@ write_config() {
         done
         echo " );"
         echo "};"
+        echo "key_file = \"$KEY\";"
         for n in "${CONF_EXTRA[@]+"${CONF_EXTRA[@]}"}"; do echo "$n"; done
     } > "$CONF"
 }
@@ -335,6 +338,8 @@ cluster_config() {
     PORT=()
     for n in "${NODES[@]}"; do pick_port; PORT[$n]=$PICKED; done
     for n in "${NODES[@]}"; do mkdir -p "$T/$n/run" "$T/$n/state"; done
+    # every test cluster has its own key: its links are encrypted like a real one's
+    [ -e "$KEY" ] || "$DCHATCTL" keygen "$KEY" >/dev/null || bail_out "dchatctl keygen $KEY failed"
     write_config
 }
 

@@ -2,7 +2,7 @@
 /*
  * send-raw — throw bytes at a socket and see whether the other side hangs up.
  *
- *   send-raw [-t MS] [-o FILE] [-h] [-e TYPE] TARGET < BYTES
+ *   send-raw [-t MS] [-o FILE] [-h] [-e TYPE] [-k KEYFILE -n NAME] TARGET < BYTES
  *
  * TARGET is 127.0.0.1:PORT, [::1]:PORT or the absolute path of a UNIX stream
  * socket.  send-raw connects, sends all of standard input, then waits up to
@@ -18,6 +18,12 @@
  * -e TYPE  stop waiting as soon as a whole dchat frame (daemon/proto.h: u32 length,
  *          u8 version, u8 type, ...) of this type has arrived, e.g. 9 (VIEW_END),
  *          10 (ERROR), 12 (POSTED); the frames before it are kept too
+ * -k KEYFILE -n NAME
+ *          be a cluster member: run the link handshake (daemon/secure.c) as node
+ *          NAME with the key in KEYFILE first, then send standard input cut into
+ *          frames, one encrypted record each (a tail that is no whole frame goes
+ *          as one more record); what comes back is decrypted before -o and -e
+ *          see it.  A failed handshake prints its reason on stderr and "closed".
  *
  * Exit status: 0 once connected (whatever happened next), 1 if it could not
  * connect or read its input, 2 on bad usage.  For tests only: loopback and
@@ -36,9 +42,16 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "key.h"
+#include "secure.h"
+
+static struct secure *sec;              /* -k: the link's state */
+static struct wbuf raw;                 /* -k: received bytes not yet decrypted */
+
 static void usage(void)
 {
-        fprintf(stderr, "usage: send-raw [-t MS] [-o FILE] [-h] [-e TYPE] HOST:PORT|/path/to/socket < bytes\n");
+        fprintf(stderr, "usage: send-raw [-t MS] [-o FILE] [-h] [-e TYPE] [-k KEYFILE -n NAME] "
+                        "HOST:PORT|/path/to/socket < bytes\n");
 }
 
 static int connect_target(const char *target)
@@ -164,14 +177,100 @@ static int drain(int fd, int out)
                                 return 0;
                         return 1;       /* ECONNRESET and friends: it hung up */
                 }
-                if (out >= 0 && write(out, buf, (size_t) n) != n) {
+                const char *p = buf;
+                struct wbuf plain = {0}, answer = {0};
+                if (sec) {
+                        size_t used;
+                        wbuf_put(&raw, buf, (size_t) n);
+                        if (secure_input(sec, raw.data, raw.len, &used, &answer, &plain) < 0) {
+                                fprintf(stderr, "send-raw: %s\n", secure_error(sec));
+                                wbuf_free(&plain);
+                                return 1;
+                        }
+                        wbuf_consume(&raw, used);
+                        if (answer.len > 0)
+                                (void) send(fd, answer.data, answer.len, MSG_NOSIGNAL);
+                        wbuf_free(&answer);
+                        p = (const char *) plain.data;
+                        n = (ssize_t) plain.len;
+                }
+                int bad = n > 0 && out >= 0 && write(out, p, (size_t) n) != n;
+                if (bad)
                         perror("send-raw: write");
-                        return 1;
-                }
-                if (keep(buf, (size_t) n) < 0) {
+                if (!bad && n > 0 && keep(p, (size_t) n) < 0) {
                         perror("send-raw: memory");
-                        return 1;
+                        bad = 1;
                 }
+                wbuf_free(&plain);
+                if (bad)
+                        return 1;
+        }
+}
+
+/* -k: the handshake as initiator NAME; 0 once the link is open. */
+static int handshake(int fd, const char *keyfile, const char *name, long timeout_ms)
+{
+        uint8_t key[DCHAT_KEY_BYTES];
+        char err[512];
+        struct wbuf out = {0}, plain = {0};
+
+        if (key_load(keyfile, key, err, sizeof err) < 0) {
+                fprintf(stderr, "send-raw: %s\n", err);
+                return -1;
+        }
+        struct secure_params p = { .key = key, .initiator = true, .self = name, .role = ROLE_PEER };
+        if (secure_new(&p, &sec) < 0 || secure_start(sec, &out) < 0)
+                return -1;
+        long long end = now_ms() + timeout_ms;
+        while (!secure_is_open(sec)) {
+                if (out.len > 0) {
+                        if (send(fd, out.data, out.len, MSG_NOSIGNAL) != (ssize_t) out.len)
+                                return -1;
+                        wbuf_reset(&out);
+                }
+                struct pollfd pf = { .fd = fd, .events = POLLIN };
+                long long left = end - now_ms();
+                if (left <= 0 || poll(&pf, 1, (int) left) <= 0) {
+                        fprintf(stderr, "send-raw: handshake timed out\n");
+                        return -1;
+                }
+                char buf[4096];
+                ssize_t n = recv(fd, buf, sizeof buf, 0);
+                if (n <= 0) {
+                        fprintf(stderr, "send-raw: closed during the handshake\n");
+                        return -1;
+                }
+                size_t used;
+                wbuf_put(&raw, buf, (size_t) n);
+                if (secure_input(sec, raw.data, raw.len, &used, &out, &plain) < 0) {
+                        fprintf(stderr, "send-raw: %s\n", secure_error(sec));
+                        return -1;
+                }
+                wbuf_consume(&raw, used);
+        }
+        if (out.len > 0 && send(fd, out.data, out.len, MSG_NOSIGNAL) != (ssize_t) out.len)
+                return -1;
+        wbuf_free(&out);
+        wbuf_free(&plain);
+        return 0;
+}
+
+/* -k: seals whole frames one per record; a tail that is not one goes as one record. */
+static void seal_frames(const uint8_t *p, size_t n, struct wbuf *out)
+{
+        size_t off = 0;
+        while (off < n) {
+                size_t len = n - off;
+                if (len >= 8) {
+                        size_t fl = 8 + ((size_t) p[off] << 24 | (size_t) p[off + 1] << 16 |
+                                         (size_t) p[off + 2] << 8 | p[off + 3]);
+                        if (fl <= len)
+                                len = fl;
+                }
+                if (len > DCHAT_FRAME_HDR + DCHAT_FRAME_MAX)
+                        len = DCHAT_FRAME_HDR + DCHAT_FRAME_MAX;
+                (void) secure_seal(sec, p + off, len, out);
+                off += len;
         }
 }
 
@@ -181,6 +280,7 @@ int main(int argc, char *argv[])
         long timeout_ms = 1000;
         const char *outfile = NULL;
         int half_close = 0, out = -1, fd, o, closed = 0, want_type = -1;
+        const char *keyfile = NULL, *name = NULL;
 
         /* by hand: the Makefile's tool rule does not link libbsd, whose overlay renames getopt */
         for (o = 1; o < argc && argv[o][0] == '-' && argv[o][1]; o++) {
@@ -192,12 +292,16 @@ int main(int argc, char *argv[])
                         outfile = argv[++o];
                 else if (strcmp(argv[o], "-e") == 0 && o + 1 < argc)
                         want_type = (int) strtol(argv[++o], NULL, 10);
+                else if (strcmp(argv[o], "-k") == 0 && o + 1 < argc)
+                        keyfile = argv[++o];
+                else if (strcmp(argv[o], "-n") == 0 && o + 1 < argc)
+                        name = argv[++o];
                 else {
                         usage();
                         return 2;
                 }
         }
-        if (o != argc - 1 || timeout_ms < 0) {
+        if (o != argc - 1 || timeout_ms < 0 || !keyfile != !name) {
                 usage();
                 return 2;
         }
@@ -211,6 +315,10 @@ int main(int argc, char *argv[])
         fd = connect_target(argv[o]);
         if (fd < 0)
                 return 1;
+        if (keyfile && handshake(fd, keyfile, name, timeout_ms) < 0) {
+                puts("closed");
+                return 0;
+        }
 
         /* send all of stdin; the other side may hang up half way, which is an answer too */
         for (;;) {
@@ -223,8 +331,21 @@ int main(int argc, char *argv[])
                 }
                 if (n == 0)
                         break;
+                const char *data = buf;
+                struct wbuf sealed = {0};
+                if (sec) {
+                        /* stdin may be read in pieces: -k input is read whole first */
+                        static struct wbuf all;
+                        wbuf_put(&all, buf, (size_t) n);
+                        ssize_t more;
+                        while ((more = read(STDIN_FILENO, buf, sizeof buf)) > 0)
+                                wbuf_put(&all, buf, (size_t) more);
+                        seal_frames(all.data, all.len, &sealed);
+                        data = (const char *) sealed.data;
+                        n = (ssize_t) sealed.len;
+                }
                 for (ssize_t off = 0; off < n && !closed;) {
-                        ssize_t w = send(fd, buf + off, (size_t) (n - off), MSG_NOSIGNAL);
+                        ssize_t w = send(fd, data + off, (size_t) (n - off), MSG_NOSIGNAL);
                         if (w < 0 && errno == EINTR)
                                 continue;
                         if (w < 0) {
@@ -233,7 +354,8 @@ int main(int argc, char *argv[])
                         }
                         off += w;
                 }
-                if (closed)
+                wbuf_free(&sealed);
+                if (closed || sec)
                         break;
         }
         if (!closed && half_close)

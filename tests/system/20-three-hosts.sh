@@ -210,6 +210,20 @@ for h in "${HOSTS[@]}"; do
 done
 
 for h in "${HOSTS[@]}"; do write_config "$h"; done
+
+# The cluster key (the README): made once on master, copied to the peers, 0600 root:root;
+# dchatd.service hands it to dchatd with LoadCredential=.
+run on server dchatctl keygen
+is "$RC" 0 "server: dchatctl keygen" || diag "$ERR"
+is "$(on server stat -c '%a %U:%G %s' /etc/dchat/cluster.key)" "600 root:root 65" \
+   "server: /etc/dchat/cluster.key is 0600 root:root, 64 hex digits and a newline"
+run on server dchatctl keygen
+like "$RC $ERR" "^1 dchatctl: keygen: /etc/dchat/cluster.key exists" "server: a second keygen refuses to replace the key"
+for h in node1 node2; do
+    on server cat /etc/dchat/cluster.key | ct_exec "$h" sh -c 'umask 077 && cat > /etc/dchat/cluster.key'
+    is "$(on "$h" stat -c '%a %U:%G' /etc/dchat/cluster.key) $(on "$h" md5sum /etc/dchat/cluster.key)" \
+       "600 root:root $(on server md5sum /etc/dchat/cluster.key)" "$h: the same key, 0600 root:root"
+done
 for h in "${HOSTS[@]}"; do
     run on "$h" dchatd -t
     want=peer; [ "$h" = server ] && want=server
@@ -260,6 +274,14 @@ like "$(on node2 journalctl -q -u dchatd.service DCHAT_EVENT=peer-up -o cat)" "n
      "node2: started by its TCP socket, by node1's link"
 for h in "${HOSTS[@]}"; do
     is "$(on "$h" ps -o user= -p "$(main_pid "$h")")" dchat "$h: dchatd runs as user dchat"
+done
+# the links are encrypted, with the key systemd passed as a credential, and nothing failed
+for h in "${HOSTS[@]}"; do
+    like "$(on "$h" journalctl -q -u dchatd.service -o cat)" \
+         "cluster links are encrypted and authenticated with the key in /run/credentials/dchatd.service/cluster.key" \
+         "$h: links encrypted with the key from LoadCredential="
+    is "$(on "$h" journalctl -q -u dchatd.service DCHAT_EVENT=link-auth-failed + DCHAT_EVENT=link-plaintext -o cat | grep -c .)" 0 \
+       "$h: no link-auth-failed, no link-plaintext"
 done
 is "$(on server stat -c '%a %U:%G' /var/lib/dchat /run/dchat /var/lib/dchat/chat.log | tr '\n' ' ')" \
    "750 dchat:dchat 755 dchat:dchat 640 dchat:dchat " \

@@ -52,9 +52,11 @@ write_faults_config() {     # [EXTRA LINE...]
         echo "post_timeout_ms = $POST_TIMEOUT_MS;"
         echo "reconnect_max_ms = 500;"
         echo "connect_timeout_ms = 1000;"
+        echo "key_file = \"$KEY\";"
         local l; for l in "$@"; do echo "$l"; done
     } > "$CONF"
 }
+"$DCHATCTL" keygen "$KEY" >/dev/null || bail_out "dchatctl keygen $KEY failed"
 write_faults_config
 for n in "${NODES[@]}"; do mkdir -p "$T/$n/run" "$T/$n/state"; : > "$(node_log "$n")"; done
 
