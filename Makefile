@@ -31,7 +31,8 @@ DAEMON_OBJS := daemon/proto.o daemon/conf.o daemon/log.o daemon/net.o daemon/ra.
                daemon/key.o
 CLI_OBJS    := cli/dchatctl.o cli/since.o cli/follow.o cli/chat.o daemon/proto.o daemon/key.o
 UNIT_TESTS  := $(patsubst %.c,%,$(wildcard tests/unit/test-*.c))
-TEST_TOOLS  := tests/lib/notify-recv tests/lib/send-raw tests/lib/nfq-delay tests/bench/dchat-bench tests/lib/mklog
+TEST_TOOLS  := tests/lib/notify-recv tests/lib/send-raw tests/lib/nfq-delay tests/bench/dchat-bench tests/lib/mklog \
+               tests/lib/mitm-proxy
 HEADERS     := $(wildcard daemon/*.h cli/*.h tests/unit/*.h)
 
 all: dchatd dchatctl

@@ -109,8 +109,11 @@ static void auth_failed(struct conn *c, const char *fmt, ...)
         vsnprintf(why, sizeof why, fmt, ap);
         va_end(ap);
         const char *who = c->kind == CONN_TCP_OUT ? c->expect : c->sec ? secure_peer_name(c->sec) : "";
+        /* "connection from ADDR: ...", "link to node2 (ADDR): ..." */
+        bool has_addr = strstr(c->label, c->addr) != NULL;
         log_event(EV_LINK_AUTH_FAILED, &(struct event_fields) { .peer = who[0] ? who : NULL },
-                  "%s (%s): %s; closing the connection", c->label, c->addr, why);
+                  "%s%s%s%s: %s; closing the connection", c->label, has_addr ? "" : " (",
+                  has_addr ? "" : c->addr, has_addr ? "" : ")", why);
 }
 
 static void conn_update_events(struct conn *c)
