@@ -118,11 +118,13 @@ posts_work "the name checks"
 # --- a forged REPLY from a stranger ------------------------------------------------------------------
 # node1 holds the critical section; node2 waits for its REPLY; a stranger connects to node2
 # as node1 and sends the REPLY node2 is waiting for.  node2 must keep waiting.
+ce1=$(count_events node1 cs-enter)
 ctl node1 post --hold 3 "node1 holds the lock" >"$T/hold.out" 2>&1 & hold_pid=$!; track_pid $hold_pid
-wait_event node1 cs-enter "$(( $(count_events node1 cs-enter) + 1 ))" 5
+wait_event node1 cs-enter $((ce1 + 1)) 5
 ce2=$(count_events node2 cs-enter)
+rd1=$(count_events node1 reply-deferred)
 ctl node2 post "node2 waits its turn" >"$T/wait.out" 2>&1 & wait_pid=$!; track_pid $wait_pid
-wait_for -t 5 sh -c "grep -q '^event=reply-deferred .*peer=node2' '$(node_log node1)'"
+wait_event node1 reply-deferred $((rd1 + 1)) 5
 req_ts=$(events node2 request-sent | tail -n 1 | ev_field request_ts)
 b2=$(laf node2)
 { hello node1; { be32 0; be64 999999; be64 "${req_ts:-1}"; } > "$T/p"; frame $MSG_REPLY "$T/p"; } > "$T/g"
@@ -205,8 +207,10 @@ posts_work "the handshake slots are free again (node2 restarted and linked)"
 run ctl node2 view
 is "$(printf '%s\n' "$OUT" | grep -c 'post [0-9]* on node')" "$N_POSTS" "every acknowledged post is in the log once"
 unlike "$OUT" "wrong key|forged" "no forged or unauthenticated post"
-for n in master node1 node2; do
-    is "$(count_events "$n" append-refused)" 0 "$n: no append-refused"
-done
+ctl node2 view --json > "$T/log.json"
+like "$(check_fences "$T/log.json")" "^ok [0-9]+ entries" "the log's seqs have no gap and its fences increase"
+# (a link cut by an attack may make a peer suspect another wrongly; the server's fence
+# then refuses one append, which goes again: append-refused is allowed, a lost or
+# doubled post is not)
 
 done_testing
