@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include "dchatd.h"
 
@@ -444,6 +445,13 @@ static int on_accept(sd_event_source *src, int fd, uint32_t revents, void *userd
         return 0;
 }
 
+static uint64_t now_monotonic(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000;
+}
+
 int server_new(sd_event *e, const struct dchat_conf *c, int listen_fd, struct server **ret)
 {
         struct chatlog_recovery rec = {0};
@@ -460,7 +468,9 @@ int server_new(sd_event *e, const struct dchat_conf *c, int listen_fd, struct se
                 r = -ENOMEM;
                 goto fail;
         }
+        uint64_t t0 = now_monotonic(), t1;
         r = chatlog_open(c->state_directory, &s->log, &rec);
+        t1 = now_monotonic();
         if (r < 0) {
                 log_error("cannot open the chat log in %s: %s", c->state_directory,
                           r == -EBUSY ? "another dchatd is using it" : r == -EBADMSG && rec.reason[0] ? rec.reason
@@ -474,6 +484,8 @@ int server_new(sd_event *e, const struct dchat_conf *c, int listen_fd, struct se
                 log_info("chat log %s/chat.log: checkpoint used up to seq %llu, %llu records read after it",
                          c->state_directory, (unsigned long long) rec.checkpoint_seq,
                          (unsigned long long) rec.scanned);
+        log_info("chat log %s/chat.log opened in %llu ms", c->state_directory,
+                 (unsigned long long) ((t1 - t0) / USEC_PER_MSEC));
         if (rec.cut_bytes)
                 log_event(EV_LOG_RECOVERED, &(struct event_fields) { .seq = chatlog_last_seq(s->log) },
                           "chat log %s/chat.log: %s; cut %llu bytes off the tail (saved to %s), kept %llu records",
