@@ -146,9 +146,11 @@ ok "b: node2's cable is pulled" true
 bp=$!; track_pid $bp
 run ctl node1 post "b: node1 while node2 is cut off"
 B_POST_MS=$(( $(now_ms) - t0 ))
-is "$RC" 0 "b: node1's post goes in once node2 is declared dead ($B_POST_MS ms after the cut)" || diag "$ERR"
+# (at once when node1 still holds node2's permission from its last entry, as
+# Roucairol-Carvalho allows; else once node2 is declared dead)
+is "$RC" 0 "b: node1's post goes in, at the latest once node2 is declared dead ($B_POST_MS ms after the cut)" || diag "$ERR"
 posted "b: node1 while node2 is cut off" "$RC" "$ERR"
-wait_peer_event_ms node1 peer-dead node2 $((dead1 + 1)) "$t0" 1
+wait_peer_event_ms node1 peer-dead node2 $((dead1 + 1)) "$t0" 8
 B_DEAD_MS=$AT_MS
 ok "b: node1 logged peer-dead for node2 (by ${B_DEAD_MS:-?} ms after the cut)" test -n "$B_DEAD_MS"
 cmp_ok "$B_POST_MS" -le 5000 "b: node1 posted again within dead_after_ms + 2 s"
