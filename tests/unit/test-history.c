@@ -140,6 +140,31 @@ static void expect_discarded(const char *d, const char *why, uint64_t last, cons
 
 /* --- tests ------------------------------------------------------------------------- */
 
+/* The CRC (slicing by 8) against a bitwise one, at every length and alignment. */
+static void test_crc(void)
+{
+        uint8_t buf[300];
+        unsigned bad = 0;
+
+        for (size_t i = 0; i < sizeof buf; i++)
+                buf[i] = (uint8_t) (i * 131 + 7);
+        is_int(crc32c(0, "123456789", 9), 0xE3069283, "crc: the CRC-32C check value");
+        for (size_t off = 0; off < 8; off++)
+                for (size_t n = 0; n + off <= 280; n++) {
+                        uint32_t want = 0xffffffff;
+                        for (size_t i = 0; i < n; i++) {
+                                want ^= buf[off + i];
+                                for (int k = 0; k < 8; k++)
+                                        want = want & 1 ? (want >> 1) ^ 0x82F63B78 : want >> 1;
+                        }
+                        want = ~want;
+                        bad += crc32c(0, buf + off, n) != want;
+                        /* continued in two pieces */
+                        bad += crc32c(crc32c(0, buf + off, n / 3), buf + off + n / 3, n - n / 3) != want;
+                }
+        is_int(bad, 0, "crc: same as bitwise for lengths 0..280 at 8 alignments, whole and in two pieces");
+}
+
 static void test_codec(void)
 {
         struct chatlog_ix ix[2] = { { 0, INT64_MIN }, { 4000, 1700000300 } };
@@ -574,6 +599,7 @@ int main(void)
                 printf("Bail out! mkdtemp: %m\n");
                 return 1;
         }
+        test_crc();
         test_codec();
         test_checkpoint();
         test_discard();
