@@ -65,6 +65,10 @@ tests/lib/send-raw: tests/lib/send-raw.c daemon/secure.o daemon/key.o daemon/pro
 tests/lib/nfq-delay: tests/lib/nfq-delay.c
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LDLIBS) -lnetfilter_queue
 
+# the CPU cost of the link layer alone (crypto-bench)
+tests/bench/secure-bench: tests/bench/secure-bench.c daemon/secure.o daemon/proto.o
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 # the benchmark's load generator (control protocol, so proto.o)
 tests/bench/dchat-bench: tests/bench/dchat-bench.o daemon/proto.o
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
@@ -104,6 +108,12 @@ bench: all tests/bench/dchat-bench tests/lib/mklog
 # log, full view throughput, server RSS (BENCH_HISTORY_LINES, BENCH_HISTORY_REPEAT).
 bench-history: all tests/lib/mklog
 	@tests/bench/history-bench
+
+# What link encryption costs: secure.c alone (handshake, seal + open), then post latency
+# with the cluster key and with insecure_plaintext (CRYPTO_* variables, see the script).
+bench-crypto: all tests/bench/dchat-bench tests/bench/secure-bench
+	@tests/bench/secure-bench
+	@tests/bench/crypto-bench
 
 # --- installation -------------------------------------------------------------------
 
@@ -149,6 +159,6 @@ uninstall:
 	@# the cluster key is the admin's: /etc/dchat goes only if empty
 	-rmdir $(DESTDIR)$(SYSCONFDIR)/dchat 2>/dev/null
 
-.PHONY: all clean deps deps-test run stop check bench bench-history install uninstall
+.PHONY: all clean deps deps-test run stop check bench bench-history bench-crypto install uninstall
 clean:
-	rm -f dchatd dchatctl daemon/*.o cli/*.o tests/unit/*.o tests/bench/*.o $(UNIT_TESTS) $(TEST_TOOLS)
+	rm -f dchatd dchatctl daemon/*.o cli/*.o tests/unit/*.o tests/bench/*.o $(UNIT_TESTS) $(TEST_TOOLS) tests/bench/secure-bench
