@@ -15,9 +15,9 @@
  * encrypted record.  The owner sees none of it: `connected` comes once the
  * handshake is done, frames arrive decrypted.  A link that fails the
  * handshake or a record is closed with a link-auth-failed event.  Every
- * link must finish its handshake (plaintext: send its first frame) within
- * handshake_timeout_ms, and at most max_handshakes inbound ones may be
- * pending, max_links_in open, at any time.
+ * link must finish its handshake and, inbound, deliver its first frame
+ * (HELLO) within handshake_timeout_ms, and at most max_handshakes inbound
+ * ones may be that far, max_links_in open, at any time.
  */
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -213,8 +213,8 @@ static int conn_dispatch(struct conn *c)
                 }
                 if (type != MSG_FOLLOW)
                         c->requests++;  /* a FOLLOW has no final answer: it never keeps a closing client */
-                if (c->pending && !c->sec)
-                        conn_greeted(c);        /* plaintext: the first frame ends the greeting */
+                if (c->pending)
+                        conn_greeted(c);        /* an inbound link is greeted by its first frame */
                 r = c->ops->frame(c, type, c->in.data + off + DCHAT_FRAME_HDR, (size_t) len);
                 off += DCHAT_FRAME_HDR + (size_t) len;
                 if (r < 0)
@@ -242,9 +242,9 @@ static int conn_secure_input(struct conn *c)
                 if (r < 0)
                         return r;
         }
-        if (!was_open && secure_is_open(c->sec)) {
+        if (!was_open && secure_is_open(c->sec) && c->kind == CONN_TCP_OUT) {
                 conn_greeted(c);
-                if (c->kind == CONN_TCP_OUT && c->ops->connected) {
+                if (c->ops->connected) {
                         c->ops->connected(c);
                         if (c->dead)
                                 return 0;
@@ -369,7 +369,8 @@ static int on_handshake_timer(sd_event_source *s, uint64_t usec, void *userdata)
         struct conn *c = userdata;
         (void) s;
         (void) usec;
-        auth_failed(c, "%s within %llu ms", c->sec ? "handshake not completed" : "no first frame",
+        auth_failed(c, "%s within %llu ms",
+                    c->sec && !secure_is_open(c->sec) ? "handshake not completed" : "no first frame",
                     (unsigned long long) (S.conf->handshake_timeout_usec / USEC_PER_MSEC));
         conn_close(c, -ETIMEDOUT);
         return 0;

@@ -181,6 +181,10 @@ bm=$(laf master)
 : > "$T/g"
 is "$("$SEND" -t 4000 "$addr_m" < "$T/g")" closed "a connection that says nothing is closed"
 refused master "$bm" "handshake not completed within 1000 ms" "a silent connection"
+bm=$(laf master)
+is "$("$SEND" -k "$KEY" -n node2 -t 4000 "$addr_m" < "$T/g" 2>/dev/null)" closed \
+   "a key holder that finishes the handshake but never sends HELLO is closed too"
+refused master "$bm" "no first frame within 1000 ms" "a silent member"
 
 # More half-open connections than max_handshakes (4): the extra ones are closed at once,
 # and the links already up carry on.
