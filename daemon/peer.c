@@ -46,7 +46,8 @@ struct post_req {
         uint64_t deadline;              /* CLOCK_MONOTONIC usec */
         uint32_t append_tag;            /* 0 until sent to the server */
         uint32_t hold_ms;               /* post --hold */
-        bool done;                      /* answered to the client */
+        bool done;                      /* answered to the client, or stored and answered soon */
+        bool stored;                    /* APPENDED came: the answer waits for answer_flush */
         bool fenced;                    /* refused by the server's fence: goes again */
         bool sent;                      /* an append went out: the server may have it */
         struct dchat_entry e;
@@ -102,6 +103,7 @@ struct peer {
         uint32_t fence_idx;
         sd_event_source *deadline_timer;
         sd_event_source *hold_timer;    /* post --hold: leave when it fires */
+        sd_event_source *answer_src;    /* defer: answer the posts stored meanwhile */
         uint32_t hold_ms;               /* the longest hold asked for in this entry */
 
         struct view_relay *views;
@@ -339,6 +341,30 @@ static void post_answer(struct peer *p, struct post_req *r, int err_code, const 
                         .appended = { r->e.seq, r->e.lamport, r->e.fence_idx, 0 } });
 }
 
+/*
+ * Answer the posts of this entry the server has stored.  Their answers wait
+ * until the handling of the server's frames is over, so that the entry's
+ * last answer lets the peer leave the critical section first: the next
+ * peer's turn starts while the clients are told.
+ */
+static void answer_flush(struct peer *p)
+{
+        for (unsigned i = 0; i < p->cs_n; i++)
+                if (p->cs[i]->stored) {
+                        p->cs[i]->stored = false;
+                        post_answer(p, p->cs[i], 0, NULL);
+                }
+        if (p->answer_src)
+                (void) sd_event_source_set_enabled(p->answer_src, SD_EVENT_OFF);
+}
+
+static int on_answers(sd_event_source *s, void *userdata)
+{
+        (void) s;
+        answer_flush(userdata);
+        return 0;
+}
+
 /* Take up to batch_max queued posts into the critical section. */
 static void cs_start(struct peer *p)
 {
@@ -405,6 +431,7 @@ static void cs_maybe_exit(struct peer *p)
                         return;
         if (p->hold_ms) {
                 /* post --hold: stay inside a while, so others visibly wait */
+                answer_flush(p);
                 log_info("holding the critical section for %u ms (post --hold)", p->hold_ms);
                 (void) sd_event_source_set_time_relative(p->hold_timer, (uint64_t) p->hold_ms * USEC_PER_MSEC);
                 (void) sd_event_source_set_enabled(p->hold_timer, SD_EVENT_ONESHOT);
@@ -413,6 +440,14 @@ static void cs_maybe_exit(struct peer *p)
         }
         if (sd_event_source_get_enabled(p->hold_timer, NULL) > 0)
                 return;
+        struct ra_actions acts;
+        log_event(EV_CS_EXIT, &(struct event_fields) { .lamport = p->ra.clock, .request_ts = p->ra.req_ts },
+                  "left the critical section of request %llu after %u post(s)", (unsigned long long) p->ra.req_ts,
+                  p->cs_n);
+        ra_release(&p->ra, &acts);
+        run_actions(p, &acts);          /* the deferred replies go out first ... */
+        answer_flush(p);                /* ... then the clients hear */
+
         /* refused by the fence: back to the head of the queue, in order,
          * keeping their post ids (they were not stored) */
         struct post_req *again = NULL, **tail = &again;
@@ -434,15 +469,8 @@ static void cs_maybe_exit(struct peer *p)
                         p->queue_tail = tail;
                 p->queue = again;
         }
-        unsigned n = p->cs_n;
         p->cs_n = 0;
 
-        struct ra_actions acts;
-        log_event(EV_CS_EXIT, &(struct event_fields) { .lamport = p->ra.clock, .request_ts = p->ra.req_ts },
-                  "left the critical section of request %llu after %u post(s)", (unsigned long long) p->ra.req_ts,
-                  n);
-        ra_release(&p->ra, &acts);
-        run_actions(p, &acts);
         cs_maybe_request(p);
         arm_deadline(p);        /* posts refused by the fence are queued again */
 }
@@ -859,7 +887,8 @@ static int server_frame(struct conn *c, uint8_t type, const uint8_t *payload, si
                         return 0;       /* answer to a post that already timed out */
                 if (type == MSG_APPENDED) {
                         r->e.seq = m.appended.seq;
-                        post_answer(p, r, 0, NULL);
+                        r->done = r->stored = true;     /* answered by answer_flush */
+                        (void) sd_event_source_set_enabled(p->answer_src, SD_EVENT_ONESHOT);
                 } else if (m.error.code == ERR_FENCED) {
                         /* Someone else wrote under a later fence: we were not
                          * alone in the critical section (a false suspicion).
@@ -1267,6 +1296,10 @@ int peer_new(sd_event *e, const struct dchat_conf *c, int listen_fd, struct peer
         if (r < 0)
                 goto fail;
         (void) sd_event_source_set_enabled(p->hold_timer, SD_EVENT_OFF);
+        r = sd_event_add_defer(e, &p->answer_src, on_answers, p);
+        if (r < 0)
+                goto fail;
+        (void) sd_event_source_set_enabled(p->answer_src, SD_EVENT_OFF);
         r = sd_event_add_time(e, &p->server_timer, CLOCK_MONOTONIC, UINT64_MAX, 1000, on_server_timer, p);
         if (r < 0)
                 goto fail;
@@ -1297,6 +1330,7 @@ struct peer *peer_free(struct peer *p)
         if (!p)
                 return NULL;
         p->stopping = true;
+        answer_flush(p);        /* stored: say so */
         /* pending posts end with an error, never silently */
         for (unsigned i = 0; i < p->cs_n; i++) {
                 if (!p->cs[i]->done)
@@ -1332,6 +1366,7 @@ struct peer *peer_free(struct peer *p)
         sd_event_source_disable_unref(p->server_timer);
         sd_event_source_disable_unref(p->deadline_timer);
         sd_event_source_disable_unref(p->hold_timer);
+        sd_event_source_disable_unref(p->answer_src);
         sd_event_source_disable_unref(p->fd_timer);
         sd_event_source_disable_unref(p->heartbeat_timer);
         sd_event_source_disable_unref(p->listen_src);
