@@ -17,6 +17,10 @@
  * daemon is asked for STATUS, whose counters give the DME messages per
  * critical-section entry, posts per entry and fdatasyncs per post.
  *
+ * dchat-bench -F DIR instead times 200 appends of 800 bytes, each followed
+ * by fdatasync, to a scratch file in DIR: the floor of every post's
+ * latency on that disk, reported with the figures.
+ *
  * Prints one JSON object on stdout (see tests/bench/run-bench for the
  * fields).  Each text is "TAG pP cC #I": unique, so a test can check that
  * every post is stored exactly once.  Exit status 0 when every post was
@@ -24,6 +28,7 @@
  * or set-up errors.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <poll.h>
 #include <stdarg.h>
@@ -217,6 +222,35 @@ static double us_at(double q)
         return lat_ns[i] / 1000.0;
 }
 
+static int disk_probe(const char *dir)
+{
+        char path[4096], buf[800];
+        enum { N = 200 };
+        static uint32_t t[N];
+
+        snprintf(path, sizeof path, "%s/dchat-bench-fsync.XXXXXX", dir);
+        int fd = mkstemp(path);
+        if (fd < 0)
+                die("cannot create a file in %s: %s", dir, strerror(errno));
+        (void) unlink(path);
+        memset(buf, 'x', sizeof buf);
+        for (unsigned i = 0; i < N; i++) {
+                if (write(fd, buf, sizeof buf) != (ssize_t) sizeof buf)
+                        die("write: %s", strerror(errno));
+                uint64_t t0 = now_ns();
+                if (fdatasync(fd) < 0)
+                        die("fdatasync: %s", strerror(errno));
+                t[i] = (uint32_t) (now_ns() - t0);
+        }
+        close(fd);
+        lat_ns = t;
+        n_lat = N;
+        qsort(lat_ns, n_lat, sizeof *lat_ns, cmp_u32);
+        printf("{\"fdatasync_median_us\":%.0f,\"fdatasync_p99_us\":%.0f,\"fdatasync_max_us\":%.0f}\n", us_at(0.5),
+               us_at(0.99), lat_ns[N - 1] / 1000.0);
+        return 0;
+}
+
 static void add_counters(struct dchat_counters *sum, const struct dchat_counters *a, const struct dchat_counters *b)
 {
         const uint64_t *pa = &a->cs_entries, *pb = &b->cs_entries;
@@ -237,7 +271,7 @@ int main(int argc, char **argv)
         unsigned per_peer = 1, n_active = 0;
         int pids[PIDS_MAX], n_pids = 0, o;
 
-        while ((o = getopt(argc, argv, "c:n:a:t:s:p:h")) >= 0) {
+        while ((o = getopt(argc, argv, "c:n:a:t:s:p:F:h")) >= 0) {
                 switch (o) {
                 case 'c':
                         per_peer = (unsigned) atoi(optarg);
@@ -254,6 +288,8 @@ int main(int argc, char **argv)
                 case 's':
                         server = optarg;
                         break;
+                case 'F':
+                        return disk_probe(optarg);
                 case 'p':
                         if (n_pids == PIDS_MAX)
                                 die("too many -p");
@@ -261,7 +297,8 @@ int main(int argc, char **argv)
                         break;
                 default:
                         fprintf(o == 'h' ? stdout : stderr,
-                                "usage: dchat-bench [-c POSTERS] [-n POSTS] [-a ACTIVE] [-t TAG] [-s SERVER_SOCKET] [-p PID]... PEER_SOCKET...\n");
+                                "usage: dchat-bench [-c POSTERS] [-n POSTS] [-a ACTIVE] [-t TAG] [-s SERVER_SOCKET] [-p PID]... PEER_SOCKET...\n"
+                                "       dchat-bench -F DIR\n");
                         return o == 'h' ? 0 : 2;
                 }
         }

@@ -64,7 +64,10 @@ RUN_TIMEOUT=120 run env BENCH_OUT="$T/out" BENCH_POSTS=60 BENCH_SEQ_POSTS=20 BEN
     BENCH_PEERS=3 BENCH_C_FOR_N=2 DCHAT_TEST_TIMEOUT=110 "$TOP/tests/bench/run-bench"
 is "$RC" 0 "run-bench (tiny) exits 0"
 note "$OUT"
-is "$(wc -l < "$T/out/results.json")" 4 "results.json: seq, posters, ctl, peers"
+is "$(grep -v -c '"kind":"disk"' "$T/out/results.json")" 4 "results.json: seq, posters, ctl, peers"
+is "$(grep '"kind":"disk"' "$T/out/results.json" | grep -c '"fdatasync_median_us":[0-9]')" 2 \
+    "results.json: the disk's fdatasync latency, before and after"
+like "$(cat "$T/out/table.txt")" 'fdatasync of 800 bytes on this disk, before: median [0-9]+ us' "table.txt: with the disk's figures"
 is "$(grep -c '^[a-z]' "$T/out/results.csv")" 5 "results.csv: a header and 4 rows"
 like "$(cut -d, -f1,2,3 "$T/out/results.csv" | tr '\n' ' ')" '^kind,peers,posters seq,2,1 posters,2,2 ctl,2,1 peers,3,2 $' \
     "results.csv: the runs asked for"
