@@ -64,7 +64,9 @@ RUN_TIMEOUT=120 run env BENCH_OUT="$T/out" BENCH_POSTS=60 BENCH_SEQ_POSTS=20 BEN
     BENCH_PEERS=3 BENCH_C_FOR_N=2 DCHAT_TEST_TIMEOUT=110 "$TOP/tests/bench/run-bench"
 is "$RC" 0 "run-bench (tiny) exits 0"
 note "$OUT"
-is "$(grep -v -c '"kind":"disk"' "$T/out/results.json")" 4 "results.json: seq, posters, ctl, peers"
+is "$(grep -v -c -E '"kind":"(disk|rss)"' "$T/out/results.json")" 4 "results.json: seq, posters, ctl, peers"
+like "$(cat "$T/out/table.txt")" 'server RSS: [1-9][0-9]* KiB at start \(empty log\), [1-9][0-9]* KiB with 85 entries' \
+    "table.txt: the server's RSS at start and with the log of the 2-peer runs"
 is "$(grep '"kind":"disk"' "$T/out/results.json" | grep -c '"fdatasync_median_us":[0-9]')" 2 \
     "results.json: the disk's fdatasync latency, before and after"
 like "$(cat "$T/out/table.txt")" 'fdatasync of 800 bytes on this disk, before: median [0-9]+ us' "table.txt: with the disk's figures"
