@@ -2,10 +2,11 @@
 /*
  * fuzz-handshake.c — libFuzzer target for the link handshake and record
  * layer (daemon/secure.c).  The first byte picks the side under attack
- * (responder, or initiator after sending M1) and how the input is cut into
- * reads; the rest is what the network delivers.  Whatever arrives, the
- * state machine must neither crash, nor read out of bounds, nor open a
- * link without the key.  Built by `make fuzz` with the daemon objects.
+ * (responder, initiator after sending M1, or either end of a link whose
+ * handshake went through, so that the rest lands in the record layer) and
+ * how the input is cut into reads; the rest is what the network delivers.
+ * Whatever arrives, the state machine must neither crash, nor read out of
+ * bounds, nor open a link without the key, nor deliver a forged record.  Built by `make fuzz` with the daemon objects.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -32,14 +33,38 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (size < 1)
                 return 0;
         bool initiator = data[0] & 1;
-        size_t chunk = (size_t) (data[0] >> 1) + 1;
+        bool opened = data[0] & 2;      /* attack an established link */
+        size_t chunk = (size_t) (data[0] >> 2) + 1;
         data++;
         size--;
-        struct secure_params p = { .key = key, .initiator = initiator, .self = "node1", .role = ROLE_PEER,
-                                   .expect = initiator ? "node2" : NULL, .check = any };
+        struct secure_params p = { .key = key, .initiator = initiator, .self = initiator ? "node1" : "node2",
+                                   .role = ROLE_PEER, .expect = initiator ? "node2" : NULL, .check = any };
         if (secure_new(&p, &s) < 0)
                 return 0;
         (void) secure_start(s, &out);
+        if (opened) {
+                /* a real other end runs the handshake with s first */
+                struct secure *o;
+                struct secure_params q = { .key = key, .initiator = !initiator, .self = initiator ? "node2" : "node1",
+                                           .role = ROLE_PEER, .expect = initiator ? NULL : "node2", .check = any };
+                struct wbuf to_s = {0};
+                size_t used;
+                if (secure_new(&q, &o) < 0)
+                        abort();
+                (void) secure_start(o, &to_s);
+                for (int k = 0; k < 3 && !(secure_is_open(s) && secure_is_open(o)); k++) {
+                        if (secure_input(o, out.data, out.len, &used, &to_s, &plain) < 0)
+                                abort();
+                        wbuf_consume(&out, used);
+                        if (secure_input(s, to_s.data, to_s.len, &used, &out, &plain) < 0)
+                                abort();
+                        wbuf_consume(&to_s, used);
+                }
+                if (!secure_is_open(s) || !secure_is_open(o))
+                        abort();
+                secure_free(o);
+                wbuf_free(&to_s);
+        }
         for (size_t off = 0; off < size; off += chunk) {
                 size_t n = size - off < chunk ? size - off : chunk, used;
                 wbuf_put(&in, data + off, n);
@@ -51,8 +76,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                         break;
         }
         /* The proofs are keyed over fresh randomness of ours: no input can
-         * open the link, whichever side we play. */
-        if (secure_is_open(s))
+         * open the link, whichever side we play; and no record the input
+         * makes up can authenticate under keys it never saw. */
+        if ((!opened && secure_is_open(s)) || plain.len > 0)
                 abort();
         secure_free(s);
         wbuf_free(&out);
