@@ -207,6 +207,25 @@ node_stop node2
 node_start node2
 posts_work "the handshake slots are free again (node2 restarted and linked)"
 
+# max_links_in (a tunable: reload applies it): the server holds node1's and node2's links;
+# with max_links_in = 3 one more connection is let in, the next ones are refused.
+echo 'max_links_in = 3;' >> "$CONF"
+node_hup master
+wait_event master reloaded 1 5
+stallers=()
+for i in 1 2 3; do
+    "$SEND" -t 1500 "$addr_m" < "$T/g" > "$T/full.$i" 2>&1 & stallers+=($!); track_pid $!
+done
+for p in "${stallers[@]}"; do wait "$p"; done
+cmp_ok "$(events master link-auth-failed | grep -c 'max_links_in reached')" -ge 2 \
+    "max_links_in = 3 with 2 links up: of 3 more connections, at least 2 are refused"
+N_POSTS=$((N_POSTS + 1))
+run ctl node2 post "post $N_POSTS on node2 with the server's links full"
+is "$RC" 0 "the links already up carry on" || diag "$ERR"
+sed -i '/^max_links_in = 3;$/d' "$CONF"
+node_hup master
+wait_event master reloaded 2 5
+
 # --- and nothing was lost or forged ------------------------------------------------------------------
 run ctl node2 view
 is "$(printf '%s\n' "$OUT" | grep -c 'post [0-9]* on node')" "$N_POSTS" "every acknowledged post is in the log once"
