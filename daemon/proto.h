@@ -121,6 +121,8 @@ struct dchat_counters {
         uint64_t batches;               /* server: batches written (one write each) */
         uint64_t fdatasyncs;            /* server: syncs of the chat log */
 };
+/* proto.c (and tests/bench) walk it as an array, cs_entries to fdatasyncs */
+_Static_assert(sizeof(struct dchat_counters) == 10 * sizeof(uint64_t), "dchat_counters: u64 fields only");
 
 struct dchat_status {
         char node[DCHAT_NAME_MAX + 1];

@@ -11,9 +11,10 @@
  *
  * -c posters per peer socket (default 1), -n posts per poster (default
  * 1000), -a only the first ACTIVE peer sockets get posters (the others
- * are only asked for their counters; default all), -t a word put in every text (default "bench"), -s the server's
- * control socket (for its counters), -p a daemon's PID (repeatable; CPU
- * time and RSS are read from /proc/PID).  Before and after the run every
+ * are only asked for their counters; default all), -t a word put in
+ * every text (default "bench"), -s the server's control socket (for its
+ * counters), -p a daemon's PID (repeatable; CPU time and RSS are read
+ * from /proc/PID).  Before and after the run every
  * daemon is asked for STATUS, whose counters give the DME messages per
  * critical-section entry, posts per entry and fdatasyncs per post.
  *
@@ -352,6 +353,9 @@ int main(int argc, char **argv)
                         size_t used;
                         bool next = false;
                         while ((used = frame_in(&p->in, &m, NULL))) {
+                                if (p->done >= p->sent || m.tag != p->sent)
+                                        die("an answer (%s, tag %u) to no post in flight (peer %u, poster %u)",
+                                            proto_type_name(m.type), m.tag, p->peer + 1, p->idx + 1);
                                 if (m.type == MSG_POSTED) {
                                         lat_ns[n_lat++] = (uint32_t) (now_ns() - p->t_sent);
                                 } else if (m.type == MSG_ERROR) {
