@@ -376,7 +376,11 @@ int cmd_chat(int argc, char **argv, const char *socket_path)
                 }
                 if (follow_interrupted())
                         break;
-                if (pfd[0].revents & (POLLIN | POLLHUP | POLLERR))
+                /* the terminal hung up (its window closed, tmux or ssh gone): end,
+                 * rather than spin on a descriptor that polls readable forever */
+                if (pfd[0].revents & (POLLHUP | POLLERR | POLLNVAL))
+                        break;
+                if (pfd[0].revents & POLLIN)
                         rl_callback_read_char();
                 if (chat.quit)
                         break;

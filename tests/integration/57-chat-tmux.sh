@@ -140,5 +140,14 @@ ok "Ctrl-C ends the chat" wait_for -t 10 test -s "$T/c3.rc"
 is "$(cat "$T/c3.rc" 2>/dev/null)" 0 "... with exit 0"
 is "$(ctl node2 view | grep -c 'never sent')" 0 "the half-typed line was not posted"
 
-"${TM[@]}" kill-server 2>/dev/null
+# --- the terminal goes away under it (the window's tmux killed): it ends, it does not spin ------
+chat_open c4
+ok "a fourth chat starts" wait_for -t 10 prompt_is c4 "$P"
+sh_pid=$("${TM[@]}" display-message -p -t c4 '#{pane_pid}')
+chat_pid=$(ps -o pid= --ppid "$sh_pid" | tr -d ' ')
+isnt "$chat_pid" "" "dchatctl chat runs in c4 (PID ${chat_pid:-?})"
+[ -n "$chat_pid" ] && track_pid "$chat_pid"
+kill -KILL "$TMUX_PID"
+ok "with its terminal gone, the chat ends (no process left polling a dead terminal)" \
+    wait_for -t 10 eval '! kill -0 "$chat_pid" 2>/dev/null || [ "$(ps -o stat= -p "$chat_pid")" = Z ]'
 done_testing
