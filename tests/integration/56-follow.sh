@@ -38,6 +38,8 @@ follow M master                 # on the server's own control socket
 ok "view -f -n 2 shows the last 2 lines first" wait_for -t 10 has_lines A 2
 ok "view -f --json shows the whole log first" wait_for -t 10 has_lines B 3
 ok "view -f on the server shows the whole log first" wait_for -t 10 has_lines M 3
+follow Q node2 --since-seq 2
+ok "view -f --since-seq 2 starts at line 2" wait_for -t 10 has_lines Q 2
 ok "the followers subscribed at the server" wait_for -t 10 \
     eval '[ "$(grep -a -c "follows the log from seq" "$(node_log master)")" -ge 3 ]'
 
@@ -54,6 +56,8 @@ ok "the follower on the server has every line" wait_for -t 5 has_lines M 13
 is "$(views_at_server)" "$v0" "no VIEW reached the server while 10 lines were followed: pushed, not polled"
 ok "A shows lines 2..13 exactly as view does" same_as_log A 2
 ok "M shows lines 1..13 exactly as view does" same_as_log M 1
+ok "Q (--since-seq 2) shows lines 2..13 exactly as view does" wait_for -t 5 same_as_log Q 2
+kill -INT "${FPID[Q]}"
 if perl -MJSON::PP -ne 'BEGIN { $n = 0 } my $o = decode_json($_); $o->{seq} == ++$n or die "seq $o->{seq} at $n\n";
                         $o->{text} eq "line $n" or die "text\n"; END { exit($n == 13 ? 0 : 1) }' "$T/B.out" 2>"$T/json.err"; then
     pass "--json: 13 valid JSON objects, one a line, seq 1..13 in order"
