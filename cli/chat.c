@@ -3,11 +3,13 @@
  * chat.c — `dchatctl chat`: an interactive prompt on the chat room.
  *
  * One poll loop over the terminal and a follow session (follow.c): a key
- * goes to libedit (its readline interface, in callback mode), a finished
+ * goes to libedit (unbuffered: el_gets returns after each key), a finished
  * line is posted on the session's connection, and each line the server
  * stores is printed above the prompt, after which libedit draws the prompt
- * and the partly typed line again.  Our own posts appear the same way, in
- * log order, once they are stored.
+ * and the partly typed line again (EL_REFRESH).  Our own posts appear the
+ * same way, in log order, once they are stored.  libedit's own interface,
+ * not its readline emulation: el_line() tells where the cursor is, which
+ * the emulation's rl_point does not after every key (Ctrl-U, say).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -21,7 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <editline/readline.h>
+#include <histedit.h>
 
 #include "client.h"
 
@@ -33,7 +35,9 @@
 static struct {
         struct follow f;
         char prompt[2 * DCHAT_NAME_MAX + 8];
-        bool editing;                   /* the prompt is on the screen (libedit handler installed) */
+        EditLine *el;
+        History *hist;
+        bool editing;                   /* the prompt and input are on the screen */
         bool quit;
         uint32_t next_post;
         unsigned posts_pending;
@@ -41,6 +45,14 @@ static struct {
         uint32_t view_tag;
         uint64_t view_from, view_upto, view_n;
 } chat;
+
+static volatile sig_atomic_t resized;
+
+static void on_winch(int sig)
+{
+        (void) sig;
+        resized = 1;
+}
 
 static int term_cols(void)
 {
@@ -63,7 +75,8 @@ static void above(const char *fmt, ...)
 
         if (chat.editing) {
                 int cols = term_cols();
-                int rows = (int) ((strlen(chat.prompt) + (size_t) (rl_point > 0 ? rl_point : 0)) / (size_t) cols);
+                const LineInfo *li = el_line(chat.el);
+                int rows = (int) ((strlen(chat.prompt) + (size_t) (li->cursor - li->buffer)) / (size_t) cols);
                 if (rows > 0)
                         printf("\033[%dA", rows);
                 printf("\r\033[J");
@@ -74,7 +87,7 @@ static void above(const char *fmt, ...)
         printf("\n");
         fflush(stdout);
         if (chat.editing)
-                rl_forced_update_display();
+                el_set(chat.el, EL_REFRESH);
 }
 
 static void show_entry(const struct dchat_entry *e, void *userdata)
@@ -225,37 +238,55 @@ static void command(const char *line)
         }
 }
 
-static void on_line_do(char *line)
+static void on_line(const char *line)
 {
-        if (!line) {
-                chat.quit = true;
-                return;
-        }
+        HistEvent ev;
+
         /* wipe the typed line: it comes back from the server as a log line */
         int cols = term_cols();
         int rows = (int) ((strlen(chat.prompt) + strlen(line)) / (size_t) cols) + 1;
         printf("\033[%dA\r\033[J", rows);
         fflush(stdout);
         if (line[0])
-                add_history(line);
+                history(chat.hist, &ev, H_ENTER, line);
         if (line[0] == '/' && line[1] != '/')
                 command(line);
         else if (line[0])
                 post_line(line[0] == '/' ? line + 1 : line);
-        free(line);
 }
 
-/* libedit's line handler: a finished line, or NULL at Ctrl-D on an empty line. */
-static void on_line(char *line)
+/*
+ * A key on the terminal: libedit takes it and gives the line so far (an
+ * empty one as NULL); Ctrl-D on an empty line comes as "\4"; a finished
+ * line ends with a newline.
+ */
+static void on_key(void)
 {
-        /* libedit shows the prompt again when this returns: print plainly meanwhile */
+        int n = 0;
+        const char *s = el_gets(chat.el, &n);
+
+        if (s && n == 1 && s[0] == 4) {
+                chat.quit = true;
+                return;
+        }
+        if (!s || n <= 0 || (s[n - 1] != '\n' && s[n - 1] != '\r'))
+                return;                 /* still typing */
+        char line[DCHAT_TEXT_MAX + 2];
+        snprintf(line, sizeof line, "%.*s", n - 1, s);
+        /* leaving unbuffered mode ends this line; entering it again starts an empty one */
         chat.editing = false;
-        on_line_do(line);
+        el_set(chat.el, EL_UNBUFFERED, 0);
+        on_line(line);
         if (chat.quit)
                 return;
-        /* libedit left its unbuffered mode for this call: a fresh, empty prompt */
-        rl_callback_handler_install(chat.prompt, on_line);
+        el_set(chat.el, EL_UNBUFFERED, 1);      /* draws the prompt */
         chat.editing = true;
+}
+
+static char *prompt_of(EditLine *e)
+{
+        (void) e;
+        return chat.prompt;
 }
 
 /* The node name from STATUS, on a connection of its own, before anything else. */
@@ -358,11 +389,24 @@ int cmd_chat(int argc, char **argv, const char *socket_path)
                 r = 1;
                 goto out;
         }
-        rl_readline_name = "dchatctl";
-        rl_catch_signals = 0;           /* ours: SIGINT ends the chat, see follow_signals */
-        using_history();
-        rl_callback_handler_install(chat.prompt, on_line);
+        HistEvent ev;
+        chat.hist = history_init();
+        chat.el = el_init("dchatctl", stdin, stdout, stderr);
+        if (!chat.hist || !chat.el) {
+                fprintf(stderr, "dchatctl: cannot set up line editing\n");
+                r = 1;
+                goto out;
+        }
+        history(chat.hist, &ev, H_SETSIZE, 1000);
+        el_set(chat.el, EL_EDITOR, "emacs");
+        el_set(chat.el, EL_HIST, history, chat.hist);
+        el_set(chat.el, EL_PROMPT, prompt_of);
+        el_set(chat.el, EL_SIGNAL, 0);          /* ours: SIGINT ends the chat, see follow_signals */
+        el_source(chat.el, NULL);               /* ~/.editrc */
+        el_set(chat.el, EL_UNBUFFERED, 1);      /* raw terminal; draws the prompt */
         chat.editing = true;
+        /* a resized terminal: libedit learns the new width (it does not catch signals here) */
+        sigaction(SIGWINCH, &(struct sigaction) { .sa_handler = on_winch }, NULL);
 
         while (!chat.quit && !follow_interrupted()) {
                 struct pollfd pfd[2] = { { .fd = STDIN_FILENO, .events = POLLIN },
@@ -376,12 +420,16 @@ int cmd_chat(int argc, char **argv, const char *socket_path)
                 }
                 if (follow_interrupted())
                         break;
+                if (resized) {
+                        resized = 0;
+                        el_resize(chat.el);
+                }
                 /* the terminal hung up (its window closed, tmux or ssh gone): end,
                  * rather than spin on a descriptor that polls readable forever */
                 if (pfd[0].revents & (POLLHUP | POLLERR | POLLNVAL))
                         break;
                 if (pfd[0].revents & POLLIN)
-                        rl_callback_read_char();
+                        on_key();
                 if (chat.quit)
                         break;
                 if ((pfd[1].revents & (POLLIN | POLLHUP | POLLERR)) || t == 0 || follow_fd(&chat.f) < 0) {
@@ -392,8 +440,8 @@ int cmd_chat(int argc, char **argv, const char *socket_path)
                         }
                 }
         }
+        signal(SIGWINCH, SIG_DFL);
         if (chat.editing) {
-                rl_callback_handler_remove();
                 chat.editing = false;
                 printf("\r\033[J");
                 fflush(stdout);
@@ -402,6 +450,12 @@ int cmd_chat(int argc, char **argv, const char *socket_path)
                 fprintf(stderr, "dchatctl: %u post(s) not yet confirmed when the chat ended; they may or may not "
                                 "have been stored\n", chat.posts_pending);
 out:
+        if (chat.el) {
+                el_set(chat.el, EL_UNBUFFERED, 0);      /* the terminal as it was */
+                el_end(chat.el);
+        }
+        if (chat.hist)
+                history_end(chat.hist);
         follow_free(&chat.f);
         sigprocmask(SIG_SETMASK, &old, NULL);
         return r;

@@ -101,12 +101,26 @@ read -r cx0 cy0 < <(cursor)
 ctl node2 post "while a long line is typed" >/dev/null
 ok "a line arrives above the wrapped input" wait_for -t 10 screen_has c1 "root: while a long line is typed"
 ok "the wrapped input is intact below it" wait_for -t 5 wrapped_ok
-read -r cx1 cy1 < <(cursor)
-is "$cx1 $cy1" "$cx0 $((cy0 + 1))" "the cursor is where it was in the input (one row lower)"
+cursor_is() { [ "$(cursor)" = "$1" ]; }
+ok "the cursor is where it was in the input (one row lower)" wait_for -t 5 cursor_is "$cx0 $((cy0 + 1))"
 keys c1 -l "X"
 keys c1 Enter
 ok "an edit at the cursor lands there" \
     wait_for -t 10 eval 'ctl node2 view -n 1 | grep -q "root: ${long:0:147}Xwww\$"'
+
+# --- the terminal shrinks to 80 columns: the same long line now takes three rows --------------------
+"${TM[@]}" resize-window -t c1 -x 80 -y 50
+keys c1 -l "$long"
+rows3_ok() {
+    local s; s=$(screen_of c1 | sed '/^$/d' | tail -n 3 | tr -d '\n')
+    [ "$s" = "${P}${long}" ]
+}
+ok "after a resize the long line wraps onto three rows" wait_for -t 5 rows3_ok
+ctl node2 post "after the resize" >/dev/null
+ok "a line arrives above it" wait_for -t 10 screen_has c1 "root: after the resize"
+ok "the three-row input is intact below it" wait_for -t 5 rows3_ok
+keys c1 C-u
+ok "Ctrl-U clears it" wait_for -t 5 prompt_is c1 "$P"
 
 # --- the local dchatd restarts: the chat says so, reconnects, and misses nothing ---------------------------
 node_stop node1
@@ -115,6 +129,7 @@ ctl node2 post "posted while node1 was down" >/dev/null
 node_start node1
 wait_connected 15
 ok "the chat says it is back" wait_for -t 10 screen_has c1 "*** reconnected to dchatd"
+diag "SCREEN:" "$(screen_of c1)"
 ok "the line posted meanwhile appears" wait_for -t 10 screen_has c1 "root: posted while node1 was down"
 ok "the prompt is back after the reconnect" wait_for -t 5 prompt_is c1 "$P"
 is "$(screen_of c1 | grep -c 'root: while a long line is typed$')" 1 "no line is shown twice after the reconnect"
