@@ -35,8 +35,9 @@ P="root@node1> "
 
 chat_open c1 -n 2
 ok "the prompt is 'root@node1> '" wait_for -t 10 prompt_is c1 "$P"
+ok "the last 2 lines are shown first (-n 2)" wait_for -t 10 screen_has c1 "root: old line 3"
 screen_of c1 > "$T/screen0"
-like "$(cat "$T/screen0")" 'old line 2' "the last 2 lines are shown first (-n 2)"
+like "$(cat "$T/screen0")" 'old line 2' "... old line 2 as well"
 unlike "$(cat "$T/screen0")" 'old line 1' "... and not the one before"
 
 # --- a typed line is posted and comes back from the log ---------------------------------------------
@@ -129,7 +130,6 @@ ctl node2 post "posted while node1 was down" >/dev/null
 node_start node1
 wait_connected 15
 ok "the chat says it is back" wait_for -t 10 screen_has c1 "*** reconnected to dchatd"
-diag "SCREEN:" "$(screen_of c1)"
 ok "the line posted meanwhile appears" wait_for -t 10 screen_has c1 "root: posted while node1 was down"
 ok "the prompt is back after the reconnect" wait_for -t 5 prompt_is c1 "$P"
 is "$(screen_of c1 | grep -c 'root: while a long line is typed$')" 1 "no line is shown twice after the reconnect"
