@@ -15,10 +15,25 @@ CC      ?= gcc
 PKGS    := libsystemd libconfig libbsd-overlay libsodium
 WARN    := -Wall -Wextra -Wstrict-prototypes -Wmissing-prototypes -Wshadow -Wcast-qual \
            -Wsign-compare -Wformat=2 -Wno-format-truncation -Wvla -Werror
+ifneq ($(findstring clang,$(CC)),)
+WARN    += -Wno-unknown-warning-option -Wno-missing-field-initializers
+endif
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=gnu11 $(WARN) -D_GNU_SOURCE -DDCHAT_VERSION='"$(VERSION)"' \
            -DDCHAT_SBINDIR='"$(SBINDIR)"' -Idaemon $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+# Out-of-tree builds for the checks (README, "Hacking"): O=DIR/ puts every object and
+# program under DIR/, SAN=LIST adds -fsanitize=LIST (make asan: build/asan/, clang,
+# address,undefined; make fuzz: build/fuzz/ with libFuzzer).  O= and SAN= empty: the
+# usual build in the source tree.
+O       ?=
+SAN     ?=
+ifneq ($(SAN),)
+SANFLAGS := -fsanitize=$(SAN) -fno-sanitize-recover=all -fno-omit-frame-pointer
+CFLAGS  += $(SANFLAGS)
+LDFLAGS += $(SANFLAGS)
+endif
 
 # Debian packages: to build, and (further) to run the whole test suite.
 BUILD_DEBS := gcc make pkg-config libsystemd-dev libconfig-dev libbsd-dev libsodium-dev libedit-dev
@@ -31,24 +46,41 @@ DAEMON_OBJS := daemon/proto.o daemon/conf.o daemon/log.o daemon/net.o daemon/ra.
                daemon/key.o
 CLI_OBJS    := cli/dchatctl.o cli/since.o cli/follow.o cli/chat.o daemon/proto.o daemon/key.o
 UNIT_TESTS  := $(patsubst %.c,%,$(wildcard tests/unit/test-*.c))
+FUZZ_TARGETS := $(patsubst %.c,%,$(wildcard tests/fuzz/fuzz-*.c))
 TEST_TOOLS  := tests/lib/notify-recv tests/lib/send-raw tests/lib/nfq-delay tests/bench/dchat-bench tests/lib/mklog \
                tests/lib/mitm-proxy
 HEADERS     := $(wildcard daemon/*.h cli/*.h tests/unit/*.h)
 
-all: dchatd dchatctl
+all: $(O)dchatd $(O)dchatctl
 
-dchatd: daemon/dchatd.o $(DAEMON_OBJS)
+$(O)dchatd: $(O)daemon/dchatd.o $(addprefix $(O),$(DAEMON_OBJS))
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # only dchatctl (chat) uses libedit
-dchatctl: $(CLI_OBJS)
+$(O)dchatctl: $(addprefix $(O),$(CLI_OBJS))
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(shell pkg-config --libs libedit 2>/dev/null)
 
-%.o: %.c $(HEADERS)
+$(O)%.o: %.c $(HEADERS)
+	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
-tests/unit/test-%: tests/unit/test-%.o $(DAEMON_OBJS)
+$(O)tests/unit/test-%: $(O)tests/unit/test-%.o $(addprefix $(O),$(DAEMON_OBJS))
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+unit-tests: $(addprefix $(O),$(UNIT_TESTS))
+
+# tests/fuzz/fuzz-*.c: one LLVMFuzzerTestOneInput each.  With SAN=fuzzer-no-link,...
+# linked to libFuzzer (make fuzz); otherwise to tests/fuzz/replay.c, which runs the
+# kept inputs once as a TAP test (make check-asan).
+ifneq ($(findstring fuzzer,$(SAN)),)
+FUZZ_MAIN := -fsanitize=fuzzer
+else
+FUZZ_MAIN := $(O)tests/fuzz/replay.o
+endif
+$(O)tests/fuzz/fuzz-%: $(O)tests/fuzz/fuzz-%.o $(filter %.o,$(FUZZ_MAIN)) $(addprefix $(O),$(DAEMON_OBJS))
+	$(CC) $(CFLAGS) $(LDFLAGS) $(filter -f%,$(FUZZ_MAIN)) -o $@ $^ $(LDLIBS)
+
+fuzz-targets: $(addprefix $(O),$(FUZZ_TARGETS))
 
 tests/lib/%: tests/lib/%.c
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $<
@@ -93,10 +125,32 @@ stop:
 	@tests/lib/local-cluster stop
 
 # The whole suite: unit, integration (real daemons on loopback) and system
-# tests, as TAP under prove, two at a time.
+# tests, as TAP under prove, two at a time; then the unit and integration tests
+# and the fuzz inputs kept in tests/fuzz/ again under ASan+UBSan (check-asan), and
+# integration tests under valgrind (check-valgrind).  See tests/run-tests.
 check: deps-test
 	@$(MAKE) --no-print-directory all $(UNIT_TESTS) $(TEST_TOOLS)
 	@tests/run-tests
+	@$(MAKE) --no-print-directory check-asan
+	@$(MAKE) --no-print-directory check-valgrind
+
+ASAN_MAKE := $(MAKE) --no-print-directory O=build/asan/ CC=clang SAN=address,undefined
+FUZZ_MAKE := $(MAKE) --no-print-directory O=build/fuzz/ CC=clang SAN=fuzzer-no-link,address,undefined
+
+check-asan: all $(TEST_TOOLS)
+	@$(ASAN_MAKE) all unit-tests fuzz-targets
+	@tests/run-tests --asan
+
+check-valgrind: all $(TEST_TOOLS)
+	@tests/run-tests --valgrind
+
+# Fuzz every target for FUZZ_SECONDS (default 60) each, one after the other; fails
+# if any input crashes one (the input is kept in build/fuzz/crashes/).  FUZZ_ARGS:
+# more libFuzzer options, e.g. FUZZ_ARGS='-jobs=2 -workers=2'.
+FUZZ_SECONDS ?= 60
+fuzz:
+	@$(FUZZ_MAKE) fuzz-targets
+	@tests/fuzz/run-fuzz $(FUZZ_SECONDS) $(notdir $(FUZZ_TARGETS))
 
 # The benchmark (not part of check): server + N peers on loopback under load; figures
 # to bench-results/ (CSV, JSON, PNG).  Sizes from BENCH_* variables, see README.md.
@@ -159,6 +213,8 @@ uninstall:
 	@# the cluster key is the admin's: /etc/dchat goes only if empty
 	-rmdir $(DESTDIR)$(SYSCONFDIR)/dchat 2>/dev/null
 
-.PHONY: all clean deps deps-test run stop check bench bench-history bench-crypto install uninstall
+.PHONY: all clean deps deps-test run stop check check-asan check-valgrind fuzz unit-tests fuzz-targets \
+	bench bench-history bench-crypto install uninstall
 clean:
 	rm -f dchatd dchatctl daemon/*.o cli/*.o tests/unit/*.o tests/bench/*.o $(UNIT_TESTS) $(TEST_TOOLS) tests/bench/secure-bench
+	rm -rf build/asan build/fuzz

@@ -5,7 +5,9 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <grp.h>
 #include <poll.h>
+#include <pwd.h>
 #include <signal.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -13,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -53,6 +56,28 @@ static int fail(const char *fmt, ...)
         return 1;
 }
 
+/* connect() said EACCES: whose socket is it, and what to do */
+static int fail_denied(void)
+{
+        struct stat st;
+        struct passwd *pw = getpwuid(getuid());
+        struct group *gr;
+        char uname[32];
+
+        if (stat(socket_path, &st) < 0 || !(gr = getgrgid(st.st_gid)))
+                return fail("permission denied on %s: only root and the members of its group may use it "
+                            "(see dchat.conf(5), control_group)", socket_path);
+        if (st.st_gid == 0)
+                return fail("permission denied on %s: only root may use it (its group is root: ask an admin "
+                            "to create the group of control_group, see dchat.conf(5))", socket_path);
+        if (pw)
+                snprintf(uname, sizeof uname, "%s", pw->pw_name);
+        else
+                snprintf(uname, sizeof uname, "%u", (unsigned) getuid());
+        return fail("permission denied on %s: you are not in group %s (ask an admin: usermod -aG %s %s, "
+                    "then log in again)", socket_path, gr->gr_name, gr->gr_name, uname);
+}
+
 static int connect_daemon(void)
 {
         struct sockaddr_un un = { .sun_family = AF_UNIX };
@@ -66,8 +91,7 @@ static int connect_daemon(void)
         if (connect(sock, (struct sockaddr *) &un, sizeof un) < 0) {
                 int e = errno;
                 if (e == EACCES || e == EPERM)
-                        return fail("cannot connect to %s: permission denied (only root and members of group "
-                                    "'dchat' may use dchat)", socket_path);
+                        return fail_denied();
                 return fail("cannot connect to %s: %s (is dchatd running? see systemctl status dchatd.socket)",
                             socket_path, strerror(e));
         }
@@ -75,6 +99,7 @@ static int connect_daemon(void)
 }
 
 static int read_frame(struct dchat_msg *m, bool report);
+static int print_error(const char *what, const struct dchat_msg *m);
 
 static int send_msg(const struct dchat_msg *m)
 {
@@ -94,7 +119,7 @@ static int send_msg(const struct dchat_msg *m)
                         /* dchatd may have said why before it hung up (e.g. max_clients) */
                         struct dchat_msg why;
                         if ((e == EPIPE || e == ECONNRESET) && read_frame(&why, false) == 0 && why.type == MSG_ERROR)
-                                return fail("%s failed: %.*s", command, (int) why.error.text.len, why.error.text.p);
+                                return print_error(command, &why);
                         return fail("lost the connection to dchatd: %s", strerror(e));
                 }
                 off += (size_t) n;
@@ -146,6 +171,8 @@ static int recv_msg(struct dchat_msg *m)
 
 static int print_error(const char *what, const struct dchat_msg *m)
 {
+        if (m->error.code == ERR_DENIED)
+                return fail("permission denied on %s: %.*s", socket_path, (int) m->error.text.len, m->error.text.p);
         return fail("%s failed: %.*s", what, (int) m->error.text.len, m->error.text.p);
 }
 
@@ -174,13 +201,13 @@ static void print_entry(const struct dchat_entry *e, bool json)
                 printf("%s %s: %s\n", when, e->author, e->text);
                 return;
         }
-        char iso[40];
-        time_t t = (time_t) (e->time + e->utc_offset);
+        char iso[40] = "?";
         struct tm tm;
-        int off = e->utc_offset < 0 ? -e->utc_offset : e->utc_offset;
-        gmtime_r(&t, &tm);
-        size_t l = strftime(iso, sizeof iso, "%Y-%m-%dT%H:%M:%S", &tm);
-        snprintf(iso + l, sizeof iso - l, "%c%02d:%02d", e->utc_offset < 0 ? '-' : '+', off / 3600, off % 3600 / 60);
+        long off = labs((long) e->utc_offset);
+        size_t l;
+        if (entry_local_tm(e, &tm) && (l = strftime(iso, sizeof iso, "%Y-%m-%dT%H:%M:%S", &tm)) > 0)
+                snprintf(iso + l, sizeof iso - l, "%c%02ld:%02ld", e->utc_offset < 0 ? '-' : '+', off / 3600,
+                         off % 3600 / 60);
         printf("{\"seq\":%llu,\"lamport\":%llu,\"node\":", (unsigned long long) e->seq,
                (unsigned long long) e->lamport);
         json_str(e->node, strlen(e->node));

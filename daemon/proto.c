@@ -234,12 +234,22 @@ int text_validate(const char *s, size_t n, const char **why)
         return 0;
 }
 
+bool entry_local_tm(const struct dchat_entry *e, struct tm *tm)
+{
+        int64_t t;
+
+        /* a forged entry's time may be anything: no overflow */
+        if (__builtin_add_overflow(e->time, (int64_t) e->utc_offset, &t) || (int64_t) (time_t) t != t)
+                return false;
+        time_t tt = (time_t) t;
+        return gmtime_r(&tt, tm) != NULL;
+}
+
 void entry_format_time(const struct dchat_entry *e, char *buf, size_t cap)
 {
-        time_t t = (time_t) (e->time + e->utc_offset);
         struct tm tm;
 
-        if (!gmtime_r(&t, &tm) || strftime(buf, cap, "%d %b %I:%M%p", &tm) == 0)
+        if (!entry_local_tm(e, &tm) || strftime(buf, cap, "%d %b %I:%M%p", &tm) == 0)
                 snprintf(buf, cap, "?");
 }
 

@@ -80,6 +80,7 @@ enum dchat_err {
         ERR_STORAGE,            /* write or sync failed on the server */
         ERR_NOT_PEER,           /* post sent to a server-role daemon */
         ERR_BUSY,               /* limits reached */
+        ERR_DENIED,             /* not allowed to use this dchatd (control_group) */
 };
 
 struct dchat_str {
@@ -238,7 +239,11 @@ int text_validate(const char *s, size_t n, const char **why);
 /* Node names: 1..DCHAT_NAME_MAX of [A-Za-z0-9._-], not starting with '-'. */
 bool node_name_valid(const char *s);
 
-/* "17 Oct 02:57PM" in the poster's local time; buf >= 32 bytes. */
+/* The poster's local time of e (time + utc_offset); false when out of range. */
+struct tm;
+bool entry_local_tm(const struct dchat_entry *e, struct tm *tm);
+
+/* "17 Oct 02:57PM" in the poster's local time ("?" if out of range); buf >= 32 bytes. */
 void entry_format_time(const struct dchat_entry *e, char *buf, size_t cap);
 
 const char *role_name(uint8_t role);

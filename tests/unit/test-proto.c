@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "proto.h"
 #include "tap.h"
@@ -1004,6 +1005,16 @@ static void test_time(void)
         struct dchat_entry e = { .time = 1760713020 };
         entry_format_time(&e, buf, 5);
         is_str(buf, "?", "time: a buffer too small gives \"?\"");
+        /* a forged entry (found by tests/fuzz/fuzz-frame): time + offset overflows */
+        e = (struct dchat_entry) { .time = INT64_MAX - 28, .utc_offset = 19800 };
+        entry_format_time(&e, buf, sizeof buf);
+        is_str(buf, "?", "time: INT64_MAX - 28 + 19800 (overflow) gives \"?\"");
+        e = (struct dchat_entry) { .time = INT64_MIN, .utc_offset = -1 };
+        entry_format_time(&e, buf, sizeof buf);
+        is_str(buf, "?", "time: INT64_MIN - 1 (overflow) gives \"?\"");
+        struct tm tm;
+        e = (struct dchat_entry) { .time = 86400, .utc_offset = -3600 };
+        ok(entry_local_tm(&e, &tm) && tm.tm_year == 70 && tm.tm_hour == 23, "entry_local_tm: 1970-01-01 23:00 at -01:00");
 
         /* names of things */
         static const char *const types[] = { "?", "HELLO", "HELLO_ACK", "REQUEST", "REPLY", "APPEND", "APPENDED",
