@@ -80,6 +80,7 @@ enum store {
         STORE_USEC_FROM_MS,     /* uint64_t usec, written in ms */
         STORE_UINT,             /* unsigned */
         STORE_BOOL,             /* bool */
+        STORE_GROUP,            /* char[]: a group name, max = longest; default DCHAT_DEFAULT_GROUP */
 };
 
 struct key {
@@ -130,6 +131,12 @@ static const struct key keys[] = {
           64, 1, 10000, NULL },
         { "reuse_permissions",  CONFIG_TYPE_BOOL,   STORE_BOOL,         CONF_OFF(reuse_permissions),
           true, 0, 1, NULL },
+        { "max_clients_per_user", CONFIG_TYPE_INT,  STORE_UINT,         CONF_OFF(max_clients_per_user),
+          8, 1, 10000, NULL },
+        { "max_queued_posts_per_user", CONFIG_TYPE_INT, STORE_UINT,     CONF_OFF(max_queued_posts_per_user),
+          32, 1, 100000, NULL },
+        { "control_group",      CONFIG_TYPE_STRING, STORE_GROUP,        CONF_OFF(control_group),
+          0, 1, 32, NULL },
         { "debug",              CONFIG_TYPE_BOOL,   STORE_BOOL,         CONF_OFF(debug),
           false, 0, 1, NULL },
         /* link security: see secure.c and dchat-protocol(7) */
@@ -174,6 +181,9 @@ static void keys_set_defaults(struct dchat_conf *c) {
                         break;
                 case STORE_BOOL:
                         *(bool *) field(c, k->offset) = k->def != 0;
+                        break;
+                case STORE_GROUP:
+                        strcpy(field(c, k->offset), DCHAT_DEFAULT_GROUP);
                         break;
                 }
         }
@@ -240,6 +250,18 @@ static int key_apply(struct load *l, const struct key *k, const config_setting_t
         case STORE_BOOL:
                 *(bool *) field(l->c, k->offset) = config_setting_get_bool(s);
                 break;
+
+        case STORE_GROUP: {
+                const char *v = config_setting_get_string(s);
+                size_t n = strlen(v);
+
+                if (n < (size_t) k->min || n > (size_t) k->max || v[0] == '-' ||
+                    strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") != n)
+                        return fail(l, s, -EINVAL, "%s must be a group name (1..%lld of letters, digits, "
+                                    "'_', '.', '-', not starting with '-'), not '%s'", k->name, k->max, v);
+                memcpy(field(l->c, k->offset), v, n + 1);
+                break;
+        }
         }
 
         return k->set ? k->set(l, k, s) : 0;
@@ -675,6 +697,8 @@ const char *conf_restart_needed(const struct dchat_conf *old, const struct dchat
                 return "key_file changed";
         if (old->insecure_plaintext != new->insecure_plaintext)
                 return "insecure_plaintext changed";
+        if (strcmp(old->control_group, new->control_group) != 0)
+                return "control_group changed";
         return NULL;
 }
 
@@ -683,7 +707,8 @@ void conf_log_summary(const struct dchat_conf *c) {
 
         log_info("Configuration %s: node %s, role %s, address %s; server %s at %s; %u peer%s; "
                  "post_timeout_ms=%llu connect_timeout_ms=%llu reconnect_ms=%llu..%llu "
-                 "heartbeat_ms=%llu suspect_after_ms=%llu dead_after_ms=%llu batch_max=%u max_clients=%u reuse_permissions=%s debug=%s control_socket=%s state_directory=%s "
+                 "heartbeat_ms=%llu suspect_after_ms=%llu dead_after_ms=%llu batch_max=%u max_clients=%u max_clients_per_user=%u "
+                 "max_queued_posts_per_user=%u control_group=%s reuse_permissions=%s debug=%s control_socket=%s state_directory=%s "
                  "key_file=%s insecure_plaintext=%s handshake_timeout_ms=%llu max_handshakes=%u max_links_in=%u",
                  c->path, c->node, c->role == ROLE_SERVER ? "server" : "peer", self->address,
                  c->n_servers > 0 ? c->servers[0].name : "-", c->n_servers > 0 ? c->servers[0].address : "-",
@@ -695,7 +720,8 @@ void conf_log_summary(const struct dchat_conf *c) {
                  (unsigned long long) (c->heartbeat_usec / USEC_PER_MSEC),
                  (unsigned long long) (c->suspect_after_usec / USEC_PER_MSEC),
                  (unsigned long long) (c->dead_after_usec / USEC_PER_MSEC),
-                 c->batch_max, c->max_clients, c->reuse_permissions ? "yes" : "no", c->debug ? "yes" : "no",
+                 c->batch_max, c->max_clients, c->max_clients_per_user, c->max_queued_posts_per_user,
+                 c->control_group, c->reuse_permissions ? "yes" : "no", c->debug ? "yes" : "no",
                  c->control_socket[0] ? c->control_socket : "(default)",
                  c->state_directory[0] ? c->state_directory : "(default)",
                  c->key_file[0] ? c->key_file : "(default)", c->insecure_plaintext ? "yes" : "no",

@@ -3,13 +3,26 @@
  * control.c — the local UNIX socket dchatctl talks to.  The author of a
  * post is the login name of the connecting process's uid (SO_PEERCRED),
  * never something the client says.
+ *
+ * Who may connect is checked here too, not only by the socket file's mode:
+ * root, dchatd's own user, and the processes that have control_group among
+ * their groups (SO_PEERCRED gid, SO_PEERGROUPS).  Per user (root excepted):
+ * at most max_clients_per_user connections and max_queued_posts_per_user
+ * posts waiting to be stored; requests are at most CONTROL_FRAME_MAX bytes.
+ * Whoever is refused gets an ERROR saying why, and a client-refused event
+ * is logged; the other clients are not disturbed.
  */
+#include <grp.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 
 #include "dchatd.h"
+
+/* The largest request, a POST of DCHAT_TEXT_MAX bytes, is 4110 bytes; a
+ * little more is allowed so that a text a bit too long gets its own error. */
+#define CONTROL_FRAME_MAX (4 * (DCHAT_TEXT_MAX + 64))
 
 struct client {
         struct control *ctl;
@@ -28,6 +41,8 @@ struct control {
         unsigned n;
         struct client *clients;
         struct dchat_status status;     /* scratch for STATUS replies */
+        gid_t group;                    /* control_group's gid ... */
+        bool have_group;                /* ... if the group exists */
 };
 
 static void author_of(uid_t uid, char *buf, size_t cap)
@@ -79,6 +94,15 @@ static int client_frame(struct conn *c, uint8_t type, const uint8_t *payload, si
                 r = text_validate(m.post.text.p, m.post.text.len, &why);
                 if (r < 0) {
                         conn_send_error(c, m.tag, r == -E2BIG ? ERR_TOO_LONG : ERR_INVALID, "%s", why);
+                        return 0;
+                }
+                if (cl->uid != 0 && peer_posts_of(d->peer, cl->author) >= d->conf.max_queued_posts_per_user) {
+                        log_event(EV_CLIENT_REFUSED, NULL, "%s: post refused: user %s has %u posts waiting "
+                                  "(max_queued_posts_per_user)", conn_label(c), cl->author,
+                                  d->conf.max_queued_posts_per_user);
+                        conn_send_error(c, m.tag, ERR_BUSY, "user %s has %u posts waiting to be stored "
+                                        "(max_queued_posts_per_user); try again once they are", cl->author,
+                                        d->conf.max_queued_posts_per_user);
                         return 0;
                 }
                 r = peer_post(d->peer, c, m.tag, cl->author, m.post.utc_offset, m.post.hold_ms, m.post.text.p, m.post.text.len);
@@ -136,12 +160,49 @@ static const struct conn_ops client_ops = {
         .drained = client_drained,
 };
 
+/* Has the client control_group among its groups (primary or supplementary)?  1, 0 or -errno */
+static int client_in_group(int fd, const struct ucred *cred, gid_t want)
+{
+        _cleanup_(freep) gid_t *g = NULL;
+        socklen_t l = 64 * sizeof(gid_t);
+
+        if (cred->gid == want)
+                return 1;
+        /* the groups the process had when it connected; ERANGE: l says how much room */
+        for (int i = 0; i < 2; i++) {
+                free(g);
+                g = malloc(l ? l : 1);
+                if (!g)
+                        return -ENOMEM;
+                if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, g, &l) == 0) {
+                        for (size_t k = 0; k < l / sizeof(gid_t); k++)
+                                if (g[k] == want)
+                                        return 1;
+                        return 0;
+                }
+                if (errno != ERANGE)
+                        break;
+        }
+        return -errno;
+}
+
+static void refuse(int fd, const struct ucred *cred, enum dchat_err code, const char *why, const char *text)
+{
+        char who[DCHAT_NAME_MAX + 1];
+        author_of(cred->uid, who, sizeof who);
+        log_event(EV_CLIENT_REFUSED, NULL, "control socket: refused dchatctl pid %d of user %s (uid %u): %s",
+                  (int) cred->pid, who, (unsigned) cred->uid, why);
+        fd_send_error(fd, 0, code, "%s", text);
+        close(fd);
+}
+
 static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdata)
 {
         struct control *ctl = userdata;
+        const struct dchat_conf *conf = &ctl->d->conf;
         struct ucred cred;
         socklen_t l = sizeof cred;
-        char label[96];
+        char label[96], text[DCHAT_ERROR_MAX];
         (void) s;
         (void) revents;
 
@@ -153,18 +214,41 @@ static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdat
                 close(cfd);
                 return 0;
         }
+        if (cred.uid != 0 && cred.uid != geteuid()) {
+                int r = ctl->have_group ? client_in_group(cfd, &cred, ctl->group) : 0;
+                if (r <= 0) {
+                        char who[DCHAT_NAME_MAX + 1];
+                        author_of(cred.uid, who, sizeof who);
+                        if (r < 0)
+                                snprintf(text, sizeof text, "cannot read your groups: %s", strerror(-r));
+                        else if (!ctl->have_group)
+                                snprintf(text, sizeof text, "only root may use this dchatd: its group %s does not "
+                                         "exist (ask an admin: groupadd --system %s, then restart dchatd)",
+                                         conf->control_group, conf->control_group);
+                        else
+                                snprintf(text, sizeof text, "you are not in group %s (ask an admin: usermod -aG %s %s, "
+                                         "then log in again)", conf->control_group, conf->control_group, who);
+                        refuse(cfd, &cred, ERR_DENIED, r < 0 ? "cannot read its groups" : "not in control_group",
+                               text);
+                        return 0;
+                }
+        }
         if (ctl->n >= ctl->max_clients) {
-                /* say why before hanging up: a blocking write of one small frame */
-                static const char busy[] = "too many dchatctl clients at once (max_clients); try again";
-                struct wbuf b = {0};
-                if (proto_encode(&b, &(struct dchat_msg) { .type = MSG_ERROR,
-                                                          .error = { ERR_BUSY, { busy, sizeof busy - 1 } } }) == 0)
-                        (void) !send(cfd, b.data, b.len, MSG_NOSIGNAL | MSG_DONTWAIT);
-                wbuf_free(&b);
-                log_warning("control socket: refused a client (uid %u): %u clients already", (unsigned) cred.uid,
-                            ctl->n);
-                close(cfd);
+                snprintf(text, sizeof text, "too many dchatctl clients at once (max_clients = %u); try again",
+                         ctl->max_clients);
+                refuse(cfd, &cred, ERR_BUSY, "max_clients reached", text);
                 return 0;
+        }
+        if (cred.uid != 0) {
+                unsigned mine = 0;
+                for (struct client *o = ctl->clients; o; o = o->next)
+                        mine += o->uid == cred.uid;
+                if (mine >= conf->max_clients_per_user) {
+                        snprintf(text, sizeof text, "too many dchatctl connections of yours at once "
+                                 "(max_clients_per_user = %u); try again", conf->max_clients_per_user);
+                        refuse(cfd, &cred, ERR_BUSY, "max_clients_per_user reached", text);
+                        return 0;
+                }
         }
         struct client *cl = calloc(1, sizeof *cl);
         if (!cl) {
@@ -183,6 +267,7 @@ static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdat
                 return 0;
         }
         conn_set_linger(cl->c);
+        conn_set_max_frame(cl->c, CONTROL_FRAME_MAX);
         LIST_PREPEND(ctl->clients, cl);
         ctl->n++;
         return 0;
@@ -196,6 +281,18 @@ int control_new(sd_event *e, struct daemon *d, int listen_fd, struct control **r
         ctl->event = e;
         ctl->d = d;
         ctl->max_clients = d->conf.max_clients;
+
+        /* the group is looked up once: a group created later needs a restart */
+        struct group gr, *res = NULL;
+        char buf[16384];
+        if (getgrnam_r(d->conf.control_group, &gr, buf, sizeof buf, &res) == 0 && res) {
+                ctl->group = gr.gr_gid;
+                ctl->have_group = true;
+        } else
+                log_warning("control socket: group %s (control_group) does not exist: only root may use dchatctl "
+                            "here; create it (groupadd --system %s) and restart dchatd", d->conf.control_group,
+                            d->conf.control_group);
+
         int r = sd_event_add_io(e, &ctl->listen_src, listen_fd, EPOLLIN, on_accept, ctl);
         if (r < 0) {
                 free(ctl);

@@ -185,10 +185,10 @@ static int take_sockets(const struct dchat_conf *c, struct sockets *s)
                         return s->control;
                 }
                 s->control_bound = true;
-                /* members of group dchat may post; best effort when run by hand */
-                struct group *g = getgrnam("dchat");
+                /* members of control_group may post; without the group, root only (control.c warns) */
+                struct group *g = getgrnam(c->control_group);
                 if (g && chown(c->control_socket, (uid_t) -1, g->gr_gid) < 0)
-                        log_debug("cannot give %s to group dchat: %m", c->control_socket);
+                        log_warning("cannot give %s to group %s: %m", c->control_socket, c->control_group);
         }
         return 0;
 }

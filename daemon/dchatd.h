@@ -33,6 +33,8 @@ static inline void closep(int *fd) { if (*fd >= 0) close(*fd); }
 
 /* conf.c ------------------------------------------------------------------ */
 
+#define DCHAT_DEFAULT_GROUP "dchat"     /* control_group: who may use the control socket */
+
 struct node_conf {
         char name[DCHAT_NAME_MAX + 1];
         char address[128];              /* as written: "host:port" */
@@ -72,6 +74,9 @@ struct dchat_conf {
         uint64_t handshake_timeout_usec;        /* handshake_timeout_ms, default 5000 */
         unsigned max_handshakes;        /* max_handshakes, default 32 */
         unsigned max_links_in;          /* max_links_in, default 256 */
+        unsigned max_clients_per_user;  /* max_clients_per_user, default 8 (not root) */
+        unsigned max_queued_posts_per_user; /* max_queued_posts_per_user, default 32 (not root) */
+        char control_group[33];         /* control_group, default "dchat" (restart) */
         bool debug;                     /* debug, default false */
 };
 
@@ -117,6 +122,7 @@ enum log_event {
         EV_POST_RETRIED,
         EV_LINK_AUTH_FAILED,
         EV_LINK_PLAINTEXT,
+        EV_CLIENT_REFUSED,
         _EV_MAX,
 };
 
@@ -181,6 +187,10 @@ void conn_cork(struct conn *c);
 void conn_uncork(struct conn *c);
 /* An ERROR frame answering tag; c may be NULL (the client went away). */
 void conn_send_error(struct conn *c, uint32_t tag, enum dchat_err code, const char *fmt, ...) _printf_(4, 5);
+/* One ERROR frame straight to fd, without waiting (best effort): why we hang up. */
+void fd_send_error(int fd, uint32_t tag, enum dchat_err code, const char *fmt, ...) _printf_(4, 5);
+/* Frames with a larger payload close the connection after an ERROR saying so (control socket). */
+void conn_set_max_frame(struct conn *c, size_t max);
 /* accept4() a non-blocking connection; label = "connection from ADDR".  -errno when none. */
 int conn_accept(int listen_fd, char *label, size_t cap);
 size_t conn_pending(const struct conn *c);
@@ -314,6 +324,8 @@ int peer_post(struct peer *p, struct conn *client, uint32_t tag, const char *aut
               uint32_t hold_ms, const char *text, size_t len);
 /* Relay a VIEW page request to the server. */
 int peer_view(struct peer *p, struct conn *client, const struct dchat_msg *req);
+/* Posts by author not stored yet (queued or in the critical section), whoever waits for them. */
+unsigned peer_posts_of(struct peer *p, const char *author);
 /* A control client went away: forget its pending posts' answers, views and follow. */
 void peer_client_gone(struct peer *p, struct conn *client);
 /* FOLLOW from a control client: catch up from from_seq by pages, then live entries. */

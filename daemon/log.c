@@ -52,6 +52,7 @@ static const struct {
         [EV_POST_RETRIED]     = { "post-retried",     "bb3e85eb68ef40c6baeaed66ffae21fb", LOG_WARNING },
         [EV_LINK_AUTH_FAILED] = { "link-auth-failed", "1e903dcfc8d1442891a87529c7e7e313", LOG_WARNING },
         [EV_LINK_PLAINTEXT]   = { "link-plaintext",   "2fd8a359866349bd859611afce787834", LOG_WARNING },
+        [EV_CLIENT_REFUSED]   = { "client-refused",   "4a825951da124d0b8604c4d95169dfcd", LOG_WARNING },
 };
 
 const char *log_event_name(enum log_event ev)

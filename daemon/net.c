@@ -72,6 +72,7 @@ struct conn {
         unsigned answers;       /* ... and final answers sent (linger mode) */
         unsigned busy;          /* dispatch depth */
         unsigned corked;        /* conn_cork depth: frames wait in out */
+        size_t max_frame;       /* payload limit below DCHAT_FRAME_MAX; 0: none */
 };
 
 static void conn_greeted(struct conn *c)
@@ -197,6 +198,19 @@ static int conn_dispatch(struct conn *c)
         while (!c->dead && c->in.len - off >= DCHAT_FRAME_HDR) {
                 uint8_t type;
                 int len = proto_check_header(c->in.data + off, &type);
+                if ((len >= 0 && c->max_frame && (size_t) len > c->max_frame) ||
+                    (len == -EMSGSIZE && c->max_frame)) {
+                        /* a local client: tell it why before hanging up */
+                        const uint8_t *h = c->in.data + off;
+                        unsigned long n = (unsigned long) h[0] << 24 | (unsigned long) h[1] << 16 |
+                                          (unsigned long) h[2] << 8 | h[3];
+                        log_event(EV_PROTOCOL_ERROR, NULL, "%s: frame of %lu bytes, over this socket's limit of %zu; "
+                                  "closing the connection", c->label, n, c->max_frame);
+                        fd_send_error(c->fd, 0, ERR_TOO_LONG, "a request of %lu bytes is over the limit of %zu bytes "
+                                      "of the control socket", n, c->max_frame);
+                        r = -EMSGSIZE;
+                        break;
+                }
                 if (len < 0) {
                         /* the owner logs what its handlers refuse; the header is ours */
                         log_event(EV_PROTOCOL_ERROR, NULL, "%s: %s frame header, closing the connection",
@@ -557,6 +571,26 @@ void conn_send_error(struct conn *c, uint32_t tag, enum dchat_err code, const ch
         va_end(ap);
         (void) conn_send(c, &(struct dchat_msg) { .type = MSG_ERROR, .tag = tag,
                                                   .error = { code, { text, (uint16_t) strlen(text) } } });
+}
+
+void fd_send_error(int fd, uint32_t tag, enum dchat_err code, const char *fmt, ...)
+{
+        char text[DCHAT_ERROR_MAX];
+        struct wbuf b = {0};
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(text, sizeof text, fmt, ap);
+        va_end(ap);
+        if (proto_encode(&b, &(struct dchat_msg) { .type = MSG_ERROR, .tag = tag,
+                                                   .error = { code, { text, (uint16_t) strlen(text) } } }) == 0)
+                (void) !send(fd, b.data, b.len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        wbuf_free(&b);
+}
+
+void conn_set_max_frame(struct conn *c, size_t max)
+{
+        c->max_frame = max;
 }
 
 int conn_accept(int listen_fd, char *label, size_t cap)

@@ -613,6 +613,16 @@ int peer_post(struct peer *p, struct conn *client, uint32_t tag, const char *aut
         return 0;
 }
 
+unsigned peer_posts_of(struct peer *p, const char *author)
+{
+        unsigned n = 0;
+        for (struct post_req *r = p->queue; r; r = r->next)
+                n += strcmp(r->e.author, author) == 0;
+        for (unsigned i = 0; i < p->cs_n; i++)
+                n += !p->cs[i]->done && strcmp(p->cs[i]->e.author, author) == 0;
+        return n;
+}
+
 void peer_client_gone(struct peer *p, struct conn *client)
 {
         for (struct post_req *r = p->queue; r; r = r->next)
