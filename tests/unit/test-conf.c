@@ -61,6 +61,10 @@ static const struct bad bad[] = {
         { "bad-type-bool.conf", NULL, -EINVAL, ":7: debug must be true or false" },
         { "bad-type-node.conf", NULL, -EINVAL, ":1: node must be a string (in double quotes)" },
         { "bad-type-path.conf", NULL, -EINVAL, ":7: state_directory must be a string (in double quotes)" },
+        { "bad-control-group.conf", NULL, -EINVAL, ":7: control_group must be a group name (1..32 of letters, "
+          "digits, '_', '.', '-', not starting with '-'), not '-wheel'" },
+        { "bad-range-queued-posts.conf", NULL, -ERANGE,
+          ":7: max_queued_posts_per_user = 0 is out of range (1..100000)" },
         { "bad-type-cluster.conf", NULL, -EINVAL, ":2: cluster must be a group ({ ... })" },
         { "bad-type-list.conf", NULL, -EINVAL,
           ":3: cluster.servers must be a list: ( { name = \"...\"; address = \"HOST:PORT\"; }, ... )" },
@@ -263,6 +267,9 @@ static void test_minimal(void) {
         is_int(c.reconnect_max_usec, 5000 * USEC_PER_MSEC, "default reconnect_max_ms");
         is_int(c.batch_max, 64, "default batch_max");
         is_int(c.max_clients, 64, "default max_clients");
+        is_int(c.max_clients_per_user, 8, "default max_clients_per_user");
+        is_int(c.max_queued_posts_per_user, 32, "default max_queued_posts_per_user");
+        is_str(c.control_group, "dchat", "default control_group");
         is_int(c.debug, false, "default debug");
 
         /* -n overrides the file's node */
@@ -310,6 +317,9 @@ static void test_full(void) {
         is_int(c.reconnect_max_usec, 600000 * USEC_PER_MSEC, "reconnect_max_ms at its maximum");
         is_int(c.batch_max, 1024, "batch_max at its maximum");
         is_int(c.max_clients, 1, "max_clients at its minimum");
+        is_int(c.max_clients_per_user, 10000, "max_clients_per_user at its maximum");
+        is_int(c.max_queued_posts_per_user, 1, "max_queued_posts_per_user at its minimum");
+        is_str(c.control_group, "chat-users", "control_group");
         is_int(c.debug, true, "debug = true");
 
         if (load_ok(fixture("good-full.conf"), "p_2", &c)) {
