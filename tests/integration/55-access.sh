@@ -22,9 +22,10 @@ need_tool send-raw
 getent group users >/dev/null || skip_all "needs the group users"
 id -u daemon >/dev/null 2>&1 || skip_all "needs the user daemon"
 
-# node2 may stop answering for as long as the test wants: no failure detection meanwhile
-cluster_start 2 'control_group = "users";' 'max_clients_per_user = 3;' 'max_queued_posts_per_user = 2;' \
-    'heartbeat_ms = 1000;' 'suspect_after_ms = 600000;' 'dead_after_ms = 1200000;'
+# node2 may stop answering for as long as the test wants: no failure detection meanwhile,
+# and every entry of node1 into the critical section asks node2 (no reused permissions)
+FD_CONF=('heartbeat_ms = 1000;' 'suspect_after_ms = 600000;' 'dead_after_ms = 1200000;' 'reuse_permissions = false;')
+cluster_start 2 'control_group = "users";' 'max_clients_per_user = 3;' 'max_queued_posts_per_user = 2;' "${FD_CONF[@]}"
 S1=$(node_sock node1)
 
 # nobody: member by a supplementary group; daemon: member by its primary group (as_daemon_member)
@@ -145,8 +146,7 @@ ok "node1 is still running" node_alive node1
 
 # --- a control_group that does not exist: root only ------------------------------------
 node_stop node1
-CONF_EXTRA=('control_group = "dchat-no-such-group";' 'heartbeat_ms = 1000;' 'suspect_after_ms = 600000;'
-            'dead_after_ms = 1200000;')
+CONF_EXTRA=('control_group = "dchat-no-such-group";' "${FD_CONF[@]}")
 write_config
 node_start node1 || bail_out "node1 did not restart"
 ok "a warning at start: the group does not exist, root only" \
