@@ -3,10 +3,13 @@
 # replaced without --force), the checks dchatd makes before it starts (a missing key,
 # one others may read, one owned by another user, one that is not 64 hex digits: each a
 # clear error naming the file, and no start), $CREDENTIALS_DIRECTORY first, the explicit
-# insecure_plaintext opt-in with its warning, and a reload that would change either.
+# insecure_plaintext opt-in with its warning, and a reload that would change either;
+# link-plaintext and link-auth-failed in a private journal with their catalog text.
 . "$(dirname "$0")/../lib/lib.sh"
 need_root
-need_cmd stat
+need_cmd stat journalctl
+need_journal --catalog "$TOP/systemd/dchatd.catalog"
+export DCHAT_LOG=both
 
 # --- keygen ----------------------------------------------------------------------------------------
 run "$DCHATCTL" keygen "$T/k1"
@@ -93,5 +96,18 @@ node_hup node1
 ok "a reload dropping insecure_plaintext is refused" wait_for -t 5 grep -q "reload refused: insecure_plaintext changed, which needs a restart" "$(node_log node1)"
 run ctl node1 post "still in the clear"
 is "$RC" 0 "... and node1 goes on as it was" || diag "$ERR"
+
+# --- the journal: MESSAGE_ID and the catalog's explanation ---------------------------------------------
+journalctl --sync
+run journalctl -q -x -t dchatd DCHAT_EVENT=link-plaintext DCHAT_NODE=node1
+like "$OUT" "runs its cluster links without encryption" "journalctl -x explains link-plaintext (catalog)"
+like "$OUT" "dchatctl keygen" "... and says how to get out of it"
+run journalctl -q -x -t dchatd DCHAT_EVENT=link-auth-failed DCHAT_NODE=master
+like "$OUT" "refused a cluster link" "journalctl -x explains link-auth-failed (catalog)"
+like "$OUT" "no first frame within 5000 ms" "... with the message naming the reason"
+id=$(awk '/^# link-auth-failed$/ { getline; print $2 }' "$TOP/systemd/dchatd.catalog")
+run journalctl -q -t dchatd DCHAT_EVENT=link-auth-failed -o json
+like "$OUT" "\"MESSAGE_ID\":\"$id\"" "link-auth-failed carries MESSAGE_ID $id"
+like "$OUT" '"PRIORITY":"4"' "... at warning priority"
 
 done_testing
