@@ -7,19 +7,24 @@
  * the file, keeps the good records, saves and cuts a bad tail.  Then every
  * kept record is read back (chatlog_seek/chatlog_next, from the start and
  * from a few places), one entry is appended after them, and the log is
- * opened a second time, which must find the file clean and one record longer.
+ * opened a second time (after a checkpoint), which must find the file clean
+ * and one record longer.
  *
  * Random bytes rarely pass the record checksums, so the first byte picks
- * how the rest is read: odd, as chunks "u8 flags | u16 length | bytes",
- * each written either as it is or wrapped in a record header with correct
+ * how the rest is read.  Bit 1 set: a checkpoint comes first, "u16 length |
+ * bytes", written as DIR/chat.log.idx (chatidx.c decodes it and checks it
+ * against the log; chat.log gets a fixed mtime so that a checkpoint can
+ * match it).  Then bit 0 set: chunks "u8 flags | u16 length | bytes", each
+ * written either as it is or wrapped in a record header with correct
  * CRC-32Cs (so the record bodies, sequence and fence checks are reached);
- * even, as the file itself.
+ * bit 0 clear: the file itself.
  */
 #include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "dchatd.h"
 
@@ -66,15 +71,40 @@ static void cleanup(void)
         (void) rmdir(dir);
 }
 
+static int write_file(const char *name, const uint8_t *data, size_t size)
+{
+        char path[512];
+        snprintf(path, sizeof path, "%s/%s", dir, name);
+        int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+        if (fd < 0)
+                return -1;
+        int r = write(fd, data, size) == (ssize_t) size ? 0 : -1;
+        close(fd);
+        return r;
+}
+
 static int write_log(const uint8_t *data, size_t size)
 {
         char path[512];
+        size_t start = 1;
+
+        if (size > 0 && (data[0] & 2)) {
+                /* the checkpoint first */
+                size_t n = size >= 3 ? (size_t) data[1] << 8 | data[2] : 0;
+                if (n > size - 3)
+                        n = size >= 3 ? size - 3 : 0;
+                if (write_file("chat.log.idx", data + 3, n) < 0)
+                        return -1;
+                start = 3 + n;
+                if (start > size)
+                        start = size;
+        }
         snprintf(path, sizeof path, "%s/chat.log", dir);
         int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
         if (fd < 0)
                 return -1;
         if (size > 0 && data[0] % 2 == 1) {
-                size_t off = 1;
+                size_t off = start;
                 while (size - off >= 3) {
                         uint8_t flags = data[off];
                         size_t n = (size_t) data[off + 1] << 8 | data[off + 2];
@@ -94,10 +124,16 @@ static int write_log(const uint8_t *data, size_t size)
                                 break;
                         off += n;
                 }
-        } else if (size > 0 && write(fd, data, size) != (ssize_t) size) {
+        } else if (size > 0 && (data[0] & 2) && write(fd, data + start, size - start) != (ssize_t) (size - start)) {
+                close(fd);
+                return -1;
+        } else if (size > 0 && !(data[0] & 2) && write(fd, data, size) != (ssize_t) size) {
                 close(fd);
                 return -1;
         }
+        /* a fixed mtime: the same input, the same run */
+        const struct timespec t[2] = { { 1700000000, 0 }, { 1700000000, 0 } };
+        (void) futimens(fd, t);
         close(fd);
         return 0;
 }
@@ -143,6 +179,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 CHECK(read_from(log, last / 2 + 1, &e) == last - last / 2);
         }
         CHECK(read_from(log, last + 1, &e) == 0);
+        uint64_t found;
+        (void) chatlog_find_time(log, 1700000000, &found);
+        (void) chatlog_find_time(log, INT64_MIN, &found);
 
         /* the log takes a new entry after whatever it kept */
         uint64_t lamport;
@@ -164,6 +203,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                         last++;
                 }
         }
+        /* a checkpoint of it all, which the next open must take or refuse without harm */
+        (void) chatlog_checkpoint(log);
         chatlog_close(log);
 
         /* opened again: clean, and the same records */
