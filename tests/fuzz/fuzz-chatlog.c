@@ -31,6 +31,15 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define CHECK(x) do { if (!(x)) { fprintf(stderr, "fuzz-chatlog: check failed: %s (line %d)\n", #x, __LINE__); abort(); } } while (0)
+/*
+ * A checkpoint vouches for the part of the log it covers, which is then not
+ * read again at open: damage inside it is only found by a read (-EIO, and
+ * the checkpoint is dropped).  A real log changed in place has a new mtime
+ * and its checkpoint is refused; the fuzzer forges the mtime, so with a
+ * checkpoint only robustness is checked, not that every record reads back.
+ */
+static bool strict;
+#define EXPECT(x) do { if (strict) CHECK(x); else (void) (x); } while (0)
 
 static char dir[256];
 
@@ -143,7 +152,10 @@ static uint64_t read_from(struct chatlog *log, uint64_t seq, struct dchat_entry 
 {
         struct chatlog_cursor cur;
         uint64_t n = 0;
-        CHECK(chatlog_seek(log, seq, &cur) == 0);
+        int r = chatlog_seek(log, seq, &cur);
+        EXPECT(r == 0);
+        if (r < 0)
+                return 0;
         while (chatlog_next(log, &cur, e) == 0) {
                 CHECK(e->seq == (seq ? seq : 1) + n);
                 CHECK(e->text_len <= DCHAT_TEXT_MAX && e->text[e->text_len] == '\0');
@@ -166,6 +178,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 atexit(cleanup);
         }
         empty_dir();
+        strict = !(size > 0 && (data[0] & 2));
         if (write_log(data, size) < 0)
                 return 0;
 
@@ -173,10 +186,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         uint64_t last = chatlog_last_seq(log);
         CHECK(rec.records == last);
         CHECK(memchr(rec.reason, 0, sizeof rec.reason));
-        CHECK(read_from(log, 1, &e) == last);
+        EXPECT(read_from(log, 1, &e) == last);
         if (last > 0) {
-                CHECK(read_from(log, last, &e) == 1);
-                CHECK(read_from(log, last / 2 + 1, &e) == last - last / 2);
+                EXPECT(read_from(log, last, &e) == 1);
+                EXPECT(read_from(log, last / 2 + 1, &e) == last - last / 2);
         }
         CHECK(read_from(log, last + 1, &e) == 0);
         uint64_t found;
@@ -195,11 +208,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 strcpy(ne.author, "fuzz");
                 strcpy(ne.text, "hello");
                 ne.text_len = 5;
-                enum chatlog_result res;
-                CHECK(chatlog_append(log, &ne, 1, &res) == 0);
-                CHECK(res == CHATLOG_STORED || res == CHATLOG_DUPLICATE);
-                if (res == CHATLOG_STORED) {
-                        CHECK(ne.seq == last + 1);
+                enum chatlog_result res = CHATLOG_INVALID;
+                int r = chatlog_append(log, &ne, 1, &res);
+                EXPECT(r == 0);
+                EXPECT(r < 0 || res == CHATLOG_STORED || res == CHATLOG_DUPLICATE);
+                if (r == 0 && res == CHATLOG_STORED) {
+                        EXPECT(ne.seq == last + 1);
                         last++;
                 }
         }
@@ -209,8 +223,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
         /* opened again: clean, and the same records */
         CHECK(chatlog_open(dir, &log, &rec) == 0);
-        CHECK(rec.cut_bytes == 0 && rec.records == last);
-        CHECK(read_from(log, 1, &e) == last);
+        EXPECT(rec.cut_bytes == 0 && rec.records == last);
+        EXPECT(read_from(log, 1, &e) == last);
         chatlog_close(log);
         return 0;
 }
