@@ -38,7 +38,8 @@ sa_start() {
     SA_PID[$id]=$!
     track_pid $!
     for ((i = 0; i < 100; i++)); do
-        [ "$(grep -c '^Listening on' "$T/$id.log")" -ge "$n" ] && return 0
+        # (the log may not exist yet: the background job opens it)
+        [ "$(cat "$T/$id.log" 2>/dev/null | grep -c '^Listening on')" -ge "$n" ] && return 0
         pid_alive "${SA_PID[$id]}" || break
         sleep 0.05
     done
