@@ -47,10 +47,16 @@ for n in node1 node2; do
 done
 posting() { local p; for p in "${pids[@]}"; do pid_alive "$p" && return 0; done; return 1; }
 
+# posts recorded so far (acknowledged or failed)
+recorded() { cat "$T"/rc.node* 2>/dev/null | wc -l; }
+_progressed() { ! posting || [ "$(recorded)" -ge "$target" ]; }
 kills=0 long=0
 while posting && [ $kills -lt "$KILLS" ]; do
-    # a random moment: 0.1 .. 0.6 s after the last restart
-    sleep "0.$(( 10 + RANDOM % 50 ))"
+    # a random moment while posts go in: after 5..24 more posts have ended since the
+    # restart (posts are fast; a fixed delay may outlast them all), then 0..40 ms more
+    target=$(( $(recorded) + 5 + RANDOM % 20 ))
+    wait_for -t 20 _progressed
+    sleep "0.0$(( RANDOM % 5 ))"
     posting || break
     node_kill master
     kills=$((kills + 1))
