@@ -294,6 +294,24 @@ static int setup_links(struct daemon *d)
         return 0;
 }
 
+/* dchatd -t: say whether the links could start (the key is not the config: exit 0 either way). */
+static void print_links_check(const struct dchat_conf *c)
+{
+        uint8_t key[DCHAT_KEY_BYTES];
+        char path[PATH_MAX], err[PATH_MAX + 256];
+
+        if (c->insecure_plaintext) {
+                printf("links: in the clear (insecure_plaintext = true)\n");
+                return;
+        }
+        key_path(c->key_file, path, sizeof path);
+        if (key_load(path, key, err, sizeof err) < 0)
+                printf("links: encrypted, but dchatd will not start: %s\n", err);
+        else
+                printf("links: encrypted, cluster key %s: OK\n", path);
+        explicit_bzero(key, sizeof key);
+}
+
 static int on_exit_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
 {
         struct daemon *d = userdata;
@@ -363,6 +381,7 @@ int main(int argc, char *argv[])
                 }
                 printf("%s: OK: node %s, role %s, %u server, %u peers\n", d->conf_path, d->conf.node,
                        role_name(d->conf.role), d->conf.n_servers, d->conf.n_peers);
+                print_links_check(&d->conf);
                 return 0;
         }
 

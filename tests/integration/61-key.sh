@@ -62,6 +62,16 @@ start_fails "a directory" "the cluster key $KEY is not a regular file"
 rmdir "$KEY"
 cp -p "$T/good.key" "$KEY"
 
+# dchatd -t says whether the links could start
+run "$DCHATD" -t -c "$CONF" -n node1
+is "$RC" 0 "dchatd -t: the config is valid (exit 0)"
+like "$OUT" $'\nlinks: encrypted, cluster key '"$KEY"': OK$' "dchatd -t: the key is readable"
+chmod 0644 "$KEY"
+run "$DCHATD" -t -c "$CONF" -n node1
+like "$RC $OUT" $'^0 .*\nlinks: encrypted, but dchatd will not start: the cluster key '"$KEY"' is accessible to group or others' \
+    "dchatd -t: a key readable by all is reported, exit status still 0"
+chmod 0600 "$KEY"
+
 # $CREDENTIALS_DIRECTORY/cluster.key goes first (systemd's LoadCredential=)
 mkdir -p "$T/creds"; cp -p "$KEY" "$T/creds/cluster.key"; chmod 0400 "$T/creds/cluster.key"
 rm -f "$KEY"
