@@ -15,7 +15,7 @@ TM=(tmux -L "dchat-test-$$-${RANDOM}" -f /dev/null)
 # chat_open NAME [ARGS]: dchatctl chat on node1 in a new window; its exit status goes to $T/NAME.rc
 chat_open() {
     local name=$1; shift
-    local cmd="'$DCHATCTL' -s '$(node_sock node1)' chat $*; echo \$? > '$T/$name.rc'; sleep 600"
+    local cmd="${CHAT_ENV:-} '$DCHATCTL' -s '$(node_sock node1)' chat $*; echo \$? > '$T/$name.rc'; sleep 600"
     if [ -z "${TMUX_PID:-}" ]; then
         "${TM[@]}" new-session -d -s "$name" -x 120 -y 50 "$cmd" || bail_out "tmux new-session failed"
         TMUX_PID=$("${TM[@]}" display-message -p '#{pid}')
@@ -156,7 +156,10 @@ is "$(cat "$T/c3.rc" 2>/dev/null)" 0 "... with exit 0"
 is "$(ctl node2 view | grep -c 'never sent')" 0 "the half-typed line was not posted"
 
 # --- the terminal goes away under it (the window's tmux killed): it ends, it does not spin ------
-chat_open c4
+# (LeakSanitizer's check at exit hangs now and then in a process whose terminal has just
+# gone — seen under check-asan, never without it: here, and only here, it is off; the
+# other chats are checked for leaks)
+CHAT_ENV="ASAN_OPTIONS='${ASAN_OPTIONS:-}:detect_leaks=0'" chat_open c4
 ok "a fourth chat starts" wait_for -t 10 prompt_is c4 "$P"
 sh_pid=$("${TM[@]}" display-message -p -t c4 '#{pane_pid}')
 chat_pid=$(ps -o pid= --ppid "$sh_pid" | tr -d ' ')
