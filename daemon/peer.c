@@ -901,9 +901,11 @@ static int server_frame(struct conn *c, uint8_t type, const uint8_t *payload, si
                         (void) sd_event_source_set_enabled(p->answer_src, SD_EVENT_ONESHOT);
                 } else if (m.error.code == ERR_FENCED) {
                         /* Someone else wrote under a later fence: we were not
-                         * alone in the critical section (a false suspicion).
-                         * Not stored, so it goes again under a new request,
-                         * with our clock moved past the server's last fence. */
+                         * alone in the critical section (a false suspicion), or
+                         * a peer died inside it after storing under a clock we
+                         * never heard of.  Not stored, so it goes again under a
+                         * new request, with our clock moved past the server's
+                         * last fence. */
                         ra_observe(&p->ra, m.error.detail);
                         r->fenced = true;
                         log_event(EV_POST_RETRIED, &(struct event_fields) { .lamport = p->ra.clock,
