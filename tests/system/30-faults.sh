@@ -146,9 +146,9 @@ ok "b: node2's cable is pulled" true
 bp=$!; track_pid $bp
 run ctl node1 post "b: node1 while node2 is cut off"
 B_POST_MS=$(( $(now_ms) - t0 ))
-# (at once when node1 still holds node2's permission from its last entry, as
-# Roucairol-Carvalho allows; else once node2 is declared dead)
-is "$RC" 0 "b: node1's post goes in, at the latest once node2 is declared dead ($B_POST_MS ms after the cut)" || diag "$ERR"
+dead_at_post=$(count_peer_events node1 peer-dead node2)
+is "$RC" 0 "b: node1's post goes in once node2 is declared dead ($B_POST_MS ms after the cut)" || diag "$ERR"
+ok "b: ... and not before: node1 had logged peer-dead for node2 when its post returned" test "$dead_at_post" -gt "$dead1"
 posted "b: node1 while node2 is cut off" "$RC" "$ERR"
 wait_peer_event_ms node1 peer-dead node2 $((dead1 + 1)) "$t0" 8
 B_DEAD_MS=$AT_MS
