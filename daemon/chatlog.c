@@ -904,6 +904,112 @@ static bool entry_valid(const struct dchat_entry *e)
         return true;
 }
 
+static bool same_post(const struct dchat_entry *a, const struct dchat_entry *b)
+{
+        return a->post_id == b->post_id && a->time == b->time && a->utc_offset == b->utc_offset &&
+               !strcmp(a->author, b->author) && a->text_len == b->text_len &&
+               !memcmp(a->text, b->text, a->text_len);
+}
+
+/* The first entry of index slot k. */
+static int slot_entry(struct chatlog *log, size_t k, struct dchat_entry *e)
+{
+        struct chatlog_cursor cur = { log->base_seq + (uint64_t) k * CHATLOG_INDEX_EVERY + 1, log->index[k].off };
+        return chatlog_next(log, &cur, e);
+}
+
+/*
+ * The stored entry with fence (lamport, node, idx) into *e: 0, -ENOENT if
+ * there is none, -EXDEV if it could be in the archived part, or a read
+ * error.  Fences strictly increase through the log, so a binary search
+ * over the index slots' first entries finds the block of 256 to read.
+ */
+static int find_fence(struct chatlog *log, uint64_t lamport, const char *node, uint32_t idx, struct dchat_entry *e)
+{
+        struct chatlog_cursor cur;
+        size_t lo = 0, hi = log->n_index;
+        int r;
+
+        if (log->n_index == 0)
+                return log->base_seq ? -EXDEV : -ENOENT;
+        r = slot_entry(log, 0, e);
+        if (r < 0)
+                return r;
+        if (fence_cmp(e->lamport, e->node, e->fence_idx, lamport, node, idx) > 0)
+                return log->base_seq ? -EXDEV : -ENOENT;
+        while (hi - lo > 1) {
+                size_t mid = lo + (hi - lo) / 2;
+                r = slot_entry(log, mid, e);
+                if (r < 0)
+                        return r;
+                if (fence_cmp(e->lamport, e->node, e->fence_idx, lamport, node, idx) <= 0)
+                        lo = mid;
+                else
+                        hi = mid;
+        }
+        cur = (struct chatlog_cursor) { log->base_seq + (uint64_t) lo * CHATLOG_INDEX_EVERY + 1, log->index[lo].off };
+        for (unsigned i = 0; i < CHATLOG_INDEX_EVERY && cur.seq <= log->last_seq; i++) {
+                r = chatlog_next(log, &cur, e);
+                if (r < 0)
+                        return r;
+                int c = fence_cmp(e->lamport, e->node, e->fence_idx, lamport, node, idx);
+                if (c == 0)
+                        return 0;
+                if (c > 0)
+                        break;
+        }
+        return -ENOENT;
+}
+
+/*
+ * e's post id is not above the last one stored for its node: a copy of a
+ * post sent again (after a lost link, or a late frame of an earlier
+ * connection or life), or one that was never stored.  If it is stored, it
+ * is under its own fence (a post goes again under another fence only after
+ * the fence refused it), and a fence names one entry at most: look there,
+ * among the entries of this batch first.  Sets e->seq for a DUPLICATE.
+ */
+static enum chatlog_result dedupe(struct chatlog *log, struct dchat_entry *e, const struct dchat_entry *batch,
+                                  const enum chatlog_result *results, unsigned n)
+{
+        _cleanup_(freep) struct dchat_entry *f = NULL;
+        const struct dchat_entry *found = NULL;
+        int r;
+
+        for (unsigned k = 0; k < n && !found; k++)
+                if (results[k] == CHATLOG_STORED &&
+                    fence_cmp(batch[k].lamport, batch[k].node, batch[k].fence_idx, e->lamport, e->node,
+                              e->fence_idx) == 0)
+                        found = &batch[k];
+        if (!found) {
+                f = malloc(sizeof *f);
+                if (!f)
+                        return CHATLOG_UNKNOWN;
+                r = find_fence(log, e->lamport, e->node, e->fence_idx, f);
+                if (r == -ENOENT)
+                        return CHATLOG_STALE;
+                if (r == -EXDEV) {
+                        /* Before this file's first entry: archived.  The start record kept
+                         * each node's last post id and seq, and a post id names one post. */
+                        struct chatlog_node *nd = node_find(log, log->n_nodes, e->node);
+                        if (nd && nd->post_id == e->post_id && nd->seq <= log->base_seq) {
+                                e->seq = nd->seq;
+                                return CHATLOG_DUPLICATE;
+                        }
+                        return CHATLOG_UNKNOWN;
+                }
+                if (r < 0)
+                        return CHATLOG_UNKNOWN;         /* unreadable */
+                found = f;
+        }
+        if (found->post_id != e->post_id)
+                return CHATLOG_STALE;
+        if (!same_post(found, e))
+                return CHATLOG_CONFLICT;
+        e->seq = found->seq;
+        return CHATLOG_DUPLICATE;
+}
+
 int chatlog_append(struct chatlog *log, struct dchat_entry *entries, unsigned n,
                    enum chatlog_result *results)
 {
@@ -915,6 +1021,8 @@ int chatlog_append(struct chatlog *log, struct dchat_entry *entries, unsigned n,
         unsigned stored = 0;
         int r;
 
+        for (unsigned i = 0; i < n; i++)
+                results[i] = CHATLOG_FAILED;
         if (log->broken)
                 return -EIO;
 
@@ -930,8 +1038,6 @@ int chatlog_append(struct chatlog *log, struct dchat_entry *entries, unsigned n,
                 log->nodes[i].new_seq = log->nodes[i].seq;
         }
         wbuf_reset(&log->out);
-        for (unsigned i = 0; i < n; i++)
-                results[i] = CHATLOG_INVALID;
 
         for (unsigned i = 0; i < n; i++) {
                 struct dchat_entry *e = &entries[i];
@@ -945,8 +1051,13 @@ int chatlog_append(struct chatlog *log, struct dchat_entry *entries, unsigned n,
                 }
                 nd = node_find(log, n_nodes, e->node);
                 if (nd && e->post_id <= nd->new_post_id) {
-                        e->seq = e->post_id == nd->new_post_id ? nd->new_seq : 0;
-                        results[i] = CHATLOG_DUPLICATE;
+                        e->seq = 0;
+                        results[i] = dedupe(log, e, entries, results, i);
+                        continue;
+                }
+                if (e->lamport > DCHAT_CLOCK_MAX || e->lamport > lamport + DCHAT_CLOCK_JUMP_MAX) {
+                        e->seq = 0;
+                        results[i] = CHATLOG_BOUNDS;
                         continue;
                 }
                 if (fence_cmp(e->lamport, e->node, e->fence_idx, lamport, fnode, fidx) <= 0) {
@@ -1030,10 +1141,14 @@ int chatlog_append(struct chatlog *log, struct dchat_entry *entries, unsigned n,
         return 0;
 
 undo:
-        /* in-memory state is untouched: staged fields are simply dropped */
+        /* in-memory state is untouched: staged fields are simply dropped, and
+         * with them what a copy in this batch was found to duplicate */
         for (unsigned i = 0; i < n; i++)
-                if (results[i] == CHATLOG_STORED)
+                if (results[i] == CHATLOG_STORED ||
+                    (results[i] == CHATLOG_DUPLICATE && entries[i].seq > log->last_seq)) {
                         entries[i].seq = 0;
+                        results[i] = CHATLOG_FAILED;
+                }
         wbuf_reset(&log->out);
         return r;
 }

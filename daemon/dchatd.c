@@ -425,13 +425,14 @@ int main(int argc, char *argv[])
         if (take_sockets(&d->conf, &socks) < 0)
                 goto fail;
 
-        if (d->conf.role == ROLE_SERVER) {
-                if (mkdir(d->conf.state_directory, 0750) < 0 && errno != EEXIST) {
-                        log_error("cannot create %s: %m", d->conf.state_directory);
-                        goto fail;
-                }
+        /* the server keeps its log there, a peer its incarnation counter */
+        if (mkdir(d->conf.state_directory, 0750) < 0 && errno != EEXIST) {
+                log_error("cannot create %s: %m", d->conf.state_directory);
+                goto fail;
+        }
+        if (d->conf.role == ROLE_SERVER)
                 r = server_new(d->event, &d->conf, socks.tcp, &d->server);
-        } else
+        else
                 r = peer_new(d->event, &d->conf, socks.tcp, &d->peer);
         if (r < 0) {
                 if (r != -EBUSY && r != -EACCES && r != -ENOENT)
@@ -456,6 +457,7 @@ int main(int argc, char *argv[])
         (void) sd_notify(false, "READY=1");
         daemon_notify_status(d);
 
+        /* >0: the exit status a role asked for (sd_event_exit), e.g. to be started again */
         r = sd_event_loop(d->event);
         if (r < 0)
                 log_error("event loop failed: %s", strerror(-r));
@@ -467,7 +469,7 @@ int main(int argc, char *argv[])
         if (socks.control_bound)
                 (void) unlink(d->conf.control_socket);
         sd_event_unref(d->event);
-        return r < 0 ? 1 : 0;
+        return r != 0 ? 1 : 0;
 fail:
         d->peer = peer_free(d->peer);
         d->server = server_free(d->server);

@@ -141,6 +141,23 @@ void log_msg(int priority, const char *fmt, ...) _printf_(2, 3);
 void log_event(enum log_event ev, const struct event_fields *f, const char *fmt, ...) _printf_(3, 4);
 const char *log_event_name(enum log_event ev);
 
+/*
+ * At most burst lines per interval for one kind of message that someone
+ * outside can cause over and over; the next line that passes says how many
+ * were left out meanwhile (ratelimit_suppressed, "" if none).
+ */
+struct ratelimit {
+        uint64_t interval_usec;
+        unsigned burst;
+        uint64_t begin;                 /* this interval's start */
+        unsigned passed;                /* lines in this interval */
+        unsigned suppressed;            /* left out since the last one that passed */
+        char note[48];
+};
+#define RATELIMIT_INIT(interval, b) ((struct ratelimit) { .interval_usec = (interval), .burst = (b) })
+bool ratelimit_pass(struct ratelimit *rl, uint64_t now_usec);
+const char *ratelimit_suppressed(struct ratelimit *rl);
+
 #define log_debug(...)   log_msg(LOG_DEBUG, __VA_ARGS__)
 #define log_info(...)    log_msg(LOG_INFO, __VA_ARGS__)
 #define log_notice(...)  log_msg(LOG_NOTICE, __VA_ARGS__)
@@ -202,6 +219,8 @@ size_t conn_pending(const struct conn *c);
  */
 void conn_set_linger(struct conn *c);
 void conn_close(struct conn *c, int error);
+/* Read nothing more; close once what is queued has been sent (an ERROR that says why). */
+void conn_shutdown(struct conn *c);
 /* Why a connection ended, for messages: "connection closed", "shutting down", strerror. */
 const char *conn_strerror(int error);
 void *conn_userdata(const struct conn *c);
@@ -213,6 +232,15 @@ int sockaddr_parse(const char *s, struct sockaddr_storage *sa, socklen_t *len);
 void sockaddr_format(const struct sockaddr *sa, socklen_t len, char *buf, size_t cap);
 int listen_tcp(const struct sockaddr *sa, socklen_t len);
 int listen_unix(const char *path, mode_t mode);
+
+/* incarnation.c ------------------------------------------------------------ */
+
+/*
+ * Hands out this start's incarnation (or a new post-id epoch): the counter
+ * in DIR/incarnation plus one, at least at_least, written and synced before
+ * it is returned.  On error a negative errno and a message in err.
+ */
+int incarnation_next(const char *dir, uint64_t at_least, uint64_t *ret, char *err, size_t errlen);
 
 /* chatlog.c --------------------------------------------------------------- */
 
@@ -232,9 +260,14 @@ struct chatlog_recovery {
 
 enum chatlog_result {
         CHATLOG_STORED,
-        CHATLOG_DUPLICATE,              /* post id already stored; seq set */
+        CHATLOG_DUPLICATE,              /* the same post is stored already; seq set */
         CHATLOG_FENCED,                 /* fence not greater than the last */
         CHATLOG_INVALID,                /* bad entry (text, names) */
+        CHATLOG_BOUNDS,                 /* fence beyond the bounds (proto.h DCHAT_CLOCK_*) */
+        CHATLOG_STALE,                  /* post id not above its node's last, and not stored: a late copy */
+        CHATLOG_CONFLICT,               /* post id stored already, naming another post */
+        CHATLOG_UNKNOWN,                /* cannot tell whether it is stored (archived part, read error) */
+        CHATLOG_FAILED,                 /* the write or sync failed: not stored */
 };
 
 /*
@@ -264,10 +297,14 @@ int chatlog_archive(const char *dir, char *name, size_t cap, uint64_t *first, ui
                     struct chatlog_recovery *rec);
 
 /*
- * Stores n entries in one write and one fdatasync.  Each is checked first
- * (fence greater than the last, post id new for its node); results[i] says
- * what happened to entries[i], and stored ones get their seq.  On a write
- * or sync error nothing of the batch is kept and a negative errno returned.
+ * Stores n entries in one write and one fdatasync: the chat log's apply
+ * step, deterministic given the log.  Each entry is checked first, in this
+ * order: valid; a post id not above its node's last stored one is a copy
+ * (DUPLICATE with the seq of the same post, found under its own fence) or
+ * not stored (STALE, CONFLICT, UNKNOWN); the fence within the bounds and
+ * greater than the last.  results[i] says what happened to entries[i], and
+ * stored ones get their seq.  On a write or sync error nothing of the batch
+ * is kept (those results become FAILED) and a negative errno is returned.
  */
 int chatlog_append(struct chatlog *log, struct dchat_entry *entries, unsigned n,
                    enum chatlog_result *results);

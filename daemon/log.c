@@ -227,3 +227,26 @@ void log_event(enum log_event ev, const struct event_fields *f, const char *fmt,
         va_end(ap);
         emit(ev < _EV_MAX ? events[ev].priority : LOG_INFO, ev, f, msg);
 }
+
+bool ratelimit_pass(struct ratelimit *rl, uint64_t now)
+{
+        if (rl->passed == 0 || now - rl->begin >= rl->interval_usec) {
+                rl->begin = now;
+                rl->passed = 0;
+        }
+        if (rl->passed < rl->burst) {
+                rl->passed++;
+                return true;
+        }
+        rl->suppressed++;
+        return false;
+}
+
+const char *ratelimit_suppressed(struct ratelimit *rl)
+{
+        if (!rl->suppressed)
+                return "";
+        snprintf(rl->note, sizeof rl->note, " (%u more like it not logged)", rl->suppressed);
+        rl->suppressed = 0;
+        return rl->note;
+}

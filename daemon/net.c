@@ -68,6 +68,7 @@ struct conn {
         int send_error;         /* a send failed: closed from conn_io, not from conn_send */
         bool linger;            /* at EOF, stay until every request is answered */
         bool rd_closed;         /* the other side shut its writing side */
+        bool closing;           /* conn_shutdown: close once out is sent */
         unsigned requests;      /* frames received ... */
         unsigned answers;       /* ... and final answers sent (linger mode) */
         unsigned busy;          /* dispatch depth */
@@ -119,7 +120,7 @@ static void auth_failed(struct conn *c, const char *fmt, ...)
 
 static void conn_update_events(struct conn *c)
 {
-        uint32_t ev = c->rd_closed ? 0 : EPOLLIN;
+        uint32_t ev = c->rd_closed || c->closing ? 0 : EPOLLIN;
         /* after a half-close, wake up once the last answer is out */
         if (c->connecting || c->out.len > 0 || (c->rd_closed && c->answers >= c->requests))
                 ev |= EPOLLOUT;
@@ -195,7 +196,7 @@ static int conn_dispatch(struct conn *c)
         size_t off = 0;
         int r = 0;
 
-        while (!c->dead && c->in.len - off >= DCHAT_FRAME_HDR) {
+        while (!c->dead && !c->closing && c->in.len - off >= DCHAT_FRAME_HDR) {
                 uint8_t type;
                 int len = proto_check_header(c->in.data + off, &type);
                 if ((len >= 0 && c->max_frame && (size_t) len > c->max_frame) ||
@@ -306,7 +307,7 @@ static int conn_io(sd_event_source *s, int fd, uint32_t revents, void *userdata)
 
         if (revents & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
                 /* Bounded reads per wakeup keep one busy link from starving the rest. */
-                for (int i = 0; i < 4 && !c->dead; i++) {
+                for (int i = 0; i < 4 && !c->dead && !c->closing; i++) {
                         size_t want = READ_CHUNK;
                         struct wbuf *b = c->sec ? &c->raw : &c->in;
                         if (!wbuf_reserve(b, want)) {
@@ -361,6 +362,8 @@ static int conn_io(sd_event_source *s, int fd, uint32_t revents, void *userdata)
         }
         if (!c->dead && c->rd_closed && c->answers >= c->requests && c->out.len == 0)
                 r = -ECONNRESET;        /* all answered after a half-close */
+        if (!c->dead && c->closing && c->out.len == 0)
+                r = -ECONNRESET;        /* conn_shutdown: said what it had to */
 out:
         if (r < 0 && !c->dead)
                 conn_close(c, r);
@@ -615,6 +618,18 @@ int conn_accept(int listen_fd, char *label, size_t cap)
                 snprintf(label, cap, "connection from %s", addr);
         }
         return fd;
+}
+
+void conn_shutdown(struct conn *c)
+{
+        if (!c || c->dead)
+                return;
+        c->closing = true;
+        if (c->busy == 0 && c->out.len == 0) {
+                conn_close(c, -ECONNRESET);
+                return;
+        }
+        conn_update_events(c);
 }
 
 void conn_set_linger(struct conn *c)

@@ -50,6 +50,7 @@ struct post_req {
         bool stored;                    /* APPENDED came: the answer waits for answer_flush */
         bool fenced;                    /* refused by the server's fence: goes again */
         bool sent;                      /* an append went out: the server may have it */
+        bool grace;                     /* past its deadline, its append in flight: the answer is awaited */
         struct dchat_entry e;
 };
 
@@ -79,7 +80,10 @@ struct peer {
         const struct dchat_conf *conf;
         struct ra ra;
         struct fd fd;                   /* who is alive, by heartbeats */
-        uint64_t incarnation;           /* our start time: tells our lives apart */
+        uint64_t incarnation;           /* this life of ours (incarnation.c) */
+        uint64_t post_epoch;            /* the high half of our post ids: incarnation, or a later one */
+        bool anchored;                  /* a HELLO_ACK told us the log's last fence: clock bounds apply */
+        bool leaving;                   /* exiting to be started again as a later life */
         sd_event_source *heartbeat_timer, *fd_timer;
         const char *names[DCHAT_PEERS_MAX];
         struct link links[DCHAT_PEERS_MAX];
@@ -105,6 +109,9 @@ struct peer {
         sd_event_source *hold_timer;    /* post --hold: leave when it fires */
         sd_event_source *answer_src;    /* defer: answer the posts stored meanwhile */
         uint32_t hold_ms;               /* the longest hold asked for in this entry */
+        unsigned fenced_streak;         /* entries in a row whose appends the fence refused */
+        uint64_t retry_at;              /* no request before this (CLOCK_MONOTONIC): fenced retries back off */
+        sd_event_source *retry_timer;
 
         struct view_relay *views;
         /* follow mode */
@@ -134,16 +141,79 @@ static uint64_t now_usec(void)
         return (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000;
 }
 
-static uint64_t realtime_usec(void)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        return (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000;
-}
-
 static const char *self_name(const struct peer *p)
 {
         return p->conf->peers[p->conf->self].name;
+}
+
+/*
+ * Is t, a clock or a fence another node sent, within the bounds (proto.h)?
+ * Until a HELLO_ACK anchored our clock at the log's last fence, only the
+ * ceiling applies: a peer that just started knows nothing to compare with.
+ */
+static bool clock_ok(const struct peer *p, uint64_t t)
+{
+        if (t > DCHAT_CLOCK_MAX)
+                return false;
+        return !p->anchored || t <= p->ra.clock + DCHAT_CLOCK_JUMP_MAX;
+}
+
+/*
+ * who knows this node under a later incarnation than ours: our counter went
+ * back (its file lost while the clock was behind).  Move the counter past
+ * it and end this life with a failure, so that the next start (systemd
+ * restarts dchatd) is a later life than any the others know.
+ */
+static void leave_as_later(struct peer *p, const char *who, uint64_t known)
+{
+        char err[PATH_MAX + 128] = "";
+        uint64_t inc = 0;
+
+        if (p->leaving)
+                return;
+        if (known <= p->incarnation || known >= DCHAT_INCARNATION_MAX - (UINT64_C(1) << 24)) {
+                log_event(EV_PROTOCOL_ERROR, NULL, "%s says it knows this node under incarnation %llu, which is "
+                          "not later than ours (%llu) or out of range; ignored", who, (unsigned long long) known,
+                          (unsigned long long) p->incarnation);
+                return;
+        }
+        p->leaving = true;
+        if (incarnation_next(p->conf->state_directory, known + 1, &inc, err, sizeof err) < 0)
+                log_error("%s", err);
+        log_error("%s knows this node under incarnation %llu, a later life than this one (%llu): the "
+                  "incarnation counter in %s went back (was the state directory lost while the clock was "
+                  "behind?). %s; exiting, to be started again as a later life",
+                  who, (unsigned long long) known, (unsigned long long) p->incarnation,
+                  p->conf->state_directory, inc ? "The counter is moved past it" : "The counter could not be moved");
+        (void) sd_event_exit(p->event, 1);
+}
+
+/*
+ * The next post id: (epoch, n).  A life that used up its 2^32 - 1 numbers,
+ * or learnt that the log holds post ids of a later epoch than its own,
+ * takes a new epoch from the incarnation counter.  0 if none can be had.
+ */
+static uint64_t post_id_take_epoch(struct peer *p, uint64_t at_least)
+{
+        char err[PATH_MAX + 128];
+        uint64_t e;
+
+        if (incarnation_next(p->conf->state_directory, at_least, &e, err, sizeof err) < 0) {
+                log_error("no post id for a new post: %s", err);
+                return 0;
+        }
+        log_info("post ids go on with epoch %llu (was %llu)", (unsigned long long) e,
+                 (unsigned long long) p->post_epoch);
+        p->post_epoch = e;
+        p->next_post_id = POST_ID(e, 1);
+        return p->next_post_id;
+}
+
+static uint64_t post_id_next(struct peer *p)
+{
+        if ((uint32_t) p->next_post_id == 0 && !post_id_take_epoch(p, p->post_epoch + 1))
+                return 0;
+        return p->next_post_id++;
 }
 
 static void link_connect(struct link *l);
@@ -410,8 +480,11 @@ static void cs_send_appends(struct peer *p)
                 /* Numbered when first sent, after HELLO_ACK told us the last
                  * number the server has from us; a resend keeps its number,
                  * so the server stores it once. */
-                if (!r->e.post_id)
-                        r->e.post_id = p->next_post_id++;
+                if (!r->e.post_id && !(r->e.post_id = post_id_next(p))) {
+                        post_answer(p, r, ERR_STORAGE, "this node cannot number its posts (see its log); "
+                                    "the post was not stored");
+                        continue;
+                }
                 r->sent = true;
                 p->stats.appends++;
                 r->append_tag = ++p->next_tag ? p->next_tag : ++p->next_tag;
@@ -468,6 +541,14 @@ static void cs_maybe_exit(struct peer *p)
                 if (!p->queue)
                         p->queue_tail = tail;
                 p->queue = again;
+                /* The first retry goes at once (one refusal is what a peer that
+                 * died inside the critical section leaves behind); refused again
+                 * and again, retries back off: 1 ms, 2 ms, ... up to 1 s, so a
+                 * fence that nothing can pass costs little. */
+                if (++p->fenced_streak > 1) {
+                        unsigned k = p->fenced_streak - 2 < 10 ? p->fenced_streak - 2 : 10;
+                        p->retry_at = now_usec() + (USEC_PER_MSEC << k);
+                }
         }
         p->cs_n = 0;
 
@@ -483,6 +564,11 @@ static void cs_maybe_request(struct peer *p)
          * HELLO_ACK our clock may be behind the log's last fence. */
         if (!p->queue || p->ra.state != RA_RELEASED || p->server_state != LINK_UP)
                 return;
+        if (p->retry_at > now_usec()) {
+                (void) sd_event_source_set_time(p->retry_timer, p->retry_at);
+                (void) sd_event_source_set_enabled(p->retry_timer, SD_EVENT_ONESHOT);
+                return;
+        }
         if (ra_request(&p->ra, &acts) == 0)
                 run_actions(p, &acts);
 }
@@ -525,6 +611,15 @@ static int on_deadline(sd_event_source *s, uint64_t usec, void *userdata)
         for (unsigned i = 0; i < p->cs_n; i++) {
                 struct post_req *r = p->cs[i];
                 if (!r->done && r->deadline <= usec) {
+                        if (r->sent && !r->fenced && r->append_tag && p->server_state == LINK_UP && !r->grace) {
+                                /* Its append is on a live link: the server's answer (stored, or
+                                 * refused) will say what became of it, and a silent server is
+                                 * found dead within dead_after_ms.  Wait for that rather than
+                                 * answer "may or may not have been stored". */
+                                r->grace = true;
+                                r->deadline = usec + p->conf->dead_after_usec;
+                                continue;
+                        }
                         /* sent and unanswered: unknown; refused by the fence: certainly not stored */
                         bool unknown = r->sent && !r->fenced;
                         char m2[DCHAT_ERROR_MAX];
@@ -560,6 +655,14 @@ static int on_deadline(sd_event_source *s, uint64_t usec, void *userdata)
                 run_actions(p, &acts);
         }
         arm_deadline(p);
+        return 0;
+}
+
+static int on_retry(sd_event_source *s, uint64_t usec, void *userdata)
+{
+        (void) s;
+        (void) usec;
+        cs_maybe_request(userdata);
         return 0;
 }
 
@@ -865,9 +968,25 @@ static int server_frame(struct conn *c, uint8_t type, const uint8_t *payload, si
         if (p->conf->debug)
                 log_debug("server link: got %s tag %u", proto_type_name(type), m.tag);
         if (type == MSG_HELLO_ACK) {
-                if (m.hello_ack.last_post_id >= p->next_post_id)
-                        p->next_post_id = m.hello_ack.last_post_id + 1;
+                uint64_t last = m.hello_ack.last_post_id;
+                if (m.hello_ack.last_lamport > DCHAT_CLOCK_MAX) {
+                        log_event(EV_PROTOCOL_ERROR, NULL, "server link: HELLO_ACK with a last fence of %llu, above "
+                                  "the bound %llu; closing", (unsigned long long) m.hello_ack.last_lamport,
+                                  (unsigned long long) DCHAT_CLOCK_MAX);
+                        return -EBADMSG;
+                }
+                if (POST_ID_INCARNATION(last) > p->post_epoch) {
+                        /* the log holds posts of a later life of ours: our counter went back */
+                        log_warning("the server holds post %llu of this node, of epoch %llu, later than this "
+                                    "life's %llu: the incarnation counter in %s went back",
+                                    (unsigned long long) last, (unsigned long long) POST_ID_INCARNATION(last),
+                                    (unsigned long long) p->post_epoch, p->conf->state_directory);
+                        if (!post_id_take_epoch(p, POST_ID_INCARNATION(last) + 1))
+                                return -EIO;
+                } else if (last >= p->next_post_id)
+                        p->next_post_id = last + 1;     /* a number of ours: we reconnected */
                 ra_observe(&p->ra, m.hello_ack.last_lamport);
+                p->anchored = true;
                 p->server_state = LINK_UP;
                 p->server_backoff = 0;
                 log_event(EV_SERVER_UP, &(struct event_fields) { .peer = p->conf->servers[0].name,
@@ -888,8 +1007,14 @@ static int server_frame(struct conn *c, uint8_t type, const uint8_t *payload, si
                         follower_advance(p, f);
                 return 0;
         }
-        if (p->server_state != LINK_UP)
+        if (p->server_state != LINK_UP) {
+                if (type == MSG_ERROR && m.error.code == ERR_STALE) {
+                        leave_as_later(p, p->conf->servers[0].name, m.error.detail);
+                        return -ESTALE;
+                }
+                log_event(EV_PROTOCOL_ERROR, NULL, "server link: %s before HELLO_ACK; closing", proto_type_name(type));
                 return -EBADMSG;
+        }
 
         if (type == MSG_APPENDED || (type == MSG_ERROR && cs_find(p, m.tag))) {
                 struct post_req *r = cs_find(p, m.tag);
@@ -898,7 +1023,13 @@ static int server_frame(struct conn *c, uint8_t type, const uint8_t *payload, si
                 if (type == MSG_APPENDED) {
                         r->e.seq = m.appended.seq;
                         r->done = r->stored = true;     /* answered by answer_flush */
+                        p->fenced_streak = 0;
                         (void) sd_event_source_set_enabled(p->answer_src, SD_EVENT_ONESHOT);
+                } else if (m.error.code == ERR_FENCED && !clock_ok(p, m.error.detail)) {
+                        log_event(EV_PROTOCOL_ERROR, NULL, "server link: the fence it refused a post by is %llu, "
+                                  "beyond the bounds (clock here %llu); closing", (unsigned long long) m.error.detail,
+                                  (unsigned long long) p->ra.clock);
+                        return -ERANGE;
                 } else if (m.error.code == ERR_FENCED) {
                         /* Someone else wrote under a later fence: we were not
                          * alone in the critical section (a false suspicion), or
@@ -1094,10 +1225,18 @@ static void out_connected(struct conn *c)
         run_actions(p, &acts);
 }
 
+/* The other side speaks on our outgoing link only to refuse it (and say why). */
 static int out_frame(struct conn *c, uint8_t type, const uint8_t *payload, size_t len)
 {
-        (void) payload;
-        (void) len;
+        struct link *l = conn_userdata(c);
+        struct peer *p = l->p;
+        struct dchat_msg m;
+
+        if (type == MSG_ERROR && proto_decode(type, payload, len, &m, NULL, NULL) == 0 &&
+            m.error.code == ERR_STALE) {
+                leave_as_later(p, p->names[l->idx], m.error.detail);
+                return -ESTALE;
+        }
         log_event(EV_PROTOCOL_ERROR, NULL, "%s: unexpected %s frame on an outgoing link; closing", conn_label(c),
                   proto_type_name(type));
         return -EBADMSG;
@@ -1141,6 +1280,16 @@ static void link_connect(struct link *l)
         (void) sd_event_source_set_enabled(l->timer, SD_EVENT_ONESHOT);
 }
 
+/* A timestamp beyond the bounds: the frame is refused and the link closed (it reconnects). */
+static int clock_refused(struct peer *p, struct conn *c, const char *what, uint64_t t)
+{
+        log_event(EV_PROTOCOL_ERROR, NULL, "%s: %s %llu is beyond the bounds (clock here %llu, at most %llu ahead, "
+                  "never above %llu); closing", conn_label(c), what, (unsigned long long) t,
+                  (unsigned long long) p->ra.clock, (unsigned long long) DCHAT_CLOCK_JUMP_MAX,
+                  (unsigned long long) DCHAT_CLOCK_MAX);
+        return -ERANGE;
+}
+
 static int in_frame(struct conn *c, uint8_t type, const uint8_t *payload, size_t len)
 {
         struct inbound *ib = conn_userdata(c);
@@ -1169,6 +1318,26 @@ static int in_frame(struct conn *c, uint8_t type, const uint8_t *payload, size_t
                         return -EPERM;
                 }
                 struct link *l = &p->links[idx];
+                uint64_t known = p->fd.p[idx].incarnation;
+                if (m.hello.incarnation && known && m.hello.incarnation < known) {
+                        /* A connection of an earlier life of it, delivered late (held by
+                         * the network, or accepted after the new one's): it must not
+                         * replace the living one's.  Say so, in case it is no ghost but
+                         * a life whose counter went back (leave_as_later). */
+                        char text[DCHAT_ERROR_MAX];
+                        log_event(EV_PROTOCOL_ERROR, &(struct event_fields) { .peer = p->names[idx] },
+                                  "%s: HELLO of incarnation %llu from %s, which is at incarnation %llu: a "
+                                  "connection of an earlier life; refused", conn_label(c),
+                                  (unsigned long long) m.hello.incarnation, p->names[idx], (unsigned long long) known);
+                        snprintf(text, sizeof text, "%s knows %s under incarnation %llu, later than %llu",
+                                 self_name(p), p->names[idx], (unsigned long long) known,
+                                 (unsigned long long) m.hello.incarnation);
+                        (void) conn_send(c, &(struct dchat_msg) { .type = MSG_ERROR,
+                                .error = { ERR_STALE, { text, (uint16_t) strlen(text) }, known } });
+                        ib->idx = -2;
+                        conn_shutdown(c);
+                        return 0;
+                }
                 if (l->in) {
                         /* the peer reconnected before we noticed the old link die */
                         struct conn *old = l->in;
@@ -1206,10 +1375,14 @@ static int in_frame(struct conn *c, uint8_t type, const uint8_t *payload, size_t
         case MSG_HEARTBEAT:
                 return 0;
         case MSG_REQUEST:
+                if (!clock_ok(p, m.request.ts))
+                        return clock_refused(p, c, "REQUEST timestamp", m.request.ts);
                 ra_on_request(&p->ra, (unsigned) ib->idx, m.request.ts, &acts);
                 run_actions(p, &acts);
                 return 0;
         case MSG_REPLY:
+                if (!clock_ok(p, m.reply.clock))
+                        return clock_refused(p, c, "REPLY clock", m.reply.clock);
                 ra_on_reply(&p->ra, (unsigned) ib->idx, m.reply.clock, m.reply.req_ts, &acts);
                 run_actions(p, &acts);
                 return 0;
@@ -1276,7 +1449,14 @@ int peer_new(sd_event *e, const struct dchat_conf *c, int listen_fd, struct peer
         p->conf = c;
         p->listen_fd = listen_fd;
         p->queue_tail = &p->queue;
-        p->next_post_id = 1;
+        char err[PATH_MAX + 128];
+        r = incarnation_next(c->state_directory, 0, &p->incarnation, err, sizeof err);
+        if (r < 0) {
+                log_error("%s", err);
+                goto fail;
+        }
+        p->post_epoch = p->incarnation;
+        p->next_post_id = POST_ID(p->incarnation, 1);
         p->cs_cap = 1024;       /* the largest batch_max a reload may set */
         p->cs = calloc(p->cs_cap, sizeof *p->cs);
         if (!p->cs) {
@@ -1287,7 +1467,6 @@ int peer_new(sd_event *e, const struct dchat_conf *c, int listen_fd, struct peer
                 p->names[i] = c->peers[i].name;
         ra_init(&p->ra, c->n_peers, c->self, p->names);
         ra_set_reuse(&p->ra, c->reuse_permissions);
-        p->incarnation = realtime_usec();
         fd_init(&p->fd, c->n_peers, c->self, c->suspect_after_usec, c->dead_after_usec, now_usec());
 
         r = sd_event_add_time(e, &p->fd_timer, CLOCK_MONOTONIC, UINT64_MAX, 1000, on_fd_timer, p);
@@ -1308,6 +1487,10 @@ int peer_new(sd_event *e, const struct dchat_conf *c, int listen_fd, struct peer
         if (r < 0)
                 goto fail;
         (void) sd_event_source_set_enabled(p->hold_timer, SD_EVENT_OFF);
+        r = sd_event_add_time(e, &p->retry_timer, CLOCK_MONOTONIC, UINT64_MAX, 0, on_retry, p);
+        if (r < 0)
+                goto fail;
+        (void) sd_event_source_set_enabled(p->retry_timer, SD_EVENT_OFF);
         r = sd_event_add_defer(e, &p->answer_src, on_answers, p);
         if (r < 0)
                 goto fail;
@@ -1345,10 +1528,12 @@ struct peer *peer_free(struct peer *p)
         answer_flush(p);        /* stored: say so */
         /* pending posts end with an error, never silently */
         for (unsigned i = 0; i < p->cs_n; i++) {
-                if (!p->cs[i]->done)
-                        post_answer(p, p->cs[i], ERR_UNAVAILABLE,
-                                    "dchatd is shutting down; the post may or may not have been stored");
-                free(p->cs[i]);
+                struct post_req *r = p->cs[i];
+                if (!r->done)
+                        post_answer(p, r, ERR_UNAVAILABLE, r->sent && !r->fenced
+                                    ? "dchatd is shutting down; the post may or may not have been stored"
+                                    : "dchatd is shutting down; the post was not stored");
+                free(r);
         }
         p->cs_n = 0;
         while (p->queue) {
@@ -1378,6 +1563,7 @@ struct peer *peer_free(struct peer *p)
         sd_event_source_disable_unref(p->server_timer);
         sd_event_source_disable_unref(p->deadline_timer);
         sd_event_source_disable_unref(p->hold_timer);
+        sd_event_source_disable_unref(p->retry_timer);
         sd_event_source_disable_unref(p->answer_src);
         sd_event_source_disable_unref(p->fd_timer);
         sd_event_source_disable_unref(p->heartbeat_timer);

@@ -32,6 +32,28 @@
 #define DCHAT_UTC_OFFSET_MAX    (18 * 3600)
 #define DCHAT_HOLD_MAX_MS       30000           /* post --hold: a teaching and testing aid */
 
+/*
+ * Post ids: a peer numbers its posts (incarnation << 32 | n), n = 1, 2, ...
+ * within one incarnation (a counter kept on disk, incarnation.c), so a post
+ * id names one post for good: a later life of the peer never reuses one,
+ * and a late frame of an earlier life cannot be taken for a later post.
+ */
+#define DCHAT_INCARNATION_MAX   (UINT64_C(1) << 32)
+#define POST_ID(inc, n)         ((uint64_t) (inc) << 32 | (uint32_t) (n))
+#define POST_ID_INCARNATION(id) ((uint64_t) (id) >> 32)
+
+/*
+ * Lamport clocks and fences received from another node are bounded (DESIGN,
+ * invariant 2): none may be above DCHAT_CLOCK_MAX, and none may jump more
+ * than DCHAT_CLOCK_JUMP_MAX past what the receiver knows (its own clock once
+ * it learnt the log's last fence, the last stored fence at the server), so
+ * no single message can push a clock or the log to the end of its range.
+ * A healthy cluster is nowhere near either: clocks grow by a few units per
+ * critical-section entry.
+ */
+#define DCHAT_CLOCK_MAX         (UINT64_C(1) << 62)
+#define DCHAT_CLOCK_JUMP_MAX    (UINT64_C(1) << 32)
+
 #define DCHAT_DEFAULT_SOCKET    "/run/dchat/dchatd.sock"
 #define DCHAT_SOCKET_NAME       "dchatd.sock"
 #define DCHAT_DEFAULT_RUNTIME_DIR "/run/dchat"
@@ -81,6 +103,11 @@ enum dchat_err {
         ERR_NOT_PEER,           /* post sent to a server-role daemon */
         ERR_BUSY,               /* limits reached */
         ERR_DENIED,             /* not allowed to use this dchatd (control_group) */
+        /* A frame of an earlier life of the sender (or of a connection it
+         * replaced): refused, nothing of it stored.  HELLO: detail is the
+         * incarnation the receiver knows the sender under. */
+        ERR_STALE,
+        ERR_CONFLICT,           /* the post id is stored already, naming another post */
 };
 
 struct dchat_str {

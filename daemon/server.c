@@ -31,6 +31,8 @@ struct sconn {
         struct server *s;
         struct conn *c;
         char node[DCHAT_NAME_MAX + 1];  /* "" until HELLO */
+        int idx;                        /* the node's index in conf->peers, once known */
+        uint64_t incarnation;           /* the life of the node that sent the HELLO (0: not said) */
         struct sconn *prev, *next;
 };
 
@@ -65,9 +67,102 @@ struct server {
         struct sfollow *follows;
         unsigned n_follows;
         struct dchat_entry follow_entry; /* read buffer for followers (scratch may hold an append) */
+        struct ratelimit refused_rl;    /* append-refused lines */
+        uint64_t incarnation[DCHAT_PEERS_MAX];  /* each peer's latest life seen in a HELLO (0: none yet) */
 };
 
 static void follow_pump(struct server *s, struct sfollow *f);
+
+static uint64_t now_monotonic(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000;
+}
+
+/* The answer to entry i of the batch just stored (or not): to its connection, if still there. */
+static void answer_append(struct server *s, unsigned i, int r)
+{
+        struct dchat_entry *e = &s->entries[i];
+        struct conn *to = s->pend[i].from ? s->pend[i].from->c : NULL;        /* NULL: it went away */
+        uint32_t tag = s->pend[i].tag;
+        struct event_fields f = { .peer = e->node, .lamport = e->lamport, .request_ts = e->lamport, .seq = e->seq };
+        unsigned long long pid = (unsigned long long) e->post_id;
+        char text[DCHAT_ERROR_MAX];
+
+        switch (s->results[i]) {
+        case CHATLOG_STORED:
+                s->stats.posts++;
+                log_event(EV_POST_STORED, &f, "stored post %s#%llu as seq %llu (fence %llu/%s/%u)", e->node, pid,
+                          (unsigned long long) e->seq, (unsigned long long) e->lamport, e->node, e->fence_idx);
+                /* fall through */
+        case CHATLOG_DUPLICATE:
+                if (s->results[i] == CHATLOG_DUPLICATE)
+                        log_info("post %s#%llu was already stored as seq %llu; acknowledged again", e->node, pid,
+                                 (unsigned long long) e->seq);
+                if (to)
+                        (void) conn_send(to, &(struct dchat_msg) {
+                                .type = MSG_APPENDED, .tag = tag,
+                                .appended = { e->seq, e->lamport, e->fence_idx,
+                                              s->results[i] == CHATLOG_DUPLICATE } });
+                return;
+        case CHATLOG_FENCED: {
+                uint64_t ll;
+                uint32_t li;
+                char ln[DCHAT_NAME_MAX + 1];
+                chatlog_last_fence(s->log, &ll, ln, &li);
+                snprintf(text, sizeof text, "append refused: fence %llu/%s/%u is not greater than the last stored %llu/%s/%u",
+                         (unsigned long long) e->lamport, e->node, e->fence_idx, (unsigned long long) ll, ln, li);
+                /* one refused peer retries: not one line per retry (they back off too) */
+                if (ratelimit_pass(&s->refused_rl, now_monotonic()))
+                        log_event(EV_APPEND_REFUSED, &f, "refused append of post %s#%llu: %s%s", e->node, pid,
+                                  text + strlen("append refused: "), ratelimit_suppressed(&s->refused_rl));
+                if (to)
+                        /* the detail lets the peer move its clock past our last fence */
+                        (void) conn_send(to, &(struct dchat_msg) {
+                                .type = MSG_ERROR, .tag = tag,
+                                .error = { ERR_FENCED, { text, (uint16_t) strlen(text) }, ll } });
+                return;
+        }
+        case CHATLOG_BOUNDS:
+                log_event(EV_PROTOCOL_ERROR, &f, "refused post %s#%llu: its fence %llu is beyond the bounds (at most "
+                          "%llu above the last stored fence, never above %llu)", e->node, pid,
+                          (unsigned long long) e->lamport, (unsigned long long) DCHAT_CLOCK_JUMP_MAX,
+                          (unsigned long long) DCHAT_CLOCK_MAX);
+                conn_send_error(to, tag, ERR_INVALID, "the server refused the post: its fence %llu is beyond the "
+                                "bounds; it was not stored", (unsigned long long) e->lamport);
+                return;
+        case CHATLOG_INVALID:
+                log_warning("refused an invalid entry from %s", e->node);
+                conn_send_error(to, tag, ERR_INVALID, "the server refused the post as invalid; it was not stored");
+                return;
+        case CHATLOG_STALE:
+                log_info("post %s#%llu is older than the last one stored for %s and is not in the log: a late copy "
+                         "from an earlier connection or life of %s; not stored", e->node, pid, e->node, e->node);
+                conn_send_error(to, tag, ERR_STALE, "post %s#%llu is a late copy from an earlier connection or life "
+                                "of %s; it was not stored", e->node, pid, e->node);
+                return;
+        case CHATLOG_CONFLICT:
+                log_event(EV_PROTOCOL_ERROR, &f, "refused post %s#%llu: that post id is stored already, for "
+                          "another post", e->node, pid);
+                conn_send_error(to, tag, ERR_CONFLICT, "post id %s#%llu names another post in the log; this one "
+                                "was not stored", e->node, pid);
+                return;
+        case CHATLOG_UNKNOWN:
+                log_warning("post %s#%llu: cannot tell whether it is stored already (archived part, or a read "
+                            "error); not stored again", e->node, pid);
+                conn_send_error(to, tag, ERR_STORAGE, "the server cannot tell whether post %s#%llu was stored "
+                                "before (it may be in an archived part of the log, or its log could not be read); "
+                                "the post may or may not have been stored", e->node, pid);
+                return;
+        case CHATLOG_FAILED:
+                log_event(EV_POST_FAILED, &f, "append of post %s#%llu failed: storage error: %s", e->node, pid,
+                          strerror(r < 0 ? -r : EIO));
+                conn_send_error(to, tag, ERR_STORAGE, "the server could not store the post: %s; it was not stored",
+                                strerror(r < 0 ? -r : EIO));
+                return;
+        }
+}
 
 static void flush_batch(struct server *s)
 {
@@ -81,65 +176,8 @@ static void flush_batch(struct server *s)
                 conn_cork(sc->c);
         int r = chatlog_append(s->log, s->entries, n, s->results);
         s->stats.batches++;
-        for (unsigned i = 0; i < n; i++) {
-                struct dchat_entry *e = &s->entries[i];
-                struct conn *to = s->pend[i].from ? s->pend[i].from->c : NULL;        /* NULL: it went away */
-                uint32_t tag = s->pend[i].tag;
-                struct event_fields f = { .peer = e->node, .lamport = e->lamport, .request_ts = e->lamport,
-                                          .seq = e->seq };
-
-                if (r < 0) {
-                        log_event(EV_POST_FAILED, &f, "append from %s failed: storage error: %s", e->node,
-                                  strerror(-r));
-                        conn_send_error(to, tag, ERR_STORAGE, "the server could not store the post: %s",
-                                           strerror(-r));
-                        continue;
-                }
-                switch (s->results[i]) {
-                case CHATLOG_STORED:
-                case CHATLOG_DUPLICATE:
-                        if (s->results[i] == CHATLOG_STORED) {
-                                s->stats.posts++;
-                                log_event(EV_POST_STORED, &f, "stored post %s#%llu as seq %llu (fence %llu/%s/%u)",
-                                          e->node, (unsigned long long) e->post_id, (unsigned long long) e->seq,
-                                          (unsigned long long) e->lamport, e->node, e->fence_idx);
-                        } else
-                                log_info("post %s#%llu was already stored as seq %llu; acknowledged again",
-                                         e->node, (unsigned long long) e->post_id, (unsigned long long) e->seq);
-                        if (to)
-                                (void) conn_send(to, &(struct dchat_msg) {
-                                        .type = MSG_APPENDED, .tag = tag,
-                                        .appended = { e->seq, e->lamport, e->fence_idx,
-                                                      s->results[i] == CHATLOG_DUPLICATE } });
-                        break;
-                case CHATLOG_FENCED: {
-                        uint64_t ll;
-                        uint32_t li;
-                        char ln[DCHAT_NAME_MAX + 1];
-                        chatlog_last_fence(s->log, &ll, ln, &li);
-                        log_event(EV_APPEND_REFUSED, &f,
-                                  "refused append from %s: fence %llu/%s/%u is not greater than the last stored %llu/%s/%u",
-                                  e->node, (unsigned long long) e->lamport, e->node, e->fence_idx,
-                                  (unsigned long long) ll, ln, li);
-                        if (to) {
-                                /* the detail lets the peer move its clock past our last fence */
-                                char text[DCHAT_ERROR_MAX];
-                                snprintf(text, sizeof text,
-                                         "append refused: fence %llu/%s/%u is not greater than the last stored %llu/%s/%u",
-                                         (unsigned long long) e->lamport, e->node, e->fence_idx,
-                                         (unsigned long long) ll, ln, li);
-                                (void) conn_send(to, &(struct dchat_msg) {
-                                        .type = MSG_ERROR, .tag = tag,
-                                        .error = { ERR_FENCED, { text, (uint16_t) strlen(text) }, ll } });
-                        }
-                        break;
-                }
-                case CHATLOG_INVALID:
-                        log_warning("refused an invalid entry from %s", e->node);
-                        conn_send_error(to, tag, ERR_INVALID, "the server refused the post as invalid");
-                        break;
-                }
-        }
+        for (unsigned i = 0; i < n; i++)
+                answer_append(s, i, r);
         /* the batch is on disk: push it to every follower */
         for (struct sfollow *f = s->follows, *nx; f; f = nx) {
                 nx = f->next;
@@ -178,6 +216,14 @@ static int queue_append(struct server *s, struct sconn *sc, uint32_t tag)
         if (strcmp(s->scratch.node, sc->node) != 0) {
                 log_event(EV_PROTOCOL_ERROR, &(struct event_fields) { .peer = sc->node },
                           "%s: append under another node's name (%s); closing", conn_label(sc->c), s->scratch.node);
+                return -EBADMSG;
+        }
+        /* a life numbers its posts from its own incarnation on (proto.h) */
+        if (sc->incarnation && POST_ID_INCARNATION(s->scratch.post_id) < sc->incarnation) {
+                log_event(EV_PROTOCOL_ERROR, &(struct event_fields) { .peer = sc->node },
+                          "%s: append of post id %llu, below the post ids of incarnation %llu; closing",
+                          conn_label(sc->c), (unsigned long long) s->scratch.post_id,
+                          (unsigned long long) sc->incarnation);
                 return -EBADMSG;
         }
         if (s->n == BATCH_CAP)
@@ -330,16 +376,54 @@ static int on_hello(struct server *s, struct sconn *sc, const struct dchat_msg *
 {
         char name[DCHAT_NAME_MAX + 1];
         bool known = false;
+        unsigned pi = 0;
 
         if (dchat_str_copy(name, sizeof name, m->hello.node) >= 0)
-                for (unsigned i = 0; i < s->conf->n_peers; i++)
-                        known |= strcmp(s->conf->peers[i].name, name) == 0;
+                for (unsigned i = 0; i < s->conf->n_peers && !known; i++)
+                        if (strcmp(s->conf->peers[i].name, name) == 0) {
+                                known = true;
+                                pi = i;
+                        }
         if (!known || m->hello.role != ROLE_PEER) {
                 log_event(EV_PROTOCOL_ERROR, NULL, "%s: HELLO from '%.*s', which is not a peer of this cluster; closing",
                           conn_label(sc->c), (int) m->hello.node.len, m->hello.node.p);
                 return -EPERM;
         }
+        uint64_t inc = m->hello.incarnation, *latest = &s->incarnation[pi];
+        if (inc && *latest && inc < *latest) {
+                /* A connection of an earlier life, delivered late: nothing of it
+                 * may be taken for the living one's.  Say so, in case it is no
+                 * ghost but a life whose counter went back. */
+                char text[DCHAT_ERROR_MAX];
+                log_event(EV_PROTOCOL_ERROR, &(struct event_fields) { .peer = name },
+                          "%s: HELLO of incarnation %llu from %s, which is at incarnation %llu: a connection of "
+                          "an earlier life; refused", conn_label(sc->c), (unsigned long long) inc, name,
+                          (unsigned long long) *latest);
+                snprintf(text, sizeof text, "%s knows %s under incarnation %llu, later than %llu",
+                         s->conf->node, name, (unsigned long long) *latest, (unsigned long long) inc);
+                (void) conn_send(sc->c, &(struct dchat_msg) { .type = MSG_ERROR, .tag = m->tag,
+                        .error = { ERR_STALE, { text, (uint16_t) strlen(text) }, *latest } });
+                conn_shutdown(sc->c);
+                return 0;
+        }
+        if (inc > *latest)
+                *latest = inc;
+        /* A peer has one server link at a time: its other connections are
+         * dead ones (of an earlier life, or of this one before it
+         * reconnected).  Close them before answering, so that nothing they
+         * still bring is taken in after this HELLO_ACK.  (A HELLO that names
+         * no incarnation, a hand-made one, replaces nothing.) */
+        for (struct sconn *o = s->conns, *nx; o && inc; o = nx) {
+                nx = o->next;
+                if (o != sc && strcmp(o->node, name) == 0 && o->incarnation <= inc) {
+                        log_info("%s: replaced by a new connection of %s (incarnation %llu); closing", conn_label(o->c),
+                                 name, (unsigned long long) inc);
+                        conn_close(o->c, -ECONNRESET);
+                }
+        }
         strlcpy(sc->node, name, sizeof sc->node);
+        sc->idx = (int) pi;
+        sc->incarnation = inc;
         char label[96];
         snprintf(label, sizeof label, "peer %s", name);
         conn_set_label(sc->c, label);
@@ -445,13 +529,6 @@ static int on_accept(sd_event_source *src, int fd, uint32_t revents, void *userd
         return 0;
 }
 
-static uint64_t now_monotonic(void)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000;
-}
-
 int server_new(sd_event *e, const struct dchat_conf *c, int listen_fd, struct server **ret)
 {
         struct chatlog_recovery rec = {0};
@@ -463,6 +540,7 @@ int server_new(sd_event *e, const struct dchat_conf *c, int listen_fd, struct se
         s->event = e;
         s->conf = c;
         s->listen_fd = listen_fd;
+        s->refused_rl = RATELIMIT_INIT(USEC_PER_SEC, 10);
         s->entries = calloc(BATCH_CAP, sizeof *s->entries);
         if (!s->entries) {
                 r = -ENOMEM;

@@ -53,8 +53,8 @@ n_acked=$(printf '%s\n' "$acked" | grep -c .)
 note "$n_acked big posts stored before the disk was full; $(df -k --output=avail "$STATE" | tail -n 1 | tr -d ' ') KiB left"
 is "$(awk -F'|' '$2 != 0 { print $2 }' "$T/rc" | sort -u)" 1 "both peers' posts are refused once the disk is full, with exit 1"
 errs=$(cat "$T"/err.node* | sort -u)
-like "$errs" '^dchatctl: post failed: the server could not store the post: No space left on device$' \
-    "... and one line: 'dchatctl: post failed: the server could not store the post: No space left on device'"
+like "$errs" '^dchatctl: post failed: the server could not store the post: No space left on device; it was not stored$' \
+    "... and one line: 'dchatctl: post failed: the server could not store the post: No space left on device; it was not stored'"
 
 # whatever room is left (the free blocks, the slack in the log's last page), small posts
 # take, until one is refused: now no post of that size goes in

@@ -391,25 +391,55 @@ static void test_basic(void)
         ok(e[0].seq == 5 && e[1].seq == 0 && e[2].seq == 6 && e[3].seq == 0, "seqs 5, -, 6, -");
         is_int(chatlog_last_post_id(log, "node1"), 6, "node1 last post id 6");
 
-        /* duplicates */
-        mk(&e[0], 9, "node1", 0, 6, "retransmitted last post");
-        mk(&e[1], 9, "node1", 1, 2, "retransmitted old post");
+        /* copies: a post sent again carries its post id, fence and text unchanged */
+        mk(&e[0], 8, "node1", 1, 6, "b");                       /* = seq 6 */
+        mk(&e[1], 5, "node1", 1, 2, "héllo wörld ✓");           /* = seq 2 */
+        e[1].utc_offset = -5 * 3600;
+        snprintf(e[1].author, sizeof e[1].author, "bob");
         mk(&e[2], 9, "node1", 2, 7, "new");
-        mk(&e[3], 9, "node1", 3, 7, "same post twice in one batch");
+        e[3] = e[2];                                            /* the same post twice in one batch */
         is_int(chatlog_append(log, e, 4, res), 0, "batch with duplicates");
-        ok(res[0] == CHATLOG_DUPLICATE && e[0].seq == 6, "repeat of the last post: DUPLICATE, seq 6");
-        ok(res[1] == CHATLOG_DUPLICATE && e[1].seq == 0, "older post: DUPLICATE, seq 0");
+        ok(res[0] == CHATLOG_DUPLICATE && e[0].seq == 6, "a copy of the last post: DUPLICATE, seq 6");
+        ok(res[1] == CHATLOG_DUPLICATE && e[1].seq == 2, "a copy of an older post: DUPLICATE with its seq, 2");
         ok(res[2] == CHATLOG_STORED && e[2].seq == 7, "new post stored as 7");
-        ok(res[3] == CHATLOG_DUPLICATE && e[3].seq == 7, "duplicate within the batch: seq 7");
+        ok(res[3] == CHATLOG_DUPLICATE && e[3].seq == 7, "a copy within the batch: seq 7");
         mk(&e[0], 10, "node1", 0, 9, "nine");
         mk(&e[1], 10, "node1", 1, 8, "eight after nine");
         chatlog_append(log, e, 2, res);
-        ok(res[0] == CHATLOG_STORED && res[1] == CHATLOG_DUPLICATE && e[1].seq == 0,
-           "lower post id after a higher one in a batch: DUPLICATE");
-        /* a duplicate keeps its old (smaller) fence and is still recognised */
-        mk(&e[0], 3, "node2", 0, 1, "old retransmission from node2");
+        ok(res[0] == CHATLOG_STORED && res[1] == CHATLOG_STALE && e[1].seq == 0,
+           "a lower post id after a higher one, never stored: STALE, not acknowledged");
+        is_int(chatlog_last_seq(log), 8, "... and not stored");
+        /* a copy keeps its old (smaller) fence and is still recognised */
+        mk(&e[0], 7, "node2", 0, 1, "from node2");
         chatlog_append(log, e, 1, res);
-        ok(res[0] == CHATLOG_DUPLICATE && e[0].seq == 4, "duplicate wins over fenced: seq 4");
+        ok(res[0] == CHATLOG_DUPLICATE && e[0].seq == 4, "a copy wins over the fence: seq 4");
+        /* the same post id and fence, another post: not the same post */
+        mk(&e[0], 7, "node2", 0, 1, "another text under node2#1");
+        chatlog_append(log, e, 1, res);
+        ok(res[0] == CHATLOG_CONFLICT && e[0].seq == 0, "post id and fence of seq 4 with another text: CONFLICT");
+        mk(&e[0], 8, "node1", 1, 6, "b");
+        e[0].time++;
+        chatlog_append(log, e, 1, res);
+        ok(res[0] == CHATLOG_CONFLICT, "... or another time: CONFLICT");
+        /* a late frame of an earlier life: its post id is below the later life's (incarnation << 32) */
+        mk(&e[0], 11, "node3", 0, POST_ID(7, 1), "life 7");
+        chatlog_append(log, e, 1, res);
+        ok(res[0] == CHATLOG_STORED && e[0].seq == 9, "node3, incarnation 7: stored as seq 9");
+        mk(&e[0], 50, "node3", 0, POST_ID(6, 40), "life 6, late, under a greater fence");
+        mk(&e[1], 51, "node3", 0, POST_ID(7, 2), "life 7 again");
+        chatlog_append(log, e, 2, res);
+        ok(res[0] == CHATLOG_STALE && res[1] == CHATLOG_STORED && e[1].seq == 10,
+           "a post of an earlier life after the later life's: STALE (never acknowledged as another's)");
+        /* fences beyond the bounds */
+        mk(&e[0], 51 + DCHAT_CLOCK_JUMP_MAX + 1, "node3", 0, POST_ID(7, 3), "jump");
+        mk(&e[1], UINT64_MAX, "node3", 1, POST_ID(7, 4), "the end of the range");
+        mk(&e[2], 51 + DCHAT_CLOCK_JUMP_MAX, "node3", 0, POST_ID(7, 5), "a big jump, within the bound");
+        chatlog_append(log, e, 3, res);
+        ok(res[0] == CHATLOG_BOUNDS && res[1] == CHATLOG_BOUNDS && res[2] == CHATLOG_STORED,
+           "a fence more than 2^32 above the last, or near 2^64: BOUNDS; 2^32 above: stored");
+        mk(&e[0], 52 + DCHAT_CLOCK_JUMP_MAX, "node3", 0, POST_ID(7, 6), "on from there");
+        chatlog_append(log, e, 1, res);
+        ok(res[0] == CHATLOG_STORED && e[0].seq == 12, "and the log goes on (seq 12)");
 
         /* invalid entries */
         {
@@ -420,12 +450,12 @@ static void test_basic(void)
                                         "post id 0", "valid" };
 
                 for (unsigned i = 0; i < 9; i++)
-                        mk(&bad[i], 20, "node1", i, 100 + i, "fine");
+                        mk(&bad[i], 60 + DCHAT_CLOCK_JUMP_MAX, "node1", i, 100 + i, "fine");
                 bad[0].text_len = 0;
                 bad[0].text[0] = '\0';
-                mk(&bad[1], 20, "node1", 1, 101, "two\nlines");
-                mk(&bad[2], 20, "node1", 2, 102, "\xc3\x28 bad");
-                mk(&bad[3], 20, "-node", 3, 103, "fine");
+                mk(&bad[1], 60 + DCHAT_CLOCK_JUMP_MAX, "node1", 1, 101, "two\nlines");
+                mk(&bad[2], 60 + DCHAT_CLOCK_JUMP_MAX, "node1", 2, 102, "\xc3\x28 bad");
+                mk(&bad[3], 60 + DCHAT_CLOCK_JUMP_MAX, "-node", 3, 103, "fine");
                 bad[4].author[0] = '\0';
                 snprintf(bad[5].author, sizeof bad[5].author, "lu\033[31mcy");
                 bad[6].utc_offset = DCHAT_UTC_OFFSET_MAX + 1;
@@ -433,9 +463,9 @@ static void test_basic(void)
                 is_int(chatlog_append(log, bad, 9, br), 0, "batch with invalid entries");
                 for (unsigned i = 0; i < 8; i++)
                         ok(br[i] == CHATLOG_INVALID && bad[i].seq == 0, "%s: INVALID", what[i]);
-                ok(br[8] == CHATLOG_STORED && bad[8].seq == 9, "the valid one is stored as 9");
+                ok(br[8] == CHATLOG_STORED && bad[8].seq == 13, "the valid one is stored as 13");
         }
-        is_int(chatlog_last_seq(log), 9, "last seq 9");
+        is_int(chatlog_last_seq(log), 13, "last seq 13");
 
         log = chatlog_close(log);
         ok(log == NULL, "close returns NULL");
@@ -444,22 +474,24 @@ static void test_basic(void)
         is_int(chatlog_open(d, &log, &rec), 0, "reopen");
         if (!log)
                 return;
-        is_int(rec.records, 9, "9 records found");
+        is_int(rec.records, 13, "13 records found");
         ok(rec.cut_bytes == 0 && rec.saved_to[0] == '\0' && rec.reason[0] == '\0', "nothing cut");
-        is_int(chatlog_last_seq(log), 9, "last seq 9 after reopen");
+        is_int(chatlog_last_seq(log), 13, "last seq 13 after reopen");
         chatlog_last_fence(log, &lamport, node, &idx);
-        ok(lamport == 20 && !strcmp(node, "node1") && idx == 8, "last fence (20, node1, 8) after reopen");
+        ok(lamport == 60 + DCHAT_CLOCK_JUMP_MAX && !strcmp(node, "node1") && idx == 8,
+           "last fence (60 + 2^32, node1, 8) after reopen");
         is_int(chatlog_last_post_id(log, "node1"), 108, "node1 post id after reopen");
         is_int(chatlog_last_post_id(log, "node2"), 1, "node2 post id after reopen");
-        is_int(chatlog_last_post_id(log, "node3"), 0, "node3 has none");
-        mk(&e[0], 30, "node1", 0, 108, "again");
-        mk(&e[1], 30, "node2", 0, 1, "again");
-        mk(&e[2], 30, "node2", 1, 2, "new after reopen");
-        mk(&e[3], 29, "node3", 0, 1, "fenced after reopen");
+        ok(chatlog_last_post_id(log, "node3") == POST_ID(7, 6), "node3 post id after reopen");
+        is_int(chatlog_last_post_id(log, "node4"), 0, "node4 has none");
+        mk(&e[0], 60 + DCHAT_CLOCK_JUMP_MAX, "node1", 8, 108, "fine");
+        mk(&e[1], 7, "node2", 0, 1, "from node2");
+        mk(&e[2], 61 + DCHAT_CLOCK_JUMP_MAX, "node2", 0, 2, "new after reopen");
+        mk(&e[3], 29, "node4", 0, 1, "fenced after reopen");
         is_int(chatlog_append(log, e, 4, res), 0, "append after reopen");
-        ok(res[0] == CHATLOG_DUPLICATE && e[0].seq == 9, "duplicate after reopen: seq 9");
+        ok(res[0] == CHATLOG_DUPLICATE && e[0].seq == 13, "duplicate after reopen: seq 13");
         ok(res[1] == CHATLOG_DUPLICATE && e[1].seq == 4, "duplicate of node2's post 1 after reopen: seq 4");
-        ok(res[2] == CHATLOG_STORED && e[2].seq == 10, "new post stored as 10");
+        ok(res[2] == CHATLOG_STORED && e[2].seq == 14, "new post stored as 14");
         ok(res[3] == CHATLOG_FENCED, "older fence refused after reopen");
         is_int(count_corrupt(d), 0, "no corrupt files in a clean log");
         chatlog_close(log);
