@@ -15,10 +15,20 @@ static void emit(struct ra_actions *out, enum ra_action_kind kind, unsigned peer
                 out->a[out->n++] = (struct ra_action) { kind, peer, ts, clock };
 }
 
+/* A local step.  The clock saturates instead of wrapping to 0 (the callers
+ * bound what they take in, proto.h: this is the last line of defence). */
+static void tick(struct ra *ra)
+{
+        if (ra->clock < UINT64_MAX)
+                ra->clock++;
+}
+
 /* Lamport: a receive moves the clock past the sender's. */
 static void clock_recv(struct ra *ra, uint64_t t)
 {
-        ra->clock = (t > ra->clock ? t : ra->clock) + 1;
+        if (t > ra->clock)
+                ra->clock = t;
+        tick(ra);
 }
 
 void ra_init(struct ra *ra, unsigned n, unsigned self, const char *const *names)
@@ -58,7 +68,7 @@ int ra_request(struct ra *ra, struct ra_actions *out)
         out->n = 0;
         if (ra->state != RA_RELEASED)
                 return -1;
-        ra->clock++;
+        tick(ra);
         ra->req_ts = ra->clock;
         ra->state = RA_WANTED;
         ra->awaiting = others(ra) & ~ra->down;
@@ -89,7 +99,7 @@ void ra_on_request(struct ra *ra, unsigned peer, uint64_t ts, struct ra_actions 
                 emit(out, RA_DEFER, peer, ts, ra->clock);
                 return;
         }
-        ra->clock++;
+        tick(ra);
         emit(out, RA_SEND_REPLY, peer, ts, ra->clock);
         ra->held &= ~BIT(peer);
         /* Roucairol–Carvalho: we wanted on its permission, just given back
@@ -126,7 +136,7 @@ void ra_release(struct ra *ra, struct ra_actions *out)
         for (unsigned i = 0; i < ra->n; i++) {
                 if (!(ra->deferred & BIT(i)))
                         continue;
-                ra->clock++;
+                tick(ra);
                 emit(out, RA_SEND_REPLY, i, ra->deferred_ts[i], ra->clock);
         }
         ra->held &= ~ra->deferred;

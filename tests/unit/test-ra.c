@@ -373,6 +373,23 @@ static void test_clocks(void)
            "clock: last reply (clock 300): noted and ENTER at 301"))
                 show(&o);
 
+        /* the end of the range: the clock saturates, it never wraps to 0 (peer.c and the
+         * server refuse such values before they get here: the last line of defence) */
+        {
+                struct ra Z;
+                ra_init(&Z, 3, 0, names);
+                ra_on_request(&Z, 1, UINT64_MAX, &o);
+                ok(Z.clock == UINT64_MAX && has(&o, RA_SEND_REPLY, 1, UINT64_MAX, UINT64_MAX),
+                   "clock: a request at 2^64-1: the clock stays at 2^64-1, the reply too (no wrap to 0)");
+                ra_request(&Z, &o);
+                ok(Z.clock == UINT64_MAX && Z.req_ts == UINT64_MAX, "clock: a request at the end of the range: still 2^64-1");
+                ra_on_reply(&Z, 1, UINT64_MAX, UINT64_MAX, &o);
+                ra_on_reply(&Z, 2, UINT64_MAX - 1, UINT64_MAX, &o);
+                ok(Z.state == RA_HELD && Z.clock == UINT64_MAX, "clock: replies at the end of the range: entered, 2^64-1");
+                ra_release(&Z, &o);
+                ok(Z.clock == UINT64_MAX, "clock: release at the end of the range: 2^64-1");
+        }
+
         ra_on_request(&A, 2, 10, &o);
         if (!ok(has(&o, RA_DEFER, 2, 10, 302), "clock: deferred while held at 302"))
                 show(&o);
