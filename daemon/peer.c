@@ -37,6 +37,7 @@ struct link {
         uint64_t backoff_usec;
         sd_event_source *timer;         /* reconnect or connect timeout */
         bool announced;                 /* peer-up logged */
+        uint64_t heard_unreachable;     /* last frame from it while our link to it was down */
 };
 
 struct post_req {
@@ -321,6 +322,11 @@ static void fd_apply(struct peer *p, const struct fd_events *ev)
                 struct event_fields f = { .peer = name, .lamport = p->ra.clock };
                 unsigned long long silent = (unsigned long long) (now_usec() - p->fd.p[e->peer].last_heard) /
                                             USEC_PER_MSEC;
+                /* heard on its link to us lately, but ours to it is down (see heard_from) */
+                const struct link *l = &p->links[e->peer];
+                const char *how = l->state != LINK_UP && l->heard_unreachable &&
+                                  now_usec() - l->heard_unreachable < p->conf->dead_after_usec
+                                  ? "unreachable (it is heard, but the link to it is down)" : "silent";
 
                 if (e->kind == FD_RESTARTED) {
                         log_event(EV_PEER_RESTARTED, &f, "%s restarted (incarnation %llu): whatever it asked for before is void",
@@ -331,11 +337,12 @@ static void fd_apply(struct peer *p, const struct fd_events *ev)
                 }
                 switch (e->new) {
                 case FD_SUSPECT:
-                        log_event(EV_PEER_SUSPECT, &f, "%s silent for %llu ms: suspect", name, silent);
+                        log_event(EV_PEER_SUSPECT, &f, "%s %s for %llu ms: suspect", name, how, silent);
                         break;
                 case FD_DEAD:
-                        log_event(EV_PEER_DEAD, &f, "%s silent for %llu ms: declared dead; no longer waited for%s",
-                                  name, silent, p->ra.deferred & (UINT64_C(1) << e->peer) ? ", its request dropped" : "");
+                        log_event(EV_PEER_DEAD, &f, "%s %s for %llu ms: declared dead; no longer waited for%s",
+                                  name, how, silent,
+                                  p->ra.deferred & (UINT64_C(1) << e->peer) ? ", its request dropped" : "");
                         ra_peer_down(&p->ra, e->peer, &acts);
                         run_actions(p, &acts);
                         /* Drop its links too: if it was only slow or cut off,
@@ -358,9 +365,21 @@ static void fd_apply(struct peer *p, const struct fd_events *ev)
         arm_fd_timer(p);
 }
 
+/*
+ * A frame came from peer idx.  It is a sign of life that counts only while
+ * our own link to it is up too: REQUESTs and REPLYs to it go on that link,
+ * so a peer we hear but cannot reach (one direction blocked by a firewall,
+ * its max_links_in, a wrong address in our file) blocks our requests as
+ * surely as a dead one, and must be declared dead like one.
+ */
 static void heard_from(struct peer *p, unsigned idx, uint64_t incarnation)
 {
         struct fd_events ev;
+
+        if (p->links[idx].state != LINK_UP) {
+                p->links[idx].heard_unreachable = now_usec();
+                return;
+        }
         fd_heard(&p->fd, idx, incarnation, now_usec(), &ev);
         if (ev.n)
                 fd_apply(p, &ev);
