@@ -569,6 +569,133 @@ static int check_order(struct load *l, const config_t *cfg) {
         return 0;
 }
 
+/* --- the cluster definition, compared between nodes ----------------------------- */
+
+struct member {
+        uint8_t role;
+        const char *name;
+        char address[80];               /* numeric, as sockaddr_format writes it */
+};
+
+static int member_cmp(const void *a, const void *b)
+{
+        return strcmp(((const struct member *) a)->name, ((const struct member *) b)->name);
+}
+
+/* Every member of c, in name order, with numeric addresses: what "the same file" means. */
+static unsigned members(const struct dchat_conf *c, struct member *m)
+{
+        unsigned n = 0;
+
+        for (unsigned i = 0; i < c->n_servers; i++, n++) {
+                m[n] = (struct member) { ROLE_SERVER, c->servers[i].name, "" };
+                sockaddr_format((const struct sockaddr *) &c->servers[i].sa, c->servers[i].salen, m[n].address,
+                                sizeof m[n].address);
+        }
+        for (unsigned i = 0; i < c->n_peers; i++, n++) {
+                m[n] = (struct member) { ROLE_PEER, c->peers[i].name, "" };
+                sockaddr_format((const struct sockaddr *) &c->peers[i].sa, c->peers[i].salen, m[n].address,
+                                sizeof m[n].address);
+        }
+        qsort(m, n, sizeof *m, member_cmp);
+        return n;
+}
+
+#define MEMBERS_MAX (ELEMENTSOF(((struct dchat_conf *) NULL)->servers) + DCHAT_PEERS_MAX)
+
+/* FNV-1a, 64 bits: a digest to tell two definitions apart, not a defence against anyone */
+static uint64_t cluster_digest(const struct dchat_conf *c)
+{
+        struct member m[MEMBERS_MAX];
+        unsigned n = members(c, m);
+        uint64_t h = UINT64_C(0xcbf29ce484222325);
+
+        for (unsigned i = 0; i < n; i++) {
+                char line[DCHAT_NAME_MAX + 96];
+                int len = snprintf(line, sizeof line, "%s %s %s\n", role_name(m[i].role), m[i].name, m[i].address);
+                for (int k = 0; k < len && k < (int) sizeof line; k++)
+                        h = (h ^ (uint8_t) line[k]) * UINT64_C(0x100000001b3);
+        }
+        return h ? h : 1;       /* 0 means "not sent" */
+}
+
+/* m becomes c's CLUSTER message; its members are written into b, which must outlive m. */
+void conf_cluster_msg(const struct dchat_conf *c, struct wbuf *b, struct dchat_msg *msg)
+{
+        struct member m[MEMBERS_MAX];
+        unsigned n = members(c, m);
+
+        wbuf_reset(b);
+        for (unsigned i = 0; i < n; i++) {
+                wbuf_put_u8(b, m[i].role);
+                wbuf_put_str(b, m[i].name, strlen(m[i].name));
+                wbuf_put_str(b, m[i].address, strlen(m[i].address));
+        }
+        *msg = (struct dchat_msg) { .type = MSG_CLUSTER,
+                                    .cluster = { c->cluster_digest, (uint16_t) n, b->data, b->len } };
+}
+
+void conf_cluster_report(const struct dchat_conf *c, const char *who, const struct dchat_msg *m, uint64_t *reported)
+{
+        char diff[768];
+
+        if (m->cluster.digest == *reported)
+                return;
+        *reported = m->cluster.digest;
+        conf_cluster_diff(c, who, m, diff, sizeof diff);
+        log_event(EV_CONFIG_MISMATCH, &(struct event_fields) { .peer = who },
+                  "%s's cluster definition differs from this node's (%s): %s; every host needs the same "
+                  "cluster section (dchat.conf(5))", who, c->path,
+                  diff[0] ? diff : "the same members, but another digest (another version of dchatd?)");
+}
+
+_printf_(3, 4)
+static void add(char *buf, size_t cap, const char *fmt, ...)
+{
+        size_t len = strlen(buf);
+        va_list ap;
+
+        if (len + 3 >= cap)
+                return;
+        if (len)
+                len += (size_t) snprintf(buf + len, cap - len, "; ");
+        va_start(ap, fmt);
+        vsnprintf(buf + len, cap - len, fmt, ap);
+        va_end(ap);
+}
+
+void conf_cluster_diff(const struct dchat_conf *c, const char *who, const struct dchat_msg *msg, char *buf, size_t cap)
+{
+        struct member m[MEMBERS_MAX];
+        bool seen[MEMBERS_MAX] = { false };
+        unsigned n = members(c, m);
+        struct rbuf r = { .p = msg->cluster.p, .len = msg->cluster.len };
+        struct dchat_str name, address;
+        uint8_t role;
+
+        buf[0] = '\0';
+        while (proto_cluster_next(&r, &role, &name, &address) > 0) {
+                unsigned i;
+                for (i = 0; i < n; i++)
+                        if (strlen(m[i].name) == name.len && !memcmp(m[i].name, name.p, name.len))
+                                break;
+                if (i == n) {
+                        add(buf, cap, "%s's file has %s %.*s at %.*s, this one has not", who, role_name(role),
+                            (int) name.len, name.p, (int) address.len, address.p);
+                        continue;
+                }
+                seen[i] = true;
+                if (m[i].role != role || strlen(m[i].address) != address.len ||
+                    memcmp(m[i].address, address.p, address.len) != 0)
+                        add(buf, cap, "%s's file has %.*s as %s at %.*s, this one as %s at %s", who, (int) name.len,
+                            name.p, role_name(role), (int) address.len, address.p, role_name(m[i].role), m[i].address);
+        }
+        for (unsigned i = 0; i < n; i++)
+                if (!seen[i])
+                        add(buf, cap, "this file has %s %s at %s, %s's has not", role_name(m[i].role), m[i].name,
+                            m[i].address, who);
+}
+
 int conf_load(const char *path, const char *node, struct dchat_conf *c, char *err, size_t errlen) {
         _cleanup_(config_destroyp) config_t cfg;
         _cleanup_(freep) struct dchat_conf *n = NULL;
@@ -664,6 +791,7 @@ int conf_load(const char *path, const char *node, struct dchat_conf *c, char *er
                 n->self = (unsigned) (self - n->peers);
         }
 
+        n->cluster_digest = cluster_digest(n);
         *c = *n;
         return 0;
 }

@@ -78,6 +78,8 @@ struct dchat_conf {
         unsigned max_queued_posts_per_user; /* max_queued_posts_per_user, default 32 (not root) */
         char control_group[33];         /* control_group, default "dchat" (restart) */
         bool debug;                     /* debug, default false */
+
+        uint64_t cluster_digest;        /* of the members (conf_cluster_encode), compared in HELLO */
 };
 
 /*
@@ -92,6 +94,17 @@ const char *conf_restart_needed(const struct dchat_conf *old, const struct dchat
 
 /* Writes a one-line summary of the effective configuration to the log. */
 void conf_log_summary(const struct dchat_conf *c);
+
+/*
+ * The cluster definition as one node sees it: every member's role, name
+ * and (numeric) address, in name order.  Nodes compare its digest in
+ * HELLO; on a mismatch they exchange it (MSG_CLUSTER) and say what differs.
+ */
+void conf_cluster_msg(const struct dchat_conf *c, struct wbuf *b, struct dchat_msg *m);
+/* The differences between c's members and those of a CLUSTER message from who, into buf ("" if none). */
+void conf_cluster_diff(const struct dchat_conf *c, const char *who, const struct dchat_msg *m, char *buf, size_t cap);
+/* A CLUSTER message from who: logs config-mismatch with what differs, once per digest (*reported). */
+void conf_cluster_report(const struct dchat_conf *c, const char *who, const struct dchat_msg *m, uint64_t *reported);
 
 /* log.c ------------------------------------------------------------------- */
 
@@ -123,6 +136,7 @@ enum log_event {
         EV_LINK_AUTH_FAILED,
         EV_LINK_PLAINTEXT,
         EV_CLIENT_REFUSED,
+        EV_CONFIG_MISMATCH,
         _EV_MAX,
 };
 

@@ -53,6 +53,7 @@ static const struct {
         [EV_LINK_AUTH_FAILED] = { "link-auth-failed", "1e903dcfc8d1442891a87529c7e7e313", LOG_WARNING },
         [EV_LINK_PLAINTEXT]   = { "link-plaintext",   "2fd8a359866349bd859611afce787834", LOG_WARNING },
         [EV_CLIENT_REFUSED]   = { "client-refused",   "4a825951da124d0b8604c4d95169dfcd", LOG_WARNING },
+        [EV_CONFIG_MISMATCH]  = { "config-mismatch",  "b6c290604e3c430b96ff87a86072fa23", LOG_WARNING },
 };
 
 const char *log_event_name(enum log_event ev)

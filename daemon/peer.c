@@ -38,6 +38,7 @@ struct link {
         sd_event_source *timer;         /* reconnect or connect timeout */
         bool announced;                 /* peer-up logged */
         uint64_t heard_unreachable;     /* last frame from it while our link to it was down */
+        uint64_t cluster_reported;      /* its cluster digest we logged a config-mismatch for */
 };
 
 struct post_req {
@@ -97,6 +98,8 @@ struct peer {
         uint64_t server_backoff;
         sd_event_source *server_timer;
         bool server_announced;
+        uint64_t server_cluster_reported;       /* as links[].cluster_reported */
+        struct wbuf cluster;            /* our CLUSTER message's members while it is sent */
         uint64_t next_post_id;
         uint32_t next_tag;
 
@@ -225,6 +228,15 @@ static void arm_deadline(struct peer *p);
 static struct follower *follower_find(struct peer *p, const struct conn *client);
 static void follower_drop(struct peer *p, struct follower *f);
 static void follow_unsubscribe_if_idle(struct peer *p);
+
+/* Our members, to a node whose HELLO (or answer to ours) showed another cluster definition. */
+static void send_cluster(struct peer *p, struct conn *c)
+{
+        struct dchat_msg m;
+
+        conf_cluster_msg(p->conf, &p->cluster, &m);
+        (void) conn_send(c, &m);
+}
 
 /* --- Ricart–Agrawala actions ------------------------------------------------------------ */
 
@@ -1026,6 +1038,11 @@ static int server_frame(struct conn *c, uint8_t type, const uint8_t *payload, si
                         follower_advance(p, f);
                 return 0;
         }
+        if (type == MSG_CLUSTER) {
+                conf_cluster_report(p->conf, p->conf->servers[0].name, &m, &p->server_cluster_reported);
+                send_cluster(p, c);
+                return 0;
+        }
         if (p->server_state != LINK_UP) {
                 if (type == MSG_ERROR && m.error.code == ERR_STALE) {
                         leave_as_later(p, p->conf->servers[0].name, m.error.detail);
@@ -1103,7 +1120,7 @@ static void server_connected(struct conn *c)
 
         (void) sd_event_source_set_enabled(p->server_timer, SD_EVENT_OFF);
         (void) conn_send(c, &(struct dchat_msg) { .type = MSG_HELLO,
-                                                  .hello = { { me, (uint16_t) strlen(me) }, ROLE_PEER, p->incarnation } });
+                .hello = { { me, (uint16_t) strlen(me) }, ROLE_PEER, p->incarnation, p->conf->cluster_digest } });
 }
 
 static uint64_t backoff_next(const struct dchat_conf *conf, uint64_t *b)
@@ -1234,7 +1251,7 @@ static void out_connected(struct conn *c)
         l->state = LINK_UP;
         l->backoff_usec = 0;
         (void) conn_send(c, &(struct dchat_msg) { .type = MSG_HELLO,
-                                                  .hello = { { me, (uint16_t) strlen(me) }, ROLE_PEER, p->incarnation } });
+                .hello = { { me, (uint16_t) strlen(me) }, ROLE_PEER, p->incarnation, p->conf->cluster_digest } });
         if (l->in && !l->announced) {
                 l->announced = true;
                 log_event(EV_PEER_UP, &(struct event_fields) { .peer = p->names[l->idx], .lamport = p->ra.clock },
@@ -1255,6 +1272,12 @@ static int out_frame(struct conn *c, uint8_t type, const uint8_t *payload, size_
             m.error.code == ERR_STALE) {
                 leave_as_later(p, p->names[l->idx], m.error.detail);
                 return -ESTALE;
+        }
+        if (type == MSG_CLUSTER && proto_decode(type, payload, len, &m, NULL, NULL) == 0) {
+                /* our HELLO showed another cluster definition: say what differs, and show ours */
+                conf_cluster_report(p->conf, p->names[l->idx], &m, &l->cluster_reported);
+                send_cluster(p, c);
+                return 0;
         }
         log_event(EV_PROTOCOL_ERROR, NULL, "%s: unexpected %s frame on an outgoing link; closing", conn_label(c),
                   proto_type_name(type));
@@ -1366,6 +1389,8 @@ static int in_frame(struct conn *c, uint8_t type, const uint8_t *payload, size_t
                 }
                 ib->idx = idx;
                 l->in = c;
+                if (m.hello.digest && m.hello.digest != p->conf->cluster_digest)
+                        send_cluster(p, c);     /* it answers with its own: both say what differs */
                 heard_from(p, (unsigned) idx, m.hello.incarnation);
                 char label[96];
                 snprintf(label, sizeof label, "link from %s", p->names[idx]);
@@ -1392,6 +1417,9 @@ static int in_frame(struct conn *c, uint8_t type, const uint8_t *payload, size_t
         heard_from(p, (unsigned) ib->idx, type == MSG_HEARTBEAT ? m.heartbeat.incarnation : 0);
         switch (type) {
         case MSG_HEARTBEAT:
+                return 0;
+        case MSG_CLUSTER:
+                conf_cluster_report(p->conf, p->names[ib->idx], &m, &p->links[ib->idx].cluster_reported);
                 return 0;
         case MSG_REQUEST:
                 if (!clock_ok(p, m.request.ts))
@@ -1588,6 +1616,7 @@ struct peer *peer_free(struct peer *p)
         sd_event_source_disable_unref(p->heartbeat_timer);
         sd_event_source_disable_unref(p->listen_src);
         free(p->cs);
+        wbuf_free(&p->cluster);
         free(p);
         return NULL;
 }

@@ -284,6 +284,7 @@ static const char *const type_names[_MSG_MAX] = {
         [MSG_STATUS_REPLY] = "STATUS_REPLY",
         [MSG_HEARTBEAT] = "HEARTBEAT",
         [MSG_FOLLOW] = "FOLLOW",
+        [MSG_CLUSTER] = "CLUSTER",
 };
 
 const char *proto_type_name(uint8_t type)
@@ -401,6 +402,7 @@ int proto_encode(struct wbuf *b, const struct dchat_msg *m)
                 wbuf_put_str(b, m->hello.node.p, m->hello.node.len);
                 wbuf_put_u8(b, m->hello.role);
                 wbuf_put_u64(b, m->hello.incarnation);
+                wbuf_put_u64(b, m->hello.digest);
                 break;
         case MSG_HELLO_ACK:
                 wbuf_put_u64(b, m->hello_ack.last_post_id);
@@ -464,6 +466,11 @@ int proto_encode(struct wbuf *b, const struct dchat_msg *m)
         case MSG_FOLLOW:
                 wbuf_put_u64(b, m->follow.from_seq);
                 break;
+        case MSG_CLUSTER:
+                wbuf_put_u64(b, m->cluster.digest);
+                wbuf_put_u16(b, m->cluster.n);
+                wbuf_put(b, m->cluster.p, m->cluster.len);
+                break;
         }
 
         if (b->failed) {
@@ -510,6 +517,7 @@ int proto_decode(uint8_t type, const uint8_t *payload, size_t len, struct dchat_
                 m->hello.node = rbuf_str(&r);
                 m->hello.role = rbuf_u8(&r);
                 m->hello.incarnation = rbuf_u64(&r);
+                m->hello.digest = rbuf_u64(&r);
                 break;
         case MSG_HELLO_ACK:
                 m->hello_ack.last_post_id = rbuf_u64(&r);
@@ -575,10 +583,52 @@ int proto_decode(uint8_t type, const uint8_t *payload, size_t len, struct dchat_
         case MSG_FOLLOW:
                 m->follow.from_seq = rbuf_u64(&r);
                 break;
+        case MSG_CLUSTER: {
+                m->cluster.digest = rbuf_u64(&r);
+                m->cluster.n = rbuf_u16(&r);
+                if (r.bad)
+                        break;
+                m->cluster.p = r.p + r.off;
+                m->cluster.len = r.len - r.off;
+                /* every member well-formed, and nothing after them */
+                struct rbuf c = { .p = m->cluster.p, .len = m->cluster.len };
+                uint8_t role;
+                struct dchat_str name, address;
+                for (unsigned i = 0; i < m->cluster.n; i++)
+                        if (proto_cluster_next(&c, &role, &name, &address) <= 0)
+                                return -EBADMSG;
+                if (c.off != c.len)
+                        return -EBADMSG;
+                r.off = r.len;
+                break;
+        }
         default:
                 return -EBADMSG;
         }
         if (r.bad || r.off != r.len)
                 return -EBADMSG;
         return 0;
+}
+
+int proto_cluster_next(struct rbuf *r, uint8_t *role, struct dchat_str *name, struct dchat_str *address)
+{
+        if (r->off == r->len)
+                return 0;
+        *role = rbuf_u8(r);
+        *name = rbuf_str(r);
+        *address = rbuf_str(r);
+        if (r->bad || (*role != ROLE_SERVER && *role != ROLE_PEER) || name->len == 0 ||
+            name->len > DCHAT_NAME_MAX || address->len == 0 || address->len > 255)
+                return -EBADMSG;
+        /* they end up in log lines: a node name's characters, an address's printable ones */
+        for (size_t i = 0; i < name->len; i++) {
+                char ch = name->p[i];
+                if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+                      ch == '.' || ch == '_' || ch == '-'))
+                        return -EBADMSG;
+        }
+        for (size_t i = 0; i < address->len; i++)
+                if (address->p[i] <= ' ' || address->p[i] > '~' || address->p[i] == '"')
+                        return -EBADMSG;
+        return 1;
 }

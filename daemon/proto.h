@@ -82,6 +82,9 @@ enum dchat_msg_type {
         /* dchatctl -> peer, peer -> server: send me every entry from from_seq
          * on, then each new one as it is stored (ENTRY frames with this tag) */
         MSG_FOLLOW,
+        /* either way on a daemon link whose HELLO showed another cluster
+         * definition (digest): the sender's members, so both can say what differs */
+        MSG_CLUSTER,
         _MSG_MAX,
 };
 
@@ -176,7 +179,8 @@ struct dchat_msg {
         uint8_t type;
         uint32_t tag;           /* request id; the response carries it back */
         union {
-                struct { struct dchat_str node; uint8_t role; uint64_t incarnation; } hello;
+                /* digest: of the sender's cluster definition (conf.c); 0: not compared */
+                struct { struct dchat_str node; uint8_t role; uint64_t incarnation; uint64_t digest; } hello;
                 struct { uint64_t last_post_id; uint64_t last_seq; uint64_t last_lamport; } hello_ack;
                 struct { uint64_t ts; } request;
                 struct { uint64_t clock; uint64_t req_ts; } reply;
@@ -192,6 +196,8 @@ struct dchat_msg {
                 struct { uint64_t from_seq; } follow;
                 struct { int32_t utc_offset; uint32_t hold_ms; struct dchat_str text; } post;
                 struct dchat_status *status;    /* STATUS_REPLY */
+                /* the sender's digest, n members { role u8, name str, address str }: proto_cluster_next */
+                struct { uint64_t digest; uint16_t n; const uint8_t *p; size_t len; } cluster;
         };
 };
 
@@ -252,6 +258,9 @@ int proto_decode(uint8_t type, const uint8_t *payload, size_t len, struct dchat_
                  struct dchat_entry *entry, struct dchat_status *status);
 
 const char *proto_type_name(uint8_t type);
+
+/* The next member of a CLUSTER message (r over msg.cluster.p/len): 1, 0 at the end, -EBADMSG. */
+int proto_cluster_next(struct rbuf *r, uint8_t *role, struct dchat_str *name, struct dchat_str *address);
 
 /* Copies a wire string into a NUL-terminated array of size cap; -ENAMETOOLONG or -EINVAL (NUL inside). */
 int dchat_str_copy(char *dst, size_t cap, struct dchat_str s);

@@ -69,6 +69,8 @@ struct server {
         struct dchat_entry follow_entry; /* read buffer for followers (scratch may hold an append) */
         struct ratelimit refused_rl;    /* append-refused lines */
         uint64_t incarnation[DCHAT_PEERS_MAX];  /* each peer's latest life seen in a HELLO (0: none yet) */
+        uint64_t cluster_reported[DCHAT_PEERS_MAX];     /* its cluster digest we logged a config-mismatch for */
+        struct wbuf cluster;            /* our CLUSTER message's members while it is sent */
 };
 
 static void follow_pump(struct server *s, struct sfollow *f);
@@ -427,6 +429,12 @@ static int on_hello(struct server *s, struct sconn *sc, const struct dchat_msg *
         char label[96];
         snprintf(label, sizeof label, "peer %s", name);
         conn_set_label(sc->c, label);
+        if (m->hello.digest && m->hello.digest != s->conf->cluster_digest) {
+                /* it answers with its own members: both say what differs */
+                struct dchat_msg cm;
+                conf_cluster_msg(s->conf, &s->cluster, &cm);
+                (void) conn_send(sc->c, &cm);
+        }
         log_event(EV_PEER_UP, &(struct event_fields) { .peer = name }, "peer %s connected", name);
         uint64_t lamport;
         uint32_t idx;
@@ -466,6 +474,9 @@ static int sconn_frame(struct conn *c, uint8_t type, const uint8_t *payload, siz
                 return server_view_page(s, &m, c);
         case MSG_FOLLOW:
                 return server_follow(s, &m, c);
+        case MSG_CLUSTER:
+                conf_cluster_report(s->conf, sc->node, &m, &s->cluster_reported[sc->idx]);
+                return 0;
         default:
                 log_event(EV_PROTOCOL_ERROR, &(struct event_fields) { .peer = sc->node },
                           "%s: unexpected %s frame; closing", conn_label(c), proto_type_name(type));
@@ -605,6 +616,7 @@ struct server *server_free(struct server *s)
         sd_event_source_disable_unref(s->listen_src);
         sd_event_source_disable_unref(s->flush_src);
         chatlog_close(s->log);
+        wbuf_free(&s->cluster);
         free(s->entries);
         free(s);
         return NULL;

@@ -135,7 +135,7 @@ tcp_garbage() {
         { be32 0; be8 1; be8 $MSG_STATUS; be16 0; } > "$T/g"; garbage "$who, $target port: a frame without its tag" $target "$addr" closed $ev
         { be32 100; be8 1; be8 $MSG_HELLO; be16 0; be32 1; printf 'nod'; } > "$T/g"; garbage "$who, $target port: a truncated frame, then close" $target "$addr" open 0
         # a member's HELLO must name the node its handshake proved (node2): link-auth-failed
-        { be32 1; wstr mallory; be8 $ROLE_PEER; be64 0; } > "$T/p"; frame $MSG_HELLO "$T/p" > "$T/g"
+        { be32 1; wstr mallory; be8 $ROLE_PEER; be64 0; be64 0; } > "$T/p"; frame $MSG_HELLO "$T/p" > "$T/g"
             garbage "$who, $target port: HELLO from an unknown node" $target "$addr" closed link-auth-failed
         { be32 1; be16 200; printf 'node1'; } > "$T/p"; frame $MSG_HELLO "$T/p" > "$T/g"
             garbage "$who, $target port: HELLO whose string runs past the frame" $target "$addr" closed $ev

@@ -91,7 +91,7 @@ run ctl node1 post "in the clear"
 is "$RC" 0 "a plaintext cluster posts" || diag "$ERR"
 # a stranger's plaintext HELLO is a frame here, not a failed handshake
 need_tool send-raw
-{ be32 1; wstr node2; be8 $ROLE_PEER; be64 1; } > "$T/p"; frame $MSG_HELLO "$T/p" > "$T/g"
+{ be32 1; wstr node2; be8 $ROLE_PEER; be64 0; be64 0; } > "$T/p"; frame $MSG_HELLO "$T/p" > "$T/g"
 is "$("$TESTLIB/send-raw" -t 300 "127.0.0.1:$(node_port master)" < "$T/g")" open \
    "plaintext: a HELLO without any key is taken (this is what insecure_plaintext gives away)"
 : > "$T/g"

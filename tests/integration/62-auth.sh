@@ -66,7 +66,7 @@ posts_work "node2 back with the right key"
 unlike "$(ctl node1 view)" "wrong key" "nothing node2 sent with the wrong key was stored"
 
 # --- names that are not one's own -------------------------------------------------------------------
-hello() { { be32 1; wstr "$1"; be8 "${2:-$ROLE_PEER}"; be64 1; } > "$T/p"; frame $MSG_HELLO "$T/p"; }
+hello() { { be32 1; wstr "$1"; be8 "${2:-$ROLE_PEER}"; be64 1; be64 0; } > "$T/p"; frame $MSG_HELLO "$T/p"; }
 addr_m=127.0.0.1:$(node_port master)
 bm=$(laf master)
 hello node2 > "$T/g"

@@ -26,7 +26,7 @@ read -r seq1 lam1 idx1 pid1 time1 author1 text1 <<< "$(entry 1)"
 view0=$(ctl node1 view)
 
 # hello NODE: a HELLO frame; append TAG LAMPORT NODE IDX POST_ID TEXT: an APPEND frame
-hello() { { be32 1; wstr "$1"; be8 $ROLE_PEER; be64 0; } > "$T/p"; frame $MSG_HELLO "$T/p"; }
+hello() { { be32 1; wstr "$1"; be8 $ROLE_PEER; be64 0; be64 0; } > "$T/p"; frame $MSG_HELLO "$T/p"; }
 # (TIME, AUTHOR: optional, default now and "forger"; the poster's UTC offset is 0, as in the real posts here)
 append() {
     { be32 "$1"; be64 0; be64 "$2"; wstr "$3"; be32 "$4"; be64 "$5"; be64 "${7:-$(date +%s)}"; be32 0

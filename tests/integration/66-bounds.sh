@@ -19,7 +19,7 @@ last() { ctl node2 view -n 1 --json | perl -MJSON::PP -ne 'my $e = decode_json($
 read -r lam0 pid0 <<< "$(last)"
 view0=$(ctl node1 view)
 
-hello() { { be32 1; wstr "$1"; be8 $ROLE_PEER; be64 0; } > "$T/p"; frame $MSG_HELLO "$T/p"; }
+hello() { { be32 1; wstr "$1"; be8 $ROLE_PEER; be64 0; be64 0; } > "$T/p"; frame $MSG_HELLO "$T/p"; }
 # append TAG LAMPORT IDX POST_ID TEXT: an APPEND of node1's
 append() {
     { be32 "$1"; be64 0; be64 "$2"; wstr node1; be32 "$3"; be64 "$4"; be64 "$(date +%s)"; be32 0

@@ -476,6 +476,42 @@ static void test_restart_needed(void) {
         is_str(conf_restart_needed(&a, &b), "state_directory changed", "state_directory");
 }
 
+/* the cluster digest and the differences two nodes report (review item 19) */
+static void test_cluster_digest(void) {
+        struct dchat_conf a, b, l1, l2;
+        struct wbuf w = {0};
+        struct dchat_msg m;
+        char diff[768];
+
+        if (!load_ok(fixture("good-minimal.conf"), NULL, &a) || !load_ok(etc_file("dchat.conf"), "node1", &b) ||
+            !load_ok(etc_file("dchat-local.conf"), "node1", &l1) ||
+            !load_ok(etc_file("dchat-local.conf"), "node2", &l2))
+                return;
+        ok(a.cluster_digest != 0, "digest: not 0 (0 means not sent)");
+        ok(l1.cluster_digest == l2.cluster_digest, "digest: the same file read by two nodes: the same digest");
+        ok(a.cluster_digest == b.cluster_digest, "digest: the same cluster written in another file: the same digest");
+        ok(b.cluster_digest != l1.cluster_digest, "digest: another cluster: another digest");
+
+        /* what b says to a that differs in one port, one peer and one role */
+        struct dchat_conf x = a;
+        ((struct sockaddr_in *) &x.peers[1].sa)->sin_port = htons(9999);
+        conf_cluster_msg(&x, &w, &m);
+        conf_cluster_diff(&a, "node2", &m, diff, sizeof diff);
+        is_str(diff, "node2's file has node2 as peer at 10.0.0.3:9999, this one as peer at 10.0.0.3:8001", "diff: a port");
+        conf_cluster_msg(&a, &w, &m);
+        conf_cluster_diff(&a, "node2", &m, diff, sizeof diff);
+        is_str(diff, "", "diff: the same members: nothing");
+        x = a;
+        x.n_peers = 1;
+        conf_cluster_msg(&x, &w, &m);
+        conf_cluster_diff(&a, "node1", &m, diff, sizeof diff);
+        is_str(diff, "this file has peer node2 at 10.0.0.3:8001, node1's has not", "diff: a peer the other file lacks");
+        conf_cluster_msg(&a, &w, &m);
+        conf_cluster_diff(&x, "node2", &m, diff, sizeof diff);
+        is_str(diff, "node2's file has peer node2 at 10.0.0.3:8001, this one has not", "diff: a peer this file lacks");
+        wbuf_free(&w);
+}
+
 int main(void) {
         const char *src = getenv("DCHAT_SRCDIR");
 
@@ -493,6 +529,7 @@ int main(void) {
         test_etc();
         test_hostname();
         test_restart_needed();
+        test_cluster_digest();
 
         return done_testing();
 }

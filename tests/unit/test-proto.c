@@ -202,19 +202,77 @@ static void test_roundtrips(void)
 
         /* HELLO */
         in = (struct dchat_msg) { .type = MSG_HELLO, .tag = 0xa1b2c3d4,
-                                  .hello = { S(node), ROLE_PEER, UINT64_C(0xdeadbeefcafef00d) } };
+                                  .hello = { S(node), ROLE_PEER, UINT64_C(0xdeadbeefcafef00d), UINT64_C(0x0123456789abcdef) } };
         if (is_int(roundtrip(&f, &in, &out, NULL, NULL), 0, "HELLO: round trip"))
                 ok(out.type == MSG_HELLO && out.tag == 0xa1b2c3d4 && str_eq(out.hello.node, node, DCHAT_NAME_MAX) &&
-                   out.hello.role == ROLE_PEER && out.hello.incarnation == UINT64_C(0xdeadbeefcafef00d),
-                   "HELLO: every field (64-byte name, role, incarnation, tag)");
+                   out.hello.role == ROLE_PEER && out.hello.incarnation == UINT64_C(0xdeadbeefcafef00d) &&
+                   out.hello.digest == UINT64_C(0x0123456789abcdef),
+                   "HELLO: every field (64-byte name, role, incarnation, cluster digest, tag)");
         ok(out.hello.node.p >= (const char *) f.payload && out.hello.node.p < (const char *) f.payload + f.len,
            "HELLO: the decoded name points into the frame");
         ok(f.b.len == DCHAT_FRAME_HDR + f.len && be32(f.b.data) == f.len && f.b.data[4] == DCHAT_PROTO_VERSION &&
            f.b.data[5] == MSG_HELLO && f.b.data[6] == 0 && f.b.data[7] == 0 && be32(f.payload) == 0xa1b2c3d4,
            "HELLO: header = length (BE), version 1, type, flags 0; the payload starts with the tag");
-        is_int(f.len, 4 + 2 + DCHAT_NAME_MAX + 1 + 8, "HELLO: payload size");
+        is_int(f.len, 4 + 2 + DCHAT_NAME_MAX + 1 + 8 + 8, "HELLO: payload size");
         check_truncations(&f, "HELLO");
         wbuf_free(&f.b);
+
+        /* CLUSTER: the members, read back one by one */
+        {
+                struct wbuf mb = {0};
+                wbuf_put_u8(&mb, ROLE_SERVER);
+                wbuf_put_str(&mb, "master", 6);
+                wbuf_put_str(&mb, "10.0.0.1:8000", 13);
+                wbuf_put_u8(&mb, ROLE_PEER);
+                wbuf_put_str(&mb, node, DCHAT_NAME_MAX);
+                wbuf_put_str(&mb, "[::1]:8001", 10);
+                in = (struct dchat_msg) { .type = MSG_CLUSTER, .tag = 3,
+                                          .cluster = { UINT64_C(0xfeedface), 2, mb.data, mb.len } };
+                if (is_int(roundtrip(&f, &in, &out, NULL, NULL), 0, "CLUSTER: round trip")) {
+                        struct rbuf r = { .p = out.cluster.p, .len = out.cluster.len };
+                        struct dchat_str nm, ad;
+                        uint8_t role;
+                        ok(out.cluster.digest == UINT64_C(0xfeedface) && out.cluster.n == 2, "CLUSTER: digest and count");
+                        ok(proto_cluster_next(&r, &role, &nm, &ad) == 1 && role == ROLE_SERVER &&
+                           str_eq(nm, "master", 6) && str_eq(ad, "10.0.0.1:8000", 13) &&
+                           proto_cluster_next(&r, &role, &nm, &ad) == 1 && role == ROLE_PEER &&
+                           str_eq(nm, node, DCHAT_NAME_MAX) && str_eq(ad, "[::1]:8001", 10) &&
+                           proto_cluster_next(&r, &role, &nm, &ad) == 0, "CLUSTER: every member, then the end");
+                }
+                check_truncations(&f, "CLUSTER");
+                wbuf_free(&f.b);
+                /* members that could forge a log line, or say less than they count, are refused */
+                static const struct { uint8_t role; const char *name, *addr; const char *what; } bad[] = {
+                        { ROLE_PEER, "no de", "1.2.3.4:5", "a space in a name" },
+                        { ROLE_PEER, "node\n2", "1.2.3.4:5", "a newline in a name" },
+                        { ROLE_PEER, "node2", "1.2.3.4:5\nx", "a newline in an address" },
+                        { ROLE_PEER, "node2", "", "an empty address" },
+                        { 7, "node2", "1.2.3.4:5", "an unknown role" },
+                };
+                for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+                        struct dchat_msg m;
+                        wbuf_reset(&mb);
+                        wbuf_put_u32(&mb, 1);
+                        wbuf_put_u64(&mb, 1);
+                        wbuf_put_u16(&mb, 1);
+                        wbuf_put_u8(&mb, bad[k].role);
+                        wbuf_put_str(&mb, bad[k].name, strlen(bad[k].name));
+                        wbuf_put_str(&mb, bad[k].addr, strlen(bad[k].addr));
+                        is_int(proto_decode(MSG_CLUSTER, mb.data, mb.len, &m, NULL, NULL), -EBADMSG,
+                               "CLUSTER: %s is refused", bad[k].what);
+                }
+                wbuf_reset(&mb);
+                wbuf_put_u32(&mb, 1);
+                wbuf_put_u64(&mb, 1);
+                wbuf_put_u16(&mb, 2);
+                wbuf_put_u8(&mb, ROLE_PEER);
+                wbuf_put_str(&mb, "node2", 5);
+                wbuf_put_str(&mb, "1.2.3.4:5", 9);
+                struct dchat_msg m2;
+                is_int(proto_decode(MSG_CLUSTER, mb.data, mb.len, &m2, NULL, NULL), -EBADMSG,
+                       "CLUSTER: fewer members than it counts is refused");
+                wbuf_free(&mb);
+        }
 
         /* HELLO_ACK */
         in = (struct dchat_msg) { .type = MSG_HELLO_ACK, .tag = 1, .hello_ack = { 41, UINT64_MAX, 77 } };
@@ -689,6 +747,7 @@ static void test_malformed(void)
         wbuf_put_str(&b, "no\0de", 5);
         wbuf_put_u8(&b, ROLE_PEER);
         wbuf_put_u64(&b, 0);
+        wbuf_put_u64(&b, 0);
         if (is_int(proto_decode(MSG_HELLO, b.data, b.len, &m, NULL, NULL), 0,
                    "HELLO: a NUL inside the name passes the decoder ...")) {
                 char name[DCHAT_NAME_MAX + 1] = "untouched";
@@ -1019,7 +1078,7 @@ static void test_time(void)
         /* names of things */
         static const char *const types[] = { "?", "HELLO", "HELLO_ACK", "REQUEST", "REPLY", "APPEND", "APPENDED",
                                              "VIEW", "ENTRY", "VIEW_END", "ERROR", "POST", "POSTED", "STATUS",
-                                             "STATUS_REPLY", "HEARTBEAT", "FOLLOW" };
+                                             "STATUS_REPLY", "HEARTBEAT", "FOLLOW", "CLUSTER" };
         bool names_ok = sizeof types / sizeof types[0] == _MSG_MAX;
         for (unsigned t = 0; t < _MSG_MAX && names_ok; t++)
                 names_ok = strcmp(proto_type_name((uint8_t) t), types[t]) == 0;
