@@ -17,12 +17,19 @@
  *            replay (send it twice), swap (send unit N+1 before it), drop (leave it
  *            out), truncate (send half of it, then end the stream that way and
  *            swallow the rest; the pair closes once the target closes), inject
- *            (send the bytes of FILE just before it)
+ *            (send the bytes of FILE just before it), hold (keep it and every unit
+ *            after it in that direction until SIGUSR1, then send them all: the
+ *            network holding a connection's data and delivering it late; a pair
+ *            whose client went away meanwhile keeps its connection to the target
+ *            open until the release, as a TCP connection whose data is still
+ *            being retransmitted does)
  *
  * The attack happens on the first connection that gets that far; every later
  * connection is relayed untouched, so the cluster can recover.  One line per
  * event on stdout: "listening", "connection K", "attacked: ACTION unit N DIR on
- * connection K".  Runs until killed.  For tests only: loopback.
+ * connection K", "released: B bytes on connection K", "dropped: B bytes held on
+ * connection K, which the target closed".  Runs until killed.  For tests only:
+ * loopback.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -40,7 +47,7 @@
 #define MAX_PAIRS 32
 #define UNIT_MAX (1u << 20)
 
-enum action { A_NONE, A_FLIP, A_REPLAY, A_SWAP, A_DROP, A_TRUNCATE, A_INJECT };
+enum action { A_NONE, A_FLIP, A_REPLAY, A_SWAP, A_DROP, A_TRUNCATE, A_INJECT, A_HOLD };
 
 struct dir {
         int from, to;
@@ -51,10 +58,12 @@ struct dir {
         size_t held_len;
         int raw;                /* gave up parsing: relay bytes as they come */
         int sink;               /* truncated: swallow the rest */
+        int holding;            /* hold: keep what comes until SIGUSR1 */
 };
 
 struct pair {
         int used, id;
+        int orphan;             /* hold: the client went away; the target side stays until the release */
         struct dir d[2];        /* 0: up (client -> target), 1: down */
 };
 
@@ -65,7 +74,14 @@ static unsigned attack_unit = 2;
 static int attacked = 0;
 static unsigned char *inject;
 static size_t inject_len;
-static const char *const action_names[] = { "none", "flip", "replay", "swap", "drop", "truncate", "inject" };
+static const char *const action_names[] = { "none", "flip", "replay", "swap", "drop", "truncate", "inject", "hold" };
+static volatile sig_atomic_t release;
+
+static void on_usr1(int sig)
+{
+        (void) sig;
+        release = 1;
+}
 static const char *const dir_names[] = { "up", "down" };
 
 static int send_all(int fd, const void *p, size_t n)
@@ -100,10 +116,12 @@ static int relay_units(struct pair *p, int which)
         struct dir *d = &p->d[which];
         size_t off = 0;
 
-        if (d->sink) {
+        if (d->sink || (which == 1 && p->orphan)) {
                 d->len = 0;
                 return 0;
         }
+        if (d->holding)
+                return 0;
         while (!d->raw && d->len - off >= 4) {
                 unsigned char *u = d->buf + off;
                 uint32_t n = (uint32_t) u[0] << 24 | (uint32_t) u[1] << 16 | (uint32_t) u[2] << 8 | u[3];
@@ -120,6 +138,11 @@ static int relay_units(struct pair *p, int which)
                         printf("attacked: %s unit %u %s on connection %d\n", action_names[action], d->unit,
                                dir_names[which], p->id);
                         fflush(stdout);
+                }
+                if (hit && action == A_HOLD) {
+                        d->holding = 1;
+                        attacked = 1;
+                        break;
                 }
                 if (d->held) {
                         /* swap: this one first, then the one held back */
@@ -234,7 +257,7 @@ int main(int argc, char *argv[])
                         attack_unit = (unsigned) atoi(v);
                 else if (strcmp(a, "-a") == 0) {
                         int found = -1;
-                        for (int k = 0; k <= A_INJECT; k++)
+                        for (int k = 0; k <= A_HOLD; k++)
                                 if (strcmp(v, action_names[k]) == 0)
                                         found = k;
                         if (found < 0)
@@ -255,6 +278,8 @@ int main(int argc, char *argv[])
         if (!have_target || port <= 0 || port > 65535 || (action == A_INJECT && !inject_len))
                 goto usage;
         signal(SIGPIPE, SIG_IGN);
+        struct sigaction sa = { .sa_handler = on_usr1 };
+        sigaction(SIGUSR1, &sa, NULL);
         me.sin_port = htons((uint16_t) port);
         int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         (void) setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
@@ -269,8 +294,27 @@ int main(int argc, char *argv[])
                 struct pollfd pfd[1 + 2 * MAX_PAIRS];
                 int map[1 + 2 * MAX_PAIRS], n = 0;
                 pfd[n++] = (struct pollfd) { .fd = lfd, .events = POLLIN };
+                if (release) {
+                        release = 0;
+                        for (int i = 0; i < MAX_PAIRS; i++)
+                                for (int k = 0; pairs[i].used && k < 2; k++) {
+                                        struct dir *d = &pairs[i].d[k];
+                                        if (!d->holding)
+                                                continue;
+                                        size_t held = d->len;
+                                        d->holding = 0;
+                                        int r = relay_units(&pairs[i], k);
+                                        printf("released: %zu bytes on connection %d%s\n", held, pairs[i].id,
+                                               r < 0 ? " (the target is gone)" : "");
+                                        fflush(stdout);
+                                        if (r < 0)
+                                                pair_close(&pairs[i]);
+                                }
+                }
                 for (int i = 0; i < MAX_PAIRS; i++)
                         for (int k = 0; pairs[i].used && k < 2; k++) {
+                                if (k == 0 && pairs[i].orphan)
+                                        continue;
                                 map[n] = i * 2 + k;
                                 pfd[n++] = (struct pollfd) { .fd = pairs[i].d[k].from, .events = POLLIN };
                         }
@@ -308,12 +352,23 @@ int main(int argc, char *argv[])
                         struct pair *p = &pairs[map[j] / 2];
                         if (!p->used || !(pfd[j].revents & (POLLIN | POLLHUP | POLLERR)))
                                 continue;
-                        if (pump(p, map[j] % 2) < 0)
-                                pair_close(p);
+                        if (pump(p, map[j] % 2) == 0)
+                                continue;
+                        if (map[j] % 2 == 0 && p->d[0].holding && !p->orphan) {
+                                /* the client is gone, its data is held: the target still waits for it */
+                                p->orphan = 1;
+                                continue;
+                        }
+                        if (p->d[0].holding) {
+                                printf("dropped: %zu bytes held on connection %d, which the target closed\n",
+                                       p->d[0].len, p->id);
+                                fflush(stdout);
+                        }
+                        pair_close(p);
                 }
         }
 usage:
         fprintf(stderr, "usage: mitm-proxy -l PORT -c HOST:PORT [-d up|down] [-u N] "
-                        "[-a none|flip|replay|swap|drop|truncate|inject] [-f FILE]\n");
+                        "[-a none|flip|replay|swap|drop|truncate|inject|hold] [-f FILE]\n");
         return 2;
 }
