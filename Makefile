@@ -48,7 +48,7 @@ CLI_OBJS    := cli/dchatctl.o cli/since.o cli/follow.o cli/chat.o daemon/proto.o
 UNIT_TESTS  := $(patsubst %.c,%,$(wildcard tests/unit/test-*.c))
 FUZZ_TARGETS := $(patsubst %.c,%,$(wildcard tests/fuzz/fuzz-*.c))
 TEST_TOOLS  := tests/lib/notify-recv tests/lib/send-raw tests/lib/nfq-delay tests/bench/dchat-bench tests/lib/mklog \
-               tests/lib/mitm-proxy
+               tests/lib/mitm-proxy tests/lib/clockshift.so
 HEADERS     := $(wildcard daemon/*.h cli/*.h tests/unit/*.h)
 
 all: $(O)dchatd $(O)dchatctl
@@ -84,6 +84,10 @@ fuzz-targets: $(addprefix $(O),$(FUZZ_TARGETS))
 
 tests/lib/%: tests/lib/%.c
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $<
+
+# LD_PRELOAD: the wall clock stepped (79-clock-step)
+tests/lib/clockshift.so: tests/lib/clockshift.c
+	$(CC) $(CFLAGS) $(LDFLAGS) -shared -fPIC -o $@ $< -ldl
 
 # writes big chat logs through daemon/chatlog.c (history tests and benchmark)
 tests/lib/mklog: tests/lib/mklog.c $(DAEMON_OBJS)
