@@ -712,8 +712,11 @@ static void arm_deadline(struct peer *p)
         for (unsigned i = 0; i < p->cs_n; i++)
                 if (!p->cs[i]->done && p->cs[i]->deadline < next)
                         next = p->cs[i]->deadline;
-        if (p->queue && p->queue->deadline < next)
-                next = p->queue->deadline;      /* FIFO: the head is the oldest */
+        /* Not only the head: posts the fence refused go back to the head of the
+         * queue, some with a deadline a grace later (on_deadline). */
+        for (struct post_req *r = p->queue; r; r = r->next)
+                if (r->deadline < next)
+                        next = r->deadline;
         if (next == UINT64_MAX) {
                 (void) sd_event_source_set_enabled(p->deadline_timer, SD_EVENT_OFF);
                 return;

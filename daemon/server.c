@@ -32,6 +32,7 @@ struct sconn {
         struct conn *c;
         char node[DCHAT_NAME_MAX + 1];  /* "" until HELLO */
         int idx;                        /* the node's index in conf->peers, once known */
+        uint64_t serial;                /* accepted after every connection with a smaller one */
         uint64_t incarnation;           /* the life of the node that sent the HELLO (0: not said) */
         struct sconn *prev, *next;
 };
@@ -57,6 +58,7 @@ struct server {
         struct chatlog *log;
         struct sconn *conns;
         unsigned n_conns;
+        uint64_t accepted;              /* connections accepted so far: the serials */
 
         unsigned n;
         struct pending pend[BATCH_CAP];
@@ -410,14 +412,15 @@ static int on_hello(struct server *s, struct sconn *sc, const struct dchat_msg *
         }
         if (inc > *latest)
                 *latest = inc;
-        /* A peer has one server link at a time: its other connections are
-         * dead ones (of an earlier life, or of this one before it
-         * reconnected).  Close them before answering, so that nothing they
-         * still bring is taken in after this HELLO_ACK.  (A HELLO that names
-         * no incarnation, a hand-made one, replaces nothing.) */
+        /* A peer has one server link at a time: its connections accepted
+         * before this one are dead (of an earlier life, or of this one before
+         * it reconnected).  Close them before answering, so that nothing they
+         * still bring is taken in after this HELLO_ACK.  (A late HELLO on an
+         * older connection closes nothing newer; a HELLO that names no
+         * incarnation, a hand-made one, replaces nothing.) */
         for (struct sconn *o = s->conns, *nx; o && inc; o = nx) {
                 nx = o->next;
-                if (o != sc && strcmp(o->node, name) == 0 && o->incarnation <= inc) {
+                if (o != sc && strcmp(o->node, name) == 0 && o->incarnation <= inc && o->serial < sc->serial) {
                         log_info("%s: replaced by a new connection of %s (incarnation %llu); closing", conn_label(o->c),
                                  name, (unsigned long long) inc);
                         conn_close(o->c, -ECONNRESET);
@@ -535,6 +538,7 @@ static int on_accept(sd_event_source *src, int fd, uint32_t revents, void *userd
                 return 0;
         }
         sc->s = s;
+        sc->serial = ++s->accepted;
         LIST_PREPEND(s->conns, sc);
         s->n_conns++;
         return 0;
