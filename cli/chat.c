@@ -98,6 +98,14 @@ static void show_entry(const struct dchat_entry *e, void *userdata)
         above("%s %s: %s", when, e->author, e->text);
 }
 
+static void show_damaged(uint64_t first, uint64_t last, struct dchat_str reason, void *userdata)
+{
+        char line[DCHAT_REASON_MAX + 160];
+        (void) userdata;
+        damaged_line(line, sizeof line, first, last, reason);
+        above("%s", line);
+}
+
 static void show_notice(const char *msg, void *userdata)
 {
         (void) userdata;
@@ -154,6 +162,10 @@ static void on_other(const struct dchat_msg *m, void *userdata)
                         char when[32];
                         entry_format_time(m->append, when, sizeof when);
                         above("  %s %s: %s", when, m->append->author, m->append->text);
+                } else if (m->type == MSG_ENTRY_DAMAGED) {
+                        char line[DCHAT_REASON_MAX + 160];
+                        damaged_line(line, sizeof line, m->damaged.first_seq, m->damaged.last_seq, m->damaged.reason);
+                        above("  %s", line);
                 } else if (m->type == MSG_ERROR) {
                         above("*** /view failed: %.*s", (int) m->error.text.len, m->error.text.p);
                         chat.view_tag = 0;
@@ -379,6 +391,7 @@ int cmd_chat(int argc, char **argv, const char *socket_path)
         snprintf(chat.prompt, sizeof chat.prompt, "%s@%s> ", pw ? pw->pw_name : "?", node);
 
         chat.f = (struct follow) { .socket_path = socket_path, .last_n = last_n, .show = show_entry,
+                                   .damaged = show_damaged,
                                    .notice = show_notice, .other = on_other };
         /* with -n 0, no history: an empty view up to the end */
         if (last_n == 0)

@@ -45,6 +45,8 @@ struct follow {
         uint64_t since_seq;             /* ... or from this seq ... */
         int64_t since_time;             /* ... or from this time (see view --since) */
         void (*show)(const struct dchat_entry *e, void *userdata);
+        /* seqs first..last are damaged in the server's log (quarantined): a marker in their place */
+        void (*damaged)(uint64_t first, uint64_t last, struct dchat_str reason, void *userdata);
         void (*notice)(const char *msg, void *userdata);       /* reconnecting, reconnected */
         /* any other frame (tags >= FOLLOW_TAG_USER): the caller's own requests */
         void (*other)(const struct dchat_msg *m, void *userdata);
@@ -78,6 +80,9 @@ int follow_send(struct follow *f, const struct dchat_msg *m);
 void follow_free(struct follow *f);
 
 uint64_t mono_ms(void);
+
+/* The marker line for seqs first..last damaged in the server's log (ENTRY_DAMAGED), without a newline. */
+void damaged_line(char *buf, size_t cap, uint64_t first, uint64_t last, struct dchat_str reason);
 
 /* dchatctl.c: SIGINT, SIGTERM, SIGHUP end a follow loop; they are blocked
  * but inside ppoll(..., old).  Interrupted: one of them came. */

@@ -219,6 +219,21 @@ static void print_entry(const struct dchat_entry *e, bool json)
         printf("}\n");
 }
 
+/* Seqs first..last are damaged in the server's log: a marker line (JSON: one object with "damaged":true). */
+static void print_damaged(uint64_t first, uint64_t last, struct dchat_str reason, bool json)
+{
+        if (!json) {
+                char line[DCHAT_REASON_MAX + 160];
+                damaged_line(line, sizeof line, first, last, reason);
+                printf("%s\n", line);
+                return;
+        }
+        printf("{\"seq\":%llu,\"last_seq\":%llu,\"damaged\":true,\"reason\":", (unsigned long long) first,
+               (unsigned long long) last);
+        json_str(reason.p, reason.len);
+        printf("}\n");
+}
+
 /* --- follow mode ----------------------------------------------------------------- */
 
 static volatile sig_atomic_t interrupted;
@@ -259,6 +274,12 @@ static void view_show(const struct dchat_entry *e, void *userdata)
         fflush(stdout);
 }
 
+static void view_damaged(uint64_t first, uint64_t last, struct dchat_str reason, void *userdata)
+{
+        print_damaged(first, last, reason, *(const bool *) userdata);
+        fflush(stdout);
+}
+
 static void view_notice(const char *msg, void *userdata)
 {
         (void) userdata;
@@ -269,7 +290,7 @@ static void view_notice(const char *msg, void *userdata)
 static int view_follow(uint64_t last_n, uint64_t since_seq, int64_t since_time, bool json)
 {
         struct follow f = { .socket_path = socket_path, .last_n = last_n, .since_seq = since_seq,
-                            .since_time = since_time, .show = view_show,
+                            .since_time = since_time, .show = view_show, .damaged = view_damaged,
                             .notice = view_notice, .userdata = &json };
         sigset_t old;
         int r = 0;
@@ -467,6 +488,10 @@ static int cmd_view(int argc, char **argv)
                                 return print_error("view", &m);
                         if (m.type == MSG_ENTRY) {
                                 print_entry(m.append, json);
+                                continue;
+                        }
+                        if (m.type == MSG_ENTRY_DAMAGED) {
+                                print_damaged(m.damaged.first_seq, m.damaged.last_seq, m.damaged.reason, json);
                                 continue;
                         }
                         if (m.type != MSG_VIEW_END)

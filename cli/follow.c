@@ -28,6 +28,17 @@ uint64_t mono_ms(void)
         return (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
 }
 
+void damaged_line(char *buf, size_t cap, uint64_t first, uint64_t last, struct dchat_str reason)
+{
+        if (first == last)
+                snprintf(buf, cap, "-- seq %llu: damaged record (%.*s), quarantined by the server (see dchatd(8)) --",
+                         (unsigned long long) first, (int) reason.len, reason.p);
+        else
+                snprintf(buf, cap, "-- seqs %llu to %llu: damaged records (%.*s), quarantined by the server "
+                         "(see dchatd(8)) --", (unsigned long long) first, (unsigned long long) last, (int) reason.len,
+                         reason.p);
+}
+
 /* --- the connection ------------------------------------------------------------------------ */
 
 int cconn_open(struct cconn *c, const char *path, char *err, size_t errlen)
@@ -245,6 +256,27 @@ static void show(struct follow *f, const struct dchat_entry *e)
         f->show(e, f->userdata);
 }
 
+/* Seqs the server's log holds damaged: a marker, counted as shown like the lines it stands for. */
+static void show_damaged(struct follow *f, const struct dchat_msg *m)
+{
+        uint64_t first = m->damaged.first_seq, last = m->damaged.last_seq;
+
+        if (last <= f->shown) {
+                notice(f, "line %llu came again; not shown twice", (unsigned long long) last);
+                return;
+        }
+        if (first <= f->shown)
+                first = f->shown + 1;
+        if (f->shown && first != f->shown + 1) {
+                f->gaps++;
+                notice(f, "lines %llu to %llu are missing", (unsigned long long) f->shown + 1,
+                       (unsigned long long) first - 1);
+        }
+        f->shown = last;
+        if (f->damaged)
+                f->damaged(first, last, m->damaged.reason, f->userdata);
+}
+
 /* One frame of the session.  <0: fatal. */
 static int on_frame(struct follow *f, const struct dchat_msg *m)
 {
@@ -266,6 +298,9 @@ static int on_frame(struct follow *f, const struct dchat_msg *m)
         switch (m->type) {
         case MSG_ENTRY:
                 show(f, m->append);
+                return 0;
+        case MSG_ENTRY_DAMAGED:
+                show_damaged(f, m);
                 return 0;
         case MSG_VIEW_END:
                 if (f->view_done)

@@ -20,6 +20,26 @@ struct chatlog_ix {
         int64_t max_before;             /* greatest entry time of the records before it (INT64_MIN: none) */
 };
 
+/*
+ * A quarantined part of chat.log: bytes [off, end) that do not check out,
+ * with good records before and after them (or, for DAMAGE_TAIL, the end of
+ * what a checkpoint proved was stored).  They stay in the file untouched;
+ * the seqs first_seq..last_seq they stood for are reported as damaged to
+ * readers (first_seq = last_seq + 1: bytes that stood for no seq).
+ */
+#define CHATLOG_DAMAGE_MAX      64
+enum chatlog_damage_kind {
+        DAMAGE_HEADER = 1,              /* a record header that does not check out */
+        DAMAGE_BODY,                    /* a body whose checksum does not match */
+        DAMAGE_ENTRY,                   /* a body that checks out but is not the entry due there */
+        DAMAGE_TAIL,                    /* the end of the log, stored and synced, then damaged */
+};
+struct chatlog_damage {
+        uint64_t first_seq, last_seq;
+        uint64_t off, end;
+        uint8_t kind;                   /* enum chatlog_damage_kind */
+};
+
 struct chatlog_node {
         char name[DCHAT_NAME_MAX + 1];
         uint64_t post_id;               /* last stored post id (committed) */
@@ -32,7 +52,15 @@ struct chatlog_node {
  * What a checkpoint says about the first `end` bytes of chat.log.  The
  * arrays are owned by whoever filled the struct (chatidx_decode: malloc).
  */
+#define CHATIDX_RESCAN          UINT32_C(1)     /* flags: read the whole log at start anyway */
+
 struct chatidx {
+        /*
+         * CHATIDX_RESCAN: a read found damage the log does not know of yet;
+         * the next start reads the whole log (to quarantine it) and takes
+         * this state only as a floor: what it says was stored was stored.
+         */
+        uint32_t flags;
         uint64_t base_seq;              /* seqs up to this one are archived (0: none) */
         uint64_t end;                   /* bytes of chat.log covered */
         int64_t mtime_ns;               /* chat.log's mtime when the checkpoint was written */
@@ -47,6 +75,8 @@ struct chatidx {
         size_t n_index;
         struct chatlog_node *nodes;
         size_t n_nodes;
+        struct chatlog_damage damage[CHATLOG_DAMAGE_MAX];       /* by offset */
+        size_t n_damage;
 };
 
 /* CRC-32C (Castagnoli); crc32c(0, p, n) is the CRC of p, pass a result to continue it. */
@@ -64,5 +94,5 @@ void chatidx_free(struct chatidx *x);
 
 /* Reads DIR/chat.log.idx (dirfd): -ENOENT if there is none; else as chatidx_decode. */
 int chatidx_load(int dirfd, struct chatidx *x, const char **why);
-/* Writes it to chat.log.idx.tmp, syncs, renames over chat.log.idx. */
+/* Writes it to chat.log.idx.tmp, syncs, renames over chat.log.idx, syncs the directory. */
 int chatidx_save(int dirfd, const struct chatidx *x);

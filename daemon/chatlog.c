@@ -17,17 +17,30 @@
  *
  * Opening the log reads it from the end of what the checkpoint
  * DIR/chat.log.idx (chatidx.c) covers, if that checks out against the log,
- * else from the start.  At the first record that does not check out, the
- * rest of the file is copied aside to chat.log.corrupt-TIME-OFFSET (and
- * synced), and only then is the file cut there.  An append is one write
- * and one fdatasync for the whole batch; the in-memory state moves on only
- * after the sync succeeded.  Nothing of the log is kept in memory but a
- * sparse index (every 256th record: its offset and the greatest entry time
- * before it, for the search by time) and the last post id of every node.
+ * else from the start.  A record that does not check out is either the
+ * torn end of the last write — nothing good follows it — or damage to
+ * what was stored.  The scan tells them apart by looking for a good record
+ * after it (on record boundaries: past the bad one by its length when its
+ * header is intact, else at every offset that holds one).  A torn tail is
+ * copied aside to chat.log.corrupt-TIME-OFFSET (and synced), and only then
+ * cut; never below what a checkpoint proved was stored.  Damage followed
+ * by good records is quarantined: its bytes stay where they are (and are
+ * copied aside for whoever investigates), the seqs they stood for read as
+ * damaged, and everything after them is kept, so nothing acknowledged is
+ * dropped and seqs never go backwards.  A read error is neither: it fails
+ * the open, or the read, and changes nothing.
+ *
+ * An append is one write and one fdatasync for the whole batch; the
+ * in-memory state moves on only after the sync succeeded.  Nothing of the
+ * log is kept in memory but a sparse index (every 256th record: its offset
+ * and the greatest entry time before it, for the search by time), the last
+ * post id of every node and the list of quarantined parts (at most
+ * CHATLOG_DAMAGE_MAX).
  *
  * Pure file I/O: no logging, no event loop; errors are negative errnos and
  * recovery is reported through struct chatlog_recovery.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -43,6 +56,7 @@
 #include "chatidx.h"
 
 #define CHATLOG_FILE            "chat.log"
+#define CHATLOG_IDX_FILE        "chat.log.idx"
 #define CHATLOG_MAGIC           UINT32_C(0x44434C31)    /* "DCL1" */
 #define CHATLOG_START_MAGIC     UINT32_C(0x44434831)    /* "DCH1": the start record */
 #define CHATLOG_HDR             16
@@ -51,35 +65,43 @@
 #define CHATLOG_START_MIN       (8 + 8 + 2 + 4 + 8 + 4)
 /* seq, lamport, node, fence_idx, post_id, time, utc_offset, author, text */
 #define CHATLOG_BODY_MIN        (8 + 8 + 2 + 4 + 8 + 8 + 4 + 2 + 2)
+#define CHATLOG_RECORD_MIN      (CHATLOG_HDR + CHATLOG_BODY_MIN)
 #define CHATLOG_BUF             (2 * (CHATLOG_HDR + DCHAT_FRAME_MAX))
 #define CHATLOG_PREALLOC        (UINT64_C(1) << 20)     /* blocks allocated ahead of the end */
 
 struct chatlog {
         int fd;
         int dirfd;
+        char dir[PATH_MAX];             /* for the names of copies */
         bool broken;                    /* a failed append could not be undone */
         uint64_t syncs;                 /* fdatasyncs by appends, for statistics */
         uint64_t prealloc_end;          /* blocks are allocated up to here (beyond the file's size) */
         bool no_prealloc;               /* the file system cannot */
-        bool damaged;                   /* a read found a bad record: no more checkpoints */
+        uint64_t live_damage_seq;       /* a read found a bad record at this seq (0: none): no appends */
+        bool rescan_marked;             /* ... and the checkpoint says so (CHATIDX_RESCAN) */
 
         uint64_t base_seq;              /* seqs up to this one are archived; the start record says so */
         uint64_t data_start;            /* offset of the first entry record (after the start record) */
         uint64_t end;                   /* committed end of the file */
         uint64_t last_seq;
-        uint64_t last_off;              /* offset of record last_seq ... */
-        uint32_t last_crc;              /* ... and its body CRC */
+        uint64_t last_off;              /* offset of record last_seq (its damaged part's, if it is damaged) ... */
+        uint32_t last_crc;              /* ... and its body CRC (0 then) */
         uint64_t last_lamport;
         char last_node[DCHAT_NAME_MAX + 1];
         uint32_t last_fence_idx;
         int64_t max_time;               /* greatest entry time (INT64_MIN: none) */
         uint64_t checkpoint_seq;        /* last seq the checkpoint on disk covers */
 
-        struct chatlog_ix *index;       /* index[k]: record base_seq + k * 256 + 1 */
+        struct chatlog_ix *index;       /* index[k]: record base_seq + k * 256 + 1 (a damaged one: its part's start) */
         size_t n_index, cap_index;
 
         struct chatlog_node *nodes;     /* [0, n_nodes) committed */
         size_t n_nodes, cap_nodes;
+
+        struct chatlog_damage damage[CHATLOG_DAMAGE_MAX];       /* quarantined parts, by offset */
+        size_t n_damage;
+        bool damage_new[CHATLOG_DAMAGE_MAX];                    /* found by this open's scan */
+        int damage_copy_error[CHATLOG_DAMAGE_MAX];              /* copying it aside failed: -errno */
 
         struct wbuf out;                /* the batch being appended */
         uint8_t *buf;                   /* reads: CHATLOG_BUF bytes */
@@ -262,12 +284,14 @@ static void *grow(void *p, size_t *cap, size_t need, size_t size)
         return q;
 }
 
+/* (room for none: a NULL array is fine) */
 #define GROW(array, cap, need)                                                  \
         ({                                                                      \
-                void *_q = grow((array), &(cap), (need), sizeof *(array));      \
+                size_t _need = (need);                                          \
+                void *_q = grow((array), &(cap), _need, sizeof *(array));       \
                 if (_q)                                                         \
                         (array) = _q;                                           \
-                _q ? 0 : -ENOMEM;                                               \
+                _q || _need == 0 ? 0 : -ENOMEM;                                 \
         })
 
 /* Looks among the first n node slots. */
@@ -310,29 +334,24 @@ static int scan_get(struct scan *s, uint64_t off, size_t n, const uint8_t **ret)
         return 0;
 }
 
-/* Copies [off, size) of the log into a new file in dirfd, synced.  */
-static int save_tail(struct chatlog *log, int dirfd, const char *dir, uint64_t off, uint64_t size,
-                     struct chatlog_recovery *rec)
+/*
+ * Copies [off, end) of the log into dirfd/name, synced (the file and the
+ * directory).  excl: the name must be new; else a file of that name and
+ * size is taken as an earlier copy of the same bytes.
+ */
+static int copy_aside(struct chatlog *log, const char *name, uint64_t off, uint64_t end, bool excl)
 {
-        char name[NAME_MAX + 1];
-        int fd = -1, r;
+        struct stat st;
+        int fd, r;
 
-        for (unsigned attempt = 0; attempt < 100; attempt++) {
-                if (attempt == 0)
-                        snprintf(name, sizeof name, CHATLOG_FILE ".corrupt-%lld-%" PRIu64,
-                                 (long long) time(NULL), off);
-                else
-                        snprintf(name, sizeof name, CHATLOG_FILE ".corrupt-%lld-%" PRIu64 ".%u",
-                                 (long long) time(NULL), off, attempt);
-                fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0640);
-                if (fd >= 0 || errno != EEXIST)
-                        break;
-        }
+        if (!excl && fstatat(log->dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
+            (uint64_t) st.st_size == end - off)
+                return 0;
+        fd = openat(log->dirfd, name, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | (excl ? O_EXCL : O_TRUNC), 0640);
         if (fd < 0)
                 return -errno;
-
-        for (uint64_t pos = off; pos < size;) {
-                size_t want = size - pos < CHATLOG_BUF ? (size_t) (size - pos) : CHATLOG_BUF, got;
+        for (uint64_t pos = off; pos < end;) {
+                size_t want = end - pos < CHATLOG_BUF ? (size_t) (end - pos) : CHATLOG_BUF, got;
 
                 r = pread_full(log->fd, log->buf, want, pos, &got);
                 if (r < 0)
@@ -344,18 +363,63 @@ static int save_tail(struct chatlog *log, int dirfd, const char *dir, uint64_t o
                         goto fail;
                 pos += got;
         }
-        if (fsync(fd) < 0 || fsync(dirfd) < 0) {
+        if (fsync(fd) < 0 || fsync(log->dirfd) < 0) {
                 r = -errno;
                 goto fail;
         }
         close(fd);
-        snprintf(rec->saved_to, sizeof rec->saved_to, "%s/%s", dir, name);
         return 0;
 
 fail:
         close(fd);
-        (void) unlinkat(dirfd, name, 0);
+        (void) unlinkat(log->dirfd, name, 0);
         return r;
+}
+
+/* Copies the tail [off, size) aside under a new name, before it is cut. */
+static int save_tail(struct chatlog *log, uint64_t off, uint64_t size, struct chatlog_recovery *rec)
+{
+        char name[NAME_MAX + 1];
+        int r = -EEXIST;
+
+        for (unsigned attempt = 0; attempt < 100 && r == -EEXIST; attempt++) {
+                if (attempt == 0)
+                        snprintf(name, sizeof name, CHATLOG_FILE ".corrupt-%lld-%" PRIu64, (long long) time(NULL), off);
+                else
+                        snprintf(name, sizeof name, CHATLOG_FILE ".corrupt-%lld-%" PRIu64 ".%u",
+                                 (long long) time(NULL), off, attempt);
+                r = copy_aside(log, name, off, size, true);
+        }
+        if (r < 0)
+                return r;
+        snprintf(rec->saved_to, sizeof rec->saved_to, "%s/%s", log->dir, name);
+        return 0;
+}
+
+/* The name of the copy of a quarantined part: which seqs it stood for, and where it is. */
+static void damage_copy_name(const struct chatlog_damage *d, char *buf, size_t cap)
+{
+        if (d->first_seq > d->last_seq)
+                snprintf(buf, cap, CHATLOG_FILE ".corrupt-noseq-at-%" PRIu64, d->off);
+        else
+                snprintf(buf, cap, CHATLOG_FILE ".corrupt-seq-%" PRIu64 "-%" PRIu64 "-at-%" PRIu64, d->first_seq,
+                         d->last_seq, d->off);
+}
+
+static const char *damage_why(uint8_t kind)
+{
+        switch (kind) {
+        case DAMAGE_HEADER:
+                return "damaged record header";
+        case DAMAGE_BODY:
+                return "record checksum mismatch";
+        case DAMAGE_ENTRY:
+                return "record out of place or undecodable";
+        case DAMAGE_TAIL:
+                return "damaged end of the log";
+        default:
+                return "damaged record";
+        }
 }
 
 /* --- the start record ------------------------------------------------------------ */
@@ -422,6 +486,10 @@ static int start_parse(struct chatlog *log, const uint8_t *body, uint32_t len)
         return 0;
 }
 
+#define START_DAMAGED_REASON                                                                            \
+        "the start record (written by dchatd --archive) is damaged; refusing to open the log, whose "  \
+        "sequence numbers would start again: stop dchatd and run 'dchatd --repair' (see dchatd(8))"
+
 /*
  * Reads the start record at offset 0 if there is one: 1 if it was taken
  * in (log->data_start set), 0 if the log has none, -EBADMSG (and
@@ -457,16 +525,219 @@ static int start_read(struct chatlog *log, uint64_t size, struct chatlog_recover
         log->data_start = CHATLOG_HDR + len;
         return 1;
 bad:
-        snprintf(rec->reason, sizeof rec->reason,
-                 "the start record (written when the log was archived) is damaged; refusing to open");
+        snprintf(rec->reason, sizeof rec->reason, START_DAMAGED_REASON);
+        rec->start_damaged = true;
         return -EBADMSG;
+}
+
+enum record_state {
+        RECORD_GOOD,                    /* whole, checked, and the one due there */
+        RECORD_BAD,                     /* its header is intact (len set); the rest is not right */
+        RECORD_BAD_HEADER,              /* no intact header there */
+        RECORD_TORN,                    /* the file ends inside it */
+};
+
+/*
+ * Checks the record at off against the log's state: in sequence it must
+ * be seq last_seq + 1, after damage any seq above last_seq, and its fence
+ * greater than the last.  Returns a record_state (with kind and why when
+ * it is not good), or a read error.
+ */
+static int record_at(struct chatlog *log, struct scan *s, uint64_t off, uint64_t size, bool after_damage,
+                     struct dchat_entry *e, uint32_t *len, uint32_t *crc, uint8_t *kind, char *why, size_t cap)
+{
+        uint64_t n = log->last_seq + 1;
+        const uint8_t *p, *body;
+        uint8_t h[CHATLOG_HDR];
+        int r;
+
+        *kind = DAMAGE_HEADER;
+        r = scan_get(s, off, CHATLOG_HDR, &p);
+        if (r == -ENODATA) {
+                snprintf(why, cap, "torn header at offset %" PRIu64, off);
+                return RECORD_TORN;
+        }
+        if (r < 0)
+                return r;
+        memcpy(h, p, CHATLOG_HDR);      /* the window may move for the body */
+        switch (header_check(h, len)) {
+        case HEADER_OK:
+                break;
+        case HEADER_BAD_MAGIC:
+        case HEADER_START:              /* only at offset 0, read by start_read */
+                snprintf(why, cap, "bad magic at offset %" PRIu64, off);
+                return RECORD_BAD_HEADER;
+        case HEADER_BAD_CRC:
+                snprintf(why, cap, "header checksum mismatch at offset %" PRIu64, off);
+                return RECORD_BAD_HEADER;
+        case HEADER_BAD_LENGTH:
+                snprintf(why, cap, "bad record length %" PRIu32 " at offset %" PRIu64, get_be32(h + 4), off);
+                return RECORD_BAD_HEADER;
+        }
+        r = off + CHATLOG_HDR + *len > size ? -ENODATA : scan_get(s, off + CHATLOG_HDR, *len, &body);
+        if (r == -ENODATA) {
+                snprintf(why, cap, "torn record %" PRIu64 " at offset %" PRIu64 " (body cut short)", n, off);
+                return RECORD_TORN;
+        }
+        if (r < 0)
+                return r;
+        *crc = get_be32(h + 8);
+        *kind = DAMAGE_BODY;
+        if (crc32c(0, body, *len) != *crc) {
+                snprintf(why, cap, "checksum mismatch in record %" PRIu64 " at offset %" PRIu64, n, off);
+                return RECORD_BAD;
+        }
+        *kind = DAMAGE_ENTRY;
+        if (body_decode(body, *len, e) < 0) {
+                snprintf(why, cap, "undecodable record %" PRIu64 " at offset %" PRIu64, n, off);
+                return RECORD_BAD;
+        }
+        if (after_damage ? e->seq <= log->last_seq : e->seq != n) {
+                snprintf(why, cap, "sequence gap at offset %" PRIu64 ": seq %" PRIu64 ", expected %" PRIu64, off,
+                         e->seq, n);
+                return RECORD_BAD;
+        }
+        if (fence_cmp(e->lamport, e->node, e->fence_idx, log->last_lamport, log->last_node, log->last_fence_idx) <= 0) {
+                snprintf(why, cap, "fence not increasing in record %" PRIu64 " at offset %" PRIu64, n, off);
+                return RECORD_BAD;
+        }
+        return RECORD_GOOD;
+}
+
+/* Takes in the good record e at off: the index, the nodes' post ids, the last seq and fence. */
+static int take_record(struct chatlog *log, uint64_t off, uint32_t crc, const struct dchat_entry *e,
+                       struct chatlog_recovery *rec)
+{
+        uint64_t n = e->seq;
+        struct chatlog_node *nd;
+        int r;
+
+        if ((n - 1 - log->base_seq) % CHATLOG_INDEX_EVERY == 0) {
+                r = GROW(log->index, log->cap_index, log->n_index + 1);
+                if (r < 0)
+                        return r;
+                log->index[log->n_index++] = (struct chatlog_ix) { off, log->max_time };
+        }
+        nd = node_find(log, log->n_nodes, e->node);
+        if (!nd) {
+                r = GROW(log->nodes, log->cap_nodes, log->n_nodes + 1);
+                if (r < 0)
+                        return r;
+                nd = &log->nodes[log->n_nodes++];
+                *nd = (struct chatlog_node) {0};
+                strcpy(nd->name, e->node);
+        }
+        if (e->post_id > nd->post_id) {
+                nd->post_id = e->post_id;
+                nd->seq = n;
+        }
+        log->last_seq = n;
+        log->last_off = off;
+        log->last_crc = crc;
+        log->last_lamport = e->lamport;
+        strcpy(log->last_node, e->node);
+        log->last_fence_idx = e->fence_idx;
+        if (e->time > log->max_time)
+                log->max_time = e->time;
+        rec->scanned++;
+        return 0;
+}
+
+/*
+ * Quarantines [off, end), which stood for seqs first..last (none if first
+ * = last + 1): their index slots point at its start, and the log goes on
+ * after them.  -EBADMSG (rec->reason) beyond CHATLOG_DAMAGE_MAX parts.
+ */
+static int add_damage(struct chatlog *log, uint64_t first, uint64_t last, uint64_t off, uint64_t end, uint8_t kind,
+                      struct chatlog_recovery *rec)
+{
+        int r;
+
+        if (log->n_damage == CHATLOG_DAMAGE_MAX) {
+                snprintf(rec->reason, sizeof rec->reason,
+                         "more than %d damaged parts in the log (the next at offset %" PRIu64 "): the disk is failing; "
+                         "refusing to open it: save the state directory and restore the log (see dchatd(8))",
+                         CHATLOG_DAMAGE_MAX, off);
+                return -EBADMSG;
+        }
+        while (first <= last && log->base_seq + (uint64_t) log->n_index * CHATLOG_INDEX_EVERY + 1 <= last) {
+                r = GROW(log->index, log->cap_index, log->n_index + 1);
+                if (r < 0)
+                        return r;
+                log->index[log->n_index++] = (struct chatlog_ix) { off, log->max_time };
+        }
+        log->damage[log->n_damage] = (struct chatlog_damage) { first, last, off, end, kind };
+        log->damage_new[log->n_damage] = true;
+        log->damage_copy_error[log->n_damage] = 0;
+        log->n_damage++;
+        if (first <= last)
+                log->last_seq = last;
+        rec->damage_found++;
+        return 0;
+}
+
+/*
+ * Looks for the first good record at or after from that can follow the
+ * damage starting at bad_start (record_at after damage): a bad record with
+ * an intact header is skipped by its length, anything else byte by byte.
+ * A good record whose seq is further on than the bytes since bad_start
+ * could have held records (at least CHATLOG_RECORD_MIN each) does not
+ * follow this damage; the first such is reported in *odd_seq, *odd_off
+ * and the search goes on past it.  1 and *at if found, 0 if not.
+ */
+static int resync(struct chatlog *log, struct scan *s, uint64_t bad_start, uint64_t from, uint64_t size,
+                  struct dchat_entry *e, uint64_t *at, uint64_t *odd_seq, uint64_t *odd_off)
+{
+        static const uint8_t magic[4] = { 'D', 'C', 'L', '1' };
+        uint64_t pos = from;
+        char why[160];
+
+        while (pos + CHATLOG_HDR <= size) {
+                size_t want = size - pos < CHATLOG_BUF / 2 ? (size_t) (size - pos) : CHATLOG_BUF / 2;
+                const uint8_t *p, *m;
+                uint32_t len = 0, crc = 0;
+                uint8_t kind;
+                int r;
+
+                r = scan_get(s, pos, want, &p);
+                if (r == -ENODATA)
+                        return 0;               /* (the file shrank meanwhile) */
+                if (r < 0)
+                        return r;
+                m = memmem(p, want, magic, sizeof magic);
+                if (!m) {
+                        pos += want - (sizeof magic - 1);       /* a magic may straddle the window's end */
+                        continue;
+                }
+                pos += (uint64_t) (m - p);
+                r = record_at(log, s, pos, size, true, e, &len, &crc, &kind, why, sizeof why);
+                if (r < 0)
+                        return r;
+                if (r == RECORD_GOOD) {
+                        if (e->seq - log->last_seq - 1 <= (pos - bad_start) / CHATLOG_RECORD_MIN) {
+                                *at = pos;
+                                return 1;
+                        }
+                        if (!*odd_seq) {
+                                *odd_seq = e->seq;
+                                *odd_off = pos;
+                        }
+                }
+                pos += r == RECORD_GOOD || r == RECORD_BAD ? CHATLOG_HDR + (uint64_t) len : 1;
+        }
+        return 0;
 }
 
 /*
  * Reads every record from offset from on, moving the in-memory state on.
- * Sets *bad_off to the offset of the first bad record (or the file size)
- * and fills rec->reason.  Fails only on read errors or allocation
- * failures: those are not corruption and must never cut anything.
+ * Damage followed by a good record is quarantined (add_damage) and the
+ * scan goes on there.  Sets *bad_off to the start of a bad tail with
+ * nothing good after it (or to the file size) and rec->reason.  Fails on
+ * read errors and allocation failures — those are not corruption and must
+ * never cut anything — and with -EBADMSG (rec->reason) when the log cannot
+ * be kept without losing something: good records whose seqs cannot follow
+ * the damage before them (at the start of a log without a start record:
+ * the start record itself is damaged), or too many damaged parts.
  */
 static int scan(struct chatlog *log, uint64_t from, uint64_t size, uint64_t *bad_off, struct chatlog_recovery *rec)
 {
@@ -479,100 +750,48 @@ static int scan(struct chatlog *log, uint64_t from, uint64_t size, uint64_t *bad
                 return -ENOMEM;
 
         while (off < size) {
-                uint64_t n = log->last_seq + 1;
-                const uint8_t *p, *body;
-                uint8_t h[CHATLOG_HDR];
-                uint32_t len;
-                struct chatlog_node *nd;
+                uint64_t at = 0, odd_seq = 0, odd_off = 0;
+                uint32_t len = 0, crc = 0;
+                uint8_t kind;
 
-                r = scan_get(&s, off, CHATLOG_HDR, &p);
-                if (r == -ENODATA) {
-                        snprintf(rec->reason, sizeof rec->reason, "torn header at offset %" PRIu64, off);
-                        break;
-                }
+                r = record_at(log, &s, off, size, false, e, &len, &crc, &kind, rec->reason, sizeof rec->reason);
                 if (r < 0)
                         return r;
-                memcpy(h, p, CHATLOG_HDR);      /* the window may move for the body */
-                switch (header_check(h, &len)) {
-                case HEADER_OK:
-                        break;
-                case HEADER_BAD_MAGIC:
-                case HEADER_START:              /* only at offset 0, read by start_read */
-                        snprintf(rec->reason, sizeof rec->reason, "bad magic at offset %" PRIu64, off);
-                        goto done;
-                case HEADER_BAD_CRC:
-                        snprintf(rec->reason, sizeof rec->reason, "header checksum mismatch at offset %" PRIu64,
-                                 off);
-                        goto done;
-                case HEADER_BAD_LENGTH:
-                        snprintf(rec->reason, sizeof rec->reason, "bad record length %" PRIu32 " at offset %" PRIu64,
-                                 get_be32(h + 4), off);
-                        goto done;
+                if (r == RECORD_GOOD) {
+                        r = take_record(log, off, crc, e, rec);
+                        if (r < 0)
+                                return r;
+                        off += CHATLOG_HDR + len;
+                        continue;
                 }
+                if (r == RECORD_TORN)
+                        break;          /* nothing can follow what runs past the end of the file */
 
-                r = scan_get(&s, off + CHATLOG_HDR, len, &body);
-                if (r == -ENODATA) {
-                        snprintf(rec->reason, sizeof rec->reason,
-                                 "torn record %" PRIu64 " at offset %" PRIu64 " (body cut short)", n, off);
-                        break;
-                }
+                /* damage at off: quarantined if a good record follows it, else the tail */
+                r = resync(log, &s, off, r == RECORD_BAD ? off + CHATLOG_HDR + len : off + 1, size, e, &at,
+                           &odd_seq, &odd_off);
                 if (r < 0)
                         return r;
-                if (crc32c(0, body, len) != get_be32(h + 8)) {
-                        snprintf(rec->reason, sizeof rec->reason,
-                                 "checksum mismatch in record %" PRIu64 " at offset %" PRIu64, n, off);
+                if (r == 0 && odd_seq) {
+                        if (off == 0 && log->base_seq == 0 && log->last_seq == 0) {
+                                /* a log does not start at seq odd_seq unless a start record said so */
+                                snprintf(rec->reason, sizeof rec->reason, START_DAMAGED_REASON);
+                                rec->start_damaged = true;
+                        } else
+                                snprintf(rec->reason, sizeof rec->reason,
+                                         "damage at offset %" PRIu64 " after seq %" PRIu64 " is followed by a good record "
+                                         "with seq %" PRIu64 " (offset %" PRIu64 ") that cannot follow it; refusing to "
+                                         "cut or renumber it: save the state directory and see dchatd(8)",
+                                         off, log->last_seq, odd_seq, odd_off);
+                        return -EBADMSG;
+                }
+                if (r == 0)
                         break;
-                }
-                if (body_decode(body, len, e) < 0) {
-                        snprintf(rec->reason, sizeof rec->reason,
-                                 "undecodable record %" PRIu64 " at offset %" PRIu64, n, off);
-                        break;
-                }
-                if (e->seq != n) {
-                        snprintf(rec->reason, sizeof rec->reason,
-                                 "sequence gap at offset %" PRIu64 ": seq %" PRIu64 ", expected %" PRIu64,
-                                 off, e->seq, n);
-                        break;
-                }
-                if (fence_cmp(e->lamport, e->node, e->fence_idx,
-                              log->last_lamport, log->last_node, log->last_fence_idx) <= 0) {
-                        snprintf(rec->reason, sizeof rec->reason,
-                                 "fence not increasing in record %" PRIu64 " at offset %" PRIu64, n, off);
-                        break;
-                }
-
-                /* a good record: take it in */
-                if ((n - 1 - log->base_seq) % CHATLOG_INDEX_EVERY == 0) {
-                        r = GROW(log->index, log->cap_index, log->n_index + 1);
-                        if (r < 0)
-                                return r;
-                        log->index[log->n_index++] = (struct chatlog_ix) { off, log->max_time };
-                }
-                nd = node_find(log, log->n_nodes, e->node);
-                if (!nd) {
-                        r = GROW(log->nodes, log->cap_nodes, log->n_nodes + 1);
-                        if (r < 0)
-                                return r;
-                        nd = &log->nodes[log->n_nodes++];
-                        *nd = (struct chatlog_node) {0};
-                        strcpy(nd->name, e->node);
-                }
-                if (e->post_id > nd->post_id) {
-                        nd->post_id = e->post_id;
-                        nd->seq = n;
-                }
-                log->last_seq = n;
-                log->last_off = off;
-                log->last_crc = get_be32(h + 8);
-                log->last_lamport = e->lamport;
-                strcpy(log->last_node, e->node);
-                log->last_fence_idx = e->fence_idx;
-                if (e->time > log->max_time)
-                        log->max_time = e->time;
-                rec->scanned++;
-                off += CHATLOG_HDR + len;
+                r = add_damage(log, log->last_seq + 1, e->seq - 1, off, at, kind, rec);
+                if (r < 0)
+                        return r;
+                off = at;
         }
-done:
         *bad_off = off;
         return 0;
 }
@@ -599,17 +818,29 @@ static int peek_record(struct chatlog *log, uint64_t off, uint64_t end, uint64_t
         return 0;
 }
 
+static const struct chatlog_damage *damage_of_seq(const struct chatlog_damage *d, size_t n, uint64_t seq)
+{
+        for (size_t i = 0; i < n; i++)
+                if (d[i].first_seq <= seq && seq <= d[i].last_seq)
+                        return &d[i];
+        return NULL;
+}
+
 /*
  * Checks a loaded checkpoint against the log itself: it must cover a prefix
  * of the file that starts where this log's records start, every index slot
- * must point at a good record header with the seq it stands for, and the
- * last record it covers must be there whole, with its CRC, seq and fence,
- * ending exactly where the checkpoint ends.  -EBADMSG with *why otherwise.
+ * must point at a good record header with the seq it stands for (or at the
+ * start of the damaged part that seq is in), each damaged part must end
+ * where the record after it starts, and the last record it covers must be
+ * there whole, with its CRC, seq and fence, ending exactly where the
+ * checkpoint ends (or lie in a damaged part that ends there).  -EBADMSG
+ * with *why otherwise, another -errno if the log cannot be read.
  */
 static int checkpoint_verify(struct chatlog *log, const struct chatidx *x, const struct stat *st, const char **why)
 {
         uint64_t size = (uint64_t) st->st_size;
         _cleanup_(freep) struct dchat_entry *e = malloc(sizeof *e);
+        const struct chatlog_damage *d;
         uint64_t seq;
         uint32_t len, crc;
         size_t got;
@@ -630,7 +861,7 @@ static int checkpoint_verify(struct chatlog *log, const struct chatidx *x, const
                 return -EBADMSG;
         }
         if (x->last_seq == x->base_seq) {
-                if (x->end != log->data_start || x->n_index || x->n_nodes != log->n_nodes) {
+                if (x->end != log->data_start || x->n_index || x->n_damage || x->n_nodes != log->n_nodes) {
                         *why = "it does not match the empty log";
                         return -EBADMSG;
                 }
@@ -640,20 +871,50 @@ static int checkpoint_verify(struct chatlog *log, const struct chatidx *x, const
                 *why = "its index does not start where the log's records do";
                 return -EBADMSG;
         }
+        for (size_t i = 0; i < x->n_damage; i++) {
+                d = &x->damage[i];
+                if (d->off < log->data_start) {
+                        *why = "a damaged part it lists lies before the log's records";
+                        return -EBADMSG;
+                }
+                if (d->end == x->end)
+                        continue;
+                r = peek_record(log, d->end, x->end, &seq, &len, &crc);
+                if (r < 0 && r != -EBADMSG)
+                        return r;
+                if (r < 0 || seq != d->last_seq + 1) {
+                        *why = "a damaged part it lists is not followed by the record due after it";
+                        return -EBADMSG;
+                }
+        }
         /* about 64 slots spread over the index, the first and the last among them: a few ms even
-         * from disk for millions of records; a wrong slot elsewhere is caught when read (damaged()) */
+         * from disk for millions of records; a wrong slot elsewhere is caught when read (found_damage) */
         size_t step = x->n_index / 64 + 1;
         for (size_t i = 0;; i += step) {
                 size_t k = i < x->n_index - 1 ? i : x->n_index - 1;
-                r = peek_record(log, x->index[k].off, x->end, &seq, &len, &crc);
+                uint64_t want = x->base_seq + k * CHATLOG_INDEX_EVERY + 1;
+                d = damage_of_seq(x->damage, x->n_damage, want);
+                if (d) {
+                        r = 0;
+                        seq = x->index[k].off == d->off ? want : 0;
+                } else
+                        r = peek_record(log, x->index[k].off, x->end, &seq, &len, &crc);
                 if (r < 0 && r != -EBADMSG)
                         return r;
-                if (r < 0 || seq != x->base_seq + k * CHATLOG_INDEX_EVERY + 1) {
+                if (r < 0 || seq != want) {
                         *why = "an index slot does not point at the record it stands for";
                         return -EBADMSG;
                 }
                 if (k == x->n_index - 1)
                         break;
+        }
+        d = damage_of_seq(x->damage, x->n_damage, x->last_seq);
+        if (d) {
+                if (d->end != x->end || x->last_off != d->off) {
+                        *why = "the damaged end it lists is not where it ends";
+                        return -EBADMSG;
+                }
+                return 0;
         }
         r = peek_record(log, x->last_off, x->end, &seq, &len, &crc);
         if (r < 0 && r != -EBADMSG)
@@ -677,9 +938,14 @@ static int checkpoint_verify(struct chatlog *log, const struct chatidx *x, const
 /*
  * Takes the state from DIR/chat.log.idx if it checks out against the log:
  * 1 if taken, 0 if not (none, or discarded: rec->checkpoint_warning says
- * why), or a negative errno on read or allocation errors.
+ * why), or a negative errno on allocation errors and errors reading the
+ * log (not damage: the open fails, nothing is changed).  A checkpoint that
+ * is not taken but is this log's all the same (its own checksum right, the
+ * same first seq, no more than the file holds) goes to *floor: what it
+ * says was stored was stored, whatever the scan now finds damaged.
  */
-static int checkpoint_take(struct chatlog *log, const struct stat *st, struct chatlog_recovery *rec)
+static int checkpoint_take(struct chatlog *log, const struct stat *st, struct chatlog_recovery *rec,
+                           struct chatidx *floor, bool *have_floor)
 {
         struct chatidx x;
         const char *why = "unknown";
@@ -690,14 +956,28 @@ static int checkpoint_take(struct chatlog *log, const struct stat *st, struct ch
                 return 0;
         if (r == -ENOMEM)
                 return r;
-        if (r >= 0)
-                r = checkpoint_verify(log, &x, st, &why);
         if (r < 0) {
-                chatidx_free(&x);
-                if (r == -ENOMEM)
-                        return r;
+                /* an unreadable checkpoint only costs a full read (and is replaced afterwards) */
                 snprintf(rec->checkpoint_warning, sizeof rec->checkpoint_warning, "%s",
                          r == -EBADMSG ? why : strerror(-r));
+                return 0;
+        }
+        if (x.flags & CHATIDX_RESCAN) {
+                why = "a read found the log damaged after it was written: the whole log is read to quarantine it";
+                r = -EBADMSG;
+        } else
+                r = checkpoint_verify(log, &x, st, &why);
+        if (r < 0) {
+                if (r != -EBADMSG) {
+                        chatidx_free(&x);
+                        return r;
+                }
+                snprintf(rec->checkpoint_warning, sizeof rec->checkpoint_warning, "%s", why);
+                if (x.base_seq == log->base_seq && x.end <= (uint64_t) st->st_size && x.end >= log->data_start) {
+                        *floor = x;
+                        *have_floor = true;
+                } else
+                        chatidx_free(&x);
                 return 0;
         }
         free(log->index);
@@ -706,6 +986,8 @@ static int checkpoint_take(struct chatlog *log, const struct stat *st, struct ch
         free(log->nodes);
         log->nodes = x.nodes;
         log->n_nodes = log->cap_nodes = x.n_nodes;
+        memcpy(log->damage, x.damage, sizeof x.damage);
+        log->n_damage = x.n_damage;
         log->end = x.end;
         log->last_seq = x.last_seq;
         log->last_off = x.last_off;
@@ -720,40 +1002,139 @@ static int checkpoint_take(struct chatlog *log, const struct stat *st, struct ch
         return 1;
 }
 
+/*
+ * The scan ended in damage at *bad_off, below the end of what the
+ * checkpoint f proved was stored (it is written only after the records it
+ * covers were synced): that is no torn write but damage to stored
+ * records.  It is quarantined up to f's end, with the seqs, the last
+ * fence and post ids that f says were there, so nothing goes backwards;
+ * only what lies beyond f's end can be a torn tail.
+ */
+static int floor_apply(struct chatlog *log, const struct chatidx *f, uint64_t *bad_off, struct chatlog_recovery *rec)
+{
+        uint64_t at = *bad_off;
+        int r;
+
+        if (at >= f->end || f->last_seq <= log->last_seq ||
+            fence_cmp(f->last_lamport, f->last_node, f->last_fence_idx, log->last_lamport, log->last_node,
+                      log->last_fence_idx) <= 0)
+                return 0;
+        r = add_damage(log, log->last_seq + 1, f->last_seq, at, f->end, DAMAGE_TAIL, rec);
+        if (r < 0)
+                return r;
+        r = GROW(log->nodes, log->cap_nodes, log->n_nodes + f->n_nodes);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < f->n_nodes; i++) {
+                struct chatlog_node *nd = node_find(log, log->n_nodes, f->nodes[i].name);
+                if (!nd) {
+                        nd = &log->nodes[log->n_nodes++];
+                        *nd = (struct chatlog_node) {0};
+                        strcpy(nd->name, f->nodes[i].name);
+                }
+                if (f->nodes[i].post_id > nd->post_id) {
+                        nd->post_id = f->nodes[i].post_id;
+                        nd->seq = f->nodes[i].seq;
+                }
+        }
+        log->last_off = at;
+        log->last_crc = 0;
+        log->last_lamport = f->last_lamport;
+        strcpy(log->last_node, f->last_node);
+        log->last_fence_idx = f->last_fence_idx;
+        if (f->max_time > log->max_time)
+                log->max_time = f->max_time;
+        rec->floor_seq = f->last_seq;
+        *bad_off = f->end;
+        return 0;
+}
+
+/*
+ * chat.log with a second name in its directory: a hard link made by an
+ * archive or a repair that was interrupted before its rename.  Left alone
+ * it would grow with the live log under an archive's name; removing it
+ * is going back to the state before that archive.
+ */
+static int unlink_stale_links(struct chatlog *log, const struct stat *st, struct chatlog_recovery *rec)
+{
+        struct dirent *de;
+        bool removed = false;
+        int fd, r = 0;
+        DIR *d;
+
+        if (st->st_nlink <= 1)
+                return 0;
+        fd = openat(log->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        d = fdopendir(fd);
+        if (!d) {
+                close(fd);
+                return -errno;
+        }
+        while ((de = readdir(d))) {
+                struct stat a;
+                if (strncmp(de->d_name, CHATLOG_FILE ".", strlen(CHATLOG_FILE ".")) != 0 ||
+                    fstatat(log->dirfd, de->d_name, &a, AT_SYMLINK_NOFOLLOW) < 0 || a.st_ino != st->st_ino ||
+                    a.st_dev != st->st_dev)
+                        continue;
+                if (unlinkat(log->dirfd, de->d_name, 0) < 0) {
+                        r = -errno;
+                        break;
+                }
+                strlcpy(rec->stale_link, de->d_name, sizeof rec->stale_link);
+                removed = true;
+        }
+        closedir(d);
+        if (removed && fsync(log->dirfd) < 0 && r == 0)
+                r = -errno;
+        return r;
+}
+
+static int log_new(const char *dir, struct chatlog **ret)
+{
+        struct chatlog *log = calloc(1, sizeof *log);
+
+        if (!log)
+                return -ENOMEM;
+        log->fd = -1;
+        log->max_time = INT64_MIN;
+        strlcpy(log->dir, dir, sizeof log->dir);
+        log->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (log->dirfd < 0) {
+                int r = -errno;
+                free(log);
+                return r;
+        }
+        log->buf = malloc(CHATLOG_BUF);
+        if (!log->buf) {
+                chatlog_close(log);
+                return -ENOMEM;
+        }
+        *ret = log;
+        return 0;
+}
+
 int chatlog_open(const char *dir, struct chatlog **ret, struct chatlog_recovery *rec)
 {
         struct chatlog_recovery dummy;
         struct chatlog *log = NULL;
-        int dirfd = -1, r;
-        bool created = false;
+        struct chatidx floor = {0};
+        bool created = false, have_floor = false;
         uint64_t bad_off = 0, from;
         struct stat st;
+        int r;
 
         if (!rec)
                 rec = &dummy;
         *rec = (struct chatlog_recovery) {0};
 
-        dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dirfd < 0)
-                return -errno;
-
-        log = calloc(1, sizeof *log);
-        if (!log) {
-                r = -ENOMEM;
-                goto fail;
-        }
-        log->fd = -1;
-        log->dirfd = dirfd;
-        log->max_time = INT64_MIN;
-        log->buf = malloc(CHATLOG_BUF);
-        if (!log->buf) {
-                r = -ENOMEM;
-                goto fail;
-        }
-
-        log->fd = openat(dirfd, CHATLOG_FILE, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+        r = log_new(dir, &log);
+        if (r < 0)
+                return r;
+        log->fd = openat(log->dirfd, CHATLOG_FILE, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
         if (log->fd < 0 && errno == ENOENT) {
-                log->fd = openat(dirfd, CHATLOG_FILE, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0640);
+                log->fd = openat(log->dirfd, CHATLOG_FILE, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0640);
                 created = log->fd >= 0;
         }
         if (log->fd < 0) {
@@ -764,7 +1145,7 @@ int chatlog_open(const char *dir, struct chatlog **ret, struct chatlog_recovery 
                 r = errno == EWOULDBLOCK ? -EBUSY : -errno;
                 goto fail;
         }
-        if (created && fsync(dirfd) < 0) {
+        if (created && fsync(log->dirfd) < 0) {
                 r = -errno;
                 goto fail;
         }
@@ -776,21 +1157,34 @@ int chatlog_open(const char *dir, struct chatlog **ret, struct chatlog_recovery 
                 r = -EBADFD;
                 goto fail;
         }
+        r = unlink_stale_links(log, &st, rec);
+        if (r < 0)
+                goto fail;
 
         r = start_read(log, (uint64_t) st.st_size, rec);
         if (r < 0)
                 goto fail;
-        r = checkpoint_take(log, &st, rec);
+        r = checkpoint_take(log, &st, rec, &floor, &have_floor);
         if (r < 0)
                 goto fail;
         from = r > 0 ? log->end : log->data_start;
         r = scan(log, from, (uint64_t) st.st_size, &bad_off, rec);
+        if (r >= 0 && have_floor)
+                r = floor_apply(log, &floor, &bad_off, rec);
         if (r < 0)
                 goto fail;
 
+        /* quarantined parts stay in the log; a copy is for whoever investigates (best effort) */
+        for (size_t i = 0; i < log->n_damage; i++) {
+                char name[NAME_MAX + 1];
+                if (!log->damage_new[i])
+                        continue;
+                damage_copy_name(&log->damage[i], name, sizeof name);
+                log->damage_copy_error[i] = copy_aside(log, name, log->damage[i].off, log->damage[i].end, false);
+        }
         if (bad_off < (uint64_t) st.st_size) {
                 /* keep the bad tail aside before destroying anything */
-                r = save_tail(log, dirfd, dir, bad_off, (uint64_t) st.st_size, rec);
+                r = save_tail(log, bad_off, (uint64_t) st.st_size, rec);
                 if (r < 0)
                         goto fail;
                 if (ftruncate(log->fd, (off_t) bad_off) < 0 || fdatasync(log->fd) < 0) {
@@ -802,14 +1196,17 @@ int chatlog_open(const char *dir, struct chatlog **ret, struct chatlog_recovery 
                 rec->reason[0] = '\0';
 
         log->end = bad_off;
+        for (size_t i = 0; i < log->n_damage; i++)
+                if (log->damage[i].first_seq <= log->damage[i].last_seq)
+                        rec->damaged_seqs += log->damage[i].last_seq - log->damage[i].first_seq + 1;
         rec->records = log->last_seq - log->base_seq;
         rec->base_seq = log->base_seq;
+        chatidx_free(&floor);
         *ret = log;
         return 0;
 
 fail:
-        if (!log)
-                close(dirfd);
+        chatidx_free(&floor);
         chatlog_close(log);
         return r;
 }
@@ -833,6 +1230,7 @@ struct chatlog *chatlog_close(struct chatlog *log)
 int chatlog_checkpoint(struct chatlog *log)
 {
         struct chatidx x = {
+                .flags = log->live_damage_seq ? CHATIDX_RESCAN : 0,
                 .base_seq = log->base_seq,
                 .end = log->end,
                 .last_seq = log->last_seq,
@@ -845,21 +1243,23 @@ int chatlog_checkpoint(struct chatlog *log)
                 .n_index = log->n_index,
                 .nodes = log->nodes,
                 .n_nodes = log->n_nodes,
+                .n_damage = log->n_damage,
         };
         struct stat st;
         int r;
 
         if (log->broken)
                 return -EIO;
-        if (log->damaged)
-                return -EBADMSG;
         if (fstat(log->fd, &st) < 0)
                 return -errno;
         x.mtime_ns = mtime_ns(&st);
         strcpy(x.last_node, log->last_node);
+        memcpy(x.damage, log->damage, sizeof x.damage);
         r = chatidx_save(log->dirfd, &x);
-        if (r >= 0)
+        if (r >= 0) {
                 log->checkpoint_seq = log->last_seq;
+                log->rescan_marked = x.flags & CHATIDX_RESCAN;
+        }
         return r;
 }
 
@@ -911,45 +1311,65 @@ static bool same_post(const struct dchat_entry *a, const struct dchat_entry *b)
                !memcmp(a->text, b->text, a->text_len);
 }
 
-/* The first entry of index slot k. */
-static int slot_entry(struct chatlog *log, size_t k, struct dchat_entry *e)
+/*
+ * The first entry that can be read at or after index slot k: quarantined
+ * parts are passed over (*skipped says so).  -ENOENT if there is none.
+ */
+static int slot_entry(struct chatlog *log, size_t k, struct dchat_entry *e, bool *skipped)
 {
-        struct chatlog_cursor cur = { log->base_seq + (uint64_t) k * CHATLOG_INDEX_EVERY + 1, log->index[k].off };
-        return chatlog_next(log, &cur, e);
+        struct chatlog_cursor cur = { .seq = log->base_seq + (uint64_t) k * CHATLOG_INDEX_EVERY + 1,
+                                      .off = log->index[k].off };
+        int r;
+
+        *skipped = false;
+        while ((r = chatlog_next(log, &cur, e)) == CHATLOG_DAMAGED)
+                *skipped = true;
+        return r;
 }
 
 /*
  * The stored entry with fence (lamport, node, idx) into *e: 0, -ENOENT if
- * there is none, -EXDEV if it could be in the archived part, or a read
- * error.  Fences strictly increase through the log, so a binary search
- * over the index slots' first entries finds the block of 256 to read.
+ * there is none, -EXDEV if it could be in the archived part, -EUCLEAN if
+ * it could be in a quarantined part (its fence lies between those of the
+ * readable entries around one), or a read error.  Fences strictly increase
+ * through the log, so a binary search over the first readable entry of
+ * each index slot finds where to read.
  */
 static int find_fence(struct chatlog *log, uint64_t lamport, const char *node, uint32_t idx, struct dchat_entry *e)
 {
         struct chatlog_cursor cur;
         size_t lo = 0, hi = log->n_index;
+        bool skipped, damage = false;
         int r;
 
         if (log->n_index == 0)
                 return log->base_seq ? -EXDEV : -ENOENT;
-        r = slot_entry(log, 0, e);
-        if (r < 0)
+        r = slot_entry(log, 0, e, &skipped);
+        if (r < 0 && r != -ENOENT)
                 return r;
-        if (fence_cmp(e->lamport, e->node, e->fence_idx, lamport, node, idx) > 0)
-                return log->base_seq ? -EXDEV : -ENOENT;
+        if (r == -ENOENT || fence_cmp(e->lamport, e->node, e->fence_idx, lamport, node, idx) > 0)
+                return skipped ? -EUCLEAN : log->base_seq ? -EXDEV : -ENOENT;
         while (hi - lo > 1) {
                 size_t mid = lo + (hi - lo) / 2;
-                r = slot_entry(log, mid, e);
-                if (r < 0)
+                r = slot_entry(log, mid, e, &skipped);
+                if (r < 0 && r != -ENOENT)
                         return r;
-                if (fence_cmp(e->lamport, e->node, e->fence_idx, lamport, node, idx) <= 0)
+                if (r == 0 && fence_cmp(e->lamport, e->node, e->fence_idx, lamport, node, idx) <= 0)
                         lo = mid;
                 else
                         hi = mid;
         }
-        cur = (struct chatlog_cursor) { log->base_seq + (uint64_t) lo * CHATLOG_INDEX_EVERY + 1, log->index[lo].off };
-        for (unsigned i = 0; i < CHATLOG_INDEX_EVERY && cur.seq <= log->last_seq; i++) {
+        /* from slot lo on, until past the fence (at the latest at slot lo + 1's first readable entry) */
+        cur = (struct chatlog_cursor) { .seq = log->base_seq + (uint64_t) lo * CHATLOG_INDEX_EVERY + 1,
+                                        .off = log->index[lo].off };
+        for (;;) {
                 r = chatlog_next(log, &cur, e);
+                if (r == CHATLOG_DAMAGED) {
+                        damage = true;
+                        continue;
+                }
+                if (r == -ENOENT)
+                        break;
                 if (r < 0)
                         return r;
                 int c = fence_cmp(e->lamport, e->node, e->fence_idx, lamport, node, idx);
@@ -957,8 +1377,9 @@ static int find_fence(struct chatlog *log, uint64_t lamport, const char *node, u
                         return 0;
                 if (c > 0)
                         break;
+                damage = false;         /* the fence comes after this entry: only damage after it counts */
         }
-        return -ENOENT;
+        return damage ? -EUCLEAN : -ENOENT;
 }
 
 /*
@@ -999,7 +1420,7 @@ static enum chatlog_result dedupe(struct chatlog *log, struct dchat_entry *e, co
                         return CHATLOG_UNKNOWN;
                 }
                 if (r < 0)
-                        return CHATLOG_UNKNOWN;         /* unreadable */
+                        return CHATLOG_UNKNOWN;         /* unreadable, or it could be in a quarantined part */
                 found = f;
         }
         if (found->post_id != e->post_id)
@@ -1023,6 +1444,8 @@ int chatlog_append(struct chatlog *log, struct dchat_entry *entries, unsigned n,
 
         for (unsigned i = 0; i < n; i++)
                 results[i] = CHATLOG_FAILED;
+        if (log->live_damage_seq)
+                return -EUCLEAN;        /* stored records are damaged: nothing more until it is quarantined */
         if (log->broken)
                 return -EIO;
 
@@ -1106,6 +1529,11 @@ int chatlog_append(struct chatlog *log, struct dchat_entry *entries, unsigned n,
                 stored++;
         }
 
+        if (log->live_damage_seq) {
+                /* a copy's lookup (dedupe) just found the log damaged: store nothing */
+                r = -EUCLEAN;
+                goto undo;
+        }
         if (stored == 0)
                 return 0;
 
@@ -1184,7 +1612,8 @@ void chatlog_last_fence(const struct chatlog *log, uint64_t *lamport, char node[
                 *fence_idx = log->last_fence_idx;
 }
 
-/* Reads and checks the header at off. */
+
+/* Reads and checks the header at off: -EBADMSG if it does not check out, another -errno if it cannot be read. */
 static int read_header(struct chatlog *log, uint64_t off, uint32_t *len, uint32_t *crc)
 {
         uint8_t h[CHATLOG_HDR];
@@ -1192,27 +1621,44 @@ static int read_header(struct chatlog *log, uint64_t off, uint32_t *len, uint32_
         int r;
 
         if (off + CHATLOG_HDR > log->end)
-                return -EIO;
+                return -EBADMSG;
         r = pread_full(log->fd, h, sizeof h, off, &got);
         if (r < 0)
                 return r;
+        /* short: the file shrank under us, which is damage too */
         if (got != sizeof h || header_check(h, len) != HEADER_OK || off + CHATLOG_HDR + *len > log->end)
-                return -EIO;
+                return -EBADMSG;
         if (crc)
                 *crc = get_be32(h + 8);
         return 0;
 }
 
 /*
- * A record that does not check out when read (the CRC or the seq is wrong)
- * lies in the part the checkpoint vouched for: drop the checkpoint for
- * good, so the next start reads the whole log and cuts it there.
+ * A record that does not check out when read, where no damage is known:
+ * it was damaged after the log was opened, or lies in the part a
+ * checkpoint vouched for.  Appends stop (chatlog_append: -EUCLEAN) and the
+ * checkpoint is marked CHATIDX_RESCAN, so that the next open reads the
+ * whole log and quarantines the damage, still knowing what was stored (a
+ * damaged end is then kept, not cut as if torn).  If it cannot be marked
+ * it is removed: the next open reads the whole log all the same.
  */
-static int damaged(struct chatlog *log)
+static int found_damage(struct chatlog *log, uint64_t seq)
 {
-        log->damaged = true;
-        (void) unlinkat(log->dirfd, "chat.log.idx", 0);
-        return -EIO;
+        if (!log->live_damage_seq || seq < log->live_damage_seq)
+                log->live_damage_seq = seq;
+        if (!log->rescan_marked && chatlog_checkpoint(log) < 0 &&
+            (unlinkat(log->dirfd, CHATLOG_IDX_FILE, 0) == 0 || errno == ENOENT) && fsync(log->dirfd) == 0)
+                log->rescan_marked = true;
+        return -EBADMSG;
+}
+
+/* The quarantined part that starts at off, if any. */
+static const struct chatlog_damage *damage_at(const struct chatlog *log, uint64_t off)
+{
+        for (size_t i = 0; i < log->n_damage && log->damage[i].off <= off; i++)
+                if (log->damage[i].off == off)
+                        return &log->damage[i];
+        return NULL;
 }
 
 int chatlog_seek(struct chatlog *log, uint64_t seq, struct chatlog_cursor *cur)
@@ -1232,12 +1678,23 @@ int chatlog_seek(struct chatlog *log, uint64_t seq, struct chatlog_cursor *cur)
         if (k >= log->n_index)
                 return -EIO;    /* cannot happen: every 256th record is indexed */
         off = log->index[k].off;
-        for (s = log->base_seq + (uint64_t) k * CHATLOG_INDEX_EVERY + 1; s < seq; s++) {
+        for (s = log->base_seq + (uint64_t) k * CHATLOG_INDEX_EVERY + 1; s < seq;) {
+                const struct chatlog_damage *d = damage_at(log, off);
                 uint32_t len;
-                int r = read_header(log, off, &len, NULL);
+                int r;
+
+                if (d) {
+                        if (seq <= d->last_seq)
+                                break;          /* seq is in it: chatlog_next says so */
+                        s = d->last_seq + 1;
+                        off = d->end;
+                        continue;
+                }
+                r = read_header(log, off, &len, NULL);
                 if (r < 0)
-                        return r == -EIO ? damaged(log) : r;
+                        return r == -EBADMSG ? found_damage(log, s) : r;
                 off += CHATLOG_HDR + len;
+                s++;
         }
         *cur = (struct chatlog_cursor) { .seq = seq, .off = off };
         return 0;
@@ -1245,22 +1702,34 @@ int chatlog_seek(struct chatlog *log, uint64_t seq, struct chatlog_cursor *cur)
 
 int chatlog_next(struct chatlog *log, struct chatlog_cursor *cur, struct dchat_entry *e)
 {
+        const struct chatlog_damage *d;
         uint32_t len, crc;
         size_t got;
         int r;
 
         if (cur->seq <= log->base_seq || cur->seq > log->last_seq)
                 return -ENOENT;
+        while ((d = damage_at(log, cur->off))) {
+                if (cur->seq <= d->last_seq) {
+                        e->seq = cur->seq;
+                        cur->damaged_last = d->last_seq;
+                        cur->damaged_why = damage_why(d->kind);
+                        cur->seq = d->last_seq + 1;
+                        cur->off = d->end;
+                        return CHATLOG_DAMAGED;
+                }
+                cur->off = d->end;      /* bytes that stood for no seq */
+        }
         r = read_header(log, cur->off, &len, &crc);
         if (r < 0)
-                return r == -EIO ? damaged(log) : r;
+                return r == -EBADMSG ? found_damage(log, cur->seq) : r;
         r = pread_full(log->fd, log->buf, len, cur->off + CHATLOG_HDR, &got);
         if (r < 0)
                 return r;
         if (got != len || crc32c(0, log->buf, len) != crc)
-                return damaged(log);
+                return found_damage(log, cur->seq);
         if (body_decode(log->buf, len, e) < 0 || e->seq != cur->seq)
-                return damaged(log);
+                return found_damage(log, cur->seq);
         cur->seq++;
         cur->off += CHATLOG_HDR + len;
         return 0;
@@ -1271,11 +1740,37 @@ uint64_t chatlog_first_seq(const struct chatlog *log)
         return log->base_seq + 1;
 }
 
+uint64_t chatlog_damaged_at(const struct chatlog *log)
+{
+        return log->live_damage_seq;
+}
+
+size_t chatlog_damage_count(const struct chatlog *log)
+{
+        return log->n_damage;
+}
+
+void chatlog_damage_get(const struct chatlog *log, size_t i, struct chatlog_damage_info *di)
+{
+        const struct chatlog_damage *d = &log->damage[i];
+        char name[NAME_MAX + 1];
+        struct stat st;
+
+        *di = (struct chatlog_damage_info) { .first_seq = d->first_seq, .last_seq = d->last_seq, .off = d->off,
+                                             .end = d->end, .why = damage_why(d->kind),
+                                             .found_now = log->damage_new[i],
+                                             .copy_error = log->damage_copy_error[i] };
+        damage_copy_name(d, name, sizeof name);
+        if (fstatat(log->dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0)
+                snprintf(di->copy, sizeof di->copy, "%s/%s", log->dir, name);
+}
+
 /*
  * The first record whose time is >= t is found through the greatest time
  * before each index slot, which never decreases along the log even when the
  * entries' own times (posters' clocks) do: a binary search finds the block
- * of 256 records where it first reaches t, and that block is read.
+ * of 256 records where it first reaches t, and that block is read
+ * (quarantined records in it are passed over: their times are unknown).
  */
 int chatlog_find_time(struct chatlog *log, int64_t t, uint64_t *seq)
 {
@@ -1307,7 +1802,7 @@ int chatlog_find_time(struct chatlog *log, int64_t t, uint64_t *seq)
         r = chatlog_seek(log, log->base_seq + (uint64_t) lo * CHATLOG_INDEX_EVERY + 1, &cur);
         while (r >= 0) {
                 r = chatlog_next(log, &cur, e);
-                if (r >= 0 && e->time >= t) {
+                if (r == 0 && e->time >= t) {
                         *seq = e->seq;
                         return 0;
                 }
@@ -1315,17 +1810,61 @@ int chatlog_find_time(struct chatlog *log, int64_t t, uint64_t *seq)
         return r == -ENOENT ? 0 : r;
 }
 
-/* --- archiving ------------------------------------------------------------------- */
+/* --- archiving and repair ----------------------------------------------------------- */
 
+/* Writes path (new: O_EXCL) with the old log's owner and mode, then data, synced.  The fd stays open in *fdp. */
+static int write_new(struct chatlog *log, const char *name, const struct stat *like, const void *data, size_t n,
+                     int *fdp)
+{
+        int fd = openat(log->dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0640);
+
+        *fdp = fd;
+        if (fd < 0)
+                return -errno;
+        /* the same owner and mode as the old log, so the daemon's user can open it (made as root) */
+        if ((fchown(fd, like->st_uid, like->st_gid) < 0 && errno != EPERM) || fchmod(fd, like->st_mode & 07777) < 0)
+                return -errno;
+        return pwrite_full(fd, data, n, 0);
+}
+
+/* A start record for log's state (its last seq becomes the base): header and body in b. */
+static int start_record(struct wbuf *b, const struct chatlog *log)
+{
+        size_t len;
+
+        wbuf_put(b, (const uint8_t[CHATLOG_HDR]) {0}, CHATLOG_HDR);
+        start_put(b, log);
+        if (b->failed)
+                return -ENOMEM;
+        len = b->len - CHATLOG_HDR;
+        if (len > DCHAT_FRAME_MAX)
+                return -E2BIG;
+        header_make(b->data, CHATLOG_START_MAGIC, b->data + CHATLOG_HDR, (uint32_t) len);
+        return 0;
+}
+
+/*
+ * The archive: the new log (its start record) is written and synced under
+ * chat.log.new; the old log gets its archive name as a second (hard) link;
+ * the directory is synced; chat.log.new is renamed over chat.log — the
+ * point of no return, atomic.  Before it, any failure is undone (the link
+ * removed: it must not stay a second name of the live log, which would
+ * grow under the archive's name), and a crash leaves at worst that link,
+ * which the next open (server or archive) removes.  After it, the archive
+ * is done: removing the old checkpoint and syncing the directory are
+ * completed if they can be, else reported as a warning.
+ */
 int chatlog_archive(const char *dir, char *name, size_t cap, uint64_t *first, uint64_t *last,
-                    struct chatlog_recovery *rec)
+                    struct chatlog_recovery *rec, char *warn, size_t warncap)
 {
         struct chatlog *log = NULL;
         struct wbuf b = {0};
         struct stat a, o;
+        bool linked = false;
         int fd = -1, r;
-        size_t len;
 
+        if (warncap)
+                warn[0] = '\0';
         r = chatlog_open(dir, &log, rec);
         if (r < 0)
                 return r;
@@ -1339,61 +1878,308 @@ int chatlog_archive(const char *dir, char *name, size_t cap, uint64_t *first, ui
                 r = -ENAMETOOLONG;
                 goto out;
         }
+        if (fstat(log->fd, &o) < 0) {
+                r = -errno;
+                goto out;
+        }
 
         /* the new log: just the start record, on disk before anything is renamed */
-        wbuf_put(&b, (const uint8_t[CHATLOG_HDR]) {0}, CHATLOG_HDR);
-        start_put(&b, log);
-        if (b.failed) {
-                r = -ENOMEM;
+        r = start_record(&b, log);
+        if (r < 0)
                 goto out;
-        }
-        len = b.len - CHATLOG_HDR;
-        if (len > DCHAT_FRAME_MAX) {
-                r = -E2BIG;
-                goto out;
-        }
-        header_make(b.data, CHATLOG_START_MAGIC, b.data + CHATLOG_HDR, (uint32_t) len);
         (void) unlinkat(log->dirfd, CHATLOG_FILE ".new", 0);
-        fd = openat(log->dirfd, CHATLOG_FILE ".new", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0640);
-        if (fd < 0) {
-                r = -errno;
-                goto out;
-        }
-        /* the same owner and mode as the old log, so the daemon's user can open it (archived as root) */
-        if (fstat(log->fd, &o) < 0 || (fchown(fd, o.st_uid, o.st_gid) < 0 && errno != EPERM) ||
-            fchmod(fd, o.st_mode & 07777) < 0) {
-                r = -errno;
-                goto out;
-        }
-        r = pwrite_full(fd, b.data, b.len, 0);
+        r = write_new(log, CHATLOG_FILE ".new", &o, b.data, b.len, &fd);
         if (r >= 0 && fsync(fd) < 0)
                 r = -errno;
         if (r < 0)
                 goto out;
 
-        /* the old log keeps its inode under its new name; an earlier try may have linked it already */
+        /* the old log keeps its inode under its new name */
         if (linkat(log->dirfd, CHATLOG_FILE, log->dirfd, name, 0) < 0) {
                 r = -errno;
-                if (r != -EEXIST || fstatat(log->dirfd, name, &a, AT_SYMLINK_NOFOLLOW) < 0 ||
-                    fstat(log->fd, &o) < 0 || a.st_ino != o.st_ino || a.st_dev != o.st_dev)
-                        goto out;
+                goto out;       /* EEXIST: an archive of that name that is not this log; leave it be */
         }
+        linked = true;
         if (fsync(log->dirfd) < 0 || renameat(log->dirfd, CHATLOG_FILE ".new", log->dirfd, CHATLOG_FILE) < 0) {
                 r = -errno;
                 goto out;
         }
-        /* the checkpoint was the old log's */
-        if (unlinkat(log->dirfd, "chat.log.idx", 0) < 0 && errno != ENOENT) {
-                r = -errno;
-                goto out;
-        }
-        r = fsync(log->dirfd) < 0 ? -errno : 0;
+        linked = false;
+        r = 0;
+
+        /* done; the rest only tidies up */
+        if (unlinkat(log->dirfd, CHATLOG_IDX_FILE, 0) < 0 && errno != ENOENT)
+                snprintf(warn, warncap, "the old checkpoint %s/%s could not be removed (%s); harmless: the server "
+                         "discards it", dir, CHATLOG_IDX_FILE, strerror(errno));
+        if (fsync(log->dirfd) < 0)
+                snprintf(warn, warncap, "syncing %s failed (%s): until it is synced a crash may bring back the old "
+                         "chat.log; the next start or --archive then goes on from there cleanly", dir, strerror(errno));
 out:
         if (fd >= 0)
                 close(fd);
-        if (r < 0)
+        if (r < 0) {
+                /* back to the state before: one name for the live log, no chat.log.new */
+                if (linked && fstatat(log->dirfd, name, &a, AT_SYMLINK_NOFOLLOW) == 0 && a.st_ino == o.st_ino &&
+                    a.st_dev == o.st_dev)
+                        (void) unlinkat(log->dirfd, name, 0);
                 (void) unlinkat(log->dirfd, CHATLOG_FILE ".new", 0);
+                (void) fsync(log->dirfd);
+        }
         wbuf_free(&b);
+        chatlog_close(log);
+        return r;
+}
+
+/*
+ * An archived log's final state, read only: its last seq, fence, greatest
+ * time and the nodes' post ids, for a start record that continues it.
+ */
+static int archive_state(const char *dir, const char *name, struct chatlog **ret, char *why, size_t cap)
+{
+        struct chatlog_recovery rec = {0};
+        struct chatlog *log = NULL;
+        uint64_t bad_off = 0;
+        struct stat st;
+        int r;
+
+        r = log_new(dir, &log);
+        if (r < 0)
+                return r;
+        log->fd = openat(log->dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (log->fd < 0 || fstat(log->fd, &st) < 0) {
+                r = -errno;
+                goto fail;
+        }
+        r = start_read(log, (uint64_t) st.st_size, &rec);
+        if (r >= 0)
+                r = scan(log, log->data_start, (uint64_t) st.st_size, &bad_off, &rec);
+        if (r < 0)
+                goto fail;
+        if (bad_off < (uint64_t) st.st_size)
+                snprintf(why, cap, "%s ends in damage (%s)", name, rec.reason);
+        *ret = log;
+        return 0;
+fail:
+        snprintf(why, cap, "cannot read %s: %s", name, r == -EBADMSG && rec.reason[0] ? rec.reason : strerror(-r));
+        chatlog_close(log);
+        return r;
+}
+
+/* Parses "chat.log.FIRST-LAST" exactly. */
+static bool archive_name(const char *s, uint64_t *first, uint64_t *last)
+{
+        unsigned long long f, l;
+        int n = -1;
+
+        if (strncmp(s, CHATLOG_FILE ".", strlen(CHATLOG_FILE ".")) != 0 || !strchr("123456789", s[9]) ||
+            sscanf(s + 9, "%llu-%llu%n", &f, &l, &n) != 2 || n < 0 || s[9 + n] != '\0' || f == 0 || l < f)
+                return false;
+        *first = f;
+        *last = l;
+        return true;
+}
+
+int chatlog_repair(const char *dir, struct chatlog_repair *rep)
+{
+        _cleanup_(freep) struct dchat_entry *e = malloc(sizeof *e);
+        struct chatlog_recovery rec;
+        struct chatlog *log = NULL, *from = NULL;
+        struct wbuf b = {0};
+        struct stat o, a;
+        uint64_t x, at = 0, odd_seq = 0, odd_off = 0, best_last = 0;
+        uint8_t h[CHATLOG_HDR];
+        uint32_t len;
+        size_t got;
+        bool linked = false, have_entry;
+        int fd = -1, r;
+
+        *rep = (struct chatlog_repair) {0};
+        if (!e)
+                return -ENOMEM;
+        r = chatlog_open(dir, &log, &rec);
+        if (r == 0) {
+                chatlog_close(log);
+                return -EALREADY;
+        }
+        if (r != -EBADMSG || !rec.start_damaged) {
+                snprintf(rep->error, sizeof rep->error, "%s", r == -EBADMSG && rec.reason[0] ? rec.reason : strerror(-r));
+                return r;
+        }
+
+        r = log_new(dir, &log);
+        if (r < 0)
+                return r;
+        log->fd = openat(log->dirfd, CHATLOG_FILE, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+        if (log->fd < 0 || fstat(log->fd, &o) < 0) {
+                r = -errno;
+                goto out;
+        }
+        if (flock(log->fd, LOCK_EX | LOCK_NB) < 0) {
+                r = errno == EWOULDBLOCK ? -EBUSY : -errno;
+                goto out;
+        }
+
+        /* the entries start after the old start record if its header is intact, else the rest is kept
+         * as it is (whatever does not check out there is quarantined at the next open) */
+        r = pread_full(log->fd, h, sizeof h, 0, &got);
+        if (r < 0)
+                goto out;
+        x = got == sizeof h && header_check(h, &len) == HEADER_START && CHATLOG_HDR + (uint64_t) len <= (uint64_t) o.st_size
+                    ? CHATLOG_HDR + (uint64_t) len
+                    : ((uint64_t) o.st_size < CHATLOG_HDR ? (uint64_t) o.st_size : CHATLOG_HDR);
+
+        /* the first good entry, whatever its seq */
+        struct scan s = { .fd = log->fd, .buf = log->buf };
+        r = resync(log, &s, x, x, (uint64_t) o.st_size, e, &at, &odd_seq, &odd_off);
+        if (r < 0)
+                goto out;
+        if (r == 0 && odd_seq) {
+                /* (a seq far beyond the bytes before it: what a start record is for) */
+                uint32_t l2, c2;
+                uint8_t kind;
+                char why[160];
+                at = odd_off;
+                r = record_at(log, &s, at, (uint64_t) o.st_size, true, e, &l2, &c2, &kind, why, sizeof why);
+                if (r < 0)
+                        goto out;
+                r = r == RECORD_GOOD;
+        }
+        have_entry = r > 0;
+        if (have_entry)
+                rep->first_entry = e->seq;
+
+        /* the archive it continues: the greatest LAST below the first entry that fits its fence */
+        {
+                struct dirent *de;
+                int dfd = openat(log->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+                DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+                if (!d) {
+                        r = -errno;
+                        if (dfd >= 0)
+                                close(dfd);
+                        goto out;
+                }
+                while ((de = readdir(d))) {
+                        uint64_t f, l;
+                        struct chatlog *c = NULL;
+                        char why[300] = "";
+                        if (!archive_name(de->d_name, &f, &l) || l <= best_last || (have_entry && l >= e->seq))
+                                continue;
+                        if (archive_state(dir, de->d_name, &c, why, sizeof why) < 0)
+                                continue;
+                        if (c->last_seq > l || (c->base_seq && c->base_seq + 1 != f) ||
+                            (have_entry && fence_cmp(c->last_lamport, c->last_node, c->last_fence_idx, e->lamport,
+                                                     e->node, e->fence_idx) >= 0)) {
+                                chatlog_close(c);       /* not the log this one continues */
+                                continue;
+                        }
+                        c->last_seq = l;        /* the name says where it ended, even if its end is damaged */
+                        chatlog_close(from);
+                        from = c;
+                        best_last = l;
+                        strlcpy(rep->archive, de->d_name, sizeof rep->archive);
+                        if (why[0])
+                                snprintf(rep->warning, sizeof rep->warning, "%s", why);
+                }
+                closedir(d);
+        }
+        if (!from && !have_entry) {
+                snprintf(rep->error, sizeof rep->error,
+                         "no archived log chat.log.FIRST-LAST and no good entry in chat.log to rebuild the start record "
+                         "from: restore chat.log from a backup");
+                r = -ENOENT;
+                goto out;
+        }
+        if (!from) {
+                /* only the first entry: seqs go on before it, the fence just below its own */
+                r = log_new(dir, &from);
+                if (r < 0)
+                        goto out;
+                from->last_seq = e->seq - 1;
+                strcpy(from->last_node, e->node);
+                if (e->lamport > 0)
+                        from->last_lamport = e->lamport - 1;
+                else if (e->fence_idx > 0)
+                        from->last_fence_idx = e->fence_idx - 1;
+                else
+                        from->last_seq = 0;     /* no fence below it: cannot be */
+                if (from->last_seq == 0) {
+                        snprintf(rep->error, sizeof rep->error,
+                                 "the first good entry (seq %" PRIu64 ") cannot follow a start record", e->seq);
+                        r = -EBADMSG;
+                        goto out;
+                }
+                snprintf(rep->warning, sizeof rep->warning,
+                         "no archived log chat.log.FIRST-%" PRIu64 " was found: the start record was rebuilt from the "
+                         "first good entry (seq %" PRIu64 "). Lost: the archived part's last fence (appends now only "
+                         "need a fence above that entry's) and the nodes' last post ids before it, so a post that was "
+                         "in flight when the log was archived could be stored twice",
+                         e->seq - 1, e->seq);
+        }
+        rep->base_seq = from->last_seq;
+
+        /* the repaired log: the new start record, then the old file from x on, as it is */
+        r = start_record(&b, from);
+        if (r < 0)
+                goto out;
+        (void) unlinkat(log->dirfd, CHATLOG_FILE ".repair", 0);
+        r = write_new(log, CHATLOG_FILE ".repair", &o, b.data, b.len, &fd);
+        for (uint64_t pos = x; r >= 0 && pos < (uint64_t) o.st_size;) {
+                size_t want = (uint64_t) o.st_size - pos < CHATLOG_BUF ? (size_t) ((uint64_t) o.st_size - pos) : CHATLOG_BUF;
+                r = pread_full(log->fd, log->buf, want, pos, &got);
+                if (r >= 0 && got == 0)
+                        break;
+                if (r >= 0)
+                        r = pwrite_full(fd, log->buf, got, b.len + (pos - x));
+                pos += got;
+        }
+        if (r >= 0 && fsync(fd) < 0)
+                r = -errno;
+        if (r < 0)
+                goto out;
+
+        /* the damaged file stays whole under another name */
+        for (unsigned attempt = 0; attempt < 100; attempt++) {
+                char name[NAME_MAX + 1];
+                snprintf(name, sizeof name, CHATLOG_FILE ".corrupt-%lld-start%s%.0u", (long long) time(NULL),
+                         attempt ? "." : "", attempt);
+                if (linkat(log->dirfd, CHATLOG_FILE, log->dirfd, name, 0) == 0) {
+                        snprintf(rep->saved_to, sizeof rep->saved_to, "%s/%s", dir, name);
+                        linked = true;
+                        break;
+                }
+                if (errno != EEXIST) {
+                        r = -errno;
+                        goto out;
+                }
+        }
+        if (!linked) {
+                r = -EEXIST;
+                goto out;
+        }
+        if (fsync(log->dirfd) < 0 || renameat(log->dirfd, CHATLOG_FILE ".repair", log->dirfd, CHATLOG_FILE) < 0) {
+                r = -errno;
+                goto out;
+        }
+        linked = false;
+        r = 0;
+        (void) unlinkat(log->dirfd, CHATLOG_IDX_FILE, 0);
+        (void) fsync(log->dirfd);
+out:
+        if (fd >= 0)
+                close(fd);
+        if (r < 0 && log) {
+                const char *saved = strrchr(rep->saved_to, '/');
+                if (linked && saved && fstatat(log->dirfd, saved + 1, &a, AT_SYMLINK_NOFOLLOW) == 0 &&
+                    a.st_ino == o.st_ino && a.st_dev == o.st_dev)
+                        (void) unlinkat(log->dirfd, saved + 1, 0);
+                rep->saved_to[0] = '\0';
+                (void) unlinkat(log->dirfd, CHATLOG_FILE ".repair", 0);
+                if (!rep->error[0])
+                        snprintf(rep->error, sizeof rep->error, "%s", strerror(-r));
+        }
+        wbuf_free(&b);
+        chatlog_close(from);
         chatlog_close(log);
         return r;
 }

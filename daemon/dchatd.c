@@ -18,13 +18,14 @@
 static void usage(FILE *f)
 {
         fprintf(f, "usage: dchatd [-t] [-c file] [-n name]\n"
-                   "       dchatd [-c file] [-n name] --archive\n"
+                   "       dchatd [-c file] [-n name] --archive | --repair\n"
                    "       dchatd --version\n"
                    "  -c FILE   configuration (default %s)\n"
                    "  -n NAME   this host's node name (default: the config's node, else the hostname)\n"
                    "  -t        check the configuration and exit\n"
                    "  --archive (server, dchatd stopped) move the chat log aside and start a new one\n"
-                   "            that goes on with the same sequence numbers\n", DCHAT_DEFAULT_CONFIG);
+                   "            that goes on with the same sequence numbers\n"
+                   "  --repair  (server, dchatd stopped) rebuild a damaged start record of the chat log\n", DCHAT_DEFAULT_CONFIG);
 }
 
 /* $RUNTIME_DIRECTORY and $STATE_DIRECTORY may hold several paths: take the first. */
@@ -62,28 +63,45 @@ static int load_conf(struct daemon *d, struct dchat_conf *c, char *err, size_t e
         return 0;
 }
 
-/* dchatd --archive: offline, on the server; what it did on stdout, errors on stderr. */
-static int run_archive(struct daemon *d)
+/* The config of a server, for --archive and --repair; 0 or the exit status. */
+static int offline_conf(struct daemon *d, const char *what)
 {
-        struct chatlog_recovery rec;
-        char err[512], name[NAME_MAX + 1];
-        uint64_t first = 0, last = 0;
-        int r;
+        char err[512];
 
         if (load_conf(d, &d->conf, err, sizeof err) < 0) {
                 fprintf(stderr, "dchatd: %s\n", err);
                 return 1;
         }
         if (d->conf.role != ROLE_SERVER) {
-                fprintf(stderr, "dchatd: --archive: %s is a peer; the chat log is on the server\n", d->conf.node);
+                fprintf(stderr, "dchatd: %s: %s is a peer; the chat log is on the server\n", what, d->conf.node);
                 return 1;
         }
-        r = chatlog_archive(d->conf.state_directory, name, sizeof name, &first, &last, &rec);
+        return 0;
+}
+
+/* dchatd --archive: offline, on the server; what it did on stdout, errors on stderr. */
+static int run_archive(struct daemon *d)
+{
+        struct chatlog_recovery rec;
+        char name[NAME_MAX + 1], warn[512];
+        uint64_t first = 0, last = 0;
+        int r;
+
+        if (offline_conf(d, "--archive"))
+                return 1;
+        r = chatlog_archive(d->conf.state_directory, name, sizeof name, &first, &last, &rec, warn, sizeof warn);
+        if (rec.stale_link[0])
+                fprintf(stderr, "dchatd: removed %s/%s, a second name of chat.log left by an interrupted archive\n",
+                        d->conf.state_directory, rec.stale_link);
         if (rec.cut_bytes)
                 fprintf(stderr, "dchatd: the chat log's tail was cut first: %s; %llu bytes saved to %s\n",
                         rec.reason, (unsigned long long) rec.cut_bytes, rec.saved_to[0] ? rec.saved_to : "nowhere");
+        if (rec.damaged_seqs)
+                fprintf(stderr, "dchatd: the chat log has %llu damaged record(s), quarantined; they stay in the archive "
+                        "(see dchatd(8))\n", (unsigned long long) rec.damaged_seqs);
         if (r < 0) {
-                fprintf(stderr, "dchatd: cannot archive the chat log in %s: %s\n", d->conf.state_directory,
+                fprintf(stderr, "dchatd: cannot archive the chat log in %s: %s; nothing was changed\n",
+                        d->conf.state_directory,
                         r == -EBUSY     ? "dchatd is running (stop it first)"
                         : r == -ENODATA ? "it has no entries"
                         : r == -EBADMSG && rec.reason[0] ? rec.reason
@@ -93,6 +111,49 @@ static int run_archive(struct daemon *d)
         printf("archived seqs %llu to %llu as %s/%s; the new chat.log goes on at seq %llu\n",
                (unsigned long long) first, (unsigned long long) last, d->conf.state_directory, name,
                (unsigned long long) last + 1);
+        if (warn[0])
+                fprintf(stderr, "dchatd: warning: the archive is done, but %s\n", warn);
+        return 0;
+}
+
+/* dchatd --repair: offline, on the server: a damaged start record rebuilt. */
+static int run_repair(struct daemon *d)
+{
+        struct chatlog_repair rep;
+        struct chatlog_recovery rec;
+        struct chatlog *log = NULL;
+        int r;
+
+        if (offline_conf(d, "--repair"))
+                return 1;
+        r = chatlog_repair(d->conf.state_directory, &rep);
+        if (r == -EALREADY) {
+                printf("the chat log in %s opens as it is: nothing to repair\n", d->conf.state_directory);
+                return 0;
+        }
+        if (r < 0) {
+                fprintf(stderr, "dchatd: cannot repair the chat log in %s: %s; nothing was changed\n",
+                        d->conf.state_directory,
+                        r == -EBUSY ? "dchatd is running (stop it first)" : rep.error[0] ? rep.error : strerror(-r));
+                return 1;
+        }
+        printf("rebuilt the start record of %s/chat.log from %s: the log goes on after seq %llu%s; "
+               "the damaged file is kept as %s\n",
+               d->conf.state_directory, rep.archive[0] ? rep.archive : "its first good entry",
+               (unsigned long long) rep.base_seq,
+               rep.first_entry ? "" : " (it has no entries yet)", rep.saved_to);
+        if (rep.warning[0])
+                fprintf(stderr, "dchatd: warning: %s\n", rep.warning);
+        /* it must open now, as the server will */
+        r = chatlog_open(d->conf.state_directory, &log, &rec);
+        if (r < 0) {
+                fprintf(stderr, "dchatd: the repaired chat log still does not open: %s\n",
+                        r == -EBADMSG && rec.reason[0] ? rec.reason : strerror(-r));
+                return 1;
+        }
+        printf("the chat log opens: seqs %llu to %llu%s\n", (unsigned long long) chatlog_first_seq(log),
+               (unsigned long long) chatlog_last_seq(log), rec.damaged_seqs ? ", some quarantined as damaged" : "");
+        chatlog_close(log);
         return 0;
 }
 
@@ -330,11 +391,12 @@ int main(int argc, char *argv[])
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, 'V' },
                 { "archive", no_argument, NULL, 'A' },
+                { "repair", no_argument, NULL, 'R' },
                 {}
         };
         static struct daemon D;
         struct daemon *d = &D;
-        bool test = false, archive = false;
+        bool test = false, archive = false, repair = false;
         int o, r;
         struct sockets socks = { -1, -1, false };
 
@@ -353,6 +415,9 @@ int main(int argc, char *argv[])
                 case 'A':
                         archive = true;
                         break;
+                case 'R':
+                        repair = true;
+                        break;
                 case 'h':
                         usage(stdout);
                         return 0;
@@ -370,8 +435,14 @@ int main(int argc, char *argv[])
                 return 2;
         }
 
+        if (archive && repair) {
+                fprintf(stderr, "dchatd: --archive and --repair go one at a time\n");
+                return 2;
+        }
         if (archive)
                 return run_archive(d);
+        if (repair)
+                return run_repair(d);
         if (test) {
                 char err[512];
                 r = conf_load(d->conf_path, d->node_override, &d->conf, err, sizeof err);

@@ -137,6 +137,7 @@ enum log_event {
         EV_LINK_PLAINTEXT,
         EV_CLIENT_REFUSED,
         EV_CONFIG_MISMATCH,
+        EV_LOG_DAMAGED,
         _EV_MAX,
 };
 
@@ -261,15 +262,30 @@ int incarnation_next(const char *dir, uint64_t at_least, uint64_t *ret, char *er
 struct chatlog;
 
 struct chatlog_recovery {
-        uint64_t records;               /* good records kept (in this file) */
+        uint64_t records;               /* records kept (in this file), damaged ones included */
         uint64_t base_seq;              /* seqs up to this one are archived (0: none) */
         uint64_t cut_bytes;             /* bytes cut off the tail */
         char saved_to[PATH_MAX];        /* where the cut bytes were kept, or "" */
-        char reason[128];               /* why the tail was cut, or why the log cannot be opened */
+        char reason[256];               /* why the tail was cut, or why the log cannot be opened */
+        bool start_damaged;             /* -EBADMSG: the start record is damaged (chatlog_repair) */
         bool checkpoint_used;           /* chat.log.idx checked out and was used ... */
         uint64_t checkpoint_seq;        /* ... up to this seq */
         uint64_t scanned;               /* records read at open (those after the checkpoint) */
         char checkpoint_warning[128];   /* why chat.log.idx was there but discarded, or "" */
+        unsigned damage_found;          /* damaged parts found by this open (chatlog_damage_get: found_now) */
+        uint64_t damaged_seqs;          /* seqs in all the quarantined parts */
+        uint64_t floor_seq;             /* a damaged end kept up to this seq, which a checkpoint vouched for (0: none) */
+        char stale_link[NAME_MAX + 1];  /* a second name of chat.log left by an interrupted archive, removed */
+};
+
+/* A quarantined part of the log (chatlog_damage_get). */
+struct chatlog_damage_info {
+        uint64_t first_seq, last_seq;   /* the seqs it stood for (first = last + 1: none) */
+        uint64_t off, end;              /* its bytes in chat.log, kept there */
+        const char *why;                /* "body checksum mismatch", ... */
+        bool found_now;                 /* found by this open (else known from the checkpoint) */
+        char copy[PATH_MAX];            /* its bytes copied aside, or "" */
+        int copy_error;                 /* copying failed: -errno */
 };
 
 enum chatlog_result {
@@ -280,7 +296,7 @@ enum chatlog_result {
         CHATLOG_BOUNDS,                 /* fence beyond the bounds (proto.h DCHAT_CLOCK_*) */
         CHATLOG_STALE,                  /* post id not above its node's last, and not stored: a late copy */
         CHATLOG_CONFLICT,               /* post id stored already, naming another post */
-        CHATLOG_UNKNOWN,                /* cannot tell whether it is stored (archived part, read error) */
+        CHATLOG_UNKNOWN,                /* cannot tell whether it is stored (archived or damaged part, read error) */
         CHATLOG_FAILED,                 /* the write or sync failed: not stored */
 };
 
@@ -288,14 +304,26 @@ enum chatlog_result {
  * Opens DIR/chat.log (creating it), locked against a second opener
  * (-EBUSY).  A checkpoint DIR/chat.log.idx is used if it checks out
  * against the log, so only the records after it are read; a bad one is
- * ignored (rec->checkpoint_warning) and the whole log read.  A bad tail is
- * saved aside and cut (rec).  -EBADMSG (rec->reason) if the start record of
- * a continued log is damaged.
+ * ignored (rec->checkpoint_warning) and the whole log read.
+ *
+ * Damage followed by good records is quarantined: the bytes stay, the
+ * seqs they stood for read as damaged (chatlog_next), a copy goes to
+ * chat.log.corrupt-seq-FIRST-LAST-at-OFFSET.  Only a bad tail with no good
+ * record after it (a torn last write) is saved aside and cut (rec), and
+ * never below what a checkpoint proved was stored.  -EBADMSG (rec->reason)
+ * if the log cannot be opened without losing anything: a damaged start
+ * record (chatlog_repair), too many damaged parts, or good records whose
+ * seqs cannot follow the damage before them.  Read errors are errors,
+ * never damage: nothing is cut or quarantined for them.
  */
 int chatlog_open(const char *dir, struct chatlog **ret, struct chatlog_recovery *rec);
 struct chatlog *chatlog_close(struct chatlog *log);
 
-/* Writes the checkpoint DIR/chat.log.idx for the log as it is now (synced, atomic rename). */
+/*
+ * Writes the checkpoint DIR/chat.log.idx for the log as it is now (synced,
+ * atomic rename, directory synced); once a read found damage, one that
+ * makes the next open read the whole log.
+ */
 int chatlog_checkpoint(struct chatlog *log);
 /* Enough records were appended since the last checkpoint that another one is worth it. */
 bool chatlog_checkpoint_due(const struct chatlog *log);
@@ -305,20 +333,45 @@ bool chatlog_checkpoint_due(const struct chatlog *log);
  * DIR/chat.log.FIRST-LAST (name gets that file name) and starts a new
  * chat.log whose start record carries on the seqs, the last fence and the
  * nodes' last post ids.  -ENODATA if the log has no records, -EBUSY if a
- * dchatd has it open; rec as for chatlog_open.
+ * dchatd has it open; rec as for chatlog_open.  A failure before the new
+ * log is in place undoes what was done (the old state); once it is in
+ * place the archive is done, and a failure of what follows is returned as
+ * success with a warning in warn (else "").
  */
 int chatlog_archive(const char *dir, char *name, size_t cap, uint64_t *first, uint64_t *last,
-                    struct chatlog_recovery *rec);
+                    struct chatlog_recovery *rec, char *warn, size_t warncap);
+
+/* What chatlog_repair found and did. */
+struct chatlog_repair {
+        char archive[NAME_MAX + 1];     /* the archived log the start record was rebuilt from, or "" */
+        uint64_t base_seq;              /* the new start record: seqs go on after this one */
+        uint64_t first_entry;           /* seq of the first good entry in chat.log (0: none) */
+        char saved_to[PATH_MAX];        /* the whole damaged log, kept under this name */
+        char warning[512];              /* what may be lost (rebuilt without the archive), or "" */
+        char error[256];                /* why it cannot repair (with -EBADMSG, -ENOENT) */
+};
+
+/*
+ * Offline: rebuilds a damaged start record of DIR/chat.log from the
+ * archived log it continues (DIR/chat.log.FIRST-LAST with LAST below the
+ * first entry's seq, the greatest such), or if there is none from the
+ * first good entry (rep->warning says what is lost).  The damaged file is
+ * kept as chat.log.corrupt-TIME-start.  -EALREADY if the log opens as it
+ * is (nothing to repair), -EBUSY if a dchatd has it open.
+ */
+int chatlog_repair(const char *dir, struct chatlog_repair *rep);
 
 /*
  * Stores n entries in one write and one fdatasync: the chat log's apply
  * step, deterministic given the log.  Each entry is checked first, in this
  * order: valid; a post id not above its node's last stored one is a copy
  * (DUPLICATE with the seq of the same post, found under its own fence) or
- * not stored (STALE, CONFLICT, UNKNOWN); the fence within the bounds and
+ * not stored (STALE, CONFLICT, UNKNOWN — also when its fence falls in a
+ * quarantined part: it may be there); the fence within the bounds and
  * greater than the last.  results[i] says what happened to entries[i], and
  * stored ones get their seq.  On a write or sync error nothing of the batch
- * is kept (those results become FAILED) and a negative errno is returned.
+ * is kept (those results become FAILED) and a negative errno is returned;
+ * -EUCLEAN (nothing written, all FAILED) once a read found the log damaged.
  */
 int chatlog_append(struct chatlog *log, struct dchat_entry *entries, unsigned n,
                    enum chatlog_result *results);
@@ -334,13 +387,30 @@ uint64_t chatlog_last_post_id(const struct chatlog *log, const char *node);
 void chatlog_last_fence(const struct chatlog *log, uint64_t *lamport, char node[DCHAT_NAME_MAX + 1],
                         uint32_t *fence_idx);
 
-/* Reads entry seq (first..last; an earlier seq starts at the first) into e.  -ENOENT past the end. */
+/*
+ * Reads entry seq (first..last; an earlier seq starts at the first) into
+ * e: 0, -ENOENT past the end, CHATLOG_DAMAGED when seqs e->seq ..
+ * cur->damaged_last are quarantined (only e->seq is set; the cursor goes
+ * on after them), -EBADMSG when a record not known to be damaged does not
+ * check out (chatlog_damaged_at says where from then on: appends are
+ * refused until the log is opened again, which quarantines it), or
+ * another -errno when reading failed (an I/O error: nothing is marked).
+ */
+#define CHATLOG_DAMAGED 1
 struct chatlog_cursor {
         uint64_t seq;                   /* next seq to read */
         uint64_t off;                   /* its file offset */
+        uint64_t damaged_last;          /* CHATLOG_DAMAGED: the last seq of the quarantined part */
+        const char *damaged_why;        /* ... and why it is */
 };
 int chatlog_seek(struct chatlog *log, uint64_t seq, struct chatlog_cursor *cur);
 int chatlog_next(struct chatlog *log, struct chatlog_cursor *cur, struct dchat_entry *e);
+
+/* Damage found by a read since the log was opened: the first seq found damaged, 0 if none. */
+uint64_t chatlog_damaged_at(const struct chatlog *log);
+/* The quarantined parts, in log order. */
+size_t chatlog_damage_count(const struct chatlog *log);
+void chatlog_damage_get(const struct chatlog *log, size_t i, struct chatlog_damage_info *d);
 
 /* fence order: (lamport, node, fence_idx) */
 int fence_cmp(uint64_t la, const char *na, uint32_t ia, uint64_t lb, const char *nb, uint32_t ib);

@@ -54,6 +54,7 @@ static const struct {
         [EV_LINK_PLAINTEXT]   = { "link-plaintext",   "2fd8a359866349bd859611afce787834", LOG_WARNING },
         [EV_CLIENT_REFUSED]   = { "client-refused",   "4a825951da124d0b8604c4d95169dfcd", LOG_WARNING },
         [EV_CONFIG_MISMATCH]  = { "config-mismatch",  "b6c290604e3c430b96ff87a86072fa23", LOG_WARNING },
+        [EV_LOG_DAMAGED]      = { "log-damaged",      "951bfc4af1884d0aa65bc5f0d1a0f346", LOG_ERR },
 };
 
 const char *log_event_name(enum log_event ev)

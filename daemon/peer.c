@@ -855,39 +855,54 @@ static void follower_advance(struct peer *p, struct follower *f)
                                                           .view = { f->next_seq, 0, 0, FOLLOW_PAGE } });
 }
 
-/* An entry pushed by the server: to every live follower that needs it. */
+/* The seqs an ENTRY or an ENTRY_DAMAGED (a quarantined part of the log) stands for. */
+static void msg_seqs(const struct dchat_msg *m, uint64_t *first, uint64_t *last)
+{
+        *first = m->type == MSG_ENTRY_DAMAGED ? m->damaged.first_seq : m->append->seq;
+        *last = m->type == MSG_ENTRY_DAMAGED ? m->damaged.last_seq : m->append->seq;
+}
+
+/* Passes an ENTRY or ENTRY_DAMAGED on to a local client under its own tag. */
+static void relay_entry(struct conn *client, uint32_t tag, const struct dchat_msg *m)
+{
+        struct dchat_msg fwd = *m;
+        fwd.tag = tag;
+        (void) conn_send(client, &fwd);
+}
+
+/* An entry (or a damaged part) pushed by the server: to every live follower that needs it. */
 static int follow_live_entry(struct peer *p, const struct dchat_msg *m)
 {
-        const struct dchat_entry *e = m->append;
+        uint64_t first, last;
 
-        if (e->seq < p->live_next) {
+        msg_seqs(m, &first, &last);
+        if (first < p->live_next) {
                 log_event(EV_PROTOCOL_ERROR, NULL, "server link: followed entry seq %llu again (%llu was due); closing",
-                          (unsigned long long) e->seq, (unsigned long long) p->live_next);
+                          (unsigned long long) first, (unsigned long long) p->live_next);
                 return -EBADMSG;
         }
-        if (e->seq > p->live_next)      /* only when the log was archived up to there */
+        if (first > p->live_next)       /* only when the log was archived up to there */
                 log_warning("the followed log jumps from seq %llu to %llu (archived?)",
-                            (unsigned long long) p->live_next, (unsigned long long) e->seq);
-        p->live_next = e->seq + 1;
-        if (e->seq > p->server_last_seq)
-                p->server_last_seq = e->seq;
+                            (unsigned long long) p->live_next, (unsigned long long) first);
+        p->live_next = last + 1;
+        if (last > p->server_last_seq)
+                p->server_last_seq = last;
         for (struct follower *f = p->followers; f; f = f->next) {
-                if (!f->live || e->seq > f->next_seq) {
+                if (!f->live || first > f->next_seq) {
                         f->live = false;        /* (a gap cannot happen; if it did, pages repair it) */
                         follower_advance(p, f);
                         continue;
                 }
-                if (e->seq < f->next_seq)
+                if (last < f->next_seq)
                         continue;
                 if (conn_pending(f->client) >= FOLLOW_CLIENT_HIGH) {
                         log_info("%s fell behind by %zu unsent bytes at seq %llu: it catches up by pages when it reads again",
-                                 conn_label(f->client), conn_pending(f->client), (unsigned long long) e->seq);
+                                 conn_label(f->client), conn_pending(f->client), (unsigned long long) first);
                         f->live = false;
                         continue;
                 }
-                (void) conn_send(f->client, &(struct dchat_msg) { .type = MSG_ENTRY, .tag = f->tag,
-                                                                  .append = m->append });
-                f->next_seq = e->seq + 1;
+                relay_entry(f->client, f->tag, m);
+                f->next_seq = last + 1;
         }
         return 0;
 }
@@ -896,6 +911,7 @@ static int follow_live_entry(struct peer *p, const struct dchat_msg *m)
 static bool follow_page_answer(struct peer *p, const struct dchat_msg *m)
 {
         struct follower *f;
+        uint64_t first, last;
 
         for (f = p->followers; f; f = f->next)
                 if (f->view_tag && f->view_tag == m->tag)
@@ -904,10 +920,11 @@ static bool follow_page_answer(struct peer *p, const struct dchat_msg *m)
                 return false;
         switch (m->type) {
         case MSG_ENTRY:
-                if (m->append->seq >= f->next_seq) {    /* (greater: the log was archived up to there) */
-                        (void) conn_send(f->client, &(struct dchat_msg) { .type = MSG_ENTRY, .tag = f->tag,
-                                                                          .append = m->append });
-                        f->next_seq = m->append->seq + 1;
+        case MSG_ENTRY_DAMAGED:
+                msg_seqs(m, &first, &last);
+                if (last >= f->next_seq) {      /* (first greater: the log was archived up to there) */
+                        relay_entry(f->client, f->tag, m);
+                        f->next_seq = last + 1;
                 }
                 break;
         case MSG_VIEW_END:
@@ -1093,18 +1110,19 @@ static int server_frame(struct conn *c, uint8_t type, const uint8_t *payload, si
                 cs_maybe_exit(p);
                 return 0;
         }
-        if (type == MSG_ENTRY && p->follow_tag && m.tag == p->follow_tag)
+        bool entry = type == MSG_ENTRY || type == MSG_ENTRY_DAMAGED;   /* (a damaged one: a marker in its place) */
+        if (entry && p->follow_tag && m.tag == p->follow_tag)
                 return follow_live_entry(p, &m);
-        if ((type == MSG_ENTRY || type == MSG_VIEW_END || type == MSG_ERROR) && follow_page_answer(p, &m))
+        if ((entry || type == MSG_VIEW_END || type == MSG_ERROR) && follow_page_answer(p, &m))
                 return 0;
-        if (type == MSG_ENTRY || type == MSG_VIEW_END || type == MSG_ERROR) {
+        if (entry || type == MSG_VIEW_END || type == MSG_ERROR) {
                 for (struct view_relay **vp = &p->views; *vp; vp = &(*vp)->next) {
                         struct view_relay *v = *vp;
                         if (v->server_tag != m.tag)
                                 continue;
                         m.tag = v->client_tag;
                         (void) conn_send(v->client, &m);
-                        if (type != MSG_ENTRY) {
+                        if (!entry) {
                                 *vp = v->next;
                                 free(v);
                         }

@@ -285,6 +285,7 @@ static const char *const type_names[_MSG_MAX] = {
         [MSG_HEARTBEAT] = "HEARTBEAT",
         [MSG_FOLLOW] = "FOLLOW",
         [MSG_CLUSTER] = "CLUSTER",
+        [MSG_ENTRY_DAMAGED] = "ENTRY_DAMAGED",
 };
 
 const char *proto_type_name(uint8_t type)
@@ -471,6 +472,11 @@ int proto_encode(struct wbuf *b, const struct dchat_msg *m)
                 wbuf_put_u16(b, m->cluster.n);
                 wbuf_put(b, m->cluster.p, m->cluster.len);
                 break;
+        case MSG_ENTRY_DAMAGED:
+                wbuf_put_u64(b, m->damaged.first_seq);
+                wbuf_put_u64(b, m->damaged.last_seq);
+                wbuf_put_str(b, m->damaged.reason.p, m->damaged.reason.len);
+                break;
         }
 
         if (b->failed) {
@@ -602,6 +608,16 @@ int proto_decode(uint8_t type, const uint8_t *payload, size_t len, struct dchat_
                 r.off = r.len;
                 break;
         }
+        case MSG_ENTRY_DAMAGED:
+                m->damaged.first_seq = rbuf_u64(&r);
+                m->damaged.last_seq = rbuf_u64(&r);
+                m->damaged.reason = rbuf_str(&r);
+                /* it is printed as it is: no forged lines, no terminal escapes */
+                if (r.bad || m->damaged.first_seq == 0 || m->damaged.first_seq > m->damaged.last_seq ||
+                    m->damaged.reason.len > DCHAT_REASON_MAX ||
+                    text_validate(m->damaged.reason.p, m->damaged.reason.len, NULL) < 0)
+                        return -EBADMSG;
+                break;
         default:
                 return -EBADMSG;
         }

@@ -31,6 +31,7 @@
 #define DCHAT_ERROR_MAX         256             /* text of an ERROR frame */
 #define DCHAT_UTC_OFFSET_MAX    (18 * 3600)
 #define DCHAT_HOLD_MAX_MS       30000           /* post --hold: a teaching and testing aid */
+#define DCHAT_REASON_MAX        128             /* reason of an ENTRY_DAMAGED */
 
 /*
  * Post ids: a peer numbers its posts (incarnation << 32 | n), n = 1, 2, ...
@@ -85,6 +86,10 @@ enum dchat_msg_type {
         /* either way on a daemon link whose HELLO showed another cluster
          * definition (digest): the sender's members, so both can say what differs */
         MSG_CLUSTER,
+        /* server -> peer -> dchatctl, in a view page or a follow, where the
+         * entries first_seq..last_seq would be: the server's log holds them
+         * damaged (quarantined), with a short reason */
+        MSG_ENTRY_DAMAGED,
         _MSG_MAX,
 };
 
@@ -194,6 +199,8 @@ struct dchat_msg {
                 struct { uint64_t incarnation; uint64_t clock; } heartbeat;
                 /* 0: from the next entry stored; UINT64_MAX: stop following */
                 struct { uint64_t from_seq; } follow;
+                /* first_seq <= last_seq; reason: valid text (text_validate), DCHAT_REASON_MAX bytes at most */
+                struct { uint64_t first_seq; uint64_t last_seq; struct dchat_str reason; } damaged;
                 struct { int32_t utc_offset; uint32_t hold_ms; struct dchat_str text; } post;
                 struct dchat_status *status;    /* STATUS_REPLY */
                 /* the sender's digest, n members { role u8, name str, address str }: proto_cluster_next */

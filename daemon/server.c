@@ -14,6 +14,12 @@
  * frames from there on, until its output buffer holds FOLLOW_HIGH bytes;
  * it goes on when that drains.  So a slow follower costs disk reads, never
  * memory, and can get neither a gap nor a repeat.
+ *
+ * Damage.  Records the log quarantined at open go to views and followers
+ * as ENTRY_DAMAGED frames where their entries would be.  A record found
+ * damaged by a read while running (bit rot) fails that read, is logged
+ * once (log-damaged), and from then on every append is refused with a
+ * message that says why and what to do: the next start quarantines it.
  */
 #include <stdio.h>
 #include <string.h>
@@ -73,9 +79,41 @@ struct server {
         uint64_t incarnation[DCHAT_PEERS_MAX];  /* each peer's latest life seen in a HELLO (0: none yet) */
         uint64_t cluster_reported[DCHAT_PEERS_MAX];     /* its cluster digest we logged a config-mismatch for */
         struct wbuf cluster;            /* our CLUSTER message's members while it is sent */
+        bool damage_logged;             /* log-damaged was logged */
 };
 
 static void follow_pump(struct server *s, struct sfollow *f);
+
+/* A read found the log damaged where nothing was known to be: logged once, not per request. */
+static void note_damage(struct server *s)
+{
+        uint64_t seq = chatlog_damaged_at(s->log);
+
+        if (!seq || s->damage_logged)
+                return;
+        s->damage_logged = true;
+        log_event(EV_LOG_DAMAGED, &(struct event_fields) { .seq = seq },
+                  "chat log %s/chat.log is damaged at seq %llu (found by a read): no post is stored until dchatd "
+                  "is restarted, which quarantines the damaged record and keeps everything after it (see dchatd(8))",
+                  s->conf->state_directory, (unsigned long long) seq);
+}
+
+/* What a client is told while the log is known damaged. */
+static const char *damage_text(struct server *s, char *buf, size_t cap)
+{
+        snprintf(buf, cap, "the server's chat log is damaged at seq %llu: no post is stored until dchatd is "
+                 "restarted on the server, which quarantines it (see dchatd(8))",
+                 (unsigned long long) chatlog_damaged_at(s->log));
+        return buf;
+}
+
+/* An ENTRY_DAMAGED for seqs first..last (what chatlog_next said, cut at upto). */
+static int send_damaged(struct conn *to, uint32_t tag, uint64_t first, uint64_t last, uint64_t upto, const char *why)
+{
+        return conn_send(to, &(struct dchat_msg) {
+                .type = MSG_ENTRY_DAMAGED, .tag = tag,
+                .damaged = { first, last < upto ? last : upto, { why, (uint16_t) strlen(why) } } });
+}
 
 static uint64_t now_monotonic(void)
 {
@@ -153,13 +191,20 @@ static void answer_append(struct server *s, unsigned i, int r)
                                 "was not stored", e->node, pid);
                 return;
         case CHATLOG_UNKNOWN:
-                log_warning("post %s#%llu: cannot tell whether it is stored already (archived part, or a read "
-                            "error); not stored again", e->node, pid);
+                log_warning("post %s#%llu: cannot tell whether it is stored already (archived or damaged part, or "
+                            "a read error); not stored again", e->node, pid);
                 conn_send_error(to, tag, ERR_STORAGE, "the server cannot tell whether post %s#%llu was stored "
-                                "before (it may be in an archived part of the log, or its log could not be read); "
-                                "the post may or may not have been stored", e->node, pid);
+                                "before (it may be in an archived or damaged part of the log, or its log could not "
+                                "be read); the post may or may not have been stored", e->node, pid);
                 return;
         case CHATLOG_FAILED:
+                if (r == -EUCLEAN) {
+                        /* nothing of the batch was written: the log is known damaged */
+                        log_event(EV_POST_FAILED, &f, "append of post %s#%llu refused: the chat log is damaged at "
+                                  "seq %llu", e->node, pid, (unsigned long long) chatlog_damaged_at(s->log));
+                        conn_send_error(to, tag, ERR_STORAGE, "%s", damage_text(s, text, sizeof text));
+                        return;
+                }
                 log_event(EV_POST_FAILED, &f, "append of post %s#%llu failed: storage error: %s", e->node, pid,
                           strerror(r < 0 ? -r : EIO));
                 conn_send_error(to, tag, ERR_STORAGE, "the server could not store the post: %s; it was not stored",
@@ -182,6 +227,8 @@ static void flush_batch(struct server *s)
         s->stats.batches++;
         for (unsigned i = 0; i < n; i++)
                 answer_append(s, i, r);
+        /* looking a copy up (chatlog_append) may have found the log damaged */
+        note_damage(s);
         /* the batch is on disk: push it to every follower */
         for (struct sfollow *f = s->follows, *nx; f; f = nx) {
                 nx = f->next;
@@ -194,10 +241,7 @@ static void flush_batch(struct server *s)
 static void checkpoint(struct server *s)
 {
         int r = chatlog_checkpoint(s->log);
-        if (r == -EBADMSG)
-                log_warning("no checkpoint for %s/chat.log: a record in it was found damaged; the next start "
-                            "reads the whole log and cuts it there", s->conf->state_directory);
-        else if (r < 0)
+        if (r < 0)
                 log_warning("cannot write the checkpoint %s/chat.log.idx: %s (the next start reads the whole log)",
                             s->conf->state_directory, strerror(-r));
         else if (s->conf->debug)
@@ -250,6 +294,8 @@ int server_view_page(struct server *s, const struct dchat_msg *req, struct conn 
 
         if (start == 0 && req->view.since_time) {
                 r = chatlog_find_time(s->log, req->view.since_time, &start);
+                if (r == -EBADMSG)
+                        note_damage(s);
                 if (r < 0) {
                         log_error("searching the chat log by time failed: %s", strerror(-r));
                         conn_send_error(to, req->tag, ERR_STORAGE, "the server could not read its log: %s", strerror(-r));
@@ -265,11 +311,25 @@ int server_view_page(struct server *s, const struct dchat_msg *req, struct conn 
                 r = chatlog_seek(s->log, start, &cur);
                 for (uint32_t i = 0; r >= 0 && i < max && cur.seq <= upto; i++) {
                         r = chatlog_next(s->log, &cur, &s->scratch);
+                        if (r == CHATLOG_DAMAGED) {
+                                r = send_damaged(to, req->tag, s->scratch.seq, cur.damaged_last, upto, cur.damaged_why);
+                                next = cur.seq < upto + 1 ? cur.seq : upto + 1;
+                                continue;
+                        }
                         if (r < 0)
                                 break;
                         r = conn_send(to, &(struct dchat_msg) { .type = MSG_ENTRY, .tag = req->tag,
                                                                 .append = &s->scratch });
                         next = s->scratch.seq + 1;
+                }
+                if (r == -EBADMSG) {
+                        char text[DCHAT_ERROR_MAX];
+                        note_damage(s);
+                        snprintf(text, sizeof text, "the server's chat log is damaged at seq %llu; restart dchatd on "
+                                 "the server to quarantine it (see dchatd(8))",
+                                 (unsigned long long) chatlog_damaged_at(s->log));
+                        conn_send_error(to, req->tag, ERR_STORAGE, "%s", text);
+                        return 0;
                 }
                 if (r < 0 && r != -ENOENT) {
                         log_error("reading the chat log at seq %llu failed: %s", (unsigned long long) next,
@@ -313,21 +373,30 @@ static void follow_pump(struct server *s, struct sfollow *f)
         r = chatlog_seek(s->log, f->next_seq, &cur);
         while (r >= 0 && f->next_seq <= last && conn_pending(f->c) < FOLLOW_HIGH) {
                 r = chatlog_next(s->log, &cur, &s->follow_entry);
-                if (r < 0)
-                        break;
-                r = conn_send(f->c, &(struct dchat_msg) { .type = MSG_ENTRY, .tag = f->tag,
-                                                          .append = &s->follow_entry });
+                if (r == CHATLOG_DAMAGED)
+                        r = send_damaged(f->c, f->tag, s->follow_entry.seq, cur.damaged_last, last, cur.damaged_why);
+                else if (r >= 0)
+                        r = conn_send(f->c, &(struct dchat_msg) { .type = MSG_ENTRY, .tag = f->tag,
+                                                                  .append = &s->follow_entry });
                 if (r == -ENOTCONN)
                         return;         /* it is going away; its closed op drops f */
                 if (r < 0)
                         break;
-                f->next_seq++;
+                f->next_seq = cur.seq;
         }
         if (r < 0) {
-                log_error("%s: cannot send seq %llu to the follower: %s", conn_label(f->c),
-                          (unsigned long long) f->next_seq, strerror(-r));
-                conn_send_error(f->c, f->tag, r == -ENOMEM ? ERR_INTERNAL : ERR_STORAGE,
-                                "the server could not read its log for a follower: %s", strerror(-r));
+                char text[DCHAT_ERROR_MAX];
+                if (r == -EBADMSG) {
+                        note_damage(s);
+                        snprintf(text, sizeof text, "the server's chat log is damaged at seq %llu; restart dchatd on "
+                                 "the server to quarantine it (see dchatd(8))",
+                                 (unsigned long long) chatlog_damaged_at(s->log));
+                } else {
+                        log_error("%s: cannot send seq %llu to the follower: %s", conn_label(f->c),
+                                  (unsigned long long) f->next_seq, strerror(-r));
+                        snprintf(text, sizeof text, "the server could not read its log for a follower: %s", strerror(-r));
+                }
+                conn_send_error(f->c, f->tag, r == -ENOMEM ? ERR_INTERNAL : ERR_STORAGE, "%s", text);
                 follow_drop(s, f);
         }
 }
@@ -570,8 +639,11 @@ int server_new(sd_event *e, const struct dchat_conf *c, int listen_fd, struct se
                                                                     : strerror(-r));
                 goto fail;
         }
+        if (rec.stale_link[0])
+                log_warning("removed %s/%s: a second name of chat.log, left by an archive or repair that was "
+                            "interrupted before it was done", c->state_directory, rec.stale_link);
         if (rec.checkpoint_warning[0])
-                log_warning("checkpoint %s/chat.log.idx discarded: %s; read the whole log instead",
+                log_warning("checkpoint %s/chat.log.idx not used: %s; read the whole log instead",
                             c->state_directory, rec.checkpoint_warning);
         if (rec.checkpoint_used)
                 log_info("chat log %s/chat.log: checkpoint used up to seq %llu, %llu records read after it",
@@ -579,15 +651,40 @@ int server_new(sd_event *e, const struct dchat_conf *c, int listen_fd, struct se
                          (unsigned long long) rec.scanned);
         log_info("chat log %s/chat.log opened in %llu ms", c->state_directory,
                  (unsigned long long) ((t1 - t0) / USEC_PER_MSEC));
+        for (size_t i = 0; i < chatlog_damage_count(s->log); i++) {
+                struct chatlog_damage_info d;
+                char copy[PATH_MAX + 64];
+                chatlog_damage_get(s->log, i, &d);
+                if (d.copy[0])
+                        snprintf(copy, sizeof copy, "copied to %s", d.copy);
+                else
+                        snprintf(copy, sizeof copy, "not copied aside: %s", d.copy_error ? strerror(-d.copy_error) : "?");
+                if (d.found_now)
+                        log_event(EV_LOG_RECOVERED, &(struct event_fields) { .seq = d.first_seq },
+                                  "chat log %s/chat.log: seqs %llu to %llu are damaged (%s, bytes %llu to %llu): "
+                                  "quarantined, not cut: the bytes stay in the log (%s), views show a marker for "
+                                  "them, and every record after them is kept",
+                                  c->state_directory, (unsigned long long) d.first_seq, (unsigned long long) d.last_seq,
+                                  d.why, (unsigned long long) d.off, (unsigned long long) d.end, copy);
+                else
+                        log_warning("chat log %s/chat.log: seqs %llu to %llu were quarantined as damaged (%s, bytes "
+                                    "%llu to %llu)", c->state_directory, (unsigned long long) d.first_seq,
+                                    (unsigned long long) d.last_seq, d.why, (unsigned long long) d.off,
+                                    (unsigned long long) d.end);
+        }
+        if (rec.floor_seq)
+                log_warning("chat log %s/chat.log: its end was found damaged although the checkpoint proves it was "
+                            "stored: kept (quarantined) up to seq %llu instead of cut, so no seq is used twice",
+                            c->state_directory, (unsigned long long) rec.floor_seq);
         if (rec.cut_bytes)
                 log_event(EV_LOG_RECOVERED, &(struct event_fields) { .seq = chatlog_last_seq(s->log) },
                           "chat log %s/chat.log: %s; cut %llu bytes off the tail (saved to %s), kept %llu records",
                           c->state_directory, rec.reason, (unsigned long long) rec.cut_bytes,
                           rec.saved_to[0] ? rec.saved_to : "nowhere", (unsigned long long) rec.records);
         else
-                log_info("chat log %s/chat.log: %llu records, seqs %llu to %llu", c->state_directory,
+                log_info("chat log %s/chat.log: %llu records, seqs %llu to %llu%s", c->state_directory,
                          (unsigned long long) rec.records, (unsigned long long) chatlog_first_seq(s->log),
-                         (unsigned long long) chatlog_last_seq(s->log));
+                         (unsigned long long) chatlog_last_seq(s->log), rec.damaged_seqs ? " (some quarantined)" : "");
         if (!rec.checkpoint_used || rec.scanned)
                 checkpoint(s);          /* the next start, even after a crash, reads only what comes after */
         r = sd_event_add_defer(e, &s->flush_src, on_flush, s);

@@ -46,6 +46,12 @@ static void use_strings(const struct dchat_msg *m)
         case MSG_ERROR:
                 (void) dchat_str_copy(text, sizeof text, m->error.text);
                 break;
+        case MSG_ENTRY_DAMAGED:
+                /* the decoder vouches for what dchatctl prints as it is */
+                CHECK(m->damaged.first_seq >= 1 && m->damaged.first_seq <= m->damaged.last_seq);
+                CHECK(text_validate(m->damaged.reason.p, m->damaged.reason.len, &why) == 0);
+                CHECK(dchat_str_copy(text, sizeof text, m->damaged.reason) == 0);
+                break;
         case MSG_POST:
                 (void) text_validate(m->post.text.p, m->post.text.len, &why);
                 break;

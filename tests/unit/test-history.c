@@ -346,34 +346,61 @@ static void test_discard(void)
                 is_int(chatlog_open(d, &log, &rec), 0, "log changed in place: opens");
                 ok(!rec.checkpoint_used && strstr(rec.checkpoint_warning, "modified after"),
                    "log changed in place: checkpoint discarded (%s)", rec.checkpoint_warning);
-                ok(rec.cut_bytes > 0 && log && chatlog_last_seq(log) < 600,
-                   "log changed in place: the damaged record found and the log cut there, as without a checkpoint");
+                ok(rec.cut_bytes == 0 && log && chatlog_last_seq(log) == 600 && rec.damage_found == 1 &&
+                   rec.damaged_seqs == 1,
+                   "log changed in place: the damaged record is quarantined, nothing cut, as without a checkpoint");
                 chatlog_close(log);
         }
 
-        /* damage found by a read (the checkpoint vouched for it): the checkpoint goes */
+        /* damage found by a read (the checkpoint vouched for it): appends stop, the checkpoint asks for a full
+         * read, which quarantines it at the next open */
         sub(d, sizeof d, "read-damage");
         make_log(d, 600, true);
         {
                 struct chatlog *log = NULL;
                 struct chatlog_recovery rec;
                 struct chatlog_cursor cur;
-                struct dchat_entry *e = malloc(sizeof *e);
-                int r = 0;
+                struct dchat_entry *e = malloc(sizeof *e), ne;
+                enum chatlog_result res[1];
+                struct chatidx x;
+                const char *why = NULL;
+                int r = 0, dfd;
                 chatlog_open(d, &log, &rec);
                 ok(rec.checkpoint_used, "read damage: the checkpoint is used at open");
                 flip_byte(path(d, "chat.log"), file_size(path(d, "chat.log")) / 2);
                 chatlog_seek(log, 1, &cur);
                 while (r == 0)
                         r = chatlog_next(log, &cur, e);
-                is_int(r, -EIO, "read damage: the read fails with EIO at seq %" PRIu64, cur.seq);
-                is_int(file_size(path(d, "chat.log.idx")), -1, "read damage: chat.log.idx removed");
-                is_int(chatlog_checkpoint(log), -EBADMSG, "read damage: no new checkpoint");
+                uint64_t bad = cur.seq;
+                is_int(r, -EBADMSG, "read damage: the read fails with EBADMSG at seq %" PRIu64, bad);
+                is_int(chatlog_damaged_at(log), bad, "read damage: the log knows where");
+                dfd = open(d, O_RDONLY | O_DIRECTORY);
+                ok(chatidx_load(dfd, &x, &why) == 0 && (x.flags & CHATIDX_RESCAN) && x.last_seq == 600,
+                   "read damage: chat.log.idx now asks for a full read (and still says 600 were stored)");
+                chatidx_free(&x);
+                close(dfd);
+                mk(&ne, 601, 7000, 301);
+                is_int(chatlog_append(log, &ne, 1, res), -EUCLEAN, "read damage: appends are refused (EUCLEAN)");
+                is_int(chatlog_checkpoint(log), 0, "read damage: a checkpoint is still written ...");
+                dfd = open(d, O_RDONLY | O_DIRECTORY);
+                ok(chatidx_load(dfd, &x, &why) == 0 && (x.flags & CHATIDX_RESCAN), "read damage: ... asking for a full read");
+                chatidx_free(&x);
+                close(dfd);
                 chatlog_close(log);
                 free(e);
                 chatlog_open(d, &log, &rec);
-                ok(!rec.checkpoint_used && rec.cut_bytes > 0 && log && chatlog_last_seq(log) == cur.seq - 1,
-                   "read damage: the next open reads all and cuts at seq %" PRIu64, cur.seq);
+                ok(!rec.checkpoint_used && strstr(rec.checkpoint_warning, "read found"),
+                   "read damage: the next open reads the whole log (%s)", rec.checkpoint_warning);
+                ok(rec.cut_bytes == 0 && log && chatlog_last_seq(log) == 600 && rec.damage_found == 1 &&
+                   rec.damaged_seqs == 1, "read damage: ... quarantines seq %" PRIu64 " and keeps all 600", bad);
+                if (log) {
+                        struct chatlog_damage_info di;
+                        chatlog_damage_get(log, 0, &di);
+                        ok(di.first_seq == bad && di.last_seq == bad, "read damage: the damaged part is seq %" PRIu64, bad);
+                        is_int(chatlog_damaged_at(log), 0, "read damage: no unknown damage after the open");
+                        is_int(chatlog_append(log, &ne, 1, res), 0, "read damage: appends work again");
+                        ok(res[0] == CHATLOG_STORED && ne.seq == 601, "read damage: ... the next seq is 601");
+                }
                 chatlog_close(log);
         }
 }
@@ -440,7 +467,7 @@ static void test_find_time(void)
 
 static void test_archive(void)
 {
-        char d[300], a[300], name[NAME_MAX + 1];
+        char d[300], a[300], name[NAME_MAX + 1], warn[256];
         struct chatlog *log = NULL, *log2 = NULL;
         struct chatlog_recovery rec;
         enum chatlog_result res[2];
@@ -451,12 +478,12 @@ static void test_archive(void)
 
         sub(d, sizeof d, "archive");
         chatlog_open(d, &log, NULL);
-        is_int(chatlog_archive(d, name, sizeof name, &first, &last, &rec), -EBUSY, "archive: refused while open");
+        is_int(chatlog_archive(d, name, sizeof name, &first, &last, &rec, warn, sizeof warn), -EBUSY, "archive: refused while open");
         log = chatlog_close(log);
-        is_int(chatlog_archive(d, name, sizeof name, &first, &last, &rec), -ENODATA, "archive: refused when empty");
+        is_int(chatlog_archive(d, name, sizeof name, &first, &last, &rec, warn, sizeof warn), -ENODATA, "archive: refused when empty");
 
         make_log(d, 600, true);
-        is_int(chatlog_archive(d, name, sizeof name, &first, &last, &rec), 0, "archive: 600 records");
+        is_int(chatlog_archive(d, name, sizeof name, &first, &last, &rec, warn, sizeof warn), 0, "archive: 600 records");
         is_str(name, "chat.log.1-600", "archive: named chat.log.1-600");
         ok(first == 1 && last == 600, "archive: first 1, last 600");
         is_int(file_size(path(d, "chat.log.idx")), -1, "archive: the old checkpoint is gone");
@@ -502,14 +529,14 @@ static void test_archive(void)
         ok(read_range(log, 601, 900), "archive: reads back");
         log = chatlog_close(log);
 
-        is_int(chatlog_archive(d, name, sizeof name, &first, &last, &rec), 0, "archive: again");
+        is_int(chatlog_archive(d, name, sizeof name, &first, &last, &rec, warn, sizeof warn), 0, "archive: again");
         is_str(name, "chat.log.601-900", "archive: named chat.log.601-900");
 
         /* an archive that stopped after the link (a crash): done again, it finishes */
         sub(a, sizeof a, "archive-again");
         make_log(a, 300, false);
         link(path(a, "chat.log"), path(a, "chat.log.1-300"));
-        is_int(chatlog_archive(a, name, sizeof name, &first, &last, &rec), 0,
+        is_int(chatlog_archive(a, name, sizeof name, &first, &last, &rec, warn, sizeof warn), 0,
                "archive: after a crash between the link and the rename, it is done again");
         ok(file_size(path(a, "chat.log")) < 1000 && file_size(path(a, "chat.log.1-300")) > 10000,
            "archive: ... chat.log is the new log, chat.log.1-300 the old one");
@@ -521,7 +548,7 @@ static void test_archive(void)
                 close(fd);
         }
         long long before = file_size(path(a, "chat.log"));
-        is_int(chatlog_archive(a, name, sizeof name, &first, &last, &rec), -EEXIST,
+        is_int(chatlog_archive(a, name, sizeof name, &first, &last, &rec, warn, sizeof warn), -EEXIST,
                "archive: the name taken by another file: EEXIST");
         ok(file_size(path(a, "chat.log")) == before && file_size(path(a, "chat.log.new")) == -1,
            "archive: ... the log untouched, no chat.log.new left");

@@ -393,6 +393,42 @@ static void test_roundtrips(void)
         check_truncations(&f, "FOLLOW");
         wbuf_free(&f.b);
 
+        /* ENTRY_DAMAGED: a quarantined record (or several) where entries would be */
+        in = (struct dchat_msg) { .type = MSG_ENTRY_DAMAGED, .tag = 15,
+                                  .damaged = { 10, 0x0102030405060708ULL, S("record checksum mismatch") } };
+        if (is_int(roundtrip(&f, &in, &out, NULL, NULL), 0, "ENTRY_DAMAGED: round trip"))
+                ok(out.tag == 15 && out.damaged.first_seq == 10 && out.damaged.last_seq == 0x0102030405060708ULL &&
+                   str_eq(out.damaged.reason, "record checksum mismatch", 24),
+                   "ENTRY_DAMAGED: tag, first and last seq, reason");
+        is_int((int) f.b.len, DCHAT_FRAME_HDR + 4 + 8 + 8 + 2 + 24, "ENTRY_DAMAGED: tag, two seqs, a string");
+        check_truncations(&f, "ENTRY_DAMAGED");
+        wbuf_free(&f.b);
+        {
+                static const struct { uint64_t first, last; const char *reason; const char *what; } bad[] = {
+                        { 0, 5, "x", "first seq 0" },
+                        { 6, 5, "x", "first seq after the last" },
+                        { 1, 1, "", "an empty reason" },
+                        { 1, 1, "two\nlines", "a newline in the reason" },
+                        { 1, 1, "\033[2Jcleared", "a terminal escape in the reason" },
+                        { 1, 1, "\xc3\x28", "invalid UTF-8 in the reason" },
+                };
+                static char longest[DCHAT_REASON_MAX + 2];
+                memset(longest, 'r', DCHAT_REASON_MAX + 1);
+                for (size_t i = 0; i < sizeof bad / sizeof bad[0] + 1; i++) {
+                        bool over = i == sizeof bad / sizeof bad[0];
+                        in = (struct dchat_msg) { .type = MSG_ENTRY_DAMAGED, .tag = 1,
+                                                  .damaged = { over ? 1 : bad[i].first, over ? 1 : bad[i].last,
+                                                               S(over ? longest : bad[i].reason) } };
+                        is_int(roundtrip(&f, &in, &out, NULL, NULL), -EBADMSG, "ENTRY_DAMAGED: %s is refused",
+                               over ? "a reason over DCHAT_REASON_MAX bytes" : bad[i].what);
+                        wbuf_free(&f.b);
+                }
+                longest[DCHAT_REASON_MAX] = '\0';
+                in = (struct dchat_msg) { .type = MSG_ENTRY_DAMAGED, .tag = 1, .damaged = { 7, 7, S(longest) } };
+                is_int(roundtrip(&f, &in, &out, NULL, NULL), 0, "ENTRY_DAMAGED: a reason of DCHAT_REASON_MAX bytes");
+                wbuf_free(&f.b);
+        }
+
         /* POST */
         const char *ptext = "Checking timestamp format \xc3\xa9\xe6\x97\xa5\xf0\x9f\x98\x80";
         in = (struct dchat_msg) { .type = MSG_POST, .tag = 13, .post = { -18000, DCHAT_HOLD_MAX_MS, S(ptext) } };
@@ -1078,7 +1114,7 @@ static void test_time(void)
         /* names of things */
         static const char *const types[] = { "?", "HELLO", "HELLO_ACK", "REQUEST", "REPLY", "APPEND", "APPENDED",
                                              "VIEW", "ENTRY", "VIEW_END", "ERROR", "POST", "POSTED", "STATUS",
-                                             "STATUS_REPLY", "HEARTBEAT", "FOLLOW", "CLUSTER" };
+                                             "STATUS_REPLY", "HEARTBEAT", "FOLLOW", "CLUSTER", "ENTRY_DAMAGED" };
         bool names_ok = sizeof types / sizeof types[0] == _MSG_MAX;
         for (unsigned t = 0; t < _MSG_MAX && names_ok; t++)
                 names_ok = strcmp(proto_type_name((uint8_t) t), types[t]) == 0;
