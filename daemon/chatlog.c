@@ -44,6 +44,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1173,6 +1174,14 @@ int chatlog_open(const char *dir, struct chatlog **ret, struct chatlog_recovery 
                 r = floor_apply(log, &floor, &bad_off, rec);
         if (r < 0)
                 goto fail;
+        /* parts the discarded checkpoint knew already are not news */
+        for (size_t i = 0; have_floor && i < log->n_damage; i++)
+                for (size_t k = 0; k < floor.n_damage; k++)
+                        if (!memcmp(&log->damage[i], &floor.damage[k], offsetof(struct chatlog_damage, kind)) &&
+                            log->damage_new[i]) {
+                                log->damage_new[i] = false;
+                                rec->damage_found--;
+                        }
 
         /* quarantined parts stay in the log; a copy is for whoever investigates (best effort) */
         for (size_t i = 0; i < log->n_damage; i++) {

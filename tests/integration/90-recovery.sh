@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # 90-recovery — the server's chat log after damage: a torn tail is cut off at start and
 # kept aside (chat.log.corrupt-*), with the event log-recovered, the good records kept
-# and posting going on after them; a corrupt record in the middle the same way.  And a
-# server killed (SIGKILL) while posts pour in: every acknowledged post is there, once.
+# and posting going on after them; a corrupt record in the middle is quarantined, not cut
+# (91-quarantine goes further).  And a server killed (SIGKILL) while posts pour in: every
+# acknowledged post is there, once.
 . "$(dirname "$0")/../lib/lib.sh"
 need_root
 need_cmd perl od
@@ -50,6 +51,7 @@ is "$last" "5 line 5 again" "the new post is line 5 (seq 5)"
 is "$(printf '%s\n' "$OUT" | wc -l)" 5 "five lines in all"
 
 # --- a flipped byte inside the 2nd record -----------------------------------------------------------------
+view1=$(ctl node1 view)
 node_stop master
 size1=$(size "$LOG")
 # record: magic(4) body-length(4) crc(4) hdr-crc(4) body; the 2nd starts after the 1st
@@ -62,18 +64,23 @@ printf "\\x$(printf %02x $(( b ^ 0x55 )))" | dd of="$LOG" bs=1 seek="$off" conv=
 isnt "$(od -An -tu1 -j"$off" -N1 "$LOG" | tr -d ' ')" "$b" "one byte of the 2nd record's body flipped (offset $off)"
 node_start master
 ok "log-recovered is logged again" wait_event master log-recovered 2 5
-like "$(events master log-recovered | tail -n 1 | ev_field msg)" 'kept 1 records?' "... keeping 1 record"
+like "$(events master log-recovered | tail -n 1 | ev_field msg)" 'seqs 2 to 2 are damaged.*quarantined, not cut.*copied to .*chat\.log\.corrupt-seq-2-2-at-'"$end1" \
+    "... saying that seq 2 is quarantined, not cut, and where the copy is"
 ok "peers reconnect" wait_connected 15
 run ctl node2 view
-is "$(texts "$OUT")" "line 1" "the view shows record 1 only"
-is "$(size "$LOG")" "$end1" "chat.log is cut right after record 1"
+want=$(printf '%s\n' "$view1" | sed '2s/.*/-- seq 2: damaged record (record checksum mismatch), quarantined by the server (see dchatd(8)) --/')
+is "$OUT" "$want" "the view shows every other line, and a marker line for seq 2"
+is "$(size "$LOG")" "$size1" "chat.log is not cut: the damaged bytes stay"
 is "$(corrupt_files | wc -l)" 2 "a second chat.log.corrupt-* file was written"
 c2=$(corrupt_files | grep -v -x -F "$c1")
-is "$(size "$c2")" "$((size1 - end1))" "it holds everything after record 1 ($((size1 - end1)) bytes)"
+like "$(basename "$c2")" "^chat\.log\.corrupt-seq-2-2-at-$end1\$" "it is named after the damaged seq and its offset"
 run ctl node1 post "after the flip"
 is "$RC" 0 "posting works" || diag "$ERR"
-run ctl node2 view
-is "$(texts "$OUT" | tr '\n' '|')" "line 1|after the flip|" "the new post is line 2"
+run ctl node2 view --json
+is "$(printf '%s\n' "$OUT" | sed -n 2p)" '{"seq":2,"last_seq":2,"damaged":true,"reason":"record checksum mismatch"}' \
+    "view --json shows seq 2 as damaged"
+is "$(printf '%s\n' "$OUT" | tail -n 1 | perl -MJSON::PP -ne 'my $e = decode_json($_); print "$e->{seq} $e->{text}"')" \
+    "6 after the flip" "the new post is seq 6: no seq is used twice"
 
 # --- SIGKILL the server while posts pour in -----------------------------------------------------------
 for n in node1 node2; do
