@@ -1161,6 +1161,10 @@ int chatlog_open(const char *dir, struct chatlog **ret, struct chatlog_recovery 
         r = unlink_stale_links(log, &st, rec);
         if (r < 0)
                 goto fail;
+        /* the new file of an archive or a repair that did not get to its rename (they hold the
+         * lock we hold now while it exists): only a copy, never the log */
+        (void) unlinkat(log->dirfd, CHATLOG_FILE ".new", 0);
+        (void) unlinkat(log->dirfd, CHATLOG_FILE ".repair", 0);
 
         r = start_read(log, (uint64_t) st.st_size, rec);
         if (r < 0)
