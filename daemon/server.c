@@ -643,7 +643,7 @@ int server_new(sd_event *e, const struct dchat_conf *c, int listen_fd, struct se
                 log_warning("removed %s/%s: a second name of chat.log, left by an archive or repair that was "
                             "interrupted before it was done", c->state_directory, rec.stale_link);
         if (rec.checkpoint_warning[0])
-                log_warning("checkpoint %s/chat.log.idx not used: %s; read the whole log instead",
+                log_warning("checkpoint %s/chat.log.idx discarded: %s; read the whole log instead",
                             c->state_directory, rec.checkpoint_warning);
         if (rec.checkpoint_used)
                 log_info("chat log %s/chat.log: checkpoint used up to seq %llu, %llu records read after it",
