@@ -1081,6 +1081,24 @@ static void test_damage_in_checkpoint(void)
         log = NULL;
         free(offs);
 
+        /* a damaged checkpoint as well: discarded, the whole log read, the damage still quarantined, not cut */
+        subdir(d, sizeof d, "ckpt-corrupt");
+        if (fill_fast(d, 1000) < 0 || !(offs = offsets(d, 1000)) || chatlog_open(d, &log, NULL) < 0)
+                return;
+        chatlog_checkpoint(log);
+        chatlog_close(log);
+        log = NULL;
+        flip_byte(path_in(d, "chat.log.idx"), 40);
+        flip_byte(logpath(d), offs[10] + 16 + 30);
+        is_int(chatlog_open(d, &log, &rec), 0, "damaged checkpoint and damaged record 10: opens");
+        ok(log && !rec.checkpoint_used && strstr(rec.checkpoint_warning, "checksum") && rec.damage_found == 1 &&
+           rec.cut_bytes == 0 && chatlog_last_seq(log) == 1000,
+           "... checkpoint discarded (%s), seq 10 quarantined, nothing cut", rec.checkpoint_warning);
+        ok(log && read_with_damage(log, 1000, 10, 10), "... 999 records and seq 10 damaged");
+        chatlog_close(log);
+        log = NULL;
+        free(offs);
+
         /* the same mtime (the checkpoint vouches for the damaged record): found by a read */
         subdir(d, sizeof d, "ckpt-same");
         if (fill_fast(d, 1000) < 0 || !(offs = offsets(d, 1000)) || chatlog_open(d, &log, NULL) < 0)
