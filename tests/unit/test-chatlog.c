@@ -1049,6 +1049,51 @@ out:
         free(offs);
 }
 
+/*
+ * A copy of a post (its id not above its node's last) is looked up under its
+ * fence: when that lies in a quarantined part it may or may not be there, and
+ * the answer must say so (UNKNOWN), never "not stored" or a duplicate of
+ * another seq; copies of the records around it are found as before.
+ */
+static void test_copy_in_damage(void)
+{
+        static const struct { uint64_t damaged; } cases[] = { { 50 }, { 257 } };
+        char d[PATH_MAX], name[32];
+
+        for (size_t c = 0; c < ELEMENTSOF(cases); c++) {
+                uint64_t k = cases[c].damaged;
+                struct chatlog *log = NULL;
+                struct dchat_entry e[3];
+                enum chatlog_result res[3];
+                char text[3][32];
+                long long *offs;
+
+                snprintf(name, sizeof name, "copy-in-damage-%" PRIu64, k);
+                subdir(d, sizeof d, name);
+                if (fill_fast(d, 600) < 0 || !(offs = offsets(d, 600)))
+                        return;
+                flip_byte(logpath(d), offs[k] + 16 + 30);
+                free(offs);
+                if (chatlog_open(d, &log, NULL) < 0) {
+                        ok(false, "%s: open", name);
+                        continue;
+                }
+                for (unsigned i = 0; i < 3; i++) {
+                        snprintf(text[i], sizeof text[i], "msg %" PRIu64, k - 1 + i);
+                        mk(&e[i], k - 1 + i, "node1", 0, k - 1 + i, text[i]);
+                }
+                is_int(chatlog_append(log, e, 3, res), 0, "%s: copies of posts %" PRIu64 "..%" PRIu64 " sent again",
+                       name, k - 1, k + 1);
+                ok(res[0] == CHATLOG_DUPLICATE && e[0].seq == k - 1, "%s: the one before: a duplicate of seq %" PRIu64,
+                   name, k - 1);
+                is_int(res[1], CHATLOG_UNKNOWN, "%s: the damaged one: cannot tell (UNKNOWN)", name);
+                ok(res[2] == CHATLOG_DUPLICATE && e[2].seq == k + 1, "%s: the one after: a duplicate of seq %" PRIu64,
+                   name, k + 1);
+                is_int(chatlog_last_seq(log), 600, "%s: nothing stored", name);
+                chatlog_close(log);
+        }
+}
+
 /* Damage in the part a checkpoint covers. */
 static void test_damage_in_checkpoint(void)
 {
@@ -1682,6 +1727,7 @@ int main(void)
         check_quarantine("q-row-headers", 1000, 10, 12, true, false);
         check_quarantine("q-zeros-across-slots", 1000, 300, 700, false, true);
         test_damage_in_checkpoint();
+        test_copy_in_damage();
         test_damaged_end();
         test_quarantine_refusals();
         test_checkpoint_codec();
