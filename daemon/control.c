@@ -79,6 +79,10 @@ static int client_frame(struct conn *c, uint8_t type, const uint8_t *payload, si
         const char *why;
         int r;
 
+        /* A client that sends requests and does not read the answers gets
+         * no more answers made until it reads (client_drained resumes it). */
+        if (conn_pending(c) >= CONN_OUT_HOLD)
+                return CONN_LATER;
         if (proto_decode(type, payload, len, &m, NULL, NULL) < 0) {
                 log_event(EV_PROTOCOL_ERROR, NULL, "%s: malformed %s frame; closing", conn_label(c),
                           proto_type_name(type));
@@ -143,11 +147,12 @@ static void client_closed(struct conn *c, int error)
         free(cl);
 }
 
-/* A follower's output drained below the low-water mark: feed it again. */
+/* The client's output drained below the low-water mark: feed a follower again, take the next request. */
 static void client_drained(struct conn *c)
 {
         struct client *cl = conn_userdata(c);
 
+        conn_resume(c);
         if (cl->ctl->d->peer)
                 peer_client_drained(cl->ctl->d->peer, c);
         if (cl->ctl->d->server)

@@ -183,8 +183,19 @@ const char *ratelimit_suppressed(struct ratelimit *rl);
 
 struct conn;
 
+/*
+ * A frame op's answer "not now": the frame is kept, first in line, and
+ * nothing more is read from that connection (its client waits, its bytes
+ * stay in the socket) until conn_resume.  Request/answer connections use it
+ * to bound what one client can make us hold: one view at a time, and no
+ * new request while CONN_OUT_HOLD bytes of answers wait for it to read them
+ * (the drained op then resumes it).
+ */
+#define CONN_LATER      1
+#define CONN_OUT_HOLD   (256 * 1024)
+
 struct conn_ops {
-        /* A whole, header-checked frame arrived.  Return <0 to drop the link. */
+        /* A whole, header-checked frame arrived.  Return <0 to drop the link, CONN_LATER to keep it for later. */
         int (*frame)(struct conn *c, uint8_t type, const uint8_t *payload, size_t len);
         /* An outgoing connection completed. */
         void (*connected)(struct conn *c);
@@ -226,6 +237,13 @@ void conn_set_max_frame(struct conn *c, size_t max);
 /* accept4() a non-blocking connection; label = "connection from ADDR".  -errno when none. */
 int conn_accept(int listen_fd, char *label, size_t cap);
 size_t conn_pending(const struct conn *c);
+/* After CONN_LATER: dispatch the kept frames again (from the event loop, not from here). */
+void conn_resume(struct conn *c);
+bool conn_paused(const struct conn *c);
+/* CLOCK_MONOTONIC usec of the last byte received from or sent to c. */
+uint64_t conn_last_io(const struct conn *c);
+/* Requests received that have not had their final answer yet (see conn_set_linger). */
+unsigned conn_unanswered(const struct conn *c);
 /*
  * Request/answer connections (the control socket): when the client shuts
  * its writing side, keep the connection until every request it sent has

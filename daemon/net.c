@@ -28,6 +28,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 
 #include "dchatd.h"
 #include "secure.h"
@@ -69,6 +70,10 @@ struct conn {
         bool linger;            /* at EOF, stay until every request is answered */
         bool rd_closed;         /* the other side shut its writing side */
         bool closing;           /* conn_shutdown: close once out is sent */
+        bool paused;            /* a frame op said CONN_LATER: no input until conn_resume */
+        bool resumed;           /* conn_resume: dispatch what waits in `in` first */
+        sd_event_source *resume_src;    /* defer: runs conn_io after conn_resume */
+        uint64_t last_io;       /* CLOCK_MONOTONIC usec of the last byte in or out */
         unsigned requests;      /* frames received ... */
         unsigned answers;       /* ... and final answers sent (linger mode) */
         unsigned busy;          /* dispatch depth */
@@ -90,6 +95,7 @@ static void conn_free(struct conn *c)
         conn_greeted(c);
         if (c->kind == CONN_TCP_IN)
                 S.n_in--;
+        sd_event_source_disable_unref(c->resume_src);
         sd_event_source_disable_unref(c->io);
         if (c->fd >= 0)
                 close(c->fd);
@@ -120,9 +126,12 @@ static void auth_failed(struct conn *c, const char *fmt, ...)
 
 static void conn_update_events(struct conn *c)
 {
-        uint32_t ev = c->rd_closed || c->closing ? 0 : EPOLLIN;
-        /* after a half-close, wake up once the last answer is out */
-        if (c->connecting || c->out.len > 0 || (c->rd_closed && c->answers >= c->requests))
+        /* paused: what the other side sends waits in its socket, not in our memory */
+        uint32_t ev = c->rd_closed || c->closing || c->paused ? 0 : EPOLLIN;
+        /* after a half-close, wake up once the last answer is out; after a high
+         * output, once more when it has drained (the drained op must come even
+         * if the last bytes went out from conn_send) */
+        if (c->connecting || c->out.len > 0 || c->was_high || (c->rd_closed && c->answers >= c->requests))
                 ev |= EPOLLOUT;
         (void) sd_event_source_set_io_events(c->io, ev);
 }
@@ -156,6 +165,13 @@ const char *conn_strerror(int error)
         }
 }
 
+static uint64_t now_usec(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000;
+}
+
 static int conn_flush(struct conn *c)
 {
         while (c->out.len > 0) {
@@ -165,6 +181,7 @@ static int conn_flush(struct conn *c)
                                 break;
                         return -errno;
                 }
+                c->last_io = now_usec();
                 wbuf_consume(&c->out, (size_t) n);
         }
         if (c->out.len == 0 && c->out.cap > 4 * LOW_WATER) {
@@ -196,7 +213,7 @@ static int conn_dispatch(struct conn *c)
         size_t off = 0;
         int r = 0;
 
-        while (!c->dead && !c->closing && c->in.len - off >= DCHAT_FRAME_HDR) {
+        while (!c->dead && !c->closing && !c->paused && c->in.len - off >= DCHAT_FRAME_HDR) {
                 uint8_t type;
                 int len = proto_check_header(c->in.data + off, &type);
                 if ((len >= 0 && c->max_frame && (size_t) len > c->max_frame) ||
@@ -231,6 +248,14 @@ static int conn_dispatch(struct conn *c)
                 if (c->pending)
                         conn_greeted(c);        /* an inbound link is greeted by its first frame */
                 r = c->ops->frame(c, type, c->in.data + off + DCHAT_FRAME_HDR, (size_t) len);
+                if (r == CONN_LATER) {
+                        /* not handled: it stays first in line, and nothing more is read */
+                        if (type != MSG_FOLLOW)
+                                c->requests--;
+                        c->paused = true;
+                        r = 0;
+                        break;
+                }
                 off += DCHAT_FRAME_HDR + (size_t) len;
                 if (r < 0)
                         break;
@@ -280,6 +305,30 @@ static int conn_io(sd_event_source *s, int fd, uint32_t revents, void *userdata)
                 r = c->send_error;
                 goto out;
         }
+        /*
+         * EPOLLHUP: the other side is gone for good (closed, or shut both
+         * ways), unlike a half-close (EPOLLRDHUP alone), which still wants
+         * its answers.  epoll reports it whatever we ask for, so once
+         * nothing more is to be read from it (after EOF, or while paused)
+         * it must end the connection here, or it would wake us forever.
+         * What the client sent before is read and handled first; what it
+         * waits for (a post) goes on without it.
+         */
+        if ((revents & EPOLLHUP) && !c->connecting && (c->rd_closed || c->paused || c->closing)) {
+                r = -ECONNRESET;
+                goto out;
+        }
+        if (c->resumed && !c->paused) {
+                /* conn_resume: the frames that waited go first */
+                c->resumed = false;
+                r = conn_dispatch(c);
+                if (r < 0)
+                        goto out;
+                if (c->rd_closed && !c->paused && c->in.len > 0) {
+                        r = -ECONNRESET;        /* a truncated request after EOF: never whole */
+                        goto out;
+                }
+        }
         if (c->connecting && (revents & (EPOLLOUT | EPOLLERR | EPOLLHUP))) {
                 int err = 0;
                 socklen_t l = sizeof err;
@@ -307,7 +356,7 @@ static int conn_io(sd_event_source *s, int fd, uint32_t revents, void *userdata)
 
         if (revents & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
                 /* Bounded reads per wakeup keep one busy link from starving the rest. */
-                for (int i = 0; i < 4 && !c->dead && !c->closing; i++) {
+                for (int i = 0; i < 4 && !c->dead && !c->closing && !c->paused && !c->rd_closed; i++) {
                         size_t want = READ_CHUNK;
                         struct wbuf *b = c->sec ? &c->raw : &c->in;
                         if (!wbuf_reserve(b, want)) {
@@ -336,7 +385,8 @@ static int conn_io(sd_event_source *s, int fd, uint32_t revents, void *userdata)
                                 r = conn_dispatch(c);
                                 if (r < 0)
                                         goto out;
-                                if (!c->linger || c->in.len > 0) {
+                                /* gone (EPOLLHUP): nobody to answer; a partial frame: never whole */
+                                if (!c->linger || (revents & EPOLLHUP) || (c->in.len > 0 && !c->paused)) {
                                         r = -ECONNRESET;
                                         goto out;
                                 }
@@ -344,6 +394,7 @@ static int conn_io(sd_event_source *s, int fd, uint32_t revents, void *userdata)
                                 c->rd_closed = true;
                                 break;
                         }
+                        c->last_io = now_usec();
                         b->len += (size_t) n;
                         r = c->sec ? conn_secure_input(c) : conn_dispatch(c);
                         if (r < 0)
@@ -360,7 +411,8 @@ static int conn_io(sd_event_source *s, int fd, uint32_t revents, void *userdata)
                 if (r < 0)
                         goto out;
         }
-        if (!c->dead && c->rd_closed && c->answers >= c->requests && c->out.len == 0)
+        if (!c->dead && c->rd_closed && !c->paused && c->in.len == 0 && c->answers >= c->requests &&
+            c->out.len == 0)
                 r = -ECONNRESET;        /* all answered after a half-close */
         if (!c->dead && c->closing && c->out.len == 0)
                 r = -ECONNRESET;        /* conn_shutdown: said what it had to */
@@ -379,6 +431,42 @@ out:
         if (c->dead && c->busy == 0)
                 conn_free(c);
         return 0;
+}
+
+static int on_resume(sd_event_source *s, void *userdata)
+{
+        struct conn *c = userdata;
+        return conn_io(s, c->fd, 0, c);
+}
+
+void conn_resume(struct conn *c)
+{
+        if (!c || c->dead || !c->paused)
+                return;
+        c->paused = false;
+        c->resumed = true;
+        /* not from here: the caller may be inside another connection's dispatch */
+        if (!c->resume_src &&
+            sd_event_add_defer(sd_event_source_get_event(c->io), &c->resume_src, on_resume, c) < 0) {
+                conn_close(c, -ENOMEM);
+                return;
+        }
+        (void) sd_event_source_set_enabled(c->resume_src, SD_EVENT_ONESHOT);
+}
+
+bool conn_paused(const struct conn *c)
+{
+        return c->paused;
+}
+
+uint64_t conn_last_io(const struct conn *c)
+{
+        return c->last_io;
+}
+
+unsigned conn_unanswered(const struct conn *c)
+{
+        return c->requests > c->answers ? c->requests - c->answers : 0;
 }
 
 static int on_handshake_timer(sd_event_source *s, uint64_t usec, void *userdata)
@@ -428,6 +516,7 @@ static struct conn *conn_create(sd_event *e, int fd, bool connecting, const stru
         c->userdata = userdata;
         c->connecting = connecting;
         c->kind = kind;
+        c->last_io = now_usec();
         strlcpy(c->label, label ? label : "?", sizeof c->label);
         if (expect)
                 strlcpy(c->expect, expect, sizeof c->expect);

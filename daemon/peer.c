@@ -983,6 +983,12 @@ int peer_view(struct peer *p, struct conn *client, const struct dchat_msg *req)
                 conn_send_error(client, req->tag, ERR_UNAVAILABLE, "the server is unreachable; try again later");
                 return 0;
         }
+        /* One view of a client at the server at a time: its next VIEW waits
+         * in its socket until this one has ended (view_relay_end), so a
+         * client that asks for many and reads none costs one page. */
+        for (struct view_relay *o = p->views; o; o = o->next)
+                if (o->client == client)
+                        return CONN_LATER;
         struct view_relay *v = calloc(1, sizeof *v);
         if (!v)
                 return -ENOMEM;
@@ -1124,6 +1130,7 @@ static int server_frame(struct conn *c, uint8_t type, const uint8_t *payload, si
                         (void) conn_send(v->client, &m);
                         if (!entry) {
                                 *vp = v->next;
+                                conn_resume(v->client);         /* its next view, if it waits */
                                 free(v);
                         }
                         return 0;
@@ -1171,6 +1178,7 @@ static void server_closed(struct conn *c, int error)
         for (struct view_relay *v = p->views, *n; v; v = n) {
                 n = v->next;
                 conn_send_error(v->client, v->client_tag, ERR_UNAVAILABLE, "lost the connection to the server");
+                conn_resume(v->client);
                 free(v);
         }
         p->views = NULL;

@@ -32,6 +32,7 @@
 #define BATCH_CAP       1024
 #define SCONN_MAX       (DCHAT_PEERS_MAX * 4)
 #define FOLLOW_HIGH     (256 * 1024)    /* bytes queued to one follower before waiting for it */
+#define VIEW_PAGE_BYTES (256 * 1024)    /* a page ends early once this much waits to be sent */
 
 struct sconn {
         struct server *s;
@@ -309,7 +310,13 @@ int server_view_page(struct server *s, const struct dchat_msg *req, struct conn 
         uint64_t next = start;
         if (start <= upto) {
                 r = chatlog_seek(s->log, start, &cur);
-                for (uint32_t i = 0; r >= 0 && i < max && cur.seq <= upto; i++) {
+                /* A page is cut short (VIEW_END says where to go on) once the
+                 * connection holds VIEW_PAGE_BYTES: with the next request only
+                 * taken below CONN_OUT_HOLD, a reader that does not keep up
+                 * costs a bounded buffer.  At least one entry, so every page
+                 * makes progress. */
+                for (uint32_t i = 0; r >= 0 && i < max && cur.seq <= upto &&
+                                     (i == 0 || conn_pending(to) < VIEW_PAGE_BYTES); i++) {
                         r = chatlog_next(s->log, &cur, &s->scratch);
                         if (r == CHATLOG_DAMAGED) {
                                 r = send_damaged(to, req->tag, s->scratch.seq, cur.damaged_last, upto, cur.damaged_why);
@@ -523,6 +530,9 @@ static int sconn_frame(struct conn *c, uint8_t type, const uint8_t *payload, siz
         struct server *s = sc->s;
         struct dchat_msg m;
 
+        /* a peer that does not read what we send it: its next request waits (sconn_drained) */
+        if (conn_pending(c) >= CONN_OUT_HOLD)
+                return CONN_LATER;
         if (proto_decode(type, payload, len, &m, &s->scratch, NULL) < 0) {
                 log_event(EV_PROTOCOL_ERROR, NULL, "%s: malformed %s frame; closing", conn_label(c),
                           proto_type_name(type));
@@ -576,6 +586,7 @@ static void sconn_closed(struct conn *c, int error)
 static void sconn_drained(struct conn *c)
 {
         struct sconn *sc = conn_userdata(c);
+        conn_resume(c);
         server_client_drained(sc->s, c);
 }
 

@@ -2,7 +2,7 @@
 /*
  * send-raw — throw bytes at a socket and see whether the other side hangs up.
  *
- *   send-raw [-t MS] [-o FILE] [-h] [-e TYPE] [-k KEYFILE -n NAME] TARGET < BYTES
+ *   send-raw [-t MS] [-o FILE] [-h] [-N] [-e TYPE] [-k KEYFILE -n NAME] TARGET < BYTES
  *
  * TARGET is 127.0.0.1:PORT, [::1]:PORT or the absolute path of a UNIX stream
  * socket.  send-raw connects, sends all of standard input, then waits up to
@@ -15,6 +15,10 @@
  *
  * -o FILE  write every byte received to FILE
  * -h       half-close (shutdown SHUT_WR) after sending: the other side sees EOF
+ * -N       never read: send (for at most MS milliseconds: the other side may stop
+ *          reading), then keep the connection open for MS milliseconds without
+ *          reading a byte (a client that floods requests and never takes its
+ *          answers), then close it; prints "held", or "closed" if a send failed
  * -e TYPE  stop waiting as soon as a whole dchat frame (daemon/proto.h: u32 length,
  *          u8 version, u8 type, ...) of this type has arrived, e.g. 9 (VIEW_END),
  *          10 (ERROR), 12 (POSTED); the frames before it are kept too
@@ -50,7 +54,7 @@ static struct wbuf raw;                 /* -k: received bytes not yet decrypted 
 
 static void usage(void)
 {
-        fprintf(stderr, "usage: send-raw [-t MS] [-o FILE] [-h] [-e TYPE] [-k KEYFILE -n NAME] "
+        fprintf(stderr, "usage: send-raw [-t MS] [-o FILE] [-h] [-N] [-e TYPE] [-k KEYFILE -n NAME] "
                         "HOST:PORT|/path/to/socket < bytes\n");
 }
 
@@ -279,13 +283,15 @@ int main(int argc, char *argv[])
         static char buf[1 << 20];
         long timeout_ms = 1000;
         const char *outfile = NULL;
-        int half_close = 0, out = -1, fd, o, closed = 0, want_type = -1;
+        int half_close = 0, never_read = 0, stalled = 0, out = -1, fd, o, closed = 0, want_type = -1;
         const char *keyfile = NULL, *name = NULL;
 
         /* by hand: the Makefile's tool rule does not link libbsd, whose overlay renames getopt */
         for (o = 1; o < argc && argv[o][0] == '-' && argv[o][1]; o++) {
                 if (strcmp(argv[o], "-h") == 0)
                         half_close = 1;
+                else if (strcmp(argv[o], "-N") == 0)
+                        never_read = 1;
                 else if (strcmp(argv[o], "-t") == 0 && o + 1 < argc)
                         timeout_ms = strtol(argv[++o], NULL, 10);
                 else if (strcmp(argv[o], "-o") == 0 && o + 1 < argc)
@@ -319,6 +325,11 @@ int main(int argc, char *argv[])
                 puts("closed");
                 return 0;
         }
+        if (never_read) {
+                /* a send that waits that long: the other side has stopped reading us */
+                struct timeval tv = { timeout_ms / 1000, (timeout_ms % 1000) * 1000 };
+                (void) setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+        }
 
         /* send all of stdin; the other side may hang up half way, which is an answer too */
         for (;;) {
@@ -348,6 +359,10 @@ int main(int argc, char *argv[])
                         ssize_t w = send(fd, data + off, (size_t) (n - off), MSG_NOSIGNAL);
                         if (w < 0 && errno == EINTR)
                                 continue;
+                        if (w < 0 && never_read && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+                                stalled = 1;
+                                break;
+                        }
                         if (w < 0) {
                                 closed = 1;
                                 break;
@@ -355,11 +370,20 @@ int main(int argc, char *argv[])
                         off += w;
                 }
                 wbuf_free(&sealed);
-                if (closed || sec)
+                if (closed || stalled || sec)
                         break;
         }
-        if (!closed && half_close)
+        if (!closed && !stalled && half_close)
                 (void) shutdown(fd, SHUT_WR);
+        if (never_read) {
+                /* whatever the other side sends stays in its buffers and ours */
+                struct timespec ts = { timeout_ms / 1000, (timeout_ms % 1000) * 1000000 };
+                while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+                        ;
+                puts(closed ? "closed" : "held");
+                close(fd);
+                return 0;
+        }
 
         long long end = now_ms() + timeout_ms;
         while (!closed && !(want_type >= 0 && have_frame(want_type))) {
