@@ -26,6 +26,7 @@
 #include <histedit.h>
 
 #include "client.h"
+#include "number.h"
 
 #define TAG_POST        (FOLLOW_TAG_USER + 1)   /* + n: one tag per post, cycling */
 #define TAG_STATUS      (FOLLOW_TAG_USER - 1 + 0x40000000u)
@@ -233,17 +234,15 @@ static void command(const char *line)
                 if (follow_send(&chat.f, &(struct dchat_msg) { .type = MSG_STATUS, .tag = TAG_STATUS }) < 0)
                         above("*** /status failed: not connected to dchatd");
         } else if (strcmp(cmd, "view") == 0) {
-                char *end;
-                errno = 0;
-                unsigned long long v = *arg ? strtoull(arg, &end, 10) : 10;
-                if (*arg && (errno || *end || v == 0 || *arg == '-')) {
+                uint64_t v = 10;
+                if (*arg && number_parse_u64(arg, 1, UINT64_MAX, &v) < 0) {
                         above("*** /view needs a positive number of lines, not '%s'", arg);
                         return;
                 }
                 chat.view_tag = chat.view_tag == TAG_VIEW ? TAG_VIEW + 1 : TAG_VIEW;
                 chat.view_from = chat.view_upto = 0;
                 chat.view_n = v;
-                above("*** the last %llu line(s):", v);
+                above("*** the last %llu line(s):", (unsigned long long) v);
                 ask_view_page();
         } else {
                 above("*** unknown command /%s; commands: /view N, /status, /quit, /help", cmd);
@@ -358,14 +357,10 @@ int cmd_chat(int argc, char **argv, const char *socket_path)
 
         while ((o = getopt_long(argc, argv, "+n:h", opts, NULL)) >= 0) {
                 if (o == 'n') {
-                        char *end;
-                        errno = 0;
-                        unsigned long long v = strtoull(optarg, &end, 10);
-                        if (errno || *end || !*optarg || optarg[0] == '-') {
-                                fprintf(stderr, "dchatctl: chat -n needs a number, not '%s'\n", optarg);
+                        if (number_parse_u64(optarg, 0, UINT64_MAX, &last_n) < 0) {
+                                fprintf(stderr, "dchatctl: chat -n needs a decimal number, not '%s'\n", optarg);
                                 return 2;
                         }
-                        last_n = v;
                 } else if (o == 'h') {
                         chat_usage(stdout);
                         return 0;

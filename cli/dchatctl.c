@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "key.h"
+#include "number.h"
 #include "proto.h"
 #include "since.h"
 #include "client.h"
@@ -339,14 +340,12 @@ static int cmd_post(int argc, char **argv)
 
         while ((o = getopt_long(argc, argv, "+h", opts, NULL)) >= 0) {
                 if (o == 'H') {
-                        char *end;
-                        double s = strtod(optarg, &end);
-                        if (*end || !*optarg || !(s >= 0 && s <= DCHAT_HOLD_MAX_MS / 1000.0)) {
-                                fprintf(stderr, "dchatctl: --hold takes seconds from 0 to %d, not '%s'\n",
+                        if (number_parse_seconds_ms(optarg, DCHAT_HOLD_MAX_MS, &hold_ms) < 0) {
+                                fprintf(stderr, "dchatctl: --hold takes seconds, a decimal number from 0 to %d "
+                                        "with at most 3 decimals (e.g. 2 or 1.5), not '%s'\n",
                                         DCHAT_HOLD_MAX_MS / 1000, optarg);
                                 return 2;
                         }
-                        hold_ms = (uint32_t) (s * 1000);
                         continue;
                 }
                 if (o == 'h') {
@@ -409,18 +408,14 @@ static int cmd_view(int argc, char **argv)
 
         while ((o = getopt_long(argc, argv, "+n:fh", opts, NULL)) >= 0) {
                 switch (o) {
-                case 'n': {
-                        char *end;
-                        errno = 0;
-                        unsigned long long v = strtoull(optarg, &end, 10);
-                        if (errno || *end || !*optarg || optarg[0] == '-' || v == 0) {
-                                fprintf(stderr, "dchatctl: view -n needs a positive number, not '%s'\n", optarg);
+                case 'n':
+                        if (number_parse_u64(optarg, 1, UINT64_MAX, &last_n) < 0) {
+                                fprintf(stderr, "dchatctl: view -n needs a positive decimal number, not '%s'\n",
+                                        optarg);
                                 return 2;
                         }
-                        last_n = v;
                         starts++;
                         break;
-                }
                 case 'S':
                         if (since_parse(optarg, time(NULL), &since_time) < 0) {
                                 fprintf(stderr, "dchatctl: --since needs a time such as 2026-11-21, '2026-11-21 14:30', "
@@ -431,19 +426,14 @@ static int cmd_view(int argc, char **argv)
                                 since_time = 1;         /* 0 would mean "no --since" */
                         starts++;
                         break;
-                case 'Q': {
-                        char *end;
-                        errno = 0;
-                        unsigned long long v = strtoull(optarg, &end, 10);
-                        if (errno || *end || !*optarg || optarg[0] == '-' || v == 0) {
-                                fprintf(stderr, "dchatctl: --since-seq needs a positive sequence number, not '%s'\n",
-                                        optarg);
+                case 'Q':
+                        if (number_parse_u64(optarg, 1, UINT64_MAX, &since_seq) < 0) {
+                                fprintf(stderr, "dchatctl: --since-seq needs a positive decimal sequence number, "
+                                        "not '%s'\n", optarg);
                                 return 2;
                         }
-                        since_seq = v;
                         starts++;
                         break;
-                }
                 case 'j':
                         json = true;
                         break;

@@ -604,23 +604,41 @@ static void cs_maybe_request(struct peer *p)
                 run_actions(p, &acts);
 }
 
-/* What the request is still waiting for, for error messages. */
-static void waiting_for(struct peer *p, char *buf, size_t cap)
+/*
+ * What a post is still waiting for, for error messages: one in the
+ * critical section (queued false) waits for the server; one in the queue
+ * waits for the other peers' replies, or, while this node is inside with
+ * earlier posts, for this node's own critical section to end.
+ */
+static void waiting_for(struct peer *p, bool queued, char *buf, size_t cap)
 {
+        const char *server = p->server_state == LINK_UP ? "the server's answer" : "the server (unreachable)";
         size_t off = 0;
+        uint64_t t;
 
         buf[0] = '\0';
-        if (p->ra.state == RA_WANTED) {
+        if (queued && p->ra.state == RA_HELD) {
+                if (sd_event_source_get_enabled(p->hold_timer, NULL) > 0 &&
+                    sd_event_source_get_time(p->hold_timer, &t) >= 0)
+                        snprintf(buf, cap, "this node's own critical section, held by post --hold "
+                                 "(%llu ms more)", (unsigned long long) (t > now_usec() ? (t - now_usec()) / USEC_PER_MSEC : 0));
+                else
+                        snprintf(buf, cap, "this node's own critical section, whose earlier posts wait for %s", server);
+                return;
+        }
+        if (queued && p->ra.state == RA_WANTED) {
+                off = (size_t) snprintf(buf, cap, "a reply from ");
+                size_t start = off;
                 for (unsigned i = 0; i < p->ra.n; i++) {
                         if (!(p->ra.awaiting & (UINT64_C(1) << i)))
                                 continue;
-                        off += (size_t) snprintf(buf + off, off < cap ? cap - off : 0, "%s%s%s", off ? ", " : "",
+                        off += (size_t) snprintf(buf + off, off < cap ? cap - off : 0, "%s%s%s", off > start ? ", " : "",
                                                  p->names[i], p->links[i].state == LINK_UP ? "" : " (unreachable)");
                 }
-                if (off)
+                if (off > start)
                         return;
         }
-        snprintf(buf, cap, "%s", p->server_state == LINK_UP ? "the server's answer" : "the server (unreachable)");
+        snprintf(buf, cap, "%s", server);
 }
 
 static int on_deadline(sd_event_source *s, uint64_t usec, void *userdata)
@@ -629,12 +647,7 @@ static int on_deadline(sd_event_source *s, uint64_t usec, void *userdata)
         char what[512], msg[DCHAT_ERROR_MAX];
         (void) s;
 
-        if (p->ra.state == RA_WANTED) {
-                snprintf(what, sizeof what, "a reply from ");
-                waiting_for(p, what + strlen(what), sizeof what - strlen(what));
-        } else {
-                waiting_for(p, what, sizeof what);
-        }
+        waiting_for(p, false, what, sizeof what);
         snprintf(msg, sizeof msg, "timed out after %llu ms waiting for %s",
                  (unsigned long long) (p->conf->post_timeout_usec / USEC_PER_MSEC), what);
 
@@ -659,6 +672,9 @@ static int on_deadline(sd_event_source *s, uint64_t usec, void *userdata)
                 }
         }
         /* queued posts: never sent, so certainly not stored */
+        waiting_for(p, true, what, sizeof what);
+        snprintf(msg, sizeof msg, "timed out after %llu ms waiting for %s",
+                 (unsigned long long) (p->conf->post_timeout_usec / USEC_PER_MSEC), what);
         struct post_req **pp = &p->queue;
         while (*pp) {
                 struct post_req *r = *pp;

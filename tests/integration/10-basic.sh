@@ -165,6 +165,24 @@ run ctl node1 status --bogus
 is "$RC" 2 "status --bogus: exit 2"
 run ctl node1 post --hold 99 x
 is "$RC" 2 "post --hold beyond 30 s: exit 2"
+# numbers are plain decimal: no hex, exponent, sign or space that strtod/strtoul would take
+for h in 0x10 0X1p4 1e1 ' 5' +5 -0 .5 5. 1.2345 inf; do
+    run ctl node1 post --hold "$h" "held by '$h'"
+    is "$RC" 2 "post --hold '$h': exit 2"
+    like "$ERR" "--hold takes seconds, a decimal number from 0 to 30" "post --hold '$h': says what it takes"
+done
+is "$(ctl node1 view | grep -c 'held by')" 0 "none of those was posted"
+for n in ' -5' +5 ' 5' 5x 0x10 1e3 18446744073709551616; do
+    run ctl node1 view -n "$n"
+    is "$RC/$OUT" "2/" "view -n '$n': exit 2, nothing shown"
+    run ctl node1 view --since-seq "$n"
+    is "$RC/$OUT" "2/" "view --since-seq '$n': exit 2, nothing shown"
+    run ctl node1 chat -n "$n"
+    is "$RC" 2 "chat -n '$n': exit 2"
+done
+like "$ERR" "chat -n needs a decimal number" "chat -n: says what it takes"
+run ctl node1 view -n 007
+is "$(printf '%s\n' "$OUT" | wc -l)" 7 "view -n 007 is seven lines (decimal, not octal)"
 run "$DCHATCTL" --help
 is "$RC" 0 "--help exits 0"
 like "$OUT" "usage: dchatctl" "--help prints the usage on stdout"
