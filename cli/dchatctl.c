@@ -172,8 +172,11 @@ static int recv_msg(struct dchat_msg *m)
 
 static int print_error(const char *what, const struct dchat_msg *m)
 {
-        if (m->error.code == ERR_DENIED)
+        /* tag 0: dchatd refused the connection itself (control_group); else this request (post --hold) */
+        if (m->error.code == ERR_DENIED && m->tag == 0)
                 return fail("permission denied on %s: %.*s", socket_path, (int) m->error.text.len, m->error.text.p);
+        if (m->error.code == ERR_DENIED)
+                return fail("%s refused: %.*s", what, (int) m->error.text.len, m->error.text.p);
         return fail("%s failed: %.*s", what, (int) m->error.text.len, m->error.text.p);
 }
 

@@ -135,6 +135,11 @@ static const struct key keys[] = {
           8, 1, 10000, NULL },
         { "max_queued_posts_per_user", CONFIG_TYPE_INT, STORE_UINT,     CONF_OFF(max_queued_posts_per_user),
           32, 1, 100000, NULL },
+        /* post --hold stalls the whole cluster: users other than root only this long */
+        { "hold_max_ms",        CONFIG_TYPE_INT,    STORE_UINT,         CONF_OFF(hold_max_ms),
+          0, 0, DCHAT_HOLD_MAX_MS, NULL },
+        { "client_idle_timeout_ms", CONFIG_TYPE_INT, STORE_USEC_FROM_MS, CONF_OFF(client_idle_usec),
+          300000, 100, 86400000, NULL },
         { "control_group",      CONFIG_TYPE_STRING, STORE_GROUP,        CONF_OFF(control_group),
           0, 1, 32, NULL },
         { "debug",              CONFIG_TYPE_BOOL,   STORE_BOOL,         CONF_OFF(debug),
@@ -836,7 +841,8 @@ void conf_log_summary(const struct dchat_conf *c) {
         log_info("Configuration %s: node %s, role %s, address %s; server %s at %s; %u peer%s; "
                  "post_timeout_ms=%llu connect_timeout_ms=%llu reconnect_ms=%llu..%llu "
                  "heartbeat_ms=%llu suspect_after_ms=%llu dead_after_ms=%llu batch_max=%u max_clients=%u max_clients_per_user=%u "
-                 "max_queued_posts_per_user=%u control_group=%s reuse_permissions=%s debug=%s control_socket=%s state_directory=%s "
+                 "max_queued_posts_per_user=%u hold_max_ms=%u client_idle_timeout_ms=%llu control_group=%s "
+                 "reuse_permissions=%s debug=%s control_socket=%s state_directory=%s "
                  "key_file=%s insecure_plaintext=%s handshake_timeout_ms=%llu max_handshakes=%u max_links_in=%u",
                  c->path, c->node, c->role == ROLE_SERVER ? "server" : "peer", self->address,
                  c->n_servers > 0 ? c->servers[0].name : "-", c->n_servers > 0 ? c->servers[0].address : "-",
@@ -849,6 +855,7 @@ void conf_log_summary(const struct dchat_conf *c) {
                  (unsigned long long) (c->suspect_after_usec / USEC_PER_MSEC),
                  (unsigned long long) (c->dead_after_usec / USEC_PER_MSEC),
                  c->batch_max, c->max_clients, c->max_clients_per_user, c->max_queued_posts_per_user,
+                 c->hold_max_ms, (unsigned long long) (c->client_idle_usec / USEC_PER_MSEC),
                  c->control_group, c->reuse_permissions ? "yes" : "no", c->debug ? "yes" : "no",
                  c->control_socket[0] ? c->control_socket : "(default)",
                  c->state_directory[0] ? c->state_directory : "(default)",

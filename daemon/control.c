@@ -9,8 +9,16 @@
  * their groups (SO_PEERCRED gid, SO_PEERGROUPS).  Per user (root excepted):
  * at most max_clients_per_user connections and max_queued_posts_per_user
  * posts waiting to be stored; requests are at most CONTROL_FRAME_MAX bytes.
- * Whoever is refused gets an ERROR saying why, and a client-refused event
- * is logged; the other clients are not disturbed.
+ * Only root may post --hold for longer than hold_max_ms (default 0: root
+ * only), since a hold stalls every peer of the cluster.  Whoever is refused
+ * gets an ERROR saying why, and a client-refused event is logged; the
+ * other clients are not disturbed.
+ *
+ * A client that has been idle for client_idle_timeout_ms is closed, so
+ * that forgotten connections do not use up max_clients; one with a request
+ * in progress or a follow is never idle.  When max_clients are connected,
+ * up to STATUS_SLOTS more may still connect for one thing, `status`: they
+ * are answered a STATUS and refused anything else.
  */
 #include <grp.h>
 #include <pwd.h>
@@ -23,6 +31,8 @@
 /* The largest request, a POST of DCHAT_TEXT_MAX bytes, is 4110 bytes; a
  * little more is allowed so that a text a bit too long gets its own error. */
 #define CONTROL_FRAME_MAX (4 * (DCHAT_TEXT_MAX + 64))
+#define STATUS_SLOTS            4               /* connections beyond max_clients, for STATUS only */
+#define STATUS_SLOT_USEC        (2 * USEC_PER_SEC)      /* ... which must ask within this time */
 
 struct client {
         struct control *ctl;
@@ -30,6 +40,9 @@ struct client {
         uid_t uid;
         pid_t pid;
         char author[DCHAT_NAME_MAX + 1];
+        sd_event_source *idle_timer;
+        bool following;                 /* sent FOLLOW: never idle */
+        bool status_only;               /* let in beyond max_clients: STATUS only */
         struct client *prev, *next;
 };
 
@@ -38,7 +51,8 @@ struct control {
         struct daemon *d;
         sd_event_source *listen_src;
         unsigned max_clients;
-        unsigned n;
+        unsigned n;                     /* clients, without ... */
+        unsigned n_status_only;         /* ... those let in for STATUS only */
         struct client *clients;
         struct dchat_status status;     /* scratch for STATUS replies */
         gid_t group;                    /* control_group's gid ... */
@@ -88,6 +102,14 @@ static int client_frame(struct conn *c, uint8_t type, const uint8_t *payload, si
                           proto_type_name(type));
                 return -EBADMSG;
         }
+        if (cl->status_only && type != MSG_STATUS) {
+                log_event(EV_CLIENT_REFUSED, NULL, "%s: %s refused: max_clients reached (only STATUS is answered "
+                          "beyond it)", conn_label(c), proto_type_name(type));
+                /* straight out: the connection is closed right after */
+                fd_send_error(conn_fd(c), m.tag, ERR_BUSY, "too many dchatctl clients at once (max_clients = %u); "
+                              "only status is answered now; try again", cl->ctl->max_clients);
+                return -EBUSY;
+        }
         switch (type) {
         case MSG_POST:
                 if (!d->peer) {
@@ -98,6 +120,21 @@ static int client_frame(struct conn *c, uint8_t type, const uint8_t *payload, si
                 r = text_validate(m.post.text.p, m.post.text.len, &why);
                 if (r < 0) {
                         conn_send_error(c, m.tag, r == -E2BIG ? ERR_TOO_LONG : ERR_INVALID, "%s", why);
+                        return 0;
+                }
+                if (cl->uid != 0 && m.post.hold_ms > d->conf.hold_max_ms) {
+                        /* a hold stalls every peer: root decides who may */
+                        log_event(EV_CLIENT_REFUSED, NULL, "%s: post --hold of %u ms refused: user %s is not root "
+                                  "(hold_max_ms = %u)", conn_label(c), m.post.hold_ms, cl->author,
+                                  d->conf.hold_max_ms);
+                        if (d->conf.hold_max_ms == 0)
+                                conn_send_error(c, m.tag, ERR_DENIED, "only root may post --hold on this dchatd "
+                                                "(hold_max_ms = 0 in dchat.conf); post without --hold");
+                        else
+                                conn_send_error(c, m.tag, ERR_DENIED, "post --hold may be at most %u.%03u s for "
+                                                "users other than root (hold_max_ms = %u in dchat.conf)",
+                                                d->conf.hold_max_ms / 1000, d->conf.hold_max_ms % 1000,
+                                                d->conf.hold_max_ms);
                         return 0;
                 }
                 if (cl->uid != 0 && peer_posts_of(d->peer, cl->author) >= d->conf.max_queued_posts_per_user) {
@@ -118,6 +155,7 @@ static int client_frame(struct conn *c, uint8_t type, const uint8_t *payload, si
                         return server_view_page(d->server, &m, c);
                 return peer_view(d->peer, c, &m);
         case MSG_FOLLOW:
+                cl->following = true;
                 if (d->server)
                         return server_follow(d->server, &m, c);
                 return peer_follow(d->peer, c, &m);
@@ -142,8 +180,12 @@ static void client_closed(struct conn *c, int error)
                 peer_client_gone(ctl->d->peer, c);
         if (ctl->d->server)
                 server_client_gone(ctl->d->server, c);
+        sd_event_source_disable_unref(cl->idle_timer);
         LIST_REMOVE(ctl->clients, cl);
-        ctl->n--;
+        if (cl->status_only)
+                ctl->n_status_only--;
+        else
+                ctl->n--;
         free(cl);
 }
 
@@ -157,6 +199,43 @@ static void client_drained(struct conn *c)
                 peer_client_drained(cl->ctl->d->peer, c);
         if (cl->ctl->d->server)
                 server_client_drained(cl->ctl->d->server, c);
+}
+
+/* How long cl may stay idle: client_idle_timeout_ms, and not more than STATUS_SLOT_USEC for a status slot. */
+static uint64_t idle_limit(const struct client *cl)
+{
+        uint64_t idle = cl->ctl->d->conf.client_idle_usec;
+        return cl->status_only && idle > STATUS_SLOT_USEC ? STATUS_SLOT_USEC : idle;
+}
+
+static void idle_arm(struct client *cl, uint64_t when)
+{
+        (void) sd_event_source_set_time(cl->idle_timer, when);
+        (void) sd_event_source_set_enabled(cl->idle_timer, SD_EVENT_ONESHOT);
+}
+
+static int on_idle_timer(sd_event_source *s, uint64_t usec, void *userdata)
+{
+        struct client *cl = userdata;
+        uint64_t limit = idle_limit(cl), last = conn_last_io(cl->c);
+        (void) s;
+
+        /* a follower, and a client waiting for an answer (a post behind
+         * the critical section), are not idle however quiet */
+        if (cl->following || conn_unanswered(cl->c) > 0) {
+                idle_arm(cl, usec + limit);
+                return 0;
+        }
+        if (last + limit > usec) {
+                idle_arm(cl, last + limit);
+                return 0;
+        }
+        log_info("%s: closed after %llu ms without a request or an answer read (client_idle_timeout_ms)",
+                 conn_label(cl->c), (unsigned long long) ((usec - last) / USEC_PER_MSEC));
+        fd_send_error(conn_fd(cl->c), 0, ERR_TIMEOUT, "dchatd closed this connection after %llu ms idle "
+                      "(client_idle_timeout_ms)", (unsigned long long) (limit / USEC_PER_MSEC));
+        conn_close(cl->c, -ETIMEDOUT);
+        return 0;
 }
 
 static const struct conn_ops client_ops = {
@@ -238,13 +317,16 @@ static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdat
                         return 0;
                 }
         }
-        if (ctl->n >= ctl->max_clients) {
+        /* at max_clients, a few more may come in for STATUS alone: `status`
+         * shows what is wrong even when idle clients fill every slot */
+        bool status_only = ctl->n >= ctl->max_clients;
+        if (status_only && ctl->n_status_only >= STATUS_SLOTS) {
                 snprintf(text, sizeof text, "too many dchatctl clients at once (max_clients = %u); try again",
                          ctl->max_clients);
                 refuse(cfd, &cred, ERR_BUSY, "max_clients reached", text);
                 return 0;
         }
-        if (cred.uid != 0) {
+        if (!status_only && cred.uid != 0) {
                 unsigned mine = 0;
                 for (struct client *o = ctl->clients; o; o = o->next)
                         mine += o->uid == cred.uid;
@@ -263,10 +345,20 @@ static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdat
         cl->ctl = ctl;
         cl->uid = cred.uid;
         cl->pid = cred.pid;
+        cl->status_only = status_only;
         author_of(cred.uid, cl->author, sizeof cl->author);
         snprintf(label, sizeof label, "dchatctl pid %d (%s)", (int) cred.pid, cl->author);
+        uint64_t now;
+        (void) sd_event_now(ctl->event, CLOCK_MONOTONIC, &now);
+        if (sd_event_add_time(ctl->event, &cl->idle_timer, CLOCK_MONOTONIC, now + idle_limit(cl), 10 * USEC_PER_MSEC,
+                              on_idle_timer, cl) < 0) {
+                free(cl);
+                close(cfd);
+                return 0;
+        }
         cl->c = conn_new(ctl->event, cfd, false, &client_ops, cl, label);
         if (!cl->c) {
+                sd_event_source_disable_unref(cl->idle_timer);
                 free(cl);
                 close(cfd);
                 return 0;
@@ -274,7 +366,10 @@ static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdat
         conn_set_linger(cl->c);
         conn_set_max_frame(cl->c, CONTROL_FRAME_MAX);
         LIST_PREPEND(ctl->clients, cl);
-        ctl->n++;
+        if (status_only)
+                ctl->n_status_only++;
+        else
+                ctl->n++;
         return 0;
 }
 
@@ -318,9 +413,12 @@ struct control *control_free(struct control *ctl)
         return NULL;
 }
 
-void control_reconf(struct control *ctl, unsigned max_clients)
+void control_reconf(struct control *ctl)
 {
-        ctl->max_clients = max_clients;
+        ctl->max_clients = ctl->d->conf.max_clients;
+        /* a new client_idle_timeout_ms counts for the clients already there too */
+        for (struct client *cl = ctl->clients; cl; cl = cl->next)
+                idle_arm(cl, conn_last_io(cl->c) + idle_limit(cl));
 }
 
 unsigned control_clients(const struct control *ctl)

@@ -293,7 +293,7 @@ static void apply_tunables(struct daemon *d)
         if (d->peer)
                 peer_reconf(d->peer, &d->conf);
         if (d->control)
-                control_reconf(d->control, d->conf.max_clients);
+                control_reconf(d->control);
 }
 
 static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)

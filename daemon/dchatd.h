@@ -76,6 +76,8 @@ struct dchat_conf {
         unsigned max_links_in;          /* max_links_in, default 256 */
         unsigned max_clients_per_user;  /* max_clients_per_user, default 8 (not root) */
         unsigned max_queued_posts_per_user; /* max_queued_posts_per_user, default 32 (not root) */
+        unsigned hold_max_ms;           /* hold_max_ms: longest post --hold (not root), default 0: root only */
+        uint64_t client_idle_usec;      /* client_idle_timeout_ms, default 300000 */
         char control_group[33];         /* control_group, default "dchat" (restart) */
         bool debug;                     /* debug, default false */
 
@@ -478,7 +480,8 @@ struct control;
 struct daemon;
 int control_new(sd_event *e, struct daemon *d, int listen_fd, struct control **ret);
 struct control *control_free(struct control *ctl);
-void control_reconf(struct control *ctl, unsigned max_clients);
+/* Takes the reloaded max_clients and client_idle_timeout_ms from the daemon's conf. */
+void control_reconf(struct control *ctl);
 unsigned control_clients(const struct control *ctl);
 
 /* Fills st from whichever role runs (control.c). */
