@@ -9,8 +9,9 @@
  * their groups (SO_PEERCRED gid, SO_PEERGROUPS).  Per user (root excepted):
  * at most max_clients_per_user connections and max_queued_posts_per_user
  * posts waiting to be stored; requests are at most CONTROL_FRAME_MAX bytes.
- * Only root may post --hold for longer than hold_max_ms (default 0: root
- * only), since a hold stalls every peer of the cluster.  Whoever is refused
+ * Only root (and dchatd's own user) may post --hold for longer than
+ * hold_max_ms (default 0: nobody else), since a hold stalls every peer of
+ * the cluster.  Whoever is refused
  * gets an ERROR saying why, and a client-refused event is logged; the
  * other clients are not disturbed.
  *
@@ -122,8 +123,8 @@ static int client_frame(struct conn *c, uint8_t type, const uint8_t *payload, si
                         conn_send_error(c, m.tag, r == -E2BIG ? ERR_TOO_LONG : ERR_INVALID, "%s", why);
                         return 0;
                 }
-                if (cl->uid != 0 && m.post.hold_ms > d->conf.hold_max_ms) {
-                        /* a hold stalls every peer: root decides who may */
+                if (cl->uid != 0 && cl->uid != geteuid() && m.post.hold_ms > d->conf.hold_max_ms) {
+                        /* a hold stalls every peer: root (or dchatd's own user) decides who may */
                         log_event(EV_CLIENT_REFUSED, NULL, "%s: post --hold of %u ms refused: user %s is not root "
                                   "(hold_max_ms = %u)", conn_label(c), m.post.hold_ms, cl->author,
                                   d->conf.hold_max_ms);

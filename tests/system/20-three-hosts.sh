@@ -302,8 +302,10 @@ ok "node1 and node2 are linked to the server and to each other" wait_for -t 10 a
 deferred_before=$(count_ev node1 reply-deferred)
 cs_before=$(count_ev node1 cs-enter)
 # node1 holds the critical section 2 s after storing; node2 asks meanwhile: node1 must
-# defer node2's request until it leaves.
-as lucy node1 dchatctl post --hold 2 "node1 holds the critical section" >"$T/p1.out" 2>"$T/p1.err" &
+# defer node2's request until it leaves.  Only root may hold (hold_max_ms = 0, the default).
+run as lucy node1 dchatctl post --hold 2 "lucy holds"
+like "$RC $ERR" "^1 dchatctl: post refused: only root may post --hold" "lucy may not post --hold: $ERR"
+on node1 dchatctl post --hold 2 "node1 holds the critical section" >"$T/p1.out" 2>"$T/p1.err" &
 p1=$!
 track_pid "$p1"
 wait_for -t 5 more_ev node1 cs-enter "$cs_before"
@@ -328,8 +330,9 @@ like "$x" "This is what gives Ricart-Agrawala its mutual exclusion" "journalctl 
 run on node1 dchatctl view; v1=$OUT
 run on node2 dchatctl view; v2=$OUT
 is "$v2" "$v1" "dchatctl view is the same on node1 and node2"
-like "$v1" "lucy: first post, from a cold start.*lucy: node1 holds the critical section.*lucy: node2 waits for node1" \
+like "$v1" "lucy: first post, from a cold start.*root: node1 holds the critical section.*lucy: node2 waits for node1" \
      "the view holds the three posts in order, with the author from the socket credentials"
+unlike "$v1" "lucy holds" "lucy's refused hold was not posted"
 like "$(head -n1 <<<"$v1")" "^[0-9]{2} [A-Z][a-z]{2} [0-9]{2}:[0-9]{2}[AP]M lucy: " "log line format DD Mon HH:MMAM Author: text"
 
 # === 6. hardening ============================================================================
