@@ -203,6 +203,11 @@ static void post_line(const char *text)
         time_t now = time(NULL);
         struct tm tm;
         localtime_r(&now, &tm);
+        if (!utc_offset_valid(tm.tm_gmtoff)) {
+                above("*** cannot post: the time zone's UTC offset (%+ld s) is beyond what dchat can keep",
+                      (long) tm.tm_gmtoff);
+                return;
+        }
         uint32_t tag = TAG_POST + chat.next_post++ % POST_TAGS;
         if (follow_send(&chat.f, &(struct dchat_msg) {
                     .type = MSG_POST, .tag = tag,

@@ -205,13 +205,8 @@ static void print_entry(const struct dchat_entry *e, bool json)
                 printf("%s %s: %s\n", when, e->author, e->text);
                 return;
         }
-        char iso[40] = "?";
-        struct tm tm;
-        long off = labs((long) e->utc_offset);
-        size_t l;
-        if (entry_local_tm(e, &tm) && (l = strftime(iso, sizeof iso, "%Y-%m-%dT%H:%M:%S", &tm)) > 0)
-                snprintf(iso + l, sizeof iso - l, "%c%02ld:%02ld", e->utc_offset < 0 ? '-' : '+', off / 3600,
-                         off % 3600 / 60);
+        char iso[48];
+        entry_format_iso(e, iso, sizeof iso);
         printf("{\"seq\":%llu,\"lamport\":%llu,\"node\":", (unsigned long long) e->seq,
                (unsigned long long) e->lamport);
         json_str(e->node, strlen(e->node));
@@ -379,6 +374,15 @@ static int cmd_post(int argc, char **argv)
         time_t now = time(NULL);
         struct tm tm;
         localtime_r(&now, &tm);
+        if (!utc_offset_valid(tm.tm_gmtoff)) {
+                /* only a hand-made zone file can do that: POSIX TZ stops at 24:59:59 */
+                fail("cannot post: the time zone%s%s has a UTC offset of %+ld s, beyond the %d:%02d:%02d "
+                     "dchat can keep", getenv("TZ") ? " TZ=" : "", getenv("TZ") ? getenv("TZ") : "",
+                     (long) tm.tm_gmtoff, DCHAT_UTC_OFFSET_MAX / 3600, DCHAT_UTC_OFFSET_MAX % 3600 / 60,
+                     DCHAT_UTC_OFFSET_MAX % 60);
+                free(text);
+                return 1;
+        }
 
         int r = connect_daemon();
         if (r == 0)

@@ -150,21 +150,25 @@ int since_parse(const char *s, time_t now, int64_t *t)
                         return -EINVAL;
                 if (!*p)
                         return local_time(&tm, t);
-                /* an explicit offset: Z, +HH:MM, +HHMM, +HH */
+                /* an explicit offset: Z, +HH:MM[:SS], +HHMM, +HH; up to what a
+                 * post can carry (24:59:59), as view --json prints it */
                 int off = 0;
                 if (*p == 'Z' || *p == 'z') {
                         p++;
                 } else if (*p == '+' || *p == '-') {
-                        int sign = *p++ == '-' ? -1 : 1, oh, om = 0;
+                        int sign = *p++ == '-' ? -1 : 1, oh, om = 0, os = 0;
                         if (!digits(&p, 2, &oh))
                                 return -EINVAL;
-                        if (*p == ':')
+                        bool colon = *p == ':';
+                        if (colon)
                                 p++;
                         if (*p && !digits(&p, 2, &om))
                                 return -EINVAL;
-                        if (oh > 18 || om > 59)
+                        if (colon && *p == ':' && (p++, !digits(&p, 2, &os)))
                                 return -EINVAL;
-                        off = sign * (oh * 3600 + om * 60);
+                        if (oh > 24 || om > 59 || os > 59)
+                                return -EINVAL;
+                        off = sign * (oh * 3600 + om * 60 + os);
                 } else
                         return -EINVAL;
                 if (*p)

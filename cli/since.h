@@ -15,7 +15,8 @@
  *   now, today, yesterday         today and yesterday are at 00:00 local time
  *   HH:MM[:SS]                    today, local time
  *   YYYY-MM-DD                    00:00 local time
- *   YYYY-MM-DD{T| }HH:MM[:SS]     local time, or with Z or ±HH:MM / ±HHMM the given offset
+ *   YYYY-MM-DD{T| }HH:MM[:SS]     local time, or with Z or ±HH:MM[:SS] / ±HHMM the given offset
+ *                                 (up to 24:59:59, as view --json prints it)
  * Returns 0 and *t, or -EINVAL.
  */
 int since_parse(const char *s, time_t now, int64_t *t);

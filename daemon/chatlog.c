@@ -1310,7 +1310,7 @@ static bool entry_valid(const struct dchat_entry *e)
                 return false;
         if (e->text_len > DCHAT_TEXT_MAX || text_validate(e->text, e->text_len, NULL) < 0)
                 return false;
-        if (e->utc_offset > DCHAT_UTC_OFFSET_MAX || e->utc_offset < -DCHAT_UTC_OFFSET_MAX)
+        if (!utc_offset_valid(e->utc_offset))
                 return false;
         if (e->post_id == 0)
                 return false;

@@ -253,6 +253,30 @@ void entry_format_time(const struct dchat_entry *e, char *buf, size_t cap)
                 snprintf(buf, cap, "?");
 }
 
+void entry_format_iso(const struct dchat_entry *e, char *buf, size_t cap)
+{
+        char iso[64];
+        struct tm tm;
+        long off = labs((long) e->utc_offset);
+        size_t l;
+
+        if (!entry_local_tm(e, &tm) || (l = strftime(iso, sizeof iso, "%Y-%m-%dT%H:%M:%S", &tm)) == 0) {
+                snprintf(buf, cap, "?");
+                return;
+        }
+        l += (size_t) snprintf(iso + l, sizeof iso - l, "%c%02ld:%02ld", e->utc_offset < 0 ? '-' : '+', off / 3600,
+                               off % 3600 / 60);
+        if (off % 60 && l < sizeof iso)
+                snprintf(iso + l, sizeof iso - l, ":%02ld", off % 60);
+        /* cut short, it would name another instant: rather nothing */
+        snprintf(buf, cap, "%s", strlen(iso) < cap ? iso : "?");
+}
+
+bool utc_offset_valid(long off)
+{
+        return off >= -DCHAT_UTC_OFFSET_MAX && off <= DCHAT_UTC_OFFSET_MAX;
+}
+
 const char *role_name(uint8_t role)
 {
         switch (role) {
@@ -326,7 +350,7 @@ int proto_get_entry(struct rbuf *r, struct dchat_entry *e)
             dchat_str_copy(e->text, sizeof e->text, text) < 0)
                 return -EBADMSG;
         e->text_len = text.len;
-        if (e->utc_offset > DCHAT_UTC_OFFSET_MAX || e->utc_offset < -DCHAT_UTC_OFFSET_MAX)
+        if (!utc_offset_valid(e->utc_offset))
                 return -EBADMSG;
         return 0;
 }
@@ -571,8 +595,7 @@ int proto_decode(uint8_t type, const uint8_t *payload, size_t len, struct dchat_
                 m->post.utc_offset = (int32_t) rbuf_u32(&r);
                 m->post.hold_ms = rbuf_u32(&r);
                 m->post.text = rbuf_str(&r);
-                if (m->post.utc_offset > DCHAT_UTC_OFFSET_MAX || m->post.utc_offset < -DCHAT_UTC_OFFSET_MAX ||
-                    m->post.hold_ms > DCHAT_HOLD_MAX_MS)
+                if (!utc_offset_valid(m->post.utc_offset) || m->post.hold_ms > DCHAT_HOLD_MAX_MS)
                         return -EBADMSG;
                 break;
         case MSG_STATUS:

@@ -29,7 +29,12 @@
 #define DCHAT_NAME_MAX          64              /* node or author name, bytes */
 #define DCHAT_PEERS_MAX         64              /* peers in one cluster */
 #define DCHAT_ERROR_MAX         256             /* text of an ERROR frame */
-#define DCHAT_UTC_OFFSET_MAX    (18 * 3600)
+/*
+ * The poster's UTC offset in seconds, either way: what a TZ can give
+ * (POSIX offsets have hours 0..24; glibc takes up to 24:59:59).  Logs of
+ * older versions, which allowed 18 h, are within it.
+ */
+#define DCHAT_UTC_OFFSET_MAX    (24 * 3600 + 59 * 60 + 59)
 #define DCHAT_HOLD_MAX_MS       30000           /* post --hold: a teaching and testing aid */
 #define DCHAT_REASON_MAX        128             /* reason of an ENTRY_DAMAGED */
 
@@ -288,5 +293,15 @@ bool entry_local_tm(const struct dchat_entry *e, struct tm *tm);
 
 /* "17 Oct 02:57PM" in the poster's local time ("?" if out of range); buf >= 32 bytes. */
 void entry_format_time(const struct dchat_entry *e, char *buf, size_t cap);
+
+/*
+ * ISO 8601 in the poster's local time with its offset, "2025-10-17T20:27:00+05:30";
+ * the offset has seconds when it has any ("+05:30:15"), so the text and
+ * e->time always name the same instant.  "?" if out of range; buf >= 48 bytes.
+ */
+void entry_format_iso(const struct dchat_entry *e, char *buf, size_t cap);
+
+/* A UTC offset dchat can carry (|off| <= DCHAT_UTC_OFFSET_MAX)? */
+bool utc_offset_valid(long off);
 
 const char *role_name(uint8_t role);

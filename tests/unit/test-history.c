@@ -595,6 +595,11 @@ static void test_since_parse(void)
         ok(since_parse("2026-11-21T12:00:00Z", now, &t) == 0 && t == now, "since: ...Z");
         ok(since_parse("2026-11-21T14:00:00+02:00", now, &t) == 0 && t == now, "since: +02:00");
         ok(since_parse("2026-11-21T06:30:00-0530", now, &t) == 0 && t == now, "since: -0530");
+        /* what view --json prints for any offset a post may have: up to 24:59:59, with seconds */
+        ok(since_parse("2026-11-22T07:00:00+19:00", now, &t) == 0 && t == now, "since: +19:00");
+        ok(since_parse("2026-11-20T12:00:00-24:00", now, &t) == 0 && t == now, "since: -24:00");
+        ok(since_parse("2026-11-21T17:30:15+05:30:15", now, &t) == 0 && t == now, "since: +05:30:15");
+        ok(since_parse("2026-11-22T12:59:59+24:59:59", now, &t) == 0 && t == now, "since: +24:59:59");
         setenv("TZ", "Europe/Paris", 1);
         tzset();
         ok(since_parse("2026-11-21T13:00", now, &t) == 0 && t == now, "since: local time is the zone's (Paris)");
@@ -604,6 +609,8 @@ static void test_since_parse(void)
         static const char *bad[] = { "", "x", "10", "10x", "-5m", "m", "@", "@x", "@12x", "25:00", "12:60",
                                      "1:30", "2026-13-01", "2026-02-30", "2026-11-21T", "2026-11-21T12",
                                      "2026-11-21X12:00", "2026-11-21T12:00+25:00", "2026-11-21T12:00Zx",
+                                     "2026-11-21T12:00+05:30:60", "2026-11-21T12:00+05:30:1", "2026-11-21T12:00+0530:15",
+                                     "2026-11-21T12:00+05:30:", "2026-11-21T12:00+24:60",
                                      "1969-12-31", "tomorrow", "99999999999999999999m" };
         unsigned refused = 0;
         for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {

@@ -700,8 +700,8 @@ static void test_malformed(void)
 
         /* POST limits */
         struct { int32_t utc; uint32_t hold; const char *what; } posts[] = {
-                { DCHAT_UTC_OFFSET_MAX + 1, 0, "utc_offset 64801" },
-                { -DCHAT_UTC_OFFSET_MAX - 1, 0, "utc_offset -64801" },
+                { DCHAT_UTC_OFFSET_MAX + 1, 0, "utc_offset 90000 (25 h)" },
+                { -DCHAT_UTC_OFFSET_MAX - 1, 0, "utc_offset -90000" },
                 { INT32_MIN, 0, "utc_offset INT32_MIN" },
                 { 0, DCHAT_HOLD_MAX_MS + 1, "hold_ms 30001" },
                 { 0, UINT32_MAX, "hold_ms 2^32-1" },
@@ -1086,8 +1086,13 @@ static void test_time(void)
                 { 1735691400, -3600, "31 Dec 11:30PM" },        /* 2025-01-01 00:30 UTC: the year before */
                 { 1709164800, 0, "29 Feb 12:00AM" },            /* 2024-02-29 */
                 { 0, 0, "01 Jan 12:00AM" },
-                { 1760713020, DCHAT_UTC_OFFSET_MAX, "18 Oct 08:57AM" },
-                { 1760713020, -DCHAT_UTC_OFFSET_MAX, "16 Oct 08:57PM" },
+                { 1760713020, 18 * 3600, "18 Oct 08:57AM" },   /* the limit of older versions */
+                { 1760713020, -18 * 3600, "16 Oct 08:57PM" },
+                { 1760713020, 19 * 3600, "18 Oct 09:57AM" },   /* TZ=ABC-19 */
+                { 1760713020, -24 * 3600, "16 Oct 02:57PM" },  /* TZ=ABC+24 */
+                { 1760713020, 19815, "17 Oct 08:27PM" },        /* TZ=ABC-5:30:15: 20:27:15 */
+                { 1760713020, DCHAT_UTC_OFFSET_MAX, "18 Oct 03:56PM" },        /* +24:59:59 */
+                { 1760713020, -DCHAT_UTC_OFFSET_MAX, "16 Oct 01:57PM" },
         };
         char buf[32];
 
@@ -1110,6 +1115,35 @@ static void test_time(void)
         struct tm tm;
         e = (struct dchat_entry) { .time = 86400, .utc_offset = -3600 };
         ok(entry_local_tm(&e, &tm) && tm.tm_year == 70 && tm.tm_hour == 23, "entry_local_tm: 1970-01-01 23:00 at -01:00");
+
+        /* ISO 8601 (view --json "time"): the local time and the offset name the instant e->time */
+        struct { int64_t t; int32_t off; const char *want; } iso[] = {
+                { 1760713020, 0, "2025-10-17T14:57:00+00:00" },
+                { 1760713020, 19800, "2025-10-17T20:27:00+05:30" },
+                { 1760713020, -18000, "2025-10-17T09:57:00-05:00" },
+                { 1760713020, 19815, "2025-10-17T20:27:15+05:30:15" },         /* seconds: kept */
+                { 1760713020, -19815, "2025-10-17T09:26:45-05:30:15" },
+                { 1760713020, 19 * 3600, "2025-10-18T09:57:00+19:00" },
+                { 1760713020, -24 * 3600, "2025-10-16T14:57:00-24:00" },
+                { 1760713020, DCHAT_UTC_OFFSET_MAX, "2025-10-18T15:56:59+24:59:59" },
+                { 1760713020, -DCHAT_UTC_OFFSET_MAX, "2025-10-16T13:57:01-24:59:59" },
+                { 0, -1, "1969-12-31T23:59:59-00:00:01" },
+        };
+        for (unsigned i = 0; i < sizeof iso / sizeof iso[0]; i++) {
+                char b48[48];
+                e = (struct dchat_entry) { .time = iso[i].t, .utc_offset = iso[i].off };
+                entry_format_iso(&e, b48, sizeof b48);
+                is_str(b48, iso[i].want, "iso: time %" PRId64 " offset %+d: %s", iso[i].t, iso[i].off, iso[i].want);
+        }
+        e = (struct dchat_entry) { .time = 1760713020, .utc_offset = 19815 };
+        entry_format_iso(&e, buf, 26);
+        is_str(buf, "?", "iso: a buffer too short for the whole text gives \"?\", not another instant");
+        e = (struct dchat_entry) { .time = INT64_MAX - 28, .utc_offset = 19800 };
+        entry_format_iso(&e, buf, sizeof buf);
+        is_str(buf, "?", "iso: an overflowing time gives \"?\"");
+        ok(utc_offset_valid(DCHAT_UTC_OFFSET_MAX) && utc_offset_valid(-DCHAT_UTC_OFFSET_MAX) &&
+           !utc_offset_valid(DCHAT_UTC_OFFSET_MAX + 1) && !utc_offset_valid(-DCHAT_UTC_OFFSET_MAX - 1),
+           "utc_offset_valid: +-24:59:59 and not a second more");
 
         /* names of things */
         static const char *const types[] = { "?", "HELLO", "HELLO_ACK", "REQUEST", "REPLY", "APPEND", "APPENDED",
