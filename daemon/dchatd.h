@@ -241,7 +241,6 @@ int conn_accept(int listen_fd, char *label, size_t cap);
 size_t conn_pending(const struct conn *c);
 /* After CONN_LATER: dispatch the kept frames again (from the event loop, not from here). */
 void conn_resume(struct conn *c);
-bool conn_paused(const struct conn *c);
 /* CLOCK_MONOTONIC usec of the last byte received from or sent to c. */
 uint64_t conn_last_io(const struct conn *c);
 /* Requests received that have not had their final answer yet (see conn_set_linger). */

@@ -454,11 +454,6 @@ void conn_resume(struct conn *c)
         (void) sd_event_source_set_enabled(c->resume_src, SD_EVENT_ONESHOT);
 }
 
-bool conn_paused(const struct conn *c)
-{
-        return c->paused;
-}
-
 uint64_t conn_last_io(const struct conn *c)
 {
         return c->last_io;
