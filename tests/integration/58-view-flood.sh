@@ -96,8 +96,8 @@ flood "$FLOOD VIEWs from a member on the server's port" "$T/member" "127.0.0.1:$
 ok "node2 links up again (its name was borrowed)" wait_connected 15
 
 # answers that are bigger than their requests: STATUS (12 bytes in, kilobytes out)
-status_frames 100000 > "$T/statuses"
-flood "100000 STATUS requests to a peer" "$T/statuses" "$(node_sock node1)"
+status_frames 200000 > "$T/statuses"
+flood "200000 STATUS requests to a peer" "$T/statuses" "$(node_sock node1)"
 
 # a client that pipelines views and does read gets every answer, in order, and whole pages
 # cut short where the buffer is full (VIEW_END says where to go on); half-closed, it is
