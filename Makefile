@@ -48,7 +48,7 @@ CLI_OBJS    := cli/dchatctl.o cli/since.o cli/number.o cli/follow.o cli/chat.o d
 UNIT_TESTS  := $(patsubst %.c,%,$(wildcard tests/unit/test-*.c))
 FUZZ_TARGETS := $(patsubst %.c,%,$(wildcard tests/fuzz/fuzz-*.c))
 TEST_TOOLS  := tests/lib/notify-recv tests/lib/send-raw tests/lib/nfq-delay tests/bench/dchat-bench tests/lib/mklog \
-               tests/lib/mitm-proxy tests/lib/clockshift.so
+               tests/lib/mitm-proxy tests/lib/clockshift.so tests/lib/flood
 HEADERS     := $(wildcard daemon/*.h cli/*.h tests/unit/*.h)
 
 all: $(O)dchatd $(O)dchatctl

@@ -155,6 +155,11 @@ static const struct key keys[] = {
           32, 1, 10000, NULL },
         { "max_links_in",       CONFIG_TYPE_INT,    STORE_UINT,         CONF_OFF(max_links_in),
           256, 1, 100000, NULL },
+        /* strangers: see net.c (admission of inbound links) */
+        { "max_handshakes_per_address", CONFIG_TYPE_INT, STORE_UINT,   CONF_OFF(max_handshakes_per_address),
+          4, 1, 10000, NULL },
+        { "first_message_timeout_ms", CONFIG_TYPE_INT, STORE_USEC_FROM_MS, CONF_OFF(first_message_timeout_usec),
+          1000, 10, 600000, NULL },
 };
 
 static const struct key *key_find(const char *name) {
@@ -843,7 +848,8 @@ void conf_log_summary(const struct dchat_conf *c) {
                  "heartbeat_ms=%llu suspect_after_ms=%llu dead_after_ms=%llu batch_max=%u max_clients=%u max_clients_per_user=%u "
                  "max_queued_posts_per_user=%u hold_max_ms=%u client_idle_timeout_ms=%llu control_group=%s "
                  "reuse_permissions=%s debug=%s control_socket=%s state_directory=%s "
-                 "key_file=%s insecure_plaintext=%s handshake_timeout_ms=%llu max_handshakes=%u max_links_in=%u",
+                 "key_file=%s insecure_plaintext=%s handshake_timeout_ms=%llu max_handshakes=%u max_links_in=%u "
+                 "max_handshakes_per_address=%u first_message_timeout_ms=%llu",
                  c->path, c->node, c->role == ROLE_SERVER ? "server" : "peer", self->address,
                  c->n_servers > 0 ? c->servers[0].name : "-", c->n_servers > 0 ? c->servers[0].address : "-",
                  c->n_peers, c->n_peers == 1 ? "" : "s",
@@ -861,5 +867,6 @@ void conf_log_summary(const struct dchat_conf *c) {
                  c->state_directory[0] ? c->state_directory : "(default)",
                  c->key_file[0] ? c->key_file : "(default)", c->insecure_plaintext ? "yes" : "no",
                  (unsigned long long) (c->handshake_timeout_usec / USEC_PER_MSEC), c->max_handshakes,
-                 c->max_links_in);
+                 c->max_links_in, c->max_handshakes_per_address,
+                 (unsigned long long) (c->first_message_timeout_usec / USEC_PER_MSEC));
 }

@@ -74,6 +74,8 @@ struct dchat_conf {
         uint64_t handshake_timeout_usec;        /* handshake_timeout_ms, default 5000 */
         unsigned max_handshakes;        /* max_handshakes, default 32 */
         unsigned max_links_in;          /* max_links_in, default 256 */
+        unsigned max_handshakes_per_address; /* max_handshakes_per_address, default 4 (a member's: x its nodes) */
+        uint64_t first_message_timeout_usec; /* first_message_timeout_ms, default 1000 */
         unsigned max_clients_per_user;  /* max_clients_per_user, default 8 (not root) */
         unsigned max_queued_posts_per_user; /* max_queued_posts_per_user, default 32 (not root) */
         unsigned hold_max_ms;           /* hold_max_ms: longest post --hold (not root), default 0: root only */
@@ -174,6 +176,25 @@ struct ratelimit {
 #define RATELIMIT_INIT(interval, b) ((struct ratelimit) { .interval_usec = (interval), .burst = (b) })
 bool ratelimit_pass(struct ratelimit *rl, uint64_t now_usec);
 const char *ratelimit_suppressed(struct ratelimit *rl);
+/*
+ * For a summary line of its own rather than a note on the next line that
+ * passes: the lines left out, once the interval they fell in is over (then
+ * counted afresh); 0 before.  ratelimit_due says when that is (UINT64_MAX:
+ * nothing left out).
+ */
+unsigned ratelimit_flush(struct ratelimit *rl, uint64_t now_usec);
+uint64_t ratelimit_due(const struct ratelimit *rl);
+
+/*
+ * Renders len bytes that came from outside (a name in a frame, text from a
+ * client) for a log message: printable ASCII and valid UTF-8 as they are;
+ * control characters, DEL, C1 controls and bytes that are no UTF-8 as \xNN;
+ * a backslash as \\.  So nothing from outside can start a line of its own
+ * or pass for an escape.  Cut with "..." to fit cap (NUL included); returns
+ * buf.  (emit() also turns any control character into \xNN, as a last net.)
+ */
+#define LOG_QUOTE_NAME  (4 * DCHAT_NAME_MAX + 4)        /* room for a quoted node name */
+const char *log_quote(char *buf, size_t cap, const char *s, size_t len);
 
 #define log_debug(...)   log_msg(LOG_DEBUG, __VA_ARGS__)
 #define log_info(...)    log_msg(LOG_INFO, __VA_ARGS__)
@@ -261,6 +282,27 @@ void *conn_userdata(const struct conn *c);
 const char *conn_label(const struct conn *c);
 int conn_fd(const struct conn *c);
 void conn_set_label(struct conn *c, const char *label);
+
+/*
+ * Admission of an inbound cluster link (pure; net.c applies it): what is
+ * pending and open now, and where the newcomer comes from.
+ */
+struct net_admit_query {
+        unsigned links_in;              /* inbound links open (pending ones included) */
+        unsigned pending;               /* inbound links before their first frame */
+        unsigned from_address;          /* ... of which from the newcomer's address */
+        unsigned strangers_pending;     /* ... of which from addresses of no node */
+        unsigned share;                 /* nodes of the config at the newcomer's address; 0: a stranger */
+};
+enum net_admit {
+        NET_ADMIT,
+        NET_ADMIT_EVICT_SAME,           /* after closing the oldest pending one from its address */
+        NET_ADMIT_EVICT_STRANGER,       /* after closing the oldest pending one from a stranger */
+        NET_REFUSE_ADDRESS,             /* max_handshakes_per_address */
+        NET_REFUSE_LINKS,               /* max_links_in */
+        NET_REFUSE_HANDSHAKES,          /* max_handshakes */
+};
+enum net_admit net_admit(const struct dchat_conf *conf, const struct net_admit_query *q);
 
 int sockaddr_parse(const char *s, struct sockaddr_storage *sa, socklen_t *len);
 void sockaddr_format(const struct sockaddr *sa, socklen_t len, char *buf, size_t cap);

@@ -126,10 +126,118 @@ static size_t put_value(char *b, size_t off, size_t cap, const char *v)
         return off + 1;
 }
 
+/* Length of the valid UTF-8 sequence at s (at most n bytes), or 0: no overlongs, no surrogates. */
+static size_t utf8_len(const unsigned char *s, size_t n)
+{
+        unsigned char c = s[0];
+        size_t len;
+        uint32_t cp;
+
+        if (c < 0x80)
+                return 1;
+        if (c >= 0xc2 && c <= 0xdf)
+                len = 2, cp = c & 0x1f;
+        else if (c >= 0xe0 && c <= 0xef)
+                len = 3, cp = c & 0x0f;
+        else if (c >= 0xf0 && c <= 0xf4)
+                len = 4, cp = c & 0x07;
+        else
+                return 0;
+        if (n < len)
+                return 0;
+        for (size_t i = 1; i < len; i++) {
+                if ((s[i] & 0xc0) != 0x80)
+                        return 0;
+                cp = cp << 6 | (s[i] & 0x3f);
+        }
+        if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+            (cp >= 0xd800 && cp <= 0xdfff))
+                return 0;
+        return len;
+}
+
+/* The piece of log_quote's output for the bytes at p (n of them left): its length, and how many bytes it stands for. */
+static size_t quote_piece(const unsigned char *p, size_t n, char piece[8], size_t *used)
+{
+        size_t u = utf8_len(p, n);
+        /* C0, DEL, C1 controls and what is no UTF-8 are shown as bytes; a
+         * backslash doubles, so that "\x0a" typed by someone is not a newline */
+        bool c1 = u == 2 && p[0] == 0xc2 && p[1] < 0xa0;
+
+        if (u == 0 || c1 || p[0] < 0x20 || p[0] == 0x7f) {
+                *used = 1;
+                return (size_t) snprintf(piece, 8, "\\x%02x", p[0]);
+        }
+        *used = u;
+        if (p[0] == '\\') {
+                memcpy(piece, "\\\\", 2);
+                return 2;
+        }
+        memcpy(piece, p, u);
+        return u;
+}
+
+const char *log_quote(char *buf, size_t cap, const char *s, size_t len)
+{
+        const unsigned char *p = (const unsigned char *) s;
+        size_t off = 0, total = 0, used;
+        char piece[8];
+
+        if (cap == 0)
+                return buf;
+        for (size_t i = 0; i < len; i += used)
+                total += quote_piece(p + i, len - i, piece, &used);
+        /* all of it, or whole pieces and "..." */
+        size_t room = total < cap ? cap : cap > 3 ? cap - 3 : 0;
+        for (size_t i = 0; i < len; i += used) {
+                size_t pl = quote_piece(p + i, len - i, piece, &used);
+                if (off + pl + 1 > room) {
+                        if (off + 4 <= cap) {
+                                memcpy(buf + off, "...", 3);
+                                off += 3;
+                        }
+                        break;
+                }
+                memcpy(buf + off, piece, pl);
+                off += pl;
+        }
+        buf[off] = '\0';
+        return buf;
+}
+
+/*
+ * Control characters in a message would start a forged line on stderr and
+ * are noise in the journal: each becomes \xNN.  Call sites quote what came
+ * from outside (log_quote); this is the net under them.  Returns msg itself
+ * when it is clean.
+ */
+static const char *clean_message(const char *msg, char *buf, size_t cap)
+{
+        const char *p;
+
+        for (p = msg; *p && (unsigned char) *p >= 0x20 && *p != 0x7f; p++)
+                ;
+        if (!*p)
+                return msg;
+        size_t off = 0;
+        for (p = msg; *p && off + 5 < cap; p++) {
+                unsigned char c = (unsigned char) *p;
+                if (c < 0x20 || c == 0x7f)
+                        off += (size_t) snprintf(buf + off, cap - off, "\\x%02x", c);
+                else
+                        buf[off++] = (char) c;
+        }
+        buf[off] = '\0';
+        return buf;
+}
+
 static void emit(int priority, enum log_event ev, const struct event_fields *f, const char *msg)
 {
+        char clean[4 * 1024 + 1];
+
         if (priority == LOG_DEBUG && !L.debug)
                 return;
+        msg = clean_message(msg, clean, sizeof clean);
 
         if (L.to_stderr) {
                 /* One write per line, so concurrent daemons do not interleave.  Built
@@ -251,4 +359,19 @@ const char *ratelimit_suppressed(struct ratelimit *rl)
         snprintf(rl->note, sizeof rl->note, " (%u more like it not logged)", rl->suppressed);
         rl->suppressed = 0;
         return rl->note;
+}
+
+unsigned ratelimit_flush(struct ratelimit *rl, uint64_t now)
+{
+        unsigned n = rl->suppressed;
+
+        if (n == 0 || now - rl->begin < rl->interval_usec)
+                return 0;
+        rl->suppressed = 0;
+        return n;
+}
+
+uint64_t ratelimit_due(const struct ratelimit *rl)
+{
+        return rl->suppressed ? rl->begin + rl->interval_usec : UINT64_MAX;
 }

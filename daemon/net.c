@@ -16,8 +16,22 @@
  * handshake is done, frames arrive decrypted.  A link that fails the
  * handshake or a record is closed with a link-auth-failed event.  Every
  * link must finish its handshake and, inbound, deliver its first frame
- * (HELLO) within handshake_timeout_ms, and at most max_handshakes inbound
- * ones may be that far, max_links_in open, at any time.
+ * (HELLO) within handshake_timeout_ms.
+ *
+ * Strangers.  Anyone who can reach a port can open connections to it, so
+ * an inbound link is admitted by its source address (net_admit): at most
+ * max_handshakes may be pending (before their first frame) and
+ * max_links_in open at once; one address may hold only
+ * max_handshakes_per_address of the pending ones (a member's address that
+ * many per node configured there); and when the slots are full, a
+ * connection from a member's address takes the slot of the oldest one
+ * from an address that is no member's.  A member speaks first at once, so
+ * an inbound link must bring its first handshake message (or, in
+ * plaintext, its first frame) within first_message_timeout_ms.  What
+ * strangers provoke is logged with a rate limit per address (and in all),
+ * then summed up in one line.  Cluster links also keep TCP keepalive and
+ * TCP_USER_TIMEOUT, so that the kernel ends a link to a host that
+ * vanished even when nothing else notices.
  */
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -36,15 +50,47 @@
 #define READ_CHUNK      (16 * 1024)
 #define LOW_WATER       (64 * 1024)
 
+/*
+ * Refusals and failures of inbound links: lines per interval from one
+ * stranger's address, from all of them together, and from one member's
+ * address (a cluster host: what fails there is rare and worth seeing, and
+ * strangers do not use up its share).
+ */
+#define NOISY_SLOTS             16
+#define NOISY_INTERVAL          (10 * USEC_PER_SEC)
+#define NOISY_BURST_ADDRESS     5
+#define NOISY_BURST_ALL         20
+#define NOISY_BURST_MEMBER      50
+
 enum conn_kind { CONN_LOCAL, CONN_TCP_IN, CONN_TCP_OUT };
+
+/* An IP address without the port; an IPv4-mapped IPv6 address is the IPv4 one. */
+struct ipaddr {
+        uint8_t len;                    /* 4, 16; 0: unknown */
+        uint8_t a[16];
+};
+
+/* One address whose links were refused or failed lately, for the rate limit. */
+struct noisy {
+        struct ipaddr ip;
+        char name[INET6_ADDRSTRLEN];
+        bool member;                    /* a node of the config is there */
+        uint64_t used;                  /* last line about it, for reuse of the slot */
+        struct ratelimit rl;
+};
 
 /* Link security, set by dchatd from the config (net_set_security). */
 static struct {
         const struct dchat_conf *conf;  /* NULL: not set up (unit tests): plaintext */
         bool plaintext;
         uint8_t key[SECURE_KEY_BYTES];
-        unsigned n_pending;             /* TCP links before their handshake is done */
+        unsigned n_pending_in;          /* inbound TCP links before their first frame */
         unsigned n_in;                  /* inbound TCP links */
+        struct conn *pending_in;        /* the former, newest first */
+        sd_event *event;
+        sd_event_source *noisy_timer;   /* the next summary of lines held back */
+        struct ratelimit noisy_all;
+        struct noisy noisy[NOISY_SLOTS];
 } S;
 
 static struct wbuf scratch;             /* a frame before it is sealed */
@@ -57,8 +103,13 @@ struct conn {
         char expect[DCHAT_NAME_MAX + 1]; /* TCP_OUT: the node we dialed */
         struct secure *sec;             /* NULL: plaintext */
         struct wbuf raw;                /* received bytes not yet decrypted */
-        bool pending;                   /* counted in S.n_pending */
-        sd_event_source *timer;         /* handshake deadline */
+        bool pending;                   /* handshake (and, inbound, first frame) not done yet */
+        struct conn *prev, *next;       /* in S.pending_in while pending (inbound) */
+        struct ipaddr ip;               /* TCP: the other end's address */
+        unsigned share;                 /* inbound: nodes of the config at that address (0: a stranger's) */
+        uint64_t created;               /* CLOCK_MONOTONIC µs */
+        bool heard;                     /* inbound, secure: its first handshake message came */
+        sd_event_source *timer;         /* first message and handshake deadline */
         const struct conn_ops *ops;
         void *userdata;
         char label[96];
@@ -81,13 +132,37 @@ struct conn {
         size_t max_frame;       /* payload limit below DCHAT_FRAME_MAX; 0: none */
 };
 
+static uint64_t now_usec(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000;
+}
+
 static void conn_greeted(struct conn *c)
 {
         if (c->pending) {
                 c->pending = false;
-                S.n_pending--;
+                if (c->kind == CONN_TCP_IN) {
+                        LIST_REMOVE(S.pending_in, c);
+                        S.n_pending_in--;
+                }
         }
         c->timer = sd_event_source_disable_unref(c->timer);
+}
+
+static uint64_t first_message_usec(void)
+{
+        return S.conf->first_message_timeout_usec < S.conf->handshake_timeout_usec ?
+               S.conf->first_message_timeout_usec : S.conf->handshake_timeout_usec;
+}
+
+/* An inbound link's first handshake message came: the rest of handshake_timeout_ms is its own. */
+static void conn_heard(struct conn *c)
+{
+        c->heard = true;
+        if (c->timer)
+                (void) sd_event_source_set_time(c->timer, c->created + S.conf->handshake_timeout_usec);
 }
 
 static void conn_free(struct conn *c)
@@ -106,6 +181,157 @@ static void conn_free(struct conn *c)
         free(c);
 }
 
+/* --- addresses and what strangers provoke --------------------------------------------------- */
+
+static void ip_of(const struct sockaddr *sa, struct ipaddr *ip)
+{
+        static const uint8_t v4mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+
+        *ip = (struct ipaddr) { 0 };
+        if (sa->sa_family == AF_INET) {
+                ip->len = 4;
+                memcpy(ip->a, &((const struct sockaddr_in *) sa)->sin_addr, 4);
+        } else if (sa->sa_family == AF_INET6) {
+                const uint8_t *a = ((const struct sockaddr_in6 *) sa)->sin6_addr.s6_addr;
+                if (memcmp(a, v4mapped, sizeof v4mapped) == 0) {
+                        ip->len = 4;
+                        memcpy(ip->a, a + 12, 4);
+                } else {
+                        ip->len = 16;
+                        memcpy(ip->a, a, 16);
+                }
+        }
+}
+
+static bool ip_same(const struct ipaddr *a, const struct ipaddr *b)
+{
+        return a->len && a->len == b->len && memcmp(a->a, b->a, a->len) == 0;
+}
+
+static void ip_format(const struct ipaddr *ip, char *buf, size_t cap)
+{
+        if (!ip->len || !inet_ntop(ip->len == 4 ? AF_INET : AF_INET6, ip->a, buf, (socklen_t) cap))
+                strlcpy(buf, "?", cap);
+}
+
+/* How many nodes of the config have this address (any port): 0 for a stranger's. */
+static unsigned member_share(const struct ipaddr *ip)
+{
+        const struct dchat_conf *conf = S.conf;
+        struct ipaddr m;
+        unsigned n = 0;
+
+        for (unsigned i = 0; i < conf->n_servers; i++) {
+                ip_of((const struct sockaddr *) &conf->servers[i].sa, &m);
+                n += ip_same(ip, &m);
+        }
+        for (unsigned i = 0; i < conf->n_peers; i++) {
+                ip_of((const struct sockaddr *) &conf->peers[i].sa, &m);
+                n += ip_same(ip, &m);
+        }
+        return n;
+}
+
+static void noisy_summary(struct noisy *n, unsigned held)
+{
+        log_event(EV_LINK_AUTH_FAILED, NULL, "%u more connections from %s refused or closed in the last %llu s; "
+                  "not logged one by one (rate limit)", held, n->name,
+                  (unsigned long long) (NOISY_INTERVAL / USEC_PER_SEC));
+}
+
+static int on_noisy_timer(sd_event_source *s, uint64_t usec, void *userdata);
+
+/* The next summary is due then: (re)arm the timer. */
+static void noisy_arm(void)
+{
+        uint64_t next = UINT64_MAX;
+
+        for (unsigned i = 0; i < NOISY_SLOTS; i++) {
+                uint64_t t = ratelimit_due(&S.noisy[i].rl);
+                if (t < next)
+                        next = t;
+        }
+        if (!S.event)
+                return;
+        if (!S.noisy_timer && next != UINT64_MAX &&
+            sd_event_add_time(S.event, &S.noisy_timer, CLOCK_MONOTONIC, next, 0, on_noisy_timer, NULL) < 0)
+                return;
+        if (!S.noisy_timer)
+                return;
+        (void) sd_event_source_set_time(S.noisy_timer, next);
+        (void) sd_event_source_set_enabled(S.noisy_timer, next == UINT64_MAX ? SD_EVENT_OFF : SD_EVENT_ONESHOT);
+}
+
+static int on_noisy_timer(sd_event_source *s, uint64_t usec, void *userdata)
+{
+        (void) s;
+        (void) userdata;
+        for (unsigned i = 0; i < NOISY_SLOTS; i++) {
+                unsigned held = ratelimit_flush(&S.noisy[i].rl, usec);
+                if (held)
+                        noisy_summary(&S.noisy[i], held);
+        }
+        noisy_arm();
+        return 0;
+}
+
+/* The slot of ip: its own, a free one, or the one unused longest (whose count is said first). */
+static struct noisy *noisy_slot(const struct ipaddr *ip)
+{
+        struct noisy *n = NULL;
+
+        for (unsigned i = 0; i < NOISY_SLOTS; i++)
+                if (ip_same(&S.noisy[i].ip, ip))
+                        return &S.noisy[i];
+        for (unsigned i = 0; i < NOISY_SLOTS; i++)
+                if (!n || S.noisy[i].used < n->used)
+                        n = &S.noisy[i];
+        if (n->rl.suppressed)
+                noisy_summary(n, n->rl.suppressed);
+        *n = (struct noisy) { .ip = *ip, .member = member_share(ip) > 0 };
+        n->rl = RATELIMIT_INIT(NOISY_INTERVAL, n->member ? NOISY_BURST_MEMBER : NOISY_BURST_ADDRESS);
+        ip_format(ip, n->name, sizeof n->name);
+        return n;
+}
+
+/*
+ * A link-auth-failed line about an inbound connection from ip, which its
+ * other end can provoke as often as it likes: at most NOISY_BURST_ADDRESS
+ * lines per stranger's address and NOISY_BURST_ALL for all of them
+ * (limit_all), NOISY_BURST_MEMBER per member's address, per NOISY_INTERVAL;
+ * the rest are counted and summed up per address when the interval ends.
+ */
+_printf_(4, 5)
+static void log_noisy(const struct ipaddr *ip, bool limit_all, const char *peer, const char *fmt, ...)
+{
+        uint64_t now = now_usec();
+        char msg[512];
+        va_list ap;
+
+        struct noisy *n = noisy_slot(ip);
+        n->used = now;
+        if (!S.noisy_all.interval_usec)
+                S.noisy_all = RATELIMIT_INIT(NOISY_INTERVAL, NOISY_BURST_ALL);
+        unsigned held = ratelimit_flush(&n->rl, now);   /* an interval is over: its count first */
+        if (held)
+                noisy_summary(n, held);
+        bool mine = ratelimit_pass(&n->rl, now);
+        if (mine && limit_all && !n->member && !ratelimit_pass(&S.noisy_all, now)) {
+                /* the global limit: counted under its address, summed up with the rest */
+                S.noisy_all.suppressed = 0;
+                n->rl.suppressed++;
+                mine = false;
+        }
+        if (mine) {
+                va_start(ap, fmt);
+                vsnprintf(msg, sizeof msg, fmt, ap);
+                va_end(ap);
+                log_event(EV_LINK_AUTH_FAILED, &(struct event_fields) { .peer = peer && peer[0] ? peer : NULL },
+                          "%s", msg);
+        }
+        noisy_arm();
+}
+
 /* A link refused: the event names the address, and the node when known. */
 _printf_(2, 3)
 static void auth_failed(struct conn *c, const char *fmt, ...)
@@ -119,6 +345,11 @@ static void auth_failed(struct conn *c, const char *fmt, ...)
         const char *who = c->kind == CONN_TCP_OUT ? c->expect : c->sec ? secure_peer_name(c->sec) : "";
         /* "connection from ADDR: ...", "link to node2 (ADDR): ..." */
         bool has_addr = strstr(c->label, c->addr) != NULL;
+        if (c->kind == CONN_TCP_IN) {
+                log_noisy(&c->ip, true, who, "%s%s%s%s: %s; closing the connection", c->label, has_addr ? "" : " (",
+                          has_addr ? "" : c->addr, has_addr ? "" : ")", why);
+                return;
+        }
         log_event(EV_LINK_AUTH_FAILED, &(struct event_fields) { .peer = who[0] ? who : NULL },
                   "%s%s%s%s: %s; closing the connection", c->label, has_addr ? "" : " (",
                   has_addr ? "" : c->addr, has_addr ? "" : ")", why);
@@ -202,8 +433,10 @@ static bool hello_matches(struct conn *c, const uint8_t *payload, size_t len)
         if (m.hello.node.len == strlen(proved) && memcmp(m.hello.node.p, proved, m.hello.node.len) == 0 &&
             m.hello.role == secure_peer_role(c->sec))
                 return true;
-        auth_failed(c, "HELLO names '%.*s' (%s), but the handshake proved '%s' (%s)", (int) m.hello.node.len,
-                    m.hello.node.p, role_name(m.hello.role), proved, role_name(secure_peer_role(c->sec)));
+        char q[LOG_QUOTE_NAME];
+        auth_failed(c, "HELLO names '%s' (%s), but the handshake proved '%s' (%s)",
+                    log_quote(q, sizeof q, m.hello.node.p, m.hello.node.len), role_name(m.hello.role), proved,
+                    role_name(secure_peer_role(c->sec)));
         return false;
 }
 
@@ -277,6 +510,8 @@ static int conn_secure_input(struct conn *c)
                 auth_failed(c, "%s", secure_error(c->sec));
                 return -EPERM;
         }
+        if (c->kind == CONN_TCP_IN && !c->heard && secure_heard(c->sec))
+                conn_heard(c);
         if (c->out.len > 0) {
                 r = conn_flush(c);
                 if (r < 0)
@@ -469,11 +704,104 @@ static int on_handshake_timer(sd_event_source *s, uint64_t usec, void *userdata)
         struct conn *c = userdata;
         (void) s;
         (void) usec;
-        auth_failed(c, "%s within %llu ms",
-                    c->sec && !secure_is_open(c->sec) ? "handshake not completed" : "no first frame",
-                    (unsigned long long) (S.conf->handshake_timeout_usec / USEC_PER_MSEC));
+        if (c->kind == CONN_TCP_IN && !c->heard)
+                auth_failed(c, "no %s within %llu ms (first_message_timeout_ms)",
+                            c->sec ? "handshake message" : "first frame",
+                            (unsigned long long) (first_message_usec() / USEC_PER_MSEC));
+        else
+                auth_failed(c, "%s within %llu ms",
+                            c->sec && !secure_is_open(c->sec) ? "handshake not completed" : "no first frame",
+                            (unsigned long long) (S.conf->handshake_timeout_usec / USEC_PER_MSEC));
         conn_close(c, -ETIMEDOUT);
         return 0;
+}
+
+enum net_admit net_admit(const struct dchat_conf *conf, const struct net_admit_query *q)
+{
+        /* a member's address hosts share nodes, each of which may be reconnecting */
+        unsigned cap = conf->max_handshakes_per_address * (q->share ? q->share : 1);
+
+        if (q->from_address >= cap)
+                /* a member's address at its cap: its newest connection is likelier a
+                 * member's than its oldest, which had time to be done */
+                return q->share ? NET_ADMIT_EVICT_SAME : NET_REFUSE_ADDRESS;
+        if (q->links_in >= conf->max_links_in || q->pending >= conf->max_handshakes) {
+                if (q->share && q->strangers_pending)
+                        return NET_ADMIT_EVICT_STRANGER;
+                return q->links_in >= conf->max_links_in ? NET_REFUSE_LINKS : NET_REFUSE_HANDSHAKES;
+        }
+        return NET_ADMIT;
+}
+
+/*
+ * May an inbound connection from sa in?  Makes room when a member's
+ * connection needs it.  false: refused (and said so).
+ */
+static bool admit(const struct sockaddr *sa, const char *label)
+{
+        struct net_admit_query q = { .links_in = S.n_in, .pending = S.n_pending_in };
+        struct conn *same = NULL, *stranger = NULL;
+        struct ipaddr ip;
+        char addr[INET6_ADDRSTRLEN];
+
+        ip_of(sa, &ip);
+        q.share = member_share(&ip);
+        for (struct conn *c = S.pending_in; c; c = c->next) {
+                if (ip_same(&c->ip, &ip)) {
+                        q.from_address++;
+                        same = c;               /* the list is newest first: the last is the oldest */
+                }
+                if (!c->share) {
+                        q.strangers_pending++;
+                        stranger = c;
+                }
+        }
+        enum net_admit v = net_admit(S.conf, &q);
+        switch (v) {
+        case NET_ADMIT:
+                return true;
+        case NET_ADMIT_EVICT_SAME:
+        case NET_ADMIT_EVICT_STRANGER: {
+                struct conn *victim = v == NET_ADMIT_EVICT_SAME ? same : stranger;
+                /* limited by the member's address, whose connections cause it, and not
+                 * drowned by what strangers provoke */
+                log_noisy(&ip, false, NULL, "%s: dropped to make room for the %s, a member's address (%s reached)",
+                          victim->label, label,
+                          v == NET_ADMIT_EVICT_SAME ? "max_handshakes_per_address" :
+                          q.links_in >= S.conf->max_links_in ? "max_links_in" : "max_handshakes");
+                conn_close(victim, -ECONNABORTED);
+                return true;
+        }
+        case NET_REFUSE_ADDRESS:
+                ip_format(&ip, addr, sizeof addr);
+                log_noisy(&ip, true, NULL, "%s: refused: %u handshakes pending from %s (max_handshakes_per_address)",
+                          label, q.from_address, addr);
+                return false;
+        case NET_REFUSE_LINKS:
+        case NET_REFUSE_HANDSHAKES:
+                log_noisy(&ip, true, NULL, "%s: refused, %u links open and %u handshakes pending (%s reached)", label,
+                          q.links_in, q.pending, v == NET_REFUSE_LINKS ? "max_links_in" : "max_handshakes");
+                return false;
+        }
+        return false;
+}
+
+/*
+ * A second line of defence under the heartbeats: the kernel probes an idle
+ * link and ends one whose data stays unacknowledged (a host that vanished,
+ * a path that dropped everything), in about twice dead_after_ms.
+ */
+static void tcp_tune(int fd)
+{
+        unsigned dead_ms = (unsigned) (S.conf->dead_after_usec / USEC_PER_MSEC);
+        int one = 1, idle = (int) ((dead_ms + 999) / 1000), intvl = 1, cnt = 3;
+        unsigned user_timeout = 2 * dead_ms < 1000 ? 1000 : 2 * dead_ms;
+
+        (void) setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+        (void) setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+        (void) setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
+        (void) setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
+        (void) setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout, sizeof user_timeout);
 }
 
 /* Does name in role belong to the cluster (and is it not us)? */
@@ -494,15 +822,15 @@ static int check_member(void *userdata, const char *name, uint8_t role, char *wh
 static struct conn *conn_create(sd_event *e, int fd, bool connecting, const struct conn_ops *ops, void *userdata,
                                 const char *label, enum conn_kind kind, const char *expect)
 {
-        if (kind == CONN_TCP_IN && S.conf) {
-                const char *refuse = S.n_in >= S.conf->max_links_in ? "max_links_in" :
-                                     S.n_pending >= S.conf->max_handshakes ? "max_handshakes" : NULL;
-                if (refuse) {
-                        log_event(EV_LINK_AUTH_FAILED, NULL, "%s: refused, %u links open and %u handshakes pending "
-                                  "(%s reached)", label ? label : "?", S.n_in, S.n_pending, refuse);
-                        return NULL;
-                }
-        }
+        struct sockaddr_storage sa;
+        socklen_t salen = sizeof sa;
+
+        if (kind != CONN_LOCAL && getpeername(fd, (struct sockaddr *) &sa, &salen) < 0)
+                sa.ss_family = AF_UNSPEC;
+        if (S.conf)
+                S.event = e;
+        if (kind == CONN_TCP_IN && S.conf && !admit((struct sockaddr *) &sa, label ? label : "?"))
+                return NULL;
         struct conn *c = calloc(1, sizeof *c);
         if (!c)
                 return NULL;
@@ -523,12 +851,13 @@ static struct conn *conn_create(sd_event *e, int fd, bool connecting, const stru
         if (kind == CONN_LOCAL || !S.conf)
                 return c;
 
-        struct sockaddr_storage sa;
-        socklen_t salen = sizeof sa;
-        if (getpeername(fd, (struct sockaddr *) &sa, &salen) == 0)
+        if (sa.ss_family != AF_UNSPEC)
                 sockaddr_format((struct sockaddr *) &sa, salen, c->addr, sizeof c->addr);
         else
                 strlcpy(c->addr, "?", sizeof c->addr);
+        ip_of((struct sockaddr *) &sa, &c->ip);
+        c->created = now_usec();
+        tcp_tune(fd);
         if (!S.plaintext) {
                 const struct dchat_conf *conf = S.conf;
                 struct secure_params sp = {
@@ -539,9 +868,15 @@ static struct conn *conn_create(sd_event *e, int fd, bool connecting, const stru
                         goto fail;
         }
         c->pending = true;
-        S.n_pending++;
-        if (sd_event_add_time_relative(e, &c->timer, CLOCK_MONOTONIC, S.conf->handshake_timeout_usec, 0,
-                                       on_handshake_timer, c) < 0)
+        if (kind == CONN_TCP_IN) {
+                c->share = member_share(&c->ip);
+                LIST_PREPEND(S.pending_in, c);
+                S.n_pending_in++;
+        }
+        /* inbound, the first handshake message is due soon; then the rest of the handshake */
+        if (sd_event_add_time(e, &c->timer, CLOCK_MONOTONIC,
+                              c->created + (kind == CONN_TCP_IN ? first_message_usec() : S.conf->handshake_timeout_usec),
+                              0, on_handshake_timer, c) < 0)
                 goto fail;
         return c;
 fail:

@@ -1400,8 +1400,12 @@ static int in_frame(struct conn *c, uint8_t type, const uint8_t *payload, size_t
                                 if (i != p->conf->self && strcmp(p->names[i], name) == 0)
                                         idx = (int) i;
                 if (idx < 0) {
-                        log_event(EV_PROTOCOL_ERROR, NULL, "%s: expected HELLO from a peer of this cluster, got %s; closing",
-                                  conn_label(c), proto_type_name(type));
+                        char q[LOG_QUOTE_NAME] = "";
+                        if (type == MSG_HELLO)
+                                log_quote(q, sizeof q, m.hello.node.p, m.hello.node.len);
+                        log_event(EV_PROTOCOL_ERROR, NULL, "%s: expected HELLO from a peer of this cluster, got %s%s%s%s; "
+                                  "closing", conn_label(c), proto_type_name(type), type == MSG_HELLO ? " from '" : "", q,
+                                  type == MSG_HELLO ? "'" : "");
                         return -EPERM;
                 }
                 struct link *l = &p->links[idx];

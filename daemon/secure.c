@@ -134,6 +134,11 @@ bool secure_is_open(const struct secure *s)
         return s->state == S_OPEN;
 }
 
+bool secure_heard(const struct secure *s)
+{
+        return s->state != S_START && s->state != S_WAIT_M1 && s->state != S_WAIT_M2;
+}
+
 bool secure_failed(const struct secure *s)
 {
         return s->state == S_FAILED;

@@ -74,6 +74,8 @@ int secure_seal(struct secure *s, const uint8_t *data, size_t len, struct wbuf *
 
 bool secure_is_open(const struct secure *s);
 bool secure_failed(const struct secure *s);
+/* The other end's first handshake message (M1 or M2) has been read whole (or the link failed). */
+bool secure_heard(const struct secure *s);
 const char *secure_error(const struct secure *s);
 /* The other end's name and role (valid once M1/M2 was read). */
 const char *secure_peer_name(const struct secure *s);

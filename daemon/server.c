@@ -263,8 +263,10 @@ static int on_flush(sd_event_source *src, void *userdata)
 static int queue_append(struct server *s, struct sconn *sc, uint32_t tag)
 {
         if (strcmp(s->scratch.node, sc->node) != 0) {
+                char q[LOG_QUOTE_NAME];
                 log_event(EV_PROTOCOL_ERROR, &(struct event_fields) { .peer = sc->node },
-                          "%s: append under another node's name (%s); closing", conn_label(sc->c), s->scratch.node);
+                          "%s: append under another node's name ('%s'); closing", conn_label(sc->c),
+                          log_quote(q, sizeof q, s->scratch.node, strlen(s->scratch.node)));
                 return -EBADMSG;
         }
         /* a life numbers its posts from its own incarnation on (proto.h) */
@@ -465,8 +467,9 @@ static int on_hello(struct server *s, struct sconn *sc, const struct dchat_msg *
                                 pi = i;
                         }
         if (!known || m->hello.role != ROLE_PEER) {
-                log_event(EV_PROTOCOL_ERROR, NULL, "%s: HELLO from '%.*s', which is not a peer of this cluster; closing",
-                          conn_label(sc->c), (int) m->hello.node.len, m->hello.node.p);
+                char q[LOG_QUOTE_NAME];
+                log_event(EV_PROTOCOL_ERROR, NULL, "%s: HELLO from '%s', which is not a peer of this cluster; closing",
+                          conn_label(sc->c), log_quote(q, sizeof q, m->hello.node.p, m->hello.node.len));
                 return -EPERM;
         }
         uint64_t inc = m->hello.incarnation, *latest = &s->incarnation[pi];

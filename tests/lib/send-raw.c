@@ -2,7 +2,7 @@
 /*
  * send-raw — throw bytes at a socket and see whether the other side hangs up.
  *
- *   send-raw [-t MS] [-o FILE] [-h] [-N] [-e TYPE] [-k KEYFILE -n NAME] TARGET < BYTES
+ *   send-raw [-t MS] [-o FILE] [-h] [-N] [-e TYPE] [-b SRC] [-k KEYFILE -n NAME] TARGET < BYTES
  *
  * TARGET is 127.0.0.1:PORT, [::1]:PORT or the absolute path of a UNIX stream
  * socket.  send-raw connects, sends all of standard input, then waits up to
@@ -22,6 +22,8 @@
  * -e TYPE  stop waiting as soon as a whole dchat frame (daemon/proto.h: u32 length,
  *          u8 version, u8 type, ...) of this type has arrived, e.g. 9 (VIEW_END),
  *          10 (ERROR), 12 (POSTED); the frames before it are kept too
+ * -b SRC   bind the connection to source address SRC first (IPv4): on loopback,
+ *          127.0.0.2 and up are addresses no cluster member uses (a stranger's)
  * -k KEYFILE -n NAME
  *          be a cluster member: run the link handshake (daemon/secure.c) as node
  *          NAME with the key in KEYFILE first, then send standard input cut into
@@ -54,9 +56,11 @@ static struct wbuf raw;                 /* -k: received bytes not yet decrypted 
 
 static void usage(void)
 {
-        fprintf(stderr, "usage: send-raw [-t MS] [-o FILE] [-h] [-N] [-e TYPE] [-k KEYFILE -n NAME] "
+        fprintf(stderr, "usage: send-raw [-t MS] [-o FILE] [-h] [-N] [-e TYPE] [-b SRC] [-k KEYFILE -n NAME] "
                         "HOST:PORT|/path/to/socket < bytes\n");
 }
+
+static const char *source;              /* -b */
 
 static int connect_target(const char *target)
 {
@@ -113,6 +117,15 @@ static int connect_target(const char *target)
         if (fd < 0) {
                 perror("send-raw: socket");
                 return -1;
+        }
+        if (source) {
+                struct sockaddr_in src = { .sin_family = AF_INET };
+                if (ss.ss_family != AF_INET || inet_pton(AF_INET, source, &src.sin_addr) != 1 ||
+                    bind(fd, (struct sockaddr *) &src, sizeof src) < 0) {
+                        fprintf(stderr, "send-raw: cannot bind to %s: %s\n", source, strerror(errno));
+                        close(fd);
+                        return -1;
+                }
         }
         if (connect(fd, (struct sockaddr *) &ss, len) < 0) {
                 fprintf(stderr, "send-raw: connect %s: %s\n", target, strerror(errno));
@@ -298,6 +311,8 @@ int main(int argc, char *argv[])
                         outfile = argv[++o];
                 else if (strcmp(argv[o], "-e") == 0 && o + 1 < argc)
                         want_type = (int) strtol(argv[++o], NULL, 10);
+                else if (strcmp(argv[o], "-b") == 0 && o + 1 < argc)
+                        source = argv[++o];
                 else if (strcmp(argv[o], "-k") == 0 && o + 1 < argc)
                         keyfile = argv[++o];
                 else if (strcmp(argv[o], "-n") == 0 && o + 1 < argc)
