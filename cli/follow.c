@@ -179,7 +179,12 @@ static int ask_follow(struct follow *f)
                                                        .follow = { f->shown + 1 } });
 }
 
-/* (Re)connect and ask for what comes next: the first view, or the lines after the last shown. */
+/*
+ * (Re)connect and ask for what comes next: the first view, or the lines
+ * after the last shown — by pages first, then FOLLOW, so that dchatd's
+ * answer (or its error: the server may still be away) tells whether it
+ * serves us again before we say so.
+ */
 static void connect_again(struct follow *f)
 {
         char err[512];
@@ -188,13 +193,23 @@ static void connect_again(struct follow *f)
                 lose(f, err);
                 return;
         }
-        int r = f->view_done || f->shown ? ask_follow(f) : ask_page(f);
-        if (r < 0) {
-                lose(f, strerror(-r));
-                return;
+        if (f->view_done || f->shown) {
+                f->view_done = false;
+                f->first_answered = true;
+                f->view_from = f->shown + 1;
+                f->view_upto = 0;
         }
-        if (f->lost)
-                notice(f, "reconnected to dchatd; following from line %llu", (unsigned long long) f->shown + 1);
+        int r = ask_page(f);
+        if (r < 0)
+                lose(f, strerror(-r));
+}
+
+/* dchatd answered after a reconnect. */
+static void back(struct follow *f)
+{
+        if (!f->lost)
+                return;
+        notice(f, "reconnected to dchatd; following from line %llu", (unsigned long long) f->shown + 1);
         f->lost = false;
         f->backoff_ms = 0;
 }
@@ -297,12 +312,14 @@ static int on_frame(struct follow *f, const struct dchat_msg *m)
                 return 0;               /* an answer to an older request */
         switch (m->type) {
         case MSG_ENTRY:
+                back(f);
                 show(f, m->append);
                 return 0;
         case MSG_ENTRY_DAMAGED:
                 show_damaged(f, m);
                 return 0;
         case MSG_VIEW_END:
+                back(f);
                 if (f->view_done)
                         return 0;
                 f->first_answered = true;

@@ -54,6 +54,16 @@ void fd_heard(struct fd *fd, unsigned peer, uint64_t incarnation, uint64_t now, 
         enter(fd, peer, FD_ALIVE, now, out);
 }
 
+/* The state silence leads to from state cur: only ever further from ALIVE. */
+static enum fd_state silence_state(enum fd_state cur, uint64_t silent, uint64_t suspect_after, uint64_t dead_after)
+{
+        if (silent >= dead_after)
+                return FD_DEAD;
+        if (silent >= suspect_after && cur == FD_ALIVE)
+                return FD_SUSPECT;
+        return cur;
+}
+
 void fd_tick(struct fd *fd, uint64_t now, struct fd_events *out)
 {
         out->n = 0;
@@ -61,11 +71,7 @@ void fd_tick(struct fd *fd, uint64_t now, struct fd_events *out)
                 struct fd_peer *p = &fd->p[i];
                 if (i == fd->self || now < p->last_heard)
                         continue;
-                uint64_t silent = now - p->last_heard;
-                if (silent >= fd->dead_after)
-                        enter(fd, i, FD_DEAD, now, out);
-                else if (silent >= fd->suspect_after && p->state == FD_ALIVE)
-                        enter(fd, i, FD_SUSPECT, now, out);
+                enter(fd, i, silence_state(p->state, now - p->last_heard, fd->suspect_after, fd->dead_after), now, out);
         }
 }
 
@@ -96,4 +102,36 @@ const char *fd_state_name(enum fd_state s)
                 return "dead";
         }
         return "?";
+}
+
+void fd_link_init(struct fd_link *l, uint64_t now)
+{
+        *l = (struct fd_link) { FD_ALIVE, now };
+}
+
+bool fd_link_heard(struct fd_link *l, uint64_t now)
+{
+        bool changed = l->state != FD_ALIVE;
+        if (now > l->last_heard)
+                l->last_heard = now;
+        l->state = FD_ALIVE;
+        return changed;
+}
+
+bool fd_link_tick(struct fd_link *l, uint64_t now, uint64_t suspect_after, uint64_t dead_after)
+{
+        enum fd_state s;
+
+        if (dead_after < suspect_after)
+                dead_after = suspect_after;
+        s = silence_state(l->state, fd_link_silent(l, now), suspect_after, dead_after);
+        if (s == l->state)
+                return false;
+        l->state = s;
+        return true;
+}
+
+uint64_t fd_link_silent(const struct fd_link *l, uint64_t now)
+{
+        return now > l->last_heard ? now - l->last_heard : 0;
 }

@@ -74,3 +74,23 @@ void fd_tick(struct fd *fd, uint64_t now, struct fd_events *out);
 uint64_t fd_next_deadline(const struct fd *fd);
 
 const char *fd_state_name(enum fd_state s);
+
+/*
+ * One link watched on its own, by the same rule: a peer's link to the
+ * server, the server's link to a peer.  Whoever is at the other end sends
+ * heartbeats; any frame counts as a sign of life.  There is no incarnation
+ * here: a restarted server or peer comes back on a new link.
+ */
+struct fd_link {
+        enum fd_state state;
+        uint64_t last_heard;    /* µs, the caller's monotonic clock */
+};
+
+/* ALIVE as of now (the link just opened). */
+void fd_link_init(struct fd_link *l, uint64_t now);
+/* A frame came: ALIVE.  Returns whether the state changed. */
+bool fd_link_heard(struct fd_link *l, uint64_t now);
+/* Time passed: SUSPECT after suspect_after of silence, DEAD after dead_after.  Returns whether it changed. */
+bool fd_link_tick(struct fd_link *l, uint64_t now, uint64_t suspect_after, uint64_t dead_after);
+/* How long it has been silent at now (0 if the clock says otherwise). */
+uint64_t fd_link_silent(const struct fd_link *l, uint64_t now);

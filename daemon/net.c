@@ -396,13 +396,6 @@ const char *conn_strerror(int error)
         }
 }
 
-static uint64_t now_usec(void)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000;
-}
-
 static int conn_flush(struct conn *c)
 {
         while (c->out.len > 0) {

@@ -19,6 +19,14 @@
  * pushed entries.  Seq numbers make the hand-over exact.  A live follower
  * whose socket holds FOLLOW_CLIENT_HIGH unsent bytes goes back to catching
  * up by pages when it has drained, so a slow reader never grows our memory.
+ *
+ * The server link is watched like a peer: we send a HEARTBEAT on it every
+ * heartbeat_ms and the server sends its own; a server silent for
+ * dead_after_ms (frozen, or behind a path that swallows everything) is
+ * dropped like a lost link — server-down says "silent for N ms", views
+ * and followers are told, and we reconnect with backoff.  Once the server
+ * has been unreachable for dead_after_ms, posts waiting for it and new
+ * ones fail at once with that reason instead of running into their timeout.
  */
 #include <stdio.h>
 #include <string.h>
@@ -100,6 +108,11 @@ struct peer {
         bool server_announced;
         uint64_t server_cluster_reported;       /* as links[].cluster_reported */
         struct wbuf cluster;            /* our CLUSTER message's members while it is sent */
+        struct fd_link server_alive;    /* when the server was last heard from ... */
+        bool server_watch;              /* ... once its link is through the handshake */
+        bool server_silent;             /* we dropped the link for its silence */
+        uint64_t server_lost_at;        /* the server unreachable since (once not up) */
+        char server_why[96];            /* why: "silent for N ms", "connection refused" */
         uint64_t next_post_id;
         uint32_t next_tag;
 
@@ -222,6 +235,8 @@ static uint64_t post_id_next(struct peer *p)
 
 static void link_connect(struct link *l);
 static void server_connect(struct peer *p);
+static void server_heartbeat(struct peer *p, uint64_t now);
+static bool server_given_up(struct peer *p, char *why, size_t cap);
 static void cs_maybe_request(struct peer *p);
 static void cs_send_appends(struct peer *p);
 static void arm_deadline(struct peer *p);
@@ -418,6 +433,7 @@ static int on_heartbeat_timer(sd_event_source *s, uint64_t usec, void *userdata)
                 if (p->links[i].state == LINK_UP)
                         (void) conn_send(p->links[i].out, &(struct dchat_msg) {
                                 .type = MSG_HEARTBEAT, .heartbeat = { p->incarnation, p->ra.clock } });
+        server_heartbeat(p, usec);
         (void) sd_event_source_set_time(s, usec + p->conf->heartbeat_usec);
         return 0;
 }
@@ -757,6 +773,12 @@ int peer_post(struct peer *p, struct conn *client, uint32_t tag, const char *aut
         memcpy(r->e.text, text, len);
         r->e.text[len] = '\0';
         r->e.text_len = (uint16_t) len;
+        char why[DCHAT_ERROR_MAX];
+        if (server_given_up(p, why, sizeof why)) {
+                post_answer(p, r, ERR_UNAVAILABLE, why);        /* no use waiting for its timeout */
+                free(r);
+                return 0;
+        }
 
         *p->queue_tail = r;
         p->queue_tail = &r->next;
@@ -996,7 +1018,9 @@ void peer_client_drained(struct peer *p, struct conn *client)
 int peer_view(struct peer *p, struct conn *client, const struct dchat_msg *req)
 {
         if (p->server_state != LINK_UP) {
-                conn_send_error(client, req->tag, ERR_UNAVAILABLE, "the server is unreachable; try again later");
+                conn_send_error(client, req->tag, ERR_UNAVAILABLE, "the server %s is unreachable%s%s%s; try again later",
+                                p->conf->servers[0].name, p->server_why[0] ? " (" : "", p->server_why,
+                                p->server_why[0] ? ")" : "");
                 return 0;
         }
         /* One view of a client at the server at a time: its next VIEW waits
@@ -1040,6 +1064,10 @@ static int server_frame(struct conn *c, uint8_t type, const uint8_t *payload, si
         }
         if (p->conf->debug)
                 log_debug("server link: got %s tag %u", proto_type_name(type), m.tag);
+        if (fd_link_heard(&p->server_alive, now_usec()))
+                log_info("the server %s is heard from again", p->conf->servers[0].name);
+        if (type == MSG_HEARTBEAT)
+                return 0;
         if (type == MSG_HELLO_ACK) {
                 uint64_t last = m.hello_ack.last_post_id;
                 if (m.hello_ack.last_lamport > DCHAT_CLOCK_MAX) {
@@ -1123,10 +1151,11 @@ static int server_frame(struct conn *c, uint8_t type, const uint8_t *payload, si
                                   "it goes again under a new request", r->e.author,
                                   (unsigned long long) m.error.detail);
                 } else {
+                        /* from outside: to our log and to the client, so quoted */
                         char text[DCHAT_ERROR_MAX];
-                        if (dchat_str_copy(text, sizeof text, m.error.text) < 0)
-                                strlcpy(text, "the server refused the post", sizeof text);
-                        post_answer(p, r, m.error.code ? m.error.code : ERR_INTERNAL, text);
+                        log_quote(text, sizeof text, m.error.text.p, m.error.text.len);
+                        post_answer(p, r, m.error.code ? m.error.code : ERR_INTERNAL,
+                                    text[0] ? text : "the server refused the post");
                 }
                 arm_deadline(p);
                 cs_maybe_exit(p);
@@ -1163,6 +1192,9 @@ static void server_connected(struct conn *c)
         const char *me = self_name(p);
 
         (void) sd_event_source_set_enabled(p->server_timer, SD_EVENT_OFF);
+        /* from now on the server must be heard from (HELLO_ACK, then heartbeats) */
+        fd_link_init(&p->server_alive, now_usec());
+        p->server_watch = true;
         (void) conn_send(c, &(struct dchat_msg) { .type = MSG_HELLO,
                 .hello = { { me, (uint16_t) strlen(me) }, ROLE_PEER, p->incarnation, p->conf->cluster_digest } });
 }
@@ -1178,31 +1210,43 @@ static uint64_t backoff_next(const struct dchat_conf *conf, uint64_t *b)
 static void server_closed(struct conn *c, int error)
 {
         struct peer *p = conn_userdata(c);
+        const char *name = p->conf->servers[0].name;
+        char msg[DCHAT_ERROR_MAX];
 
         p->server = NULL;
+        p->server_watch = false;
         if (p->stopping)
                 return;
+        /* server_heartbeat gave the reason if the server fell silent */
+        if (!p->server_silent)
+                strlcpy(p->server_why, conn_strerror(error), sizeof p->server_why);
+        if (p->server_state == LINK_UP)
+                p->server_lost_at = p->server_silent ? p->server_alive.last_heard : now_usec();
+        p->server_silent = false;
         if (p->server_announced)
-                log_event(EV_SERVER_DOWN, &(struct event_fields) { .peer = p->conf->servers[0].name,
-                                                                   .lamport = p->ra.clock },
-                          "lost the server %s: %s", p->conf->servers[0].name,
-                          conn_strerror(error));
+                log_event(EV_SERVER_DOWN, &(struct event_fields) { .peer = name, .lamport = p->ra.clock },
+                          "lost the server %s: %s", name, p->server_why);
         else
-                log_debug("cannot reach the server %s: %s", p->conf->servers[0].address, strerror(-error));
+                log_debug("cannot reach the server %s: %s", p->conf->servers[0].address, p->server_why);
         p->server_announced = false;
         p->server_state = LINK_DOWN;
+        snprintf(msg, sizeof msg, "lost the connection to the server %s: %s", name, p->server_why);
         for (struct view_relay *v = p->views, *n; v; v = n) {
                 n = v->next;
-                conn_send_error(v->client, v->client_tag, ERR_UNAVAILABLE, "lost the connection to the server");
+                conn_send_error(v->client, v->client_tag, ERR_UNAVAILABLE, "%s", msg);
                 conn_resume(v->client);
                 free(v);
         }
         p->views = NULL;
-        /* followers stay: their pages are asked for again, and the
-         * subscription goes on from live_next, once the link is back */
+        /* Followers are told (view -f and chat say so and reconnect; they
+         * go on after the last line they showed once the server is back),
+         * so nobody watches a room that went quiet without knowing why. */
+        while (p->followers) {
+                struct follower *f = p->followers;
+                conn_send_error(f->client, f->tag, ERR_UNAVAILABLE, "%s", msg);
+                follower_drop(p, f);
+        }
         p->follow_tag = 0;
-        for (struct follower *f = p->followers; f; f = f->next)
-                f->view_tag = 0;
         /* appends in flight stay in the critical section and are resent,
          * with the same post ids, once the link is back */
         for (unsigned i = 0; i < p->cs_n; i++)
@@ -1210,6 +1254,67 @@ static void server_closed(struct conn *c, int error)
         uint64_t d = backoff_next(p->conf, &p->server_backoff);
         (void) sd_event_source_set_time_relative(p->server_timer, d);
         (void) sd_event_source_set_enabled(p->server_timer, SD_EVENT_ONESHOT);
+}
+
+/*
+ * Has the server been unreachable for dead_after_ms (like a dead peer)?
+ * Then why says so, for a post's error.
+ */
+static bool server_given_up(struct peer *p, char *why, size_t cap)
+{
+        uint64_t now = now_usec();
+
+        if (p->server_state == LINK_UP || !p->server_lost_at || now - p->server_lost_at < p->conf->dead_after_usec)
+                return false;
+        snprintf(why, cap, "the server %s has been unreachable for %llu ms (%s); the post was not stored",
+                 p->conf->servers[0].name, (unsigned long long) ((now - p->server_lost_at) / USEC_PER_MSEC),
+                 p->server_why[0] ? p->server_why : "not connected yet");
+        return true;
+}
+
+/* The posts queued for the critical section fail: they were never sent. */
+static void server_fail_queued(struct peer *p, const char *why)
+{
+        while (p->queue) {
+                struct post_req *r = p->queue;
+                p->queue = r->next;
+                p->queued--;
+                post_answer(p, r, ERR_UNAVAILABLE, why);
+                free(r);
+        }
+        p->queue_tail = &p->queue;
+        if (p->ra.state == RA_WANTED) {
+                /* nobody waits for this request any more (as in on_deadline) */
+                struct ra_actions acts;
+                log_info("request %llu withdrawn: the server is unreachable", (unsigned long long) p->ra.req_ts);
+                ra_release(&p->ra, &acts);
+                run_actions(p, &acts);
+        }
+        arm_deadline(p);
+}
+
+/* Each heartbeat_ms: our heartbeat to the server, and its silence checked. */
+static void server_heartbeat(struct peer *p, uint64_t now)
+{
+        const char *name = p->conf->servers[0].name;
+        char why[DCHAT_ERROR_MAX];
+
+        if (p->server && p->server_watch &&
+            fd_link_tick(&p->server_alive, now, p->conf->suspect_after_usec, p->conf->dead_after_usec)) {
+                unsigned long long silent = fd_link_silent(&p->server_alive, now) / USEC_PER_MSEC;
+                if (p->server_alive.state == FD_SUSPECT)
+                        log_info("the server %s has been silent for %llu ms", name, silent);
+                else if (p->server_alive.state == FD_DEAD) {
+                        snprintf(p->server_why, sizeof p->server_why, "silent for %llu ms", silent);
+                        p->server_silent = true;
+                        conn_close(p->server, -ETIMEDOUT);      /* server_closed says so */
+                }
+        }
+        if (p->server_state == LINK_UP)
+                (void) conn_send(p->server, &(struct dchat_msg) { .type = MSG_HEARTBEAT,
+                                                                  .heartbeat = { p->incarnation, p->ra.clock } });
+        if (p->queue && server_given_up(p, why, sizeof why))
+                server_fail_queued(p, why);
 }
 
 static const struct conn_ops server_ops = {
@@ -1237,9 +1342,12 @@ static void server_connect(struct peer *p)
         char label[96];
 
         snprintf(label, sizeof label, "server %s", sv->name);
+        if (!p->server_lost_at)
+                p->server_lost_at = now_usec();         /* (not reached yet since the start) */
         int r = conn_connect(p->event, (const struct sockaddr *) &sv->sa, sv->salen, &server_ops, p, label,
                              sv->name, &p->server);
         if (r < 0) {
+                strlcpy(p->server_why, strerror(-r), sizeof p->server_why);
                 log_warning("cannot connect to the server at %s: %s", sv->address, strerror(-r));
                 (void) sd_event_source_set_time_relative(p->server_timer,
                                                          backoff_next(p->conf, &p->server_backoff));

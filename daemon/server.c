@@ -20,6 +20,12 @@
  * damaged by a read while running (bit rot) fails that read, is logged
  * once (log-damaged), and from then on every append is refused with a
  * message that says why and what to do: the next start quarantines it.
+ *
+ * Silence.  The server sends every peer that said HELLO a HEARTBEAT each
+ * heartbeat_ms, and drops a peer's connection (and its follow) once
+ * nothing came on it for dead_after_ms: a peer frozen, or cut off by a
+ * path that swallows everything, would otherwise keep its link, its
+ * subscription and a growing output buffer for ever.
  */
 #include <stdio.h>
 #include <string.h>
@@ -41,6 +47,8 @@ struct sconn {
         int idx;                        /* the node's index in conf->peers, once known */
         uint64_t serial;                /* accepted after every connection with a smaller one */
         uint64_t incarnation;           /* the life of the node that sent the HELLO (0: not said) */
+        struct fd_link alive;           /* when it was last heard from */
+        char why[64];                   /* why we dropped it, if we did */
         struct sconn *prev, *next;
 };
 
@@ -75,6 +83,7 @@ struct server {
         struct dchat_counters stats;
         struct sfollow *follows;
         unsigned n_follows;
+        sd_event_source *heartbeat_timer;
         struct dchat_entry follow_entry; /* read buffer for followers (scratch may hold an append) */
         struct ratelimit refused_rl;    /* append-refused lines */
         uint64_t incarnation[DCHAT_PEERS_MAX];  /* each peer's latest life seen in a HELLO (0: none yet) */
@@ -543,6 +552,7 @@ static int sconn_frame(struct conn *c, uint8_t type, const uint8_t *payload, siz
         }
         if (s->conf->debug)
                 log_debug("%s: got %s tag %u", conn_label(c), proto_type_name(type), m.tag);
+        (void) fd_link_heard(&sc->alive, now_monotonic());
         if (!sc->node[0] && type != MSG_HELLO) {
                 log_event(EV_PROTOCOL_ERROR, NULL, "%s: %s before HELLO; closing", conn_label(c),
                           proto_type_name(type));
@@ -562,6 +572,8 @@ static int sconn_frame(struct conn *c, uint8_t type, const uint8_t *payload, siz
         case MSG_CLUSTER:
                 conf_cluster_report(s->conf, sc->node, &m, &s->cluster_reported[sc->idx]);
                 return 0;
+        case MSG_HEARTBEAT:
+                return 0;               /* heard from: that is all */
         default:
                 log_event(EV_PROTOCOL_ERROR, &(struct event_fields) { .peer = sc->node },
                           "%s: unexpected %s frame; closing", conn_label(c), proto_type_name(type));
@@ -577,9 +589,11 @@ static void sconn_closed(struct conn *c, int error)
         for (unsigned i = 0; i < s->n; i++)
                 if (s->pend[i].from == sc)
                         s->pend[i].from = NULL;
+        bool followed = follow_find(s, c) != NULL;
         if (sc->node[0])
-                log_event(EV_PEER_DOWN, &(struct event_fields) { .peer = sc->node }, "peer %s disconnected: %s",
-                          sc->node, conn_strerror(error));
+                log_event(EV_PEER_DOWN, &(struct event_fields) { .peer = sc->node }, "peer %s disconnected: %s%s",
+                          sc->node, sc->why[0] ? sc->why : conn_strerror(error),
+                          followed ? "; its follow ends" : "");
         server_client_gone(s, c);
         LIST_REMOVE(s->conns, sc);
         s->n_conns--;
@@ -622,8 +636,36 @@ static int on_accept(sd_event_source *src, int fd, uint32_t revents, void *userd
         }
         sc->s = s;
         sc->serial = ++s->accepted;
+        fd_link_init(&sc->alive, now_monotonic());
         LIST_PREPEND(s->conns, sc);
         s->n_conns++;
+        return 0;
+}
+
+/* Each heartbeat_ms: a HEARTBEAT to every peer, and the silent ones dropped. */
+static int on_heartbeat(sd_event_source *src, uint64_t usec, void *userdata)
+{
+        struct server *s = userdata;
+        uint64_t last_lamport;
+        uint32_t idx;
+        char last_node[DCHAT_NAME_MAX + 1];
+
+        chatlog_last_fence(s->log, &last_lamport, last_node, &idx);
+        for (struct sconn *sc = s->conns, *nx; sc; sc = nx) {
+                nx = sc->next;
+                if (!sc->node[0])
+                        continue;       /* net.c's handshake deadline watches those */
+                if (fd_link_tick(&sc->alive, usec, s->conf->suspect_after_usec, s->conf->dead_after_usec) &&
+                    sc->alive.state == FD_DEAD) {
+                        snprintf(sc->why, sizeof sc->why, "silent for %llu ms",
+                                 (unsigned long long) (fd_link_silent(&sc->alive, usec) / USEC_PER_MSEC));
+                        conn_close(sc->c, -ETIMEDOUT);          /* frees sc */
+                        continue;
+                }
+                (void) conn_send(sc->c, &(struct dchat_msg) { .type = MSG_HEARTBEAT,
+                                                              .heartbeat = { 0, last_lamport } });
+        }
+        (void) sd_event_source_set_time(src, usec + s->conf->heartbeat_usec);
         return 0;
 }
 
@@ -710,6 +752,11 @@ int server_new(sd_event *e, const struct dchat_conf *c, int listen_fd, struct se
         r = sd_event_add_io(e, &s->listen_src, listen_fd, EPOLLIN, on_accept, s);
         if (r < 0)
                 goto fail;
+        r = sd_event_add_time_relative(e, &s->heartbeat_timer, CLOCK_MONOTONIC, c->heartbeat_usec, 1000,
+                                       on_heartbeat, s);
+        if (r < 0)
+                goto fail;
+        (void) sd_event_source_set_enabled(s->heartbeat_timer, SD_EVENT_ON);
         *ret = s;
         return 0;
 fail:
@@ -730,6 +777,7 @@ struct server *server_free(struct server *s)
                 follow_drop(s, s->follows);
         sd_event_source_disable_unref(s->listen_src);
         sd_event_source_disable_unref(s->flush_src);
+        sd_event_source_disable_unref(s->heartbeat_timer);
         chatlog_close(s->log);
         wbuf_free(&s->cluster);
         free(s->entries);

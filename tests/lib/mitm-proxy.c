@@ -22,7 +22,9 @@
  *            network holding a connection's data and delivering it late; a pair
  *            whose client went away meanwhile keeps its connection to the target
  *            open until the release, as a TCP connection whose data is still
- *            being retransmitted does)
+ *            being retransmitted does), stall (from this unit on,
+ *            swallow everything in that direction and keep both connections open:
+ *            a path that silently drops what one side sends, a half-open link)
  *
  * The attack happens on the first connection that gets that far; every later
  * connection is relayed untouched, so the cluster can recover.  One line per
@@ -47,7 +49,7 @@
 #define MAX_PAIRS 32
 #define UNIT_MAX (1u << 20)
 
-enum action { A_NONE, A_FLIP, A_REPLAY, A_SWAP, A_DROP, A_TRUNCATE, A_INJECT, A_HOLD };
+enum action { A_NONE, A_FLIP, A_REPLAY, A_SWAP, A_DROP, A_TRUNCATE, A_INJECT, A_HOLD, A_STALL };
 
 struct dir {
         int from, to;
@@ -57,7 +59,7 @@ struct dir {
         unsigned char *held;    /* swap: the unit waiting for the next one */
         size_t held_len;
         int raw;                /* gave up parsing: relay bytes as they come */
-        int sink;               /* truncated: swallow the rest */
+        int sink;               /* truncated or stalled: swallow the rest */
         int holding;            /* hold: keep what comes until SIGUSR1 */
 };
 
@@ -74,7 +76,7 @@ static unsigned attack_unit = 2;
 static int attacked = 0;
 static unsigned char *inject;
 static size_t inject_len;
-static const char *const action_names[] = { "none", "flip", "replay", "swap", "drop", "truncate", "inject", "hold" };
+static const char *const action_names[] = { "none", "flip", "replay", "swap", "drop", "truncate", "inject", "hold", "stall" };
 static volatile sig_atomic_t release;
 
 static void on_usr1(int sig)
@@ -182,6 +184,12 @@ static int relay_units(struct pair *p, int which)
                         case A_INJECT:
                                 r = send_all(d->to, inject, inject_len) < 0 || send_all(d->to, u, ulen) < 0;
                                 break;
+                        case A_STALL:
+                                /* nothing more goes through this way; the connections stay */
+                                d->sink = 1;
+                                d->len = 0;
+                                attacked = 1;
+                                return 0;
                         default:
                                 break;
                         }
@@ -257,7 +265,7 @@ int main(int argc, char *argv[])
                         attack_unit = (unsigned) atoi(v);
                 else if (strcmp(a, "-a") == 0) {
                         int found = -1;
-                        for (int k = 0; k <= A_HOLD; k++)
+                        for (int k = 0; k <= A_STALL; k++)
                                 if (strcmp(v, action_names[k]) == 0)
                                         found = k;
                         if (found < 0)
@@ -369,6 +377,6 @@ int main(int argc, char *argv[])
         }
 usage:
         fprintf(stderr, "usage: mitm-proxy -l PORT -c HOST:PORT [-d up|down] [-u N] "
-                        "[-a none|flip|replay|swap|drop|truncate|inject|hold] [-f FILE]\n");
+                        "[-a none|flip|replay|swap|drop|truncate|inject|hold|stall] [-f FILE]\n");
         return 2;
 }

@@ -147,11 +147,35 @@ static void test_ra_down_up(void)
         ok(ra.clock >= 42, "ra_observe never moves the clock back");
 }
 
+/* One link on its own (a peer's server link, the server's link to a peer). */
+static void test_link(void)
+{
+        struct fd_link l;
+
+        fd_link_init(&l, 100 * MS);
+        ok(!fd_link_tick(&l, 1099 * MS, 1000 * MS, 3000 * MS) && l.state == FD_ALIVE, "alive until suspect_after");
+        ok(fd_link_tick(&l, 1100 * MS, 1000 * MS, 3000 * MS) && l.state == FD_SUSPECT, "suspect after 1 s of silence");
+        ok(!fd_link_tick(&l, 2000 * MS, 1000 * MS, 3000 * MS) && l.state == FD_SUSPECT, "still suspect");
+        ok(fd_link_heard(&l, 2050 * MS) && l.state == FD_ALIVE, "a frame: alive again");
+        ok(!fd_link_heard(&l, 2060 * MS), "another frame changes nothing");
+        ok(!fd_link_tick(&l, 3000 * MS, 1000 * MS, 3000 * MS), "heartbeats keep it alive");
+        ok(fd_link_tick(&l, 5060 * MS, 1000 * MS, 3000 * MS) && l.state == FD_DEAD,
+           "dead after 3 s of silence, straight from alive when no tick came between (a frozen process)");
+        is_int(fd_link_silent(&l, 5060 * MS), 3000 * MS, "silent for 3000 ms");
+        ok(!fd_link_tick(&l, 9000 * MS, 1000 * MS, 3000 * MS) && l.state == FD_DEAD, "dead stays dead");
+        is_int(fd_link_silent(&l, 1000 * MS), 0, "a clock before the last frame: not silent");
+        fd_link_init(&l, 0);
+        ok(!fd_link_tick(&l, 500 * MS, 1000 * MS, 200 * MS) && fd_link_tick(&l, 1000 * MS, 1000 * MS, 200 * MS) &&
+           l.state == FD_DEAD,
+           "dead_after below suspect_after counts as suspect_after");
+}
+
 int main(void)
 {
         plan_no_plan();
         test_states();
         test_incarnations();
         test_ra_down_up();
+        test_link();
         return done_testing();
 }
