@@ -97,9 +97,10 @@ is "$("$TESTLIB/send-raw" -t 300 "127.0.0.1:$(node_port master)" < "$T/g")" open
 : > "$T/g"
 before=$(count_events master link-auth-failed)
 is "$("$TESTLIB/send-raw" -t 8000 "127.0.0.1:$(node_port master)" < "$T/g")" closed \
-   "plaintext: a connection that never sends a frame is still closed (handshake_timeout_ms)"
+   "plaintext: a connection that never sends a frame is still closed (first_message_timeout_ms)"
 ok "... with link-auth-failed" wait_event master link-auth-failed $((before + 1)) 3
-like "$(events master link-auth-failed | tail -n 1 | ev_field msg)" "no first frame within 5000 ms" "... saying why"
+like "$(events master link-auth-failed | tail -n 1 | ev_field msg)" "no first frame within 1000 ms \\(first_message_timeout_ms\\)" \
+    "... saying why"
 # a reload may not switch encryption on or off
 sed -i '/insecure_plaintext/d' "$CONF"
 node_hup node1
@@ -114,7 +115,7 @@ like "$OUT" "runs its cluster links without encryption" "journalctl -x explains 
 like "$OUT" "dchatctl keygen" "... and says how to get out of it"
 run journalctl -q -x -t dchatd DCHAT_EVENT=link-auth-failed DCHAT_NODE=master
 like "$OUT" "refused a cluster link" "journalctl -x explains link-auth-failed (catalog)"
-like "$OUT" "no first frame within 5000 ms" "... with the message naming the reason"
+like "$OUT" "no first frame within 1000 ms" "... with the message naming the reason"
 id=$(awk '/^# link-auth-failed$/ { getline; print $2 }' "$TOP/systemd/dchatd.catalog")
 run journalctl -q -t dchatd DCHAT_EVENT=link-auth-failed -o json
 like "$OUT" "\"MESSAGE_ID\":\"$id\"" "link-auth-failed carries MESSAGE_ID $id"

@@ -67,6 +67,8 @@ static const struct bad bad[] = {
           ":7: max_queued_posts_per_user = 0 is out of range (1..100000)" },
         { "bad-range-hold.conf", NULL, -ERANGE, ":7: hold_max_ms = 30001 is out of range (0..30000)" },
         { "bad-range-idle.conf", NULL, -ERANGE, ":7: client_idle_timeout_ms = 99 is out of range (100..86400000)" },
+        { "bad-range-first-message.conf", NULL, -ERANGE,
+          ":7: first_message_timeout_ms = 5 is out of range (10..600000)" },
         { "bad-type-cluster.conf", NULL, -EINVAL, ":2: cluster must be a group ({ ... })" },
         { "bad-type-list.conf", NULL, -EINVAL,
           ":3: cluster.servers must be a list: ( { name = \"...\"; address = \"HOST:PORT\"; }, ... )" },
@@ -275,6 +277,8 @@ static void test_minimal(void) {
         is_int(c.client_idle_usec, 300000 * USEC_PER_MSEC, "default client_idle_timeout_ms");
         is_str(c.control_group, "dchat", "default control_group");
         is_int(c.debug, false, "default debug");
+        is_int(c.max_handshakes_per_address, 4, "default max_handshakes_per_address");
+        is_int(c.first_message_timeout_usec, 1000 * USEC_PER_MSEC, "default first_message_timeout_ms");
 
         /* -n overrides the file's node */
         if (load_ok(fixture("good-minimal.conf"), "node2", &c)) {
@@ -327,6 +331,8 @@ static void test_full(void) {
         is_int(c.client_idle_usec, 100 * USEC_PER_MSEC, "client_idle_timeout_ms at its minimum");
         is_str(c.control_group, "chat-users", "control_group");
         is_int(c.debug, true, "debug = true");
+        is_int(c.max_handshakes_per_address, 10000, "max_handshakes_per_address at its maximum");
+        is_int(c.first_message_timeout_usec, 10 * USEC_PER_MSEC, "first_message_timeout_ms at its minimum");
 
         if (load_ok(fixture("good-full.conf"), "p_2", &c)) {
                 is_int(c.role, ROLE_PEER, "full -n p_2: peer");
