@@ -257,6 +257,12 @@ void conn_send_error(struct conn *c, uint32_t tag, enum dchat_err code, const ch
 void fd_send_error(int fd, uint32_t tag, enum dchat_err code, const char *fmt, ...) _printf_(4, 5);
 /* Frames with a larger payload close the connection after an ERROR saying so (control socket). */
 void conn_set_max_frame(struct conn *c, size_t max);
+/*
+ * An accepted TCP connection its owner refuses (a limit of its own): a
+ * link-auth-failed line, rate-limited by address like net.c's refusals.
+ * The caller closes fd.
+ */
+void conn_refuse(int fd, const char *label, const char *fmt, ...) _printf_(3, 4);
 /* accept4() a non-blocking connection; label = "connection from ADDR".  -errno when none. */
 int conn_accept(int listen_fd, char *label, size_t cap);
 size_t conn_pending(const struct conn *c);

@@ -332,6 +332,26 @@ static void log_noisy(const struct ipaddr *ip, bool limit_all, const char *peer,
         noisy_arm();
 }
 
+void conn_refuse(int fd, const char *label, const char *fmt, ...)
+{
+        struct sockaddr_storage sa;
+        socklen_t salen = sizeof sa;
+        struct ipaddr ip = { 0 };
+        char why[192];
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(why, sizeof why, fmt, ap);
+        va_end(ap);
+        if (getpeername(fd, (struct sockaddr *) &sa, &salen) == 0)
+                ip_of((struct sockaddr *) &sa, &ip);
+        if (!S.conf) {
+                log_event(EV_LINK_AUTH_FAILED, NULL, "%s: %s", label, why);
+                return;
+        }
+        log_noisy(&ip, true, NULL, "%s: %s", label, why);
+}
+
 /* A link refused: the event names the address, and the node when known. */
 _printf_(2, 3)
 static void auth_failed(struct conn *c, const char *fmt, ...)

@@ -624,7 +624,7 @@ static int on_accept(sd_event_source *src, int fd, uint32_t revents, void *userd
         if (cfd < 0)
                 return 0;
         if (s->n_conns >= SCONN_MAX) {
-                log_warning("refusing %s: %u connections already", label, s->n_conns);
+                conn_refuse(cfd, label, "refused, %u connections already (the server's limit)", s->n_conns);
                 close(cfd);
                 return 0;
         }
