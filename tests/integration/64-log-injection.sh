@@ -13,7 +13,7 @@ export DCHAT_LOG=both
 
 cluster_start 2 'insecure_plaintext = true;'
 SEND=$TESTLIB/send-raw
-hello() { { be32 1; wstr "$1"; be8 "${2:-$ROLE_PEER}"; be64 1; } > "$T/p"; frame $MSG_HELLO "$T/p"; }
+hello() { { be32 1; wstr "$1"; be8 "${2:-$ROLE_PEER}"; be64 1; be64 0; } > "$T/p"; frame $MSG_HELLO "$T/p"; }
 
 evil=$'evil\nevent=cs-enter node=node2 msg="forged"'
 esc=$'\e[2J\e[31mred'
