@@ -973,9 +973,9 @@ static bool follow_page_answer(struct peer *p, const struct dchat_msg *m)
                 break;
         default: {
                 char text[DCHAT_ERROR_MAX];
-                if (dchat_str_copy(text, sizeof text, m->error.text) < 0)
-                        strlcpy(text, "the server refused the view", sizeof text);
-                conn_send_error(f->client, f->tag, m->error.code ? m->error.code : ERR_INTERNAL, "%s", text);
+                log_quote(text, sizeof text, m->error.text.p, m->error.text.len);       /* for a terminal */
+                conn_send_error(f->client, f->tag, m->error.code ? m->error.code : ERR_INTERNAL, "%s",
+                                text[0] ? text : "the server refused the view");
                 follower_drop(p, f);
                 follow_unsubscribe_if_idle(p);
                 break;
@@ -1169,9 +1169,15 @@ static int server_frame(struct conn *c, uint8_t type, const uint8_t *payload, si
         if (entry || type == MSG_VIEW_END || type == MSG_ERROR) {
                 for (struct view_relay **vp = &p->views; *vp; vp = &(*vp)->next) {
                         struct view_relay *v = *vp;
+                        char text[DCHAT_ERROR_MAX];
                         if (v->server_tag != m.tag)
                                 continue;
                         m.tag = v->client_tag;
+                        if (type == MSG_ERROR) {
+                                /* dchatctl prints it on a terminal: nothing raw from outside */
+                                log_quote(text, sizeof text, m.error.text.p, m.error.text.len);
+                                m.error.text = (struct dchat_str) { text, (uint16_t) strlen(text) };
+                        }
                         (void) conn_send(v->client, &m);
                         if (!entry) {
                                 *vp = v->next;
