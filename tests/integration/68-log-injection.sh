@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# 64-log-injection — names from the network reach the logs escaped (issue 11, item 12).
+# 68-log-injection — names from the network reach the logs escaped (issue 11, item 12).
 # In plaintext mode (insecure_plaintext) anyone may send a HELLO; its name, with a
 # newline that would start a forged `event=` line, a terminal escape sequence and bytes
 # that are no UTF-8, is logged on one line with those shown as \xNN: in the stderr

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# 58-silent-server — the link between a peer and the server is watched like a peer link
+# 73-silent-server — the link between a peer and the server is watched like a peer link
 # (issue 11, items 11 and 15).  A frozen server (SIGSTOP): within dead_after_ms the peers'
 # status shows it not connected and server-down says "silent for N ms"; a view fails at
 # once with that reason, and so does one already waiting; a post fails fast saying why; a

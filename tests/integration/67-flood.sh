@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# 63-flood — strangers without the cluster key hold connections open to a peer's and the
+# 67-flood — strangers without the cluster key hold connections open to a peer's and the
 # server's port (tests/lib/flood: idle connections, reopened as soon as they are closed).
 # A restarting member must still link, and posts succeed; every stranger's address gets
 # only max_handshakes_per_address of the max_handshakes slots; an idle connection is
