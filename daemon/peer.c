@@ -45,7 +45,8 @@ struct link {
         uint64_t backoff_usec;
         sd_event_source *timer;         /* reconnect or connect timeout */
         bool announced;                 /* peer-up logged */
-        uint64_t heard_unreachable;     /* last frame from it while our link to it was down */
+        uint64_t heard_unreachable;     /* last frame from it while our link to it was down ... */
+        uint64_t heard_unreachable_inc; /* ... and the last incarnation it said meanwhile */
         uint64_t cluster_reported;      /* its cluster digest we logged a config-mismatch for */
 };
 
@@ -405,6 +406,8 @@ static void heard_from(struct peer *p, unsigned idx, uint64_t incarnation)
 
         if (p->links[idx].state != LINK_UP) {
                 p->links[idx].heard_unreachable = now_usec();
+                if (incarnation)
+                        p->links[idx].heard_unreachable_inc = incarnation;
                 return;
         }
         fd_heard(&p->fd, idx, incarnation, now_usec(), &ev);
@@ -1418,6 +1421,10 @@ static void out_connected(struct conn *c)
         }
         ra_link_up(&p->ra, l->idx, &acts);
         run_actions(p, &acts);
+        /* what we heard from it while we could not reach it counts now */
+        if (l->in && l->heard_unreachable && now_usec() - l->heard_unreachable < p->conf->suspect_after_usec)
+                heard_from(p, l->idx, l->heard_unreachable_inc);
+        l->heard_unreachable_inc = 0;
 }
 
 /* The other side speaks on our outgoing link only to refuse it (and say why). */

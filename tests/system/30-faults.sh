@@ -162,7 +162,8 @@ run ctl node1 status --json
 like "$OUT" '"name":"node2","connected":false,"state":"dead"' "b: node1's status shows node2 dead"
 netns_plug node2
 ok "b: plugged back in, node2 rejoins" wait_connected 20
-ok "b: node1 logged peer-alive for node2" test "$(count_peer_events node1 peer-alive node2)" -gt "$alive1"
+_alive_again() { test "$(count_peer_events node1 peer-alive node2)" -gt "$alive1"; }
+ok "b: node1 logged peer-alive for node2" wait_for -t 5 _alive_again
 wait $bp
 run ctl node2 post "b: node2 after the heal"
 is "$RC" 0 "b: node2 posts after the heal" || diag "$ERR"
@@ -208,7 +209,7 @@ run ctl node1 status --json
 like "$OUT" '"dme_state":"held"' "c: node1 was in the critical section all along: both were inside at once"
 ok "c: the server refused node2's interleaving append (append-refused)" test "$(count_events master append-refused)" -gt "$refused0"
 ok "c: node2 retried it under a new request (post-retried)" test "$(count_events node2 post-retried)" -gt "$retried0"
-like "$(events master append-refused | tail -n 1 | ev_field msg)" 'refused append from node2: fence [0-9]+/node2/0 is not greater than the last stored [0-9]+/node1/0' \
+like "$(events master append-refused | tail -n 1 | ev_field msg)" 'refused append of post node2#[0-9]+: fence [0-9]+/node2/0 is not greater than the last stored [0-9]+/node1/0' \
     "c: the refusal names both fences"
 run ctl master view -n 2
 is "$(printf '%s\n' "$OUT" | texts | tr '\n' '|')" "c: node1 holds the critical section|c: node2 enters too|" \
