@@ -13,6 +13,8 @@ VERSION     := 0.1.0
 
 CC      ?= gcc
 PKGS    := libsystemd libconfig libbsd-overlay libsodium
+# the server group (Raft): libraft is a static library; its libuv storage compresses with lz4
+RAFT_PKGS := raft libuv liblz4
 WARN    := -Wall -Wextra -Wstrict-prototypes -Wmissing-prototypes -Wshadow -Wcast-qual \
            -Wsign-compare -Wformat=2 -Wno-format-truncation -Wvla -Werror
 ifneq ($(findstring clang,$(CC)),)
@@ -22,6 +24,7 @@ CFLAGS  ?= -O2 -g
 CFLAGS  += -std=gnu11 $(WARN) -D_GNU_SOURCE -DDCHAT_VERSION='"$(VERSION)"' \
            -DDCHAT_SBINDIR='"$(SBINDIR)"' -Idaemon $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+RAFT_LIBS := $(shell pkg-config --libs $(RAFT_PKGS) 2>/dev/null)
 
 # Out-of-tree builds for the checks (README, "Hacking"): O=DIR/ puts every object and
 # program under DIR/, SAN=LIST adds -fsanitize=LIST (make asan: build/asan/, clang,
@@ -36,14 +39,15 @@ LDFLAGS += $(SANFLAGS)
 endif
 
 # Debian packages: to build, and (further) to run the whole test suite.
-BUILD_DEBS := gcc make pkg-config libsystemd-dev libconfig-dev libbsd-dev libsodium-dev libedit-dev
+BUILD_DEBS := gcc make pkg-config libsystemd-dev libconfig-dev libbsd-dev libsodium-dev libedit-dev \
+              libraft-dev libuv1-dev liblz4-dev
 TEST_DEBS  := perl systemd iproute2 mandoc valgrind debootstrap systemd-container iptables \
               libnetfilter-queue-dev tmux gnuplot-nox clang libclang-rt-14-dev strace
 
 # Everything but main: linked into dchatd and into the unit tests.
 DAEMON_OBJS := daemon/proto.o daemon/conf.o daemon/log.o daemon/net.o daemon/ra.o daemon/fd.o \
                daemon/chatlog.o daemon/chatidx.o daemon/server.o daemon/peer.o daemon/control.o daemon/secure.o \
-               daemon/key.o daemon/incarnation.o
+               daemon/key.o daemon/incarnation.o daemon/uvloop.o daemon/fsm.o daemon/transport.o daemon/replica.o
 CLI_OBJS    := cli/dchatctl.o cli/since.o cli/number.o cli/follow.o cli/chat.o daemon/proto.o daemon/key.o
 UNIT_TESTS  := $(patsubst %.c,%,$(wildcard tests/unit/test-*.c))
 FUZZ_TARGETS := $(patsubst %.c,%,$(wildcard tests/fuzz/fuzz-*.c))
@@ -54,7 +58,7 @@ HEADERS     := $(wildcard daemon/*.h cli/*.h tests/unit/*.h)
 all: $(O)dchatd $(O)dchatctl
 
 $(O)dchatd: $(O)daemon/dchatd.o $(addprefix $(O),$(DAEMON_OBJS))
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(RAFT_LIBS)
 
 # only dchatctl (chat) uses libedit
 $(O)dchatctl: $(addprefix $(O),$(CLI_OBJS))
@@ -65,7 +69,7 @@ $(O)%.o: %.c $(HEADERS)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
 $(O)tests/unit/test-%: $(O)tests/unit/test-%.o $(addprefix $(O),$(DAEMON_OBJS))
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(RAFT_LIBS)
 
 unit-tests: $(addprefix $(O),$(UNIT_TESTS))
 
@@ -78,7 +82,7 @@ else
 FUZZ_MAIN := $(O)tests/fuzz/replay.o
 endif
 $(O)tests/fuzz/fuzz-%: $(O)tests/fuzz/fuzz-%.o $(filter %.o,$(FUZZ_MAIN)) $(addprefix $(O),$(DAEMON_OBJS))
-	$(CC) $(CFLAGS) $(LDFLAGS) $(filter -f%,$(FUZZ_MAIN)) -o $@ $^ $(LDLIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) $(filter -f%,$(FUZZ_MAIN)) -o $@ $^ $(LDLIBS) $(RAFT_LIBS)
 
 fuzz-targets: $(addprefix $(O),$(FUZZ_TARGETS))
 
@@ -91,7 +95,7 @@ tests/lib/clockshift.so: tests/lib/clockshift.c
 
 # writes big chat logs through daemon/chatlog.c (history tests and benchmark)
 tests/lib/mklog: tests/lib/mklog.c $(DAEMON_OBJS)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(RAFT_LIBS)
 
 # with -k it speaks the link handshake (secure.c) like a cluster member
 tests/lib/send-raw: tests/lib/send-raw.c daemon/secure.o daemon/key.o daemon/proto.o

@@ -125,6 +125,9 @@ static const struct key keys[] = {
           1000, 20, 600000, NULL },
         { "dead_after_ms",      CONFIG_TYPE_INT,    STORE_USEC_FROM_MS, CONF_OFF(dead_after_usec),
           3000, 30, 3600000, NULL },
+        /* a server group's leader election (libraft); heartbeats go at a fifth of it */
+        { "election_timeout_ms", CONFIG_TYPE_INT,   STORE_USEC_FROM_MS, CONF_OFF(election_timeout_usec),
+          400, 50, 60000, NULL },
         { "batch_max",          CONFIG_TYPE_INT,    STORE_UINT,         CONF_OFF(batch_max),
           64, 1, 1024, NULL },
         { "max_clients",        CONFIG_TYPE_INT,    STORE_UINT,         CONF_OFF(max_clients),
@@ -486,7 +489,7 @@ static int parse_list(struct load *l, const config_setting_t *cluster, bool serv
 
                 if ((unsigned) i >= cap) {
                         if (servers)
-                                return fail(l, e, -E2BIG, "only one server is supported in this version");
+                                return fail(l, e, -E2BIG, "too many servers (at most %u)", cap);
                         return fail(l, e, -E2BIG, "too many peers (at most %u)", cap);
                 }
                 if (!config_setting_is_group(e))
@@ -498,6 +501,11 @@ static int parse_list(struct load *l, const config_setting_t *cluster, bool serv
                         return r;
                 (*n_nodes)++;
         }
+        /* a group decides by majority: with an even number one more server adds
+         * no tolerance of failures, and a split in halves would stop both */
+        if (servers && len % 2 == 0)
+                return fail(l, list, -EINVAL, "cluster.servers lists %d servers: a server group needs an odd "
+                            "number (1, 3, 5 or 7), so that a majority can always be told apart", len);
         return 0;
 }
 

@@ -49,7 +49,7 @@ struct dchat_conf {
         enum dchat_role role;
         unsigned self;                  /* index of this host in its list */
 
-        struct node_conf servers[1];
+        struct node_conf servers[DCHAT_SERVERS_MAX];    /* 1: one server; 3, 5, 7: a group (Raft) */
         unsigned n_servers;
         struct node_conf peers[DCHAT_PEERS_MAX];
         unsigned n_peers;
@@ -68,6 +68,7 @@ struct dchat_conf {
         uint64_t heartbeat_usec;        /* heartbeat_ms, default 250 */
         uint64_t suspect_after_usec;    /* suspect_after_ms, default 1000 */
         uint64_t dead_after_usec;       /* dead_after_ms, default 3000 */
+        uint64_t election_timeout_usec; /* election_timeout_ms, default 400 (server groups) */
         unsigned batch_max;             /* batch_max, default 64 */
         unsigned max_clients;           /* max_clients, default 64 */
         bool reuse_permissions;         /* reuse_permissions (Roucairol–Carvalho), default true */
@@ -142,6 +143,13 @@ enum log_event {
         EV_CLIENT_REFUSED,
         EV_CONFIG_MISMATCH,
         EV_LOG_DAMAGED,
+        EV_LEADER_ELECTED,
+        EV_LEADER_LOST,
+        EV_SERVER_JOINED,
+        EV_SERVER_REMOVED,
+        EV_REPLICA_BEHIND,
+        EV_REPLICA_CAUGHT_UP,
+        EV_SNAPSHOT,
         _EV_MAX,
 };
 
@@ -288,6 +296,8 @@ void *conn_userdata(const struct conn *c);
 const char *conn_label(const struct conn *c);
 int conn_fd(const struct conn *c);
 void conn_set_label(struct conn *c, const char *label);
+/* Hands c over to another owner: its ops and userdata from now on. */
+void conn_set_ops(struct conn *c, const struct conn_ops *ops, void *userdata);
 
 /*
  * Admission of an inbound cluster link (pure; net.c applies it): what is
@@ -481,6 +491,121 @@ void chatlog_damage_get(const struct chatlog *log, size_t i, struct chatlog_dama
 
 /* fence order: (lamport, node, fence_idx) */
 int fence_cmp(uint64_t la, const char *na, uint32_t ia, uint64_t lb, const char *nb, uint32_t ib);
+
+/* uvloop.c ---------------------------------------------------------------- */
+
+struct uvloop;
+struct uv_loop_s;
+int uvloop_new(sd_event *e, struct uvloop **ret);
+struct uvloop *uvloop_free(struct uvloop *u);
+struct uv_loop_s *uvloop_loop(struct uvloop *u);
+/* Run the libuv loop once more at the end of this turn (after calls into libraft). */
+void uvloop_kick(struct uvloop *u);
+/* fn(data) after every turn of the libuv loop. */
+void uvloop_set_hook(struct uvloop *u, void (*fn)(void *), void *data);
+/* Stopping: run the libuv loop until its handles are closed, at most max_usec. */
+void uvloop_drain(struct uvloop *u, uint64_t max_usec);
+
+/* fsm.c ------------------------------------------------------------------- */
+
+#define FSM_BATCH_MAX   1024            /* posts in one replicated command */
+
+struct fsm;
+struct raft_fsm;
+struct raft_buffer;
+
+enum fsm_state {
+        FSM_READY,                      /* applies commands */
+        FSM_CATCHUP,                    /* fetches the entries a snapshot or the genesis says it lacks */
+        FSM_DIVERGED,                   /* its log is not the group's: applies nothing */
+};
+
+/* An entry of the log as the group names it: its seq, fence and post id (seq 0: the empty log). */
+struct fsm_mark {
+        uint64_t seq;
+        uint64_t lamport;
+        char node[DCHAT_NAME_MAX + 1];
+        uint32_t fence_idx;
+        uint64_t post_id;
+};
+
+/* What applying a command did: a batch's results (valid until the next apply), or a genesis. */
+struct fsm_result {
+        unsigned n;
+        struct dchat_entry *entries;    /* with their seqs */
+        enum chatlog_result *results;
+        int error;                      /* chatlog_append's, if the write failed */
+        bool genesis;
+};
+
+int fsm_new(struct chatlog *log, struct fsm **ret);
+struct fsm *fsm_free(struct fsm *f);
+struct raft_fsm *fsm_raft(struct fsm *f);
+/* Commands (raft_malloc'd, padded to 8 bytes) for raft_apply. */
+int fsm_encode_batch(const struct dchat_entry *e, unsigned n, struct raft_buffer *out);
+int fsm_encode_genesis(const struct fsm_mark *m, struct raft_buffer *out);
+enum fsm_state fsm_state(const struct fsm *f, const char **why);
+bool fsm_genesis_done(const struct fsm *f);
+int fsm_mark_last(struct fsm *f, struct fsm_mark *m);
+/* CATCHUP: the entries from..to->seq are wanted (true), to be given in order to fsm_feed. */
+bool fsm_catchup(const struct fsm *f, uint64_t *from, struct fsm_mark *to);
+int fsm_feed(struct fsm *f, struct dchat_entry *e, unsigned n);
+uint64_t fsm_applied(const struct fsm *f);
+
+/* transport.c ----------------------------------------------------------------- */
+
+struct transport;
+struct raft_uv_transport;
+/* A server's id in libraft: a digest of its name (so ids need no table). */
+unsigned long long transport_id_of(const char *name);
+/* Its address in libraft's configuration: "NAME@HOST:PORT". */
+void transport_address(const char *name, const char *address, char *buf, size_t cap);
+int transport_new(sd_event *e, struct uv_loop_s *loop, const struct dchat_conf *conf, struct transport **ret);
+struct transport *transport_free(struct transport *tr);
+struct raft_uv_transport *transport_raft(struct transport *tr);
+void transport_reconf(struct transport *tr, const struct dchat_conf *conf);
+/*
+ * An inbound link of server name (at address) whose first frame after HELLO
+ * is RAFT (payload, len): it becomes a replication stream (its conn ops are
+ * the transport's from now on).
+ */
+int transport_accept(struct transport *tr, struct conn *c, const char *name, const char *address,
+                     const uint8_t *payload, size_t len);
+
+/* replica.c ------------------------------------------------------------------- */
+
+struct replica;
+
+struct replica_ops {
+        /* A batch submitted with cookie was applied (res), or will never be by this leader (status != 0). */
+        void (*applied)(void *userdata, void *cookie, const struct fsm_result *res, int status);
+        /* This server's role or the group's leader changed (leader NULL: none known). */
+        void (*leader_changed)(void *userdata, bool is_leader, const char *leader, uint64_t term);
+        /* The state machine's state changed (caught up, diverged). */
+        void (*fsm_changed)(void *userdata, enum fsm_state st);
+        /* After every turn of the group's loop (entries may have been applied). */
+        void (*tick)(void *userdata);
+};
+
+struct replica_status {
+        char state[16];                 /* leader | follower | candidate | unavailable */
+        char leader[DCHAT_NAME_MAX + 1];
+        uint64_t term, last_index, commit_index, applied_index;
+        unsigned in_flight;
+        enum fsm_state fsm_state;
+};
+
+int replica_new(sd_event *e, const struct dchat_conf *c, struct chatlog *log, const struct replica_ops *ops,
+                void *userdata, struct replica **ret);
+struct replica *replica_free(struct replica *rep);
+void replica_reconf(struct replica *rep, const struct dchat_conf *c);
+bool replica_is_leader(struct replica *rep);
+bool replica_leader(struct replica *rep, char name[DCHAT_NAME_MAX + 1], uint64_t *term);
+/* Replicate n entries as one command: -ENOTCONN if this server does not lead. */
+int replica_submit(struct replica *rep, const struct dchat_entry *e, unsigned n, void *cookie);
+void replica_status(struct replica *rep, struct replica_status *st);
+struct transport *replica_transport(struct replica *rep);
+struct fsm *replica_fsm(struct replica *rep);
 
 /* server.c ---------------------------------------------------------------- */
 

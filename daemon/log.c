@@ -55,6 +55,13 @@ static const struct {
         [EV_CLIENT_REFUSED]   = { "client-refused",   "4a825951da124d0b8604c4d95169dfcd", LOG_WARNING },
         [EV_CONFIG_MISMATCH]  = { "config-mismatch",  "b6c290604e3c430b96ff87a86072fa23", LOG_WARNING },
         [EV_LOG_DAMAGED]      = { "log-damaged",      "951bfc4af1884d0aa65bc5f0d1a0f346", LOG_ERR },
+        [EV_LEADER_ELECTED]   = { "leader-elected",   "0548742f3e774717bd2a4e242e5ae4a8", LOG_NOTICE },
+        [EV_LEADER_LOST]      = { "leader-lost",      "09a4b28bd6e6458f98703232556746ef", LOG_WARNING },
+        [EV_SERVER_JOINED]    = { "server-joined",    "beee5772b484423e8253892b689f3a2e", LOG_NOTICE },
+        [EV_SERVER_REMOVED]   = { "server-removed",   "39765f0abf9c498e979101db07fffc60", LOG_NOTICE },
+        [EV_REPLICA_BEHIND]   = { "replica-behind",   "cca81136a8fd4c9cbbaa4ac1a23eceb0", LOG_WARNING },
+        [EV_REPLICA_CAUGHT_UP] = { "replica-caught-up", "b48699e0c6d645b08f0e1578a2827684", LOG_NOTICE },
+        [EV_SNAPSHOT]         = { "snapshot",         "8f896e41611f4b7784636e68361d552f", LOG_INFO },
 };
 
 const char *log_event_name(enum log_event ev)

@@ -1089,6 +1089,12 @@ int conn_fd(const struct conn *c)
         return c->fd;
 }
 
+void conn_set_ops(struct conn *c, const struct conn_ops *ops, void *userdata)
+{
+        c->ops = ops;
+        c->userdata = userdata;
+}
+
 void conn_set_label(struct conn *c, const char *label)
 {
         strlcpy(c->label, label, sizeof c->label);

@@ -107,6 +107,12 @@ struct peer {
         uint64_t server_backoff;
         sd_event_source *server_timer;
         bool server_announced;
+        unsigned srv;                   /* the server (conf->servers[srv]) we link to, or try to */
+        char leader[DCHAT_NAME_MAX + 1];        /* who leads the server group, as the last LEADER said ("": unknown) */
+        uint64_t leader_term;
+        bool server_leads;              /* the server we link to leads: appends go there */
+        bool server_switch;             /* closing the link to go to the leader: no backoff, followers kept */
+        uint64_t srv_failed[DCHAT_SERVERS_MAX]; /* when a link to each server last failed */
         uint64_t server_cluster_reported;       /* as links[].cluster_reported */
         struct wbuf cluster;            /* our CLUSTER message's members while it is sent */
         struct fd_link server_alive;    /* when the server was last heard from ... */
@@ -162,6 +168,12 @@ static uint64_t now_usec(void)
 static const char *self_name(const struct peer *p)
 {
         return p->conf->peers[p->conf->self].name;
+}
+
+/* The server we link to (or try to): the group's leader when we know it. */
+static const struct node_conf *cur_server(const struct peer *p)
+{
+        return &p->conf->servers[p->srv < p->conf->n_servers ? p->srv : 0];
 }
 
 /*
@@ -520,7 +532,7 @@ static void cs_start(struct peer *p)
 
 static void cs_send_appends(struct peer *p)
 {
-        if (p->server_state != LINK_UP)
+        if (p->server_state != LINK_UP || !p->server_leads)
                 return;
         conn_cork(p->server);   /* one write for the whole entry: one batch at the server */
         for (unsigned i = 0; i < p->cs_n; i++) {
@@ -612,7 +624,7 @@ static void cs_maybe_request(struct peer *p)
 
         /* Without the server there is nothing to do inside, and until its
          * HELLO_ACK our clock may be behind the log's last fence. */
-        if (!p->queue || p->ra.state != RA_RELEASED || p->server_state != LINK_UP)
+        if (!p->queue || p->ra.state != RA_RELEASED || p->server_state != LINK_UP || !p->server_leads)
                 return;
         if (p->retry_at > now_usec()) {
                 (void) sd_event_source_set_time(p->retry_timer, p->retry_at);
@@ -1022,7 +1034,7 @@ int peer_view(struct peer *p, struct conn *client, const struct dchat_msg *req)
 {
         if (p->server_state != LINK_UP) {
                 conn_send_error(client, req->tag, ERR_UNAVAILABLE, "the server %s is unreachable%s%s%s; try again later",
-                                p->conf->servers[0].name, p->server_why[0] ? " (" : "", p->server_why,
+                                cur_server(p)->name, p->server_why[0] ? " (" : "", p->server_why,
                                 p->server_why[0] ? ")" : "");
                 return 0;
         }
@@ -1055,6 +1067,61 @@ static struct post_req *cs_find(struct peer *p, uint32_t tag)
         return NULL;
 }
 
+/*
+ * LEADER from the server we link to: who leads the group.  Appends go to
+ * the leader only; if another server leads, we close this link and go
+ * there at once (views and followers go on there).
+ */
+static int on_leader(struct peer *p, const struct dchat_msg *m)
+{
+        char name[DCHAT_NAME_MAX + 1];
+        unsigned idx;
+
+        if (dchat_str_copy(name, sizeof name, m->leader.leader) < 0)
+                return -EBADMSG;
+        p->leader_term = m->leader.term;
+        strlcpy(p->leader, name, sizeof p->leader);
+        if (!name[0]) {
+                p->server_leads = false;
+                log_info("the server group has no leader just now (so says %s, term %llu): posts wait",
+                         cur_server(p)->name, (unsigned long long) m->leader.term);
+                return 0;
+        }
+        for (idx = 0; idx < p->conf->n_servers; idx++)
+                if (!strcmp(p->conf->servers[idx].name, name))
+                        break;
+        if (idx == p->conf->n_servers) {
+                log_warning("%s says %s leads the server group, which is not a server in %s: staying with %s",
+                            cur_server(p)->name, name, p->conf->path, cur_server(p)->name);
+                return 0;
+        }
+        if (idx != p->srv && p->srv_failed[idx] &&
+            now_usec() - p->srv_failed[idx] < 2 * p->conf->election_timeout_usec) {
+                /* a leader we just lost, named by a server that has not noticed yet: the next LEADER
+                 * (the group elects another within its election timeout) says who leads now */
+                log_info("%s says %s leads the server group (term %llu), but the link to it just failed: "
+                         "waiting for the group to elect another", cur_server(p)->name, name,
+                         (unsigned long long) m->leader.term);
+                p->server_leads = false;
+                return 0;
+        }
+        if (idx == p->srv) {
+                if (!p->server_leads)
+                        log_info("the server %s leads the group (term %llu): posts go there",
+                                 name, (unsigned long long) m->leader.term);
+                p->server_leads = true;
+                cs_send_appends(p);     /* what waited for the leader */
+                cs_maybe_request(p);
+                arm_deadline(p);
+                return 0;
+        }
+        log_info("%s leads the server group (term %llu), not %s: linking to it", name,
+                 (unsigned long long) m->leader.term, cur_server(p)->name);
+        p->srv = idx;
+        p->server_switch = true;
+        return -ECONNRESET;     /* server_closed, then server_connect to it */
+}
+
 static int server_frame(struct conn *c, uint8_t type, const uint8_t *payload, size_t len)
 {
         struct peer *p = conn_userdata(c);
@@ -1068,7 +1135,7 @@ static int server_frame(struct conn *c, uint8_t type, const uint8_t *payload, si
         if (p->conf->debug)
                 log_debug("server link: got %s tag %u", proto_type_name(type), m.tag);
         if (fd_link_heard(&p->server_alive, now_usec()))
-                log_info("the server %s is heard from again", p->conf->servers[0].name);
+                log_info("the server %s is heard from again", cur_server(p)->name);
         if (type == MSG_HEARTBEAT)
                 return 0;
         if (type == MSG_HELLO_ACK) {
@@ -1092,11 +1159,14 @@ static int server_frame(struct conn *c, uint8_t type, const uint8_t *payload, si
                 ra_observe(&p->ra, m.hello_ack.last_lamport);
                 p->anchored = true;
                 p->server_state = LINK_UP;
+                p->server_switch = false;
+                /* one server leads itself; a group's member says who leads (LEADER, next) */
+                p->server_leads = p->conf->n_servers == 1;
                 p->server_backoff = 0;
-                log_event(EV_SERVER_UP, &(struct event_fields) { .peer = p->conf->servers[0].name,
+                log_event(EV_SERVER_UP, &(struct event_fields) { .peer = cur_server(p)->name,
                                                                  .lamport = p->ra.clock },
-                          "connected to the server %s (%s), log at seq %llu", p->conf->servers[0].name,
-                          p->conf->servers[0].address, (unsigned long long) m.hello_ack.last_seq);
+                          "connected to the server %s (%s), log at seq %llu", cur_server(p)->name,
+                          cur_server(p)->address, (unsigned long long) m.hello_ack.last_seq);
                 p->server_announced = true;
                 cs_send_appends(p);     /* resend what a lost link left unanswered */
                 cs_maybe_request(p);
@@ -1112,13 +1182,15 @@ static int server_frame(struct conn *c, uint8_t type, const uint8_t *payload, si
                 return 0;
         }
         if (type == MSG_CLUSTER) {
-                conf_cluster_report(p->conf, p->conf->servers[0].name, &m, &p->server_cluster_reported);
+                conf_cluster_report(p->conf, cur_server(p)->name, &m, &p->server_cluster_reported);
                 send_cluster(p, c);
                 return 0;
         }
+        if (type == MSG_LEADER && p->server_state == LINK_UP)
+                return on_leader(p, &m);
         if (p->server_state != LINK_UP) {
                 if (type == MSG_ERROR && m.error.code == ERR_STALE) {
-                        leave_as_later(p, p->conf->servers[0].name, m.error.detail);
+                        leave_as_later(p, cur_server(p)->name, m.error.detail);
                         return -ESTALE;
                 }
                 log_event(EV_PROTOCOL_ERROR, NULL, "server link: %s before HELLO_ACK; closing", proto_type_name(type));
@@ -1129,6 +1201,20 @@ static int server_frame(struct conn *c, uint8_t type, const uint8_t *payload, si
                 struct post_req *r = cs_find(p, m.tag);
                 if (!r)
                         return 0;       /* answer to a post that already timed out */
+                if (type == MSG_ERROR && m.error.code == ERR_NOT_LEADER) {
+                        /* Not stored by that server (or it lost the lead before the post was
+                         * committed: the new leader may hold it).  It goes again, with its post id,
+                         * once we link to the leader, which the server's LEADER names. */
+                        char text[DCHAT_ERROR_MAX];
+                        if (dchat_str_copy(text, sizeof text, m.error.text) < 0)
+                                strlcpy(text, "not the leader", sizeof text);
+                        log_info("post by %s not taken by %s: %s; it goes again to the group's leader", r->e.author,
+                                 cur_server(p)->name, text);
+                        r->append_tag = 0;
+                        p->server_leads = false;
+                        arm_deadline(p);
+                        return 0;
+                }
                 if (type == MSG_APPENDED) {
                         r->e.seq = m.appended.seq;
                         r->done = r->stored = true;     /* answered by answer_flush */
@@ -1219,7 +1305,7 @@ static uint64_t backoff_next(const struct dchat_conf *conf, uint64_t *b)
 static void server_closed(struct conn *c, int error)
 {
         struct peer *p = conn_userdata(c);
-        const char *name = p->conf->servers[0].name;
+        const char *name = cur_server(p)->name;
         char msg[DCHAT_ERROR_MAX];
 
         p->server = NULL;
@@ -1236,10 +1322,12 @@ static void server_closed(struct conn *c, int error)
                 log_event(EV_SERVER_DOWN, &(struct event_fields) { .peer = name, .lamport = p->ra.clock },
                           "lost the server %s: %s", name, p->server_why);
         else
-                log_debug("cannot reach the server %s: %s", p->conf->servers[0].address, p->server_why);
+                log_debug("cannot reach the server %s: %s", cur_server(p)->address, p->server_why);
         p->server_announced = false;
         p->server_state = LINK_DOWN;
         snprintf(msg, sizeof msg, "lost the connection to the server %s: %s", name, p->server_why);
+        if (p->server_switch)
+                snprintf(msg, sizeof msg, "the server group's leader changed: try again");
         for (struct view_relay *v = p->views, *n; v; v = n) {
                 n = v->next;
                 conn_send_error(v->client, v->client_tag, ERR_UNAVAILABLE, "%s", msg);
@@ -1249,8 +1337,10 @@ static void server_closed(struct conn *c, int error)
         p->views = NULL;
         /* Followers are told (view -f and chat say so and reconnect; they
          * go on after the last line they showed once the server is back),
-         * so nobody watches a room that went quiet without knowing why. */
-        while (p->followers) {
+         * so nobody watches a room that went quiet without knowing why.
+         * Going over to a group's new leader is no such gap: they stay, and
+         * follow on from there. */
+        while (p->followers && !p->server_switch) {
                 struct follower *f = p->followers;
                 conn_send_error(f->client, f->tag, ERR_UNAVAILABLE, "%s", msg);
                 follower_drop(p, f);
@@ -1260,7 +1350,19 @@ static void server_closed(struct conn *c, int error)
          * with the same post ids, once the link is back */
         for (unsigned i = 0; i < p->cs_n; i++)
                 p->cs[i]->append_tag = 0;
-        uint64_t d = backoff_next(p->conf, &p->server_backoff);
+        p->server_leads = false;
+        uint64_t d;
+        if (!p->server_switch)
+                p->srv_failed[p->srv < DCHAT_SERVERS_MAX ? p->srv : 0] = now_usec();
+        if (p->server_switch) {
+                d = 0;          /* to the leader the server named: at once (once) */
+                p->server_switch = false;
+        } else {
+                /* in a group, the next server: any of them says who leads */
+                if (p->conf->n_servers > 1)
+                        p->srv = (p->srv + 1) % p->conf->n_servers;
+                d = backoff_next(p->conf, &p->server_backoff);
+        }
         (void) sd_event_source_set_time_relative(p->server_timer, d);
         (void) sd_event_source_set_enabled(p->server_timer, SD_EVENT_ONESHOT);
 }
@@ -1276,7 +1378,7 @@ static bool server_given_up(struct peer *p, char *why, size_t cap)
         if (p->server_state == LINK_UP || !p->server_lost_at || now - p->server_lost_at < p->conf->dead_after_usec)
                 return false;
         snprintf(why, cap, "the server %s has been unreachable for %llu ms (%s); the post was not stored",
-                 p->conf->servers[0].name, (unsigned long long) ((now - p->server_lost_at) / USEC_PER_MSEC),
+                 cur_server(p)->name, (unsigned long long) ((now - p->server_lost_at) / USEC_PER_MSEC),
                  p->server_why[0] ? p->server_why : "not connected yet");
         return true;
 }
@@ -1305,7 +1407,7 @@ static void server_fail_queued(struct peer *p, const char *why)
 /* Each heartbeat_ms: our heartbeat to the server, and its silence checked. */
 static void server_heartbeat(struct peer *p, uint64_t now)
 {
-        const char *name = p->conf->servers[0].name;
+        const char *name = cur_server(p)->name;
         char why[DCHAT_ERROR_MAX];
 
         if (p->server && p->server_watch &&
@@ -1347,7 +1449,7 @@ static int on_server_timer(sd_event_source *s, uint64_t usec, void *userdata)
 
 static void server_connect(struct peer *p)
 {
-        const struct node_conf *sv = &p->conf->servers[0];
+        const struct node_conf *sv = cur_server(p);
         char label[96];
 
         snprintf(label, sizeof label, "server %s", sv->name);
@@ -1807,7 +1909,7 @@ void peer_status(struct peer *p, struct dchat_status *st)
         strlcpy(st->dme_state, ra_state_name(p->ra.state), sizeof st->dme_state);
         st->request_ts = p->ra.state == RA_RELEASED ? 0 : p->ra.req_ts;
         st->queued = p->queued + p->cs_n;
-        strlcpy(st->server, p->conf->servers[0].name, sizeof st->server);
+        strlcpy(st->server, cur_server(p)->name, sizeof st->server);
         st->server_connected = p->server_state == LINK_UP;
         st->n_peers = 0;
         for (unsigned i = 0; i < p->conf->n_peers; i++) {

@@ -310,6 +310,8 @@ static const char *const type_names[_MSG_MAX] = {
         [MSG_FOLLOW] = "FOLLOW",
         [MSG_CLUSTER] = "CLUSTER",
         [MSG_ENTRY_DAMAGED] = "ENTRY_DAMAGED",
+        [MSG_RAFT] = "RAFT",
+        [MSG_LEADER] = "LEADER",
 };
 
 const char *proto_type_name(uint8_t type)
@@ -501,6 +503,14 @@ int proto_encode(struct wbuf *b, const struct dchat_msg *m)
                 wbuf_put_u64(b, m->damaged.last_seq);
                 wbuf_put_str(b, m->damaged.reason.p, m->damaged.reason.len);
                 break;
+        case MSG_RAFT:
+                wbuf_put(b, m->raft.p, m->raft.len);
+                break;
+        case MSG_LEADER:
+                wbuf_put_u64(b, m->leader.term);
+                wbuf_put_str(b, m->leader.leader.p, m->leader.leader.len);
+                wbuf_put_str(b, m->leader.address.p, m->leader.address.len);
+                break;
         }
 
         if (b->failed) {
@@ -533,6 +543,27 @@ int proto_check_header(const uint8_t hdr[DCHAT_FRAME_HDR], uint8_t *type)
                 return -EBADMSG;
         *type = hdr[5];
         return (int) len;
+}
+
+/* A node name's characters ([A-Za-z0-9._-]), or none. */
+static bool name_chars_valid(const char *p, size_t n)
+{
+        for (size_t i = 0; i < n; i++) {
+                char ch = p[i];
+                if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+                      ch == '.' || ch == '_' || ch == '-'))
+                        return false;
+        }
+        return true;
+}
+
+/* Printable ASCII without spaces or quotes: what an address written as host:port needs. */
+static bool address_chars_valid(const char *p, size_t n)
+{
+        for (size_t i = 0; i < n; i++)
+                if (p[i] <= ' ' || p[i] > '~' || p[i] == '"')
+                        return false;
+        return true;
 }
 
 int proto_decode(uint8_t type, const uint8_t *payload, size_t len, struct dchat_msg *m,
@@ -641,6 +672,23 @@ int proto_decode(uint8_t type, const uint8_t *payload, size_t len, struct dchat_
                     text_validate(m->damaged.reason.p, m->damaged.reason.len, NULL) < 0)
                         return -EBADMSG;
                 break;
+        case MSG_RAFT:
+                m->raft.p = r.p + r.off;
+                m->raft.len = r.len - r.off;
+                if (r.bad || m->raft.len == 0)
+                        return -EBADMSG;
+                r.off = r.len;
+                break;
+        case MSG_LEADER:
+                m->leader.term = rbuf_u64(&r);
+                m->leader.leader = rbuf_str(&r);
+                m->leader.address = rbuf_str(&r);
+                /* names and addresses end up in log lines: the characters of names, printable addresses */
+                if (r.bad || m->leader.leader.len > DCHAT_NAME_MAX || m->leader.address.len > 255 ||
+                    !name_chars_valid(m->leader.leader.p, m->leader.leader.len) ||
+                    !address_chars_valid(m->leader.address.p, m->leader.address.len))
+                        return -EBADMSG;
+                break;
         default:
                 return -EBADMSG;
         }
@@ -660,14 +708,7 @@ int proto_cluster_next(struct rbuf *r, uint8_t *role, struct dchat_str *name, st
             name->len > DCHAT_NAME_MAX || address->len == 0 || address->len > 255)
                 return -EBADMSG;
         /* they end up in log lines: a node name's characters, an address's printable ones */
-        for (size_t i = 0; i < name->len; i++) {
-                char ch = name->p[i];
-                if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-                      ch == '.' || ch == '_' || ch == '-'))
-                        return -EBADMSG;
-        }
-        for (size_t i = 0; i < address->len; i++)
-                if (address->p[i] <= ' ' || address->p[i] > '~' || address->p[i] == '"')
-                        return -EBADMSG;
+        if (!name_chars_valid(name->p, name->len) || !address_chars_valid(address->p, address->len))
+                return -EBADMSG;
         return 1;
 }

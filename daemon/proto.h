@@ -28,6 +28,7 @@
 #define DCHAT_TEXT_MAX          4096            /* bytes of UTF-8 in one post */
 #define DCHAT_NAME_MAX          64              /* node or author name, bytes */
 #define DCHAT_PEERS_MAX         64              /* peers in one cluster */
+#define DCHAT_SERVERS_MAX       7               /* servers in one group */
 #define DCHAT_ERROR_MAX         256             /* text of an ERROR frame */
 /*
  * The poster's UTC offset in seconds, either way: what a TZ can give
@@ -95,6 +96,12 @@ enum dchat_msg_type {
          * entries first_seq..last_seq would be: the server's log holds them
          * damaged (quarantined), with a short reason */
         MSG_ENTRY_DAMAGED,
+        /* server -> server, on a replication link: bytes of libraft's own
+         * stream between the two (transport.c) */
+        MSG_RAFT,
+        /* server -> peer: who leads the server group now (after HELLO_ACK,
+         * and at every change); a peer sends its appends to the leader */
+        MSG_LEADER,
         _MSG_MAX,
 };
 
@@ -121,6 +128,9 @@ enum dchat_err {
          * incarnation the receiver knows the sender under. */
         ERR_STALE,
         ERR_CONFLICT,           /* the post id is stored already, naming another post */
+        /* this server does not lead the group (or lost the lead before the
+         * append was committed): nothing stored by it; try the leader */
+        ERR_NOT_LEADER,
 };
 
 struct dchat_str {
@@ -210,6 +220,9 @@ struct dchat_msg {
                 struct dchat_status *status;    /* STATUS_REPLY */
                 /* the sender's digest, n members { role u8, name str, address str }: proto_cluster_next */
                 struct { uint64_t digest; uint16_t n; const uint8_t *p; size_t len; } cluster;
+                struct { const uint8_t *p; size_t len; } raft;  /* the rest of the payload */
+                /* leader: a server's name ("" if the group has none it knows); address: host:port */
+                struct { uint64_t term; struct dchat_str leader; struct dchat_str address; } leader;
         };
 };
 

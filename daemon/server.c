@@ -44,6 +44,7 @@ struct sconn {
         struct server *s;
         struct conn *c;
         char node[DCHAT_NAME_MAX + 1];  /* "" until HELLO */
+        bool server;                    /* another server of the group (HELLO as a server) */
         int idx;                        /* the node's index in conf->peers, once known */
         uint64_t serial;                /* accepted after every connection with a smaller one */
         uint64_t incarnation;           /* the life of the node that sent the HELLO (0: not said) */
@@ -62,6 +63,13 @@ struct sfollow {
 struct pending {
         struct sconn *from;     /* NULL once that connection is gone */
         uint32_t tag;
+};
+
+/* A batch handed to the server group (replica_submit), until it is applied. */
+struct gbatch {
+        struct gbatch *prev, *next;
+        unsigned n;
+        struct pending pend[];
 };
 
 struct server {
@@ -90,6 +98,11 @@ struct server {
         uint64_t cluster_reported[DCHAT_PEERS_MAX];     /* its cluster digest we logged a config-mismatch for */
         struct wbuf cluster;            /* our CLUSTER message's members while it is sent */
         bool damage_logged;             /* log-damaged was logged */
+
+        /* a server group (conf->n_servers > 1) */
+        struct replica *rep;
+        struct gbatch *gbatches;        /* submitted, not applied */
+        uint64_t pumped_seq;            /* followers were fed up to here */
 };
 
 static void follow_pump(struct server *s, struct sfollow *f);
@@ -132,31 +145,30 @@ static uint64_t now_monotonic(void)
         return (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000;
 }
 
-/* The answer to entry i of the batch just stored (or not): to its connection, if still there. */
-static void answer_append(struct server *s, unsigned i, int r)
+/* The answer to entry e of a batch just stored (or not), result res: to its connection, if still there. */
+static void answer_append(struct server *s, const struct dchat_entry *e, enum chatlog_result res,
+                          const struct pending *p, int r)
 {
-        struct dchat_entry *e = &s->entries[i];
-        struct conn *to = s->pend[i].from ? s->pend[i].from->c : NULL;        /* NULL: it went away */
-        uint32_t tag = s->pend[i].tag;
+        struct conn *to = p->from ? p->from->c : NULL;        /* NULL: it went away */
+        uint32_t tag = p->tag;
         struct event_fields f = { .peer = e->node, .lamport = e->lamport, .request_ts = e->lamport, .seq = e->seq };
         unsigned long long pid = (unsigned long long) e->post_id;
         char text[DCHAT_ERROR_MAX];
 
-        switch (s->results[i]) {
+        switch (res) {
         case CHATLOG_STORED:
                 s->stats.posts++;
                 log_event(EV_POST_STORED, &f, "stored post %s#%llu as seq %llu (fence %llu/%s/%u)", e->node, pid,
                           (unsigned long long) e->seq, (unsigned long long) e->lamport, e->node, e->fence_idx);
                 /* fall through */
         case CHATLOG_DUPLICATE:
-                if (s->results[i] == CHATLOG_DUPLICATE)
+                if (res == CHATLOG_DUPLICATE)
                         log_info("post %s#%llu was already stored as seq %llu; acknowledged again", e->node, pid,
                                  (unsigned long long) e->seq);
                 if (to)
                         (void) conn_send(to, &(struct dchat_msg) {
                                 .type = MSG_APPENDED, .tag = tag,
-                                .appended = { e->seq, e->lamport, e->fence_idx,
-                                              s->results[i] == CHATLOG_DUPLICATE } });
+                                .appended = { e->seq, e->lamport, e->fence_idx, res == CHATLOG_DUPLICATE } });
                 return;
         case CHATLOG_FENCED: {
                 uint64_t ll;
@@ -223,6 +235,78 @@ static void answer_append(struct server *s, unsigned i, int r)
         }
 }
 
+/* New entries are on disk: push them to every follower. */
+static void pump_followers(struct server *s)
+{
+        for (struct sfollow *f = s->follows, *nx; f; f = nx) {
+                nx = f->next;
+                follow_pump(s, f);
+        }
+        s->pumped_seq = chatlog_last_seq(s->log);
+}
+
+static void cork_all(struct server *s, bool on)
+{
+        for (struct sconn *sc = s->conns; sc; sc = sc->next) {
+                if (on)
+                        conn_cork(sc->c);
+                else
+                        conn_uncork(sc->c);
+        }
+}
+
+/* The group's leader, for a client that asked the wrong server: "NAME (HOST:PORT)" or why none. */
+static const char *leader_text(struct server *s, char *buf, size_t cap)
+{
+        char name[DCHAT_NAME_MAX + 1];
+
+        if (!s->rep || !replica_leader(s->rep, name, NULL))
+                snprintf(buf, cap, "the group has no leader just now (an election is on)");
+        else
+                snprintf(buf, cap, "the leader is %s", name);
+        return buf;
+}
+
+/* Posts this server cannot take for the group: each poster is told who leads (it sends them there). */
+static void refuse_not_leader(struct server *s, const struct pending *pend, unsigned n, const char *what)
+{
+        char lead[DCHAT_NAME_MAX + 64];
+
+        leader_text(s, lead, sizeof lead);
+        for (unsigned i = 0; i < n; i++)
+                conn_send_error(pend[i].from ? pend[i].from->c : NULL, pend[i].tag, ERR_NOT_LEADER,
+                                "%s: %s; %s", s->conf->node, what, lead);
+}
+
+/* A group: the batch goes to Raft; the answers come once it is committed and applied (group_applied). */
+static void flush_group(struct server *s, unsigned n)
+{
+        struct gbatch *gb;
+        int r;
+
+        if (!replica_is_leader(s->rep)) {
+                refuse_not_leader(s, s->pend, n, "this server does not lead the group, nothing was stored");
+                return;
+        }
+        gb = malloc(sizeof *gb + n * sizeof gb->pend[0]);
+        if (!gb) {
+                for (unsigned i = 0; i < n; i++)
+                        conn_send_error(s->pend[i].from ? s->pend[i].from->c : NULL, s->pend[i].tag, ERR_INTERNAL,
+                                        "the server is out of memory; the post was not stored");
+                return;
+        }
+        gb->n = n;
+        memcpy(gb->pend, s->pend, n * sizeof gb->pend[0]);
+        r = replica_submit(s->rep, s->entries, n, gb);
+        if (r < 0) {
+                refuse_not_leader(s, gb->pend, n, "the group did not take the post, nothing was stored");
+                free(gb);
+                return;
+        }
+        LIST_PREPEND(s->gbatches, gb);
+        s->stats.batches++;
+}
+
 static void flush_batch(struct server *s)
 {
         unsigned n = s->n;
@@ -231,22 +315,92 @@ static void flush_batch(struct server *s)
                 return;
         s->n = 0;
         /* the answers to one connection go out in one write */
-        for (struct sconn *sc = s->conns; sc; sc = sc->next)
-                conn_cork(sc->c);
-        int r = chatlog_append(s->log, s->entries, n, s->results);
-        s->stats.batches++;
-        for (unsigned i = 0; i < n; i++)
-                answer_append(s, i, r);
-        /* looking a copy up (chatlog_append) may have found the log damaged */
-        note_damage(s);
-        /* the batch is on disk: push it to every follower */
-        for (struct sfollow *f = s->follows, *nx; f; f = nx) {
-                nx = f->next;
-                follow_pump(s, f);
+        cork_all(s, true);
+        if (s->rep) {
+                flush_group(s, n);
+        } else {
+                int r = chatlog_append(s->log, s->entries, n, s->results);
+                s->stats.batches++;
+                for (unsigned i = 0; i < n; i++)
+                        answer_append(s, &s->entries[i], s->results[i], &s->pend[i], r);
+                /* looking a copy up (chatlog_append) may have found the log damaged */
+                note_damage(s);
+                pump_followers(s);
         }
-        for (struct sconn *sc = s->conns; sc; sc = sc->next)
-                conn_uncork(sc->c);
+        cork_all(s, false);
 }
+
+/* --- the server group ------------------------------------------------------------------------- */
+
+static void group_applied(void *userdata, void *cookie, const struct fsm_result *res, int status)
+{
+        struct server *s = userdata;
+        struct gbatch *gb = cookie;
+
+        LIST_REMOVE(s->gbatches, gb);
+        cork_all(s, true);
+        if (status != 0 || !res) {
+                /* leadership lost before the batch was committed: the new leader may have it or not; the
+                 * peers send the posts again there, where their post ids make them land once */
+                refuse_not_leader(s, gb->pend, gb->n, "this server lost the lead before the post was committed "
+                                  "(it may or may not be stored; it is sent again)");
+        } else {
+                for (unsigned i = 0; i < gb->n && i < res->n; i++)
+                        answer_append(s, &res->entries[i], res->results[i], &gb->pend[i], res->error);
+                note_damage(s);
+        }
+        pump_followers(s);
+        cork_all(s, false);
+        free(gb);
+}
+
+/* Tell a peer who leads the group (after its HELLO_ACK, and at every change). */
+static void send_leader(struct server *s, struct sconn *sc)
+{
+        char name[DCHAT_NAME_MAX + 1] = "";
+        const char *address = "";
+        uint64_t term = 0;
+
+        if (!s->rep) {
+                strlcpy(name, s->conf->node, sizeof name);
+                address = s->conf->servers[s->conf->self].address;
+        } else if (replica_leader(s->rep, name, &term)) {
+                for (unsigned i = 0; i < s->conf->n_servers; i++)
+                        if (!strcmp(s->conf->servers[i].name, name))
+                                address = s->conf->servers[i].address;
+        }
+        (void) conn_send(sc->c, &(struct dchat_msg) { .type = MSG_LEADER,
+                .leader = { term, { name, (uint16_t) strlen(name) }, { address, (uint16_t) strlen(address) } } });
+}
+
+static void group_leader_changed(void *userdata, bool is_leader, const char *leader, uint64_t term)
+{
+        struct server *s = userdata;
+        (void) is_leader;
+        (void) leader;
+        (void) term;
+        for (struct sconn *sc = s->conns; sc; sc = sc->next)
+                if (sc->node[0] && !sc->server)
+                        send_leader(s, sc);
+}
+
+/* Every turn of the group's loop: what a follower applied goes to its followers too. */
+static void group_tick(void *userdata)
+{
+        struct server *s = userdata;
+
+        if (chatlog_last_seq(s->log) != s->pumped_seq) {
+                cork_all(s, true);
+                pump_followers(s);
+                cork_all(s, false);
+        }
+}
+
+static const struct replica_ops group_ops = {
+        .applied = group_applied,
+        .leader_changed = group_leader_changed,
+        .tick = group_tick,
+};
 
 static void checkpoint(struct server *s)
 {
@@ -463,11 +617,54 @@ void server_client_gone(struct server *s, struct conn *c)
                 follow_drop(s, f);
 }
 
+/* Another server of the group: its links carry replication (RAFT frames) and the group's own traffic. */
+static int on_server_hello(struct server *s, struct sconn *sc, const char *name)
+{
+        char label[96];
+
+        if (!s->rep || !strcmp(name, s->conf->node)) {
+                log_event(EV_PROTOCOL_ERROR, NULL, "%s: HELLO from server %s, but %s; closing", conn_label(sc->c),
+                          name, s->rep ? "that is this server's own name" : "this server is not in a group");
+                return -EPERM;
+        }
+        strlcpy(sc->node, name, sizeof sc->node);
+        sc->server = true;
+        snprintf(label, sizeof label, "server %s", name);
+        conn_set_label(sc->c, label);
+        return 0;
+}
+
+/* The first RAFT frame of a server's link: the link becomes a replication stream (transport.c). */
+static int on_raft_stream(struct server *s, struct sconn *sc, const uint8_t *payload, size_t len)
+{
+        const char *address = "";
+        struct conn *c = sc->c;
+
+        for (unsigned i = 0; i < s->conf->n_servers; i++)
+                if (!strcmp(s->conf->servers[i].name, sc->node))
+                        address = s->conf->servers[i].address;
+        int r = transport_accept(replica_transport(s->rep), c, sc->node, address, payload, len);
+        if (r < 0) {
+                log_warning("%s: cannot take the replication stream: %s", conn_label(c), strerror(-r));
+                return -EIO;
+        }
+        /* the link is the transport's now: forget it here, without closing it */
+        LIST_REMOVE(s->conns, sc);
+        s->n_conns--;
+        free(sc);
+        return 0;
+}
+
 static int on_hello(struct server *s, struct sconn *sc, const struct dchat_msg *m)
 {
         char name[DCHAT_NAME_MAX + 1];
         bool known = false;
         unsigned pi = 0;
+
+        if (m->hello.role == ROLE_SERVER && dchat_str_copy(name, sizeof name, m->hello.node) >= 0)
+                for (unsigned i = 0; i < s->conf->n_servers; i++)
+                        if (!strcmp(s->conf->servers[i].name, name))
+                                return on_server_hello(s, sc, name);
 
         if (dchat_str_copy(name, sizeof name, m->hello.node) >= 0)
                 for (unsigned i = 0; i < s->conf->n_peers && !known; i++)
@@ -531,9 +728,12 @@ static int on_hello(struct server *s, struct sconn *sc, const struct dchat_msg *
         uint32_t idx;
         char last_node[DCHAT_NAME_MAX + 1];
         chatlog_last_fence(s->log, &lamport, last_node, &idx);
-        return conn_send(sc->c, &(struct dchat_msg) {
+        int r = conn_send(sc->c, &(struct dchat_msg) {
                 .type = MSG_HELLO_ACK, .tag = m->tag,
                 .hello_ack = { chatlog_last_post_id(s->log, name), chatlog_last_seq(s->log), lamport } });
+        if (r >= 0)
+                send_leader(s, sc);
+        return r;
 }
 
 static int sconn_frame(struct conn *c, uint8_t type, const uint8_t *payload, size_t len)
@@ -557,6 +757,22 @@ static int sconn_frame(struct conn *c, uint8_t type, const uint8_t *payload, siz
                 log_event(EV_PROTOCOL_ERROR, NULL, "%s: %s before HELLO; closing", conn_label(c),
                           proto_type_name(type));
                 return -EBADMSG;
+        }
+        if (sc->server) {
+                /* another server: replication, then the group's traffic (catch-up pages) */
+                switch (type) {
+                case MSG_RAFT:
+                        return on_raft_stream(s, sc, payload, len);
+                case MSG_VIEW:
+                        return server_view_page(s, &m, c);
+                case MSG_HEARTBEAT:
+                        return 0;
+                default:
+                        log_event(EV_PROTOCOL_ERROR, &(struct event_fields) { .peer = sc->node },
+                                  "%s: unexpected %s frame from a server; closing", conn_label(c),
+                                  proto_type_name(type));
+                        return -EBADMSG;
+                }
         }
         switch (type) {
         case MSG_HELLO:
@@ -589,10 +805,14 @@ static void sconn_closed(struct conn *c, int error)
         for (unsigned i = 0; i < s->n; i++)
                 if (s->pend[i].from == sc)
                         s->pend[i].from = NULL;
+        for (struct gbatch *gb = s->gbatches; gb; gb = gb->next)
+                for (unsigned i = 0; i < gb->n; i++)
+                        if (gb->pend[i].from == sc)
+                                gb->pend[i].from = NULL;
         bool followed = follow_find(s, c) != NULL;
         if (sc->node[0])
-                log_event(EV_PEER_DOWN, &(struct event_fields) { .peer = sc->node }, "peer %s disconnected: %s%s",
-                          sc->node, sc->why[0] ? sc->why : conn_strerror(error),
+                log_event(EV_PEER_DOWN, &(struct event_fields) { .peer = sc->node }, "%s %s disconnected: %s%s",
+                          sc->server ? "server" : "peer", sc->node, sc->why[0] ? sc->why : conn_strerror(error),
                           followed ? "; its follow ends" : "");
         server_client_gone(s, c);
         LIST_REMOVE(s->conns, sc);
@@ -743,6 +963,12 @@ int server_new(sd_event *e, const struct dchat_conf *c, int listen_fd, struct se
                          (unsigned long long) chatlog_last_seq(s->log), rec.damaged_seqs ? " (some quarantined)" : "");
         if (!rec.checkpoint_used || rec.scanned)
                 checkpoint(s);          /* the next start, even after a crash, reads only what comes after */
+        s->pumped_seq = chatlog_last_seq(s->log);
+        if (c->n_servers > 1) {
+                r = replica_new(e, c, s->log, &group_ops, s, &s->rep);
+                if (r < 0)
+                        goto fail;
+        }
         r = sd_event_add_defer(e, &s->flush_src, on_flush, s);
         if (r < 0)
                 goto fail;
@@ -769,6 +995,13 @@ struct server *server_free(struct server *s)
         if (!s)
                 return NULL;
         flush_batch(s);
+        /* Raft first: batches in flight are answered (lost lead) and the replication links closed */
+        s->rep = replica_free(s->rep);
+        while (s->gbatches) {
+                struct gbatch *gb = s->gbatches;
+                LIST_REMOVE(s->gbatches, gb);
+                free(gb);
+        }
         if (s->log)
                 checkpoint(s);
         while (s->conns)
@@ -788,6 +1021,8 @@ struct server *server_free(struct server *s)
 void server_reconf(struct server *s, const struct dchat_conf *c)
 {
         s->conf = c;
+        if (s->rep)
+                replica_reconf(s->rep, c);
 }
 
 void server_status(struct server *s, struct dchat_status *st)

@@ -34,7 +34,7 @@ append() {
     frame $MSG_APPEND "$T/p"
 }
 # the answer to the APPEND: "TYPE TAG PAYLOAD-HEX" of the frame after HELLO_ACK
-answer() { frames "$T/reply" | sed -n 2p; }
+answer() { frames "$T/reply" | awk -v l=$MSG_LEADER '$1 != l' | sed -n 2p; }
 
 # --- a fence not greater than the last one -------------------------------------------------------
 for case in "equal:$lam4:node2:0" "older:$((lam4 - 1)):node1:0" "same lamport, smaller node:$lam4:node1:5"; do

@@ -92,7 +92,10 @@ static const struct bad bad[] = {
         { "bad-no-peers.conf", NULL, -EINVAL, ":2: missing 'peers' list in cluster" },
         { "bad-servers-empty.conf", NULL, -EINVAL, ":3: cluster.servers is empty: one server is required" },
         { "bad-servers-empty-array.conf", NULL, -EINVAL, ":3: cluster.servers is empty: one server is required" },
-        { "bad-two-servers.conf", NULL, -E2BIG, ":4: only one server is supported in this version" },
+        { "bad-two-servers.conf", NULL, -EINVAL, ":3: cluster.servers lists 2 servers: a server group needs an odd "
+          "number (1, 3, 5 or 7), so that a majority can always be told apart" },
+        { "bad-eight-servers.conf", NULL, -E2BIG, ":10: too many servers (at most 7)" },
+        { "bad-server-is-peer.conf", NULL, -EINVAL, ":6: duplicate node name 'node1' (first defined at line 3)" },
         { "bad-peers-empty.conf", NULL, -EINVAL, ":4: cluster.peers is empty: at least one peer is required" },
         { "bad-too-many-peers.conf", NULL, -E2BIG, ":69: too many peers (at most 64)" },
         { "bad-no-name.conf", NULL, -EINVAL, ":5: peer entry has no name" },
@@ -191,7 +194,7 @@ static bool in_bad_table(const char *name) {
 }
 
 static const char *const good_files[] = {
-        "good-minimal.conf", "good-full.conf", "good-int64.conf", "good-64-peers.conf",
+        "good-minimal.conf", "good-full.conf", "good-int64.conf", "good-64-peers.conf", "good-three-servers.conf",
 };
 
 static void test_all_fixtures_listed(void) {
@@ -488,6 +491,22 @@ static void test_restart_needed(void) {
         is_str(conf_restart_needed(&a, &b), "state_directory changed", "state_directory");
 }
 
+/* a server group of three */
+static void test_three_servers(void) {
+        struct dchat_conf c;
+
+        if (!load_ok(fixture("good-three-servers.conf"), NULL, &c))
+                return;
+        is_int(c.n_servers, 3, "three servers");
+        is_str(c.servers[2].name, "s3", "the third is s3");
+        is_int(c.election_timeout_usec, 300 * USEC_PER_MSEC, "election_timeout_ms = 300");
+        is_int(c.role, ROLE_PEER, "node1 is a peer");
+        if (load_ok(fixture("good-three-servers.conf"), "s2", &c))
+                ok(c.role == ROLE_SERVER && c.self == 1, "s2 is the second server");
+        if (load_ok(fixture("good-minimal.conf"), NULL, &c))
+                is_int(c.election_timeout_usec, 400 * USEC_PER_MSEC, "election_timeout_ms defaults to 400");
+}
+
 /* the cluster digest and the differences two nodes report (review item 19) */
 static void test_cluster_digest(void) {
         struct dchat_conf a, b, l1, l2;
@@ -542,6 +561,7 @@ int main(void) {
         test_hostname();
         test_restart_needed();
         test_cluster_digest();
+        test_three_servers();
 
         return done_testing();
 }
