@@ -572,6 +572,18 @@ void transport_reconf(struct transport *tr, const struct dchat_conf *conf);
 int transport_accept(struct transport *tr, struct conn *c, const char *name, const char *address,
                      const uint8_t *payload, size_t len);
 
+/* catchup.c ------------------------------------------------------------------- */
+
+struct catchup;
+int catchup_new(sd_event *e, const struct dchat_conf *conf, struct fsm *fsm, struct catchup **ret);
+struct catchup *catchup_free(struct catchup *cu);
+void catchup_reconf(struct catchup *cu, const struct dchat_conf *conf);
+/* Fetch from another server (the leader, if named and not us) when the state machine waits for entries. */
+void catchup_tick(struct catchup *cu, const char *leader);
+/* Entries fetched since it started, and for how long. */
+uint64_t catchup_fetched(const struct catchup *cu, uint64_t *usec);
+void catchup_reset(struct catchup *cu);
+
 /* replica.c ------------------------------------------------------------------- */
 
 struct replica;

@@ -44,6 +44,7 @@ struct replica {
         struct uvloop *uv;
         struct transport *tr;
         struct fsm *fsm;
+        struct catchup *cu;
         struct raft_io io;
         struct raft raft;
         bool io_ready, raft_ready, started, closed;
@@ -198,6 +199,7 @@ static void watch(void *userdata)
         if (rep->ops->tick)
                 rep->ops->tick(rep->userdata);
 
+        catchup_tick(rep->cu, lid && lid != rep->self ? leader : NULL);
         enum fsm_state fs = fsm_state(rep->fsm, &why);
         if (fs != rep->fsm_state) {
                 if (fs == FSM_DIVERGED)
@@ -207,10 +209,16 @@ static void watch(void *userdata)
                         log_event(EV_REPLICA_BEHIND, NULL, "this server's chat log ends at seq %llu, before the "
                                   "group's snapshot: fetching the entries it lacks from another server",
                                   (unsigned long long) chatlog_last_seq(rep->log));
-                else if (rep->fsm_state == FSM_CATCHUP)
+                else if (rep->fsm_state == FSM_CATCHUP) {
+                        uint64_t usec, n = catchup_fetched(rep->cu, &usec);
                         log_event(EV_REPLICA_CAUGHT_UP, &(struct event_fields) { .seq = chatlog_last_seq(rep->log) },
-                                  "this server caught up with the group at seq %llu",
-                                  (unsigned long long) chatlog_last_seq(rep->log));
+                                  "this server caught up with the group at seq %llu: %llu entries fetched in %llu ms "
+                                  "(%llu entries/s)", (unsigned long long) chatlog_last_seq(rep->log),
+                                  (unsigned long long) n, (unsigned long long) (usec / USEC_PER_MSEC),
+                                  (unsigned long long) (usec ? n * USEC_PER_SEC / usec : 0));
+                        catchup_reset(rep->cu);
+                        uvloop_kick(rep->uv);   /* libraft applies what waited */
+                }
                 rep->fsm_state = fs;
                 if (rep->ops->fsm_changed)
                         rep->ops->fsm_changed(rep->userdata, fs);
@@ -319,6 +327,8 @@ int replica_new(sd_event *e, const struct dchat_conf *c, struct chatlog *log, co
                 r = transport_new(e, uvloop_loop(rep->uv), c, &rep->tr);
         if (r >= 0)
                 r = fsm_new(log, &rep->fsm);
+        if (r >= 0)
+                r = catchup_new(e, c, rep->fsm, &rep->cu);
         if (r < 0)
                 goto fail;
         uvloop_set_hook(rep->uv, watch, rep);
@@ -397,6 +407,7 @@ struct replica *replica_free(struct replica *rep)
         if (rep->io_ready)
                 raft_uv_close(&rep->io);
         rep->tr = transport_free(rep->tr);
+        rep->cu = catchup_free(rep->cu);
         uvloop_drain(rep->uv, USEC_PER_SEC);
         rep->uv = uvloop_free(rep->uv);
         rep->fsm = fsm_free(rep->fsm);
@@ -408,6 +419,7 @@ void replica_reconf(struct replica *rep, const struct dchat_conf *c)
 {
         rep->conf = c;
         transport_reconf(rep->tr, c);
+        catchup_reconf(rep->cu, c);
         raft_set_election_timeout(&rep->raft, (unsigned) (c->election_timeout_usec / USEC_PER_MSEC));
         raft_set_heartbeat_timeout(&rep->raft, (unsigned) (c->election_timeout_usec / USEC_PER_MSEC / 5));
 }

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# 46-group-catchup — a server of a three-server group is stopped while 1200 posts go in,
+# one Raft command each: the others compact their Raft logs (snapshots that hold no
+# entries, only the log's end), so when it comes back Raft sends it a snapshot beyond
+# the end of its chat log.  It fetches the entries it lacks from another server, page
+# by page (replica-behind, then replica-caught-up with the rate), and ends holding the
+# same log as the others, byte for byte.
+. "$(dirname "$0")/../lib/lib.sh"
+need_root
+need_cmd md5sum
+need_tool ../bench/dchat-bench
+BENCH=$TOP/tests/bench/dchat-bench
+
+N_SERVERS=3 cluster_start 2 'election_timeout_ms = 300;'
+same_logs() {
+    local n sums=
+    for n in "${SERVERS[@]}"; do
+        node_alive "$n" || continue
+        sums+="$(ctl "$n" view --json | md5sum | cut -c1-32) "
+    done
+    [ "$(printf '%s\n' $sums | sort -u | wc -l)" = 1 ]
+}
+ctl node1 post "before" || fail "a post before"
+F=
+for n in "${SERVERS[@]}"; do grep -q 'msg="this server leads the group' "$(node_log "$n")" || F=$n; done
+note "stopping the follower $F"
+node_stop "$F"
+
+"$BENCH" -c 1 -n 1200 -t catchup "$(node_sock node1)" > "$T/bench.json" 2> "$T/bench.err"
+is "$?" 0 "1200 posts acknowledged while $F is down" || diag "$(cat "$T/bench.err")"
+
+: > "$(node_log "$F")"
+node_start "$F" || bail_out "$F does not restart"
+ok "$F finds its chat log behind the group's snapshot (replica-behind)" wait_event "$F" replica-behind 1 15
+ok "$F catches up (replica-caught-up)" wait_event "$F" replica-caught-up 1 30
+note "$(events "$F" replica-caught-up | ev_field msg)"
+ok "every server holds the same log" wait_for -t 15 same_logs
+is "$(ctl "$F" view --json | wc -l)" 1201 "$F holds all 1201 entries"
+run ctl node2 post "after"
+is "$RC" 0 "posting goes on" || diag "$ERR"
+ok "every server holds the same log again" wait_for -t 15 same_logs
+
+done_testing
