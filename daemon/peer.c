@@ -111,6 +111,7 @@ struct peer {
         char leader[DCHAT_NAME_MAX + 1];        /* who leads the server group, as the last LEADER said ("": unknown) */
         uint64_t leader_term;
         bool server_leads;              /* the server we link to leads: appends go there */
+        uint64_t seen_seq;              /* the highest seq this node saw stored (read-your-writes) */
         bool server_switch;             /* closing the link to go to the leader: no backoff, followers kept */
         uint64_t srv_failed[DCHAT_SERVERS_MAX]; /* when a link to each server last failed */
         uint64_t server_cluster_reported;       /* as links[].cluster_reported */
@@ -466,6 +467,8 @@ static void post_answer(struct peer *p, struct post_req *r, int err_code, const 
                 return;
         }
         p->stats.posts++;
+        if (r->e.seq > p->seen_seq)
+                p->seen_seq = r->e.seq;
         log_event(EV_POST_STORED, &f, "post by %s stored as seq %llu", r->e.author, (unsigned long long) r->e.seq);
         if (r->client)
                 (void) conn_send(r->client, &(struct dchat_msg) {
@@ -940,6 +943,8 @@ static int follow_live_entry(struct peer *p, const struct dchat_msg *m)
         p->live_next = last + 1;
         if (last > p->server_last_seq)
                 p->server_last_seq = last;
+        if (last > p->seen_seq)
+                p->seen_seq = last;
         for (struct follower *f = p->followers; f; f = f->next) {
                 if (!f->live || first > f->next_seq) {
                         f->live = false;        /* (a gap cannot happen; if it did, pages repair it) */
@@ -1054,6 +1059,9 @@ int peer_view(struct peer *p, struct conn *client, const struct dchat_msg *req)
         p->views = v;
         struct dchat_msg fwd = *req;
         fwd.tag = v->server_tag;
+        /* a group's follower must not show less than this node saw stored (read-your-writes) */
+        if (p->seen_seq > fwd.view.min_seq)
+                fwd.view.min_seq = p->seen_seq;
         return conn_send(p->server, &fwd);
 }
 
@@ -1171,6 +1179,8 @@ static int server_frame(struct conn *c, uint8_t type, const uint8_t *payload, si
                 cs_send_appends(p);     /* resend what a lost link left unanswered */
                 cs_maybe_request(p);
                 p->server_last_seq = m.hello_ack.last_seq;
+                if (m.hello_ack.last_seq > p->seen_seq)
+                        p->seen_seq = m.hello_ack.last_seq;
                 if (p->live_next > p->server_last_seq + 1) {
                         log_warning("the server's log ends at seq %llu, before the %llu followed so far",
                                     (unsigned long long) p->server_last_seq, (unsigned long long) p->live_next);

@@ -459,6 +459,7 @@ int proto_encode(struct wbuf *b, const struct dchat_msg *m)
                 wbuf_put_u64(b, m->view.upto_seq);
                 wbuf_put_u32(b, m->view.max);
                 wbuf_put_u64(b, (uint64_t) m->view.since_time);
+                wbuf_put_u64(b, m->view.min_seq);
                 break;
         case MSG_VIEW_END:
                 wbuf_put_u64(b, m->view_end.next_seq);
@@ -611,6 +612,7 @@ int proto_decode(uint8_t type, const uint8_t *payload, size_t len, struct dchat_
                 m->view.upto_seq = rbuf_u64(&r);
                 m->view.max = rbuf_u32(&r);
                 m->view.since_time = (int64_t) rbuf_u64(&r);
+                m->view.min_seq = rbuf_u64(&r);
                 break;
         case MSG_VIEW_END:
                 m->view_end.next_seq = rbuf_u64(&r);

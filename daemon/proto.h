@@ -206,8 +206,11 @@ struct dchat_msg {
                 struct { uint64_t clock; uint64_t req_ts; } reply;
                 struct dchat_entry *append;     /* APPEND and ENTRY */
                 struct { uint64_t seq; uint64_t lamport; uint32_t fence_idx; uint8_t duplicate; } appended;
-                /* since_time (unix seconds, 0: none): start at the first entry whose time is >= it */
-                struct { uint64_t from_seq; uint64_t last_n; uint64_t upto_seq; uint32_t max; int64_t since_time; } view;
+                /* since_time (unix seconds, 0: none): start at the first entry whose time is >= it;
+                 * min_seq: the reader has seen seq min_seq already: a server whose log ends
+                 * before it (a group's follower just behind) waits until it holds it */
+                struct { uint64_t from_seq; uint64_t last_n; uint64_t upto_seq; uint32_t max; int64_t since_time;
+                         uint64_t min_seq; } view;
                 struct { uint64_t next_seq; uint64_t last_seq; uint8_t done; } view_end;
                 /* detail: for ERR_FENCED, the Lamport time of the last stored fence */
                 struct { uint16_t code; struct dchat_str text; uint64_t detail; } error;

@@ -65,6 +65,16 @@ struct pending {
         uint32_t tag;
 };
 
+/* A view that waits for this server to apply what its reader saw already (VIEW min_seq). */
+struct dview {
+        struct dview *prev, *next;
+        struct conn *to;
+        struct dchat_msg req;
+        uint64_t deadline;              /* CLOCK_MONOTONIC usec: then it is told this server is behind */
+};
+#define DVIEW_MAX       1024
+#define DVIEW_WAIT      (2 * USEC_PER_SEC)
+
 /* A batch handed to the server group (replica_submit), until it is applied. */
 struct gbatch {
         struct gbatch *prev, *next;
@@ -102,10 +112,13 @@ struct server {
         /* a server group (conf->n_servers > 1) */
         struct replica *rep;
         struct gbatch *gbatches;        /* submitted, not applied */
+        struct dview *dviews;           /* views waiting for entries to be applied here */
+        unsigned n_dviews;
         uint64_t pumped_seq;            /* followers were fed up to here */
 };
 
 static void follow_pump(struct server *s, struct sfollow *f);
+static void dviews_run(struct server *s, uint64_t now);
 
 /* A read found the log damaged where nothing was known to be: logged once, not per request. */
 static void note_damage(struct server *s)
@@ -392,6 +405,7 @@ static void group_tick(void *userdata)
         if (chatlog_last_seq(s->log) != s->pumped_seq) {
                 cork_all(s, true);
                 pump_followers(s);
+                dviews_run(s, now_monotonic());
                 cork_all(s, false);
         }
 }
@@ -449,9 +463,65 @@ static int queue_append(struct server *s, struct sconn *sc, uint32_t tag)
         return sd_event_source_set_enabled(s->flush_src, SD_EVENT_ONESHOT);
 }
 
+static void dview_drop(struct server *s, struct dview *v)
+{
+        LIST_REMOVE(s->dviews, v);
+        s->n_dviews--;
+        free(v);
+}
+
+/*
+ * Read-your-writes in a group: a reader (through its peer) that saw seq
+ * min_seq stored must not get a view from a follower that has not applied
+ * it yet (followers apply what the leader committed a heartbeat later, or
+ * after a catch-up).  The view waits here until it is applied, at most
+ * DVIEW_WAIT; then the reader is told this server is behind.
+ */
+static int view_defer(struct server *s, const struct dchat_msg *req, struct conn *to)
+{
+        struct dview *v;
+
+        if (s->n_dviews >= DVIEW_MAX || !(v = calloc(1, sizeof *v))) {
+                conn_send_error(to, req->tag, ERR_BUSY, "the server %s is behind and has too many views waiting; "
+                                "try again", s->conf->node);
+                return 0;
+        }
+        v->to = to;
+        v->req = *req;
+        v->deadline = now_monotonic() + DVIEW_WAIT;
+        LIST_PREPEND(s->dviews, v);
+        s->n_dviews++;
+        return 0;
+}
+
+/* Entries were applied (or time passed): the waiting views that can go on, go on. */
+static void dviews_run(struct server *s, uint64_t now)
+{
+        uint64_t last = chatlog_last_seq(s->log);
+
+        for (struct dview *v = s->dviews, *nx; v; v = nx) {
+                nx = v->next;
+                if (v->req.view.min_seq <= last) {
+                        struct conn *to = v->to;
+                        struct dchat_msg req = v->req;
+                        dview_drop(s, v);
+                        (void) server_view_page(s, &req, to);
+                } else if (now >= v->deadline) {
+                        conn_send_error(v->to, v->req.tag, ERR_UNAVAILABLE, "the server %s holds the log up to seq "
+                                        "%llu, but seq %llu was seen stored already: it is behind; try again",
+                                        s->conf->node, (unsigned long long) last,
+                                        (unsigned long long) v->req.view.min_seq);
+                        dview_drop(s, v);
+                }
+        }
+}
+
 int server_view_page(struct server *s, const struct dchat_msg *req, struct conn *to)
 {
         uint64_t last = chatlog_last_seq(s->log);
+
+        if (s->rep && req->view.min_seq > last)
+                return view_defer(s, req, to);
         uint64_t upto = req->view.upto_seq && req->view.upto_seq < last ? req->view.upto_seq : last;
         uint64_t start = req->view.from_seq;
         uint32_t max = req->view.max && req->view.max < VIEW_PAGE_MAX ? req->view.max : VIEW_PAGE_MAX;
@@ -612,6 +682,11 @@ void server_client_drained(struct server *s, struct conn *c)
 
 void server_client_gone(struct server *s, struct conn *c)
 {
+        for (struct dview *v = s->dviews, *nx; v; v = nx) {
+                nx = v->next;
+                if (v->to == c)
+                        dview_drop(s, v);
+        }
         struct sfollow *f = follow_find(s, c);
         if (f)
                 follow_drop(s, f);
@@ -885,6 +960,8 @@ static int on_heartbeat(sd_event_source *src, uint64_t usec, void *userdata)
                 (void) conn_send(sc->c, &(struct dchat_msg) { .type = MSG_HEARTBEAT,
                                                               .heartbeat = { 0, last_lamport } });
         }
+        if (s->dviews)
+                dviews_run(s, usec);
         (void) sd_event_source_set_time(src, usec + s->conf->heartbeat_usec);
         return 0;
 }
@@ -1002,6 +1079,8 @@ struct server *server_free(struct server *s)
                 LIST_REMOVE(s->gbatches, gb);
                 free(gb);
         }
+        while (s->dviews)
+                dview_drop(s, s->dviews);
         if (s->log)
                 checkpoint(s);
         while (s->conns)

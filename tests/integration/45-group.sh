@@ -66,8 +66,32 @@ done
 node_start "$F" || bail_out "$F does not restart"
 ok "$F catches up" wait_for -t 15 same_logs
 
+# --- read-your-writes: a view that saw seq N waits on a follower until it holds N -----------
+need_tool send-raw
+F=
+for n in "${SERVERS[@]}"; do [ "$n" != "$(leader)" ] && F=$n; done
+view_frame() {  # VIEW of the whole log with min_seq $1
+    { be32 5; be64 1; be64 0; be64 0; be32 512; be64 0; be64 "$1"; } > "$T/p"; frame $MSG_VIEW "$T/p"
+}
+kill -STOP "$(node_pid "$F")"
+for i in 1 2 3; do ctl node1 post "while $F is frozen $i" || fail "post while $F is frozen $i"; done
+last=$(ctl node1 view --json -n 1 | perl -MJSON::PP -ne 'print decode_json($_)->{seq}')
+view_frame "$last" > "$T/vf"
+"$TESTLIB/send-raw" -t 8000 -e $MSG_VIEW_END -o "$T/vreply" "$(node_sock "$F")" < "$T/vf" > /dev/null &
+vp=$!
+track_pid $vp
+sleep 0.5
+kill -CONT "$(node_pid "$F")"
+wait $vp
+n_entries=$(frames "$T/vreply" | awk -v e=$MSG_ENTRY '$1 == e' | wc -l)
+is "$n_entries" "$last" "a view that saw seq $last, sent to $F while it was behind, shows all $last entries once $F caught up"
+view_frame $(( last + 100 )) > "$T/vf"
+"$TESTLIB/send-raw" -t 8000 -e $MSG_ERROR -o "$T/vreply" "$(node_sock "$F")" < "$T/vf" > /dev/null
+like "$(tr -c '[:print:]' . < "$T/vreply")" "holds the log up to seq $last, but seq $(( last + 100 )) was seen stored already: it is behind" \
+    "a view that saw more than $F will ever hold soon is told $F is behind (after a bounded wait)"
+
 ctl master view --json > "$T/all.json"
-is "$(check_fences "$T/all.json")" "ok 13 entries" "13 entries, seqs without a gap, fences increasing"
+is "$(check_fences "$T/all.json")" "ok 16 entries" "16 entries, seqs without a gap, fences increasing"
 is "$(texts < "$T/all.json" | sort | uniq -d)" "" "no post stored twice"
 
 done_testing

@@ -37,14 +37,14 @@ hwm_reset() { local n; for n in master node1; do echo 5 > "/proc/$(node_pid "$n"
 for n in master node1; do note "$n VmHWM at start: $(hwm "$n") kB"; done
 
 # view_frames COUNT: COUNT VIEW requests for the whole log (tag, from seq 1, last_n 0,
-# upto 0, 512 a page, since 0); status_frames COUNT: COUNT STATUS requests
+# upto 0, 512 a page, since 0, min_seq 0); status_frames COUNT: COUNT STATUS requests
 view_frames() {
-    perl -e 'print pack("N C C n N Q> Q> Q> N Q>", 40, 1, $ARGV[1], 0, $_, 1, 0, 0, 512, 0) for 1 .. $ARGV[0]' \
+    perl -e 'print pack("N C C n N Q> Q> Q> N Q> Q>", 48, 1, $ARGV[1], 0, $_, 1, 0, 0, 512, 0, 0) for 1 .. $ARGV[0]' \
         "$1" "$MSG_VIEW"
 }
 status_frames() { perl -e 'print pack("N C C n N", 4, 1, $ARGV[1], 0, $_) for 1 .. $ARGV[0]' "$1" "$MSG_STATUS"; }
 view_frames "$FLOOD" > "$T/views"
-is "$(stat -c %s "$T/views")" $((FLOOD * 48)) "$FLOOD VIEW frames: $((FLOOD * 48)) bytes"
+is "$(stat -c %s "$T/views")" $((FLOOD * 56)) "$FLOOD VIEW frames: $((FLOOD * 56)) bytes"
 
 # the others are served while a flood is held open, and the daemons stay bounded
 others_served() {   # others_served WHAT

@@ -176,7 +176,7 @@ for target in master node1; do
     for req in "0 18446744073709551615 0 0 0" "9223372036854775807 0 0 4294967295 0" "0 0 1 1 0" "5 0 2 0 0" \
                "0 0 0 0 9223372036854775807" "0 0 0 0 18446744073709551615" "0 0 0 1 1"; do
         set -- $req
-        { be32 3; be64 "$1"; be64 "$2"; be64 "$3"; be32 "$4"; be64 "$5"; } > "$T/p"; frame $MSG_VIEW "$T/p" > "$T/frame"
+        { be32 3; be64 "$1"; be64 "$2"; be64 "$3"; be32 "$4"; be64 "$5"; be64 0; } > "$T/p"; frame $MSG_VIEW "$T/p" > "$T/frame"
         out=$("$SEND" -t 3000 -e 9 -o "$T/reply" "$(node_sock $target)" < "$T/frame")
         # the last frame of the answer is VIEW_END (type 9)
         like "$(od -An -tx1 "$T/reply" | tr -d ' \n')" '0109000000000003' "$target: VIEW from=$1 last_n=$2 upto=$3 max=$4 since_time=$5 ends with VIEW_END"

@@ -349,10 +349,11 @@ static void test_roundtrips(void)
         }
 
         /* VIEW */
-        in = (struct dchat_msg) { .type = MSG_VIEW, .tag = 10, .view = { 1, 50, UINT64_MAX, 1000, -1700000000 } };
+        in = (struct dchat_msg) { .type = MSG_VIEW, .tag = 10, .view = { 1, 50, UINT64_MAX, 1000, -1700000000, 77 } };
         if (is_int(roundtrip(&f, &in, &out, NULL, NULL), 0, "VIEW: round trip"))
                 ok(out.view.from_seq == 1 && out.view.last_n == 50 && out.view.upto_seq == UINT64_MAX &&
-                   out.view.max == 1000 && out.view.since_time == -1700000000, "VIEW: every field");
+                   out.view.max == 1000 && out.view.since_time == -1700000000 && out.view.min_seq == 77,
+                   "VIEW: every field");
         check_truncations(&f, "VIEW");
         wbuf_free(&f.b);
 
@@ -1148,7 +1149,7 @@ static void test_time(void)
         /* names of things */
         static const char *const types[] = { "?", "HELLO", "HELLO_ACK", "REQUEST", "REPLY", "APPEND", "APPENDED",
                                              "VIEW", "ENTRY", "VIEW_END", "ERROR", "POST", "POSTED", "STATUS",
-                                             "STATUS_REPLY", "HEARTBEAT", "FOLLOW", "CLUSTER", "ENTRY_DAMAGED" };
+                                             "STATUS_REPLY", "HEARTBEAT", "FOLLOW", "CLUSTER", "ENTRY_DAMAGED", "RAFT", "LEADER" };
         bool names_ok = sizeof types / sizeof types[0] == _MSG_MAX;
         for (unsigned t = 0; t < _MSG_MAX && names_ok; t++)
                 names_ok = strcmp(proto_type_name((uint8_t) t), types[t]) == 0;
