@@ -547,10 +547,16 @@ int fsm_encode_genesis(const struct fsm_mark *m, struct raft_buffer *out);
 enum fsm_state fsm_state(const struct fsm *f, const char **why);
 bool fsm_genesis_done(const struct fsm *f);
 int fsm_mark_last(struct fsm *f, struct fsm_mark *m);
-/* CATCHUP: the entries from..to->seq are wanted (true), to be given in order to fsm_feed. */
+/*
+ * CATCHUP: the entries from..to->seq are wanted (true), to be given in order
+ * to fsm_feed.  The first page starts with this log's own last entry, which
+ * must be the group's (else DIVERGED).
+ */
 bool fsm_catchup(const struct fsm *f, uint64_t *from, struct fsm_mark *to);
 int fsm_feed(struct fsm *f, struct dchat_entry *e, unsigned n);
 uint64_t fsm_applied(const struct fsm *f);
+/* The last batch could not be written here (a negative errno; 0: none): it is applied again later. */
+int fsm_apply_error(const struct fsm *f);
 
 /* transport.c ----------------------------------------------------------------- */
 

@@ -48,6 +48,7 @@ struct fsm {
         struct chatlog *log;
         enum fsm_state state;
         bool genesis;                   /* the genesis command was applied */
+        bool prefix_checked;            /* CATCHUP: our last entry is the group's (fsm_feed) */
         struct fsm_mark target;         /* CATCHUP: the log must reach this entry */
         char why[256];                  /* DIVERGED: what differs */
         struct fsm_result res;          /* the last applied batch, for the leader's callback */
@@ -55,6 +56,7 @@ struct fsm {
         enum chatlog_result *results;
         struct dchat_entry scratch;
         uint64_t applied;               /* commands applied since start (statistics) */
+        int apply_error;                /* the last batch could not be written: why (retried) */
 };
 
 /* --- commands ------------------------------------------------------------------- */
@@ -229,6 +231,7 @@ static int mark_check(struct fsm *f, const struct fsm_mark *want, const char *wh
 static void enter(struct fsm *f, enum fsm_state s)
 {
         f->state = s;
+        f->prefix_checked = false;
 }
 
 /* --- libraft's callbacks ------------------------------------------------------------ */
@@ -245,6 +248,14 @@ static int apply_batch(struct fsm *f, struct rbuf *r)
         if (r->off != r->len)
                 return -EBADMSG;
         int e = chatlog_append(f->log, f->entries, n, f->results);
+        if (e < 0) {
+                /* Nothing of the batch was written (a full disk, an I/O error, a log found
+                 * damaged): the command is committed all the same, so it must be applied,
+                 * later; this replica stops here until it can (its applied index says so). */
+                f->apply_error = e;
+                return -EAGAIN;
+        }
+        f->apply_error = 0;
         f->res = (struct fsm_result) { .n = n, .entries = f->entries, .results = f->results, .error = e };
         return 0;
 }
@@ -294,6 +305,8 @@ static int fsm_apply(struct raft_fsm *rf, const struct raft_buffer *buf, void **
         default:
                 e = -EBADMSG;
         }
+        if (e == -EAGAIN)
+                return RAFT_BUSY;       /* libraft applies it again later */
         if (e < 0)
                 return RAFT_MALFORMED;
         f->applied++;
@@ -406,9 +419,12 @@ bool fsm_genesis_done(const struct fsm *f)
 
 bool fsm_catchup(const struct fsm *f, uint64_t *from, struct fsm_mark *to)
 {
+        uint64_t last = chatlog_last_seq(f->log);
+
         if (f->state != FSM_CATCHUP)
                 return false;
-        *from = chatlog_last_seq(f->log) + 1;
+        /* the first page overlaps our last entry (fsm_feed checks it) */
+        *from = last && !f->prefix_checked ? last : last + 1;
         *to = f->target;
         return true;
 }
@@ -417,6 +433,32 @@ int fsm_feed(struct fsm *f, struct dchat_entry *e, unsigned n)
 {
         if (f->state != FSM_CATCHUP || n > FSM_BATCH_MAX)
                 return -EINVAL;
+        /* The first page starts with our own last entry, as the source holds it: what we
+         * hold must be the start of the group's log, or fetching the rest would hide that
+         * this log went another way (a snapshot or genesis only names the log's end). */
+        uint64_t last = chatlog_last_seq(f->log);
+        if (n && last && e[0].seq == last) {
+                struct fsm_mark have, theirs = { .seq = e[0].seq, .lamport = e[0].lamport,
+                                                 .fence_idx = e[0].fence_idx, .post_id = e[0].post_id };
+                strlcpy(theirs.node, e[0].node, sizeof theirs.node);
+                if (mark_at(f, last, &have) < 0 || !mark_eq(&have, &theirs) ||
+                    strcmp(f->scratch.text, e[0].text) || strcmp(f->scratch.author, e[0].author)) {
+                        char a[160], b[160];
+                        mark_format(&theirs, a, sizeof a);
+                        mark_format(&have, b, sizeof b);
+                        snprintf(f->why, sizeof f->why, "the group's log holds %s, this log %s%s", a, b,
+                                 mark_eq(&have, &theirs) ? ", with another author or text" : "");
+                        enter(f, FSM_DIVERGED);
+                        return -EBADMSG;
+                }
+                f->prefix_checked = true;
+                e++;
+                n--;
+        }
+        if (n && last && !f->prefix_checked)
+                return -EBADMSG;        /* the first page must start with our last entry */
+        if (n == 0)
+                return 0;
         for (unsigned i = 0; i < n; i++)
                 if (e[i].seq != chatlog_last_seq(f->log) + 1 + i || e[i].seq > f->target.seq)
                         return -EBADMSG;        /* not the next entries we need */
@@ -448,4 +490,9 @@ int fsm_feed(struct fsm *f, struct dchat_entry *e, unsigned n)
 uint64_t fsm_applied(const struct fsm *f)
 {
         return f->applied;
+}
+
+int fsm_apply_error(const struct fsm *f)
+{
+        return f->apply_error;
 }

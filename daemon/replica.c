@@ -57,6 +57,7 @@ struct replica {
         raft_term term;
         bool genesis_asked;
         enum fsm_state fsm_state;
+        int apply_error;                /* as last logged */
         unsigned in_flight;             /* batches submitted, not applied */
         struct dchat_counters stats;
 };
@@ -200,6 +201,18 @@ static void watch(void *userdata)
                 rep->ops->tick(rep->userdata);
 
         catchup_tick(rep->cu, lid && lid != rep->self ? leader : NULL);
+        int ae = fsm_apply_error(rep->fsm);
+        if (ae != rep->apply_error) {
+                if (ae)
+                        log_error("cannot apply the group's entries to %s/chat.log: %s; retrying (the other servers "
+                                  "go on; this one lags until it can write)", rep->conf->state_directory,
+                                  ae == -EUCLEAN ? "the chat log is damaged (restart dchatd to quarantine it)"
+                                                 : strerror(-ae));
+                else
+                        log_notice("the group's entries are applied to %s/chat.log again", rep->conf->state_directory);
+                rep->apply_error = ae;
+        }
+
         enum fsm_state fs = fsm_state(rep->fsm, &why);
         if (fs != rep->fsm_state) {
                 if (fs == FSM_DIVERGED)
