@@ -13,8 +13,8 @@ VERSION     := 0.1.0
 
 CC      ?= gcc
 PKGS    := libsystemd libconfig libbsd-overlay libsodium
-# the server group (Raft): libraft is a static library; its libuv storage compresses with lz4
-RAFT_PKGS := raft libuv liblz4
+# the server group (Raft): libraft (shared, Debian's libraft2) and the libuv loop it runs on
+RAFT_PKGS := raft libuv
 WARN    := -Wall -Wextra -Wstrict-prototypes -Wmissing-prototypes -Wshadow -Wcast-qual \
            -Wsign-compare -Wformat=2 -Wno-format-truncation -Wvla -Werror
 ifneq ($(findstring clang,$(CC)),)
@@ -40,7 +40,7 @@ endif
 
 # Debian packages: to build, and (further) to run the whole test suite.
 BUILD_DEBS := gcc make pkg-config libsystemd-dev libconfig-dev libbsd-dev libsodium-dev libedit-dev \
-              libraft-dev libuv1-dev liblz4-dev
+              libraft-dev libuv1-dev
 TEST_DEBS  := perl systemd iproute2 mandoc valgrind debootstrap systemd-container iptables \
               libnetfilter-queue-dev tmux gnuplot-nox clang libclang-rt-14-dev strace
 

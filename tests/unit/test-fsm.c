@@ -360,7 +360,7 @@ static void test_fixture(void)
 {
         struct raft_fixture f;
         struct raft_configuration conf;
-        unsigned submitted = 0, i = 0;
+        unsigned i = 0;
 
         raft_fixture_initialize(&f);
         for (unsigned k = 0; k < N; k++) {
@@ -385,7 +385,7 @@ static void test_fixture(void)
         /* 40 batches through the first leader */
         unsigned l = raft_fixture_leader_index(&f);
         for (; i < 40; i++)
-                submitted += submit(&f, l, i);
+                (void) submit(&f, l, i);
         raft_fixture_step_until_applied(&f, N, raft_last_index(raft_fixture_get(&f, l)), 20000);
         is_int(applied_cbs, 40, "fixture: 40 batches applied on the leader");
 
@@ -394,7 +394,7 @@ static void test_fixture(void)
                 if (k != l)
                         raft_fixture_disconnect(&f, l, k), raft_fixture_disconnect(&f, k, l);
         for (unsigned j = 0; j < 5; j++)
-                submitted += submit(&f, l, 1000 + j);
+                (void) submit(&f, l, 1000 + j);
         raft_fixture_step_until_elapsed(&f, 3000);
         unsigned l2 = N;
         for (int t = 0; t < 100 && l2 == N; t++) {
@@ -407,7 +407,7 @@ static void test_fixture(void)
         if (l2 == N)
                 return;
         for (; i < 60; i++)
-                submitted += submit(&f, l2, i);
+                (void) submit(&f, l2, i);
         raft_fixture_step_until_applied(&f, l2, raft_last_index(raft_fixture_get(&f, l2)), 20000);
         for (unsigned k = 0; k < N; k++)
                 if (k != l)
@@ -417,7 +417,7 @@ static void test_fixture(void)
         ok(raft_fixture_step_until_has_leader(&f, 20000), "fixture: after the second leader's death, another");
         unsigned l3 = raft_fixture_leader_index(&f);
         for (; i < 80; i++)
-                submitted += submit(&f, l3, i);
+                (void) submit(&f, l3, i);
         raft_fixture_step_until_applied(&f, l3, raft_last_index(raft_fixture_get(&f, l3)), 20000);
         raft_fixture_revive(&f, l2);
         /* it comes back behind a snapshot: it fetches what it lacks (catchup.c's job, done here by hand) */
@@ -458,6 +458,7 @@ static void test_fixture(void)
 
 static struct raft uraft;
 static struct raft_io uio;
+static struct raft_uv_transport utr;
 static uv_loop_t uloop;
 static bool uclosed;
 
@@ -470,15 +471,12 @@ static void uclose_cb(struct raft *r)
 /* One server, its own group: libraft with its libuv storage in dir and our state machine. */
 static int ustart(const char *dir, struct replica_t *rep, bool bootstrap)
 {
-        struct raft_uv_transport t;
         struct raft_configuration conf;
-        static struct raft_uv_transport tr;
         int r;
 
-        (void) t;
         uv_loop_init(&uloop);
-        raft_uv_tcp_init(&tr, &uloop);
-        r = raft_uv_init(&uio, &uloop, dir, &tr);
+        raft_uv_tcp_init(&utr, &uloop);
+        r = raft_uv_init(&uio, &uloop, dir, &utr);
         if (r == 0)
                 r = raft_init(&uraft, &uio, fsm_raft(rep->fsm), 1, "127.0.0.1:1");
         if (r == 0 && bootstrap) {
@@ -501,6 +499,7 @@ static void ustop(void)
         for (int k = 0; k < 2000 && (!uclosed || uv_loop_alive(&uloop)); k++)
                 uv_run(&uloop, UV_RUN_NOWAIT), usleep(500);
         raft_uv_close(&uio);
+        raft_uv_tcp_close(&utr);
         uv_run(&uloop, UV_RUN_NOWAIT);
         uv_loop_close(&uloop);
 }
