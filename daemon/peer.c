@@ -32,149 +32,16 @@
 #include <string.h>
 #include <time.h>
 
-#include "dchatd.h"
-
-enum link_state { LINK_DOWN, LINK_CONNECTING, LINK_UP };
-
-struct link {
-        struct peer *p;
-        unsigned idx;                   /* index in conf->peers and in the RA machine */
-        struct conn *out;               /* we dialled; we send on it */
-        struct conn *in;                /* they dialled; we read from it */
-        enum link_state state;
-        uint64_t backoff_usec;
-        sd_event_source *timer;         /* reconnect or connect timeout */
-        bool announced;                 /* peer-up logged */
-        uint64_t heard_unreachable;     /* last frame from it while our link to it was down ... */
-        uint64_t heard_unreachable_inc; /* ... and the last incarnation it said meanwhile */
-        uint64_t cluster_reported;      /* its cluster digest we logged a config-mismatch for */
-};
-
-struct post_req {
-        struct post_req *next;
-        struct conn *client;            /* NULL once the client is gone */
-        uint32_t client_tag;
-        uint64_t deadline;              /* CLOCK_MONOTONIC usec */
-        uint32_t append_tag;            /* 0 until sent to the server */
-        uint32_t hold_ms;               /* post --hold */
-        bool done;                      /* answered to the client, or stored and answered soon */
-        bool stored;                    /* APPENDED came: the answer waits for answer_flush */
-        bool fenced;                    /* refused by the server's fence: goes again */
-        bool sent;                      /* an append went out: the server may have it */
-        bool grace;                     /* past its deadline, its append in flight: the answer is awaited */
-        struct dchat_entry e;
-};
-
-/* A local client following the log (see the top of the file). */
-struct follower {
-        struct follower *prev, *next;
-        struct conn *client;
-        uint32_t tag;                   /* its FOLLOW's tag: every ENTRY to it carries it */
-        uint64_t next_seq;              /* the next entry it needs */
-        uint64_t page_from;             /* next_seq when its page was asked for */
-        uint32_t view_tag;              /* its catch-up page at the server, 0: none */
-        bool live;                      /* fed from the subscription, not by pages */
-};
+#include "peer.h"
 
 #define FOLLOW_PAGE             64              /* entries per catch-up page */
 #define FOLLOW_CLIENT_HIGH      (256 * 1024)    /* unsent bytes that send a live follower back to pages */
 #define FOLLOW_CLIENT_LOW       (64 * 1024)     /* the next page only below this (net.c's low-water mark) */
 
-struct view_relay {
-        struct view_relay *next;
-        struct conn *client;
-        uint32_t client_tag, server_tag;
-};
-
-struct peer {
-        sd_event *event;
-        const struct dchat_conf *conf;
-        struct ra ra;
-        struct fd fd;                   /* who is alive, by heartbeats */
-        uint64_t incarnation;           /* this life of ours (incarnation.c) */
-        uint64_t post_epoch;            /* the high half of our post ids: incarnation, or a later one */
-        bool anchored;                  /* a HELLO_ACK told us the log's last fence: clock bounds apply */
-        bool leaving;                   /* exiting to be started again as a later life */
-        sd_event_source *heartbeat_timer, *fd_timer;
-        const char *names[DCHAT_PEERS_MAX];
-        struct link links[DCHAT_PEERS_MAX];
-        int listen_fd;
-        sd_event_source *listen_src;
-
-        /* server link */
-        struct conn *server;
-        enum link_state server_state;
-        uint64_t server_backoff;
-        sd_event_source *server_timer;
-        bool server_announced;
-        unsigned srv;                   /* the server (conf->servers[srv]) we link to, or try to */
-        char leader[DCHAT_NAME_MAX + 1];        /* who leads the server group, as the last LEADER said ("": unknown) */
-        uint64_t leader_term;
-        bool server_leads;              /* the server we link to leads: appends go there */
-        uint64_t seen_seq;              /* the highest seq this node saw stored (read-your-writes) */
-        bool server_switch;             /* closing the link to go to the leader: no backoff, followers kept */
-        uint64_t srv_failed[DCHAT_SERVERS_MAX]; /* when a link to each server last failed */
-        uint64_t server_cluster_reported;       /* as links[].cluster_reported */
-        struct wbuf cluster;            /* our CLUSTER message's members while it is sent */
-        struct fd_link server_alive;    /* when the server was last heard from ... */
-        bool server_watch;              /* ... once its link is through the handshake */
-        bool server_silent;             /* we dropped the link for its silence */
-        uint64_t server_lost_at;        /* the server unreachable since (once not up) */
-        char server_why[96];            /* why: "silent for N ms", "connection refused" */
-        uint64_t next_post_id;
-        uint32_t next_tag;
-
-        /* posts: FIFO queue, and the ones in the current critical section */
-        struct post_req *queue, **queue_tail;
-        unsigned queued;
-        struct post_req **cs;           /* batch_max slots */
-        unsigned cs_n, cs_cap;
-        uint32_t fence_idx;
-        sd_event_source *deadline_timer;
-        sd_event_source *hold_timer;    /* post --hold: leave when it fires */
-        sd_event_source *answer_src;    /* defer: answer the posts stored meanwhile */
-        uint32_t hold_ms;               /* the longest hold asked for in this entry */
-        unsigned fenced_streak;         /* entries in a row whose appends the fence refused */
-        uint64_t retry_at;              /* no request before this (CLOCK_MONOTONIC): fenced retries back off */
-        sd_event_source *retry_timer;
-
-        struct view_relay *views;
-        /* follow mode */
-        struct follower *followers;
-        unsigned n_followers;
-        uint64_t live_next;             /* the next seq our subscription brings */
-        uint32_t follow_tag;            /* our FOLLOW on this server link, 0: none */
-        uint64_t server_last_seq;       /* the last seq we know the server has */
-        struct inbound *inbound;
-        struct dchat_entry scratch;
-        struct dchat_counters stats;    /* dchatctl status --json */
-        bool stopping;                  /* peer_free runs: no reconnects, no cascades */
-};
-
-/* An accepted connection, until its HELLO tells which peer it is. */
-struct inbound {
-        struct peer *p;
-        struct conn *c;
-        int idx;                        /* -1 until HELLO; -2 once replaced */
-        struct inbound *prev, *next;    /* all of them, for peer_free */
-};
-
-static uint64_t now_usec(void)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000;
-}
-
-static const char *self_name(const struct peer *p)
-{
-        return p->conf->peers[p->conf->self].name;
-}
-
 /* The server we link to (or try to): the group's leader when we know it. */
 static const struct node_conf *cur_server(const struct peer *p)
 {
-        return &p->conf->servers[p->srv < p->conf->n_servers ? p->srv : 0];
+        return &p->conf->servers[p->uplink.srv < p->conf->n_servers ? p->uplink.srv : 0];
 }
 
 /*
@@ -234,17 +101,17 @@ static uint64_t post_id_take_epoch(struct peer *p, uint64_t at_least)
                 return 0;
         }
         log_info("post ids go on with epoch %llu (was %llu)", (unsigned long long) e,
-                 (unsigned long long) p->post_epoch);
-        p->post_epoch = e;
-        p->next_post_id = POST_ID(e, 1);
-        return p->next_post_id;
+                 (unsigned long long) p->postq.post_epoch);
+        p->postq.post_epoch = e;
+        p->postq.next_post_id = POST_ID(e, 1);
+        return p->postq.next_post_id;
 }
 
 static uint64_t post_id_next(struct peer *p)
 {
-        if ((uint32_t) p->next_post_id == 0 && !post_id_take_epoch(p, p->post_epoch + 1))
+        if ((uint32_t) p->postq.next_post_id == 0 && !post_id_take_epoch(p, p->postq.post_epoch + 1))
                 return 0;
-        return p->next_post_id++;
+        return p->postq.next_post_id++;
 }
 
 static void link_connect(struct link *l);
@@ -275,7 +142,7 @@ static void run_actions(struct peer *p, const struct ra_actions *acts)
 {
         for (unsigned i = 0; i < acts->n; i++) {
                 const struct ra_action *a = &acts->a[i];
-                struct link *l = &p->links[a->peer];
+                struct link *l = &p->mesh.links[a->peer];
                 struct event_fields f = { .peer = p->names[a->peer], .lamport = a->clock, .request_ts = a->ts };
 
                 switch (a->kind) {
@@ -344,13 +211,13 @@ static void run_actions(struct peer *p, const struct ra_actions *acts)
 
 static void arm_fd_timer(struct peer *p)
 {
-        uint64_t t = fd_next_deadline(&p->fd);
+        uint64_t t = fd_next_deadline(&p->mesh.fd);
         if (t == UINT64_MAX) {
-                (void) sd_event_source_set_enabled(p->fd_timer, SD_EVENT_OFF);
+                (void) sd_event_source_set_enabled(p->mesh.fd_timer, SD_EVENT_OFF);
                 return;
         }
-        (void) sd_event_source_set_time(p->fd_timer, t);
-        (void) sd_event_source_set_enabled(p->fd_timer, SD_EVENT_ONESHOT);
+        (void) sd_event_source_set_time(p->mesh.fd_timer, t);
+        (void) sd_event_source_set_enabled(p->mesh.fd_timer, SD_EVENT_ONESHOT);
 }
 
 static void fd_apply(struct peer *p, const struct fd_events *ev)
@@ -361,10 +228,10 @@ static void fd_apply(struct peer *p, const struct fd_events *ev)
                 const struct fd_event *e = &ev->e[i];
                 const char *name = p->names[e->peer];
                 struct event_fields f = { .peer = name, .lamport = p->ra.clock };
-                unsigned long long silent = (unsigned long long) (now_usec() - p->fd.p[e->peer].last_heard) /
+                unsigned long long silent = (unsigned long long) (now_usec() - p->mesh.fd.p[e->peer].last_heard) /
                                             USEC_PER_MSEC;
                 /* heard on its link to us lately, but ours to it is down (see heard_from) */
-                const struct link *l = &p->links[e->peer];
+                const struct link *l = &p->mesh.links[e->peer];
                 const char *how = l->state != LINK_UP && l->heard_unreachable &&
                                   now_usec() - l->heard_unreachable < p->conf->dead_after_usec
                                   ? "unreachable (it is heard, but the link to it is down)" : "silent";
@@ -389,10 +256,10 @@ static void fd_apply(struct peer *p, const struct fd_events *ev)
                         /* Drop its links too: if it was only slow or cut off,
                          * it must notice, reconnect and ask again for what we
                          * just dropped (its request), as after any lost link. */
-                        if (p->links[e->peer].out)
-                                conn_close(p->links[e->peer].out, -ETIMEDOUT);
-                        else if (p->links[e->peer].in)
-                                conn_close(p->links[e->peer].in, -ETIMEDOUT);
+                        if (p->mesh.links[e->peer].out)
+                                conn_close(p->mesh.links[e->peer].out, -ETIMEDOUT);
+                        else if (p->mesh.links[e->peer].in)
+                                conn_close(p->mesh.links[e->peer].in, -ETIMEDOUT);
                         break;
                 case FD_ALIVE:
                         log_event(EV_PEER_ALIVE, &f, "%s is alive again (was %s)", name, fd_state_name(e->old));
@@ -417,16 +284,16 @@ static void heard_from(struct peer *p, unsigned idx, uint64_t incarnation)
 {
         struct fd_events ev;
 
-        if (p->links[idx].state != LINK_UP) {
-                p->links[idx].heard_unreachable = now_usec();
+        if (p->mesh.links[idx].state != LINK_UP) {
+                p->mesh.links[idx].heard_unreachable = now_usec();
                 if (incarnation)
-                        p->links[idx].heard_unreachable_inc = incarnation;
+                        p->mesh.links[idx].heard_unreachable_inc = incarnation;
                 return;
         }
-        fd_heard(&p->fd, idx, incarnation, now_usec(), &ev);
+        fd_heard(&p->mesh.fd, idx, incarnation, now_usec(), &ev);
         if (ev.n)
                 fd_apply(p, &ev);
-        else if (p->fd.p[idx].state == FD_ALIVE)
+        else if (p->mesh.fd.p[idx].state == FD_ALIVE)
                 arm_fd_timer(p);
 }
 
@@ -436,7 +303,7 @@ static int on_fd_timer(sd_event_source *s, uint64_t usec, void *userdata)
         struct fd_events ev;
         (void) s;
 
-        fd_tick(&p->fd, usec, &ev);
+        fd_tick(&p->mesh.fd, usec, &ev);
         fd_apply(p, &ev);
         return 0;
 }
@@ -446,8 +313,8 @@ static int on_heartbeat_timer(sd_event_source *s, uint64_t usec, void *userdata)
         struct peer *p = userdata;
 
         for (unsigned i = 0; i < p->conf->n_peers; i++)
-                if (p->links[i].state == LINK_UP)
-                        (void) conn_send(p->links[i].out, &(struct dchat_msg) {
+                if (p->mesh.links[i].state == LINK_UP)
+                        (void) conn_send(p->mesh.links[i].out, &(struct dchat_msg) {
                                 .type = MSG_HEARTBEAT, .heartbeat = { p->incarnation, p->ra.clock } });
         server_heartbeat(p, usec);
         (void) sd_event_source_set_time(s, usec + p->conf->heartbeat_usec);
@@ -484,13 +351,13 @@ static void post_answer(struct peer *p, struct post_req *r, int err_code, const 
  */
 static void answer_flush(struct peer *p)
 {
-        for (unsigned i = 0; i < p->cs_n; i++)
-                if (p->cs[i]->stored) {
-                        p->cs[i]->stored = false;
-                        post_answer(p, p->cs[i], 0, NULL);
+        for (unsigned i = 0; i < p->postq.cs_n; i++)
+                if (p->postq.cs[i]->stored) {
+                        p->postq.cs[i]->stored = false;
+                        post_answer(p, p->postq.cs[i], 0, NULL);
                 }
-        if (p->answer_src)
-                (void) sd_event_source_set_enabled(p->answer_src, SD_EVENT_OFF);
+        if (p->postq.answer_src)
+                (void) sd_event_source_set_enabled(p->postq.answer_src, SD_EVENT_OFF);
 }
 
 static int on_answers(sd_event_source *s, void *userdata)
@@ -503,26 +370,26 @@ static int on_answers(sd_event_source *s, void *userdata)
 /* Take up to batch_max queued posts into the critical section. */
 static void cs_start(struct peer *p)
 {
-        p->cs_n = 0;
-        p->fence_idx = 0;
-        p->hold_ms = 0;
-        while (p->queue && p->cs_n < p->cs_cap && p->cs_n < p->conf->batch_max) {
-                struct post_req *r = p->queue;
-                p->queue = r->next;
-                p->queued--;
+        p->postq.cs_n = 0;
+        p->postq.fence_idx = 0;
+        p->postq.hold_ms = 0;
+        while (p->postq.queue && p->postq.cs_n < p->postq.cs_cap && p->postq.cs_n < p->conf->batch_max) {
+                struct post_req *r = p->postq.queue;
+                p->postq.queue = r->next;
+                p->postq.queued--;
                 r->next = NULL;
                 r->e.lamport = p->ra.enter_ts;   /* entries come in enter_ts order (see ra.h) */
                 strlcpy(r->e.node, self_name(p), sizeof r->e.node);
-                r->e.fence_idx = p->fence_idx++;
-                if (r->hold_ms > p->hold_ms)
-                        p->hold_ms = r->hold_ms;
-                p->cs[p->cs_n++] = r;
+                r->e.fence_idx = p->postq.fence_idx++;
+                if (r->hold_ms > p->postq.hold_ms)
+                        p->postq.hold_ms = r->hold_ms;
+                p->postq.cs[p->postq.cs_n++] = r;
         }
-        if (!p->queue)
-                p->queue_tail = &p->queue;
+        if (!p->postq.queue)
+                p->postq.queue_tail = &p->postq.queue;
         cs_send_appends(p);
         arm_deadline(p);
-        if (p->cs_n == 0) {
+        if (p->postq.cs_n == 0) {
                 /* everything timed out while we waited: leave at once */
                 struct ra_actions acts;
                 log_event(EV_CS_EXIT, &(struct event_fields) { .lamport = p->ra.clock, .request_ts = p->ra.req_ts },
@@ -535,11 +402,11 @@ static void cs_start(struct peer *p)
 
 static void cs_send_appends(struct peer *p)
 {
-        if (p->server_state != LINK_UP || !p->server_leads)
+        if (p->uplink.state != LINK_UP || !p->uplink.leads)
                 return;
-        conn_cork(p->server);   /* one write for the whole entry: one batch at the server */
-        for (unsigned i = 0; i < p->cs_n; i++) {
-                struct post_req *r = p->cs[i];
+        conn_cork(p->uplink.conn);   /* one write for the whole entry: one batch at the server */
+        for (unsigned i = 0; i < p->postq.cs_n; i++) {
+                struct post_req *r = p->postq.cs[i];
                 if (r->done)
                         continue;
                 /* Numbered when first sent, after HELLO_ACK told us the last
@@ -552,11 +419,11 @@ static void cs_send_appends(struct peer *p)
                 }
                 r->sent = true;
                 p->stats.appends++;
-                r->append_tag = ++p->next_tag ? p->next_tag : ++p->next_tag;
-                (void) conn_send(p->server, &(struct dchat_msg) { .type = MSG_APPEND, .tag = r->append_tag,
+                r->append_tag = ++p->uplink.next_tag ? p->uplink.next_tag : ++p->uplink.next_tag;
+                (void) conn_send(p->uplink.conn, &(struct dchat_msg) { .type = MSG_APPEND, .tag = r->append_tag,
                                                                   .append = &r->e });
         }
-        conn_uncork(p->server);
+        conn_uncork(p->uplink.conn);
 }
 
 /* Leave when every post of this entry is answered. */
@@ -564,24 +431,24 @@ static void cs_maybe_exit(struct peer *p)
 {
         if (p->ra.state != RA_HELD)
                 return;
-        for (unsigned i = 0; i < p->cs_n; i++)
-                if (!p->cs[i]->done && !p->cs[i]->fenced)
+        for (unsigned i = 0; i < p->postq.cs_n; i++)
+                if (!p->postq.cs[i]->done && !p->postq.cs[i]->fenced)
                         return;
-        if (p->hold_ms) {
+        if (p->postq.hold_ms) {
                 /* post --hold: stay inside a while, so others visibly wait */
                 answer_flush(p);
-                log_info("holding the critical section for %u ms (post --hold)", p->hold_ms);
-                (void) sd_event_source_set_time_relative(p->hold_timer, (uint64_t) p->hold_ms * USEC_PER_MSEC);
-                (void) sd_event_source_set_enabled(p->hold_timer, SD_EVENT_ONESHOT);
-                p->hold_ms = 0;
+                log_info("holding the critical section for %u ms (post --hold)", p->postq.hold_ms);
+                (void) sd_event_source_set_time_relative(p->postq.hold_timer, (uint64_t) p->postq.hold_ms * USEC_PER_MSEC);
+                (void) sd_event_source_set_enabled(p->postq.hold_timer, SD_EVENT_ONESHOT);
+                p->postq.hold_ms = 0;
                 return;
         }
-        if (sd_event_source_get_enabled(p->hold_timer, NULL) > 0)
+        if (sd_event_source_get_enabled(p->postq.hold_timer, NULL) > 0)
                 return;
         struct ra_actions acts;
         log_event(EV_CS_EXIT, &(struct event_fields) { .lamport = p->ra.clock, .request_ts = p->ra.req_ts },
                   "left the critical section of request %llu after %u post(s)", (unsigned long long) p->ra.req_ts,
-                  p->cs_n);
+                  p->postq.cs_n);
         ra_release(&p->ra, &acts);
         run_actions(p, &acts);          /* the deferred replies go out first ... */
         answer_flush(p);                /* ... then the clients hear */
@@ -589,33 +456,33 @@ static void cs_maybe_exit(struct peer *p)
         /* refused by the fence: back to the head of the queue, in order,
          * keeping their post ids (they were not stored) */
         struct post_req *again = NULL, **tail = &again;
-        for (unsigned i = 0; i < p->cs_n; i++) {
-                struct post_req *r = p->cs[i];
+        for (unsigned i = 0; i < p->postq.cs_n; i++) {
+                struct post_req *r = p->postq.cs[i];
                 if (r->fenced && !r->done) {
                         r->fenced = false;
                         r->sent = false;        /* refused, so certainly not stored */
                         r->append_tag = 0;
                         *tail = r;
                         tail = &r->next;
-                        p->queued++;
+                        p->postq.queued++;
                 } else
                         free(r);
         }
         if (again) {
-                *tail = p->queue;
-                if (!p->queue)
-                        p->queue_tail = tail;
-                p->queue = again;
+                *tail = p->postq.queue;
+                if (!p->postq.queue)
+                        p->postq.queue_tail = tail;
+                p->postq.queue = again;
                 /* The first retry goes at once (one refusal is what a peer that
                  * died inside the critical section leaves behind); refused again
                  * and again, retries back off: 1 ms, 2 ms, ... up to 1 s, so a
                  * fence that nothing can pass costs little. */
-                if (++p->fenced_streak > 1) {
-                        unsigned k = p->fenced_streak - 2 < 10 ? p->fenced_streak - 2 : 10;
-                        p->retry_at = now_usec() + (USEC_PER_MSEC << k);
+                if (++p->postq.fenced_streak > 1) {
+                        unsigned k = p->postq.fenced_streak - 2 < 10 ? p->postq.fenced_streak - 2 : 10;
+                        p->postq.retry_at = now_usec() + (USEC_PER_MSEC << k);
                 }
         }
-        p->cs_n = 0;
+        p->postq.cs_n = 0;
 
         cs_maybe_request(p);
         arm_deadline(p);        /* posts refused by the fence are queued again */
@@ -627,11 +494,11 @@ static void cs_maybe_request(struct peer *p)
 
         /* Without the server there is nothing to do inside, and until its
          * HELLO_ACK our clock may be behind the log's last fence. */
-        if (!p->queue || p->ra.state != RA_RELEASED || p->server_state != LINK_UP || !p->server_leads)
+        if (!p->postq.queue || p->ra.state != RA_RELEASED || p->uplink.state != LINK_UP || !p->uplink.leads)
                 return;
-        if (p->retry_at > now_usec()) {
-                (void) sd_event_source_set_time(p->retry_timer, p->retry_at);
-                (void) sd_event_source_set_enabled(p->retry_timer, SD_EVENT_ONESHOT);
+        if (p->postq.retry_at > now_usec()) {
+                (void) sd_event_source_set_time(p->postq.retry_timer, p->postq.retry_at);
+                (void) sd_event_source_set_enabled(p->postq.retry_timer, SD_EVENT_ONESHOT);
                 return;
         }
         if (ra_request(&p->ra, &acts) == 0)
@@ -646,14 +513,14 @@ static void cs_maybe_request(struct peer *p)
  */
 static void waiting_for(struct peer *p, bool queued, char *buf, size_t cap)
 {
-        const char *server = p->server_state == LINK_UP ? "the server's answer" : "the server (unreachable)";
+        const char *server = p->uplink.state == LINK_UP ? "the server's answer" : "the server (unreachable)";
         size_t off = 0;
         uint64_t t;
 
         buf[0] = '\0';
         if (queued && p->ra.state == RA_HELD) {
-                if (sd_event_source_get_enabled(p->hold_timer, NULL) > 0 &&
-                    sd_event_source_get_time(p->hold_timer, &t) >= 0)
+                if (sd_event_source_get_enabled(p->postq.hold_timer, NULL) > 0 &&
+                    sd_event_source_get_time(p->postq.hold_timer, &t) >= 0)
                         snprintf(buf, cap, "this node's own critical section, held by post --hold "
                                  "(%llu ms more)", (unsigned long long) (t > now_usec() ? (t - now_usec()) / USEC_PER_MSEC : 0));
                 else
@@ -667,7 +534,7 @@ static void waiting_for(struct peer *p, bool queued, char *buf, size_t cap)
                         if (!(p->ra.awaiting & (UINT64_C(1) << i)))
                                 continue;
                         off += (size_t) snprintf(buf + off, off < cap ? cap - off : 0, "%s%s%s", off > start ? ", " : "",
-                                                 p->names[i], p->links[i].state == LINK_UP ? "" : " (unreachable)");
+                                                 p->names[i], p->mesh.links[i].state == LINK_UP ? "" : " (unreachable)");
                 }
                 if (off > start)
                         return;
@@ -686,10 +553,10 @@ static int on_deadline(sd_event_source *s, uint64_t usec, void *userdata)
                  (unsigned long long) (p->conf->post_timeout_usec / USEC_PER_MSEC), what);
 
         /* posts in the critical section: their fate at the server is unknown */
-        for (unsigned i = 0; i < p->cs_n; i++) {
-                struct post_req *r = p->cs[i];
+        for (unsigned i = 0; i < p->postq.cs_n; i++) {
+                struct post_req *r = p->postq.cs[i];
                 if (!r->done && r->deadline <= usec) {
-                        if (r->sent && !r->fenced && r->append_tag && p->server_state == LINK_UP && !r->grace) {
+                        if (r->sent && !r->fenced && r->append_tag && p->uplink.state == LINK_UP && !r->grace) {
                                 /* Its append is on a live link: the server's answer (stored, or
                                  * refused) will say what became of it, and a silent server is
                                  * found dead within dead_after_ms.  Wait for that rather than
@@ -709,7 +576,7 @@ static int on_deadline(sd_event_source *s, uint64_t usec, void *userdata)
         waiting_for(p, true, what, sizeof what);
         snprintf(msg, sizeof msg, "timed out after %llu ms waiting for %s",
                  (unsigned long long) (p->conf->post_timeout_usec / USEC_PER_MSEC), what);
-        struct post_req **pp = &p->queue;
+        struct post_req **pp = &p->postq.queue;
         while (*pp) {
                 struct post_req *r = *pp;
                 if (r->deadline > usec) {
@@ -718,16 +585,16 @@ static int on_deadline(sd_event_source *s, uint64_t usec, void *userdata)
                 }
                 post_answer(p, r, ERR_TIMEOUT, msg);
                 *pp = r->next;
-                p->queued--;
+                p->postq.queued--;
                 free(r);
         }
-        p->queue_tail = &p->queue;
-        while (*p->queue_tail)
-                p->queue_tail = &(*p->queue_tail)->next;
+        p->postq.queue_tail = &p->postq.queue;
+        while (*p->postq.queue_tail)
+                p->postq.queue_tail = &(*p->postq.queue_tail)->next;
 
         if (p->ra.state == RA_HELD) {
                 cs_maybe_exit(p);
-        } else if (p->ra.state == RA_WANTED && !p->queue) {
+        } else if (p->ra.state == RA_WANTED && !p->postq.queue) {
                 /* nobody waits for this request any more: withdraw it, which
                  * for Ricart–Agrawala is the same as entering and leaving */
                 struct ra_actions acts;
@@ -759,20 +626,20 @@ static void arm_deadline(struct peer *p)
 {
         uint64_t next = UINT64_MAX;
 
-        for (unsigned i = 0; i < p->cs_n; i++)
-                if (!p->cs[i]->done && p->cs[i]->deadline < next)
-                        next = p->cs[i]->deadline;
+        for (unsigned i = 0; i < p->postq.cs_n; i++)
+                if (!p->postq.cs[i]->done && p->postq.cs[i]->deadline < next)
+                        next = p->postq.cs[i]->deadline;
         /* Not only the head: posts the fence refused go back to the head of the
          * queue, some with a deadline a grace later (on_deadline). */
-        for (struct post_req *r = p->queue; r; r = r->next)
+        for (struct post_req *r = p->postq.queue; r; r = r->next)
                 if (r->deadline < next)
                         next = r->deadline;
         if (next == UINT64_MAX) {
-                (void) sd_event_source_set_enabled(p->deadline_timer, SD_EVENT_OFF);
+                (void) sd_event_source_set_enabled(p->postq.deadline_timer, SD_EVENT_OFF);
                 return;
         }
-        (void) sd_event_source_set_time(p->deadline_timer, next);
-        (void) sd_event_source_set_enabled(p->deadline_timer, SD_EVENT_ONESHOT);
+        (void) sd_event_source_set_time(p->postq.deadline_timer, next);
+        (void) sd_event_source_set_enabled(p->postq.deadline_timer, SD_EVENT_ONESHOT);
 }
 
 int peer_post(struct peer *p, struct conn *client, uint32_t tag, const char *author, int32_t utc_offset,
@@ -798,9 +665,9 @@ int peer_post(struct peer *p, struct conn *client, uint32_t tag, const char *aut
                 return 0;
         }
 
-        *p->queue_tail = r;
-        p->queue_tail = &r->next;
-        p->queued++;
+        *p->postq.queue_tail = r;
+        p->postq.queue_tail = &r->next;
+        p->postq.queued++;
         cs_maybe_request(p);
         arm_deadline(p);
         return 0;
@@ -809,27 +676,27 @@ int peer_post(struct peer *p, struct conn *client, uint32_t tag, const char *aut
 unsigned peer_posts_of(struct peer *p, const char *author)
 {
         unsigned n = 0;
-        for (struct post_req *r = p->queue; r; r = r->next)
+        for (struct post_req *r = p->postq.queue; r; r = r->next)
                 n += strcmp(r->e.author, author) == 0;
-        for (unsigned i = 0; i < p->cs_n; i++)
-                n += !p->cs[i]->done && strcmp(p->cs[i]->e.author, author) == 0;
+        for (unsigned i = 0; i < p->postq.cs_n; i++)
+                n += !p->postq.cs[i]->done && strcmp(p->postq.cs[i]->e.author, author) == 0;
         return n;
 }
 
 void peer_client_gone(struct peer *p, struct conn *client)
 {
-        for (struct post_req *r = p->queue; r; r = r->next)
+        for (struct post_req *r = p->postq.queue; r; r = r->next)
                 if (r->client == client)
                         r->client = NULL;
-        for (unsigned i = 0; i < p->cs_n; i++)
-                if (p->cs[i]->client == client)
-                        p->cs[i]->client = NULL;
+        for (unsigned i = 0; i < p->postq.cs_n; i++)
+                if (p->postq.cs[i]->client == client)
+                        p->postq.cs[i]->client = NULL;
         struct follower *f = follower_find(p, client);
         if (f) {
                 follower_drop(p, f);
                 follow_unsubscribe_if_idle(p);
         }
-        for (struct view_relay **vp = &p->views; *vp;) {
+        for (struct view_relay **vp = &p->fanout.views; *vp;) {
                 if ((*vp)->client == client) {
                         struct view_relay *v = *vp;
                         *vp = v->next;
@@ -844,12 +711,12 @@ void peer_client_gone(struct peer *p, struct conn *client)
 
 static uint32_t new_server_tag(struct peer *p)
 {
-        return ++p->next_tag ? p->next_tag : ++p->next_tag;
+        return ++p->uplink.next_tag ? p->uplink.next_tag : ++p->uplink.next_tag;
 }
 
 static struct follower *follower_find(struct peer *p, const struct conn *client)
 {
-        for (struct follower *f = p->followers; f; f = f->next)
+        for (struct follower *f = p->fanout.followers; f; f = f->next)
                 if (f->client == client)
                         return f;
         return NULL;
@@ -857,49 +724,49 @@ static struct follower *follower_find(struct peer *p, const struct conn *client)
 
 static void follower_drop(struct peer *p, struct follower *f)
 {
-        LIST_REMOVE(p->followers, f);
-        p->n_followers--;
+        LIST_REMOVE(p->fanout.followers, f);
+        p->fanout.n_followers--;
         free(f);
 }
 
 /* One subscription at the server while anyone follows (and the link is up). */
 static void follow_subscribe(struct peer *p)
 {
-        if (p->server_state != LINK_UP || p->follow_tag || !p->followers)
+        if (p->uplink.state != LINK_UP || p->fanout.follow_tag || !p->fanout.followers)
                 return;
         bool any_live = false;
-        for (struct follower *f = p->followers; f; f = f->next)
+        for (struct follower *f = p->fanout.followers; f; f = f->next)
                 any_live |= f->live;
         /* live followers need the stream to go on where it stopped; the
          * others catch up by pages anyway, so start at the end */
-        if (!any_live || !p->live_next)
-                p->live_next = p->server_last_seq + 1;
-        p->follow_tag = new_server_tag(p);
+        if (!any_live || !p->fanout.live_next)
+                p->fanout.live_next = p->fanout.server_last_seq + 1;
+        p->fanout.follow_tag = new_server_tag(p);
         log_info("following the server's log from seq %llu for %u local follower(s)",
-                 (unsigned long long) p->live_next, p->n_followers);
-        (void) conn_send(p->server, &(struct dchat_msg) { .type = MSG_FOLLOW, .tag = p->follow_tag,
-                                                          .follow = { p->live_next } });
+                 (unsigned long long) p->fanout.live_next, p->fanout.n_followers);
+        (void) conn_send(p->uplink.conn, &(struct dchat_msg) { .type = MSG_FOLLOW, .tag = p->fanout.follow_tag,
+                                                          .follow = { p->fanout.live_next } });
 }
 
 /* The last follower left: the server need not push to us any more. */
 static void follow_unsubscribe_if_idle(struct peer *p)
 {
-        if (p->followers || !p->follow_tag)
+        if (p->fanout.followers || !p->fanout.follow_tag)
                 return;
-        if (p->server_state == LINK_UP)
-                (void) conn_send(p->server, &(struct dchat_msg) { .type = MSG_FOLLOW, .tag = p->follow_tag,
+        if (p->uplink.state == LINK_UP)
+                (void) conn_send(p->uplink.conn, &(struct dchat_msg) { .type = MSG_FOLLOW, .tag = p->fanout.follow_tag,
                                                                   .follow = { UINT64_MAX } });
-        p->follow_tag = 0;
+        p->fanout.follow_tag = 0;
         log_info("no local followers left: stopped following the server's log at seq %llu",
-                 (unsigned long long) p->live_next);
+                 (unsigned long long) p->fanout.live_next);
 }
 
 /* A catching-up follower: live once it reached the subscription, else its next page. */
 static void follower_advance(struct peer *p, struct follower *f)
 {
-        if (f->live || f->view_tag || p->server_state != LINK_UP)
+        if (f->live || f->view_tag || p->uplink.state != LINK_UP)
                 return;
-        if (p->follow_tag && f->next_seq >= p->live_next) {
+        if (p->fanout.follow_tag && f->next_seq >= p->fanout.live_next) {
                 f->live = true;
                 return;
         }
@@ -907,7 +774,7 @@ static void follower_advance(struct peer *p, struct follower *f)
                 return;         /* peer_client_drained goes on */
         f->view_tag = new_server_tag(p);
         f->page_from = f->next_seq;
-        (void) conn_send(p->server, &(struct dchat_msg) { .type = MSG_VIEW, .tag = f->view_tag,
+        (void) conn_send(p->uplink.conn, &(struct dchat_msg) { .type = MSG_VIEW, .tag = f->view_tag,
                                                           .view = { f->next_seq, 0, 0, FOLLOW_PAGE } });
 }
 
@@ -932,20 +799,20 @@ static int follow_live_entry(struct peer *p, const struct dchat_msg *m)
         uint64_t first, last;
 
         msg_seqs(m, &first, &last);
-        if (first < p->live_next) {
+        if (first < p->fanout.live_next) {
                 log_event(EV_PROTOCOL_ERROR, NULL, "server link: followed entry seq %llu again (%llu was due); closing",
-                          (unsigned long long) first, (unsigned long long) p->live_next);
+                          (unsigned long long) first, (unsigned long long) p->fanout.live_next);
                 return -EBADMSG;
         }
-        if (first > p->live_next)       /* only when the log was archived up to there */
+        if (first > p->fanout.live_next)       /* only when the log was archived up to there */
                 log_warning("the followed log jumps from seq %llu to %llu (archived?)",
-                            (unsigned long long) p->live_next, (unsigned long long) first);
-        p->live_next = last + 1;
-        if (last > p->server_last_seq)
-                p->server_last_seq = last;
+                            (unsigned long long) p->fanout.live_next, (unsigned long long) first);
+        p->fanout.live_next = last + 1;
+        if (last > p->fanout.server_last_seq)
+                p->fanout.server_last_seq = last;
         if (last > p->seen_seq)
                 p->seen_seq = last;
-        for (struct follower *f = p->followers; f; f = f->next) {
+        for (struct follower *f = p->fanout.followers; f; f = f->next) {
                 if (!f->live || first > f->next_seq) {
                         f->live = false;        /* (a gap cannot happen; if it did, pages repair it) */
                         follower_advance(p, f);
@@ -971,7 +838,7 @@ static bool follow_page_answer(struct peer *p, const struct dchat_msg *m)
         struct follower *f;
         uint64_t first, last;
 
-        for (f = p->followers; f; f = f->next)
+        for (f = p->fanout.followers; f; f = f->next)
                 if (f->view_tag && f->view_tag == m->tag)
                         break;
         if (!f)
@@ -988,7 +855,7 @@ static bool follow_page_answer(struct peer *p, const struct dchat_msg *m)
         case MSG_VIEW_END:
                 f->view_tag = 0;
                 /* no progress (nothing there yet): the next pushed entry moves it */
-                if (f->next_seq > f->page_from || (p->follow_tag && f->next_seq >= p->live_next))
+                if (f->next_seq > f->page_from || (p->fanout.follow_tag && f->next_seq >= p->fanout.live_next))
                         follower_advance(p, f);
                 break;
         default: {
@@ -1013,15 +880,15 @@ int peer_follow(struct peer *p, struct conn *client, const struct dchat_msg *req
                 if (!f)
                         return -ENOMEM;
                 f->client = client;
-                LIST_PREPEND(p->followers, f);
-                p->n_followers++;
+                LIST_PREPEND(p->fanout.followers, f);
+                p->fanout.n_followers++;
         }
         /* one follow per connection: a new FOLLOW starts it again */
         f->tag = req->tag;
         f->view_tag = 0;
         f->live = false;
         f->next_seq = req->follow.from_seq ? req->follow.from_seq
-                                           : p->follow_tag ? p->live_next : p->server_last_seq + 1;
+                                           : p->fanout.follow_tag ? p->fanout.live_next : p->fanout.server_last_seq + 1;
         log_info("%s follows the log from seq %llu", conn_label(client), (unsigned long long) f->next_seq);
         follow_subscribe(p);
         follower_advance(p, f);
@@ -1037,16 +904,16 @@ void peer_client_drained(struct peer *p, struct conn *client)
 
 int peer_view(struct peer *p, struct conn *client, const struct dchat_msg *req)
 {
-        if (p->server_state != LINK_UP) {
+        if (p->uplink.state != LINK_UP) {
                 conn_send_error(client, req->tag, ERR_UNAVAILABLE, "the server %s is unreachable%s%s%s; try again later",
-                                cur_server(p)->name, p->server_why[0] ? " (" : "", p->server_why,
-                                p->server_why[0] ? ")" : "");
+                                cur_server(p)->name, p->uplink.why[0] ? " (" : "", p->uplink.why,
+                                p->uplink.why[0] ? ")" : "");
                 return 0;
         }
         /* One view of a client at the server at a time: its next VIEW waits
          * in its socket until this one has ended (view_relay_end), so a
          * client that asks for many and reads none costs one page. */
-        for (struct view_relay *o = p->views; o; o = o->next)
+        for (struct view_relay *o = p->fanout.views; o; o = o->next)
                 if (o->client == client)
                         return CONN_LATER;
         struct view_relay *v = calloc(1, sizeof *v);
@@ -1055,23 +922,23 @@ int peer_view(struct peer *p, struct conn *client, const struct dchat_msg *req)
         v->client = client;
         v->client_tag = req->tag;
         v->server_tag = new_server_tag(p);
-        v->next = p->views;
-        p->views = v;
+        v->next = p->fanout.views;
+        p->fanout.views = v;
         struct dchat_msg fwd = *req;
         fwd.tag = v->server_tag;
         /* a group's follower must not show less than this node saw stored (read-your-writes) */
         if (p->seen_seq > fwd.view.min_seq)
                 fwd.view.min_seq = p->seen_seq;
-        return conn_send(p->server, &fwd);
+        return conn_send(p->uplink.conn, &fwd);
 }
 
 /* --- the server link ------------------------------------------------------------------------- */
 
 static struct post_req *cs_find(struct peer *p, uint32_t tag)
 {
-        for (unsigned i = 0; i < p->cs_n; i++)
-                if (!p->cs[i]->done && !p->cs[i]->fenced && p->cs[i]->append_tag == tag)
-                        return p->cs[i];
+        for (unsigned i = 0; i < p->postq.cs_n; i++)
+                if (!p->postq.cs[i]->done && !p->postq.cs[i]->fenced && p->postq.cs[i]->append_tag == tag)
+                        return p->postq.cs[i];
         return NULL;
 }
 
@@ -1087,10 +954,10 @@ static int on_leader(struct peer *p, const struct dchat_msg *m)
 
         if (dchat_str_copy(name, sizeof name, m->leader.leader) < 0)
                 return -EBADMSG;
-        p->leader_term = m->leader.term;
-        strlcpy(p->leader, name, sizeof p->leader);
+        p->uplink.leader_term = m->leader.term;
+        strlcpy(p->uplink.leader, name, sizeof p->uplink.leader);
         if (!name[0]) {
-                p->server_leads = false;
+                p->uplink.leads = false;
                 log_info("the server group has no leader just now (so says %s, term %llu): posts wait",
                          cur_server(p)->name, (unsigned long long) m->leader.term);
                 return 0;
@@ -1103,21 +970,21 @@ static int on_leader(struct peer *p, const struct dchat_msg *m)
                             cur_server(p)->name, name, p->conf->path, cur_server(p)->name);
                 return 0;
         }
-        if (idx != p->srv && p->srv_failed[idx] &&
-            now_usec() - p->srv_failed[idx] < 2 * p->conf->election_timeout_usec) {
+        if (idx != p->uplink.srv && p->uplink.srv_failed[idx] &&
+            now_usec() - p->uplink.srv_failed[idx] < 2 * p->conf->election_timeout_usec) {
                 /* a leader we just lost, named by a server that has not noticed yet: the next LEADER
                  * (the group elects another within its election timeout) says who leads now */
                 log_info("%s says %s leads the server group (term %llu), but the link to it just failed: "
                          "waiting for the group to elect another", cur_server(p)->name, name,
                          (unsigned long long) m->leader.term);
-                p->server_leads = false;
+                p->uplink.leads = false;
                 return 0;
         }
-        if (idx == p->srv) {
-                if (!p->server_leads)
+        if (idx == p->uplink.srv) {
+                if (!p->uplink.leads)
                         log_info("the server %s leads the group (term %llu): posts go there",
                                  name, (unsigned long long) m->leader.term);
-                p->server_leads = true;
+                p->uplink.leads = true;
                 cs_send_appends(p);     /* what waited for the leader */
                 cs_maybe_request(p);
                 arm_deadline(p);
@@ -1125,8 +992,8 @@ static int on_leader(struct peer *p, const struct dchat_msg *m)
         }
         log_info("%s leads the server group (term %llu), not %s: linking to it", name,
                  (unsigned long long) m->leader.term, cur_server(p)->name);
-        p->srv = idx;
-        p->server_switch = true;
+        p->uplink.srv = idx;
+        p->uplink.switching = true;
         return -ECONNRESET;     /* server_closed, then server_connect to it */
 }
 
@@ -1142,7 +1009,7 @@ static int server_frame(struct conn *c, uint8_t type, const uint8_t *payload, si
         }
         if (p->conf->debug)
                 log_debug("server link: got %s tag %u", proto_type_name(type), m.tag);
-        if (fd_link_heard(&p->server_alive, now_usec()))
+        if (fd_link_heard(&p->uplink.alive, now_usec()))
                 log_info("the server %s is heard from again", cur_server(p)->name);
         if (type == MSG_HEARTBEAT)
                 return 0;
@@ -1154,51 +1021,51 @@ static int server_frame(struct conn *c, uint8_t type, const uint8_t *payload, si
                                   (unsigned long long) DCHAT_CLOCK_MAX);
                         return -EBADMSG;
                 }
-                if (POST_ID_INCARNATION(last) > p->post_epoch) {
+                if (POST_ID_INCARNATION(last) > p->postq.post_epoch) {
                         /* the log holds posts of a later life of ours: our counter went back */
                         log_warning("the server holds post %llu of this node, of epoch %llu, later than this "
                                     "life's %llu: the incarnation counter in %s went back",
                                     (unsigned long long) last, (unsigned long long) POST_ID_INCARNATION(last),
-                                    (unsigned long long) p->post_epoch, p->conf->state_directory);
+                                    (unsigned long long) p->postq.post_epoch, p->conf->state_directory);
                         if (!post_id_take_epoch(p, POST_ID_INCARNATION(last) + 1))
                                 return -EIO;
-                } else if (last >= p->next_post_id)
-                        p->next_post_id = last + 1;     /* a number of ours: we reconnected */
+                } else if (last >= p->postq.next_post_id)
+                        p->postq.next_post_id = last + 1;     /* a number of ours: we reconnected */
                 ra_observe(&p->ra, m.hello_ack.last_lamport);
                 p->anchored = true;
-                p->server_state = LINK_UP;
-                p->server_switch = false;
+                p->uplink.state = LINK_UP;
+                p->uplink.switching = false;
                 /* one server leads itself; a group's member says who leads (LEADER, next) */
-                p->server_leads = p->conf->n_servers == 1;
-                p->server_backoff = 0;
+                p->uplink.leads = p->conf->n_servers == 1;
+                p->uplink.backoff = 0;
                 log_event(EV_SERVER_UP, &(struct event_fields) { .peer = cur_server(p)->name,
                                                                  .lamport = p->ra.clock },
                           "connected to the server %s (%s), log at seq %llu", cur_server(p)->name,
                           cur_server(p)->address, (unsigned long long) m.hello_ack.last_seq);
-                p->server_announced = true;
+                p->uplink.announced = true;
                 cs_send_appends(p);     /* resend what a lost link left unanswered */
                 cs_maybe_request(p);
-                p->server_last_seq = m.hello_ack.last_seq;
+                p->fanout.server_last_seq = m.hello_ack.last_seq;
                 if (m.hello_ack.last_seq > p->seen_seq)
                         p->seen_seq = m.hello_ack.last_seq;
-                if (p->live_next > p->server_last_seq + 1) {
+                if (p->fanout.live_next > p->fanout.server_last_seq + 1) {
                         log_warning("the server's log ends at seq %llu, before the %llu followed so far",
-                                    (unsigned long long) p->server_last_seq, (unsigned long long) p->live_next);
-                        p->live_next = p->server_last_seq + 1;
+                                    (unsigned long long) p->fanout.server_last_seq, (unsigned long long) p->fanout.live_next);
+                        p->fanout.live_next = p->fanout.server_last_seq + 1;
                 }
                 follow_subscribe(p);
-                for (struct follower *f = p->followers; f; f = f->next)
+                for (struct follower *f = p->fanout.followers; f; f = f->next)
                         follower_advance(p, f);
                 return 0;
         }
         if (type == MSG_CLUSTER) {
-                conf_cluster_report(p->conf, cur_server(p)->name, &m, &p->server_cluster_reported);
+                conf_cluster_report(p->conf, cur_server(p)->name, &m, &p->uplink.cluster_reported);
                 send_cluster(p, c);
                 return 0;
         }
-        if (type == MSG_LEADER && p->server_state == LINK_UP)
+        if (type == MSG_LEADER && p->uplink.state == LINK_UP)
                 return on_leader(p, &m);
-        if (p->server_state != LINK_UP) {
+        if (p->uplink.state != LINK_UP) {
                 if (type == MSG_ERROR && m.error.code == ERR_STALE) {
                         leave_as_later(p, cur_server(p)->name, m.error.detail);
                         return -ESTALE;
@@ -1221,15 +1088,15 @@ static int server_frame(struct conn *c, uint8_t type, const uint8_t *payload, si
                         log_info("post by %s not taken by %s: %s; it goes again to the group's leader", r->e.author,
                                  cur_server(p)->name, text);
                         r->append_tag = 0;
-                        p->server_leads = false;
+                        p->uplink.leads = false;
                         arm_deadline(p);
                         return 0;
                 }
                 if (type == MSG_APPENDED) {
                         r->e.seq = m.appended.seq;
                         r->done = r->stored = true;     /* answered by answer_flush */
-                        p->fenced_streak = 0;
-                        (void) sd_event_source_set_enabled(p->answer_src, SD_EVENT_ONESHOT);
+                        p->postq.fenced_streak = 0;
+                        (void) sd_event_source_set_enabled(p->postq.answer_src, SD_EVENT_ONESHOT);
                 } else if (m.error.code == ERR_FENCED && !clock_ok(p, m.error.detail)) {
                         log_event(EV_PROTOCOL_ERROR, NULL, "server link: the fence it refused a post by is %llu, "
                                   "beyond the bounds (clock here %llu); closing", (unsigned long long) m.error.detail,
@@ -1261,12 +1128,12 @@ static int server_frame(struct conn *c, uint8_t type, const uint8_t *payload, si
                 return 0;
         }
         bool entry = type == MSG_ENTRY || type == MSG_ENTRY_DAMAGED;   /* (a damaged one: a marker in its place) */
-        if (entry && p->follow_tag && m.tag == p->follow_tag)
+        if (entry && p->fanout.follow_tag && m.tag == p->fanout.follow_tag)
                 return follow_live_entry(p, &m);
         if ((entry || type == MSG_VIEW_END || type == MSG_ERROR) && follow_page_answer(p, &m))
                 return 0;
         if (entry || type == MSG_VIEW_END || type == MSG_ERROR) {
-                for (struct view_relay **vp = &p->views; *vp; vp = &(*vp)->next) {
+                for (struct view_relay **vp = &p->fanout.views; *vp; vp = &(*vp)->next) {
                         struct view_relay *v = *vp;
                         char text[DCHAT_ERROR_MAX];
                         if (v->server_tag != m.tag)
@@ -1296,10 +1163,10 @@ static void server_connected(struct conn *c)
         struct peer *p = conn_userdata(c);
         const char *me = self_name(p);
 
-        (void) sd_event_source_set_enabled(p->server_timer, SD_EVENT_OFF);
+        (void) sd_event_source_set_enabled(p->uplink.timer, SD_EVENT_OFF);
         /* from now on the server must be heard from (HELLO_ACK, then heartbeats) */
-        fd_link_init(&p->server_alive, now_usec());
-        p->server_watch = true;
+        fd_link_init(&p->uplink.alive, now_usec());
+        p->uplink.watch = true;
         (void) conn_send(c, &(struct dchat_msg) { .type = MSG_HELLO,
                 .hello = { { me, (uint16_t) strlen(me) }, ROLE_PEER, p->incarnation, p->conf->cluster_digest } });
 }
@@ -1318,63 +1185,63 @@ static void server_closed(struct conn *c, int error)
         const char *name = cur_server(p)->name;
         char msg[DCHAT_ERROR_MAX];
 
-        p->server = NULL;
-        p->server_watch = false;
+        p->uplink.conn = NULL;
+        p->uplink.watch = false;
         if (p->stopping)
                 return;
         /* server_heartbeat gave the reason if the server fell silent */
-        if (!p->server_silent)
-                strlcpy(p->server_why, conn_strerror(error), sizeof p->server_why);
-        if (p->server_state == LINK_UP)
-                p->server_lost_at = p->server_silent ? p->server_alive.last_heard : now_usec();
-        p->server_silent = false;
-        if (p->server_announced)
+        if (!p->uplink.silent)
+                strlcpy(p->uplink.why, conn_strerror(error), sizeof p->uplink.why);
+        if (p->uplink.state == LINK_UP)
+                p->uplink.lost_at = p->uplink.silent ? p->uplink.alive.last_heard : now_usec();
+        p->uplink.silent = false;
+        if (p->uplink.announced)
                 log_event(EV_SERVER_DOWN, &(struct event_fields) { .peer = name, .lamport = p->ra.clock },
-                          "lost the server %s: %s", name, p->server_why);
+                          "lost the server %s: %s", name, p->uplink.why);
         else
-                log_debug("cannot reach the server %s: %s", cur_server(p)->address, p->server_why);
-        p->server_announced = false;
-        p->server_state = LINK_DOWN;
-        snprintf(msg, sizeof msg, "lost the connection to the server %s: %s", name, p->server_why);
-        if (p->server_switch)
+                log_debug("cannot reach the server %s: %s", cur_server(p)->address, p->uplink.why);
+        p->uplink.announced = false;
+        p->uplink.state = LINK_DOWN;
+        snprintf(msg, sizeof msg, "lost the connection to the server %s: %s", name, p->uplink.why);
+        if (p->uplink.switching)
                 snprintf(msg, sizeof msg, "the server group's leader changed: try again");
-        for (struct view_relay *v = p->views, *n; v; v = n) {
+        for (struct view_relay *v = p->fanout.views, *n; v; v = n) {
                 n = v->next;
                 conn_send_error(v->client, v->client_tag, ERR_UNAVAILABLE, "%s", msg);
                 conn_resume(v->client);
                 free(v);
         }
-        p->views = NULL;
+        p->fanout.views = NULL;
         /* Followers are told (view -f and chat say so and reconnect; they
          * go on after the last line they showed once the server is back),
          * so nobody watches a room that went quiet without knowing why.
          * Going over to a group's new leader is no such gap: they stay, and
          * follow on from there. */
-        while (p->followers && !p->server_switch) {
-                struct follower *f = p->followers;
+        while (p->fanout.followers && !p->uplink.switching) {
+                struct follower *f = p->fanout.followers;
                 conn_send_error(f->client, f->tag, ERR_UNAVAILABLE, "%s", msg);
                 follower_drop(p, f);
         }
-        p->follow_tag = 0;
+        p->fanout.follow_tag = 0;
         /* appends in flight stay in the critical section and are resent,
          * with the same post ids, once the link is back */
-        for (unsigned i = 0; i < p->cs_n; i++)
-                p->cs[i]->append_tag = 0;
-        p->server_leads = false;
+        for (unsigned i = 0; i < p->postq.cs_n; i++)
+                p->postq.cs[i]->append_tag = 0;
+        p->uplink.leads = false;
         uint64_t d;
-        if (!p->server_switch)
-                p->srv_failed[p->srv < DCHAT_SERVERS_MAX ? p->srv : 0] = now_usec();
-        if (p->server_switch) {
+        if (!p->uplink.switching)
+                p->uplink.srv_failed[p->uplink.srv < DCHAT_SERVERS_MAX ? p->uplink.srv : 0] = now_usec();
+        if (p->uplink.switching) {
                 d = 0;          /* to the leader the server named: at once (once) */
-                p->server_switch = false;
+                p->uplink.switching = false;
         } else {
                 /* in a group, the next server: any of them says who leads */
                 if (p->conf->n_servers > 1)
-                        p->srv = (p->srv + 1) % p->conf->n_servers;
-                d = backoff_next(p->conf, &p->server_backoff);
+                        p->uplink.srv = (p->uplink.srv + 1) % p->conf->n_servers;
+                d = backoff_next(p->conf, &p->uplink.backoff);
         }
-        (void) sd_event_source_set_time_relative(p->server_timer, d);
-        (void) sd_event_source_set_enabled(p->server_timer, SD_EVENT_ONESHOT);
+        (void) sd_event_source_set_time_relative(p->uplink.timer, d);
+        (void) sd_event_source_set_enabled(p->uplink.timer, SD_EVENT_ONESHOT);
 }
 
 /*
@@ -1385,25 +1252,25 @@ static bool server_given_up(struct peer *p, char *why, size_t cap)
 {
         uint64_t now = now_usec();
 
-        if (p->server_state == LINK_UP || !p->server_lost_at || now - p->server_lost_at < p->conf->dead_after_usec)
+        if (p->uplink.state == LINK_UP || !p->uplink.lost_at || now - p->uplink.lost_at < p->conf->dead_after_usec)
                 return false;
         snprintf(why, cap, "the server %s has been unreachable for %llu ms (%s); the post was not stored",
-                 cur_server(p)->name, (unsigned long long) ((now - p->server_lost_at) / USEC_PER_MSEC),
-                 p->server_why[0] ? p->server_why : "not connected yet");
+                 cur_server(p)->name, (unsigned long long) ((now - p->uplink.lost_at) / USEC_PER_MSEC),
+                 p->uplink.why[0] ? p->uplink.why : "not connected yet");
         return true;
 }
 
 /* The posts queued for the critical section fail: they were never sent. */
 static void server_fail_queued(struct peer *p, const char *why)
 {
-        while (p->queue) {
-                struct post_req *r = p->queue;
-                p->queue = r->next;
-                p->queued--;
+        while (p->postq.queue) {
+                struct post_req *r = p->postq.queue;
+                p->postq.queue = r->next;
+                p->postq.queued--;
                 post_answer(p, r, ERR_UNAVAILABLE, why);
                 free(r);
         }
-        p->queue_tail = &p->queue;
+        p->postq.queue_tail = &p->postq.queue;
         if (p->ra.state == RA_WANTED) {
                 /* nobody waits for this request any more (as in on_deadline) */
                 struct ra_actions acts;
@@ -1420,21 +1287,21 @@ static void server_heartbeat(struct peer *p, uint64_t now)
         const char *name = cur_server(p)->name;
         char why[DCHAT_ERROR_MAX];
 
-        if (p->server && p->server_watch &&
-            fd_link_tick(&p->server_alive, now, p->conf->suspect_after_usec, p->conf->dead_after_usec)) {
-                unsigned long long silent = fd_link_silent(&p->server_alive, now) / USEC_PER_MSEC;
-                if (p->server_alive.state == FD_SUSPECT)
+        if (p->uplink.conn && p->uplink.watch &&
+            fd_link_tick(&p->uplink.alive, now, p->conf->suspect_after_usec, p->conf->dead_after_usec)) {
+                unsigned long long silent = fd_link_silent(&p->uplink.alive, now) / USEC_PER_MSEC;
+                if (p->uplink.alive.state == FD_SUSPECT)
                         log_info("the server %s has been silent for %llu ms", name, silent);
-                else if (p->server_alive.state == FD_DEAD) {
-                        snprintf(p->server_why, sizeof p->server_why, "silent for %llu ms", silent);
-                        p->server_silent = true;
-                        conn_close(p->server, -ETIMEDOUT);      /* server_closed says so */
+                else if (p->uplink.alive.state == FD_DEAD) {
+                        snprintf(p->uplink.why, sizeof p->uplink.why, "silent for %llu ms", silent);
+                        p->uplink.silent = true;
+                        conn_close(p->uplink.conn, -ETIMEDOUT);      /* server_closed says so */
                 }
         }
-        if (p->server_state == LINK_UP)
-                (void) conn_send(p->server, &(struct dchat_msg) { .type = MSG_HEARTBEAT,
+        if (p->uplink.state == LINK_UP)
+                (void) conn_send(p->uplink.conn, &(struct dchat_msg) { .type = MSG_HEARTBEAT,
                                                                   .heartbeat = { p->incarnation, p->ra.clock } });
-        if (p->queue && server_given_up(p, why, sizeof why))
+        if (p->postq.queue && server_given_up(p, why, sizeof why))
                 server_fail_queued(p, why);
 }
 
@@ -1449,8 +1316,8 @@ static int on_server_timer(sd_event_source *s, uint64_t usec, void *userdata)
         struct peer *p = userdata;
         (void) s;
         (void) usec;
-        if (p->server_state == LINK_CONNECTING && p->server) {
-                conn_close(p->server, -ETIMEDOUT);      /* re-arms the timer */
+        if (p->uplink.state == LINK_CONNECTING && p->uplink.conn) {
+                conn_close(p->uplink.conn, -ETIMEDOUT);      /* re-arms the timer */
                 return 0;
         }
         server_connect(p);
@@ -1463,21 +1330,21 @@ static void server_connect(struct peer *p)
         char label[96];
 
         snprintf(label, sizeof label, "server %s", sv->name);
-        if (!p->server_lost_at)
-                p->server_lost_at = now_usec();         /* (not reached yet since the start) */
+        if (!p->uplink.lost_at)
+                p->uplink.lost_at = now_usec();         /* (not reached yet since the start) */
         int r = conn_connect(p->event, (const struct sockaddr *) &sv->sa, sv->salen, &server_ops, p, label,
-                             sv->name, &p->server);
+                             sv->name, &p->uplink.conn);
         if (r < 0) {
-                strlcpy(p->server_why, strerror(-r), sizeof p->server_why);
+                strlcpy(p->uplink.why, strerror(-r), sizeof p->uplink.why);
                 log_warning("cannot connect to the server at %s: %s", sv->address, strerror(-r));
-                (void) sd_event_source_set_time_relative(p->server_timer,
-                                                         backoff_next(p->conf, &p->server_backoff));
-                (void) sd_event_source_set_enabled(p->server_timer, SD_EVENT_ONESHOT);
+                (void) sd_event_source_set_time_relative(p->uplink.timer,
+                                                         backoff_next(p->conf, &p->uplink.backoff));
+                (void) sd_event_source_set_enabled(p->uplink.timer, SD_EVENT_ONESHOT);
                 return;
         }
-        p->server_state = LINK_CONNECTING;
-        (void) sd_event_source_set_time_relative(p->server_timer, p->conf->connect_timeout_usec);
-        (void) sd_event_source_set_enabled(p->server_timer, SD_EVENT_ONESHOT);
+        p->uplink.state = LINK_CONNECTING;
+        (void) sd_event_source_set_time_relative(p->uplink.timer, p->conf->connect_timeout_usec);
+        (void) sd_event_source_set_enabled(p->uplink.timer, SD_EVENT_ONESHOT);
 }
 
 /* --- links to the other peers ---------------------------------------------------------------- */
@@ -1641,8 +1508,8 @@ static int in_frame(struct conn *c, uint8_t type, const uint8_t *payload, size_t
                                   type == MSG_HELLO ? "'" : "");
                         return -EPERM;
                 }
-                struct link *l = &p->links[idx];
-                uint64_t known = p->fd.p[idx].incarnation;
+                struct link *l = &p->mesh.links[idx];
+                uint64_t known = p->mesh.fd.p[idx].incarnation;
                 if (m.hello.incarnation && known && m.hello.incarnation < known) {
                         /* A connection of an earlier life of it, delivered late (held by
                          * the network, or accepted after the new one's): it must not
@@ -1701,7 +1568,7 @@ static int in_frame(struct conn *c, uint8_t type, const uint8_t *payload, size_t
         case MSG_HEARTBEAT:
                 return 0;
         case MSG_CLUSTER:
-                conf_cluster_report(p->conf, p->names[ib->idx], &m, &p->links[ib->idx].cluster_reported);
+                conf_cluster_report(p->conf, p->names[ib->idx], &m, &p->mesh.links[ib->idx].cluster_reported);
                 return 0;
         case MSG_REQUEST:
                 if (!clock_ok(p, m.request.ts))
@@ -1728,13 +1595,13 @@ static void in_closed(struct conn *c, int error)
         struct peer *p = ib->p;
 
         if (ib->idx >= 0) {
-                struct link *l = &p->links[ib->idx];
+                struct link *l = &p->mesh.links[ib->idx];
                 l->in = NULL;
                 link_down(l, error);
                 if (l->out && !p->stopping)
                         conn_close(l->out, -ECONNRESET);        /* both directions go together */
         }
-        LIST_REMOVE(p->inbound, ib);
+        LIST_REMOVE(p->mesh.inbound, ib);
         free(ib);
 }
 
@@ -1761,7 +1628,7 @@ static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdat
         }
         ib->p = p;
         ib->idx = -1;
-        LIST_PREPEND(p->inbound, ib);
+        LIST_PREPEND(p->mesh.inbound, ib);
         return 0;
 }
 
@@ -1776,19 +1643,19 @@ int peer_new(sd_event *e, const struct dchat_conf *c, int listen_fd, struct peer
                 return -ENOMEM;
         p->event = e;
         p->conf = c;
-        p->listen_fd = listen_fd;
-        p->queue_tail = &p->queue;
+        p->mesh.listen_fd = listen_fd;
+        p->postq.queue_tail = &p->postq.queue;
         char err[PATH_MAX + 128];
         r = incarnation_next(c->state_directory, 0, &p->incarnation, err, sizeof err);
         if (r < 0) {
                 log_error("%s", err);
                 goto fail;
         }
-        p->post_epoch = p->incarnation;
-        p->next_post_id = POST_ID(p->incarnation, 1);
-        p->cs_cap = 1024;       /* the largest batch_max a reload may set */
-        p->cs = calloc(p->cs_cap, sizeof *p->cs);
-        if (!p->cs) {
+        p->postq.post_epoch = p->incarnation;
+        p->postq.next_post_id = POST_ID(p->incarnation, 1);
+        p->postq.cs_cap = 1024;       /* the largest batch_max a reload may set */
+        p->postq.cs = calloc(p->postq.cs_cap, sizeof *p->postq.cs);
+        if (!p->postq.cs) {
                 r = -ENOMEM;
                 goto fail;
         }
@@ -1796,9 +1663,9 @@ int peer_new(sd_event *e, const struct dchat_conf *c, int listen_fd, struct peer
                 p->names[i] = c->peers[i].name;
         ra_init(&p->ra, c->n_peers, c->self, p->names);
         ra_set_reuse(&p->ra, c->reuse_permissions);
-        fd_init(&p->fd, c->n_peers, c->self, c->suspect_after_usec, c->dead_after_usec, now_usec());
+        fd_init(&p->mesh.fd, c->n_peers, c->self, c->suspect_after_usec, c->dead_after_usec, now_usec());
 
-        r = sd_event_add_time(e, &p->fd_timer, CLOCK_MONOTONIC, UINT64_MAX, 1000, on_fd_timer, p);
+        r = sd_event_add_time(e, &p->mesh.fd_timer, CLOCK_MONOTONIC, UINT64_MAX, 1000, on_fd_timer, p);
         if (r < 0)
                 goto fail;
         arm_fd_timer(p);
@@ -1808,30 +1675,30 @@ int peer_new(sd_event *e, const struct dchat_conf *c, int listen_fd, struct peer
                 goto fail;
         (void) sd_event_source_set_enabled(p->heartbeat_timer, SD_EVENT_ON);
 
-        r = sd_event_add_time(e, &p->deadline_timer, CLOCK_MONOTONIC, UINT64_MAX, 1000, on_deadline, p);
+        r = sd_event_add_time(e, &p->postq.deadline_timer, CLOCK_MONOTONIC, UINT64_MAX, 1000, on_deadline, p);
         if (r < 0)
                 goto fail;
-        (void) sd_event_source_set_enabled(p->deadline_timer, SD_EVENT_OFF);
-        r = sd_event_add_time(e, &p->hold_timer, CLOCK_MONOTONIC, UINT64_MAX, 1000, on_hold_done, p);
+        (void) sd_event_source_set_enabled(p->postq.deadline_timer, SD_EVENT_OFF);
+        r = sd_event_add_time(e, &p->postq.hold_timer, CLOCK_MONOTONIC, UINT64_MAX, 1000, on_hold_done, p);
         if (r < 0)
                 goto fail;
-        (void) sd_event_source_set_enabled(p->hold_timer, SD_EVENT_OFF);
-        r = sd_event_add_time(e, &p->retry_timer, CLOCK_MONOTONIC, UINT64_MAX, 0, on_retry, p);
+        (void) sd_event_source_set_enabled(p->postq.hold_timer, SD_EVENT_OFF);
+        r = sd_event_add_time(e, &p->postq.retry_timer, CLOCK_MONOTONIC, UINT64_MAX, 0, on_retry, p);
         if (r < 0)
                 goto fail;
-        (void) sd_event_source_set_enabled(p->retry_timer, SD_EVENT_OFF);
-        r = sd_event_add_defer(e, &p->answer_src, on_answers, p);
+        (void) sd_event_source_set_enabled(p->postq.retry_timer, SD_EVENT_OFF);
+        r = sd_event_add_defer(e, &p->postq.answer_src, on_answers, p);
         if (r < 0)
                 goto fail;
-        (void) sd_event_source_set_enabled(p->answer_src, SD_EVENT_OFF);
-        r = sd_event_add_time(e, &p->server_timer, CLOCK_MONOTONIC, UINT64_MAX, 1000, on_server_timer, p);
+        (void) sd_event_source_set_enabled(p->postq.answer_src, SD_EVENT_OFF);
+        r = sd_event_add_time(e, &p->uplink.timer, CLOCK_MONOTONIC, UINT64_MAX, 1000, on_server_timer, p);
         if (r < 0)
                 goto fail;
-        r = sd_event_add_io(e, &p->listen_src, listen_fd, EPOLLIN, on_accept, p);
+        r = sd_event_add_io(e, &p->mesh.listen_src, listen_fd, EPOLLIN, on_accept, p);
         if (r < 0)
                 goto fail;
         for (unsigned i = 0; i < c->n_peers; i++) {
-                struct link *l = &p->links[i];
+                struct link *l = &p->mesh.links[i];
                 l->p = p;
                 l->idx = i;
                 if (i == c->self)
@@ -1856,48 +1723,48 @@ struct peer *peer_free(struct peer *p)
         p->stopping = true;
         answer_flush(p);        /* stored: say so */
         /* pending posts end with an error, never silently */
-        for (unsigned i = 0; i < p->cs_n; i++) {
-                struct post_req *r = p->cs[i];
+        for (unsigned i = 0; i < p->postq.cs_n; i++) {
+                struct post_req *r = p->postq.cs[i];
                 if (!r->done)
                         post_answer(p, r, ERR_UNAVAILABLE, r->sent && !r->fenced
                                     ? "dchatd is shutting down; the post may or may not have been stored"
                                     : "dchatd is shutting down; the post was not stored");
                 free(r);
         }
-        p->cs_n = 0;
-        while (p->queue) {
-                struct post_req *r = p->queue;
-                p->queue = r->next;
+        p->postq.cs_n = 0;
+        while (p->postq.queue) {
+                struct post_req *r = p->postq.queue;
+                p->postq.queue = r->next;
                 post_answer(p, r, ERR_UNAVAILABLE, "dchatd is shutting down; the post was not stored");
                 free(r);
         }
-        for (struct view_relay *v = p->views, *n; v; v = n) {
+        for (struct view_relay *v = p->fanout.views, *n; v; v = n) {
                 n = v->next;
                 free(v);
         }
-        p->views = NULL;
-        while (p->followers)
-                follower_drop(p, p->followers);
+        p->fanout.views = NULL;
+        while (p->fanout.followers)
+                follower_drop(p, p->fanout.followers);
         for (unsigned i = 0; i < DCHAT_PEERS_MAX; i++) {
-                struct link *l = &p->links[i];
+                struct link *l = &p->mesh.links[i];
                 sd_event_source_disable_unref(l->timer);
                 l->timer = NULL;
                 if (l->out)
                         conn_close(l->out, -ESHUTDOWN);        /* sets l->out = NULL */
         }
-        while (p->inbound)
-                conn_close(p->inbound->c, -ESHUTDOWN);         /* unlinks it */
-        if (p->server)
-                conn_close(p->server, -ESHUTDOWN);
-        sd_event_source_disable_unref(p->server_timer);
-        sd_event_source_disable_unref(p->deadline_timer);
-        sd_event_source_disable_unref(p->hold_timer);
-        sd_event_source_disable_unref(p->retry_timer);
-        sd_event_source_disable_unref(p->answer_src);
-        sd_event_source_disable_unref(p->fd_timer);
+        while (p->mesh.inbound)
+                conn_close(p->mesh.inbound->c, -ESHUTDOWN);         /* unlinks it */
+        if (p->uplink.conn)
+                conn_close(p->uplink.conn, -ESHUTDOWN);
+        sd_event_source_disable_unref(p->uplink.timer);
+        sd_event_source_disable_unref(p->postq.deadline_timer);
+        sd_event_source_disable_unref(p->postq.hold_timer);
+        sd_event_source_disable_unref(p->postq.retry_timer);
+        sd_event_source_disable_unref(p->postq.answer_src);
+        sd_event_source_disable_unref(p->mesh.fd_timer);
         sd_event_source_disable_unref(p->heartbeat_timer);
-        sd_event_source_disable_unref(p->listen_src);
-        free(p->cs);
+        sd_event_source_disable_unref(p->mesh.listen_src);
+        free(p->postq.cs);
         wbuf_free(&p->cluster);
         free(p);
         return NULL;
@@ -1907,7 +1774,7 @@ void peer_reconf(struct peer *p, const struct dchat_conf *c)
 {
         p->conf = c;
         ra_set_reuse(&p->ra, c->reuse_permissions);
-        fd_set_times(&p->fd, c->suspect_after_usec, c->dead_after_usec);
+        fd_set_times(&p->mesh.fd, c->suspect_after_usec, c->dead_after_usec);
         arm_fd_timer(p);
         arm_deadline(p);
 }
@@ -1918,17 +1785,17 @@ void peer_status(struct peer *p, struct dchat_status *st)
         st->counters = p->stats;
         strlcpy(st->dme_state, ra_state_name(p->ra.state), sizeof st->dme_state);
         st->request_ts = p->ra.state == RA_RELEASED ? 0 : p->ra.req_ts;
-        st->queued = p->queued + p->cs_n;
+        st->queued = p->postq.queued + p->postq.cs_n;
         strlcpy(st->server, cur_server(p)->name, sizeof st->server);
-        st->server_connected = p->server_state == LINK_UP;
+        st->server_connected = p->uplink.state == LINK_UP;
         st->n_peers = 0;
         for (unsigned i = 0; i < p->conf->n_peers; i++) {
                 if (i == p->conf->self)
                         continue;
                 struct dchat_peer_status *ps = &st->peers[st->n_peers++];
                 strlcpy(ps->name, p->names[i], sizeof ps->name);
-                ps->connected = p->links[i].state == LINK_UP && p->links[i].in;
-                strlcpy(ps->state, fd_state_name(p->fd.p[i].state), sizeof ps->state);
-                ps->since = (uint32_t) ((now_usec() - p->fd.p[i].since) / USEC_PER_SEC);
+                ps->connected = p->mesh.links[i].state == LINK_UP && p->mesh.links[i].in;
+                strlcpy(ps->state, fd_state_name(p->mesh.fd.p[i].state), sizeof ps->state);
+                ps->since = (uint32_t) ((now_usec() - p->mesh.fd.p[i].since) / USEC_PER_SEC);
         }
 }

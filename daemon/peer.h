@@ -1,0 +1,182 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * peer.h — the peer role's private header: struct peer, and what the
+ * role's files call in each other, grouped by file.  Read it as the map of
+ * the peer role (its public API, peer_*, is in dchatd.h).
+ *
+ *   peer.c    life cycle (peer_new, peer_free, peer_reconf, peer_status)
+ *             and the glue the others share: clock bounds, cluster
+ *             definitions, a later life, backoff
+ *   mesh.c    the links to the other peers, their failure detection, and
+ *             the Ricart–Agrawala machine (ra.c) driven by them
+ *   uplink.c  the link to the server: HELLO and HELLO_ACK, heartbeats and
+ *             silence, reconnects with backoff; its frames go to postq.c
+ *             (answers to appends) and fanout.c (entries, views)
+ *   postq.c   the local posts: their queue, the critical section in which
+ *             they go to the server, deadlines, answers to the clients
+ *   fanout.c  local followers, fed by one subscription at the server, and
+ *             VIEW requests relayed to the server
+ *
+ * Each part keeps its state in its own member of struct peer (p->mesh,
+ * p->uplink, p->postq, p->fanout), which only its file touches; the others
+ * go through the functions below.  What they all share is at the top of
+ * struct peer: the event loop, the configuration, the RA machine, the
+ * counters.
+ */
+#pragma once
+
+#include <time.h>
+
+#include "dchatd.h"
+
+enum link_state { LINK_DOWN, LINK_CONNECTING, LINK_UP };
+
+/* mesh.c: our two connections with one other peer (see the top of mesh.c). */
+struct link {
+        struct peer *p;
+        unsigned idx;                   /* index in conf->peers and in the RA machine */
+        struct conn *out;               /* we dialled; we send on it */
+        struct conn *in;                /* they dialled; we read from it */
+        enum link_state state;
+        uint64_t backoff_usec;
+        sd_event_source *timer;         /* reconnect or connect timeout */
+        bool announced;                 /* peer-up logged */
+        uint64_t heard_unreachable;     /* last frame from it while our link to it was down ... */
+        uint64_t heard_unreachable_inc; /* ... and the last incarnation it said meanwhile */
+        uint64_t cluster_reported;      /* its cluster digest we logged a config-mismatch for */
+};
+
+/* mesh.c: an accepted connection, until its HELLO tells which peer it is. */
+struct inbound {
+        struct peer *p;
+        struct conn *c;
+        int idx;                        /* -1 until HELLO; -2 once replaced */
+        struct inbound *prev, *next;    /* all of them, for peer_free */
+};
+
+struct mesh {
+        struct fd fd;                   /* who is alive, by heartbeats */
+        sd_event_source *fd_timer;
+        struct link links[DCHAT_PEERS_MAX];
+        int listen_fd;
+        sd_event_source *listen_src;
+        struct inbound *inbound;
+};
+
+/* uplink.c: the link to the server. */
+struct uplink {
+        struct conn *conn;
+        enum link_state state;          /* LINK_UP once its HELLO_ACK came */
+        uint64_t backoff;
+        sd_event_source *timer;         /* reconnect or connect timeout */
+        bool announced;                 /* server-up logged */
+        unsigned srv;                   /* the server (conf->servers[srv]) we link to, or try to */
+        char leader[DCHAT_NAME_MAX + 1];        /* who leads the server group, as the last LEADER said ("": unknown) */
+        uint64_t leader_term;
+        bool leads;                     /* the server we link to leads: appends go there */
+        bool switching;                 /* closing the link to go to the leader: no backoff, followers kept */
+        uint64_t srv_failed[DCHAT_SERVERS_MAX]; /* when a link to each server last failed */
+        uint64_t cluster_reported;      /* as links[].cluster_reported */
+        struct fd_link alive;           /* when the server was last heard from ... */
+        bool watch;                     /* ... once its link is through the handshake */
+        bool silent;                    /* we dropped the link for its silence */
+        uint64_t lost_at;               /* the server unreachable since (once not up) */
+        char why[96];                   /* why: "silent for N ms", "connection refused" */
+        uint32_t next_tag;              /* of our requests to the server (uplink_tag) */
+};
+
+/* postq.c: a local post, from the client's request to its answer. */
+struct post_req {
+        struct post_req *next;
+        struct conn *client;            /* NULL once the client is gone */
+        uint32_t client_tag;
+        uint64_t deadline;              /* CLOCK_MONOTONIC usec */
+        uint32_t append_tag;            /* 0 until sent to the server */
+        uint32_t hold_ms;               /* post --hold */
+        bool done;                      /* answered to the client, or stored and answered soon */
+        bool stored;                    /* APPENDED came: the answer waits for answer_flush */
+        bool fenced;                    /* refused by the server's fence: goes again */
+        bool sent;                      /* an append went out: the server may have it */
+        bool grace;                     /* past its deadline, its append in flight: the answer is awaited */
+        struct dchat_entry e;
+};
+
+/* postq.c: the posts, a FIFO queue, and the ones in the current critical section. */
+struct postq {
+        struct post_req *queue, **queue_tail;
+        unsigned queued;
+        struct post_req **cs;           /* batch_max slots */
+        unsigned cs_n, cs_cap;
+        uint32_t fence_idx;
+        sd_event_source *deadline_timer;
+        sd_event_source *hold_timer;    /* post --hold: leave when it fires */
+        sd_event_source *answer_src;    /* defer: answer the posts stored meanwhile */
+        uint32_t hold_ms;               /* the longest hold asked for in this entry */
+        unsigned fenced_streak;         /* entries in a row whose appends the fence refused */
+        uint64_t retry_at;              /* no request before this (CLOCK_MONOTONIC): fenced retries back off */
+        sd_event_source *retry_timer;
+        uint64_t post_epoch;            /* the high half of our post ids: incarnation, or a later one */
+        uint64_t next_post_id;
+};
+
+/* fanout.c: a local client following the log (see the top of fanout.c). */
+struct follower {
+        struct follower *prev, *next;
+        struct conn *client;
+        uint32_t tag;                   /* its FOLLOW's tag: every ENTRY to it carries it */
+        uint64_t next_seq;              /* the next entry it needs */
+        uint64_t page_from;             /* next_seq when its page was asked for */
+        uint32_t view_tag;              /* its catch-up page at the server, 0: none */
+        bool live;                      /* fed from the subscription, not by pages */
+};
+
+/* fanout.c: a client's VIEW, relayed to the server under a tag of ours. */
+struct view_relay {
+        struct view_relay *next;
+        struct conn *client;
+        uint32_t client_tag, server_tag;
+};
+
+struct fanout {
+        struct view_relay *views;
+        struct follower *followers;
+        unsigned n_followers;
+        uint64_t live_next;             /* the next seq our subscription brings */
+        uint32_t follow_tag;            /* our FOLLOW on this server link, 0: none */
+        uint64_t server_last_seq;       /* the last seq we know the server has */
+};
+
+struct peer {
+        sd_event *event;
+        const struct dchat_conf *conf;
+        struct ra ra;
+        const char *names[DCHAT_PEERS_MAX];
+        uint64_t incarnation;           /* this life of ours (incarnation.c) */
+        bool anchored;                  /* a HELLO_ACK told us the log's last fence: clock bounds apply */
+        bool leaving;                   /* exiting to be started again as a later life */
+        bool stopping;                  /* peer_free runs: no reconnects, no cascades */
+        sd_event_source *heartbeat_timer;       /* to the peers and to the server */
+        struct wbuf cluster;            /* our CLUSTER message's members while it is sent */
+        struct dchat_entry scratch;     /* for decoding frames */
+        struct dchat_counters stats;    /* dchatctl status --json */
+        uint64_t seen_seq;              /* the highest seq this node saw stored (read-your-writes) */
+
+        struct mesh mesh;
+        struct uplink uplink;
+        struct postq postq;
+        struct fanout fanout;
+};
+
+/* peer.c ------------------------------------------------------------------ */
+
+static inline uint64_t now_usec(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000;
+}
+
+static inline const char *self_name(const struct peer *p)
+{
+        return p->conf->peers[p->conf->self].name;
+}
