@@ -180,3 +180,40 @@ static inline const char *self_name(const struct peer *p)
 {
         return p->conf->peers[p->conf->self].name;
 }
+
+/* uplink.c ---------------------------------------------------------------- */
+
+/* The link to the server is up: its HELLO_ACK came, so requests may go. */
+bool uplink_ready(const struct peer *p);
+/* A frame to the server (only while uplink_ready). */
+int uplink_send(struct peer *p, const struct dchat_msg *m);
+/* A fresh tag (never 0) for a request to the server; its answers carry it. */
+uint32_t uplink_tag(struct peer *p);
+/* The server we link to (or try to), for messages. */
+const char *uplink_server_name(const struct peer *p);
+/* Why it is not up, for messages: "silent for N ms", "connection refused", or "". */
+const char *uplink_why(const struct peer *p);
+
+/* fanout.c ---------------------------------------------------------------- */
+
+/* Public: peer_follow, peer_client_drained, peer_view. */
+
+/*
+ * A frame from the server that is no answer to an append: an ENTRY or
+ * ENTRY_DAMAGED, a VIEW_END or an ERROR (no other type).  It goes to the
+ * live followers, to a follower catching up, or to the client whose view
+ * it answers (none: its client went away).  <0 to drop the server link.
+ */
+int fanout_frame(struct peer *p, uint8_t type, struct dchat_msg *m);
+/* The server link is up (HELLO_ACK: its log ends at last_seq): subscribe, move the followers on. */
+void fanout_server_up(struct peer *p, uint64_t last_seq);
+/*
+ * The server link is lost: views end with an error saying msg, and so do
+ * followers unless keep_followers (we go over to a group's new leader:
+ * they follow on from there).
+ */
+void fanout_server_lost(struct peer *p, const char *msg, bool keep_followers);
+/* A control client went away: its follow and views are forgotten. */
+void fanout_client_gone(struct peer *p, struct conn *client);
+/* peer_free: every view and follower forgotten, without a word. */
+void fanout_stop(struct peer *p);
