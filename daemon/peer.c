@@ -46,7 +46,7 @@ static const struct node_conf *cur_server(const struct peer *p)
  * Until a HELLO_ACK anchored our clock at the log's last fence, only the
  * ceiling applies: a peer that just started knows nothing to compare with.
  */
-static bool clock_ok(const struct peer *p, uint64_t t)
+bool clock_ok(const struct peer *p, uint64_t t)
 {
         if (t > DCHAT_CLOCK_MAX)
                 return false;
@@ -83,41 +83,9 @@ static void leave_as_later(struct peer *p, const char *who, uint64_t known)
         (void) sd_event_exit(p->event, 1);
 }
 
-/*
- * The next post id: (epoch, n).  A life that used up its 2^32 - 1 numbers,
- * or learnt that the log holds post ids of a later epoch than its own,
- * takes a new epoch from the incarnation counter.  0 if none can be had.
- */
-static uint64_t post_id_take_epoch(struct peer *p, uint64_t at_least)
-{
-        char err[PATH_MAX + 128];
-        uint64_t e;
-
-        if (incarnation_next(p->conf->state_directory, at_least, &e, err, sizeof err) < 0) {
-                log_error("no post id for a new post: %s", err);
-                return 0;
-        }
-        log_info("post ids go on with epoch %llu (was %llu)", (unsigned long long) e,
-                 (unsigned long long) p->postq.post_epoch);
-        p->postq.post_epoch = e;
-        p->postq.next_post_id = POST_ID(e, 1);
-        return p->postq.next_post_id;
-}
-
-static uint64_t post_id_next(struct peer *p)
-{
-        if ((uint32_t) p->postq.next_post_id == 0 && !post_id_take_epoch(p, p->postq.post_epoch + 1))
-                return 0;
-        return p->postq.next_post_id++;
-}
-
 static void link_connect(struct link *l);
 static void server_connect(struct peer *p);
 static void server_heartbeat(struct peer *p, uint64_t now);
-static bool server_given_up(struct peer *p, char *why, size_t cap);
-static void cs_maybe_request(struct peer *p);
-static void cs_send_appends(struct peer *p);
-static void arm_deadline(struct peer *p);
 
 /* Our members, to a node whose HELLO (or answer to ours) showed another cluster definition. */
 static void send_cluster(struct peer *p, struct conn *c)
@@ -130,9 +98,7 @@ static void send_cluster(struct peer *p, struct conn *c)
 
 /* --- Ricart–Agrawala actions ------------------------------------------------------------ */
 
-static void cs_start(struct peer *p);
-
-static void run_actions(struct peer *p, const struct ra_actions *acts)
+void mesh_run_actions(struct peer *p, const struct ra_actions *acts)
 {
         for (unsigned i = 0; i < acts->n; i++) {
                 const struct ra_action *a = &acts->a[i];
@@ -194,11 +160,16 @@ static void run_actions(struct peer *p, const struct ra_actions *acts)
                         else
                                 log_event(EV_CS_ENTER, &f, "entered the critical section under request %llu",
                                           (unsigned long long) a->ts);
-                        cs_start(p);
+                        postq_enter(p);
                         break;
                 }
                 }
         }
+}
+
+bool mesh_reachable(const struct peer *p, unsigned idx)
+{
+        return p->mesh.links[idx].state == LINK_UP;
 }
 
 /* --- failure detection ----------------------------------------------------------------------- */
@@ -234,7 +205,7 @@ static void fd_apply(struct peer *p, const struct fd_events *ev)
                         log_event(EV_PEER_RESTARTED, &f, "%s restarted (incarnation %llu): whatever it asked for before is void",
                                   name, (unsigned long long) e->incarnation);
                         ra_peer_up(&p->ra, e->peer, true, &acts);
-                        run_actions(p, &acts);
+                        mesh_run_actions(p, &acts);
                         continue;
                 }
                 switch (e->new) {
@@ -246,7 +217,7 @@ static void fd_apply(struct peer *p, const struct fd_events *ev)
                                   name, how, silent,
                                   p->ra.deferred & (UINT64_C(1) << e->peer) ? ", its request dropped" : "");
                         ra_peer_down(&p->ra, e->peer, &acts);
-                        run_actions(p, &acts);
+                        mesh_run_actions(p, &acts);
                         /* Drop its links too: if it was only slow or cut off,
                          * it must notice, reconnect and ask again for what we
                          * just dropped (its request), as after any lost link. */
@@ -259,7 +230,7 @@ static void fd_apply(struct peer *p, const struct fd_events *ev)
                         log_event(EV_PEER_ALIVE, &f, "%s is alive again (was %s)", name, fd_state_name(e->old));
                         if (e->old == FD_DEAD) {
                                 ra_peer_up(&p->ra, e->peer, false, &acts);
-                                run_actions(p, &acts);
+                                mesh_run_actions(p, &acts);
                         }
                         break;
                 }
@@ -311,381 +282,9 @@ static int on_heartbeat_timer(sd_event_source *s, uint64_t usec, void *userdata)
                         (void) conn_send(p->mesh.links[i].out, &(struct dchat_msg) {
                                 .type = MSG_HEARTBEAT, .heartbeat = { p->incarnation, p->ra.clock } });
         server_heartbeat(p, usec);
+        postq_heartbeat(p);
         (void) sd_event_source_set_time(s, usec + p->conf->heartbeat_usec);
         return 0;
-}
-
-/* --- posts and the critical section ---------------------------------------------------------- */
-
-static void post_answer(struct peer *p, struct post_req *r, int err_code, const char *err)
-{
-        struct event_fields f = { .lamport = p->ra.clock, .request_ts = r->e.lamport, .seq = r->e.seq };
-
-        r->done = true;
-        if (err_code) {
-                log_event(EV_POST_FAILED, &f, "post by %s failed: %s", r->e.author, err);
-                conn_send_error(r->client, r->client_tag, (enum dchat_err) err_code, "%s", err);
-                return;
-        }
-        p->stats.posts++;
-        if (r->e.seq > p->seen_seq)
-                p->seen_seq = r->e.seq;
-        log_event(EV_POST_STORED, &f, "post by %s stored as seq %llu", r->e.author, (unsigned long long) r->e.seq);
-        if (r->client)
-                (void) conn_send(r->client, &(struct dchat_msg) {
-                        .type = MSG_POSTED, .tag = r->client_tag,
-                        .appended = { r->e.seq, r->e.lamport, r->e.fence_idx, 0 } });
-}
-
-/*
- * Answer the posts of this entry the server has stored.  Their answers wait
- * until the handling of the server's frames is over, so that the entry's
- * last answer lets the peer leave the critical section first: the next
- * peer's turn starts while the clients are told.
- */
-static void answer_flush(struct peer *p)
-{
-        for (unsigned i = 0; i < p->postq.cs_n; i++)
-                if (p->postq.cs[i]->stored) {
-                        p->postq.cs[i]->stored = false;
-                        post_answer(p, p->postq.cs[i], 0, NULL);
-                }
-        if (p->postq.answer_src)
-                (void) sd_event_source_set_enabled(p->postq.answer_src, SD_EVENT_OFF);
-}
-
-static int on_answers(sd_event_source *s, void *userdata)
-{
-        (void) s;
-        answer_flush(userdata);
-        return 0;
-}
-
-/* Take up to batch_max queued posts into the critical section. */
-static void cs_start(struct peer *p)
-{
-        p->postq.cs_n = 0;
-        p->postq.fence_idx = 0;
-        p->postq.hold_ms = 0;
-        while (p->postq.queue && p->postq.cs_n < p->postq.cs_cap && p->postq.cs_n < p->conf->batch_max) {
-                struct post_req *r = p->postq.queue;
-                p->postq.queue = r->next;
-                p->postq.queued--;
-                r->next = NULL;
-                r->e.lamport = p->ra.enter_ts;   /* entries come in enter_ts order (see ra.h) */
-                strlcpy(r->e.node, self_name(p), sizeof r->e.node);
-                r->e.fence_idx = p->postq.fence_idx++;
-                if (r->hold_ms > p->postq.hold_ms)
-                        p->postq.hold_ms = r->hold_ms;
-                p->postq.cs[p->postq.cs_n++] = r;
-        }
-        if (!p->postq.queue)
-                p->postq.queue_tail = &p->postq.queue;
-        cs_send_appends(p);
-        arm_deadline(p);
-        if (p->postq.cs_n == 0) {
-                /* everything timed out while we waited: leave at once */
-                struct ra_actions acts;
-                log_event(EV_CS_EXIT, &(struct event_fields) { .lamport = p->ra.clock, .request_ts = p->ra.req_ts },
-                          "left the critical section (nothing left to post)");
-                ra_release(&p->ra, &acts);
-                run_actions(p, &acts);
-                cs_maybe_request(p);
-        }
-}
-
-static void cs_send_appends(struct peer *p)
-{
-        if (p->uplink.state != LINK_UP || !p->uplink.leads)
-                return;
-        conn_cork(p->uplink.conn);   /* one write for the whole entry: one batch at the server */
-        for (unsigned i = 0; i < p->postq.cs_n; i++) {
-                struct post_req *r = p->postq.cs[i];
-                if (r->done)
-                        continue;
-                /* Numbered when first sent, after HELLO_ACK told us the last
-                 * number the server has from us; a resend keeps its number,
-                 * so the server stores it once. */
-                if (!r->e.post_id && !(r->e.post_id = post_id_next(p))) {
-                        post_answer(p, r, ERR_STORAGE, "this node cannot number its posts (see its log); "
-                                    "the post was not stored");
-                        continue;
-                }
-                r->sent = true;
-                p->stats.appends++;
-                r->append_tag = ++p->uplink.next_tag ? p->uplink.next_tag : ++p->uplink.next_tag;
-                (void) conn_send(p->uplink.conn, &(struct dchat_msg) { .type = MSG_APPEND, .tag = r->append_tag,
-                                                                  .append = &r->e });
-        }
-        conn_uncork(p->uplink.conn);
-}
-
-/* Leave when every post of this entry is answered. */
-static void cs_maybe_exit(struct peer *p)
-{
-        if (p->ra.state != RA_HELD)
-                return;
-        for (unsigned i = 0; i < p->postq.cs_n; i++)
-                if (!p->postq.cs[i]->done && !p->postq.cs[i]->fenced)
-                        return;
-        if (p->postq.hold_ms) {
-                /* post --hold: stay inside a while, so others visibly wait */
-                answer_flush(p);
-                log_info("holding the critical section for %u ms (post --hold)", p->postq.hold_ms);
-                (void) sd_event_source_set_time_relative(p->postq.hold_timer, (uint64_t) p->postq.hold_ms * USEC_PER_MSEC);
-                (void) sd_event_source_set_enabled(p->postq.hold_timer, SD_EVENT_ONESHOT);
-                p->postq.hold_ms = 0;
-                return;
-        }
-        if (sd_event_source_get_enabled(p->postq.hold_timer, NULL) > 0)
-                return;
-        struct ra_actions acts;
-        log_event(EV_CS_EXIT, &(struct event_fields) { .lamport = p->ra.clock, .request_ts = p->ra.req_ts },
-                  "left the critical section of request %llu after %u post(s)", (unsigned long long) p->ra.req_ts,
-                  p->postq.cs_n);
-        ra_release(&p->ra, &acts);
-        run_actions(p, &acts);          /* the deferred replies go out first ... */
-        answer_flush(p);                /* ... then the clients hear */
-
-        /* refused by the fence: back to the head of the queue, in order,
-         * keeping their post ids (they were not stored) */
-        struct post_req *again = NULL, **tail = &again;
-        for (unsigned i = 0; i < p->postq.cs_n; i++) {
-                struct post_req *r = p->postq.cs[i];
-                if (r->fenced && !r->done) {
-                        r->fenced = false;
-                        r->sent = false;        /* refused, so certainly not stored */
-                        r->append_tag = 0;
-                        *tail = r;
-                        tail = &r->next;
-                        p->postq.queued++;
-                } else
-                        free(r);
-        }
-        if (again) {
-                *tail = p->postq.queue;
-                if (!p->postq.queue)
-                        p->postq.queue_tail = tail;
-                p->postq.queue = again;
-                /* The first retry goes at once (one refusal is what a peer that
-                 * died inside the critical section leaves behind); refused again
-                 * and again, retries back off: 1 ms, 2 ms, ... up to 1 s, so a
-                 * fence that nothing can pass costs little. */
-                if (++p->postq.fenced_streak > 1) {
-                        unsigned k = p->postq.fenced_streak - 2 < 10 ? p->postq.fenced_streak - 2 : 10;
-                        p->postq.retry_at = now_usec() + (USEC_PER_MSEC << k);
-                }
-        }
-        p->postq.cs_n = 0;
-
-        cs_maybe_request(p);
-        arm_deadline(p);        /* posts refused by the fence are queued again */
-}
-
-static void cs_maybe_request(struct peer *p)
-{
-        struct ra_actions acts;
-
-        /* Without the server there is nothing to do inside, and until its
-         * HELLO_ACK our clock may be behind the log's last fence. */
-        if (!p->postq.queue || p->ra.state != RA_RELEASED || p->uplink.state != LINK_UP || !p->uplink.leads)
-                return;
-        if (p->postq.retry_at > now_usec()) {
-                (void) sd_event_source_set_time(p->postq.retry_timer, p->postq.retry_at);
-                (void) sd_event_source_set_enabled(p->postq.retry_timer, SD_EVENT_ONESHOT);
-                return;
-        }
-        if (ra_request(&p->ra, &acts) == 0)
-                run_actions(p, &acts);
-}
-
-/*
- * What a post is still waiting for, for error messages: one in the
- * critical section (queued false) waits for the server; one in the queue
- * waits for the other peers' replies, or, while this node is inside with
- * earlier posts, for this node's own critical section to end.
- */
-static void waiting_for(struct peer *p, bool queued, char *buf, size_t cap)
-{
-        const char *server = p->uplink.state == LINK_UP ? "the server's answer" : "the server (unreachable)";
-        size_t off = 0;
-        uint64_t t;
-
-        buf[0] = '\0';
-        if (queued && p->ra.state == RA_HELD) {
-                if (sd_event_source_get_enabled(p->postq.hold_timer, NULL) > 0 &&
-                    sd_event_source_get_time(p->postq.hold_timer, &t) >= 0)
-                        snprintf(buf, cap, "this node's own critical section, held by post --hold "
-                                 "(%llu ms more)", (unsigned long long) (t > now_usec() ? (t - now_usec()) / USEC_PER_MSEC : 0));
-                else
-                        snprintf(buf, cap, "this node's own critical section, whose earlier posts wait for %s", server);
-                return;
-        }
-        if (queued && p->ra.state == RA_WANTED) {
-                off = (size_t) snprintf(buf, cap, "a reply from ");
-                size_t start = off;
-                for (unsigned i = 0; i < p->ra.n; i++) {
-                        if (!(p->ra.awaiting & (UINT64_C(1) << i)))
-                                continue;
-                        off += (size_t) snprintf(buf + off, off < cap ? cap - off : 0, "%s%s%s", off > start ? ", " : "",
-                                                 p->names[i], p->mesh.links[i].state == LINK_UP ? "" : " (unreachable)");
-                }
-                if (off > start)
-                        return;
-        }
-        snprintf(buf, cap, "%s", server);
-}
-
-static int on_deadline(sd_event_source *s, uint64_t usec, void *userdata)
-{
-        struct peer *p = userdata;
-        char what[512], msg[DCHAT_ERROR_MAX];
-        (void) s;
-
-        waiting_for(p, false, what, sizeof what);
-        snprintf(msg, sizeof msg, "timed out after %llu ms waiting for %s",
-                 (unsigned long long) (p->conf->post_timeout_usec / USEC_PER_MSEC), what);
-
-        /* posts in the critical section: their fate at the server is unknown */
-        for (unsigned i = 0; i < p->postq.cs_n; i++) {
-                struct post_req *r = p->postq.cs[i];
-                if (!r->done && r->deadline <= usec) {
-                        if (r->sent && !r->fenced && r->append_tag && p->uplink.state == LINK_UP && !r->grace) {
-                                /* Its append is on a live link: the server's answer (stored, or
-                                 * refused) will say what became of it, and a silent server is
-                                 * found dead within dead_after_ms.  Wait for that rather than
-                                 * answer "may or may not have been stored". */
-                                r->grace = true;
-                                r->deadline = usec + p->conf->dead_after_usec;
-                                continue;
-                        }
-                        /* sent and unanswered: unknown; refused by the fence: certainly not stored */
-                        bool unknown = r->sent && !r->fenced;
-                        char m2[DCHAT_ERROR_MAX];
-                        snprintf(m2, sizeof m2, "%s; the post may or may not have been stored", msg);
-                        post_answer(p, r, unknown ? ERR_TIMEOUT : ERR_UNAVAILABLE, unknown ? m2 : msg);
-                }
-        }
-        /* queued posts: never sent, so certainly not stored */
-        waiting_for(p, true, what, sizeof what);
-        snprintf(msg, sizeof msg, "timed out after %llu ms waiting for %s",
-                 (unsigned long long) (p->conf->post_timeout_usec / USEC_PER_MSEC), what);
-        struct post_req **pp = &p->postq.queue;
-        while (*pp) {
-                struct post_req *r = *pp;
-                if (r->deadline > usec) {
-                        pp = &r->next;
-                        continue;
-                }
-                post_answer(p, r, ERR_TIMEOUT, msg);
-                *pp = r->next;
-                p->postq.queued--;
-                free(r);
-        }
-        p->postq.queue_tail = &p->postq.queue;
-        while (*p->postq.queue_tail)
-                p->postq.queue_tail = &(*p->postq.queue_tail)->next;
-
-        if (p->ra.state == RA_HELD) {
-                cs_maybe_exit(p);
-        } else if (p->ra.state == RA_WANTED && !p->postq.queue) {
-                /* nobody waits for this request any more: withdraw it, which
-                 * for Ricart–Agrawala is the same as entering and leaving */
-                struct ra_actions acts;
-                log_info("request %llu withdrawn: %s", (unsigned long long) p->ra.req_ts, msg);
-                ra_release(&p->ra, &acts);
-                run_actions(p, &acts);
-        }
-        arm_deadline(p);
-        return 0;
-}
-
-static int on_retry(sd_event_source *s, uint64_t usec, void *userdata)
-{
-        (void) s;
-        (void) usec;
-        cs_maybe_request(userdata);
-        return 0;
-}
-
-static int on_hold_done(sd_event_source *s, uint64_t usec, void *userdata)
-{
-        (void) s;
-        (void) usec;
-        cs_maybe_exit(userdata);
-        return 0;
-}
-
-static void arm_deadline(struct peer *p)
-{
-        uint64_t next = UINT64_MAX;
-
-        for (unsigned i = 0; i < p->postq.cs_n; i++)
-                if (!p->postq.cs[i]->done && p->postq.cs[i]->deadline < next)
-                        next = p->postq.cs[i]->deadline;
-        /* Not only the head: posts the fence refused go back to the head of the
-         * queue, some with a deadline a grace later (on_deadline). */
-        for (struct post_req *r = p->postq.queue; r; r = r->next)
-                if (r->deadline < next)
-                        next = r->deadline;
-        if (next == UINT64_MAX) {
-                (void) sd_event_source_set_enabled(p->postq.deadline_timer, SD_EVENT_OFF);
-                return;
-        }
-        (void) sd_event_source_set_time(p->postq.deadline_timer, next);
-        (void) sd_event_source_set_enabled(p->postq.deadline_timer, SD_EVENT_ONESHOT);
-}
-
-int peer_post(struct peer *p, struct conn *client, uint32_t tag, const char *author, int32_t utc_offset,
-              uint32_t hold_ms, const char *text, size_t len)
-{
-        struct post_req *r = calloc(1, sizeof *r);
-        if (!r)
-                return -ENOMEM;
-        r->client = client;
-        r->client_tag = tag;
-        r->hold_ms = hold_ms;
-        r->deadline = now_usec() + p->conf->post_timeout_usec;
-        r->e.time = (int64_t) time(NULL);
-        r->e.utc_offset = utc_offset;
-        strlcpy(r->e.author, author, sizeof r->e.author);
-        memcpy(r->e.text, text, len);
-        r->e.text[len] = '\0';
-        r->e.text_len = (uint16_t) len;
-        char why[DCHAT_ERROR_MAX];
-        if (server_given_up(p, why, sizeof why)) {
-                post_answer(p, r, ERR_UNAVAILABLE, why);        /* no use waiting for its timeout */
-                free(r);
-                return 0;
-        }
-
-        *p->postq.queue_tail = r;
-        p->postq.queue_tail = &r->next;
-        p->postq.queued++;
-        cs_maybe_request(p);
-        arm_deadline(p);
-        return 0;
-}
-
-unsigned peer_posts_of(struct peer *p, const char *author)
-{
-        unsigned n = 0;
-        for (struct post_req *r = p->postq.queue; r; r = r->next)
-                n += strcmp(r->e.author, author) == 0;
-        for (unsigned i = 0; i < p->postq.cs_n; i++)
-                n += !p->postq.cs[i]->done && strcmp(p->postq.cs[i]->e.author, author) == 0;
-        return n;
-}
-
-void peer_client_gone(struct peer *p, struct conn *client)
-{
-        for (struct post_req *r = p->postq.queue; r; r = r->next)
-                if (r->client == client)
-                        r->client = NULL;
-        for (unsigned i = 0; i < p->postq.cs_n; i++)
-                if (p->postq.cs[i]->client == client)
-                        p->postq.cs[i]->client = NULL;
-        fanout_client_gone(p, client);
 }
 
 /* --- the server link ------------------------------------------------------------------------- */
@@ -695,9 +294,24 @@ bool uplink_ready(const struct peer *p)
         return p->uplink.state == LINK_UP;
 }
 
+bool uplink_leads(const struct peer *p)
+{
+        return p->uplink.state == LINK_UP && p->uplink.leads;
+}
+
 int uplink_send(struct peer *p, const struct dchat_msg *m)
 {
         return conn_send(p->uplink.conn, m);
+}
+
+void uplink_cork(struct peer *p)
+{
+        conn_cork(p->uplink.conn);
+}
+
+void uplink_uncork(struct peer *p)
+{
+        conn_uncork(p->uplink.conn);
 }
 
 uint32_t uplink_tag(struct peer *p)
@@ -713,14 +327,6 @@ const char *uplink_server_name(const struct peer *p)
 const char *uplink_why(const struct peer *p)
 {
         return p->uplink.why;
-}
-
-static struct post_req *cs_find(struct peer *p, uint32_t tag)
-{
-        for (unsigned i = 0; i < p->postq.cs_n; i++)
-                if (!p->postq.cs[i]->done && !p->postq.cs[i]->fenced && p->postq.cs[i]->append_tag == tag)
-                        return p->postq.cs[i];
-        return NULL;
 }
 
 /*
@@ -766,9 +372,7 @@ static int on_leader(struct peer *p, const struct dchat_msg *m)
                         log_info("the server %s leads the group (term %llu): posts go there",
                                  name, (unsigned long long) m->leader.term);
                 p->uplink.leads = true;
-                cs_send_appends(p);     /* what waited for the leader */
-                cs_maybe_request(p);
-                arm_deadline(p);
+                postq_server_leads(p);  /* what waited for the leader */
                 return 0;
         }
         log_info("%s leads the server group (term %llu), not %s: linking to it", name,
@@ -802,16 +406,8 @@ static int server_frame(struct conn *c, uint8_t type, const uint8_t *payload, si
                                   (unsigned long long) DCHAT_CLOCK_MAX);
                         return -EBADMSG;
                 }
-                if (POST_ID_INCARNATION(last) > p->postq.post_epoch) {
-                        /* the log holds posts of a later life of ours: our counter went back */
-                        log_warning("the server holds post %llu of this node, of epoch %llu, later than this "
-                                    "life's %llu: the incarnation counter in %s went back",
-                                    (unsigned long long) last, (unsigned long long) POST_ID_INCARNATION(last),
-                                    (unsigned long long) p->postq.post_epoch, p->conf->state_directory);
-                        if (!post_id_take_epoch(p, POST_ID_INCARNATION(last) + 1))
-                                return -EIO;
-                } else if (last >= p->postq.next_post_id)
-                        p->postq.next_post_id = last + 1;     /* a number of ours: we reconnected */
+                if (postq_number_after(p, last) < 0)
+                        return -EIO;
                 ra_observe(&p->ra, m.hello_ack.last_lamport);
                 p->anchored = true;
                 p->uplink.state = LINK_UP;
@@ -824,8 +420,7 @@ static int server_frame(struct conn *c, uint8_t type, const uint8_t *payload, si
                           "connected to the server %s (%s), log at seq %llu", cur_server(p)->name,
                           cur_server(p)->address, (unsigned long long) m.hello_ack.last_seq);
                 p->uplink.announced = true;
-                cs_send_appends(p);     /* resend what a lost link left unanswered */
-                cs_maybe_request(p);
+                postq_server_up(p);     /* resend what a lost link left unanswered */
                 fanout_server_up(p, m.hello_ack.last_seq);
                 return 0;
         }
@@ -845,58 +440,10 @@ static int server_frame(struct conn *c, uint8_t type, const uint8_t *payload, si
                 return -EBADMSG;
         }
 
-        if (type == MSG_APPENDED || (type == MSG_ERROR && cs_find(p, m.tag))) {
-                struct post_req *r = cs_find(p, m.tag);
-                if (!r)
-                        return 0;       /* answer to a post that already timed out */
-                if (type == MSG_ERROR && m.error.code == ERR_NOT_LEADER) {
-                        /* Not stored by that server (or it lost the lead before the post was
-                         * committed: the new leader may hold it).  It goes again, with its post id,
-                         * once we link to the leader, which the server's LEADER names. */
-                        char text[DCHAT_ERROR_MAX];
-                        if (dchat_str_copy(text, sizeof text, m.error.text) < 0)
-                                strlcpy(text, "not the leader", sizeof text);
-                        log_info("post by %s not taken by %s: %s; it goes again to the group's leader", r->e.author,
-                                 cur_server(p)->name, text);
-                        r->append_tag = 0;
-                        p->uplink.leads = false;
-                        arm_deadline(p);
-                        return 0;
-                }
-                if (type == MSG_APPENDED) {
-                        r->e.seq = m.appended.seq;
-                        r->done = r->stored = true;     /* answered by answer_flush */
-                        p->postq.fenced_streak = 0;
-                        (void) sd_event_source_set_enabled(p->postq.answer_src, SD_EVENT_ONESHOT);
-                } else if (m.error.code == ERR_FENCED && !clock_ok(p, m.error.detail)) {
-                        log_event(EV_PROTOCOL_ERROR, NULL, "server link: the fence it refused a post by is %llu, "
-                                  "beyond the bounds (clock here %llu); closing", (unsigned long long) m.error.detail,
-                                  (unsigned long long) p->ra.clock);
-                        return -ERANGE;
-                } else if (m.error.code == ERR_FENCED) {
-                        /* Someone else wrote under a later fence: we were not
-                         * alone in the critical section (a false suspicion), or
-                         * a peer died inside it after storing under a clock we
-                         * never heard of.  Not stored, so it goes again under a
-                         * new request, with our clock moved past the server's
-                         * last fence. */
-                        ra_observe(&p->ra, m.error.detail);
-                        r->fenced = true;
-                        log_event(EV_POST_RETRIED, &(struct event_fields) { .lamport = p->ra.clock,
-                                                                            .request_ts = r->e.lamport },
-                                  "post by %s refused by the server's fence (last stored fence at %llu); "
-                                  "it goes again under a new request", r->e.author,
-                                  (unsigned long long) m.error.detail);
-                } else {
-                        /* from outside: to our log and to the client, so quoted */
-                        char text[DCHAT_ERROR_MAX];
-                        log_quote(text, sizeof text, m.error.text.p, m.error.text.len);
-                        post_answer(p, r, m.error.code ? m.error.code : ERR_INTERNAL,
-                                    text[0] ? text : "the server refused the post");
-                }
-                arm_deadline(p);
-                cs_maybe_exit(p);
-                return 0;
+        if (type == MSG_APPENDED || (type == MSG_ERROR && postq_awaits(p, m.tag))) {
+                if (type == MSG_ERROR && m.error.code == ERR_NOT_LEADER)
+                        p->uplink.leads = false;        /* appends wait for the leader, which LEADER names */
+                return postq_answer(p, type, &m);
         }
         if (type == MSG_ENTRY || type == MSG_ENTRY_DAMAGED || type == MSG_VIEW_END || type == MSG_ERROR)
                 return fanout_frame(p, type, &m);       /* a followed entry, a follower's page, a view */
@@ -952,10 +499,7 @@ static void server_closed(struct conn *c, int error)
         if (p->uplink.switching)
                 snprintf(msg, sizeof msg, "the server group's leader changed: try again");
         fanout_server_lost(p, msg, p->uplink.switching);        /* going over to the leader: followers stay */
-        /* appends in flight stay in the critical section and are resent,
-         * with the same post ids, once the link is back */
-        for (unsigned i = 0; i < p->postq.cs_n; i++)
-                p->postq.cs[i]->append_tag = 0;
+        postq_server_lost(p);
         p->uplink.leads = false;
         uint64_t d;
         if (!p->uplink.switching)
@@ -977,7 +521,7 @@ static void server_closed(struct conn *c, int error)
  * Has the server been unreachable for dead_after_ms (like a dead peer)?
  * Then why says so, for a post's error.
  */
-static bool server_given_up(struct peer *p, char *why, size_t cap)
+bool uplink_given_up(struct peer *p, char *why, size_t cap)
 {
         uint64_t now = now_usec();
 
@@ -989,32 +533,10 @@ static bool server_given_up(struct peer *p, char *why, size_t cap)
         return true;
 }
 
-/* The posts queued for the critical section fail: they were never sent. */
-static void server_fail_queued(struct peer *p, const char *why)
-{
-        while (p->postq.queue) {
-                struct post_req *r = p->postq.queue;
-                p->postq.queue = r->next;
-                p->postq.queued--;
-                post_answer(p, r, ERR_UNAVAILABLE, why);
-                free(r);
-        }
-        p->postq.queue_tail = &p->postq.queue;
-        if (p->ra.state == RA_WANTED) {
-                /* nobody waits for this request any more (as in on_deadline) */
-                struct ra_actions acts;
-                log_info("request %llu withdrawn: the server is unreachable", (unsigned long long) p->ra.req_ts);
-                ra_release(&p->ra, &acts);
-                run_actions(p, &acts);
-        }
-        arm_deadline(p);
-}
-
 /* Each heartbeat_ms: our heartbeat to the server, and its silence checked. */
 static void server_heartbeat(struct peer *p, uint64_t now)
 {
         const char *name = cur_server(p)->name;
-        char why[DCHAT_ERROR_MAX];
 
         if (p->uplink.conn && p->uplink.watch &&
             fd_link_tick(&p->uplink.alive, now, p->conf->suspect_after_usec, p->conf->dead_after_usec)) {
@@ -1030,8 +552,6 @@ static void server_heartbeat(struct peer *p, uint64_t now)
         if (p->uplink.state == LINK_UP)
                 (void) conn_send(p->uplink.conn, &(struct dchat_msg) { .type = MSG_HEARTBEAT,
                                                                   .heartbeat = { p->incarnation, p->ra.clock } });
-        if (p->postq.queue && server_given_up(p, why, sizeof why))
-                server_fail_queued(p, why);
 }
 
 static const struct conn_ops server_ops = {
@@ -1128,7 +648,7 @@ static void out_connected(struct conn *c)
                           "link to %s up", p->names[l->idx]);
         }
         ra_link_up(&p->ra, l->idx, &acts);
-        run_actions(p, &acts);
+        mesh_run_actions(p, &acts);
         /* what we heard from it while we could not reach it counts now */
         if (l->in && l->heard_unreachable && now_usec() - l->heard_unreachable < p->conf->suspect_after_usec)
                 heard_from(p, l->idx, l->heard_unreachable_inc);
@@ -1281,7 +801,7 @@ static int in_frame(struct conn *c, uint8_t type, const uint8_t *payload, size_t
                 if (l->state == LINK_UP) {
                         /* what it sent on its old link may be lost: ask again */
                         ra_link_up(&p->ra, (unsigned) idx, &acts);
-                        run_actions(p, &acts);
+                        mesh_run_actions(p, &acts);
                 } else if (l->state == LINK_DOWN) {
                         /* it is back: don't wait for the backoff */
                         l->backoff_usec = 0;
@@ -1303,13 +823,13 @@ static int in_frame(struct conn *c, uint8_t type, const uint8_t *payload, size_t
                 if (!clock_ok(p, m.request.ts))
                         return clock_refused(p, c, "REQUEST timestamp", m.request.ts);
                 ra_on_request(&p->ra, (unsigned) ib->idx, m.request.ts, &acts);
-                run_actions(p, &acts);
+                mesh_run_actions(p, &acts);
                 return 0;
         case MSG_REPLY:
                 if (!clock_ok(p, m.reply.clock))
                         return clock_refused(p, c, "REPLY clock", m.reply.clock);
                 ra_on_reply(&p->ra, (unsigned) ib->idx, m.reply.clock, m.reply.req_ts, &acts);
-                run_actions(p, &acts);
+                mesh_run_actions(p, &acts);
                 return 0;
         default:
                 log_event(EV_PROTOCOL_ERROR, &(struct event_fields) { .peer = p->names[ib->idx] },
@@ -1373,25 +893,19 @@ int peer_new(sd_event *e, const struct dchat_conf *c, int listen_fd, struct peer
         p->event = e;
         p->conf = c;
         p->mesh.listen_fd = listen_fd;
-        p->postq.queue_tail = &p->postq.queue;
         char err[PATH_MAX + 128];
         r = incarnation_next(c->state_directory, 0, &p->incarnation, err, sizeof err);
         if (r < 0) {
                 log_error("%s", err);
                 goto fail;
         }
-        p->postq.post_epoch = p->incarnation;
-        p->postq.next_post_id = POST_ID(p->incarnation, 1);
-        p->postq.cs_cap = 1024;       /* the largest batch_max a reload may set */
-        p->postq.cs = calloc(p->postq.cs_cap, sizeof *p->postq.cs);
-        if (!p->postq.cs) {
-                r = -ENOMEM;
-                goto fail;
-        }
         for (unsigned i = 0; i < c->n_peers; i++)
                 p->names[i] = c->peers[i].name;
         ra_init(&p->ra, c->n_peers, c->self, p->names);
         ra_set_reuse(&p->ra, c->reuse_permissions);
+        r = postq_init(p);
+        if (r < 0)
+                goto fail;
         fd_init(&p->mesh.fd, c->n_peers, c->self, c->suspect_after_usec, c->dead_after_usec, now_usec());
 
         r = sd_event_add_time(e, &p->mesh.fd_timer, CLOCK_MONOTONIC, UINT64_MAX, 1000, on_fd_timer, p);
@@ -1404,22 +918,6 @@ int peer_new(sd_event *e, const struct dchat_conf *c, int listen_fd, struct peer
                 goto fail;
         (void) sd_event_source_set_enabled(p->heartbeat_timer, SD_EVENT_ON);
 
-        r = sd_event_add_time(e, &p->postq.deadline_timer, CLOCK_MONOTONIC, UINT64_MAX, 1000, on_deadline, p);
-        if (r < 0)
-                goto fail;
-        (void) sd_event_source_set_enabled(p->postq.deadline_timer, SD_EVENT_OFF);
-        r = sd_event_add_time(e, &p->postq.hold_timer, CLOCK_MONOTONIC, UINT64_MAX, 1000, on_hold_done, p);
-        if (r < 0)
-                goto fail;
-        (void) sd_event_source_set_enabled(p->postq.hold_timer, SD_EVENT_OFF);
-        r = sd_event_add_time(e, &p->postq.retry_timer, CLOCK_MONOTONIC, UINT64_MAX, 0, on_retry, p);
-        if (r < 0)
-                goto fail;
-        (void) sd_event_source_set_enabled(p->postq.retry_timer, SD_EVENT_OFF);
-        r = sd_event_add_defer(e, &p->postq.answer_src, on_answers, p);
-        if (r < 0)
-                goto fail;
-        (void) sd_event_source_set_enabled(p->postq.answer_src, SD_EVENT_OFF);
         r = sd_event_add_time(e, &p->uplink.timer, CLOCK_MONOTONIC, UINT64_MAX, 1000, on_server_timer, p);
         if (r < 0)
                 goto fail;
@@ -1450,23 +948,7 @@ struct peer *peer_free(struct peer *p)
         if (!p)
                 return NULL;
         p->stopping = true;
-        answer_flush(p);        /* stored: say so */
-        /* pending posts end with an error, never silently */
-        for (unsigned i = 0; i < p->postq.cs_n; i++) {
-                struct post_req *r = p->postq.cs[i];
-                if (!r->done)
-                        post_answer(p, r, ERR_UNAVAILABLE, r->sent && !r->fenced
-                                    ? "dchatd is shutting down; the post may or may not have been stored"
-                                    : "dchatd is shutting down; the post was not stored");
-                free(r);
-        }
-        p->postq.cs_n = 0;
-        while (p->postq.queue) {
-                struct post_req *r = p->postq.queue;
-                p->postq.queue = r->next;
-                post_answer(p, r, ERR_UNAVAILABLE, "dchatd is shutting down; the post was not stored");
-                free(r);
-        }
+        postq_stop(p);
         fanout_stop(p);
         for (unsigned i = 0; i < DCHAT_PEERS_MAX; i++) {
                 struct link *l = &p->mesh.links[i];
@@ -1480,14 +962,9 @@ struct peer *peer_free(struct peer *p)
         if (p->uplink.conn)
                 conn_close(p->uplink.conn, -ESHUTDOWN);
         sd_event_source_disable_unref(p->uplink.timer);
-        sd_event_source_disable_unref(p->postq.deadline_timer);
-        sd_event_source_disable_unref(p->postq.hold_timer);
-        sd_event_source_disable_unref(p->postq.retry_timer);
-        sd_event_source_disable_unref(p->postq.answer_src);
         sd_event_source_disable_unref(p->mesh.fd_timer);
         sd_event_source_disable_unref(p->heartbeat_timer);
         sd_event_source_disable_unref(p->mesh.listen_src);
-        free(p->postq.cs);
         wbuf_free(&p->cluster);
         free(p);
         return NULL;
@@ -1499,7 +976,7 @@ void peer_reconf(struct peer *p, const struct dchat_conf *c)
         ra_set_reuse(&p->ra, c->reuse_permissions);
         fd_set_times(&p->mesh.fd, c->suspect_after_usec, c->dead_after_usec);
         arm_fd_timer(p);
-        arm_deadline(p);
+        postq_reconf(p);
 }
 
 void peer_status(struct peer *p, struct dchat_status *st)
@@ -1508,7 +985,7 @@ void peer_status(struct peer *p, struct dchat_status *st)
         st->counters = p->stats;
         strlcpy(st->dme_state, ra_state_name(p->ra.state), sizeof st->dme_state);
         st->request_ts = p->ra.state == RA_RELEASED ? 0 : p->ra.req_ts;
-        st->queued = p->postq.queued + p->postq.cs_n;
+        st->queued = postq_pending(p);
         strlcpy(st->server, cur_server(p)->name, sizeof st->server);
         st->server_connected = p->uplink.state == LINK_UP;
         st->n_peers = 0;
@@ -1521,4 +998,10 @@ void peer_status(struct peer *p, struct dchat_status *st)
                 strlcpy(ps->state, fd_state_name(p->mesh.fd.p[i].state), sizeof ps->state);
                 ps->since = (uint32_t) ((now_usec() - p->mesh.fd.p[i].since) / USEC_PER_SEC);
         }
+}
+
+void peer_client_gone(struct peer *p, struct conn *client)
+{
+        postq_client_gone(p, client);
+        fanout_client_gone(p, client);
 }

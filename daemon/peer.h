@@ -181,18 +181,78 @@ static inline const char *self_name(const struct peer *p)
         return p->conf->peers[p->conf->self].name;
 }
 
+/* Is t, a clock or a fence another node sent, within the bounds (proto.h)? */
+bool clock_ok(const struct peer *p, uint64_t t);
+
+/* mesh.c ------------------------------------------------------------------ */
+
+/* Carries out what the RA machine asked for: REQUESTs and REPLYs out, events logged, postq_enter on ENTER. */
+void mesh_run_actions(struct peer *p, const struct ra_actions *acts);
+/* Our own link to peer idx is up: what we send it gets there. */
+bool mesh_reachable(const struct peer *p, unsigned idx);
+
 /* uplink.c ---------------------------------------------------------------- */
 
-/* The link to the server is up: its HELLO_ACK came, so requests may go. */
+/* The link to the server is up: its HELLO_ACK came, so requests (views, follows) may go. */
 bool uplink_ready(const struct peer *p);
+/* ... and the server leads the group (one server leads itself): appends may go. */
+bool uplink_leads(const struct peer *p);
 /* A frame to the server (only while uplink_ready). */
 int uplink_send(struct peer *p, const struct dchat_msg *m);
+/* Between the two, uplink_send only queues: the frames go out in one write (conn_cork). */
+void uplink_cork(struct peer *p);
+void uplink_uncork(struct peer *p);
 /* A fresh tag (never 0) for a request to the server; its answers carry it. */
 uint32_t uplink_tag(struct peer *p);
 /* The server we link to (or try to), for messages. */
 const char *uplink_server_name(const struct peer *p);
 /* Why it is not up, for messages: "silent for N ms", "connection refused", or "". */
 const char *uplink_why(const struct peer *p);
+/*
+ * Has the server been unreachable for dead_after_ms (like a dead peer)?
+ * Then why says so, for a post's error.
+ */
+bool uplink_given_up(struct peer *p, char *why, size_t cap);
+
+/* postq.c ----------------------------------------------------------------- */
+
+/* Public: peer_post, peer_posts_of. */
+
+/* Post ids begin in this life's epoch; no post, no timer armed. */
+int postq_init(struct peer *p);
+/* peer_free: every post still waiting fails (those stored are answered as stored). */
+void postq_stop(struct peer *p);
+/* post_timeout_ms may have changed. */
+void postq_reconf(struct peer *p);
+/* Posts not answered yet: queued, or in the critical section. */
+unsigned postq_pending(const struct peer *p);
+/* A control client went away: its posts go on, their answers are dropped. */
+void postq_client_gone(struct peer *p, struct conn *client);
+/* The critical section is ours (RA_ENTER): up to batch_max queued posts go to the server. */
+void postq_enter(struct peer *p);
+/* Each heartbeat_ms: once the server is given up (uplink_given_up), the queued posts fail at once. */
+void postq_heartbeat(struct peer *p);
+
+/*
+ * HELLO_ACK: the last post id of ours the server holds.  Our posts are
+ * numbered on after it; if it is of a later epoch than ours (our counter
+ * went back), in a new epoch.  -EIO if none can be had.
+ */
+int postq_number_after(struct peer *p, uint64_t last);
+/* The server link is up: what a lost link left unanswered is sent again, and a request made if posts wait. */
+void postq_server_up(struct peer *p);
+/* The server we link to leads (LEADER): what waited for the leader goes, deadlines are armed again. */
+void postq_server_leads(struct peer *p);
+/* The server link is lost: appends in flight stay in the critical section, to be sent again. */
+void postq_server_lost(struct peer *p);
+/* Is tag one of our appends in flight (so an ERROR with it answers a post)? */
+bool postq_awaits(struct peer *p, uint32_t tag);
+/*
+ * An APPENDED, or an ERROR for one of our appends: the post is stored,
+ * fenced (it goes again), not taken by a server that does not lead (it
+ * goes again to the leader), or failed.  <0 to drop the link.
+ */
+int postq_answer(struct peer *p, uint8_t type, const struct dchat_msg *m);
 
 /* fanout.c ---------------------------------------------------------------- */
 
