@@ -183,6 +183,16 @@ static inline const char *self_name(const struct peer *p)
 
 /* Is t, a clock or a fence another node sent, within the bounds (proto.h)? */
 bool clock_ok(const struct peer *p, uint64_t t);
+/*
+ * who (a peer, the server) knows this node under a later incarnation than
+ * ours: our counter went back.  Moves it past known and ends this life, to
+ * be started again as a later one.
+ */
+void leave_as_later(struct peer *p, const char *who, uint64_t known);
+/* Our members (CLUSTER), to a node whose HELLO or answer showed another cluster definition. */
+void send_cluster(struct peer *p, struct conn *c);
+/* The next reconnect delay after *b (0: none yet): reconnect_min_ms, doubling up to reconnect_max_ms. */
+uint64_t backoff_next(const struct dchat_conf *conf, uint64_t *b);
 
 /* mesh.c ------------------------------------------------------------------ */
 
@@ -192,6 +202,13 @@ void mesh_run_actions(struct peer *p, const struct ra_actions *acts);
 bool mesh_reachable(const struct peer *p, unsigned idx);
 
 /* uplink.c ---------------------------------------------------------------- */
+
+/* Starts connecting to the server. */
+int uplink_start(struct peer *p);
+/* peer_free: the link closed (p->stopping: nobody is told). */
+void uplink_stop(struct peer *p);
+/* Each heartbeat_ms (now): our HEARTBEAT to the server, and its silence checked; a silent one is dropped. */
+void uplink_heartbeat(struct peer *p, uint64_t now);
 
 /* The link to the server is up: its HELLO_ACK came, so requests (views, follows) may go. */
 bool uplink_ready(const struct peer *p);

@@ -1,0 +1,352 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * uplink.c — the peer role's link to the server: connect, HELLO and
+ * HELLO_ACK, heartbeats both ways, reconnects with backoff, and the
+ * dispatch of what the server sends: answers to appends go to postq.c,
+ * entries and views to fanout.c.  The other files see it only through the
+ * uplink_* functions (peer.h).
+ *
+ * The server link is watched like a peer: we send a HEARTBEAT on it every
+ * heartbeat_ms and the server sends its own; a server silent for
+ * dead_after_ms (frozen, or behind a path that swallows everything) is
+ * dropped like a lost link — server-down says "silent for N ms", views
+ * and followers are told, and we reconnect with backoff.  Once the server
+ * has been unreachable for dead_after_ms, posts waiting for it and new
+ * ones fail at once with that reason instead of running into their timeout
+ * (uplink_given_up).
+ *
+ * A server group.  The link goes to one server of the group at a time;
+ * any of them says who leads (LEADER), and appends go to the leader only
+ * (uplink_leads).  Another server named as the leader: the link goes over
+ * to it at once, and followers stay.  A link that fails: the next server
+ * of the list, with backoff.  Reads (views, follows) go to whichever
+ * server we link to.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "peer.h"
+
+static void server_connect(struct peer *p);
+
+/* The server we link to (or try to): the group's leader when we know it. */
+static const struct node_conf *cur_server(const struct peer *p)
+{
+        return &p->conf->servers[p->uplink.srv < p->conf->n_servers ? p->uplink.srv : 0];
+}
+
+bool uplink_ready(const struct peer *p)
+{
+        return p->uplink.state == LINK_UP;
+}
+
+bool uplink_leads(const struct peer *p)
+{
+        return p->uplink.state == LINK_UP && p->uplink.leads;
+}
+
+int uplink_send(struct peer *p, const struct dchat_msg *m)
+{
+        return conn_send(p->uplink.conn, m);
+}
+
+void uplink_cork(struct peer *p)
+{
+        conn_cork(p->uplink.conn);
+}
+
+void uplink_uncork(struct peer *p)
+{
+        conn_uncork(p->uplink.conn);
+}
+
+uint32_t uplink_tag(struct peer *p)
+{
+        return ++p->uplink.next_tag ? p->uplink.next_tag : ++p->uplink.next_tag;
+}
+
+const char *uplink_server_name(const struct peer *p)
+{
+        return cur_server(p)->name;
+}
+
+const char *uplink_why(const struct peer *p)
+{
+        return p->uplink.why;
+}
+
+/*
+ * LEADER from the server we link to: who leads the group.  Appends go to
+ * the leader only; if another server leads, we close this link and go
+ * there at once (views and followers go on there).
+ */
+static int on_leader(struct peer *p, const struct dchat_msg *m)
+{
+        char name[DCHAT_NAME_MAX + 1];
+        unsigned idx;
+
+        if (dchat_str_copy(name, sizeof name, m->leader.leader) < 0)
+                return -EBADMSG;
+        p->uplink.leader_term = m->leader.term;
+        strlcpy(p->uplink.leader, name, sizeof p->uplink.leader);
+        if (!name[0]) {
+                p->uplink.leads = false;
+                log_info("the server group has no leader just now (so says %s, term %llu): posts wait",
+                         cur_server(p)->name, (unsigned long long) m->leader.term);
+                return 0;
+        }
+        for (idx = 0; idx < p->conf->n_servers; idx++)
+                if (!strcmp(p->conf->servers[idx].name, name))
+                        break;
+        if (idx == p->conf->n_servers) {
+                log_warning("%s says %s leads the server group, which is not a server in %s: staying with %s",
+                            cur_server(p)->name, name, p->conf->path, cur_server(p)->name);
+                return 0;
+        }
+        if (idx != p->uplink.srv && p->uplink.srv_failed[idx] &&
+            now_usec() - p->uplink.srv_failed[idx] < 2 * p->conf->election_timeout_usec) {
+                /* a leader we just lost, named by a server that has not noticed yet: the next LEADER
+                 * (the group elects another within its election timeout) says who leads now */
+                log_info("%s says %s leads the server group (term %llu), but the link to it just failed: "
+                         "waiting for the group to elect another", cur_server(p)->name, name,
+                         (unsigned long long) m->leader.term);
+                p->uplink.leads = false;
+                return 0;
+        }
+        if (idx == p->uplink.srv) {
+                if (!p->uplink.leads)
+                        log_info("the server %s leads the group (term %llu): posts go there",
+                                 name, (unsigned long long) m->leader.term);
+                p->uplink.leads = true;
+                postq_server_leads(p);  /* what waited for the leader */
+                return 0;
+        }
+        log_info("%s leads the server group (term %llu), not %s: linking to it", name,
+                 (unsigned long long) m->leader.term, cur_server(p)->name);
+        p->uplink.srv = idx;
+        p->uplink.switching = true;
+        return -ECONNRESET;     /* server_closed, then server_connect to it */
+}
+
+static int server_frame(struct conn *c, uint8_t type, const uint8_t *payload, size_t len)
+{
+        struct peer *p = conn_userdata(c);
+        struct dchat_msg m;
+
+        if (proto_decode(type, payload, len, &m, &p->scratch, NULL) < 0) {
+                log_event(EV_PROTOCOL_ERROR, NULL, "server link: malformed %s frame; closing",
+                          proto_type_name(type));
+                return -EBADMSG;
+        }
+        if (p->conf->debug)
+                log_debug("server link: got %s tag %u", proto_type_name(type), m.tag);
+        if (fd_link_heard(&p->uplink.alive, now_usec()))
+                log_info("the server %s is heard from again", cur_server(p)->name);
+        if (type == MSG_HEARTBEAT)
+                return 0;
+        if (type == MSG_HELLO_ACK) {
+                uint64_t last = m.hello_ack.last_post_id;
+                if (m.hello_ack.last_lamport > DCHAT_CLOCK_MAX) {
+                        log_event(EV_PROTOCOL_ERROR, NULL, "server link: HELLO_ACK with a last fence of %llu, above "
+                                  "the bound %llu; closing", (unsigned long long) m.hello_ack.last_lamport,
+                                  (unsigned long long) DCHAT_CLOCK_MAX);
+                        return -EBADMSG;
+                }
+                if (postq_number_after(p, last) < 0)
+                        return -EIO;
+                ra_observe(&p->ra, m.hello_ack.last_lamport);
+                p->anchored = true;
+                p->uplink.state = LINK_UP;
+                p->uplink.switching = false;
+                /* one server leads itself; a group's member says who leads (LEADER, next) */
+                p->uplink.leads = p->conf->n_servers == 1;
+                p->uplink.backoff = 0;
+                log_event(EV_SERVER_UP, &(struct event_fields) { .peer = cur_server(p)->name,
+                                                                 .lamport = p->ra.clock },
+                          "connected to the server %s (%s), log at seq %llu", cur_server(p)->name,
+                          cur_server(p)->address, (unsigned long long) m.hello_ack.last_seq);
+                p->uplink.announced = true;
+                postq_server_up(p);     /* resend what a lost link left unanswered */
+                fanout_server_up(p, m.hello_ack.last_seq);
+                return 0;
+        }
+        if (type == MSG_CLUSTER) {
+                conf_cluster_report(p->conf, cur_server(p)->name, &m, &p->uplink.cluster_reported);
+                send_cluster(p, c);
+                return 0;
+        }
+        if (type == MSG_LEADER && p->uplink.state == LINK_UP)
+                return on_leader(p, &m);
+        if (p->uplink.state != LINK_UP) {
+                if (type == MSG_ERROR && m.error.code == ERR_STALE) {
+                        leave_as_later(p, cur_server(p)->name, m.error.detail);
+                        return -ESTALE;
+                }
+                log_event(EV_PROTOCOL_ERROR, NULL, "server link: %s before HELLO_ACK; closing", proto_type_name(type));
+                return -EBADMSG;
+        }
+
+        if (type == MSG_APPENDED || (type == MSG_ERROR && postq_awaits(p, m.tag))) {
+                if (type == MSG_ERROR && m.error.code == ERR_NOT_LEADER)
+                        p->uplink.leads = false;        /* appends wait for the leader, which LEADER names */
+                return postq_answer(p, type, &m);
+        }
+        if (type == MSG_ENTRY || type == MSG_ENTRY_DAMAGED || type == MSG_VIEW_END || type == MSG_ERROR)
+                return fanout_frame(p, type, &m);       /* a followed entry, a follower's page, a view */
+        log_event(EV_PROTOCOL_ERROR, NULL, "server link: unexpected %s frame; closing", proto_type_name(type));
+        return -EBADMSG;
+}
+
+static void server_connected(struct conn *c)
+{
+        struct peer *p = conn_userdata(c);
+        const char *me = self_name(p);
+
+        (void) sd_event_source_set_enabled(p->uplink.timer, SD_EVENT_OFF);
+        /* from now on the server must be heard from (HELLO_ACK, then heartbeats) */
+        fd_link_init(&p->uplink.alive, now_usec());
+        p->uplink.watch = true;
+        (void) conn_send(c, &(struct dchat_msg) { .type = MSG_HELLO,
+                .hello = { { me, (uint16_t) strlen(me) }, ROLE_PEER, p->incarnation, p->conf->cluster_digest } });
+}
+
+static void server_closed(struct conn *c, int error)
+{
+        struct peer *p = conn_userdata(c);
+        const char *name = cur_server(p)->name;
+        char msg[DCHAT_ERROR_MAX];
+
+        p->uplink.conn = NULL;
+        p->uplink.watch = false;
+        if (p->stopping)
+                return;
+        /* uplink_heartbeat gave the reason if the server fell silent */
+        if (!p->uplink.silent)
+                strlcpy(p->uplink.why, conn_strerror(error), sizeof p->uplink.why);
+        if (p->uplink.state == LINK_UP)
+                p->uplink.lost_at = p->uplink.silent ? p->uplink.alive.last_heard : now_usec();
+        p->uplink.silent = false;
+        if (p->uplink.announced)
+                log_event(EV_SERVER_DOWN, &(struct event_fields) { .peer = name, .lamport = p->ra.clock },
+                          "lost the server %s: %s", name, p->uplink.why);
+        else
+                log_debug("cannot reach the server %s: %s", cur_server(p)->address, p->uplink.why);
+        p->uplink.announced = false;
+        p->uplink.state = LINK_DOWN;
+        snprintf(msg, sizeof msg, "lost the connection to the server %s: %s", name, p->uplink.why);
+        if (p->uplink.switching)
+                snprintf(msg, sizeof msg, "the server group's leader changed: try again");
+        fanout_server_lost(p, msg, p->uplink.switching);        /* going over to the leader: followers stay */
+        postq_server_lost(p);
+        p->uplink.leads = false;
+        uint64_t d;
+        if (!p->uplink.switching)
+                p->uplink.srv_failed[p->uplink.srv < DCHAT_SERVERS_MAX ? p->uplink.srv : 0] = now_usec();
+        if (p->uplink.switching) {
+                d = 0;          /* to the leader the server named: at once (once) */
+                p->uplink.switching = false;
+        } else {
+                /* in a group, the next server: any of them says who leads */
+                if (p->conf->n_servers > 1)
+                        p->uplink.srv = (p->uplink.srv + 1) % p->conf->n_servers;
+                d = backoff_next(p->conf, &p->uplink.backoff);
+        }
+        (void) sd_event_source_set_time_relative(p->uplink.timer, d);
+        (void) sd_event_source_set_enabled(p->uplink.timer, SD_EVENT_ONESHOT);
+}
+
+/*
+ * Has the server been unreachable for dead_after_ms (like a dead peer)?
+ * Then why says so, for a post's error.
+ */
+bool uplink_given_up(struct peer *p, char *why, size_t cap)
+{
+        uint64_t now = now_usec();
+
+        if (p->uplink.state == LINK_UP || !p->uplink.lost_at || now - p->uplink.lost_at < p->conf->dead_after_usec)
+                return false;
+        snprintf(why, cap, "the server %s has been unreachable for %llu ms (%s); the post was not stored",
+                 cur_server(p)->name, (unsigned long long) ((now - p->uplink.lost_at) / USEC_PER_MSEC),
+                 p->uplink.why[0] ? p->uplink.why : "not connected yet");
+        return true;
+}
+
+void uplink_heartbeat(struct peer *p, uint64_t now)
+{
+        const char *name = cur_server(p)->name;
+
+        if (p->uplink.conn && p->uplink.watch &&
+            fd_link_tick(&p->uplink.alive, now, p->conf->suspect_after_usec, p->conf->dead_after_usec)) {
+                unsigned long long silent = fd_link_silent(&p->uplink.alive, now) / USEC_PER_MSEC;
+                if (p->uplink.alive.state == FD_SUSPECT)
+                        log_info("the server %s has been silent for %llu ms", name, silent);
+                else if (p->uplink.alive.state == FD_DEAD) {
+                        snprintf(p->uplink.why, sizeof p->uplink.why, "silent for %llu ms", silent);
+                        p->uplink.silent = true;
+                        conn_close(p->uplink.conn, -ETIMEDOUT); /* server_closed says so */
+                }
+        }
+        if (p->uplink.state == LINK_UP)
+                (void) conn_send(p->uplink.conn, &(struct dchat_msg) { .type = MSG_HEARTBEAT,
+                                                                       .heartbeat = { p->incarnation, p->ra.clock } });
+}
+
+static const struct conn_ops server_ops = {
+        .frame = server_frame,
+        .connected = server_connected,
+        .closed = server_closed,
+};
+
+static int on_server_timer(sd_event_source *s, uint64_t usec, void *userdata)
+{
+        struct peer *p = userdata;
+        (void) s;
+        (void) usec;
+        if (p->uplink.state == LINK_CONNECTING && p->uplink.conn) {
+                conn_close(p->uplink.conn, -ETIMEDOUT); /* re-arms the timer */
+                return 0;
+        }
+        server_connect(p);
+        return 0;
+}
+
+static void server_connect(struct peer *p)
+{
+        const struct node_conf *sv = cur_server(p);
+        char label[96];
+
+        snprintf(label, sizeof label, "server %s", sv->name);
+        if (!p->uplink.lost_at)
+                p->uplink.lost_at = now_usec();         /* (not reached yet since the start) */
+        int r = conn_connect(p->event, (const struct sockaddr *) &sv->sa, sv->salen, &server_ops, p, label,
+                             sv->name, &p->uplink.conn);
+        if (r < 0) {
+                strlcpy(p->uplink.why, strerror(-r), sizeof p->uplink.why);
+                log_warning("cannot connect to the server at %s: %s", sv->address, strerror(-r));
+                (void) sd_event_source_set_time_relative(p->uplink.timer,
+                                                         backoff_next(p->conf, &p->uplink.backoff));
+                (void) sd_event_source_set_enabled(p->uplink.timer, SD_EVENT_ONESHOT);
+                return;
+        }
+        p->uplink.state = LINK_CONNECTING;
+        (void) sd_event_source_set_time_relative(p->uplink.timer, p->conf->connect_timeout_usec);
+        (void) sd_event_source_set_enabled(p->uplink.timer, SD_EVENT_ONESHOT);
+}
+
+/* --- life cycle ------------------------------------------------------------------------------ */
+
+int uplink_start(struct peer *p)
+{
+        int r = sd_event_add_time(p->event, &p->uplink.timer, CLOCK_MONOTONIC, UINT64_MAX, 1000, on_server_timer, p);
+        if (r < 0)
+                return r;
+        server_connect(p);
+        return 0;
+}
+
+void uplink_stop(struct peer *p)
+{
+        if (p->uplink.conn)
+                conn_close(p->uplink.conn, -ESHUTDOWN);
+        p->uplink.timer = sd_event_source_disable_unref(p->uplink.timer);
+}
