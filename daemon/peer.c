@@ -77,8 +77,6 @@ void leave_as_later(struct peer *p, const char *who, uint64_t known)
         (void) sd_event_exit(p->event, 1);
 }
 
-static void link_connect(struct link *l);
-
 /* Our members, to a node whose HELLO (or answer to ours) showed another cluster definition. */
 void send_cluster(struct peer *p, struct conn *c)
 {
@@ -97,480 +95,15 @@ uint64_t backoff_next(const struct dchat_conf *conf, uint64_t *b)
         return *b;
 }
 
-
-/* --- Ricart–Agrawala actions ------------------------------------------------------------ */
-
-void mesh_run_actions(struct peer *p, const struct ra_actions *acts)
-{
-        for (unsigned i = 0; i < acts->n; i++) {
-                const struct ra_action *a = &acts->a[i];
-                struct link *l = &p->mesh.links[a->peer];
-                struct event_fields f = { .peer = p->names[a->peer], .lamport = a->clock, .request_ts = a->ts };
-
-                switch (a->kind) {
-                case RA_GOT_REQUEST:
-                        p->stats.requests_received++;
-                        log_event(EV_REQUEST_RECEIVED, &f, "REQUEST(%llu) received from %s",
-                                  (unsigned long long) a->ts, f.peer);
-                        break;
-                case RA_GOT_REPLY:
-                        p->stats.replies_received++;
-                        log_event(EV_REPLY_RECEIVED, &f, "REPLY for request %llu received from %s",
-                                  (unsigned long long) a->ts, f.peer);
-                        break;
-                case RA_SEND_REQUEST:
-                        if (l->state != LINK_UP) {
-                                log_info("REQUEST(%llu) for %s waits: the link is down",
-                                         (unsigned long long) a->ts, f.peer);
-                                break;
-                        }
-                        p->stats.requests_sent++;
-                        log_event(EV_REQUEST_SENT, &f, "REQUEST(%llu) sent to %s", (unsigned long long) a->ts,
-                                  f.peer);
-                        (void) conn_send(l->out, &(struct dchat_msg) { .type = MSG_REQUEST,
-                                                                       .request = { a->ts } });
-                        break;
-                case RA_SEND_REPLY:
-                        log_event(EV_REPLY_SENT, &f, "REPLY for request %llu sent to %s%s",
-                                  (unsigned long long) a->ts, f.peer,
-                                  l->state == LINK_UP ? "" : " (link down: it will ask again)");
-                        if (l->state == LINK_UP) {
-                                p->stats.replies_sent++;
-                                (void) conn_send(l->out, &(struct dchat_msg) { .type = MSG_REPLY,
-                                                                               .reply = { a->clock, a->ts } });
-                        }
-                        break;
-                case RA_DEFER: {
-                        const char *why = p->ra.state == RA_HELD ? "this node is in the critical section"
-                                                                 : "this node's own request is older";
-                        log_event(EV_REPLY_DEFERRED, &f, "REPLY to %s for request %llu deferred: %s (own request %llu)",
-                                  f.peer, (unsigned long long) a->ts, why, (unsigned long long) p->ra.req_ts);
-                        break;
-                }
-                case RA_ENTER: {
-                        unsigned asked = (unsigned) __builtin_popcountll(p->ra.asked);
-                        unsigned reused = (unsigned) __builtin_popcountll(p->ra.held & ~p->ra.asked);
-                        p->stats.cs_entries++;
-                        if (p->ra.n > 1 && asked == 0)
-                                p->stats.cs_reused++;
-                        f.peer = NULL;
-                        if (reused)
-                                log_event(EV_CS_ENTER, &f, "entered the critical section under request %llu "
-                                          "(fence %llu): %u permission(s) reused, %u asked for",
-                                          (unsigned long long) a->ts, (unsigned long long) p->ra.enter_ts,
-                                          reused, asked);
-                        else
-                                log_event(EV_CS_ENTER, &f, "entered the critical section under request %llu",
-                                          (unsigned long long) a->ts);
-                        postq_enter(p);
-                        break;
-                }
-                }
-        }
-}
-
-bool mesh_reachable(const struct peer *p, unsigned idx)
-{
-        return p->mesh.links[idx].state == LINK_UP;
-}
-
-/* --- failure detection ----------------------------------------------------------------------- */
-
-static void arm_fd_timer(struct peer *p)
-{
-        uint64_t t = fd_next_deadline(&p->mesh.fd);
-        if (t == UINT64_MAX) {
-                (void) sd_event_source_set_enabled(p->mesh.fd_timer, SD_EVENT_OFF);
-                return;
-        }
-        (void) sd_event_source_set_time(p->mesh.fd_timer, t);
-        (void) sd_event_source_set_enabled(p->mesh.fd_timer, SD_EVENT_ONESHOT);
-}
-
-static void fd_apply(struct peer *p, const struct fd_events *ev)
-{
-        struct ra_actions acts;
-
-        for (unsigned i = 0; i < ev->n; i++) {
-                const struct fd_event *e = &ev->e[i];
-                const char *name = p->names[e->peer];
-                struct event_fields f = { .peer = name, .lamport = p->ra.clock };
-                unsigned long long silent = (unsigned long long) (now_usec() - p->mesh.fd.p[e->peer].last_heard) /
-                                            USEC_PER_MSEC;
-                /* heard on its link to us lately, but ours to it is down (see heard_from) */
-                const struct link *l = &p->mesh.links[e->peer];
-                const char *how = l->state != LINK_UP && l->heard_unreachable &&
-                                  now_usec() - l->heard_unreachable < p->conf->dead_after_usec
-                                  ? "unreachable (it is heard, but the link to it is down)" : "silent";
-
-                if (e->kind == FD_RESTARTED) {
-                        log_event(EV_PEER_RESTARTED, &f, "%s restarted (incarnation %llu): whatever it asked for before is void",
-                                  name, (unsigned long long) e->incarnation);
-                        ra_peer_up(&p->ra, e->peer, true, &acts);
-                        mesh_run_actions(p, &acts);
-                        continue;
-                }
-                switch (e->new) {
-                case FD_SUSPECT:
-                        log_event(EV_PEER_SUSPECT, &f, "%s %s for %llu ms: suspect", name, how, silent);
-                        break;
-                case FD_DEAD:
-                        log_event(EV_PEER_DEAD, &f, "%s %s for %llu ms: declared dead; no longer waited for%s",
-                                  name, how, silent,
-                                  p->ra.deferred & (UINT64_C(1) << e->peer) ? ", its request dropped" : "");
-                        ra_peer_down(&p->ra, e->peer, &acts);
-                        mesh_run_actions(p, &acts);
-                        /* Drop its links too: if it was only slow or cut off,
-                         * it must notice, reconnect and ask again for what we
-                         * just dropped (its request), as after any lost link. */
-                        if (p->mesh.links[e->peer].out)
-                                conn_close(p->mesh.links[e->peer].out, -ETIMEDOUT);
-                        else if (p->mesh.links[e->peer].in)
-                                conn_close(p->mesh.links[e->peer].in, -ETIMEDOUT);
-                        break;
-                case FD_ALIVE:
-                        log_event(EV_PEER_ALIVE, &f, "%s is alive again (was %s)", name, fd_state_name(e->old));
-                        if (e->old == FD_DEAD) {
-                                ra_peer_up(&p->ra, e->peer, false, &acts);
-                                mesh_run_actions(p, &acts);
-                        }
-                        break;
-                }
-        }
-        arm_fd_timer(p);
-}
-
-/*
- * A frame came from peer idx.  It is a sign of life that counts only while
- * our own link to it is up too: REQUESTs and REPLYs to it go on that link,
- * so a peer we hear but cannot reach (one direction blocked by a firewall,
- * its max_links_in, a wrong address in our file) blocks our requests as
- * surely as a dead one, and must be declared dead like one.
- */
-static void heard_from(struct peer *p, unsigned idx, uint64_t incarnation)
-{
-        struct fd_events ev;
-
-        if (p->mesh.links[idx].state != LINK_UP) {
-                p->mesh.links[idx].heard_unreachable = now_usec();
-                if (incarnation)
-                        p->mesh.links[idx].heard_unreachable_inc = incarnation;
-                return;
-        }
-        fd_heard(&p->mesh.fd, idx, incarnation, now_usec(), &ev);
-        if (ev.n)
-                fd_apply(p, &ev);
-        else if (p->mesh.fd.p[idx].state == FD_ALIVE)
-                arm_fd_timer(p);
-}
-
-static int on_fd_timer(sd_event_source *s, uint64_t usec, void *userdata)
-{
-        struct peer *p = userdata;
-        struct fd_events ev;
-        (void) s;
-
-        fd_tick(&p->mesh.fd, usec, &ev);
-        fd_apply(p, &ev);
-        return 0;
-}
-
+/* Each heartbeat_ms: our HEARTBEAT to the peers and to the server, their silence checked. */
 static int on_heartbeat_timer(sd_event_source *s, uint64_t usec, void *userdata)
 {
         struct peer *p = userdata;
 
-        for (unsigned i = 0; i < p->conf->n_peers; i++)
-                if (p->mesh.links[i].state == LINK_UP)
-                        (void) conn_send(p->mesh.links[i].out, &(struct dchat_msg) {
-                                .type = MSG_HEARTBEAT, .heartbeat = { p->incarnation, p->ra.clock } });
+        mesh_heartbeat(p);
         uplink_heartbeat(p, usec);
         postq_heartbeat(p);
         (void) sd_event_source_set_time(s, usec + p->conf->heartbeat_usec);
-        return 0;
-}
-
-/* --- links to the other peers ---------------------------------------------------------------- */
-
-static void link_down(struct link *l, int error)
-{
-        struct peer *p = l->p;
-
-        if (l->announced)
-                log_event(EV_PEER_DOWN, &(struct event_fields) { .peer = p->names[l->idx], .lamport = p->ra.clock },
-                          "link to %s down: %s", p->names[l->idx],
-                          conn_strerror(error));
-        l->announced = false;
-}
-
-static void link_schedule(struct link *l)
-{
-        uint64_t d = backoff_next(l->p->conf, &l->backoff_usec);
-        (void) sd_event_source_set_time_relative(l->timer, d);
-        (void) sd_event_source_set_enabled(l->timer, SD_EVENT_ONESHOT);
-}
-
-static void out_closed(struct conn *c, int error)
-{
-        struct link *l = conn_userdata(c);
-
-        l->out = NULL;
-        l->state = LINK_DOWN;
-        link_down(l, error);
-        if (l->p->stopping)
-                return;
-        if (l->in)
-                conn_close(l->in, -ECONNRESET);         /* make the other side reconnect too */
-        link_schedule(l);
-}
-
-static void out_connected(struct conn *c)
-{
-        struct link *l = conn_userdata(c);
-        struct peer *p = l->p;
-        const char *me = self_name(p);
-        struct ra_actions acts;
-
-        (void) sd_event_source_set_enabled(l->timer, SD_EVENT_OFF);
-        l->state = LINK_UP;
-        l->backoff_usec = 0;
-        (void) conn_send(c, &(struct dchat_msg) { .type = MSG_HELLO,
-                .hello = { { me, (uint16_t) strlen(me) }, ROLE_PEER, p->incarnation, p->conf->cluster_digest } });
-        if (l->in && !l->announced) {
-                l->announced = true;
-                log_event(EV_PEER_UP, &(struct event_fields) { .peer = p->names[l->idx], .lamport = p->ra.clock },
-                          "link to %s up", p->names[l->idx]);
-        }
-        ra_link_up(&p->ra, l->idx, &acts);
-        mesh_run_actions(p, &acts);
-        /* what we heard from it while we could not reach it counts now */
-        if (l->in && l->heard_unreachable && now_usec() - l->heard_unreachable < p->conf->suspect_after_usec)
-                heard_from(p, l->idx, l->heard_unreachable_inc);
-        l->heard_unreachable_inc = 0;
-}
-
-/* The other side speaks on our outgoing link only to refuse it (and say why). */
-static int out_frame(struct conn *c, uint8_t type, const uint8_t *payload, size_t len)
-{
-        struct link *l = conn_userdata(c);
-        struct peer *p = l->p;
-        struct dchat_msg m;
-
-        if (type == MSG_ERROR && proto_decode(type, payload, len, &m, NULL, NULL) == 0 &&
-            m.error.code == ERR_STALE) {
-                leave_as_later(p, p->names[l->idx], m.error.detail);
-                return -ESTALE;
-        }
-        if (type == MSG_CLUSTER && proto_decode(type, payload, len, &m, NULL, NULL) == 0) {
-                /* our HELLO showed another cluster definition: say what differs, and show ours */
-                conf_cluster_report(p->conf, p->names[l->idx], &m, &l->cluster_reported);
-                send_cluster(p, c);
-                return 0;
-        }
-        log_event(EV_PROTOCOL_ERROR, NULL, "%s: unexpected %s frame on an outgoing link; closing", conn_label(c),
-                  proto_type_name(type));
-        return -EBADMSG;
-}
-
-static const struct conn_ops out_ops = {
-        .frame = out_frame,
-        .connected = out_connected,
-        .closed = out_closed,
-};
-
-static int on_link_timer(sd_event_source *s, uint64_t usec, void *userdata)
-{
-        struct link *l = userdata;
-        (void) s;
-        (void) usec;
-        if (l->state == LINK_CONNECTING && l->out) {
-                conn_close(l->out, -ETIMEDOUT);         /* reschedules */
-                return 0;
-        }
-        link_connect(l);
-        return 0;
-}
-
-static void link_connect(struct link *l)
-{
-        struct peer *p = l->p;
-        const struct node_conf *nc = &p->conf->peers[l->idx];
-        char label[96];
-
-        snprintf(label, sizeof label, "link to %s", nc->name);
-        int r = conn_connect(p->event, (const struct sockaddr *) &nc->sa, nc->salen, &out_ops, l, label, nc->name,
-                             &l->out);
-        if (r < 0) {
-                log_warning("cannot connect to %s at %s: %s", nc->name, nc->address, strerror(-r));
-                link_schedule(l);
-                return;
-        }
-        l->state = LINK_CONNECTING;
-        (void) sd_event_source_set_time_relative(l->timer, p->conf->connect_timeout_usec);
-        (void) sd_event_source_set_enabled(l->timer, SD_EVENT_ONESHOT);
-}
-
-/* A timestamp beyond the bounds: the frame is refused and the link closed (it reconnects). */
-static int clock_refused(struct peer *p, struct conn *c, const char *what, uint64_t t)
-{
-        log_event(EV_PROTOCOL_ERROR, NULL, "%s: %s %llu is beyond the bounds (clock here %llu, at most %llu ahead, "
-                  "never above %llu); closing", conn_label(c), what, (unsigned long long) t,
-                  (unsigned long long) p->ra.clock, (unsigned long long) DCHAT_CLOCK_JUMP_MAX,
-                  (unsigned long long) DCHAT_CLOCK_MAX);
-        return -ERANGE;
-}
-
-static int in_frame(struct conn *c, uint8_t type, const uint8_t *payload, size_t len)
-{
-        struct inbound *ib = conn_userdata(c);
-        struct peer *p = ib->p;
-        struct dchat_msg m;
-        struct ra_actions acts;
-
-        if (proto_decode(type, payload, len, &m, &p->scratch, NULL) < 0) {
-                log_event(EV_PROTOCOL_ERROR, NULL, "%s: malformed %s frame; closing", conn_label(c),
-                          proto_type_name(type));
-                return -EBADMSG;
-        }
-        if (p->conf->debug)
-                log_debug("%s: got %s", conn_label(c), proto_type_name(type));
-        if (ib->idx < 0) {
-                char name[DCHAT_NAME_MAX + 1];
-                int idx = -1;
-                if (type == MSG_HELLO && m.hello.role == ROLE_PEER &&
-                    dchat_str_copy(name, sizeof name, m.hello.node) >= 0)
-                        for (unsigned i = 0; i < p->conf->n_peers; i++)
-                                if (i != p->conf->self && strcmp(p->names[i], name) == 0)
-                                        idx = (int) i;
-                if (idx < 0) {
-                        char q[LOG_QUOTE_NAME] = "";
-                        if (type == MSG_HELLO)
-                                log_quote(q, sizeof q, m.hello.node.p, m.hello.node.len);
-                        log_event(EV_PROTOCOL_ERROR, NULL, "%s: expected HELLO from a peer of this cluster, got %s%s%s%s; "
-                                  "closing", conn_label(c), proto_type_name(type), type == MSG_HELLO ? " from '" : "", q,
-                                  type == MSG_HELLO ? "'" : "");
-                        return -EPERM;
-                }
-                struct link *l = &p->mesh.links[idx];
-                uint64_t known = p->mesh.fd.p[idx].incarnation;
-                if (m.hello.incarnation && known && m.hello.incarnation < known) {
-                        /* A connection of an earlier life of it, delivered late (held by
-                         * the network, or accepted after the new one's): it must not
-                         * replace the living one's.  Say so, in case it is no ghost but
-                         * a life whose counter went back (leave_as_later). */
-                        char text[DCHAT_ERROR_MAX];
-                        log_event(EV_PROTOCOL_ERROR, &(struct event_fields) { .peer = p->names[idx] },
-                                  "%s: HELLO of incarnation %llu from %s, which is at incarnation %llu: a "
-                                  "connection of an earlier life; refused", conn_label(c),
-                                  (unsigned long long) m.hello.incarnation, p->names[idx], (unsigned long long) known);
-                        snprintf(text, sizeof text, "%s knows %s under incarnation %llu, later than %llu",
-                                 self_name(p), p->names[idx], (unsigned long long) known,
-                                 (unsigned long long) m.hello.incarnation);
-                        (void) conn_send(c, &(struct dchat_msg) { .type = MSG_ERROR,
-                                .error = { ERR_STALE, { text, (uint16_t) strlen(text) }, known } });
-                        ib->idx = -2;
-                        conn_shutdown(c);
-                        return 0;
-                }
-                if (l->in) {
-                        /* the peer reconnected before we noticed the old link die */
-                        struct conn *old = l->in;
-                        l->in = NULL;
-                        ((struct inbound *) conn_userdata(old))->idx = -2;
-                        conn_close(old, -ECONNRESET);
-                }
-                ib->idx = idx;
-                l->in = c;
-                if (m.hello.digest && m.hello.digest != p->conf->cluster_digest)
-                        send_cluster(p, c);     /* it answers with its own: both say what differs */
-                heard_from(p, (unsigned) idx, m.hello.incarnation);
-                char label[96];
-                snprintf(label, sizeof label, "link from %s", p->names[idx]);
-                conn_set_label(c, label);
-                if (l->state == LINK_UP && !l->announced) {
-                        l->announced = true;
-                        log_event(EV_PEER_UP, &(struct event_fields) { .peer = p->names[idx], .lamport = p->ra.clock },
-                                  "link to %s up", p->names[idx]);
-                }
-                if (l->state == LINK_UP) {
-                        /* what it sent on its old link may be lost: ask again */
-                        ra_link_up(&p->ra, (unsigned) idx, &acts);
-                        mesh_run_actions(p, &acts);
-                } else if (l->state == LINK_DOWN) {
-                        /* it is back: don't wait for the backoff */
-                        l->backoff_usec = 0;
-                        (void) sd_event_source_set_enabled(l->timer, SD_EVENT_OFF);
-                        link_connect(l);
-                }
-                return 0;
-        }
-        if (ib->idx < 0)
-                return -EBADMSG;
-        heard_from(p, (unsigned) ib->idx, type == MSG_HEARTBEAT ? m.heartbeat.incarnation : 0);
-        switch (type) {
-        case MSG_HEARTBEAT:
-                return 0;
-        case MSG_CLUSTER:
-                conf_cluster_report(p->conf, p->names[ib->idx], &m, &p->mesh.links[ib->idx].cluster_reported);
-                return 0;
-        case MSG_REQUEST:
-                if (!clock_ok(p, m.request.ts))
-                        return clock_refused(p, c, "REQUEST timestamp", m.request.ts);
-                ra_on_request(&p->ra, (unsigned) ib->idx, m.request.ts, &acts);
-                mesh_run_actions(p, &acts);
-                return 0;
-        case MSG_REPLY:
-                if (!clock_ok(p, m.reply.clock))
-                        return clock_refused(p, c, "REPLY clock", m.reply.clock);
-                ra_on_reply(&p->ra, (unsigned) ib->idx, m.reply.clock, m.reply.req_ts, &acts);
-                mesh_run_actions(p, &acts);
-                return 0;
-        default:
-                log_event(EV_PROTOCOL_ERROR, &(struct event_fields) { .peer = p->names[ib->idx] },
-                          "%s: unexpected %s frame; closing", conn_label(c), proto_type_name(type));
-                return -EBADMSG;
-        }
-}
-
-static void in_closed(struct conn *c, int error)
-{
-        struct inbound *ib = conn_userdata(c);
-        struct peer *p = ib->p;
-
-        if (ib->idx >= 0) {
-                struct link *l = &p->mesh.links[ib->idx];
-                l->in = NULL;
-                link_down(l, error);
-                if (l->out && !p->stopping)
-                        conn_close(l->out, -ECONNRESET);        /* both directions go together */
-        }
-        LIST_REMOVE(p->mesh.inbound, ib);
-        free(ib);
-}
-
-static const struct conn_ops in_ops = {
-        .frame = in_frame,
-        .closed = in_closed,
-};
-
-static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdata)
-{
-        struct peer *p = userdata;
-        char label[96];
-        (void) s;
-        (void) revents;
-
-        int cfd = conn_accept(fd, label, sizeof label);
-        if (cfd < 0)
-                return 0;
-        struct inbound *ib = calloc(1, sizeof *ib);
-        if (!ib || !(ib->c = conn_new(p->event, cfd, false, &in_ops, ib, label))) {
-                free(ib);
-                close(cfd);
-                return 0;
-        }
-        ib->p = p;
-        ib->idx = -1;
-        LIST_PREPEND(p->mesh.inbound, ib);
         return 0;
 }
 
@@ -585,7 +118,6 @@ int peer_new(sd_event *e, const struct dchat_conf *c, int listen_fd, struct peer
                 return -ENOMEM;
         p->event = e;
         p->conf = c;
-        p->mesh.listen_fd = listen_fd;
         char err[PATH_MAX + 128];
         r = incarnation_next(c->state_directory, 0, &p->incarnation, err, sizeof err);
         if (r < 0) {
@@ -599,32 +131,15 @@ int peer_new(sd_event *e, const struct dchat_conf *c, int listen_fd, struct peer
         r = postq_init(p);
         if (r < 0)
                 goto fail;
-        fd_init(&p->mesh.fd, c->n_peers, c->self, c->suspect_after_usec, c->dead_after_usec, now_usec());
-
-        r = sd_event_add_time(e, &p->mesh.fd_timer, CLOCK_MONOTONIC, UINT64_MAX, 1000, on_fd_timer, p);
-        if (r < 0)
-                goto fail;
-        arm_fd_timer(p);
         r = sd_event_add_time_relative(e, &p->heartbeat_timer, CLOCK_MONOTONIC, c->heartbeat_usec, 1000,
                                        on_heartbeat_timer, p);
         if (r < 0)
                 goto fail;
         (void) sd_event_source_set_enabled(p->heartbeat_timer, SD_EVENT_ON);
 
-        r = sd_event_add_io(e, &p->mesh.listen_src, listen_fd, EPOLLIN, on_accept, p);
+        r = mesh_start(p, listen_fd);
         if (r < 0)
                 goto fail;
-        for (unsigned i = 0; i < c->n_peers; i++) {
-                struct link *l = &p->mesh.links[i];
-                l->p = p;
-                l->idx = i;
-                if (i == c->self)
-                        continue;
-                r = sd_event_add_time(e, &l->timer, CLOCK_MONOTONIC, UINT64_MAX, 1000, on_link_timer, l);
-                if (r < 0)
-                        goto fail;
-                link_connect(l);
-        }
         r = uplink_start(p);
         if (r < 0)
                 goto fail;
@@ -642,19 +157,9 @@ struct peer *peer_free(struct peer *p)
         p->stopping = true;
         postq_stop(p);
         fanout_stop(p);
-        for (unsigned i = 0; i < DCHAT_PEERS_MAX; i++) {
-                struct link *l = &p->mesh.links[i];
-                sd_event_source_disable_unref(l->timer);
-                l->timer = NULL;
-                if (l->out)
-                        conn_close(l->out, -ESHUTDOWN);        /* sets l->out = NULL */
-        }
-        while (p->mesh.inbound)
-                conn_close(p->mesh.inbound->c, -ESHUTDOWN);         /* unlinks it */
+        mesh_stop(p);
         uplink_stop(p);
-        sd_event_source_disable_unref(p->mesh.fd_timer);
         sd_event_source_disable_unref(p->heartbeat_timer);
-        sd_event_source_disable_unref(p->mesh.listen_src);
         wbuf_free(&p->cluster);
         free(p);
         return NULL;
@@ -664,8 +169,7 @@ void peer_reconf(struct peer *p, const struct dchat_conf *c)
 {
         p->conf = c;
         ra_set_reuse(&p->ra, c->reuse_permissions);
-        fd_set_times(&p->mesh.fd, c->suspect_after_usec, c->dead_after_usec);
-        arm_fd_timer(p);
+        mesh_reconf(p);
         postq_reconf(p);
 }
 
@@ -678,16 +182,7 @@ void peer_status(struct peer *p, struct dchat_status *st)
         st->queued = postq_pending(p);
         strlcpy(st->server, uplink_server_name(p), sizeof st->server);
         st->server_connected = uplink_ready(p);
-        st->n_peers = 0;
-        for (unsigned i = 0; i < p->conf->n_peers; i++) {
-                if (i == p->conf->self)
-                        continue;
-                struct dchat_peer_status *ps = &st->peers[st->n_peers++];
-                strlcpy(ps->name, p->names[i], sizeof ps->name);
-                ps->connected = p->mesh.links[i].state == LINK_UP && p->mesh.links[i].in;
-                strlcpy(ps->state, fd_state_name(p->mesh.fd.p[i].state), sizeof ps->state);
-                ps->since = (uint32_t) ((now_usec() - p->mesh.fd.p[i].since) / USEC_PER_SEC);
-        }
+        mesh_status(p, st);
 }
 
 void peer_client_gone(struct peer *p, struct conn *client)

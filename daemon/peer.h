@@ -196,6 +196,16 @@ uint64_t backoff_next(const struct dchat_conf *conf, uint64_t *b);
 
 /* mesh.c ------------------------------------------------------------------ */
 
+/* Starts listening on listen_fd (the peer socket) and connecting to the other peers. */
+int mesh_start(struct peer *p, int listen_fd);
+/* peer_free: every link closed (p->stopping: no reconnects). */
+void mesh_stop(struct peer *p);
+/* suspect_after_ms and dead_after_ms may have changed. */
+void mesh_reconf(struct peer *p);
+/* Each heartbeat_ms: our HEARTBEAT to each peer our link to is up. */
+void mesh_heartbeat(struct peer *p);
+/* st's peers: each one's link and what the failure detector says of it. */
+void mesh_status(struct peer *p, struct dchat_status *st);
 /* Carries out what the RA machine asked for: REQUESTs and REPLYs out, events logged, postq_enter on ENTER. */
 void mesh_run_actions(struct peer *p, const struct ra_actions *acts);
 /* Our own link to peer idx is up: what we send it gets there. */
