@@ -640,8 +640,12 @@ int server_follow(struct server *s, const struct dchat_msg *req, struct conn *to
 void server_client_drained(struct server *s, struct conn *c);
 void server_client_gone(struct server *s, struct conn *c);
 
-/* peer.c ------------------------------------------------------------------ */
+/* peer.c, postq.c, fanout.c ----------------------------------------------- */
 
+/*
+ * The peer role.  Its parts (peer.c, mesh.c, uplink.c, postq.c, fanout.c)
+ * and what they call in each other are mapped in peer.h.
+ */
 struct peer;
 struct post_req;
 int peer_new(sd_event *e, const struct dchat_conf *c, int listen_fd, struct peer **ret);
@@ -649,19 +653,19 @@ struct peer *peer_free(struct peer *p);
 void peer_reconf(struct peer *p, const struct dchat_conf *c);
 void peer_status(struct peer *p, struct dchat_status *st);
 
-/* Queue a post from a control client; the answer goes to client with tag. */
+/* postq.c: queue a post from a control client; the answer goes to client with tag. */
 /* hold_ms: keep the critical section that long after this post is stored (post --hold). */
 int peer_post(struct peer *p, struct conn *client, uint32_t tag, const char *author, int32_t utc_offset,
               uint32_t hold_ms, const char *text, size_t len);
-/* Relay a VIEW page request to the server. */
+/* fanout.c: relay a VIEW page request to the server. */
 int peer_view(struct peer *p, struct conn *client, const struct dchat_msg *req);
-/* Posts by author not stored yet (queued or in the critical section), whoever waits for them. */
+/* postq.c: posts by author not stored yet (queued or in the critical section), whoever waits for them. */
 unsigned peer_posts_of(struct peer *p, const char *author);
 /* A control client went away: forget its pending posts' answers, views and follow. */
 void peer_client_gone(struct peer *p, struct conn *client);
-/* FOLLOW from a control client: catch up from from_seq by pages, then live entries. */
+/* fanout.c: FOLLOW from a control client: catch up from from_seq by pages, then live entries. */
 int peer_follow(struct peer *p, struct conn *client, const struct dchat_msg *req);
-/* A control client's output drained: a follower that fell behind goes on. */
+/* fanout.c: a control client's output drained: a follower that fell behind goes on. */
 void peer_client_drained(struct peer *p, struct conn *client);
 
 /* control.c --------------------------------------------------------------- */

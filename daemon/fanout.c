@@ -23,6 +23,8 @@
 #define FOLLOW_CLIENT_HIGH      (256 * 1024)    /* unsent bytes that send a live follower back to pages */
 #define FOLLOW_CLIENT_LOW       (64 * 1024)     /* the next page only below this (net.c's low-water mark) */
 
+/* --- followers ------------------------------------------------------------------------------- */
+
 static struct follower *follower_find(struct peer *p, const struct conn *client)
 {
         for (struct follower *f = p->fanout.followers; f; f = f->next)
@@ -210,6 +212,8 @@ void peer_client_drained(struct peer *p, struct conn *client)
         if (f)
                 follower_advance(p, f);
 }
+
+/* --- views ----------------------------------------------------------------------------------- */
 
 int peer_view(struct peer *p, struct conn *client, const struct dchat_msg *req)
 {

@@ -1,36 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * peer.c — the peer role: links to the other peers and to the server, the
- * Ricart–Agrawala machine (ra.c) driven by them, and the queue of local
- * posts that go to the server from inside the critical section.
- *
- * Links.  Each pair of peers has two TCP connections, one per direction:
- * a peer sends only on the connection it dialled and receives only on the
- * ones it accepted, so each direction is FIFO and needs no tie-breaking.
- * When either direction of a pair breaks, both are closed: the other side
- * then reconnects too and resends its pending request, which recovers any
- * REQUEST or REPLY lost with the old connection.
- *
- * Follow mode.  While local dchatctl clients follow the log (view -f,
- * chat), the peer holds ONE subscription at the server (FOLLOW from
- * live_next): the server pushes every entry as soon as it is stored.  A
- * new follower first catches up from the seq it asks for with VIEW pages,
- * and becomes live once it has reached live_next; from then on it gets the
- * pushed entries.  Seq numbers make the hand-over exact.  A live follower
- * whose socket holds FOLLOW_CLIENT_HIGH unsent bytes goes back to catching
- * up by pages when it has drained, so a slow reader never grows our memory.
- *
- * The server link is watched like a peer: we send a HEARTBEAT on it every
- * heartbeat_ms and the server sends its own; a server silent for
- * dead_after_ms (frozen, or behind a path that swallows everything) is
- * dropped like a lost link — server-down says "silent for N ms", views
- * and followers are told, and we reconnect with backoff.  Once the server
- * has been unreachable for dead_after_ms, posts waiting for it and new
- * ones fail at once with that reason instead of running into their timeout.
+ * peer.c — the peer role's life cycle (peer_new, peer_free, peer_reconf,
+ * peer_status) and the glue its parts share: the clock bounds, the cluster
+ * definition sent on a mismatch, leaving as a later life, reconnect
+ * backoff, and the heartbeat timer that drives the peer links, the server
+ * link and the posts waiting for it.  The parts are mesh.c, uplink.c,
+ * postq.c and fanout.c; peer.h is their map.
  */
-#include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 #include "peer.h"
 

@@ -9,9 +9,10 @@
  *             definitions, a later life, backoff
  *   mesh.c    the links to the other peers, their failure detection, and
  *             the Ricart–Agrawala machine (ra.c) driven by them
- *   uplink.c  the link to the server: HELLO and HELLO_ACK, heartbeats and
- *             silence, reconnects with backoff; its frames go to postq.c
- *             (answers to appends) and fanout.c (entries, views)
+ *   uplink.c  the link to the server (a group's leader, once known):
+ *             HELLO and HELLO_ACK, LEADER, heartbeats and silence,
+ *             reconnects with backoff; its frames go to postq.c (answers
+ *             to appends) and fanout.c (entries, views)
  *   postq.c   the local posts: their queue, the critical section in which
  *             they go to the server, deadlines, answers to the clients
  *   fanout.c  local followers, fed by one subscription at the server, and
@@ -21,7 +22,7 @@
  * p->uplink, p->postq, p->fanout), which only its file touches; the others
  * go through the functions below.  What they all share is at the top of
  * struct peer: the event loop, the configuration, the RA machine, the
- * counters.
+ * counters, the highest seq seen stored.
  */
 #pragma once
 
@@ -159,7 +160,7 @@ struct peer {
         struct wbuf cluster;            /* our CLUSTER message's members while it is sent */
         struct dchat_entry scratch;     /* for decoding frames */
         struct dchat_counters stats;    /* dchatctl status --json */
-        uint64_t seen_seq;              /* the highest seq this node saw stored (read-your-writes) */
+        uint64_t seen_seq;              /* the highest seq this node saw stored (read-your-writes): postq.c, fanout.c */
 
         struct mesh mesh;
         struct uplink uplink;
@@ -168,6 +169,8 @@ struct peer {
 };
 
 /* peer.c ------------------------------------------------------------------ */
+
+/* Public: peer_new, peer_free, peer_reconf, peer_status, peer_client_gone. */
 
 static inline uint64_t now_usec(void)
 {

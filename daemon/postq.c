@@ -23,6 +23,8 @@ static void cs_maybe_request(struct peer *p);
 static void cs_send_appends(struct peer *p);
 static void arm_deadline(struct peer *p);
 
+/* --- post ids -------------------------------------------------------------------------------- */
+
 /*
  * The next post id: (epoch, n).  A life that used up its 2^32 - 1 numbers,
  * or learnt that the log holds post ids of a later epoch than its own,
@@ -50,6 +52,8 @@ static uint64_t post_id_next(struct peer *p)
                 return 0;
         return p->postq.next_post_id++;
 }
+
+/* --- posts and the critical section ---------------------------------------------------------- */
 
 static void post_answer(struct peer *p, struct post_req *r, int err_code, const char *err)
 {
@@ -421,7 +425,7 @@ void postq_client_gone(struct peer *p, struct conn *client)
                         p->postq.cs[i]->client = NULL;
 }
 
-/* --- what the server link brings ------------------------------------------------------------ */
+/* --- what the server link brings ------------------------------------------------------------- */
 
 static struct post_req *cs_find(struct peer *p, uint32_t tag)
 {

@@ -288,8 +288,9 @@ like "$lost_err" 'may or may not have been stored' \
     "d: so its error must not say it failed outright: it says 'may or may not have been stored'" ||
     diag "  BUG: a post that was sent to the server, stored, and whose link then broke is reported" \
          "  as a plain failure when the server stays unreachable until its deadline:" \
-         "  daemon/peer.c server_closed() sets append_tag = 0 for the posts in the critical section," \
-         "  and on_deadline() then answers ERR_UNAVAILABLE without 'may or may not have been stored'."
+         "  daemon/uplink.c server_closed() (postq_server_lost) sets append_tag = 0 for the posts in the" \
+         "  critical section, and postq.c's on_deadline() then answers ERR_UNAVAILABLE without 'may or" \
+         "  may not have been stored'."
 posted "d: the answer is lost" "$lost_rc" "$lost_err"
 POST_TIMEOUT_MS=10000
 write_faults_config

@@ -2,7 +2,7 @@
 /*
  * test-sim.c — a deterministic discrete-event simulation of a dchat cluster
  * built on the real Ricart–Agrawala machine (daemon/ra.c) and the real
- * failure detector (daemon/fd.c), with peer.c's post and critical-section
+ * failure detector (daemon/fd.c), with postq.c's post and critical-section
  * logic and server.c/chatlog.c's append rules modelled step for step.
  *
  * Model (virtual time in µs, one seeded random stream per schedule):
@@ -10,21 +10,21 @@
  *     peer and the server in both directions, is a FIFO channel (TCP): every
  *     message gets a random delay, but never overtakes an earlier one.
  *   - Links come up after a reconnect delay; both ends then send HELLO (with
- *     their incarnation) and call ra_link_up, as peer.c's out_connected and
+ *     their incarnation) and call ra_link_up, as mesh.c's out_connected and
  *     in_frame do.  A link cut "by reset" loses what is in flight and comes
  *     back as a new connection; a link cut "by stall" keeps its data and
  *     delivers it, in order, once the path heals (TCP retransmission).
  *   - Heartbeats every heartbeat interval on every live link, fed to
- *     fd_heard; fd_tick at fd_next_deadline; FD events applied as peer.c's
+ *     fd_heard; fd_tick at fd_next_deadline; FD events applied as mesh.c's
  *     fd_apply does (DEAD: ra_peer_down, then the links to that peer are
  *     dropped; ALIVE from DEAD: ra_peer_up(false); RESTARTED: ra_peer_up
  *     (true)).  Heartbeats into a peer that thinks the sender ALIVE are
  *     consumed lazily, at the receiver's next FD deadline, next real message
  *     or before the link goes away: same result, far fewer events.  As
- *     peer.c's heard_from does since 589536d, a frame counts as a sign of
+ *     mesh.c's heard_from does since 589536d, a frame counts as a sign of
  *     life only while the receiver's own link to the sender (the one it
  *     sends REQUEST and REPLY on) is up.
- *   - Posts arrive at random peers at random times and go through peer.c's
+ *   - Posts arrive at random peers at random times and go through postq.c's
  *     logic: FIFO queue, ra_request only with the server link up (after
  *     HELLO_ACK's ra_observe), batches of batch_max appends under the fence
  *     (enter_ts, node, idx), post ids (incarnation << 32 | n, n from 1 in
@@ -32,7 +32,7 @@
  *     life's epoch) numbered when first sent and kept on resends,
  *     ERR_FENCED -> ra_observe, requeue, new request; from the second
  *     refusal in a row the next request waits (retry_at: 1 ms doubling to
- *     1 s, reset by a stored post); one deadline timer armed where peer.c
+ *     1 s, reset by a stored post); one deadline timer armed where postq.c
  *     arms it; a post whose append is in flight on a live server link at its
  *     deadline waits dead_after more for the answer (grace); a WANTED
  *     request left with nothing queued is withdrawn.  Three schedules in
@@ -92,7 +92,7 @@
  *     been stored" (an error answer, STALE and CONFLICT included), or died
  *     with its peer before it was sent, is not.
  *   - answers: every post is answered once, no later than post_timeout (and
- *     its grace).  (This found that peer.c's arm_deadline trusted the queue's
+ *     its grace).  (This found that postq.c's arm_deadline trusted the queue's
  *     head to hold the earliest deadline, which a grace and a fenced post put
  *     back at the head break: 11 schedules in 100,000, fixed.)
  *   - liveness: once no cut is left (faults over, or only crashed peers or
@@ -177,7 +177,7 @@ struct link {                           /* a pair of peers, or a peer and the se
         /* peer pairs: one-way faults.  block[0] counts the faults that keep the lower-numbered peer
          * from reaching the other, block[1] the reverse.  With one direction blocked the pair cannot
          * link, but the peer that can still reach the other dials it again and again: the "half"
-         * link, up until the other's own connection attempt fails and closes it (peer.c's
+         * link, up until the other's own connection attempt fails and closes it (mesh.c's
          * out_closed), or one of them declares the other dead. */
         uint8_t block[2];
         bool half_up, half_refused;     /* refused: the blocked side's attempts fail at once (RST) */
@@ -198,7 +198,7 @@ enum ekind {
         E_FAULT_START,  /* a = fault */
         E_FAULT_END,    /* a = fault */
         E_LIVE,         /* a = peer, b = incarnation, c = req_ts */
-        E_RETRY,        /* a = peer, b = incarnation: peer.c's retry_timer */
+        E_RETRY,        /* a = peer, b = incarnation: postq.c's retry_timer */
         E_HCONNECT,     /* a = i * NMAX + j, c = half generation */
         E_HCLOSE,       /* a = i * NMAX + j, c = half generation: the blocked side's attempt failed */
         E_GIVEUP,       /* a = peer, b = stall epoch: its server link silent for dead_after */
@@ -711,7 +711,7 @@ static bool blocked(struct sim *s, unsigned from, unsigned to)
         return plink(s, from, to)->block[from < to ? 0 : 1] > 0;
 }
 
-/* i's own link to j is up: the one it sends on (peer.c's links[j].state == LINK_UP). */
+/* i's own link to j is up: the one it sends on (mesh.c's links[j].state == LINK_UP). */
 static bool own_up(struct sim *s, unsigned i, unsigned j)
 {
         const struct link *l = plink(s, i, j);
@@ -762,7 +762,7 @@ static void chan_send(struct sim *s, unsigned c, struct msg m, uint64_t extra, b
                 push(s, m.ready, E_POLL, c, ch->epoch, 0);
 }
 
-/* A live peer sends on its own link (peer.c drops what it would send on a link that is down). */
+/* A live peer sends on its own link (mesh.c drops what it would send on a link that is down). */
 static void send_peer(struct sim *s, unsigned from, unsigned to, enum mkind kind, uint64_t a, uint64_t b)
 {
         if (!own_up(s, from, to))
@@ -824,7 +824,7 @@ static bool half_usable(struct sim *s, unsigned i, unsigned j, unsigned *from)
         return true;
 }
 
-/* quick: a half link just closed, after its dialler had connected (peer.c: its backoff starts again). */
+/* quick: a half link just closed, after its dialler had connected (mesh.c: its backoff starts again). */
 static void link_schedule(struct sim *s, unsigned i, unsigned j, bool quick)
 {
         struct link *l = plink(s, i, j);
@@ -859,7 +859,7 @@ static void half_close(struct sim *s, unsigned i, unsigned j)
         chan_clear(s, ch_pp(to, from));
 }
 
-/* Both directions of a pair go together (peer.c's out_closed, in_closed); a fresh connection later. */
+/* Both directions of a pair go together (mesh.c's out_closed, in_closed); a fresh connection later. */
 static void link_reset(struct sim *s, unsigned i, unsigned j)
 {
         struct link *l = plink(s, i, j);
@@ -981,7 +981,7 @@ static void chan_unstall(struct sim *s, unsigned c)
                 ch->last = t;
 }
 
-/* --- peer.c, modelled ---------------------------------------------------------------------- */
+/* --- the peer role (mesh.c, postq.c, uplink.c), modelled ----------------------------------- */
 
 static void cs_start(struct sim *s, unsigned i);
 static void cs_maybe_request(struct sim *s, unsigned i);
@@ -1043,7 +1043,7 @@ static void on_enter(struct sim *s, unsigned i)
         }
 }
 
-/* peer.c's run_actions */
+/* mesh.c's mesh_run_actions */
 static void run_actions(struct sim *s, unsigned i, const struct ra_actions *acts)
 {
         for (unsigned k = 0; k < acts->n; k++) {
@@ -1081,7 +1081,7 @@ static void arm_fd_timer(struct sim *s, unsigned i)
                 push(s, t, E_FD, i, P->inc, P->fd_gen);
 }
 
-/* peer.c's fd_apply */
+/* mesh.c's fd_apply */
 static void fd_apply(struct sim *s, unsigned i, const struct fd_events *ev)
 {
         struct speer *P = &s->p[i];
@@ -1121,7 +1121,7 @@ static void fd_apply(struct sim *s, unsigned i, const struct fd_events *ev)
 }
 
 /*
- * peer.c's heard_from (589536d): a frame is a sign of life only while our own link to its sender is
+ * mesh.c's heard_from (589536d): a frame is a sign of life only while our own link to its sender is
  * up, since REQUEST and REPLY go on that link; a peer heard but not reached goes suspect, then dead.
  * DCHAT_SIM_OLD_LIVENESS counts every frame, as before.
  */
@@ -1180,7 +1180,7 @@ static void post_answer(struct sim *s, unsigned i, unsigned k, enum outcome o)
                        waits_for(s, i));
 }
 
-/* peer.c's post_id_take_epoch: a new epoch from the incarnation counter, at least at_least. */
+/* postq.c's post_id_take_epoch: a new epoch from the incarnation counter, at least at_least. */
 static void post_id_take_epoch(struct sim *s, unsigned i, uint64_t at_least)
 {
         struct speer *P = &s->p[i];
@@ -1192,7 +1192,7 @@ static void post_id_take_epoch(struct sim *s, unsigned i, uint64_t at_least)
         P->next_post_id = POST_ID(e, 1);
 }
 
-/* peer.c's post_id_next */
+/* postq.c's post_id_next */
 static uint64_t post_id_next(struct sim *s, unsigned i)
 {
         struct speer *P = &s->p[i];
@@ -1238,7 +1238,7 @@ static void cs_start(struct sim *s, unsigned i)
         while (P->qn && P->cs_n < s->batch_max) {
                 unsigned k = P->q[0];
                 memmove(P->q, P->q + 1, --P->qn);
-                s->post[k].lamport = P->ra.enter_ts;     /* peer.c: the fence is the clock at entry */
+                s->post[k].lamport = P->ra.enter_ts;     /* postq.c: the fence is the clock at entry */
                 s->post[k].idx = P->fence_idx++;
                 P->cs[P->cs_n++] = (uint8_t) k;
         }
@@ -1282,7 +1282,7 @@ static void cs_maybe_exit(struct sim *s, unsigned i)
                 memmove(P->q + na, P->q, P->qn);
                 memcpy(P->q, again, na);
                 P->qn += na;
-                /* peer.c (433795e): the first retry at once; refused again and again, retries back off,
+                /* postq.c (433795e): the first retry at once; refused again and again, retries back off,
                  * 1 ms doubling up to 1 s, until a post is stored */
                 if (++P->fenced_streak > 1) {
                         unsigned e = P->fenced_streak - 2 < 10 ? P->fenced_streak - 2 : 10;
@@ -1295,7 +1295,7 @@ static void cs_maybe_exit(struct sim *s, unsigned i)
         }
         P->cs_n = 0;
         cs_maybe_request(s, i);
-        arm_deadline(s, i);     /* as peer.c does since 54687b3: requeued posts keep their deadline */
+        arm_deadline(s, i);     /* as postq.c does since 54687b3: requeued posts keep their deadline */
 }
 
 static void cs_maybe_request(struct sim *s, unsigned i)
@@ -1333,7 +1333,7 @@ static void arm_deadline(struct sim *s, unsigned i)
                 if (!r->done && r->deadline < next)
                         next = r->deadline;
         }
-        /* the whole queue, as peer.c: a post fenced during its grace goes back to the head */
+        /* the whole queue, as postq.c: a post fenced during its grace goes back to the head */
         for (unsigned k = 0; k < P->qn; k++)
                 if (s->post[P->q[k]].deadline < next)
                         next = s->post[P->q[k]].deadline;
@@ -1351,7 +1351,7 @@ static void on_deadline(struct sim *s, unsigned i)
                 if (r->done || r->deadline > s->now)
                         continue;
                 if (r->sent && !r->fenced && r->tag && P->srv == SRV_UP && !r->grace) {
-                        /* peer.c (433795e): its append is on a live link; the server's answer will say
+                        /* postq.c (433795e): its append is on a live link; the server's answer will say
                          * what became of it, and a silent server is given up on within dead_after */
                         r->grace = true;
                         r->deadline = s->now + s->dead;
@@ -1425,7 +1425,7 @@ static int cs_find(struct sim *s, unsigned i, uint32_t tag)
         return -1;
 }
 
-/* The server's answer reaches peer i (peer.c's server_frame). */
+/* The server's answer reaches peer i (uplink.c's server_frame, postq.c's postq_answer). */
 static void peer_from_server(struct sim *s, unsigned i, const struct msg *m)
 {
         struct speer *P = &s->p[i];
@@ -1641,11 +1641,11 @@ static void peer_from_peer(struct sim *s, unsigned to, unsigned from, const stru
                 tr(s, T_HELLO, to, from, m->a, !up);
                 heard_from(s, to, from, m->a, s->now);
                 if (up) {
-                        /* what it sent on its old link may be lost: ask again (peer.c's in_frame) */
+                        /* what it sent on its old link may be lost: ask again (mesh.c's in_frame) */
                         ra_link_up(&P->ra, from, &acts);
                         run_actions(s, to, &acts);
                 } else if (l->half_up) {
-                        /* peer.c's in_frame: our link to it is down, so connect at once; the attempt
+                        /* mesh.c's in_frame: our link to it is down, so connect at once; the attempt
                          * fails (refused at once, or after connect_timeout), and out_closed closes
                          * this inbound link too */
                         push(s, s->now + (l->half_refused ? delay(s, ch_pp(from, to)) : rnd_range(s, s->hb, s->dead)),
@@ -2199,7 +2199,7 @@ static void dispatch(struct sim *s, const struct ev *e)
                         i = j;
                         j = t;
                 }
-                /* each side: HELLO with its incarnation, then ra_link_up (peer.c's out_connected) */
+                /* each side: HELLO with its incarnation, then ra_link_up (mesh.c's out_connected) */
                 send_peer(s, i, j, M_HELLO, s->p[i].inc, 0);
                 ra_link_up(&s->p[i].ra, j, &acts);
                 run_actions(s, i, &acts);
@@ -2229,7 +2229,7 @@ static void dispatch(struct sim *s, const struct ev *e)
                 l->half_from = (uint8_t) from;
                 s->half_links++;
                 tr(s, T_HALF_UP, from, to, 0, 0);
-                /* peer.c's out_connected, on the side that can reach the other */
+                /* mesh.c's out_connected, on the side that can reach the other */
                 send_peer(s, from, to, M_HELLO, s->p[from].inc, 0);
                 ra_link_up(&s->p[from].ra, to, &acts);
                 run_actions(s, from, &acts);
