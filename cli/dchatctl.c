@@ -40,6 +40,7 @@ static void usage(FILE *f)
         fprintf(f, "usage: dchatctl [-s socket] post [--hold SECONDS] [--] TEXT...\n"
                    "       dchatctl [-s socket] view [-n N | --since TIME | --since-seq SEQ] [-f] [--json]\n"
                    "       dchatctl [-s socket] status [--json]\n"
+                   "       dchatctl [-s socket] verify [--json]\n"
                    "       dchatctl [-s socket] chat [-n N]\n"
                    "       dchatctl keygen [--force] [FILE]   (default " DCHAT_DEFAULT_KEY_FILE ")\n"
                    "The socket is $DCHAT_SOCKET, else %s.\n", DCHAT_DEFAULT_SOCKET);
@@ -197,14 +198,8 @@ static void json_str(const char *s, size_t n)
         putchar('"');
 }
 
-static void print_entry(const struct dchat_entry *e, bool json)
+static void print_entry_json(const struct dchat_entry *e)
 {
-        if (!json) {
-                char when[32];
-                entry_format_time(e, when, sizeof when);
-                printf("%s %s: %s\n", when, e->author, e->text);
-                return;
-        }
         char iso[48];
         entry_format_iso(e, iso, sizeof iso);
         printf("{\"seq\":%llu,\"lamport\":%llu,\"node\":", (unsigned long long) e->seq,
@@ -215,7 +210,19 @@ static void print_entry(const struct dchat_entry *e, bool json)
         json_str(e->author, strlen(e->author));
         printf(",\"text\":");
         json_str(e->text, e->text_len);
-        printf("}\n");
+        printf("}");
+}
+
+static void print_entry(const struct dchat_entry *e, bool json)
+{
+        if (!json) {
+                char when[32];
+                entry_format_time(e, when, sizeof when);
+                printf("%s %s: %s\n", when, e->author, e->text);
+                return;
+        }
+        print_entry_json(e);
+        printf("\n");
 }
 
 /* Seqs first..last are damaged in the server's log: a marker line (JSON: one object with "damaged":true). */
@@ -505,6 +512,86 @@ static int cmd_view(int argc, char **argv)
         }
 }
 
+/* The group's leader among the servers gathered, if it answered: its index, else -1. */
+static int group_leader(const struct dchat_status *st)
+{
+        for (unsigned i = 0; i < st->n_servers; i++)
+                if (st->leader[0] && !strcmp(st->servers[i].name, st->leader) && st->servers[i].reachable)
+                        return (int) i;
+        return -1;
+}
+
+/* How far a server's log is behind the leader's (lag); false when unknown. */
+static bool group_lag(const struct dchat_status *st, unsigned i, uint64_t *lag)
+{
+        int l = group_leader(st);
+
+        if (l < 0 || !st->servers[i].reachable)
+                return false;
+        uint64_t a = st->servers[l].last_seq, b = st->servers[i].last_seq;
+        *lag = a > b ? a - b : 0;       /* figures of two moments: a follower may look ahead */
+        return true;
+}
+
+static void group_json(const struct dchat_status *st)
+{
+        printf(",\"leader\":");
+        if (st->leader[0])
+                json_str(st->leader, strlen(st->leader));
+        else
+                printf("null");
+        printf(",\"term\":%llu,\"servers\":[", (unsigned long long) st->term);
+        for (unsigned i = 0; i < st->n_servers; i++) {
+                const struct dchat_server_status *v = &st->servers[i];
+                uint64_t lag;
+                printf("%s{\"name\":", i ? "," : "");
+                json_str(v->name, strlen(v->name));
+                printf(",\"reachable\":%s", v->reachable ? "true" : "false");
+                if (v->reachable) {
+                        printf(",\"role\":\"%s\",\"term\":%llu,\"last_seq\":%llu,\"applied_index\":%llu,\"lag\":",
+                               v->role, (unsigned long long) v->term, (unsigned long long) v->last_seq,
+                               (unsigned long long) v->applied_index);
+                        if (group_lag(st, i, &lag))
+                                printf("%llu", (unsigned long long) lag);
+                        else
+                                printf("null");
+                } else {
+                        printf(",\"error\":");
+                        json_str(v->note, strlen(v->note));
+                }
+                printf("}");
+        }
+        printf("]");
+}
+
+static void group_text(const struct dchat_status *st)
+{
+        int w = 0;
+
+        if (st->leader[0])
+                printf("group:     %u servers, leader %s, term %llu\n", st->n_servers, st->leader,
+                       (unsigned long long) st->term);
+        else
+                printf("group:     %u servers, no leader known (term %llu)\n", st->n_servers,
+                       (unsigned long long) st->term);
+        for (unsigned i = 0; i < st->n_servers; i++)
+                if ((int) strlen(st->servers[i].name) > w)
+                        w = (int) strlen(st->servers[i].name);
+        for (unsigned i = 0; i < st->n_servers; i++) {
+                const struct dchat_server_status *v = &st->servers[i];
+                uint64_t lag;
+                if (!v->reachable) {
+                        printf("  %-*s  unreachable (%s)\n", w, v->name, v->note[0] ? v->note : "no answer");
+                        continue;
+                }
+                printf("  %-*s  %-9s  seq %llu  index %llu", w, v->name, v->role, (unsigned long long) v->last_seq,
+                       (unsigned long long) v->applied_index);
+                if (group_lag(st, i, &lag))
+                        printf("  lag %llu", (unsigned long long) lag);
+                printf("\n");
+        }
+}
+
 static int cmd_status(int argc, char **argv)
 {
         static const struct option opts[] = { { "json", no_argument, NULL, 'j' }, { "help", no_argument, NULL, 'h' }, {} };
@@ -572,7 +659,10 @@ static int cmd_status(int argc, char **argv)
                 if (st->role != ROLE_PEER)
                         printf(",\"batches\":%llu,\"fdatasyncs\":%llu", (unsigned long long) k->batches,
                                (unsigned long long) k->fdatasyncs);
-                printf("}}\n");
+                printf("}");
+                if (st->n_servers)
+                        group_json(st);
+                printf("}\n");
                 return 0;
         }
         printf("node:      %s\nrole:      %s\nuptime:    %us\n", st->node, role_name(st->role), st->uptime);
@@ -591,6 +681,8 @@ static int cmd_status(int argc, char **argv)
                         printf(", %s for %us", st->peers[i].state, st->peers[i].since);
                 printf(")\n");
         }
+        if (st->n_servers)
+                group_text(st);
         const struct dchat_counters *k = &st->counters;
         if (st->role == ROLE_PEER)
                 printf("posts:     %llu stored, %llu critical-section entries (%llu without messages)\n"
@@ -603,6 +695,153 @@ static int cmd_status(int argc, char **argv)
                 printf("posts:     %llu stored in %llu batches, %llu fdatasyncs\n", (unsigned long long) k->posts,
                        (unsigned long long) k->batches, (unsigned long long) k->fdatasyncs);
         return 0;
+}
+
+/* Text from a server's log, for a terminal: control characters and bad UTF-8 as \\xNN. */
+static void print_safe(const char *s, size_t n)
+{
+        for (size_t i = 0; i < n;) {
+                size_t l = 1;
+                unsigned char c = (unsigned char) s[i];
+                if (c >= 0x80) {
+                        /* one whole valid character, or a byte shown as \xNN */
+                        l = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : 2;
+                        if (l > n - i || text_validate(s + i, l, NULL) < 0)
+                                l = 0;
+                }
+                if (l == 0 || c < 0x20 || c == 0x7f || c == '\\') {
+                        printf(c == '\\' ? "\\\\" : "\\x%02x", c);
+                        i++;
+                        continue;
+                }
+                fwrite(s + i, 1, l, stdout);
+                i += l;
+        }
+}
+
+static void verify_version(const struct dchat_verify_server *v, uint64_t seq, int w, bool json)
+{
+        const struct dchat_entry *e = v->entry;
+
+        if (json) {
+                printf("{\"server\":");
+                json_str(v->name.p, v->name.len);
+                printf(",\"first_seq\":%llu,\"last_seq\":%llu", (unsigned long long) v->first_seq,
+                       (unsigned long long) v->last_seq);
+                if (v->kind == VERIFY_ENTRY) {
+                        printf(",\"entry\":");
+                        print_entry_json(e);
+                        printf("}");
+                        return;
+                }
+                if (v->kind == VERIFY_DAMAGED) {
+                        printf(",\"damaged\":true,\"reason\":");
+                        json_str(v->reason.p, v->reason.len);
+                } else if (v->kind == VERIFY_ABSENT)
+                        printf(",\"absent\":true");
+                printf("}");
+                return;
+        }
+        printf("  %.*s:%*s ", (int) v->name.len, v->name.p, w - (int) v->name.len, "");
+        switch (v->kind) {
+        case VERIFY_ENTRY:
+                printf("seq %llu, fence %llu/", (unsigned long long) e->seq, (unsigned long long) e->lamport);
+                print_safe(e->node, strlen(e->node));
+                printf("/%u, post %llu, author ", e->fence_idx, (unsigned long long) e->post_id);
+                print_safe(e->author, strlen(e->author));
+                printf(": ");
+                print_safe(e->text, e->text_len);
+                printf("\n");
+                break;
+        case VERIFY_DAMAGED:
+                printf("seq %llu is damaged (quarantined) in its log: %.*s\n", (unsigned long long) seq,
+                       (int) v->reason.len, v->reason.p);
+                break;
+        default:
+                printf("no entry at seq %llu\n", (unsigned long long) seq);
+                break;
+        }
+}
+
+/* verify [--json]: the servers' logs compared; exit 1 when they differ. */
+static int cmd_verify(int argc, char **argv)
+{
+        static const struct option opts[] = { { "json", no_argument, NULL, 'j' }, { "help", no_argument, NULL, 'h' }, {} };
+        bool json = false;
+        int o;
+
+        while ((o = getopt_long(argc, argv, "+h", opts, NULL)) >= 0) {
+                if (o == 'j')
+                        json = true;
+                else if (o == 'h') {
+                        usage(stdout);
+                        return 0;
+                } else {
+                        usage(stderr);
+                        return 2;
+                }
+        }
+        if (optind < argc) {
+                fprintf(stderr, "dchatctl: verify takes no arguments ('%s')\n", argv[optind]);
+                usage(stderr);
+                return 2;
+        }
+        if (connect_daemon() || send_msg(&(struct dchat_msg) { .type = MSG_VERIFY, .tag = 1 }))
+                return 1;
+        struct dchat_msg m;
+        if (recv_msg(&m))
+                return 1;
+        if (m.type == MSG_ERROR)
+                return print_error("verify", &m);
+        if (m.type != MSG_VERIFY_REPLY)
+                return fail("unexpected answer %s from dchatd", proto_type_name(m.type));
+
+        const uint64_t first = m.verify_reply.first, last = m.verify_reply.last, seq = m.verify_reply.seq;
+        const unsigned n = m.verify_reply.n;
+        const bool differ = m.verify_reply.differ;
+        uint64_t compared = differ ? seq - first : last >= first ? last - first + 1 : 0;
+        struct dchat_verify_server v = { .entry = &entry };
+        struct rbuf r = { .p = m.verify_reply.p, .len = m.verify_reply.len };
+        int w = 0;
+
+        if (json) {
+                printf("{\"identical\":%s,\"servers\":%u,\"compared\":%llu,\"first_seq\":%llu,\"last_seq\":%llu",
+                       differ ? "false" : "true", n, (unsigned long long) compared, (unsigned long long) first,
+                       (unsigned long long) last);
+                if (differ)
+                        printf(",\"seq\":%llu", (unsigned long long) seq);
+                printf(",\"versions\":[");
+                for (unsigned i = 0; proto_verify_next(&r, &v) > 0; i++) {
+                        printf("%s", i ? "," : "");
+                        verify_version(&v, seq, 0, true);
+                }
+                printf("]}\n");
+                return differ ? 1 : 0;
+        }
+        while (proto_verify_next(&r, &v) > 0)
+                if (v.name.len > w)
+                        w = v.name.len;
+        r.off = 0;
+        if (!differ) {
+                printf("%llu entries compared on %u server%s: identical\n", (unsigned long long) compared, n,
+                       n == 1 ? "" : "s");
+                /* a log that goes further (a follower behind, or entries archived) was compared where all overlap */
+                while (proto_verify_next(&r, &v) > 0) {
+                        if (v.last_seq > last && last >= first)
+                                printf("  %.*s holds %llu more (up to seq %llu), not compared\n", (int) v.name.len,
+                                       v.name.p, (unsigned long long) (v.last_seq - last),
+                                       (unsigned long long) v.last_seq);
+                        else if (v.last_seq > last)
+                                printf("  %.*s holds seqs %llu to %llu, not compared\n", (int) v.name.len,
+                                       v.name.p, (unsigned long long) v.first_seq, (unsigned long long) v.last_seq);
+                }
+                return 0;
+        }
+        printf("the servers' logs differ at seq %llu (%llu entries before it identical on %u servers):\n",
+               (unsigned long long) seq, (unsigned long long) compared, n);
+        while (proto_verify_next(&r, &v) > 0)
+                verify_version(&v, seq, w, false);
+        return 1;
 }
 
 static int run_chat(int argc, char **argv)
@@ -648,6 +887,7 @@ static const struct command {
         { "post", cmd_post },
         { "view", cmd_view },
         { "status", cmd_status },
+        { "verify", cmd_verify },
         { "chat", run_chat },
         { "keygen", cmd_keygen },
 };

@@ -34,6 +34,8 @@
 #define CONTROL_FRAME_MAX (4 * (DCHAT_TEXT_MAX + 64))
 #define STATUS_SLOTS            4               /* connections beyond max_clients, for STATUS only */
 #define STATUS_SLOT_USEC        (2 * USEC_PER_SEC)      /* ... which must ask within this time */
+#define GROUP_STATUS_USEC       USEC_PER_SEC            /* a status waits this long at most for a server */
+#define VERIFY_MAX              2                       /* verifies running at once (they read whole logs) */
 
 struct client {
         struct control *ctl;
@@ -44,6 +46,12 @@ struct client {
         sd_event_source *idle_timer;
         bool following;                 /* sent FOLLOW: never idle */
         bool status_only;               /* let in beyond max_clients: STATUS only */
+        /* a group's status being gathered, and a verify running: one of each at a time (query.c) */
+        struct gstat *gstat;
+        struct dchat_status *gstatus;
+        uint32_t gstat_tag;
+        struct vjob *vjob;
+        uint32_t vjob_tag;
         struct client *prev, *next;
 };
 
@@ -56,6 +64,7 @@ struct control {
         unsigned n_status_only;         /* ... those let in for STATUS only */
         struct client *clients;
         struct dchat_status status;     /* scratch for STATUS replies */
+        unsigned verifies;              /* running */
         gid_t group;                    /* control_group's gid ... */
         bool have_group;                /* ... if the group exists */
 };
@@ -84,6 +93,90 @@ void daemon_status(struct daemon *d, struct dchat_status *st)
                 server_status(d->server, st);
         if (d->peer)
                 peer_status(d->peer, st);
+}
+
+static void group_status_done(void *userdata, struct dchat_status *st)
+{
+        struct client *cl = userdata;
+
+        (void) conn_send(cl->c, &(struct dchat_msg) { .type = MSG_STATUS_REPLY, .tag = cl->gstat_tag, .status = st });
+        cl->gstat = gstat_free(cl->gstat);
+        free(cl->gstatus);
+        cl->gstatus = NULL;
+        conn_resume(cl->c);             /* its next STATUS, if it waits */
+}
+
+/*
+ * STATUS in a server group: this node's figures, and each server's own,
+ * gathered over query links within GROUP_STATUS_USEC (connect_timeout_ms
+ * if that is shorter).
+ */
+static int group_status(struct client *cl, uint32_t tag)
+{
+        struct daemon *d = cl->ctl->d;
+        uint64_t wait = d->conf.connect_timeout_usec < GROUP_STATUS_USEC ? d->conf.connect_timeout_usec
+                                                                        : GROUP_STATUS_USEC;
+
+        if (cl->gstat)
+                return CONN_LATER;      /* one at a time: group_status_done resumes it */
+        cl->gstatus = malloc(sizeof *cl->gstatus);
+        if (!cl->gstatus)
+                return -ENOMEM;
+        daemon_status(d, cl->gstatus);
+        cl->gstat_tag = tag;
+        int r = gstat_start(d->event, &d->conf, cl->gstatus, wait, group_status_done, cl, &cl->gstat);
+        if (r < 0) {
+                free(cl->gstatus);
+                cl->gstatus = NULL;
+                conn_send_error(cl->c, tag, ERR_INTERNAL, "cannot ask the servers: %s", strerror(-r));
+        }
+        return 0;
+}
+
+static void verify_done_cb(void *userdata, const struct dchat_msg *answer)
+{
+        struct client *cl = userdata;
+        struct dchat_msg m = *answer;
+
+        m.tag = cl->vjob_tag;
+        if (m.type == MSG_ERROR)
+                log_warning("%s: verify failed: %.*s", conn_label(cl->c), (int) m.error.text.len, m.error.text.p);
+        else if (m.verify_reply.differ)
+                log_warning("%s: verify: the servers' logs differ at seq %llu", conn_label(cl->c),
+                            (unsigned long long) m.verify_reply.seq);
+        else
+                log_info("%s: verify: seqs %llu to %llu identical on %u servers", conn_label(cl->c),
+                         (unsigned long long) m.verify_reply.first, (unsigned long long) m.verify_reply.last,
+                         m.verify_reply.n);
+        (void) conn_send(cl->c, &m);
+        cl->vjob = vjob_free(cl->vjob);
+        cl->ctl->verifies--;
+        conn_resume(cl->c);
+}
+
+/* VERIFY: the servers' logs compared (query.c, verify.c). */
+static int start_verify(struct client *cl, uint32_t tag)
+{
+        struct daemon *d = cl->ctl->d;
+
+        if (cl->vjob)
+                return CONN_LATER;
+        if (cl->ctl->verifies >= VERIFY_MAX) {
+                conn_send_error(cl->c, tag, ERR_BUSY, "%u verifies are running already on %s; try again when they "
+                                "are done", cl->ctl->verifies, d->conf.node);
+                return 0;
+        }
+        cl->vjob_tag = tag;
+        log_info("%s: verify of the logs of %u server%s", conn_label(cl->c), d->conf.n_servers,
+                 d->conf.n_servers == 1 ? "" : "s");
+        int r = vjob_start(d->event, &d->conf, d->server ? server_log(d->server) : NULL, verify_done_cb, cl,
+                           &cl->vjob);
+        if (r < 0) {
+                conn_send_error(cl->c, tag, ERR_INTERNAL, "cannot start the verify: %s", strerror(-r));
+                return 0;
+        }
+        cl->ctl->verifies++;
+        return 0;
 }
 
 static int client_frame(struct conn *c, uint8_t type, const uint8_t *payload, size_t len)
@@ -161,9 +254,13 @@ static int client_frame(struct conn *c, uint8_t type, const uint8_t *payload, si
                         return server_follow(d->server, &m, c);
                 return peer_follow(d->peer, c, &m);
         case MSG_STATUS:
+                if (d->conf.n_servers > 1)
+                        return group_status(cl, m.tag);
                 daemon_status(d, &cl->ctl->status);
                 return conn_send(c, &(struct dchat_msg) { .type = MSG_STATUS_REPLY, .tag = m.tag,
                                                           .status = &cl->ctl->status });
+        case MSG_VERIFY:
+                return start_verify(cl, m.tag);
         default:
                 log_event(EV_PROTOCOL_ERROR, NULL, "%s: unexpected %s frame; closing", conn_label(c),
                           proto_type_name(type));
@@ -181,6 +278,13 @@ static void client_closed(struct conn *c, int error)
                 peer_client_gone(ctl->d->peer, c);
         if (ctl->d->server)
                 server_client_gone(ctl->d->server, c);
+        /* what it asked the servers is dropped with it */
+        cl->gstat = gstat_free(cl->gstat);
+        free(cl->gstatus);
+        if (cl->vjob) {
+                cl->vjob = vjob_free(cl->vjob);
+                ctl->verifies--;
+        }
         sd_event_source_disable_unref(cl->idle_timer);
         LIST_REMOVE(ctl->clients, cl);
         if (cl->status_only)

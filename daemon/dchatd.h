@@ -283,7 +283,7 @@ unsigned conn_unanswered(const struct conn *c);
 /*
  * Request/answer connections (the control socket): when the client shuts
  * its writing side, keep the connection until every request it sent has
- * had its final answer (POSTED, ERROR, VIEW_END, STATUS_REPLY) sent; a
+ * had its final answer (POSTED, ERROR, VIEW_END, STATUS_REPLY, VERIFY_REPLY) sent; a
  * FOLLOW, which has none, does not count.
  */
 void conn_set_linger(struct conn *c);
@@ -557,6 +557,15 @@ int fsm_feed(struct fsm *f, struct dchat_entry *e, unsigned n);
 uint64_t fsm_applied(const struct fsm *f);
 /* The last batch could not be written here (a negative errno; 0: none): it is applied again later. */
 int fsm_apply_error(const struct fsm *f);
+/* The raft instance the state machine serves (its last applied index names a snapshot). */
+struct raft;
+void fsm_attach(struct fsm *f, struct raft *raft);
+/* Snapshots taken (at a Raft index, naming the log up to a seq) and restored, since the start. */
+struct fsm_snapshots {
+        uint64_t taken, taken_index, taken_seq;
+        uint64_t restored, restored_seq;
+};
+void fsm_snapshots(const struct fsm *f, struct fsm_snapshots *s);
 
 /* transport.c ----------------------------------------------------------------- */
 
@@ -625,6 +634,64 @@ void replica_status(struct replica *rep, struct replica_status *st);
 struct transport *replica_transport(struct replica *rep);
 struct fsm *replica_fsm(struct replica *rep);
 
+/* verify.c ---------------------------------------------------------------- */
+
+/*
+ * A server's answer to DIGEST from its log: the DIGEST_REPLY in ans, its
+ * digests in out (DCHAT_DIGESTS_MAX * DCHAT_DIGEST_BYTES bytes).  At most
+ * DCHAT_DIGEST_WORK entries are read.  -EINVAL for a question it cannot
+ * answer, -EBADMSG if a record does not check out, another -errno if the
+ * log cannot be read; why says what, for the ERROR.
+ */
+int verify_digest(struct chatlog *log, const struct dchat_msg *req, struct dchat_msg *ans, uint8_t *out,
+                  struct dchat_entry *scratch, const char **why);
+
+/* The asker's comparison of the servers' logs (no I/O: the ops carry it). */
+struct verify;
+struct verify_ops {
+        /* Put question q to server i; its answers come back through verify_input, later (not from inside). */
+        int (*ask)(void *userdata, unsigned i, const struct dchat_msg *q);
+        /* The end: a VERIFY_REPLY, or an ERROR saying why there is none (its pointers valid during the call). */
+        void (*done)(void *userdata, const struct dchat_msg *answer);
+};
+struct verify *verify_new(unsigned n, char names[][DCHAT_NAME_MAX + 1], const struct verify_ops *ops,
+                          void *userdata);
+struct verify *verify_free(struct verify *v);
+void verify_begin(struct verify *v);
+/* A frame from server i: the answers to its current question are taken, the rest ignored. */
+void verify_input(struct verify *v, unsigned i, const struct dchat_msg *m);
+/* Server i cannot be asked (unreachable, gone, silent): the verify ends with an ERROR that names it. */
+void verify_fail(struct verify *v, unsigned i, const char *why);
+bool verify_done(const struct verify *v);
+/* Is the answer of server i to the current question awaited? */
+bool verify_waiting_for(const struct verify *v, unsigned i);
+
+/* query.c ------------------------------------------------------------------ */
+
+/*
+ * Questions to the servers of a group over short-lived links of their own
+ * (HELLO as a server, or as a peer with incarnation 0, which replaces no
+ * link of ours): the group's figures for a status, and a verify.  The
+ * answers come through done, from the event loop; freeing a running one
+ * cancels it (no done then).
+ */
+struct gstat;
+/*
+ * st holds this node's own status; its servers[] are filled in from every
+ * server of the group (this one's from st itself), an unreachable one
+ * marked so within timeout_usec, and its leader and term from what the
+ * servers say.
+ */
+int gstat_start(sd_event *e, const struct dchat_conf *c, struct dchat_status *st, uint64_t timeout_usec,
+                void (*done)(void *userdata, struct dchat_status *st), void *userdata, struct gstat **ret);
+struct gstat *gstat_free(struct gstat *g);
+
+struct vjob;
+/* local: this server's own log (NULL on a peer). */
+int vjob_start(sd_event *e, const struct dchat_conf *c, struct chatlog *local,
+               void (*done)(void *userdata, const struct dchat_msg *answer), void *userdata, struct vjob **ret);
+struct vjob *vjob_free(struct vjob *j);
+
 /* server.c ---------------------------------------------------------------- */
 
 struct server;
@@ -632,6 +699,7 @@ int server_new(sd_event *e, const struct dchat_conf *c, int listen_fd, struct se
 struct server *server_free(struct server *s);
 void server_reconf(struct server *s, const struct dchat_conf *c);
 void server_status(struct server *s, struct dchat_status *st);
+struct chatlog *server_log(struct server *s);
 /* Serves a local VIEW page (control socket of a server-role daemon). */
 int server_view_page(struct server *s, const struct dchat_msg *req, struct conn *to);
 /* FOLLOW from a peer link or a local control client: ENTRY frames from from_seq on, then live. */

@@ -57,6 +57,8 @@ struct fsm {
         struct dchat_entry scratch;
         uint64_t applied;               /* commands applied since start (statistics) */
         int apply_error;                /* the last batch could not be written: why (retried) */
+        struct raft *owner;             /* whose last applied index a snapshot is taken at */
+        struct fsm_snapshots snaps;     /* taken and restored, for replica.c's snapshot events */
 };
 
 /* --- commands ------------------------------------------------------------------- */
@@ -336,6 +338,10 @@ static int fsm_snapshot(struct raft_fsm *rf, struct raft_buffer *bufs[], unsigne
         wbuf_free(&b);
         *bufs = out;
         *n_bufs = 1;
+        /* libraft takes a snapshot at its last applied index (libraft 0.15 and 0.22 alike) */
+        f->snaps.taken++;
+        f->snaps.taken_index = f->owner ? raft_last_applied(f->owner) : 0;
+        f->snaps.taken_seq = m.seq;
         return 0;
 }
 
@@ -353,6 +359,8 @@ static int fsm_restore(struct raft_fsm *rf, struct raft_buffer *buf)
                 e = RAFT_MALFORMED;
         if (!e) {
                 f->genesis = genesis;
+                f->snaps.restored++;
+                f->snaps.restored_seq = m.seq;
                 switch (mark_check(f, &m, "the group's snapshot")) {
                 case 0:
                         /* we hold it all (and maybe more, which replaying what follows finds stored) */
@@ -495,4 +503,14 @@ uint64_t fsm_applied(const struct fsm *f)
 int fsm_apply_error(const struct fsm *f)
 {
         return f->apply_error;
+}
+
+void fsm_attach(struct fsm *f, struct raft *raft)
+{
+        f->owner = raft;
+}
+
+void fsm_snapshots(const struct fsm *f, struct fsm_snapshots *s)
+{
+        *s = f->snaps;
 }

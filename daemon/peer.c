@@ -157,8 +157,7 @@ void peer_status(struct peer *p, struct dchat_status *st)
         strlcpy(st->dme_state, ra_state_name(p->ra.state), sizeof st->dme_state);
         st->request_ts = p->ra.state == RA_RELEASED ? 0 : p->ra.req_ts;
         st->queued = postq_pending(p);
-        strlcpy(st->server, uplink_server_name(p), sizeof st->server);
-        st->server_connected = uplink_ready(p);
+        uplink_status(p, st);
         mesh_status(p, st);
 }
 

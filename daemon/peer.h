@@ -236,6 +236,8 @@ void uplink_uncork(struct peer *p);
 uint32_t uplink_tag(struct peer *p);
 /* The server we link to (or try to), for messages. */
 const char *uplink_server_name(const struct peer *p);
+/* status: the server we link to, whether the link is up, the group's leader and term as LEADER said. */
+void uplink_status(const struct peer *p, struct dchat_status *st);
 /* Why it is not up, for messages: "silent for N ms", "connection refused", or "". */
 const char *uplink_why(const struct peer *p);
 /*

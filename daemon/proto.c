@@ -312,6 +312,10 @@ static const char *const type_names[_MSG_MAX] = {
         [MSG_ENTRY_DAMAGED] = "ENTRY_DAMAGED",
         [MSG_RAFT] = "RAFT",
         [MSG_LEADER] = "LEADER",
+        [MSG_DIGEST] = "DIGEST",
+        [MSG_DIGEST_REPLY] = "DIGEST_REPLY",
+        [MSG_VERIFY] = "VERIFY",
+        [MSG_VERIFY_REPLY] = "VERIFY_REPLY",
 };
 
 const char *proto_type_name(uint8_t type)
@@ -357,6 +361,8 @@ int proto_get_entry(struct rbuf *r, struct dchat_entry *e)
         return 0;
 }
 
+static bool name_chars_valid(const char *p, size_t n);
+
 static void put_status(struct wbuf *b, const struct dchat_status *st)
 {
         wbuf_put_str(b, st->node, strlen(st->node));
@@ -379,6 +385,33 @@ static void put_status(struct wbuf *b, const struct dchat_status *st)
         const struct dchat_counters *k = &st->counters;
         for (const uint64_t *v = &k->cs_entries; v <= &k->fdatasyncs; v++)
                 wbuf_put_u64(b, *v);
+        wbuf_put_str(b, st->raft_state, strlen(st->raft_state));
+        wbuf_put_u64(b, st->term);
+        wbuf_put_str(b, st->leader, strlen(st->leader));
+        wbuf_put_u64(b, st->applied_index);
+        wbuf_put_u16(b, st->n_servers);
+        for (unsigned i = 0; i < st->n_servers && i < DCHAT_SERVERS_MAX; i++) {
+                const struct dchat_server_status *s = &st->servers[i];
+                wbuf_put_str(b, s->name, strlen(s->name));
+                wbuf_put_u8(b, s->reachable);
+                wbuf_put_str(b, s->role, strlen(s->role));
+                wbuf_put_u64(b, s->term);
+                wbuf_put_u64(b, s->last_seq);
+                wbuf_put_u64(b, s->applied_index);
+                wbuf_put_str(b, s->note, strlen(s->note));
+        }
+}
+
+/*
+ * A name-like string of a status (a state, a server's name): copied, and
+ * only a node name's characters, since dchatctl prints it as it is.
+ */
+static int get_word(struct rbuf *r, char *dst, size_t cap)
+{
+        struct dchat_str s = rbuf_str(r);
+        if (!name_chars_valid(s.p, s.len))
+                return -EBADMSG;
+        return dchat_str_copy(dst, cap, s) < 0 ? -EBADMSG : 0;
 }
 
 static int get_status(struct rbuf *r, struct dchat_status *st)
@@ -408,6 +441,29 @@ static int get_status(struct rbuf *r, struct dchat_status *st)
         struct dchat_counters *k = &st->counters;
         for (uint64_t *v = &k->cs_entries; v <= &k->fdatasyncs; v++)
                 *v = rbuf_u64(r);
+        bad |= get_word(r, st->raft_state, sizeof st->raft_state);
+        st->term = rbuf_u64(r);
+        bad |= get_word(r, st->leader, sizeof st->leader);
+        st->applied_index = rbuf_u64(r);
+        st->n_servers = rbuf_u16(r);
+        if (st->n_servers > DCHAT_SERVERS_MAX)
+                return -EBADMSG;
+        for (unsigned i = 0; i < st->n_servers; i++) {
+                struct dchat_server_status *s = &st->servers[i];
+                bad |= get_word(r, s->name, sizeof s->name);
+                s->reachable = rbuf_u8(r);
+                bad |= get_word(r, s->role, sizeof s->role);
+                s->term = rbuf_u64(r);
+                s->last_seq = rbuf_u64(r);
+                s->applied_index = rbuf_u64(r);
+                struct dchat_str note = rbuf_str(r);
+                /* printed as it is: text without control characters, or nothing */
+                if (note.len && text_validate(note.p, note.len, NULL) < 0)
+                        bad = -EBADMSG;
+                bad |= dchat_str_copy(s->note, sizeof s->note, note);
+                if (!s->name[0])
+                        bad = -EBADMSG;
+        }
         return bad || r->bad ? -EBADMSG : 0;
 }
 
@@ -511,6 +567,30 @@ int proto_encode(struct wbuf *b, const struct dchat_msg *m)
                 wbuf_put_u64(b, m->leader.term);
                 wbuf_put_str(b, m->leader.leader.p, m->leader.leader.len);
                 wbuf_put_str(b, m->leader.address.p, m->leader.address.len);
+                break;
+        case MSG_DIGEST:
+                wbuf_put_u64(b, m->digest.from_seq);
+                wbuf_put_u64(b, m->digest.to_seq);
+                wbuf_put_u32(b, m->digest.block);
+                wbuf_put_u16(b, m->digest.max_blocks);
+                break;
+        case MSG_DIGEST_REPLY:
+                wbuf_put_u64(b, m->digest_reply.first_seq);
+                wbuf_put_u64(b, m->digest_reply.last_seq);
+                wbuf_put_u64(b, m->digest_reply.from_seq);
+                wbuf_put_u32(b, m->digest_reply.block);
+                wbuf_put_u16(b, m->digest_reply.n);
+                wbuf_put(b, m->digest_reply.p, (size_t) m->digest_reply.n * DCHAT_DIGEST_BYTES);
+                break;
+        case MSG_VERIFY:
+                break;
+        case MSG_VERIFY_REPLY:
+                wbuf_put_u8(b, m->verify_reply.differ);
+                wbuf_put_u64(b, m->verify_reply.first);
+                wbuf_put_u64(b, m->verify_reply.last);
+                wbuf_put_u64(b, m->verify_reply.seq);
+                wbuf_put_u16(b, m->verify_reply.n);
+                wbuf_put(b, m->verify_reply.p, m->verify_reply.len);
                 break;
         }
 
@@ -691,6 +771,47 @@ int proto_decode(uint8_t type, const uint8_t *payload, size_t len, struct dchat_
                     !address_chars_valid(m->leader.address.p, m->leader.address.len))
                         return -EBADMSG;
                 break;
+        case MSG_DIGEST:
+                m->digest.from_seq = rbuf_u64(&r);
+                m->digest.to_seq = rbuf_u64(&r);
+                m->digest.block = rbuf_u32(&r);
+                m->digest.max_blocks = rbuf_u16(&r);
+                break;
+        case MSG_DIGEST_REPLY:
+                m->digest_reply.first_seq = rbuf_u64(&r);
+                m->digest_reply.last_seq = rbuf_u64(&r);
+                m->digest_reply.from_seq = rbuf_u64(&r);
+                m->digest_reply.block = rbuf_u32(&r);
+                m->digest_reply.n = rbuf_u16(&r);
+                if (r.bad || m->digest_reply.n > DCHAT_DIGESTS_MAX ||
+                    r.len - r.off != (size_t) m->digest_reply.n * DCHAT_DIGEST_BYTES)
+                        return -EBADMSG;
+                m->digest_reply.p = r.p + r.off;
+                r.off = r.len;
+                break;
+        case MSG_VERIFY:
+                break;
+        case MSG_VERIFY_REPLY: {
+                m->verify_reply.differ = rbuf_u8(&r);
+                m->verify_reply.first = rbuf_u64(&r);
+                m->verify_reply.last = rbuf_u64(&r);
+                m->verify_reply.seq = rbuf_u64(&r);
+                m->verify_reply.n = rbuf_u16(&r);
+                if (r.bad || m->verify_reply.differ > 1 || m->verify_reply.n > DCHAT_SERVERS_MAX || !entry)
+                        return -EBADMSG;
+                m->verify_reply.p = r.p + r.off;
+                m->verify_reply.len = r.len - r.off;
+                /* every server's part well-formed (its entry decoded into the caller's storage), nothing after */
+                struct rbuf v = { .p = m->verify_reply.p, .len = m->verify_reply.len };
+                struct dchat_verify_server vs = { .entry = entry };
+                for (unsigned i = 0; i < m->verify_reply.n; i++)
+                        if (proto_verify_next(&v, &vs) <= 0)
+                                return -EBADMSG;
+                if (v.off != v.len)
+                        return -EBADMSG;
+                r.off = r.len;
+                break;
+        }
         default:
                 return -EBADMSG;
         }
@@ -713,4 +834,46 @@ int proto_cluster_next(struct rbuf *r, uint8_t *role, struct dchat_str *name, st
         if (!name_chars_valid(name->p, name->len) || !address_chars_valid(address->p, address->len))
                 return -EBADMSG;
         return 1;
+}
+
+void proto_verify_put(struct wbuf *b, const char *name, uint64_t first_seq, uint64_t last_seq, uint8_t kind,
+                      const struct dchat_entry *e, const char *reason)
+{
+        wbuf_put_str(b, name, strlen(name));
+        wbuf_put_u64(b, first_seq);
+        wbuf_put_u64(b, last_seq);
+        wbuf_put_u8(b, kind);
+        if (kind == VERIFY_ENTRY)
+                proto_put_entry(b, e);
+        else if (kind == VERIFY_DAMAGED)
+                wbuf_put_str(b, reason, strlen(reason));
+}
+
+int proto_verify_next(struct rbuf *r, struct dchat_verify_server *s)
+{
+        if (r->off == r->len)
+                return 0;
+        s->name = rbuf_str(r);
+        s->first_seq = rbuf_u64(r);
+        s->last_seq = rbuf_u64(r);
+        s->kind = rbuf_u8(r);
+        s->reason = (struct dchat_str) { "", 0 };
+        if (r->bad || s->name.len == 0 || s->name.len > DCHAT_NAME_MAX || !name_chars_valid(s->name.p, s->name.len))
+                return -EBADMSG;
+        switch (s->kind) {
+        case VERIFY_NONE:
+        case VERIFY_ABSENT:
+                return 1;
+        case VERIFY_ENTRY:
+                return s->entry && proto_get_entry(r, s->entry) == 0 ? 1 : -EBADMSG;
+        case VERIFY_DAMAGED:
+                /* printed as it is, like ENTRY_DAMAGED's */
+                s->reason = rbuf_str(r);
+                if (r->bad || s->reason.len == 0 || s->reason.len > DCHAT_REASON_MAX ||
+                    text_validate(s->reason.p, s->reason.len, NULL) < 0)
+                        return -EBADMSG;
+                return 1;
+        default:
+                return -EBADMSG;
+        }
 }

@@ -38,6 +38,10 @@
 #define DCHAT_UTC_OFFSET_MAX    (24 * 3600 + 59 * 60 + 59)
 #define DCHAT_HOLD_MAX_MS       30000           /* post --hold: a teaching and testing aid */
 #define DCHAT_REASON_MAX        128             /* reason of an ENTRY_DAMAGED */
+#define DCHAT_DIGEST_BYTES      16              /* one block's digest in a DIGEST_REPLY (BLAKE2b-128) */
+#define DCHAT_DIGESTS_MAX       256             /* digests in one DIGEST_REPLY */
+#define DCHAT_DIGEST_WORK       16384           /* entries one DIGEST may cover (a server's bounded work) */
+#define DCHAT_NOTE_MAX          127             /* why a server of a status is unreachable */
 
 /*
  * Post ids: a peer numbers its posts (incarnation << 32 | n), n = 1, 2, ...
@@ -102,6 +106,13 @@ enum dchat_msg_type {
         /* server -> peer: who leads the server group now (after HELLO_ACK,
          * and at every change); a peer sends its appends to the leader */
         MSG_LEADER,
+        /* -> server, on any daemon link (a peer's, another server's): the
+         * digests of blocks of its log, to compare replicas (verify) */
+        MSG_DIGEST,
+        MSG_DIGEST_REPLY,
+        /* dchatctl -> dchatd: compare the logs of the servers of the group */
+        MSG_VERIFY,
+        MSG_VERIFY_REPLY,
         _MSG_MAX,
 };
 
@@ -175,6 +186,17 @@ struct dchat_counters {
 /* proto.c (and tests/bench) walk it as an array, cs_entries to fdatasyncs */
 _Static_assert(sizeof(struct dchat_counters) == 10 * sizeof(uint64_t), "dchat_counters: u64 fields only");
 
+/* A server of the group as a status gathered it (dchatctl status). */
+struct dchat_server_status {
+        char name[DCHAT_NAME_MAX + 1];
+        bool reachable;         /* it answered in time; the rest is its own word */
+        char role[16];          /* leader | follower | candidate | unavailable */
+        uint64_t term;
+        uint64_t last_seq;      /* the last seq in its chat log (applied) */
+        uint64_t applied_index; /* the last Raft index it applied */
+        char note[DCHAT_NOTE_MAX + 1];  /* unreachable: why (text, checked like a post's; "" if none) */
+};
+
 struct dchat_status {
         char node[DCHAT_NAME_MAX + 1];
         uint8_t role;           /* enum dchat_role */
@@ -189,6 +211,25 @@ struct dchat_status {
         uint16_t n_peers;
         struct dchat_peer_status peers[DCHAT_PEERS_MAX];
         struct dchat_counters counters;
+        /* a server group: this node's view of it (a server's own Raft state) ... */
+        char raft_state[16];    /* a server of a group: leader | follower | candidate | unavailable; else "" */
+        uint64_t term;          /* the group's term as this node knows it */
+        char leader[DCHAT_NAME_MAX + 1];        /* the group's leader as this node knows it ("": none) */
+        uint64_t applied_index; /* a server of a group: the last Raft index applied */
+        /* ... and the group as gathered from its servers (control socket only; 0 otherwise) */
+        uint16_t n_servers;
+        struct dchat_server_status servers[DCHAT_SERVERS_MAX];
+};
+
+/*
+ * What VERIFY found (VERIFY_REPLY): the range compared on every server and,
+ * if they differ, the first seq where they do, with each server's version.
+ */
+enum dchat_verify_kind {
+        VERIFY_NONE = 0,        /* no version shown (they agree) */
+        VERIFY_ENTRY = 1,       /* its entry there */
+        VERIFY_DAMAGED = 2,     /* quarantined in its log */
+        VERIFY_ABSENT = 3,      /* its log has no entry there */
 };
 
 /*
@@ -226,6 +267,15 @@ struct dchat_msg {
                 struct { const uint8_t *p; size_t len; } raft;  /* the rest of the payload */
                 /* leader: a server's name ("" if the group has none it knows); address: host:port */
                 struct { uint64_t term; struct dchat_str leader; struct dchat_str address; } leader;
+                /* the digests of blocks of block seqs from from_seq up to to_seq, at most max_blocks */
+                struct { uint64_t from_seq; uint64_t to_seq; uint32_t block; uint16_t max_blocks; } digest;
+                /* the log's first and last seq; n digests of DCHAT_DIGEST_BYTES, block i from from_seq + i * block */
+                struct { uint64_t first_seq; uint64_t last_seq; uint64_t from_seq; uint32_t block; uint16_t n;
+                         const uint8_t *p; } digest_reply;
+                /* differ: 0 identical from first to last (none if last < first), 1 differ at seq;
+                 * n servers { name, first_seq, last_seq, kind, entry | reason }: proto_verify_next */
+                struct { uint8_t differ; uint64_t first; uint64_t last; uint64_t seq; uint16_t n;
+                         const uint8_t *p; size_t len; } verify_reply;
         };
 };
 
@@ -289,6 +339,20 @@ const char *proto_type_name(uint8_t type);
 
 /* The next member of a CLUSTER message (r over msg.cluster.p/len): 1, 0 at the end, -EBADMSG. */
 int proto_cluster_next(struct rbuf *r, uint8_t *role, struct dchat_str *name, struct dchat_str *address);
+
+/* One server's part of a VERIFY_REPLY (proto_verify_next). */
+struct dchat_verify_server {
+        struct dchat_str name;
+        uint64_t first_seq, last_seq;   /* its log's bounds */
+        uint8_t kind;                   /* enum dchat_verify_kind */
+        struct dchat_entry *entry;      /* VERIFY_ENTRY: decoded into the caller's storage */
+        struct dchat_str reason;        /* VERIFY_DAMAGED */
+};
+/* Appends one server's part to b (for msg.verify_reply.p/len). */
+void proto_verify_put(struct wbuf *b, const char *name, uint64_t first_seq, uint64_t last_seq, uint8_t kind,
+                      const struct dchat_entry *e, const char *reason);
+/* The next server of a VERIFY_REPLY (r over msg.verify_reply.p/len; s->entry set by the caller): 1, 0 at the end, -EBADMSG. */
+int proto_verify_next(struct rbuf *r, struct dchat_verify_server *s);
 
 /* Copies a wire string into a NUL-terminated array of size cap; -ENAMETOOLONG or -EINVAL (NUL inside). */
 int dchat_str_copy(char *dst, size_t cap, struct dchat_str s);

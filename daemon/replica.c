@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <raft.h>
 #include <raft/uv.h>
 
@@ -60,6 +61,8 @@ struct replica {
         int apply_error;                /* as last logged */
         unsigned in_flight;             /* batches submitted, not applied */
         struct dchat_counters stats;
+        struct fsm_snapshots snaps;     /* as last logged */
+        struct ratelimit snapshot_rl;   /* snapshot events: a busy group takes several a second */
 };
 
 static const char *state_name(unsigned short s)
@@ -158,6 +161,34 @@ static void genesis_propose(struct replica *rep)
 
 /* --- what changed ---------------------------------------------------------------------------- */
 
+static uint64_t monotonic_usec(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000;
+}
+
+/* Snapshots taken or installed since the last turn: a snapshot event (rate-limited for those taken). */
+static void watch_snapshots(struct replica *rep)
+{
+        struct fsm_snapshots now;
+
+        fsm_snapshots(rep->fsm, &now);
+        if (now.restored != rep->snaps.restored)
+                log_event(EV_SNAPSHOT, &(struct event_fields) { .seq = now.restored_seq },
+                          "installed the leader's snapshot of the group's log (up to seq %llu)%s",
+                          (unsigned long long) now.restored_seq,
+                          now.restored_seq > chatlog_last_seq(rep->log) ? ": fetching the entries this server lacks"
+                                                                        : "");
+        if (now.taken != rep->snaps.taken && ratelimit_pass(&rep->snapshot_rl, monotonic_usec()))
+                log_event(EV_SNAPSHOT, &(struct event_fields) { .seq = now.taken_seq },
+                          "snapshot taken at Raft index %llu (the chat log up to seq %llu); libraft keeps the %u "
+                          "entries before it and drops older ones%s", (unsigned long long) now.taken_index,
+                          (unsigned long long) now.taken_seq, SNAPSHOT_TRAILING,
+                          ratelimit_suppressed(&rep->snapshot_rl));
+        rep->snaps = now;
+}
+
 /* After every turn of the libuv loop: report a new state, leader or term. */
 static void watch(void *userdata)
 {
@@ -196,6 +227,7 @@ static void watch(void *userdata)
         }
         if (st == RAFT_LEADER)
                 genesis_propose(rep);
+        watch_snapshots(rep);
 
         if (rep->ops->tick)
                 rep->ops->tick(rep->userdata);
@@ -365,6 +397,8 @@ int replica_new(sd_event *e, const struct dchat_conf *c, struct chatlog *log, co
         }
         rep->raft_ready = true;
         rep->raft.data = rep;
+        fsm_attach(rep->fsm, &rep->raft);
+        rep->snapshot_rl = RATELIMIT_INIT(60 * USEC_PER_SEC, 1);
         raft_set_election_timeout(&rep->raft, (unsigned) (c->election_timeout_usec / USEC_PER_MSEC));
         raft_set_heartbeat_timeout(&rep->raft, (unsigned) (c->election_timeout_usec / USEC_PER_MSEC / 5));
         raft_set_pre_vote(&rep->raft, true);
@@ -389,6 +423,13 @@ int replica_new(sd_event *e, const struct dchat_conf *c, struct chatlog *log, co
                 goto fail;
         }
         rep->started = true;
+        /* raft_start restored the last snapshot, if there is one: its index is where applying goes on */
+        fsm_snapshots(rep->fsm, &rep->snaps);
+        if (rep->snaps.restored)
+                log_event(EV_SNAPSHOT, &(struct event_fields) { .seq = rep->snaps.restored_seq },
+                          "started from the snapshot at Raft index %llu (the chat log up to seq %llu)",
+                          (unsigned long long) raft_last_applied(&rep->raft),
+                          (unsigned long long) rep->snaps.restored_seq);
         rep->fsm_state = FSM_READY;
         rep->state = RAFT_UNAVAILABLE;
         uvloop_kick(rep->uv);

@@ -45,6 +45,7 @@ struct sconn {
         struct conn *c;
         char node[DCHAT_NAME_MAX + 1];  /* "" until HELLO */
         bool server;                    /* another server of the group (HELLO as a server) */
+        bool query;                     /* a peer's query link (HELLO with incarnation 0, query.c) */
         int idx;                        /* the node's index in conf->peers, once known */
         uint64_t serial;                /* accepted after every connection with a smaller one */
         uint64_t incarnation;           /* the life of the node that sent the HELLO (0: not said) */
@@ -108,6 +109,10 @@ struct server {
         uint64_t cluster_reported[DCHAT_PEERS_MAX];     /* its cluster digest we logged a config-mismatch for */
         struct wbuf cluster;            /* our CLUSTER message's members while it is sent */
         bool damage_logged;             /* log-damaged was logged */
+
+        /* questions on the links: status and digests (query.c, verify.c) */
+        struct dchat_status status;
+        uint8_t digests[DCHAT_DIGESTS_MAX * DCHAT_DIGEST_BYTES];
 
         /* a server group (conf->n_servers > 1) */
         struct replica *rep;
@@ -777,10 +782,13 @@ static int on_hello(struct server *s, struct sconn *sc, const struct dchat_msg *
          * it reconnected).  Close them before answering, so that nothing they
          * still bring is taken in after this HELLO_ACK.  (A late HELLO on an
          * older connection closes nothing newer; a HELLO that names no
-         * incarnation, a hand-made one, replaces nothing.) */
+         * incarnation replaces nothing, and is replaced by nothing: it is
+         * the peer's query link, for a status or a verify (query.c), which
+         * lives beside its main link, or a hand-made one.) */
         for (struct sconn *o = s->conns, *nx; o && inc; o = nx) {
                 nx = o->next;
-                if (o != sc && strcmp(o->node, name) == 0 && o->incarnation <= inc && o->serial < sc->serial) {
+                if (o != sc && !o->query && strcmp(o->node, name) == 0 && o->incarnation <= inc &&
+                    o->serial < sc->serial) {
                         log_info("%s: replaced by a new connection of %s (incarnation %llu); closing", conn_label(o->c),
                                  name, (unsigned long long) inc);
                         conn_close(o->c, -ECONNRESET);
@@ -790,7 +798,8 @@ static int on_hello(struct server *s, struct sconn *sc, const struct dchat_msg *
         sc->idx = (int) pi;
         sc->incarnation = inc;
         char label[96];
-        snprintf(label, sizeof label, "peer %s", name);
+        sc->query = inc == 0;
+        snprintf(label, sizeof label, sc->query ? "query link of peer %s" : "peer %s", name);
         conn_set_label(sc->c, label);
         if (m->hello.digest && m->hello.digest != s->conf->cluster_digest) {
                 /* it answers with its own members: both say what differs */
@@ -798,7 +807,10 @@ static int on_hello(struct server *s, struct sconn *sc, const struct dchat_msg *
                 conf_cluster_msg(s->conf, &s->cluster, &cm);
                 (void) conn_send(sc->c, &cm);
         }
-        log_event(EV_PEER_UP, &(struct event_fields) { .peer = name }, "peer %s connected", name);
+        if (sc->query)
+                log_debug("%s: up", conn_label(sc->c));        /* a question or two: no peer-up */
+        else
+                log_event(EV_PEER_UP, &(struct event_fields) { .peer = name }, "peer %s connected", name);
         uint64_t lamport;
         uint32_t idx;
         char last_node[DCHAT_NAME_MAX + 1];
@@ -809,6 +821,40 @@ static int on_hello(struct server *s, struct sconn *sc, const struct dchat_msg *
         if (r >= 0)
                 send_leader(s, sc);
         return r;
+}
+
+/* STATUS on a daemon link (another server's, a peer's query link): this server's own figures. */
+static int answer_status(struct server *s, struct conn *c, uint32_t tag)
+{
+        struct dchat_status *st = &s->status;
+
+        *st = (struct dchat_status) { .role = ROLE_SERVER };
+        strlcpy(st->node, s->conf->node, sizeof st->node);
+        server_status(s, st);
+        return conn_send(c, &(struct dchat_msg) { .type = MSG_STATUS_REPLY, .tag = tag, .status = st });
+}
+
+/* DIGEST: digests of blocks of the log, a bounded number of entries read (verify.c). */
+static int answer_digest(struct server *s, struct conn *c, const struct dchat_msg *req)
+{
+        struct dchat_msg ans;
+        const char *why = "";
+        int r = verify_digest(s->log, req, &ans, s->digests, &s->scratch, &why);
+
+        if (r == -EBADMSG)
+                note_damage(s);
+        if (r == -EINVAL) {
+                conn_send_error(c, req->tag, ERR_INVALID, "%s cannot give digests of %s", s->conf->node, why);
+                return 0;
+        }
+        if (r < 0) {
+                if (r != -EBADMSG)
+                        log_error("reading the chat log for digests failed: %s", strerror(-r));
+                conn_send_error(c, req->tag, ERR_STORAGE, "%s cannot give digests: %s (%s)", s->conf->node, why,
+                                strerror(-r));
+                return 0;
+        }
+        return conn_send(c, &ans);
 }
 
 static int sconn_frame(struct conn *c, uint8_t type, const uint8_t *payload, size_t len)
@@ -834,12 +880,16 @@ static int sconn_frame(struct conn *c, uint8_t type, const uint8_t *payload, siz
                 return -EBADMSG;
         }
         if (sc->server) {
-                /* another server: replication, then the group's traffic (catch-up pages) */
+                /* another server: replication, then the group's traffic (catch-up pages, questions) */
                 switch (type) {
                 case MSG_RAFT:
                         return on_raft_stream(s, sc, payload, len);
                 case MSG_VIEW:
                         return server_view_page(s, &m, c);
+                case MSG_STATUS:
+                        return answer_status(s, c, m.tag);
+                case MSG_DIGEST:
+                        return answer_digest(s, c, &m);
                 case MSG_HEARTBEAT:
                         return 0;
                 default:
@@ -863,6 +913,10 @@ static int sconn_frame(struct conn *c, uint8_t type, const uint8_t *payload, siz
         case MSG_CLUSTER:
                 conf_cluster_report(s->conf, sc->node, &m, &s->cluster_reported[sc->idx]);
                 return 0;
+        case MSG_STATUS:
+                return answer_status(s, c, m.tag);
+        case MSG_DIGEST:
+                return answer_digest(s, c, &m);
         case MSG_HEARTBEAT:
                 return 0;               /* heard from: that is all */
         default:
@@ -885,7 +939,10 @@ static void sconn_closed(struct conn *c, int error)
                         if (gb->pend[i].from == sc)
                                 gb->pend[i].from = NULL;
         bool followed = follow_find(s, c) != NULL;
-        if (sc->node[0])
+        if (sc->query || (sc->server && !sc->why[0]))
+                /* a question's link, or a replication link closed before its stream began */
+                log_debug("%s closed: %s", conn_label(c), conn_strerror(error));
+        else if (sc->node[0])
                 log_event(EV_PEER_DOWN, &(struct event_fields) { .peer = sc->node }, "%s %s disconnected: %s%s",
                           sc->server ? "server" : "peer", sc->node, sc->why[0] ? sc->why : conn_strerror(error),
                           followed ? "; its follow ends" : "");
@@ -1116,6 +1173,19 @@ void server_status(struct server *s, struct dchat_status *st)
                 strlcpy(p->name, s->conf->peers[i].name, sizeof p->name);
                 p->connected = false;
                 for (struct sconn *sc = s->conns; sc; sc = sc->next)
-                        p->connected |= strcmp(sc->node, p->name) == 0;
+                        p->connected |= !sc->server && !sc->query && strcmp(sc->node, p->name) == 0;
         }
+        if (s->rep) {
+                struct replica_status rs;
+                replica_status(s->rep, &rs);
+                strlcpy(st->raft_state, rs.state, sizeof st->raft_state);
+                strlcpy(st->leader, rs.leader, sizeof st->leader);
+                st->term = rs.term;
+                st->applied_index = rs.applied_index;
+        }
+}
+
+struct chatlog *server_log(struct server *s)
+{
+        return s->log;
 }

@@ -70,6 +70,15 @@ const char *uplink_server_name(const struct peer *p)
         return cur_server(p)->name;
 }
 
+void uplink_status(const struct peer *p, struct dchat_status *st)
+{
+        strlcpy(st->server, cur_server(p)->name, sizeof st->server);
+        st->server_connected = uplink_ready(p);
+        /* the group's leader as the last LEADER said (a group's status asks every server too: query.c) */
+        strlcpy(st->leader, p->conf->n_servers > 1 ? p->uplink.leader : "", sizeof st->leader);
+        st->term = p->uplink.leader_term;
+}
+
 const char *uplink_why(const struct peer *p)
 {
         return p->uplink.why;
