@@ -53,7 +53,7 @@ CLI_OBJS    := cli/dchatctl.o cli/since.o cli/number.o cli/follow.o cli/chat.o d
 UNIT_TESTS  := $(patsubst %.c,%,$(wildcard tests/unit/test-*.c))
 FUZZ_TARGETS := $(patsubst %.c,%,$(wildcard tests/fuzz/fuzz-*.c))
 TEST_TOOLS  := tests/lib/notify-recv tests/lib/send-raw tests/lib/nfq-delay tests/bench/dchat-bench tests/lib/mklog \
-               tests/lib/mitm-proxy tests/lib/clockshift.so tests/lib/flood
+               tests/lib/mitm-proxy tests/lib/clockshift.so tests/lib/flood tests/lib/logedit
 HEADERS     := $(wildcard daemon/*.h cli/*.h tests/unit/*.h)
 
 all: $(O)dchatd $(O)dchatctl
@@ -96,6 +96,10 @@ tests/lib/clockshift.so: tests/lib/clockshift.c
 
 # writes big chat logs through daemon/chatlog.c (history tests and benchmark)
 tests/lib/mklog: tests/lib/mklog.c $(DAEMON_OBJS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(RAFT_LIBS)
+
+# rewrites one entry's text as a good record (a difference planted between replicas)
+tests/lib/logedit: tests/lib/logedit.c $(DAEMON_OBJS)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(RAFT_LIBS)
 
 # with -k it speaks the link handshake (secure.c) like a cluster member

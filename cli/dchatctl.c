@@ -569,8 +569,8 @@ static void group_text(const struct dchat_status *st)
         int w = 0;
 
         if (st->leader[0])
-                printf("group:     %u servers, leader %s, term %llu\n", st->n_servers, st->leader,
-                       (unsigned long long) st->term);
+                printf("group:     %u servers, leader %s%s, term %llu\n", st->n_servers, st->leader,
+                       group_leader(st) < 0 ? " (as last heard; not reachable now)" : "", (unsigned long long) st->term);
         else
                 printf("group:     %u servers, no leader known (term %llu)\n", st->n_servers,
                        (unsigned long long) st->term);

@@ -178,6 +178,39 @@ static void fill_status(struct dchat_status *st, unsigned n_peers)
         st->counters = (struct dchat_counters) { 1, 2, 3, 4, 5, 6, UINT64_C(1) << 40, 8, 9, UINT64_MAX };
 }
 
+/* A server group's part: n servers, every third unreachable (with why), the rest with figures. */
+static void fill_group(struct dchat_status *st, unsigned n, bool largest)
+{
+        snprintf(st->raft_state, sizeof st->raft_state, "%s", largest ? name_of(15, 'r') : "follower");
+        st->term = UINT64_MAX - 3;
+        snprintf(st->leader, sizeof st->leader, "%s", largest ? name_of(DCHAT_NAME_MAX, 'l') : "master2");
+        st->applied_index = UINT64_C(1) << 50;
+        st->n_servers = (uint16_t) n;
+        for (unsigned i = 0; i < n && i < DCHAT_SERVERS_MAX; i++) {
+                struct dchat_server_status *v = &st->servers[i];
+                memset(v, 0, sizeof *v);
+                if (largest)
+                        snprintf(v->name, sizeof v->name, "%.*s%02u", DCHAT_NAME_MAX - 2, name_of(DCHAT_NAME_MAX, 's'), i);
+                else
+                        snprintf(v->name, sizeof v->name, "master%u", i + 1);
+                v->reachable = i % 3 != 2;
+                if (v->reachable) {
+                        snprintf(v->role, sizeof v->role, "%s", i == 1 ? "leader" : largest ? name_of(15, 'f') : "follower");
+                        v->term = 7 + i;
+                        v->last_seq = UINT64_C(1000000) - i;
+                        v->applied_index = UINT64_MAX - i;
+                } else if (largest) {
+                        /* 127 bytes of text, multi-byte characters cut on a boundary */
+                        size_t l = 0;
+                        while (l + 2 <= DCHAT_NOTE_MAX)
+                                memcpy(v->note + l, "\xc3\xa9", 2), l += 2;
+                        v->note[l++] = 'x';
+                        v->note[l] = '\0';
+                } else
+                        snprintf(v->note, sizeof v->note, "no answer within 1000 ms");
+        }
+}
+
 static bool status_eq(const struct dchat_status *a, const struct dchat_status *b)
 {
         if (strcmp(a->node, b->node) || a->role != b->role || a->lamport != b->lamport ||
@@ -189,6 +222,16 @@ static bool status_eq(const struct dchat_status *a, const struct dchat_status *b
         for (unsigned i = 0; i < a->n_peers; i++)
                 if (strcmp(a->peers[i].name, b->peers[i].name) || a->peers[i].connected != b->peers[i].connected)
                         return false;
+        if (strcmp(a->raft_state, b->raft_state) || a->term != b->term || strcmp(a->leader, b->leader) ||
+            a->applied_index != b->applied_index || a->n_servers != b->n_servers)
+                return false;
+        for (unsigned i = 0; i < a->n_servers; i++) {
+                const struct dchat_server_status *x = &a->servers[i], *y = &b->servers[i];
+                if (strcmp(x->name, y->name) || x->reachable != y->reachable || strcmp(x->role, y->role) ||
+                    x->term != y->term || x->last_seq != y->last_seq || x->applied_index != y->applied_index ||
+                    strcmp(x->note, y->note))
+                        return false;
+        }
         return true;
 }
 
@@ -452,10 +495,11 @@ static void test_roundtrips(void)
         check_truncations(&f, "STATUS");
         wbuf_free(&f.b);
 
-        /* STATUS_REPLY: several peers, then the largest */
+        /* STATUS_REPLY: several peers (and no group, a group of 3), then the largest (a group of 7) */
         unsigned sizes[] = { 0, 3, DCHAT_PEERS_MAX };
         for (unsigned k = 0; k < 3; k++) {
                 fill_status(&sin, sizes[k]);
+                fill_group(&sin, k == 0 ? 0 : k == 1 ? 3 : DCHAT_SERVERS_MAX, k == 2);
                 if (k == 2) {
                         snprintf(sin.node, sizeof sin.node, "%s", name_of(DCHAT_NAME_MAX, 'n'));
                         snprintf(sin.server, sizeof sin.server, "%s", name_of(DCHAT_NAME_MAX, 's'));
@@ -467,11 +511,99 @@ static void test_roundtrips(void)
                         ok(out.status == &sout && status_eq(&sin, &sout), "STATUS_REPLY, %u peers: every field",
                            sizes[k]);
                 if (k == 1)
-                        check_truncations(&f, "STATUS_REPLY (3 peers)");
+                        check_truncations(&f, "STATUS_REPLY (3 peers, 3 servers)");
+                if (k == 2)
+                        ok(f.len < DCHAT_FRAME_MAX, "STATUS_REPLY: the largest (64 peers, 7 servers) fits a frame "
+                           "(%zu bytes)", f.len);
                 if (k == 2)
                         is_int(proto_decode(MSG_STATUS_REPLY, f.payload, f.len, &out, NULL, NULL), -EBADMSG,
                                "STATUS_REPLY: no status storage: refused");
                 wbuf_free(&f.b);
+        }
+
+        /* DIGEST and DIGEST_REPLY: none, one, the most digests */
+        in = (struct dchat_msg) { .type = MSG_DIGEST, .tag = 16,
+                                  .digest = { UINT64_MAX - 1, UINT64_MAX, DCHAT_DIGEST_WORK, UINT16_MAX } };
+        if (is_int(roundtrip(&f, &in, &out, NULL, NULL), 0, "DIGEST: round trip"))
+                ok(out.tag == 16 && out.digest.from_seq == UINT64_MAX - 1 && out.digest.to_seq == UINT64_MAX &&
+                   out.digest.block == DCHAT_DIGEST_WORK && out.digest.max_blocks == UINT16_MAX, "DIGEST: every field");
+        check_truncations(&f, "DIGEST");
+        wbuf_free(&f.b);
+        {
+                static uint8_t dig[DCHAT_DIGESTS_MAX * DCHAT_DIGEST_BYTES];
+                for (size_t i = 0; i < sizeof dig; i++)
+                        dig[i] = (uint8_t) (i * 7 + 3);
+                unsigned ns[] = { 0, 1, DCHAT_DIGESTS_MAX };
+                for (unsigned k = 0; k < 3; k++) {
+                        in = (struct dchat_msg) { .type = MSG_DIGEST_REPLY, .tag = 17,
+                                .digest_reply = { 1, UINT64_MAX, 5, 1024, (uint16_t) ns[k], dig } };
+                        if (is_int(roundtrip(&f, &in, &out, NULL, NULL), 0, "DIGEST_REPLY: round trip, %u digests", ns[k]))
+                                ok(out.digest_reply.first_seq == 1 && out.digest_reply.last_seq == UINT64_MAX &&
+                                   out.digest_reply.from_seq == 5 && out.digest_reply.block == 1024 &&
+                                   out.digest_reply.n == ns[k] &&
+                                   (ns[k] == 0 || memcmp(out.digest_reply.p, dig, ns[k] * DCHAT_DIGEST_BYTES) == 0),
+                                   "DIGEST_REPLY, %u digests: every field and byte", ns[k]);
+                        if (k == 1)
+                                check_truncations(&f, "DIGEST_REPLY (1 digest)");
+                        wbuf_free(&f.b);
+                }
+        }
+
+        /* VERIFY, and VERIFY_REPLY: identical (no versions), and differing (an entry, a damaged one, none) */
+        in = (struct dchat_msg) { .type = MSG_VERIFY, .tag = 18 };
+        if (is_int(roundtrip(&f, &in, &out, NULL, NULL), 0, "VERIFY: round trip"))
+                ok(out.type == MSG_VERIFY && out.tag == 18 && f.len == 4, "VERIFY: a 4-byte payload (the tag)");
+        check_truncations(&f, "VERIFY");
+        wbuf_free(&f.b);
+        {
+                struct wbuf parts = {0};
+                struct dchat_verify_server v;
+                struct rbuf r;
+                fill_entry(&ein);
+                proto_verify_put(&parts, "master", 1, 100, VERIFY_NONE, NULL, NULL);
+                proto_verify_put(&parts, name_of(DCHAT_NAME_MAX, 'm'), 3, 99, VERIFY_NONE, NULL, NULL);
+                in = (struct dchat_msg) { .type = MSG_VERIFY_REPLY, .tag = 19,
+                                          .verify_reply = { 0, 3, 99, 0, 2, parts.data, parts.len } };
+                memset(&eout, 0, sizeof eout);
+                if (is_int(roundtrip(&f, &in, &out, &eout, NULL), 0, "VERIFY_REPLY (identical): round trip")) {
+                        r = (struct rbuf) { .p = out.verify_reply.p, .len = out.verify_reply.len };
+                        v = (struct dchat_verify_server) { .entry = &eout };
+                        int a = proto_verify_next(&r, &v);
+                        bool first = a == 1 && str_eq(v.name, "master", 6) && v.first_seq == 1 && v.last_seq == 100 &&
+                                     v.kind == VERIFY_NONE;
+                        int b2 = proto_verify_next(&r, &v);
+                        ok(first && b2 == 1 && v.name.len == DCHAT_NAME_MAX && v.last_seq == 99 &&
+                           proto_verify_next(&r, &v) == 0 && out.verify_reply.differ == 0 && out.verify_reply.first == 3 &&
+                           out.verify_reply.last == 99 && out.verify_reply.n == 2,
+                           "VERIFY_REPLY (identical): every field, both servers, then the end");
+                }
+                check_truncations(&f, "VERIFY_REPLY (identical)");
+                wbuf_free(&f.b);
+
+                wbuf_reset(&parts);
+                proto_verify_put(&parts, "master", 1, 100, VERIFY_ENTRY, &ein, NULL);
+                proto_verify_put(&parts, "master2", 1, 100, VERIFY_DAMAGED, NULL, "body checksum mismatch");
+                proto_verify_put(&parts, "master3", 1, 40, VERIFY_ABSENT, NULL, NULL);
+                in = (struct dchat_msg) { .type = MSG_VERIFY_REPLY, .tag = 20,
+                                          .verify_reply = { 1, 1, 40, 41, 3, parts.data, parts.len } };
+                if (is_int(roundtrip(&f, &in, &out, &eout, NULL), 0, "VERIFY_REPLY (differ): round trip")) {
+                        r = (struct rbuf) { .p = out.verify_reply.p, .len = out.verify_reply.len };
+                        v = (struct dchat_verify_server) { .entry = &eout };
+                        memset(&eout, 0, sizeof eout);
+                        bool e1 = proto_verify_next(&r, &v) == 1 && v.kind == VERIFY_ENTRY && entry_eq(&ein, &eout);
+                        bool e2 = proto_verify_next(&r, &v) == 1 && v.kind == VERIFY_DAMAGED &&
+                                  str_eq(v.reason, "body checksum mismatch", 22);
+                        bool e3 = proto_verify_next(&r, &v) == 1 && v.kind == VERIFY_ABSENT && v.last_seq == 40;
+                        ok(e1 && e2 && e3 && proto_verify_next(&r, &v) == 0 && out.verify_reply.differ == 1 &&
+                           out.verify_reply.seq == 41, "VERIFY_REPLY (differ): the entry (every field), the damaged "
+                           "one's reason, the absent one, then the end");
+                        ok(f.len < DCHAT_FRAME_MAX, "VERIFY_REPLY: with a 4096-byte entry it fits a frame");
+                }
+                check_truncations(&f, "VERIFY_REPLY (differ)");
+                is_int(proto_decode(MSG_VERIFY_REPLY, f.payload, f.len, &out, NULL, NULL), -EBADMSG,
+                       "VERIFY_REPLY: no entry storage: refused");
+                wbuf_free(&f.b);
+                wbuf_free(&parts);
         }
 
         /* two frames back to back in one buffer */
@@ -575,6 +707,27 @@ static int decode_entry(const struct wbuf *b)
         return proto_decode(MSG_ENTRY, b->data, b->len, &m, &e, NULL);
 }
 
+/* The group part of a raw status: one server (name, role, note given), after the counters. */
+static void raw_group(struct wbuf *b, uint16_t n, struct dchat_str name, struct dchat_str role, struct dchat_str note)
+{
+        wbuf_put_str(b, "follower", 8);
+        wbuf_put_u64(b, 3);
+        wbuf_put_str(b, "master", 6);
+        wbuf_put_u64(b, 9);
+        wbuf_put_u16(b, n);
+        for (unsigned i = 0; i < n; i++) {
+                wbuf_put_str(b, name.p, name.len);
+                wbuf_put_u8(b, 1);
+                wbuf_put_str(b, role.p, role.len);
+                wbuf_put_u64(b, 3);
+                wbuf_put_u64(b, 5);
+                wbuf_put_u64(b, 9);
+                wbuf_put_str(b, note.p, note.len);
+        }
+}
+
+static size_t raw_npeers_off;   /* where raw_status put n_peers */
+
 /* The wire form of a status with the given names, after a tag. */
 static void raw_status(struct wbuf *b, struct dchat_str node, struct dchat_str state, struct dchat_str server,
                        unsigned n_peers, struct dchat_str peer)
@@ -590,6 +743,7 @@ static void raw_status(struct wbuf *b, struct dchat_str node, struct dchat_str s
         wbuf_put_str(b, server.p, server.len);
         wbuf_put_u8(b, 1);
         wbuf_put_u32(b, 10);
+        raw_npeers_off = b->len;
         wbuf_put_u16(b, (uint16_t) n_peers);
         for (unsigned i = 0; i < n_peers; i++) {
                 wbuf_put_str(b, peer.p, peer.len);
@@ -599,6 +753,14 @@ static void raw_status(struct wbuf *b, struct dchat_str node, struct dchat_str s
         }
         for (unsigned i = 0; i < 10; i++)       /* struct dchat_counters */
                 wbuf_put_u64(b, i);
+}
+
+/* raw_status with a group of servers */
+static void raw_status_group(struct wbuf *b, uint16_t n, struct dchat_str name, struct dchat_str role,
+                             struct dchat_str note)
+{
+        raw_status(b, S("node1"), S("held"), S("master"), 2, S("node2"));
+        raw_group(b, n, name, role, note);
 }
 
 static int decode_status(const struct wbuf *b)
@@ -725,18 +887,116 @@ static void test_malformed(void)
 
         /* STATUS_REPLY */
         raw_status(&b, S("node1"), S("held"), S("master"), 2, S("node2"));
+        raw_group(&b, 0, S(""), S(""), S(""));
         is_int(decode_status(&b), 0, "status: the raw builder's good status decodes");
         wbuf_reset(&b);
+        raw_status(&b, S("node1"), S("held"), S("master"), 2, S("node2"));
+        is_int(decode_status(&b), -EBADMSG, "status: one without the group part (an older daemon's) refused");
+        wbuf_reset(&b);
         raw_status(&b, S("node1"), S("held"), S("master"), DCHAT_PEERS_MAX, S("node2"));
+        raw_group(&b, 0, S(""), S(""), S(""));
         is_int(decode_status(&b), 0, "status: 64 peers accepted");
         wbuf_reset(&b);
         raw_status(&b, S("node1"), S("held"), S("master"), DCHAT_PEERS_MAX + 1, S("node2"));
+        raw_group(&b, 0, S(""), S(""), S(""));
         is_int(decode_status(&b), -EBADMSG, "status: n_peers 65 (with 65 peers present) refused");
         wbuf_reset(&b);
         raw_status(&b, S("node1"), S("held"), S("master"), 0, S("x"));
-        b.data[b.len - 10 * 8 - 2] = 0xff, b.data[b.len - 10 * 8 - 1] = 0xff;    /* n_peers, before the counters */
+        raw_group(&b, 0, S(""), S(""), S(""));
+        b.data[raw_npeers_off] = 0xff, b.data[raw_npeers_off + 1] = 0xff;
         is_int(decode_status(&b), -EBADMSG, "status: n_peers 65535 refused");
         wbuf_reset(&b);
+
+        /* the group part */
+        raw_status_group(&b, DCHAT_SERVERS_MAX, S("master"), S("leader"), S("no answer within 1000 ms"));
+        is_int(decode_status(&b), 0, "status: a group of 7 servers accepted");
+        wbuf_reset(&b);
+        raw_status_group(&b, DCHAT_SERVERS_MAX + 1, S("master"), S("leader"), S(""));
+        is_int(decode_status(&b), -EBADMSG, "status: a group of 8 servers refused");
+        wbuf_reset(&b);
+        struct { struct dchat_str name, role, note; const char *what; } grp[] = {
+                { S(""), S("leader"), S(""), "an empty server name" },
+                { S("mas ter"), S("leader"), S(""), "a space in a server name" },
+                { S(n65), S("leader"), S(""), "a 65-byte server name" },
+                { S("master"), S("lead\x1b[31mer"), S(""), "an escape sequence in a role" },
+                { S("master"), S(name_of(16, 'r')), S(""), "a 16-byte role" },
+                { S("master"), S("leader"), S("refused\nevent=forged"), "a newline in a note" },
+                { S("master"), S("leader"), S("\xff\xfe"), "a note that is no UTF-8" },
+                { S("master"), S("leader"), S(name_of(DCHAT_NOTE_MAX + 1, 'n')), "a 128-byte note" },
+        };
+        for (unsigned i = 0; i < sizeof grp / sizeof grp[0]; i++) {
+                raw_status_group(&b, 1, grp[i].name, grp[i].role, grp[i].note);
+                is_int(decode_status(&b), -EBADMSG, "status: %s refused", grp[i].what);
+                wbuf_reset(&b);
+        }
+        raw_status(&b, S("node1"), S("held"), S("master"), 2, S("node2"));
+        wbuf_put_str(&b, "fol\nlower", 9);
+        wbuf_put_u64(&b, 3);
+        wbuf_put_str(&b, "", 0);
+        wbuf_put_u64(&b, 9);
+        wbuf_put_u16(&b, 0);
+        is_int(decode_status(&b), -EBADMSG, "status: a newline in this node's Raft state refused");
+        wbuf_reset(&b);
+
+        /* DIGEST_REPLY: as many digest bytes as it says, at most 256 */
+        {
+                uint8_t z[DCHAT_DIGEST_BYTES * 2] = {0};
+                struct { uint16_t n; size_t bytes; const char *what; int want; } dr[] = {
+                        { 2, sizeof z, "2 digests, 32 bytes", 0 },
+                        { 2, sizeof z - 1, "2 digests, 31 bytes", -EBADMSG },
+                        { 1, sizeof z, "1 digest, 32 bytes", -EBADMSG },
+                        { DCHAT_DIGESTS_MAX + 1, 0, "257 digests", -EBADMSG },
+                };
+                for (unsigned i = 0; i < sizeof dr / sizeof dr[0]; i++) {
+                        wbuf_put_u32(&b, 1);
+                        wbuf_put_u64(&b, 1);
+                        wbuf_put_u64(&b, 10);
+                        wbuf_put_u64(&b, 1);
+                        wbuf_put_u32(&b, 5);
+                        wbuf_put_u16(&b, dr[i].n);
+                        wbuf_put(&b, z, dr[i].bytes);
+                        is_int(proto_decode(MSG_DIGEST_REPLY, b.data, b.len, &m, NULL, NULL), dr[i].want,
+                               "DIGEST_REPLY: %s %s", dr[i].what, dr[i].want ? "refused" : "accepted");
+                        wbuf_reset(&b);
+                }
+        }
+
+        /* VERIFY_REPLY: its servers' parts */
+        {
+                static struct dchat_entry ve;
+                struct { uint8_t differ; uint16_t n; uint8_t kind; struct dchat_str name, reason; const char *what;
+                         int want; } vr[] = {
+                        { 1, 1, VERIFY_DAMAGED, S("master"), S("bad crc"), "a damaged version", 0 },
+                        { 2, 1, VERIFY_NONE, S("master"), S(""), "differ 2", -EBADMSG },
+                        { 0, 2, VERIFY_NONE, S("master"), S(""), "n 2 with one server's part", -EBADMSG },
+                        { 0, 8, VERIFY_NONE, S("master"), S(""), "n 8", -EBADMSG },
+                        { 1, 1, 4, S("master"), S(""), "kind 4", -EBADMSG },
+                        { 1, 1, VERIFY_NONE, S(""), S(""), "an empty server name", -EBADMSG },
+                        { 1, 1, VERIFY_NONE, S("a\tb"), S(""), "a tab in a server name", -EBADMSG },
+                        { 1, 1, VERIFY_DAMAGED, S("master"), S(""), "a damaged version without reason", -EBADMSG },
+                        { 1, 1, VERIFY_DAMAGED, S("master"), S("a\x1b]0;x\x07"), "escapes in a reason", -EBADMSG },
+                        { 1, 1, VERIFY_DAMAGED, S("master"), S(name_of(DCHAT_REASON_MAX + 1, 'r')),
+                          "a 129-byte reason", -EBADMSG },
+                        { 1, 1, VERIFY_ENTRY, S("master"), S(""), "an entry version without its entry", -EBADMSG },
+                };
+                for (unsigned i = 0; i < sizeof vr / sizeof vr[0]; i++) {
+                        wbuf_put_u32(&b, 1);
+                        wbuf_put_u8(&b, vr[i].differ);
+                        wbuf_put_u64(&b, 1);
+                        wbuf_put_u64(&b, 9);
+                        wbuf_put_u64(&b, 10);
+                        wbuf_put_u16(&b, vr[i].n);
+                        wbuf_put_str(&b, vr[i].name.p, vr[i].name.len);
+                        wbuf_put_u64(&b, 1);
+                        wbuf_put_u64(&b, 10);
+                        wbuf_put_u8(&b, vr[i].kind);
+                        if (vr[i].kind == VERIFY_DAMAGED)
+                                wbuf_put_str(&b, vr[i].reason.p, vr[i].reason.len);
+                        is_int(proto_decode(MSG_VERIFY_REPLY, b.data, b.len, &m, &ve, NULL), vr[i].want,
+                               "VERIFY_REPLY: %s %s", vr[i].what, vr[i].want ? "refused" : "accepted");
+                        wbuf_reset(&b);
+                }
+        }
         {
                 static struct dchat_status big;
                 struct wbuf w = {0};
@@ -1149,7 +1409,8 @@ static void test_time(void)
         /* names of things */
         static const char *const types[] = { "?", "HELLO", "HELLO_ACK", "REQUEST", "REPLY", "APPEND", "APPENDED",
                                              "VIEW", "ENTRY", "VIEW_END", "ERROR", "POST", "POSTED", "STATUS",
-                                             "STATUS_REPLY", "HEARTBEAT", "FOLLOW", "CLUSTER", "ENTRY_DAMAGED", "RAFT", "LEADER" };
+                                             "STATUS_REPLY", "HEARTBEAT", "FOLLOW", "CLUSTER", "ENTRY_DAMAGED",
+                                             "RAFT", "LEADER", "DIGEST", "DIGEST_REPLY", "VERIFY", "VERIFY_REPLY" };
         bool names_ok = sizeof types / sizeof types[0] == _MSG_MAX;
         for (unsigned t = 0; t < _MSG_MAX && names_ok; t++)
                 names_ok = strcmp(proto_type_name((uint8_t) t), types[t]) == 0;
