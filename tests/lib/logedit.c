@@ -7,10 +7,13 @@
  * (dchatctl verify).  The log must not be open in a dchatd.
  *
  *   logedit DIR SEQ TEXT
+ *   logedit -d DIR SEQ
  *
  * TEXT must encode to as many bytes as the text it replaces (the record
- * keeps its size: change a letter).  The checkpoint chat.log.idx is
- * removed, so the next open reads the whole log.  Prints the old text.
+ * keeps its size: change a letter).  Prints the old text.  With -d the
+ * record is damaged instead: a byte of its body flipped, checksums left
+ * as they were, so the next open quarantines that seq.  Either way the
+ * checkpoint chat.log.idx is removed, so the next open reads the whole log.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -45,12 +48,15 @@ int main(int argc, char **argv)
         struct wbuf body = {0};
         int r, fd;
 
-        if (argc != 4) {
-                fprintf(stderr, "usage: logedit DIR SEQ TEXT\n");
+        bool damage = argc == 4 && !strcmp(argv[1], "-d");
+        if (damage)
+                argv++;
+        else if (argc != 4) {
+                fprintf(stderr, "usage: logedit DIR SEQ TEXT | logedit -d DIR SEQ\n");
                 return 2;
         }
         uint64_t seq = strtoull(argv[2], NULL, 10);
-        const char *text = argv[3];
+        const char *text = damage ? NULL : argv[3];
         r = chatlog_open(argv[1], &log, &rec);
         if (r < 0) {
                 fprintf(stderr, "logedit: cannot open the log in %s: %s\n", argv[1], strerror(-r));
@@ -65,26 +71,41 @@ int main(int argc, char **argv)
                 fprintf(stderr, "logedit: no good entry %llu in %s/chat.log\n", (unsigned long long) seq, argv[1]);
                 return 1;
         }
-        if (strlen(text) != e.text_len) {
+        if (damage) {
+                strlcpy(e.text, "?", sizeof e.text);
+                e.text_len = 1;
+        } else if (strlen(text) != e.text_len) {
                 fprintf(stderr, "logedit: the new text has %zu bytes, the old one %u: they must be as long\n",
                         strlen(text), e.text_len);
                 return 1;
         }
-        printf("%s\n", e.text);
-        memcpy(e.text, text, e.text_len);
+        if (!damage) {
+                printf("%s\n", e.text);
+                memcpy(e.text, text, e.text_len);
+        }
         proto_put_entry(&body, &e);
 
         snprintf(path, sizeof path, "%s/chat.log", argv[1]);
         fd = open(path, O_RDWR | O_CLOEXEC);
-        if (fd < 0 || pread(fd, hdr, HDR, (off_t) off) != HDR || get_be32(hdr + 4) != body.len) {
+        if (fd < 0 || pread(fd, hdr, HDR, (off_t) off) != HDR || (!damage && get_be32(hdr + 4) != body.len)) {
                 fprintf(stderr, "logedit: the record of seq %llu at offset %llu is not where it should be\n",
                         (unsigned long long) seq, (unsigned long long) off);
                 return 1;
         }
-        put_be32(hdr + 8, crc32c(0, body.data, body.len));
-        put_be32(hdr + 12, crc32c(0, hdr, 12));
-        if (pwrite(fd, hdr, HDR, (off_t) off) != HDR ||
-            pwrite(fd, body.data, body.len, (off_t) (off + HDR)) != (ssize_t) body.len || fsync(fd) < 0) {
+        if (damage) {
+                /* the seq's high byte (the body starts with it): checksums as they were */
+                uint8_t b;
+                if (pread(fd, &b, 1, (off_t) (off + HDR)) != 1 || (b ^= 0x80, pwrite(fd, &b, 1, (off_t) (off + HDR))) != 1 ||
+                    fsync(fd) < 0) {
+                        fprintf(stderr, "logedit: cannot write %s: %s\n", path, strerror(errno));
+                        return 1;
+                }
+        } else {
+                put_be32(hdr + 8, crc32c(0, body.data, body.len));
+                put_be32(hdr + 12, crc32c(0, hdr, 12));
+        }
+        if (!damage && (pwrite(fd, hdr, HDR, (off_t) off) != HDR ||
+                        pwrite(fd, body.data, body.len, (off_t) (off + HDR)) != (ssize_t) body.len || fsync(fd) < 0)) {
                 fprintf(stderr, "logedit: cannot write %s: %s\n", path, strerror(errno));
                 return 1;
         }
