@@ -87,6 +87,14 @@ $(O)tests/fuzz/fuzz-%: $(O)tests/fuzz/fuzz-%.o $(filter %.o,$(FUZZ_MAIN)) $(addp
 
 fuzz-targets: $(addprefix $(O),$(FUZZ_TARGETS))
 
+# The seed corpus of fuzz-frame, one good frame per message type: run again after a change
+# of the codec (tests/fuzz/mkcorpus-frame.c has a sample of every type).
+tests/fuzz/mkcorpus-frame: tests/fuzz/mkcorpus-frame.c daemon/proto.o
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+fuzz-corpus: tests/fuzz/mkcorpus-frame
+	tests/fuzz/mkcorpus-frame tests/fuzz/corpus/fuzz-frame
+
 tests/lib/%: tests/lib/%.c
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $<
 
@@ -226,8 +234,9 @@ uninstall:
 	@# the cluster key is the admin's: /etc/dchat goes only if empty
 	-rmdir $(DESTDIR)$(SYSCONFDIR)/dchat 2>/dev/null
 
-.PHONY: all clean deps deps-test run stop check check-asan check-valgrind fuzz unit-tests fuzz-targets \
+.PHONY: all clean deps deps-test run stop check check-asan check-valgrind fuzz fuzz-corpus unit-tests fuzz-targets \
 	bench bench-history bench-crypto install uninstall
 clean:
-	rm -f dchatd dchatctl daemon/*.o cli/*.o tests/unit/*.o tests/bench/*.o $(UNIT_TESTS) $(TEST_TOOLS) tests/bench/secure-bench
+	rm -f dchatd dchatctl daemon/*.o cli/*.o tests/unit/*.o tests/bench/*.o $(UNIT_TESTS) $(TEST_TOOLS) tests/bench/secure-bench \
+		tests/fuzz/mkcorpus-frame
 	rm -rf build/asan build/fuzz
