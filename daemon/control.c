@@ -46,9 +46,8 @@ struct client {
         sd_event_source *idle_timer;
         bool following;                 /* sent FOLLOW: never idle */
         bool status_only;               /* let in beyond max_clients: STATUS only */
-        /* a group's status being gathered, and a verify running: one of each at a time (query.c) */
-        struct gstat *gstat;
-        struct dchat_status *gstatus;
+        /* waits for the group's status being gathered, and a verify running: one of each at a time */
+        bool gstat_waiting;
         uint32_t gstat_tag;
         struct vjob *vjob;
         uint32_t vjob_tag;
@@ -64,6 +63,9 @@ struct control {
         unsigned n_status_only;         /* ... those let in for STATUS only */
         struct client *clients;
         struct dchat_status status;     /* scratch for STATUS replies */
+        /* a server group's status: one gathering at a time, for every client that asked meanwhile */
+        struct gstat *gstat;
+        struct dchat_status *gstatus;
         unsigned verifies;              /* running */
         gid_t group;                    /* control_group's gid ... */
         bool have_group;                /* ... if the group exists */
@@ -97,39 +99,51 @@ void daemon_status(struct daemon *d, struct dchat_status *st)
 
 static void group_status_done(void *userdata, struct dchat_status *st)
 {
-        struct client *cl = userdata;
+        struct control *ctl = userdata;
 
-        (void) conn_send(cl->c, &(struct dchat_msg) { .type = MSG_STATUS_REPLY, .tag = cl->gstat_tag, .status = st });
-        cl->gstat = gstat_free(cl->gstat);
-        free(cl->gstatus);
-        cl->gstatus = NULL;
-        conn_resume(cl->c);             /* its next STATUS, if it waits */
+        for (struct client *cl = ctl->clients; cl; cl = cl->next) {
+                if (!cl->gstat_waiting)
+                        continue;
+                cl->gstat_waiting = false;
+                (void) conn_send(cl->c, &(struct dchat_msg) { .type = MSG_STATUS_REPLY, .tag = cl->gstat_tag,
+                                                              .status = st });
+                conn_resume(cl->c);     /* its next STATUS, if it waits */
+        }
+        ctl->gstat = gstat_free(ctl->gstat);
+        free(ctl->gstatus);
+        ctl->gstatus = NULL;
 }
 
 /*
  * STATUS in a server group: this node's figures, and each server's own,
  * gathered over query links within GROUP_STATUS_USEC (connect_timeout_ms
- * if that is shorter).
+ * if that is shorter).  The clients that ask while it is gathered get the
+ * same answer: however many ask, the servers see one question at a time.
  */
 static int group_status(struct client *cl, uint32_t tag)
 {
-        struct daemon *d = cl->ctl->d;
+        struct control *ctl = cl->ctl;
+        struct daemon *d = ctl->d;
         uint64_t wait = d->conf.connect_timeout_usec < GROUP_STATUS_USEC ? d->conf.connect_timeout_usec
                                                                         : GROUP_STATUS_USEC;
 
-        if (cl->gstat)
-                return CONN_LATER;      /* one at a time: group_status_done resumes it */
-        cl->gstatus = malloc(sizeof *cl->gstatus);
-        if (!cl->gstatus)
-                return -ENOMEM;
-        daemon_status(d, cl->gstatus);
-        cl->gstat_tag = tag;
-        int r = gstat_start(d->event, &d->conf, cl->gstatus, wait, group_status_done, cl, &cl->gstat);
-        if (r < 0) {
-                free(cl->gstatus);
-                cl->gstatus = NULL;
-                conn_send_error(cl->c, tag, ERR_INTERNAL, "cannot ask the servers: %s", strerror(-r));
+        if (cl->gstat_waiting)
+                return CONN_LATER;      /* its second STATUS waits for the first's answer */
+        if (!ctl->gstat) {
+                ctl->gstatus = malloc(sizeof *ctl->gstatus);
+                if (!ctl->gstatus)
+                        return -ENOMEM;
+                daemon_status(d, ctl->gstatus);
+                int r = gstat_start(d->event, &d->conf, ctl->gstatus, wait, group_status_done, ctl, &ctl->gstat);
+                if (r < 0) {
+                        free(ctl->gstatus);
+                        ctl->gstatus = NULL;
+                        conn_send_error(cl->c, tag, ERR_INTERNAL, "cannot ask the servers: %s", strerror(-r));
+                        return 0;
+                }
         }
+        cl->gstat_waiting = true;
+        cl->gstat_tag = tag;
         return 0;
 }
 
@@ -278,9 +292,7 @@ static void client_closed(struct conn *c, int error)
                 peer_client_gone(ctl->d->peer, c);
         if (ctl->d->server)
                 server_client_gone(ctl->d->server, c);
-        /* what it asked the servers is dropped with it */
-        cl->gstat = gstat_free(cl->gstat);
-        free(cl->gstatus);
+        /* its verify is dropped with it (a status being gathered goes on for the others) */
         if (cl->vjob) {
                 cl->vjob = vjob_free(cl->vjob);
                 ctl->verifies--;
@@ -513,6 +525,8 @@ struct control *control_free(struct control *ctl)
                 return NULL;
         while (ctl->clients)
                 conn_close(ctl->clients->c, -ESHUTDOWN);
+        ctl->gstat = gstat_free(ctl->gstat);
+        free(ctl->gstatus);
         sd_event_source_disable_unref(ctl->listen_src);
         free(ctl);
         return NULL;

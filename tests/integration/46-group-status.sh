@@ -90,6 +90,12 @@ note "status with a frozen server: ${MS} ms"
 is "$(jfield servers "$(idx "$L")" reachable <<< "$OUT")" 0 "... $L is shown unreachable"
 like "$(perl -MJSON::PP -e 'print map { $_->{error} // "" } @{decode_json(join "", <STDIN>)->{servers}}' <<< "$OUT")" \
      '^no answer within [0-9]+ ms$' "... with why: no answer in the status's bounded wait"
+# several at once share one round of questions; each gets its answer
+for i in 1 2 3 4 5 6; do ( ctl node2 status --json > "$T/s$i.out" 2>&1; echo $? > "$T/s$i.rc" ) & track_pid $!; done
+all_answered() { local i; for i in 1 2 3 4 5 6; do [ -s "$T/s$i.rc" ] || return 1; done; }
+ok "six statuses at once on node2 are all answered" wait_for -t 20 all_answered
+is "$(cat "$T"/s[1-6].rc | sort -u | tr -d '\n')/$(for i in 1 2 3 4 5 6; do group < "$T/s$i.out"; done | sort -u | wc -l)" "0/1" \
+   "... each exit 0, all with the same figures"
 moved() {
     local s
     s=$(grep -a 'msg="the server [^ ]* leads the group' "$(node_log node1)" | tail -n +$((lines + 1)) | tail -n 1)
