@@ -139,6 +139,13 @@ run ctl master status --json
 st=$(printf '%s\n' "$OUT" | perl -MJSON::PP -e 'my $s = decode_json(join "", <STDIN>);
     print join ",", $s->{node}, $s->{role}, $s->{last_seq}, map { "$_->{name}=" . ($_->{connected} ? 1 : 0) } @{$s->{peers}}')
 is "$st" "master,server,26,node1=1,node2=1" "status --json (server): last_seq 26, both peers connected"
+# one server: no group in the status; verify reads its log through
+unlike "$(ctl node1 status)" $'\ngroup:' "status with one server shows no group"
+unlike "$(ctl node1 status --json)" '"servers":' "status --json with one server has no servers"
+for n in node1 master; do
+    run ctl $n verify
+    is "$RC/$OUT" "0/26 entries compared on 1 server: identical" "verify on $n with one server"
+done
 
 # --- usage errors: exit 2 and the usage --------------------------------------------------------
 run "$DCHATCTL" -s "$(node_sock node1)" frobnicate
@@ -163,6 +170,11 @@ run ctl node1 view extra
 is "$RC" 2 "view with an argument: exit 2"
 run ctl node1 status --bogus
 is "$RC" 2 "status --bogus: exit 2"
+run ctl node1 verify --bogus
+is "$RC" 2 "verify --bogus: exit 2"
+run ctl node1 verify extra
+is "$RC" 2 "verify with an argument: exit 2"
+like "$ERR" "^dchatctl: verify takes no arguments \\('extra'\\)" "verify with an argument: says so"
 run ctl node1 post --hold 99 x
 is "$RC" 2 "post --hold beyond 30 s: exit 2"
 # numbers are plain decimal: no hex, exponent, sign or space that strtod/strtoul would take
