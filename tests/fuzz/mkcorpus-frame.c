@@ -66,7 +66,7 @@ static int sample(uint8_t type, struct dchat_msg *m, struct wbuf *parts)
                 m->appended = (typeof(m->appended)) { 42, 17, 0, 0 };
                 return 0;
         case MSG_VIEW:
-                m->view = (typeof(m->view)) { 0, 20, 0, 512, 1795338000 };
+                m->view = (typeof(m->view)) { 0, 20, 0, 512, 1795338000, 41 };
                 return 0;
         case MSG_VIEW_END:
                 m->view_end = (typeof(m->view_end)) { 43, 42, 1 };

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# 46-group-status — `dchatctl status` and `dchatctl verify` with a server group (three
+# 47-group-status — `dchatctl status` and `dchatctl verify` with a server group (three
 # servers, two peers): status on a peer and on a server names the leader, the term and
 # every server's role, applied seq, Raft index and lag; a frozen leader and a killed
 # server are shown unreachable within the status's bounded wait; verify is clean after
