@@ -7,10 +7,23 @@
  * flight there.  It speaks the control protocol of daemon/proto.h with
  * daemon/proto.c, like dchatctl.
  *
- *   dchat-bench [-c POSTERS] [-n POSTS] [-a ACTIVE] [-t TAG] [-s SERVER_SOCKET] [-p PID]... PEER_SOCKET...
+ *   dchat-bench [-c POSTERS] [-n POSTS] [-a ACTIVE] [-t TAG] [-o FILE] [-e MS] [-s SERVER_SOCKET] [-p PID]...
+ *               PEER_SOCKET...
  *
  * -c posters per peer socket (default 1), -n posts per poster (default
- * 1000), -a only the first ACTIVE peer sockets get posters (the others
+ * 1000; 0: post until SIGUSR1, SIGINT or SIGTERM, then let the posts in
+ * flight finish), -o write every post's outcome to FILE, one line each as
+ * it comes (for the fault tests: what was acknowledged, under which seq,
+ * and what failed with which error):
+ *
+ *   REALTIME_NS ok SEQ TEXT
+ *   REALTIME_NS err CODE TEXT<tab>ERROR
+ *
+ * (CLOCK_REALTIME of the answer, so that a script can compare it with
+ * `date +%s%N`; tabs and newlines in ERROR become spaces), -e a poster
+ * whose post failed waits MS milliseconds before its next one (so that a
+ * peer that refuses at once is not flooded; default 0), -a only the
+ * first ACTIVE peer sockets get posters (the others
  * are only asked for their counters; default all), -t a word put in
  * every text (default "bench"), -s the server's control socket (for its
  * counters), -p a daemon's PID (repeatable; CPU time and RSS are read
@@ -32,6 +45,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,6 +67,8 @@ struct poster {
         unsigned idx;           /* within that peer */
         unsigned sent, done;
         uint64_t t_sent;        /* ns, of the post in flight */
+        uint64_t resume_at;     /* -e: ns, when its next post goes (0: not paused) */
+        char text[160];         /* of the post in flight */
         struct wbuf in;
 };
 
@@ -64,6 +80,9 @@ static unsigned long errors;
 static char first_error[256];
 static const char *tag = "bench";
 static unsigned posts_each = 1000;
+static volatile sig_atomic_t stop;      /* -n 0: a signal ends the run */
+static FILE *outcomes;                  /* -o */
+static uint64_t pause_ns;               /* -e */
 
 static _Noreturn void die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static _Noreturn void die(const char *fmt, ...)
@@ -82,6 +101,37 @@ static uint64_t now_ns(void)
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
         return (uint64_t) ts.tv_sec * 1000000000u + (uint64_t) ts.tv_nsec;
+}
+
+static uint64_t realtime_ns(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (uint64_t) ts.tv_sec * 1000000000u + (uint64_t) ts.tv_nsec;
+}
+
+static void on_stop(int sig)
+{
+        (void) sig;
+        stop = 1;
+}
+
+/* -o: one line for the answer m to p's post in flight */
+static void outcome(const struct poster *p, const struct dchat_msg *m)
+{
+        if (!outcomes)
+                return;
+        if (m->type == MSG_POSTED) {
+                fprintf(outcomes, "%llu ok %llu %s\n", (unsigned long long) realtime_ns(),
+                        (unsigned long long) m->appended.seq, p->text);
+                return;
+        }
+        fprintf(outcomes, "%llu err %u %s\t", (unsigned long long) realtime_ns(), m->error.code, p->text);
+        for (uint16_t i = 0; i < m->error.text.len; i++) {
+                char c = m->error.text.p[i];
+                fputc(c == '\t' || c == '\n' || c == '\r' ? ' ' : c, outcomes);
+        }
+        fputc('\n', outcomes);
 }
 
 static int connect_unix(const char *path)
@@ -166,11 +216,11 @@ static void get_status(const char *path, struct dchat_status *st)
 
 static void post_next(struct poster *p)
 {
-        char text[160];
-        int n = snprintf(text, sizeof text, "%s p%u c%u #%u", tag, p->peer + 1, p->idx + 1, p->sent + 1);
+        int n = snprintf(p->text, sizeof p->text, "%s p%u c%u #%u", tag, p->peer + 1, p->idx + 1, p->sent + 1);
         p->t_sent = now_ns();
+        p->resume_at = 0;
         send_all(p->fd, &(struct dchat_msg) { .type = MSG_POST, .tag = p->sent + 1,
-                                              .post = { 0, 0, { text, (uint16_t) n } } });
+                                              .post = { 0, 0, { p->text, (uint16_t) n } } });
         p->sent++;
 }
 
@@ -272,7 +322,7 @@ int main(int argc, char **argv)
         unsigned per_peer = 1, n_active = 0;
         int pids[PIDS_MAX], n_pids = 0, o;
 
-        while ((o = getopt(argc, argv, "c:n:a:t:s:p:F:h")) >= 0) {
+        while ((o = getopt(argc, argv, "c:n:a:t:o:e:s:p:F:h")) >= 0) {
                 switch (o) {
                 case 'c':
                         per_peer = (unsigned) atoi(optarg);
@@ -286,6 +336,14 @@ int main(int argc, char **argv)
                 case 't':
                         tag = optarg;
                         break;
+                case 'o':
+                        outcomes = fopen(optarg, "we");
+                        if (!outcomes)
+                                die("cannot open %s: %s", optarg, strerror(errno));
+                        break;
+                case 'e':
+                        pause_ns = (uint64_t) atoi(optarg) * 1000000u;
+                        break;
                 case 's':
                         server = optarg;
                         break;
@@ -298,14 +356,14 @@ int main(int argc, char **argv)
                         break;
                 default:
                         fprintf(o == 'h' ? stdout : stderr,
-                                "usage: dchat-bench [-c POSTERS] [-n POSTS] [-a ACTIVE] [-t TAG] [-s SERVER_SOCKET] [-p PID]... PEER_SOCKET...\n"
+                                "usage: dchat-bench [-c POSTERS] [-n POSTS] [-a ACTIVE] [-t TAG] [-o FILE] [-e MS] [-s SERVER_SOCKET] "
+                                "[-p PID]... PEER_SOCKET...\n"
                                 "       dchat-bench -F DIR\n");
                         return o == 'h' ? 0 : 2;
                 }
         }
         unsigned n_socks = (unsigned) (argc - optind);
-        if (n_socks == 0 || n_socks > SOCKETS_MAX || per_peer == 0 || per_peer > POSTERS_MAX || posts_each == 0 ||
-            strlen(tag) > 64)
+        if (n_socks == 0 || n_socks > SOCKETS_MAX || per_peer == 0 || per_peer > POSTERS_MAX || strlen(tag) > 64)
                 die("bad arguments (see -h)");
         char **socks = argv + optind;
         if (n_active == 0 || n_active > n_socks)
@@ -319,10 +377,19 @@ int main(int argc, char **argv)
         for (int i = 0; i < n_pids; i++)
                 cpu0[i] = cpu_ms(pids[i]);
 
-        lat_ns = calloc((size_t) n_active * per_peer * posts_each, sizeof *lat_ns);
+        /* -n 0: latencies in a ring of the last million (the figures are of those) */
+        size_t lat_cap = posts_each ? (size_t) n_active * per_peer * posts_each : 1000000;
+        lat_ns = calloc(lat_cap, sizeof *lat_ns);
         struct pollfd *pfd = calloc((size_t) n_active * per_peer, sizeof *pfd);
         if (!lat_ns || !pfd)
                 die("out of memory");
+        if (posts_each == 0) {
+                struct sigaction sa = { .sa_handler = on_stop };
+                sigaction(SIGUSR1, &sa, NULL);
+                sigaction(SIGINT, &sa, NULL);
+                sigaction(SIGTERM, &sa, NULL);
+        }
+        unsigned long acked = 0;
         for (unsigned s = 0; s < n_active; s++)
                 for (unsigned c = 0; c < per_peer; c++) {
                         struct poster *p = &posters[n_posters++];
@@ -334,51 +401,81 @@ int main(int argc, char **argv)
         for (unsigned i = 0; i < n_posters; i++)
                 post_next(&posters[i]);
         while (active) {
+                /* posters waiting for an answer are polled; paused ones (-e) set the timeout */
+                uint64_t now = now_ns(), wake = UINT64_MAX;
                 unsigned k = 0;
-                for (unsigned i = 0; i < n_posters; i++)
-                        if (posters[i].fd >= 0)
-                                pfd[k++] = (struct pollfd) { posters[i].fd, POLLIN, 0 };
-                if (poll(pfd, k, 60000) <= 0)
+                for (unsigned i = 0; i < n_posters; i++) {
+                        struct poster *p = &posters[i];
+                        if (p->fd < 0)
+                                continue;
+                        if (p->resume_at) {
+                                if (p->resume_at < wake)
+                                        wake = p->resume_at;
+                                continue;
+                        }
+                        pfd[k++] = (struct pollfd) { p->fd, POLLIN, 0 };
+                }
+                int timeout = wake == UINT64_MAX ? 60000 : wake <= now ? 0 : (int) ((wake - now) / 1000000 + 1);
+                int pr = poll(pfd, k, timeout);
+                if (pr < 0 && errno != EINTR)
+                        die("poll: %s", strerror(errno));
+                if (pr == 0 && wake == UINT64_MAX)
                         die("no answer for 60 s (%u posters still busy)", active);
+                now = now_ns();
                 k = 0;
                 for (unsigned i = 0; i < n_posters; i++) {
                         struct poster *p = &posters[i];
                         if (p->fd < 0)
                                 continue;
-                        if (!(pfd[k++].revents & (POLLIN | POLLHUP | POLLERR)))
-                                continue;
-                        if (read_some(p->fd, &p->in) < 0)
-                                die("dchatd closed a poster's connection (peer %u, poster %u)", p->peer + 1, p->idx + 1);
+                        bool next = false, failed = false;
+                        if (p->resume_at) {
+                                if (p->resume_at > now && !stop)
+                                        continue;
+                                next = true;
+                        } else {
+                                if (pr <= 0 || !(pfd[k++].revents & (POLLIN | POLLHUP | POLLERR)))
+                                        continue;
+                                if (read_some(p->fd, &p->in) < 0)
+                                        die("dchatd closed a poster's connection (peer %u, poster %u)", p->peer + 1,
+                                            p->idx + 1);
+                        }
                         struct dchat_msg m;
                         size_t used;
-                        bool next = false;
-                        while ((used = frame_in(&p->in, &m, NULL))) {
+                        while (!p->resume_at && (used = frame_in(&p->in, &m, NULL))) {
                                 if (p->done >= p->sent || m.tag != p->sent)
                                         die("an answer (%s, tag %u) to no post in flight (peer %u, poster %u)",
                                             proto_type_name(m.type), m.tag, p->peer + 1, p->idx + 1);
                                 if (m.type == MSG_POSTED) {
-                                        lat_ns[n_lat++] = (uint32_t) (now_ns() - p->t_sent);
+                                        uint64_t l = now_ns() - p->t_sent;
+                                        lat_ns[n_lat++ % lat_cap] = l > UINT32_MAX ? UINT32_MAX : (uint32_t) l;
+                                        acked++;
                                 } else if (m.type == MSG_ERROR) {
                                         if (!errors++)
                                                 snprintf(first_error, sizeof first_error, "%.*s",
                                                          (int) m.error.text.len, m.error.text.p);
+                                        failed = true;
                                 } else {
                                         die("unexpected %s frame", proto_type_name(m.type));
                                 }
+                                outcome(p, &m);
                                 wbuf_consume(&p->in, used);
                                 p->done++;
                                 next = true;
                         }
                         if (!next)
                                 continue;
-                        if (p->done < posts_each) {
-                                post_next(p);
-                        } else {
+                        if (posts_each ? p->done >= posts_each : stop) {
                                 close(p->fd);
                                 p->fd = -1;
                                 active--;
+                        } else if (failed && pause_ns) {
+                                p->resume_at = now + pause_ns;
+                        } else {
+                                post_next(p);
                         }
                 }
+                if (outcomes)
+                        fflush(outcomes);
         }
         double secs = (double) (now_ns() - t0) / 1e9;
 
@@ -398,24 +495,28 @@ int main(int argc, char **argv)
                 add_counters(&peers, &before[i].counters, &after[i].counters);
         if (server)
                 add_counters(&srv, &before[n_socks].counters, &after[n_socks].counters);
+        if (n_lat > lat_cap)
+                n_lat = lat_cap;
         qsort(lat_ns, n_lat, sizeof *lat_ns, cmp_u32);
+        if (outcomes && fclose(outcomes) != 0)
+                die("cannot write the outcomes: %s", strerror(errno));
 
         uint64_t msgs = peers.requests_sent + peers.replies_sent;
-        printf("{\"sockets\":%u,\"active\":%u,\"posters\":%u,\"posts\":%zu,\"errors\":%lu,\"seconds\":%.3f,\"posts_per_s\":%.0f,"
+        printf("{\"sockets\":%u,\"active\":%u,\"posters\":%u,\"posts\":%lu,\"errors\":%lu,\"seconds\":%.3f,\"posts_per_s\":%.0f,"
                "\"lat_median_us\":%.0f,\"lat_p99_us\":%.0f,\"lat_max_us\":%.0f,"
                "\"cs_entries\":%llu,\"cs_reused\":%llu,\"dme_msgs\":%llu,\"dme_msgs_per_entry\":%.2f,"
                "\"posts_per_entry\":%.2f",
-               n_socks, n_active, per_peer, n_lat, errors, secs, ratio((double) n_lat, secs), us_at(0.5), us_at(0.99),
+               n_socks, n_active, per_peer, acked, errors, secs, ratio((double) acked, secs), us_at(0.5), us_at(0.99),
                n_lat ? lat_ns[n_lat - 1] / 1000.0 : 0.0, (unsigned long long) peers.cs_entries,
                (unsigned long long) peers.cs_reused, (unsigned long long) msgs,
-               ratio((double) msgs, (double) peers.cs_entries), ratio((double) n_lat, (double) peers.cs_entries));
+               ratio((double) msgs, (double) peers.cs_entries), ratio((double) acked, (double) peers.cs_entries));
         if (server)
                 printf(",\"server_posts\":%llu,\"server_batches\":%llu,\"fdatasyncs\":%llu,\"fdatasyncs_per_post\":%.3f",
                        (unsigned long long) srv.posts, (unsigned long long) srv.batches,
                        (unsigned long long) srv.fdatasyncs, ratio((double) srv.fdatasyncs, (double) srv.posts));
         if (n_pids) {
                 printf(",\"cpu_ms\":%lld,\"cpu_ms_per_1000_posts\":%.1f,\"rss_kib\":[", cpu,
-                       ratio((double) cpu * 1000, (double) n_lat));
+                       ratio((double) cpu * 1000, (double) acked));
                 for (int i = 0; i < n_pids; i++)
                         printf("%s%lld", i ? "," : "", status_kib(pids[i], "VmRSS:"));
                 printf("],\"rss_peak_kib\":[");

@@ -29,6 +29,10 @@
 #            node_kill NAME (SIGKILL), node_alive, node_hup, wait_connected,
 #            events NODE EVENT (its event= lines; EVENT may be an ERE like "a|b"), count_events, wait_event,
 #            ev_field KEY (the value of KEY= in an event line on stdin).
+# Groups:    group_leader (the live server that leads now, by its log), last_seq NODE,
+#            servers_identical (every live server holds the same log: `dchatctl verify`
+#            where dchatctl has it, else their `view --json` compared), bench_acks_after NS,
+#            bench_resumed_after NS.
 # Processes: everything a test starts in the background is registered with
 #            track_pid PID; the EXIT trap stops exactly those (SIGTERM, then SIGKILL
 #            after a bounded wait) and removes $T.  Never pkill/killall.
@@ -482,6 +486,73 @@ cluster_start() {
         bail_out "dchatd $n died during cluster start"
     done
     bail_out "no free ports after 5 attempts"
+}
+
+# --- server groups ------------------------------------------------------------------------
+
+# group_leader: the live server that leads the group now: its last leader event
+# (leader-elected/leader-lost: a server logs one at every change, with the term as
+# lamport=) says it leads, in the latest term any live server's last event names (a
+# restarted server's log still ends with what its previous life said until it hears of
+# the leader); nothing and status 1 when none does
+group_leader() {
+    local n l t max=0 best= bt=0
+    for n in "${SERVERS[@]}"; do
+        node_alive "$n" || continue
+        l=$(grep -a -E '^event=leader-(elected|lost) ' "$(node_log "$n")" | tail -n 1)
+        t=$(ev_field lamport <<<"$l")
+        [ -n "$t" ] || continue
+        [ "$t" -gt "$max" ] && max=$t
+        if [[ $l == *'msg="this server leads the group'* ]] && [ "$t" -ge "$bt" ]; then best=$n bt=$t; fi
+    done
+    [ -n "$best" ] && [ "$bt" = "$max" ] && echo "$best"
+}
+# last_seq NODE: the seq of the last entry NODE's log holds (0 for none)
+last_seq() {
+    local s
+    s=$(ctl "$1" view --json -n 1) || return 1
+    s=${s#*\"seq\":}
+    echo "${s%%[!0-9]*}" | sed 's/^$/0/'
+}
+# servers_identical: every live server of the group holds the same log (call it with all of
+# them up: verify asks every server of the group).  With a dchatctl
+# that has `verify` (it lists it in its usage), verify, asked of the first live server,
+# must say so (exit 0: it compares the servers' logs by digests); without it, their whole
+# `view --json` are compared.
+_DCHATCTL_VERIFY=
+servers_identical() {
+    local n sums= first=
+    if [ -z "$_DCHATCTL_VERIFY" ]; then
+        if "$DCHATCTL" -h 2>&1 | grep -q ' verify'; then _DCHATCTL_VERIFY=yes; else _DCHATCTL_VERIFY=no; fi
+    fi
+    for n in "${SERVERS[@]}"; do
+        node_alive "$n" || continue
+        [ -n "$first" ] || first=$n
+        [ "$_DCHATCTL_VERIFY" = yes ] && continue
+        sums+="$(ctl "$n" view --json | md5sum | cut -c1-32) " || return 1
+    done
+    [ -n "$first" ] || return 1
+    if [ "$_DCHATCTL_VERIFY" = yes ]; then
+        ctl "$first" verify >/dev/null
+    else
+        [ "$(printf '%s\n' $sums | sort -u | wc -l)" = 1 ]
+    fi
+}
+# bench_acks_after NS [FILE]: how many posts tests/bench/dchat-bench -o FILE (default
+# $T/outcomes) saw acknowledged after the wall-clock time NS (date +%s%N)
+bench_acks_after() {
+    awk -v t="$1" '$2 == "ok" && $1 > t { n++ } END { print n + 0 }' "${2:-$T/outcomes}"
+}
+# bench_resumed_after NS [N [FILE]]: how long (ms) after the wall-clock time NS posting was
+# back: of the first N (default 200) acknowledgements after NS, the one that ends the longest
+# pause (NS counts as an acknowledgement: the answers already on their way when a server
+# was killed arrive just after it, then the pause, then the new leader's).  Nothing when
+# fewer than N came.
+bench_resumed_after() {
+    awk -v t="$1" -v n="${2:-200}" '$2 == "ok" && $1 > t {
+            k++; if ($1 - prev > gap) { gap = $1 - prev; end = $1 } prev = $1
+            if (k == n) { printf "%d\n", (end - t) / 1000000; exit } }
+        BEGIN { prev = t; gap = -1 }' "${3:-$T/outcomes}"
 }
 
 # --- events on stderr (event=NAME node=... key=value ... msg="...") ---------------------
