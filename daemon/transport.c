@@ -218,6 +218,12 @@ static int relay_frame(struct conn *c, uint8_t type, const uint8_t *payload, siz
         struct relay *r = conn_userdata(c);
         struct dchat_msg m;
 
+        /* Until our first RAFT frame reaches it, the other server takes this link for a
+         * server's link like any other (server.c) and sends it HEARTBEATs; libraft may
+         * well have nothing to send for a while (a connection it made again after a
+         * failure, to a server it has no message for). */
+        if (type == MSG_HEARTBEAT)
+                return 0;
         if (type != MSG_RAFT || proto_decode(type, payload, len, &m, NULL, NULL) < 0 || r->fd < 0) {
                 log_event(EV_PROTOCOL_ERROR, &(struct event_fields) { .peer = r->peer },
                           "%s: unexpected %s frame on a replication link; closing", conn_label(c),
