@@ -7,8 +7,8 @@
  * flight there.  It speaks the control protocol of daemon/proto.h with
  * daemon/proto.c, like dchatctl.
  *
- *   dchat-bench [-c POSTERS] [-n POSTS] [-a ACTIVE] [-t TAG] [-o FILE] [-e MS] [-s SERVER_SOCKET] [-p PID]...
- *               PEER_SOCKET...
+ *   dchat-bench [-c POSTERS] [-n POSTS] [-a ACTIVE] [-t TAG] [-o FILE] [-e MS] [-i MS] [-s SERVER_SOCKET]
+ *               [-p PID]... PEER_SOCKET...
  *
  * -c posters per peer socket (default 1), -n posts per poster (default
  * 1000; 0: post until SIGUSR1, SIGINT or SIGTERM, then let the posts in
@@ -22,7 +22,9 @@
  * (CLOCK_REALTIME of the answer, so that a script can compare it with
  * `date +%s%N`; tabs and newlines in ERROR become spaces), -e a poster
  * whose post failed waits MS milliseconds before its next one (so that a
- * peer that refuses at once is not flooded; default 0), -a only the
+ * peer that refuses at once is not flooded; default 0), -i every poster
+ * waits MS milliseconds after each answer before its next post (a steady
+ * load instead of the most it can take; default 0), -a only the
  * first ACTIVE peer sockets get posters (the others
  * are only asked for their counters; default all), -t a word put in
  * every text (default "bench"), -s the server's control socket (for its
@@ -83,6 +85,7 @@ static unsigned posts_each = 1000;
 static volatile sig_atomic_t stop;      /* -n 0: a signal ends the run */
 static FILE *outcomes;                  /* -o */
 static uint64_t pause_ns;               /* -e */
+static uint64_t interval_ns;            /* -i */
 
 static _Noreturn void die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static _Noreturn void die(const char *fmt, ...)
@@ -322,7 +325,7 @@ int main(int argc, char **argv)
         unsigned per_peer = 1, n_active = 0;
         int pids[PIDS_MAX], n_pids = 0, o;
 
-        while ((o = getopt(argc, argv, "c:n:a:t:o:e:s:p:F:h")) >= 0) {
+        while ((o = getopt(argc, argv, "c:n:a:t:o:e:i:s:p:F:h")) >= 0) {
                 switch (o) {
                 case 'c':
                         per_peer = (unsigned) atoi(optarg);
@@ -344,6 +347,9 @@ int main(int argc, char **argv)
                 case 'e':
                         pause_ns = (uint64_t) atoi(optarg) * 1000000u;
                         break;
+                case 'i':
+                        interval_ns = (uint64_t) atoi(optarg) * 1000000u;
+                        break;
                 case 's':
                         server = optarg;
                         break;
@@ -356,8 +362,8 @@ int main(int argc, char **argv)
                         break;
                 default:
                         fprintf(o == 'h' ? stdout : stderr,
-                                "usage: dchat-bench [-c POSTERS] [-n POSTS] [-a ACTIVE] [-t TAG] [-o FILE] [-e MS] [-s SERVER_SOCKET] "
-                                "[-p PID]... PEER_SOCKET...\n"
+                                "usage: dchat-bench [-c POSTERS] [-n POSTS] [-a ACTIVE] [-t TAG] [-o FILE] [-e MS] [-i MS] "
+                                "[-s SERVER_SOCKET] [-p PID]... PEER_SOCKET...\n"
                                 "       dchat-bench -F DIR\n");
                         return o == 'h' ? 0 : 2;
                 }
@@ -427,11 +433,12 @@ int main(int argc, char **argv)
                         struct poster *p = &posters[i];
                         if (p->fd < 0)
                                 continue;
-                        bool next = false, failed = false;
+                        bool resumed = false, answered = false, failed = false;
                         if (p->resume_at) {
                                 if (p->resume_at > now && !stop)
                                         continue;
-                                next = true;
+                                resumed = true;         /* no post in flight: its next one */
+                                p->resume_at = 0;
                         } else {
                                 if (pr <= 0 || !(pfd[k++].revents & (POLLIN | POLLHUP | POLLERR)))
                                         continue;
@@ -441,7 +448,7 @@ int main(int argc, char **argv)
                         }
                         struct dchat_msg m;
                         size_t used;
-                        while (!p->resume_at && (used = frame_in(&p->in, &m, NULL))) {
+                        while (!resumed && (used = frame_in(&p->in, &m, NULL))) {
                                 if (p->done >= p->sent || m.tag != p->sent)
                                         die("an answer (%s, tag %u) to no post in flight (peer %u, poster %u)",
                                             proto_type_name(m.type), m.tag, p->peer + 1, p->idx + 1);
@@ -460,16 +467,16 @@ int main(int argc, char **argv)
                                 outcome(p, &m);
                                 wbuf_consume(&p->in, used);
                                 p->done++;
-                                next = true;
+                                answered = true;
                         }
-                        if (!next)
+                        if (!resumed && !answered)
                                 continue;
                         if (posts_each ? p->done >= posts_each : stop) {
                                 close(p->fd);
                                 p->fd = -1;
                                 active--;
-                        } else if (failed && pause_ns) {
-                                p->resume_at = now + pause_ns;
+                        } else if (answered && ((failed && pause_ns) || interval_ns)) {
+                                p->resume_at = now + (failed && pause_ns > interval_ns ? pause_ns : interval_ns);
                         } else {
                                 post_next(p);
                         }

@@ -105,6 +105,9 @@ if [ "$FAILED" -gt 0 ]; then
     note "$(awk -F '\t' '$1 ~ / err / { print $2 }' "$T/outcomes" | sed -E 's/[0-9]+ ms/N ms/g' |
         sort | uniq -c | sort -rn | head -n 5)"
 fi
+for n in "${NODES[@]}"; do
+    is "$(count_events "$n" protocol-error)" 0 "$n logged no protocol-error"
+done
 note "posts: $FIG"
 note "leader kill -9 -> next post acknowledged: ${GAPS[*]} ms; all three restarted -> next post acknowledged: $RESTART_MS ms"
 done_testing

@@ -60,6 +60,9 @@ ok "$F's log is the leader's, byte for byte" cmp "$T/f.json" "$T/l.json"
 cat "$T/outcomes" "$T/outcomes2" > "$T/all-outcomes"
 run "$TESTLIB/check-posts" "$T/all-outcomes" "$T/f.json"
 is "$RC" 0 "every acknowledged post is in $F's log once, under its seq" || diag "$OUT"
+for n in "${NODES[@]}"; do
+    is "$(count_events "$n" protocol-error)" 0 "$n logged no protocol-error"
+done
 note "posts: $(head -n 1 <<<"$OUT")"
 rate=$(sed -n -E 's/.*\(([0-9]+) entries\/s\).*/\1/p' <<<"$CAUGHT")
 note "catch-up: $rate entries/s"
