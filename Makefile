@@ -42,7 +42,7 @@ endif
 BUILD_DEBS := gcc make pkg-config libsystemd-dev libconfig-dev libbsd-dev libsodium-dev libedit-dev \
               libraft-dev libuv1-dev
 TEST_DEBS  := perl systemd iproute2 mandoc valgrind debootstrap systemd-container iptables \
-              libnetfilter-queue-dev tmux gnuplot-nox clang libclang-rt-14-dev strace
+              libnetfilter-queue-dev tmux gnuplot-nox clang libclang-rt-14-dev strace tcpdump
 
 # Everything but main: linked into dchatd and into the unit tests.
 DAEMON_OBJS := daemon/proto.o daemon/conf.o daemon/log.o daemon/net.o daemon/ra.o daemon/fd.o \
