@@ -69,7 +69,7 @@ struct poster {
         unsigned idx;           /* within that peer */
         unsigned sent, done;
         uint64_t t_sent;        /* ns, of the post in flight */
-        uint64_t resume_at;     /* -e: ns, when its next post goes (0: not paused) */
+        uint64_t resume_at;     /* -e, -i: ns, when its next post goes (0: not paused) */
         char text[160];         /* of the post in flight */
         struct wbuf in;
 };

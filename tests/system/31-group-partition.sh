@@ -83,16 +83,20 @@ now_ns() { date +%s%N; }
 acks() { awk -v p="p$1" -v t="$2" '$2 == "ok" && $1 > t && $5 == p { n++ } END { print n + 0 }' "$T/outcomes"; }
 errs() { awk -v p="p$1" -v t="$2" '$2 == "err" && $1 > t && $5 == p { n++ } END { print n + 0 }' "$T/outcomes"; }
 _acks_ge() { [ "$(acks "$1" "$2")" -ge "$3" ]; }
+both_acks_ge() { _acks_ge 1 "$1" "$2" && _acks_ge 2 "$1" "$2"; }      # AFTER_NS N
 _errs_ge() { [ "$(errs "$1" "$2")" -ge "$3" ]; }
 # cut A B... : netns_cut A with each B; uncut likewise
 cut_from() { local a=$1 b; shift; for b in "$@"; do netns_cut "$a" "$b" || return 1; done; }
 uncut_from() { local a=$1 b; shift; for b in "$@"; do netns_uncut "$a" "$b" || return 1; done; }
+# a: OLD from the majority and node1; node2 from the majority
+partition_a() { cut_from "$OLD" "${MAJ[@]}" node1 && cut_from node2 "${MAJ[@]}"; }
+heal_a() { uncut_from "$OLD" "${MAJ[@]}" node1 && uncut_from node2 "${MAJ[@]}"; }
 
 "$BENCH" -c 2 -n 0 -e 100 -i 20 -t part -o "$T/outcomes" "$(node_sock node1)" "$(node_sock node2)" \
     > "$T/bench.json" 2> "$T/bench.err" &
 BENCH_PID=$!
 track_pid $BENCH_PID
-ok "both peers post" wait_for -t 20 eval '_acks_ge 1 0 50 && _acks_ge 2 0 50'
+ok "both peers post" wait_for -t 20 both_acks_ge 0 50
 
 # === a. the leader cut off from the majority ===================================================
 wait_for -t 15 group_leader || bail_out "no leader"
@@ -102,7 +106,7 @@ for n in "${SERVERS[@]}"; do [ "$n" != "$OLD" ] && MAJ+=("$n"); done
 lost0=$(count_events "$OLD" leader-lost)
 t_cut=$(now_ns)
 ok "a: the leader $OLD is cut off from ${MAJ[*]} and node1; node2 from ${MAJ[*]}" \
-    eval 'cut_from "$OLD" "${MAJ[@]}" node1 && cut_from node2 "${MAJ[@]}"'
+    partition_a
 _new_leader() { local l; l=$(group_leader) && [ "$l" != "$OLD" ]; }
 ok "a: the majority elects a leader" wait_for -t 20 _new_leader
 NEW=$(group_leader)
@@ -123,7 +127,7 @@ note "a: node2's errors during the partition (count, error):" "$A_ERRORS"
 unlike "$A_ERRORS" '^$' "a: node2's posts get errors that say what happened"
 S_OLD=$(last_seq "$OLD")
 t_heal=$(now_ns)
-ok "a: healed" eval 'uncut_from "$OLD" "${MAJ[@]}" node1 && uncut_from node2 "${MAJ[@]}"'
+ok "a: healed" heal_a
 ok "a: node2 posts again" wait_for -t 30 _acks_ge 2 "$t_heal" 50
 ok "a: node1 posts on" wait_for -t 30 _acks_ge 1 "$t_heal" 50
 _old_follows() { [ "$(last_seq "$OLD")" -gt "$S_OLD" ]; }
@@ -143,11 +147,11 @@ ok "a2: the old leader $OLD steps down (leader-lost)" wait_event "$OLD" leader-l
 t=$(now_ns)
 todo_ok "a2: the peers leave $OLD for the majority's leader and post on" \
     "peer.c waits on a server that says the group has no leader, though another server leads" \
-    wait_for -t 10 eval '_acks_ge 1 "$t" 20 && _acks_ge 2 "$t" 20'
+    wait_for -t 10 both_acks_ge "$t" 20
 A2_P=$(( $(acks 1 "$t") + $(acks 2 "$t") ))
 t_heal=$(now_ns)
 ok "a2: healed" uncut_from "$OLD" "${MAJ[@]}"
-ok "a2: both peers post again" wait_for -t 30 eval '_acks_ge 1 "$t_heal" 50 && _acks_ge 2 "$t_heal" 50'
+ok "a2: both peers post again" wait_for -t 30 both_acks_ge "$t_heal" 50
 
 # === b. an asymmetric cut: the follower hears nothing from the leader ===========================
 wait_for -t 15 group_leader || bail_out "no leader"
@@ -160,10 +164,10 @@ lostF=$(count_events "$F" leader-lost)
 rule=(INPUT -s "$(netns_addr "$L")" -j DROP)
 t_cut=$(now_ns)
 ok "b: $F drops every packet from the leader $L (one direction only)" netns_exec "$F" iptables -w -A "${rule[@]}"
-ok "b: posting goes on" wait_for -t 30 eval '_acks_ge 1 "$t_cut" 100 && _acks_ge 2 "$t_cut" 100'
+ok "b: posting goes on" wait_for -t 30 both_acks_ge "$t_cut" 100
 ok "b: $F misses the leader (leader-lost)" wait_event "$F" leader-lost $((lostF + 1)) 20
 t2=$(now_ns)
-ok "b: posting goes on while $F looks for a leader" wait_for -t 30 eval '_acks_ge 1 "$t2" 100 && _acks_ge 2 "$t2" 100'
+ok "b: posting goes on while $F looks for a leader" wait_for -t 30 both_acks_ge "$t2" 100
 B_ELECTIONS=0
 for n in "${SERVERS[@]}"; do
     B_ELECTIONS=$(( B_ELECTIONS + $(count_events "$n" leader-elected) - elected0[$n] ))
@@ -177,7 +181,7 @@ ok "b: uncut" netns_exec "$F" iptables -w -D "${rule[@]}"
 S_L=$(last_seq "$L")
 _f_follows() { [ "$(last_seq "$F")" -ge "$S_L" ]; }
 ok "b: $F catches up (seq $S_L)" wait_for -t 30 _f_follows
-ok "b: posting goes on" wait_for -t 30 eval '_acks_ge 1 "$t_heal" 50 && _acks_ge 2 "$t_heal" 50'
+ok "b: posting goes on" wait_for -t 30 both_acks_ge "$t_heal" 50
 
 # === every post, everywhere =======================================================================
 kill -USR1 $BENCH_PID
