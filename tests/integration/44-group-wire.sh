@@ -61,7 +61,8 @@ wait_for -t 15 group_leader || bail_out "no leader"
 F=
 for n in "${SERVERS[@]}"; do [ "$n" != "$(group_leader)" ] && F=$n; done
 node_stop "$F"
-ok "1200 posts while $F is down" "$BENCH" -c 2 -n 300 -t "$SECRET-again" "$(node_sock node1)" "$(node_sock node2)"
+# one poster per peer: one Raft command per post, 1400 commands, beyond a snapshot
+ok "1400 posts while $F is down" "$BENCH" -c 1 -n 700 -t "$SECRET-again" "$(node_sock node1)" "$(node_sock node2)"
 node_start "$F" || bail_out "$F does not restart"
 ok "$F catches up (behind the group's snapshot: it fetches the entries from another server)" \
     wait_event "$F" replica-caught-up 1 30
