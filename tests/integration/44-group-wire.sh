@@ -4,8 +4,8 @@
 # the capture holds this test's traffic and nothing else), tcpdump recording every TCP
 # packet from before the first daemon starts, while posts with distinctive texts go in and
 # are replicated.  tests/lib/wire-check puts each TCP stream back together and checks:
-#   - no post's text, no Raft command (fsm.c's "DCM1" header) and no dchat frame appears
-#     in the clear, in any stream or anywhere in the capture;
+#   - no post's text, no Raft command or snapshot (fsm.c's "DCM1" and "DCS1" headers) and
+#     no dchat frame appears in the clear, in any stream or anywhere in the capture;
 #   - every byte of every stream, those between the servers (replication, catch-up) as
 #     much as the peers', is in a handshake message or an encrypted record
 #     (dchat-protocol(7)).
@@ -70,7 +70,7 @@ ok "every server holds the same log" wait_for -t 20 servers_identical
 stop_all
 capture_stop enc
 
-run "$TESTLIB/wire-check" find "$T/enc.pcap" "$SECRET" 'DCM1\x00\x00\x00' 'DCS1'
+run "$TESTLIB/wire-check" find "$T/enc.pcap" "$SECRET" 'DCM1\x00\x00\x00' 'DCS1\x01\x00\x00\x00'
 is "$RC" 0 "no text and no Raft command in the clear" || diag "$OUT"
 run "$TESTLIB/wire-check" records "$T/enc.pcap"
 is "$RC" 0 "every byte on the wire is in a handshake message or an encrypted record" || diag "$OUT"
