@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# 48-group-behind — a follower of a three-server group is killed (kill -9) while 10,000
+# 42-group-behind — a follower of a three-server group is killed (kill -9) while 10,000
 # posts go in (tests/bench/dchat-bench, 2 peers x 4 posters), so the others compact their
 # Raft logs many times over; it is started again while posting goes on (2 x 4 posters
 # more, until told to stop).  It finds its chat log behind the group's snapshot

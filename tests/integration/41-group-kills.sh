@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# 47-group-kills — a three-server group and two peers with four posters each
+# 41-group-kills — a three-server group and two peers with four posters each
 # (tests/bench/dchat-bench -n 0: they post without a pause until told to stop, every text
 # unique, every answer written down), while the servers are killed: the leader (kill -9)
 # three times, each one started again once posting has gone on without it and caught up
