@@ -522,8 +522,8 @@ last_seq() {
     s=${s#*\"seq\":}
     echo "${s%%[!0-9]*}" | sed 's/^$/0/'
 }
-# servers_identical: every live server of the group holds the same log (call it with all of
-# them up: verify asks every server of the group).  With a dchatctl
+# servers_identical: every live server of the group holds the same log, up to the same
+# last seq (call it with all of them up: verify asks every server of the group).  With a dchatctl
 # that has `verify` (it lists it in its usage), verify, asked of the first live server,
 # must say so (exit 0: it compares the servers' logs by digests); without it, their whole
 # `view --json` are compared.
@@ -541,6 +541,15 @@ servers_identical() {
     done
     [ -n "$first" ] || return 1
     if [ "$_DCHATCTL_VERIFY" = yes ]; then
+        # verify compares the seqs all of them hold: a follower still applying the last
+        # entries is behind, not different, and verify says identical; here they must
+        # all hold the same last seq as well
+        local seqs=
+        for n in "${SERVERS[@]}"; do
+            node_alive "$n" || continue
+            seqs+="$(last_seq "$n") " || return 1
+        done
+        [ "$(printf '%s\n' $seqs | sort -u | wc -l)" = 1 ] || return 1
         ctl "$first" verify >/dev/null
     else
         [ "$(printf '%s\n' $sums | sort -u | wc -l)" = 1 ]
