@@ -30,7 +30,7 @@
 # DCHAT_TEST_MIRROR the Debian mirror (default: apt's, else http://deb.debian.org/debian).
 
 CT_CACHE=${DCHAT_TEST_CACHE:-/var/cache/dchat-test}
-CT_PACKAGES=(systemd systemd-sysv dbus iproute2 procps libconfig9 libbsd0 libsodium23 libedit2)
+CT_PACKAGES=(systemd systemd-sysv dbus iproute2 procps libconfig9 libbsd0 libsodium23 libedit2 libraft2 libuv1)
 # Units that only cost boot time in a network-less test container.
 CT_MASK=(systemd-networkd-wait-online.service getty@tty1.service console-getty.service
          apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer fstrim.timer
