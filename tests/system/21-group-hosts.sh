@@ -21,6 +21,9 @@
 #     failed without saying "may or may not" is not stored, fences increase, sequence
 #     numbers have no gap; `dchatctl verify` exits 0 comparing every entry on the three
 #     servers; every host's view is the same;
+#   - a follower stopped with `systemctl stop dchatd` is started again by the leader's
+#     link; stopped with its sockets it stays down while posts go on, and catches up when
+#     its sockets are started again (README, "Operating");
 #   - the journals say so: leader-lost and leader-elected on the servers that stayed up,
 #     server-down and server-up (to the new leader) on the peers, the previous boot of the
 #     powered-off host ends while it led (no "stopping"), its new boot learns the leader.
@@ -457,7 +460,32 @@ like "$RC $OUT" "^0 $LAST entries compared on 3 servers: identical" "verify on n
 views=$(for h in "${HOSTS[@]}"; do on "$h" dchatctl view --json | md5sum; done | sort -u | wc -l)
 is "$views" 1 "dchatctl view is the same on all five hosts"
 
-# === 6. the powered-off host's journal ========================================================
+# === 6. a server taken down for a while, as README's "Operating" says ===========================
+
+LNOW=$(leader_of node1)
+F=
+for h in "${SERVERS[@]}"; do [ "$h" != "$LNOW" ] && [ "$h" != "$L" ] && F=$h; done
+pid=$(main_pid "$F")
+run on "$F" systemctl stop dchatd.service
+is "$RC" 0 "$F: systemctl stop dchatd, its sockets left listening" || diag "$ERR"
+restarted() { local p; p=$(main_pid "$1"); [ "$p" != 0 ] && [ "$p" != "$2" ] && is_active "$1"; }
+ok "$F: the leader's next connection starts it again at once (socket activation)" wait_for -t 20 restarted "$F" "$pid"
+run on "$F" systemctl stop dchatd.socket dchatd-server.socket dchatd.service
+is "$RC $(on "$F" systemctl is-active dchatd.service dchatd-server.socket | tr '\n' ' ')" "0 inactive inactive " \
+   "$F: systemctl stop dchatd.socket dchatd-server.socket dchatd: all down"
+for i in 1 2 3 4 5; do
+    run as lucy node$(( i % 2 + 1 )) dchatctl post "while $F is down for maintenance $i"
+    is "$RC" 0 "a post while $F is down for maintenance ($i)" || diag "$ERR"
+done
+is "$(on "$F" systemctl is-active dchatd.service)" inactive "$F: stays down meanwhile"
+run on "$F" systemctl start dchatd.socket dchatd-server.socket
+is "$RC" 0 "$F: systemctl start dchatd.socket dchatd-server.socket" || diag "$ERR"
+ok "$F is back and caught up: every server at the same seq, lag 0" wait_for -t 30 in_step node1
+run as lucy node2 dchatctl verify
+like "$RC $OUT" "^0 $(( LAST + 5 )) entries compared on 3 servers: identical" "verify exits 0: $(( LAST + 5 )) entries on 3 servers" \
+    || diag "$OUT" "$ERR"
+
+# === 7. the powered-off host's journal ========================================================
 
 prev=$(on "$L" journalctl -q -b -1 -t dchatd -o cat --no-pager)
 like "$prev" "this server leads the group in term $TERM1" "$L: its previous boot's journal shows it leading in term $TERM1"
