@@ -87,6 +87,16 @@ group_of() {
 }
 leader_of() { local g; g=$(group_of "$@") || return 1; echo "${g%% *}"; }
 term_of() { local g; g=$(group_of "$@") || return 1; g=${g#* }; echo "${g%% *}"; }
+# wait_until SECS CMD...: like wait_for, but bounded by the clock: a status waits up to a
+# second for each server it cannot reach, so a count of tries would stretch a red run
+wait_until() {
+    local end=$(( $(date +%s) + $1 )); shift
+    while :; do
+        "$@" >/dev/null 2>&1 && return 0
+        [ "$(date +%s)" -lt "$end" ] || return 1
+        sleep 0.1
+    done
+}
 # in_step [HOST]: a leader, every server up at the same seq with lag 0
 in_step() {
     local g s seq=
@@ -281,7 +291,7 @@ for h in "${HOSTS[@]}"; do
     ok "$h: dchatd is running" wait_for -t 15 is_active "$h"
 done
 ACT_TO_UP_MS=$(( $(now_ms) - T_SOCKETS ))
-ok "status on node1: a leader, the three servers at the same seq, lag 0" wait_for -t 20 in_step node1
+ok "status on node1: a leader, the three servers at the same seq, lag 0" wait_until 20 in_step node1
 G=$(group_of node1)
 L1=${G%% *}
 TERM1=$(term_of node1)
@@ -306,7 +316,8 @@ for h in "${SERVERS[@]}"; do
     like "$(events "$h" leader-elected)" "$want" "$h: journalctl -t dchatd DCHAT_EVENT=leader-elected: '$want'"
 done
 for h in "${PEERS[@]}"; do
-    like "$(events "$h" server-up | tail -n 1)" "connected to the server $L1 " "$h: its last server-up links to the leader $L1"
+    ok "$h: its last server-up links to the leader $L1" \
+        wait_for -t 10 eval "events $h server-up | tail -n 1 | grep -q 'connected to the server $L1 '"
 done
 
 # === 4. users post; the leader's host loses power and comes back =============================
@@ -317,19 +328,22 @@ done
 T_LOAD=$(now_s)
 ok "every poster has $ACKS posts acknowledged" wait_for -t 120 acks_after 0 "$ACKS"
 
-L=$(leader_of node1)
-is "$L" "$L1" "the leader is still $L1 before the power cut"
+# the leader now (a busy machine may have seen an election since the start)
+G=$(group_of node1)
+L=${G%% *}
+TERM_CUT=$(term_of node1)
+like "$G" "^$L [0-9]+ \| .*$L:up:leader:" "the leader before the power cut: $L, term $TERM_CUT"
 seq_off=$(as lucy node1 dchatctl view --json -n 1 | perl -MJSON::PP -ne 'print decode_json($_)->{seq}')
 T_OFF=$(now_s)
 netns_unplug "$L"                       # the cable first: no FIN, no RST leaves the host
 ct_kill "$L"
 pass "$L powered off: cable pulled, SIGKILL to its PID 1 (at seq ~$seq_off)"
 
-ok "the two servers left elect a new leader (status on node1)" wait_for -t 30 new_leader "$L"
+ok "the two servers left elect a new leader (status on node1)" wait_until 30 new_leader "$L"
 T_ELECTED=$(now_s)
 L2=$(leader_of node1)
 TERM2=$(term_of node1)
-cmp_ok "${TERM2:-0}" -gt "$TERM1" "the new leader $L2 has a greater term ($TERM2 > $TERM1)"
+cmp_ok "${TERM2:-0}" -gt "${TERM_CUT:-0}" "the new leader $L2 has a greater term ($TERM2 > $TERM_CUT)"
 like "$(group_of node1)" " $L:down:-:-:-" "status on node1 shows $L unreachable"
 run as lucy node1 dchatctl verify
 like "$RC $OUT$ERR" "^1 .*$L" "verify while $L is down exits 1 and names $L" || diag "$OUT" "$ERR"
@@ -371,13 +385,30 @@ like "$(on "$L" journalctl -q -b 0 -t dchatd -o cat --no-pager)" "leads the grou
 ok "posting goes on with $L back: every poster has $ACKS more acknowledged" \
     wait_for -t 120 acks_after "$(now_s)" "$ACKS"
 
+# what five hosts cost this machine, under load: every process of each container
+# (systemd, journald, dbus, logind, dchatd, the posters), RSS summed (shared pages counted
+# in each process: an upper bound)
+ct_rss_mib() {
+    find "${_CT_CG[$1]}" -name cgroup.procs -exec cat {} + 2>/dev/null |
+        while read -r pid; do awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status" 2>/dev/null; done |
+        awk '{ s += $1 } END { printf "%d", s / 1024 }'
+}
+RSS=
+for h in "${HOSTS[@]}"; do RSS+="$h $(ct_rss_mib "$h") MiB, "; done
+RSS=${RSS%, }
+DCHATD_RSS=
+for h in "${HOSTS[@]}"; do
+    DCHATD_RSS+="$h $(on "$h" sh -c 'awk "/^VmRSS:/ { print \$2 }" /proc/$(systemctl show -P MainPID dchatd)/status') KiB, "
+done
+DCHATD_RSS=${DCHATD_RSS%, }
+
 # the end of the load
 for h in "${PEERS[@]}"; do on "$h" touch /run/dchat-load-stop; done
 stopped=1
 for k in "${!POSTER_PID[@]}"; do wait_pid_exit "${POSTER_PID[$k]}" 90 || stopped=0; done
 ok "the posters stop" test $stopped = 1
 T_LOAD_END=$(now_s)
-ok "$L caught up: status on node1 shows every server at the same seq, lag 0" wait_for -t 60 in_step node1
+ok "$L caught up: status on node1 shows every server at the same seq, lag 0" wait_until 60 in_step node1
 CATCHUP_MS=$(ms_between "$T_ON" "$(now_s)")
 G=$(group_of node1)
 like "$G" " $L:up:follower:" "$L is a follower of $(leader_of node1) again: $G"
@@ -480,7 +511,7 @@ done
 is "$(on "$F" systemctl is-active dchatd.service)" inactive "$F: stays down meanwhile"
 run on "$F" systemctl start dchatd.socket dchatd-server.socket
 is "$RC" 0 "$F: systemctl start dchatd.socket dchatd-server.socket" || diag "$ERR"
-ok "$F is back and caught up: every server at the same seq, lag 0" wait_for -t 30 in_step node1
+ok "$F is back and caught up: every server at the same seq, lag 0" wait_until 30 in_step node1
 run as lucy node2 dchatctl verify
 like "$RC $OUT" "^0 $(( LAST + 5 )) entries compared on 3 servers: identical" "verify exits 0: $(( LAST + 5 )) entries on 3 servers" \
     || diag "$OUT" "$ERR"
@@ -488,23 +519,26 @@ like "$RC $OUT" "^0 $(( LAST + 5 )) entries compared on 3 servers: identical" "v
 # === 7. the powered-off host's journal ========================================================
 
 prev=$(on "$L" journalctl -q -b -1 -t dchatd -o cat --no-pager)
-like "$prev" "this server leads the group in term $TERM1" "$L: its previous boot's journal shows it leading in term $TERM1"
+like "$prev" "this server leads the group in term $TERM_CUT" "$L: its previous boot's journal shows it leading in term $TERM_CUT"
 is "$(on "$L" journalctl -q -b -1 -t dchatd DCHAT_EVENT=stopping -o cat --no-pager | grep -c .)" 0 \
    "$L: ... and no 'stopping': it lost power, it was not stopped"
 CATCHUP_EV=$(events "$L" replica-caught-up -b 0 | tail -n 1)
 [ -n "$CATCHUP_EV" ] && note "$L: $CATCHUP_EV"
+# link-auth-failed for a server that was down or stopping is a known misreport (net.c's
+# handshake timer runs from connect(), and a link its other end closes mid-handshake is
+# taken for a wrong key): a TODO; any other link-auth-failed fails the test.
+BENIGN='handshake not completed within|closed during the handshake'
+benign=
 for h in "${HOSTS[@]}"; do
     is "$(count_ev "$h" protocol-error)" 0 "$h: no protocol-error in its journal"
-    n=$(count_ev "$h" link-auth-failed)
-    if [ "$h" = "$L2" ]; then
-        # transport.c's links to a server that is down: net.c's handshake timer runs from
-        # connect(), so a connection that never opens is reported as a failed handshake
-        todo_ok "$h: no link-auth-failed in its journal ($n: $(events "$h" link-auth-failed | head -n 1))" \
-            "a leader's Raft link to a powered-off server is logged as link-auth-failed" test "$n" = 0
-    else
-        is "$n" 0 "$h: no link-auth-failed in its journal"
-    fi
+    ev=$(events "$h" link-auth-failed)
+    is "$(grep -v -E "$BENIGN" <<<"$ev" | grep -c .)" 0 "$h: no link-auth-failed but for links to a server that was down or stopping" \
+        || diag "$ev"
+    n=$(grep -c . <<<"$ev")
+    [ "$n" = 0 ] || benign+="$h: $n ($(head -n 1 <<<"$ev")); "
 done
+todo_ok "no link-auth-failed for a server that was merely down or stopping${benign:+: ${benign%; }}" \
+    "links to a server that is down or stopping are logged as link-auth-failed" test -z "$benign"
 
 # === figures ==============================================================================
 
@@ -516,6 +550,7 @@ note "figures: boot (5 containers in parallel) ${BOOT_ALL_MS} ms; root file syst
      "  power cut of the leader $L -> $L2 elected ${ELECT_MS} ms (status on node1 saw it at ${SEEN_MS} ms);" \
      "  the longest wait between two acknowledged posts per poster: $GAPS;" \
      "  power back -> booted ${REBOOT_MS} ms, -> caught up (all in step, load stopped before) ${CATCHUP_MS} ms;" \
+     "  RSS of each container under load: $RSS; of its dchatd: $DCHATD_RSS;" \
      "  whole test ${TOTAL_S} s"
 
 done_testing
