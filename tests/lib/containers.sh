@@ -244,12 +244,19 @@ ct_journal() {
     ct_exec "$name" journalctl -o export > "$dir/$name.export" 2>/dev/null
 }
 
+# _ct_poweroff NAME: what `machinectl poweroff` does, SIGRTMIN+4 to the container's systemd.
+# Not `systemctl poweroff` through ct_exec: systemd-shutdown SIGSTOPs every process of the
+# container before it signals them, nsenter's child among them; nsenter, seeing its child
+# stopped, stops itself, so nobody reaps that child and the container's PID namespace
+# never ends (the kernel waits for it in zap_pid_ns_processes) while nsenter waits forever.
+_ct_poweroff() { local lp; lp=$(_ct_leader "$1") && kill -s SIGRTMIN+4 "$lp" 2>/dev/null; }
+
 ct_down() {
     local name=$1 pid=${_CT_PID[$1]:-} cg=${_CT_CG[$1]:-} i
     if [ -n "$pid" ] && _ct_alive "$pid"; then
         # The container's systemd powers off, then nspawn exits; SIGTERM to nspawn asks
         # the same of a container that does not answer; SIGKILL as the last resort.
-        ct_exec "$name" systemctl poweroff --no-block >/dev/null 2>&1 || kill -TERM "$pid" 2>/dev/null
+        _ct_poweroff "$name" || kill -TERM "$pid" 2>/dev/null
         for ((i = 0; i < 150; i++)); do _ct_alive "$pid" || break; sleep 0.1; done
         if _ct_alive "$pid"; then
             kill -TERM "$pid" 2>/dev/null
@@ -283,7 +290,7 @@ ct_down_all() {
     local n pids=()
     # power them all off at once, then wait for each
     for n in "${!_CT_PID[@]}"; do
-        _ct_alive "${_CT_PID[$n]}" && ct_exec "$n" systemctl poweroff --no-block >/dev/null 2>&1
+        _ct_alive "${_CT_PID[$n]}" && _ct_poweroff "$n"
     done
     for n in "${!_CT_PID[@]}"; do pids+=("$n"); done
     for n in "${pids[@]}"; do ct_down "$n"; done
