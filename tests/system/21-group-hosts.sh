@@ -4,7 +4,9 @@
 #
 # Five containers with systemd as PID 1 (tests/lib/containers.sh), each in its own network
 # namespace on a private bridge (tests/lib/netns.sh), each with a disk of its own that
-# outlives a power cut: server1, server2, server3 and node1, node2.  Each gets the tree
+# outlives a power cut: server1, server2, server3 and node1, node2.  Each has the Debian
+# packages the guide names (in the root tests/lib/containers.sh builds with debootstrap:
+# the containers have no network to run apt-get), gets the tree
 # `make install DESTDIR=... PREFIX=/usr` stages, then exactly the guide's commands: the
 # same /etc/dchat.conf with three servers on every host, the cluster key made on server1
 # and copied to the others, the sockets enabled by role, users in group dchat.  Then:
