@@ -160,6 +160,7 @@ _ct_disk() {
     [ -n "${_CT_DISK[$disk]:-}" ] && _ct_alive "${_CT_DISK[$disk]}" && return 0
     mkdir -p "$disk/upper" "$disk/work" "$disk/root" || return 1
     # unshare and sh exec: $! is the holder, whose namespace nobody else needs to keep
+    # shellcheck disable=SC2016 # expanded by that sh
     unshare -m --propagation private sh -c '
         mount -t overlay dchat-ct -o "lowerdir=$1,upperdir=$2/upper,workdir=$2/work" "$2/root" || exit 1
         echo mounted; exec sleep "$3"' sh "$CT_ROOTFS" "$disk" "$CT_HOLD_SECS" </dev/null >"$disk/holder.out" 2>&1 &
@@ -204,7 +205,7 @@ ct_start() {
 }
 
 ct_wait() {
-    local name=$1 secs=${2:-60} st= end left
+    local name=$1 secs=${2:-60} st='' end left
     end=$(( $(date +%s) + secs ))
     while left=$(( end - $(date +%s) )); [ "$left" -gt 0 ]; do
         if ! _ct_alive "${_CT_PID[$name]}"; then

@@ -397,7 +397,7 @@ for h in "${HOSTS[@]}"; do RSS+="$h $(ct_rss_mib "$h") MiB, "; done
 RSS=${RSS%, }
 DCHATD_RSS=
 for h in "${HOSTS[@]}"; do
-    DCHATD_RSS+="$h $(on "$h" sh -c 'awk "/^VmRSS:/ { print \$2 }" /proc/$(systemctl show -P MainPID dchatd)/status') KiB, "
+    DCHATD_RSS+="$h $(on "$h" awk '/^VmRSS:/ { print $2 }' "/proc/$(main_pid "$h")/status") KiB, "
 done
 DCHATD_RSS=${DCHATD_RSS%, }
 
