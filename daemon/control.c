@@ -193,6 +193,24 @@ static int start_verify(struct client *cl, uint32_t tag)
         return 0;
 }
 
+/* uid (not root) holds max_clients_per_user connections already, besides self. */
+static bool user_at_cap(const struct control *ctl, uid_t uid, const struct client *self)
+{
+        unsigned mine = 0;
+
+        if (uid == 0)
+                return false;
+        for (const struct client *o = ctl->clients; o; o = o->next)
+                mine += o != self && o->uid == uid;
+        return mine >= ctl->d->conf.max_clients_per_user;
+}
+
+/* A client let in for STATUS alone may have a slot of its own now. */
+static bool ctl_has_room(const struct client *cl)
+{
+        return cl->ctl->n < cl->ctl->max_clients && !user_at_cap(cl->ctl, cl->uid, cl);
+}
+
 static int client_frame(struct conn *c, uint8_t type, const uint8_t *payload, size_t len)
 {
         struct client *cl = conn_userdata(c);
@@ -209,6 +227,12 @@ static int client_frame(struct conn *c, uint8_t type, const uint8_t *payload, si
                 log_event(EV_PROTOCOL_ERROR, NULL, "%s: malformed %s frame; closing", conn_label(c),
                           proto_type_name(type));
                 return -EBADMSG;
+        }
+        if (cl->status_only && type != MSG_STATUS && ctl_has_room(cl)) {
+                /* let in for STATUS while max_clients were busy; slots freed since */
+                cl->status_only = false;
+                cl->ctl->n_status_only--;
+                cl->ctl->n++;
         }
         if (cl->status_only && type != MSG_STATUS) {
                 log_event(EV_CLIENT_REFUSED, NULL, "%s: %s refused: max_clients reached (only STATUS is answered "
@@ -454,16 +478,11 @@ static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdat
                 refuse(cfd, &cred, ERR_BUSY, "max_clients reached", text);
                 return 0;
         }
-        if (!status_only && cred.uid != 0) {
-                unsigned mine = 0;
-                for (struct client *o = ctl->clients; o; o = o->next)
-                        mine += o->uid == cred.uid;
-                if (mine >= conf->max_clients_per_user) {
-                        snprintf(text, sizeof text, "too many dchatctl connections of yours at once "
-                                 "(max_clients_per_user = %u); try again", conf->max_clients_per_user);
-                        refuse(cfd, &cred, ERR_BUSY, "max_clients_per_user reached", text);
-                        return 0;
-                }
+        if (!status_only && user_at_cap(ctl, cred.uid, NULL)) {
+                snprintf(text, sizeof text, "too many dchatctl connections of yours at once "
+                         "(max_clients_per_user = %u); try again", conf->max_clients_per_user);
+                refuse(cfd, &cred, ERR_BUSY, "max_clients_per_user reached", text);
+                return 0;
         }
         struct client *cl = calloc(1, sizeof *cl);
         if (!cl) {

@@ -50,6 +50,28 @@ like "$ERR" '^dchatctl: view failed: too many dchatctl clients at once \(max_cli
 ok "node1 logged client-refused: only STATUS beyond max_clients" \
     wait_for -t 5 grep -a -q -E '^event=client-refused .*VIEW refused: max_clients reached' "$(node_log node1)"
 
+# --- a client let in for STATUS alone gets a slot of its own once one is free ------------------
+# (it asks STATUS while node1 is full, an idle client leaves, then it asks a VIEW: served)
+status_frame() { perl -e 'print pack("N C C n N", 4, 1, $ARGV[0], 0, 1)' "$MSG_STATUS"; }
+view_frame() { perl -e 'print pack("N C C n N Q> Q> Q> N Q> Q>", 48, 1, $ARGV[0], 0, 2, 1, 0, 0, 16, 0, 0)' "$MSG_VIEW"; }
+mkfifo "$T/late.in"
+"$TESTLIB/send-raw" -t 20000 -e "$MSG_VIEW_END" -o "$T/late.out" "$S1" < "$T/late.in" > "$T/late.word" 2>&1 &
+late=$!
+track_pid $late
+exec 7>"$T/late.in"
+status_frame >&7
+_conns() { [ "$(ss -Hxp src "$S1" | grep -c "pid=$(node_pid node1),")" "$1" "$2" ]; }
+ok "a 65th client is let in, for STATUS alone" wait_for -t 20 _conns -ge 65
+kill "${idle[0]}"
+# (a STATUS now and then: a STATUS-only client idle for 2 s is closed)
+_freed() { status_frame >&7; _conns -le 64; }
+ok "an idle client leaves: a slot is free" wait_for -t 20 _freed
+view_frame >&7
+exec 7>&-
+wait_pid_exit "$late" 30 || fail "send-raw did not end"
+is "$(frames "$T/late.out" | awk -v v="$MSG_VIEW_END" -v e="$MSG_ERROR" '$1 == v || $1 == e { print $1 }' | tr '\n' ' ')" \
+   "$MSG_VIEW_END " "its VIEW is answered (VIEW_END, no ERROR), not refused: the free slot became its own"
+
 # --- idle clients are closed ---------------------------------------------------------------------
 CONF_EXTRA=('client_idle_timeout_ms = 1500;')
 write_config
@@ -57,9 +79,9 @@ before=$(count_events node1 reloaded)
 node_hup node1
 ok "node1 reloaded with client_idle_timeout_ms = 1500" wait_event node1 reloaded $((before + 1))
 _all_gone() { local p; for p in "${idle[@]}"; do pid_alive "$p" && return 1; done; return 0; }
-ok "the 63 idle clients are closed" wait_for -t 20 _all_gone
-is "$(cat "$T"/idle.*.word | sort | uniq -c | sed 's/^ *//')" "63 closed" "... each saw its connection closed"
-like "$(frames "$T/idle.1" | awk '$1 == 10 { print $3 }' | perl -ne 'chomp; my $b = pack "H*", $_;
+ok "the 62 idle clients left are closed" wait_for -t 20 _all_gone
+is "$(cat "$T"/idle.*.word | sort | uniq -c | sed 's/^ *//')" "62 closed" "... each saw its connection closed (one was killed)"
+like "$(frames "$T/idle.2" | awk '$1 == 10 { print $3 }' | perl -ne 'chomp; my $b = pack "H*", $_;
     my $n = unpack "n", substr($b, 2, 2); print substr($b, 4, $n)')" \
     '^dchatd closed this connection after 1500 ms idle \(client_idle_timeout_ms\)$' "... and was told why"
 ok "node1 logged why it closed them" grep -a -q 'closed after [0-9]* ms without a request' "$(node_log node1)"
