@@ -45,10 +45,10 @@ TEST_DEBS  := perl systemd iproute2 mandoc valgrind debootstrap systemd-containe
               libnetfilter-queue-dev tmux gnuplot-nox clang libclang-rt-14-dev strace tcpdump
 
 # Everything but main: linked into dchatd and into the unit tests.
-DAEMON_OBJS := daemon/proto.o daemon/conf.o daemon/log.o daemon/net.o daemon/ra.o daemon/fd.o \
+DAEMON_OBJS := daemon/proto.o daemon/conf.o daemon/log.o daemon/net.o daemon/ra.o daemon/vclock.o daemon/fd.o \
                daemon/chatlog.o daemon/chatidx.o daemon/server.o daemon/peer.o daemon/mesh.o daemon/uplink.o daemon/postq.o daemon/fanout.o daemon/control.o daemon/secure.o \
                daemon/key.o daemon/incarnation.o daemon/uvloop.o daemon/fsm.o daemon/transport.o daemon/replica.o \
-               daemon/catchup.o daemon/verify.o daemon/query.o
+               daemon/catchup.o daemon/verify.o daemon/query.o daemon/ring.o daemon/gather.o
 CLI_OBJS    := cli/dchatctl.o cli/since.o cli/number.o cli/follow.o cli/chat.o daemon/proto.o daemon/key.o
 UNIT_TESTS  := $(patsubst %.c,%,$(wildcard tests/unit/test-*.c))
 FUZZ_TARGETS := $(patsubst %.c,%,$(wildcard tests/fuzz/fuzz-*.c))

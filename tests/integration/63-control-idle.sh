@@ -42,7 +42,7 @@ is "$RC" 1 "view is refused: exit 1"
 like "$ERR" '^dchatctl: view failed: too many dchatctl clients at once \(max_clients = 64\); only status is answered now; try again$' \
     "... saying why and that status is answered"
 ok "node1 logged client-refused: only STATUS beyond max_clients" \
-    wait_for -t 5 grep -a -q -E '^event=client-refused .*VIEW refused: max_clients reached' "$(node_log node1)"
+    wait_for -t 5 grep -a -q -E '^time=[^ ]* no=[0-9]* event=client-refused .*VIEW refused: max_clients reached' "$(node_log node1)"
 
 # --- idle clients are closed ---------------------------------------------------------------------
 CONF_EXTRA=('client_idle_timeout_ms = 1500;')

@@ -1051,6 +1051,8 @@ static void run_actions(struct sim *s, unsigned i, const struct ra_actions *acts
                 switch (a->kind) {
                 case RA_GOT_REQUEST:
                 case RA_GOT_REPLY:
+                case RA_EXIT:
+                case RA_WITHDRAW:
                         break;
                 case RA_SEND_REQUEST:
                         s->peer_msgs++;
@@ -1656,13 +1658,13 @@ static void peer_from_peer(struct sim *s, unsigned to, unsigned from, const stru
         case M_REQUEST:
                 heard_from(s, to, from, 0, s->now);
                 tr(s, T_GOT_REQUEST, to, from, m->a, P->ra.state);
-                ra_on_request(&P->ra, from, m->a, &acts);
+                ra_on_request(&P->ra, from, m->a, NULL, &acts);
                 run_actions(s, to, &acts);
                 return;
         case M_REPLY:
                 heard_from(s, to, from, 0, s->now);
                 tr(s, T_GOT_REPLY, to, from, m->b, 0);
-                ra_on_reply(&P->ra, from, m->a, m->b, &acts);
+                ra_on_reply(&P->ra, from, m->a, m->b, NULL, &acts);
                 run_actions(s, to, &acts);
                 return;
         default:
