@@ -42,6 +42,9 @@ static void usage(FILE *f)
                    "       dchatctl [-s socket] status [--json]\n"
                    "       dchatctl [-s socket] verify [--json]\n"
                    "       dchatctl [-s socket] chat [-n N]\n"
+                   "       dchatctl [-s socket] trace [--since TIME] [--until TIME] [--post SEQ] [--order ORDER]\n"
+                   "                          [--check] [--format FORMAT] [-o FILE] [--from FILE]...\n"
+                   "       dchatctl explain [EVENT | 'LINE']\n"
                    "       dchatctl keygen [--force] [FILE]   (default " DCHAT_DEFAULT_KEY_FILE ")\n"
                    "The socket is $DCHAT_SOCKET, else %s.\n", DCHAT_DEFAULT_SOCKET);
 }
@@ -634,6 +637,8 @@ static int cmd_status(int argc, char **argv)
                                st->queued);
                         json_str(st->server, strlen(st->server));
                         printf(",\"server_connected\":%s", st->server_connected ? "true" : "false");
+                        printf(",\"trace\":{\"events\":%u,\"capacity\":%u,\"bytes\":%llu}", st->trace_events,
+                               st->trace_capacity, (unsigned long long) st->trace_bytes);
                 } else {
                         printf(",\"last_seq\":%llu", (unsigned long long) st->last_seq);
                 }
@@ -672,6 +677,11 @@ static int cmd_status(int argc, char **argv)
                         printf(" (request %llu)", (unsigned long long) st->request_ts);
                 printf("\nqueued:    %u\nserver:    %s (%s)\n", st->queued, st->server,
                        st->server_connected ? "connected" : "not connected");
+                if (st->trace_capacity)
+                        printf("trace:     %u of %u events kept, %.1f KiB (trace_events)\n", st->trace_events,
+                               st->trace_capacity, (double) st->trace_bytes / 1024);
+                else
+                        printf("trace:     none kept (trace_events = 0)\n");
         } else {
                 printf("last seq:  %llu\n", (unsigned long long) st->last_seq);
         }
@@ -849,6 +859,16 @@ static int run_chat(int argc, char **argv)
         return cmd_chat(argc, argv, socket_path);
 }
 
+static int run_trace(int argc, char **argv)
+{
+        return cmd_trace(argc, argv, socket_path);
+}
+
+static int run_explain(int argc, char **argv)
+{
+        return cmd_explain(argc, argv, socket_path);
+}
+
 /* keygen [--force] [FILE]: a new cluster key; no daemon involved. */
 static int cmd_keygen(int argc, char **argv)
 {
@@ -889,6 +909,8 @@ static const struct command {
         { "status", cmd_status },
         { "verify", cmd_verify },
         { "chat", run_chat },
+        { "trace", run_trace },
+        { "explain", run_explain },
         { "keygen", cmd_keygen },
 };
 
