@@ -53,7 +53,7 @@ static void skip_ws(struct parser *ps)
                 ps->p++;
 }
 
-static struct json *fail(struct parser *ps, const char *why)
+static struct json *jfail(struct parser *ps, const char *why)
 {
         if (!ps->why)
                 ps->why = why;
@@ -115,21 +115,21 @@ static bool parse_string(struct parser *ps, const char **out, size_t *len)
                 q++;
         }
         if (q >= ps->end)
-                return fail(ps, "a string without its end"), false;
+                return jfail(ps, "a string without its end"), false;
         char *o = alloc(ps, (size_t) (q - ps->p) + 1);
         if (!o)
-                return fail(ps, "out of memory"), false;
+                return jfail(ps, "out of memory"), false;
         while (ps->p < ps->end && *ps->p != '"') {
                 unsigned char c = (unsigned char) *ps->p;
                 if (c < 0x20)
-                        return fail(ps, "a control character in a string"), false;
+                        return jfail(ps, "a control character in a string"), false;
                 if (c != '\\') {
                         o[n++] = (char) c;
                         ps->p++;
                         continue;
                 }
                 if (ps->end - ps->p < 2)
-                        return fail(ps, "a string without its end"), false;
+                        return jfail(ps, "a string without its end"), false;
                 char e = ps->p[1];
                 ps->p += 2;
                 switch (e) {
@@ -144,21 +144,21 @@ static bool parse_string(struct parser *ps, const char **out, size_t *len)
                 case 'u': {
                         int cp = ps->end - ps->p >= 4 ? hex4(ps->p) : -1;
                         if (cp < 0)
-                                return fail(ps, "a bad \\u escape"), false;
+                                return jfail(ps, "a bad \\u escape"), false;
                         ps->p += 4;
                         if (cp >= 0xd800 && cp < 0xdc00) {
                                 int lo = ps->end - ps->p >= 6 && ps->p[0] == '\\' && ps->p[1] == 'u' ? hex4(ps->p + 2) : -1;
                                 if (lo < 0xdc00 || lo > 0xdfff)
-                                        return fail(ps, "a lone surrogate in a \\u escape"), false;
+                                        return jfail(ps, "a lone surrogate in a \\u escape"), false;
                                 ps->p += 6;
                                 cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
                         } else if (cp >= 0xdc00 && cp <= 0xdfff)
-                                return fail(ps, "a lone surrogate in a \\u escape"), false;
+                                return jfail(ps, "a lone surrogate in a \\u escape"), false;
                         n += put_utf8(o + n, (unsigned) cp);
                         break;
                 }
                 default:
-                        return fail(ps, "a bad escape in a string"), false;
+                        return jfail(ps, "a bad escape in a string"), false;
                 }
         }
         ps->p++;        /* the closing quote */
@@ -211,7 +211,7 @@ static struct json *finish_list(struct parser *ps, struct json *j, struct list *
                 j->key_len = alloc(ps, (l->n ? l->n : 1) * sizeof *j->key_len);
         }
         if (!j->v || (object && (!j->keys || !j->key_len))) {
-                j = fail(ps, "out of memory");
+                j = jfail(ps, "out of memory");
                 goto out;
         }
         memcpy(j->v, l->v, l->n * sizeof *j->v);
@@ -232,7 +232,7 @@ static struct json *parse_container(struct parser *ps, struct json *j, bool obje
         char close = object ? '}' : ']';
 
         if (++ps->depth > JSON_DEPTH_MAX)
-                return fail(ps, "nested too deep");
+                return jfail(ps, "nested too deep");
         j->type = object ? JSON_OBJECT : JSON_ARRAY;
         ps->p++;
         skip_ws(ps);
@@ -250,7 +250,7 @@ static struct json *parse_container(struct parser *ps, struct json *j, bool obje
                                 goto bad;
                         skip_ws(ps);
                         if (ps->p >= ps->end || *ps->p != ':') {
-                                fail(ps, "no ':' after a member's name");
+                                jfail(ps, "no ':' after a member's name");
                                 goto bad;
                         }
                         ps->p++;
@@ -259,7 +259,7 @@ static struct json *parse_container(struct parser *ps, struct json *j, bool obje
                 if (!v)
                         goto bad;
                 if (!list_add(&l, v, k, kl)) {
-                        fail(ps, "out of memory");
+                        jfail(ps, "out of memory");
                         goto bad;
                 }
                 skip_ws(ps);
@@ -271,7 +271,7 @@ static struct json *parse_container(struct parser *ps, struct json *j, bool obje
                         ps->p++;
                         break;
                 }
-                fail(ps, object ? "no ',' or '}' after a member" : "no ',' or ']' after an element");
+                jfail(ps, object ? "no ',' or '}' after a member" : "no ',' or ']' after an element");
                 goto bad;
         }
         ps->depth--;
@@ -280,7 +280,7 @@ bad:
         free(l.v);
         free(l.k);
         free(l.kl);
-        return fail(ps, "a bad object or array");
+        return jfail(ps, "a bad object or array");
 }
 
 static struct json *parse_number(struct parser *ps, struct json *j)
@@ -294,9 +294,9 @@ static struct json *parse_number(struct parser *ps, struct json *j)
                 ps->p++;
         }
         if (ps->p >= ps->end || *ps->p < '0' || *ps->p > '9')
-                return fail(ps, "a bad number");
+                return jfail(ps, "a bad number");
         if (*ps->p == '0' && ps->p + 1 < ps->end && ps->p[1] >= '0' && ps->p[1] <= '9')
-                return fail(ps, "a number with a leading 0");
+                return jfail(ps, "a number with a leading 0");
         uint64_t u = 0;
         bool fits = true;
         while (ps->p < ps->end && *ps->p >= '0' && *ps->p <= '9') {
@@ -309,7 +309,7 @@ static struct json *parse_number(struct parser *ps, struct json *j)
                 frac = true;
                 ps->p++;
                 if (ps->p >= ps->end || *ps->p < '0' || *ps->p > '9')
-                        return fail(ps, "a bad number");
+                        return jfail(ps, "a bad number");
                 while (ps->p < ps->end && *ps->p >= '0' && *ps->p <= '9')
                         ps->p++;
         }
@@ -319,14 +319,14 @@ static struct json *parse_number(struct parser *ps, struct json *j)
                 if (ps->p < ps->end && (*ps->p == '+' || *ps->p == '-'))
                         ps->p++;
                 if (ps->p >= ps->end || *ps->p < '0' || *ps->p > '9')
-                        return fail(ps, "a bad number");
+                        return jfail(ps, "a bad number");
                 while (ps->p < ps->end && *ps->p >= '0' && *ps->p <= '9')
                         ps->p++;
         }
         size_t n = (size_t) (ps->p - s);
         char *t = alloc(ps, n + 1);
         if (!t)
-                return fail(ps, "out of memory");
+                return jfail(ps, "out of memory");
         memcpy(t, s, n);
         t[n] = '\0';
         j->s = t;
@@ -352,10 +352,10 @@ static struct json *parse_value(struct parser *ps)
 
         skip_ws(ps);
         if (ps->p >= ps->end)
-                return fail(ps, "a value is missing");
+                return jfail(ps, "a value is missing");
         j = alloc(ps, sizeof *j);
         if (!j)
-                return fail(ps, "out of memory");
+                return jfail(ps, "out of memory");
         memset(j, 0, sizeof *j);
         switch (*ps->p) {
         case '{':
@@ -369,10 +369,10 @@ static struct json *parse_value(struct parser *ps)
         case 'f':
                 j->type = JSON_BOOL;
                 j->b = *ps->p == 't';
-                return word(ps, j->b ? "true" : "false") ? j : fail(ps, "not JSON");
+                return word(ps, j->b ? "true" : "false") ? j : jfail(ps, "not JSON");
         case 'n':
                 j->type = JSON_NULL;
-                return word(ps, "null") ? j : fail(ps, "not JSON");
+                return word(ps, "null") ? j : jfail(ps, "not JSON");
         default:
                 return parse_number(ps, j);
         }
@@ -396,7 +396,7 @@ int json_parse(const char *text, size_t len, struct json_doc **doc, const struct
         if (j) {
                 skip_ws(&ps);
                 if (ps.p != ps.end)
-                        j = fail(&ps, "something after the value");
+                        j = jfail(&ps, "something after the value");
         }
         if (!j) {
                 snprintf(err, cap, "%s (at byte %zu)", ps.why ? ps.why : "not JSON", (size_t) (ps.p - ps.start));

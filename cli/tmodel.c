@@ -475,6 +475,46 @@ int tm_order_parse(const char *s, enum tm_order *o)
         return 0;
 }
 
+/*
+ * The depth of each event in the causal order: 1 + the deepest of its
+ * lane's event before it (across the node's restarts too) and the send of
+ * what it received (Kahn's order over those edges).  Ordered by depth, the
+ * events are one of the orders the run could have been seen in.
+ */
+static void depths(const struct tmodel *m, double *d)
+{
+        size_t pos[DCHAT_PEERS_MAX] = {0};
+        bool progress = true;
+
+        for (size_t i = 0; i < m->n; i++)
+                d[i] = -1;
+        while (progress) {
+                progress = false;
+                for (unsigned l = 0; l < m->n_lanes; l++) {
+                        for (; pos[l] < m->lanes[l].n; pos[l]++) {
+                                size_t i = m->lanes[l].first + pos[l];
+                                const struct tm_event *e = &m->ev[i];
+                                double x = pos[l] ? d[i - 1] + 1 : 0;
+                                bool recv = e->kind == TK_REQUEST_RECEIVED || e->kind == TK_REPLY_RECEIVED;
+                                if (recv && e->match != TM_NONE) {
+                                        if (d[e->match] < 0)
+                                                break;  /* its send is not placed yet */
+                                        if (d[e->match] + 1 > x)
+                                                x = d[e->match] + 1;
+                                }
+                                d[i] = x;
+                                progress = true;
+                        }
+                }
+        }
+        /* a cycle cannot happen with real clocks; place what is left in lane order */
+        for (unsigned l = 0; l < m->n_lanes; l++)
+                for (; pos[l] < m->lanes[l].n; pos[l]++) {
+                        size_t i = m->lanes[l].first + pos[l];
+                        d[i] = pos[l] ? d[i - 1] + 1 : 0;
+                }
+}
+
 void tm_layout(struct tmodel *m, enum tm_order order)
 {
         m->order = order;
@@ -502,40 +542,13 @@ void tm_layout(struct tmodel *m, enum tm_order order)
                 }
                 break;
         case TM_VECTOR: {
-                /* the depth of each event in the causal order: 1 + the deepest of its lane's event
-                 * before it and the send of what it received (Kahn's order over those edges) */
-                size_t *pos = calloc(m->n_lanes, sizeof *pos);
-                bool progress = true;
-                if (!pos)
+                double *d = malloc((m->n ? m->n : 1) * sizeof *d);
+                if (!d)
                         return;
+                depths(m, d);
                 for (size_t i = 0; i < m->n; i++)
-                        m->ev[i].x = -1;
-                while (progress) {
-                        progress = false;
-                        for (unsigned l = 0; l < m->n_lanes; l++) {
-                                for (; pos[l] < m->lanes[l].n; pos[l]++) {
-                                        size_t i = m->lanes[l].first + pos[l];
-                                        struct tm_event *e = &m->ev[i];
-                                        double d = pos[l] ? m->ev[i - 1].x + 1 : 0;
-                                        bool recv = e->kind == TK_REQUEST_RECEIVED || e->kind == TK_REPLY_RECEIVED;
-                                        if (recv && e->match != TM_NONE) {
-                                                if (m->ev[e->match].x < 0)
-                                                        break;  /* its send is not placed yet */
-                                                if (m->ev[e->match].x + 1 > d)
-                                                        d = m->ev[e->match].x + 1;
-                                        }
-                                        e->x = d;
-                                        progress = true;
-                                }
-                        }
-                }
-                /* a cycle cannot happen with real clocks; place what is left in lane order */
-                for (unsigned l = 0; l < m->n_lanes; l++)
-                        for (; pos[l] < m->lanes[l].n; pos[l]++) {
-                                size_t i = m->lanes[l].first + pos[l];
-                                m->ev[i].x = pos[l] ? m->ev[i - 1].x + 1 : 0;
-                        }
-                free(pos);
+                        m->ev[i].x = d[i];
+                free(d);
                 break;
         }
         }
@@ -575,18 +588,59 @@ size_t *tm_sorted(const struct tmodel *m)
 
 /* --- the checks ----------------------------------------------------------------------------------- */
 
+static bool new_life(const struct tmodel *m, size_t i);
+
 struct interval {
         size_t enter, exit;             /* exit TM_NONE: still inside where its lane's events end */
+        bool crashed;                   /* ... exit: the first event of its node's next life */
 };
 
+static const double *sort_depth;
+
+/*
+ * Does a path of the run lead from event a to event b: its node's events
+ * in order (across restarts), each send to its receive?  The vector clocks
+ * say so at once, but not across a restart: a new life's clock has
+ * forgotten what its earlier one knew.  Then a search, bounded by b's
+ * depth (depth[]); stamp[] marks what it saw (round: this search's mark).
+ */
+static bool reaches(const struct tmodel *m, size_t a, size_t b, const double *depth, uint32_t *stamp, uint32_t round,
+                    size_t *stack)
+{
+        size_t top = 0;
+
+        if (tm_before(m, &m->ev[a], &m->ev[b]))
+                return true;
+        stack[top++] = a;
+        stamp[a] = round;
+        while (top) {
+                size_t i = stack[--top], next[2], k = 0;
+                const struct tm_event *e = &m->ev[i];
+                if (i + 1 < m->lanes[e->lane].first + m->lanes[e->lane].n)
+                        next[k++] = i + 1;
+                if ((e->kind == TK_REQUEST_SENT || e->kind == TK_REPLY_SENT) && e->match != TM_NONE)
+                        next[k++] = e->match;
+                for (size_t j = 0; j < k; j++) {
+                        size_t n = next[j];
+                        if (n == b)
+                                return true;
+                        if (stamp[n] == round || depth[n] > depth[b])
+                                continue;
+                        stamp[n] = round;
+                        stack[top++] = n;
+                }
+        }
+        return false;
+}
+
+/* By the depth of their entries in the causal order (not Lamport time: a restarted node's starts again lower) */
 static int cmp_interval(const void *a, const void *b)
 {
-        const struct tm_event *x = &sort_model->ev[((const struct interval *) a)->enter];
-        const struct tm_event *y = &sort_model->ev[((const struct interval *) b)->enter];
+        size_t i = ((const struct interval *) a)->enter, j = ((const struct interval *) b)->enter;
 
-        if (x->lamport != y->lamport)
-                return x->lamport < y->lamport ? -1 : 1;
-        return x->lane < y->lane ? -1 : x->lane > y->lane;
+        if (sort_depth[i] != sort_depth[j])
+                return sort_depth[i] < sort_depth[j] ? -1 : 1;
+        return sort_model->ev[i].lane < sort_model->ev[j].lane ? -1 : sort_model->ev[i].lane > sort_model->ev[j].lane;
 }
 
 /* "node2's no=57 [4,2,1] cs-enter" */
@@ -598,6 +652,36 @@ static void describe(const struct tmodel *m, const struct tm_event *e, char *buf
                 off += (size_t) snprintf(buf + off, cap - off, "%s%" PRIu64, j ? "," : "", tm_vc(m, e, j));
         if (off < cap)
                 snprintf(buf + off, cap - off, "])");
+}
+
+/*
+ * Two sections not ordered are excused when one of their nodes had
+ * declared the other dead (or found it restarted) before entering or
+ * while inside: it entered, or stayed, without that node's permission on
+ * the failure detector's word, and the server's fence guards the log then
+ * (dchatd(8), FAILURES).
+ */
+static bool declared_dead(const struct tmodel *m, unsigned l, unsigned d, size_t limit);
+static bool overlap_excused(const struct tmodel *m, const struct interval *a, const struct interval *b)
+{
+        unsigned la = m->ev[a->enter].lane, lb = m->ev[b->enter].lane;
+        if (la == lb)
+                return a->exit == TM_NONE;      /* it entered again without leaving: it restarted inside */
+        size_t end_a = a->exit != TM_NONE ? a->exit : m->lanes[la].first + m->lanes[la].n;
+        size_t end_b = b->exit != TM_NONE ? b->exit : m->lanes[lb].first + m->lanes[lb].n;
+
+        return declared_dead(m, lb, la, end_b) || declared_dead(m, la, lb, end_a);
+}
+
+/*
+ * Does event i begin another life of its node?  A node numbers its
+ * records from 1 in each life (no=), while its own clock component goes
+ * on (ra.h): a number that goes back is a restart.
+ */
+static bool new_life(const struct tmodel *m, size_t i)
+{
+        const struct tm_event *e = &m->ev[i];
+        return i > m->lanes[e->lane].first && e->no && m->ev[i - 1].no && e->no <= m->ev[i - 1].no;
 }
 
 /* Did lane l declare lane d dead (or restarted) before event limit? */
@@ -626,13 +710,19 @@ int tm_check(const struct tmodel *m, char *report, size_t cap)
 {
         struct interval *iv = calloc(m->n + 1, sizeof *iv);
         struct post_fence *pf = calloc(m->n + 1, sizeof *pf);
+        double *depth = malloc((m->n + 1) * sizeof *depth);
+        uint32_t *stamp = calloc(m->n + 1, sizeof *stamp), round = 0;
+        size_t *stack = malloc((2 * m->n + 1) * sizeof *stack);
         size_t n_iv = 0, open = 0, excused = 0, deferrals = 0, pending = 0, posts = 0;
         char violation[1024] = "", a[256], b[256];
         int bad = 0;
 
-        if (!iv || !pf) {
+        if (!iv || !pf || !depth || !stamp || !stack) {
                 free(iv);
                 free(pf);
+                free(depth);
+                free(stamp);
+                free(stack);
                 say(report, cap, "out of memory");
                 return 1;
         }
@@ -644,9 +734,16 @@ int tm_check(const struct tmodel *m, char *report, size_t cap)
                 uint64_t last_fence = 0;
                 for (size_t i = m->lanes[l].first; i < m->lanes[l].first + m->lanes[l].n; i++) {
                         const struct tm_event *e = &m->ev[i];
+                        if (new_life(m, i)) {
+                                /* it restarted: a section it was in ended with that life, before this event */
+                                if (in != TM_NONE)
+                                        iv[n_iv++] = (struct interval) { in, i, true };
+                                in = TM_NONE;
+                                last_fence = 0;         /* a new life may enter under a fence that stored nothing */
+                        }
                         if (e->kind == TK_CS_ENTER) {
                                 if (in != TM_NONE)      /* entered again without an exit: it restarted inside */
-                                        iv[n_iv++] = (struct interval) { in, TM_NONE };
+                                        iv[n_iv++] = (struct interval) { in, TM_NONE, false };
                                 in = i;
                                 if (e->fence && e->fence <= last_fence) {
                                         describe(m, e, a, sizeof a);
@@ -656,21 +753,23 @@ int tm_check(const struct tmodel *m, char *report, size_t cap)
                                 if (e->fence)
                                         last_fence = e->fence;
                         } else if (e->kind == TK_CS_EXIT && in != TM_NONE) {
-                                iv[n_iv++] = (struct interval) { in, i };
+                                iv[n_iv++] = (struct interval) { in, i, false };
                                 in = TM_NONE;
                         }
                 }
                 if (in != TM_NONE)
-                        iv[n_iv++] = (struct interval) { in, TM_NONE };
+                        iv[n_iv++] = (struct interval) { in, TM_NONE, false };
         }
+        depths(m, depth);
         sort_model = m;
+        sort_depth = depth;
         qsort(iv, n_iv, sizeof *iv, cmp_interval);
         for (size_t k = 0; k + 1 < n_iv; k++) {
                 const struct tm_event *next = &m->ev[iv[k + 1].enter];
                 if (iv[k].exit == TM_NONE) {
                         const struct tm_event *e = &m->ev[iv[k].enter];
                         open++;
-                        if (declared_dead(m, next->lane, e->lane, iv[k + 1].enter)) {
+                        if (overlap_excused(m, &iv[k], &iv[k + 1])) {
                                 excused++;
                                 continue;
                         }
@@ -681,8 +780,12 @@ int tm_check(const struct tmodel *m, char *report, size_t cap)
                         continue;
                 }
                 const struct tm_event *x = &m->ev[iv[k].exit];
-                if (!tm_before(m, x, next)) {
-                        if (declared_dead(m, next->lane, x->lane, iv[k + 1].enter)) {
+                /* one node's sections follow each other in its own order, across its restarts too
+                 * (a new life's clock has forgotten what the old one knew of the others) */
+                if (x->lane == next->lane && iv[k].exit < iv[k + 1].enter)
+                        continue;
+                if (!reaches(m, iv[k].exit, iv[k + 1].enter, depth, stamp, ++round, stack)) {
+                        if (overlap_excused(m, &iv[k], &iv[k + 1])) {
                                 excused++;      /* entered on a suspicion: the fence guards the log then */
                                 continue;
                         }
@@ -706,10 +809,17 @@ int tm_check(const struct tmodel *m, char *report, size_t cap)
                 bool answered = false, exited = false, after_exit = false;
                 for (size_t k = i + 1; k < ln->first + ln->n && !answered; k++) {
                         const struct tm_event *e = &m->ev[k];
+                        if (new_life(m, k)) {
+                                answered = true;        /* it restarted: what it owed died with it */
+                                break;
+                        }
                         if (exited)
                                 after_exit = true;
+                        /* answered, or void: its asker declared dead or restarted, or asking anew (a later
+                         * request of the same peer takes the deferred one's place: the reply answers that) */
                         if (e->peer == d->peer && ((e->kind == TK_REPLY_SENT && e->request_ts == d->request_ts) ||
-                                                   e->kind == TK_PEER_DEAD || e->kind == TK_PEER_RESTARTED))
+                                                   e->kind == TK_PEER_DEAD || e->kind == TK_PEER_RESTARTED ||
+                                                   (e->kind == TK_REQUEST_RECEIVED && e->request_ts != d->request_ts)))
                                 answered = true;
                         else if (e->kind == TK_CS_EXIT)
                                 exited = true;
@@ -763,6 +873,9 @@ int tm_check(const struct tmodel *m, char *report, size_t cap)
                 snprintf(report + off, cap - off, "; %zu stored post(s) under increasing fences", posts);
         free(iv);
         free(pf);
+        free(depth);
+        free(stamp);
+        free(stack);
         return bad;
 }
 
