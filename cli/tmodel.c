@@ -443,13 +443,38 @@ int tm_window_post(struct tmodel *m, uint64_t seq, char *err, size_t cap)
                         if (m->ev[i].kind == TK_REQUEST_SENT && m->ev[i].request_ts == m->ev[start].request_ts)
                                 start = i;
                 }
+        /* ... and the replies its exit sent (the deferred ones) */
+        while (end + 1 < to && m->ev[end].kind != TK_POST_STORED && m->ev[end + 1].kind == TK_REPLY_SENT)
+                end++;
         bool *keep = calloc(m->n, sizeof *keep);
         if (!keep)
                 return -ENOMEM;
         const struct tm_event a = m->ev[start], b = m->ev[end];
+        /* what lies between the two in the causal order: start -> e -> end */
         for (size_t i = 0; i < m->n; i++)
                 keep[i] = i == start || i == end ||
-                          (!tm_before(m, &m->ev[i], &a) && !tm_before(m, &b, &m->ev[i]));
+                          ((i == start || tm_before(m, &a, &m->ev[i])) && (i == end || tm_before(m, &m->ev[i], &b)));
+        /* and what completes it: the other end of each message, the other end of each critical section */
+        for (size_t i = 0; i < m->n; i++) {
+                if (!keep[i])
+                        continue;
+                const struct tm_event *e = &m->ev[i];
+                if (e->match != TM_NONE)
+                        keep[e->match] = true;
+                const struct tm_lane *l = &m->lanes[e->lane];
+                if (e->kind == TK_CS_EXIT)
+                        for (size_t k = i; k-- > l->first;)
+                                if (m->ev[k].kind == TK_CS_ENTER || m->ev[k].kind == TK_CS_EXIT) {
+                                        keep[k] |= m->ev[k].kind == TK_CS_ENTER;
+                                        break;
+                                }
+                if (e->kind == TK_CS_ENTER)
+                        for (size_t k = i + 1; k < l->first + l->n; k++)
+                                if (m->ev[k].kind == TK_CS_ENTER || m->ev[k].kind == TK_CS_EXIT) {
+                                        keep[k] |= m->ev[k].kind == TK_CS_EXIT;
+                                        break;
+                                }
+        }
         keep_only(m, keep);
         free(keep);
         return 0;

@@ -94,9 +94,10 @@ void tm_finish(struct tmodel *m);
 void tm_window_time(struct tmodel *m, uint64_t since, uint64_t until);
 /*
  * Keeps what bears on the post stored as seq: from the request that led
- * to its critical section to that section's exit, and every event of the
- * others not causally before the one nor after the other.  -ENOENT if the
- * trace has no post-stored of seq.
+ * to its critical section to that section's exit (and the replies it then
+ * sent), every event causally between the two, and what completes them:
+ * each message's other end, each critical section's other end.  -ENOENT
+ * if the trace has no post-stored of seq.
  */
 int tm_window_post(struct tmodel *m, uint64_t seq, char *err, size_t cap);
 
