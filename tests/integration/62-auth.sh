@@ -134,7 +134,7 @@ ctl node2 post "node2 waits its turn" >"$T/wait.out" 2>&1 & wait_pid=$!; track_p
 wait_event node1 reply-deferred $((rd1 + 1)) 5
 req_ts=$(events node2 request-sent | tail -n 1 | ev_field request_ts)
 b2=$(laf node2)
-{ hello node1; { be32 0; be64 999999; be64 "${req_ts:-1}"; } > "$T/p"; frame $MSG_REPLY "$T/p"; } > "$T/g"
+{ hello node1; { be32 0; be64 999999; be64 "${req_ts:-1}"; be8 0; } > "$T/p"; frame $MSG_REPLY "$T/p"; } > "$T/g"
 is "$("$SEND" -t 3000 "127.0.0.1:$(node_port node2)" < "$T/g")" closed "a stranger's forged REPLY to node2: closed"
 refused node2 "$b2" "not a dchat handshake" "a forged REPLY"
 is "$(count_events node2 cs-enter)" "$ce2" "node2 did not enter the critical section on the forged REPLY"
@@ -151,7 +151,7 @@ CONF=$T/mitm.conf node_start node1
 posts_work "node1 reaching node2 through a relay that leaves the link alone"
 
 # A plaintext REPLY frame to inject, as a node without the key would.
-{ be32 0; be64 999999; be64 1; } > "$T/p"; frame $MSG_REPLY "$T/p" > "$T/reply.frame"
+{ be32 0; be64 999999; be64 1; be8 0; } > "$T/p"; frame $MSG_REPLY "$T/p" > "$T/reply.frame"
 # attack ACTION DIR UNIT VICTIM REGEX WHAT [FILE]: unit 2 up is node1's first record
 # (HELLO), 3 the next (a heartbeat, a REQUEST...); unit 0 down is node2's M2
 attack() {
