@@ -163,10 +163,12 @@ deps-test:
 	@tests/lib/install-debs $(BUILD_DEBS) $(TEST_DEBS)
 
 # A local cluster (server + 2 peers on 127.0.0.1) from etc/dchat-local.conf;
-# `make stop` ends it.  See README.md.
+# `make stop` ends it.  RA=plain: plain Ricart–Agrawala (reuse_permissions =
+# false), RA=rc (the default): with Roucairol–Carvalho.  See README.md.
+RA ?= rc
 run: deps
 	@$(MAKE) --no-print-directory all
-	@tests/lib/local-cluster start
+	@RA=$(RA) tests/lib/local-cluster start
 
 stop:
 	@tests/lib/local-cluster stop

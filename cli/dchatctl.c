@@ -213,6 +213,14 @@ static void print_entry_json(const struct dchat_entry *e)
         json_str(e->author, strlen(e->author));
         printf(",\"text\":");
         json_str(e->text, e->text_len);
+        /* the poster's vector clock in its critical section: one component per peer, in the order of the
+         * config's peers list (none for entries of a log older than vector clocks) */
+        if (e->vc.n) {
+                printf(",\"vclock\":[");
+                for (unsigned i = 0; i < e->vc.n; i++)
+                        printf("%s%llu", i ? "," : "", (unsigned long long) e->vc.c[i]);
+                printf("]");
+        }
         printf("}");
 }
 

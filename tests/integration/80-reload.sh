@@ -77,6 +77,16 @@ write_config
 ok "SIGHUP with batch_max = 64: reloaded" hup_and_wait node1 '^time=[^ ]* no=[0-9]* event=reloaded '
 is "$(batch_round many)" "0 1 2 " "batch_max = 64: the three queued posts share one critical section (fence_idx 0 1 2)"
 is "$(cat "$T/batch.err" 2>/dev/null)" "" "all those posts succeeded"
+
+# --- trace_events: the ring resized, its newest events kept -----------------------------------------
+ring() { ctl node1 status --json | perl -MJSON::PP -ne 'my $t = decode_json($_)->{trace}; print "$t->{events}/$t->{capacity}"'; }
+like "$(ring)" '^[0-9]+/10000$' "the ring holds 10000 events by default ($(ring))"
+CONF_EXTRA=('post_timeout_ms = 3000;' 'reconnect_max_ms = 500;' 'trace_events = 5;')
+write_config
+ok "SIGHUP with trace_events = 5: reloaded" hup_and_wait node1 '^time=[^ ]* no=[0-9]* event=reloaded '
+is "$(ring)" "5/5" "the ring keeps its 5 newest events"
+run ctl node1 trace --format json
+is "$(printf '%s\n' "$OUT" | grep -c '"node":"node1"')" 5 "... and trace shows those 5 of node1's"
 CONF_EXTRA=('post_timeout_ms = 1000;' 'reconnect_max_ms = 500;')
 write_config
 ok "back to the first settings" hup_and_wait node1 '^time=[^ ]* no=[0-9]* event=reloaded '

@@ -434,7 +434,7 @@ group_ready() {
     local n
     for n in "${SERVERS[@]}"; do
         node_alive "$n" || continue
-        grep -a -q -E '^event=leader-elected ' "$(node_log "$n")" || return 1
+        grep -a -q -E "${EV_LINE}event=leader-elected " "$(node_log "$n")" || return 1
     done
     for n in "${PEERS[@]}"; do
         node_alive "$n" || continue
@@ -508,7 +508,7 @@ group_leader() {
     local n l t max=0 best= bt=0
     for n in "${SERVERS[@]}"; do
         node_alive "$n" || continue
-        l=$(grep -a -E '^event=leader-(elected|lost) ' "$(node_log "$n")" | tail -n 1)
+        l=$(grep -a -E "${EV_LINE}event=leader-(elected|lost) " "$(node_log "$n")" | tail -n 1)
         t=$(ev_field lamport <<<"$l")
         [ -n "$t" ] || continue
         [ "$t" -gt "$max" ] && max=$t
