@@ -47,7 +47,7 @@ endif
 BUILD_DEBS := gcc make pkg-config libsystemd-dev libconfig-dev libbsd-dev libsodium-dev libedit-dev \
               libraft-dev libuv1-dev libcairo2-dev
 TEST_DEBS  := perl systemd iproute2 mandoc valgrind debootstrap systemd-container iptables \
-              libnetfilter-queue-dev tmux gnuplot-nox clang libclang-rt-14-dev strace tcpdump
+              libnetfilter-queue-dev tmux gnuplot-nox clang libclang-rt-14-dev strace tcpdump file libxml2-utils
 
 # Everything but main: linked into dchatd and into the unit tests.
 DAEMON_OBJS := daemon/proto.o daemon/conf.o daemon/log.o daemon/net.o daemon/ra.o daemon/vclock.o daemon/fd.o \
@@ -238,7 +238,7 @@ install: all
 	install -m 0644 systemd/dchatd.catalog $(DESTDIR)$(CATALOGDIR)/dchatd.catalog
 	install -m 0644 man/dchatctl.1 $(DESTDIR)$(MANDIR)/man1/
 	install -m 0644 man/dchat.conf.5 $(DESTDIR)$(MANDIR)/man5/
-	install -m 0644 man/dchat-protocol.7 $(DESTDIR)$(MANDIR)/man7/
+	install -m 0644 man/dchat-protocol.7 man/dchat-dme.7 $(DESTDIR)$(MANDIR)/man7/
 	install -m 0644 man/dchatd.8 $(DESTDIR)$(MANDIR)/man8/
 	install -m 0644 etc/dchat.conf etc/dchat-local.conf README.md $(DESTDIR)$(DOCDIR)/
 	install -d -m 0755 $(DESTDIR)$(SYSCONFDIR)/dchat
@@ -258,9 +258,10 @@ uninstall:
 		$(DESTDIR)$(UNITDIR)/dchatd-peer.socket $(DESTDIR)$(UNITDIR)/dchatd-server.socket \
 		$(DESTDIR)$(SYSUSERSDIR)/dchat.conf $(DESTDIR)$(TMPFILESDIR)/dchat.conf \
 		$(DESTDIR)$(CATALOGDIR)/dchatd.catalog $(DESTDIR)$(MANDIR)/man1/dchatctl.1 \
-		$(DESTDIR)$(MANDIR)/man5/dchat.conf.5 $(DESTDIR)$(MANDIR)/man7/dchat-protocol.7 \
+		$(DESTDIR)$(MANDIR)/man5/dchat.conf.5 $(DESTDIR)$(MANDIR)/man7/dchat-protocol.7 $(DESTDIR)$(MANDIR)/man7/dchat-dme.7 \
 		$(DESTDIR)$(MANDIR)/man8/dchatd.8
 	rm -rf $(DESTDIR)$(DOCDIR)
+	-rmdir $(DESTDIR)$(LIBEXECDIR) 2>/dev/null
 	@# the cluster key is the admin's: /etc/dchat goes only if empty
 	-rmdir $(DESTDIR)$(SYSCONFDIR)/dchat 2>/dev/null
 
