@@ -98,7 +98,7 @@ $(O)tests/unit/test-%: $(O)tests/unit/test-%.o $(addprefix $(O),$(DAEMON_OBJS))
 unit-tests: $(addprefix $(O),$(UNIT_TESTS))
 
 # they include the trace model (cli/) to test it, and to check the simulated runs with it
-$(O)tests/unit/test-trace.o $(O)tests/unit/test-sim.o: cli/tmodel.c cli/json.c
+$(O)tests/unit/test-trace.o $(O)tests/unit/test-sim.o $(O)tests/fuzz/fuzz-trace.o: cli/tmodel.c cli/json.c
 
 # tests/fuzz/fuzz-*.c: one LLVMFuzzerTestOneInput each.  With SAN=fuzzer-no-link,...
 # linked to libFuzzer (make fuzz); otherwise to tests/fuzz/replay.c, which runs the

@@ -69,6 +69,17 @@ like "$verdict" "sections in order" "node1's cs-exit happened before node2's cs-
 like "$verdict" "exit order deferral, exit, reply" "node1 logs the deferral, then its exit, then the reply"
 like "$verdict" "posts inside" "each post stored inside its critical section, seqs in order"
 
+# --- the lines a student reads ------------------------------------------------------------------
+like "$(events node1 reply-deferred | tail -n 1 | ev_field msg)" \
+    "^REPLY to node2 for request \\([0-9]+, node2\\) deferred: this node is in the critical section \\(its request \\([0-9]+, node1\\)\\)$" \
+    "reply-deferred names the requests as (timestamp, node) pairs"
+ps=$(events node1 post-stored | tail -n 1)
+like "$ps" " fence=[0-9]+ fence_idx=0 seq=[0-9]+ " "post-stored carries its fence as fence= and fence_idx="
+unlike "$ps" "request_ts=" "... not as request_ts="
+ok "every line of node1's stderr starts with its time (µs) and its number, 1, 2, 3 ..." perl -ne '
+    /^time=\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}[+-]\d\d:\d\d no=(\d+) (event|level)=/ or die "bad line: $_";
+    $1 == $. or die "line $. has no=$1\n"' "$(node_log node1)"
+
 run ctl node2 trace --check
 is "$RC" 0 "trace --check passes"
 like "$OUT" "^ok: [0-9]+ critical section" "... and says what it checked"
@@ -126,6 +137,9 @@ is "$RC" 0 "trace --from a journal export"
 like "$(printf '%s\n' "$OUT" | grep -c '"deferred":true')" "^[1-9]" "... the deferred reply in it too (DCHAT_VCLOCK, DCHAT_SEND_VT)"
 run ctl node1 trace --from "$T/journal.json" --check
 is "$RC" 0 "... and it passes --check"
+is "$(perl -MJSON::PP -ne 'my $e = decode_json($_); print "$e->{DCHAT_FENCE}/", exists $e->{DCHAT_REQUEST_TS} ? "ts" : "-", "\n"
+    if ($e->{DCHAT_EVENT} // "") eq "post-stored" && $e->{DCHAT_NODE} eq "node1"' "$T/journal.json" | sort -u | head -n 1)" \
+   "$(events node1 post-stored | head -n 1 | ev_field fence)/-" "the journal's post-stored has DCHAT_FENCE, and no DCHAT_REQUEST_TS"
 
 # --- bad input ---------------------------------------------------------------------------------
 printf 'hello\nworld\n' > "$T/notjson"
