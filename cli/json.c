@@ -214,10 +214,12 @@ static struct json *finish_list(struct parser *ps, struct json *j, struct list *
                 j = jfail(ps, "out of memory");
                 goto out;
         }
-        memcpy(j->v, l->v, l->n * sizeof *j->v);
-        if (object) {
-                memcpy(j->keys, l->k, l->n * sizeof *j->keys);
-                memcpy(j->key_len, l->kl, l->n * sizeof *j->key_len);
+        if (l->n) {     /* an empty one has no list to copy (memcpy from NULL is undefined, even of 0 bytes) */
+                memcpy(j->v, l->v, l->n * sizeof *j->v);
+                if (object) {
+                        memcpy(j->keys, l->k, l->n * sizeof *j->keys);
+                        memcpy(j->key_len, l->kl, l->n * sizeof *j->key_len);
+                }
         }
 out:
         free(l->v);

@@ -199,8 +199,13 @@ static bool same_file(const char *a, const char *b)
         bool same = f && g;
         int x, y;
 
-        while (same && ((x = getc(f)) != EOF) | ((y = getc(g)) != EOF))
+        while (same) {
+                x = getc(f);
+                y = getc(g);
                 same = x == y;
+                if (x == EOF || y == EOF)
+                        break;
+        }
         if (f)
                 fclose(f);
         if (g)
