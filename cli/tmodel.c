@@ -330,7 +330,8 @@ static size_t find_own(const struct tmodel *m, unsigned lane, uint64_t own)
 void tm_finish(struct tmodel *m)
 {
         sort_model = m;
-        qsort(m->ev, m->n, sizeof *m->ev, cmp_lane_order);
+        if (m->n)       /* (no array at all yet when nothing was added) */
+                qsort(m->ev, m->n, sizeof *m->ev, cmp_lane_order);
         /* the same event twice (two exports of one journal, a ring and an export): once */
         size_t k = 0;
         for (size_t i = 0; i < m->n; i++) {
