@@ -59,7 +59,9 @@ verdict=$(perl -MJSON::PP -e '
     # each post stored inside its own section
     my ($p1) = grep { $_->{node} eq "node1" && $_->{event} eq "post-stored" } @e;
     my ($p2) = grep { $_->{node} eq "node2" && $_->{event} eq "post-stored" } @e;
-    print "posts ", ($p1 && $p2 && $n1->{no} < $p1->{no} && $p1->{no} < $x1->{no} && $p2->{seq} == $p1->{seq} + 1 ? "inside" : "wrong"), "\n";
+    my ($x2) = grep { $_->{node} eq "node2" && $_->{event} eq "cs-exit" } @e;
+    print "posts ", ($p1 && $p2 && $x2 && $n1->{no} < $p1->{no} && $p1->{no} < $x1->{no} && $n2->{no} < $p2->{no}
+                     && $p2->{no} < $x2->{no} && $p2->{seq} == $p1->{seq} + 1 ? "inside" : "wrong"), "\n";
 ' "$T/t.json")
 like "$verdict" "nodes node1,node2,node3" "events of all three peers"
 like "$verdict" "deferral of node2s request" "node1 deferred node2's request"
@@ -67,7 +69,7 @@ like "$verdict" "request arrow to node1" "node2's REQUEST matched to node1's rec
 like "$verdict" "deferred reply to node2" "the deferred REPLY: sent by node1, received by node2, marked deferred"
 like "$verdict" "sections in order" "node1's cs-exit happened before node2's cs-enter (vector clocks): no overlap"
 like "$verdict" "exit order deferral, exit, reply" "node1 logs the deferral, then its exit, then the reply"
-like "$verdict" "posts inside" "each post stored inside its critical section, seqs in order"
+like "$verdict" "posts inside" "each post-stored logged inside its critical section (before its cs-exit), seqs in order"
 
 # --- the lines a student reads ------------------------------------------------------------------
 like "$(events node1 reply-deferred | tail -n 1 | ev_field msg)" \
