@@ -17,12 +17,15 @@
  *             they go to the server, deadlines, answers to the clients
  *   fanout.c  local followers, fed by one subscription at the server, and
  *             VIEW requests relayed to the server
+ *   gather.c  dchatctl trace: every peer's ring of recent events (ring.c)
+ *             gathered over the peer links, page by page
  *
  * Each part keeps its state in its own member of struct peer (p->mesh,
  * p->uplink, p->postq, p->fanout), which only its file touches; the others
  * go through the functions below.  What they all share is at the top of
- * struct peer: the event loop, the configuration, the RA machine, the
- * counters, the highest seq seen stored.
+ * struct peer: the event loop, the configuration, the RA machine (and its
+ * vector clock), the counters, the highest seq seen stored, and the ring
+ * every protocol event goes to (peer_event, peer.c).
  */
 #pragma once
 
