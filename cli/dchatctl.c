@@ -42,6 +42,8 @@ static void usage(FILE *f)
                    "       dchatctl [-s socket] status [--json]\n"
                    "       dchatctl [-s socket] verify [--json]\n"
                    "       dchatctl [-s socket] chat [-n N]\n"
+                   "       dchatctl [-s socket] server add [--timeout SECONDS] NAME HOST:PORT   (root)\n"
+                   "       dchatctl [-s socket] server remove NAME   (root)\n"
                    "       dchatctl [-s socket] trace [--since TIME] [--until TIME] [--post SEQ] [--order ORDER]\n"
                    "                          [--check] [--format FORMAT] [-o FILE] [--from FILE]...\n"
                    "       dchatctl explain [EVENT | 'LINE']\n"
@@ -862,6 +864,88 @@ static int cmd_verify(int argc, char **argv)
         return 1;
 }
 
+/*
+ * server add [--timeout SECONDS] NAME ADDRESS | server remove NAME: the
+ * group's leader changes its configuration (any dchatd passes it on); the
+ * line for cluster.servers is printed, since every host's file should say
+ * the same as the group.
+ */
+static int cmd_server(int argc, char **argv)
+{
+        static const struct option opts[] = { { "timeout", required_argument, NULL, 'T' },
+                                              { "help", no_argument, NULL, 'h' }, {} };
+        uint32_t timeout_ms = 0;
+        uint8_t op;
+        int o;
+
+        /* server SUBCOMMAND [OPTIONS] ARGS: the options come after the subcommand */
+        if (argc < 2 || (strcmp(argv[1], "add") && strcmp(argv[1], "remove"))) {
+                if (argc >= 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
+                        usage(stdout);
+                        return 0;
+                }
+                fprintf(stderr, "dchatctl: server takes 'add [--timeout SECONDS] NAME HOST:PORT' or 'remove NAME'\n");
+                usage(stderr);
+                return 2;
+        }
+        op = !strcmp(argv[1], "add") ? MEMBER_ADD : MEMBER_REMOVE;
+        argc--;
+        argv++;
+        while ((o = getopt_long(argc, argv, "+h", opts, NULL)) >= 0) {
+                if (o == 'T') {
+                        if (number_parse_seconds_ms(optarg, 86400 * 1000, &timeout_ms) < 0 || timeout_ms == 0) {
+                                fprintf(stderr, "dchatctl: --timeout takes seconds, a decimal number above 0 and up "
+                                        "to 86400 (e.g. 600), not '%s'\n", optarg);
+                                return 2;
+                        }
+                        continue;
+                }
+                if (o == 'h') {
+                        usage(stdout);
+                        return 0;
+                }
+                usage(stderr);
+                return 2;
+        }
+        if (argc - optind != (op == MEMBER_ADD ? 2 : 1) || (op == MEMBER_REMOVE && timeout_ms)) {
+                fprintf(stderr, "dchatctl: server takes 'add [--timeout SECONDS] NAME HOST:PORT' or 'remove NAME'\n");
+                usage(stderr);
+                return 2;
+        }
+        const char *name = argv[optind], *address = op == MEMBER_ADD ? argv[optind + 1] : "";
+        if (!node_name_valid(name)) {
+                fprintf(stderr, "dchatctl: '%s' is not a node name (1 to %d of A-Z a-z 0-9 . _ -, not starting "
+                        "with -)\n", name, DCHAT_NAME_MAX);
+                return 2;
+        }
+        if (op == MEMBER_ADD && (!strchr(address, ':') || strlen(address) > 255 || strpbrk(address, " \t\"'"))) {
+                fprintf(stderr, "dchatctl: '%s' is not an address HOST:PORT\n", address);
+                return 2;
+        }
+        command = op == MEMBER_ADD ? "server add" : "server remove";
+        if (connect_daemon() ||
+            send_msg(&(struct dchat_msg) { .type = MSG_MEMBER, .tag = 1, .member = { op,
+                        { name, (uint16_t) strlen(name) }, { address, (uint16_t) strlen(address) }, timeout_ms } }))
+                return 1;
+        struct dchat_msg m;
+        if (recv_msg(&m))
+                return 1;
+        if (m.type == MSG_ERROR)
+                return print_error(command, &m);
+        if (m.type != MSG_MEMBER_REPLY)
+                return fail("unexpected answer %s from dchatd", proto_type_name(m.type));
+        const struct dchat_str *t = &m.member_reply.text, *a = &m.member_reply.address;
+        printf("%.*s\n", (int) t->len, t->p);
+        if (op == MEMBER_ADD)
+                printf("Add this entry to cluster.servers in /etc/dchat.conf on every host (and on %s itself); "
+                       "each dchatd reads it at its next start:\n", name);
+        else
+                printf("Remove this entry from cluster.servers in /etc/dchat.conf on every host, and stop dchatd "
+                       "on %s:\n", name);
+        printf("    { name = \"%s\"; address = \"%.*s\"; }\n", name, (int) a->len, a->p);
+        return 0;
+}
+
 static int run_chat(int argc, char **argv)
 {
         return cmd_chat(argc, argv, socket_path);
@@ -920,6 +1004,7 @@ static const struct command {
         { "trace", run_trace },
         { "explain", run_explain },
         { "keygen", cmd_keygen },
+        { "server", cmd_server },
 };
 
 int main(int argc, char *argv[])

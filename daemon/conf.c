@@ -504,11 +504,11 @@ static int parse_list(struct load *l, const config_setting_t *cluster, bool serv
                         return r;
                 (*n_nodes)++;
         }
-        /* a group decides by majority: with an even number one more server adds
-         * no tolerance of failures, and a split in halves would stop both */
-        if (servers && len % 2 == 0)
-                return fail(l, list, -EINVAL, "cluster.servers lists %d servers: a server group needs an odd "
-                            "number (1, 3, 5 or 7), so that a majority can always be told apart", len);
+        /* A group decides by majority: with an even number one more server adds
+         * no tolerance of failures.  Taken all the same: a group that grows or
+         * shrinks at runtime (dchatctl server add, remove) passes through one,
+         * and its hosts' files follow; a new group refuses to start with one
+         * (join.c), and a running one warns (replica.c). */
         return 0;
 }
 

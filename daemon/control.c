@@ -267,6 +267,17 @@ static int client_frame(struct conn *c, uint8_t type, const uint8_t *payload, si
                 if (d->server)
                         return server_follow(d->server, &m, c);
                 return peer_follow(d->peer, c, &m);
+        case MSG_MEMBER:
+                if (cl->uid != 0 && cl->uid != geteuid()) {
+                        /* the group's membership: an admin's decision */
+                        log_event(EV_CLIENT_REFUSED, NULL, "%s: %s refused: user %s is not root", conn_label(c),
+                                  m.member.op == MEMBER_ADD ? "server add" : "server remove", cl->author);
+                        conn_send_error(c, m.tag, ERR_DENIED, "only root may change the server group");
+                        return 0;
+                }
+                if (d->server)
+                        return server_member(d->server, &m, c);
+                return peer_member(d->peer, c, &m);
         case MSG_STATUS:
                 if (d->conf.n_servers > 1)
                         return group_status(cl, m.tag);

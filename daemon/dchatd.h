@@ -327,7 +327,7 @@ unsigned conn_unanswered(const struct conn *c);
 /*
  * Request/answer connections (the control socket): when the client shuts
  * its writing side, keep the connection until every request it sent has
- * had its final answer (POSTED, ERROR, VIEW_END, STATUS_REPLY, VERIFY_REPLY, TRACE_END) sent; a
+ * had its final answer (POSTED, ERROR, VIEW_END, STATUS_REPLY, VERIFY_REPLY, MEMBER_REPLY, TRACE_END) sent; a
  * FOLLOW, which has none, does not count.
  */
 void conn_set_linger(struct conn *c);
@@ -363,6 +363,15 @@ enum net_admit {
         NET_REFUSE_HANDSHAKES,          /* max_handshakes */
 };
 enum net_admit net_admit(const struct dchat_conf *conf, const struct net_admit_query *q);
+
+/* group_boot_id of c, keyed with the cluster key the links use (none: plaintext). */
+void net_boot_id(const struct dchat_conf *c, uint8_t id[DCHAT_GROUP_ID_BYTES]);
+/*
+ * Who else may link to us as a member: a server-role daemon's answer for
+ * a server that is not in cluster.servers (the group's configuration holds
+ * it, or it asks to join: server.c sees which).  0: let it in.
+ */
+void net_set_member_hook(int (*hook)(void *userdata, const char *name, uint8_t role), void *userdata);
 
 int sockaddr_parse(const char *s, struct sockaddr_storage *sa, socklen_t *len);
 void sockaddr_format(const struct sockaddr *sa, socklen_t len, char *buf, size_t cap);
@@ -636,6 +645,14 @@ void transport_reconf(struct transport *tr, const struct dchat_conf *conf);
  */
 int transport_accept(struct transport *tr, struct conn *c, const char *name, const char *address,
                      const uint8_t *payload, size_t len);
+/*
+ * This server's group id (and boot id): its outbound links say it in a
+ * GROUP before any Raft byte, and check the answer with check (0: the same
+ * group; <0: the link is closed).
+ */
+void transport_set_group(struct transport *tr, const uint8_t *group_id, const uint8_t *boot_id,
+                         int (*check)(void *userdata, const char *name, uint8_t state, const uint8_t *id),
+                         void *userdata);
 
 /* catchup.c ------------------------------------------------------------------- */
 
@@ -649,9 +666,111 @@ void catchup_tick(struct catchup *cu, const char *leader);
 uint64_t catchup_fetched(const struct catchup *cu, uint64_t *usec);
 void catchup_reset(struct catchup *cu);
 
+/* join.c ---------------------------------------------------------------------- */
+
+/*
+ * The id a new group of c's servers gets: a digest of the servers (names
+ * and addresses as written, in name order), keyed with key (the cluster
+ * key, DCHAT_KEY_BYTES) or unkeyed (NULL: plaintext links).  Servers that
+ * would bootstrap the very same Raft configuration get the same id.
+ */
+void group_boot_id(const struct dchat_conf *c, const uint8_t *key, uint8_t id[DCHAT_GROUP_ID_BYTES]);
+bool group_id_is_set(const uint8_t id[DCHAT_GROUP_ID_BYTES]);
+const char *group_id_format(const uint8_t id[DCHAT_GROUP_ID_BYTES], char buf[DCHAT_GROUP_ID_BYTES * 2 + 1]);
+/* DIR/group-id: the group this Raft directory belongs to (-ENOENT: none recorded). */
+int group_id_read(const char *dir, uint8_t id[DCHAT_GROUP_ID_BYTES]);
+int group_id_write(const char *dir, const uint8_t id[DCHAT_GROUP_ID_BYTES]);
+
+/* What one other configured server answered to GROUP. */
+enum join_answer_kind {
+        JOIN_ANSWER_NONE,               /* no answer (unreachable, silent, refused the link) */
+        JOIN_ANSWER_EMPTY,              /* no Raft state; it would start the group boot_id */
+        JOIN_ANSWER_STATE,              /* Raft state of the group group_id (or removed from it) */
+        JOIN_ANSWER_REFUSED,            /* it takes part in no group (its state is another's) */
+};
+struct join_answer {
+        char name[DCHAT_NAME_MAX + 1];
+        enum join_answer_kind kind;
+        uint8_t group_id[DCHAT_GROUP_ID_BYTES];
+        uint8_t boot_id[DCHAT_GROUP_ID_BYTES];
+        uint8_t your_role;              /* enum dchat_member_role of the asker in its configuration */
+        uint64_t last_index;            /* its last Raft index (1: the first configuration alone) */
+};
+struct join_input {
+        unsigned n_servers;             /* in cluster.servers, this one included */
+        const char *self;               /* this server's name */
+        bool have_state;                /* this server holds Raft state ... */
+        uint8_t group_id[DCHAT_GROUP_ID_BYTES];         /* ... of this group */
+        uint8_t boot_id[DCHAT_GROUP_ID_BYTES];          /* the group it would start (group_boot_id) */
+        unsigned n;                     /* answers of the other servers */
+        const struct join_answer *answers;
+};
+enum join_decision {
+        JOIN_WAIT,                      /* ask again later (why) */
+        JOIN_BOOTSTRAP,                 /* start a new group: group_id is its id */
+        JOIN_JOIN,                      /* start Raft without bootstrapping, in the group group_id (role: ours there) */
+        JOIN_START,                     /* start Raft on the state it holds */
+        JOIN_REFUSE,                    /* take no part (why) */
+};
+struct join_result {
+        enum join_decision d;
+        uint8_t group_id[DCHAT_GROUP_ID_BYTES];
+        uint8_t role;                   /* JOIN: enum dchat_member_role in the group's configuration */
+        char why[768];
+};
+/*
+ * Pure: what a server does at its start, from what the other servers said.
+ * Without Raft state: join if any holds state (the group a majority of
+ * them names, if they disagree) — but bootstrap if that group was made
+ * from this server's very configuration and holds nothing but its first
+ * entry (a first member come late); bootstrap if a majority of all servers
+ * (itself counted) hold none and would start the same group (refused for
+ * an even number of servers); else wait.  With state: start, unless a
+ * majority of all servers hold another group's state (refuse).
+ */
+enum join_decision join_decide(const struct join_input *in, struct join_result *out);
+
+/*
+ * One GROUP question to a server over a link of its own (HELLO as a
+ * server).  cb gets the GROUP_REPLY (valid during the call), or NULL and
+ * why (unreachable, an ERROR, no answer within timeout_usec).  The link
+ * stays open for gask_again until gask_free, which cb may call.
+ */
+struct gask;
+typedef void (*gask_cb)(void *userdata, struct gask *q, const struct dchat_msg *reply, const char *why);
+int gask_start(sd_event *e, const struct dchat_conf *conf, const char *name, const struct sockaddr *sa,
+               socklen_t salen, const uint8_t group_id[DCHAT_GROUP_ID_BYTES],
+               const uint8_t boot_id[DCHAT_GROUP_ID_BYTES], uint64_t timeout_usec, gask_cb cb, void *userdata,
+               struct gask **ret);
+int gask_again(struct gask *q);
+const char *gask_name(const struct gask *q);
+struct gask *gask_free(struct gask *q);
+
+/*
+ * A server asks the others at its start (join_decide): with an empty Raft
+ * directory (group_id NULL) in rounds with a bounded backoff, saying why it
+ * waits, until it may bootstrap, join or must refuse; with state (its
+ * group_id) once, to start or refuse.  Then done (which may free it).
+ */
+struct join;
+typedef void (*join_done_fn)(void *userdata, const struct join_result *res);
+int join_start(sd_event *e, const struct dchat_conf *c, const uint8_t *group_id,
+               const uint8_t boot_id[DCHAT_GROUP_ID_BYTES], join_done_fn done, void *userdata, struct join **ret);
+/* Something happened that may change the answers (a server links to us): ask again now. */
+void join_poke(struct join *j);
+void join_reconf(struct join *j, const struct dchat_conf *c);
+struct join *join_free(struct join *j);
+
 /* replica.c ------------------------------------------------------------------- */
 
 struct replica;
+
+enum replica_phase {
+        REP_ASKING,                     /* an empty Raft directory: the others are asked first (join.c) */
+        REP_RUNNING,                    /* Raft runs */
+        REP_REMOVED,                    /* removed from the group: no Raft, serves nothing */
+        REP_REFUSED,                    /* its state is another group's, or it may not start one: no Raft */
+};
 
 struct replica_ops {
         /* A batch submitted with cookie was applied (res), or will never be by this leader (status != 0). */
@@ -662,6 +781,8 @@ struct replica_ops {
         void (*fsm_changed)(void *userdata, enum fsm_state st);
         /* After every turn of the group's loop (entries may have been applied). */
         void (*tick)(void *userdata);
+        /* This server's place in the group changed (replica_phase): it runs Raft, or was removed, ... */
+        void (*phase_changed)(void *userdata, enum replica_phase phase);
 };
 
 struct replica_status {
@@ -684,6 +805,71 @@ void replica_status(struct replica *rep, struct replica_status *st);
 struct transport *replica_transport(struct replica *rep);
 struct fsm *replica_fsm(struct replica *rep);
 
+/* Membership (see join.c, members.c). */
+enum replica_phase replica_phase(const struct replica *rep);
+const uint8_t *replica_group_id(const struct replica *rep);
+/* name's role in the configuration Raft runs with (committed or not), and its "HOST:PORT" there. */
+enum dchat_member_role replica_member(struct replica *rep, const char *name, char *address, size_t cap);
+const char *member_role_name(uint8_t role);
+/* Is name in that configuration (any role)? */
+bool replica_knows(struct replica *rep, const char *name);
+/* Is that configuration committed (no change under way)? */
+bool replica_conf_committed(struct replica *rep);
+/* name's "HOST:PORT" in that configuration (or, removed, the leader the others named): "" if unknown. */
+void replica_address_of(struct replica *rep, const char *name, char *buf, size_t cap);
+/* Its voters (their names, ", "-separated, into names if not NULL) and all its servers. */
+unsigned replica_voters(struct replica *rep, char *names, size_t cap);
+unsigned replica_members(struct replica *rep);
+/* This server's last applied and last Raft index (0 while Raft does not run). */
+void replica_progress(struct replica *rep, uint64_t *applied, uint64_t *last);
+/* The last seq of this server's chat log. */
+uint64_t replica_last_seq(const struct replica *rep);
+/* A GROUP_REPLY to asker (its strings in a). */
+struct replica_answer {
+        struct dchat_msg m;
+        char leader[DCHAT_NAME_MAX + 1];
+        char address[128];
+};
+void replica_group_reply(struct replica *rep, const char *asker, uint32_t tag, struct replica_answer *a);
+/*
+ * Server name said it holds Raft state of group id (GROUP, GROUP_REPLY):
+ * 0 if it is this server's group (or nothing can be told), -EXDEV if
+ * another's (logged once; when a majority of the servers say so, this
+ * server is the odd one and stops taking part).
+ */
+int replica_note_group(struct replica *rep, const char *name, uint8_t state, const uint8_t *id);
+/* Something may have changed for a server that waits to start (a server links to it): ask again now. */
+void replica_poke(struct replica *rep);
+/*
+ * The leader changes the configuration (one change at a time): cb(status
+ * 0, or -ENOTCONN when the lead was lost, -EIO; why) once it is committed.
+ * Returns -ENOTCONN (not the leader), -EBUSY (a change is under way),
+ * -EINVAL (err says why) or -ENOMEM at once.
+ */
+enum replica_change_op { REPLICA_ADD, REPLICA_STANDBY, REPLICA_VOTER, REPLICA_REMOVE };
+typedef void (*replica_change_cb)(void *userdata, int status, const char *why);
+int replica_change(struct replica *rep, enum replica_change_op op, const char *name, const char *address,
+                   replica_change_cb cb, void *userdata, char *err, size_t errcap);
+
+/* members.c --------------------------------------------------------------- */
+
+/*
+ * server add / server remove: the leader changes the group's configuration
+ * (an added server is a standby until it caught up, then a voter); another
+ * server passes the request on to the leader.  One change at a time.
+ */
+struct members;
+int members_new(sd_event *e, const struct dchat_conf *c, struct replica *rep, struct members **ret);
+struct members *members_free(struct members *m);
+void members_reconf(struct members *m, const struct dchat_conf *c);
+/*
+ * MEMBER (valid per proto_decode) for the group; MEMBER_REPLY or ERROR goes
+ * to `to` under the request's tag.  from_server: it came over another
+ * server's link, so it is not passed on again.
+ */
+int members_request(struct members *m, const struct dchat_msg *req, struct conn *to, bool from_server);
+void members_client_gone(struct members *m, struct conn *to);
+void members_leader_changed(struct members *m, bool is_leader);
 /* verify.c ---------------------------------------------------------------- */
 
 /*
@@ -750,6 +936,8 @@ struct server *server_free(struct server *s);
 void server_reconf(struct server *s, const struct dchat_conf *c);
 void server_status(struct server *s, struct dchat_status *st);
 struct chatlog *server_log(struct server *s);
+/* MEMBER from a control client (server add, server remove): for the group's leader. */
+int server_member(struct server *s, const struct dchat_msg *req, struct conn *to);
 /* Serves a local VIEW page (control socket of a server-role daemon). */
 int server_view_page(struct server *s, const struct dchat_msg *req, struct conn *to);
 /* FOLLOW from a peer link or a local control client: ENTRY frames from from_seq on, then live. */
@@ -787,6 +975,8 @@ void peer_client_gone(struct peer *p, struct conn *client);
 int peer_follow(struct peer *p, struct conn *client, const struct dchat_msg *req);
 /* fanout.c: a control client's output drained: a follower that fell behind goes on. */
 void peer_client_drained(struct peer *p, struct conn *client);
+/* MEMBER from a control client (server add, server remove): passed on to the server group. */
+int peer_member(struct peer *p, struct conn *client, const struct dchat_msg *req);
 
 /* control.c --------------------------------------------------------------- */
 

@@ -91,6 +91,8 @@ static struct {
         sd_event_source *noisy_timer;   /* the next summary of lines held back */
         struct ratelimit noisy_all;
         struct noisy noisy[NOISY_SLOTS];
+        int (*member_hook)(void *userdata, const char *name, uint8_t role);     /* net_set_member_hook */
+        void *member_hook_data;
 } S;
 
 static struct wbuf scratch;             /* a frame before it is sealed */
@@ -817,19 +819,40 @@ static void tcp_tune(int fd)
         (void) setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout, sizeof user_timeout);
 }
 
-/* Does name in role belong to the cluster (and is it not us)? */
+/*
+ * Does name in role belong to the cluster (and is it not us)?  The config's
+ * lists, and for servers beyond them: one we dialed by that name (taken
+ * from the group's own configuration, or from a LEADER: servers added at
+ * runtime are not in every host's file yet; the handshake proved the
+ * name), or one the server role lets in (net_set_member_hook).
+ */
 static int check_member(void *userdata, const char *name, uint8_t role, char *why, size_t cap)
 {
         const struct dchat_conf *conf = S.conf;
-        (void) userdata;
+        const struct conn *c = userdata;
         const struct node_conf *list = role == ROLE_SERVER ? conf->servers : conf->peers;
         unsigned n = role == ROLE_SERVER ? conf->n_servers : conf->n_peers;
 
         for (unsigned i = 0; i < n; i++)
                 if (strcmp(list[i].name, name) == 0)
                         return 0;
+        if (role == ROLE_SERVER && c && c->kind == CONN_TCP_OUT && c->expect[0] && strcmp(c->expect, name) == 0)
+                return 0;
+        if (S.member_hook && S.member_hook(S.member_hook_data, name, role) == 0)
+                return 0;
         snprintf(why, cap, "'%s' is not a %s of this cluster", name, role_name(role));
         return -EPERM;
+}
+
+void net_set_member_hook(int (*hook)(void *userdata, const char *name, uint8_t role), void *userdata)
+{
+        S.member_hook = hook;
+        S.member_hook_data = userdata;
+}
+
+void net_boot_id(const struct dchat_conf *c, uint8_t id[DCHAT_GROUP_ID_BYTES])
+{
+        group_boot_id(c, S.conf && !S.plaintext ? S.key : NULL, id);
 }
 
 static struct conn *conn_create(sd_event *e, int fd, bool connecting, const struct conn_ops *ops, void *userdata,
@@ -875,7 +898,7 @@ static struct conn *conn_create(sd_event *e, int fd, bool connecting, const stru
                 const struct dchat_conf *conf = S.conf;
                 struct secure_params sp = {
                         .key = S.key, .initiator = kind == CONN_TCP_OUT, .self = conf->node, .role = conf->role,
-                        .expect = kind == CONN_TCP_OUT ? expect : NULL, .check = check_member,
+                        .expect = kind == CONN_TCP_OUT ? expect : NULL, .check = check_member, .userdata = c,
                 };
                 if (secure_new(&sp, &c->sec) < 0)
                         goto fail;
@@ -961,7 +984,7 @@ int conn_send(struct conn *c, const struct dchat_msg *msg)
                 return r;
         if (msg->type == MSG_POSTED || msg->type == MSG_ERROR || msg->type == MSG_VIEW_END ||
             msg->type == MSG_STATUS_REPLY || msg->type == MSG_VERIFY_REPLY || msg->type == MSG_DIGEST_REPLY ||
-            msg->type == MSG_TRACE_END)
+            msg->type == MSG_MEMBER_REPLY || msg->type == MSG_TRACE_END)
                 c->answers++;
         if (!c->connecting && c->busy == 0 && !c->send_error && !c->corked) {
                 /* Try at once: most frames go out without an extra wakeup.

@@ -272,5 +272,11 @@ void peer_client_gone(struct peer *p, struct conn *client)
 {
         postq_client_gone(p, client);
         fanout_client_gone(p, client);
+        uplink_client_gone(p, client);
         gather_client_gone(p, client);
+}
+
+int peer_member(struct peer *p, struct conn *client, const struct dchat_msg *req)
+{
+        return uplink_member(p, client, req);
 }

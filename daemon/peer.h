@@ -90,6 +90,20 @@ struct uplink {
         uint64_t lost_at;               /* the server unreachable since (once not up) */
         char why[96];                   /* why: "silent for N ms", "connection refused" */
         uint32_t next_tag;              /* of our requests to the server (uplink_tag) */
+        /* a leader that is not in our cluster.servers (added at runtime): where its LEADER said
+         * it is; srv == conf->n_servers while we link to it */
+        struct node_conf extra;
+        bool have_extra;
+        uint64_t extra_failed;          /* as srv_failed[] */
+        struct member_relay *members;   /* server add/remove passed on to the server, not answered yet */
+};
+
+/* uplink.c: a MEMBER request of a local client, passed on to the server. */
+struct member_relay {
+        struct member_relay *next;
+        struct conn *client;            /* NULL once the client is gone */
+        uint32_t client_tag;
+        uint32_t tag;                   /* ours, on the server link */
 };
 
 /* postq.c: a local post, from the client's request to its answer. */
@@ -271,6 +285,10 @@ const char *uplink_why(const struct peer *p);
  * Then why says so, for a post's error.
  */
 bool uplink_given_up(struct peer *p, char *why, size_t cap);
+/* MEMBER from a local client (server add, server remove): to the server, whose answer goes back to it. */
+int uplink_member(struct peer *p, struct conn *client, const struct dchat_msg *req);
+/* A control client went away: the answers to its MEMBER requests are dropped. */
+void uplink_client_gone(struct peer *p, struct conn *client);
 
 /* postq.c ----------------------------------------------------------------- */
 

@@ -351,6 +351,10 @@ static const char *const type_names[_MSG_MAX] = {
         [MSG_DIGEST_REPLY] = "DIGEST_REPLY",
         [MSG_VERIFY] = "VERIFY",
         [MSG_VERIFY_REPLY] = "VERIFY_REPLY",
+        [MSG_GROUP] = "GROUP",
+        [MSG_GROUP_REPLY] = "GROUP_REPLY",
+        [MSG_MEMBER] = "MEMBER",
+        [MSG_MEMBER_REPLY] = "MEMBER_REPLY",
         [MSG_TRACE] = "TRACE",
         [MSG_TRACE_EVENTS] = "TRACE_EVENTS",
         [MSG_TRACE_END] = "TRACE_END",
@@ -548,6 +552,18 @@ static int get_status(struct rbuf *r, struct dchat_status *st)
         return bad || r->bad ? -EBADMSG : 0;
 }
 
+/* A group id: DCHAT_GROUP_ID_BYTES, zeros for NULL (none). */
+static void put_id(struct wbuf *b, const uint8_t *id)
+{
+        static const uint8_t none[DCHAT_GROUP_ID_BYTES];
+        wbuf_put(b, id ? id : none, DCHAT_GROUP_ID_BYTES);
+}
+
+static const uint8_t *get_id(struct rbuf *r)
+{
+        return rbuf_take(r, DCHAT_GROUP_ID_BYTES);
+}
+
 int proto_encode(struct wbuf *b, const struct dchat_msg *m)
 {
         size_t start = b->len;
@@ -675,6 +691,37 @@ int proto_encode(struct wbuf *b, const struct dchat_msg *m)
                 wbuf_put_u16(b, m->verify_reply.n);
                 wbuf_put(b, m->verify_reply.p, m->verify_reply.len);
                 break;
+        case MSG_GROUP:
+                put_id(b, m->group.group_id);
+                put_id(b, m->group.boot_id);
+                break;
+        case MSG_GROUP_REPLY:
+                wbuf_put_u8(b, m->group_reply.state);
+                put_id(b, m->group_reply.group_id);
+                put_id(b, m->group_reply.boot_id);
+                wbuf_put_u64(b, m->group_reply.term);
+                wbuf_put_str(b, m->group_reply.leader.p, m->group_reply.leader.len);
+                wbuf_put_str(b, m->group_reply.leader_address.p, m->group_reply.leader_address.len);
+                wbuf_put_u64(b, m->group_reply.applied_index);
+                wbuf_put_u64(b, m->group_reply.last_index);
+                wbuf_put_u64(b, m->group_reply.last_seq);
+                wbuf_put_u8(b, m->group_reply.fsm_state);
+                wbuf_put_u8(b, m->group_reply.your_role);
+                wbuf_put_u64(b, m->group_reply.config_index);
+                break;
+        case MSG_MEMBER:
+                wbuf_put_u8(b, m->member.op);
+                wbuf_put_str(b, m->member.name.p, m->member.name.len);
+                wbuf_put_str(b, m->member.address.p, m->member.address.len);
+                wbuf_put_u32(b, m->member.timeout_ms);
+                break;
+        case MSG_MEMBER_REPLY:
+                wbuf_put_u8(b, m->member_reply.op);
+                wbuf_put_str(b, m->member_reply.name.p, m->member_reply.name.len);
+                wbuf_put_str(b, m->member_reply.address.p, m->member_reply.address.len);
+                wbuf_put_u8(b, m->member_reply.role);
+                wbuf_put_str(b, m->member_reply.text.p, m->member_reply.text.len);
+                break;
         case MSG_TRACE:
                 wbuf_put_u8(b, m->trace.scope);
                 wbuf_put_u64(b, m->trace.since_us);
@@ -752,6 +799,20 @@ static bool address_chars_valid(const char *p, size_t n)
                 if (p[i] <= ' ' || p[i] > '~' || p[i] == '"')
                         return false;
         return true;
+}
+
+/* A node name in a frame (it ends up in log lines): node_name_valid, or empty if allowed. */
+static bool name_ok(struct dchat_str s, bool may_be_empty)
+{
+        if (s.len == 0)
+                return may_be_empty;
+        return s.len <= DCHAT_NAME_MAX && s.p[0] != '-' && name_chars_valid(s.p, s.len);
+}
+
+/* A host:port in a frame: printable, at most 255 bytes, or empty if allowed. */
+static bool address_ok(struct dchat_str s, bool may_be_empty)
+{
+        return (s.len > 0 || may_be_empty) && s.len <= 255 && address_chars_valid(s.p, s.len);
 }
 
 int proto_decode(uint8_t type, const uint8_t *payload, size_t len, struct dchat_msg *m,
@@ -925,6 +986,50 @@ int proto_decode(uint8_t type, const uint8_t *payload, size_t len, struct dchat_
                 r.off = r.len;
                 break;
         }
+        case MSG_GROUP:
+                m->group.group_id = get_id(&r);
+                m->group.boot_id = get_id(&r);
+                break;
+        case MSG_GROUP_REPLY:
+                m->group_reply.state = rbuf_u8(&r);
+                m->group_reply.group_id = get_id(&r);
+                m->group_reply.boot_id = get_id(&r);
+                m->group_reply.term = rbuf_u64(&r);
+                m->group_reply.leader = rbuf_str(&r);
+                m->group_reply.leader_address = rbuf_str(&r);
+                m->group_reply.applied_index = rbuf_u64(&r);
+                m->group_reply.last_index = rbuf_u64(&r);
+                m->group_reply.last_seq = rbuf_u64(&r);
+                m->group_reply.fsm_state = rbuf_u8(&r);
+                m->group_reply.your_role = rbuf_u8(&r);
+                m->group_reply.config_index = rbuf_u64(&r);
+                if (r.bad || m->group_reply.state > GROUP_REFUSED || m->group_reply.your_role > MEMBER_VOTER ||
+                    !name_ok(m->group_reply.leader, true) || !address_ok(m->group_reply.leader_address, true))
+                        return -EBADMSG;
+                break;
+        case MSG_MEMBER:
+                m->member.op = rbuf_u8(&r);
+                m->member.name = rbuf_str(&r);
+                m->member.address = rbuf_str(&r);
+                m->member.timeout_ms = rbuf_u32(&r);
+                if (r.bad || (m->member.op != MEMBER_ADD && m->member.op != MEMBER_REMOVE) ||
+                    !name_ok(m->member.name, false) ||
+                    !address_ok(m->member.address, m->member.op == MEMBER_REMOVE))
+                        return -EBADMSG;
+                break;
+        case MSG_MEMBER_REPLY:
+                m->member_reply.op = rbuf_u8(&r);
+                m->member_reply.name = rbuf_str(&r);
+                m->member_reply.address = rbuf_str(&r);
+                m->member_reply.role = rbuf_u8(&r);
+                m->member_reply.text = rbuf_str(&r);
+                /* it is printed as it is */
+                if (r.bad || (m->member_reply.op != MEMBER_ADD && m->member_reply.op != MEMBER_REMOVE) ||
+                    !name_ok(m->member_reply.name, false) || !address_ok(m->member_reply.address, true) ||
+                    m->member_reply.role > MEMBER_VOTER || m->member_reply.text.len > DCHAT_ERROR_MAX ||
+                    text_validate(m->member_reply.text.p, m->member_reply.text.len, NULL) < 0)
+                        return -EBADMSG;
+                break;
         case MSG_TRACE:
                 m->trace.scope = rbuf_u8(&r);
                 m->trace.since_us = rbuf_u64(&r);

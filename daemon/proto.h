@@ -42,6 +42,7 @@
 #define DCHAT_DIGESTS_MAX       256             /* digests in one DIGEST_REPLY */
 #define DCHAT_DIGEST_WORK       16384           /* entries one DIGEST may cover (a server's bounded work) */
 #define DCHAT_NOTE_MAX          127             /* why a server of a status is unreachable */
+#define DCHAT_GROUP_ID_BYTES    16              /* a server group's id (GROUP, GROUP_REPLY) */
 
 /*
  * Post ids: a peer numbers its posts (incarnation << 32 | n), n = 1, 2, ...
@@ -113,6 +114,16 @@ enum dchat_msg_type {
         /* dchatctl -> dchatd: compare the logs of the servers of the group */
         MSG_VERIFY,
         MSG_VERIFY_REPLY,
+        /* server -> server, on any link between servers (also from a server
+         * that is in no group yet): what do you hold?  GROUP_REPLY says
+         * whether it has Raft state, of which group, who leads, how far it
+         * applied, and where the asker stands in its configuration */
+        MSG_GROUP,
+        MSG_GROUP_REPLY,
+        /* dchatctl -> dchatd -> ... -> the group's leader: server add /
+         * server remove; MEMBER_REPLY (or ERROR) comes back the same way */
+        MSG_MEMBER,
+        MSG_MEMBER_REPLY,
         /* dchatctl -> peer: the recent protocol events of the whole cluster
          * (TRACE_EVENTS from every peer, then TRACE_END); peer -> peer: a
          * page of your own event ring */
@@ -148,6 +159,27 @@ enum dchat_err {
         /* this server does not lead the group (or lost the lead before the
          * append was committed): nothing stored by it; try the leader */
         ERR_NOT_LEADER,
+};
+
+/* GROUP_REPLY: the answering server's Raft state. */
+enum dchat_group_state {
+        GROUP_EMPTY = 0,        /* no Raft state: it has not started (or not joined) a group */
+        GROUP_STATE = 1,        /* Raft state of the group group_id */
+        GROUP_REMOVED = 2,      /* it was removed from the group group_id: it takes no part */
+        GROUP_REFUSED = 3,      /* its Raft state is another group's than its servers': it takes no part */
+};
+
+/* A server's place in a group's configuration (GROUP_REPLY, MEMBER_REPLY). */
+enum dchat_member_role {
+        MEMBER_NONE = 0,        /* not in it */
+        MEMBER_SPARE = 1,       /* in it, not replicated to yet */
+        MEMBER_STANDBY = 2,     /* replicated to, does not vote */
+        MEMBER_VOTER = 3,
+};
+
+enum dchat_member_op {
+        MEMBER_ADD = 1,
+        MEMBER_REMOVE = 2,
 };
 
 struct dchat_str {
@@ -299,6 +331,22 @@ struct dchat_msg {
                  * n servers { name, first_seq, last_seq, kind, entry | reason }: proto_verify_next */
                 struct { uint8_t differ; uint64_t first; uint64_t last; uint64_t seq; uint16_t n;
                          const uint8_t *p; size_t len; } verify_reply;
+                /* the asker's group id (zeros: none) and the id it would start a new group with
+                 * (DCHAT_GROUP_ID_BYTES each; into the frame) */
+                struct { const uint8_t *group_id; const uint8_t *boot_id; } group;
+                /* state: enum dchat_group_state; leader "" if none known; your_role: the asker's
+                 * enum dchat_member_role in its last configuration, committed at config_index
+                 * (0: it has none); fsm_state: enum fsm_state of its chat log */
+                struct { uint8_t state; const uint8_t *group_id; const uint8_t *boot_id; uint64_t term;
+                         struct dchat_str leader; struct dchat_str leader_address; uint64_t applied_index;
+                         uint64_t last_index; uint64_t last_seq; uint8_t fsm_state; uint8_t your_role;
+                         uint64_t config_index; } group_reply;
+                /* op: enum dchat_member_op; address "" for a remove; timeout_ms: how long an add
+                 * waits for the new server to catch up before it is made a voter */
+                struct { uint8_t op; struct dchat_str name; struct dchat_str address; uint32_t timeout_ms; } member;
+                /* role: the server's enum dchat_member_role now; text: what was done (valid text) */
+                struct { uint8_t op; struct dchat_str name; struct dchat_str address; uint8_t role;
+                         struct dchat_str text; } member_reply;
                 /* scope TRACE_CLUSTER (dchatctl -> peer) or TRACE_RING (peer -> peer: a page of its ring);
                  * the events timed since_us..until_us by the node's own clock (0: no bound), from
                  * event number from_no up to upto_no (0: the newest when the first page was made) */

@@ -16,10 +16,24 @@
  *
  * libraft has no callback for a change of state or leader: they are read
  * after every turn of the libuv loop and reported (leader-elected,
- * leader-lost).
+ * leader-lost), and so are changes of the group's configuration
+ * (server-joined, server-removed).
+ *
+ * Membership.  A server with an empty Raft directory starts Raft only once
+ * the others said what they hold (join.c): it bootstraps a new group, or
+ * joins the one that runs and waits to be added (members.c does the adding
+ * on the leader).  Every server records its group's id in raft/group-id and
+ * takes no Raft traffic from a server of another group (transport.c,
+ * server.c); a server whose own state turns out to be another group's (a
+ * majority of the servers say so) stops Raft and takes no part.  A server
+ * removed from the group notices it (its committed configuration, or the
+ * others' answers when it hears from no leader), stops Raft, leaves
+ * raft/removed behind so that it stays out after a restart, and serves
+ * nothing more (server.c).
  */
 #include <stdio.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <raft.h>
@@ -29,11 +43,19 @@
 
 #define SNAPSHOT_THRESHOLD      512     /* commands between snapshots (they are a few dozen bytes) */
 #define SNAPSHOT_TRAILING       256     /* commands kept behind a snapshot for followers just behind */
+#define MEMBERS_MAX             16      /* servers in a configuration we keep track of */
+#define POLL_EVERY              (2 * USEC_PER_SEC)      /* asking who leads, when nobody is heard of */
 
 struct submit {
         struct raft_apply req;
         struct replica *rep;
         void *cookie;
+};
+
+struct member {
+        raft_id id;
+        int role;                       /* RAFT_VOTER, RAFT_STANDBY, RAFT_SPARE */
+        char name[DCHAT_NAME_MAX + 1];
 };
 
 struct replica {
@@ -63,6 +85,26 @@ struct replica {
         struct dchat_counters stats;
         struct fsm_snapshots snaps;     /* as last logged */
         struct ratelimit snapshot_rl;   /* snapshot events: a busy group takes several a second */
+
+        /* membership */
+        enum replica_phase phase;
+        bool have_state;                /* the Raft directory held state at the start */
+        uint8_t group_id[DCHAT_GROUP_ID_BYTES];         /* this server's group (zeros: none yet) */
+        uint8_t boot_id[DCHAT_GROUP_ID_BYTES];          /* the group its configuration would start */
+        struct join *join;              /* REP_ASKING: the others are asked */
+        bool raft_closing;              /* raft_close was called */
+        struct member members[MEMBERS_MAX];     /* the committed configuration, as last seen */
+        unsigned n_members;
+        raft_index members_index;
+        bool members_seen;
+        bool was_member;                /* a committed configuration held this server */
+        struct { char name[DCHAT_NAME_MAX + 1]; uint8_t id[DCHAT_GROUP_ID_BYTES]; } foreign[DCHAT_SERVERS_MAX * 2];
+        unsigned n_foreign;             /* servers whose links said they hold another group's state */
+        uint64_t leaderless_since;      /* CLOCK_MONOTONIC usec; 0: a leader is known */
+        sd_event_source *poll_timer;    /* asking the others while no leader is heard of */
+        struct gask *poll[DCHAT_SERVERS_MAX + MEMBERS_MAX];
+        char hint[DCHAT_NAME_MAX + 1];  /* REP_REMOVED: the leader the others named, and its address */
+        char hint_address[128];
 };
 
 static const char *state_name(unsigned short s)
@@ -79,20 +121,137 @@ static const char *state_name(unsigned short s)
         }
 }
 
-/* The configured server whose raft id is id, or NULL. */
-static const struct node_conf *server_of(const struct replica *rep, raft_id id)
-{
-        for (unsigned i = 0; i < rep->conf->n_servers; i++)
-                if (transport_id_of(rep->conf->servers[i].name) == id)
-                        return &rep->conf->servers[i];
-        return NULL;
-}
-
 /* The name in a libraft address "NAME@HOST:PORT". */
 static void name_of_address(const char *a, char *buf, size_t cap)
 {
         size_t n = a ? strcspn(a, "@") : 0;
         snprintf(buf, cap, "%.*s", (int) n, a ? a : "");
+}
+
+static uint64_t now_usec(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000;
+}
+
+static enum dchat_member_role member_role(int raft_role)
+{
+        switch (raft_role) {
+        case RAFT_VOTER:
+                return MEMBER_VOTER;
+        case RAFT_STANDBY:
+                return MEMBER_STANDBY;
+        case RAFT_SPARE:
+                return MEMBER_SPARE;
+        default:
+                return MEMBER_NONE;
+        }
+}
+
+const char *member_role_name(uint8_t role)
+{
+        switch (role) {
+        case MEMBER_VOTER:
+                return "voter";
+        case MEMBER_STANDBY:
+                return "standby";
+        case MEMBER_SPARE:
+                return "spare";
+        default:
+                return "not a member";
+        }
+}
+
+/* name's entry in the configuration the running Raft has (committed or not), or NULL. */
+static const struct raft_server *conf_server(const struct replica *rep, const char *name)
+{
+        raft_id id = transport_id_of(name);
+
+        if (!rep->started)
+                return NULL;
+        for (unsigned i = 0; i < rep->raft.configuration.n; i++)
+                if (rep->raft.configuration.servers[i].id == id)
+                        return &rep->raft.configuration.servers[i];
+        return NULL;
+}
+
+enum dchat_member_role replica_member(struct replica *rep, const char *name, char *address, size_t cap)
+{
+        const struct raft_server *sv = conf_server(rep, name);
+        const char *at;
+
+        if (address && cap)
+                address[0] = '\0';
+        if (!sv)
+                return MEMBER_NONE;
+        if (address && cap && sv->address && (at = strchr(sv->address, '@')))
+                strlcpy(address, at + 1, cap);
+        return member_role(sv->role);
+}
+
+void replica_address_of(struct replica *rep, const char *name, char *buf, size_t cap)
+{
+        if (replica_member(rep, name, buf, cap) == MEMBER_NONE && !rep->started && !strcmp(name, rep->hint))
+                strlcpy(buf, rep->hint_address, cap);
+}
+
+bool replica_conf_committed(struct replica *rep)
+{
+        return rep->started && rep->raft.configuration_uncommitted_index == 0;
+}
+
+bool replica_knows(struct replica *rep, const char *name)
+{
+        return rep && conf_server(rep, name) != NULL;
+}
+
+unsigned replica_voters(struct replica *rep, char *names, size_t cap)
+{
+        unsigned n = 0;
+
+        if (names && cap)
+                names[0] = '\0';
+        for (unsigned i = 0; rep->started && i < rep->raft.configuration.n; i++) {
+                const struct raft_server *sv = &rep->raft.configuration.servers[i];
+                if (sv->role != RAFT_VOTER)
+                        continue;
+                n++;
+                if (names && cap) {
+                        char name[DCHAT_NAME_MAX + 1];
+                        size_t l = strlen(names);
+                        name_of_address(sv->address, name, sizeof name);
+                        if (l < cap)
+                                snprintf(names + l, cap - l, "%s%s", l ? ", " : "", name);
+                }
+        }
+        return n;
+}
+
+unsigned replica_members(struct replica *rep)
+{
+        return rep->started ? rep->raft.configuration.n : 0;
+}
+
+enum replica_phase replica_phase(const struct replica *rep)
+{
+        return rep->phase;
+}
+
+const uint8_t *replica_group_id(const struct replica *rep)
+{
+        return rep->group_id;
+}
+
+uint64_t replica_last_seq(const struct replica *rep)
+{
+        return chatlog_last_seq(rep->log);
+}
+
+void replica_progress(struct replica *rep, uint64_t *applied, uint64_t *last)
+{
+        *applied = rep->started ? raft_last_applied(&rep->raft) : 0;
+        *last = rep->started ? raft_last_index(&rep->raft) : 0;
 }
 
 bool replica_is_leader(struct replica *rep)
@@ -108,8 +267,11 @@ bool replica_leader(struct replica *rep, char name[DCHAT_NAME_MAX + 1], uint64_t
         name[0] = '\0';
         if (term)
                 *term = rep->started ? rep->raft.current_term : 0;
-        if (!rep->started)
-                return false;
+        if (!rep->started) {
+                /* removed: the leader the others named */
+                strlcpy(name, rep->hint, DCHAT_NAME_MAX + 1);
+                return rep->hint[0] != '\0';
+        }
         raft_leader(&rep->raft, &id, &address);
         if (!id)
                 return false;
@@ -157,6 +319,378 @@ static void genesis_propose(struct replica *rep)
         rep->genesis_asked = true;
         log_info("proposed this server's chat log (ending at seq %llu) as the group's start",
                  (unsigned long long) m.seq);
+}
+
+/* --- membership: the configuration, removal, other groups ------------------------------- */
+
+static void on_raft_closed(struct raft *raft);
+
+static void stop_raft(struct replica *rep)
+{
+        if (rep->raft_ready && rep->started && !rep->raft_closing) {
+                rep->raft_closing = true;
+                raft_close(&rep->raft, on_raft_closed);
+                uvloop_kick(rep->uv);
+        }
+        rep->started = false;
+}
+
+static void enter_phase(struct replica *rep, enum replica_phase ph)
+{
+        rep->phase = ph;
+        if (rep->ops->phase_changed)
+                rep->ops->phase_changed(rep->userdata, ph);
+}
+
+/*
+ * This server is no longer in the group's configuration: it stops Raft,
+ * leaves raft/removed behind (so a restart keeps it out: a removed server
+ * must not come back by itself with a configuration that still lists it),
+ * and serves nothing more.  Its files stay as they are.
+ */
+static void removed(struct replica *rep, const char *how)
+{
+        char path[PATH_MAX + 16], text[512];
+        int fd;
+
+        if (rep->phase == REP_REMOVED)
+                return;
+        log_event(EV_SERVER_REMOVED, &(struct event_fields) { .peer = rep->conf->node },
+                  "this server was removed from the server group (%s): it takes no part and serves nothing "
+                  "from now on, and stays out after a restart (%s/removed); its chat log and Raft files are "
+                  "kept. Take it off cluster.servers on every host and stop dchatd here; to add it again, "
+                  "move %s aside and run 'dchatctl server add %s ADDRESS' on a member", how, rep->dir, rep->dir,
+                  rep->conf->node);
+        snprintf(path, sizeof path, "%s/removed", rep->dir);
+        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+        if (fd >= 0) {
+                int l = snprintf(text, sizeof text, "removed from the server group: %s\n", how);
+                if (write(fd, text, (size_t) l) != l || fsync(fd) < 0)
+                        log_warning("cannot write %s: %m (a restart would run Raft again)", path);
+                close(fd);
+        } else
+                log_warning("cannot write %s: %m (a restart would run Raft again)", path);
+        stop_raft(rep);
+        enter_phase(rep, REP_REMOVED);
+}
+
+/* This server's Raft state is another group's than its servers': it stops Raft and takes no part. */
+static void refuse(struct replica *rep, const char *why)
+{
+        char a[DCHAT_GROUP_ID_BYTES * 2 + 1];
+
+        if (rep->phase == REP_REFUSED)
+                return;
+        log_error("this server takes no part in the server group: %s. Nothing of %s or of its chat log was "
+                  "changed. If this state directory came from another cluster (or a group that was made anew), "
+                  "stop dchatd, move %s (and chat.log, if it is not this group's) aside, start it again, and "
+                  "run 'dchatctl server add %s ADDRESS' on a member if the group does not list it (this "
+                  "server's group id: %s)", why, rep->dir, rep->dir, rep->conf->node,
+                  group_id_format(rep->group_id, a));
+        stop_raft(rep);
+        enter_phase(rep, REP_REFUSED);
+}
+
+static unsigned majority(unsigned n)
+{
+        return n / 2 + 1;
+}
+
+int replica_note_group(struct replica *rep, const char *name, uint8_t state, const uint8_t *id)
+{
+        char a[DCHAT_GROUP_ID_BYTES * 2 + 1], b[DCHAT_GROUP_ID_BYTES * 2 + 1], names[256] = "";
+        unsigned i, same = 0;
+
+        if (!id || !group_id_is_set(id) || !group_id_is_set(rep->group_id) || state == GROUP_REFUSED)
+                return 0;
+        if (!memcmp(id, rep->group_id, DCHAT_GROUP_ID_BYTES)) {
+                for (i = 0; i < rep->n_foreign; i++)
+                        if (!strcmp(rep->foreign[i].name, name))
+                                rep->foreign[i] = rep->foreign[--rep->n_foreign];       /* its state changed */
+                return 0;
+        }
+        for (i = 0; i < rep->n_foreign; i++)
+                if (!strcmp(rep->foreign[i].name, name))
+                        break;
+        if (i == rep->n_foreign || memcmp(rep->foreign[i].id, id, DCHAT_GROUP_ID_BYTES)) {
+                log_warning("server %s holds Raft state of another group (%s; this server's is %s): no replication "
+                            "with it. If it came from another cluster, it refuses to take part by itself once "
+                            "it hears from a majority", name, group_id_format(id, a),
+                            group_id_format(rep->group_id, b));
+                if (i == rep->n_foreign) {
+                        if (rep->n_foreign == ELEMENTSOF(rep->foreign))
+                                return -EXDEV;
+                        rep->n_foreign++;
+                }
+                strlcpy(rep->foreign[i].name, name, sizeof rep->foreign[i].name);
+                memcpy(rep->foreign[i].id, id, DCHAT_GROUP_ID_BYTES);
+        }
+        /* a majority of the configured servers hold one other group: this server is the odd one */
+        for (unsigned k = 0; k < rep->n_foreign; k++)
+                if (!memcmp(rep->foreign[k].id, id, DCHAT_GROUP_ID_BYTES)) {
+                        same++;
+                        size_t l = strlen(names);
+                        if (l < sizeof names)
+                                snprintf(names + l, sizeof names - l, "%s%s", l ? ", " : "", rep->foreign[k].name);
+                }
+        if (same >= majority(rep->conf->n_servers)) {
+                char why[512];
+                snprintf(why, sizeof why, "its Raft state in %s belongs to group %s, but %s hold%s group %s",
+                         rep->dir, group_id_format(rep->group_id, a), names, same == 1 ? "s" : "",
+                         group_id_format(id, b));
+                refuse(rep, why);
+        }
+        return -EXDEV;
+}
+
+/* The committed configuration changed: server-joined, server-removed; this server's own removal. */
+static void watch_members(struct replica *rep)
+{
+        const struct raft_configuration *cf = &rep->raft.configuration;
+        struct member now[MEMBERS_MAX];
+        unsigned n = 0;
+        bool self_in = false;
+
+        if (rep->raft.configuration_uncommitted_index != 0 || rep->raft.configuration_index == 0 ||
+            rep->raft.configuration_index == rep->members_index)
+                return;
+        for (unsigned i = 0; i < cf->n && n < MEMBERS_MAX; i++, n++) {
+                now[n] = (struct member) { cf->servers[i].id, cf->servers[i].role, "" };
+                name_of_address(cf->servers[i].address, now[n].name, sizeof now[n].name);
+                self_in |= cf->servers[i].id == rep->self;
+        }
+        if (rep->members_seen) {
+                for (unsigned i = 0; i < n; i++) {
+                        int was = -1;
+                        for (unsigned k = 0; k < rep->n_members; k++)
+                                if (rep->members[k].id == now[i].id)
+                                        was = rep->members[k].role;
+                        if (now[i].role == RAFT_VOTER && was != RAFT_VOTER)
+                                log_event(EV_SERVER_JOINED, &(struct event_fields) { .peer = now[i].name },
+                                          "%s%s joined the server group as a voter (configuration at Raft "
+                                          "index %llu, %u voters)", now[i].id == rep->self ? "this server, " : "",
+                                          now[i].name, (unsigned long long) rep->raft.configuration_index,
+                                          replica_voters(rep, NULL, 0));
+                        else if (was == -1)
+                                log_info("%s added to the server group as a %s (it votes once it caught up)",
+                                         now[i].name, now[i].role == RAFT_STANDBY ? "standby" : "spare");
+                }
+                for (unsigned k = 0; k < rep->n_members; k++) {
+                        bool still = false;
+                        for (unsigned i = 0; i < n; i++)
+                                still |= rep->members[k].id == now[i].id;
+                        if (!still && rep->members[k].id != rep->self)
+                                log_event(EV_SERVER_REMOVED, &(struct event_fields) { .peer = rep->members[k].name },
+                                          "%s was removed from the server group (configuration at Raft index "
+                                          "%llu, %u voters)", rep->members[k].name,
+                                          (unsigned long long) rep->raft.configuration_index,
+                                          replica_voters(rep, NULL, 0));
+                }
+        }
+        memcpy(rep->members, now, n * sizeof *now);
+        rep->n_members = n;
+        rep->members_index = rep->raft.configuration_index;
+        rep->members_seen = true;
+        if (self_in)
+                rep->was_member = true;
+        else if (rep->was_member) {
+                char how[128];
+                snprintf(how, sizeof how, "the configuration committed at Raft index %llu does not list it",
+                         (unsigned long long) rep->raft.configuration_index);
+                removed(rep, how);
+        }
+}
+
+/* --- asking the others when no leader is heard of ------------------------------------------------ */
+
+static void poll_free(struct replica *rep)
+{
+        for (unsigned i = 0; i < ELEMENTSOF(rep->poll); i++)
+                rep->poll[i] = gask_free(rep->poll[i]);
+}
+
+static void poll_answered(void *userdata, struct gask *q, const struct dchat_msg *m, const char *why)
+{
+        struct replica *rep = userdata;
+        char name[DCHAT_NAME_MAX + 1];
+        (void) why;
+
+        strlcpy(name, gask_name(q), sizeof name);
+        for (unsigned i = 0; i < ELEMENTSOF(rep->poll); i++)
+                if (rep->poll[i] == q)
+                        rep->poll[i] = gask_free(q);
+        if (!m || rep->phase != REP_RUNNING)
+                return;
+        const struct dchat_msg *g = m;
+        if (g->group_reply.state == GROUP_STATE && replica_note_group(rep, name, g->group_reply.state,
+                                                                        g->group_reply.group_id) < 0)
+                return;
+        raft_index mine = rep->raft.configuration_uncommitted_index > rep->raft.configuration_index
+                                  ? rep->raft.configuration_uncommitted_index : rep->raft.configuration_index;
+        if (g->group_reply.state == GROUP_STATE && g->group_reply.config_index > mine && rep->was_member &&
+            g->group_reply.your_role == MEMBER_NONE) {
+                char how[256];
+                (void) dchat_str_copy(rep->hint, sizeof rep->hint, g->group_reply.leader);
+                (void) dchat_str_copy(rep->hint_address, sizeof rep->hint_address, g->group_reply.leader_address);
+                snprintf(how, sizeof how, "%s's configuration, committed at Raft index %llu, does not list it; "
+                         "this server's is at %llu", name, (unsigned long long) g->group_reply.config_index,
+                         (unsigned long long) mine);
+                removed(rep, how);
+        }
+}
+
+/* Ask every other server we know of (this one's configuration and file) where this server stands. */
+static void poll_round(struct replica *rep)
+{
+        unsigned k = 0;
+
+        poll_free(rep);
+        for (unsigned i = 0; i < rep->raft.configuration.n && k < ELEMENTSOF(rep->poll); i++) {
+                const struct raft_server *sv = &rep->raft.configuration.servers[i];
+                struct sockaddr_storage sa;
+                socklen_t salen;
+                char name[DCHAT_NAME_MAX + 1];
+                const char *at = sv->address ? strchr(sv->address, '@') : NULL;
+                if (sv->id == rep->self || !at || sockaddr_parse(at + 1, &sa, &salen) < 0)
+                        continue;
+                name_of_address(sv->address, name, sizeof name);
+                if (gask_start(rep->event, rep->conf, name, (struct sockaddr *) &sa, salen, rep->group_id,
+                               rep->boot_id, POLL_EVERY, poll_answered, rep, &rep->poll[k]) >= 0)
+                        k++;
+                else
+                        rep->poll[k] = NULL;
+        }
+        for (unsigned i = 0; i < rep->conf->n_servers && k < ELEMENTSOF(rep->poll); i++) {
+                const struct node_conf *s = &rep->conf->servers[i];
+                if (i == rep->conf->self || conf_server(rep, s->name))
+                        continue;
+                if (gask_start(rep->event, rep->conf, s->name, (const struct sockaddr *) &s->sa, s->salen,
+                               rep->group_id, rep->boot_id, POLL_EVERY, poll_answered, rep, &rep->poll[k]) >= 0)
+                        k++;
+                else
+                        rep->poll[k] = NULL;
+        }
+}
+
+static int on_poll(sd_event_source *src, uint64_t usec, void *userdata)
+{
+        struct replica *rep = userdata;
+
+        if (rep->phase == REP_RUNNING && rep->leaderless_since && rep->was_member)
+                poll_round(rep);
+        (void) sd_event_source_set_time(src, usec + POLL_EVERY);
+        return 0;
+}
+
+/* --- answering GROUP -------------------------------------------------------------------------------- */
+
+void replica_group_reply(struct replica *rep, const char *asker, uint32_t tag, struct replica_answer *a)
+{
+        char leader[DCHAT_NAME_MAX + 1] = "";
+        uint64_t term = 0;
+        uint8_t state;
+
+        switch (rep->phase) {
+        case REP_REMOVED:
+                state = GROUP_REMOVED;
+                break;
+        case REP_REFUSED:
+                state = GROUP_REFUSED;
+                break;
+        default:
+                state = rep->started || rep->have_state ? GROUP_STATE : GROUP_EMPTY;
+        }
+        *a = (struct replica_answer) {0};
+        if (rep->started && replica_leader(rep, leader, &term)) {
+                strlcpy(a->leader, leader, sizeof a->leader);
+                (void) replica_member(rep, leader, a->address, sizeof a->address);
+        } else if (rep->phase == REP_REMOVED) {
+                strlcpy(a->leader, rep->hint, sizeof a->leader);
+                strlcpy(a->address, rep->hint_address, sizeof a->address);
+        }
+        /* only a committed configuration's index: the asker concludes it was removed from it */
+        uint64_t config_index = rep->started && rep->raft.configuration_uncommitted_index == 0
+                                        ? rep->raft.configuration_index : 0;
+        a->m = (struct dchat_msg) { .type = MSG_GROUP_REPLY, .tag = tag, .group_reply = {
+                .state = state,
+                .group_id = rep->group_id,
+                .boot_id = rep->boot_id,
+                .term = rep->started ? rep->raft.current_term : 0,
+                .leader = { a->leader, (uint16_t) strlen(a->leader) },
+                .leader_address = { a->address, (uint16_t) strlen(a->address) },
+                .applied_index = rep->started ? raft_last_applied(&rep->raft) : 0,
+                .last_index = rep->started ? raft_last_index(&rep->raft) : 0,
+                .last_seq = chatlog_last_seq(rep->log),
+                .fsm_state = (uint8_t) fsm_state(rep->fsm, NULL),
+                .your_role = (uint8_t) replica_member(rep, asker, NULL, 0),
+                .config_index = config_index } };
+}
+
+void replica_poke(struct replica *rep)
+{
+        if (rep)
+                join_poke(rep->join);
+}
+
+/* --- changing the configuration (the leader) ------------------------------------------------------ */
+
+struct change {
+        struct raft_change req;
+        replica_change_cb cb;
+        void *userdata;
+};
+
+static void change_done(struct raft_change *req, int status)
+{
+        struct change *ch = (struct change *) req;
+        replica_change_cb cb = ch->cb;
+        void *ud = ch->userdata;
+
+        free(ch);
+        if (cb)
+                cb(ud, status == 0 ? 0 : status == RAFT_NOTLEADER || status == RAFT_LEADERSHIPLOST ? -ENOTCONN : -EIO,
+                   status == 0 ? "" : raft_strerror(status));
+}
+
+int replica_change(struct replica *rep, enum replica_change_op op, const char *name, const char *address,
+                   replica_change_cb cb, void *userdata, char *err, size_t errcap)
+{
+        struct change *ch;
+        char addr[DCHAT_NAME_MAX + 160];
+        raft_id id = transport_id_of(name);
+        int r;
+
+        if (!replica_is_leader(rep))
+                return -ENOTCONN;
+        ch = calloc(1, sizeof *ch);
+        if (!ch)
+                return -ENOMEM;
+        ch->cb = cb;
+        ch->userdata = userdata;
+        switch (op) {
+        case REPLICA_ADD:
+                transport_address(name, address, addr, sizeof addr);
+                r = raft_add(&rep->raft, &ch->req, id, addr, change_done);
+                break;
+        case REPLICA_STANDBY:
+                r = raft_assign(&rep->raft, &ch->req, id, RAFT_STANDBY, change_done);
+                break;
+        case REPLICA_VOTER:
+                r = raft_assign(&rep->raft, &ch->req, id, RAFT_VOTER, change_done);
+                break;
+        case REPLICA_REMOVE:
+                r = raft_remove(&rep->raft, &ch->req, id, change_done);
+                break;
+        default:
+                r = RAFT_INVALID;
+        }
+        if (r != 0) {
+                snprintf(err, errcap, "%s", raft_errmsg(&rep->raft)[0] ? raft_errmsg(&rep->raft) : raft_strerror(r));
+                free(ch);
+                return r == RAFT_NOTLEADER ? -ENOTCONN : r == RAFT_CANTCHANGE ? -EBUSY : -EINVAL;
+        }
+        uvloop_kick(rep->uv);
+        return 0;
 }
 
 /* --- what changed ---------------------------------------------------------------------------- */
@@ -228,6 +762,10 @@ static void watch(void *userdata)
         if (st == RAFT_LEADER)
                 genesis_propose(rep);
         watch_snapshots(rep);
+        rep->leaderless_since = lid ? 0 : rep->leaderless_since ? rep->leaderless_since : now_usec();
+        watch_members(rep);
+        if (!rep->started)
+                return;         /* removed */
 
         if (rep->ops->tick)
                 rep->ops->tick(rep->userdata);
@@ -327,15 +865,24 @@ static bool dir_is_empty(const char *dir)
         return stat(p, &st) < 0;
 }
 
+static int cmp_by_name(const void *a, const void *b)
+{
+        return strcmp(((const struct node_conf *) a)->name, ((const struct node_conf *) b)->name);
+}
+
+/* In name order: every server that bootstraps the same servers writes the very same first entry. */
 static int bootstrap(struct replica *rep)
 {
         struct raft_configuration c;
+        struct node_conf sorted[DCHAT_SERVERS_MAX];
         char addr[DCHAT_NAME_MAX + 160];
         int r = 0;
 
+        memcpy(sorted, rep->conf->servers, rep->conf->n_servers * sizeof *sorted);
+        qsort(sorted, rep->conf->n_servers, sizeof *sorted, cmp_by_name);
         raft_configuration_init(&c);
         for (unsigned i = 0; i < rep->conf->n_servers && r == 0; i++) {
-                const struct node_conf *s = &rep->conf->servers[i];
+                const struct node_conf *s = &sorted[i];
                 transport_address(s->name, s->address, addr, sizeof addr);
                 r = raft_configuration_add(&c, transport_id_of(s->name), addr, RAFT_VOTER);
         }
@@ -345,12 +892,109 @@ static int bootstrap(struct replica *rep)
         return r;
 }
 
+static int note_group(void *userdata, const char *name, uint8_t state, const uint8_t *id)
+{
+        return replica_note_group(userdata, name, state, id);
+}
+
+static int start_raft(struct replica *rep)
+{
+        int r;
+
+        transport_set_group(rep->tr, rep->group_id, rep->boot_id, note_group, rep);
+        r = raft_start(&rep->raft);
+        if (r != 0) {
+                log_error("cannot start Raft in %s: %s (%s)%s", rep->dir, raft_strerror(r), raft_errmsg(&rep->raft),
+                          r == RAFT_CORRUPT ? "; this server cannot take part with a damaged replicated log: see "
+                                              "dchatd(8), REPLICATION" : "");
+                return -EIO;
+        }
+        rep->started = true;
+        rep->phase = REP_RUNNING;
+        rep->leaderless_since = now_usec();
+        /* raft_start restored the last snapshot, if there is one: its index is where applying goes on */
+        fsm_snapshots(rep->fsm, &rep->snaps);
+        if (rep->snaps.restored)
+                log_event(EV_SNAPSHOT, &(struct event_fields) { .seq = rep->snaps.restored_seq },
+                          "started from the snapshot at Raft index %llu (the chat log up to seq %llu)",
+                          (unsigned long long) raft_last_applied(&rep->raft),
+                          (unsigned long long) rep->snaps.restored_seq);
+        uvloop_kick(rep->uv);
+        return 0;
+}
+
+/* The others answered (join.c): bootstrap, join or stay out. */
+static void joined(void *userdata, const struct join_result *res)
+{
+        struct replica *rep = userdata;
+        char a[DCHAT_GROUP_ID_BYTES * 2 + 1];
+        int r;
+
+        rep->join = join_free(rep->join);
+        switch (res->d) {
+        case JOIN_BOOTSTRAP:
+                r = bootstrap(rep);
+                if (r != 0 && r != RAFT_CANTBOOTSTRAP) {
+                        log_error("cannot bootstrap the server group in %s: %s; this server takes no part",
+                                  rep->dir, raft_strerror(r));
+                        enter_phase(rep, REP_REFUSED);
+                        return;
+                }
+                memcpy(rep->group_id, res->group_id, sizeof rep->group_id);
+                log_notice("bootstrapped the server group (%u servers, group %s) in %s: %s", rep->conf->n_servers,
+                           group_id_format(rep->group_id, a), rep->dir, res->why);
+                break;
+        case JOIN_JOIN:
+                memcpy(rep->group_id, res->group_id, sizeof rep->group_id);
+                if (res->role == MEMBER_NONE)
+                        log_notice("joining the server group %s (%s): waiting to be added; run 'dchatctl server "
+                                   "add %s %s' on a member (as root)", group_id_format(rep->group_id, a), res->why,
+                                   rep->conf->node, rep->conf->servers[rep->conf->self].address);
+                else
+                        log_notice("joining the server group %s (%s), which lists this server as a %s: waiting for "
+                                   "its leader to send the log", group_id_format(rep->group_id, a), res->why,
+                                   member_role_name(res->role));
+                break;
+        case JOIN_REFUSE:
+                if (rep->have_state) {
+                        static const char prefix[] = "its Raft state";
+                        char why[sizeof res->why + PATH_MAX];
+                        if (!strncmp(res->why, prefix, sizeof prefix - 1))
+                                snprintf(why, sizeof why, "%s in %s%s", prefix, rep->dir, res->why + sizeof prefix - 1);
+                        else
+                                snprintf(why, sizeof why, "%s", res->why);
+                        refuse(rep, why);
+                } else {
+                        log_error("not starting the server group: %s; this server takes no part", res->why);
+                        enter_phase(rep, REP_REFUSED);
+                }
+                return;
+        case JOIN_START:
+                break;
+        default:
+                return;
+        }
+        if (res->d != JOIN_START) {
+                r = group_id_write(rep->dir, rep->group_id);
+                if (r < 0)
+                        log_warning("cannot record the group id in %s/group-id: %s", rep->dir, strerror(-r));
+        }
+        if (start_raft(rep) < 0) {
+                /* a damaged Raft log (or a directory it cannot use): this server must not vote with it;
+                 * dchatd ends with a failure, as it did before it asked the others */
+                (void) sd_event_exit(rep->event, 1);
+                enter_phase(rep, REP_REFUSED);
+                return;
+        }
+        enter_phase(rep, REP_RUNNING);
+}
+
 int replica_new(sd_event *e, const struct dchat_conf *c, struct chatlog *log, const struct replica_ops *ops,
                 void *userdata, struct replica **ret)
 {
         struct replica *rep = calloc(1, sizeof *rep);
         const struct node_conf *me = &c->servers[c->self];
-        char addr[DCHAT_NAME_MAX + 160];
+        char addr[DCHAT_NAME_MAX + 160], path[PATH_MAX + 16];
         int r;
 
         if (!rep)
@@ -405,34 +1049,64 @@ int replica_new(sd_event *e, const struct dchat_conf *c, struct chatlog *log, co
         raft_set_snapshot_threshold(&rep->raft, SNAPSHOT_THRESHOLD);
         raft_set_snapshot_trailing(&rep->raft, SNAPSHOT_TRAILING);
 
-        if (dir_is_empty(rep->dir)) {
-                r = bootstrap(rep);
-                if (r != 0 && r != RAFT_CANTBOOTSTRAP) {
-                        log_error("cannot bootstrap the server group in %s: %s", rep->dir, raft_strerror(r));
-                        r = -EIO;
-                        goto fail;
-                }
-                log_info("bootstrapped the server group (%u servers) in %s", c->n_servers, rep->dir);
-        }
-        r = raft_start(&rep->raft);
-        if (r != 0) {
-                log_error("cannot start Raft in %s: %s (%s)%s", rep->dir, raft_strerror(r), raft_errmsg(&rep->raft),
-                          r == RAFT_CORRUPT ? "; this server cannot take part with a damaged replicated log: see "
-                                              "dchatd(8), REPLICATION" : "");
-                r = -EIO;
+        r = sd_event_add_time_relative(e, &rep->poll_timer, CLOCK_MONOTONIC, POLL_EVERY, 100 * USEC_PER_MSEC,
+                                       on_poll, rep);
+        if (r < 0)
                 goto fail;
-        }
-        rep->started = true;
-        /* raft_start restored the last snapshot, if there is one: its index is where applying goes on */
-        fsm_snapshots(rep->fsm, &rep->snaps);
-        if (rep->snaps.restored)
-                log_event(EV_SNAPSHOT, &(struct event_fields) { .seq = rep->snaps.restored_seq },
-                          "started from the snapshot at Raft index %llu (the chat log up to seq %llu)",
-                          (unsigned long long) raft_last_applied(&rep->raft),
-                          (unsigned long long) rep->snaps.restored_seq);
+        (void) sd_event_source_set_enabled(rep->poll_timer, SD_EVENT_ON);
+        net_boot_id(c, rep->boot_id);
         rep->fsm_state = FSM_READY;
         rep->state = RAFT_UNAVAILABLE;
-        uvloop_kick(rep->uv);
+        rep->phase = REP_ASKING;
+        if (c->n_servers % 2 == 0)
+                log_warning("cluster.servers lists %u servers: an even number tolerates no more failures than one "
+                            "server fewer (a majority of %u is %u); add or remove one (dchatctl server add, server "
+                            "remove) and update cluster.servers on every host", c->n_servers, c->n_servers,
+                            c->n_servers / 2 + 1);
+
+        snprintf(path, sizeof path, "%s/removed", rep->dir);
+        if (access(path, F_OK) == 0) {
+                log_event(EV_SERVER_REMOVED, &(struct event_fields) { .peer = c->node },
+                          "this server was removed from the server group (%s says so): it takes no part and "
+                          "serves nothing. Take it off cluster.servers on every host; to add it again, stop "
+                          "dchatd, move %s aside, start it and run 'dchatctl server add %s ADDRESS' on a member",
+                          path, rep->dir, c->node);
+                rep->phase = REP_REMOVED;
+                *ret = rep;
+                return 0;
+        }
+        rep->have_state = !dir_is_empty(rep->dir);
+        if (rep->have_state) {
+                /* a server that holds state asks the others once before it starts Raft: a majority
+                 * that holds another group says its state came from another cluster (join.c); and
+                 * its links check the group id before any Raft traffic passes (transport.c, server.c) */
+                r = group_id_read(rep->dir, rep->group_id);
+                if (r == -ENOENT) {
+                        /* a group made before ids were recorded: the id it was bootstrapped with */
+                        memcpy(rep->group_id, rep->boot_id, sizeof rep->group_id);
+                        r = group_id_write(rep->dir, rep->group_id);
+                        if (r < 0)
+                                log_warning("cannot record the group id in %s/group-id: %s", rep->dir, strerror(-r));
+                        else
+                                log_notice("recorded this group's id in %s/group-id (made from cluster.servers)",
+                                           rep->dir);
+                } else if (r < 0) {
+                        log_error("cannot read %s/group-id: %s; this server takes no part until it can "
+                                  "(it says which group its Raft state belongs to)", rep->dir, strerror(-r));
+                        rep->phase = REP_REFUSED;
+                        *ret = rep;
+                        return 0;
+                }
+                r = join_start(e, c, rep->group_id, rep->boot_id, joined, rep, &rep->join);
+                if (r < 0)
+                        goto fail;
+        } else {
+                log_info("no Raft state in %s: asking the other servers whether a group runs before "
+                         "starting one", rep->dir);
+                r = join_start(e, c, NULL, rep->boot_id, joined, rep, &rep->join);
+                if (r < 0)
+                        goto fail;
+        }
         *ret = rep;
         return 0;
 fail:
@@ -450,9 +1124,13 @@ struct replica *replica_free(struct replica *rep)
 {
         if (!rep)
                 return NULL;
+        rep->join = join_free(rep->join);
+        poll_free(rep);
+        rep->poll_timer = sd_event_source_disable_unref(rep->poll_timer);
         if (rep->raft_ready) {
                 rep->raft.data = rep;
-                raft_close(&rep->raft, on_raft_closed);
+                if (!rep->raft_closing)
+                        raft_close(&rep->raft, on_raft_closed);
                 uvloop_drain(rep->uv, 5 * USEC_PER_SEC);
         } else if (rep->io_ready) {
                 rep->io.close(&rep->io, NULL);
@@ -472,6 +1150,7 @@ struct replica *replica_free(struct replica *rep)
 void replica_reconf(struct replica *rep, const struct dchat_conf *c)
 {
         rep->conf = c;
+        join_reconf(rep->join, c);
         transport_reconf(rep->tr, c);
         catchup_reconf(rep->cu, c);
         raft_set_election_timeout(&rep->raft, (unsigned) (c->election_timeout_usec / USEC_PER_MSEC));
@@ -490,11 +1169,17 @@ struct fsm *replica_fsm(struct replica *rep)
 
 void replica_status(struct replica *rep, struct replica_status *st)
 {
-        *st = (struct replica_status) { .term = rep->raft.current_term, .last_index = raft_last_index(&rep->raft),
-                                        .applied_index = raft_last_applied(&rep->raft),
-                                        .commit_index = rep->raft.commit_index, .in_flight = rep->in_flight };
-        strlcpy(st->state, state_name(raft_state(&rep->raft)), sizeof st->state);
+        *st = (struct replica_status) { .in_flight = rep->in_flight };
+        if (rep->started)
+                *st = (struct replica_status) { .term = rep->raft.current_term,
+                                                .last_index = raft_last_index(&rep->raft),
+                                                .applied_index = raft_last_applied(&rep->raft),
+                                                .commit_index = rep->raft.commit_index, .in_flight = rep->in_flight };
+        static const char *const phases[] = { [REP_ASKING] = "joining", [REP_REMOVED] = "removed",
+                                              [REP_REFUSED] = "refused" };
+        strlcpy(st->state, rep->phase == REP_RUNNING && rep->started ? state_name(raft_state(&rep->raft))
+                                                                      : phases[rep->phase] ? phases[rep->phase] : "unavailable",
+                sizeof st->state);
         replica_leader(rep, st->leader, NULL);
         st->fsm_state = fsm_state(rep->fsm, NULL);
-        (void) server_of;
 }

@@ -46,6 +46,8 @@ struct sconn {
         char node[DCHAT_NAME_MAX + 1];  /* "" until HELLO */
         bool server;                    /* another server of the group (HELLO as a server) */
         bool query;                     /* a peer's query link (HELLO with incarnation 0, query.c) */
+        bool outsider;                  /* ... in neither cluster.servers nor the group's configuration: GROUP only */
+        bool group_ok;                  /* ... it said this group's id (GROUP): replication may come */
         int idx;                        /* the node's index in conf->peers, once known */
         uint64_t serial;                /* accepted after every connection with a smaller one */
         uint64_t incarnation;           /* the life of the node that sent the HELLO (0: not said) */
@@ -116,6 +118,9 @@ struct server {
 
         /* a server group (conf->n_servers > 1) */
         struct replica *rep;
+        struct members *members;        /* server add, server remove */
+        struct ratelimit raft_refused_rl;       /* replication links refused for their group id */
+        char leader_address[128];       /* a LEADER's address while it is sent */
         struct gbatch *gbatches;        /* submitted, not applied */
         struct dview *dviews;           /* views waiting for entries to be applied here */
         unsigned n_dviews;
@@ -123,6 +128,7 @@ struct server {
 };
 
 static void follow_pump(struct server *s, struct sfollow *f);
+static void follow_drop(struct server *s, struct sfollow *f);
 static void dviews_run(struct server *s, uint64_t now);
 
 /* A read found the log damaged where nothing was known to be: logged once, not per request. */
@@ -387,6 +393,11 @@ static void send_leader(struct server *s, struct sconn *sc)
                 for (unsigned i = 0; i < s->conf->n_servers; i++)
                         if (!strcmp(s->conf->servers[i].name, name))
                                 address = s->conf->servers[i].address;
+                if (!address[0]) {
+                        /* added at runtime, not in this host's file: the group's configuration has it */
+                        replica_address_of(s->rep, name, s->leader_address, sizeof s->leader_address);
+                        address = s->leader_address;
+                }
         }
         (void) conn_send(sc->c, &(struct dchat_msg) { .type = MSG_LEADER,
                 .leader = { term, { name, (uint16_t) strlen(name) }, { address, (uint16_t) strlen(address) } } });
@@ -395,12 +406,55 @@ static void send_leader(struct server *s, struct sconn *sc)
 static void group_leader_changed(void *userdata, bool is_leader, const char *leader, uint64_t term)
 {
         struct server *s = userdata;
-        (void) is_leader;
         (void) leader;
         (void) term;
         for (struct sconn *sc = s->conns; sc; sc = sc->next)
                 if (sc->node[0] && !sc->server)
                         send_leader(s, sc);
+        members_leader_changed(s->members, is_leader);
+}
+
+/*
+ * This server was removed from the group (or takes no part): it serves
+ * nothing more.  Its peers go elsewhere: to the leader the others named,
+ * if it knows one (LEADER), else to the next server in their list.
+ */
+static void group_phase_changed(void *userdata, enum replica_phase phase)
+{
+        struct server *s = userdata;
+
+        if (phase != REP_REMOVED && phase != REP_REFUSED)
+                return;
+        for (struct sconn *sc = s->conns, *nx; sc; sc = nx) {
+                nx = sc->next;
+                if (sc->server || !sc->node[0])
+                        continue;
+                conn_send_error(sc->c, 0, ERR_UNAVAILABLE, "the server %s %s: it serves nothing", s->conf->node,
+                                phase == REP_REMOVED ? "was removed from the server group"
+                                                     : "takes no part in the server group");
+                conn_shutdown(sc->c);
+        }
+        while (s->follows) {
+                conn_send_error(s->follows->c, s->follows->tag, ERR_UNAVAILABLE, "the server %s %s", s->conf->node,
+                                phase == REP_REMOVED ? "was removed from the server group"
+                                                     : "takes no part in the server group");
+                follow_drop(s, s->follows);
+        }
+}
+
+/* Serves nothing (removed from the group, or out of it): the error for whoever asks, else NULL. */
+static const char *out_of_group(struct server *s)
+{
+        if (!s->rep)
+                return NULL;
+        switch (replica_phase(s->rep)) {
+        case REP_REMOVED:
+                return "was removed from the server group";
+        case REP_REFUSED:
+                return "takes no part in the server group (see its journal)";
+        default:
+                return NULL;
+        }
 }
 
 /* Every turn of the group's loop: what a follower applied goes to its followers too. */
@@ -420,6 +474,7 @@ static const struct replica_ops group_ops = {
         .applied = group_applied,
         .leader_changed = group_leader_changed,
         .tick = group_tick,
+        .phase_changed = group_phase_changed,
 };
 
 static void checkpoint(struct server *s)
@@ -525,7 +580,13 @@ static void dviews_run(struct server *s, uint64_t now)
 int server_view_page(struct server *s, const struct dchat_msg *req, struct conn *to)
 {
         uint64_t last = chatlog_last_seq(s->log);
+        const char *out = out_of_group(s);
 
+        if (out) {
+                conn_send_error(to, req->tag, ERR_UNAVAILABLE, "the server %s %s: ask another server", s->conf->node,
+                                out);
+                return 0;
+        }
         if (s->rep && req->view.min_seq > last)
                 return view_defer(s, req, to);
         uint64_t upto = req->view.upto_seq && req->view.upto_seq < last ? req->view.upto_seq : last;
@@ -653,7 +714,13 @@ int server_follow(struct server *s, const struct dchat_msg *req, struct conn *to
 {
         struct sfollow *f = follow_find(s, to);
         uint64_t last = chatlog_last_seq(s->log);
+        const char *out = out_of_group(s);
 
+        if (out && req->follow.from_seq != UINT64_MAX) {
+                conn_send_error(to, req->tag, ERR_UNAVAILABLE, "the server %s %s: ask another server", s->conf->node,
+                                out);
+                return 0;
+        }
         if (req->follow.from_seq == UINT64_MAX) {
                 /* a peer whose last follower left */
                 if (f) {
@@ -686,8 +753,27 @@ void server_client_drained(struct server *s, struct conn *c)
                 follow_pump(s, f);
 }
 
+int server_member(struct server *s, const struct dchat_msg *req, struct conn *to)
+{
+        if (!s->members) {
+                conn_send_error(to, req->tag, ERR_INVALID, "this server is not in a server group (cluster.servers "
+                                "lists one server): see dchatd(8), REPLICATION, on going from one server to three");
+                return 0;
+        }
+        return members_request(s->members, req, to, false);
+}
+
+/* Servers beyond this host's cluster.servers may link to a group's server: on_hello sees what they may do. */
+static int member_hook(void *userdata, const char *name, uint8_t role)
+{
+        struct server *s = userdata;
+        (void) name;
+        return role == ROLE_SERVER && s->rep ? 0 : -EPERM;
+}
+
 void server_client_gone(struct server *s, struct conn *c)
 {
+        members_client_gone(s->members, c);
         for (struct dview *v = s->dviews, *nx; v; v = nx) {
                 nx = v->next;
                 if (v->to == c)
@@ -698,8 +784,13 @@ void server_client_gone(struct server *s, struct conn *c)
                 follow_drop(s, f);
 }
 
-/* Another server of the group: its links carry replication (RAFT frames) and the group's own traffic. */
-static int on_server_hello(struct server *s, struct sconn *sc, const char *name)
+/*
+ * Another server of the group: its links carry replication (RAFT frames)
+ * and the group's own traffic.  One that is in neither this host's file
+ * nor the group's configuration (a server asking to join) may only ask
+ * GROUP.
+ */
+static int on_server_hello(struct server *s, struct sconn *sc, const char *name, bool in_file)
 {
         char label[96];
 
@@ -710,20 +801,47 @@ static int on_server_hello(struct server *s, struct sconn *sc, const char *name)
         }
         strlcpy(sc->node, name, sizeof sc->node);
         sc->server = true;
-        snprintf(label, sizeof label, "server %s", name);
+        sc->outsider = !in_file && !replica_knows(s->rep, name);
+        snprintf(label, sizeof label, "%sserver %s", sc->outsider ? "outside " : "", name);
         conn_set_label(sc->c, label);
         return 0;
+}
+
+/* GROUP from a server: what this one holds; and its group id, checked before any replication from it. */
+static int on_group(struct server *s, struct sconn *sc, const struct dchat_msg *m)
+{
+        struct replica_answer a;
+        const uint8_t *mine = replica_group_id(s->rep);
+
+        if (group_id_is_set(m->group.group_id) && group_id_is_set(mine))
+                sc->group_ok = replica_note_group(s->rep, sc->node, GROUP_STATE, m->group.group_id) == 0;
+        else if (replica_phase(s->rep) == REP_ASKING)
+                replica_poke(s->rep);   /* a server of a running group may be calling: ask again now */
+        replica_group_reply(s->rep, sc->node, m->tag, &a);
+        return conn_send(sc->c, &a.m);
 }
 
 /* The first RAFT frame of a server's link: the link becomes a replication stream (transport.c). */
 static int on_raft_stream(struct server *s, struct sconn *sc, const uint8_t *payload, size_t len)
 {
-        const char *address = "";
+        char address[128] = "";
         struct conn *c = sc->c;
 
+        if (!sc->group_ok || replica_phase(s->rep) != REP_RUNNING) {
+                /* not a word of Raft from a server that did not show this group's id, nor into a
+                 * server that runs no Raft: libraft on the other side tries again later */
+                if (ratelimit_pass(&s->raft_refused_rl, now_monotonic()))
+                        log_info("%s: replication refused: %s%s", conn_label(c),
+                                 replica_phase(s->rep) != REP_RUNNING ? "this server runs no Raft now"
+                                 : "it did not show this group's id", ratelimit_suppressed(&s->raft_refused_rl));
+                replica_poke(s->rep);
+                return -EPERM;
+        }
         for (unsigned i = 0; i < s->conf->n_servers; i++)
                 if (!strcmp(s->conf->servers[i].name, sc->node))
-                        address = s->conf->servers[i].address;
+                        strlcpy(address, s->conf->servers[i].address, sizeof address);
+        if (!address[0])
+                replica_address_of(s->rep, sc->node, address, sizeof address);
         int r = transport_accept(replica_transport(s->rep), c, sc->node, address, payload, len);
         if (r < 0) {
                 log_warning("%s: cannot take the replication stream: %s", conn_label(c), strerror(-r));
@@ -742,10 +860,14 @@ static int on_hello(struct server *s, struct sconn *sc, const struct dchat_msg *
         bool known = false;
         unsigned pi = 0;
 
-        if (m->hello.role == ROLE_SERVER && dchat_str_copy(name, sizeof name, m->hello.node) >= 0)
+        if (m->hello.role == ROLE_SERVER && dchat_str_copy(name, sizeof name, m->hello.node) >= 0) {
                 for (unsigned i = 0; i < s->conf->n_servers; i++)
                         if (!strcmp(s->conf->servers[i].name, name))
-                                return on_server_hello(s, sc, name);
+                                return on_server_hello(s, sc, name, true);
+                /* a server added at runtime, or one asking to join: the group's business */
+                if (s->rep && node_name_valid(name))
+                        return on_server_hello(s, sc, name, false);
+        }
 
         if (dchat_str_copy(name, sizeof name, m->hello.node) >= 0)
                 for (unsigned i = 0; i < s->conf->n_peers && !known; i++)
@@ -773,6 +895,14 @@ static int on_hello(struct server *s, struct sconn *sc, const struct dchat_msg *
                          s->conf->node, name, (unsigned long long) *latest, (unsigned long long) inc);
                 (void) conn_send(sc->c, &(struct dchat_msg) { .type = MSG_ERROR, .tag = m->tag,
                         .error = { ERR_STALE, { text, (uint16_t) strlen(text) }, *latest } });
+                conn_shutdown(sc->c);
+                return 0;
+        }
+        if (out_of_group(s)) {
+                char text[DCHAT_ERROR_MAX];
+                snprintf(text, sizeof text, "the server %s %s: it serves nothing", s->conf->node, out_of_group(s));
+                (void) conn_send(sc->c, &(struct dchat_msg) { .type = MSG_ERROR, .tag = m->tag,
+                        .error = { ERR_UNAVAILABLE, { text, (uint16_t) strlen(text) }, 0 } });
                 conn_shutdown(sc->c);
                 return 0;
         }
@@ -882,6 +1012,12 @@ static int sconn_frame(struct conn *c, uint8_t type, const uint8_t *payload, siz
         }
         if (sc->server) {
                 /* another server: replication, then the group's traffic (catch-up pages, questions) */
+                if (sc->outsider && type != MSG_GROUP && type != MSG_HEARTBEAT) {
+                        log_event(EV_PROTOCOL_ERROR, &(struct event_fields) { .peer = sc->node },
+                                  "%s: %s from a server in neither cluster.servers nor the group; closing "
+                                  "(it may ask GROUP only, until it is added)", conn_label(c), proto_type_name(type));
+                        return -EPERM;
+                }
                 switch (type) {
                 case MSG_RAFT:
                         return on_raft_stream(s, sc, payload, len);
@@ -891,6 +1027,10 @@ static int sconn_frame(struct conn *c, uint8_t type, const uint8_t *payload, siz
                         return answer_status(s, c, m.tag);
                 case MSG_DIGEST:
                         return answer_digest(s, c, &m);
+                case MSG_GROUP:
+                        return on_group(s, sc, &m);
+                case MSG_MEMBER:
+                        return members_request(s->members, &m, c, true);
                 case MSG_HEARTBEAT:
                         return 0;
                 default:
@@ -920,6 +1060,8 @@ static int sconn_frame(struct conn *c, uint8_t type, const uint8_t *payload, siz
                 return answer_digest(s, c, &m);
         case MSG_HEARTBEAT:
                 return 0;               /* heard from: that is all */
+        case MSG_MEMBER:
+                return server_member(s, &m, c);
         default:
                 log_event(EV_PROTOCOL_ERROR, &(struct event_fields) { .peer = sc->node },
                           "%s: unexpected %s frame; closing", conn_label(c), proto_type_name(type));
@@ -1099,10 +1241,15 @@ int server_new(sd_event *e, const struct dchat_conf *c, int listen_fd, struct se
         if (!rec.checkpoint_used || rec.scanned)
                 checkpoint(s);          /* the next start, even after a crash, reads only what comes after */
         s->pumped_seq = chatlog_last_seq(s->log);
+        s->raft_refused_rl = RATELIMIT_INIT(10 * USEC_PER_SEC, 3);
         if (c->n_servers > 1) {
                 r = replica_new(e, c, s->log, &group_ops, s, &s->rep);
                 if (r < 0)
                         goto fail;
+                r = members_new(e, c, s->rep, &s->members);
+                if (r < 0)
+                        goto fail;
+                net_set_member_hook(member_hook, s);
         }
         r = sd_event_add_defer(e, &s->flush_src, on_flush, s);
         if (r < 0)
@@ -1131,7 +1278,9 @@ struct server *server_free(struct server *s)
                 return NULL;
         flush_batch(s);
         /* Raft first: batches in flight are answered (lost lead) and the replication links closed */
+        net_set_member_hook(NULL, NULL);
         s->rep = replica_free(s->rep);
+        s->members = members_free(s->members);  /* after Raft: a change's callback may still come */
         while (s->gbatches) {
                 struct gbatch *gb = s->gbatches;
                 LIST_REMOVE(s->gbatches, gb);
@@ -1160,6 +1309,7 @@ void server_reconf(struct server *s, const struct dchat_conf *c)
         s->conf = c;
         if (s->rep)
                 replica_reconf(s->rep, c);
+        members_reconf(s->members, c);
 }
 
 void server_status(struct server *s, struct dchat_status *st)

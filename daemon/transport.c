@@ -17,7 +17,12 @@
  *                                  is RAFT (transport_accept)
  *
  * Who is at the other end is what the link's handshake proved: libraft's
- * own handshake (id and address in the clear) is not used.  Flow control:
+ * own handshake (id and address in the clear) is not used.  Which group it
+ * belongs to is what it says next: the connecting side sends GROUP with its
+ * group id before any Raft byte, the other side takes no Raft byte unless
+ * the id is its own (server.c) and answers GROUP_REPLY with its id, which
+ * the connecting side checks in turn (a server of another group, or a data
+ * directory copied from another cluster, is cut off both ways).  Flow control:
  * no more is read from the socketpair while the link holds CONN_OUT_HOLD
  * unsent bytes, and no more from the link while bytes for the socketpair
  * wait; the other side then waits in its socket buffers.
@@ -60,6 +65,9 @@ struct transport {
         struct relay *relays;
         uint32_t digest;
         bool closing;
+        uint8_t group_id[DCHAT_GROUP_ID_BYTES], boot_id[DCHAT_GROUP_ID_BYTES];
+        int (*check)(void *userdata, const char *name, uint8_t state, const uint8_t *id);
+        void *check_data;
 };
 
 raft_id transport_id_of(const char *name)
@@ -218,6 +226,13 @@ static int relay_frame(struct conn *c, uint8_t type, const uint8_t *payload, siz
         struct relay *r = conn_userdata(c);
         struct dchat_msg m;
 
+        if (type == MSG_GROUP_REPLY && proto_decode(type, payload, len, &m, NULL, NULL) == 0) {
+                /* the other end's group (outbound links): another group's server gets no Raft byte */
+                if (r->tr->check && r->tr->check(r->tr->check_data, r->peer, m.group_reply.state,
+                                                 m.group_reply.group_id) < 0)
+                        return -EXDEV;
+                return 0;
+        }
         /* Until our first RAFT frame reaches it, the other server takes this link for a
          * server's link like any other (server.c) and sends it HEARTBEATs; libraft may
          * well have nothing to send for a while (a connection it made again after a
@@ -265,6 +280,8 @@ static void relay_connected(struct conn *c)
 
         (void) conn_send(c, &(struct dchat_msg) { .type = MSG_HELLO,
                 .hello = { { me, (uint16_t) strlen(me) }, ROLE_SERVER, 0, tr->conf->cluster_digest } });
+        (void) conn_send(c, &(struct dchat_msg) { .type = MSG_GROUP, .tag = 1,
+                                                  .group = { tr->group_id, tr->boot_id } });
         int e = relay_open(r, &stream);
         if (e < 0) {
                 conn_close(c, e);
@@ -372,6 +389,16 @@ int transport_new(sd_event *e, uv_loop_t *loop, const struct dchat_conf *conf, s
 struct raft_uv_transport *transport_raft(struct transport *tr)
 {
         return &tr->t;
+}
+
+void transport_set_group(struct transport *tr, const uint8_t *group_id, const uint8_t *boot_id,
+                         int (*check)(void *userdata, const char *name, uint8_t state, const uint8_t *id),
+                         void *userdata)
+{
+        memcpy(tr->group_id, group_id, sizeof tr->group_id);
+        memcpy(tr->boot_id, boot_id, sizeof tr->boot_id);
+        tr->check = check;
+        tr->check_data = userdata;
 }
 
 void transport_reconf(struct transport *tr, const struct dchat_conf *conf)

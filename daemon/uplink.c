@@ -18,9 +18,15 @@
  * A server group.  The link goes to one server of the group at a time;
  * any of them says who leads (LEADER), and appends go to the leader only
  * (uplink_leads).  Another server named as the leader: the link goes over
- * to it at once, and followers stay.  A link that fails: the next server
- * of the list, with backoff.  Reads (views, follows) go to whichever
- * server we link to.
+ * to it at once, and followers stay; at the address LEADER gives if our
+ * cluster.servers does not list it (a server added at runtime, before the
+ * files were updated: the group's configuration is what counts).  A link
+ * that fails: the next server of the list, with backoff.  Reads (views,
+ * follows) go to whichever server we link to.
+ *
+ * `dchatctl server add`/`remove` on a peer: the MEMBER request goes to the
+ * server we link to (which passes it on to the leader) and its answer back
+ * to the client (uplink_member).
  */
 #include <stdio.h>
 #include <string.h>
@@ -32,7 +38,41 @@ static void server_connect(struct peer *p);
 /* The server we link to (or try to): the group's leader when we know it. */
 static const struct node_conf *cur_server(const struct peer *p)
 {
+        if (p->uplink.srv == p->conf->n_servers && p->uplink.have_extra)
+                return &p->uplink.extra;
         return &p->conf->servers[p->uplink.srv < p->conf->n_servers ? p->uplink.srv : 0];
+}
+
+/* When the link to server idx (n_servers: the extra one) last failed. */
+static uint64_t *failed_at(struct peer *p, unsigned idx)
+{
+        if (idx < p->conf->n_servers && idx < DCHAT_SERVERS_MAX)
+                return &p->uplink.srv_failed[idx];
+        return &p->uplink.extra_failed;
+}
+
+/*
+ * A leader our file does not list, at the address its LEADER gave: the
+ * extra server (n_servers).  -EINVAL if that address is none.
+ */
+static int use_extra(struct peer *p, const char *name, const struct dchat_msg *m)
+{
+        struct node_conf *x = &p->uplink.extra;
+        char address[sizeof x->address];
+        struct sockaddr_storage sa;
+        socklen_t salen;
+
+        if (dchat_str_copy(address, sizeof address, m->leader.address) < 0 || !address[0] ||
+            sockaddr_parse(address, &sa, &salen) < 0)
+                return -EINVAL;
+        if (!p->uplink.have_extra || strcmp(x->name, name) || strcmp(x->address, address)) {
+                *x = (struct node_conf) { .sa = sa, .salen = salen };
+                strlcpy(x->name, name, sizeof x->name);
+                strlcpy(x->address, address, sizeof x->address);
+                p->uplink.have_extra = true;
+                p->uplink.extra_failed = 0;
+        }
+        return 0;
 }
 
 bool uplink_ready(const struct peer *p)
@@ -108,12 +148,28 @@ static int on_leader(struct peer *p, const struct dchat_msg *m)
                 if (!strcmp(p->conf->servers[idx].name, name))
                         break;
         if (idx == p->conf->n_servers) {
-                log_warning("%s says %s leads the server group, which is not a server in %s: staying with %s",
-                            cur_server(p)->name, name, p->conf->path, cur_server(p)->name);
-                return 0;
+                /* added to the group at runtime: this host's file does not list it yet */
+                char was[DCHAT_NAME_MAX + 1];
+                strlcpy(was, cur_server(p)->name, sizeof was);
+                if (p->uplink.srv == idx && strcmp(was, name)) {
+                        /* we link to another such server, which names this one: go there */
+                        if (use_extra(p, name, m) < 0)
+                                return 0;
+                        log_info("%s leads the server group (term %llu), not %s: linking to it at %s, which the "
+                                 "group gave", name, (unsigned long long) m->leader.term, was,
+                                 p->uplink.extra.address);
+                        p->uplink.switching = true;
+                        return -ECONNRESET;
+                }
+                if (use_extra(p, name, m) < 0) {
+                        log_warning("%s says %s leads the server group, which is not a server in %s, and gives "
+                                    "no address for it: staying with %s", cur_server(p)->name, name,
+                                    p->conf->path, cur_server(p)->name);
+                        return 0;
+                }
         }
-        if (idx != p->uplink.srv && p->uplink.srv_failed[idx] &&
-            now_usec() - p->uplink.srv_failed[idx] < 2 * p->conf->election_timeout_usec) {
+        if (idx != p->uplink.srv && *failed_at(p, idx) &&
+            now_usec() - *failed_at(p, idx) < 2 * p->conf->election_timeout_usec) {
                 /* a leader we just lost, named by a server that has not noticed yet: the next LEADER
                  * (the group elects another within its election timeout) says who leads now */
                 log_info("%s says %s leads the server group (term %llu), but the link to it just failed: "
@@ -130,11 +186,86 @@ static int on_leader(struct peer *p, const struct dchat_msg *m)
                 postq_server_leads(p);  /* what waited for the leader */
                 return 0;
         }
-        log_info("%s leads the server group (term %llu), not %s: linking to it", name,
-                 (unsigned long long) m->leader.term, cur_server(p)->name);
+        if (idx == p->conf->n_servers)
+                log_info("%s leads the server group (term %llu), not %s: linking to it at %s, which the group "
+                         "gave (%s does not list it: add it to cluster.servers)", name,
+                         (unsigned long long) m->leader.term, cur_server(p)->name, p->uplink.extra.address,
+                         p->conf->path);
+        else
+                log_info("%s leads the server group (term %llu), not %s: linking to it", name,
+                         (unsigned long long) m->leader.term, cur_server(p)->name);
         p->uplink.srv = idx;
         p->uplink.switching = true;
         return -ECONNRESET;     /* server_closed, then server_connect to it */
+}
+
+/* --- server add / remove, passed on ------------------------------------------------------ */
+
+static bool member_awaits(struct peer *p, uint32_t tag)
+{
+        for (struct member_relay *r = p->uplink.members; r; r = r->next)
+                if (r->tag == tag)
+                        return true;
+        return false;
+}
+
+/* MEMBER_REPLY or ERROR from the server: to the client that asked, under its tag. */
+static int member_answer(struct peer *p, struct dchat_msg *m)
+{
+        for (struct member_relay **pr = &p->uplink.members; *pr; pr = &(*pr)->next) {
+                struct member_relay *r = *pr;
+                if (r->tag != m->tag)
+                        continue;
+                m->tag = r->client_tag;
+                if (r->client)
+                        (void) conn_send(r->client, m);
+                *pr = r->next;
+                free(r);
+                return 0;
+        }
+        log_event(EV_PROTOCOL_ERROR, NULL, "server link: %s for no request of ours; closing", proto_type_name(m->type));
+        return -EBADMSG;
+}
+
+/* The link is gone before the answers came: the clients are told, and may run the command again. */
+static void members_lost(struct peer *p, const char *server)
+{
+        while (p->uplink.members) {
+                struct member_relay *r = p->uplink.members;
+                p->uplink.members = r->next;
+                conn_send_error(r->client, r->client_tag, ERR_UNAVAILABLE, "lost the connection to the server %s "
+                                "before it answered: the change may or may not have been made; run the command "
+                                "again (it is safe to repeat)", server);
+                free(r);
+        }
+}
+
+int uplink_member(struct peer *p, struct conn *client, const struct dchat_msg *req)
+{
+        struct member_relay *r;
+        struct dchat_msg m = *req;
+
+        if (p->uplink.state != LINK_UP) {
+                conn_send_error(client, req->tag, ERR_UNAVAILABLE, "not connected to a server just now (%s): try "
+                                "again", p->uplink.why[0] ? p->uplink.why : "connecting");
+                return 0;
+        }
+        r = calloc(1, sizeof *r);
+        if (!r)
+                return -ENOMEM;
+        *r = (struct member_relay) { .next = p->uplink.members, .client = client, .client_tag = req->tag,
+                                     .tag = uplink_tag(p) };
+        p->uplink.members = r;
+        m.tag = r->tag;
+        (void) conn_send(p->uplink.conn, &m);
+        return 0;
+}
+
+void uplink_client_gone(struct peer *p, struct conn *client)
+{
+        for (struct member_relay *r = p->uplink.members; r; r = r->next)
+                if (r->client == client)
+                        r->client = NULL;
 }
 
 static int server_frame(struct conn *c, uint8_t type, const uint8_t *payload, size_t len)
@@ -195,6 +326,8 @@ static int server_frame(struct conn *c, uint8_t type, const uint8_t *payload, si
                 return -EBADMSG;
         }
 
+        if (type == MSG_MEMBER_REPLY || (type == MSG_ERROR && member_awaits(p, m.tag)))
+                return member_answer(p, &m);
         if (type == MSG_APPENDED || (type == MSG_ERROR && postq_awaits(p, m.tag))) {
                 if (type == MSG_ERROR && m.error.code == ERR_NOT_LEADER)
                         p->uplink.leads = false;        /* appends wait for the leader, which LEADER names */
@@ -247,16 +380,20 @@ static void server_closed(struct conn *c, int error)
                 snprintf(msg, sizeof msg, "the server group's leader changed: try again");
         fanout_server_lost(p, msg, p->uplink.switching);        /* going over to the leader: followers stay */
         postq_server_lost(p);
+        members_lost(p, name);
         p->uplink.leads = false;
         uint64_t d;
         if (!p->uplink.switching)
-                p->uplink.srv_failed[p->uplink.srv < DCHAT_SERVERS_MAX ? p->uplink.srv : 0] = now_usec();
+                *failed_at(p, p->uplink.srv) = now_usec();
         if (p->uplink.switching) {
                 d = 0;          /* to the leader the server named: at once (once) */
                 p->uplink.switching = false;
         } else {
-                /* in a group, the next server: any of them says who leads */
-                if (p->conf->n_servers > 1)
+                /* in a group, the next server: any of them says who leads (after a leader our file
+                 * does not list, the file's first) */
+                if (p->uplink.srv >= p->conf->n_servers)
+                        p->uplink.srv = 0;
+                else if (p->conf->n_servers > 1)
                         p->uplink.srv = (p->uplink.srv + 1) % p->conf->n_servers;
                 d = backoff_next(p->conf, &p->uplink.backoff);
         }
@@ -357,5 +494,10 @@ void uplink_stop(struct peer *p)
 {
         if (p->uplink.conn)
                 conn_close(p->uplink.conn, -ESHUTDOWN);
+        while (p->uplink.members) {
+                struct member_relay *r = p->uplink.members;
+                p->uplink.members = r->next;
+                free(r);
+        }
         p->uplink.timer = sd_event_source_disable_unref(p->uplink.timer);
 }

@@ -58,6 +58,20 @@ static void use_strings(const struct dchat_msg *m)
         case MSG_STATUS_REPLY:
                 (void) role_name(m->status->role);
                 break;
+        case MSG_GROUP_REPLY:
+                /* names end up in log lines and addresses in sockaddr_parse */
+                if (m->group_reply.leader.len)
+                        CHECK(dchat_str_copy(name, sizeof name, m->group_reply.leader) == 0 && node_name_valid(name));
+                CHECK(m->group_reply.your_role <= MEMBER_VOTER && m->group_reply.state <= GROUP_REFUSED);
+                break;
+        case MSG_MEMBER:
+                CHECK(dchat_str_copy(name, sizeof name, m->member.name) == 0 && node_name_valid(name));
+                break;
+        case MSG_MEMBER_REPLY:
+                /* the decoder vouches for what dchatctl prints as it is */
+                CHECK(text_validate(m->member_reply.text.p, m->member_reply.text.len, &why) == 0);
+                CHECK(dchat_str_copy(name, sizeof name, m->member_reply.name) == 0 && node_name_valid(name));
+                break;
         default:
                 break;
         }

@@ -43,6 +43,8 @@ static const uint8_t digests[3 * DCHAT_DIGEST_BYTES] = { 1, 2, 3, 4, 5, 6, 7, 8,
 static const uint8_t cluster[] = { ROLE_SERVER, 0, 6, 'm', 'a', 's', 't', 'e', 'r', 0, 13, '1', '0', '.', '0', '.',
                                    '0', '.', '1', ':', '8', '0', '0', '0' };
 static const uint8_t raft[] = { 1, 0, 0, 0, 0, 0, 0, 0, 42 };
+static const uint8_t group_id[DCHAT_GROUP_ID_BYTES] = { 0xa0, 0xa1, 0xa2, 0xa3, 0xa4, 0xa5, 0xa6, 0xa7, 8, 9, 10, 11, 12, 13, 14, 15 };
+static const uint8_t boot_id[DCHAT_GROUP_ID_BYTES] = { 0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 8, 9, 10, 11, 12, 13, 14, 15 };
 
 static int sample(uint8_t type, struct dchat_msg *m, struct wbuf *parts)
 {
@@ -116,6 +118,20 @@ static int sample(uint8_t type, struct dchat_msg *m, struct wbuf *parts)
                 proto_verify_put(parts, "master2", 1, 1205, VERIFY_DAMAGED, NULL, "record checksum mismatch");
                 proto_verify_put(parts, "master3", 1, 40, VERIFY_ABSENT, NULL, NULL);
                 m->verify_reply = (typeof(m->verify_reply)) { 1, 1, 41, 42, 3, parts->data, parts->len };
+                return 0;
+        case MSG_GROUP:
+                m->group = (typeof(m->group)) { group_id, boot_id };
+                return 0;
+        case MSG_GROUP_REPLY:
+                m->group_reply = (typeof(m->group_reply)) { GROUP_STATE, group_id, boot_id, 4, S("master2"),
+                                                            S("10.0.0.2:8000"), 1211, 1212, 1205, 0, MEMBER_VOTER, 3 };
+                return 0;
+        case MSG_MEMBER:
+                m->member = (typeof(m->member)) { MEMBER_ADD, S("master4"), S("10.0.0.4:8000"), 300000 };
+                return 0;
+        case MSG_MEMBER_REPLY:
+                m->member_reply = (typeof(m->member_reply)) { MEMBER_ADD, S("master4"), S("10.0.0.4:8000"),
+                                                              MEMBER_VOTER, S("master4 joined the server group as a voter") };
                 return 0;
         case MSG_TRACE:
                 m->trace = (typeof(m->trace)) { TRACE_RING, 1795338000000000, 0, 40, 0 };

@@ -28,6 +28,12 @@ for i in $(seq 63); do
     idle+=($!)
     track_pid $!
 done
+# Nothing may connect before node1 has taken all 64: a `view` that held a slot while the
+# last of the 63 came in would push that one into a STATUS-only slot, which is closed after
+# 2 s idle, and node1 would never be full again.  Count what dchatd has accepted (ss lists
+# the connections accepted, not those still in the listen backlog).
+_accepted() { [ "$(ss -Hxp src "$S1" | grep -c "pid=$(node_pid node1),")" -ge 64 ]; }
+ok "node1 accepted the follower and the 63 idle clients" wait_for -t 60 _accepted
 _full() { ! ctl node1 view -n 1; }
 ok "node1 has max_clients (64) connections open" wait_for -t 20 _full
 

@@ -3,21 +3,35 @@
 # (sourced).  Needs root, debootstrap and systemd-container (systemd-nspawn).
 #
 #   ct_rootfs                 build, or reuse, the cached minimal Debian root (sets CT_ROOTFS)
-#   ct_start NAME NETNS HOST  boot container NAME in the background, in the network
-#                             namespace at path NETNS, with host name HOST
+#   ct_start NAME NETNS HOST [DISK]
+#                             boot container NAME in the background, in the network
+#                             namespace at path NETNS, with host name HOST; with DISK (a
+#                             directory of the host), its writes go to DISK and outlive
+#                             it: a later ct_start with the same DISK boots the same host
+#                             again, with what it had written (installed packages, config,
+#                             enabled units, /var/lib)
 #   ct_wait NAME [SECS]       until NAME's systemd reports running/degraded; CT_BOOT_MS[NAME]
 #                             = time from ct_start to then
 #   ct_exec NAME CMD...       CMD inside NAME (all its namespaces and its root), as root
 #   ct_root NAME              a host path of NAME's root file system (/proc/PID/root)
 #   ct_journal NAME DIR       NAME's journal into DIR/NAME.journal (short-precise) and
 #                             DIR/NAME.export (journalctl -o export)
-#   ct_down NAME / ct_down_all  clean poweroff (bounded), then the cgroup goes
+#   ct_down NAME / ct_down_all  clean poweroff (bounded), then the cgroup goes (and with
+#                             ct_down_all, the disks' mounts)
+#   ct_kill NAME              pull NAME's plug: SIGKILL to its PID 1, so that every process
+#                             in it dies at once and nothing shuts down or syncs; then the
+#                             cgroup goes.  (The host's page cache keeps what was written
+#                             but not synced: a crash of every process, not a power cut.)
 #
 # The root: `debootstrap --variant=minbase` of the host's Debian suite with CT_PACKAGES,
 # built once into $CT_CACHE/rootfs-SUITE-KEY (KEY: a hash of the suite, the packages and
 # the recipe below, so a change rebuilds it) under a lock, and shared read-only: each
-# container runs on an overlay (--volatile=overlay) whose writes go to a tmpfs that
-# vanishes at poweroff.  The mirror is the one apt is configured with.
+# container runs on an overlay whose writes go to a tmpfs that vanishes at poweroff
+# (--volatile=overlay), or, given a DISK, to DISK/upper: an overlay mounted on DISK/root
+# once, in a mount namespace of its own (held by a sleeping process until ct_down_all),
+# where nspawn runs.  Every boot of that host uses the same mount: two overlays on one
+# upper directory at once (a new boot's while processes of the killed one still hold
+# theirs) would show files missing.  The mirror is the one apt is configured with.
 #
 # Hosts whose PID 1 is not systemd (no machined, no D-Bus) are fine: nspawn runs with
 # --register=no --keep-unit in a cgroup (v2) this library creates, one per container,
@@ -30,7 +44,7 @@
 # DCHAT_TEST_MIRROR the Debian mirror (default: apt's, else http://deb.debian.org/debian).
 
 CT_CACHE=${DCHAT_TEST_CACHE:-/var/cache/dchat-test}
-CT_PACKAGES=(systemd systemd-sysv dbus iproute2 procps libconfig9 libbsd0 libsodium23 libedit2)
+CT_PACKAGES=(systemd systemd-sysv dbus iproute2 procps libconfig9 libbsd0 libsodium23 libedit2 libraft2 libuv1)
 # Units that only cost boot time in a network-less test container.
 CT_MASK=(systemd-networkd-wait-online.service getty@tty1.service console-getty.service
          apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer fstrim.timer
@@ -40,7 +54,9 @@ CT_RECIPE=1             # bump when the customisation in _ct_customise changes
 CT_ROOTFS=
 CT_ROOTFS_BUILT_S=
 CT_STATE=${CT_STATE:-}
-declare -A CT_BOOT_MS=() _CT_T0=() _CT_PID=() _CT_CG=()
+# the longest a disk's holder lives, in case ct_down_all never runs (the test was SIGKILLed)
+CT_HOLD_SECS=${CT_HOLD_SECS:-3600}
+declare -A CT_BOOT_MS=() _CT_T0=() _CT_PID=() _CT_CG=() _CT_DISK=()
 
 _ct_err() { echo "containers.sh: $*" >&2; }
 
@@ -137,11 +153,37 @@ _ct_leader() {
         || head -n1 "$cg/payload/cgroup.procs" 2>/dev/null | grep .
 }
 
+# _ct_disk DISK: DISK/root mounted (an overlay of the root, writes to DISK/upper) in the
+# mount namespace of a holder process, started unless DISK has one; its PID in _CT_DISK
+_ct_disk() {
+    local disk=$1 pid i
+    [ -n "${_CT_DISK[$disk]:-}" ] && _ct_alive "${_CT_DISK[$disk]}" && return 0
+    mkdir -p "$disk/upper" "$disk/work" "$disk/root" || return 1
+    # unshare and sh exec: $! is the holder, whose namespace nobody else needs to keep
+    # shellcheck disable=SC2016 # expanded by that sh
+    unshare -m --propagation private sh -c '
+        mount -t overlay dchat-ct -o "lowerdir=$1,upperdir=$2/upper,workdir=$2/work" "$2/root" || exit 1
+        echo mounted; exec sleep "$3"' sh "$CT_ROOTFS" "$disk" "$CT_HOLD_SECS" </dev/null >"$disk/holder.out" 2>&1 &
+    pid=$!
+    for ((i = 0; i < 200; i++)); do
+        grep -q '^mounted$' "$disk/holder.out" 2>/dev/null && break
+        _ct_alive "$pid" || break
+        sleep 0.05
+    done
+    if ! grep -q '^mounted$' "$disk/holder.out" 2>/dev/null; then
+        _ct_err "cannot mount the overlay for $disk: $(cat "$disk/holder.out")"
+        kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+        return 1
+    fi
+    _CT_DISK[$disk]=$pid
+}
+
 ct_start() {
-    local name=$1 netns=$2 host=$3 root cg
+    local name=$1 netns=$2 host=$3 disk=${4:-} root cg
     [ -n "$CT_ROOTFS" ] || { _ct_err "ct_rootfs first"; return 1; }
     _ct_state
     root=$(_ct_cgroot) || { _ct_err "no cgroup v2 hierarchy"; return 1; }
+    if [ -n "$disk" ]; then _ct_disk "$disk" || return 1; fi
     # nspawn splits the cgroup it runs in into payload/ and supervisor/; nobody delegates
     # one to us on a host without systemd, so make our own (unique per test run)
     cg=$root/dchat-test-$$-$name
@@ -150,23 +192,29 @@ ct_start() {
     _CT_T0[$name]=$(date +%s%N)
     (
         echo "$BASHPID" > "$cg/cgroup.procs" || exit 1
-        SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1 exec systemd-nspawn --quiet --boot \
-            --register=no --keep-unit --network-namespace-path="$netns" --volatile=overlay \
-            --machine="$name" --hostname="$host" --directory="$CT_ROOTFS" --console=passive
-    ) </dev/null >"$CT_STATE/$name.console.log" 2>&1 &
+        export SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1
+        set -- --quiet --boot --register=no --keep-unit --network-namespace-path="$netns" \
+               --machine="$name" --hostname="$host" --console=passive
+        if [ -z "$disk" ]; then
+            exec systemd-nspawn "$@" --volatile=overlay --directory="$CT_ROOTFS"
+        fi
+        # nsenter execs (no fork for a mount namespace): $! stays nspawn's PID
+        exec nsenter --mount="/proc/${_CT_DISK[$disk]}/ns/mnt" systemd-nspawn "$@" --directory="$disk/root"
+    ) </dev/null >>"$CT_STATE/$name.console.log" 2>&1 &
     _CT_PID[$name]=$!
 }
 
 ct_wait() {
-    local name=$1 secs=${2:-60} i st=
-    for ((i = 0; i < secs * 10; i++)); do
+    local name=$1 secs=${2:-60} st='' end left
+    end=$(( $(date +%s) + secs ))
+    while left=$(( end - $(date +%s) )); [ "$left" -gt 0 ]; do
         if ! _ct_alive "${_CT_PID[$name]}"; then
             _ct_err "systemd-nspawn for $name exited; its console:"; cat "$CT_STATE/$name.console.log" >&2
             return 1
         fi
         if _ct_leader "$name" >/dev/null; then
             # --wait: until the boot is over (running, or degraded if a unit failed)
-            st=$(ct_exec "$name" timeout "$((secs - i / 10 + 1))" systemctl is-system-running --wait 2>/dev/null)
+            st=$(ct_exec "$name" timeout "$left" systemctl is-system-running --wait 2>/dev/null)
             case "$st" in
                 running|degraded)
                     CT_BOOT_MS[$name]=$(( ($(date +%s%N) - ${_CT_T0[$name]}) / 1000000 ))
@@ -177,6 +225,7 @@ ct_wait() {
     done
     _ct_err "$name did not finish booting in ${secs}s (state '${st:-none}'); its console:"
     cat "$CT_STATE/$name.console.log" >&2
+    [ -n "$st" ] && ct_exec "$name" systemctl list-jobs --no-pager >&2
     return 1
 }
 
@@ -196,12 +245,19 @@ ct_journal() {
     ct_exec "$name" journalctl -o export > "$dir/$name.export" 2>/dev/null
 }
 
+# _ct_poweroff NAME: what `machinectl poweroff` does, SIGRTMIN+4 to the container's systemd.
+# Not `systemctl poweroff` through ct_exec: systemd-shutdown SIGSTOPs every process of the
+# container before it signals them, nsenter's child among them; nsenter, seeing its child
+# stopped, stops itself, so nobody reaps that child and the container's PID namespace
+# never ends (the kernel waits for it in zap_pid_ns_processes) while nsenter waits forever.
+_ct_poweroff() { local lp; lp=$(_ct_leader "$1") && kill -s SIGRTMIN+4 "$lp" 2>/dev/null; }
+
 ct_down() {
     local name=$1 pid=${_CT_PID[$1]:-} cg=${_CT_CG[$1]:-} i
     if [ -n "$pid" ] && _ct_alive "$pid"; then
         # The container's systemd powers off, then nspawn exits; SIGTERM to nspawn asks
         # the same of a container that does not answer; SIGKILL as the last resort.
-        ct_exec "$name" systemctl poweroff --no-block >/dev/null 2>&1 || kill -TERM "$pid" 2>/dev/null
+        _ct_poweroff "$name" || kill -TERM "$pid" 2>/dev/null
         for ((i = 0; i < 150; i++)); do _ct_alive "$pid" || break; sleep 0.1; done
         if _ct_alive "$pid"; then
             kill -TERM "$pid" 2>/dev/null
@@ -223,14 +279,28 @@ ct_down() {
     return 0
 }
 
+ct_kill() {
+    local name=$1 pid=${_CT_PID[$1]:-} lp i
+    lp=$(_ct_leader "$name") && kill -KILL "$lp" 2>/dev/null
+    # PID 1 gone, the kernel kills the rest of its PID namespace, and nspawn exits
+    for ((i = 0; i < 100; i++)); do { [ -n "$pid" ] && _ct_alive "$pid"; } || break; sleep 0.1; done
+    ct_down "$name"
+}
+
 ct_down_all() {
     local n pids=()
     # power them all off at once, then wait for each
     for n in "${!_CT_PID[@]}"; do
-        _ct_alive "${_CT_PID[$n]}" && ct_exec "$n" systemctl poweroff --no-block >/dev/null 2>&1
+        _ct_alive "${_CT_PID[$n]}" && _ct_poweroff "$n"
     done
     for n in "${!_CT_PID[@]}"; do pids+=("$n"); done
     for n in "${pids[@]}"; do ct_down "$n"; done
+    # then the disks' holders: their overlays go with their namespaces
+    for n in "${!_CT_DISK[@]}"; do
+        kill "${_CT_DISK[$n]}" 2>/dev/null
+        wait "${_CT_DISK[$n]}" 2>/dev/null
+        unset "_CT_DISK[$n]"
+    done
     # On a host without systemd, nspawn leaves bookkeeping in /run/systemd/nspawn; drop
     # it once no nspawn at all runs (looking at other processes, never signalling them)
     if [ ! -d /run/systemd/system ] && [ -d /run/systemd/nspawn ] && ! pgrep -x systemd-nspawn >/dev/null; then

@@ -35,7 +35,8 @@
 # Groups:    group_leader (the live server that leads now, by its log), last_seq NODE,
 #            servers_identical (every live server holds the same log: `dchatctl verify`
 #            where dchatctl has it, else their `view --json` compared), bench_acks_after NS,
-#            bench_resumed_after NS.
+#            bench_resumed_after NS, group_ask AS NODE (a GROUP question to server NODE as
+#            server AS: its answer's fields).
 # Processes: everything a test starts in the background is registered with
 #            track_pid PID; the EXIT trap stops exactly those (SIGTERM, then SIGKILL
 #            after a bounded wait) and removes $T.  Never pkill/killall.
@@ -609,8 +610,9 @@ frame() {
 MSG_HELLO=1 MSG_HELLO_ACK=2 MSG_REQUEST=3 MSG_REPLY=4 MSG_APPEND=5 MSG_APPENDED=6 MSG_VIEW=7
 MSG_ENTRY=8 MSG_VIEW_END=9 MSG_ERROR=10 MSG_POST=11 MSG_POSTED=12 MSG_STATUS=13
 MSG_STATUS_REPLY=14 MSG_HEARTBEAT=15 MSG_FOLLOW=16 MSG_CLUSTER=17 MSG_ENTRY_DAMAGED=18 MSG_RAFT=19
-MSG_LEADER=20 MSG_DIGEST=21 MSG_DIGEST_REPLY=22 MSG_VERIFY=23 MSG_VERIFY_REPLY=24 MSG_TRACE=25
-MSG_TRACE_EVENTS=26 MSG_TRACE_END=27
+MSG_LEADER=20 MSG_DIGEST=21 MSG_DIGEST_REPLY=22 MSG_VERIFY=23 MSG_VERIFY_REPLY=24
+MSG_GROUP=25 MSG_GROUP_REPLY=26 MSG_MEMBER=27 MSG_MEMBER_REPLY=28 MSG_TRACE=29
+MSG_TRACE_EVENTS=30 MSG_TRACE_END=31
 ROLE_SERVER=1 ROLE_PEER=2
 # frames FILE: the frames in FILE (bytes received), one per line: "TYPE TAG PAYLOAD-HEX"
 # (the payload after the tag); a trailing partial frame is shown as "partial"
@@ -625,6 +627,27 @@ frames() {
         }
         print "partial\n" if $o < length $d;' < "$1"
 }
+# group_ask AS NODE: a GROUP question to server NODE, asked as server AS (send-raw -S with $KEY);
+# prints its GROUP_REPLY as "state=N group=HEX boot=HEX term=N leader=NAME address=A applied=N
+# last=N seq=N fsm=N role=N config=N" (daemon/proto.h: enum dchat_group_state, dchat_member_role),
+# or nothing if it did not answer
+group_ask() {
+    { be32 1; wstr "$1"; be8 $ROLE_SERVER; be64 0; be64 0; } > "$T/.ga.hello"
+    { be32 7; head -c 32 /dev/zero; } > "$T/.ga.group"
+    { frame $MSG_HELLO "$T/.ga.hello"; frame $MSG_GROUP "$T/.ga.group"; } > "$T/.ga.in"
+    : > "$T/.ga.out"
+    "$TESTLIB/send-raw" -k "$KEY" -n "$1" -S -t 3000 -e $MSG_GROUP_REPLY -o "$T/.ga.out" \
+        "127.0.0.1:$(node_port "$2")" < "$T/.ga.in" > /dev/null 2>&1
+    frames "$T/.ga.out" | awk -v t=$MSG_GROUP_REPLY '$1 == t { print $3 }' | perl -ne '
+        chomp; my $b = pack "H*", $_; my $o = 0;
+        sub u8 { my $v = unpack "C", substr($b, $o, 1); $o += 1; $v }
+        sub u64 { my ($h, $l) = unpack "NN", substr($b, $o, 8); $o += 8; $h * 4294967296 + $l }
+        sub id { my $v = unpack "H*", substr($b, $o, 16); $o += 16; $v }
+        sub str { my $n = unpack "n", substr($b, $o, 2); $o += 2; my $v = substr($b, $o, $n); $o += $n; $v }
+        my @f = (u8(), id(), id(), u64(), str(), str(), u64(), u64(), u64(), u8(), u8(), u64());
+        printf "state=%d group=%s boot=%s term=%d leader=%s address=%s applied=%d last=%d seq=%d fsm=%d role=%d config=%d\n", @f;'
+}
+
 # be_int HEX: the unsigned big-endian integer written in HEX (up to 64 bits)
 be_int() { perl -e 'print hex(substr($ARGV[0], 0, 8)) * 4294967296 + hex(substr($ARGV[0], 8, 8))' "$(printf '%016s' "$1" | tr ' ' 0)"; }
 

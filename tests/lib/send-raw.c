@@ -30,6 +30,8 @@
  *          frames, one encrypted record each (a tail that is no whole frame goes
  *          as one more record); what comes back is decrypted before -o and -e
  *          see it.  A failed handshake prints its reason on stderr and "closed".
+ * -S       with -k: in the server role (the handshake says so), for the
+ *          questions servers ask each other (GROUP)
  *
  * Exit status: 0 once connected (whatever happened next), 1 if it could not
  * connect or read its input, 2 on bad usage.  For tests only: loopback and
@@ -52,11 +54,12 @@
 #include "secure.h"
 
 static struct secure *sec;              /* -k: the link's state */
+static uint8_t role = ROLE_PEER;        /* -S: ROLE_SERVER */
 static struct wbuf raw;                 /* -k: received bytes not yet decrypted */
 
 static void usage(void)
 {
-        fprintf(stderr, "usage: send-raw [-t MS] [-o FILE] [-h] [-N] [-e TYPE] [-b SRC] [-k KEYFILE -n NAME] "
+        fprintf(stderr, "usage: send-raw [-t MS] [-o FILE] [-h] [-N] [-e TYPE] [-b SRC] [-k KEYFILE -n NAME [-S]] "
                         "HOST:PORT|/path/to/socket < bytes\n");
 }
 
@@ -235,7 +238,7 @@ static int handshake(int fd, const char *keyfile, const char *name, long timeout
                 fprintf(stderr, "send-raw: %s\n", err);
                 return -1;
         }
-        struct secure_params p = { .key = key, .initiator = true, .self = name, .role = ROLE_PEER };
+        struct secure_params p = { .key = key, .initiator = true, .self = name, .role = role };
         if (secure_new(&p, &sec) < 0 || secure_start(sec, &out) < 0)
                 return -1;
         long long end = now_ms() + timeout_ms;
@@ -317,6 +320,8 @@ int main(int argc, char *argv[])
                         keyfile = argv[++o];
                 else if (strcmp(argv[o], "-n") == 0 && o + 1 < argc)
                         name = argv[++o];
+                else if (strcmp(argv[o], "-S") == 0)
+                        role = ROLE_SERVER;
                 else {
                         usage();
                         return 2;

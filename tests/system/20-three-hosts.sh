@@ -5,8 +5,9 @@
 # debootstrap, built once and cached in /var/cache/dchat-test), each in its own network
 # namespace on a private bridge: `server` (host name master), `node1` and `node2`.  Each
 # gets the tree `make install DESTDIR=... PREFIX=/usr` stages, then exactly the commands
-# of README.md, "Installing on three hosts".  Then: socket activation by the first TCP
-# connection and by dchatctl, concurrent posts with a certain deferral, the deferral and
+# of README.md, "Installing on several hosts", with its single-server configuration ("One
+# server"; 21-group-hosts.sh does the guide with three servers).  Then: socket activation
+# by the first TCP connection and by dchatctl, concurrent posts with a certain deferral, the deferral and
 # the catalog in the journal, reload (good and broken), restart and stop/start, a config
 # error at start in `systemctl status`, the watchdog against a frozen daemon, the dchat
 # user, group and directories, who may use the control socket, and the exposure score
@@ -91,7 +92,7 @@ todo_ok() {
 write_config() {    # write_config HOST [POST_TIMEOUT_MS [EXTRA LINE...]]
     local h=$1 pt=${2:-}; shift; [ $# -gt 0 ] && shift
     {
-        echo "# /etc/dchat.conf written by $TEST_NAME (see README.md, Installing on three hosts)"
+        echo "# /etc/dchat.conf written by $TEST_NAME (see README.md, Installing on several hosts, One server)"
         echo "cluster = {"
         echo "  servers = ( { name = \"master\"; address = \"$(netns_addr server):8000\"; } );"
         echo "  peers   = ( { name = \"node1\";  address = \"$(netns_addr node1):8001\"; },"

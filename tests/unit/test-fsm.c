@@ -444,6 +444,9 @@ static void test_fixture(void)
         struct raft_configuration conf;
         unsigned i = 0;
 
+        /* libraft 0.15's raft_fixture_initialize leaves f->servers as it finds it and
+         * raft_fixture_grow reallocates it: garbage on the stack crashed it */
+        memset(&f, 0, sizeof f);
         raft_fixture_initialize(&f);
         for (unsigned k = 0; k < N; k++) {
                 char name[32];

@@ -1438,7 +1438,7 @@ static void test_time(void)
                                              "VIEW", "ENTRY", "VIEW_END", "ERROR", "POST", "POSTED", "STATUS",
                                              "STATUS_REPLY", "HEARTBEAT", "FOLLOW", "CLUSTER", "ENTRY_DAMAGED",
                                              "RAFT", "LEADER", "DIGEST", "DIGEST_REPLY", "VERIFY", "VERIFY_REPLY",
-                                             "TRACE", "TRACE_EVENTS", "TRACE_END" };
+                                             "GROUP", "GROUP_REPLY", "MEMBER", "MEMBER_REPLY", "TRACE", "TRACE_EVENTS", "TRACE_END" };
         bool names_ok = sizeof types / sizeof types[0] == _MSG_MAX;
         for (unsigned t = 0; t < _MSG_MAX && names_ok; t++)
                 names_ok = strcmp(proto_type_name((uint8_t) t), types[t]) == 0;
@@ -1449,6 +1449,108 @@ static void test_time(void)
         is_str(role_name(ROLE_PEER), "peer", "role_name(PEER)");
         is_str(role_name(ROLE_NONE), "none", "role_name(NONE)");
         is_str(role_name(99), "none", "role_name(99)");
+}
+
+/* GROUP, GROUP_REPLY, MEMBER, MEMBER_REPLY: the server group's membership */
+static void test_group_messages(void)
+{
+        struct dchat_msg in, out;
+        struct frame f = {0};
+        uint8_t gid[DCHAT_GROUP_ID_BYTES], bid[DCHAT_GROUP_ID_BYTES];
+        const char *name = name_of(DCHAT_NAME_MAX, 'g');
+
+        for (unsigned i = 0; i < DCHAT_GROUP_ID_BYTES; i++) {
+                gid[i] = (uint8_t) (0xa0 + i);
+                bid[i] = (uint8_t) (0x10 + i);
+        }
+        in = (struct dchat_msg) { .type = MSG_GROUP, .tag = 9, .group = { gid, bid } };
+        if (is_int(roundtrip(&f, &in, &out, NULL, NULL), 0, "GROUP: round trip"))
+                ok(!memcmp(out.group.group_id, gid, sizeof gid) && !memcmp(out.group.boot_id, bid, sizeof bid),
+                   "GROUP: both ids");
+        is_int(f.len, 4 + 2 * DCHAT_GROUP_ID_BYTES, "GROUP: payload is tag + two ids");
+        check_truncations(&f, "GROUP");
+        wbuf_free(&f.b);
+        in = (struct dchat_msg) { .type = MSG_GROUP, .tag = 9, .group = { NULL, NULL } };
+        if (is_int(roundtrip(&f, &in, &out, NULL, NULL), 0, "GROUP without ids: round trip"))
+                ok(out.group.group_id[0] == 0 && out.group.boot_id[DCHAT_GROUP_ID_BYTES - 1] == 0,
+                   "GROUP: no id is sent as zeros");
+        wbuf_free(&f.b);
+
+        in = (struct dchat_msg) { .type = MSG_GROUP_REPLY, .tag = 10, .group_reply = {
+                .state = GROUP_STATE, .group_id = gid, .boot_id = bid, .term = UINT64_MAX - 3,
+                .leader = S(name), .leader_address = S("[::1]:8000"), .applied_index = 100000,
+                .last_index = 100001, .last_seq = 99999, .fsm_state = 1, .your_role = MEMBER_STANDBY,
+                .config_index = 42 } };
+        if (is_int(roundtrip(&f, &in, &out, NULL, NULL), 0, "GROUP_REPLY: round trip"))
+                ok(out.group_reply.state == GROUP_STATE && !memcmp(out.group_reply.group_id, gid, sizeof gid) &&
+                   !memcmp(out.group_reply.boot_id, bid, sizeof bid) && out.group_reply.term == UINT64_MAX - 3 &&
+                   str_eq(out.group_reply.leader, name, DCHAT_NAME_MAX) &&
+                   str_eq(out.group_reply.leader_address, "[::1]:8000", 10) &&
+                   out.group_reply.applied_index == 100000 && out.group_reply.last_index == 100001 &&
+                   out.group_reply.last_seq == 99999 && out.group_reply.fsm_state == 1 &&
+                   out.group_reply.your_role == MEMBER_STANDBY && out.group_reply.config_index == 42,
+                   "GROUP_REPLY: every field");
+        check_truncations(&f, "GROUP_REPLY");
+        wbuf_free(&f.b);
+        static const struct { uint8_t state, role; const char *leader, *address, *what; } bad_reply[] = {
+                { 4, MEMBER_NONE, "", "", "an unknown state" },
+                { GROUP_EMPTY, 4, "", "", "an unknown role" },
+                { GROUP_STATE, MEMBER_VOTER, "ma ster", "1.2.3.4:5", "a space in the leader's name" },
+                { GROUP_STATE, MEMBER_VOTER, "master\nevent=x", "1.2.3.4:5", "a newline in the leader's name" },
+                { GROUP_STATE, MEMBER_VOTER, "master", "1.2.3.4:5\n", "a newline in the leader's address" },
+                { GROUP_STATE, MEMBER_VOTER, "-27.0.0-1", "1.2.3.4:5", "a leader's name starting with '-' (fuzz-frame)" },
+        };
+        for (size_t k = 0; k < sizeof bad_reply / sizeof bad_reply[0]; k++) {
+                struct dchat_msg m = { .type = MSG_GROUP_REPLY, .tag = 1, .group_reply = {
+                        .state = bad_reply[k].state, .your_role = bad_reply[k].role,
+                        .leader = { bad_reply[k].leader, (uint16_t) strlen(bad_reply[k].leader) },
+                        .leader_address = { bad_reply[k].address, (uint16_t) strlen(bad_reply[k].address) } } };
+                is_int(roundtrip(&f, &m, &out, NULL, NULL), -EBADMSG, "GROUP_REPLY: %s is refused", bad_reply[k].what);
+                wbuf_free(&f.b);
+        }
+
+        in = (struct dchat_msg) { .type = MSG_MEMBER, .tag = 11, .member = { MEMBER_ADD, S(name), S("10.0.0.4:8000"),
+                                                                             600000 } };
+        if (is_int(roundtrip(&f, &in, &out, NULL, NULL), 0, "MEMBER add: round trip"))
+                ok(out.member.op == MEMBER_ADD && str_eq(out.member.name, name, DCHAT_NAME_MAX) &&
+                   str_eq(out.member.address, "10.0.0.4:8000", 13) && out.member.timeout_ms == 600000,
+                   "MEMBER: op, name, address, timeout");
+        check_truncations(&f, "MEMBER");
+        wbuf_free(&f.b);
+        in = (struct dchat_msg) { .type = MSG_MEMBER, .tag = 11, .member = { MEMBER_REMOVE, S("master"), S(""), 0 } };
+        is_int(roundtrip(&f, &in, &out, NULL, NULL), 0, "MEMBER remove without an address: round trip");
+        wbuf_free(&f.b);
+        static const struct { uint8_t op; const char *name, *address, *what; } bad_member[] = {
+                { 3, "master", "1.2.3.4:5", "an unknown op" },
+                { MEMBER_ADD, "", "1.2.3.4:5", "an empty name" },
+                { MEMBER_ADD, "mas\tter", "1.2.3.4:5", "a tab in the name" },
+                { MEMBER_ADD, "master", "", "an add without an address" },
+                { MEMBER_ADD, "master", "1.2.3.4 :5", "a space in the address" },
+                { MEMBER_REMOVE, "-master", "", "a name starting with '-'" },
+        };
+        for (size_t k = 0; k < sizeof bad_member / sizeof bad_member[0]; k++) {
+                struct dchat_msg m = { .type = MSG_MEMBER, .tag = 1, .member = { bad_member[k].op,
+                        { bad_member[k].name, (uint16_t) strlen(bad_member[k].name) },
+                        { bad_member[k].address, (uint16_t) strlen(bad_member[k].address) }, 0 } };
+                is_int(roundtrip(&f, &m, &out, NULL, NULL), -EBADMSG, "MEMBER: %s is refused", bad_member[k].what);
+                wbuf_free(&f.b);
+        }
+
+        in = (struct dchat_msg) { .type = MSG_MEMBER_REPLY, .tag = 12, .member_reply = { MEMBER_ADD, S(name),
+                S("10.0.0.4:8000"), MEMBER_VOTER, S("joined as a voter") } };
+        if (is_int(roundtrip(&f, &in, &out, NULL, NULL), 0, "MEMBER_REPLY: round trip"))
+                ok(out.member_reply.op == MEMBER_ADD && str_eq(out.member_reply.name, name, DCHAT_NAME_MAX) &&
+                   str_eq(out.member_reply.address, "10.0.0.4:8000", 13) && out.member_reply.role == MEMBER_VOTER &&
+                   str_eq(out.member_reply.text, "joined as a voter", 17), "MEMBER_REPLY: every field");
+        check_truncations(&f, "MEMBER_REPLY");
+        wbuf_free(&f.b);
+        in.member_reply.text = S("two\nlines");
+        is_int(roundtrip(&f, &in, &out, NULL, NULL), -EBADMSG, "MEMBER_REPLY: a text that would print two lines is refused");
+        wbuf_free(&f.b);
+        in.member_reply.text = S("ok");
+        in.member_reply.role = 9;
+        is_int(roundtrip(&f, &in, &out, NULL, NULL), -EBADMSG, "MEMBER_REPLY: an unknown role is refused");
+        wbuf_free(&f.b);
 }
 
 /* TRACE, TRACE_EVENTS (and its events) and TRACE_END: round trips and what is refused. */
@@ -1567,6 +1669,7 @@ int main(void)
 {
         plan_no_plan();
         test_roundtrips();
+        test_group_messages();
         test_trace();
         test_header();
         test_malformed();
