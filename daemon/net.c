@@ -620,9 +620,17 @@ static int conn_io(sd_event_source *s, int fd, uint32_t revents, void *userdata)
                                 r = -errno;
                                 goto out;
                         }
-                        if (n == 0 && c->sec && !secure_is_open(c->sec) && !secure_failed(c->sec)) {
+                        if (n == 0 && c->sec && !secure_is_open(c->sec) && !secure_failed(c->sec) &&
+                            secure_heard(c->sec)) {
+                                /* it spoke, saw our proof of the key, and hung up */
                                 auth_failed(c, "closed during the handshake (does it hold another key?)");
                                 r = -EPERM;
+                                goto out;
+                        }
+                        if (n == 0 && c->sec && !secure_is_open(c->sec) && !secure_failed(c->sec)) {
+                                /* closed before a word of the handshake: a daemon stopping, a
+                                 * limit of its own; nothing says anything about keys */
+                                r = -ECONNRESET;
                                 goto out;
                         }
                         if (n == 0 && c->sec && c->raw.len > 0) {
@@ -719,6 +727,13 @@ static int on_handshake_timer(sd_event_source *s, uint64_t usec, void *userdata)
         struct conn *c = userdata;
         (void) s;
         (void) usec;
+        if (c->kind == CONN_TCP_OUT && (c->connecting || (c->sec && !secure_heard(c->sec)))) {
+                /* Our connect, or our first handshake message, was never answered: the
+                 * other end is down or unreachable, which the link's owner reports; it
+                 * says nothing about keys. */
+                conn_close(c, -ETIMEDOUT);
+                return 0;
+        }
         if (c->kind == CONN_TCP_IN && !c->heard)
                 auth_failed(c, "no %s within %llu ms (first_message_timeout_ms)",
                             c->sec ? "handshake message" : "first frame",

@@ -88,6 +88,11 @@ struct uplink {
         bool watch;                     /* ... once its link is through the handshake */
         bool silent;                    /* we dropped the link for its silence */
         uint64_t lost_at;               /* the server unreachable since (once not up) */
+        unsigned tried;                 /* servers whose link failed since lost_at (a group: all tried?) */
+        unsigned last_failed;           /* the last of them (srv) */
+        unsigned moves;                 /* leaderless servers left in a row (uplink_heartbeat) */
+        uint64_t leaderless_since;      /* linked, but no leader named since (CLOCK_MONOTONIC; 0: one is) */
+        bool moving;                    /* closing a leaderless server's link for the next one: followers kept */
         char why[96];                   /* why: "silent for N ms", "connection refused" */
         uint32_t next_tag;              /* of our requests to the server (uplink_tag) */
         /* a leader that is not in our cluster.servers (added at runtime): where its LEADER said
@@ -285,6 +290,8 @@ const char *uplink_why(const struct peer *p);
  * Then why says so, for a post's error.
  */
 bool uplink_given_up(struct peer *p, char *why, size_t cap);
+/* What a post waits for on the server side, for its error: "the server X's answer", "the server group to elect a leader (...)". */
+void uplink_waiting(const struct peer *p, char *buf, size_t cap);
 /* MEMBER from a local client (server add, server remove): to the server, whose answer goes back to it. */
 int uplink_member(struct peer *p, struct conn *client, const struct dchat_msg *req);
 /* A control client went away: the answers to its MEMBER requests are dropped. */

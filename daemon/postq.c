@@ -254,11 +254,12 @@ static void cs_maybe_request(struct peer *p)
  */
 static void waiting_for(struct peer *p, bool queued, char *buf, size_t cap)
 {
-        const char *server = uplink_ready(p) ? "the server's answer" : "the server (unreachable)";
+        char server[256];
         size_t off = 0;
         uint64_t t;
 
         buf[0] = '\0';
+        uplink_waiting(p, server, sizeof server);
         if (queued && p->ra.state == RA_HELD) {
                 if (sd_event_source_get_enabled(p->postq.hold_timer, NULL) > 0 &&
                     sd_event_source_get_time(p->postq.hold_timer, &t) >= 0)

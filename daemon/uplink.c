@@ -140,6 +140,8 @@ static int on_leader(struct peer *p, const struct dchat_msg *m)
         strlcpy(p->uplink.leader, name, sizeof p->uplink.leader);
         if (!name[0]) {
                 p->uplink.leads = false;
+                if (!p->uplink.leaderless_since)
+                        p->uplink.leaderless_since = now_usec();
                 log_info("the server group has no leader just now (so says %s, term %llu): posts wait",
                          cur_server(p)->name, (unsigned long long) m->leader.term);
                 return 0;
@@ -176,6 +178,8 @@ static int on_leader(struct peer *p, const struct dchat_msg *m)
                          "waiting for the group to elect another", cur_server(p)->name, name,
                          (unsigned long long) m->leader.term);
                 p->uplink.leads = false;
+                if (!p->uplink.leaderless_since)
+                        p->uplink.leaderless_since = now_usec();
                 return 0;
         }
         if (idx == p->uplink.srv) {
@@ -183,6 +187,8 @@ static int on_leader(struct peer *p, const struct dchat_msg *m)
                         log_info("the server %s leads the group (term %llu): posts go there",
                                  name, (unsigned long long) m->leader.term);
                 p->uplink.leads = true;
+                p->uplink.leaderless_since = 0;
+                p->uplink.moves = 0;
                 postq_server_leads(p);  /* what waited for the leader */
                 return 0;
         }
@@ -300,6 +306,8 @@ static int server_frame(struct conn *c, uint8_t type, const uint8_t *payload, si
                 p->uplink.switching = false;
                 /* one server leads itself; a group's member says who leads (LEADER, next) */
                 p->uplink.leads = p->conf->n_servers == 1;
+                p->uplink.leaderless_since = p->uplink.leads ? 0 : now_usec();        /* until LEADER names one */
+                p->uplink.tried = 0;
                 p->uplink.backoff = 0;
                 log_event(EV_SERVER_UP, &(struct event_fields) { .peer = cur_server(p)->name,
                                                                  .lamport = p->ra.clock },
@@ -329,8 +337,11 @@ static int server_frame(struct conn *c, uint8_t type, const uint8_t *payload, si
         if (type == MSG_MEMBER_REPLY || (type == MSG_ERROR && member_awaits(p, m.tag)))
                 return member_answer(p, &m);
         if (type == MSG_APPENDED || (type == MSG_ERROR && postq_awaits(p, m.tag))) {
-                if (type == MSG_ERROR && m.error.code == ERR_NOT_LEADER)
+                if (type == MSG_ERROR && m.error.code == ERR_NOT_LEADER) {
                         p->uplink.leads = false;        /* appends wait for the leader, which LEADER names */
+                        if (!p->uplink.leaderless_since)
+                                p->uplink.leaderless_since = now_usec();
+                }
                 return postq_answer(p, type, &m);
         }
         if (type == MSG_ENTRY || type == MSG_ENTRY_DAMAGED || type == MSG_VIEW_END || type == MSG_ERROR)
@@ -363,10 +374,17 @@ static void server_closed(struct conn *c, int error)
         if (p->stopping)
                 return;
         /* uplink_heartbeat gave the reason if the server fell silent */
-        if (!p->uplink.silent)
+        if (!p->uplink.silent && !p->uplink.moving)
                 strlcpy(p->uplink.why, conn_strerror(error), sizeof p->uplink.why);
-        if (p->uplink.state == LINK_UP)
+        if (p->uplink.state == LINK_UP) {
                 p->uplink.lost_at = p->uplink.silent ? p->uplink.alive.last_heard : now_usec();
+                p->uplink.tried = 0;
+        }
+        if (!p->uplink.switching && !p->uplink.moving) {
+                p->uplink.tried++;      /* this server failed us */
+                p->uplink.last_failed = p->uplink.srv;
+        }
+        p->uplink.leaderless_since = 0;
         p->uplink.silent = false;
         if (p->uplink.announced)
                 log_event(EV_SERVER_DOWN, &(struct event_fields) { .peer = name, .lamport = p->ra.clock },
@@ -376,15 +394,17 @@ static void server_closed(struct conn *c, int error)
         p->uplink.announced = false;
         p->uplink.state = LINK_DOWN;
         snprintf(msg, sizeof msg, "lost the connection to the server %s: %s", name, p->uplink.why);
-        if (p->uplink.switching)
+        if (p->uplink.switching || p->uplink.moving)
                 snprintf(msg, sizeof msg, "the server group's leader changed: try again");
-        fanout_server_lost(p, msg, p->uplink.switching);        /* going over to the leader: followers stay */
+        /* going over to the leader, or on from a server that knows none: followers stay */
+        fanout_server_lost(p, msg, p->uplink.switching || p->uplink.moving);
         postq_server_lost(p);
         members_lost(p, name);
         p->uplink.leads = false;
         uint64_t d;
-        if (!p->uplink.switching)
+        if (!p->uplink.switching && !p->uplink.moving)
                 *failed_at(p, p->uplink.srv) = now_usec();
+        p->uplink.moving = false;
         if (p->uplink.switching) {
                 d = 0;          /* to the leader the server named: at once (once) */
                 p->uplink.switching = false;
@@ -408,13 +428,40 @@ static void server_closed(struct conn *c, int error)
 bool uplink_given_up(struct peer *p, char *why, size_t cap)
 {
         uint64_t now = now_usec();
+        const char *last = p->conf->servers[p->uplink.last_failed < p->conf->n_servers ? p->uplink.last_failed : 0].name;
 
         if (p->uplink.state == LINK_UP || !p->uplink.lost_at || now - p->uplink.lost_at < p->conf->dead_after_usec)
                 return false;
-        snprintf(why, cap, "the server %s has been unreachable for %llu ms (%s); the post was not stored",
-                 cur_server(p)->name, (unsigned long long) ((now - p->uplink.lost_at) / USEC_PER_MSEC),
-                 p->uplink.why[0] ? p->uplink.why : "not connected yet");
+        /* In a group, not before every server was tried: a silent leader is found dead
+         * dead_after_ms after it was last heard, and the next server may well be up. */
+        if (p->uplink.tried < p->conf->n_servers)
+                return false;
+        if (p->conf->n_servers == 1)
+                snprintf(why, cap, "the server %s has been unreachable for %llu ms (%s); the post was not stored",
+                         cur_server(p)->name, (unsigned long long) ((now - p->uplink.lost_at) / USEC_PER_MSEC),
+                         p->uplink.why[0] ? p->uplink.why : "not connected yet");
+        else
+                snprintf(why, cap, "no server of the group has been reachable for %llu ms (each of the %u was "
+                         "tried; the last, %s: %s); the post was not stored",
+                         (unsigned long long) ((now - p->uplink.lost_at) / USEC_PER_MSEC), p->conf->n_servers,
+                         last, p->uplink.why[0] ? p->uplink.why : "not connected yet");
         return true;
+}
+
+void uplink_waiting(const struct peer *p, char *buf, size_t cap)
+{
+        const char *name = cur_server(p)->name;
+
+        if (!uplink_ready(p))
+                snprintf(buf, cap, p->conf->n_servers > 1 ? "a server of the group (%s unreachable: %s)" :
+                         "the server %s (unreachable: %s)", name, p->uplink.why[0] ? p->uplink.why : "connecting");
+        else if (p->uplink.leads || p->conf->n_servers == 1)
+                snprintf(buf, cap, "the server %s's answer", name);
+        else if (p->uplink.leader[0])
+                snprintf(buf, cap, "the server group's leader (%s names %s, whose link just failed)", name,
+                         p->uplink.leader);
+        else
+                snprintf(buf, cap, "the server group to elect a leader (%s knows none just now)", name);
 }
 
 void uplink_heartbeat(struct peer *p, uint64_t now)
@@ -435,6 +482,24 @@ void uplink_heartbeat(struct peer *p, uint64_t now)
         if (p->uplink.state == LINK_UP)
                 (void) conn_send(p->uplink.conn, &(struct dchat_msg) { .type = MSG_HEARTBEAT,
                                                                        .heartbeat = { p->incarnation, p->ra.clock } });
+        /*
+         * A server that has known no leader for two election timeouts (a
+         * group elects one within that) may be cut off from the others while
+         * we reach it — a leader that lost its majority, a server on the
+         * minority side — while the other servers have a leader: try the
+         * next server, keeping the followers.  Each move without finding a
+         * leader doubles the wait (up to 8 times), so that a group with no
+         * majority at all is not circled fast.
+         */
+        if (p->uplink.state == LINK_UP && p->conf->n_servers > 1 && p->uplink.leaderless_since &&
+            now - p->uplink.leaderless_since >= (2 * p->conf->election_timeout_usec << (p->uplink.moves < 3 ? p->uplink.moves : 3))) {
+                log_info("the server %s has known no leader of the server group for %llu ms: trying the next "
+                         "server", name, (unsigned long long) ((now - p->uplink.leaderless_since) / USEC_PER_MSEC));
+                snprintf(p->uplink.why, sizeof p->uplink.why, "it knows no leader");
+                p->uplink.moving = true;
+                p->uplink.moves++;
+                conn_close(p->uplink.conn, -ENOTCONN);  /* server_closed moves on */
+        }
 }
 
 static const struct conn_ops server_ops = {
