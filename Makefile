@@ -2,6 +2,7 @@
 PREFIX      ?= /usr/local
 BINDIR      ?= $(PREFIX)/bin
 SBINDIR     ?= $(PREFIX)/sbin
+LIBEXECDIR  ?= $(PREFIX)/lib/dchat
 MANDIR      ?= $(PREFIX)/share/man
 SYSCONFDIR  ?= /etc
 UNITDIR     ?= $(PREFIX)/lib/systemd/system
@@ -22,9 +23,13 @@ WARN    += -Wno-unknown-warning-option -Wno-missing-field-initializers
 endif
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=gnu11 $(WARN) -D_GNU_SOURCE -DDCHAT_VERSION='"$(VERSION)"' \
-           -DDCHAT_SBINDIR='"$(SBINDIR)"' -Idaemon $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+           -DDCHAT_SBINDIR='"$(SBINDIR)"' -DDCHAT_LIBEXECDIR='"$(LIBEXECDIR)"' -Idaemon \
+           $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 RAFT_LIBS := $(shell pkg-config --libs $(RAFT_PKGS) 2>/dev/null)
+# pictures of a trace (dchat-draw only: dchatctl does not link it)
+CAIRO_CFLAGS := $(shell pkg-config --cflags cairo 2>/dev/null)
+CAIRO_LIBS := $(shell pkg-config --libs cairo 2>/dev/null)
 
 # Out-of-tree builds for the checks (README, "Hacking"): O=DIR/ puts every object and
 # program under DIR/, SAN=LIST adds -fsanitize=LIST (make asan: build/asan/, clang,
@@ -40,23 +45,26 @@ endif
 
 # Debian packages: to build, and (further) to run the whole test suite.
 BUILD_DEBS := gcc make pkg-config libsystemd-dev libconfig-dev libbsd-dev libsodium-dev libedit-dev \
-              libraft-dev libuv1-dev
+              libraft-dev libuv1-dev libcairo2-dev
 TEST_DEBS  := perl systemd iproute2 mandoc valgrind debootstrap systemd-container iptables \
-              libnetfilter-queue-dev tmux gnuplot-nox clang libclang-rt-14-dev strace tcpdump
+              libnetfilter-queue-dev tmux gnuplot-nox clang libclang-rt-14-dev strace tcpdump file libxml2-utils
 
 # Everything but main: linked into dchatd and into the unit tests.
-DAEMON_OBJS := daemon/proto.o daemon/conf.o daemon/log.o daemon/net.o daemon/ra.o daemon/fd.o \
+DAEMON_OBJS := daemon/proto.o daemon/conf.o daemon/log.o daemon/net.o daemon/ra.o daemon/vclock.o daemon/fd.o \
                daemon/chatlog.o daemon/chatidx.o daemon/server.o daemon/peer.o daemon/mesh.o daemon/uplink.o daemon/postq.o daemon/fanout.o daemon/control.o daemon/secure.o \
                daemon/key.o daemon/incarnation.o daemon/uvloop.o daemon/fsm.o daemon/transport.o daemon/replica.o \
-               daemon/catchup.o daemon/verify.o daemon/query.o daemon/join.o daemon/members.o
-CLI_OBJS    := cli/dchatctl.o cli/since.o cli/number.o cli/follow.o cli/chat.o daemon/proto.o daemon/key.o
+               daemon/catchup.o daemon/verify.o daemon/query.o daemon/join.o daemon/members.o daemon/ring.o daemon/gather.o
+CLI_OBJS    := cli/dchatctl.o cli/since.o cli/number.o cli/follow.o cli/chat.o daemon/proto.o daemon/key.o \
+               cli/trace.o cli/tmodel.o cli/json.o cli/explain.o cli/catalog.o daemon/vclock.o
+# dchat-draw: a trace's JSON Lines to SVG, PNG or PDF through cairo
+DRAW_OBJS   := cli/draw.o cli/tmodel.o cli/json.o daemon/proto.o daemon/vclock.o
 UNIT_TESTS  := $(patsubst %.c,%,$(wildcard tests/unit/test-*.c))
 FUZZ_TARGETS := $(patsubst %.c,%,$(wildcard tests/fuzz/fuzz-*.c))
 TEST_TOOLS  := tests/lib/notify-recv tests/lib/send-raw tests/lib/nfq-delay tests/bench/dchat-bench tests/lib/mklog \
                tests/lib/mitm-proxy tests/lib/clockshift.so tests/lib/flood tests/lib/logedit
 HEADERS     := $(wildcard daemon/*.h cli/*.h tests/unit/*.h)
 
-all: $(O)dchatd $(O)dchatctl
+all: $(O)dchatd $(O)dchatctl $(O)dchat-draw
 
 $(O)dchatd: $(O)daemon/dchatd.o $(addprefix $(O),$(DAEMON_OBJS))
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(RAFT_LIBS)
@@ -65,14 +73,32 @@ $(O)dchatd: $(O)daemon/dchatd.o $(addprefix $(O),$(DAEMON_OBJS))
 $(O)dchatctl: $(addprefix $(O),$(CLI_OBJS))
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(shell pkg-config --libs libedit 2>/dev/null)
 
+$(O)dchat-draw: $(addprefix $(O),$(DRAW_OBJS))
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(CAIRO_LIBS) -lm
+
 $(O)%.o: %.c $(HEADERS)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(O)cli/draw.o: cli/draw.c $(HEADERS)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(CAIRO_CFLAGS) -c -o $@ $<
+
+# dchatctl explain: the journal catalog built in
+$(O)cli/catalog.c: systemd/dchatd.catalog cli/mkcatalog.awk
+	@mkdir -p $(@D)
+	awk -f cli/mkcatalog.awk systemd/dchatd.catalog > $@.tmp && mv $@.tmp $@
+
+$(O)cli/catalog.o: $(O)cli/catalog.c cli/explain.h
+	$(CC) $(CFLAGS) -Icli -c -o $@ $<
 
 $(O)tests/unit/test-%: $(O)tests/unit/test-%.o $(addprefix $(O),$(DAEMON_OBJS))
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(RAFT_LIBS)
 
 unit-tests: $(addprefix $(O),$(UNIT_TESTS))
+
+# they include the trace model (cli/) to test it, and to check the simulated runs with it
+$(O)tests/unit/test-trace.o $(O)tests/unit/test-sim.o $(O)tests/fuzz/fuzz-trace.o: cli/tmodel.c cli/json.c
 
 # tests/fuzz/fuzz-*.c: one LLVMFuzzerTestOneInput each.  With SAN=fuzzer-no-link,...
 # linked to libFuzzer (make fuzz); otherwise to tests/fuzz/replay.c, which runs the
@@ -137,10 +163,12 @@ deps-test:
 	@tests/lib/install-debs $(BUILD_DEBS) $(TEST_DEBS)
 
 # A local cluster (server + 2 peers on 127.0.0.1) from etc/dchat-local.conf;
-# `make stop` ends it.  See README.md.
+# `make stop` ends it.  RA=plain: plain Ricart–Agrawala (reuse_permissions =
+# false), RA=rc (the default): with Roucairol–Carvalho.  See README.md.
+RA ?= rc
 run: deps
 	@$(MAKE) --no-print-directory all
-	@tests/lib/local-cluster start
+	@RA=$(RA) tests/lib/local-cluster start
 
 stop:
 	@tests/lib/local-cluster stop
@@ -199,6 +227,8 @@ install: all
 		$(DESTDIR)$(DOCDIR) $(DESTDIR)$(SYSCONFDIR)
 	install -m 0755 dchatd $(DESTDIR)$(SBINDIR)/dchatd
 	install -m 0755 dchatctl $(DESTDIR)$(BINDIR)/dchatctl
+	install -d $(DESTDIR)$(LIBEXECDIR)
+	install -m 0755 dchat-draw $(DESTDIR)$(LIBEXECDIR)/dchat-draw
 	sed 's|@SBINDIR@|$(SBINDIR)|g' systemd/dchatd.service > $(DESTDIR)$(UNITDIR)/dchatd.service
 	chmod 0644 $(DESTDIR)$(UNITDIR)/dchatd.service
 	install -m 0644 systemd/dchatd.socket systemd/dchatd-peer.socket systemd/dchatd-server.socket \
@@ -208,7 +238,7 @@ install: all
 	install -m 0644 systemd/dchatd.catalog $(DESTDIR)$(CATALOGDIR)/dchatd.catalog
 	install -m 0644 man/dchatctl.1 $(DESTDIR)$(MANDIR)/man1/
 	install -m 0644 man/dchat.conf.5 $(DESTDIR)$(MANDIR)/man5/
-	install -m 0644 man/dchat-protocol.7 $(DESTDIR)$(MANDIR)/man7/
+	install -m 0644 man/dchat-protocol.7 man/dchat-dme.7 $(DESTDIR)$(MANDIR)/man7/
 	install -m 0644 man/dchatd.8 $(DESTDIR)$(MANDIR)/man8/
 	install -m 0644 etc/dchat.conf etc/dchat-local.conf README.md $(DESTDIR)$(DOCDIR)/
 	install -d -m 0755 $(DESTDIR)$(SYSCONFDIR)/dchat
@@ -223,20 +253,21 @@ install: all
 	fi
 
 uninstall:
-	rm -f $(DESTDIR)$(SBINDIR)/dchatd $(DESTDIR)$(BINDIR)/dchatctl \
+	rm -f $(DESTDIR)$(SBINDIR)/dchatd $(DESTDIR)$(BINDIR)/dchatctl $(DESTDIR)$(LIBEXECDIR)/dchat-draw \
 		$(DESTDIR)$(UNITDIR)/dchatd.service $(DESTDIR)$(UNITDIR)/dchatd.socket \
 		$(DESTDIR)$(UNITDIR)/dchatd-peer.socket $(DESTDIR)$(UNITDIR)/dchatd-server.socket \
 		$(DESTDIR)$(SYSUSERSDIR)/dchat.conf $(DESTDIR)$(TMPFILESDIR)/dchat.conf \
 		$(DESTDIR)$(CATALOGDIR)/dchatd.catalog $(DESTDIR)$(MANDIR)/man1/dchatctl.1 \
-		$(DESTDIR)$(MANDIR)/man5/dchat.conf.5 $(DESTDIR)$(MANDIR)/man7/dchat-protocol.7 \
+		$(DESTDIR)$(MANDIR)/man5/dchat.conf.5 $(DESTDIR)$(MANDIR)/man7/dchat-protocol.7 $(DESTDIR)$(MANDIR)/man7/dchat-dme.7 \
 		$(DESTDIR)$(MANDIR)/man8/dchatd.8
 	rm -rf $(DESTDIR)$(DOCDIR)
+	-rmdir $(DESTDIR)$(LIBEXECDIR) 2>/dev/null
 	@# the cluster key is the admin's: /etc/dchat goes only if empty
 	-rmdir $(DESTDIR)$(SYSCONFDIR)/dchat 2>/dev/null
 
 .PHONY: all clean deps deps-test run stop check check-asan check-valgrind fuzz fuzz-corpus unit-tests fuzz-targets \
 	bench bench-history bench-crypto install uninstall
 clean:
-	rm -f dchatd dchatctl daemon/*.o cli/*.o tests/unit/*.o tests/bench/*.o $(UNIT_TESTS) $(TEST_TOOLS) tests/bench/secure-bench \
+	rm -f dchatd dchatctl dchat-draw cli/catalog.c daemon/*.o cli/*.o tests/unit/*.o tests/bench/*.o $(UNIT_TESTS) $(TEST_TOOLS) tests/bench/secure-bench \
 		tests/fuzz/mkcorpus-frame
 	rm -rf build/asan build/fuzz

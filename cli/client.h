@@ -91,3 +91,7 @@ bool follow_interrupted(void);
 
 /* chat.c: dchatctl chat */
 int cmd_chat(int argc, char **argv, const char *socket_path);
+/* trace.c: dchatctl trace */
+int cmd_trace(int argc, char **argv, const char *socket_path);
+/* explain.c: dchatctl explain */
+int cmd_explain(int argc, char **argv, const char *socket_path);

@@ -44,6 +44,9 @@ static void usage(FILE *f)
                    "       dchatctl [-s socket] chat [-n N]\n"
                    "       dchatctl [-s socket] server add [--timeout SECONDS] NAME HOST:PORT   (root)\n"
                    "       dchatctl [-s socket] server remove NAME   (root)\n"
+                   "       dchatctl [-s socket] trace [--since TIME] [--until TIME] [--post SEQ] [--order ORDER]\n"
+                   "                          [--check] [--format FORMAT] [-o FILE] [--from FILE]...\n"
+                   "       dchatctl explain [EVENT | 'LINE']\n"
                    "       dchatctl keygen [--force] [FILE]   (default " DCHAT_DEFAULT_KEY_FILE ")\n"
                    "The socket is $DCHAT_SOCKET, else %s.\n", DCHAT_DEFAULT_SOCKET);
 }
@@ -212,6 +215,14 @@ static void print_entry_json(const struct dchat_entry *e)
         json_str(e->author, strlen(e->author));
         printf(",\"text\":");
         json_str(e->text, e->text_len);
+        /* the poster's vector clock in its critical section: one component per peer, in the order of the
+         * config's peers list (none for entries of a log older than vector clocks) */
+        if (e->vc.n) {
+                printf(",\"vclock\":[");
+                for (unsigned i = 0; i < e->vc.n; i++)
+                        printf("%s%llu", i ? "," : "", (unsigned long long) e->vc.c[i]);
+                printf("]");
+        }
         printf("}");
 }
 
@@ -636,6 +647,8 @@ static int cmd_status(int argc, char **argv)
                                st->queued);
                         json_str(st->server, strlen(st->server));
                         printf(",\"server_connected\":%s", st->server_connected ? "true" : "false");
+                        printf(",\"trace\":{\"events\":%u,\"capacity\":%u,\"bytes\":%llu}", st->trace_events,
+                               st->trace_capacity, (unsigned long long) st->trace_bytes);
                 } else {
                         printf(",\"last_seq\":%llu", (unsigned long long) st->last_seq);
                 }
@@ -674,6 +687,11 @@ static int cmd_status(int argc, char **argv)
                         printf(" (request %llu)", (unsigned long long) st->request_ts);
                 printf("\nqueued:    %u\nserver:    %s (%s)\n", st->queued, st->server,
                        st->server_connected ? "connected" : "not connected");
+                if (st->trace_capacity)
+                        printf("trace:     %u of %u events kept, %.1f KiB (trace_events)\n", st->trace_events,
+                               st->trace_capacity, (double) st->trace_bytes / 1024);
+                else
+                        printf("trace:     none kept (trace_events = 0)\n");
         } else {
                 printf("last seq:  %llu\n", (unsigned long long) st->last_seq);
         }
@@ -933,6 +951,16 @@ static int run_chat(int argc, char **argv)
         return cmd_chat(argc, argv, socket_path);
 }
 
+static int run_trace(int argc, char **argv)
+{
+        return cmd_trace(argc, argv, socket_path);
+}
+
+static int run_explain(int argc, char **argv)
+{
+        return cmd_explain(argc, argv, socket_path);
+}
+
 /* keygen [--force] [FILE]: a new cluster key; no daemon involved. */
 static int cmd_keygen(int argc, char **argv)
 {
@@ -973,6 +1001,8 @@ static const struct command {
         { "status", cmd_status },
         { "verify", cmd_verify },
         { "chat", run_chat },
+        { "trace", run_trace },
+        { "explain", run_explain },
         { "keygen", cmd_keygen },
         { "server", cmd_server },
 };

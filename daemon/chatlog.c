@@ -10,7 +10,10 @@
  *
  * Four big-endian u32 (16 bytes), the last one the CRC-32C of the first 12
  * header bytes, so a torn or garbled header is told apart from a good one;
- * then the body, proto_put_entry() of the entry.  Seqs run 1, 2, 3, ...
+ * then the body, proto_put_entry() of the entry.  Records written before
+ * entries carried a vector clock have the magic "DCL1" and a body without
+ * it (proto_get_entry_v1); they are read as they are, and new records
+ * ("DCL2") go on after them in the same file.  Seqs run 1, 2, 3, ...
  * without gaps and the fences (lamport, node, fence_idx) strictly increase.
  * A log that goes on from an archived one (chatlog_archive) starts with a
  * start record ("DCH1") instead, and its seqs with the one after it.
@@ -58,7 +61,8 @@
 
 #define CHATLOG_FILE            "chat.log"
 #define CHATLOG_IDX_FILE        "chat.log.idx"
-#define CHATLOG_MAGIC           UINT32_C(0x44434C31)    /* "DCL1" */
+#define CHATLOG_MAGIC           UINT32_C(0x44434C32)    /* "DCL2": an entry with its vector clock */
+#define CHATLOG_MAGIC_V1        UINT32_C(0x44434C31)    /* "DCL1": without (older logs, still read) */
 #define CHATLOG_START_MAGIC     UINT32_C(0x44434831)    /* "DCH1": the start record */
 #define CHATLOG_HDR             16
 #define CHATLOG_CHECKPOINT_EVERY 65536                  /* records between checkpoints */
@@ -188,7 +192,7 @@ static enum header_state header_check(const uint8_t h[CHATLOG_HDR], uint32_t *le
 {
         uint32_t magic = get_be32(h);
 
-        if (magic != CHATLOG_MAGIC && magic != CHATLOG_START_MAGIC)
+        if (magic != CHATLOG_MAGIC && magic != CHATLOG_MAGIC_V1 && magic != CHATLOG_START_MAGIC)
                 return HEADER_BAD_MAGIC;
         if (get_be32(h + 12) != crc32c(0, h, 12))
                 return HEADER_BAD_CRC;
@@ -200,14 +204,20 @@ static enum header_state header_check(const uint8_t h[CHATLOG_HDR], uint32_t *le
         return HEADER_OK;
 }
 
-/* Decodes a body whose CRC was checked; the whole body must be one entry. */
+/*
+ * Decodes a body whose CRC was checked; the whole body must be one entry:
+ * its fields, and a vector clock after them unless it is a "DCL1" record's
+ * (nothing follows the text then).
+ */
 static int body_decode(const uint8_t *body, uint32_t len, struct dchat_entry *e)
 {
         struct rbuf r = { .p = body, .len = len };
 
-        if (proto_get_entry(&r, e) < 0 || r.off != r.len)
+        if (proto_get_entry_v1(&r, e) < 0)
                 return -EBADMSG;
-        return 0;
+        if (r.off != r.len && proto_get_vclock(&r, &e->vc) < 0)
+                return -EBADMSG;
+        return r.off == r.len ? 0 : -EBADMSG;
 }
 
 int fence_cmp(uint64_t la, const char *na, uint32_t ia, uint64_t lb, const char *nb, uint32_t ib)
@@ -689,7 +699,8 @@ static int add_damage(struct chatlog *log, uint64_t first, uint64_t last, uint64
 static int resync(struct chatlog *log, struct scan *s, uint64_t bad_start, uint64_t from, uint64_t size,
                   struct dchat_entry *e, uint64_t *at, uint64_t *odd_seq, uint64_t *odd_off)
 {
-        static const uint8_t magic[4] = { 'D', 'C', 'L', '1' };
+        /* the magics of entry records, "DCL1" and "DCL2", without their version: record_at checks it */
+        static const uint8_t magic[3] = { 'D', 'C', 'L' };
         uint64_t pos = from;
         char why[160];
 

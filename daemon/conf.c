@@ -141,6 +141,9 @@ static const struct key keys[] = {
         /* post --hold stalls the whole cluster: users other than root only this long */
         { "hold_max_ms",        CONFIG_TYPE_INT,    STORE_UINT,         CONF_OFF(hold_max_ms),
           0, 0, DCHAT_HOLD_MAX_MS, NULL },
+        /* a peer's ring of recent protocol events (dchatctl trace); 0: none kept */
+        { "trace_events",       CONFIG_TYPE_INT,    STORE_UINT,         CONF_OFF(trace_events),
+          10000, 0, 1000000, NULL },
         { "client_idle_timeout_ms", CONFIG_TYPE_INT, STORE_USEC_FROM_MS, CONF_OFF(client_idle_usec),
           300000, 100, 86400000, NULL },
         { "control_group",      CONFIG_TYPE_STRING, STORE_GROUP,        CONF_OFF(control_group),
@@ -854,7 +857,7 @@ void conf_log_summary(const struct dchat_conf *c) {
         log_info("Configuration %s: node %s, role %s, address %s; server %s at %s; %u peer%s; "
                  "post_timeout_ms=%llu connect_timeout_ms=%llu reconnect_ms=%llu..%llu "
                  "heartbeat_ms=%llu suspect_after_ms=%llu dead_after_ms=%llu batch_max=%u max_clients=%u max_clients_per_user=%u "
-                 "max_queued_posts_per_user=%u hold_max_ms=%u client_idle_timeout_ms=%llu control_group=%s "
+                 "max_queued_posts_per_user=%u hold_max_ms=%u trace_events=%u client_idle_timeout_ms=%llu control_group=%s "
                  "reuse_permissions=%s debug=%s control_socket=%s state_directory=%s "
                  "key_file=%s insecure_plaintext=%s handshake_timeout_ms=%llu max_handshakes=%u max_links_in=%u "
                  "max_handshakes_per_address=%u first_message_timeout_ms=%llu",
@@ -869,7 +872,7 @@ void conf_log_summary(const struct dchat_conf *c) {
                  (unsigned long long) (c->suspect_after_usec / USEC_PER_MSEC),
                  (unsigned long long) (c->dead_after_usec / USEC_PER_MSEC),
                  c->batch_max, c->max_clients, c->max_clients_per_user, c->max_queued_posts_per_user,
-                 c->hold_max_ms, (unsigned long long) (c->client_idle_usec / USEC_PER_MSEC),
+                 c->hold_max_ms, c->trace_events, (unsigned long long) (c->client_idle_usec / USEC_PER_MSEC),
                  c->control_group, c->reuse_permissions ? "yes" : "no", c->debug ? "yes" : "no",
                  c->control_socket[0] ? c->control_socket : "(default)",
                  c->state_directory[0] ? c->state_directory : "(default)",

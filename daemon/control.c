@@ -310,6 +310,21 @@ static int client_frame(struct conn *c, uint8_t type, const uint8_t *payload, si
                                                           .status = &cl->ctl->status });
         case MSG_VERIFY:
                 return start_verify(cl, m.tag);
+        case MSG_TRACE:
+                if (!d->peer) {
+                        conn_send_error(c, m.tag, ERR_NOT_PEER, "this dchatd is a server: it takes no part in "
+                                        "mutual exclusion and keeps no trace; run dchatctl trace on a peer host "
+                                        "(or read journal exports with trace --from)");
+                        return 0;
+                }
+                if (m.trace.scope != TRACE_CLUSTER) {
+                        conn_send_error(c, m.tag, ERR_INVALID, "a client asks for the trace of the whole cluster");
+                        return 0;
+                }
+                r = peer_trace(d->peer, c, &m);
+                if (r < 0)
+                        conn_send_error(c, m.tag, ERR_INTERNAL, "cannot gather the trace: %s", strerror(-r));
+                return r == CONN_LATER ? CONN_LATER : 0;
         default:
                 log_event(EV_PROTOCOL_ERROR, NULL, "%s: unexpected %s frame; closing", conn_label(c),
                           proto_type_name(type));

@@ -80,6 +80,7 @@ struct dchat_conf {
         unsigned max_clients_per_user;  /* max_clients_per_user, default 8 (not root) */
         unsigned max_queued_posts_per_user; /* max_queued_posts_per_user, default 32 (not root) */
         unsigned hold_max_ms;           /* hold_max_ms: longest post --hold (not root), default 0: root only */
+        unsigned trace_events;          /* trace_events: a peer's ring of recent events, default 10000 */
         uint64_t client_idle_usec;      /* client_idle_timeout_ms, default 300000 */
         char control_group[33];         /* control_group, default "dchat" (restart) */
         bool debug;                     /* debug, default false */
@@ -157,16 +158,31 @@ struct event_fields {
         const char *peer;       /* DCHAT_PEER, or NULL */
         uint64_t lamport;       /* DCHAT_LAMPORT (clock after the event) */
         uint64_t request_ts;    /* DCHAT_REQUEST_TS, 0: omitted */
+        uint64_t fence;         /* DCHAT_FENCE (its Lamport time) and DCHAT_FENCE_IDX, 0: omitted */
+        uint32_t fence_idx;
         uint64_t seq;           /* DCHAT_SEQ, 0: omitted */
+        const struct vclock *vc;        /* DCHAT_VCLOCK (after the event), NULL: omitted */
+        uint64_t send_vt;       /* DCHAT_SEND_VT: a receive's sender's own component, 0: omitted */
 };
 
-/* node: this host's name, used as DCHAT_NODE on every record. */
+/*
+ * node: this host's name, used as DCHAT_NODE on every record.  Every
+ * record gets the next number of this life (no= on stderr, DCHAT_EVENT_NO
+ * in the journal) and stderr lines the wall-clock time to the microsecond.
+ */
 void log_open(const char *node);
 void log_set_node(const char *node);
 void log_set_debug(bool on);
+/* The names of a vector clock's components (the peers, in order), for DCHAT_VCLOCK; must outlive the log. */
+void log_set_vclock_names(const char *const *names, unsigned n);
 void log_msg(int priority, const char *fmt, ...) _printf_(2, 3);
-void log_event(enum log_event ev, const struct event_fields *f, const char *fmt, ...) _printf_(3, 4);
+/* Returns the record's number (0 if it was not written: a debug line with debug off). */
+uint64_t log_event(enum log_event ev, const struct event_fields *f, const char *fmt, ...) _printf_(3, 4);
+/* The wall-clock time (CLOCK_REALTIME, µs) the last record was stamped with. */
+uint64_t log_last_time_us(void);
 const char *log_event_name(enum log_event ev);
+/* The event named name (as in DCHAT_EVENT), or _EV_MAX. */
+enum log_event log_event_by_name(const char *name);
 
 /*
  * At most burst lines per interval for one kind of message that someone
@@ -209,6 +225,34 @@ const char *log_quote(char *buf, size_t cap, const char *s, size_t len);
 #define log_notice(...)  log_msg(LOG_NOTICE, __VA_ARGS__)
 #define log_warning(...) log_msg(LOG_WARNING, __VA_ARGS__)
 #define log_error(...)   log_msg(LOG_ERR, __VA_ARGS__)
+
+/* ring.c ------------------------------------------------------------------ */
+
+/*
+ * A peer's last protocol events, in memory (dchatctl trace).  capacity 0
+ * keeps none; n_peers: the components of their vector clocks.
+ */
+struct ring;
+int ring_new(unsigned capacity, unsigned n_peers, struct ring **ret);
+struct ring *ring_free(struct ring *r);
+/* trace_events reloaded: the newest events are kept. */
+int ring_resize(struct ring *r, unsigned capacity);
+void ring_add(struct ring *r, const struct dchat_trace_event *e);
+unsigned ring_count(const struct ring *r);
+unsigned ring_capacity(const struct ring *r);
+/* What it takes in memory, all of it allocated (not all touched) at once. */
+uint64_t ring_bytes(const struct ring *r);
+/* The oldest and the newest event's numbers (0: none). */
+uint64_t ring_first_no(const struct ring *r);
+uint64_t ring_last_no(const struct ring *r);
+/*
+ * A page of TRACE_EVENTS appended to b: the events numbered from .. upto
+ * (0: no end) timed since .. until (0: no bound), as many as fit in max
+ * bytes.  *n events; *next: the number the next page starts at; *done:
+ * none is left up to upto.
+ */
+void ring_page(const struct ring *r, uint64_t from, uint64_t upto, uint64_t since, uint64_t until, size_t max,
+               struct wbuf *b, uint16_t *n, uint64_t *next, bool *done);
 
 /* net.c ------------------------------------------------------------------- */
 
@@ -283,7 +327,7 @@ unsigned conn_unanswered(const struct conn *c);
 /*
  * Request/answer connections (the control socket): when the client shuts
  * its writing side, keep the connection until every request it sent has
- * had its final answer (POSTED, ERROR, VIEW_END, STATUS_REPLY, VERIFY_REPLY, MEMBER_REPLY) sent; a
+ * had its final answer (POSTED, ERROR, VIEW_END, STATUS_REPLY, VERIFY_REPLY, MEMBER_REPLY, TRACE_END) sent; a
  * FOLLOW, which has none, does not count.
  */
 void conn_set_linger(struct conn *c);
@@ -342,6 +386,12 @@ int listen_unix(const char *path, mode_t mode);
  * it is returned.  On error a negative errno and a message in err.
  */
 int incarnation_next(const char *dir, uint64_t at_least, uint64_t *ret, char *err, size_t errlen);
+/*
+ * The reservation of a peer's own vector-clock component (DIR/vclock): with
+ * start, the value reserved so far (0: none) into *start and start + end
+ * reserved; without, end reserved.  Written and synced before it returns.
+ */
+int vclock_reserve(const char *dir, uint64_t *start, uint64_t end, char *err, size_t errlen);
 
 /* chatlog.c --------------------------------------------------------------- */
 
@@ -917,6 +967,8 @@ int peer_post(struct peer *p, struct conn *client, uint32_t tag, const char *aut
 int peer_view(struct peer *p, struct conn *client, const struct dchat_msg *req);
 /* postq.c: posts by author not stored yet (queued or in the critical section), whoever waits for them. */
 unsigned peer_posts_of(struct peer *p, const char *author);
+/* gather.c: TRACE from a control client: every peer's recent events, then TRACE_END. */
+int peer_trace(struct peer *p, struct conn *client, const struct dchat_msg *req);
 /* A control client went away: forget its pending posts' answers, views and follow. */
 void peer_client_gone(struct peer *p, struct conn *client);
 /* fanout.c: FOLLOW from a control client: catch up from from_seq by pages, then live entries. */

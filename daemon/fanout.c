@@ -211,6 +211,7 @@ void peer_client_drained(struct peer *p, struct conn *client)
         struct follower *f = follower_find(p, client);
         if (f)
                 follower_advance(p, f);
+        gather_client_drained(p, client);
 }
 
 /* --- views ----------------------------------------------------------------------------------- */

@@ -11,8 +11,11 @@
  *   zero bytes up to a multiple of 8 (libraft 0.15 loses committed entries
  *   at a restart when an entry's length is not a multiple of 8)
  *
- *   BATCH    u32 n, then n entries (proto_put_entry): the posts one
+ *   BATCH_VC u32 n, then n entries (proto_put_entry): the posts one
  *            leader's turn of its event loop collected (group commit)
+ *   BATCH    the same with entries of the first version, without their
+ *            vector clocks (proto_get_entry_v1): what a group wrote before
+ *            entries had one, still applied when its Raft log replays it
  *   GENESIS  the leader's chat log when the group began: u64 last_seq,
  *            then that entry's fence and post id (u64 lamport, str node,
  *            u32 idx, u64 post_id; zeros for an empty log)
@@ -41,7 +44,7 @@
 #define SNAP_MAGIC      UINT32_C(0x44435331)    /* "DCS1" */
 #define CMD_HDR         9                       /* magic, length, kind */
 
-enum { CMD_BATCH = 1, CMD_GENESIS = 2 };
+enum { CMD_BATCH = 1, CMD_GENESIS = 2, CMD_BATCH_VC = 3 };
 
 struct fsm {
         struct raft_fsm raft;
@@ -91,7 +94,7 @@ int fsm_encode_batch(const struct dchat_entry *e, unsigned n, struct raft_buffer
 
         wbuf_put_u32(&b, CMD_MAGIC);
         wbuf_put_u32(&b, 0);
-        wbuf_put_u8(&b, CMD_BATCH);
+        wbuf_put_u8(&b, CMD_BATCH_VC);
         wbuf_put_u32(&b, n);
         for (unsigned i = 0; i < n; i++)
                 proto_put_entry(&b, &e[i]);
@@ -238,14 +241,14 @@ static void enter(struct fsm *f, enum fsm_state s)
 
 /* --- libraft's callbacks ------------------------------------------------------------ */
 
-static int apply_batch(struct fsm *f, struct rbuf *r)
+static int apply_batch(struct fsm *f, struct rbuf *r, bool with_vc)
 {
         uint32_t n = rbuf_u32(r);
 
         if (r->bad || n > FSM_BATCH_MAX)
                 return -EBADMSG;
         for (uint32_t i = 0; i < n; i++)
-                if (proto_get_entry(r, &f->entries[i]) < 0)
+                if ((with_vc ? proto_get_entry(r, &f->entries[i]) : proto_get_entry_v1(r, &f->entries[i])) < 0)
                         return -EBADMSG;
         if (r->off != r->len)
                 return -EBADMSG;
@@ -299,7 +302,8 @@ static int fsm_apply(struct raft_fsm *rf, const struct raft_buffer *buf, void **
                 return RAFT_MALFORMED;
         switch (kind) {
         case CMD_BATCH:
-                e = apply_batch(f, &r);
+        case CMD_BATCH_VC:
+                e = apply_batch(f, &r, kind == CMD_BATCH_VC);
                 break;
         case CMD_GENESIS:
                 e = apply_genesis(f, &r);

@@ -18,6 +18,12 @@
  * that still meets a later life of itself is told so by the others and
  * moves past it (incarnation_at_least).  Numbers stay below 2^32: the low
  * half of a post id counts the posts of one incarnation.
+ *
+ * DIR/vclock is a counter of the same kind for the peer's own component of
+ * its vector clocks (ra.h): the value a life may count up to, reserved
+ * (written and synced) before the life goes past it, so that the next life
+ * starts above anything this one reached and clocks keep growing across
+ * restarts without a write per event.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -32,13 +38,13 @@
 #include "dchatd.h"
 
 #define INCARNATION_FILE        "incarnation"
-#define INCARNATION_TMP         "incarnation.tmp"
+#define VCLOCK_FILE             "vclock"
 
-/* Reads the last number handed out: 0 if there is no file. */
-static int incarnation_read(int dirfd, uint64_t *last)
+/* Reads the number in file name (below max): 0 if there is no file. */
+static int counter_read(int dirfd, const char *name, uint64_t max, uint64_t *last)
 {
         char buf[32];
-        int fd = openat(dirfd, INCARNATION_FILE, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
         if (fd < 0) {
                 if (errno != ENOENT)
                         return -errno;
@@ -54,28 +60,29 @@ static int incarnation_read(int dirfd, uint64_t *last)
         char *end;
         errno = 0;
         unsigned long long v = strtoull(buf, &end, 10);
-        if (errno || end == buf || (*end && *end != '\n') || v == 0 || v >= DCHAT_INCARNATION_MAX)
+        if (errno || end == buf || (*end && *end != '\n') || v == 0 || v >= max)
                 return -EBADMSG;
         *last = v;
         return 0;
 }
 
-/* Writes v as the last number handed out, durably: temp file, fsync, rename, fsync of the directory. */
-static int incarnation_write(int dirfd, uint64_t v)
+/* Writes v into file name, durably: temp file, fsync, rename, fsync of the directory. */
+static int counter_write(int dirfd, const char *name, uint64_t v)
 {
-        char buf[32];
+        char buf[32], tmp[32];
         int len = snprintf(buf, sizeof buf, "%" PRIu64 "\n", v);
-        int fd = openat(dirfd, INCARNATION_TMP, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0640);
+        snprintf(tmp, sizeof tmp, "%s.tmp", name);
+        int fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0640);
         if (fd < 0)
                 return -errno;
         if (write(fd, buf, (size_t) len) != len || fsync(fd) < 0) {
                 int r = errno ? -errno : -EIO;
                 close(fd);
-                (void) unlinkat(dirfd, INCARNATION_TMP, 0);
+                (void) unlinkat(dirfd, tmp, 0);
                 return r;
         }
         close(fd);
-        if (renameat(dirfd, INCARNATION_TMP, dirfd, INCARNATION_FILE) < 0 || fsync(dirfd) < 0)
+        if (renameat(dirfd, tmp, dirfd, name) < 0 || fsync(dirfd) < 0)
                 return -errno;
         return 0;
 }
@@ -91,7 +98,7 @@ int incarnation_next(const char *dir, uint64_t at_least, uint64_t *ret, char *er
                 snprintf(err, errlen, "cannot open the state directory %s: %s", dir, strerror(-r));
                 return r;
         }
-        r = incarnation_read(dirfd, &last);
+        r = counter_read(dirfd, INCARNATION_FILE, DCHAT_INCARNATION_MAX, &last);
         if (r < 0) {
                 snprintf(err, errlen, "cannot read %s/%s: %s%s", dir, INCARNATION_FILE,
                          r == -EBADMSG ? "not a number from 1 to 2^32-1" : strerror(-r),
@@ -112,12 +119,41 @@ int incarnation_next(const char *dir, uint64_t at_least, uint64_t *ret, char *er
                          INCARNATION_FILE, last);
                 goto out;
         }
-        r = incarnation_write(dirfd, next);
+        r = counter_write(dirfd, INCARNATION_FILE, next);
         if (r < 0) {
                 snprintf(err, errlen, "cannot write %s/%s: %s", dir, INCARNATION_FILE, strerror(-r));
                 goto out;
         }
         *ret = next;
+out:
+        close(dirfd);
+        return r;
+}
+
+int vclock_reserve(const char *dir, uint64_t *start, uint64_t end, char *err, size_t errlen)
+{
+        uint64_t last = 0;
+        int r;
+
+        int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dirfd < 0) {
+                r = -errno;
+                snprintf(err, errlen, "cannot open the state directory %s: %s", dir, strerror(-r));
+                return r;
+        }
+        if (start) {
+                r = counter_read(dirfd, VCLOCK_FILE, DCHAT_CLOCK_MAX, &last);
+                if (r < 0) {
+                        snprintf(err, errlen, "cannot read %s/%s: %s", dir, VCLOCK_FILE,
+                                 r == -EBADMSG ? "not a number from 1 to 2^62" : strerror(-r));
+                        goto out;
+                }
+                *start = last;
+                end += last;
+        }
+        r = end <= DCHAT_CLOCK_MAX ? counter_write(dirfd, VCLOCK_FILE, end) : -ERANGE;
+        if (r < 0)
+                snprintf(err, errlen, "cannot write %s/%s: %s", dir, VCLOCK_FILE, strerror(-r));
 out:
         close(dirfd);
         return r;

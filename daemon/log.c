@@ -7,9 +7,16 @@
  * go to journald natively only.  Started by hand, events go to stderr, and
  * also to journald when one is listening, so that `journalctl` works for
  * hand-started test clusters too.  DCHAT_LOG=journal|stderr|both forces it.
+ *
+ * Every record is numbered (no=, DCHAT_EVENT_NO) from 1 in each life, and a
+ * stderr line starts with the wall-clock time to the microsecond, so that a
+ * wait shows, and lines of one node can be told apart and cited:
+ *
+ *   time=2026-01-05T14:03:07.123456+01:00 no=42 event=reply-deferred node=node1 ...
  */
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <systemd/sd-journal.h>
@@ -19,6 +26,10 @@
 static struct {
         bool to_journal, to_stderr, debug;
         char node[DCHAT_NAME_MAX + 1];
+        uint64_t no;                    /* records written in this life */
+        uint64_t time_us;               /* the last one's time */
+        const char *const *vc_names;
+        unsigned vc_n;
 } L = { .to_stderr = true };
 
 static const struct {
@@ -67,6 +78,42 @@ static const struct {
 const char *log_event_name(enum log_event ev)
 {
         return ev < _EV_MAX ? events[ev].name : "?";
+}
+
+enum log_event log_event_by_name(const char *name)
+{
+        for (unsigned i = 0; i < _EV_MAX; i++)
+                if (strcmp(events[i].name, name) == 0)
+                        return (enum log_event) i;
+        return _EV_MAX;
+}
+
+void log_set_vclock_names(const char *const *names, unsigned n)
+{
+        L.vc_names = names;
+        L.vc_n = n;
+}
+
+uint64_t log_last_time_us(void)
+{
+        return L.time_us;
+}
+
+/* "2026-01-05T14:03:07.123456+01:00": local time, to the microsecond, with its UTC offset. */
+static void format_time(uint64_t us, char *buf, size_t cap)
+{
+        time_t t = (time_t) (us / USEC_PER_SEC);
+        struct tm tm;
+        char off[8];
+
+        if (!localtime_r(&t, &tm) || strftime(buf, cap, "%Y-%m-%dT%H:%M:%S", &tm) == 0 ||
+            strftime(off, sizeof off, "%z", &tm) != 5) {
+                snprintf(buf, cap, "@%llu.%06llu", (unsigned long long) (us / USEC_PER_SEC),
+                         (unsigned long long) (us % USEC_PER_SEC));
+                return;
+        }
+        size_t l = strlen(buf);
+        snprintf(buf + l, cap - l, ".%06llu%.3s:%s", (unsigned long long) (us % USEC_PER_SEC), off, off + 3);
 }
 
 /* Is stderr the journal stream systemd gave us? */
@@ -238,21 +285,37 @@ static const char *clean_message(const char *msg, char *buf, size_t cap)
         return buf;
 }
 
-static void emit(int priority, enum log_event ev, const struct event_fields *f, const char *msg)
+/* The vector clock of f as DCHAT_VCLOCK ({"node1":3,...}) or stderr's vclock= (node1:3,...). */
+static bool format_vclock(const struct event_fields *f, bool json, char *buf, size_t cap)
+{
+        if (!f || !f->vc || !f->vc->n)
+                return false;
+        bool named = L.vc_names && L.vc_n == f->vc->n;
+        return vclock_format(buf, cap, f->vc, named ? L.vc_names : NULL, json) < cap;
+}
+
+static uint64_t emit(int priority, enum log_event ev, const struct event_fields *f, const char *msg)
 {
         char clean[4 * 1024 + 1];
+        char vcbuf[DCHAT_PEERS_MAX * (DCHAT_NAME_MAX + 24) + 4];
+        struct timespec ts;
 
         if (priority == LOG_DEBUG && !L.debug)
-                return;
+                return 0;
         msg = clean_message(msg, clean, sizeof clean);
+        clock_gettime(CLOCK_REALTIME, &ts);
+        L.time_us = (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000;
+        L.no++;
 
         if (L.to_stderr) {
                 /* One write per line, so concurrent daemons do not interleave.  Built
                  * on the stack: events come at every post, so no allocation here. */
-                char line[4096];
+                char line[8192], when[64];
                 size_t cap = sizeof line - 1, off;
+                format_time(L.time_us, when, sizeof when);
+                off = (size_t) snprintf(line, cap, "time=%s no=%llu ", when, (unsigned long long) L.no);
                 if (ev < _EV_MAX) {
-                        off = (size_t) snprintf(line, cap, "event=%s node=%s", events[ev].name, L.node);
+                        off += (size_t) snprintf(line + off, cap - off, "event=%s node=%s", events[ev].name, L.node);
                         if (f && f->peer && off < cap)
                                 off += (size_t) snprintf(line + off, cap - off, " peer=%s", f->peer);
                         if (f && off < cap)
@@ -261,16 +324,24 @@ static void emit(int priority, enum log_event ev, const struct event_fields *f, 
                         if (f && f->request_ts && off < cap)
                                 off += (size_t) snprintf(line + off, cap - off, " request_ts=%llu",
                                                          (unsigned long long) f->request_ts);
+                        if (f && f->fence && off < cap)
+                                off += (size_t) snprintf(line + off, cap - off, " fence=%llu fence_idx=%u",
+                                                         (unsigned long long) f->fence, f->fence_idx);
                         if (f && f->seq && off < cap)
                                 off += (size_t) snprintf(line + off, cap - off, " seq=%llu",
                                                          (unsigned long long) f->seq);
+                        if (format_vclock(f, false, vcbuf, sizeof vcbuf) && off < cap)
+                                off += (size_t) snprintf(line + off, cap - off, " vclock=%s", vcbuf);
+                        if (f && f->send_vt && off < cap)
+                                off += (size_t) snprintf(line + off, cap - off, " send_vt=%llu",
+                                                         (unsigned long long) f->send_vt);
                         if (off < cap)
                                 line[off] = ' ';
                         off++;
                 } else {
-                        off = (size_t) snprintf(line, cap, "level=%s node=%s ",
-                                                priority <= LOG_ERR ? "error" : priority == LOG_WARNING ? "warning" :
-                                                priority == LOG_DEBUG ? "debug" : "info", L.node);
+                        off += (size_t) snprintf(line + off, cap - off, "level=%s node=%s ",
+                                                 priority <= LOG_ERR ? "error" : priority == LOG_WARNING ? "warning" :
+                                                 priority == LOG_DEBUG ? "debug" : "info", L.node);
                 }
                 if (off < cap)
                         off += strlcpy(line + off, "msg=", cap - off);
@@ -282,16 +353,16 @@ static void emit(int priority, enum log_event ev, const struct event_fields *f, 
         }
 
         if (!L.to_journal)
-                return;
+                return L.no;
         if (ev >= _EV_MAX) {
                 sd_journal_send("MESSAGE=%s", msg, "PRIORITY=%d", priority, "SYSLOG_IDENTIFIER=dchatd",
-                                "DCHAT_NODE=%s", L.node, NULL);
-                return;
+                                "DCHAT_NODE=%s", L.node, "DCHAT_EVENT_NO=%llu", (unsigned long long) L.no, NULL);
+                return L.no;
         }
 
         /* Events: a fixed set of fields, some optional. */
-        char b[9][DCHAT_NAME_MAX + 64];
-        struct iovec iov[9];
+        char b[14][DCHAT_NAME_MAX + 64];
+        struct iovec iov[15];
         unsigned n = 0;
 #define FIELD(...) do { \
                 int _l = snprintf(b[n], sizeof b[n], __VA_ARGS__); \
@@ -309,18 +380,27 @@ static void emit(int priority, enum log_event ev, const struct event_fields *f, 
                 FIELD("DCHAT_LAMPORT=%llu", (unsigned long long) f->lamport);
         if (f && f->request_ts)
                 FIELD("DCHAT_REQUEST_TS=%llu", (unsigned long long) f->request_ts);
+        if (f && f->fence) {
+                FIELD("DCHAT_FENCE=%llu", (unsigned long long) f->fence);
+                FIELD("DCHAT_FENCE_IDX=%u", f->fence_idx);
+        }
         if (f && f->seq)
                 FIELD("DCHAT_SEQ=%llu", (unsigned long long) f->seq);
+        if (f && f->send_vt)
+                FIELD("DCHAT_SEND_VT=%llu", (unsigned long long) f->send_vt);
+        FIELD("DCHAT_EVENT_NO=%llu", (unsigned long long) L.no);
 #undef FIELD
-        /* MESSAGE= may be long (it quotes errors), so it gets its own buffer. */
-        char *m = NULL;
+        /* MESSAGE= may be long (it quotes errors), and DCHAT_VCLOCK too: buffers of their own. */
+        char *m = NULL, *v = NULL;
         if (asprintf(&m, "MESSAGE=%s", msg) < 0)
-                return;
-        struct iovec all[10];
-        memcpy(all, iov, n * sizeof iov[0]);
-        all[n++] = (struct iovec) { m, strlen(m) };
-        sd_journal_sendv(all, (int) n);
+                return L.no;
+        if (format_vclock(f, true, vcbuf, sizeof vcbuf) && asprintf(&v, "DCHAT_VCLOCK=%s", vcbuf) >= 0)
+                iov[n++] = (struct iovec) { v, strlen(v) };
+        iov[n++] = (struct iovec) { m, strlen(m) };
+        sd_journal_sendv(iov, (int) n);
         free(m);
+        free(v);
+        return L.no;
 }
 
 void log_msg(int priority, const char *fmt, ...)
@@ -334,7 +414,7 @@ void log_msg(int priority, const char *fmt, ...)
         emit(priority, _EV_MAX, NULL, msg);
 }
 
-void log_event(enum log_event ev, const struct event_fields *f, const char *fmt, ...)
+uint64_t log_event(enum log_event ev, const struct event_fields *f, const char *fmt, ...)
 {
         char msg[1024];
         va_list ap;
@@ -342,7 +422,7 @@ void log_event(enum log_event ev, const struct event_fields *f, const char *fmt,
         va_start(ap, fmt);
         vsnprintf(msg, sizeof msg, fmt, ap);
         va_end(ap);
-        emit(ev < _EV_MAX ? events[ev].priority : LOG_INFO, ev, f, msg);
+        return emit(ev < _EV_MAX ? events[ev].priority : LOG_INFO, ev, f, msg);
 }
 
 bool ratelimit_pass(struct ratelimit *rl, uint64_t now)

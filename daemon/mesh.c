@@ -20,23 +20,27 @@ static void link_connect(struct link *l);
 
 /* --- Ricart–Agrawala actions ----------------------------------------------------------------- */
 
-void mesh_run_actions(struct peer *p, const struct ra_actions *acts)
+void mesh_run_actions_why(struct peer *p, const struct ra_actions *acts, const char *why)
 {
         for (unsigned i = 0; i < acts->n; i++) {
                 const struct ra_action *a = &acts->a[i];
                 struct link *l = &p->mesh.links[a->peer];
                 struct event_fields f = { .peer = p->names[a->peer], .lamport = a->clock, .request_ts = a->ts };
+                struct vclock vc;
 
+                ra_action_vclock(&p->ra, a, &vc);
                 switch (a->kind) {
                 case RA_GOT_REQUEST:
                         p->stats.requests_received++;
-                        log_event(EV_REQUEST_RECEIVED, &f, "REQUEST(%llu) received from %s",
-                                  (unsigned long long) a->ts, f.peer);
+                        f.send_vt = p->mesh.recv_vt;
+                        peer_event(p, EV_REQUEST_RECEIVED, (int) a->peer, &f, &vc, "REQUEST(%llu) received from %s",
+                                   (unsigned long long) a->ts, f.peer);
                         break;
                 case RA_GOT_REPLY:
                         p->stats.replies_received++;
-                        log_event(EV_REPLY_RECEIVED, &f, "REPLY for request %llu received from %s",
-                                  (unsigned long long) a->ts, f.peer);
+                        f.send_vt = p->mesh.recv_vt;
+                        peer_event(p, EV_REPLY_RECEIVED, (int) a->peer, &f, &vc,
+                                   "REPLY for request %llu received from %s", (unsigned long long) a->ts, f.peer);
                         break;
                 case RA_SEND_REQUEST:
                         if (l->state != LINK_UP) {
@@ -45,26 +49,36 @@ void mesh_run_actions(struct peer *p, const struct ra_actions *acts)
                                 break;
                         }
                         p->stats.requests_sent++;
-                        log_event(EV_REQUEST_SENT, &f, "REQUEST(%llu) sent to %s", (unsigned long long) a->ts,
-                                  f.peer);
+                        peer_event(p, EV_REQUEST_SENT, (int) a->peer, &f, &vc, "REQUEST(%llu) sent to %s",
+                                   (unsigned long long) a->ts, f.peer);
                         (void) conn_send(l->out, &(struct dchat_msg) { .type = MSG_REQUEST,
-                                                                       .request = { a->ts } });
+                                                                       .request = { a->ts, &vc } });
                         break;
                 case RA_SEND_REPLY:
-                        log_event(EV_REPLY_SENT, &f, "REPLY for request %llu sent to %s%s",
-                                  (unsigned long long) a->ts, f.peer,
-                                  l->state == LINK_UP ? "" : " (link down: it will ask again)");
+                        peer_event(p, EV_REPLY_SENT, (int) a->peer, &f, &vc, "REPLY for request %llu sent to %s%s",
+                                   (unsigned long long) a->ts, f.peer,
+                                   l->state == LINK_UP ? "" : " (link down: it will ask again)");
                         if (l->state == LINK_UP) {
                                 p->stats.replies_sent++;
                                 (void) conn_send(l->out, &(struct dchat_msg) { .type = MSG_REPLY,
-                                                                               .reply = { a->clock, a->ts } });
+                                                                               .reply = { a->clock, a->ts, &vc } });
                         }
                         break;
                 case RA_DEFER: {
-                        const char *why = p->ra.state == RA_HELD ? "this node is in the critical section"
-                                                                 : "this node's own request is older";
-                        log_event(EV_REPLY_DEFERRED, &f, "REPLY to %s for request %llu deferred: %s (own request %llu)",
-                                  f.peer, (unsigned long long) a->ts, why, (unsigned long long) p->ra.req_ts);
+                        /* The order of requests is the pair (timestamp, node name): say which pairs were
+                         * compared, so that a tie of timestamps shows who wins it and why. */
+                        const char *me = self_name(p);
+                        if (p->ra.state == RA_HELD)
+                                peer_event(p, EV_REPLY_DEFERRED, (int) a->peer, &f, &vc,
+                                           "REPLY to %s for request (%llu, %s) deferred: this node is in the "
+                                           "critical section (its request (%llu, %s))", f.peer,
+                                           (unsigned long long) a->ts, f.peer, (unsigned long long) p->ra.req_ts, me);
+                        else
+                                peer_event(p, EV_REPLY_DEFERRED, (int) a->peer, &f, &vc,
+                                           "REPLY to %s for request (%llu, %s) deferred: this node's own request "
+                                           "is older: (%llu, %s) < (%llu, %s)", f.peer, (unsigned long long) a->ts,
+                                           f.peer, (unsigned long long) p->ra.req_ts, me, (unsigned long long) a->ts,
+                                           f.peer);
                         break;
                 }
                 case RA_ENTER: {
@@ -74,24 +88,53 @@ void mesh_run_actions(struct peer *p, const struct ra_actions *acts)
                         if (p->ra.n > 1 && asked == 0)
                                 p->stats.cs_reused++;
                         f.peer = NULL;
+                        f.fence = p->ra.enter_ts;
                         if (reused)
-                                log_event(EV_CS_ENTER, &f, "entered the critical section under request %llu "
-                                          "(fence %llu): %u permission(s) reused, %u asked for",
-                                          (unsigned long long) a->ts, (unsigned long long) p->ra.enter_ts,
-                                          reused, asked);
+                                peer_event(p, EV_CS_ENTER, -1, &f, &vc, "entered the critical section under "
+                                           "request %llu (fence %llu): %u permission(s) reused, %u asked for",
+                                           (unsigned long long) a->ts, (unsigned long long) p->ra.enter_ts,
+                                           reused, asked);
                         else
-                                log_event(EV_CS_ENTER, &f, "entered the critical section under request %llu",
-                                          (unsigned long long) a->ts);
+                                peer_event(p, EV_CS_ENTER, -1, &f, &vc, "entered the critical section under "
+                                           "request %llu (fence %llu)", (unsigned long long) a->ts,
+                                           (unsigned long long) p->ra.enter_ts);
                         postq_enter(p);
                         break;
                 }
+                case RA_EXIT:
+                        f.peer = NULL;
+                        f.fence = p->ra.enter_ts;
+                        peer_event(p, EV_CS_EXIT, -1, &f, &vc, "left the critical section of request %llu%s",
+                                   (unsigned long long) a->ts, why ? why : "");
+                        break;
+                case RA_WITHDRAW:
+                        log_info("request %llu withdrawn%s", (unsigned long long) a->ts, why ? why : "");
+                        break;
                 }
         }
+}
+
+void mesh_run_actions(struct peer *p, const struct ra_actions *acts)
+{
+        mesh_run_actions_why(p, acts, NULL);
 }
 
 bool mesh_reachable(const struct peer *p, unsigned idx)
 {
         return p->mesh.links[idx].state == LINK_UP;
+}
+
+bool mesh_linked(const struct peer *p, unsigned idx)
+{
+        return idx < p->conf->n_peers && idx != p->conf->self && p->mesh.links[idx].state == LINK_UP &&
+               p->mesh.links[idx].in;
+}
+
+int mesh_send(struct peer *p, unsigned idx, const struct dchat_msg *m)
+{
+        if (idx >= p->conf->n_peers || idx == p->conf->self || p->mesh.links[idx].state != LINK_UP)
+                return -ENOTCONN;
+        return conn_send(p->mesh.links[idx].out, m);
 }
 
 /* --- failure detection ----------------------------------------------------------------------- */
@@ -124,7 +167,7 @@ static void fd_apply(struct peer *p, const struct fd_events *ev)
                                   ? "unreachable (it is heard, but the link to it is down)" : "silent";
 
                 if (e->kind == FD_RESTARTED) {
-                        log_event(EV_PEER_RESTARTED, &f, "%s restarted (incarnation %llu): whatever it asked for before is void",
+                        peer_local_event(p, EV_PEER_RESTARTED, (int) e->peer, &f, "%s restarted (incarnation %llu): whatever it asked for before is void",
                                   name, (unsigned long long) e->incarnation);
                         ra_peer_up(&p->ra, e->peer, true, &acts);
                         mesh_run_actions(p, &acts);
@@ -132,10 +175,10 @@ static void fd_apply(struct peer *p, const struct fd_events *ev)
                 }
                 switch (e->new) {
                 case FD_SUSPECT:
-                        log_event(EV_PEER_SUSPECT, &f, "%s %s for %llu ms: suspect", name, how, silent);
+                        peer_local_event(p, EV_PEER_SUSPECT, (int) e->peer, &f, "%s %s for %llu ms: suspect", name, how, silent);
                         break;
                 case FD_DEAD:
-                        log_event(EV_PEER_DEAD, &f, "%s %s for %llu ms: declared dead; no longer waited for%s",
+                        peer_local_event(p, EV_PEER_DEAD, (int) e->peer, &f, "%s %s for %llu ms: declared dead; no longer waited for%s",
                                   name, how, silent,
                                   p->ra.deferred & (UINT64_C(1) << e->peer) ? ", its request dropped" : "");
                         ra_peer_down(&p->ra, e->peer, &acts);
@@ -149,7 +192,7 @@ static void fd_apply(struct peer *p, const struct fd_events *ev)
                                 conn_close(p->mesh.links[e->peer].in, -ETIMEDOUT);
                         break;
                 case FD_ALIVE:
-                        log_event(EV_PEER_ALIVE, &f, "%s is alive again (was %s)", name, fd_state_name(e->old));
+                        peer_local_event(p, EV_PEER_ALIVE, (int) e->peer, &f, "%s is alive again (was %s)", name, fd_state_name(e->old));
                         if (e->old == FD_DEAD) {
                                 ra_peer_up(&p->ra, e->peer, false, &acts);
                                 mesh_run_actions(p, &acts);
@@ -201,8 +244,11 @@ static void link_down(struct link *l, int error)
 {
         struct peer *p = l->p;
 
+        if (!p->stopping)
+                gather_peer_down(p, l->idx);
         if (l->announced)
-                log_event(EV_PEER_DOWN, &(struct event_fields) { .peer = p->names[l->idx], .lamport = p->ra.clock },
+                peer_local_event(p, EV_PEER_DOWN, (int) l->idx,
+                                 &(struct event_fields) { .peer = p->names[l->idx], .lamport = p->ra.clock },
                           "link to %s down: %s", p->names[l->idx],
                           conn_strerror(error));
         l->announced = false;
@@ -243,7 +289,8 @@ static void out_connected(struct conn *c)
                 .hello = { { me, (uint16_t) strlen(me) }, ROLE_PEER, p->incarnation, p->conf->cluster_digest } });
         if (l->in && !l->announced) {
                 l->announced = true;
-                log_event(EV_PEER_UP, &(struct event_fields) { .peer = p->names[l->idx], .lamport = p->ra.clock },
+                peer_local_event(p, EV_PEER_UP, (int) l->idx,
+                                 &(struct event_fields) { .peer = p->names[l->idx], .lamport = p->ra.clock },
                           "link to %s up", p->names[l->idx]);
         }
         ra_link_up(&p->ra, l->idx, &acts);
@@ -313,6 +360,30 @@ static void link_connect(struct link *l)
         l->state = LINK_CONNECTING;
         (void) sd_event_source_set_time_relative(l->timer, p->conf->connect_timeout_usec);
         (void) sd_event_source_set_enabled(l->timer, SD_EVENT_ONESHOT);
+}
+
+/*
+ * The vector clock of a REQUEST or REPLY from peer idx: its sender's own
+ * component (which names the send event in a trace), or 0 when it is not
+ * to be merged: none sent, or one whose components are not ours (another
+ * peers list: the HELLO's cluster digest differed, and config-mismatch
+ * says how).  The decoder checked its form and bounds.
+ */
+static uint64_t vclock_of(struct peer *p, int idx, const struct vclock *vc)
+{
+        struct link *l = &p->mesh.links[idx];
+
+        if (!vc || vc->n == 0)
+                return 0;
+        if (vc->n != p->conf->n_peers || l->vc_foreign) {
+                if (!l->vc_reported)
+                        log_warning("%s sends vector clocks of %u component(s), this cluster has %u peers%s: they "
+                                    "are not merged (see config-mismatch)", p->names[idx], vc->n, p->conf->n_peers,
+                                    l->vc_foreign ? " listed in another order" : "");
+                l->vc_reported = true;
+                return 0;
+        }
+        return vc->c[idx];
 }
 
 /* A timestamp beyond the bounds: the frame is refused and the link closed (it reconnects). */
@@ -386,7 +457,8 @@ static int in_frame(struct conn *c, uint8_t type, const uint8_t *payload, size_t
                 }
                 ib->idx = idx;
                 l->in = c;
-                if (m.hello.digest && m.hello.digest != p->conf->cluster_digest)
+                l->vc_foreign = m.hello.digest && m.hello.digest != p->conf->cluster_digest;
+                if (l->vc_foreign)
                         send_cluster(p, c);     /* it answers with its own: both say what differs */
                 heard_from(p, (unsigned) idx, m.hello.incarnation);
                 char label[96];
@@ -394,7 +466,8 @@ static int in_frame(struct conn *c, uint8_t type, const uint8_t *payload, size_t
                 conn_set_label(c, label);
                 if (l->state == LINK_UP && !l->announced) {
                         l->announced = true;
-                        log_event(EV_PEER_UP, &(struct event_fields) { .peer = p->names[idx], .lamport = p->ra.clock },
+                        peer_local_event(p, EV_PEER_UP, idx,
+                                         &(struct event_fields) { .peer = p->names[idx], .lamport = p->ra.clock },
                                   "link to %s up", p->names[idx]);
                 }
                 if (l->state == LINK_UP) {
@@ -421,14 +494,30 @@ static int in_frame(struct conn *c, uint8_t type, const uint8_t *payload, size_t
         case MSG_REQUEST:
                 if (!clock_ok(p, m.request.ts))
                         return clock_refused(p, c, "REQUEST timestamp", m.request.ts);
-                ra_on_request(&p->ra, (unsigned) ib->idx, m.request.ts, &acts);
+                p->mesh.recv_vt = vclock_of(p, ib->idx, m.request.vc);
+                ra_on_request(&p->ra, (unsigned) ib->idx, m.request.ts, p->mesh.recv_vt ? m.request.vc : NULL, &acts);
                 mesh_run_actions(p, &acts);
+                p->mesh.recv_vt = 0;
                 return 0;
         case MSG_REPLY:
                 if (!clock_ok(p, m.reply.clock))
                         return clock_refused(p, c, "REPLY clock", m.reply.clock);
-                ra_on_reply(&p->ra, (unsigned) ib->idx, m.reply.clock, m.reply.req_ts, &acts);
+                p->mesh.recv_vt = vclock_of(p, ib->idx, m.reply.vc);
+                ra_on_reply(&p->ra, (unsigned) ib->idx, m.reply.clock, m.reply.req_ts,
+                            p->mesh.recv_vt ? m.reply.vc : NULL, &acts);
                 mesh_run_actions(p, &acts);
+                p->mesh.recv_vt = 0;
+                return 0;
+        case MSG_TRACE:
+                if (m.trace.scope != TRACE_RING) {
+                        log_event(EV_PROTOCOL_ERROR, &(struct event_fields) { .peer = p->names[ib->idx] },
+                                  "%s: TRACE of the whole cluster asked on a peer link; closing", conn_label(c));
+                        return -EBADMSG;
+                }
+                gather_answer(p, (unsigned) ib->idx, &m);
+                return 0;
+        case MSG_TRACE_EVENTS:
+                gather_input(p, (unsigned) ib->idx, &m);
                 return 0;
         default:
                 log_event(EV_PROTOCOL_ERROR, &(struct event_fields) { .peer = p->names[ib->idx] },

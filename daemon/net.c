@@ -999,7 +999,7 @@ int conn_send(struct conn *c, const struct dchat_msg *msg)
                 return r;
         if (msg->type == MSG_POSTED || msg->type == MSG_ERROR || msg->type == MSG_VIEW_END ||
             msg->type == MSG_STATUS_REPLY || msg->type == MSG_VERIFY_REPLY || msg->type == MSG_DIGEST_REPLY ||
-            msg->type == MSG_MEMBER_REPLY)
+            msg->type == MSG_MEMBER_REPLY || msg->type == MSG_TRACE_END)
                 c->answers++;
         if (!c->connecting && c->busy == 0 && !c->send_error && !c->corked) {
                 /* Try at once: most frames go out without an extra wakeup.

@@ -7,9 +7,35 @@
  * link and the posts waiting for it.  The parts are mesh.c, uplink.c,
  * postq.c and fanout.c; peer.h is their map.
  */
+#include <stdio.h>
 #include <string.h>
 
 #include "peer.h"
+
+/*
+ * A life's own vector-clock component starts above anything an earlier
+ * life reached, so clocks keep growing across restarts and a trace that
+ * spans one stays causal: what a life may count up to is reserved in the
+ * state directory (vclock_reserve) a million events at a time, before it
+ * gets there.  A fresh node counts from 1; its second life from the end of
+ * its first one's reservation (1000005: event 5 of a life after a first
+ * that counted less than a million).
+ */
+#define VCLOCK_RESERVE  UINT64_C(1000000)
+
+/* Our own component nears the end of what is reserved: reserve more (a small synced write, rarely). */
+static void vclock_reserve_more(struct peer *p)
+{
+        char err[PATH_MAX + 128];
+        uint64_t own = p->ra.vc.c[p->conf->self];
+
+        if (own + VCLOCK_RESERVE / 2 < p->vc_reserved)
+                return;
+        uint64_t end = p->vc_reserved + VCLOCK_RESERVE;
+        if (vclock_reserve(p->conf->state_directory, NULL, end, err, sizeof err) < 0)
+                log_warning("%s: a later life may count its vector clocks from below this one's", err);
+        p->vc_reserved = end;           /* a failure is said once a million events, not at each */
+}
 
 
 /*
@@ -72,6 +98,69 @@ uint64_t backoff_next(const struct dchat_conf *conf, uint64_t *b)
         return *b;
 }
 
+static const uint8_t trace_kind[_EV_MAX] = {
+        [EV_REQUEST_SENT] = TK_REQUEST_SENT,
+        [EV_REQUEST_RECEIVED] = TK_REQUEST_RECEIVED,
+        [EV_REPLY_SENT] = TK_REPLY_SENT,
+        [EV_REPLY_DEFERRED] = TK_REPLY_DEFERRED,
+        [EV_REPLY_RECEIVED] = TK_REPLY_RECEIVED,
+        [EV_CS_ENTER] = TK_CS_ENTER,
+        [EV_CS_EXIT] = TK_CS_EXIT,
+        [EV_POST_STORED] = TK_POST_STORED,
+        [EV_POST_FAILED] = TK_POST_FAILED,
+        [EV_POST_RETRIED] = TK_POST_RETRIED,
+        [EV_PEER_UP] = TK_PEER_UP,
+        [EV_PEER_DOWN] = TK_PEER_DOWN,
+        [EV_PEER_SUSPECT] = TK_PEER_SUSPECT,
+        [EV_PEER_DEAD] = TK_PEER_DEAD,
+        [EV_PEER_ALIVE] = TK_PEER_ALIVE,
+        [EV_PEER_RESTARTED] = TK_PEER_RESTARTED,
+};
+
+_printf_(6, 0)
+static uint64_t peer_eventv(struct peer *p, enum log_event ev, int peer_idx, struct event_fields *f,
+                            const struct vclock *vc, const char *fmt, va_list ap)
+{
+        char msg[1024];
+
+        vsnprintf(msg, sizeof msg, fmt, ap);
+        f->vc = vc;
+        vclock_reserve_more(p);
+        uint64_t no = log_event(ev, f, "%s", msg);
+        if (no && ev < _EV_MAX && trace_kind[ev])
+                ring_add(p->ring, &(struct dchat_trace_event) {
+                        .no = no, .time_us = log_last_time_us(), .kind = trace_kind[ev],
+                        .peer = peer_idx >= 0 && (unsigned) peer_idx < p->conf->n_peers ? (uint8_t) peer_idx
+                                                                                          : DCHAT_TRACE_NONE,
+                        .lamport = f->lamport, .request_ts = f->request_ts, .fence = f->fence,
+                        .fence_idx = f->fence_idx, .seq = f->seq, .send_vt = f->send_vt,
+                        .vc = vc ? *vc : (struct vclock) {0} });
+        return no;
+}
+
+uint64_t peer_event(struct peer *p, enum log_event ev, int peer_idx, struct event_fields *f, const struct vclock *vc,
+                    const char *fmt, ...)
+{
+        va_list ap;
+
+        va_start(ap, fmt);
+        uint64_t no = peer_eventv(p, ev, peer_idx, f, vc, fmt, ap);
+        va_end(ap);
+        return no;
+}
+
+uint64_t peer_local_event(struct peer *p, enum log_event ev, int peer_idx, struct event_fields *f,
+                          const char *fmt, ...)
+{
+        va_list ap;
+
+        ra_local_event(&p->ra);
+        va_start(ap, fmt);
+        uint64_t no = peer_eventv(p, ev, peer_idx, f, &p->ra.vc, fmt, ap);
+        va_end(ap);
+        return no;
+}
+
 /* Each heartbeat_ms: our HEARTBEAT to the peers and to the server, their silence checked. */
 static int on_heartbeat_timer(sd_event_source *s, uint64_t usec, void *userdata)
 {
@@ -105,6 +194,15 @@ int peer_new(sd_event *e, const struct dchat_conf *c, int listen_fd, struct peer
                 p->names[i] = c->peers[i].name;
         ra_init(&p->ra, c->n_peers, c->self, p->names);
         ra_set_reuse(&p->ra, c->reuse_permissions);
+        uint64_t base = 0;
+        if (vclock_reserve(c->state_directory, &base, VCLOCK_RESERVE, err, sizeof err) < 0)
+                log_warning("%s: this life counts its vector clocks from 0", err);      /* a trace's order only */
+        ra_set_vclock_base(&p->ra, base);
+        p->vc_reserved = base + VCLOCK_RESERVE;
+        log_set_vclock_names(p->names, c->n_peers);
+        r = ring_new(c->trace_events, c->n_peers, &p->ring);
+        if (r < 0)
+                goto fail;
         r = postq_init(p);
         if (r < 0)
                 goto fail;
@@ -132,12 +230,15 @@ struct peer *peer_free(struct peer *p)
         if (!p)
                 return NULL;
         p->stopping = true;
+        gather_stop(p);
         postq_stop(p);
         fanout_stop(p);
         mesh_stop(p);
         uplink_stop(p);
         sd_event_source_disable_unref(p->heartbeat_timer);
         wbuf_free(&p->cluster);
+        ring_free(p->ring);
+        log_set_vclock_names(NULL, 0);
         free(p);
         return NULL;
 }
@@ -146,6 +247,9 @@ void peer_reconf(struct peer *p, const struct dchat_conf *c)
 {
         p->conf = c;
         ra_set_reuse(&p->ra, c->reuse_permissions);
+        if (ring_resize(p->ring, c->trace_events) < 0)
+                log_warning("trace_events = %u: no memory for so many; the ring keeps %u", c->trace_events,
+                            ring_capacity(p->ring));
         mesh_reconf(p);
         postq_reconf(p);
 }
@@ -157,6 +261,9 @@ void peer_status(struct peer *p, struct dchat_status *st)
         strlcpy(st->dme_state, ra_state_name(p->ra.state), sizeof st->dme_state);
         st->request_ts = p->ra.state == RA_RELEASED ? 0 : p->ra.req_ts;
         st->queued = postq_pending(p);
+        st->trace_events = ring_count(p->ring);
+        st->trace_capacity = ring_capacity(p->ring);
+        st->trace_bytes = ring_bytes(p->ring);
         uplink_status(p, st);
         mesh_status(p, st);
 }
@@ -166,6 +273,7 @@ void peer_client_gone(struct peer *p, struct conn *client)
         postq_client_gone(p, client);
         fanout_client_gone(p, client);
         uplink_client_gone(p, client);
+        gather_client_gone(p, client);
 }
 
 int peer_member(struct peer *p, struct conn *client, const struct dchat_msg *req)

@@ -17,12 +17,15 @@
  *             they go to the server, deadlines, answers to the clients
  *   fanout.c  local followers, fed by one subscription at the server, and
  *             VIEW requests relayed to the server
+ *   gather.c  dchatctl trace: every peer's ring of recent events (ring.c)
+ *             gathered over the peer links, page by page
  *
  * Each part keeps its state in its own member of struct peer (p->mesh,
  * p->uplink, p->postq, p->fanout), which only its file touches; the others
  * go through the functions below.  What they all share is at the top of
- * struct peer: the event loop, the configuration, the RA machine, the
- * counters, the highest seq seen stored.
+ * struct peer: the event loop, the configuration, the RA machine (and its
+ * vector clock), the counters, the highest seq seen stored, and the ring
+ * every protocol event goes to (peer_event, peer.c).
  */
 #pragma once
 
@@ -45,6 +48,8 @@ struct link {
         uint64_t heard_unreachable;     /* last frame from it while our link to it was down ... */
         uint64_t heard_unreachable_inc; /* ... and the last incarnation it said meanwhile */
         uint64_t cluster_reported;      /* its cluster digest we logged a config-mismatch for */
+        bool vc_foreign;                /* its HELLO showed another cluster definition: its vector clocks are not ours */
+        bool vc_reported;               /* ... and we said so */
 };
 
 /* mesh.c: an accepted connection, until its HELLO tells which peer it is. */
@@ -62,6 +67,7 @@ struct mesh {
         int listen_fd;
         sd_event_source *listen_src;
         struct inbound *inbound;
+        uint64_t recv_vt;               /* the REQUEST or REPLY being taken in: its sender's own component */
 };
 
 /* uplink.c: the link to the server. */
@@ -172,6 +178,7 @@ struct peer {
         struct ra ra;
         const char *names[DCHAT_PEERS_MAX];
         uint64_t incarnation;           /* this life of ours (incarnation.c) */
+        uint64_t vc_reserved;           /* our own vector-clock component may count up to this (peer.c) */
         bool anchored;                  /* a HELLO_ACK told us the log's last fence: clock bounds apply */
         bool leaving;                   /* exiting to be started again as a later life */
         bool stopping;                  /* peer_free runs: no reconnects, no cascades */
@@ -180,6 +187,9 @@ struct peer {
         struct dchat_entry scratch;     /* for decoding frames */
         struct dchat_counters stats;    /* dchatctl status --json */
         uint64_t seen_seq;              /* the highest seq this node saw stored (read-your-writes): postq.c, fanout.c */
+        struct ring *ring;              /* the recent protocol events (peer_event), for dchatctl trace */
+        struct gather *gathers;         /* gather.c: trace requests being gathered */
+        uint32_t gather_tag;            /* ... the last tag given to one */
 
         struct mesh mesh;
         struct uplink uplink;
@@ -215,6 +225,16 @@ void leave_as_later(struct peer *p, const char *who, uint64_t known);
 void send_cluster(struct peer *p, struct conn *c);
 /* The next reconnect delay after *b (0: none yet): reconnect_min_ms, doubling up to reconnect_max_ms. */
 uint64_t backoff_next(const struct dchat_conf *conf, uint64_t *b);
+/*
+ * A protocol event of this peer: logged with f (its vector clock set to vc)
+ * and kept in the ring (trace_events) with peer_idx, the other peer (-1:
+ * none).  Returns its number.  peer_local_event: an event of this node's
+ * own (a post stored, a peer found dead), counted in its vector clock first.
+ */
+uint64_t peer_event(struct peer *p, enum log_event ev, int peer_idx, struct event_fields *f, const struct vclock *vc,
+                    const char *fmt, ...) _printf_(6, 7);
+uint64_t peer_local_event(struct peer *p, enum log_event ev, int peer_idx, struct event_fields *f,
+                          const char *fmt, ...) _printf_(5, 6);
 
 /* mesh.c ------------------------------------------------------------------ */
 
@@ -230,6 +250,12 @@ void mesh_heartbeat(struct peer *p);
 void mesh_status(struct peer *p, struct dchat_status *st);
 /* Carries out what the RA machine asked for: REQUESTs and REPLYs out, events logged, postq_enter on ENTER. */
 void mesh_run_actions(struct peer *p, const struct ra_actions *acts);
+/* ... with why (" after 3 post(s)") added to the line of a cs-exit or a request withdrawn. */
+void mesh_run_actions_why(struct peer *p, const struct ra_actions *acts, const char *why);
+/* A frame to peer idx on our link to it (TRACE_EVENTS); -ENOTCONN if it is down. */
+int mesh_send(struct peer *p, unsigned idx, const struct dchat_msg *m);
+/* Our link to peer idx and its link to us are both up: a question to it gets an answer. */
+bool mesh_linked(const struct peer *p, unsigned idx);
 /* Our own link to peer idx is up: what we send it gets there. */
 bool mesh_reachable(const struct peer *p, unsigned idx);
 
@@ -310,6 +336,21 @@ bool postq_awaits(struct peer *p, uint32_t tag);
  * goes again to the leader), or failed.  <0 to drop the link.
  */
 int postq_answer(struct peer *p, uint8_t type, const struct dchat_msg *m);
+
+/* gather.c ---------------------------------------------------------------- */
+
+/* Public: peer_trace. */
+
+/* A peer asked for a page of our ring (TRACE, scope TRACE_RING): the page goes back on our link to it. */
+void gather_answer(struct peer *p, unsigned idx, const struct dchat_msg *m);
+/* A page of peer idx's ring, for the gathering with its tag. */
+void gather_input(struct peer *p, unsigned idx, const struct dchat_msg *m);
+/* The links with peer idx went down: a gathering waiting for it goes on without the rest of its events. */
+void gather_peer_down(struct peer *p, unsigned idx);
+void gather_client_gone(struct peer *p, struct conn *client);
+void gather_client_drained(struct peer *p, struct conn *client);
+/* peer_free: every gathering dropped, without a word. */
+void gather_stop(struct peer *p);
 
 /* fanout.c ---------------------------------------------------------------- */
 

@@ -55,20 +55,31 @@ static uint64_t post_id_next(struct peer *p)
 
 /* --- posts and the critical section ---------------------------------------------------------- */
 
-static void post_answer(struct peer *p, struct post_req *r, int err_code, const char *err)
+/* The server stored r (APPENDED): said at once, so that the log tells it before the cs-exit it comes before. */
+static void post_stored(struct peer *p, struct post_req *r)
 {
-        struct event_fields f = { .lamport = p->ra.clock, .request_ts = r->e.lamport, .seq = r->e.seq };
+        struct event_fields f = { .lamport = p->ra.clock, .fence = r->e.lamport, .fence_idx = r->e.fence_idx,
+                                  .seq = r->e.seq };
 
-        r->done = true;
-        if (err_code) {
-                log_event(EV_POST_FAILED, &f, "post by %s failed: %s", r->e.author, err);
-                conn_send_error(r->client, r->client_tag, (enum dchat_err) err_code, "%s", err);
-                return;
-        }
         p->stats.posts++;
         if (r->e.seq > p->seen_seq)
                 p->seen_seq = r->e.seq;
-        log_event(EV_POST_STORED, &f, "post by %s stored as seq %llu", r->e.author, (unsigned long long) r->e.seq);
+        peer_local_event(p, EV_POST_STORED, -1, &f, "post by %s stored as seq %llu", r->e.author,
+                         (unsigned long long) r->e.seq);
+}
+
+/* The client's answer: POSTED for a post stored (post_stored said so), or the error. */
+static void post_answer(struct peer *p, struct post_req *r, int err_code, const char *err)
+{
+        struct event_fields f = { .lamport = p->ra.clock, .fence = r->e.lamport, .fence_idx = r->e.fence_idx,
+                                  .seq = r->e.seq };
+
+        r->done = true;
+        if (err_code) {
+                peer_local_event(p, EV_POST_FAILED, -1, &f, "post by %s failed: %s", r->e.author, err);
+                conn_send_error(r->client, r->client_tag, (enum dchat_err) err_code, "%s", err);
+                return;
+        }
         if (r->client)
                 (void) conn_send(r->client, &(struct dchat_msg) {
                         .type = MSG_POSTED, .tag = r->client_tag,
@@ -111,6 +122,7 @@ void postq_enter(struct peer *p)
                 p->postq.queued--;
                 r->next = NULL;
                 r->e.lamport = p->ra.enter_ts;   /* entries come in enter_ts order (see ra.h) */
+                r->e.vc = p->ra.enter_vc;        /* ... and their vector clock is the entry's */
                 strlcpy(r->e.node, self_name(p), sizeof r->e.node);
                 r->e.fence_idx = p->postq.fence_idx++;
                 if (r->hold_ms > p->postq.hold_ms)
@@ -124,10 +136,8 @@ void postq_enter(struct peer *p)
         if (p->postq.cs_n == 0) {
                 /* everything timed out while we waited: leave at once */
                 struct ra_actions acts;
-                log_event(EV_CS_EXIT, &(struct event_fields) { .lamport = p->ra.clock, .request_ts = p->ra.req_ts },
-                          "left the critical section (nothing left to post)");
                 ra_release(&p->ra, &acts);
-                mesh_run_actions(p, &acts);
+                mesh_run_actions_why(p, &acts, " (nothing left to post)");
                 cs_maybe_request(p);
         }
 }
@@ -178,12 +188,11 @@ static void cs_maybe_exit(struct peer *p)
         if (sd_event_source_get_enabled(p->postq.hold_timer, NULL) > 0)
                 return;
         struct ra_actions acts;
-        log_event(EV_CS_EXIT, &(struct event_fields) { .lamport = p->ra.clock, .request_ts = p->ra.req_ts },
-                  "left the critical section of request %llu after %u post(s)", (unsigned long long) p->ra.req_ts,
-                  p->postq.cs_n);
+        char why[48];
+        snprintf(why, sizeof why, " after %u post(s)", p->postq.cs_n);
         ra_release(&p->ra, &acts);
-        mesh_run_actions(p, &acts);          /* the deferred replies go out first ... */
-        answer_flush(p);                /* ... then the clients hear */
+        mesh_run_actions_why(p, &acts, why);    /* the deferred replies go out first ... */
+        answer_flush(p);                        /* ... then the clients hear */
 
         /* refused by the fence: back to the head of the queue, in order,
          * keeping their post ids (they were not stored) */
@@ -331,9 +340,10 @@ static int on_deadline(sd_event_source *s, uint64_t usec, void *userdata)
                 /* nobody waits for this request any more: withdraw it, which
                  * for Ricart–Agrawala is the same as entering and leaving */
                 struct ra_actions acts;
-                log_info("request %llu withdrawn: %s", (unsigned long long) p->ra.req_ts, msg);
+                char why[DCHAT_ERROR_MAX + 2];
+                snprintf(why, sizeof why, ": %s", msg);
                 ra_release(&p->ra, &acts);
-                mesh_run_actions(p, &acts);
+                mesh_run_actions_why(p, &acts, why);
         }
         arm_deadline(p);
         return 0;
@@ -462,6 +472,7 @@ int postq_answer(struct peer *p, uint8_t type, const struct dchat_msg *m)
         if (type == MSG_APPENDED) {
                 r->e.seq = m->appended.seq;
                 r->done = r->stored = true;     /* answered by answer_flush */
+                post_stored(p, r);
                 p->postq.fenced_streak = 0;
                 (void) sd_event_source_set_enabled(p->postq.answer_src, SD_EVENT_ONESHOT);
         } else if (m->error.code == ERR_FENCED && !clock_ok(p, m->error.detail)) {
@@ -478,8 +489,8 @@ int postq_answer(struct peer *p, uint8_t type, const struct dchat_msg *m)
                  * last fence. */
                 ra_observe(&p->ra, m->error.detail);
                 r->fenced = true;
-                log_event(EV_POST_RETRIED, &(struct event_fields) { .lamport = p->ra.clock,
-                                                                    .request_ts = r->e.lamport },
+                peer_local_event(p, EV_POST_RETRIED, -1, &(struct event_fields) {
+                                         .lamport = p->ra.clock, .fence = r->e.lamport, .fence_idx = r->e.fence_idx },
                           "post by %s refused by the server's fence (last stored fence at %llu); "
                           "it goes again under a new request", r->e.author,
                           (unsigned long long) m->error.detail);
@@ -545,9 +556,8 @@ static void fail_queued(struct peer *p, const char *why)
         if (p->ra.state == RA_WANTED) {
                 /* nobody waits for this request any more (as in on_deadline) */
                 struct ra_actions acts;
-                log_info("request %llu withdrawn: the server is unreachable", (unsigned long long) p->ra.req_ts);
                 ra_release(&p->ra, &acts);
-                mesh_run_actions(p, &acts);
+                mesh_run_actions_why(p, &acts, ": the server is unreachable");
         }
         arm_deadline(p);
 }

@@ -86,6 +86,21 @@ void wbuf_put_str(struct wbuf *b, const char *s, size_t n)
         wbuf_put(b, s, n);
 }
 
+void wbuf_put_varint(struct wbuf *b, uint64_t v)
+{
+        uint8_t x[10];
+        size_t n = 0;
+
+        do {
+                x[n] = v & 0x7f;
+                v >>= 7;
+                if (v)
+                        x[n] |= 0x80;
+                n++;
+        } while (v);
+        wbuf_put(b, x, n);
+}
+
 /* Drops the first n bytes (sent ones). */
 void wbuf_consume(struct wbuf *b, size_t n)
 {
@@ -139,6 +154,26 @@ struct dchat_str rbuf_str(struct rbuf *r)
         uint16_t n = rbuf_u16(r);
         const uint8_t *p = rbuf_take(r, n);
         return p ? (struct dchat_str) { (const char *) p, n } : (struct dchat_str) { "", 0 };
+}
+
+uint64_t rbuf_varint(struct rbuf *r)
+{
+        uint64_t v = 0;
+
+        for (unsigned shift = 0; shift < 64; shift += 7) {
+                const uint8_t *p = rbuf_take(r, 1);
+                if (!p)
+                        return 0;
+                uint64_t bits = *p & 0x7f;
+                /* the tenth byte holds bit 63 alone; a last byte of 0 (beyond the first) is a longer form */
+                if ((shift == 63 && *p > 1) || (shift && *p == 0))
+                        break;
+                v |= bits << shift;
+                if (!(*p & 0x80))
+                        return v;
+        }
+        r->bad = true;
+        return 0;
 }
 
 int dchat_str_copy(char *dst, size_t cap, struct dchat_str s)
@@ -320,11 +355,42 @@ static const char *const type_names[_MSG_MAX] = {
         [MSG_GROUP_REPLY] = "GROUP_REPLY",
         [MSG_MEMBER] = "MEMBER",
         [MSG_MEMBER_REPLY] = "MEMBER_REPLY",
+        [MSG_TRACE] = "TRACE",
+        [MSG_TRACE_EVENTS] = "TRACE_EVENTS",
+        [MSG_TRACE_END] = "TRACE_END",
 };
 
 const char *proto_type_name(uint8_t type)
 {
         return type > 0 && type < _MSG_MAX ? type_names[type] : "?";
+}
+
+void proto_put_vclock(struct wbuf *b, const struct vclock *v)
+{
+        unsigned n = v && v->n < DCHAT_PEERS_MAX ? v->n : v ? DCHAT_PEERS_MAX : 0;
+
+        wbuf_put_u8(b, (uint8_t) n);
+        for (unsigned i = 0; i < n; i++)
+                wbuf_put_varint(b, v->c[i]);
+}
+
+int proto_get_vclock(struct rbuf *r, struct vclock *v)
+{
+        unsigned n = rbuf_u8(r);
+
+        if (r->bad || n > DCHAT_PEERS_MAX) {
+                r->bad = true;
+                return -EBADMSG;
+        }
+        v->n = (uint16_t) n;
+        for (unsigned i = 0; i < n; i++) {
+                v->c[i] = rbuf_varint(r);
+                if (r->bad || v->c[i] > DCHAT_CLOCK_MAX) {
+                        r->bad = true;
+                        return -EBADMSG;
+                }
+        }
+        return 0;
 }
 
 void proto_put_entry(struct wbuf *b, const struct dchat_entry *e)
@@ -338,9 +404,10 @@ void proto_put_entry(struct wbuf *b, const struct dchat_entry *e)
         wbuf_put_u32(b, (uint32_t) e->utc_offset);
         wbuf_put_str(b, e->author, strlen(e->author));
         wbuf_put_str(b, e->text, e->text_len);
+        proto_put_vclock(b, &e->vc);
 }
 
-int proto_get_entry(struct rbuf *r, struct dchat_entry *e)
+int proto_get_entry_v1(struct rbuf *r, struct dchat_entry *e)
 {
         struct dchat_str node, author, text;
 
@@ -360,7 +427,15 @@ int proto_get_entry(struct rbuf *r, struct dchat_entry *e)
             dchat_str_copy(e->text, sizeof e->text, text) < 0)
                 return -EBADMSG;
         e->text_len = text.len;
+        e->vc.n = 0;
         if (!utc_offset_valid(e->utc_offset))
+                return -EBADMSG;
+        return 0;
+}
+
+int proto_get_entry(struct rbuf *r, struct dchat_entry *e)
+{
+        if (proto_get_entry_v1(r, e) < 0 || proto_get_vclock(r, &e->vc) < 0)
                 return -EBADMSG;
         return 0;
 }
@@ -404,6 +479,9 @@ static void put_status(struct wbuf *b, const struct dchat_status *st)
                 wbuf_put_u64(b, s->applied_index);
                 wbuf_put_str(b, s->note, strlen(s->note));
         }
+        wbuf_put_u32(b, st->trace_events);
+        wbuf_put_u32(b, st->trace_capacity);
+        wbuf_put_u64(b, st->trace_bytes);
 }
 
 /*
@@ -468,6 +546,9 @@ static int get_status(struct rbuf *r, struct dchat_status *st)
                 if (!s->name[0])
                         bad = -EBADMSG;
         }
+        st->trace_events = rbuf_u32(r);
+        st->trace_capacity = rbuf_u32(r);
+        st->trace_bytes = rbuf_u64(r);
         return bad || r->bad ? -EBADMSG : 0;
 }
 
@@ -510,10 +591,12 @@ int proto_encode(struct wbuf *b, const struct dchat_msg *m)
                 break;
         case MSG_REQUEST:
                 wbuf_put_u64(b, m->request.ts);
+                proto_put_vclock(b, m->request.vc);
                 break;
         case MSG_REPLY:
                 wbuf_put_u64(b, m->reply.clock);
                 wbuf_put_u64(b, m->reply.req_ts);
+                proto_put_vclock(b, m->reply.vc);
                 break;
         case MSG_APPEND:
         case MSG_ENTRY:
@@ -639,6 +722,30 @@ int proto_encode(struct wbuf *b, const struct dchat_msg *m)
                 wbuf_put_u8(b, m->member_reply.role);
                 wbuf_put_str(b, m->member_reply.text.p, m->member_reply.text.len);
                 break;
+        case MSG_TRACE:
+                wbuf_put_u8(b, m->trace.scope);
+                wbuf_put_u64(b, m->trace.since_us);
+                wbuf_put_u64(b, m->trace.until_us);
+                wbuf_put_u64(b, m->trace.from_no);
+                wbuf_put_u64(b, m->trace.upto_no);
+                break;
+        case MSG_TRACE_EVENTS:
+                wbuf_put_str(b, m->trace_events.node.p, m->trace_events.node.len);
+                wbuf_put_u64(b, m->trace_events.incarnation);
+                wbuf_put_u8(b, m->trace_events.n_names);
+                wbuf_put(b, m->trace_events.names, m->trace_events.names_len);
+                wbuf_put_u64(b, m->trace_events.first_no);
+                wbuf_put_u64(b, m->trace_events.upto_no);
+                wbuf_put_u64(b, m->trace_events.next_no);
+                wbuf_put_u8(b, m->trace_events.done);
+                wbuf_put_u16(b, m->trace_events.n);
+                wbuf_put(b, m->trace_events.p, m->trace_events.len);
+                break;
+        case MSG_TRACE_END:
+                wbuf_put_u16(b, m->trace_end.asked);
+                wbuf_put_u16(b, m->trace_end.n);
+                wbuf_put(b, m->trace_end.p, m->trace_end.len);
+                break;
         }
 
         if (b->failed) {
@@ -729,10 +836,16 @@ int proto_decode(uint8_t type, const uint8_t *payload, size_t len, struct dchat_
                 break;
         case MSG_REQUEST:
                 m->request.ts = rbuf_u64(&r);
+                if (!entry || proto_get_vclock(&r, &entry->vc) < 0)
+                        return -EBADMSG;
+                m->request.vc = &entry->vc;
                 break;
         case MSG_REPLY:
                 m->reply.clock = rbuf_u64(&r);
                 m->reply.req_ts = rbuf_u64(&r);
+                if (!entry || proto_get_vclock(&r, &entry->vc) < 0)
+                        return -EBADMSG;
+                m->reply.vc = &entry->vc;
                 break;
         case MSG_APPEND:
         case MSG_ENTRY:
@@ -917,6 +1030,71 @@ int proto_decode(uint8_t type, const uint8_t *payload, size_t len, struct dchat_
                     text_validate(m->member_reply.text.p, m->member_reply.text.len, NULL) < 0)
                         return -EBADMSG;
                 break;
+        case MSG_TRACE:
+                m->trace.scope = rbuf_u8(&r);
+                m->trace.since_us = rbuf_u64(&r);
+                m->trace.until_us = rbuf_u64(&r);
+                m->trace.from_no = rbuf_u64(&r);
+                m->trace.upto_no = rbuf_u64(&r);
+                if (m->trace.scope != TRACE_CLUSTER && m->trace.scope != TRACE_RING)
+                        return -EBADMSG;
+                break;
+        case MSG_TRACE_EVENTS: {
+                m->trace_events.node = rbuf_str(&r);
+                m->trace_events.incarnation = rbuf_u64(&r);
+                m->trace_events.n_names = rbuf_u8(&r);
+                if (r.bad || m->trace_events.node.len == 0 || m->trace_events.node.len > DCHAT_NAME_MAX ||
+                    !name_chars_valid(m->trace_events.node.p, m->trace_events.node.len) ||
+                    m->trace_events.n_names == 0 || m->trace_events.n_names > DCHAT_PEERS_MAX)
+                        return -EBADMSG;
+                /* the names: every one a node name */
+                m->trace_events.names = r.p + r.off;
+                struct dchat_str name;
+                size_t at = r.off;
+                for (unsigned i = 0; i < m->trace_events.n_names; i++) {
+                        name = rbuf_str(&r);
+                        if (r.bad || name.len == 0 || name.len > DCHAT_NAME_MAX || !name_chars_valid(name.p, name.len))
+                                return -EBADMSG;
+                }
+                m->trace_events.names_len = r.off - at;
+                m->trace_events.first_no = rbuf_u64(&r);
+                m->trace_events.upto_no = rbuf_u64(&r);
+                m->trace_events.next_no = rbuf_u64(&r);
+                m->trace_events.done = rbuf_u8(&r);
+                m->trace_events.n = rbuf_u16(&r);
+                if (r.bad || m->trace_events.done > 1)
+                        return -EBADMSG;
+                m->trace_events.p = r.p + r.off;
+                m->trace_events.len = r.len - r.off;
+                /* every event well-formed, and nothing after them */
+                struct rbuf t = { .p = m->trace_events.p, .len = m->trace_events.len };
+                struct dchat_trace_event e;
+                for (unsigned i = 0; i < m->trace_events.n; i++)
+                        if (proto_trace_next(&t, m->trace_events.n_names, &e) <= 0)
+                                return -EBADMSG;
+                if (t.off != t.len)
+                        return -EBADMSG;
+                r.off = r.len;
+                break;
+        }
+        case MSG_TRACE_END: {
+                m->trace_end.asked = rbuf_u16(&r);
+                m->trace_end.n = rbuf_u16(&r);
+                if (r.bad || m->trace_end.n > m->trace_end.asked || m->trace_end.asked > DCHAT_PEERS_MAX)
+                        return -EBADMSG;
+                m->trace_end.p = r.p + r.off;
+                m->trace_end.len = r.len - r.off;
+                struct rbuf t = { .p = m->trace_end.p, .len = m->trace_end.len };
+                struct dchat_str name, why;
+                uint64_t events;
+                for (unsigned i = 0; i < m->trace_end.n; i++)
+                        if (proto_trace_missing_next(&t, &name, &events, &why) <= 0)
+                                return -EBADMSG;
+                if (t.off != t.len)
+                        return -EBADMSG;
+                r.off = r.len;
+                break;
+        }
         default:
                 return -EBADMSG;
         }
@@ -981,4 +1159,110 @@ int proto_verify_next(struct rbuf *r, struct dchat_verify_server *s)
         default:
                 return -EBADMSG;
         }
+}
+
+/* --- trace events -------------------------------------------------------------- */
+
+static const char *const trace_kinds[_TK_MAX] = {
+        [TK_REQUEST_SENT] = "request-sent",
+        [TK_REQUEST_RECEIVED] = "request-received",
+        [TK_REPLY_SENT] = "reply-sent",
+        [TK_REPLY_DEFERRED] = "reply-deferred",
+        [TK_REPLY_RECEIVED] = "reply-received",
+        [TK_CS_ENTER] = "cs-enter",
+        [TK_CS_EXIT] = "cs-exit",
+        [TK_POST_STORED] = "post-stored",
+        [TK_POST_FAILED] = "post-failed",
+        [TK_POST_RETRIED] = "post-retried",
+        [TK_PEER_UP] = "peer-up",
+        [TK_PEER_DOWN] = "peer-down",
+        [TK_PEER_SUSPECT] = "peer-suspect",
+        [TK_PEER_DEAD] = "peer-dead",
+        [TK_PEER_ALIVE] = "peer-alive",
+        [TK_PEER_RESTARTED] = "peer-restarted",
+};
+
+const char *proto_trace_kind_name(uint8_t kind)
+{
+        return kind > 0 && kind < _TK_MAX ? trace_kinds[kind] : NULL;
+}
+
+uint8_t proto_trace_kind_by_name(const char *name)
+{
+        for (uint8_t k = 1; k < _TK_MAX; k++)
+                if (strcmp(trace_kinds[k], name) == 0)
+                        return k;
+        return 0;
+}
+
+void proto_trace_put(struct wbuf *b, const struct dchat_trace_event *e)
+{
+        wbuf_put_varint(b, e->no);
+        wbuf_put_u64(b, e->time_us);
+        wbuf_put_u8(b, e->kind);
+        wbuf_put_u8(b, e->peer);
+        wbuf_put_varint(b, e->lamport);
+        wbuf_put_varint(b, e->request_ts);
+        wbuf_put_varint(b, e->fence);
+        wbuf_put_varint(b, e->fence_idx);
+        wbuf_put_varint(b, e->seq);
+        wbuf_put_varint(b, e->send_vt);
+        proto_put_vclock(b, &e->vc);
+}
+
+int proto_trace_next(struct rbuf *r, unsigned n_names, struct dchat_trace_event *e)
+{
+        if (r->off == r->len)
+                return 0;
+        e->no = rbuf_varint(r);
+        e->time_us = rbuf_u64(r);
+        e->kind = rbuf_u8(r);
+        e->peer = rbuf_u8(r);
+        e->lamport = rbuf_varint(r);
+        e->request_ts = rbuf_varint(r);
+        e->fence = rbuf_varint(r);
+        uint64_t idx = rbuf_varint(r);
+        e->seq = rbuf_varint(r);
+        e->send_vt = rbuf_varint(r);
+        if (proto_get_vclock(r, &e->vc) < 0 || r->bad)
+                return -EBADMSG;
+        /* an event names its peer and carries its clocks as the page lists the peers */
+        if (e->no == 0 || e->kind == 0 || e->kind >= _TK_MAX || idx > UINT32_MAX ||
+            (e->peer != DCHAT_TRACE_NONE && e->peer >= n_names) || (e->vc.n && e->vc.n != n_names) ||
+            e->lamport > DCHAT_CLOCK_MAX || e->request_ts > DCHAT_CLOCK_MAX || e->fence > DCHAT_CLOCK_MAX ||
+            e->send_vt > DCHAT_CLOCK_MAX)
+                return -EBADMSG;
+        e->fence_idx = (uint32_t) idx;
+        return 1;
+}
+
+int proto_trace_name_next(struct rbuf *r, struct dchat_str *name)
+{
+        if (r->off == r->len)
+                return 0;
+        *name = rbuf_str(r);
+        if (r->bad || name->len == 0 || name->len > DCHAT_NAME_MAX || !name_chars_valid(name->p, name->len))
+                return -EBADMSG;
+        return 1;
+}
+
+void proto_trace_missing_put(struct wbuf *b, const char *name, uint64_t events, const char *why)
+{
+        wbuf_put_str(b, name, strlen(name));
+        wbuf_put_u64(b, events);
+        wbuf_put_str(b, why, strlen(why));
+}
+
+int proto_trace_missing_next(struct rbuf *r, struct dchat_str *name, uint64_t *events, struct dchat_str *why)
+{
+        if (r->off == r->len)
+                return 0;
+        *name = rbuf_str(r);
+        *events = rbuf_u64(r);
+        *why = rbuf_str(r);
+        /* printed as they are: a name's characters, a text without control characters */
+        if (r->bad || name->len == 0 || name->len > DCHAT_NAME_MAX || !name_chars_valid(name->p, name->len) ||
+            why->len == 0 || why->len > DCHAT_TRACE_WHY_MAX || text_validate(why->p, why->len, NULL) < 0)
+                return -EBADMSG;
+        return 1;
 }

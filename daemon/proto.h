@@ -124,6 +124,12 @@ enum dchat_msg_type {
          * server remove; MEMBER_REPLY (or ERROR) comes back the same way */
         MSG_MEMBER,
         MSG_MEMBER_REPLY,
+        /* dchatctl -> peer: the recent protocol events of the whole cluster
+         * (TRACE_EVENTS from every peer, then TRACE_END); peer -> peer: a
+         * page of your own event ring */
+        MSG_TRACE,
+        MSG_TRACE_EVENTS,
+        MSG_TRACE_END,
         _MSG_MAX,
 };
 
@@ -181,6 +187,15 @@ struct dchat_str {
         uint16_t len;
 };
 
+/*
+ * A vector clock: one component per peer, in the order of the config's
+ * peers list (vclock.h has the operations and the wire form).
+ */
+struct vclock {
+        uint16_t n;
+        uint64_t c[DCHAT_PEERS_MAX];
+};
+
 /* One line of the chat log, as stored and as shown by `view --json`. */
 struct dchat_entry {
         uint64_t seq;           /* 1, 2, ...; assigned by the server */
@@ -193,6 +208,9 @@ struct dchat_entry {
         char author[DCHAT_NAME_MAX + 1];
         uint16_t text_len;
         char text[DCHAT_TEXT_MAX + 1];  /* NUL-terminated as well */
+        /* the poster's vector clock when it entered the critical section the
+         * entry was written in (n = 0: none, an entry of an older log) */
+        struct vclock vc;
 };
 
 struct dchat_peer_status {
@@ -251,6 +269,10 @@ struct dchat_status {
         /* ... and the group as gathered from its servers (control socket only; 0 otherwise) */
         uint16_t n_servers;
         struct dchat_server_status servers[DCHAT_SERVERS_MAX];
+        /* a peer's event ring (trace_events): events held, room, bytes it takes */
+        uint32_t trace_events;
+        uint32_t trace_capacity;
+        uint64_t trace_bytes;
 };
 
 /*
@@ -275,8 +297,9 @@ struct dchat_msg {
                 /* digest: of the sender's cluster definition (conf.c); 0: not compared */
                 struct { struct dchat_str node; uint8_t role; uint64_t incarnation; uint64_t digest; } hello;
                 struct { uint64_t last_post_id; uint64_t last_seq; uint64_t last_lamport; } hello_ack;
-                struct { uint64_t ts; } request;
-                struct { uint64_t clock; uint64_t req_ts; } reply;
+                /* vc: the sender's vector clock at the send (decoded into the caller's entry storage) */
+                struct { uint64_t ts; const struct vclock *vc; } request;
+                struct { uint64_t clock; uint64_t req_ts; const struct vclock *vc; } reply;
                 struct dchat_entry *append;     /* APPEND and ENTRY */
                 struct { uint64_t seq; uint64_t lamport; uint32_t fence_idx; uint8_t duplicate; } appended;
                 /* since_time (unix seconds, 0: none): start at the first entry whose time is >= it;
@@ -324,6 +347,20 @@ struct dchat_msg {
                 /* role: the server's enum dchat_member_role now; text: what was done (valid text) */
                 struct { uint8_t op; struct dchat_str name; struct dchat_str address; uint8_t role;
                          struct dchat_str text; } member_reply;
+                /* scope TRACE_CLUSTER (dchatctl -> peer) or TRACE_RING (peer -> peer: a page of its ring);
+                 * the events timed since_us..until_us by the node's own clock (0: no bound), from
+                 * event number from_no up to upto_no (0: the newest when the first page was made) */
+                struct { uint8_t scope; uint64_t since_us; uint64_t until_us; uint64_t from_no; uint64_t upto_no; }
+                        trace;
+                /* a page of node's ring: its peers (the names of its vector clocks' components, in
+                 * order) and n events (proto_trace_next); next_no: where the next page starts, done:
+                 * none after it (up to upto_no); first_no: the oldest event the ring held */
+                struct { struct dchat_str node; uint64_t incarnation; uint8_t n_names; const uint8_t *names;
+                         size_t names_len; uint64_t first_no; uint64_t upto_no; uint64_t next_no; uint8_t done;
+                         uint16_t n; const uint8_t *p; size_t len; } trace_events;
+                /* the nodes that were asked and could not give all their events: n of them
+                 * { name str, events u64 (how many came), why str } (proto_trace_missing_next) */
+                struct { uint16_t asked; uint16_t n; const uint8_t *p; size_t len; } trace_end;
         };
 };
 
@@ -344,6 +381,8 @@ void wbuf_put_u16(struct wbuf *b, uint16_t v);
 void wbuf_put_u32(struct wbuf *b, uint32_t v);
 void wbuf_put_u64(struct wbuf *b, uint64_t v);
 void wbuf_put_str(struct wbuf *b, const char *s, size_t n);
+/* An unsigned LEB128 varint (vclock.h): 1 to 10 bytes. */
+void wbuf_put_varint(struct wbuf *b, uint64_t v);
 void wbuf_consume(struct wbuf *b, size_t n);
 
 /* A bounds-checked reader over a payload. */
@@ -358,6 +397,8 @@ uint16_t rbuf_u16(struct rbuf *r);
 uint32_t rbuf_u32(struct rbuf *r);
 uint64_t rbuf_u64(struct rbuf *r);
 struct dchat_str rbuf_str(struct rbuf *r);
+/* A varint in its shortest form; anything else (longer, over 64 bits) is bad. */
+uint64_t rbuf_varint(struct rbuf *r);
 
 /*
  * Appends a whole frame (header and payload) for msg to b.  Returns 0, or
@@ -365,9 +406,19 @@ struct dchat_str rbuf_str(struct rbuf *r);
  */
 int proto_encode(struct wbuf *b, const struct dchat_msg *msg);
 
-/* The entry body alone (also the chat log's record body). */
+/*
+ * The entry body alone (also the chat log's record body): its fields, then
+ * its vector clock.  proto_get_entry_v1 reads the body of the first
+ * version, without the vector clock (chat logs and Raft commands written
+ * before it; e->vc is then empty).
+ */
 void proto_put_entry(struct wbuf *b, const struct dchat_entry *e);
 int proto_get_entry(struct rbuf *r, struct dchat_entry *e);
+int proto_get_entry_v1(struct rbuf *r, struct dchat_entry *e);
+
+/* A vector clock's wire form (vclock.h); get: -EBADMSG for a count over DCHAT_PEERS_MAX, a bad varint or a value over DCHAT_CLOCK_MAX. */
+void proto_put_vclock(struct wbuf *b, const struct vclock *v);
+int proto_get_vclock(struct rbuf *r, struct vclock *v);
 
 /*
  * Checks a frame header.  Returns the payload length, or -EBADMSG (bad
@@ -401,6 +452,64 @@ void proto_verify_put(struct wbuf *b, const char *name, uint64_t first_seq, uint
                       const struct dchat_entry *e, const char *reason);
 /* The next server of a VERIFY_REPLY (r over msg.verify_reply.p/len; s->entry set by the caller): 1, 0 at the end, -EBADMSG. */
 int proto_verify_next(struct rbuf *r, struct dchat_verify_server *s);
+
+/* The events of a node's trace ring (TRACE_EVENTS). */
+enum dchat_trace_scope {
+        TRACE_CLUSTER = 0,      /* dchatctl -> peer: every peer's ring */
+        TRACE_RING = 1,         /* peer -> peer: a page of your own ring */
+};
+#define DCHAT_TRACE_NONE        0xff            /* an event's peer: none */
+#define DCHAT_TRACE_PAGE        (48 * 1024)     /* bytes of events in one TRACE_EVENTS */
+#define DCHAT_TRACE_WHY_MAX     127             /* why a node's events are missing */
+
+/* The kinds of events a ring holds: the journal events of the same names (DCHAT_EVENT). */
+enum dchat_trace_kind {
+        TK_REQUEST_SENT = 1,
+        TK_REQUEST_RECEIVED,
+        TK_REPLY_SENT,
+        TK_REPLY_DEFERRED,
+        TK_REPLY_RECEIVED,
+        TK_CS_ENTER,
+        TK_CS_EXIT,
+        TK_POST_STORED,
+        TK_POST_FAILED,
+        TK_POST_RETRIED,
+        TK_PEER_UP,
+        TK_PEER_DOWN,
+        TK_PEER_SUSPECT,
+        TK_PEER_DEAD,
+        TK_PEER_ALIVE,
+        TK_PEER_RESTARTED,
+        _TK_MAX,
+};
+/* "request-sent", ...; NULL for a kind it does not know.  by_name: 0 for a name it does not know. */
+const char *proto_trace_kind_name(uint8_t kind);
+uint8_t proto_trace_kind_by_name(const char *name);
+
+/* One event of a ring. */
+struct dchat_trace_event {
+        uint64_t no;            /* the node's event number: the no= of its log line */
+        uint64_t time_us;       /* CLOCK_REALTIME of the node */
+        uint8_t kind;           /* enum dchat_trace_kind */
+        uint8_t peer;           /* index into the page's names, or DCHAT_TRACE_NONE */
+        uint64_t lamport;       /* the Lamport clock after the event */
+        uint64_t request_ts;    /* the request concerned (0: none) */
+        uint64_t fence;         /* the fence's Lamport time (0: none) ... */
+        uint32_t fence_idx;     /* ... and index */
+        uint64_t seq;           /* a post's seq (0: none) */
+        uint64_t send_vt;       /* a receive: the sender's own component in the message (its send event) */
+        struct vclock vc;       /* after the event (n = 0: none) */
+};
+/* Appends one event to b (for trace_events.p); names: how many the page lists. */
+void proto_trace_put(struct wbuf *b, const struct dchat_trace_event *e);
+/* The next event (r over trace_events.p/len): 1, 0 at the end, -EBADMSG (also for a peer or clock not of n_names). */
+int proto_trace_next(struct rbuf *r, unsigned n_names, struct dchat_trace_event *e);
+/* The next name of a TRACE_EVENTS (r over names/names_len): 1, 0 at the end, -EBADMSG. */
+int proto_trace_name_next(struct rbuf *r, struct dchat_str *name);
+/* Appends one node of a TRACE_END to b. */
+void proto_trace_missing_put(struct wbuf *b, const char *name, uint64_t events, const char *why);
+/* The next node of a TRACE_END (r over trace_end.p/len): 1, 0 at the end, -EBADMSG. */
+int proto_trace_missing_next(struct rbuf *r, struct dchat_str *name, uint64_t *events, struct dchat_str *why);
 
 /* Copies a wire string into a NUL-terminated array of size cap; -ENAMETOOLONG or -EINVAL (NUL inside). */
 int dchat_str_copy(char *dst, size_t cap, struct dchat_str s);

@@ -9,10 +9,13 @@
 
 #define BIT(i) (UINT64_C(1) << (i))
 
-static void emit(struct ra_actions *out, enum ra_action_kind kind, unsigned peer, uint64_t ts, uint64_t clock)
+/* Every action is an event of this node: it counts in the own vector-clock component. */
+static void emit(struct ra *ra, struct ra_actions *out, enum ra_action_kind kind, unsigned peer, uint64_t ts)
 {
+        uint64_t vt = vclock_tick(&ra->vc, ra->self);
+
         if (out->n < RA_ACTIONS_MAX)
-                out->a[out->n++] = (struct ra_action) { kind, peer, ts, clock };
+                out->a[out->n++] = (struct ra_action) { kind, peer, ts, ra->clock, vt };
 }
 
 /* A local step.  The clock saturates instead of wrapping to 0 (the callers
@@ -34,6 +37,26 @@ static void clock_recv(struct ra *ra, uint64_t t)
 void ra_init(struct ra *ra, unsigned n, unsigned self, const char *const *names)
 {
         *ra = (struct ra) { .n = n, .self = self, .names = names, .state = RA_RELEASED };
+        vclock_init(&ra->vc, n);
+        vclock_init(&ra->enter_vc, n);
+}
+
+void ra_set_vclock_base(struct ra *ra, uint64_t base)
+{
+        if (ra->self < ra->vc.n && base <= DCHAT_CLOCK_MAX && base > ra->vc.c[ra->self])
+                ra->vc.c[ra->self] = base;
+}
+
+uint64_t ra_local_event(struct ra *ra)
+{
+        return vclock_tick(&ra->vc, ra->self);
+}
+
+void ra_action_vclock(const struct ra *ra, const struct ra_action *a, struct vclock *out)
+{
+        *out = ra->vc;
+        if (ra->self < out->n)
+                out->c[ra->self] = a->vt;
 }
 
 bool ra_precedes(const struct ra *ra, uint64_t ts_a, unsigned a, uint64_t ts_b, unsigned b)
@@ -54,7 +77,8 @@ static void maybe_enter(struct ra *ra, struct ra_actions *out)
         if (ra->state == RA_WANTED && ra->awaiting == 0) {
                 ra->state = RA_HELD;
                 ra->enter_ts = ra->clock;
-                emit(out, RA_ENTER, ra->self, ra->req_ts, ra->clock);
+                emit(ra, out, RA_ENTER, ra->self, ra->req_ts);
+                ra->enter_vc = ra->vc;
         }
 }
 
@@ -77,18 +101,20 @@ int ra_request(struct ra *ra, struct ra_actions *out)
         ra->asked = ra->awaiting;
         for (unsigned i = 0; i < ra->n; i++)
                 if (ra->awaiting & BIT(i))
-                        emit(out, RA_SEND_REQUEST, i, ra->req_ts, ra->clock);
+                        emit(ra, out, RA_SEND_REQUEST, i, ra->req_ts);
         maybe_enter(ra, out);
         return 0;
 }
 
-void ra_on_request(struct ra *ra, unsigned peer, uint64_t ts, struct ra_actions *out)
+void ra_on_request(struct ra *ra, unsigned peer, uint64_t ts, const struct vclock *vc, struct ra_actions *out)
 {
         out->n = 0;
         if (peer >= ra->n || peer == ra->self)
                 return;
         clock_recv(ra, ts);
-        emit(out, RA_GOT_REQUEST, peer, ts, ra->clock);
+        if (vc)
+                vclock_merge(&ra->vc, vc);
+        emit(ra, out, RA_GOT_REQUEST, peer, ts);
 
         bool defer = ra->state == RA_HELD ||
                      (ra->state == RA_WANTED && ra_precedes(ra, ra->req_ts, ra->self, ts, peer));
@@ -96,28 +122,31 @@ void ra_on_request(struct ra *ra, unsigned peer, uint64_t ts, struct ra_actions 
                 /* A repeat of a request we already hold keeps its place. */
                 ra->deferred |= BIT(peer);
                 ra->deferred_ts[peer] = ts;
-                emit(out, RA_DEFER, peer, ts, ra->clock);
+                emit(ra, out, RA_DEFER, peer, ts);
                 return;
         }
         tick(ra);
-        emit(out, RA_SEND_REPLY, peer, ts, ra->clock);
+        emit(ra, out, RA_SEND_REPLY, peer, ts);
         ra->held &= ~BIT(peer);
         /* Roucairol–Carvalho: we wanted on its permission, just given back
          * to an older request: ask for it again. */
         if (ra->reuse && ra->state == RA_WANTED && !(ra->awaiting & BIT(peer)) && !(ra->down & BIT(peer))) {
                 ra->awaiting |= BIT(peer);
                 ra->asked |= BIT(peer);
-                emit(out, RA_SEND_REQUEST, peer, ra->req_ts, ra->clock);
+                emit(ra, out, RA_SEND_REQUEST, peer, ra->req_ts);
         }
 }
 
-void ra_on_reply(struct ra *ra, unsigned peer, uint64_t clock, uint64_t req_ts, struct ra_actions *out)
+void ra_on_reply(struct ra *ra, unsigned peer, uint64_t clock, uint64_t req_ts, const struct vclock *vc,
+                 struct ra_actions *out)
 {
         out->n = 0;
         if (peer >= ra->n || peer == ra->self)
                 return;
         clock_recv(ra, clock);
-        emit(out, RA_GOT_REPLY, peer, req_ts, ra->clock);
+        if (vc)
+                vclock_merge(&ra->vc, vc);
+        emit(ra, out, RA_GOT_REPLY, peer, req_ts);
         /* A reply to a request we gave up, or a repeat, grants nothing. */
         if (ra->state != RA_WANTED || req_ts != ra->req_ts || !(ra->awaiting & BIT(peer)))
                 return;
@@ -131,13 +160,14 @@ void ra_release(struct ra *ra, struct ra_actions *out)
         out->n = 0;
         if (ra->state == RA_RELEASED)
                 return;
+        emit(ra, out, ra->state == RA_HELD ? RA_EXIT : RA_WITHDRAW, ra->self, ra->req_ts);
         ra->state = RA_RELEASED;
         ra->awaiting = 0;
         for (unsigned i = 0; i < ra->n; i++) {
                 if (!(ra->deferred & BIT(i)))
                         continue;
                 tick(ra);
-                emit(out, RA_SEND_REPLY, i, ra->deferred_ts[i], ra->clock);
+                emit(ra, out, RA_SEND_REPLY, i, ra->deferred_ts[i]);
         }
         ra->held &= ~ra->deferred;
         ra->deferred = 0;
@@ -170,7 +200,7 @@ void ra_peer_up(struct ra *ra, unsigned peer, bool restarted, struct ra_actions 
         if (ra->state == RA_WANTED) {
                 ra->awaiting |= BIT(peer);
                 ra->asked |= BIT(peer);
-                emit(out, RA_SEND_REQUEST, peer, ra->req_ts, ra->clock);
+                emit(ra, out, RA_SEND_REQUEST, peer, ra->req_ts);
         }
 }
 
@@ -186,7 +216,7 @@ void ra_link_up(struct ra *ra, unsigned peer, struct ra_actions *out)
         if (peer >= ra->n || peer == ra->self)
                 return;
         if (ra->state == RA_WANTED && (ra->awaiting & BIT(peer)))
-                emit(out, RA_SEND_REQUEST, peer, ra->req_ts, ra->clock);
+                emit(ra, out, RA_SEND_REQUEST, peer, ra->req_ts);
 }
 
 const char *ra_state_name(enum ra_state s)

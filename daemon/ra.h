@@ -19,11 +19,18 @@
  * therefore the fence of the posts written in the entry.  Fairness: once a
  * peer has received a request, it enters at most once more before the
  * requester does.
+ *
+ * Vector clocks (vclock.h) ride along: every action is an event of this
+ * node and counts in its own component (a receive merges the sender's
+ * clock first), and ra_local_event counts the caller's own events (a post
+ * stored).  They decide nothing; they let a trace show the causal order.
  */
 #pragma once
 
 #include <stdbool.h>
 #include <stdint.h>
+
+#include "vclock.h"
 
 #define RA_PEERS_MAX 64
 
@@ -40,6 +47,8 @@ enum ra_action_kind {
         RA_SEND_REPLY,          /* send REPLY(clock, ts answered) to peer */
         RA_DEFER,               /* peer's request (ts) deferred: reply owed */
         RA_ENTER,               /* all replies in: enter the critical section */
+        RA_EXIT,                /* note: left the critical section of request ts (ra_release) */
+        RA_WITHDRAW,            /* note: request ts given up before it was granted (ra_release) */
 };
 
 struct ra_action {
@@ -47,9 +56,15 @@ struct ra_action {
         unsigned peer;          /* SEND_*, DEFER; self for ENTER */
         uint64_t ts;            /* request timestamp concerned */
         uint64_t clock;         /* Lamport clock after this step */
+        uint64_t vt;            /* own vector-clock component after this step (the others: ra->vc) */
 };
 
-/* One call produces at most one action per peer, a note and an ENTER. */
+/*
+ * One call produces at most one action per peer, a note and an ENTER.
+ * Within one call the vector clock's other components do not change after
+ * the first action (a receive merges before it), so an action's whole
+ * clock is ra->vc with the own component set to its vt (ra_action_vclock).
+ */
 #define RA_ACTIONS_MAX (RA_PEERS_MAX + 2)
 
 struct ra_actions {
@@ -72,10 +87,25 @@ struct ra {
         uint64_t held;          /* bit i: we hold peer i's permission (its REPLY, not given back) */
         uint64_t asked;         /* bit i: REQUEST(req_ts) was sent to peer i */
         uint64_t enter_ts;      /* clock at the last ENTER: the fence of its posts */
+        struct vclock vc;       /* the vector clock, after the last step */
+        struct vclock enter_vc; /* ... at the last ENTER: the clock of its posts */
 };
 
 /* names must outlive ra; n <= RA_PEERS_MAX, self < n. */
 void ra_init(struct ra *ra, unsigned n, unsigned self, const char *const *names);
+
+/*
+ * Where this node's own vector-clock component starts (0 after ra_init):
+ * above anything an earlier life of it reached, so its clocks keep growing
+ * across restarts (peer.c keeps a reservation of it in the state directory).
+ */
+void ra_set_vclock_base(struct ra *ra, uint64_t base);
+
+/* An event of the caller's own (a post stored): the own component + 1, returned. */
+uint64_t ra_local_event(struct ra *ra);
+
+/* The whole vector clock of action a of the last call (see RA_ACTIONS_MAX). */
+void ra_action_vclock(const struct ra *ra, const struct ra_action *a, struct vclock *out);
 
 /* Roucairol–Carvalho's reuse of permissions on or off (off after ra_init). */
 void ra_set_reuse(struct ra *ra, bool on);
@@ -86,16 +116,16 @@ void ra_set_reuse(struct ra *ra, bool on);
  */
 int ra_request(struct ra *ra, struct ra_actions *out);
 
-/* A REQUEST(ts) from peer. */
-void ra_on_request(struct ra *ra, unsigned peer, uint64_t ts, struct ra_actions *out);
+/* A REQUEST(ts) from peer, with its vector clock (NULL: none). */
+void ra_on_request(struct ra *ra, unsigned peer, uint64_t ts, const struct vclock *vc, struct ra_actions *out);
 
-/* A REPLY from peer, carrying its clock and the request ts it answers. */
-void ra_on_reply(struct ra *ra, unsigned peer, uint64_t clock, uint64_t req_ts,
+/* A REPLY from peer, carrying its clock, the request ts it answers and its vector clock (NULL: none). */
+void ra_on_reply(struct ra *ra, unsigned peer, uint64_t clock, uint64_t req_ts, const struct vclock *vc,
                  struct ra_actions *out);
 
 /*
- * Leave the critical section, or give up a request not yet granted (a
- * timed-out post): either way the deferred replies go out.
+ * Leave the critical section (EXIT), or give up a request not yet granted
+ * (WITHDRAW: a timed-out post): either way the deferred replies go out.
  */
 void ra_release(struct ra *ra, struct ra_actions *out);
 

@@ -175,7 +175,8 @@ static void answer_append(struct server *s, const struct dchat_entry *e, enum ch
 {
         struct conn *to = p->from ? p->from->c : NULL;        /* NULL: it went away */
         uint32_t tag = p->tag;
-        struct event_fields f = { .peer = e->node, .lamport = e->lamport, .request_ts = e->lamport, .seq = e->seq };
+        struct event_fields f = { .peer = e->node, .lamport = e->lamport, .fence = e->lamport, .fence_idx = e->fence_idx,
+                                  .seq = e->seq };
         unsigned long long pid = (unsigned long long) e->post_id;
         char text[DCHAT_ERROR_MAX];
 

@@ -128,7 +128,8 @@ static int write_log(const uint8_t *data, size_t size)
                                 n = size - off;
                         if (flags & 1) {
                                 uint8_t h[16];
-                                put_be32(h, 0x44434C31);        /* "DCL1" */
+                                /* bit 1: "DCL2" (an entry with its vector clock), else "DCL1" (older logs) */
+                                put_be32(h, flags & 2 ? 0x44434C32 : 0x44434C31);
                                 put_be32(h + 4, (uint32_t) n);
                                 put_be32(h + 8, crc32c(data + off, n));
                                 put_be32(h + 12, crc32c(h, 12));

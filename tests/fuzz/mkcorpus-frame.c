@@ -21,7 +21,10 @@
 static struct dchat_entry entry = {
         .seq = 42, .lamport = 17, .node = "node1", .fence_idx = 0, .post_id = (UINT64_C(3) << 32) | 7,
         .time = 1795338157, .utc_offset = 3600, .author = "alice", .text_len = 5, .text = "hello",
+        .vc = { 3, { 12, 300, 1000005 } },
 };
+/* a vector clock of three peers: components of 1, 2 and 3 bytes */
+static const struct vclock vc3 = { 3, { 5, 200, 70000 } };
 
 static struct dchat_status status = {
         .node = "node1", .role = ROLE_PEER, .lamport = 9, .dme_state = "wanted", .request_ts = 8, .queued = 2,
@@ -54,10 +57,10 @@ static int sample(uint8_t type, struct dchat_msg *m, struct wbuf *parts)
                 m->hello_ack = (typeof(m->hello_ack)) { 12, 42, 17 };
                 return 0;
         case MSG_REQUEST:
-                m->request.ts = 18;
+                m->request = (typeof(m->request)) { 18, &vc3 };
                 return 0;
         case MSG_REPLY:
-                m->reply = (typeof(m->reply)) { 19, 18 };
+                m->reply = (typeof(m->reply)) { 19, 18, &vc3 };
                 return 0;
         case MSG_APPEND:
         case MSG_ENTRY:
@@ -129,6 +132,32 @@ static int sample(uint8_t type, struct dchat_msg *m, struct wbuf *parts)
         case MSG_MEMBER_REPLY:
                 m->member_reply = (typeof(m->member_reply)) { MEMBER_ADD, S("master4"), S("10.0.0.4:8000"),
                                                               MEMBER_VOTER, S("master4 joined the server group as a voter") };
+                return 0;
+        case MSG_TRACE:
+                m->trace = (typeof(m->trace)) { TRACE_RING, 1795338000000000, 0, 40, 0 };
+                return 0;
+        case MSG_TRACE_EVENTS: {
+                static struct wbuf names;
+                struct dchat_trace_event ev = { .no = 41, .time_us = 1795338157000001, .kind = TK_REPLY_DEFERRED,
+                                                .peer = 1, .lamport = 7, .request_ts = 5, .vc = vc3 };
+                wbuf_reset(&names);
+                wbuf_put_str(&names, "node1", 5);
+                wbuf_put_str(&names, "node2", 5);
+                wbuf_put_str(&names, "node3", 5);
+                wbuf_reset(parts);
+                proto_trace_put(parts, &ev);
+                ev = (struct dchat_trace_event) { .no = 43, .time_us = 1795338157000042, .kind = TK_POST_STORED,
+                                                  .peer = DCHAT_TRACE_NONE, .lamport = 7, .fence = 6, .fence_idx = 1,
+                                                  .seq = 1205, .vc = vc3 };
+                proto_trace_put(parts, &ev);
+                m->trace_events = (typeof(m->trace_events)) { S("node1"), 3, 3, names.data, names.len, 1, 43, 44, 1, 2,
+                                                              parts->data, parts->len };
+                return 0;
+        }
+        case MSG_TRACE_END:
+                wbuf_reset(parts);
+                proto_trace_missing_put(parts, "node3", 12, "no answer within 3000 ms");
+                m->trace_end = (typeof(m->trace_end)) { 3, 1, parts->data, parts->len };
                 return 0;
         default:
                 return -ENOENT;

@@ -39,8 +39,8 @@ like "$enter2" '^[0-9]+$' "node2 logged cs-enter for its request"
 cmp_ok "${got2:-0}" -gt "${exit1:-999999}" "node2's reply-received comes after node1's cs-exit (lamport $got2 > $exit1)"
 cmp_ok "${enter2:-0}" -ge "${got2:-999999}" "node2's cs-enter comes with or after the reply (lamport $enter2 >= $got2)"
 # and node1 sent that reply only when it left: its reply-sent follows its cs-exit
-sent1=$(grep -a -n -E "^event=reply-sent node=node1 peer=node2 .* request_ts=$req2 " "$(node_log node1)" | tail -n 1 | cut -d: -f1)
-exitline=$(grep -a -n -E '^event=cs-exit ' "$(node_log node1)" | tail -n 1 | cut -d: -f1)
+sent1=$(grep -a -n -E "^time=[^ ]* no=[0-9]* event=reply-sent node=node1 peer=node2 .* request_ts=$req2 " "$(node_log node1)" | tail -n 1 | cut -d: -f1)
+exitline=$(grep -a -n -E '^time=[^ ]* no=[0-9]* event=cs-exit ' "$(node_log node1)" | tail -n 1 | cut -d: -f1)
 cmp_ok "${sent1:-0}" -gt "${exitline:-999999}" "node1 sent node2's reply after its cs-exit (log line $sent1 > $exitline)"
 is "$(events node1 reply-sent | grep -c " request_ts=$req2 ")" 1 "node1 replied to that request exactly once"
 

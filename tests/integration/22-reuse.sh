@@ -16,7 +16,7 @@ counter() { ctl "$1" status --json | perl -MJSON::PP -e 'print decode_json(join 
 
 ok "node1: first post" ctl node1 post "first"
 is "$(sent)" 2 "the first entry asks both other peers"
-like "$(last_enter)" '^entered the critical section under request [0-9]+$' "cs-enter: nothing reused"
+like "$(last_enter)" '^entered the critical section under request [0-9]+ \(fence [0-9]+\)$' "cs-enter: nothing reused (the fence named)"
 
 for i in 2 3; do
     ok "node1: post $i" ctl node1 post "again $i"
@@ -50,7 +50,7 @@ ok "node1 reloaded" wait_event node1 reloaded 1 5
 before=$(sent)
 ok "node1 posts twice" sh -c "'$DCHATCTL' -s '$(node_sock node1)' post plain1 && '$DCHATCTL' -s '$(node_sock node1)' post plain2"
 is "$(( $(sent) - before ))" 4 "reuse_permissions = false: each entry asks both peers again"
-like "$(last_enter)" '^entered the critical section under request [0-9]+$' "cs-enter: nothing reused"
+like "$(last_enter)" '^entered the critical section under request [0-9]+ \(fence [0-9]+\)$' "cs-enter: nothing reused (the fence named)"
 is "$(counter node1 cs_reused)" 2 "no new entry without a message"
 
 for n in master node1 node2 node3; do

@@ -115,7 +115,7 @@ note "$check"
 proto=$(cat "$(node_log node1)" "$(node_log node2)" | perl -e '
     my (@err, %last, %sent, %recv, %replied, %got, %enter);
     while (<STDIN>) {
-        next unless /^event=(\S+) node=(\S+)(?: peer=(\S+))?(?: lamport=(\d+))?(?: request_ts=(\d+))?/;
+        next unless /^time=\S+ no=\d+ event=(\S+) node=(\S+)(?: peer=(\S+))?(?: lamport=(\d+))?(?: request_ts=(\d+))?/;
         my ($ev, $n, $peer, $lam, $ts) = ($1, $2, $3, $4, $5);
         next unless defined $lam;
         push @err, "$n: lamport went back from $last{$n} to $lam at $ev" if defined $last{$n} && $lam < $last{$n};

@@ -94,7 +94,7 @@ _started_in_journal() {
     [ "$(journalctl -q -t dchatd DCHAT_EVENT=started DCHAT_NODE=node2 -o cat | wc -l)" -ge 2 ]
 }
 ok "DCHAT_LOG=journal: node2's started event is in the journal" wait_for -t 5 _started_in_journal
-is "$(grep -c '^event=' "$(node_log node2)")" 0 "DCHAT_LOG=journal: no events on stderr"
+is "$(grep -c '^time=[^ ]* no=[0-9]* event=' "$(node_log node2)")" 0 "DCHAT_LOG=journal: no events on stderr"
 node_stop node2
 
 done_testing

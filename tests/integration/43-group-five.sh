@@ -49,7 +49,7 @@ for n in master5 master4 master3; do [ "$n" != "$L" ] && { F=$n; break; }; done
 run ctl "$L" server remove "$F"
 is "$RC" 0 "server remove $F (a follower) exits 0" || diag "$ERR"
 like "$OUT" "voters now: " "... naming the four voters left"
-ok "$F logs server-removed" wait_for -t 10 grep -a -q '^event=server-removed .*msg="this server was removed' "$(node_log "$F")"
+ok "$F logs server-removed" wait_for -t 10 grep -a -q -E "${EV_LINE}event=server-removed .*msg=\"this server was removed" "$(node_log "$F")"
 REST=()
 for n in "${SERVERS[@]}"; do [ "$n" != "$F" ] && REST+=("$n"); done
 for s in "${REST[@]}"; do

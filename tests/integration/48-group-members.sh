@@ -100,9 +100,9 @@ like "$(group_ask master master4)" "^state=1 group=$GROUP .* fsm=0 " "master4 ho
 ok "master4 holds the same log as the others" wait_for -t 20 same_logs master master2 master3 master4
 is "$(ctl master4 view --json | wc -l)" 805 "... all 805 entries"
 for s in master master2 master3; do
-    ok "$s logged server-joined for master4" wait_for -t 5 grep -a -q '^event=server-joined .*peer=master4 ' "$(node_log "$s")"
+    ok "$s logged server-joined for master4" wait_for -t 5 grep -a -q -E "${EV_LINE}event=server-joined .*peer=master4 " "$(node_log "$s")"
 done
-ok "master4 logged that it joined" grep -a -q '^event=server-joined .*msg="this server, master4 joined' "$(node_log master4)"
+ok "master4 logged that it joined" grep -a -q -E "${EV_LINE}event=server-joined .*msg=\"this server, master4 joined" "$(node_log master4)"
 run ctl master4 server add master4 "127.0.0.1:${PORT[master4]}"
 is "$RC/$(printf '%s' "$OUT" | head -n 1)" "0/master4 is a voter of the server group already; voters: master, master2, master3, master4" \
     "server add again: it is a voter already (safe to repeat)"
@@ -129,7 +129,7 @@ ok "node2, whose file lists ${OTHERS_FILE[*]} only, links to the leader $L at th
     wait_for -t 15 grep -a -q "$L leads the server group (term [0-9]*), not .*: linking to it at 127.0.0.1:${PORT[$L]}, which the group gave" "$(node_log node2)"
 run ctl node2 post "from a peer whose file does not list the leader"
 is "$RC" 0 "... and posts through it" || diag "$ERR"
-ok "node2 logs config-mismatch (its file differs)" wait_for -t 5 grep -a -q '^event=config-mismatch ' "$(node_log node2)"
+ok "node2 logs config-mismatch (its file differs)" wait_for -t 5 grep -a -q -E "${EV_LINE}event=config-mismatch " "$(node_log node2)"
 node_stop node2
 : > "$(node_log node2)"
 CONF=$THREE_CONF node_start node2 || bail_out "node2 does not restart"
@@ -165,7 +165,7 @@ for n in master master2 master3; do
     alt_pids+=($!)
     track_pid $!
 done
-ok "the other cluster's group elects a leader" wait_for -t 20 grep -a -q -E '^event=leader-elected ' "$ALT/master3.log"
+ok "the other cluster's group elects a leader" wait_for -t 20 grep -a -q -E "${EV_LINE}event=leader-elected " "$ALT/master3.log"
 for p in "${alt_pids[@]}"; do stop_pid "$p"; done
 ALT_GROUP=$(cat "$ALT/master3/state/raft/group-id")
 isnt "$ALT_GROUP" "$GROUP" "the other cluster's group has another id"
@@ -210,7 +210,7 @@ is "$RC" 0 "server remove $L (the leader, asked on a peer) exits 0" || diag "$ER
 like "$OUT" "^$L was removed from the server group; voters now: " "... and says so"
 like "$OUT" "Remove this entry from cluster.servers in /etc/dchat.conf on every host, and stop dchatd on $L" \
     "... and what to take off every host's file"
-ok "$L logs server-removed" wait_for -t 10 grep -a -q "^event=server-removed .*msg=\"this server was removed from the server group" "$(node_log "$L")"
+ok "$L logs server-removed" wait_for -t 10 grep -a -q -E "${EV_LINE}event=server-removed .*msg=\"this server was removed from the server group" "$(node_log "$L")"
 new=
 for i in $(seq 1 100); do new=$(leader "${OTHERS[@]}"); [ -n "$new" ] && [ "$new" != "$L" ] && break; sleep 0.1; done
 isnt "$new" "$L" "a new leader: $new"
@@ -230,7 +230,7 @@ ok "$L left $(node_state "$L")/raft/removed behind" test -e "$(node_state "$L")/
 node_stop "$L"
 : > "$(node_log "$L")"
 if [ "$L" = master4 ]; then CONF=$T/four.conf node_start "$L"; else node_start "$L"; fi || bail_out "$L does not restart"
-ok "after a restart $L stays out and says so" wait_for -t 10 grep -a -q "^event=server-removed .*raft/removed says so" "$(node_log "$L")"
+ok "after a restart $L stays out and says so" wait_for -t 10 grep -a -q -E "${EV_LINE}event=server-removed .*raft/removed says so" "$(node_log "$L")"
 run ctl node2 post "the last post"
 is "$RC" 0 "posting goes on after $L restarted" || diag "$ERR"
 ok "the remaining servers hold the same log at the end" wait_for -t 15 same_logs "${OTHERS[@]}"

@@ -30,7 +30,7 @@ is "$RC" 1 "a member's post --hold 1: exit 1"
 like "$ERR" '^dchatctl: post refused: only root may post --hold on this dchatd \(hold_max_ms = 0 in dchat.conf\); post without --hold$' \
     "... says only root may hold, and which setting"
 ok "node1 logged client-refused: post --hold, user nobody, hold_max_ms" \
-    wait_for -t 5 bash -c "grep -a -q -E '^event=client-refused .*post --hold of 1000 ms refused: user nobody is not root \\(hold_max_ms = 0\\)' '$(node_log node1)'"
+    wait_for -t 5 bash -c "grep -a -q -E '^time=[^ ]* no=[0-9]* event=client-refused .*post --hold of 1000 ms refused: user nobody is not root \\(hold_max_ms = 0\\)' '$(node_log node1)'"
 run ctl node1 view
 unlike "$OUT" "a member holds" "the refused post was not stored"
 run as_member node1 post --hold 0 "a member, hold 0"

@@ -53,7 +53,7 @@ run ctl_as daemon node1 post "sneaked in"
 is "$RC" 1 "socket made 0666: dchatd itself refuses user daemon's post: exit 1"
 like "$ERR" "^dchatctl: permission denied on $S1: $HINT\$" "... with the same hint, from dchatd"
 ok "node1 logged client-refused for uid 1: not in control_group" \
-    wait_for -t 5 bash -c "grep -a -E '^event=client-refused .*\\(uid 1\\): not in control_group' '$(node_log node1)'"
+    wait_for -t 5 bash -c "grep -a -E '^time=[^ ]* no=[0-9]* event=client-refused .*\\(uid 1\\): not in control_group' '$(node_log node1)'"
 run ctl_as daemon node1 view
 is "$RC" 1 "... and refuses its view"
 chmod 0660 "$S1"
@@ -87,7 +87,7 @@ is "$RC" 1 "a 4th connection of user nobody is refused: exit 1"
 like "$ERR" "too many dchatctl connections of yours at once \\(max_clients_per_user = 3\\); try again" \
     "... saying which limit"
 ok "node1 logged client-refused: max_clients_per_user" \
-    wait_for -t 5 bash -c "grep -a -q -E '^event=client-refused .*user nobody .*max_clients_per_user reached' '$(node_log node1)'"
+    wait_for -t 5 bash -c "grep -a -q -E '^time=[^ ]* no=[0-9]* event=client-refused .*user nobody .*max_clients_per_user reached' '$(node_log node1)'"
 run as_daemon_member node1 post "another user meanwhile"
 is "$RC" 0 "another user posts meanwhile" || diag "$ERR"
 run ctl node1 post "root meanwhile"
@@ -112,7 +112,7 @@ is "$RC" 1 "user nobody's 3rd waiting post is refused: exit 1"
 like "$ERR" "user nobody has 2 posts waiting to be stored \\(max_queued_posts_per_user\\); try again once they are" \
     "... saying which limit"
 ok "node1 logged client-refused: max_queued_posts_per_user" \
-    wait_for -t 5 bash -c "grep -a -q -E '^event=client-refused .*max_queued_posts_per_user' '$(node_log node1)'"
+    wait_for -t 5 bash -c "grep -a -q -E '^time=[^ ]* no=[0-9]* event=client-refused .*max_queued_posts_per_user' '$(node_log node1)'"
 as_daemon_member node1 post "other user queued" > "$T/q3.out" 2>&1 &
 waiting+=($!); track_pid $!
 ctl node1 post "root queued" > "$T/q4.out" 2>&1 &
@@ -136,7 +136,7 @@ msg=$(frames "$T/big.out" | awk '$1 == 10 { print $3 }' | perl -ne 'chomp; my $b
 is "$msg" "a request of 20000 bytes is over the limit of 16640 bytes of the control socket" \
     "a 20000-byte request: an ERROR saying the limit"
 ok "node1 logged protocol-error: over this socket's limit" \
-    wait_for -t 5 bash -c "grep -a -q -E '^event=protocol-error .*frame of 20000 bytes, over this socket.s limit of 16640' '$(node_log node1)'"
+    wait_for -t 5 bash -c "grep -a -q -E '^time=[^ ]* no=[0-9]* event=protocol-error .*frame of 20000 bytes, over this socket.s limit of 16640' '$(node_log node1)'"
 big 1048576 | head -c 65536 > "$T/huge.frame"
 run "$TESTLIB/send-raw" -t 5000 -e 10 -o "$T/huge.out" "$S1" < "$T/huge.frame"
 like "$(frames "$T/huge.out" | awk '{ print $1 }' | head -n 1)" "^10\$" "a header announcing 1 MiB: an ERROR too"

@@ -139,7 +139,7 @@ tcp_garbage() {
             garbage "$who, $target port: HELLO from an unknown node" $target "$addr" closed link-auth-failed
         { be32 1; be16 200; printf 'node1'; } > "$T/p"; frame $MSG_HELLO "$T/p" > "$T/g"
             garbage "$who, $target port: HELLO whose string runs past the frame" $target "$addr" closed $ev
-        { be32 1; be64 5; } > "$T/p"; frame $MSG_REQUEST "$T/p" > "$T/g"
+        { be32 1; be64 5; be8 0; } > "$T/p"; frame $MSG_REQUEST "$T/p" > "$T/g"
             garbage "$who, $target port: REQUEST before HELLO" $target "$addr" closed $ev
     done
 }
@@ -152,7 +152,7 @@ for target in master node1; do
     { printf '\x00\x00\x00\x10'; head -c 4092 /dev/urandom; } > "$T/g"; garbage "$target control socket: random bytes" $target "$sock" closed 1
     { be32 $((0x7fffffff)); be8 1; be8 $MSG_STATUS; be16 0; be32 1; } > "$T/g"; garbage "$target control socket: length 0x7fffffff" $target "$sock" closed 1
     { be32 4; be8 9; be8 $MSG_STATUS; be16 0; be32 1; } > "$T/g"; garbage "$target control socket: version 9" $target "$sock" closed 1
-    { be32 1; be64 5; } > "$T/p"; frame $MSG_REQUEST "$T/p" > "$T/g"
+    { be32 1; be64 5; be8 0; } > "$T/p"; frame $MSG_REQUEST "$T/p" > "$T/g"
         garbage "$target control socket: a peer's REQUEST" $target "$sock" closed 1
     { be32 9; be32 0; be32 0; be16 1; printf 'ab'; } > "$T/p"; frame $MSG_POST "$T/p" > "$T/g"
         garbage "$target control socket: POST with trailing bytes" $target "$sock" closed 1
@@ -165,7 +165,7 @@ done
 
 # one bad frame closes one connection: one protocol-error event for it, not two
 before=$(count_events master protocol-error)
-{ be32 1; be64 5; } > "$T/p"; frame $MSG_REQUEST "$T/p" > "$T/frame"
+{ be32 1; be64 5; be8 0; } > "$T/p"; frame $MSG_REQUEST "$T/p" > "$T/frame"
 "$SEND" -k "$KEY" -n node1 -t 2000 "127.0.0.1:$(node_port master)" < "$T/frame" >/dev/null
 wait_event master protocol-error $((before + 1)) 3
 sleep 0.2

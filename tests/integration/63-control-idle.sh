@@ -48,7 +48,7 @@ is "$RC" 1 "view is refused: exit 1"
 like "$ERR" '^dchatctl: view failed: too many dchatctl clients at once \(max_clients = 64\); only status is answered now; try again$' \
     "... saying why and that status is answered"
 ok "node1 logged client-refused: only STATUS beyond max_clients" \
-    wait_for -t 5 grep -a -q -E '^event=client-refused .*VIEW refused: max_clients reached' "$(node_log node1)"
+    wait_for -t 5 grep -a -q -E '^time=[^ ]* no=[0-9]* event=client-refused .*VIEW refused: max_clients reached' "$(node_log node1)"
 
 # --- a client let in for STATUS alone gets a slot of its own once one is free ------------------
 # (it asks STATUS while node1 is full, an idle client leaves, then it asks a VIEW: served)

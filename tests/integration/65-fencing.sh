@@ -30,7 +30,7 @@ hello() { { be32 1; wstr "$1"; be8 $ROLE_PEER; be64 0; be64 0; } > "$T/p"; frame
 # (TIME, AUTHOR: optional, default now and "forger"; the poster's UTC offset is 0, as in the real posts here)
 append() {
     { be32 "$1"; be64 0; be64 "$2"; wstr "$3"; be32 "$4"; be64 "$5"; be64 "${7:-$(date +%s)}"; be32 0
-      wstr "${8:-forger}"; wstr "$6"; } > "$T/p"
+      wstr "${8:-forger}"; wstr "$6"; be8 0; } > "$T/p"        # be8 0: an empty vector clock
     frame $MSG_APPEND "$T/p"
 }
 # the answer to the APPEND: "TYPE TAG PAYLOAD-HEX" of the frame after HELLO_ACK

@@ -5,7 +5,10 @@
 # fence, and a REQUEST with the timestamp 2^64-1 to node2: each is refused with a clear
 # error, nothing is stored, no clock wraps, and every node posts on as before (before
 # the fix, one such APPEND wedged the log for good).  A burst of 300 fence-refused
-# appends is logged in a few lines, not 300.
+# appends is logged in a few lines, not 300.  REQUESTs whose vector clock is malformed
+# (65 components, cut short, a component in 11 bytes, over 2^62, or not in its
+# shortest form) are refused as malformed frames, one of another cluster's size is
+# not merged (said once), and node2 posts on.
 . "$(dirname "$0")/../lib/lib.sh"
 need_root
 need_cmd perl
@@ -23,7 +26,7 @@ hello() { { be32 1; wstr "$1"; be8 $ROLE_PEER; be64 0; be64 0; } > "$T/p"; frame
 # append TAG LAMPORT IDX POST_ID TEXT: an APPEND of node1's
 append() {
     { be32 "$1"; be64 0; be64 "$2"; wstr node1; be32 "$3"; be64 "$4"; be64 "$(date +%s)"; be32 0
-      wstr forger; wstr "$5"; } > "$T/p"
+      wstr forger; wstr "$5"; be8 0; } > "$T/p"        # be8 0: an empty vector clock
     frame $MSG_APPEND "$T/p"
 }
 # above node1's post ids so far: a new post, not a copy
@@ -56,7 +59,7 @@ cmp_ok "$lam1" -lt $(( 1 << 40 )) "the last stored fence is still small ($lam1)"
 # --- a REQUEST with the timestamp 2^64-1, to node2, from 'node1' ---------------------------------
 lamport() { ctl "$1" status --json | perl -MJSON::PP -ne 'print decode_json($_)->{lamport}'; }
 before=$(count_events node2 protocol-error)
-{ hello node1; { be32 0; be64 -1; } > "$T/p"; frame $MSG_REQUEST "$T/p"; } > "$T/frame"
+{ hello node1; { be32 0; be64 -1; be8 0; } > "$T/p"; frame $MSG_REQUEST "$T/p"; } > "$T/frame"
 "$SEND" -k "$KEY" -n node1 -t 2000 "127.0.0.1:$(node_port node2)" < "$T/frame" >/dev/null
 ok "node2 refuses a REQUEST with the timestamp 2^64-1 (protocol-error)" \
     wait_event node2 protocol-error $((before + 1)) 3
@@ -88,4 +91,29 @@ n_lines=$(( $(count_events master append-refused) - before ))
 cmp_ok "$n_lines" -le 30 "... logged in $n_lines append-refused lines, not 301"
 like "$(events master append-refused | tail -n 1)" 'more like it not logged' "... the next line says how many were left out"
 
+# --- vector clocks that are not what a peer sends: refused, or not merged ---------------------------
+# (a count byte, then varints; dchat-protocol(7)): refused before anything is taken in
+vc_request() {  # vc_request DESCRIPTION PAYLOAD-AFTER-TS...: a REQUEST from 'node1' with that clock, to node2
+    local what=$1; shift
+    { hello node1; { be32 0; be64 5; "$@"; } > "$T/p"; frame $MSG_REQUEST "$T/p"; } > "$T/frame"
+    local before; before=$(count_events node2 protocol-error)
+    "$SEND" -k "$KEY" -n node1 -t 2000 "127.0.0.1:$(node_port node2)" < "$T/frame" >/dev/null
+    ok "a REQUEST whose vector clock $what: refused (protocol-error)" wait_event node2 protocol-error $((before + 1)) 3
+    like "$(events node2 protocol-error | tail -n 1)" 'malformed REQUEST frame; closing' "... a malformed frame, and closed"
+}
+vc_request "has 65 components (over DCHAT_PEERS_MAX)" be8 65
+vc_request "stops inside a component" eval 'be8 2; be8 1; be8 $((0x80))'
+vc_request "has a component in 11 bytes" eval 'be8 1; for i in 1 2 3 4 5 6 7 8 9 10; do be8 $((0xff)); done; be8 1'
+vc_request "has a component of 2^62 + 1 (over DCHAT_CLOCK_MAX)" eval 'be8 1; for i in 1 2 3 4 5 6 7 8; do be8 $((0x81)); done; be8 $((0x40))'
+vc_request "has a component in a longer form than it needs" eval 'be8 1; be8 $((0x85)); be8 0'
+ok "node2 still answers" ctl node2 status
+# a well-formed clock of another cluster's size is taken with the REQUEST, but not merged
+before=$(grep -ac 'sends vector clocks of 3 component' "$(node_log node2)")
+{ hello node1; { be32 0; be64 5; be8 3; be8 1; be8 1; be8 1; } > "$T/p"; frame $MSG_REQUEST "$T/p"; } > "$T/frame"
+"$SEND" -k "$KEY" -n node1 -t 2000 "127.0.0.1:$(node_port node2)" < "$T/frame" >/dev/null
+ok "a clock of 3 components in a cluster of 2 peers: not merged, and said once" \
+    wait_for -t 5 bash -c "[ \$(grep -ac 'sends vector clocks of 3 component' '$(node_log node2)') -gt $before ]"
+ok "everyone links again after the bad clocks" wait_connected 15
+run ctl node2 post "node2 after the bad clocks"
+is "$RC" 0 "node2 posts after them" || diag "$ERR"
 done_testing

@@ -65,16 +65,16 @@ wait_for -t 20 _flood_long
 flood_stop
 secs=$(( ($(date +%s%N) - t_flood) / 1000000000 ))
 note "flood one: $(cat "$T/flood.one") (node1's port), $(cat "$T/flood.one-m") (the server's), for $secs s"
-new1=$(tail -n +$((l1 + 1)) "$(node_log node1)" | grep -a -c '^event=link-auth-failed ')
-newm=$(tail -n +$((lm + 1)) "$(node_log master)" | grep -a -c '^event=link-auth-failed ')
+new1=$(tail -n +$((l1 + 1)) "$(node_log node1)" | grep -a -c '^time=[^ ]* no=[0-9]* event=link-auth-failed ')
+newm=$(tail -n +$((lm + 1)) "$(node_log master)" | grep -a -c '^time=[^ ]* no=[0-9]* event=link-auth-failed ')
 note "link-auth-failed lines during the flood: node1 $new1, master $newm"
 # at most 20 lines per 10 s, plus one summary per address and interval: a bound, whatever the rate
 bound=$(( (secs / 10 + 2) * 25 ))
 cmp_ok "$new1" -le "$bound" "node1 logged at most $bound refusals in $secs s ($new1)"
 cmp_ok "$newm" -le "$bound" "the server logged at most $bound refusals in $secs s ($newm)"
 ok "node1 summed up the rest: 'N more ... from 127.0.0.2'" wait_for -t 15 \
-    grep -a -q -E '^event=link-auth-failed .*[0-9]+ more connections from 127\.0\.0\.2 ' "$(node_log node1)"
-held=$(grep -a -E '^event=link-auth-failed .* more connections from 127\.0\.0\.2 ' "$(node_log node1)" | ev_field msg |
+    grep -a -q -E '^time=[^ ]* no=[0-9]* event=link-auth-failed .*[0-9]+ more connections from 127\.0\.0\.2 ' "$(node_log node1)"
+held=$(grep -a -E '^time=[^ ]* no=[0-9]* event=link-auth-failed .* more connections from 127\.0\.0\.2 ' "$(node_log node1)" | ev_field msg |
        sed -E 's/^([0-9]+) more .*/\1/' | paste -sd+ | bc)
 note "node1: $held lines held back and summed up"
 events node1 link-auth-failed | tail -n +1 | grep -a -m 1 'max_handshakes_per_address' | ev_field msg > "$T/m"
@@ -107,7 +107,7 @@ else
 fi
 posts_work "64 stranger addresses"
 ok "node1 made room for a member's connection" \
-    grep -a -q -E '^event=link-auth-failed .*127\.0\.1\.[0-9]+:[0-9]+: dropped to make room for the connection from 127\.0\.0\.1:[0-9]+, a member.s address \(max_handshakes reached\)' \
+    grep -a -q -E '^time=[^ ]* no=[0-9]* event=link-auth-failed .*127\.0\.1\.[0-9]+:[0-9]+: dropped to make room for the connection from 127\.0\.0\.1:[0-9]+, a member.s address \(max_handshakes reached\)' \
     "$(node_log node1)"
 flood_stop
 note "flood many: $(cat "$T/flood.many") (node1's port), $(cat "$T/flood.many-m") (the server's)"

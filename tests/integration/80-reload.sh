@@ -20,7 +20,7 @@ hup_and_wait() {
 # --- a changed tunable --------------------------------------------------------------------------
 CONF_EXTRA=('post_timeout_ms = 1000;' 'reconnect_max_ms = 500;')
 write_config
-ok "SIGHUP: node1 logs reloaded" hup_and_wait node1 '^event=reloaded '
+ok "SIGHUP: node1 logs reloaded" hup_and_wait node1 '^time=[^ ]* no=[0-9]* event=reloaded '
 is "$(node_pid node1)" "$pid1" "node1 keeps its PID"
 ok "node1 is still running" node_alive node1
 like "$(tail -n 3 "$(node_log node1)")" 'post_timeout_ms=1000' "the new configuration is logged"
@@ -40,7 +40,7 @@ ok "node2 is back" wait_connected 15
 # --- max_clients and batch_max take effect too -----------------------------------------------------
 CONF_EXTRA=('post_timeout_ms = 1000;' 'reconnect_max_ms = 500;' 'max_clients = 2;')
 write_config
-ok "SIGHUP with max_clients = 2: reloaded" hup_and_wait node1 '^event=reloaded '
+ok "SIGHUP with max_clients = 2: reloaded" hup_and_wait node1 '^time=[^ ]* no=[0-9]* event=reloaded '
 for i in 1 2; do
     "$TESTLIB/send-raw" -t 3000 "$(node_sock node1)" </dev/null >/dev/null & track_pid $!
 done
@@ -70,20 +70,30 @@ batch_round() {   # batch_round TAG: a holder, then 3 posts queued behind it; pr
 }
 CONF_EXTRA=('post_timeout_ms = 3000;' 'reconnect_max_ms = 500;' 'batch_max = 1;')
 write_config
-ok "SIGHUP with batch_max = 1: reloaded" hup_and_wait node1 '^event=reloaded '
+ok "SIGHUP with batch_max = 1: reloaded" hup_and_wait node1 '^time=[^ ]* no=[0-9]* event=reloaded '
 is "$(batch_round one)" "0 " "batch_max = 1: each queued post has its own critical section (fence_idx always 0)"
 CONF_EXTRA=('post_timeout_ms = 3000;' 'reconnect_max_ms = 500;' 'batch_max = 64;')
 write_config
-ok "SIGHUP with batch_max = 64: reloaded" hup_and_wait node1 '^event=reloaded '
+ok "SIGHUP with batch_max = 64: reloaded" hup_and_wait node1 '^time=[^ ]* no=[0-9]* event=reloaded '
 is "$(batch_round many)" "0 1 2 " "batch_max = 64: the three queued posts share one critical section (fence_idx 0 1 2)"
 is "$(cat "$T/batch.err" 2>/dev/null)" "" "all those posts succeeded"
+
+# --- trace_events: the ring resized, its newest events kept -----------------------------------------
+ring() { ctl node1 status --json | perl -MJSON::PP -ne 'my $t = decode_json($_)->{trace}; print "$t->{events}/$t->{capacity}"'; }
+like "$(ring)" '^[0-9]+/10000$' "the ring holds 10000 events by default ($(ring))"
+CONF_EXTRA=('post_timeout_ms = 3000;' 'reconnect_max_ms = 500;' 'trace_events = 5;')
+write_config
+ok "SIGHUP with trace_events = 5: reloaded" hup_and_wait node1 '^time=[^ ]* no=[0-9]* event=reloaded '
+is "$(ring)" "5/5" "the ring keeps its 5 newest events"
+run ctl node1 trace --format json
+is "$(printf '%s\n' "$OUT" | grep -c '"node":"node1"')" 5 "... and trace shows those 5 of node1's"
 CONF_EXTRA=('post_timeout_ms = 1000;' 'reconnect_max_ms = 500;')
 write_config
-ok "back to the first settings" hup_and_wait node1 '^event=reloaded '
+ok "back to the first settings" hup_and_wait node1 '^time=[^ ]* no=[0-9]* event=reloaded '
 
 # --- an unchanged file: links stay up ----------------------------------------------------------------
 downs=$(count_events node1 peer-down)
-ok "SIGHUP with the same file: reloaded" hup_and_wait node1 '^event=reloaded '
+ok "SIGHUP with the same file: reloaded" hup_and_wait node1 '^time=[^ ]* no=[0-9]* event=reloaded '
 run ctl node1 post "after a plain reload"
 is "$RC" 0 "posts work after a plain reload"
 is "$(count_events node1 peer-down)" "$downs" "a reload does not drop the links"
@@ -138,7 +148,7 @@ ok "node2 still answers on its old socket" ctl node2 status
 
 # --- the server reloads a tunable too; a burst of SIGHUPs is harmless -------------------------------------------------
 cp "$T/good.conf" "$CONF"
-ok "SIGHUP on the server: reloaded" hup_and_wait master '^event=reloaded '
+ok "SIGHUP on the server: reloaded" hup_and_wait master '^time=[^ ]* no=[0-9]* event=reloaded '
 for i in $(seq 20); do kill -HUP "$(node_pid node1)"; done
 ok "after 20 SIGHUPs in a row node1 still answers" wait_for -t 5 ctl node1 status
 run ctl node1 post "after the burst"

@@ -30,6 +30,7 @@
 #            node_stop NAME (SIGTERM, bounded wait; NODE_RC[NAME] = exit status),
 #            node_kill NAME (SIGKILL), node_alive, node_hup, wait_connected,
 #            events NODE EVENT (its event= lines; EVENT may be an ERE like "a|b"), count_events, wait_event,
+#            $EV_LINE (a regex for the start of a stderr line: time=... no=N),
 #            ev_field KEY (the value of KEY= in an event line on stdin).
 # Groups:    group_leader (the live server that leads now, by its log), last_seq NODE,
 #            servers_identical (every live server holds the same log: `dchatctl verify`
@@ -434,7 +435,7 @@ group_ready() {
     local n
     for n in "${SERVERS[@]}"; do
         node_alive "$n" || continue
-        grep -a -q -E '^event=leader-elected ' "$(node_log "$n")" || return 1
+        grep -a -q -E "${EV_LINE}event=leader-elected " "$(node_log "$n")" || return 1
     done
     for n in "${PEERS[@]}"; do
         node_alive "$n" || continue
@@ -508,7 +509,7 @@ group_leader() {
     local n l t max=0 best= bt=0
     for n in "${SERVERS[@]}"; do
         node_alive "$n" || continue
-        l=$(grep -a -E '^event=leader-(elected|lost) ' "$(node_log "$n")" | tail -n 1)
+        l=$(grep -a -E "${EV_LINE}event=leader-(elected|lost) " "$(node_log "$n")" | tail -n 1)
         t=$(ev_field lamport <<<"$l")
         [ -n "$t" ] || continue
         [ "$t" -gt "$max" ] && max=$t
@@ -573,10 +574,12 @@ bench_resumed_after() {
         BEGIN { prev = t; gap = -1 }' "${3:-$T/outcomes}"
 }
 
-# --- events on stderr (event=NAME node=... key=value ... msg="...") ---------------------
+# --- events on stderr (time=... no=N event=NAME node=... key=value ... msg="...") --------
 
-events()       { grep -a -E "^event=($2) " "$(node_log "$1")"; }
-count_events() { grep -a -c -E "^event=($2) " "$(node_log "$1")"; }
+# the start of a line on stderr, before its event= or level= (a regex, basic or extended)
+EV_LINE='^time=[^ ]* no=[0-9]* '
+events()       { grep -a -E "${EV_LINE}event=($2) " "$(node_log "$1")"; }
+count_events() { grep -a -c -E "${EV_LINE}event=($2) " "$(node_log "$1")"; }
 # wait_event NODE EVENT [COUNT [SECS]]: until NODE logged EVENT at least COUNT times
 _we_enough() { [ "$(count_events "$_we_node" "$_we_event")" -ge "$_we_count" ]; }
 wait_event() {
@@ -608,7 +611,8 @@ MSG_HELLO=1 MSG_HELLO_ACK=2 MSG_REQUEST=3 MSG_REPLY=4 MSG_APPEND=5 MSG_APPENDED=
 MSG_ENTRY=8 MSG_VIEW_END=9 MSG_ERROR=10 MSG_POST=11 MSG_POSTED=12 MSG_STATUS=13
 MSG_STATUS_REPLY=14 MSG_HEARTBEAT=15 MSG_FOLLOW=16 MSG_CLUSTER=17 MSG_ENTRY_DAMAGED=18 MSG_RAFT=19
 MSG_LEADER=20 MSG_DIGEST=21 MSG_DIGEST_REPLY=22 MSG_VERIFY=23 MSG_VERIFY_REPLY=24
-MSG_GROUP=25 MSG_GROUP_REPLY=26 MSG_MEMBER=27 MSG_MEMBER_REPLY=28
+MSG_GROUP=25 MSG_GROUP_REPLY=26 MSG_MEMBER=27 MSG_MEMBER_REPLY=28 MSG_TRACE=29
+MSG_TRACE_EVENTS=30 MSG_TRACE_END=31
 ROLE_SERVER=1 ROLE_PEER=2
 # frames FILE: the frames in FILE (bytes received), one per line: "TYPE TAG PAYLOAD-HEX"
 # (the payload after the tag); a trailing partial frame is shown as "partial"

@@ -149,14 +149,20 @@ static void append_bytes(const char *path, const void *p, size_t n)
         patch_file(path, file_size(path), p, n);
 }
 
-/* Builds a record by hand: 16-byte header then proto_put_entry(). */
-static void make_record(struct wbuf *b, const struct dchat_entry *e)
+/*
+ * Builds a record by hand: 16-byte header then proto_put_entry() ("DCL2"),
+ * or with v1 the record of the first version: "DCL1", the body without the
+ * vector clock.
+ */
+static void make_record_version(struct wbuf *b, const struct dchat_entry *e, bool v1)
 {
         struct wbuf body = {0};
         uint8_t h[16];
 
         proto_put_entry(&body, e);
-        h[0] = 'D', h[1] = 'C', h[2] = 'L', h[3] = '1';
+        if (v1)
+                body.len -= 1;  /* e has no clock (n = 0): its count byte goes, as the first version had none */
+        h[0] = 'D', h[1] = 'C', h[2] = 'L', h[3] = v1 ? '1' : '2';
         h[4] = body.len >> 24, h[5] = body.len >> 16, h[6] = body.len >> 8, h[7] = body.len;
         uint32_t c = crc32c_slow(body.data, body.len);
         h[8] = c >> 24, h[9] = c >> 16, h[10] = c >> 8, h[11] = c;
@@ -165,6 +171,11 @@ static void make_record(struct wbuf *b, const struct dchat_entry *e)
         wbuf_put(b, h, sizeof h);
         wbuf_put(b, body.data, body.len);
         wbuf_free(&body);
+}
+
+static void make_record(struct wbuf *b, const struct dchat_entry *e)
+{
+        make_record_version(b, e, false);
 }
 
 /* Creates a log in d with n records "msg N" (lamport N, node1, post id N). */
@@ -372,7 +383,7 @@ static void test_basic(void)
                 size_t len = 0;
                 if (read_file(logpath(d), &data, &len) == 0 && len > 16) {
                         uint32_t blen = be32(data + 4);
-                        ok(!memcmp(data, "DCL1", 4), "record starts with the magic DCL1");
+                        ok(!memcmp(data, "DCL2", 4), "record starts with the magic DCL2 (an entry with its vector clock)");
                         ok(16 + blen <= len, "body length %u fits", blen);
                         if (16 + blen <= len) {
                                 struct rbuf r = { .p = data + 16, .len = blen };
@@ -689,6 +700,82 @@ static void test_handmade_record(void)
         ok(rec.records == 4 && rec.cut_bytes == 0, "the hand-made record is accepted");
         ok(read_all_msgs(log, 4), "and reads back");
         is_int(chatlog_last_post_id(log, "node7"), 1, "its node's post id is known");
+        chatlog_close(log);
+}
+
+/*
+ * A log written before entries carried a vector clock ("DCL1" records):
+ * it opens as it is, reads (without clocks), takes new entries after its
+ * old ones, keeps reading both after a checkpoint and a reopen, finds an
+ * old post's copy, and quarantines damage in an old record as before.
+ */
+static void test_old_records(void)
+{
+        char d[PATH_MAX];
+        struct chatlog *log = NULL;
+        struct chatlog_recovery rec;
+        struct chatlog_cursor cur;
+        struct dchat_entry e;
+        enum chatlog_result res;
+        struct wbuf b = {0};
+        char text[64];
+        bool old_ok = true, new_ok = true;
+
+        subdir(d, sizeof d, "old-records");
+        for (unsigned i = 1; i <= 300; i++) {
+                snprintf(text, sizeof text, "msg %u", i);
+                mk(&e, i, "node1", 0, i, text);
+                e.seq = i;
+                make_record_version(&b, &e, true);
+        }
+        int fd = open(logpath(d), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+        ok(fd >= 0 && write(fd, b.data, b.len) == (ssize_t) b.len && !memcmp(b.data, "DCL1", 4),
+           "old: a log of 300 records of the first version (DCL1), made by hand");
+        if (fd >= 0)
+                close(fd);
+        wbuf_free(&b);
+        is_int(chatlog_open(d, &log, &rec), 0, "old: it opens");
+        if (!log)
+                return;
+        if (!ok(rec.records == 300 && rec.cut_bytes == 0 && rec.damage_found == 0, "old: every record taken, nothing cut "
+           "or quarantined"))
+                diag("records %llu cut %llu damage %u: %s", (unsigned long long) rec.records, (unsigned long long) rec.cut_bytes, rec.damage_found, rec.reason);
+        ok(read_all_msgs(log, 300), "old: every entry reads back");
+        chatlog_seek(log, 1, &cur);
+        while (chatlog_next(log, &cur, &e) == 0)
+                old_ok &= e.vc.n == 0;
+        ok(old_ok, "old: ... without a vector clock");
+        for (unsigned i = 301; i <= 310; i++) {
+                snprintf(text, sizeof text, "msg %u", i);
+                mk(&e, i, "node1", 0, i, text);
+                e.vc = (struct vclock) { 2, { i, 5 } };
+                new_ok &= chatlog_append(log, &e, 1, &res) == 0 && res == CHATLOG_STORED;
+        }
+        ok(new_ok, "old: ten new entries (with vector clocks) go on after the old ones");
+        mk(&e, 150, "node1", 0, 150, "msg 150");
+        ok(chatlog_append(log, &e, 1, &res) == 0 && res == CHATLOG_DUPLICATE && e.seq == 150,
+           "old: a copy of an old post is known as stored (seq 150)");
+        is_int(chatlog_checkpoint(log), 0, "old: checkpoint");
+        chatlog_close(log);
+        log = NULL;
+        is_int(chatlog_open(d, &log, &rec), 0, "old: reopened");
+        if (!log)
+                return;
+        ok(rec.checkpoint_used && read_all_msgs(log, 310), "old: through the checkpoint, all 310 read");
+        ok(chatlog_seek(log, 305, &cur) == 0 && chatlog_next(log, &cur, &e) == 0 && e.vc.n == 2 && e.vc.c[0] == 305,
+           "old: a new entry with its clock");
+        ok(chatlog_seek(log, 300, &cur) == 0 && chatlog_next(log, &cur, &e) == 0 && e.vc.n == 0,
+           "old: the last old one without");
+        long long off = record_off(log, 150);
+        chatlog_close(log);
+        log = NULL;
+        unlink(path_in(d, "chat.log.idx"));
+        flip_byte(logpath(d), off + 16 + 30);
+        is_int(chatlog_open(d, &log, &rec), 0, "old: opens with an old record damaged");
+        if (!log)
+                return;
+        ok(rec.damage_found == 1 && rec.damaged_seqs == 1 && rec.cut_bytes == 0 && chatlog_last_seq(log) == 310,
+           "old: the damaged old record is quarantined, the rest kept (a good record found after it)");
         chatlog_close(log);
 }
 
@@ -1719,6 +1806,7 @@ int main(void)
         check_recovery("seq-gap", seq_gap, 10, "sequence gap");
         check_recovery("fence-back", fence_back, 10, "fence not increasing in record 11");
         test_handmade_record();
+        test_old_records();
         test_corrupt_while_open();
         check_quarantine("q-body", 1000, 10, 10, false, false);
         check_quarantine("q-header", 1000, 10, 10, true, false);

@@ -66,6 +66,7 @@ static const struct bad bad[] = {
         { "bad-range-queued-posts.conf", NULL, -ERANGE,
           ":7: max_queued_posts_per_user = 0 is out of range (1..100000)" },
         { "bad-range-hold.conf", NULL, -ERANGE, ":7: hold_max_ms = 30001 is out of range (0..30000)" },
+        { "bad-range-trace-events.conf", NULL, -ERANGE, ":7: trace_events = 1000001 is out of range (0..1000000)" },
         { "bad-range-idle.conf", NULL, -ERANGE, ":7: client_idle_timeout_ms = 99 is out of range (100..86400000)" },
         { "bad-range-first-message.conf", NULL, -ERANGE,
           ":7: first_message_timeout_ms = 5 is out of range (10..600000)" },
@@ -276,6 +277,7 @@ static void test_minimal(void) {
         is_int(c.max_clients_per_user, 8, "default max_clients_per_user");
         is_int(c.max_queued_posts_per_user, 32, "default max_queued_posts_per_user");
         is_int(c.hold_max_ms, 0, "default hold_max_ms: only root may post --hold");
+        is_int(c.trace_events, 10000, "default trace_events");
         is_int(c.client_idle_usec, 300000 * USEC_PER_MSEC, "default client_idle_timeout_ms");
         is_str(c.control_group, "dchat", "default control_group");
         is_int(c.debug, false, "default debug");
@@ -330,6 +332,7 @@ static void test_full(void) {
         is_int(c.max_clients_per_user, 10000, "max_clients_per_user at its maximum");
         is_int(c.max_queued_posts_per_user, 1, "max_queued_posts_per_user at its minimum");
         is_int(c.hold_max_ms, 30000, "hold_max_ms at its maximum");
+        is_int(c.trace_events, 0, "trace_events = 0: no ring");
         is_int(c.client_idle_usec, 100 * USEC_PER_MSEC, "client_idle_timeout_ms at its minimum");
         is_str(c.control_group, "chat-users", "control_group");
         is_int(c.debug, true, "debug = true");

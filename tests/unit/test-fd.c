@@ -97,7 +97,7 @@ static void test_ra_down_up(void)
         /* a waits for b and c; c dies: a still waits for b only */
         ra_init(&ra, 3, 0, names);
         ra_request(&ra, &a);
-        ra_on_reply(&ra, 1, 5, ra.req_ts, &a);
+        ra_on_reply(&ra, 1, 5, ra.req_ts, NULL, &a);
         ok(ra.state == RA_WANTED, "one reply of two: still wanted");
         ra_peer_down(&ra, 2, &a);
         ok(ra.state == RA_HELD && has(&a, RA_ENTER, 0), "the last awaited peer dies: enter");
@@ -109,13 +109,13 @@ static void test_ra_down_up(void)
         /* c comes back while we wait: it is asked and awaited too */
         ra_peer_up(&ra, 2, false, &a);
         ok(has(&a, RA_SEND_REQUEST, 2) && (ra.awaiting & 4), "a rejoining peer is asked and awaited");
-        ra_on_reply(&ra, 1, 9, ra.req_ts, &a);
+        ra_on_reply(&ra, 1, 9, ra.req_ts, NULL, &a);
         ok(ra.state == RA_WANTED, "b's reply alone does not let us in");
-        ra_on_reply(&ra, 2, 9, ra.req_ts, &a);
+        ra_on_reply(&ra, 2, 9, ra.req_ts, NULL, &a);
         ok(ra.state == RA_HELD, "c's reply does");
 
         /* held: b's request is deferred; b dies: its request is dropped */
-        ra_on_request(&ra, 1, 3, &a);
+        ra_on_request(&ra, 1, 3, NULL, &a);
         ok(has(&a, RA_DEFER, 1), "b deferred while held");
         ra_peer_down(&ra, 1, &a);
         ra_release(&ra, &a);
@@ -128,11 +128,11 @@ static void test_ra_down_up(void)
         ok(has(&a, RA_SEND_REQUEST, 1), "restarted peer: our request is sent again");
         ra_init(&ra, 2, 0, names);
         ra_request(&ra, &a);
-        ra_on_reply(&ra, 1, 3, ra.req_ts, &a);
+        ra_on_reply(&ra, 1, 3, ra.req_ts, NULL, &a);
         ra_release(&ra, &a);
         ra_request(&ra, &a);
         uint64_t ts = ra.req_ts;
-        ra_on_reply(&ra, 1, 9, ts, &a);
+        ra_on_reply(&ra, 1, 9, ts, NULL, &a);
         ok(ra.state == RA_HELD, "entered");
         ra_release(&ra, &a);
         ra_peer_up(&ra, 1, false, &a);

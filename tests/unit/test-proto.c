@@ -6,7 +6,8 @@
  * at every length, trailing bytes, overlong or NUL-carrying strings, values
  * out of range); the frame size limit; the output buffer and the reader;
  * post text validation (strict UTF-8, no control characters); node names;
- * the log line's time format.
+ * the log line's time format; vector clocks in REQUEST, REPLY and entries;
+ * the trace messages (TRACE, TRACE_EVENTS and their events, TRACE_END).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -142,6 +143,10 @@ static void fill_entry(struct dchat_entry *e)
         }
         e->text_len = (uint16_t) n;
         e->text[n] = '\0';
+        /* the largest vector clock: 64 components of 9 bytes each */
+        e->vc.n = DCHAT_PEERS_MAX;
+        for (unsigned i = 0; i < DCHAT_PEERS_MAX; i++)
+                e->vc.c[i] = DCHAT_CLOCK_MAX - i;
 }
 
 static bool entry_eq(const struct dchat_entry *a, const struct dchat_entry *b)
@@ -149,7 +154,8 @@ static bool entry_eq(const struct dchat_entry *a, const struct dchat_entry *b)
         return a->seq == b->seq && a->lamport == b->lamport && strcmp(a->node, b->node) == 0 &&
                a->fence_idx == b->fence_idx && a->post_id == b->post_id && a->time == b->time &&
                a->utc_offset == b->utc_offset && strcmp(a->author, b->author) == 0 && a->text_len == b->text_len &&
-               memcmp(a->text, b->text, a->text_len) == 0 && b->text[b->text_len] == '\0';
+               memcmp(a->text, b->text, a->text_len) == 0 && b->text[b->text_len] == '\0' && a->vc.n == b->vc.n &&
+               memcmp(a->vc.c, b->vc.c, a->vc.n * sizeof a->vc.c[0]) == 0;
 }
 
 static void fill_status(struct dchat_status *st, unsigned n_peers)
@@ -176,6 +182,9 @@ static void fill_status(struct dchat_status *st, unsigned n_peers)
                 st->peers[i].connected = i % 2 == 0;
         }
         st->counters = (struct dchat_counters) { 1, 2, 3, 4, 5, 6, UINT64_C(1) << 40, 8, 9, UINT64_MAX };
+        st->trace_events = 9999;
+        st->trace_capacity = UINT32_MAX;
+        st->trace_bytes = UINT64_MAX - 1;
 }
 
 /* A server group's part: n servers, every third unreachable (with why), the rest with figures. */
@@ -217,7 +226,8 @@ static bool status_eq(const struct dchat_status *a, const struct dchat_status *b
             strcmp(a->dme_state, b->dme_state) || a->request_ts != b->request_ts || a->queued != b->queued ||
             a->last_seq != b->last_seq || strcmp(a->server, b->server) ||
             a->server_connected != b->server_connected || a->uptime != b->uptime || a->n_peers != b->n_peers ||
-            memcmp(&a->counters, &b->counters, sizeof a->counters))
+            memcmp(&a->counters, &b->counters, sizeof a->counters) || a->trace_events != b->trace_events ||
+            a->trace_capacity != b->trace_capacity || a->trace_bytes != b->trace_bytes)
                 return false;
         for (unsigned i = 0; i < a->n_peers; i++)
                 if (strcmp(a->peers[i].name, b->peers[i].name) || a->peers[i].connected != b->peers[i].connected)
@@ -327,18 +337,28 @@ static void test_roundtrips(void)
         wbuf_free(&f.b);
 
         /* REQUEST */
-        in = (struct dchat_msg) { .type = MSG_REQUEST, .tag = 0, .request = { UINT64_C(0x8000000000000001) } };
-        if (is_int(roundtrip(&f, &in, &out, NULL, NULL), 0, "REQUEST: round trip"))
-                ok(out.request.ts == UINT64_C(0x8000000000000001), "REQUEST: ts (all 64 bits)");
-        is_int(f.len, 12, "REQUEST: payload is tag + ts");
+        struct vclock vc3 = { 3, { 5, 300, 1 } };
+        in = (struct dchat_msg) { .type = MSG_REQUEST, .tag = 0, .request = { UINT64_C(0x8000000000000001), &vc3 } };
+        if (is_int(roundtrip(&f, &in, &out, &eout, NULL), 0, "REQUEST: round trip"))
+                ok(out.request.ts == UINT64_C(0x8000000000000001) && out.request.vc == &eout.vc &&
+                   out.request.vc->n == 3 && out.request.vc->c[1] == 300, "REQUEST: ts (all 64 bits) and vector clock");
+        is_int(f.len, 4 + 8 + 1 + 1 + 2 + 1, "REQUEST: payload is tag + ts + clock {5,300,1} in 5 bytes");
+        is_int(proto_decode(MSG_REQUEST, f.payload, f.len, &out, NULL, NULL), -EBADMSG,
+               "REQUEST: no storage for its clock: refused");
         check_truncations(&f, "REQUEST");
+        wbuf_free(&f.b);
+        in = (struct dchat_msg) { .type = MSG_REQUEST, .tag = 0, .request = { 5, NULL } };
+        if (is_int(roundtrip(&f, &in, &out, &eout, NULL), 0, "REQUEST: without a clock (NULL): round trip"))
+                ok(out.request.vc->n == 0, "REQUEST: ... an empty clock");
         wbuf_free(&f.b);
 
         /* REPLY */
-        in = (struct dchat_msg) { .type = MSG_REPLY, .tag = UINT32_MAX, .reply = { 1000, 999 } };
-        if (is_int(roundtrip(&f, &in, &out, NULL, NULL), 0, "REPLY: round trip"))
-                ok(out.tag == UINT32_MAX && out.reply.clock == 1000 && out.reply.req_ts == 999,
-                   "REPLY: clock and answered ts");
+        in = (struct dchat_msg) { .type = MSG_REPLY, .tag = UINT32_MAX, .reply = { 1000, 999, &ein.vc } };
+        fill_entry(&ein);
+        if (is_int(roundtrip(&f, &in, &out, &eout, NULL), 0, "REPLY: round trip"))
+                ok(out.tag == UINT32_MAX && out.reply.clock == 1000 && out.reply.req_ts == 999 &&
+                   out.reply.vc->n == DCHAT_PEERS_MAX && out.reply.vc->c[63] == DCHAT_CLOCK_MAX - 63,
+                   "REPLY: clock, answered ts, and the largest vector clock");
         check_truncations(&f, "REPLY");
         wbuf_free(&f.b);
 
@@ -352,7 +372,7 @@ static void test_roundtrips(void)
                 if (is_int(roundtrip(&f, &in, &out, &eout, NULL), 0, "%s: round trip of the largest entry", tn))
                         ok(out.append == &eout && entry_eq(&ein, &eout), "%s: every field (4096-byte text, 64-byte "
                            "node and author, negative time and utc_offset)", tn);
-                is_int(f.len, 4 + 8 + 8 + 2 + 64 + 4 + 8 + 8 + 4 + 2 + 64 + 2 + 4096, "%s: payload size", tn);
+                is_int(f.len, 4 + 8 + 8 + 2 + 64 + 4 + 8 + 8 + 4 + 2 + 64 + 2 + 4096 + 1 + 64 * 9, "%s: payload size", tn);
                 is_int(proto_decode(type, f.payload, f.len, &out, NULL, NULL), -EBADMSG,
                        "%s: no entry storage: refused", tn);
                 if (t == 0)
@@ -608,16 +628,16 @@ static void test_roundtrips(void)
 
         /* two frames back to back in one buffer */
         {
-                struct dchat_msg a = { .type = MSG_REQUEST, .tag = 1, .request = { 5 } };
-                struct dchat_msg b = { .type = MSG_REPLY, .tag = 2, .reply = { 6, 5 } };
+                struct dchat_msg a = { .type = MSG_REQUEST, .tag = 1, .request = { 5, NULL } };
+                struct dchat_msg b = { .type = MSG_REPLY, .tag = 2, .reply = { 6, 5, NULL } };
                 struct wbuf w = {0};
                 uint8_t t1, t2;
                 int r1 = proto_encode(&w, &a), r2 = proto_encode(&w, &b);
                 int n1 = proto_check_header(w.data, &t1);
                 int n2 = n1 > 0 ? proto_check_header(w.data + DCHAT_FRAME_HDR + n1, &t2) : -1;
-                ok(r1 == 0 && r2 == 0 && n1 == 12 && t1 == MSG_REQUEST && n2 == 20 && t2 == MSG_REPLY &&
+                ok(r1 == 0 && r2 == 0 && n1 == 13 && t1 == MSG_REQUEST && n2 == 21 && t2 == MSG_REPLY &&
                    w.len == (size_t) (2 * DCHAT_FRAME_HDR + n1 + n2) &&
-                   proto_decode(t2, w.data + 2 * DCHAT_FRAME_HDR + n1, (size_t) n2, &out, NULL, NULL) == 0 &&
+                   proto_decode(t2, w.data + 2 * DCHAT_FRAME_HDR + n1, (size_t) n2, &out, &eout, NULL) == 0 &&
                    out.reply.clock == 6, "two frames appended to one buffer are read back in turn");
                 wbuf_free(&w);
         }
@@ -697,6 +717,7 @@ static void raw_entry(struct wbuf *b, const char *node, size_t nl, const char *a
         wbuf_put_u32(b, (uint32_t) utc);
         wbuf_put_str(b, author, al);
         wbuf_put_str(b, text, tl);
+        wbuf_put_u8(b, 0);                      /* an empty vector clock */
 }
 
 static int decode_entry(const struct wbuf *b)
@@ -724,6 +745,9 @@ static void raw_group(struct wbuf *b, uint16_t n, struct dchat_str name, struct 
                 wbuf_put_u64(b, 9);
                 wbuf_put_str(b, note.p, note.len);
         }
+        wbuf_put_u32(b, 10);                    /* trace: events, capacity, bytes */
+        wbuf_put_u32(b, 10000);
+        wbuf_put_u64(b, 1 << 20);
 }
 
 static size_t raw_npeers_off;   /* where raw_status put n_peers */
@@ -855,9 +879,11 @@ static void test_malformed(void)
         b.data[4 + 8 + 8 + 1] = 200;    /* node length 5 -> 200 */
         is_int(decode_entry(&b), -EBADMSG, "entry: a node length past the end refused");
         b.data[4 + 8 + 8 + 1] = 5;
-        b.data[b.len - 5 - 1] = 6;      /* text length 5 -> 6 */
+        b.data[b.len - 1 - 5 - 1] = 6;  /* text length 5 -> 6 (then the clock's count byte is text) */
+        b.len--;
         is_int(decode_entry(&b), -EBADMSG, "entry: a text length one past the end refused");
-        b.data[b.len - 5 - 1] = 4;      /* text length 5 -> 4: a byte left over */
+        b.len++;
+        b.data[b.len - 1 - 5 - 1] = 4;  /* text length 5 -> 4: the "o" is read as a clock of 111 components */
         is_int(decode_entry(&b), -EBADMSG, "entry: a text length one short (trailing byte) refused");
         wbuf_reset(&b);
 
@@ -1086,8 +1112,9 @@ static void test_encode_limits(void)
         m = (struct dchat_msg) { .type = MSG_POST, .post = { 0, 0, { big, UINT16_MAX } } };
         is_int(proto_encode(&b, &m), -EMSGSIZE, "limit: a POST with 65535 bytes of text: -EMSGSIZE");
         ok(b.len == before, "limit: the buffer is as it was");
-        ok(proto_check_header(b.data, &type) == 12 && type == MSG_REQUEST &&
-           proto_decode(type, b.data + DCHAT_FRAME_HDR, 12, &out, NULL, NULL) == 0 && out.request.ts == 42,
+        static struct dchat_entry ve;
+        ok(proto_check_header(b.data, &type) == 13 && type == MSG_REQUEST &&
+           proto_decode(type, b.data + DCHAT_FRAME_HDR, 13, &out, &ve, NULL) == 0 && out.request.ts == 42,
            "limit: the frame before is intact");
         is_int(proto_encode(&b, &(struct dchat_msg) { .type = MSG_REQUEST, .request = { 43 } }), 0,
                "limit: the buffer takes frames again");
@@ -1411,7 +1438,7 @@ static void test_time(void)
                                              "VIEW", "ENTRY", "VIEW_END", "ERROR", "POST", "POSTED", "STATUS",
                                              "STATUS_REPLY", "HEARTBEAT", "FOLLOW", "CLUSTER", "ENTRY_DAMAGED",
                                              "RAFT", "LEADER", "DIGEST", "DIGEST_REPLY", "VERIFY", "VERIFY_REPLY",
-                                             "GROUP", "GROUP_REPLY", "MEMBER", "MEMBER_REPLY" };
+                                             "GROUP", "GROUP_REPLY", "MEMBER", "MEMBER_REPLY", "TRACE", "TRACE_EVENTS", "TRACE_END" };
         bool names_ok = sizeof types / sizeof types[0] == _MSG_MAX;
         for (unsigned t = 0; t < _MSG_MAX && names_ok; t++)
                 names_ok = strcmp(proto_type_name((uint8_t) t), types[t]) == 0;
@@ -1526,11 +1553,124 @@ static void test_group_messages(void)
         wbuf_free(&f.b);
 }
 
+/* TRACE, TRACE_EVENTS (and its events) and TRACE_END: round trips and what is refused. */
+static void test_trace(void)
+{
+        static struct dchat_entry e;
+        struct dchat_msg in, out;
+        struct frame f = {0};
+        struct wbuf names = {0}, evs = {0}, b = {0};
+        struct dchat_trace_event ev = {
+                .no = 42, .time_us = UINT64_C(1767600000123456), .kind = TK_REPLY_DEFERRED, .peer = 2,
+                .lamport = 9, .request_ts = 8, .fence = 0, .fence_idx = 0, .seq = 0, .send_vt = 0,
+                .vc = { 3, { 4, 2, 1000000000007 } } };
+        struct dchat_trace_event got;
+
+        in = (struct dchat_msg) { .type = MSG_TRACE, .tag = 3, .trace = { TRACE_CLUSTER, 1, UINT64_MAX, 5, 7 } };
+        if (is_int(roundtrip(&f, &in, &out, NULL, NULL), 0, "TRACE: round trip"))
+                ok(out.trace.scope == TRACE_CLUSTER && out.trace.since_us == 1 && out.trace.until_us == UINT64_MAX &&
+                   out.trace.from_no == 5 && out.trace.upto_no == 7, "TRACE: every field");
+        check_truncations(&f, "TRACE");
+        f.b.data[DCHAT_FRAME_HDR + 4] = 2;
+        is_int(proto_decode(MSG_TRACE, f.payload, f.len, &out, NULL, NULL), -EBADMSG, "TRACE: scope 2 refused");
+        wbuf_free(&f.b);
+
+        for (unsigned i = 1; i <= 3; i++) {
+                char n[8];
+                snprintf(n, sizeof n, "node%u", i);
+                wbuf_put_str(&names, n, strlen(n));
+        }
+        proto_trace_put(&evs, &ev);
+        ev.no = 43, ev.kind = TK_POST_STORED, ev.peer = DCHAT_TRACE_NONE, ev.fence = 7, ev.fence_idx = 2, ev.seq = 99;
+        proto_trace_put(&evs, &ev);
+        in = (struct dchat_msg) { .type = MSG_TRACE_EVENTS, .tag = 9, .trace_events = { S("node2"), 3, 3, names.data,
+                names.len, 40, 43, 44, 1, 2, evs.data, evs.len } };
+        if (is_int(roundtrip(&f, &in, &out, &e, NULL), 0, "TRACE_EVENTS: round trip")) {
+                struct rbuf r = { .p = out.trace_events.p, .len = out.trace_events.len };
+                ok(out.trace_events.n == 2 && out.trace_events.n_names == 3 && out.trace_events.upto_no == 43 &&
+                   out.trace_events.done == 1 && proto_trace_next(&r, 3, &got) == 1 && got.no == 42 &&
+                   got.kind == TK_REPLY_DEFERRED && got.peer == 2 && got.vc.c[2] == 1000000000007 &&
+                   got.time_us == UINT64_C(1767600000123456) && proto_trace_next(&r, 3, &got) == 1 &&
+                   got.seq == 99 && got.fence_idx == 2 && got.peer == DCHAT_TRACE_NONE &&
+                   proto_trace_next(&r, 3, &got) == 0, "TRACE_EVENTS: the page and both events");
+                struct rbuf rn = { .p = out.trace_events.names, .len = out.trace_events.names_len };
+                struct dchat_str nm;
+                unsigned k = 0;
+                while (proto_trace_name_next(&rn, &nm) == 1)
+                        k++;
+                is_int(k, 3, "TRACE_EVENTS: its three names");
+        }
+        check_truncations(&f, "TRACE_EVENTS");
+        wbuf_free(&f.b);
+        is_str(proto_trace_kind_name(TK_CS_ENTER), "cs-enter", "trace kinds are the journal events' names");
+        is_int(proto_trace_kind_by_name("peer-restarted"), TK_PEER_RESTARTED, "... and back");
+        ok(proto_trace_kind_name(0) == NULL && proto_trace_kind_name(_TK_MAX) == NULL &&
+           proto_trace_kind_by_name("started") == 0, "... none for what a ring does not hold");
+
+        /* events that do not fit their page */
+        static const struct { const char *what; uint8_t kind, peer; uint16_t vc_n; uint64_t no; } bad[] = {
+                { "kind 0", 0, 1, 3, 1 },
+                { "an unknown kind", _TK_MAX, 1, 3, 1 },
+                { "a peer beyond the page's names", TK_REQUEST_SENT, 3, 3, 1 },
+                { "a vector clock of other peers (2 components, 3 names)", TK_REQUEST_SENT, 1, 2, 1 },
+                { "event number 0", TK_REQUEST_SENT, 1, 3, 0 },
+        };
+        for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+                struct dchat_trace_event x = ev;
+                x.kind = bad[k].kind, x.peer = bad[k].peer, x.vc.n = bad[k].vc_n, x.no = bad[k].no;
+                wbuf_reset(&b);
+                proto_trace_put(&b, &x);
+                in.trace_events.p = b.data, in.trace_events.len = b.len, in.trace_events.n = 1;
+                wbuf_reset(&f.b);
+                is_int(roundtrip(&f, &in, &out, &e, NULL), -EBADMSG, "TRACE_EVENTS: an event with %s refused",
+                       bad[k].what);
+        }
+        wbuf_free(&f.b);
+        in.trace_events.p = evs.data, in.trace_events.len = evs.len, in.trace_events.n = 3;
+        is_int(roundtrip(&f, &in, &out, &e, NULL), -EBADMSG, "TRACE_EVENTS: fewer events than it counts refused");
+        wbuf_free(&f.b);
+        in.trace_events.n = 2, in.trace_events.n_names = 0;
+        is_int(roundtrip(&f, &in, &out, &e, NULL), -EBADMSG, "TRACE_EVENTS: no names refused");
+        wbuf_free(&f.b);
+        wbuf_reset(&names);
+        wbuf_put_str(&names, "node\n1", 6);
+        in.trace_events.n_names = 1, in.trace_events.names = names.data, in.trace_events.names_len = names.len;
+        in.trace_events.n = 0, in.trace_events.len = 0;
+        is_int(roundtrip(&f, &in, &out, &e, NULL), -EBADMSG, "TRACE_EVENTS: a name with a newline refused");
+        wbuf_free(&f.b);
+
+        /* TRACE_END */
+        wbuf_reset(&b);
+        proto_trace_missing_put(&b, "node3", 17, "no answer within 3000 ms");
+        in = (struct dchat_msg) { .type = MSG_TRACE_END, .tag = 9, .trace_end = { 3, 1, b.data, b.len } };
+        if (is_int(roundtrip(&f, &in, &out, NULL, NULL), 0, "TRACE_END: round trip")) {
+                struct rbuf r = { .p = out.trace_end.p, .len = out.trace_end.len };
+                struct dchat_str nm, why;
+                uint64_t k;
+                ok(out.trace_end.asked == 3 && out.trace_end.n == 1 && proto_trace_missing_next(&r, &nm, &k, &why) == 1 &&
+                   k == 17 && str_eq(why, "no answer within 3000 ms", 24), "TRACE_END: who is missing, and why");
+        }
+        check_truncations(&f, "TRACE_END");
+        wbuf_free(&f.b);
+        in.trace_end.asked = 0;
+        is_int(roundtrip(&f, &in, &out, NULL, NULL), -EBADMSG, "TRACE_END: more missing than asked refused");
+        wbuf_free(&f.b);
+        wbuf_reset(&b);
+        proto_trace_missing_put(&b, "node3", 0, "no\x1b[2Janswer");
+        in.trace_end = (typeof(in.trace_end)) { 3, 1, b.data, b.len };
+        is_int(roundtrip(&f, &in, &out, NULL, NULL), -EBADMSG, "TRACE_END: a why with an escape refused");
+        wbuf_free(&f.b);
+        wbuf_free(&b);
+        wbuf_free(&names);
+        wbuf_free(&evs);
+}
+
 int main(void)
 {
         plan_no_plan();
         test_roundtrips();
         test_group_messages();
+        test_trace();
         test_header();
         test_malformed();
         test_encode_limits();

@@ -7,7 +7,8 @@
  * randomized simulation of 2..6 machines over FIFO channels that checks
  * mutual exclusion, liveness, fairness and the global order of entries at
  * every step, with and without faults (withdrawn requests, links cut with
- * their messages lost, spurious link-ups).
+ * their messages lost, spurious link-ups); the vector clocks the messages
+ * carry put every entry causally after the exit before it.
  *
  * A failing simulation prints its seed and the last events; to replay one:
  *      DCHAT_RA_SEED=<seed> tests/unit/test-ra
@@ -38,6 +39,10 @@ static const char *kind_name(enum ra_action_kind k)
                 return "DEFER";
         case RA_ENTER:
                 return "ENTER";
+        case RA_EXIT:
+                return "EXIT";
+        case RA_WITHDRAW:
+                return "WITHDRAW";
         }
         return "?";
 }
@@ -87,6 +92,34 @@ static bool only(const struct ra_actions *o, enum ra_action_kind k, unsigned pee
         return o->n == 1 && has(o, k, peer, ts, clock);
 }
 
+/*
+ * ra_release, with the note it starts with (EXIT when it held the
+ * section, WITHDRAW when it only wanted it) checked and taken off, so that
+ * o holds what goes out.  A missing or wrong note is counted in bad_notes.
+ */
+static unsigned bad_notes, releases;
+static struct vclock note_vc;   /* the last note's vector clock */
+static void release(struct ra *ra, struct ra_actions *o)
+{
+        enum ra_state was = ra->state;
+
+        ra_release(ra, o);
+        releases++;
+        if (o->n)
+                ra_action_vclock(ra, &o->a[0], &note_vc);
+        if (was == RA_RELEASED) {
+                bad_notes += o->n != 0;
+                return;
+        }
+        if (o->n == 0 || o->a[0].kind != (was == RA_HELD ? RA_EXIT : RA_WITHDRAW) || o->a[0].peer != ra->self ||
+            o->a[0].ts != ra->req_ts) {
+                bad_notes++;
+                return;
+        }
+        memmove(&o->a[0], &o->a[1], (o->n - 1) * sizeof o->a[0]);
+        o->n--;
+}
+
 /* For "if (!ok(...)) show(&o);": prints what the machine did. */
 static void show(const struct ra_actions *o)
 {
@@ -110,10 +143,10 @@ static void test_single(void)
         is_int(ra.state, RA_HELD, "n=1: held");
         is_int(ra_request(&ra, &o), -1, "n=1: a second request while held is refused");
         is_int(o.n, 0, "n=1: ... with no actions");
-        ra_release(&ra, &o);
+        release(&ra, &o);
         is_int(o.n, 0, "n=1: release sends nothing");
         is_int(ra.state, RA_RELEASED, "n=1: released again");
-        ra_release(&ra, &o);
+        release(&ra, &o);
         is_int(o.n, 0, "n=1: a release while released does nothing");
         is_int(ra_request(&ra, &o), 0, "n=1: request again");
         if (!ok(only(&o, RA_ENTER, 0, 2, 2), "n=1: enters with ts 2"))
@@ -141,19 +174,19 @@ static void test_two_sequential(void)
         is_int(A.state, RA_WANTED, "seq: a wanted");
         is_int(A.req_ts, 1, "seq: a's req_ts = its clock");
 
-        ra_on_request(&B, 0, 1, &o);
+        ra_on_request(&B, 0, 1, NULL, &o);
         if (!ok(o.n == 2 && o.a[0].kind == RA_GOT_REQUEST && has(&o, RA_GOT_REQUEST, 0, 1, 2) &&
            has(&o, RA_SEND_REPLY, 0, 1, 3), "seq: b notes the request (clock 2) and replies (clock 3)"))
                 show(&o);
         is_int(B.deferred, 0, "seq: b defers nothing");
 
-        ra_on_reply(&A, 1, 3, 1, &o);
+        ra_on_reply(&A, 1, 3, 1, NULL, &o);
         if (!ok(o.n == 2 && has(&o, RA_GOT_REPLY, 1, 1, 4) && has(&o, RA_ENTER, 0, 1, 4) && o.a[1].kind == RA_ENTER,
            "seq: a notes the reply (clock 4), then ENTER"))
                 show(&o);
         is_int(A.state, RA_HELD, "seq: a held");
 
-        ra_release(&A, &o);
+        release(&A, &o);
         is_int(o.n, 0, "seq: release with nothing deferred sends nothing");
         is_int(A.state, RA_RELEASED, "seq: a released");
         is_int(A.clock, 4, "seq: release without sends leaves the clock");
@@ -163,10 +196,10 @@ static void test_two_sequential(void)
         is_int(ra_request(&B, &o), 0, "seq: b requests");
         if (!ok(only(&o, RA_SEND_REQUEST, 0, 4, 4), "seq: b's REQUEST carries ts 4 (its clock 3, +1)"))
                 show(&o);
-        ra_on_request(&A, 1, 4, &o);
+        ra_on_request(&A, 1, 4, NULL, &o);
         if (!ok(has(&o, RA_SEND_REPLY, 1, 4, 6) && !find(&o, RA_DEFER, 1), "seq: a (released) replies at once"))
                 show(&o);
-        ra_on_reply(&B, 0, 6, 4, &o);
+        ra_on_reply(&B, 0, 6, 4, NULL, &o);
         if (!ok(has(&o, RA_ENTER, 1, 4, 7), "seq: b enters with ts 4, clock 7"))
                 show(&o);
 }
@@ -194,7 +227,7 @@ static void concurrent_case(unsigned older, unsigned younger, const char *label)
                 show(&o);
 
         /* the younger's request reaches the older: deferred */
-        ra_on_request(O, younger, 6, &o);
+        ra_on_request(O, younger, 6, NULL, &o);
         if (!ok(o.n == 2 && has(&o, RA_GOT_REQUEST, younger, 6, 7) && has(&o, RA_DEFER, younger, 6, 7),
            "%s: older defers the younger (DEFER ts 6, clock 7), no reply", label))
                 show(&o);
@@ -202,24 +235,24 @@ static void concurrent_case(unsigned older, unsigned younger, const char *label)
            "%s: older owes the younger a reply for ts 6", label);
 
         /* the older's request reaches the younger: replied */
-        ra_on_request(Y, older, 1, &o);
+        ra_on_request(Y, older, 1, NULL, &o);
         if (!ok(o.n == 2 && has(&o, RA_GOT_REQUEST, older, 1, 7) && has(&o, RA_SEND_REPLY, older, 1, 8),
            "%s: younger replies to the older (ts 1, clock 8)", label))
                 show(&o);
         is_int(Y->deferred, 0, "%s: younger defers nothing", label);
         is_int(Y->state, RA_WANTED, "%s: younger still wanted", label);
 
-        ra_on_reply(O, younger, 8, 1, &o);
+        ra_on_reply(O, younger, 8, 1, NULL, &o);
         if (!ok(has(&o, RA_ENTER, older, 1, 9), "%s: older enters (clock 9)", label))
                 show(&o);
         ok(O->state == RA_HELD && Y->state == RA_WANTED, "%s: older held, younger waiting", label);
 
-        ra_release(O, &o);
+        release(O, &o);
         if (!ok(only(&o, RA_SEND_REPLY, younger, 6, 10), "%s: release sends the deferred reply, ts 6, clock 10", label))
                 show(&o);
         is_int(O->deferred, 0, "%s: nothing owed after the release", label);
 
-        ra_on_reply(Y, older, 10, 6, &o);
+        ra_on_reply(Y, older, 10, 6, NULL, &o);
         if (!ok(has(&o, RA_ENTER, younger, 6, 11), "%s: younger enters (clock 11)", label))
                 show(&o);
 }
@@ -245,21 +278,21 @@ static void tie_case(const char *const names[2], const char *label)
         ok(ra_precedes(&R[0], 1, ib, 2, ia) && !ra_precedes(&R[0], 2, ia, 1, ib),
            "%s: a smaller timestamp wins over the name", label);
 
-        ra_on_request(&R[ia], ib, 1, &o);
+        ra_on_request(&R[ia], ib, 1, NULL, &o);
         if (!ok(find(&o, RA_DEFER, ib) && !find(&o, RA_SEND_REPLY, ib), "%s: a defers b", label))
                 show(&o);
-        ra_on_request(&R[ib], ia, 1, &o);
+        ra_on_request(&R[ib], ia, 1, NULL, &o);
         if (!ok(has(&o, RA_SEND_REPLY, ia, 1, 3) && !find(&o, RA_DEFER, ia), "%s: b replies to a", label))
                 show(&o);
 
-        ra_on_reply(&R[ia], ib, 3, 1, &o);
+        ra_on_reply(&R[ia], ib, 3, 1, NULL, &o);
         if (!ok(find(&o, RA_ENTER, ia) != NULL, "%s: a enters", label))
                 show(&o);
         ok(R[ia].state == RA_HELD && R[ib].state == RA_WANTED, "%s: only a is held", label);
-        ra_release(&R[ia], &o);
+        release(&R[ia], &o);
         if (!ok(only(&o, RA_SEND_REPLY, ib, 1, 5), "%s: a's release replies to b's ts 1", label))
                 show(&o);
-        ra_on_reply(&R[ib], ia, 5, 1, &o);
+        ra_on_reply(&R[ib], ia, 5, 1, NULL, &o);
         if (!ok(find(&o, RA_ENTER, ib) != NULL, "%s: then b enters", label))
                 show(&o);
 }
@@ -286,22 +319,22 @@ static void test_defer_held(void)
         ra_init(&A, 3, 0, names);
         A.clock = 10;
         ra_request(&A, &o);                     /* ts 11 */
-        ra_on_reply(&A, 1, 12, 11, &o);
-        ra_on_reply(&A, 2, 12, 11, &o);
+        ra_on_reply(&A, 1, 12, 11, NULL, &o);
+        ra_on_reply(&A, 2, 12, 11, NULL, &o);
         if (!ok(A.state == RA_HELD && find(&o, RA_ENTER, 0), "held: a holds with ts 11"))
                 show(&o);
 
         /* an older request (ts 3 < 11), e.g. a delayed one: still deferred */
-        ra_on_request(&A, 1, 3, &o);
+        ra_on_request(&A, 1, 3, NULL, &o);
         if (!ok(o.n == 2 && has(&o, RA_DEFER, 1, 3, 15), "held: an older request (ts 3) is deferred while held"))
                 show(&o);
         /* a younger one, and one that ties on ts with a smaller name than... no: b, c > a anyway */
-        ra_on_request(&A, 2, 40, &o);
+        ra_on_request(&A, 2, 40, NULL, &o);
         if (!ok(o.n == 2 && has(&o, RA_DEFER, 2, 40, 41), "held: a younger request (ts 40) is deferred"))
                 show(&o);
         is_int(count(&o, RA_SEND_REPLY), 0, "held: no reply goes out while held");
 
-        ra_release(&A, &o);
+        release(&A, &o);
         if (!ok(o.n == 2 && has(&o, RA_SEND_REPLY, 1, 3, 42) && has(&o, RA_SEND_REPLY, 2, 40, 43),
            "held: release replies to both, each with its request's ts, clock +1 per send"))
                 show(&o);
@@ -310,10 +343,10 @@ static void test_defer_held(void)
         struct ra B;
         ra_init(&B, 3, 1, names);
         ra_request(&B, &o);                     /* ts 1 */
-        ra_on_reply(&B, 0, 2, 1, &o);
-        ra_on_reply(&B, 2, 2, 1, &o);
+        ra_on_reply(&B, 0, 2, 1, NULL, &o);
+        ra_on_reply(&B, 2, 2, 1, NULL, &o);
         ok(B.state == RA_HELD, "held: b holds with ts 1");
-        ra_on_request(&B, 0, 1, &o);
+        ra_on_request(&B, 0, 1, NULL, &o);
         if (!ok(find(&o, RA_DEFER, 0) && !find(&o, RA_SEND_REPLY, 0),
            "held: (1,a) precedes (1,b) but is deferred while b holds"))
                 show(&o);
@@ -329,27 +362,27 @@ static void test_clocks(void)
 
         ra_init(&A, 3, 0, names);
         A.clock = 3;
-        ra_on_request(&A, 1, 10, &o);
+        ra_on_request(&A, 1, 10, NULL, &o);
         if (!ok(o.n == 2 && o.a[0].kind == RA_GOT_REQUEST && has(&o, RA_GOT_REQUEST, 1, 10, 11) &&
            has(&o, RA_SEND_REPLY, 1, 10, 12),
            "clock: receive ts 10 at clock 3: note at max(3,10)+1 = 11, reply sent at 12"))
                 show(&o);
         is_int(A.clock, 12, "clock: the machine's clock is the last action's");
 
-        ra_on_request(&A, 2, 5, &o);
+        ra_on_request(&A, 2, 5, NULL, &o);
         if (!ok(has(&o, RA_GOT_REQUEST, 2, 5, 13) && has(&o, RA_SEND_REPLY, 2, 5, 14),
            "clock: receive ts 5 at clock 12: max(12,5)+1 = 13, reply 14"))
                 show(&o);
 
-        ra_on_request(&A, 1, 14, &o);
+        ra_on_request(&A, 1, 14, NULL, &o);
         if (!ok(has(&o, RA_GOT_REQUEST, 1, 14, 15), "clock: receive ts equal to the clock: 15"))
                 show(&o);
 
         /* a reply moves the clock even when it grants nothing */
-        ra_on_reply(&A, 1, 100, 7, &o);
+        ra_on_reply(&A, 1, 100, 7, NULL, &o);
         if (!ok(only(&o, RA_GOT_REPLY, 1, 7, 101), "clock: a reply (clock 100) while released: noted at 101, nothing else"))
                 show(&o);
-        ra_on_reply(&A, 2, 50, 7, &o);
+        ra_on_reply(&A, 2, 50, 7, NULL, &o);
         if (!ok(only(&o, RA_GOT_REPLY, 2, 7, 102), "clock: a reply with an older clock: max(101,50)+1 = 102"))
                 show(&o);
 
@@ -360,15 +393,15 @@ static void test_clocks(void)
                 show(&o);
 
         /* DEFER carries the clock after the receive */
-        ra_on_request(&A, 1, 200, &o);
+        ra_on_request(&A, 1, 200, NULL, &o);
         if (!ok(o.n == 2 && has(&o, RA_DEFER, 1, 200, 201), "clock: DEFER at max(103,200)+1 = 201"))
                 show(&o);
 
         /* ENTER carries the clock after the last reply */
-        ra_on_reply(&A, 1, 150, 103, &o);
+        ra_on_reply(&A, 1, 150, 103, NULL, &o);
         if (!ok(only(&o, RA_GOT_REPLY, 1, 103, 202), "clock: first reply noted at 202, no ENTER yet"))
                 show(&o);
-        ra_on_reply(&A, 2, 300, 103, &o);
+        ra_on_reply(&A, 2, 300, 103, NULL, &o);
         if (!ok(o.n == 2 && has(&o, RA_GOT_REPLY, 2, 103, 301) && has(&o, RA_ENTER, 0, 103, 301),
            "clock: last reply (clock 300): noted and ENTER at 301"))
                 show(&o);
@@ -378,24 +411,24 @@ static void test_clocks(void)
         {
                 struct ra Z;
                 ra_init(&Z, 3, 0, names);
-                ra_on_request(&Z, 1, UINT64_MAX, &o);
+                ra_on_request(&Z, 1, UINT64_MAX, NULL, &o);
                 ok(Z.clock == UINT64_MAX && has(&o, RA_SEND_REPLY, 1, UINT64_MAX, UINT64_MAX),
                    "clock: a request at 2^64-1: the clock stays at 2^64-1, the reply too (no wrap to 0)");
                 ra_request(&Z, &o);
                 ok(Z.clock == UINT64_MAX && Z.req_ts == UINT64_MAX, "clock: a request at the end of the range: still 2^64-1");
-                ra_on_reply(&Z, 1, UINT64_MAX, UINT64_MAX, &o);
-                ra_on_reply(&Z, 2, UINT64_MAX - 1, UINT64_MAX, &o);
+                ra_on_reply(&Z, 1, UINT64_MAX, UINT64_MAX, NULL, &o);
+                ra_on_reply(&Z, 2, UINT64_MAX - 1, UINT64_MAX, NULL, &o);
                 ok(Z.state == RA_HELD && Z.clock == UINT64_MAX, "clock: replies at the end of the range: entered, 2^64-1");
-                ra_release(&Z, &o);
+                release(&Z, &o);
                 ok(Z.clock == UINT64_MAX, "clock: release at the end of the range: 2^64-1");
         }
 
-        ra_on_request(&A, 2, 10, &o);
+        ra_on_request(&A, 2, 10, NULL, &o);
         if (!ok(has(&o, RA_DEFER, 2, 10, 302), "clock: deferred while held at 302"))
                 show(&o);
 
         /* release: every reply is a send, +1 each, in peer order */
-        ra_release(&A, &o);
+        release(&A, &o);
         if (!ok(o.n == 2 && o.a[0].peer == 1 && has(&o, RA_SEND_REPLY, 1, 200, 303) && has(&o, RA_SEND_REPLY, 2, 10, 304),
            "clock: release: REPLY to b (ts 200) at 303, to c (ts 10) at 304"))
                 show(&o);
@@ -403,7 +436,7 @@ static void test_clocks(void)
 
         /* the clock never goes down, whatever comes in */
         uint64_t before = A.clock;
-        ra_on_request(&A, 1, 0, &o);
+        ra_on_request(&A, 1, 0, NULL, &o);
         ok(A.clock > before, "clock: a request with ts 0 still moves the clock forward");
 }
 
@@ -419,31 +452,31 @@ static void test_stale_replies(void)
         ra_request(&A, &o);                     /* ts 1 */
         uint64_t want = A.awaiting;
 
-        ra_on_reply(&A, 1, 1, 0, &o);
+        ra_on_reply(&A, 1, 1, 0, NULL, &o);
         if (!ok(only(&o, RA_GOT_REPLY, 1, 0, 2), "stale: a reply naming ts 0 is noted only"))
                 show(&o);
-        ra_on_reply(&A, 1, 1, 99, &o);
+        ra_on_reply(&A, 1, 1, 99, NULL, &o);
         if (!ok(o.n == 1 && o.a[0].kind == RA_GOT_REPLY, "stale: a reply naming ts 99 is noted only"))
                 show(&o);
         is_int(A.awaiting, want, "stale: still awaiting b and c");
 
-        ra_on_reply(&A, 1, 1, 1, &o);
+        ra_on_reply(&A, 1, 1, 1, NULL, &o);
         if (!ok(o.n == 1 && !find(&o, RA_ENTER, 0), "stale: b's right reply: no ENTER yet (c missing)"))
                 show(&o);
-        ra_on_reply(&A, 1, 1, 1, &o);
+        ra_on_reply(&A, 1, 1, 1, NULL, &o);
         if (!ok(o.n == 1 && !find(&o, RA_ENTER, 0), "stale: b's reply again grants nothing"))
                 show(&o);
         is_int(A.state, RA_WANTED, "stale: still wanted after a duplicate");
-        ra_on_reply(&A, 2, 1, 1, &o);
+        ra_on_reply(&A, 2, 1, 1, NULL, &o);
         if (!ok(find(&o, RA_ENTER, 0) != NULL, "stale: c's reply: ENTER"))
                 show(&o);
-        ra_on_reply(&A, 2, 1, 1, &o);
+        ra_on_reply(&A, 2, 1, 1, NULL, &o);
         if (!ok(o.n == 1 && o.a[0].kind == RA_GOT_REPLY, "stale: a duplicate reply while held: no second ENTER"))
                 show(&o);
         is_int(A.state, RA_HELD, "stale: still held");
 
-        ra_release(&A, &o);
-        ra_on_reply(&A, 1, 1, 1, &o);
+        release(&A, &o);
+        ra_on_reply(&A, 1, 1, 1, NULL, &o);
         if (!ok(o.n == 1 && o.a[0].kind == RA_GOT_REPLY && A.state == RA_RELEASED,
            "stale: a reply while released is ignored (beyond the clock)"))
                 show(&o);
@@ -451,20 +484,20 @@ static void test_stale_replies(void)
         /* the old request's replies must not count for the next request */
         ra_request(&A, &o);
         uint64_t ts = A.req_ts;
-        ra_on_reply(&A, 1, 1, 1, &o);
-        ra_on_reply(&A, 2, 1, 1, &o);
+        ra_on_reply(&A, 1, 1, 1, NULL, &o);
+        ra_on_reply(&A, 2, 1, 1, NULL, &o);
         ok(A.state == RA_WANTED && count(&o, RA_ENTER) == 0, "stale: replies to the previous request (ts 1) "
            "grant nothing to the new one (ts %" PRIu64 ")", ts);
 
         /* nonsense peers */
         uint64_t c = A.clock;
-        ra_on_reply(&A, 0, 1000, ts, &o);
+        ra_on_reply(&A, 0, 1000, ts, NULL, &o);
         ok(o.n == 0 && A.clock == c, "stale: a reply from self is dropped, clock untouched");
-        ra_on_reply(&A, 3, 1000, ts, &o);
+        ra_on_reply(&A, 3, 1000, ts, NULL, &o);
         ok(o.n == 0 && A.clock == c, "stale: a reply from peer 3 (n = 3) is dropped");
-        ra_on_request(&A, 0, 1000, &o);
+        ra_on_request(&A, 0, 1000, NULL, &o);
         ok(o.n == 0 && A.clock == c, "stale: a request from self is dropped");
-        ra_on_request(&A, 64, 1000, &o);
+        ra_on_request(&A, 64, 1000, NULL, &o);
         ok(o.n == 0 && A.clock == c, "stale: a request from peer 64 is dropped");
         ra_link_up(&A, 0, &o);
         is_int(o.n, 0, "stale: link_up(self) does nothing");
@@ -482,18 +515,18 @@ static void test_withdraw(void)
 
         ra_init(&A, 3, 0, names);
         ra_request(&A, &o);                     /* ts 1 */
-        ra_on_request(&A, 1, 5, &o);            /* b's younger request: deferred; clock 6 */
+        ra_on_request(&A, 1, 5, NULL, &o);            /* b's younger request: deferred; clock 6 */
         if (!ok(find(&o, RA_DEFER, 1) != NULL, "withdraw: a defers b's ts 5"))
                 show(&o);
-        ra_on_reply(&A, 2, 2, 1, &o);           /* c replied; clock 7 */
+        ra_on_reply(&A, 2, 2, 1, NULL, &o);           /* c replied; clock 7 */
         ok(A.state == RA_WANTED, "withdraw: a still wanted (b has not replied)");
 
-        ra_release(&A, &o);
+        release(&A, &o);
         if (!ok(only(&o, RA_SEND_REPLY, 1, 5, 8), "withdraw: giving up sends the deferred reply to b (ts 5)"))
                 show(&o);
         ok(A.state == RA_RELEASED && A.deferred == 0 && A.awaiting == 0, "withdraw: released, nothing owed or awaited");
 
-        ra_on_reply(&A, 1, 9, 1, &o);
+        ra_on_reply(&A, 1, 9, 1, NULL, &o);
         if (!ok(only(&o, RA_GOT_REPLY, 1, 1, 10) && A.state == RA_RELEASED,
            "withdraw: b's late reply to the withdrawn request is ignored"))
                 show(&o);
@@ -502,12 +535,12 @@ static void test_withdraw(void)
         if (!ok(o.n == 2 && has(&o, RA_SEND_REQUEST, 1, 11, 11) && has(&o, RA_SEND_REQUEST, 2, 11, 11),
            "withdraw: REQUEST ts 11 to b and c (c's old reply does not count)"))
                 show(&o);
-        ra_on_reply(&A, 2, 3, 1, &o);
-        ra_on_reply(&A, 1, 3, 1, &o);
+        ra_on_reply(&A, 2, 3, 1, NULL, &o);
+        ra_on_reply(&A, 1, 3, 1, NULL, &o);
         ok(A.state == RA_WANTED, "withdraw: replies to ts 1 grant nothing to ts 11");
-        ra_on_reply(&A, 1, 12, 11, &o);
+        ra_on_reply(&A, 1, 12, 11, NULL, &o);
         ok(count(&o, RA_ENTER) == 0, "withdraw: b's reply to ts 11: not yet");
-        ra_on_reply(&A, 2, 12, 11, &o);
+        ra_on_reply(&A, 2, 12, 11, NULL, &o);
         if (!ok(has(&o, RA_ENTER, 0, 11, A.clock), "withdraw: c's reply to ts 11: ENTER"))
                 show(&o);
 
@@ -515,7 +548,7 @@ static void test_withdraw(void)
         struct ra B;
         ra_init(&B, 3, 1, names);
         ra_request(&B, &o);
-        ra_release(&B, &o);
+        release(&B, &o);
         ok(o.n == 0 && B.state == RA_RELEASED, "withdraw: giving up with nothing owed sends nothing");
 }
 
@@ -532,7 +565,7 @@ static void test_link_up(void)
         is_int(o.n, 0, "link_up: released: nothing to resend");
 
         ra_request(&A, &o);                     /* ts 1, clock 1 */
-        ra_on_reply(&A, 1, 4, 1, &o);           /* b replied; clock 5 */
+        ra_on_reply(&A, 1, 4, 1, NULL, &o);           /* b replied; clock 5 */
         ra_link_up(&A, 1, &o);
         is_int(o.n, 0, "link_up: wanted, but b already replied: nothing");
         ra_link_up(&A, 2, &o);
@@ -540,7 +573,7 @@ static void test_link_up(void)
                 show(&o);
         is_int(A.clock, 5, "link_up: a resend does not move the clock");
         is_int(A.req_ts, 1, "link_up: nor the request's ts");
-        ra_on_reply(&A, 2, 6, 1, &o);
+        ra_on_reply(&A, 2, 6, 1, NULL, &o);
         ok(find(&o, RA_ENTER, 0) != NULL, "link_up: enters on c's reply");
         ra_link_up(&A, 2, &o);
         is_int(o.n, 0, "link_up: held: nothing to resend");
@@ -548,29 +581,29 @@ static void test_link_up(void)
         /* the receiving side: a repeated request while it is still deferred */
         ra_init(&B, 3, 1, names);
         ra_request(&B, &o);                     /* b: ts 1 */
-        ra_on_request(&B, 2, 1, &o);            /* (1,b) < (1,c): deferred */
+        ra_on_request(&B, 2, 1, NULL, &o);            /* (1,b) < (1,c): deferred */
         ok(find(&o, RA_DEFER, 2) != NULL, "link_up: b defers c's ts 1");
-        ra_on_request(&B, 2, 1, &o);            /* c's link came back up: the same request again */
+        ra_on_request(&B, 2, 1, NULL, &o);            /* c's link came back up: the same request again */
         if (!ok(o.n == 2 && find(&o, RA_DEFER, 2) && find(&o, RA_DEFER, 2)->ts == 1 && !find(&o, RA_SEND_REPLY, 2),
            "link_up: the repeat is deferred again, no reply"))
                 show(&o);
         ok(B.deferred == UINT64_C(1) << 2 && B.deferred_ts[2] == 1, "link_up: still one reply owed, for ts 1");
-        ra_on_reply(&B, 0, 1, 1, &o);
-        ra_on_reply(&B, 2, 1, 1, &o);
+        ra_on_reply(&B, 0, 1, 1, NULL, &o);
+        ra_on_reply(&B, 2, 1, 1, NULL, &o);
         ok(B.state == RA_HELD, "link_up: b enters");
-        ra_on_request(&B, 2, 1, &o);
+        ra_on_request(&B, 2, 1, NULL, &o);
         ok(find(&o, RA_DEFER, 2) && !find(&o, RA_SEND_REPLY, 2), "link_up: a repeat while held: deferred again");
-        ra_release(&B, &o);
+        release(&B, &o);
         if (!ok(o.n == 1 && has(&o, RA_SEND_REPLY, 2, 1, B.clock), "link_up: release: exactly one reply to c, ts 1"))
                 show(&o);
 
         /* a repeated request that was replied to is replied to again */
-        ra_on_request(&B, 2, 1, &o);
+        ra_on_request(&B, 2, 1, NULL, &o);
         if (!ok(o.n == 2 && find(&o, RA_SEND_REPLY, 2) && find(&o, RA_SEND_REPLY, 2)->ts == 1,
            "link_up: a repeat after the reply: replied again (the requester drops the duplicate)"))
                 show(&o);
-        ra_on_request(&B, 0, 7, &o);
-        ra_on_request(&B, 0, 7, &o);
+        ra_on_request(&B, 0, 7, NULL, &o);
+        ra_on_request(&B, 0, 7, NULL, &o);
         ok(find(&o, RA_SEND_REPLY, 0) && count(&o, RA_DEFER) == 0, "link_up: released: a repeat is replied again");
 }
 
@@ -602,7 +635,7 @@ static void all_replies_case(unsigned n, unsigned self)
         for (unsigned k = n; k-- > 0;) {
                 if (k == self)
                         continue;
-                ra_on_reply(&R, k, 1, R.req_ts, &o);
+                ra_on_reply(&R, k, 1, R.req_ts, NULL, &o);
                 left--;
                 if (left > 0 && count(&o, RA_ENTER))
                         early = true;
@@ -616,8 +649,8 @@ static void all_replies_case(unsigned n, unsigned self)
         /* all defer-able, then released: one reply each */
         for (unsigned k = 0; k < n; k++)
                 if (k != self)
-                        ra_on_request(&R, k, 1000 + k, &o);
-        ra_release(&R, &o);
+                        ra_on_request(&R, k, 1000 + k, NULL, &o);
+        release(&R, &o);
         bool replies_ok = o.n == n - 1;
         for (unsigned k = 0; k < n; k++)
                 if (k != self && !(find(&o, RA_SEND_REPLY, k) && find(&o, RA_SEND_REPLY, k)->ts == 1000 + k))
@@ -655,13 +688,13 @@ static void test_reuse(void)
         /* first entry: nothing held yet, so a asks both */
         ra_request(&A, &o);
         ok(count(&o, RA_SEND_REQUEST) == 2 && A.asked == 6, "rc: the first request asks every other peer");
-        ra_on_request(&B, 0, A.req_ts, &o);
-        ra_on_reply(&A, 1, o.a[1].clock, A.req_ts, &o);
-        ra_on_request(&C, 0, A.req_ts, &o);
-        ra_on_reply(&A, 2, o.a[1].clock, A.req_ts, &o);
+        ra_on_request(&B, 0, A.req_ts, NULL, &o);
+        ra_on_reply(&A, 1, o.a[1].clock, A.req_ts, NULL, &o);
+        ra_on_request(&C, 0, A.req_ts, NULL, &o);
+        ra_on_reply(&A, 2, o.a[1].clock, A.req_ts, NULL, &o);
         is_int(A.state, RA_HELD, "rc: a entered with both replies");
         ok(A.held == 6 && A.enter_ts == A.clock, "rc: a holds b's and c's permissions; enter_ts is the clock at entry");
-        ra_release(&A, &o);
+        release(&A, &o);
         is_int(o.n, 0, "rc: release with nothing deferred sends nothing");
         is_int(A.held, 6, "rc: ... and keeps the permissions");
 
@@ -675,18 +708,18 @@ static void test_reuse(void)
         ra_request(&B, &o);
         ok(count(&o, RA_SEND_REQUEST) == 2, "rc: b holds nothing: it asks a and c");
         uint64_t bts = B.req_ts;
-        ra_on_request(&A, 1, bts, &o);
+        ra_on_request(&A, 1, bts, NULL, &o);
         ok(find(&o, RA_DEFER, 1) != NULL, "rc: a (held) defers b");
-        ra_on_request(&C, 1, bts, &o);
-        ra_on_reply(&B, 2, o.a[1].clock, bts, &o);
-        ra_release(&A, &o);
+        ra_on_request(&C, 1, bts, NULL, &o);
+        ra_on_reply(&B, 2, o.a[1].clock, bts, NULL, &o);
+        release(&A, &o);
         if (!ok(count(&o, RA_SEND_REPLY) == 1 && find(&o, RA_SEND_REPLY, 1), "rc: a's release replies to b"))
                 show(&o);
         is_int(A.held, 4, "rc: a gave b's permission back and keeps c's");
-        ra_on_reply(&B, 0, o.a[0].clock, bts, &o);
+        ra_on_reply(&B, 0, o.a[0].clock, bts, NULL, &o);
         is_int(B.state, RA_HELD, "rc: b enters");
         ok(B.enter_ts > A.enter_ts, "rc: b's enter_ts is above a's last (the reply carried a's clock)");
-        ra_release(&B, &o);
+        release(&B, &o);
 
         /* a wants again: it asks b only (c's permission is still with it) */
         ra_request(&A, &o);
@@ -696,21 +729,21 @@ static void test_reuse(void)
         uint64_t ats = A.req_ts;
         /* meanwhile c asks with an older request: a gives c's permission back and asks c again */
         /* (a request older than a's: ts 1) */
-        ra_on_request(&A, 2, 1, &o);
+        ra_on_request(&A, 2, 1, NULL, &o);
         if (!ok(find(&o, RA_SEND_REPLY, 2) && find(&o, RA_SEND_REQUEST, 2) && find(&o, RA_SEND_REQUEST, 2)->ts == ats,
                 "rc: an older request on a reused permission: a replies and asks for it again"))
                 show(&o);
         ok(!(A.held & 4) && (A.awaiting & 4) && (A.asked & 4), "rc: ... c's permission is no longer held, now awaited");
         /* a younger request on a held permission is deferred, and nothing is asked */
-        ra_on_reply(&A, 1, 100, ats, &o);
-        ra_on_reply(&A, 2, 101, ats, &o);
+        ra_on_reply(&A, 1, 100, ats, NULL, &o);
+        ra_on_reply(&A, 2, 101, ats, NULL, &o);
         is_int(A.state, RA_HELD, "rc: a enters with b's and c's replies");
-        ra_release(&A, &o);
+        release(&A, &o);
         ra_request(&A, &o);
         is_int(A.state, RA_HELD, "rc: and again at once");
-        ra_on_request(&A, 1, A.req_ts + 5, &o);
+        ra_on_request(&A, 1, A.req_ts + 5, NULL, &o);
         ok(find(&o, RA_DEFER, 1) && !find(&o, RA_SEND_REQUEST, 1), "rc: a younger request is deferred, nothing asked");
-        ra_release(&A, &o);
+        release(&A, &o);
         ok(find(&o, RA_SEND_REPLY, 1) && !(A.held & 2), "rc: released: the deferred reply goes out with the permission");
 
         /* the failure detector: a dead or restarted peer's permission is forgotten */
@@ -720,10 +753,10 @@ static void test_reuse(void)
         ra_peer_up(&A, 2, false, &o);
         ra_request(&A, &o);
         ok(find(&o, RA_SEND_REQUEST, 2) != NULL, "rc: c back: a asks it again before entering");
-        ra_on_reply(&A, 2, 500, A.req_ts, &o);
-        ra_on_reply(&A, 1, 501, A.req_ts, &o);
+        ra_on_reply(&A, 2, 500, A.req_ts, NULL, &o);
+        ra_on_reply(&A, 1, 501, A.req_ts, NULL, &o);
         is_int(A.state, RA_HELD, "rc: a enters");
-        ra_release(&A, &o);
+        release(&A, &o);
         ok((A.held & 6) == 6, "rc: a holds both again");
         ra_peer_up(&A, 2, true, &o);
         ok(!(A.held & 4) && (A.held & 2), "rc: c restarted: its permission (and only its) forgotten");
@@ -734,9 +767,9 @@ static void test_reuse(void)
         ra_init(&A, 3, 0, names);
         ra_set_reuse(&A, false);
         ra_request(&A, &o);
-        ra_on_reply(&A, 1, 10, A.req_ts, &o);
-        ra_on_reply(&A, 2, 11, A.req_ts, &o);
-        ra_release(&A, &o);
+        ra_on_reply(&A, 1, 10, A.req_ts, NULL, &o);
+        ra_on_reply(&A, 2, 11, A.req_ts, NULL, &o);
+        release(&A, &o);
         ra_request(&A, &o);
         ok(count(&o, RA_SEND_REQUEST) == 2, "plain RA: the second request asks everyone again");
 }
@@ -754,6 +787,7 @@ enum { M_REQUEST, M_REPLY };
 struct msg {
         uint8_t kind;
         uint64_t a, b;          /* REQUEST: ts; REPLY: clock, req_ts */
+        uint64_t vc[6];         /* the sender's vector clock (SIM_PEERS components) */
 };
 
 struct chan {
@@ -772,6 +806,8 @@ struct sim {
         unsigned entries[SIM_PEERS];
         uint64_t last_clock[SIM_PEERS];
         bool entered_any;
+        bool exited_any;
+        struct vclock last_exit;        /* the vector clock of the last EXIT, across peers */
         uint64_t last_ts;       /* (ts, node) of the last ENTER, across peers */
         uint64_t last_enter_ts; /* (enter_ts, node) of the last ENTER */
         unsigned last_who;
@@ -867,6 +903,17 @@ static bool held_count_ok(struct sim *s)
 }
 
 /* Carry out what peer p's machine asked for, checking it on the way. */
+/* A message of action a of peer p, with p's vector clock at a. */
+static bool push_vc(struct sim *s, unsigned p, const struct ra_action *a, struct msg m)
+{
+        struct vclock v;
+
+        ra_action_vclock(&s->ra[p], a, &v);
+        for (unsigned i = 0; i < s->n; i++)
+                m.vc[i] = v.c[i];
+        return push(s, p, a->peer, m);
+}
+
 static bool run(struct sim *s, unsigned p, const struct ra_actions *o)
 {
         struct ra *r = &s->ra[p];
@@ -884,7 +931,7 @@ static bool run(struct sim *s, unsigned p, const struct ra_actions *o)
                 case RA_SEND_REQUEST:
                         if (a->peer == p || a->peer >= s->n || r->state != RA_WANTED || a->ts != r->req_ts)
                                 return fail(s, "%s: bad SEND_REQUEST", s->names[p]);
-                        if (!push(s, p, a->peer, (struct msg) { M_REQUEST, a->ts, 0 }))
+                        if (!push_vc(s, p, a, (struct msg) { M_REQUEST, a->ts, 0, {0} }))
                                 return false;
                         s->msgs++;
                         /* at most one REQUEST per other peer and request (link-ups aside) */
@@ -895,7 +942,7 @@ static bool run(struct sim *s, unsigned p, const struct ra_actions *o)
                 case RA_SEND_REPLY:
                         if (a->peer == p || a->peer >= s->n)
                                 return fail(s, "%s: bad SEND_REPLY", s->names[p]);
-                        if (!push(s, p, a->peer, (struct msg) { M_REPLY, a->clock, a->ts }))
+                        if (!push_vc(s, p, a, (struct msg) { M_REPLY, a->clock, a->ts, {0} }))
                                 return false;
                         s->msgs++;
                         break;
@@ -904,6 +951,8 @@ static bool run(struct sim *s, unsigned p, const struct ra_actions *o)
                         break;
                 case RA_GOT_REQUEST:
                 case RA_GOT_REPLY:
+                case RA_EXIT:
+                case RA_WITHDRAW:
                         break;
                 case RA_ENTER:
                         if (a->peer != p || r->state != RA_HELD || a->ts != r->req_ts)
@@ -923,6 +972,18 @@ static bool run(struct sim *s, unsigned p, const struct ra_actions *o)
                                                     "%s's request %" PRIu64, s->names[p], s->names[q],
                                                     s->ra[q].req_ts);
                         forget_request(s, p);
+                        /* causality: the exit before this entry happened before it (whoever's it was) */
+                        struct vclock ev;
+                        ra_action_vclock(r, a, &ev);
+                        if (s->exited_any && !vclock_before(&s->last_exit, &ev)) {
+                                char x[256], y[256];
+                                vclock_format(x, sizeof x, &s->last_exit, s->names, false);
+                                vclock_format(y, sizeof y, &ev, s->names, false);
+                                return fail(s, "causality: %s enters at [%s], not after the last exit at [%s]",
+                                            s->names[p], y, x);
+                        }
+                        if (vclock_compare(&r->enter_vc, &ev) != VCLOCK_EQUAL)
+                                return fail(s, "%s: enter_vc is not the ENTER's vector clock", s->names[p]);
                         /* order (plain RA): entries strictly increase in (ts, name) across the cluster */
                         if (s->entered_any && !s->reuse && !before(s, s->last_ts, s->last_who, r->req_ts, p))
                                 return fail(s, "order: %s enters with (%" PRIu64 ",%s) after (%" PRIu64 ",%s)",
@@ -958,6 +1019,11 @@ static bool deliver(struct sim *s, unsigned from, unsigned to)
         struct chan *c = &s->ch[from][to];
         struct msg m = c->m[c->head];
         struct ra_actions o;
+        struct vclock v;
+
+        vclock_init(&v, s->n);
+        for (unsigned i = 0; i < s->n; i++)
+                v.c[i] = m.vc[i];
 
         c->head = (c->head + 1) % CHAN_CAP;
         c->len--;
@@ -966,12 +1032,12 @@ static bool deliver(struct sim *s, unsigned from, unsigned to)
                         s->ties++;
                 if (s->ra[from].state == RA_WANTED && s->ra[from].req_ts == m.a)
                         s->seen[from][to] = true;
-                ra_on_request(&s->ra[to], from, m.a, &o);
+                ra_on_request(&s->ra[to], from, m.a, &v, &o);
                 if (s->ra[to].clock <= m.a)
                         return fail(s, "%s: clock %" PRIu64 " not past the received ts %" PRIu64, s->names[to],
                                     s->ra[to].clock, m.a);
         } else {
-                ra_on_reply(&s->ra[to], from, m.a, m.b, &o);
+                ra_on_reply(&s->ra[to], from, m.a, m.b, &v, &o);
                 if (s->ra[to].clock <= m.a)
                         return fail(s, "%s: clock %" PRIu64 " not past the received clock %" PRIu64, s->names[to],
                                     s->ra[to].clock, m.a);
@@ -1062,6 +1128,7 @@ static bool simulate(struct sim *s, uint64_t seed, bool faults, bool reuse, bool
                 s->last_clock[i] = 0;
         }
         s->entered_any = false;
+        s->exited_any = false;
         s->ntrace = 0;
         s->why[0] = '\0';
 
@@ -1085,14 +1152,16 @@ static bool simulate(struct sim *s, uint64_t seed, bool faults, bool reuse, bool
                         run(s, p, &o);
                 } else if (r >= 50 && r < 50 + p_release && held_peer(s, &p)) {
                         tr(s, "step %u: %s releases", s->step, s->names[p]);
-                        ra_release(&s->ra[p], &o);
+                        release(&s->ra[p], &o);
+                        s->last_exit = note_vc;
+                        s->exited_any = true;
                         run(s, p, &o);
                 } else if (faults && r == 99 && s->ra[p].state == RA_WANTED) {
                         /* a post timed out: give the request up */
                         tr(s, "step %u: %s withdraws (%" PRIu64 ")", s->step, s->names[p], s->ra[p].req_ts);
                         s->withdrawals++;
                         forget_request(s, p);
-                        ra_release(&s->ra[p], &o);
+                        release(&s->ra[p], &o);
                         run(s, p, &o);
                 } else if (faults && r == 98 && cuts_left > 0) {
                         /* the link p<->q breaks: what was in flight is lost; both sides reconnect */
@@ -1209,6 +1278,53 @@ static void test_simulation(void)
            "sim: the runs exercised deferral, ties, withdrawal, lost messages and duplicates");
 }
 
+/* The vector clocks that ride along: every action an event, receives merge, enter_vc, bases, notes. */
+static void test_vclocks(void)
+{
+        static const char *const names[] = { "a", "b" };
+        struct ra A, B;
+        struct ra_actions o;
+        struct vclock v, w;
+        char buf[128];
+
+        ra_init(&A, 2, 0, names);
+        ra_init(&B, 2, 1, names);
+        ra_request(&A, &o);
+        ra_action_vclock(&A, &o.a[0], &v);
+        vclock_format(buf, sizeof buf, &v, names, false);
+        is_str(buf, "a:1,b:0", "vc: A's REQUEST is its first event");
+        ra_on_request(&B, 0, A.req_ts, &v, &o);
+        ok(o.n == 2 && o.a[0].kind == RA_GOT_REQUEST && o.a[0].vt == 1 && o.a[1].kind == RA_SEND_REPLY &&
+           o.a[1].vt == 2, "vc: B's receive and reply are its events 1 and 2");
+        ra_action_vclock(&B, &o.a[1], &w);
+        vclock_format(buf, sizeof buf, &w, names, false);
+        is_str(buf, "a:1,b:2", "vc: B's REPLY carries what it knows of A (merged before its receive)");
+        ra_on_reply(&A, 1, o.a[1].clock, A.req_ts, &w, &o);
+        ok(o.n == 2 && o.a[1].kind == RA_ENTER && o.a[1].vt == 3, "vc: A enters at its event 3");
+        vclock_format(buf, sizeof buf, &A.enter_vc, names, false);
+        is_str(buf, "a:3,b:2", "vc: enter_vc is the ENTER's clock, B's reply merged");
+        ok(vclock_before(&w, &A.enter_vc), "vc: B's reply happened before A's entry");
+        is_int(ra_local_event(&A), 4, "vc: ra_local_event counts an event of the caller's (a post stored)");
+        release(&A, &o);
+        ok(note_vc.c[0] == 5 && note_vc.c[1] == 2, "vc: the EXIT note is an event (5) too");
+        ra_release(&B, &o);
+        is_int(o.n, 0, "vc: releasing what is not held or wanted: no note, no tick");
+        is_int(B.vc.c[1], 2, "... B's component unchanged");
+        /* a restarted life starts above anything its earlier life reached */
+        ra_init(&B, 2, 1, names);
+        ra_set_vclock_base(&B, 1000000000000ULL);
+        ra_request(&B, &o);
+        ra_action_vclock(&B, &o.a[0], &v);
+        ok(v.c[1] == 1000000000001ULL && !vclock_before(&v, &w), "vc: a new life's first event (base 10^12 + 1) "
+           "does not come before its earlier life's");
+        ra_set_vclock_base(&B, 5);
+        is_int(B.vc.c[1], 1000000000001ULL, "vc: a base never moves the clock back");
+        /* a REQUEST without a clock (an older peer, or one whose peers differ) merges nothing */
+        ra_init(&A, 2, 0, names);
+        ra_on_request(&A, 1, 7, NULL, &o);
+        ok(A.vc.c[0] == 2 && A.vc.c[1] == 0, "vc: no clock with a REQUEST: only the own events count");
+}
+
 int main(void)
 {
         plan_no_plan();
@@ -1222,6 +1338,9 @@ int main(void)
         test_link_up();
         test_many();
         test_reuse();
+        test_vclocks();
         test_simulation();
+        is_int(bad_notes, 0, "each of %u releases started with its note (EXIT when held, WITHDRAW when wanted), none "
+               "when released", releases);
         return done_testing();
 }

@@ -107,8 +107,20 @@
  *     589536d (any frame is a sign of life) some request waits forever
  *     behind a one-way cut (item 8).
  *
- * Environment: DCHAT_SIM_SEED=<seed> replays one schedule (DCHAT_SIM_TRACE=<n>
- * shows its last n events even if it passes), DCHAT_SIM_RUNS=<n> sets the
+ *   - causal order: REQUEST and REPLY carry the sender's vector clock, and
+ *     every peer records its protocol events as dchatd's ring does
+ *     (mesh.c, postq.c: the same events, the same clocks, its own component
+ *     going on across its restarts); in the first DCHAT_SIM_CHECKED
+ *     schedules (default 5000) the trace checker of `dchatctl trace --check`
+ *     (cli/tmodel.c) must find every critical section after the exit
+ *     before it (or entered on a suspicion), every deferral answered, and
+ *     the fences increasing.
+ *
+ * Environment: DCHAT_SIM_SEED=<seed> replays one schedule and prints all its
+ * events (DCHAT_SIM_TRACE=<n>: its last n), and with DCHAT_SIM_JSON=FILE
+ * writes the peers' protocol events to FILE as `dchatctl trace --format
+ * json` does, for `dchatctl trace --from FILE` (to draw it, check it, or
+ * send it to ShiViz), DCHAT_SIM_RUNS=<n> sets the
  * number of schedules (default 100000), DCHAT_SIM_TRACE=<n> shows the last n
  * events of a failure (default 30), DCHAT_SIM_LIST=1 lists every failing
  * seed; DCHAT_SIM_OLD_POST_IDS=1 and DCHAT_SIM_OLD_LIVENESS=1 run the old
@@ -125,6 +137,8 @@
 #include "proto.h"
 #include "ra.h"
 #include "tap.h"
+#include "../../cli/json.c"
+#include "../../cli/tmodel.c"
 
 #define NMAX            9
 #define NCHAN           (NMAX * NMAX + 3 * NMAX)
@@ -160,6 +174,7 @@ struct msg {
         uint64_t ready, a, b;
         uint32_t c, d, e, f;
         uint8_t kind;
+        uint64_t vc[NMAX];              /* REQUEST, REPLY: the sender's vector clock */
 };
 
 struct chan {
@@ -250,6 +265,8 @@ struct speer {
         uint32_t fence_idx;
         uint64_t fd_gen, dl_gen;
         uint64_t wanted_since, observed;
+        uint64_t vc_high;               /* the highest own vector-clock component of any life (peer.c's reservation) */
+        uint64_t events;                /* its events recorded (their no=) */
 };
 
 enum fkind { F_CRASH, F_PARTITION, F_CUT, F_SCUT, F_SRV_RESTART, F_ONEWAY, F_KINDS };
@@ -269,7 +286,7 @@ struct fault {
         uint64_t start, end;
 };
 
-enum check { C_ME, C_FENCE, C_ONCE, C_ANSWER, C_LIVE, C_CLOCK, C_SIM, C_N };
+enum check { C_ME, C_FENCE, C_ONCE, C_ANSWER, C_LIVE, C_CLOCK, C_CAUSAL, C_SIM, C_N };
 
 static const char *const check_names[C_N] = {
         "mutual exclusion among clean entries",
@@ -278,6 +295,7 @@ static const char *const check_names[C_N] = {
         "every post answered once, by its deadline",
         "liveness after the faults (requests granted, posts stored)",
         "requests above every fence the peer was told of",
+        "the trace's causal order (dchatctl trace --check)",
         "simulator limits",
 };
 
@@ -302,6 +320,11 @@ struct lentry {
 };
 
 struct sim {
+        /* the peers' protocol events, as their rings hold them (when recorded) */
+        struct tmodel tm;
+        bool record;
+        unsigned long long checked;     /* schedules whose trace was checked */
+        uint64_t recv_vt;               /* the REQUEST or REPLY being taken in: its sender's own component */
         /* this schedule */
         uint64_t seed, rng, now, evseq;
         unsigned n;
@@ -763,7 +786,8 @@ static void chan_send(struct sim *s, unsigned c, struct msg m, uint64_t extra, b
 }
 
 /* A live peer sends on its own link (mesh.c drops what it would send on a link that is down). */
-static void send_peer(struct sim *s, unsigned from, unsigned to, enum mkind kind, uint64_t a, uint64_t b)
+static void send_peer_vc(struct sim *s, unsigned from, unsigned to, enum mkind kind, uint64_t a, uint64_t b,
+                         const struct vclock *vc)
 {
         if (!own_up(s, from, to))
                 return;
@@ -772,7 +796,41 @@ static void send_peer(struct sim *s, unsigned from, unsigned to, enum mkind kind
                 return;
         }
         bool eager = kind != M_HB || s->p[to].fd.p[from].state != FD_ALIVE;
-        chan_send(s, ch_pp(from, to), (struct msg) { .kind = (uint8_t) kind, .a = a, .b = b }, 0, eager);
+        struct msg m = { .kind = (uint8_t) kind, .a = a, .b = b };
+        if (vc)
+                memcpy(m.vc, vc->c, s->n * sizeof m.vc[0]);
+        chan_send(s, ch_pp(from, to), m, 0, eager);
+}
+
+static void send_peer(struct sim *s, unsigned from, unsigned to, enum mkind kind, uint64_t a, uint64_t b)
+{
+        send_peer_vc(s, from, to, kind, a, b, NULL);
+}
+
+/* One of peer i's protocol events, with its vector clock, into the model (as peer.c's peer_event). */
+static void sim_event(struct sim *s, unsigned i, uint8_t kind, int peer, uint64_t lamport, uint64_t ts,
+                      uint64_t fence, uint32_t fence_idx, uint64_t seq, uint64_t send_vt, const struct vclock *vc)
+{
+        struct speer *P = &s->p[i];
+
+        if (vc->c[i] > P->vc_high)
+                P->vc_high = vc->c[i];
+        if (!s->record)
+                return;
+        struct tm_event e = { .lane = i, .no = ++P->events, .time_us = UINT64_C(1767225600000000) + s->now,
+                              .kind = kind, .peer = peer, .lamport = lamport, .request_ts = ts, .fence = fence,
+                              .fence_idx = fence_idx, .seq = seq, .send_vt = send_vt };
+        tm_add(&s->tm, &e, vc->c);
+}
+
+/* An event of peer i's own (peer_local_event): counted in its vector clock first. */
+static void sim_local_event(struct sim *s, unsigned i, uint8_t kind, int peer, uint64_t fence, uint32_t fence_idx,
+                            uint64_t seq)
+{
+        struct speer *P = &s->p[i];
+
+        ra_local_event(&P->ra);
+        sim_event(s, i, kind, peer, P->ra.clock, 0, fence, fence_idx, seq, 0, &P->ra.vc);
 }
 
 /* Heartbeats queued behind a peer the receiver no longer thinks ALIVE matter now: poll for them. */
@@ -1048,22 +1106,39 @@ static void run_actions(struct sim *s, unsigned i, const struct ra_actions *acts
 {
         for (unsigned k = 0; k < acts->n; k++) {
                 const struct ra_action *a = &acts->a[k];
+                struct ra *ra = &s->p[i].ra;
+                struct vclock vc;
+                ra_action_vclock(ra, a, &vc);
                 switch (a->kind) {
                 case RA_GOT_REQUEST:
+                        sim_event(s, i, TK_REQUEST_RECEIVED, (int) a->peer, a->clock, a->ts, 0, 0, 0, s->recv_vt, &vc);
+                        break;
                 case RA_GOT_REPLY:
+                        sim_event(s, i, TK_REPLY_RECEIVED, (int) a->peer, a->clock, a->ts, 0, 0, 0, s->recv_vt, &vc);
+                        break;
+                case RA_EXIT:
+                        sim_event(s, i, TK_CS_EXIT, -1, a->clock, a->ts, ra->enter_ts, 0, 0, 0, &vc);
+                        break;
+                case RA_WITHDRAW:
                         break;
                 case RA_SEND_REQUEST:
                         s->peer_msgs++;
-                        send_peer(s, i, a->peer, M_REQUEST, a->ts, 0);
+                        if (!own_up(s, i, a->peer))
+                                break;          /* mesh.c: "waits: the link is down", no event */
+                        sim_event(s, i, TK_REQUEST_SENT, (int) a->peer, a->clock, a->ts, 0, 0, 0, 0, &vc);
+                        send_peer_vc(s, i, a->peer, M_REQUEST, a->ts, 0, &vc);
                         break;
                 case RA_SEND_REPLY:
                         s->peer_msgs++;
-                        send_peer(s, i, a->peer, M_REPLY, a->clock, a->ts);
+                        sim_event(s, i, TK_REPLY_SENT, (int) a->peer, a->clock, a->ts, 0, 0, 0, 0, &vc);
+                        send_peer_vc(s, i, a->peer, M_REPLY, a->clock, a->ts, &vc);
                         break;
                 case RA_DEFER:
                         s->deferrals++;
+                        sim_event(s, i, TK_REPLY_DEFERRED, (int) a->peer, a->clock, a->ts, 0, 0, 0, 0, &vc);
                         break;
                 case RA_ENTER:
+                        sim_event(s, i, TK_CS_ENTER, -1, a->clock, a->ts, ra->enter_ts, 0, 0, 0, &vc);
                         on_enter(s, i);
                         cs_start(s, i);
                         break;
@@ -1091,6 +1166,7 @@ static void fd_apply(struct sim *s, unsigned i, const struct fd_events *ev)
                 const struct fd_event *e = &ev->e[k];
                 if (e->kind == FD_RESTARTED) {
                         tr(s, T_RESTARTED, i, e->peer, e->incarnation, 0);
+                        sim_local_event(s, i, TK_PEER_RESTARTED, (int) e->peer, 0, 0, 0);
                         ra_peer_up(&P->ra, e->peer, true, &acts);
                         run_actions(s, i, &acts);
                         continue;
@@ -1104,6 +1180,7 @@ static void fd_apply(struct sim *s, unsigned i, const struct fd_events *ev)
                         if (s->p[e->peer].alive)
                                 s->false_dead++;
                         chan_kick(s, ch_pp(e->peer, i));
+                        sim_local_event(s, i, TK_PEER_DEAD, (int) e->peer, 0, 0, 0);
                         ra_peer_down(&P->ra, e->peer, &acts);
                         run_actions(s, i, &acts);
                         /* drop its links too: if it was only slow or cut off, it reconnects and asks again */
@@ -1450,6 +1527,8 @@ static void peer_from_server(struct sim *s, unsigned i, const struct msg *m)
                 return;         /* answer to a post that already timed out */
         if (m->kind == M_APPENDED) {
                 P->fenced_streak = 0;
+                /* postq.c: post-stored when the answer comes, counted as an event of its own */
+                sim_local_event(s, i, TK_POST_STORED, -1, s->post[k].lamport, s->post[k].idx, m->b);
                 post_answer(s, i, (unsigned) k, O_ACKED);
         } else if (m->kind == M_ERROR) {
                 /* STALE or CONFLICT: "it was not stored" */
@@ -1578,7 +1657,8 @@ static void server_from_peer(struct sim *s, unsigned i, const struct msg *m, boo
                 s->dups++;
                 tr_c(s, T_DUP, SERVER_IDX, i, k, e != NULL, m->b);
                 if (current)
-                        chan_send(s, ch_s2p(i), (struct msg) { .kind = M_APPENDED, .f = m->f }, proc, true);
+                        chan_send(s, ch_s2p(i), (struct msg) { .kind = M_APPENDED, .f = m->f,
+                                                               .b = e ? (uint64_t) (e - s->log) + 1 : 0 }, proc, true);
                 return;
         }
         if (s->has_fence && !fence_gt(s, m->a, i, m->d, s->last_lamport, s->last_node, s->last_idx)) {
@@ -1621,13 +1701,20 @@ static void server_from_peer(struct sim *s, unsigned i, const struct msg *m, boo
         s->last_post_id[i] = m->b;
         tr_c(s, T_STORED, SERVER_IDX, i, k, m->a, m->b);
         if (current)
-                chan_send(s, ch_s2p(i), (struct msg) { .kind = M_APPENDED, .f = m->f }, proc, true);
+                chan_send(s, ch_s2p(i), (struct msg) { .kind = M_APPENDED, .f = m->f, .b = s->nlog }, proc, true);
 }
 
 /* --- peer to peer -------------------------------------------------------------------------- */
 
+static void msg_vclock(const struct sim *s, const struct msg *m, struct vclock *v)
+{
+        vclock_init(v, s->n);
+        memcpy(v->c, m->vc, s->n * sizeof v->c[0]);
+}
+
 static void peer_from_peer(struct sim *s, unsigned to, unsigned from, const struct msg *m)
 {
+        struct vclock v;
         struct speer *P = &s->p[to];
         struct ra_actions acts;
 
@@ -1656,14 +1743,20 @@ static void peer_from_peer(struct sim *s, unsigned to, unsigned from, const stru
         case M_REQUEST:
                 heard_from(s, to, from, 0, s->now);
                 tr(s, T_GOT_REQUEST, to, from, m->a, P->ra.state);
-                ra_on_request(&P->ra, from, m->a, &acts);
+                msg_vclock(s, m, &v);
+                s->recv_vt = m->vc[from];
+                ra_on_request(&P->ra, from, m->a, &v, &acts);
                 run_actions(s, to, &acts);
+                s->recv_vt = 0;
                 return;
         case M_REPLY:
                 heard_from(s, to, from, 0, s->now);
                 tr(s, T_GOT_REPLY, to, from, m->b, 0);
-                ra_on_reply(&P->ra, from, m->a, m->b, &acts);
+                msg_vclock(s, m, &v);
+                s->recv_vt = m->vc[from];
+                ra_on_reply(&P->ra, from, m->a, m->b, &v, &acts);
                 run_actions(s, to, &acts);
+                s->recv_vt = 0;
                 return;
         default:
                 fail(s, C_SIM, "unexpected message on a peer link");
@@ -1742,6 +1835,8 @@ static void restart(struct sim *s, unsigned i)
         P->clean = P->refused = false;
         ra_init(&P->ra, s->n, i, s->names);
         ra_set_reuse(&P->ra, s->reuse);
+        ra_set_vclock_base(&P->ra, P->vc_high);        /* peer.c's reservation: above its earlier lives */
+        P->events = 0;                                  /* log.c numbers a life's records from 1 */
         fd_init(&P->fd, s->n, i, s->suspect, s->dead, s->now);
         P->srv = SRV_DOWN;
         /* post ids: (incarnation << 32 | n) from n = 1; the old rules numbered 1, 2, ... in every life */
@@ -2140,7 +2235,13 @@ static void setup(struct sim *s, uint64_t seed)
         for (unsigned i = 0; i < s->n; i++) {
                 s->p[i].alive = false;
                 s->p[i].inc = 0;
+                s->p[i].vc_high = 0;
+                s->p[i].events = 0;
         }
+        tm_free(&s->tm);
+        tm_init(&s->tm);
+        if (s->record)
+                tm_set_lanes(&s->tm, s->names, s->n, NULL, 0);
         for (unsigned i = 0; i < s->n; i++)
                 restart(s, i);
         s->ntr = 0;
@@ -2358,6 +2459,18 @@ static int simulate(struct sim *s, uint64_t seed)
                         fail(s, C_ONCE, "post #%u of %s: outcome %u, in the log %u time(s)", k,
                              s->names[r->peer], r->outcome, r->stored);
         }
+        /* the peers' traces, as dchatctl trace --check sees them */
+        if (s->record && !s->failed) {
+                static char report[2048];
+                tm_finish(&s->tm);
+                if (tm_check(&s->tm, report, sizeof report)) {
+                        char *nl = strchr(report, '\n');
+                        if (nl)
+                                *nl = '\0';
+                        fail(s, C_CAUSAL, "%s", report);
+                }
+                s->checked++;
+        }
         return s->failed;
 }
 
@@ -2444,6 +2557,8 @@ int main(void)
         s->old_liveness = env_on("DCHAT_SIM_OLD_LIVENESS");
         if (one && *one) {
                 uint64_t seed = strtoull(one, NULL, 0);
+                const char *json = getenv("DCHAT_SIM_JSON");
+                s->record = true;
                 int r = simulate(s, seed);
                 diag("%s", params(s));
                 diag("%llu events, %llu entries (%llu under false suspicion), %llu refusals, %u posts, %u stored; "
@@ -2452,11 +2567,27 @@ int main(void)
                      s->stale);
                 if (r)
                         report_failure(s, seed);
-                else if (getenv("DCHAT_SIM_TRACE"))
-                        show_trace(s, (unsigned) strtoul(getenv("DCHAT_SIM_TRACE"), NULL, 0));
+                else    /* the whole schedule, or its last DCHAT_SIM_TRACE events */
+                        show_trace(s, getenv("DCHAT_SIM_TRACE") ? (unsigned) strtoul(getenv("DCHAT_SIM_TRACE"), NULL, 0)
+                                                                : TRACE);
+                if (json && *json) {
+                        /* the peers' events for dchatctl trace --from (their clocks: vector clock components) */
+                        FILE *f = fopen(json, "w");
+                        tm_finish(&s->tm);
+                        tm_layout(&s->tm, TM_VECTOR);
+                        if (f) {
+                                tm_write_json(&s->tm, f);
+                                fclose(f);
+                        }
+                        ok(f != NULL, "sim: seed %" PRIu64 ": %zu protocol events written to %s (dchatctl trace "
+                           "--from %s)", seed, s->tm.n, json, json);
+                }
                 ok(r == 0, "sim: seed %" PRIu64 "%s%s", seed, r ? ": " : "", r ? check_names[r - 1] : "");
+                tm_free(&s->tm);
                 return done_testing();
         }
+        const char *checked_env = getenv("DCHAT_SIM_CHECKED");
+        unsigned long long checked = checked_env && *checked_env ? strtoull(checked_env, NULL, 0) : 5000;
         if (runs_env && *runs_env)
                 runs = strtoull(runs_env, NULL, 0);
         if (s->old_post_ids || s->old_liveness)
@@ -2464,6 +2595,7 @@ int main(void)
                      s->old_liveness ? " liveness counts any frame (before 589536d)" : "");
 
         for (uint64_t seed = 1; seed <= runs; seed++) {
+                s->record = seed <= checked;
                 int r = simulate(s, seed);
                 per_n[s->n]++;
                 if (!r)
@@ -2490,6 +2622,9 @@ int main(void)
              s->entries ? (double) s->peer_msgs / (double) s->entries : 0.0);
         ok(runs < 1000 || (s->free_entries > 0 && s->rc_entries < s->entries),
            "sim: schedules with and without Roucairol-Carvalho, some entries without a message");
+        ok(s->checked > 0 || runs == 0 || checked == 0, "sim: the peers' traces of %llu schedules checked "
+           "(DCHAT_SIM_CHECKED)", s->checked);
+        s->record = false;
         diag("faults: %llu crashes (%llu for good), %llu partitions, %llu peer-link cuts, %llu server-link cuts, "
              "%llu server restarts (%llu cuts by stall), %llu one-way cuts (%llu for good); %llu messages lost; "
              "%llu false DEAD verdicts", s->crashes, s->for_good, s->partitions, s->cuts, s->scuts, s->srv_restarts,

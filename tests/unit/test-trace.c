@@ -1,0 +1,498 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test-trace — the trace model of `dchatctl trace` (cli/tmodel.c) and its
+ * JSON reader (cli/json.c): runs of the real Ricart–Agrawala machine
+ * (daemon/ra.c, with and without Roucairol–Carvalho) recorded as a dchatd
+ * records them; messages matched to their sends, deferred replies marked;
+ * the three layouts; the causal-order checker passes every such run and
+ * catches hand-made violations (overlapping critical sections, a deferral
+ * never answered, fences that go back, an entry while another is inside);
+ * the windows; JSON Lines written and read back; journal exports; another
+ * cluster and what is not JSON refused; ShiViz's clocks renumbered.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <regex.h>
+
+#include "ra.h"
+#include "tap.h"
+#include "../../cli/json.c"
+#include "../../cli/tmodel.c"
+
+/* got matches the extended regex re */
+#define like(got, re, ...) ok(matches((got), (re)), __VA_ARGS__)
+static bool matches(const char *s, const char *re)
+{
+        regex_t r;
+        bool m = regcomp(&r, re, REG_EXTENDED | REG_NOSUB) == 0 && regexec(&r, s, 0, NULL, 0) == 0;
+        regfree(&r);
+        return m;
+}
+
+/* --- the JSON reader ---------------------------------------------------------------------- */
+
+static int parse(const char *s)
+{
+        struct json_doc *doc;
+        const struct json *j;
+        char err[128];
+        int r = json_parse(s, strlen(s), &doc, &j, err, sizeof err);
+        json_free(doc);
+        return r;
+}
+
+static void test_json(void)
+{
+        struct json_doc *doc;
+        const struct json *j;
+        char err[128];
+        const char *s;
+        uint64_t u;
+        const char *text = "{\"a\":\"x\\u00e9\\ud83d\\ude00\\n\",\"n\":18446744073709551615,\"s\":\"42\","
+                           "\"o\":{\"k\":[1,2.5,-3,true,false,null]},\"e\":{},\"l\":[]}";
+
+        is_int(json_parse(text, strlen(text), &doc, &j, err, sizeof err), 0, "json: an object of every kind");
+        ok(json_str(j, "a", &s) && strcmp(s, "x\xc3\xa9\xf0\x9f\x98\x80\n") == 0, "json: escapes to UTF-8, pairs joined");
+        ok(json_u64(j, "n", &u) && u == UINT64_MAX, "json: 2^64-1 exactly");
+        ok(json_u64(j, "s", &u) && u == 42, "json: a number written as a string (journalctl -o json)");
+        const struct json *k = json_get(json_get(j, "o"), "k");
+        ok(k && k->type == JSON_ARRAY && k->n == 6 && k->v[1]->num == 2.5 && !k->v[1]->integer &&
+           k->v[2]->negative && k->v[3]->b && k->v[5]->type == JSON_NULL, "json: an array of numbers and words");
+        ok(!json_u64(k, "x", &u) && !json_value_u64(k->v[2], &u) && !json_value_u64(k->v[1], &u),
+           "json: no u64 from a negative or a fraction");
+        json_free(doc);
+        static const char *const bad[] = { "", "{", "{\"a\"}", "{\"a\":}", "[1,]", "{\"a\":1,}", "\"\\x\"", "\"\\ud800\"",
+                                           "01", "1.", "-", "tru", "{\"a\":1} x", "\"a\nb\"", "{a:1}", "[1 2]" };
+        bool all = true;
+        for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+                if (parse(bad[i]) != -EINVAL) {
+                        diag("accepted: %s", bad[i]);
+                        all = false;
+                }
+        ok(all, "json: %zu malformed texts refused", sizeof bad / sizeof bad[0]);
+        char deep[200];
+        memset(deep, '[', 100);
+        memset(deep + 100, ']', 100);
+        is_int(json_parse(deep, 200, &doc, &j, err, sizeof err), -EINVAL, "json: nested 100 deep refused (%s)", err);
+}
+
+/* --- runs of the real machine, recorded as a dchatd records them -------------------------------- */
+
+#define N 3
+static const char *const names[N] = { "node1", "node2", "node3" };
+
+struct run {
+        struct ra ra[N];
+        struct tmodel m;
+        uint64_t no[N];
+        uint64_t time;
+        /* FIFO channels [from][to] of (kind, ts, clock, vc) */
+        struct { uint8_t kind; uint64_t a, b; struct vclock vc; } ch[N][N][64];
+        unsigned head[N][N], len[N][N];
+        uint64_t seq;
+        uint64_t recv_vt;
+};
+
+static void record(struct run *r, unsigned lane, uint8_t kind, int peer, uint64_t lamport, uint64_t ts,
+                   const struct vclock *vc, uint64_t fence, uint64_t seq, uint64_t send_vt)
+{
+        struct tm_event e = { .lane = lane, .no = ++r->no[lane], .time_us = 1700000000000000 + (r->time += 10),
+                              .kind = kind, .peer = peer, .lamport = lamport, .request_ts = ts, .fence = fence,
+                              .seq = seq, .send_vt = send_vt };
+        tm_add(&r->m, &e, vc->c);
+}
+
+static void post_stored(struct run *r, unsigned i);
+
+/* mesh.c's mesh_run_actions, as far as the trace goes */
+static void run(struct run *r, unsigned i, const struct ra_actions *o)
+{
+        for (unsigned k = 0; k < o->n; k++) {
+                const struct ra_action *a = &o->a[k];
+                struct vclock vc;
+                ra_action_vclock(&r->ra[i], a, &vc);
+                switch (a->kind) {
+                case RA_SEND_REQUEST:
+                case RA_SEND_REPLY: {
+                        unsigned to = a->peer, n = (r->head[i][to] + r->len[i][to]++) % 64;
+                        r->ch[i][to][n].kind = a->kind == RA_SEND_REQUEST ? 1 : 2;
+                        r->ch[i][to][n].a = a->kind == RA_SEND_REQUEST ? a->ts : a->clock;
+                        r->ch[i][to][n].b = a->ts;
+                        r->ch[i][to][n].vc = vc;
+                        record(r, i, a->kind == RA_SEND_REQUEST ? TK_REQUEST_SENT : TK_REPLY_SENT, (int) to, a->clock,
+                               a->ts, &vc, 0, 0, 0);
+                        break;
+                }
+                case RA_GOT_REQUEST:
+                        record(r, i, TK_REQUEST_RECEIVED, (int) a->peer, a->clock, a->ts, &vc, 0, 0, r->recv_vt);
+                        break;
+                case RA_GOT_REPLY:
+                        record(r, i, TK_REPLY_RECEIVED, (int) a->peer, a->clock, a->ts, &vc, 0, 0, r->recv_vt);
+                        break;
+                case RA_DEFER:
+                        record(r, i, TK_REPLY_DEFERRED, (int) a->peer, a->clock, a->ts, &vc, 0, 0, 0);
+                        break;
+                case RA_ENTER:
+                        record(r, i, TK_CS_ENTER, -1, a->clock, a->ts, &vc, r->ra[i].enter_ts, 0, 0);
+                        post_stored(r, i);
+                        break;
+                case RA_EXIT:
+                        record(r, i, TK_CS_EXIT, -1, a->clock, a->ts, &vc, r->ra[i].enter_ts, 0, 0);
+                        break;
+                case RA_WITHDRAW:
+                        break;
+                }
+        }
+}
+
+static void post_stored(struct run *r, unsigned i)
+{
+        ra_local_event(&r->ra[i]);
+        record(r, i, TK_POST_STORED, -1, r->ra[i].clock, 0, &r->ra[i].vc, r->ra[i].enter_ts, ++r->seq, 0);
+}
+
+static bool deliver_one(struct run *r, unsigned from, unsigned to)
+{
+        struct ra_actions o;
+
+        if (!r->len[from][to])
+                return false;
+        unsigned h = r->head[from][to];
+        r->head[from][to] = (h + 1) % 64;
+        r->len[from][to]--;
+        r->recv_vt = r->ch[from][to][h].vc.c[from];
+        if (r->ch[from][to][h].kind == 1)
+                ra_on_request(&r->ra[to], from, r->ch[from][to][h].a, &r->ch[from][to][h].vc, &o);
+        else
+                ra_on_reply(&r->ra[to], from, r->ch[from][to][h].a, r->ch[from][to][h].b, &r->ch[from][to][h].vc, &o);
+        run(r, to, &o);
+        return true;
+}
+
+/*
+ * A seeded run: every node posts k times; steps pick a random request, a
+ * random delivery or a random release of a holder.
+ */
+static void simulate(struct run *r, uint64_t seed, bool reuse, unsigned k)
+{
+        unsigned left[N];
+        uint64_t x = seed * 0x9E3779B97F4A7C15ULL + 1;
+
+        memset(r, 0, sizeof *r);
+        tm_init(&r->m);
+        tm_set_lanes(&r->m, names, N, NULL, 0);
+        for (unsigned i = 0; i < N; i++) {
+                ra_init(&r->ra[i], N, i, names);
+                ra_set_reuse(&r->ra[i], reuse);
+                left[i] = k;
+        }
+        for (unsigned step = 0; step < 100000; step++) {
+                x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+                unsigned p = (unsigned) (x % N), q = (unsigned) ((x >> 8) % N), what = (unsigned) ((x >> 16) % 10);
+                struct ra_actions o;
+                if (what < 2 && left[p] && r->ra[p].state == RA_RELEASED) {
+                        left[p]--;
+                        ra_request(&r->ra[p], &o);
+                        run(r, p, &o);
+                } else if (what < 4 && r->ra[p].state == RA_HELD) {
+                        ra_release(&r->ra[p], &o);
+                        run(r, p, &o);
+                } else if (p != q)
+                        deliver_one(r, p, q);
+                bool idle = true;
+                for (unsigned i = 0; i < N; i++) {
+                        idle &= !left[i] && r->ra[i].state == RA_RELEASED;
+                        for (unsigned j = 0; j < N; j++)
+                                idle &= !r->len[i][j];
+                }
+                if (idle)
+                        break;
+        }
+        tm_finish(&r->m);
+}
+
+static size_t count_kind(const struct tmodel *m, uint8_t kind)
+{
+        size_t n = 0;
+        for (size_t i = 0; i < m->n; i++)
+                n += m->ev[i].kind == kind;
+        return n;
+}
+
+static void test_runs(void)
+{
+        static struct run r;
+        char report[2048];
+        unsigned ok_runs = 0, matched_all = 0, deferred_runs = 0, vector_ok = 0;
+
+        for (uint64_t seed = 1; seed <= 200; seed++) {
+                simulate(&r, seed, seed % 2, 4);
+                if (tm_check(&r.m, report, sizeof report) == 0)
+                        ok_runs++;
+                else
+                        diag("seed %" PRIu64 ": %s", seed, report);
+                /* every receive matched to its send, and every send to its receive */
+                bool all = true;
+                for (size_t i = 0; i < r.m.n; i++) {
+                        uint8_t k = r.m.ev[i].kind;
+                        if (k == TK_REQUEST_SENT || k == TK_REQUEST_RECEIVED || k == TK_REPLY_SENT || k == TK_REPLY_RECEIVED)
+                                all &= r.m.ev[i].match != TM_NONE && r.m.ev[r.m.ev[i].match].match == i;
+                }
+                matched_all += all;
+                size_t deferred = 0;
+                for (size_t i = 0; i < r.m.n; i++)
+                        deferred += r.m.ev[i].deferred;
+                deferred_runs += deferred > 0 && deferred <= count_kind(&r.m, TK_REPLY_DEFERRED);
+                tm_layout(&r.m, TM_VECTOR);
+                bool causal = true;
+                for (size_t i = 0; i < r.m.n; i++) {
+                        const struct tm_event *e = &r.m.ev[i];
+                        if ((e->kind == TK_REQUEST_RECEIVED || e->kind == TK_REPLY_RECEIVED) && e->match != TM_NONE)
+                                causal &= r.m.ev[e->match].x < e->x;
+                        if (i > r.m.lanes[e->lane].first)
+                                causal &= r.m.ev[i - 1].x < e->x;
+                }
+                vector_ok += causal;
+                tm_free(&r.m);
+        }
+        is_int(ok_runs, 200, "check: 200 runs of ra.c (plain and Roucairol–Carvalho) pass the causal-order checks");
+        is_int(matched_all, 200, "every message matched to its send by the sender's own component");
+        ok(deferred_runs > 100, "deferred replies marked, no more than there were deferrals (%u runs with some)",
+           deferred_runs);
+        is_int(vector_ok, 200, "vector layout: every receive right of its send, every event right of its lane's last");
+        simulate(&r, 7, false, 3);
+        tm_check(&r.m, report, sizeof report);
+        if (!like(report, "^ok: 9 critical section", "the report counts what it checked"))
+                diag("%s", report);
+        tm_free(&r.m);
+}
+
+/* The run of seed 3 (plain RA, 2 posts each), then a change made to it: does the checker say so? */
+static void test_violations(void)
+{
+        static struct run r;
+        char report[2048];
+
+        /* two critical sections at once: the first to enter leaves only at the very end of its events
+         * (after the REPLY its exit sent, which let the next one in): the next entered while it was inside */
+        simulate(&r, 11, false, 2);
+        size_t first = TM_NONE, n = 0;
+        for (size_t i = 0; i < r.m.n; i++)
+                if (r.m.ev[i].kind == TK_CS_EXIT) {
+                        n++;
+                        if (first == TM_NONE || r.m.ev[i].lamport < r.m.ev[first].lamport)
+                                first = i;
+                }
+        ok(n >= 2, "violation: a run with %zu critical sections", n);
+        const struct tm_lane *ln = &r.m.lanes[r.m.ev[first].lane];
+        const struct tm_event *last = &r.m.ev[ln->first + ln->n - 1];
+        unsigned lane = r.m.ev[first].lane;
+        for (unsigned j = 0; j < N; j++)
+                r.m.clocks[r.m.ev[first].vc + j] = tm_vc(&r.m, last, j);
+        r.m.clocks[r.m.ev[first].vc + lane] += 1;       /* its lane's last event, then */
+        r.m.ev[first].no = last->no + 1;
+        tm_finish(&r.m);
+        is_int(tm_check(&r.m, report, sizeof report), 1, "hand-made: an entry concurrent with another section: caught");
+        if (!like(report, "^violation: (critical sections overlap in the causal order: .* did not happen before|mutual exclusion: .* has no cs-exit, yet)",
+                  "... says so"))
+                diag("%s", report);
+        tm_free(&r.m);
+
+        /* a deferral that its node left without answering: drop the reply that answers it */
+        simulate(&r, 5, false, 2);
+        size_t dropped = 0;
+        for (size_t i = 0; i < r.m.n; i++)
+                if (r.m.ev[i].kind == TK_REPLY_SENT && r.m.ev[i].deferred && !dropped) {
+                        r.m.ev[i].request_ts += 1000;   /* it answers another request: the deferral is left owed */
+                        dropped++;
+                }
+        ok(dropped == 1, "hand-made: a deferred reply that answers something else");
+        tm_finish(&r.m);
+        is_int(tm_check(&r.m, report, sizeof report), 1, "... caught");
+        if (!like(report, "^violation: a deferral never answered", "... says so"))
+                diag("%s", report);
+        tm_free(&r.m);
+
+        /* fences that go back in the log */
+        simulate(&r, 5, false, 2);
+        for (size_t i = 0; i < r.m.n; i++)
+                if (r.m.ev[i].kind == TK_POST_STORED && r.m.ev[i].seq == 3)
+                        r.m.ev[i].fence = 1;
+        is_int(tm_check(&r.m, report, sizeof report), 1, "hand-made: seq 3 stored under fence 1: caught");
+        if (!like(report, "^violation: fences do not increase with the log: seq 3", "... says so"))
+                diag("%s", report);
+        tm_free(&r.m);
+
+        /* a node that never left, and another entering after it */
+        simulate(&r, 5, false, 2);
+        size_t exit1 = TM_NONE;
+        for (size_t i = 0; i < r.m.n && exit1 == TM_NONE; i++)
+                if (r.m.ev[i].kind == TK_CS_EXIT)
+                        exit1 = i;
+        unsigned who = r.m.ev[exit1].lane;
+        r.m.ev[exit1].kind = TK_PEER_UP;        /* its exit is gone: it stays inside */
+        tm_finish(&r.m);
+        is_int(tm_check(&r.m, report, sizeof report), 1, "hand-made: an exit missing, others enter after: caught");
+        if (!like(report, "^violation: mutual exclusion: .* has no cs-exit", "... says so"))
+                diag("%s", report);
+        /* ... unless the next one declared it dead first */
+        struct tm_event dead = { .lane = (who + 1) % N, .no = 0, .kind = TK_PEER_DEAD, .peer = (int) who };
+        uint64_t vc[N];
+        memcpy(vc, &r.m.clocks[r.m.ev[r.m.lanes[dead.lane].first].vc], sizeof vc);
+        vc[dead.lane] = 1;      /* its very first event */
+        for (size_t i = r.m.lanes[dead.lane].first; i < r.m.lanes[dead.lane].first + r.m.lanes[dead.lane].n; i++)
+                r.m.clocks[r.m.ev[i].vc + dead.lane] += 1;      /* make room for it */
+        tm_add(&r.m, &dead, vc);
+        tm_finish(&r.m);
+        int c = tm_check(&r.m, report, sizeof report);
+        if (!ok(c == 0 || !strstr(report, "has no cs-exit"), "... not when the next to enter declared it dead before"))
+                diag("%s", report);
+        tm_free(&r.m);
+}
+
+static void test_layouts_and_windows(void)
+{
+        static struct run r;
+        char err[512];
+
+        simulate(&r, 21, false, 3);
+        tm_layout(&r.m, TM_PHYSICAL);
+        ok(r.m.x_min == 0 && r.m.x_max > 0, "physical: x from the earliest time (%g .. %g µs)", r.m.x_min, r.m.x_max);
+        tm_layout(&r.m, TM_LAMPORT);
+        bool lamport_ok = true;
+        for (size_t i = 0; i < r.m.n; i++)
+                lamport_ok &= r.m.ev[i].x >= (double) r.m.ev[i].lamport && r.m.ev[i].x < (double) r.m.ev[i].lamport + 1;
+        ok(lamport_ok, "lamport: each event at its Lamport time (local ones side by side)");
+        enum tm_order o;
+        ok(tm_order_parse("vector", &o) == 0 && o == TM_VECTOR && tm_order_parse("causal", &o) < 0,
+           "orders by name");
+        size_t before = r.m.n;
+        uint64_t seq = 5;
+        is_int(tm_window_post(&r.m, seq, err, sizeof err), 0, "--post 5: a window");
+        bool has_post = false, has_enter = false;
+        for (size_t i = 0; i < r.m.n; i++) {
+                has_post |= r.m.ev[i].kind == TK_POST_STORED && r.m.ev[i].seq == seq;
+                has_enter |= r.m.ev[i].kind == TK_CS_ENTER;
+        }
+        ok(has_post && has_enter && r.m.n < before, "--post: its post and critical section, %zu of %zu events", r.m.n,
+           before);
+        is_int(tm_window_post(&r.m, 9999, err, sizeof err), -ENOENT, "--post 9999: none (%s)", err);
+        tm_free(&r.m);
+        simulate(&r, 21, false, 3);
+        before = r.m.n;
+        tm_window_time(&r.m, 1700000000000000 + 100, 1700000000000000 + 300);
+        ok(r.m.n > 0 && r.m.n < before && r.m.dropped == before - r.m.n, "--since/--until: %zu of %zu events", r.m.n,
+           before);
+        tm_window_time(&r.m, 1, 2);
+        is_int(r.m.n, 0, "a window with no event: none left");
+        tm_free(&r.m);
+}
+
+/* Written as JSON Lines, read back: the same trace. */
+static void test_json_round_trip(void)
+{
+        static struct run r;
+        struct tmodel back;
+        char *buf = NULL, err[256];
+        size_t len = 0;
+
+        simulate(&r, 31, true, 3);
+        tm_set_missing(&r.m, 2, 4, "no answer within 3000 ms");
+        tm_layout(&r.m, TM_VECTOR);
+        FILE *f = open_memstream(&buf, &len);
+        tm_write_json(&r.m, f);
+        fclose(f);
+        tm_init(&back);
+        int bad = 0, events = 0;
+        for (char *line = buf, *nl; line && *line; line = nl ? nl + 1 : NULL) {
+                nl = strchr(line, '\n');
+                int k = tm_read_json(&back, line, nl ? (size_t) (nl - line) : strlen(line), err, sizeof err);
+                if (k < 0) {
+                        diag("%s", err);
+                        bad++;
+                }
+                events += k > 0;
+        }
+        tm_finish(&back);
+        ok(!bad && back.n == r.m.n && events == (int) r.m.n, "json: %zu events written and read back", back.n);
+        ok(back.lanes[2].missing && back.lanes[2].got == 4 && !strcmp(back.lanes[2].why, "no answer within 3000 ms"),
+           "json: the missing node comes back with why");
+        bool same = back.n == r.m.n;
+        for (size_t i = 0; same && i < back.n; i++)
+                same = back.ev[i].kind == r.m.ev[i].kind && back.ev[i].lane == r.m.ev[i].lane &&
+                       back.ev[i].match == r.m.ev[i].match && back.ev[i].deferred == r.m.ev[i].deferred &&
+                       tm_vc(&back, &back.ev[i], 1) == tm_vc(&r.m, &r.m.ev[i], 1);
+        ok(same, "json: kinds, lanes, clocks, matches and deferrals the same");
+        ok(strstr(buf, "\"deferred\":true") && strstr(buf, "\"match\":{\"node\":"), "json: deferrals and matches shown");
+        free(buf);
+        buf = NULL;
+
+        /* ShiViz: each host's own component counts 1, 2, 3 ... in the order of its lines */
+        f = open_memstream(&buf, &len);
+        tm_write_shiviz(&r.m, f);
+        fclose(f);
+        ok(!strncmp(buf, "(?<host>\\S+) \"(?<event>[^\"]*)\" (?<clock>\\{.*\\})\n\n", 45), "shiviz: its regex first, "
+           "then an empty delimiter line");
+        unsigned next[N] = { 1, 1, 1 }, lines = 0;
+        bool counts = true;
+        for (char *line = strstr(buf, "\n\n") + 2, *nl; *line; line = nl + 1) {
+                nl = strchr(line, '\n');
+                char host[16], key[32];
+                unsigned v;
+                if (sscanf(line, "%15s", host) != 1)
+                        break;
+                snprintf(key, sizeof key, "\"%s\":", host);
+                char *at = strstr(strchr(line, '{'), key);
+                int l = tm_lane(&r.m, host);
+                counts &= at && l >= 0 && sscanf(at + strlen(key), "%u", &v) == 1 && v == next[l]++;
+                lines++;
+        }
+        ok(counts && lines == r.m.n, "shiviz: %u lines, each host's own component 1, 2, 3 ...", lines);
+        free(buf);
+        tm_free(&back);
+        tm_free(&r.m);
+}
+
+static void test_journal_and_bad_input(void)
+{
+        struct tmodel m;
+        char err[256];
+        const char *j1 = "{\"__CURSOR\":\"s=1\",\"__REALTIME_TIMESTAMP\":\"1767600000123456\",\"SYSLOG_IDENTIFIER\":\"dchatd\","
+                         "\"DCHAT_EVENT\":\"reply-deferred\",\"DCHAT_NODE\":\"node1\",\"DCHAT_PEER\":\"node2\","
+                         "\"DCHAT_LAMPORT\":\"9\",\"DCHAT_REQUEST_TS\":\"8\",\"DCHAT_EVENT_NO\":\"42\","
+                         "\"DCHAT_VCLOCK\":\"{\\\"node1\\\":4,\\\"node2\\\":2,\\\"node3\\\":0}\",\"MESSAGE\":\"...\"}";
+        const char *other = "{\"__REALTIME_TIMESTAMP\":\"1\",\"SYSLOG_IDENTIFIER\":\"sshd\",\"MESSAGE\":\"hi\"}";
+        const char *started = "{\"__REALTIME_TIMESTAMP\":\"1\",\"SYSLOG_IDENTIFIER\":\"dchatd\",\"DCHAT_EVENT\":\"started\"}";
+        const char *foreign = "{\"__REALTIME_TIMESTAMP\":\"2\",\"SYSLOG_IDENTIFIER\":\"dchatd\",\"DCHAT_EVENT\":\"cs-enter\","
+                              "\"DCHAT_NODE\":\"alpha\",\"DCHAT_VCLOCK\":\"{\\\"alpha\\\":1,\\\"beta\\\":0}\"}";
+
+        tm_init(&m);
+        is_int(tm_read_json(&m, j1, strlen(j1), err, sizeof err), 1, "journal: a dchatd event with DCHAT_VCLOCK read");
+        ok(m.n == 1 && m.n_lanes == 3 && m.ev[0].kind == TK_REPLY_DEFERRED && m.ev[0].peer == 1 && m.ev[0].no == 42 &&
+           m.ev[0].time_us == 1767600000123456 && tm_vc(&m, &m.ev[0], 0) == 4, "journal: its fields");
+        is_int(tm_read_json(&m, other, strlen(other), err, sizeof err), 0, "journal: another program's entry passed over");
+        is_int(tm_read_json(&m, started, strlen(started), err, sizeof err), 0, "journal: a dchatd event no ring keeps "
+               "passed over");
+        is_int(tm_read_json(&m, foreign, strlen(foreign), err, sizeof err), -EXDEV, "journal: another cluster's refused");
+        like(err, "another cluster", "... says so");
+        is_int(tm_read_json(&m, "Dec 03 10:00 host dchatd[1]: hello", 34, err, sizeof err), -EINVAL,
+               "a syslog line is not JSON: %s", err);
+        is_int(tm_read_json(&m, "{\"x\":1}", 7, err, sizeof err), -EINVAL, "JSON of neither kind: %s", err);
+        tm_free(&m);
+}
+
+int main(void)
+{
+        plan_no_plan();
+        test_json();
+        test_runs();
+        test_violations();
+        test_layouts_and_windows();
+        test_json_round_trip();
+        test_journal_and_bad_input();
+        return done_testing();
+}
