@@ -53,7 +53,7 @@ TEST_DEBS  := perl systemd iproute2 mandoc valgrind debootstrap systemd-containe
 DAEMON_OBJS := daemon/proto.o daemon/conf.o daemon/log.o daemon/net.o daemon/ra.o daemon/vclock.o daemon/fd.o \
                daemon/chatlog.o daemon/chatidx.o daemon/server.o daemon/peer.o daemon/mesh.o daemon/uplink.o daemon/postq.o daemon/fanout.o daemon/control.o daemon/secure.o \
                daemon/key.o daemon/incarnation.o daemon/uvloop.o daemon/fsm.o daemon/transport.o daemon/replica.o \
-               daemon/catchup.o daemon/verify.o daemon/query.o daemon/join.o daemon/members.o daemon/ring.o daemon/gather.o
+               daemon/catchup.o daemon/verify.o daemon/query.o daemon/join.o daemon/members.o daemon/ring.o daemon/gather.o daemon/presence.o
 CLI_OBJS    := cli/dchatctl.o cli/since.o cli/number.o cli/follow.o cli/chat.o daemon/proto.o daemon/key.o \
                cli/trace.o cli/tmodel.o cli/json.o cli/explain.o cli/catalog.o daemon/vclock.o
 # dchat-draw: a trace's JSON Lines to SVG, PNG or PDF through cairo
@@ -162,13 +162,15 @@ deps:
 deps-test:
 	@tests/lib/install-debs $(BUILD_DEBS) $(TEST_DEBS)
 
-# A local cluster (server + 2 peers on 127.0.0.1) from etc/dchat-local.conf;
-# `make stop` ends it.  RA=plain: plain Ricart–Agrawala (reuse_permissions =
-# false), RA=rc (the default): with Roucairol–Carvalho.  See README.md.
+# A local cluster (server + 2 peers on 127.0.0.1) from etc/dchat-local.conf, on the
+# ports PORT_BASE, PORT_BASE+1, PORT_BASE+2 (default 8000: `make run PORT_BASE=47300`
+# beside another cluster); `make stop` ends it.  RA=plain: plain Ricart–Agrawala
+# (reuse_permissions = false), RA=rc (the default): with Roucairol–Carvalho.  See README.md.
 RA ?= rc
+PORT_BASE ?=
 run: deps
 	@$(MAKE) --no-print-directory all
-	@RA=$(RA) tests/lib/local-cluster start
+	@RA=$(RA) PORT_BASE=$(PORT_BASE) tests/lib/local-cluster start
 
 stop:
 	@tests/lib/local-cluster stop

@@ -50,6 +50,8 @@ struct follow {
         void (*notice)(const char *msg, void *userdata);       /* reconnecting, reconnected */
         /* any other frame (tags >= FOLLOW_TAG_USER): the caller's own requests */
         void (*other)(const struct dchat_msg *m, void *userdata);
+        /* connected to dchatd again after losing it (the caller's requests on the old one are gone) */
+        void (*connected)(void *userdata);
         void *userdata;
 
         struct cconn c;
@@ -58,11 +60,13 @@ struct follow {
         uint64_t shown;                 /* seq of the last line shown (or the view's end) */
         uint64_t view_from, view_upto;
         uint32_t tag;                   /* of the current VIEW page / FOLLOW */
-        bool lost;                      /* disconnected; retrying */
+        bool lost;                      /* not following: disconnected, or ... */
+        bool away;                      /* ... connected, but dchatd cannot serve the log now (server away) */
+        bool dropped;                   /* the connection to dchatd was lost since the log was last served */
         uint64_t backoff_ms;
         uint64_t retry_at_ms;           /* CLOCK_MONOTONIC */
         unsigned gaps;                  /* lines missing in the stream (never expected) */
-        char error[DCHAT_ERROR_MAX + 64];       /* a fatal error, for the caller */
+        char error[2048];                /* a fatal error, for the caller */
 };
 
 #define FOLLOW_TAG_USER 1000            /* tags below are the session's */
@@ -84,13 +88,46 @@ uint64_t mono_ms(void);
 /* The marker line for seqs first..last damaged in the server's log (ENTRY_DAMAGED), without a newline. */
 void damaged_line(char *buf, size_t cap, uint64_t first, uint64_t last, struct dchat_str reason);
 
-/* dchatctl.c: SIGINT, SIGTERM, SIGHUP end a follow loop; they are blocked
- * but inside ppoll(..., old).  Interrupted: one of them came. */
-void follow_signals(sigset_t *old);
-bool follow_interrupted(void);
+/* "17 Oct 02:57PM" (seconds: "17 Oct 02:57:13PM") in the poster's local time, or (local) the viewer's. */
+void format_when(const struct dchat_entry *e, bool local, bool seconds, char *buf, size_t cap);
 
-/* chat.c: dchatctl chat */
-int cmd_chat(int argc, char **argv, const char *socket_path);
+/*
+ * Why connecting to dchatd's socket path failed (errno err), with the hint
+ * that fits: not a socket, nothing there (and where a dchatd may be), a
+ * stale socket.  socket_origin says where the path came from: NULL the
+ * default, "-s", "DCHAT_SOCKET".
+ */
+extern const char *socket_origin;
+void socket_error(const char *path, int err, char *buf, size_t cap);
+
+/* A node as the last PRESENCE about it said (who, chat). */
+struct wnode {
+        char name[DCHAT_NAME_MAX + 1];
+        uint8_t role, state, flags;
+        uint32_t since;
+        char note[DCHAT_NOTE_MAX + 1];
+        unsigned n, more;
+        struct { char name[DCHAT_NAME_MAX + 1]; uint8_t kinds; } users[DCHAT_PRESENCE_MAX];
+        uint8_t seen;                   /* the caller's own: what it last said of the node */
+};
+#define NODES_MAX (1 + DCHAT_PEERS_MAX + DCHAT_SERVERS_MAX + 1)     /* (+ a server added at runtime) */
+struct wtable {
+        struct wnode nodes[NODES_MAX];
+        unsigned n;
+};
+struct wnode *wnode_find(struct wtable *t, const char *name);
+/* A PRESENCE into the table; the node as it was before into *old (if old; old->name "" if it is new). */
+struct wnode *wnode_take(struct wtable *t, const struct dchat_msg *m, struct wnode *old);
+
+/* dchatctl.c: SIGINT, SIGTERM, SIGHUP end a follow loop; they are blocked
+ * but inside ppoll(..., old).  follow_signal: the one that came (0: none). */
+void follow_signals(sigset_t *old);
+int follow_signal(void);
+void follow_signal_clear(void);
+
+/* chat.c: dchatctl chat (-s after the command sets *socket_path) */
+int cmd_chat(int argc, char **argv, const char **socket_path);
+void chat_usage(FILE *f);
 /* trace.c: dchatctl trace */
 int cmd_trace(int argc, char **argv, const char *socket_path);
 /* explain.c: dchatctl explain */

@@ -29,6 +29,7 @@
 #define VIEW_PAGE 256
 
 static const char *socket_path;
+const char *socket_origin;                      /* where socket_path came from (client.h) */
 static const char *command = "request";      /* for "post failed: ..." */
 static int sock = -1;
 static struct wbuf inbuf;
@@ -37,18 +38,110 @@ static struct dchat_status status;
 
 static void usage(FILE *f)
 {
-        fprintf(f, "usage: dchatctl [-s socket] post [--hold SECONDS] [--] TEXT...\n"
-                   "       dchatctl [-s socket] view [-n N | --since TIME | --since-seq SEQ] [-f] [--json]\n"
-                   "       dchatctl [-s socket] status [--json]\n"
-                   "       dchatctl [-s socket] verify [--json]\n"
-                   "       dchatctl [-s socket] chat [-n N]\n"
-                   "       dchatctl [-s socket] server add [--timeout SECONDS] NAME HOST:PORT   (root)\n"
-                   "       dchatctl [-s socket] server remove NAME   (root)\n"
-                   "       dchatctl [-s socket] trace [--since TIME] [--until TIME] [--post SEQ] [--order ORDER]\n"
-                   "                          [--check] [--format FORMAT] [-o FILE] [--from FILE]...\n"
-                   "       dchatctl explain [EVENT | 'LINE']\n"
-                   "       dchatctl keygen [--force] [FILE]   (default " DCHAT_DEFAULT_KEY_FILE ")\n"
-                   "The socket is $DCHAT_SOCKET, else %s.\n", DCHAT_DEFAULT_SOCKET);
+        fprintf(f, "usage: dchatctl [-s SOCKET] COMMAND [ARGS...]\n"
+                   "       dchatctl help [COMMAND] | --help | --version\n"
+                   "commands:\n"
+                   "  post [--hold SECONDS] [--] TEXT...  post TEXT as one line: done once the server stored it\n"
+                   "  post [--hold SECONDS] -             each line of stdin a post (so does no TEXT, with stdin\n"
+                   "                                      not a terminal)\n"
+                   "  view [-n N | --since TIME | --since-seq SEQ] [-f] [--json] [--local-time]\n"
+                   "                                      the log (-f: then each new line as it is stored)\n"
+                   "  chat [-n N] [--local-time] [--seconds]  an interactive prompt on the chat room\n"
+                   "  who [--json]                        the nodes, and who has a chat or a follow open on each\n"
+                   "  status [--json]                     this dchatd: its links, counters, a server group\n"
+                   "  verify [--json]                     do the servers of the group hold the same log?\n"
+                   "  server add [--timeout SECONDS] NAME HOST:PORT  a server joins the group (root)\n"
+                   "  server remove NAME                  a server leaves the group (root)\n"
+                   "  trace [--since TIME] [--until TIME] [--post SEQ] [--order ORDER] [--check]\n"
+                   "        [--format FORMAT] [-o FILE] [--from FILE]...  the cluster's protocol events, drawn\n"
+                   "  explain [EVENT | 'LINE']            what an event of dchatd's journal means\n"
+                   "  keygen [--force] [FILE]             a new cluster key (default %s)\n"
+                   "options, before or after the command:\n"
+                   "  -s, --socket SOCKET  dchatd's control socket: $DCHAT_SOCKET, else %s\n"
+                   "  -h, --help           this text (COMMAND --help, or help COMMAND: the command's own)\n"
+                   "  --version            dchatctl's version\n", DCHAT_DEFAULT_KEY_FILE, DCHAT_DEFAULT_SOCKET);
+}
+
+static void post_usage(FILE *f)
+{
+        fprintf(f, "usage: dchatctl [-s SOCKET] post [--hold SECONDS] [--] TEXT...\n"
+                   "       dchatctl [-s SOCKET] post [--hold SECONDS] -\n"
+                   "Posts TEXT (its words joined by spaces) as one line of the chat log; it succeeds once the\n"
+                   "server has stored the line.  With -, or with no TEXT while stdin is not a terminal, each line\n"
+                   "read from stdin is a post of its own, in order (like logger(1)): empty lines are skipped, a\n"
+                   "tab stands for spaces up to the next multiple of 8, and the first line that fails stops it.\n"
+                   "On a terminal, a post that has to wait for the server says so at once, and why.\n"
+                   "  --hold SECONDS       keep the critical section that long after storing (root only, unless\n"
+                   "                       hold_max_ms allows it): to watch mutual exclusion at work\n"
+                   "  -s, --socket SOCKET  dchatd's control socket (as before the command)\n");
+}
+
+static void view_usage(FILE *f)
+{
+        fprintf(f, "usage: dchatctl [-s SOCKET] view [-n N | --since TIME | --since-seq SEQ] [-f] [--json]\n"
+                   "                                 [--local-time]\n"
+                   "Prints the chat log, one line per post: DD Mon HH:MMAM Author: text, in the poster's local\n"
+                   "time (the assignment's format).\n"
+                   "  -n N                 the last N lines\n"
+                   "  --since TIME         from the first line posted at or after TIME: 2026-11-21, '2026-11-21\n"
+                   "                       14:30', 14:30, 10m, 2h, 3d, yesterday, @SECONDS\n"
+                   "  --since-seq SEQ      from line (sequence number) SEQ\n"
+                   "  -f, --follow         then each new line as it is stored, until Ctrl-C\n"
+                   "  --json               one JSON object per line (seq, fence, node, post id, times, author, text)\n"
+                   "  --local-time         times in your time zone, not each poster's\n"
+                   "  -s, --socket SOCKET  dchatd's control socket (as before the command)\n");
+}
+
+static void who_usage(FILE *f)
+{
+        fprintf(f, "usage: dchatctl [-s SOCKET] who [--json]\n"
+                   "Which nodes are up, as this dchatd sees them, and who has a chat (dchatctl chat) or a\n"
+                   "follow (view -f) open on each; a user appears once per node.\n"
+                   "  --json               one JSON object\n"
+                   "  -s, --socket SOCKET  dchatd's control socket (as before the command)\n");
+}
+
+static void status_usage(FILE *f)
+{
+        fprintf(f, "usage: dchatctl [-s SOCKET] status [--json]\n"
+                   "This dchatd's state: role, links to the peers and the server, the Ricart-Agrawala state,\n"
+                   "counters; with a server group, every server's role, applied seq and lag.\n"
+                   "  --json               one JSON object (keys in dchatctl(1))\n"
+                   "  -s, --socket SOCKET  dchatd's control socket (as before the command)\n");
+}
+
+static void verify_usage(FILE *f)
+{
+        fprintf(f, "usage: dchatctl [-s SOCKET] verify [--json]\n"
+                   "Compares the chat logs of the servers of the group by digests of blocks; exits 1 when they\n"
+                   "differ, showing each server's version of the first entry where they do.\n"
+                   "  --json               one JSON object\n"
+                   "  -s, --socket SOCKET  dchatd's control socket (as before the command)\n");
+}
+
+static void keygen_usage(FILE *f)
+{
+        fprintf(f, "usage: dchatctl keygen [--force] [FILE]\n"
+                   "Writes a new cluster key to FILE (default %s), mode 0600; copy it to every host.\n"
+                   "  --force              replace an existing file\n", DCHAT_DEFAULT_KEY_FILE);
+}
+
+static void server_usage(FILE *f)
+{
+        fprintf(f, "usage: dchatctl [-s SOCKET] server add [--timeout SECONDS] NAME HOST:PORT\n"
+                   "       dchatctl [-s SOCKET] server remove NAME\n"
+                   "The group's leader adds a server to the group (it catches up first, then votes), or removes\n"
+                   "one; any dchatd passes it on.  Root only.  Prints the entry for cluster.servers, which every\n"
+                   "host's dchat.conf should then have (or lose).\n"
+                   "  --timeout SECONDS    how long an add waits for the new server to catch up\n"
+                   "  -s, --socket SOCKET  dchatd's control socket (as before the command)\n");
+}
+
+/* -s SOCKET after the command (each command takes it): as before it */
+static void socket_option(const char *arg)
+{
+        socket_path = arg;
+        socket_origin = "-s";
 }
 
 static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -97,10 +190,11 @@ static int connect_daemon(void)
                 return fail("socket: %s", strerror(errno));
         if (connect(sock, (struct sockaddr *) &un, sizeof un) < 0) {
                 int e = errno;
+                char why[4096];
                 if (e == EACCES || e == EPERM)
                         return fail_denied();
-                return fail("cannot connect to %s: %s (is dchatd running? see systemctl status dchatd.socket)",
-                            socket_path, strerror(e));
+                socket_error(socket_path, e, why, sizeof why);
+                return fail("%s", why);
         }
         return 0;
 }
@@ -226,11 +320,11 @@ static void print_entry_json(const struct dchat_entry *e)
         printf("}");
 }
 
-static void print_entry(const struct dchat_entry *e, bool json)
+static void print_entry(const struct dchat_entry *e, bool json, bool local)
 {
         if (!json) {
-                char when[32];
-                entry_format_time(e, when, sizeof when);
+                char when[48];
+                format_when(e, local, false, when, sizeof when);
                 printf("%s %s: %s\n", when, e->author, e->text);
                 return;
         }
@@ -259,14 +353,14 @@ static volatile sig_atomic_t interrupted;
 
 static void on_signal(int sig)
 {
-        (void) sig;
-        interrupted = 1;
+        interrupted = sig;
 }
 
 /*
  * Catches SIGINT, SIGTERM and SIGHUP: they end a follow loop cleanly (exit
- * 0).  They stay blocked except inside ppoll, so none is lost between a
- * check of `interrupted` and the wait.  old gets the mask to wait with.
+ * 0; chat takes SIGINT for Ctrl-C).  They stay blocked except inside
+ * ppoll, so none is lost between a check of `interrupted` and the wait.
+ * old gets the mask to wait with.
  */
 void follow_signals(sigset_t *old)
 {
@@ -282,20 +376,30 @@ void follow_signals(sigset_t *old)
         sigprocmask(SIG_BLOCK, &block, old);
 }
 
-bool follow_interrupted(void)
+int follow_signal(void)
 {
         return interrupted;
 }
 
+void follow_signal_clear(void)
+{
+        interrupted = 0;
+}
+
+struct view_opts {
+        bool json, local;
+};
+
 static void view_show(const struct dchat_entry *e, void *userdata)
 {
-        print_entry(e, *(const bool *) userdata);
+        const struct view_opts *vo = userdata;
+        print_entry(e, vo->json, vo->local);
         fflush(stdout);
 }
 
 static void view_damaged(uint64_t first, uint64_t last, struct dchat_str reason, void *userdata)
 {
-        print_damaged(first, last, reason, *(const bool *) userdata);
+        print_damaged(first, last, reason, ((const struct view_opts *) userdata)->json);
         fflush(stdout);
 }
 
@@ -306,11 +410,11 @@ static void view_notice(const char *msg, void *userdata)
 }
 
 /* view -f: the last lines (or all), then each new one as it is stored, until a signal. */
-static int view_follow(uint64_t last_n, uint64_t since_seq, int64_t since_time, bool json)
+static int view_follow(uint64_t last_n, uint64_t since_seq, int64_t since_time, struct view_opts *vo)
 {
         struct follow f = { .socket_path = socket_path, .last_n = last_n, .since_seq = since_seq,
                             .since_time = since_time, .show = view_show, .damaged = view_damaged,
-                            .notice = view_notice, .userdata = &json };
+                            .notice = view_notice, .userdata = vo };
         sigset_t old;
         int r = 0;
 
@@ -346,9 +450,258 @@ out:
 
 /* --- commands ---------------------------------------------------------------- */
 
+/* The poster's UTC offset, if dchat can carry it (else 1, and why said). */
+static int post_offset(int32_t *off)
+{
+        time_t now = time(NULL);
+        struct tm tm;
+
+        localtime_r(&now, &tm);
+        if (!utc_offset_valid(tm.tm_gmtoff)) {
+                /* only a hand-made zone file can do that: POSIX TZ stops at 24:59:59 */
+                return fail("cannot post: the time zone%s%s has a UTC offset of %+ld s, beyond the %d:%02d:%02d "
+                            "dchat can keep", getenv("TZ") ? " TZ=" : "", getenv("TZ") ? getenv("TZ") : "",
+                            (long) tm.tm_gmtoff, DCHAT_UTC_OFFSET_MAX / 3600, DCHAT_UTC_OFFSET_MAX % 3600 / 60,
+                            DCHAT_UTC_OFFSET_MAX % 60);
+        }
+        *off = (int32_t) tm.tm_gmtoff;
+        return 0;
+}
+
+/*
+ * POST_WAIT: why the post waits, said once per reason (last: the reason said
+ * before), to someone at a terminal: no silent wait.  Scripts keep their
+ * one line on stderr, the error, which says what the post waited for.
+ */
+static void say_waiting(const struct dchat_msg *m, const char *prefix, char *last, size_t cap)
+{
+        char why[DCHAT_ERROR_MAX + 1];
+
+        if (!isatty(STDERR_FILENO))
+                return;
+        if (dchat_str_copy(why, sizeof why, m->post_wait.reason) < 0 || !strcmp(why, last))
+                return;
+        strlcpy(last, why, cap);
+        fprintf(stderr, "dchatctl: %swaiting: %s; for %u s at most\n", prefix, why,
+                (m->post_wait.wait_ms + 999) / 1000);
+}
+
+static int post_text(const char *text, size_t len, uint32_t hold_ms)
+{
+        char waiting[DCHAT_ERROR_MAX + 1] = "";
+        const char *why;
+        int32_t off;
+
+        if (post_text_validate(text, len, &why) < 0)
+                return fail("cannot post: %s", why);
+        if (post_offset(&off))
+                return 1;
+        if (connect_daemon() || send_msg(&(struct dchat_msg) { .type = MSG_POST, .tag = 1,
+                                                               .post = { off, hold_ms, { text, (uint16_t) len } } }))
+                return 1;
+        for (;;) {
+                struct dchat_msg m;
+                if (recv_msg(&m))
+                        return 1;
+                if (m.type == MSG_POST_WAIT) {
+                        say_waiting(&m, "", waiting, sizeof waiting);   /* no silent wait */
+                        continue;
+                }
+                if (m.type == MSG_ERROR)
+                        return print_error("post", &m);
+                if (m.type != MSG_POSTED)
+                        return fail("unexpected answer %s from dchatd", proto_type_name(m.type));
+                return 0;
+        }
+}
+
+/* --- post -: lines from stdin ------------------------------------------------------------------ */
+
+#define STDIN_WINDOW    8               /* posts in flight at once (max_queued_posts_per_user is 32) */
+
+struct inflight {
+        uint32_t line;                  /* its line number; the tag of its POST */
+        char head[64];                  /* its start, for messages */
+};
+
+/* A line of stdin as a post: CR LF as LF, tabs as spaces to the next multiple of 8 (a post holds no tab). */
+static size_t expand_line(const char *in, size_t n, char *out, size_t cap)
+{
+        size_t o = 0, col = 0;
+
+        if (n && in[n - 1] == '\r')
+                n--;
+        for (size_t i = 0; i < n && o < cap; i++) {
+                unsigned char c = (unsigned char) in[i];
+                if (c == '\t') {
+                        do
+                                out[o++] = ' ';
+                        while (++col % 8 && o < cap);
+                        continue;
+                }
+                out[o++] = (char) c;
+                if ((c & 0xc0) != 0x80)
+                        col++;          /* a character starts: a column, near enough */
+        }
+        return o;
+}
+
+static void head_of(const char *text, size_t len, char *buf, size_t cap)
+{
+        size_t n = len < cap - 4 ? len : cap - 4;
+        /* not in the middle of a UTF-8 character */
+        while (n < len && n && ((unsigned char) text[n] & 0xc0) == 0x80)
+                n--;
+        snprintf(buf, cap, "%.*s%s", (int) n, text, n < len ? "..." : "");
+}
+
+static int post_stdin(uint32_t hold_ms)
+{
+        struct cconn c = { .fd = -1 };
+        struct wbuf lines = {0};
+        struct inflight fly[STDIN_WINDOW];
+        unsigned n_fly = 0;
+        uint32_t lineno = 0, sent_upto = 0;
+        bool eof = false, failed = false;
+        char waiting[DCHAT_ERROR_MAX + 1] = "", err[4096];
+        static char text[4 * DCHAT_TEXT_MAX + 64];
+        int32_t off;
+        int rc = 0;
+
+        if (post_offset(&off))
+                return 1;
+        for (;;) {
+                /* post the whole lines read, as many as the window takes */
+                while (!failed && n_fly < STDIN_WINDOW) {
+                        uint8_t *nl = lines.len ? memchr(lines.data, '\n', lines.len) : NULL;
+                        size_t n = nl ? (size_t) (nl - lines.data) : lines.len;
+                        if (!nl && !(eof && lines.len))
+                                break;
+                        lineno++;
+                        size_t len = expand_line((const char *) lines.data, n, text, sizeof text);
+                        wbuf_consume(&lines, nl ? n + 1 : n);
+                        const char *why;
+                        if (len == 0 || (text_validate(text, len, NULL) == 0 && post_text_validate(text, len, NULL) < 0))
+                                continue;       /* empty, or only spaces: nothing to post (as logger does) */
+                        if (post_text_validate(text, len, &why) < 0) {
+                                fail("line %u of stdin: not posted: %s", lineno, why);
+                                failed = true;
+                                break;
+                        }
+                        if (c.fd < 0 && cconn_open(&c, socket_path, err, sizeof err) < 0) {
+                                fail("%s", err);
+                                failed = true;
+                                break;
+                        }
+                        int r = cconn_send(&c, &(struct dchat_msg) { .type = MSG_POST, .tag = lineno,
+                                                                     .post = { off, hold_ms, { text, (uint16_t) len } } });
+                        if (r < 0) {
+                                fail("line %u of stdin: not posted: lost the connection to dchatd: %s", lineno,
+                                     strerror(-r));
+                                failed = true;
+                                break;
+                        }
+                        fly[n_fly].line = lineno;
+                        head_of(text, len, fly[n_fly].head, sizeof fly[n_fly].head);
+                        n_fly++;
+                        sent_upto = lineno;
+                }
+                if (n_fly == 0 && (failed || (eof && !lines.len)))
+                        break;
+                struct pollfd pfd[2] = { { .fd = !eof && !failed && n_fly < STDIN_WINDOW ? STDIN_FILENO : -1,
+                                           .events = POLLIN },
+                                         { .fd = c.fd, .events = POLLIN } };
+                if (poll(pfd, 2, -1) < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        rc = fail("poll: %s", strerror(errno));
+                        break;
+                }
+                if (pfd[0].revents) {
+                        if (!wbuf_reserve(&lines, 65536)) {
+                                rc = fail("out of memory");
+                                break;
+                        }
+                        ssize_t n = read(STDIN_FILENO, lines.data + lines.len, 65536);
+                        if (n < 0 && errno != EINTR && errno != EAGAIN) {
+                                rc = fail("cannot read stdin: %s", strerror(errno));
+                                break;
+                        }
+                        if (n == 0)
+                                eof = true;
+                        if (n > 0)
+                                lines.len += (size_t) n;
+                        if (lines.len > sizeof text && !memchr(lines.data, '\n', lines.len)) {
+                                fail("line %u of stdin: not posted: longer than %d bytes", lineno + 1,
+                                     DCHAT_TEXT_MAX);
+                                failed = true;
+                        }
+                }
+                if (c.fd < 0 || !pfd[1].revents)
+                        continue;
+                int r = cconn_fill(&c);
+                struct dchat_msg m;
+                int k;
+                while ((k = cconn_frame(&c, &m)) > 0) {
+                        unsigned i;
+                        if (m.type == MSG_ERROR && m.tag == 0 && n_fly == 0 && m.error.code == ERR_TIMEOUT) {
+                                cconn_close(&c);        /* idle while stdin was quiet: connect again when needed */
+                                break;
+                        }
+                        for (i = 0; i < n_fly && fly[i].line != m.tag; i++)
+                                ;
+                        if (m.type == MSG_ERROR && (i == n_fly || m.tag == 0)) {
+                                print_error("post", &m);
+                                failed = true;
+                                n_fly = 0;
+                                break;
+                        }
+                        if (i == n_fly)
+                                continue;
+                        if (m.type == MSG_POST_WAIT) {
+                                say_waiting(&m, "", waiting, sizeof waiting);
+                                continue;
+                        }
+                        if (m.type == MSG_ERROR) {
+                                fail("line %u of stdin (%s): post failed: %.*s", fly[i].line, fly[i].head,
+                                     (int) m.error.text.len, m.error.text.p);
+                                failed = true;
+                        } else if (m.type != MSG_POSTED) {
+                                fail("unexpected answer %s from dchatd", proto_type_name(m.type));
+                                failed = true;
+                        }
+                        fly[i] = fly[--n_fly];
+                }
+                if (k < 0) {
+                        rc = fail("dchatd sent a malformed frame");
+                        break;
+                }
+                if ((r == 0 || (r < 0 && r != -EAGAIN)) && c.fd >= 0) {
+                        if (n_fly)
+                                fail("dchatd closed the connection: line%s %u%s of stdin not confirmed (they may or "
+                                     "may not have been stored)", n_fly > 1 ? "s up to" : "", sent_upto, "");
+                        cconn_close(&c);
+                        if (n_fly)
+                                failed = true;
+                        n_fly = 0;
+                }
+        }
+        if (failed && !rc) {
+                rc = 1;
+                if (!eof || lines.len)
+                        fprintf(stderr, "dchatctl: stopped: the lines of stdin after line %u were not posted\n",
+                                sent_upto > lineno ? sent_upto : lineno);
+        }
+        cconn_close(&c);
+        wbuf_free(&c.in);
+        wbuf_free(&lines);
+        return rc;
+}
+
 static int cmd_post(int argc, char **argv)
 {
         static const struct option opts[] = { { "hold", required_argument, NULL, 'H' },
+                                              { "socket", required_argument, NULL, 's' },
                                               { "help", no_argument, NULL, 'h' }, {} };
         char *text = NULL;
         size_t len = 0;
@@ -356,7 +709,7 @@ static int cmd_post(int argc, char **argv)
         FILE *f;
         int o;
 
-        while ((o = getopt_long(argc, argv, "+h", opts, NULL)) >= 0) {
+        while ((o = getopt_long(argc, argv, "+hs:", opts, NULL)) >= 0) {
                 if (o == 'H') {
                         if (number_parse_seconds_ms(optarg, DCHAT_HOLD_MAX_MS, &hold_ms) < 0) {
                                 fprintf(stderr, "dchatctl: --hold takes seconds, a decimal number from 0 to %d "
@@ -366,16 +719,24 @@ static int cmd_post(int argc, char **argv)
                         }
                         continue;
                 }
+                if (o == 's') {
+                        socket_option(optarg);
+                        continue;
+                }
                 if (o == 'h') {
-                        usage(stdout);
+                        post_usage(stdout);
                         return 0;
                 }
-                usage(stderr);
+                post_usage(stderr);
                 return 2;
         }
+        /* "-" alone (not after "--"), or nothing while stdin is a pipe or a file: lines from stdin */
+        bool dash = argc - optind == 1 && !strcmp(argv[optind], "-") && strcmp(argv[optind - 1], "--");
+        if (dash || (optind >= argc && !isatty(STDIN_FILENO)))
+                return post_stdin(hold_ms);
         if (optind >= argc) {
-                fprintf(stderr, "dchatctl: post needs the text to post\n");
-                usage(stderr);
+                fprintf(stderr, "dchatctl: post needs the text to post (or -, to post the lines of stdin)\n");
+                post_usage(stderr);
                 return 2;
         }
         f = open_memstream(&text, &len);
@@ -384,41 +745,9 @@ static int cmd_post(int argc, char **argv)
         for (int i = optind; i < argc; i++)
                 fprintf(f, "%s%s", i > optind ? " " : "", argv[i]);
         fclose(f);
-
-        const char *why;
-        if (text_validate(text, len, &why) < 0) {
-                fail("cannot post: %s", why);
-                free(text);
-                return 1;
-        }
-        time_t now = time(NULL);
-        struct tm tm;
-        localtime_r(&now, &tm);
-        if (!utc_offset_valid(tm.tm_gmtoff)) {
-                /* only a hand-made zone file can do that: POSIX TZ stops at 24:59:59 */
-                fail("cannot post: the time zone%s%s has a UTC offset of %+ld s, beyond the %d:%02d:%02d "
-                     "dchat can keep", getenv("TZ") ? " TZ=" : "", getenv("TZ") ? getenv("TZ") : "",
-                     (long) tm.tm_gmtoff, DCHAT_UTC_OFFSET_MAX / 3600, DCHAT_UTC_OFFSET_MAX % 3600 / 60,
-                     DCHAT_UTC_OFFSET_MAX % 60);
-                free(text);
-                return 1;
-        }
-
-        int r = connect_daemon();
-        if (r == 0)
-                r = send_msg(&(struct dchat_msg) { .type = MSG_POST, .tag = 1,
-                                                   .post = { (int32_t) tm.tm_gmtoff, hold_ms, { text, (uint16_t) len } } });
+        int r = post_text(text, len, hold_ms);
         free(text);
-        if (r)
-                return r;
-        struct dchat_msg m;
-        if (recv_msg(&m))
-                return 1;
-        if (m.type == MSG_ERROR)
-                return print_error("post", &m);
-        if (m.type != MSG_POSTED)
-                return fail("unexpected answer %s from dchatd", proto_type_name(m.type));
-        return 0;
+        return r;
 }
 
 static int cmd_view(int argc, char **argv)
@@ -426,14 +755,17 @@ static int cmd_view(int argc, char **argv)
         static const struct option opts[] = { { "json", no_argument, NULL, 'j' }, { "help", no_argument, NULL, 'h' },
                                               { "since", required_argument, NULL, 'S' },
                                               { "since-seq", required_argument, NULL, 'Q' },
-                                              { "follow", no_argument, NULL, 'f' }, {} };
-        bool json = false, follow = false;
+                                              { "follow", no_argument, NULL, 'f' },
+                                              { "local-time", no_argument, NULL, 'L' },
+                                              { "socket", required_argument, NULL, 's' }, {} };
+        struct view_opts vo = {0};
+        bool follow = false;
         uint64_t last_n = 0, since_seq = 0;
         int64_t since_time = 0;
         unsigned starts = 0;
         int o;
 
-        while ((o = getopt_long(argc, argv, "+n:fh", opts, NULL)) >= 0) {
+        while ((o = getopt_long(argc, argv, "+n:fhs:", opts, NULL)) >= 0) {
                 switch (o) {
                 case 'n':
                         if (number_parse_u64(optarg, 1, UINT64_MAX, &last_n) < 0) {
@@ -462,22 +794,28 @@ static int cmd_view(int argc, char **argv)
                         starts++;
                         break;
                 case 'j':
-                        json = true;
+                        vo.json = true;
+                        break;
+                case 'L':
+                        vo.local = true;
+                        break;
+                case 's':
+                        socket_option(optarg);
                         break;
                 case 'f':
                         follow = true;
                         break;
                 case 'h':
-                        usage(stdout);
+                        view_usage(stdout);
                         return 0;
                 default:
-                        usage(stderr);
+                        view_usage(stderr);
                         return 2;
                 }
         }
         if (optind < argc) {
                 fprintf(stderr, "dchatctl: view takes no arguments ('%s')\n", argv[optind]);
-                usage(stderr);
+                view_usage(stderr);
                 return 2;
         }
         if (starts > 1) {
@@ -485,7 +823,7 @@ static int cmd_view(int argc, char **argv)
                 return 2;
         }
         if (follow)
-                return view_follow(last_n, since_seq, since_time, json);
+                return view_follow(last_n, since_seq, since_time, &vo);
         if (connect_daemon())
                 return 1;
 
@@ -504,11 +842,11 @@ static int cmd_view(int argc, char **argv)
                         if (m.type == MSG_ERROR)
                                 return print_error("view", &m);
                         if (m.type == MSG_ENTRY) {
-                                print_entry(m.append, json);
+                                print_entry(m.append, vo.json, vo.local);
                                 continue;
                         }
                         if (m.type == MSG_ENTRY_DAMAGED) {
-                                print_damaged(m.damaged.first_seq, m.damaged.last_seq, m.damaged.reason, json);
+                                print_damaged(m.damaged.first_seq, m.damaged.last_seq, m.damaged.reason, vo.json);
                                 continue;
                         }
                         if (m.type != MSG_VIEW_END)
@@ -607,24 +945,27 @@ static void group_text(const struct dchat_status *st)
 
 static int cmd_status(int argc, char **argv)
 {
-        static const struct option opts[] = { { "json", no_argument, NULL, 'j' }, { "help", no_argument, NULL, 'h' }, {} };
+        static const struct option opts[] = { { "json", no_argument, NULL, 'j' }, { "help", no_argument, NULL, 'h' },
+                                              { "socket", required_argument, NULL, 's' }, {} };
         bool json = false;
         int o;
 
-        while ((o = getopt_long(argc, argv, "+h", opts, NULL)) >= 0) {
+        while ((o = getopt_long(argc, argv, "+hs:", opts, NULL)) >= 0) {
                 if (o == 'j')
                         json = true;
+                else if (o == 's')
+                        socket_option(optarg);
                 else if (o == 'h') {
-                        usage(stdout);
+                        status_usage(stdout);
                         return 0;
                 } else {
-                        usage(stderr);
+                        status_usage(stderr);
                         return 2;
                 }
         }
         if (optind < argc) {
                 fprintf(stderr, "dchatctl: status takes no arguments ('%s')\n", argv[optind]);
-                usage(stderr);
+                status_usage(stderr);
                 return 2;
         }
         if (connect_daemon() || send_msg(&(struct dchat_msg) { .type = MSG_STATUS, .tag = 1 }))
@@ -786,24 +1127,27 @@ static void verify_version(const struct dchat_verify_server *v, uint64_t seq, in
 /* verify [--json]: the servers' logs compared; exit 1 when they differ. */
 static int cmd_verify(int argc, char **argv)
 {
-        static const struct option opts[] = { { "json", no_argument, NULL, 'j' }, { "help", no_argument, NULL, 'h' }, {} };
+        static const struct option opts[] = { { "json", no_argument, NULL, 'j' }, { "help", no_argument, NULL, 'h' },
+                                              { "socket", required_argument, NULL, 's' }, {} };
         bool json = false;
         int o;
 
-        while ((o = getopt_long(argc, argv, "+h", opts, NULL)) >= 0) {
+        while ((o = getopt_long(argc, argv, "+hs:", opts, NULL)) >= 0) {
                 if (o == 'j')
                         json = true;
+                else if (o == 's')
+                        socket_option(optarg);
                 else if (o == 'h') {
-                        usage(stdout);
+                        verify_usage(stdout);
                         return 0;
                 } else {
-                        usage(stderr);
+                        verify_usage(stderr);
                         return 2;
                 }
         }
         if (optind < argc) {
                 fprintf(stderr, "dchatctl: verify takes no arguments ('%s')\n", argv[optind]);
-                usage(stderr);
+                verify_usage(stderr);
                 return 2;
         }
         if (connect_daemon() || send_msg(&(struct dchat_msg) { .type = MSG_VERIFY, .tag = 1 }))
@@ -873,6 +1217,7 @@ static int cmd_verify(int argc, char **argv)
 static int cmd_server(int argc, char **argv)
 {
         static const struct option opts[] = { { "timeout", required_argument, NULL, 'T' },
+                                              { "socket", required_argument, NULL, 's' },
                                               { "help", no_argument, NULL, 'h' }, {} };
         uint32_t timeout_ms = 0;
         uint8_t op;
@@ -881,17 +1226,17 @@ static int cmd_server(int argc, char **argv)
         /* server SUBCOMMAND [OPTIONS] ARGS: the options come after the subcommand */
         if (argc < 2 || (strcmp(argv[1], "add") && strcmp(argv[1], "remove"))) {
                 if (argc >= 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
-                        usage(stdout);
+                        server_usage(stdout);
                         return 0;
                 }
                 fprintf(stderr, "dchatctl: server takes 'add [--timeout SECONDS] NAME HOST:PORT' or 'remove NAME'\n");
-                usage(stderr);
+                server_usage(stderr);
                 return 2;
         }
         op = !strcmp(argv[1], "add") ? MEMBER_ADD : MEMBER_REMOVE;
         argc--;
         argv++;
-        while ((o = getopt_long(argc, argv, "+h", opts, NULL)) >= 0) {
+        while ((o = getopt_long(argc, argv, "+hs:", opts, NULL)) >= 0) {
                 if (o == 'T') {
                         if (number_parse_seconds_ms(optarg, 86400 * 1000, &timeout_ms) < 0 || timeout_ms == 0) {
                                 fprintf(stderr, "dchatctl: --timeout takes seconds, a decimal number above 0 and up "
@@ -900,16 +1245,20 @@ static int cmd_server(int argc, char **argv)
                         }
                         continue;
                 }
+                if (o == 's') {
+                        socket_option(optarg);
+                        continue;
+                }
                 if (o == 'h') {
-                        usage(stdout);
+                        server_usage(stdout);
                         return 0;
                 }
-                usage(stderr);
+                server_usage(stderr);
                 return 2;
         }
         if (argc - optind != (op == MEMBER_ADD ? 2 : 1) || (op == MEMBER_REMOVE && timeout_ms)) {
                 fprintf(stderr, "dchatctl: server takes 'add [--timeout SECONDS] NAME HOST:PORT' or 'remove NAME'\n");
-                usage(stderr);
+                server_usage(stderr);
                 return 2;
         }
         const char *name = argv[optind], *address = op == MEMBER_ADD ? argv[optind + 1] : "";
@@ -948,7 +1297,105 @@ static int cmd_server(int argc, char **argv)
 
 static int run_chat(int argc, char **argv)
 {
-        return cmd_chat(argc, argv, socket_path);
+        return cmd_chat(argc, argv, &socket_path);
+}
+
+/* who [--json]: the nodes as this dchatd sees them, and who is on each. */
+static int cmd_who(int argc, char **argv)
+{
+        static const struct option opts[] = { { "json", no_argument, NULL, 'j' }, { "help", no_argument, NULL, 'h' },
+                                              { "socket", required_argument, NULL, 's' }, {} };
+        static struct wtable t;
+        bool json = false;
+        int o, w = 0;
+
+        while ((o = getopt_long(argc, argv, "+hs:", opts, NULL)) >= 0) {
+                if (o == 'j')
+                        json = true;
+                else if (o == 's')
+                        socket_option(optarg);
+                else if (o == 'h') {
+                        who_usage(stdout);
+                        return 0;
+                } else {
+                        who_usage(stderr);
+                        return 2;
+                }
+        }
+        if (optind < argc) {
+                fprintf(stderr, "dchatctl: who takes no arguments ('%s')\n", argv[optind]);
+                who_usage(stderr);
+                return 2;
+        }
+        if (connect_daemon() || send_msg(&(struct dchat_msg) { .type = MSG_WHO, .tag = 1 }))
+                return 1;
+        for (;;) {
+                struct dchat_msg m;
+                if (recv_msg(&m))
+                        return 1;
+                if (m.type == MSG_ERROR)
+                        return print_error("who", &m);
+                if (m.type != MSG_PRESENCE)
+                        return fail("unexpected answer %s from dchatd", proto_type_name(m.type));
+                if (!wnode_take(&t, &m, NULL))
+                        return fail("dchatd named more nodes than a cluster has");
+                if (m.presence.flags & PRESENCE_END)
+                        break;
+        }
+        if (json) {
+                printf("{\"node\":");
+                json_str(t.nodes[0].name, strlen(t.nodes[0].name));
+                printf(",\"nodes\":[");
+                for (unsigned i = 0; i < t.n; i++) {
+                        const struct wnode *n = &t.nodes[i];
+                        printf("%s{\"name\":", i ? "," : "");
+                        json_str(n->name, strlen(n->name));
+                        printf(",\"role\":\"%s\",\"state\":\"%s\",\"since\":%u,\"here\":%s,\"note\":", role_name(n->role),
+                               node_state_name(n->state), n->since, (n->flags & PRESENCE_SELF) ? "true" : "false");
+                        json_str(n->note, strlen(n->note));
+                        printf(",\"users_known\":%s,\"users\":[", (n->flags & PRESENCE_USERS_KNOWN) ? "true" : "false");
+                        for (unsigned k = 0; k < n->n; k++) {
+                                printf("%s{\"name\":", k ? "," : "");
+                                json_str(n->users[k].name, strlen(n->users[k].name));
+                                printf(",\"chat\":%s,\"follow\":%s}", (n->users[k].kinds & PRESENCE_CHAT) ? "true" : "false",
+                                       (n->users[k].kinds & PRESENCE_FOLLOW) ? "true" : "false");
+                        }
+                        printf("],\"more\":%u}", n->more);
+                }
+                printf("]}\n");
+                return 0;
+        }
+        for (unsigned i = 0; i < t.n; i++)
+                if ((int) strlen(t.nodes[i].name) > w)
+                        w = (int) strlen(t.nodes[i].name);
+        for (unsigned i = 0; i < t.n; i++) {
+                const struct wnode *n = &t.nodes[i];
+                printf("%-*s  %-6s  %s", w, n->name, role_name(n->role), node_state_name(n->state));
+                if (n->since)
+                        printf(" %us", n->since);
+                if (n->flags & PRESENCE_SELF)
+                        printf(", here");
+                if (n->note[0])
+                        printf(" (%s)", n->note);
+                printf("\n");
+                for (uint8_t kind = PRESENCE_CHAT; kind <= PRESENCE_FOLLOW; kind <<= 1) {
+                        unsigned c = 0;
+                        for (unsigned k = 0; k < n->n; k++) {
+                                if (!(n->users[k].kinds & kind))
+                                        continue;
+                                printf("%s%s", c++ ? ", " : kind == PRESENCE_CHAT ? "  in the chat: "
+                                                                                  : "  following (view -f): ",
+                                       n->users[k].name);
+                        }
+                        if (c)
+                                printf("\n");
+                }
+                if (n->more)
+                        printf("  and %u more\n", n->more);
+                if (!(n->flags & PRESENCE_USERS_KNOWN) && n->state == NODE_UP)
+                        printf("  users: not known yet\n");
+        }
+        return 0;
 }
 
 static int run_trace(int argc, char **argv)
@@ -973,16 +1420,16 @@ static int cmd_keygen(int argc, char **argv)
                 if (o == 'f')
                         force = true;
                 else if (o == 'h') {
-                        usage(stdout);
+                        keygen_usage(stdout);
                         return 0;
                 } else {
-                        usage(stderr);
+                        keygen_usage(stderr);
                         return 2;
                 }
         }
         if (argc - optind > 1) {
                 fprintf(stderr, "dchatctl: keygen takes at most one file ('%s')\n", argv[optind + 1]);
-                usage(stderr);
+                keygen_usage(stderr);
                 return 2;
         }
         const char *path = optind < argc ? argv[optind] : DCHAT_DEFAULT_KEY_FILE;
@@ -995,17 +1442,54 @@ static int cmd_keygen(int argc, char **argv)
 static const struct command {
         const char *name;
         int (*run)(int argc, char **argv);
+        void (*usage)(FILE *f);
 } commands[] = {
-        { "post", cmd_post },
-        { "view", cmd_view },
-        { "status", cmd_status },
-        { "verify", cmd_verify },
-        { "chat", run_chat },
-        { "trace", run_trace },
-        { "explain", run_explain },
-        { "keygen", cmd_keygen },
-        { "server", cmd_server },
+        { "post", cmd_post, post_usage },
+        { "view", cmd_view, view_usage },
+        { "chat", run_chat, chat_usage },
+        { "who", cmd_who, who_usage },
+        { "status", cmd_status, status_usage },
+        { "verify", cmd_verify, verify_usage },
+        { "keygen", cmd_keygen, keygen_usage },
+        { "server", cmd_server, server_usage },
+        { "trace", run_trace, NULL },
+        { "explain", run_explain, NULL },
 };
+
+static const struct command *command_named(const char *name)
+{
+        for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+                if (!strcmp(name, commands[i].name))
+                        return &commands[i];
+        return NULL;
+}
+
+/* help [COMMAND] */
+static int cmd_help(int argc, char **argv)
+{
+        if (argc > 2) {
+                fprintf(stderr, "dchatctl: help takes at most one command\n");
+                return 2;
+        }
+        if (argc < 2 || !strcmp(argv[1], "help")) {
+                usage(stdout);
+                return 0;
+        }
+        const struct command *c = command_named(argv[1]);
+        if (!c) {
+                fprintf(stderr, "dchatctl: no command '%s'; the commands are post, view, chat, who, status, "
+                                "verify, server, trace, explain, keygen\n", argv[1]);
+                return 2;
+        }
+        if (c->usage) {
+                c->usage(stdout);
+                return 0;
+        }
+        /* a command with its usage of its own: as COMMAND --help */
+        char *args[] = { argv[1], (char *) "--help", NULL };
+        optind = 1;
+        return c->run(2, args);
+}
 
 int main(int argc, char *argv[])
 {
@@ -1018,12 +1502,14 @@ int main(int argc, char *argv[])
         int o;
 
         socket_path = getenv("DCHAT_SOCKET");
-        if (!socket_path || !*socket_path)
+        if (socket_path && *socket_path)
+                socket_origin = "DCHAT_SOCKET";
+        else
                 socket_path = DCHAT_DEFAULT_SOCKET;
         while ((o = getopt_long(argc, argv, "+s:h", opts, NULL)) >= 0) {
                 switch (o) {
                 case 's':
-                        socket_path = optarg;
+                        socket_option(optarg);
                         break;
                 case 'h':
                         usage(stdout);
@@ -1040,20 +1526,21 @@ int main(int argc, char *argv[])
                 usage(stderr);
                 return 2;
         }
-        for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
-                if (strcmp(argv[optind], commands[i].name) != 0)
-                        continue;
-                command = commands[i].name;
-                int sub_argc = argc - optind;
-                char **sub_argv = argv + optind;
-                optind = 1;
-                int r = commands[i].run(sub_argc, sub_argv);
-                if (sock >= 0)
-                        close(sock);
-                wbuf_free(&inbuf);
-                return r;
+        if (!strcmp(argv[optind], "help"))
+                return cmd_help(argc - optind, argv + optind);
+        const struct command *c = command_named(argv[optind]);
+        if (!c) {
+                fprintf(stderr, "dchatctl: unknown command '%s'\n", argv[optind]);
+                usage(stderr);
+                return 2;
         }
-        fprintf(stderr, "dchatctl: unknown command '%s'\n", argv[optind]);
-        usage(stderr);
-        return 2;
+        command = c->name;
+        int sub_argc = argc - optind;
+        char **sub_argv = argv + optind;
+        optind = 1;
+        int r = c->run(sub_argc, sub_argv);
+        if (sock >= 0)
+                close(sock);
+        wbuf_free(&inbuf);
+        return r;
 }

@@ -6,11 +6,13 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -39,6 +41,144 @@ void damaged_line(char *buf, size_t cap, uint64_t first, uint64_t last, struct d
                          reason.p);
 }
 
+void format_when(const struct dchat_entry *e, bool local, bool seconds, char *buf, size_t cap)
+{
+        struct tm tm;
+        bool ok;
+
+        if (local) {
+                time_t t = (time_t) e->time;
+                ok = (int64_t) t == e->time && localtime_r(&t, &tm);
+        } else
+                ok = entry_local_tm(e, &tm);
+        if (!ok || strftime(buf, cap, seconds ? "%d %b %I:%M:%S%p" : "%d %b %I:%M%p", &tm) == 0)
+                snprintf(buf, cap, "?");
+}
+
+/* The source tree dchatctl runs in (or from), if it is one: its top directory. */
+static bool source_tree(char *top, size_t cap)
+{
+        char exe[PATH_MAX], probe[PATH_MAX + 32];
+        ssize_t n;
+
+        if (getcwd(top, cap)) {
+                snprintf(probe, sizeof probe, "%s/daemon/dchatd.h", top);
+                if (access(probe, F_OK) == 0)
+                        return true;
+        }
+        n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+        if (n <= 0)
+                return false;
+        exe[n] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (!slash)
+                return false;
+        *slash = '\0';
+        snprintf(probe, sizeof probe, "%s/daemon/dchatd.h", exe);
+        if (access(probe, F_OK) != 0)
+                return false;
+        snprintf(top, cap, "%s", exe);
+        return true;
+}
+
+void socket_error(const char *path, int err, char *buf, size_t cap)
+{
+        const char *how = "give dchatd's control socket with -s SOCKET or DCHAT_SOCKET=SOCKET";
+        char top[PATH_MAX], sock[PATH_MAX + 32], cwd[PATH_MAX], hint[PATH_MAX * 2 + 256] = "";
+        struct stat st;
+
+        if (stat(path, &st) == 0 && !S_ISSOCK(st.st_mode)) {
+                snprintf(buf, cap, "cannot connect to %s: it is %s, not a socket (%s)", path,
+                         S_ISDIR(st.st_mode) ? "a directory" : "a file", how);
+                return;
+        }
+        if (err == ECONNREFUSED) {
+                snprintf(buf, cap, "cannot connect to %s: nobody listens on it: dchatd is not running (this socket is "
+                         "left from an earlier one); see systemctl status dchatd.socket", path);
+                return;
+        }
+        if (err != ENOENT) {
+                snprintf(buf, cap, "cannot connect to %s: %s", path, strerror(err));
+                return;
+        }
+        if (source_tree(top, sizeof top)) {
+                /* a local cluster of this tree (make run) */
+                const char *rel = getcwd(cwd, sizeof cwd) && !strcmp(cwd, top) ? "" : top;
+                snprintf(sock, sizeof sock, "%s%srun/node1/dchatd.sock", rel, rel[0] ? "/" : "");
+                char where[PATH_MAX + 32];
+                snprintf(where, sizeof where, rel[0] ? "the source tree %s" : "this source tree", top);
+                if (stat(sock, &st) == 0 && S_ISSOCK(st.st_mode))
+                        snprintf(hint, sizeof hint, "; a local cluster (make run) runs in %s: -s %s, or export "
+                                 "DCHAT_SOCKET=%s", where, sock, sock);
+                else
+                        snprintf(hint, sizeof hint, "; in %s, make run starts a local cluster: then -s %s, or "
+                                 "export DCHAT_SOCKET=%s", where, sock, sock);
+        }
+        if (!socket_origin) {
+                snprintf(buf, cap, "cannot connect to %s: no such socket. Is dchatd running? See systemctl status "
+                         "dchatd.socket; for a dchatd started by hand (its socket is in its RUNTIME_DIRECTORY, or "
+                         "control_socket), %s%s", path, how, hint);
+                return;
+        }
+        /* a path the user gave: say which, and whether even its directory is missing */
+        char dir[PATH_MAX];
+        snprintf(dir, sizeof dir, "%s", path);
+        char *slash = strrchr(dir, '/');
+        if (slash && slash != dir)
+                *slash = '\0';
+        else
+                snprintf(dir, sizeof dir, "%s", slash ? "/" : ".");
+        bool nodir = stat(dir, &st) < 0;
+        snprintf(buf, cap, "cannot connect to %s (from %s): no such socket%s%s%s. Is dchatd running, with this control "
+                 "socket? (dchatd -t names the one it uses)%s", path, socket_origin, nodir ? ", and no directory " : "",
+                 nodir ? dir : "", nodir ? " either" : "", hint);
+}
+
+/* --- presence ---------------------------------------------------------------------------------- */
+
+struct wnode *wnode_find(struct wtable *t, const char *name)
+{
+        for (unsigned i = 0; i < t->n; i++)
+                if (!strcmp(t->nodes[i].name, name))
+                        return &t->nodes[i];
+        return NULL;
+}
+
+struct wnode *wnode_take(struct wtable *t, const struct dchat_msg *m, struct wnode *old)
+{
+        char name[DCHAT_NAME_MAX + 1];
+        struct rbuf r = { .p = m->presence.p, .len = m->presence.len };
+        struct dchat_str u;
+        uint8_t kinds;
+
+        if (dchat_str_copy(name, sizeof name, m->presence.node) < 0)
+                return NULL;
+        struct wnode *w = wnode_find(t, name);
+        if (!w) {
+                if (t->n == NODES_MAX)
+                        return NULL;
+                w = &t->nodes[t->n++];
+                if (old)
+                        old->name[0] = '\0';
+        } else if (old)
+                *old = *w;
+        uint8_t seen = old && old->name[0] ? old->seen : 0;
+        memset(w, 0, sizeof *w);
+        w->seen = seen;
+        strlcpy(w->name, name, sizeof w->name);
+        w->role = m->presence.role;
+        w->state = m->presence.state;
+        w->flags = m->presence.flags;
+        w->since = m->presence.since;
+        w->more = m->presence.more;
+        if (dchat_str_copy(w->note, sizeof w->note, m->presence.note) < 0)
+                w->note[0] = '\0';
+        while (w->n < DCHAT_PRESENCE_MAX && proto_presence_next(&r, &u, &kinds) > 0)
+                if (dchat_str_copy(w->users[w->n].name, sizeof w->users[0].name, u) == 0)
+                        w->users[w->n++].kinds = kinds;
+        return w;
+}
+
 /* --- the connection ------------------------------------------------------------------------ */
 
 int cconn_open(struct cconn *c, const char *path, char *err, size_t errlen)
@@ -62,10 +202,10 @@ int cconn_open(struct cconn *c, const char *path, char *err, size_t errlen)
         if (connect(fd, (struct sockaddr *) &un, sizeof un) < 0) {
                 int e = errno;
                 if (e == EACCES || e == EPERM)
-                        snprintf(err, errlen, "cannot connect to %s: permission denied (only root and members of "
-                                 "group 'dchat' may use dchat)", path);
+                        snprintf(err, errlen, "cannot connect to %s: permission denied (only root and the members of "
+                                 "its group may use it: see dchat.conf(5), control_group)", path);
                 else
-                        snprintf(err, errlen, "cannot connect to %s: %s", path, strerror(e));
+                        socket_error(path, e, err, errlen);
                 close(fd);
                 return -e;
         }
@@ -136,7 +276,7 @@ int cconn_frame(struct cconn *c, struct dchat_msg *m)
 static void notice(struct follow *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void notice(struct follow *f, const char *fmt, ...)
 {
-        char msg[512];
+        char msg[2048];
         va_list ap;
         va_start(ap, fmt);
         vsnprintf(msg, sizeof msg, fmt, ap);
@@ -145,17 +285,38 @@ static void notice(struct follow *f, const char *fmt, ...)
                 f->notice(msg, f->userdata);
 }
 
-/* The connection is gone (or dchatd cannot serve us now): try again later. */
+static void backoff(struct follow *f)
+{
+        f->backoff_ms = f->backoff_ms ? f->backoff_ms * 2 : BACKOFF_MIN_MS;
+        if (f->backoff_ms > BACKOFF_MAX_MS)
+                f->backoff_ms = BACKOFF_MAX_MS;
+        f->retry_at_ms = mono_ms() + f->backoff_ms;
+}
+
+/* The connection is gone (or dchatd refused us as a whole): connect again later. */
 static void lose(struct follow *f, const char *why)
 {
         cconn_close(&f->c);
         if (!f->lost)
                 notice(f, "%s; trying again (Ctrl-C ends) ...", why);
         f->lost = true;
-        f->backoff_ms = f->backoff_ms ? f->backoff_ms * 2 : BACKOFF_MIN_MS;
-        if (f->backoff_ms > BACKOFF_MAX_MS)
-                f->backoff_ms = BACKOFF_MAX_MS;
-        f->retry_at_ms = mono_ms() + f->backoff_ms;
+        f->away = false;
+        f->dropped = true;
+        backoff(f);
+}
+
+/*
+ * dchatd is there but cannot serve the log now (the server is away): the
+ * connection stays, so that the caller's own requests (posts, who) still
+ * go and are answered, and the view is asked for again later.
+ */
+static void away(struct follow *f, const char *why)
+{
+        if (!f->lost)
+                notice(f, "%s; trying again (Ctrl-C ends) ...", why);
+        f->lost = true;
+        f->away = true;
+        backoff(f);
 }
 
 static int ask_page(struct follow *f)
@@ -185,14 +346,8 @@ static int ask_follow(struct follow *f)
  * answer (or its error: the server may still be away) tells whether it
  * serves us again before we say so.
  */
-static void connect_again(struct follow *f)
+static void ask_again(struct follow *f)
 {
-        char err[512];
-
-        if (cconn_open(&f->c, f->socket_path, err, sizeof err) < 0) {
-                lose(f, err);
-                return;
-        }
         if (f->view_done || f->shown) {
                 f->view_done = false;
                 f->first_answered = true;
@@ -204,24 +359,44 @@ static void connect_again(struct follow *f)
                 lose(f, strerror(-r));
 }
 
-/* dchatd answered after a reconnect. */
+static void connect_again(struct follow *f)
+{
+        char err[2048];
+
+        if (cconn_open(&f->c, f->socket_path, err, sizeof err) < 0) {
+                lose(f, err);
+                return;
+        }
+        if (f->connected)
+                f->connected(f->userdata);      /* a new connection: the caller's own requests again */
+        if (f->c.fd >= 0)
+                ask_again(f);
+}
+
+/* dchatd answered after a reconnect, or serves the log again. */
 static void back(struct follow *f)
 {
         if (!f->lost)
                 return;
-        notice(f, "reconnected to dchatd; following from line %llu", (unsigned long long) f->shown + 1);
+        /* (a dchatd that restarts may serve the log only a moment after it takes the connection) */
+        if (f->dropped)
+                notice(f, "reconnected to dchatd; following from line %llu", (unsigned long long) f->shown + 1);
+        else
+                notice(f, "the log is served again; following from line %llu", (unsigned long long) f->shown + 1);
         f->lost = false;
+        f->away = false;
+        f->dropped = false;
         f->backoff_ms = 0;
 }
 
 int follow_start(struct follow *f)
 {
-        char err[512];
+        char err[2048];
 
         f->c.fd = -1;
         /* the first connection must work: a wrong socket is an error, not a wait */
         if (cconn_open(&f->c, f->socket_path, err, sizeof err) < 0) {
-                snprintf(f->error, sizeof f->error, "%s (is dchatd running? see systemctl status dchatd.socket)", err);
+                snprintf(f->error, sizeof f->error, "%s", err);
                 return -1;
         }
         int r = ask_page(f);
@@ -239,10 +414,11 @@ int follow_fd(const struct follow *f)
 
 int follow_timeout(const struct follow *f)
 {
-        if (f->c.fd >= 0)
+        /* disconnected: connect again; away: ask again (once asked, the answer says what next) */
+        if (f->c.fd >= 0 && !(f->away && f->lost && f->retry_at_ms != UINT64_MAX))
                 return -1;
         uint64_t now = mono_ms();
-        return f->retry_at_ms > now ? (int) (f->retry_at_ms - now) : 0;
+        return f->retry_at_ms > now ? (int) (f->retry_at_ms - now < INT_MAX ? f->retry_at_ms - now : INT_MAX) : 0;
 }
 
 int follow_send(struct follow *f, const struct dchat_msg *m)
@@ -339,7 +515,7 @@ static int on_frame(struct follow *f, const struct dchat_msg *m)
                 if (dchat_str_copy(why, sizeof why, m->error.text) < 0)
                         strlcpy(why, "?", sizeof why);
                 if (m->error.code == ERR_UNAVAILABLE || m->error.code == ERR_BUSY) {
-                        lose(f, why);   /* the server is away: wait for it */
+                        away(f, why);   /* the server is away: wait for it */
                         return 0;
                 }
                 snprintf(f->error, sizeof f->error, "view failed: %s", why);
@@ -360,6 +536,10 @@ int follow_tick(struct follow *f)
                 if (mono_ms() >= f->retry_at_ms)
                         connect_again(f);
                 return 0;
+        }
+        if (f->away && f->lost && mono_ms() >= f->retry_at_ms) {
+                f->retry_at_ms = UINT64_MAX;    /* the answer says what next */
+                ask_again(f);
         }
         r = cconn_fill(&f->c);
         if (r == -EAGAIN)

@@ -50,7 +50,7 @@ static int fail(const char *fmt, ...)
 
 static void usage(FILE *f)
 {
-        fprintf(f, "usage: dchatctl trace [--since TIME] [--until TIME] [--post SEQ] [--order physical|lamport|vector]\n"
+        fprintf(f, "usage: dchatctl [-s SOCKET] trace [--since TIME] [--until TIME] [--post SEQ] [--order physical|lamport|vector]\n"
                    "                      [--check] [--format text|json|shiviz|svg|png|pdf] [-o FILE] [--from FILE]...\n");
 }
 
@@ -317,7 +317,7 @@ int cmd_trace(int argc, char **argv, const char *socket_path)
                 { "post", required_argument, NULL, 'P' }, { "order", required_argument, NULL, 'O' },
                 { "check", no_argument, NULL, 'c' }, { "format", required_argument, NULL, 'F' },
                 { "output", required_argument, NULL, 'o' }, { "from", required_argument, NULL, 'f' },
-                { "help", no_argument, NULL, 'h' }, {}
+                { "socket", required_argument, NULL, 's' }, { "help", no_argument, NULL, 'h' }, {}
         };
         const char *out = NULL, *format = NULL, *from[64];
         unsigned n_from = 0;
@@ -327,8 +327,12 @@ int cmd_trace(int argc, char **argv, const char *socket_path)
         struct tmodel m;
         int o, ret = 1;
 
-        while ((o = getopt_long(argc, argv, "+o:h", opts, NULL)) >= 0) {
+        while ((o = getopt_long(argc, argv, "+o:hs:", opts, NULL)) >= 0) {
                 switch (o) {
+                case 's':       /* -s after the command, as before it */
+                        socket_path = optarg;
+                        socket_origin = "-s";
+                        break;
                 case 'S':
                         if (parse_time("--since", optarg, &since) < 0)
                                 return 2;

@@ -150,6 +150,9 @@ static const struct key keys[] = {
           0, 1, 32, NULL },
         { "debug",              CONFIG_TYPE_BOOL,   STORE_BOOL,         CONF_OFF(debug),
           false, 0, 1, NULL },
+        /* with debug: HEARTBEAT and RAFT frames too (several per heartbeat_ms on every link) */
+        { "debug_heartbeats",   CONFIG_TYPE_BOOL,   STORE_BOOL,         CONF_OFF(debug_heartbeats),
+          false, 0, 1, NULL },
         /* link security: see secure.c and dchat-protocol(7) */
         { "key_file",           CONFIG_TYPE_STRING, STORE_PATH,         CONF_OFF(key_file),
           0, 0, PATH_MAX - 1, NULL },
@@ -858,7 +861,7 @@ void conf_log_summary(const struct dchat_conf *c) {
                  "post_timeout_ms=%llu connect_timeout_ms=%llu reconnect_ms=%llu..%llu "
                  "heartbeat_ms=%llu suspect_after_ms=%llu dead_after_ms=%llu batch_max=%u max_clients=%u max_clients_per_user=%u "
                  "max_queued_posts_per_user=%u hold_max_ms=%u trace_events=%u client_idle_timeout_ms=%llu control_group=%s "
-                 "reuse_permissions=%s debug=%s control_socket=%s state_directory=%s "
+                 "reuse_permissions=%s debug=%s debug_heartbeats=%s control_socket=%s state_directory=%s "
                  "key_file=%s insecure_plaintext=%s handshake_timeout_ms=%llu max_handshakes=%u max_links_in=%u "
                  "max_handshakes_per_address=%u first_message_timeout_ms=%llu",
                  c->path, c->node, c->role == ROLE_SERVER ? "server" : "peer", self->address,
@@ -874,6 +877,7 @@ void conf_log_summary(const struct dchat_conf *c) {
                  c->batch_max, c->max_clients, c->max_clients_per_user, c->max_queued_posts_per_user,
                  c->hold_max_ms, c->trace_events, (unsigned long long) (c->client_idle_usec / USEC_PER_MSEC),
                  c->control_group, c->reuse_permissions ? "yes" : "no", c->debug ? "yes" : "no",
+                 c->debug_heartbeats ? "yes" : "no",
                  c->control_socket[0] ? c->control_socket : "(default)",
                  c->state_directory[0] ? c->state_directory : "(default)",
                  c->key_file[0] ? c->key_file : "(default)", c->insecure_plaintext ? "yes" : "no",

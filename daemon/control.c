@@ -51,8 +51,12 @@ struct client {
         uint32_t gstat_tag;
         struct vjob *vjob;
         uint32_t vjob_tag;
+        bool watching;                  /* WHO with watch (a chat): told each change, never idle */
+        uint32_t watch_tag;
         struct client *prev, *next;
 };
+
+#define WHO_MAX (1 + DCHAT_PEERS_MAX + DCHAT_SERVERS_MAX + 1)   /* + a leader not in our file */
 
 struct control {
         sd_event *event;
@@ -69,6 +73,13 @@ struct control {
         unsigned verifies;              /* running */
         gid_t group;                    /* control_group's gid ... */
         bool have_group;                /* ... if the group exists */
+        /* presence: our users (the clients with a chat or a follow), and the WHO watchers */
+        struct presence local;
+        unsigned watchers;
+        sd_event_source *presence_src;  /* defer: tell the watchers what changed */
+        struct wbuf presence_buf;
+        uint64_t sent[WHO_MAX];         /* each node as the watchers were last told (who_node_digest) */
+        unsigned n_sent;
 };
 
 static void author_of(uid_t uid, char *buf, size_t cap)
@@ -95,6 +106,116 @@ void daemon_status(struct daemon *d, struct dchat_status *st)
                 server_status(d->server, st);
         if (d->peer)
                 peer_status(d->peer, st);
+}
+
+/* --- presence ------------------------------------------------------------------------------- */
+
+/* Every node as WHO shows it: this one first, then those the role knows of. */
+static unsigned who_list(struct control *ctl, struct who_node *w)
+{
+        struct daemon *d = ctl->d;
+        uint64_t now;
+        unsigned n = 1;
+
+        (void) sd_event_now(ctl->event, CLOCK_MONOTONIC, &now);
+        w[0] = (struct who_node) { .name = d->conf.node, .role = d->conf.role, .state = NODE_UP,
+                                   .since = (uint32_t) ((now - d->started_usec) / USEC_PER_SEC),
+                                   .users = &ctl->local };
+        if (d->peer)
+                n += peer_who(d->peer, w + 1, WHO_MAX - 1);
+        else if (d->server)
+                n += server_who(d->server, w + 1, WHO_MAX - 1);
+        return n;
+}
+
+/* Something a watcher sees may have changed: look once the event loop has done what it does now. */
+static void presence_kick(void *userdata)
+{
+        struct control *ctl = userdata;
+
+        if (ctl->watchers && ctl->presence_src)
+                (void) sd_event_source_set_enabled(ctl->presence_src, SD_EVENT_ONESHOT);
+}
+
+/* The watchers get a PRESENCE for each node that changed since they were last told. */
+static int on_presence_defer(sd_event_source *src, void *userdata)
+{
+        struct control *ctl = userdata;
+        struct who_node w[WHO_MAX];
+        struct dchat_msg m;
+        unsigned n = who_list(ctl, w);
+        (void) src;
+
+        for (unsigned i = 0; i < n; i++) {
+                uint64_t h = who_node_digest(&w[i]);
+                if (i < ctl->n_sent && ctl->sent[i] == h)
+                        continue;
+                ctl->sent[i] = h;
+                presence_msg(w[i].users, &w[i], i == 0 ? PRESENCE_SELF : 0, &ctl->presence_buf, &m);
+                for (struct client *cl = ctl->clients; cl; cl = cl->next)
+                        if (cl->watching) {
+                                m.tag = cl->watch_tag;
+                                (void) conn_send(cl->c, &m);
+                        }
+        }
+        ctl->n_sent = n;
+        return 0;
+}
+
+/*
+ * Our users from the clients: a watcher (dchatctl chat) has a chat open, a
+ * follower a follow; each user once.  A change goes to the other nodes and
+ * to the watchers.
+ */
+static void local_refresh(struct control *ctl)
+{
+        struct daemon *d = ctl->d;
+        struct presence n = { .known = true };
+
+        for (struct client *cl = ctl->clients; cl; cl = cl->next) {
+                uint8_t k = cl->watching ? PRESENCE_CHAT : cl->following ? PRESENCE_FOLLOW : 0;
+                if (k && presence_add(&n, cl->author, k) < 0) {
+                        presence_clear(&n);
+                        return;         /* out of memory: the last one stands */
+                }
+        }
+        if (presence_equal(&n, &ctl->local)) {
+                presence_clear(&n);
+                return;
+        }
+        presence_clear(&ctl->local);
+        ctl->local = n;
+        if (d->peer)
+                peer_presence_local(d->peer, &ctl->local);
+        if (d->server)
+                server_presence_local(d->server, &ctl->local);
+        presence_kick(ctl);
+}
+
+/* WHO: every node, the last one flagged END; with watch, every change after it too. */
+static int answer_who(struct client *cl, const struct dchat_msg *req)
+{
+        struct control *ctl = cl->ctl;
+        struct who_node w[WHO_MAX];
+        struct dchat_msg m;
+
+        if (req->who.watch && !cl->watching) {
+                cl->watching = true;
+                ctl->watchers++;
+                local_refresh(ctl);     /* a chat is open here now */
+        }
+        if (req->who.watch)
+                cl->watch_tag = req->tag;
+        unsigned n = who_list(ctl, w);
+        for (unsigned i = 0; i < n; i++) {
+                presence_msg(w[i].users, &w[i], (i == 0 ? PRESENCE_SELF : 0) | (i == n - 1 ? PRESENCE_END : 0),
+                             &ctl->presence_buf, &m);
+                m.tag = req->tag;
+                int r = conn_send(cl->c, &m);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
 }
 
 static void group_status_done(void *userdata, struct dchat_status *st)
@@ -249,7 +370,7 @@ static int client_frame(struct conn *c, uint8_t type, const uint8_t *payload, si
                                         "this dchatd is the server; post from a peer host (its dchatctl socket)");
                         return 0;
                 }
-                r = text_validate(m.post.text.p, m.post.text.len, &why);
+                r = post_text_validate(m.post.text.p, m.post.text.len, &why);
                 if (r < 0) {
                         conn_send_error(c, m.tag, r == -E2BIG ? ERR_TOO_LONG : ERR_INVALID, "%s", why);
                         return 0;
@@ -287,7 +408,8 @@ static int client_frame(struct conn *c, uint8_t type, const uint8_t *payload, si
                         return server_view_page(d->server, &m, c);
                 return peer_view(d->peer, c, &m);
         case MSG_FOLLOW:
-                cl->following = true;
+                cl->following = m.follow.from_seq != UINT64_MAX;        /* (UINT64_MAX: stop) */
+                local_refresh(cl->ctl);
                 if (d->server)
                         return server_follow(d->server, &m, c);
                 return peer_follow(d->peer, c, &m);
@@ -325,6 +447,8 @@ static int client_frame(struct conn *c, uint8_t type, const uint8_t *payload, si
                 if (r < 0)
                         conn_send_error(c, m.tag, ERR_INTERNAL, "cannot gather the trace: %s", strerror(-r));
                 return r == CONN_LATER ? CONN_LATER : 0;
+        case MSG_WHO:
+                return answer_who(cl, &m);
         default:
                 log_event(EV_PROTOCOL_ERROR, NULL, "%s: unexpected %s frame; closing", conn_label(c),
                           proto_type_name(type));
@@ -353,7 +477,12 @@ static void client_closed(struct conn *c, int error)
                 ctl->n_status_only--;
         else
                 ctl->n--;
+        if (cl->watching)
+                ctl->watchers--;
+        bool present = cl->watching || cl->following;
         free(cl);
+        if (present)
+                local_refresh(ctl);     /* its chat or follow is closed */
 }
 
 /* The client's output drained below the low-water mark: feed a follower again, take the next request. */
@@ -389,7 +518,7 @@ static int on_idle_timer(sd_event_source *s, uint64_t usec, void *userdata)
 
         /* a follower, and a client waiting for an answer (a post behind
          * the critical section), are not idle however quiet */
-        if (cl->following || conn_unanswered(cl->c) > 0) {
+        if (cl->following || cl->watching || conn_unanswered(cl->c) > 0) {
                 idle_arm(cl, usec + limit);
                 return 0;
         }
@@ -555,11 +684,23 @@ int control_new(sd_event *e, struct daemon *d, int listen_fd, struct control **r
                             "here; create it (groupadd --system %s) and restart dchatd", d->conf.control_group,
                             d->conf.control_group);
 
-        int r = sd_event_add_io(e, &ctl->listen_src, listen_fd, EPOLLIN, on_accept, ctl);
+        ctl->local.known = true;
+        int r = sd_event_add_defer(e, &ctl->presence_src, on_presence_defer, ctl);
         if (r < 0) {
                 free(ctl);
                 return r;
         }
+        (void) sd_event_source_set_enabled(ctl->presence_src, SD_EVENT_OFF);
+        r = sd_event_add_io(e, &ctl->listen_src, listen_fd, EPOLLIN, on_accept, ctl);
+        if (r < 0) {
+                sd_event_source_disable_unref(ctl->presence_src);
+                free(ctl);
+                return r;
+        }
+        if (d->peer)
+                peer_set_presence_hook(d->peer, presence_kick, ctl);
+        if (d->server)
+                server_set_presence_hook(d->server, presence_kick, ctl);
         *ret = ctl;
         return 0;
 }
@@ -573,6 +714,9 @@ struct control *control_free(struct control *ctl)
         ctl->gstat = gstat_free(ctl->gstat);
         free(ctl->gstatus);
         sd_event_source_disable_unref(ctl->listen_src);
+        sd_event_source_disable_unref(ctl->presence_src);
+        presence_clear(&ctl->local);
+        wbuf_free(&ctl->presence_buf);
         free(ctl);
         return NULL;
 }

@@ -445,13 +445,15 @@ int main(int argc, char *argv[])
                 return run_repair(d);
         if (test) {
                 char err[512];
-                r = conf_load(d->conf_path, d->node_override, &d->conf, err, sizeof err);
+                r = load_conf(d, &d->conf, err, sizeof err);
                 if (r < 0) {
                         fprintf(stderr, "%s\n", err);
                         return 1;
                 }
                 printf("%s: OK: node %s, role %s, %u server, %u peers\n", d->conf_path, d->conf.node,
                        role_name(d->conf.role), d->conf.n_servers, d->conf.n_peers);
+                /* where dchatctl finds it (dchatctl -s), with this environment */
+                printf("control socket: %s\n", d->conf.control_socket);
                 print_links_check(&d->conf);
                 return 0;
         }

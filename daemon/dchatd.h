@@ -83,7 +83,8 @@ struct dchat_conf {
         unsigned trace_events;          /* trace_events: a peer's ring of recent events, default 10000 */
         uint64_t client_idle_usec;      /* client_idle_timeout_ms, default 300000 */
         char control_group[33];         /* control_group, default "dchat" (restart) */
-        bool debug;                     /* debug, default false */
+        bool debug;                     /* debug, default false: every frame sent and received ... */
+        bool debug_heartbeats;          /* ... HEARTBEAT and RAFT frames too: debug_heartbeats, default false */
 
         uint64_t cluster_digest;        /* of the members (conf_cluster_encode), compared in HELLO */
 };
@@ -928,6 +929,44 @@ int vjob_start(sd_event *e, const struct dchat_conf *c, struct chatlog *local,
                void (*done)(void *userdata, const struct dchat_msg *answer), void *userdata, struct vjob **ret);
 struct vjob *vjob_free(struct vjob *j);
 
+/* presence.c ------------------------------------------------------------- */
+
+/* A node's users: those with a chat or a follow open on it, sorted by name, each once. */
+struct presence_user {
+        char name[DCHAT_NAME_MAX + 1];
+        uint8_t kinds;                  /* PRESENCE_CHAT | PRESENCE_FOLLOW */
+};
+struct presence {
+        bool known;                     /* the node said (else nothing is known of its users) */
+        unsigned n, cap;
+        unsigned more;                  /* more users than a PRESENCE that came listed */
+        struct presence_user *users;
+};
+/* Forgets the users (known = false) and frees them. */
+void presence_clear(struct presence *ps);
+/* Adds kinds to user name (once per name; known = true).  -ENOMEM */
+/* (No bound here: a PRESENCE lists the first DCHAT_PRESENCE_MAX by name and counts the rest.) */
+int presence_add(struct presence *ps, const char *name, uint8_t kinds);
+/* The users of a decoded PRESENCE replace ps's.  -EBADMSG, -ENOMEM (ps unchanged then). */
+int presence_take(struct presence *ps, const struct dchat_msg *m);
+int presence_copy(struct presence *dst, const struct presence *src);
+bool presence_equal(const struct presence *a, const struct presence *b);
+
+/* A node as WHO shows it, from the answering node's point of view. */
+struct who_node {
+        const char *name;
+        uint8_t role;                   /* ROLE_SERVER | ROLE_PEER */
+        uint8_t state;                  /* enum dchat_node_state */
+        uint32_t since;                 /* seconds in it (0: not known) */
+        char note[DCHAT_NOTE_MAX + 1];  /* why it is down, who leads, ... ("" if nothing to say) */
+        const struct presence *users;   /* NULL: not known */
+};
+/* The PRESENCE for w with users ps (NULL: unknown) and flags: the users encoded into b, which m points into. */
+void presence_msg(const struct presence *ps, const struct who_node *w, uint8_t flags, struct wbuf *b,
+                  struct dchat_msg *m);
+/* What a watcher would see change (state, note, users; not since). */
+uint64_t who_node_digest(const struct who_node *w);
+
 /* server.c ---------------------------------------------------------------- */
 
 struct server;
@@ -938,6 +977,15 @@ void server_status(struct server *s, struct dchat_status *st);
 struct chatlog *server_log(struct server *s);
 /* MEMBER from a control client (server add, server remove): for the group's leader. */
 int server_member(struct server *s, const struct dchat_msg *req, struct conn *to);
+/*
+ * Presence: our local users (control.c) go to every peer linked to us; WHO:
+ * the nodes other than this one, as this server sees them (at most cap).
+ * fn(userdata) runs when any of them changes (a peer linked or gone, its
+ * users).
+ */
+void server_presence_local(struct server *s, const struct presence *mine);
+unsigned server_who(struct server *s, struct who_node *out, unsigned cap);
+void server_set_presence_hook(struct server *s, void (*fn)(void *userdata), void *userdata);
 /* Serves a local VIEW page (control socket of a server-role daemon). */
 int server_view_page(struct server *s, const struct dchat_msg *req, struct conn *to);
 /* FOLLOW from a peer link or a local control client: ENTRY frames from from_seq on, then live. */
@@ -958,6 +1006,17 @@ int peer_new(sd_event *e, const struct dchat_conf *c, int listen_fd, struct peer
 struct peer *peer_free(struct peer *p);
 void peer_reconf(struct peer *p, const struct dchat_conf *c);
 void peer_status(struct peer *p, struct dchat_status *st);
+
+/*
+ * Presence (mesh.c, uplink.c, peer.c): our local users (control.c) go to
+ * the other peers and to the server we link to; WHO: the nodes other than
+ * this one, as this peer sees them (at most cap; the users point into the
+ * peer, valid until the event loop runs again).  fn(userdata) runs when any
+ * of them changes (a link up or down, the failure detector, their users).
+ */
+void peer_presence_local(struct peer *p, const struct presence *mine);
+unsigned peer_who(struct peer *p, struct who_node *out, unsigned cap);
+void peer_set_presence_hook(struct peer *p, void (*fn)(void *userdata), void *userdata);
 
 /* postq.c: queue a post from a control client; the answer goes to client with tag. */
 /* hold_ms: keep the critical section that long after this post is stored (post --hold). */

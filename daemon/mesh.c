@@ -176,6 +176,8 @@ static void fd_apply(struct peer *p, const struct fd_events *ev)
                 switch (e->new) {
                 case FD_SUSPECT:
                         peer_local_event(p, EV_PEER_SUSPECT, (int) e->peer, &f, "%s %s for %llu ms: suspect", name, how, silent);
+                        snprintf(p->mesh.links[e->peer].silent, sizeof p->mesh.links[e->peer].silent,
+                                 "%s for %llu ms", how, silent);
                         break;
                 case FD_DEAD:
                         peer_local_event(p, EV_PEER_DEAD, (int) e->peer, &f, "%s %s for %llu ms: declared dead; no longer waited for%s",
@@ -190,6 +192,8 @@ static void fd_apply(struct peer *p, const struct fd_events *ev)
                                 conn_close(p->mesh.links[e->peer].out, -ETIMEDOUT);
                         else if (p->mesh.links[e->peer].in)
                                 conn_close(p->mesh.links[e->peer].in, -ETIMEDOUT);
+                        snprintf(p->mesh.links[e->peer].silent, sizeof p->mesh.links[e->peer].silent,
+                                 "%s for %llu ms", how, silent);
                         break;
                 case FD_ALIVE:
                         peer_local_event(p, EV_PEER_ALIVE, (int) e->peer, &f, "%s is alive again (was %s)", name, fd_state_name(e->old));
@@ -200,6 +204,8 @@ static void fd_apply(struct peer *p, const struct fd_events *ev)
                         break;
                 }
         }
+        if (ev->n)
+                presence_changed(p);    /* a watcher sees the peer suspect, dead, alive again */
         arm_fd_timer(p);
 }
 
@@ -251,7 +257,29 @@ static void link_down(struct link *l, int error)
                                  &(struct event_fields) { .peer = p->names[l->idx], .lamport = p->ra.clock },
                           "link to %s down: %s", p->names[l->idx],
                           conn_strerror(error));
+        /* why it went (the first direction to close says; the other only follows it) */
+        if (l->announced || (error != -ECONNRESET && error != -ESHUTDOWN) || !l->why[0])
+                strlcpy(l->why, conn_strerror(error), sizeof l->why);
+        if (l->announced)
+                l->changed = now_usec();
         l->announced = false;
+        /* its users are known again once it says so on a new link */
+        presence_clear(&l->presence);
+        presence_changed(p);
+}
+
+/* Both directions of the link are up: it is announced, and watchers see it. */
+static void link_announce(struct link *l)
+{
+        struct peer *p = l->p;
+
+        l->announced = true;
+        l->changed = now_usec();
+        l->why[0] = '\0';
+        peer_local_event(p, EV_PEER_UP, (int) l->idx,
+                         &(struct event_fields) { .peer = p->names[l->idx], .lamport = p->ra.clock },
+                         "link to %s up", p->names[l->idx]);
+        presence_changed(p);
 }
 
 static void link_schedule(struct link *l)
@@ -287,12 +315,9 @@ static void out_connected(struct conn *c)
         l->backoff_usec = 0;
         (void) conn_send(c, &(struct dchat_msg) { .type = MSG_HELLO,
                 .hello = { { me, (uint16_t) strlen(me) }, ROLE_PEER, p->incarnation, p->conf->cluster_digest } });
-        if (l->in && !l->announced) {
-                l->announced = true;
-                peer_local_event(p, EV_PEER_UP, (int) l->idx,
-                                 &(struct event_fields) { .peer = p->names[l->idx], .lamport = p->ra.clock },
-                          "link to %s up", p->names[l->idx]);
-        }
+        send_presence(p, c);            /* who is here: it keeps it while the link lasts */
+        if (l->in && !l->announced)
+                link_announce(l);
         ra_link_up(&p->ra, l->idx, &acts);
         mesh_run_actions(p, &acts);
         /* what we heard from it while we could not reach it counts now */
@@ -408,8 +433,6 @@ static int in_frame(struct conn *c, uint8_t type, const uint8_t *payload, size_t
                           proto_type_name(type));
                 return -EBADMSG;
         }
-        if (p->conf->debug)
-                log_debug("%s: got %s", conn_label(c), proto_type_name(type));
         if (ib->idx < 0) {
                 char name[DCHAT_NAME_MAX + 1];
                 int idx = -1;
@@ -464,12 +487,8 @@ static int in_frame(struct conn *c, uint8_t type, const uint8_t *payload, size_t
                 char label[96];
                 snprintf(label, sizeof label, "link from %s", p->names[idx]);
                 conn_set_label(c, label);
-                if (l->state == LINK_UP && !l->announced) {
-                        l->announced = true;
-                        peer_local_event(p, EV_PEER_UP, idx,
-                                         &(struct event_fields) { .peer = p->names[idx], .lamport = p->ra.clock },
-                                  "link to %s up", p->names[idx]);
-                }
+                if (l->state == LINK_UP && !l->announced)
+                        link_announce(l);
                 if (l->state == LINK_UP) {
                         /* what it sent on its old link may be lost: ask again */
                         ra_link_up(&p->ra, (unsigned) idx, &acts);
@@ -491,6 +510,21 @@ static int in_frame(struct conn *c, uint8_t type, const uint8_t *payload, size_t
         case MSG_CLUSTER:
                 conf_cluster_report(p->conf, p->names[ib->idx], &m, &p->mesh.links[ib->idx].cluster_reported);
                 return 0;
+        case MSG_PRESENCE: {
+                /* a peer speaks for itself only */
+                const char *name = p->names[ib->idx];
+                if (m.presence.node.len != strlen(name) || memcmp(m.presence.node.p, name, m.presence.node.len) ||
+                    m.presence.role != ROLE_PEER) {
+                        log_event(EV_PROTOCOL_ERROR, &(struct event_fields) { .peer = name },
+                                  "%s: PRESENCE for another node; closing", conn_label(c));
+                        return -EBADMSG;
+                }
+                int r = presence_take(&p->mesh.links[ib->idx].presence, &m);
+                if (r < 0)
+                        return r;
+                presence_changed(p);
+                return 0;
+        }
         case MSG_REQUEST:
                 if (!clock_ok(p, m.request.ts))
                         return clock_refused(p, c, "REQUEST timestamp", m.request.ts);
@@ -627,6 +661,46 @@ void mesh_heartbeat(struct peer *p)
                 if (p->mesh.links[i].state == LINK_UP)
                         (void) conn_send(p->mesh.links[i].out, &(struct dchat_msg) {
                                 .type = MSG_HEARTBEAT, .heartbeat = { p->incarnation, p->ra.clock } });
+}
+
+void mesh_presence_send(struct peer *p)
+{
+        for (unsigned i = 0; i < p->conf->n_peers; i++)
+                if (i != p->conf->self && p->mesh.links[i].state == LINK_UP)
+                        send_presence(p, p->mesh.links[i].out);
+}
+
+unsigned mesh_who(struct peer *p, struct who_node *out, unsigned cap)
+{
+        uint64_t now = now_usec();
+        unsigned n = 0;
+
+        for (unsigned i = 0; i < p->conf->n_peers && n < cap; i++) {
+                if (i == p->conf->self)
+                        continue;
+                const struct link *l = &p->mesh.links[i];
+                const struct fd_peer *fp = &p->mesh.fd.p[i];
+                struct who_node *w = &out[n++];
+                bool up = l->state == LINK_UP && l->in;
+                uint64_t since = l->changed;
+
+                *w = (struct who_node) { .name = p->names[i], .role = ROLE_PEER };
+                if (fp->state == FD_DEAD) {
+                        w->state = NODE_DEAD;
+                        since = fp->since;
+                } else if (fp->state == FD_SUSPECT) {
+                        w->state = NODE_SUSPECT;
+                        since = fp->since;
+                } else
+                        w->state = up ? NODE_UP : NODE_DOWN;
+                if (w->state == NODE_DEAD || w->state == NODE_SUSPECT)
+                        strlcpy(w->note, l->silent, sizeof w->note);
+                else if (w->state != NODE_UP)
+                        strlcpy(w->note, l->why[0] ? l->why : "not linked yet", sizeof w->note);
+                w->since = since && now > since ? (uint32_t) ((now - since) / USEC_PER_SEC) : 0;
+                w->users = up && l->presence.known ? &l->presence : NULL;
+        }
+        return n;
 }
 
 void mesh_status(struct peer *p, struct dchat_status *st)

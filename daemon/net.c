@@ -455,6 +455,14 @@ static bool hello_matches(struct conn *c, const uint8_t *payload, size_t len)
         return false;
 }
 
+/* debug = true: every frame sent and received is logged; HEARTBEAT and RAFT (a steady stream) with debug_heartbeats only. */
+static bool debug_frame(uint8_t type)
+{
+        if (!S.conf || !S.conf->debug)
+                return false;
+        return S.conf->debug_heartbeats || (type != MSG_HEARTBEAT && type != MSG_RAFT);
+}
+
 /* Cut the input buffer into frames and hand them over. */
 static int conn_dispatch(struct conn *c)
 {
@@ -495,6 +503,11 @@ static int conn_dispatch(struct conn *c)
                         c->requests++;  /* a FOLLOW has no final answer: it never keeps a closing client */
                 if (c->pending)
                         conn_greeted(c);        /* an inbound link is greeted by its first frame */
+                if (debug_frame(type)) {
+                        const uint8_t *t = c->in.data + off + DCHAT_FRAME_HDR;
+                        log_debug("%s: got %s tag %u (%d bytes)", c->label, proto_type_name(type),
+                                  (unsigned) t[0] << 24 | (unsigned) t[1] << 16 | (unsigned) t[2] << 8 | t[3], len);
+                }
                 r = c->ops->frame(c, type, c->in.data + off + DCHAT_FRAME_HDR, (size_t) len);
                 if (r == CONN_LATER) {
                         /* not handled: it stays first in line, and nothing more is read */
@@ -997,6 +1010,8 @@ int conn_send(struct conn *c, const struct dchat_msg *msg)
                 r = proto_encode(&c->out, msg);
         if (r < 0)
                 return r;
+        if (debug_frame(msg->type))
+                log_debug("%s: sent %s tag %u", c->label, proto_type_name(msg->type), msg->tag);
         if (msg->type == MSG_POSTED || msg->type == MSG_ERROR || msg->type == MSG_VIEW_END ||
             msg->type == MSG_STATUS_REPLY || msg->type == MSG_VERIFY_REPLY || msg->type == MSG_DIGEST_REPLY ||
             msg->type == MSG_MEMBER_REPLY || msg->type == MSG_TRACE_END)

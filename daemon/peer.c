@@ -161,6 +161,41 @@ uint64_t peer_local_event(struct peer *p, enum log_event ev, int peer_idx, struc
         return no;
 }
 
+void presence_changed(struct peer *p)
+{
+        if (p->presence_hook && !p->stopping)
+                p->presence_hook(p->presence_data);
+}
+
+void send_presence(struct peer *p, struct conn *c)
+{
+        struct who_node me = { .name = self_name(p), .role = ROLE_PEER, .state = NODE_UP };
+        struct dchat_msg m;
+
+        presence_msg(&p->local, &me, 0, &p->presence_buf, &m);
+        (void) conn_send(c, &m);
+}
+
+void peer_presence_local(struct peer *p, const struct presence *mine)
+{
+        if (presence_copy(&p->local, mine) < 0)
+                return;         /* out of memory: the others keep the last one */
+        mesh_presence_send(p);
+        uplink_presence_send(p);
+}
+
+unsigned peer_who(struct peer *p, struct who_node *out, unsigned cap)
+{
+        unsigned n = mesh_who(p, out, cap);
+        return n + uplink_who(p, out + n, cap - n);
+}
+
+void peer_set_presence_hook(struct peer *p, void (*fn)(void *userdata), void *userdata)
+{
+        p->presence_hook = fn;
+        p->presence_data = userdata;
+}
+
 /* Each heartbeat_ms: our HEARTBEAT to the peers and to the server, their silence checked. */
 static int on_heartbeat_timer(sd_event_source *s, uint64_t usec, void *userdata)
 {
@@ -239,6 +274,11 @@ struct peer *peer_free(struct peer *p)
         wbuf_free(&p->cluster);
         ring_free(p->ring);
         log_set_vclock_names(NULL, 0);
+        wbuf_free(&p->presence_buf);
+        presence_clear(&p->local);
+        for (unsigned i = 0; i < DCHAT_PEERS_MAX; i++)
+                presence_clear(&p->mesh.links[i].presence);
+        presence_clear(&p->uplink.presence);
         free(p);
         return NULL;
 }

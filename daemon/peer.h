@@ -6,13 +6,15 @@
  *
  *   peer.c    life cycle (peer_new, peer_free, peer_reconf, peer_status)
  *             and the glue the others share: clock bounds, cluster
- *             definitions, a later life, backoff
- *   mesh.c    the links to the other peers, their failure detection, and
- *             the Ricart–Agrawala machine (ra.c) driven by them
+ *             definitions, a later life, backoff, our PRESENCE and who
+ *   mesh.c    the links to the other peers, their failure detection, the
+ *             Ricart–Agrawala machine (ra.c) driven by them, and who is on
+ *             each of them (PRESENCE)
  *   uplink.c  the link to the server (a group's leader, once known):
  *             HELLO and HELLO_ACK, LEADER, heartbeats and silence,
- *             reconnects with backoff; its frames go to postq.c (answers
- *             to appends) and fanout.c (entries, views)
+ *             reconnects with backoff, why posts wait (POST_WAIT), the
+ *             server's users; its frames go to postq.c (answers to appends)
+ *             and fanout.c (entries, views)
  *   postq.c   the local posts: their queue, the critical section in which
  *             they go to the server, deadlines, answers to the clients
  *   fanout.c  local followers, fed by one subscription at the server, and
@@ -50,6 +52,10 @@ struct link {
         uint64_t cluster_reported;      /* its cluster digest we logged a config-mismatch for */
         bool vc_foreign;                /* its HELLO showed another cluster definition: its vector clocks are not ours */
         bool vc_reported;               /* ... and we said so */
+        struct presence presence;       /* its users, as its last PRESENCE said (known while linked) */
+        uint64_t changed;               /* when the link last came up or went down (0: never) */
+        char why[64];                   /* why the link went down (or could not come up) */
+        char silent[96];                /* how long it was silent, when suspected or declared dead */
 };
 
 /* mesh.c: an accepted connection, until its HELLO tells which peer it is. */
@@ -101,6 +107,8 @@ struct uplink {
         bool have_extra;
         uint64_t extra_failed;          /* as srv_failed[] */
         struct member_relay *members;   /* server add/remove passed on to the server, not answered yet */
+        struct presence presence;       /* the server's users, as its last PRESENCE said */
+        uint64_t changed;               /* when the link last came up or went down (0: never) */
 };
 
 /* uplink.c: a MEMBER request of a local client, passed on to the server. */
@@ -190,6 +198,10 @@ struct peer {
         struct ring *ring;              /* the recent protocol events (peer_event), for dchatctl trace */
         struct gather *gathers;         /* gather.c: trace requests being gathered */
         uint32_t gather_tag;            /* ... the last tag given to one */
+        struct presence local;          /* our users (control.c), sent to the other nodes */
+        struct wbuf presence_buf;       /* our PRESENCE while it is sent */
+        void (*presence_hook)(void *userdata);  /* another node's presence or state changed */
+        void *presence_data;
 
         struct mesh mesh;
         struct uplink uplink;
@@ -235,6 +247,10 @@ uint64_t peer_event(struct peer *p, enum log_event ev, int peer_idx, struct even
                     const char *fmt, ...) _printf_(6, 7);
 uint64_t peer_local_event(struct peer *p, enum log_event ev, int peer_idx, struct event_fields *f,
                           const char *fmt, ...) _printf_(5, 6);
+/* Another node's presence or state changed: whoever watches (control.c) is told. */
+void presence_changed(struct peer *p);
+/* Our PRESENCE (our local users) to c. */
+void send_presence(struct peer *p, struct conn *c);
 
 /* mesh.c ------------------------------------------------------------------ */
 
@@ -258,6 +274,10 @@ int mesh_send(struct peer *p, unsigned idx, const struct dchat_msg *m);
 bool mesh_linked(const struct peer *p, unsigned idx);
 /* Our own link to peer idx is up: what we send it gets there. */
 bool mesh_reachable(const struct peer *p, unsigned idx);
+/* Our PRESENCE to every peer our link to is up. */
+void mesh_presence_send(struct peer *p);
+/* WHO: each other peer (its link, the failure detector, its users) into out; how many. */
+unsigned mesh_who(struct peer *p, struct who_node *out, unsigned cap);
 
 /* uplink.c ---------------------------------------------------------------- */
 
@@ -296,6 +316,15 @@ void uplink_waiting(const struct peer *p, char *buf, size_t cap);
 int uplink_member(struct peer *p, struct conn *client, const struct dchat_msg *req);
 /* A control client went away: the answers to its MEMBER requests are dropped. */
 void uplink_client_gone(struct peer *p, struct conn *client);
+/*
+ * Appends cannot go now (no link to the server, or it does not lead): why,
+ * and how long a post waits at most (ms), for POST_WAIT.  false: they can.
+ */
+bool uplink_wait_reason(struct peer *p, char *why, size_t cap, uint32_t *wait_ms);
+/* Our PRESENCE to the server, if the link is up. */
+void uplink_presence_send(struct peer *p);
+/* WHO: the servers (the one we link to, its users; a group's others as known) into out; how many. */
+unsigned uplink_who(struct peer *p, struct who_node *out, unsigned cap);
 
 /* postq.c ----------------------------------------------------------------- */
 
@@ -315,6 +344,8 @@ void postq_client_gone(struct peer *p, struct conn *client);
 void postq_enter(struct peer *p);
 /* Each heartbeat_ms: once the server is given up (uplink_given_up), the queued posts fail at once. */
 void postq_heartbeat(struct peer *p);
+/* Appends cannot go now (uplink_wait_reason): every client whose post waits is told why (POST_WAIT). */
+void postq_tell_waiting(struct peer *p);
 
 /*
  * HELLO_ACK: the last post id of ours the server holds.  Our posts are

@@ -385,6 +385,19 @@ static void arm_deadline(struct peer *p)
         (void) sd_event_source_set_enabled(p->postq.deadline_timer, SD_EVENT_ONESHOT);
 }
 
+/* POST_WAIT to the post's client: what it waits for, and how long at most (ms; its own deadline too). */
+static void post_wait(struct post_req *r, const char *why, uint32_t wait_ms)
+{
+        uint64_t now = now_usec(), left = r->deadline > now ? (r->deadline - now) / USEC_PER_MSEC : 0;
+
+        if (!r->client)
+                return;
+        if (left < wait_ms)
+                wait_ms = (uint32_t) left;
+        (void) conn_send(r->client, &(struct dchat_msg) { .type = MSG_POST_WAIT, .tag = r->client_tag,
+                                                          .post_wait = { wait_ms, { why, (uint16_t) strlen(why) } } });
+}
+
 int peer_post(struct peer *p, struct conn *client, uint32_t tag, const char *author, int32_t utc_offset,
               uint32_t hold_ms, const char *text, size_t len)
 {
@@ -413,7 +426,25 @@ int peer_post(struct peer *p, struct conn *client, uint32_t tag, const char *aut
         p->postq.queued++;
         cs_maybe_request(p);
         arm_deadline(p);
+        /* no silent wait: the client learns at once what the post waits for */
+        uint32_t wait_ms;
+        if (uplink_wait_reason(p, why, sizeof why, &wait_ms))
+                post_wait(r, why, wait_ms);
         return 0;
+}
+
+void postq_tell_waiting(struct peer *p)
+{
+        char why[DCHAT_ERROR_MAX];
+        uint32_t wait_ms;
+
+        if (!uplink_wait_reason(p, why, sizeof why, &wait_ms))
+                return;
+        for (struct post_req *r = p->postq.queue; r; r = r->next)
+                post_wait(r, why, wait_ms);
+        for (unsigned i = 0; i < p->postq.cs_n; i++)
+                if (!p->postq.cs[i]->done)
+                        post_wait(p->postq.cs[i], why, wait_ms);
 }
 
 unsigned peer_posts_of(struct peer *p, const char *author)

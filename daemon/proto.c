@@ -269,6 +269,40 @@ int text_validate(const char *s, size_t n, const char **why)
         return 0;
 }
 
+/* A character that shows nothing on its own: a space of any width, or a zero-width one. */
+static bool invisible(uint32_t cp)
+{
+        return cp == 0x20 || cp == 0xa0 || cp == 0x1680 || cp == 0x180e || (cp >= 0x2000 && cp <= 0x200d) ||
+               cp == 0x202f || cp == 0x205f || cp == 0x2060 || cp == 0x3000 || cp == 0xfeff;
+}
+
+int post_text_validate(const char *s, size_t n, const char **why)
+{
+        const uint8_t *p = (const uint8_t *) s;
+        const char *dummy;
+        int r = text_validate(s, n, why);
+
+        if (r < 0)
+                return r;
+        if (!why)
+                why = &dummy;
+        /* valid UTF-8 from here on */
+        for (size_t i = 0; i < n;) {
+                uint32_t cp = p[i];
+                unsigned len = cp < 0x80 ? 1 : cp < 0xe0 ? 2 : cp < 0xf0 ? 3 : 4;
+                if (len > 1) {
+                        cp &= 0x7f >> len;
+                        for (unsigned k = 1; k < len; k++)
+                                cp = cp << 6 | (p[i + k] & 0x3f);
+                }
+                if (!invisible(cp))
+                        return 0;
+                i += len;
+        }
+        *why = "the text is empty (only white space)";
+        return -EINVAL;
+}
+
 bool entry_local_tm(const struct dchat_entry *e, struct tm *tm)
 {
         int64_t t;
@@ -358,6 +392,9 @@ static const char *const type_names[_MSG_MAX] = {
         [MSG_TRACE] = "TRACE",
         [MSG_TRACE_EVENTS] = "TRACE_EVENTS",
         [MSG_TRACE_END] = "TRACE_END",
+        [MSG_WHO] = "WHO",
+        [MSG_PRESENCE] = "PRESENCE",
+        [MSG_POST_WAIT] = "POST_WAIT",
 };
 
 const char *proto_type_name(uint8_t type)
@@ -746,6 +783,24 @@ int proto_encode(struct wbuf *b, const struct dchat_msg *m)
                 wbuf_put_u16(b, m->trace_end.n);
                 wbuf_put(b, m->trace_end.p, m->trace_end.len);
                 break;
+        case MSG_WHO:
+                wbuf_put_u8(b, m->who.watch);
+                break;
+        case MSG_PRESENCE:
+                wbuf_put_str(b, m->presence.node.p, m->presence.node.len);
+                wbuf_put_u8(b, m->presence.role);
+                wbuf_put_u8(b, m->presence.state);
+                wbuf_put_u8(b, m->presence.flags);
+                wbuf_put_u32(b, m->presence.since);
+                wbuf_put_str(b, m->presence.note.p, m->presence.note.len);
+                wbuf_put_u16(b, m->presence.more);
+                wbuf_put_u16(b, m->presence.n);
+                wbuf_put(b, m->presence.p, m->presence.len);
+                break;
+        case MSG_POST_WAIT:
+                wbuf_put_u32(b, m->post_wait.wait_ms);
+                wbuf_put_str(b, m->post_wait.reason.p, m->post_wait.reason.len);
+                break;
         }
 
         if (b->failed) {
@@ -1095,6 +1150,59 @@ int proto_decode(uint8_t type, const uint8_t *payload, size_t len, struct dchat_
                 r.off = r.len;
                 break;
         }
+        case MSG_WHO:
+                m->who.watch = rbuf_u8(&r);
+                if (m->who.watch > 1)
+                        return -EBADMSG;
+                break;
+        case MSG_PRESENCE: {
+                m->presence.node = rbuf_str(&r);
+                m->presence.role = rbuf_u8(&r);
+                m->presence.state = rbuf_u8(&r);
+                m->presence.flags = rbuf_u8(&r);
+                m->presence.since = rbuf_u32(&r);
+                m->presence.note = rbuf_str(&r);
+                m->presence.more = rbuf_u16(&r);
+                m->presence.n = rbuf_u16(&r);
+                /* names, states and notes are printed as they are: a node name's characters, text */
+                if (r.bad || m->presence.node.len == 0 || m->presence.node.len > DCHAT_NAME_MAX ||
+                    !name_chars_valid(m->presence.node.p, m->presence.node.len) ||
+                    (m->presence.role != ROLE_SERVER && m->presence.role != ROLE_PEER) ||
+                    m->presence.state >= _NODE_STATE_MAX || (m->presence.flags & ~PRESENCE_FLAGS) ||
+                    m->presence.note.len > DCHAT_NOTE_MAX ||
+                    (m->presence.note.len && text_validate(m->presence.note.p, m->presence.note.len, NULL) < 0) ||
+                    m->presence.n > DCHAT_PRESENCE_MAX ||
+                    ((m->presence.n || m->presence.more) && !(m->presence.flags & PRESENCE_USERS_KNOWN)))
+                        return -EBADMSG;
+                m->presence.p = r.p + r.off;
+                m->presence.len = r.len - r.off;
+                /* every user well-formed, each once (in order), and nothing after them */
+                struct rbuf u = { .p = m->presence.p, .len = m->presence.len };
+                struct dchat_str name, prev = { "", 0 };
+                uint8_t kinds;
+                for (unsigned i = 0; i < m->presence.n; i++) {
+                        if (proto_presence_next(&u, &name, &kinds) <= 0)
+                                return -EBADMSG;
+                        if (i > 0) {
+                                int c = memcmp(prev.p, name.p, prev.len < name.len ? prev.len : name.len);
+                                if (c > 0 || (c == 0 && prev.len >= name.len))
+                                        return -EBADMSG;
+                        }
+                        prev = name;
+                }
+                if (u.off != u.len)
+                        return -EBADMSG;
+                r.off = r.len;
+                break;
+        }
+        case MSG_POST_WAIT:
+                m->post_wait.wait_ms = rbuf_u32(&r);
+                m->post_wait.reason = rbuf_str(&r);
+                /* printed as it is */
+                if (r.bad || m->post_wait.reason.len == 0 || m->post_wait.reason.len > DCHAT_ERROR_MAX ||
+                    text_validate(m->post_wait.reason.p, m->post_wait.reason.len, NULL) < 0)
+                        return -EBADMSG;
+                break;
         default:
                 return -EBADMSG;
         }
@@ -1265,4 +1373,39 @@ int proto_trace_missing_next(struct rbuf *r, struct dchat_str *name, uint64_t *e
             why->len == 0 || why->len > DCHAT_TRACE_WHY_MAX || text_validate(why->p, why->len, NULL) < 0)
                 return -EBADMSG;
         return 1;
+}
+
+void proto_presence_put(struct wbuf *b, const char *name, uint8_t kinds)
+{
+        wbuf_put_str(b, name, strlen(name));
+        wbuf_put_u8(b, kinds);
+}
+
+int proto_presence_next(struct rbuf *r, struct dchat_str *name, uint8_t *kinds)
+{
+        if (r->off == r->len)
+                return 0;
+        *name = rbuf_str(r);
+        *kinds = rbuf_u8(r);
+        /* a login name as dchatd takes it (control.c): text, printed as it is */
+        if (r->bad || name->len == 0 || name->len > DCHAT_NAME_MAX || text_validate(name->p, name->len, NULL) < 0 ||
+            *kinds == 0 || (*kinds & ~PRESENCE_KINDS))
+                return -EBADMSG;
+        return 1;
+}
+
+const char *node_state_name(uint8_t state)
+{
+        switch (state) {
+        case NODE_UP:
+                return "up";
+        case NODE_DOWN:
+                return "down";
+        case NODE_SUSPECT:
+                return "suspect";
+        case NODE_DEAD:
+                return "dead";
+        default:
+                return "unknown";
+        }
 }

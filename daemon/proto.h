@@ -43,6 +43,7 @@
 #define DCHAT_DIGEST_WORK       16384           /* entries one DIGEST may cover (a server's bounded work) */
 #define DCHAT_NOTE_MAX          127             /* why a server of a status is unreachable */
 #define DCHAT_GROUP_ID_BYTES    16              /* a server group's id (GROUP, GROUP_REPLY) */
+#define DCHAT_PRESENCE_MAX      64              /* users of one node in a PRESENCE (the rest counted in more) */
 
 /*
  * Post ids: a peer numbers its posts (incarnation << 32 | n), n = 1, 2, ...
@@ -130,6 +131,17 @@ enum dchat_msg_type {
         MSG_TRACE,
         MSG_TRACE_EVENTS,
         MSG_TRACE_END,
+        /* dchatctl -> dchatd: which nodes are up and who is on each (PRESENCE
+         * frames answer, the last one flagged PRESENCE_END); watch: then a
+         * PRESENCE each time a node's state or users change (dchatctl chat) */
+        MSG_WHO,
+        /* one node and its users: peer <-> peer and peer <-> server, the
+         * sender's own local users whenever they change; dchatd -> dchatctl,
+         * a node as the answering dchatd sees it (WHO) */
+        MSG_PRESENCE,
+        /* peer -> dchatctl, before the answer to a POST: the post waits (for
+         * the server, for the group's leader), why, and how long at most */
+        MSG_POST_WAIT,
         _MSG_MAX,
 };
 
@@ -276,6 +288,29 @@ struct dchat_status {
 };
 
 /*
+ * A node as a PRESENCE shows it.  Between daemons the sender speaks of
+ * itself (NODE_UP, its users); to dchatctl the answering dchatd says how
+ * it sees each node: itself, the peers (their links and the failure
+ * detector), the servers (its link to one).
+ */
+enum dchat_node_state {
+        NODE_UNKNOWN = 0,       /* not linked to it, so not known (a group's server a peer does not link to) */
+        NODE_UP = 1,            /* linked (the answering node itself: always) */
+        NODE_DOWN = 2,          /* its link is down (closed, refused, not up yet), not declared dead */
+        NODE_SUSPECT = 3,       /* silent: the failure detector suspects it */
+        NODE_DEAD = 4,          /* declared dead */
+        _NODE_STATE_MAX,
+};
+#define PRESENCE_USERS_KNOWN    0x01    /* its users are known (else it has not said yet) */
+#define PRESENCE_SELF           0x02    /* the node that answers the WHO */
+#define PRESENCE_END            0x04    /* the last node of a WHO's answer */
+#define PRESENCE_FLAGS          0x07
+/* what a user has open on a node (bits; at least one) */
+#define PRESENCE_CHAT           0x01    /* dchatctl chat */
+#define PRESENCE_FOLLOW         0x02    /* dchatctl view -f (or another follower) */
+#define PRESENCE_KINDS          0x03
+
+/*
  * What VERIFY found (VERIFY_REPLY): the range compared on every server and,
  * if they differ, the first seq where they do, with each server's version.
  */
@@ -361,6 +396,16 @@ struct dchat_msg {
                 /* the nodes that were asked and could not give all their events: n of them
                  * { name str, events u64 (how many came), why str } (proto_trace_missing_next) */
                 struct { uint16_t asked; uint16_t n; const uint8_t *p; size_t len; } trace_end;
+                /* watch: 0 one answer; 1 the answer, then each change, on this connection */
+                struct { uint8_t watch; } who;
+                /* node: a node name; role ROLE_SERVER | ROLE_PEER; state enum dchat_node_state; flags
+                 * PRESENCE_*; since: seconds in that state; note: why (text, "" if none); more: users
+                 * left out beyond DCHAT_PRESENCE_MAX; n users { name str, kinds u8 }, in strictly
+                 * increasing byte order of the names (each once): proto_presence_next */
+                struct { struct dchat_str node; uint8_t role; uint8_t state; uint8_t flags; uint32_t since;
+                         struct dchat_str note; uint16_t more; uint16_t n; const uint8_t *p; size_t len; } presence;
+                /* wait_ms: how long the post waits at most for it; reason: text */
+                struct { uint32_t wait_ms; struct dchat_str reason; } post_wait;
         };
 };
 
@@ -510,6 +555,12 @@ int proto_trace_name_next(struct rbuf *r, struct dchat_str *name);
 void proto_trace_missing_put(struct wbuf *b, const char *name, uint64_t events, const char *why);
 /* The next node of a TRACE_END (r over trace_end.p/len): 1, 0 at the end, -EBADMSG. */
 int proto_trace_missing_next(struct rbuf *r, struct dchat_str *name, uint64_t *events, struct dchat_str *why);
+/* Appends one user of a PRESENCE to b (for msg.presence.p/len; in strictly increasing name order). */
+void proto_presence_put(struct wbuf *b, const char *name, uint8_t kinds);
+/* The next user of a PRESENCE (r over msg.presence.p/len): 1, 0 at the end, -EBADMSG. */
+int proto_presence_next(struct rbuf *r, struct dchat_str *name, uint8_t *kinds);
+/* "up", "down", "suspect", "dead", "unknown" */
+const char *node_state_name(uint8_t state);
 
 /* Copies a wire string into a NUL-terminated array of size cap; -ENAMETOOLONG or -EINVAL (NUL inside). */
 int dchat_str_copy(char *dst, size_t cap, struct dchat_str s);
@@ -520,6 +571,14 @@ int dchat_str_copy(char *dst, size_t cap, struct dchat_str s);
  * Returns 0, -EINVAL (with *why set) or -E2BIG.
  */
 int text_validate(const char *s, size_t n, const char **why);
+
+/*
+ * A post's text: text_validate, and not only white space or invisible
+ * characters (spaces, no-break and other Unicode spaces, zero-width ones),
+ * which would post a line that looks empty.  (Stored entries are checked
+ * with text_validate alone: older logs may hold such lines.)
+ */
+int post_text_validate(const char *s, size_t n, const char **why);
 
 /* Node names: 1..DCHAT_NAME_MAX of [A-Za-z0-9._-], not starting with '-'. */
 bool node_name_valid(const char *s);

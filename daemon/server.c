@@ -53,6 +53,8 @@ struct sconn {
         uint64_t incarnation;           /* the life of the node that sent the HELLO (0: not said) */
         struct fd_link alive;           /* when it was last heard from */
         char why[64];                   /* why we dropped it, if we did */
+        struct presence presence;       /* a peer's users, as its last PRESENCE said */
+        uint64_t up_at;                 /* when its HELLO was answered */
         struct sconn *prev, *next;
 };
 
@@ -125,7 +127,34 @@ struct server {
         struct dview *dviews;           /* views waiting for entries to be applied here */
         unsigned n_dviews;
         uint64_t pumped_seq;            /* followers were fed up to here */
+
+        /* presence: our local users (control.c), sent to the peers linked to us */
+        struct presence local;
+        struct wbuf presence_buf;
+        void (*presence_hook)(void *userdata);
+        void *presence_data;
 };
+
+static void presence_changed(struct server *s)
+{
+        if (s->presence_hook)
+                s->presence_hook(s->presence_data);
+}
+
+static void send_presence(struct server *s, struct conn *c)
+{
+        struct who_node me = { .name = s->conf->node, .role = ROLE_SERVER, .state = NODE_UP };
+        struct dchat_msg m;
+
+        presence_msg(&s->local, &me, 0, &s->presence_buf, &m);
+        (void) conn_send(c, &m);
+}
+
+/* A peer's main link (not a query link, not another server's). */
+static bool peer_link(const struct sconn *sc)
+{
+        return sc->node[0] && !sc->server && !sc->query;
+}
 
 static void follow_pump(struct server *s, struct sfollow *f);
 static void follow_drop(struct server *s, struct sfollow *f);
@@ -951,6 +980,11 @@ static int on_hello(struct server *s, struct sconn *sc, const struct dchat_msg *
                 .hello_ack = { chatlog_last_post_id(s->log, name), chatlog_last_seq(s->log), lamport } });
         if (r >= 0)
                 send_leader(s, sc);
+        if (r >= 0 && !sc->query) {
+                sc->up_at = now_monotonic();
+                send_presence(s, sc->c);        /* who is here, for its who */
+                presence_changed(s);
+        }
         return r;
 }
 
@@ -1002,8 +1036,6 @@ static int sconn_frame(struct conn *c, uint8_t type, const uint8_t *payload, siz
                           proto_type_name(type));
                 return -EBADMSG;
         }
-        if (s->conf->debug)
-                log_debug("%s: got %s tag %u", conn_label(c), proto_type_name(type), m.tag);
         (void) fd_link_heard(&sc->alive, now_monotonic());
         if (!sc->node[0] && type != MSG_HELLO) {
                 log_event(EV_PROTOCOL_ERROR, NULL, "%s: %s before HELLO; closing", conn_label(c),
@@ -1054,6 +1086,21 @@ static int sconn_frame(struct conn *c, uint8_t type, const uint8_t *payload, siz
         case MSG_CLUSTER:
                 conf_cluster_report(s->conf, sc->node, &m, &s->cluster_reported[sc->idx]);
                 return 0;
+        case MSG_PRESENCE: {
+                /* a peer speaks for itself only, on its main link */
+                int r;
+                if (sc->query || m.presence.node.len != strlen(sc->node) ||
+                    memcmp(m.presence.node.p, sc->node, m.presence.node.len) || m.presence.role != ROLE_PEER) {
+                        log_event(EV_PROTOCOL_ERROR, &(struct event_fields) { .peer = sc->node },
+                                  "%s: PRESENCE for another node; closing", conn_label(c));
+                        return -EBADMSG;
+                }
+                r = presence_take(&sc->presence, &m);
+                if (r < 0)
+                        return r;
+                presence_changed(s);
+                return 0;
+        }
         case MSG_STATUS:
                 return answer_status(s, c, m.tag);
         case MSG_DIGEST:
@@ -1090,9 +1137,13 @@ static void sconn_closed(struct conn *c, int error)
                           sc->server ? "server" : "peer", sc->node, sc->why[0] ? sc->why : conn_strerror(error),
                           followed ? "; its follow ends" : "");
         server_client_gone(s, c);
+        bool was_peer = peer_link(sc) && sc->up_at;
         LIST_REMOVE(s->conns, sc);
         s->n_conns--;
+        presence_clear(&sc->presence);
         free(sc);
+        if (was_peer)
+                presence_changed(s);
 }
 
 static void sconn_drained(struct conn *c)
@@ -1290,6 +1341,7 @@ struct server *server_free(struct server *s)
                 dview_drop(s, s->dviews);
         if (s->log)
                 checkpoint(s);
+        s->presence_hook = NULL;                /* control goes first: nobody to tell */
         while (s->conns)
                 conn_close(s->conns->c, -ESHUTDOWN);
         while (s->follows)                      /* control clients' follows */
@@ -1299,6 +1351,8 @@ struct server *server_free(struct server *s)
         sd_event_source_disable_unref(s->heartbeat_timer);
         chatlog_close(s->log);
         wbuf_free(&s->cluster);
+        wbuf_free(&s->presence_buf);
+        presence_clear(&s->local);
         free(s->entries);
         free(s);
         return NULL;
@@ -1334,6 +1388,58 @@ void server_status(struct server *s, struct dchat_status *st)
                 st->term = rs.term;
                 st->applied_index = rs.applied_index;
         }
+}
+
+void server_presence_local(struct server *s, const struct presence *mine)
+{
+        if (presence_copy(&s->local, mine) < 0)
+                return;         /* out of memory: the peers keep the last one */
+        for (struct sconn *sc = s->conns; sc; sc = sc->next)
+                if (peer_link(sc) && sc->up_at)
+                        send_presence(s, sc->c);
+}
+
+unsigned server_who(struct server *s, struct who_node *out, unsigned cap)
+{
+        uint64_t now = now_monotonic();
+        char leader[DCHAT_NAME_MAX + 1] = "";
+        unsigned n = 0;
+
+        for (unsigned i = 0; i < s->conf->n_peers && n < cap; i++) {
+                struct who_node *w = &out[n++];
+                const struct sconn *found = NULL;
+
+                *w = (struct who_node) { .name = s->conf->peers[i].name, .role = ROLE_PEER, .state = NODE_DOWN };
+                for (const struct sconn *sc = s->conns; sc; sc = sc->next)
+                        if (peer_link(sc) && sc->up_at && !strcmp(sc->node, w->name))
+                                found = sc;             /* the newest: they are prepended */
+                if (!found) {
+                        snprintf(w->note, sizeof w->note, "not linked to this server%s",
+                                 s->rep ? " (peers link to the group's leader)" : "");
+                        continue;
+                }
+                w->state = found->alive.state == FD_SUSPECT ? NODE_SUSPECT : NODE_UP;
+                w->since = (uint32_t) ((now - found->up_at) / USEC_PER_SEC);
+                w->users = found->presence.known ? &found->presence : NULL;
+        }
+        if (s->rep)
+                (void) replica_leader(s->rep, leader, NULL);
+        for (unsigned i = 0; i < s->conf->n_servers && n < cap; i++) {
+                if (i == s->conf->self)
+                        continue;
+                struct who_node *w = &out[n++];
+                *w = (struct who_node) { .name = s->conf->servers[i].name, .role = ROLE_SERVER,
+                                         .state = NODE_UNKNOWN };
+                snprintf(w->note, sizeof w->note, "%sa server of the group (status shows how it is)",
+                         !strcmp(leader, w->name) ? "the leader, " : "");
+        }
+        return n;
+}
+
+void server_set_presence_hook(struct server *s, void (*fn)(void *userdata), void *userdata)
+{
+        s->presence_hook = fn;
+        s->presence_data = userdata;
 }
 
 struct chatlog *server_log(struct server *s)

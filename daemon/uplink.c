@@ -144,6 +144,8 @@ static int on_leader(struct peer *p, const struct dchat_msg *m)
                         p->uplink.leaderless_since = now_usec();
                 log_info("the server group has no leader just now (so says %s, term %llu): posts wait",
                          cur_server(p)->name, (unsigned long long) m->leader.term);
+                postq_tell_waiting(p);
+                presence_changed(p);
                 return 0;
         }
         for (idx = 0; idx < p->conf->n_servers; idx++)
@@ -183,9 +185,11 @@ static int on_leader(struct peer *p, const struct dchat_msg *m)
                 return 0;
         }
         if (idx == p->uplink.srv) {
-                if (!p->uplink.leads)
+                if (!p->uplink.leads) {
                         log_info("the server %s leads the group (term %llu): posts go there",
                                  name, (unsigned long long) m->leader.term);
+                        presence_changed(p);    /* who shows who leads */
+                }
                 p->uplink.leads = true;
                 p->uplink.leaderless_since = 0;
                 p->uplink.moves = 0;
@@ -284,10 +288,10 @@ static int server_frame(struct conn *c, uint8_t type, const uint8_t *payload, si
                           proto_type_name(type));
                 return -EBADMSG;
         }
-        if (p->conf->debug)
-                log_debug("server link: got %s tag %u", proto_type_name(type), m.tag);
-        if (fd_link_heard(&p->uplink.alive, now_usec()))
+        if (fd_link_heard(&p->uplink.alive, now_usec())) {
                 log_info("the server %s is heard from again", cur_server(p)->name);
+                presence_changed(p);
+        }
         if (type == MSG_HEARTBEAT)
                 return 0;
         if (type == MSG_HELLO_ACK) {
@@ -314,8 +318,11 @@ static int server_frame(struct conn *c, uint8_t type, const uint8_t *payload, si
                           "connected to the server %s (%s), log at seq %llu", cur_server(p)->name,
                           cur_server(p)->address, (unsigned long long) m.hello_ack.last_seq);
                 p->uplink.announced = true;
+                p->uplink.changed = now_usec();
+                send_presence(p, c);    /* who is here, for the server's who */
                 postq_server_up(p);     /* resend what a lost link left unanswered */
                 fanout_server_up(p, m.hello_ack.last_seq);
+                presence_changed(p);
                 return 0;
         }
         if (type == MSG_CLUSTER) {
@@ -325,6 +332,20 @@ static int server_frame(struct conn *c, uint8_t type, const uint8_t *payload, si
         }
         if (type == MSG_LEADER && p->uplink.state == LINK_UP)
                 return on_leader(p, &m);
+        if (type == MSG_PRESENCE && p->uplink.state == LINK_UP) {
+                /* the server speaks for itself only */
+                const char *name = cur_server(p)->name;
+                if (m.presence.node.len != strlen(name) || memcmp(m.presence.node.p, name, m.presence.node.len) ||
+                    m.presence.role != ROLE_SERVER) {
+                        log_event(EV_PROTOCOL_ERROR, NULL, "server link: PRESENCE for another node; closing");
+                        return -EBADMSG;
+                }
+                int r = presence_take(&p->uplink.presence, &m);
+                if (r < 0)
+                        return r;
+                presence_changed(p);
+                return 0;
+        }
         if (p->uplink.state != LINK_UP) {
                 if (type == MSG_ERROR && m.error.code == ERR_STALE) {
                         leave_as_later(p, cur_server(p)->name, m.error.detail);
@@ -369,6 +390,8 @@ static void server_closed(struct conn *c, int error)
         const char *name = cur_server(p)->name;
         char msg[DCHAT_ERROR_MAX];
 
+        bool was_up = p->uplink.state == LINK_UP;
+
         p->uplink.conn = NULL;
         p->uplink.watch = false;
         if (p->stopping)
@@ -379,12 +402,14 @@ static void server_closed(struct conn *c, int error)
         if (p->uplink.state == LINK_UP) {
                 p->uplink.lost_at = p->uplink.silent ? p->uplink.alive.last_heard : now_usec();
                 p->uplink.tried = 0;
+                p->uplink.changed = now_usec();
         }
         if (!p->uplink.switching && !p->uplink.moving) {
                 p->uplink.tried++;      /* this server failed us */
                 p->uplink.last_failed = p->uplink.srv;
         }
         p->uplink.leaderless_since = 0;
+        presence_clear(&p->uplink.presence);
         p->uplink.silent = false;
         if (p->uplink.announced)
                 log_event(EV_SERVER_DOWN, &(struct event_fields) { .peer = name, .lamport = p->ra.clock },
@@ -401,6 +426,9 @@ static void server_closed(struct conn *c, int error)
         postq_server_lost(p);
         members_lost(p, name);
         p->uplink.leads = false;
+        if (was_up && !p->uplink.switching)
+                postq_tell_waiting(p);  /* the posts on their way wait for it now, and say so (once) */
+        presence_changed(p);
         uint64_t d;
         if (!p->uplink.switching && !p->uplink.moving)
                 *failed_at(p, p->uplink.srv) = now_usec();
@@ -464,6 +492,84 @@ void uplink_waiting(const struct peer *p, char *buf, size_t cap)
                 snprintf(buf, cap, "the server group to elect a leader (%s knows none just now)", name);
 }
 
+bool uplink_wait_reason(struct peer *p, char *why, size_t cap, uint32_t *wait_ms)
+{
+        uint64_t now = now_usec(), wait = p->conf->post_timeout_usec;
+        const char *name = cur_server(p)->name;
+
+        if (uplink_leads(p))
+                return false;
+        if (p->uplink.state != LINK_UP) {
+                /* the queued posts fail once it has been unreachable for dead_after_ms (postq_heartbeat;
+                 * in a group, and every server was tried: then no sooner than the post's own deadline) */
+                uint64_t lost = p->uplink.lost_at ? p->uplink.lost_at : now, end = lost + p->conf->dead_after_usec;
+                if (p->conf->n_servers == 1 && end > now && end - now < wait)
+                        wait = end - now;
+                const char *how = p->uplink.why[0] ? p->uplink.why : "not connected yet";
+                if (p->conf->n_servers > 1)
+                        snprintf(why, cap, "no server of the group is reachable (the last tried, %s: %s)", name, how);
+                else
+                        snprintf(why, cap, "the server %s is unreachable (%s)", name, how);
+        } else if (p->uplink.leader[0] && strcmp(p->uplink.leader, name))
+                snprintf(why, cap, "the server group's leader %s is not linked yet", p->uplink.leader);
+        else
+                snprintf(why, cap, "the server group has no leader just now (so says %s)", name);
+        *wait_ms = (uint32_t) (wait / USEC_PER_MSEC);
+        return true;
+}
+
+void uplink_presence_send(struct peer *p)
+{
+        if (p->uplink.state == LINK_UP)
+                send_presence(p, p->uplink.conn);
+}
+
+/* WHO: the server we link to (or try to), as its link says. */
+static void who_linked(struct peer *p, struct who_node *w, uint64_t now)
+{
+        *w = (struct who_node) { .name = cur_server(p)->name, .role = ROLE_SERVER };
+        if (p->uplink.state == LINK_UP) {
+                w->state = p->uplink.alive.state == FD_SUSPECT ? NODE_SUSPECT : NODE_UP;
+                w->users = p->uplink.presence.known ? &p->uplink.presence : NULL;
+                if (w->state == NODE_SUSPECT)
+                        snprintf(w->note, sizeof w->note, "silent for %llu ms",
+                                 (unsigned long long) (fd_link_silent(&p->uplink.alive, now) / USEC_PER_MSEC));
+                else if (p->conf->n_servers > 1 || p->uplink.have_extra)
+                        snprintf(w->note, sizeof w->note, "%s", p->uplink.leads ? "the group's leader"
+                                 : p->uplink.leader[0] ? "a follower" : "the group has no leader");
+        } else {
+                w->state = NODE_DOWN;
+                strlcpy(w->note, p->uplink.why[0] ? p->uplink.why : "not linked yet", sizeof w->note);
+        }
+        uint64_t since = p->uplink.changed;
+        w->since = since && now > since ? (uint32_t) ((now - since) / USEC_PER_SEC) : 0;
+}
+
+unsigned uplink_who(struct peer *p, struct who_node *out, unsigned cap)
+{
+        uint64_t now = now_usec();
+        unsigned n = 0;
+
+        for (unsigned i = 0; i < p->conf->n_servers && n < cap; i++) {
+                const struct node_conf *sv = &p->conf->servers[i];
+                struct who_node *w = &out[n++];
+
+                if (sv == cur_server(p)) {
+                        who_linked(p, w, now);
+                        continue;
+                }
+                /* a peer links to one server of a group at a time */
+                *w = (struct who_node) { .name = sv->name, .role = ROLE_SERVER, .state = NODE_UNKNOWN };
+                snprintf(w->note, sizeof w->note, "%snot linked from here (this peer links to %s)",
+                         !strcmp(p->uplink.leader, sv->name) ? "the group's leader as last heard; " : "",
+                         cur_server(p)->name);
+        }
+        /* a leader added to the group at runtime, not in our file: the one we link to */
+        if (p->uplink.srv == p->conf->n_servers && p->uplink.have_extra && n < cap)
+                who_linked(p, &out[n++], now);
+        return n;
+}
+
 void uplink_heartbeat(struct peer *p, uint64_t now)
 {
         const char *name = cur_server(p)->name;
@@ -471,8 +577,10 @@ void uplink_heartbeat(struct peer *p, uint64_t now)
         if (p->uplink.conn && p->uplink.watch &&
             fd_link_tick(&p->uplink.alive, now, p->conf->suspect_after_usec, p->conf->dead_after_usec)) {
                 unsigned long long silent = fd_link_silent(&p->uplink.alive, now) / USEC_PER_MSEC;
-                if (p->uplink.alive.state == FD_SUSPECT)
+                if (p->uplink.alive.state == FD_SUSPECT) {
                         log_info("the server %s has been silent for %llu ms", name, silent);
+                        presence_changed(p);
+                }
                 else if (p->uplink.alive.state == FD_DEAD) {
                         snprintf(p->uplink.why, sizeof p->uplink.why, "silent for %llu ms", silent);
                         p->uplink.silent = true;

@@ -159,6 +159,20 @@ static int sample(uint8_t type, struct dchat_msg *m, struct wbuf *parts)
                 proto_trace_missing_put(parts, "node3", 12, "no answer within 3000 ms");
                 m->trace_end = (typeof(m->trace_end)) { 3, 1, parts->data, parts->len };
                 return 0;
+        case MSG_WHO:
+                m->who.watch = 1;
+                return 0;
+        case MSG_PRESENCE:
+                wbuf_reset(parts);
+                proto_presence_put(parts, "ann", PRESENCE_CHAT);
+                proto_presence_put(parts, "lucy", PRESENCE_CHAT | PRESENCE_FOLLOW);
+                m->presence = (typeof(m->presence)) { S("node2"), ROLE_PEER, NODE_UP,
+                                                      PRESENCE_USERS_KNOWN | PRESENCE_END, 42, S(""), 0, 2,
+                                                      parts->data, parts->len };
+                return 0;
+        case MSG_POST_WAIT:
+                m->post_wait = (typeof(m->post_wait)) { 2500, S("the server master is unreachable (connection refused)") };
+                return 0;
         default:
                 return -ENOENT;
         }

@@ -140,10 +140,10 @@ for name in A S M; do
 done
 ok "node1, with no follower left, stops its subscription at the server" \
     wait_for -t 10 grep -q 'peer node1 stopped following the log' "$(node_log master)"
-v0=$(grep -a -c 'server link: got ENTRY' "$(node_log node1)")
+v0=$(grep -a -c 'server master: got ENTRY' "$(node_log node1)")
 post node2 "a line nobody on node1 follows"
 ok "node2's follower B still gets lines" wait_for -t 10 eval 'tail -n 1 "$T/B.out" | grep -q "nobody on node1 follows"'
-is "$(grep -a -c 'server link: got ENTRY' "$(node_log node1)")" "$v0" "... and the server pushes nothing more to node1"
+is "$(grep -a -c 'server master: got ENTRY' "$(node_log node1)")" "$v0" "... and the server pushes nothing more to node1"
 # ... also while it waits for dchatd to come back
 node_stop node2
 ok "B waits for node2" wait_for -t 5 grep -q 'trying again' "$T/B.err"

@@ -6,7 +6,8 @@
 # that it named another instant than `unix_time`.  For each zone: the post is stored,
 # `view` shows the poster's local time, view --json has the offset in `utc_offset`, and
 # its `time` (ISO 8601, with the offset's seconds when it has any) is the same instant as
-# `unix_time`; `view --since` takes that `time` back.  An offset beyond what dchat can
+# `unix_time`; `view --since` takes that `time` back; `view --local-time` shows the viewer's
+# time instead, so posts made at once show one clock (issue 16).  An offset beyond what dchat can
 # keep (a hand-made zone file, compiled with zic) is refused by dchatctl with a clear
 # message, before anything is sent.
 . "$(dirname "$0")/../lib/lib.sh"
@@ -53,7 +54,16 @@ for z in "${ZONES[@]}"; do
     run ctl node2 view --since "$iso"
     is "$RC" 0 "TZ=$1: view --since '$iso' (its \`time\`) works" || diag "$ERR"
     ok "... and shows the post" grep -Fq "root: posted in $1" <<<"$OUT"
+    # view --local-time: the viewer's time instead (issue 16): the same instant, in TZ of the viewer
+    want=$(TZ=Asia/Tokyo date -d "@$unix" '+%d %b %I:%M%p')
+    ok "TZ=$1: view --local-time shows the viewer's time ($want in Asia/Tokyo)" \
+        grep -Fxq "$want root: posted in $1" <(TZ=Asia/Tokyo ctl node2 view --local-time)
 done
+# posted within seconds from zones a day apart: with --local-time their times are one clock's
+n_times=$(TZ=UTC0 ctl node2 view --local-time | grep 'root: posted in' | cut -c1-14 | sort -u | wc -l)
+cmp_ok "$n_times" -le 2 "view --local-time: the posts from 8 zones show at most 2 distinct minutes ($n_times)"
+n_poster=$(ctl node2 view | grep 'root: posted in' | cut -c1-14 | sort -u | wc -l)
+cmp_ok "$n_poster" -ge 6 "... where the poster's times are all over the clock ($n_poster distinct)"
 
 # --- beyond what dchat can keep: refused by dchatctl, clearly, and nothing sent --------------
 if command -v zic >/dev/null; then

@@ -59,6 +59,7 @@ static const struct bad bad[] = {
         { "bad-type-int.conf", NULL, -EINVAL, ":7: post_timeout_ms must be an integer" },
         { "bad-type-float.conf", NULL, -EINVAL, ":7: connect_timeout_ms must be an integer" },
         { "bad-type-bool.conf", NULL, -EINVAL, ":7: debug must be true or false" },
+        { "bad-type-bool-heartbeats.conf", NULL, -EINVAL, ":7: debug_heartbeats must be true or false" },
         { "bad-type-node.conf", NULL, -EINVAL, ":1: node must be a string (in double quotes)" },
         { "bad-type-path.conf", NULL, -EINVAL, ":7: state_directory must be a string (in double quotes)" },
         { "bad-control-group.conf", NULL, -EINVAL, ":7: control_group must be a group name (1..32 of letters, "
@@ -281,6 +282,7 @@ static void test_minimal(void) {
         is_int(c.client_idle_usec, 300000 * USEC_PER_MSEC, "default client_idle_timeout_ms");
         is_str(c.control_group, "dchat", "default control_group");
         is_int(c.debug, false, "default debug");
+        is_int(c.debug_heartbeats, false, "default debug_heartbeats: heartbeats kept out of the debug lines");
         is_int(c.max_handshakes_per_address, 4, "default max_handshakes_per_address");
         is_int(c.first_message_timeout_usec, 1000 * USEC_PER_MSEC, "default first_message_timeout_ms");
 
@@ -336,6 +338,7 @@ static void test_full(void) {
         is_int(c.client_idle_usec, 100 * USEC_PER_MSEC, "client_idle_timeout_ms at its minimum");
         is_str(c.control_group, "chat-users", "control_group");
         is_int(c.debug, true, "debug = true");
+        is_int(c.debug_heartbeats, true, "debug_heartbeats = true");
         is_int(c.max_handshakes_per_address, 10000, "max_handshakes_per_address at its maximum");
         is_int(c.first_message_timeout_usec, 10 * USEC_PER_MSEC, "first_message_timeout_ms at its minimum");
 
@@ -458,6 +461,7 @@ static void test_restart_needed(void) {
         b.batch_max = 1;
         b.max_clients = 1000;
         b.debug = !a.debug;
+        b.debug_heartbeats = !a.debug_heartbeats;
         is_str(conf_restart_needed(&a, &b), NULL, "tunables only: no restart");
 
         b = a;

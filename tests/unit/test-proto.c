@@ -39,7 +39,7 @@ static bool str_eq(struct dchat_str a, const char *p, size_t n)
 /* A name of n characters: "nnnn...". */
 static const char *name_of(size_t n, char c)
 {
-        static char buf[8][DCHAT_NAME_MAX + 8];
+        static char buf[8][DCHAT_NOTE_MAX + 8];        /* names, and notes (a 128-byte one too) */
         static unsigned k;
         char *p = buf[k++ % 8];
 
@@ -626,6 +626,93 @@ static void test_roundtrips(void)
                 wbuf_free(&parts);
         }
 
+        /* WHO (once, watch), PRESENCE (a peer's own, the largest a WHO answer may hold, none known), POST_WAIT */
+        for (uint8_t w = 0; w <= 1; w++) {
+                in = (struct dchat_msg) { .type = MSG_WHO, .tag = 21 + w, .who = { w } };
+                if (is_int(roundtrip(&f, &in, &out, NULL, NULL), 0, "WHO (watch %u): round trip", w))
+                        ok(out.tag == 21u + w && out.who.watch == w && f.len == 5, "WHO (watch %u): tag and watch", w);
+                check_truncations(&f, w ? "WHO (watch)" : "WHO");
+                wbuf_free(&f.b);
+        }
+        {
+                struct wbuf users = {0};
+                struct dchat_str name;
+                uint8_t kinds;
+                struct rbuf r;
+                proto_presence_put(&users, "ann", PRESENCE_CHAT);
+                proto_presence_put(&users, "bob", PRESENCE_CHAT | PRESENCE_FOLLOW);
+                proto_presence_put(&users, "lucy", PRESENCE_FOLLOW);
+                in = (struct dchat_msg) { .type = MSG_PRESENCE, .tag = 0,
+                        .presence = { S("node2"), ROLE_PEER, NODE_UP, PRESENCE_USERS_KNOWN, 0, S(""), 0, 3,
+                                      users.data, users.len } };
+                if (is_int(roundtrip(&f, &in, &out, NULL, NULL), 0, "PRESENCE (a peer's own): round trip")) {
+                        r = (struct rbuf) { .p = out.presence.p, .len = out.presence.len };
+                        bool u1 = proto_presence_next(&r, &name, &kinds) == 1 && str_eq(name, "ann", 3) &&
+                                  kinds == PRESENCE_CHAT;
+                        bool u2 = proto_presence_next(&r, &name, &kinds) == 1 && str_eq(name, "bob", 3) &&
+                                  kinds == (PRESENCE_CHAT | PRESENCE_FOLLOW);
+                        bool u3 = proto_presence_next(&r, &name, &kinds) == 1 && str_eq(name, "lucy", 4) &&
+                                  kinds == PRESENCE_FOLLOW;
+                        ok(u1 && u2 && u3 && proto_presence_next(&r, &name, &kinds) == 0 &&
+                           str_eq(out.presence.node, "node2", 5) && out.presence.role == ROLE_PEER &&
+                           out.presence.state == NODE_UP && out.presence.flags == PRESENCE_USERS_KNOWN &&
+                           out.presence.n == 3 && out.presence.more == 0 && out.presence.note.len == 0,
+                           "PRESENCE: every field, the three users in order, then the end");
+                }
+                check_truncations(&f, "PRESENCE (3 users)");
+                wbuf_free(&f.b);
+
+                /* the largest: 64 users of 64-byte names, a 127-byte note, a 64-byte node name */
+                wbuf_reset(&users);
+                char un[DCHAT_PRESENCE_MAX][DCHAT_NAME_MAX + 1];
+                for (unsigned i = 0; i < DCHAT_PRESENCE_MAX; i++) {
+                        snprintf(un[i], sizeof un[i], "%02u%s", i, name_of(DCHAT_NAME_MAX - 2, 'u'));
+                        proto_presence_put(&users, un[i], PRESENCE_KINDS);
+                }
+                const char *note = name_of(DCHAT_NOTE_MAX > DCHAT_NAME_MAX ? DCHAT_NAME_MAX : DCHAT_NOTE_MAX, 'w');
+                char note127[DCHAT_NOTE_MAX + 1];
+                snprintf(note127, sizeof note127, "%s%s", note, name_of(DCHAT_NOTE_MAX - strlen(note), 'v'));
+                in = (struct dchat_msg) { .type = MSG_PRESENCE, .tag = 23,
+                        .presence = { S(name_of(DCHAT_NAME_MAX, 'n')), ROLE_SERVER, NODE_SUSPECT,
+                                      PRESENCE_FLAGS, UINT32_MAX, S(note127), UINT16_MAX, DCHAT_PRESENCE_MAX,
+                                      users.data, users.len } };
+                if (is_int(roundtrip(&f, &in, &out, NULL, NULL), 0, "PRESENCE (the largest): round trip")) {
+                        r = (struct rbuf) { .p = out.presence.p, .len = out.presence.len };
+                        unsigned got = 0;
+                        while (proto_presence_next(&r, &name, &kinds) == 1 && str_eq(name, un[got], strlen(un[got])) &&
+                               kinds == PRESENCE_KINDS)
+                                got++;
+                        ok(got == DCHAT_PRESENCE_MAX && out.presence.since == UINT32_MAX &&
+                           out.presence.more == UINT16_MAX && out.presence.flags == PRESENCE_FLAGS &&
+                           out.presence.state == NODE_SUSPECT && out.presence.role == ROLE_SERVER &&
+                           str_eq(out.presence.note, note127, DCHAT_NOTE_MAX) && out.presence.node.len == DCHAT_NAME_MAX,
+                           "PRESENCE (the largest): 64 users, every field");
+                        ok(f.len < DCHAT_FRAME_MAX / 8, "PRESENCE (the largest): %zu bytes, far below a frame", f.len);
+                }
+                check_truncations(&f, "PRESENCE (the largest)");
+                wbuf_free(&f.b);
+
+                /* a node whose users are not known, down, with why */
+                in = (struct dchat_msg) { .type = MSG_PRESENCE, .tag = 24,
+                        .presence = { S("node3"), ROLE_PEER, NODE_DEAD, PRESENCE_END, 12,
+                                      S("silent for 3000 ms"), 0, 0, NULL, 0 } };
+                if (is_int(roundtrip(&f, &in, &out, NULL, NULL), 0, "PRESENCE (none known): round trip"))
+                        ok(out.presence.n == 0 && out.presence.len == 0 && out.presence.state == NODE_DEAD &&
+                           out.presence.flags == PRESENCE_END && out.presence.since == 12 &&
+                           str_eq(out.presence.note, "silent for 3000 ms", 18), "PRESENCE (none known): every field");
+                check_truncations(&f, "PRESENCE (none known)");
+                wbuf_free(&f.b);
+                wbuf_free(&users);
+        }
+        in = (struct dchat_msg) { .type = MSG_POST_WAIT, .tag = 25,
+                                  .post_wait = { 2500, S("the server master is unreachable (connection refused)") } };
+        if (is_int(roundtrip(&f, &in, &out, NULL, NULL), 0, "POST_WAIT: round trip"))
+                ok(out.tag == 25 && out.post_wait.wait_ms == 2500 &&
+                   str_eq(out.post_wait.reason, "the server master is unreachable (connection refused)", 53),
+                   "POST_WAIT: every field");
+        check_truncations(&f, "POST_WAIT");
+        wbuf_free(&f.b);
+
         /* two frames back to back in one buffer */
         {
                 struct dchat_msg a = { .type = MSG_REQUEST, .tag = 1, .request = { 5, NULL } };
@@ -1050,6 +1137,136 @@ static void test_malformed(void)
                 wbuf_reset(&b);
         }
 
+        /* WHO: watch 0 or 1 */
+        wbuf_put_u32(&b, 1);
+        wbuf_put_u8(&b, 2);
+        is_int(proto_decode(MSG_WHO, b.data, b.len, &m, NULL, NULL), -EBADMSG, "WHO: watch 2 refused");
+        wbuf_reset(&b);
+
+        /* PRESENCE: what a node says of itself is printed as it is, each user once */
+        {
+                struct pu { const char *name; uint8_t kinds; };
+                struct { struct dchat_str node; uint8_t role, state, flags; struct dchat_str note; uint16_t more, n;
+                         struct pu u[3]; const char *what; int want; } pr[] = {
+                        { S("node1"), ROLE_PEER, NODE_UP, PRESENCE_USERS_KNOWN, S(""), 0, 2,
+                          { { "ann", 1 }, { "bob", 2 } }, "two users in order", 0 },
+                        { S("node1"), ROLE_PEER, NODE_UP, PRESENCE_USERS_KNOWN, S(""), 0, 2,
+                          { { "bob", 1 }, { "ann", 2 } }, "two users out of order", -EBADMSG },
+                        { S("node1"), ROLE_PEER, NODE_UP, PRESENCE_USERS_KNOWN, S(""), 0, 2,
+                          { { "ann", 1 }, { "ann", 2 } }, "a user twice", -EBADMSG },
+                        { S("node1"), ROLE_PEER, NODE_UP, PRESENCE_USERS_KNOWN, S(""), 0, 2,
+                          { { "ann", 1 }, { "an", 2 } }, "a prefix after the longer name", -EBADMSG },
+                        { S("node1"), ROLE_PEER, NODE_UP, PRESENCE_USERS_KNOWN, S(""), 0, 2,
+                          { { "an", 1 }, { "ann", 2 } }, "a prefix before the longer name", 0 },
+                        { S("node1"), ROLE_PEER, NODE_UP, PRESENCE_USERS_KNOWN, S(""), 0, 1,
+                          { { "", 1 } }, "an empty user name", -EBADMSG },
+                        { S("node1"), ROLE_PEER, NODE_UP, PRESENCE_USERS_KNOWN, S(""), 0, 1,
+                          { { "a\x1b[2Jb", 1 } }, "escapes in a user name", -EBADMSG },
+                        { S("node1"), ROLE_PEER, NODE_UP, PRESENCE_USERS_KNOWN, S(""), 0, 1,
+                          { { name_of(DCHAT_NAME_MAX + 1, 'u'), 1 } }, "a 65-byte user name", -EBADMSG },
+                        { S("node1"), ROLE_PEER, NODE_UP, PRESENCE_USERS_KNOWN, S(""), 0, 1,
+                          { { "ann", 0 } }, "a user with nothing open", -EBADMSG },
+                        { S("node1"), ROLE_PEER, NODE_UP, PRESENCE_USERS_KNOWN, S(""), 0, 1,
+                          { { "ann", 4 } }, "a user with kind 4", -EBADMSG },
+                        { S("node1"), ROLE_PEER, NODE_UP, 0, S(""), 0, 1,
+                          { { "ann", 1 } }, "users while not known", -EBADMSG },
+                        { S("node1"), ROLE_PEER, NODE_UP, 0, S(""), 3, 0,
+                          { { NULL, 0 } }, "more users while not known", -EBADMSG },
+                        { S("node1"), ROLE_PEER, NODE_UP, PRESENCE_USERS_KNOWN, S(""), 0, 2,
+                          { { "ann", 1 } }, "n 2 with one user", -EBADMSG },
+                        { S("node1"), ROLE_PEER, NODE_UP, PRESENCE_USERS_KNOWN, S(""), DCHAT_PRESENCE_MAX + 1, 0,
+                          { { NULL, 0 } }, "no users listed, 65 more", 0 },
+                        { S(""), ROLE_PEER, NODE_UP, 0, S(""), 0, 0, { { NULL, 0 } }, "an empty node name", -EBADMSG },
+                        { S("no de"), ROLE_PEER, NODE_UP, 0, S(""), 0, 0, { { NULL, 0 } }, "a space in the node name",
+                          -EBADMSG },
+                        { S(name_of(DCHAT_NAME_MAX + 1, 'n')), ROLE_PEER, NODE_UP, 0, S(""), 0, 0, { { NULL, 0 } },
+                          "a 65-byte node name", -EBADMSG },
+                        { S("node1"), ROLE_NONE, NODE_UP, 0, S(""), 0, 0, { { NULL, 0 } }, "role 0", -EBADMSG },
+                        { S("node1"), 3, NODE_UP, 0, S(""), 0, 0, { { NULL, 0 } }, "role 3", -EBADMSG },
+                        { S("node1"), ROLE_PEER, _NODE_STATE_MAX, 0, S(""), 0, 0, { { NULL, 0 } }, "state 5",
+                          -EBADMSG },
+                        { S("node1"), ROLE_PEER, NODE_UP, 0x08, S(""), 0, 0, { { NULL, 0 } }, "flag 0x08", -EBADMSG },
+                        { S("node1"), ROLE_PEER, NODE_DOWN, 0, S("a\nb"), 0, 0, { { NULL, 0 } }, "a newline in the note",
+                          -EBADMSG },
+                        { S("node1"), ROLE_PEER, NODE_DOWN, 0, S(name_of(DCHAT_NAME_MAX, 'x')), 0, 0, { { NULL, 0 } },
+                          "a 64-byte note", 0 },
+                };
+                for (unsigned i = 0; i < sizeof pr / sizeof pr[0]; i++) {
+                        wbuf_put_u32(&b, 1);
+                        wbuf_put_str(&b, pr[i].node.p, pr[i].node.len);
+                        wbuf_put_u8(&b, pr[i].role);
+                        wbuf_put_u8(&b, pr[i].state);
+                        wbuf_put_u8(&b, pr[i].flags);
+                        wbuf_put_u32(&b, 5);
+                        wbuf_put_str(&b, pr[i].note.p, pr[i].note.len);
+                        wbuf_put_u16(&b, pr[i].more);
+                        wbuf_put_u16(&b, pr[i].n);
+                        for (unsigned k = 0; k < 3 && pr[i].u[k].name; k++)
+                                proto_presence_put(&b, pr[i].u[k].name, pr[i].u[k].kinds);
+                        is_int(proto_decode(MSG_PRESENCE, b.data, b.len, &m, NULL, NULL), pr[i].want,
+                               "PRESENCE: %s %s", pr[i].what, pr[i].want ? "refused" : "accepted");
+                        wbuf_reset(&b);
+                }
+                /* a 128-byte note, and 65 users */
+                wbuf_put_u32(&b, 1);
+                wbuf_put_str(&b, "node1", 5);
+                wbuf_put_u8(&b, ROLE_PEER);
+                wbuf_put_u8(&b, NODE_DOWN);
+                wbuf_put_u8(&b, 0);
+                wbuf_put_u32(&b, 5);
+                char n128[DCHAT_NOTE_MAX + 2];
+                memset(n128, 'x', DCHAT_NOTE_MAX + 1);
+                wbuf_put_str(&b, n128, DCHAT_NOTE_MAX + 1);
+                wbuf_put_u16(&b, 0);
+                wbuf_put_u16(&b, 0);
+                is_int(proto_decode(MSG_PRESENCE, b.data, b.len, &m, NULL, NULL), -EBADMSG,
+                       "PRESENCE: a 128-byte note refused");
+                wbuf_reset(&b);
+                wbuf_put_u32(&b, 1);
+                wbuf_put_str(&b, "node1", 5);
+                wbuf_put_u8(&b, ROLE_PEER);
+                wbuf_put_u8(&b, NODE_UP);
+                wbuf_put_u8(&b, PRESENCE_USERS_KNOWN);
+                wbuf_put_u32(&b, 5);
+                wbuf_put_str(&b, "", 0);
+                wbuf_put_u16(&b, 0);
+                wbuf_put_u16(&b, DCHAT_PRESENCE_MAX + 1);
+                for (unsigned k = 0; k <= DCHAT_PRESENCE_MAX; k++) {
+                        char un[8];
+                        snprintf(un, sizeof un, "u%03u", k);
+                        proto_presence_put(&b, un, PRESENCE_CHAT);
+                }
+                is_int(proto_decode(MSG_PRESENCE, b.data, b.len, &m, NULL, NULL), -EBADMSG,
+                       "PRESENCE: 65 users refused");
+                wbuf_reset(&b);
+        }
+
+        /* POST_WAIT: a reason, printed as it is */
+        {
+                struct { struct dchat_str reason; const char *what; int want; } pw[] = {
+                        { S("waiting"), "a reason", 0 },
+                        { S(""), "no reason", -EBADMSG },
+                        { S("a\x1b]0;x\x07"), "escapes in the reason", -EBADMSG },
+                        { S("\xc3"), "bad UTF-8 in the reason", -EBADMSG },
+                };
+                for (unsigned i = 0; i < sizeof pw / sizeof pw[0]; i++) {
+                        wbuf_put_u32(&b, 1);
+                        wbuf_put_u32(&b, 1000);
+                        wbuf_put_str(&b, pw[i].reason.p, pw[i].reason.len);
+                        is_int(proto_decode(MSG_POST_WAIT, b.data, b.len, &m, NULL, NULL), pw[i].want,
+                               "POST_WAIT: %s %s", pw[i].what, pw[i].want ? "refused" : "accepted");
+                        wbuf_reset(&b);
+                }
+                char r257[DCHAT_ERROR_MAX + 2];
+                memset(r257, 'r', DCHAT_ERROR_MAX + 1);
+                wbuf_put_u32(&b, 1);
+                wbuf_put_u32(&b, 1000);
+                wbuf_put_str(&b, r257, DCHAT_ERROR_MAX + 1);
+                is_int(proto_decode(MSG_POST_WAIT, b.data, b.len, &m, NULL, NULL), -EBADMSG,
+                       "POST_WAIT: a 257-byte reason refused");
+                wbuf_reset(&b);
+        }
+
         /* unknown types, and types that need storage */
         wbuf_put_u32(&b, 1);
         bool refused = true;
@@ -1307,6 +1524,30 @@ static void test_text(void)
                 int r = text_validate(bad[i].s, n, &why);
                 ok(r == -EINVAL && why && *why, "text refused: %s (%s)", bad[i].what, why ? why : "no reason");
         }
+        /* a post's text: not only white space or invisible characters (post_text_validate) */
+        struct { const char *s; int want; const char *what; } post[] = {
+                { "   ", -EINVAL, "only spaces" },
+                { " ", -EINVAL, "one space" },
+                { "\xc2\xa0\xe3\x80\x80\xe2\x80\x83", -EINVAL, "a no-break, an ideographic and an em space" },
+                { "\xe2\x80\x8b\xe2\x80\x8d\xef\xbb\xbf", -EINVAL, "zero-width space, joiner, BOM" },
+                { "\xe2\x81\xa0 \xe1\x9a\x80", -EINVAL, "word joiner, ogham space" },
+                { " a ", 0, "a letter between spaces" },
+                { "\xe2\x80\x8b.", 0, "a zero-width space and a dot" },
+                { "\xf0\x9f\x91\xa9\xe2\x80\x8d\xf0\x9f\x92\xbb", 0, "a ZWJ emoji sequence" },
+                { "\xd7\xa9\xd7\x9c\xd7\x95\xd7\x9d", 0, "Hebrew (right to left)" },
+                { "", -EINVAL, "empty" },
+                { "a\tb", -EINVAL, "a tab (text_validate's)" },
+        };
+        for (unsigned i = 0; i < sizeof post / sizeof post[0]; i++) {
+                why = NULL;
+                int r = post_text_validate(post[i].s, strlen(post[i].s), &why);
+                ok(r == post[i].want && (r == 0 || (why && *why)), "post text %s: %s%s%s", post[i].want ? "refused" : "ok",
+                   post[i].what, why ? ": " : "", why ? why : "");
+        }
+        why = NULL;
+        post_text_validate("  ", 2, &why);
+        ok(why && strstr(why, "empty"), "post text: only spaces is refused like an empty one (%s)", why ? why : "");
+
         /* no NUL scan beyond n: a truncated view of a good text is judged on its n bytes */
         is_int(text_validate("ab\ncd", 2, NULL), 0, "text: only n bytes are looked at (why may be NULL)");
         is_int(text_validate("\xc3\xa9", 1, NULL), -EINVAL, "text: a character cut by n is refused");
@@ -1438,7 +1679,8 @@ static void test_time(void)
                                              "VIEW", "ENTRY", "VIEW_END", "ERROR", "POST", "POSTED", "STATUS",
                                              "STATUS_REPLY", "HEARTBEAT", "FOLLOW", "CLUSTER", "ENTRY_DAMAGED",
                                              "RAFT", "LEADER", "DIGEST", "DIGEST_REPLY", "VERIFY", "VERIFY_REPLY",
-                                             "GROUP", "GROUP_REPLY", "MEMBER", "MEMBER_REPLY", "TRACE", "TRACE_EVENTS", "TRACE_END" };
+                                             "GROUP", "GROUP_REPLY", "MEMBER", "MEMBER_REPLY", "TRACE", "TRACE_EVENTS", "TRACE_END",
+                                             "WHO", "PRESENCE", "POST_WAIT" };
         bool names_ok = sizeof types / sizeof types[0] == _MSG_MAX;
         for (unsigned t = 0; t < _MSG_MAX && names_ok; t++)
                 names_ok = strcmp(proto_type_name((uint8_t) t), types[t]) == 0;
@@ -1449,6 +1691,12 @@ static void test_time(void)
         is_str(role_name(ROLE_PEER), "peer", "role_name(PEER)");
         is_str(role_name(ROLE_NONE), "none", "role_name(NONE)");
         is_str(role_name(99), "none", "role_name(99)");
+        is_str(node_state_name(NODE_UP), "up", "node_state_name(UP)");
+        is_str(node_state_name(NODE_DOWN), "down", "node_state_name(DOWN)");
+        is_str(node_state_name(NODE_SUSPECT), "suspect", "node_state_name(SUSPECT)");
+        is_str(node_state_name(NODE_DEAD), "dead", "node_state_name(DEAD)");
+        is_str(node_state_name(NODE_UNKNOWN), "unknown", "node_state_name(UNKNOWN)");
+        is_str(node_state_name(99), "unknown", "node_state_name(99)");
 }
 
 /* GROUP, GROUP_REPLY, MEMBER, MEMBER_REPLY: the server group's membership */
