@@ -7,7 +7,7 @@
 need_root
 
 cluster_start 2 'debug = true;'
-debug_lines() { grep -a -c -E "^level=debug .*msg=\"[^\"]*: (sent|got) $2 tag" "$(node_log "$1")"; }
+debug_lines() { grep -a -c -E "${EV_LINE}level=debug .*msg=\"[^\"]*: (sent|got) $2 tag" "$(node_log "$1")"; }
 has() { [ "$(debug_lines "$1" "$2")" -gt 0 ]; }
 
 run ctl node1 post "a post to watch"
@@ -44,8 +44,8 @@ write_config
 for n in master node1 node2; do node_hup $n; done
 ok "the reload is taken" wait_for -t 5 eval "[ \"\$(count_events node1 reloaded)\" -ge 2 ]"
 sleep 0.3
-c0=$(grep -a -c '^level=debug' "$(node_log node1)")
+c0=$(grep -a -c -E "${EV_LINE}level=debug" "$(node_log node1)")
 ctl node1 post "not logged frame by frame" >/dev/null
 sleep 0.5
-is "$(grep -a -c '^level=debug' "$(node_log node1)")" "$c0" "debug = false: no frame lines (debug_heartbeats alone does nothing)"
+is "$(grep -a -c -E "${EV_LINE}level=debug" "$(node_log node1)")" "$c0" "debug = false: no frame lines (debug_heartbeats alone does nothing)"
 done_testing
