@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# 38-debug-frames — debug = true logs every frame a dchatd sends as well as every one it
+# 69-debug-frames — debug = true logs every frame a dchatd sends as well as every one it
 # receives (dchat.conf(5)), on every kind of connection, and keeps the heartbeats (HEARTBEAT,
 # and a group's RAFT) out unless debug_heartbeats = true; both change by reload (issue 16,
 # item 6: only received frames were logged, heartbeats included, four a second per link).

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# 39-who-group — presence and fast failures with a server group (three servers, two
+# 33-who-group — presence and fast failures with a server group (three servers, two
 # peers; issue 16):
 #
 #   - `who` on a peer: both peers and their users (from the peer links, not the servers),
