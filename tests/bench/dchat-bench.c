@@ -7,8 +7,8 @@
  * flight there.  It speaks the control protocol of daemon/proto.h with
  * daemon/proto.c, like dchatctl.
  *
- *   dchat-bench [-c POSTERS] [-n POSTS] [-a ACTIVE] [-t TAG] [-o FILE] [-e MS] [-i MS] [-s SERVER_SOCKET]
- *               [-p PID]... PEER_SOCKET...
+ *   dchat-bench [-c POSTERS] [-n POSTS] [-a ACTIVE] [-t TAG] [-o FILE] [-e MS] [-i MS] [-g MS]
+ *               [-s SERVER_SOCKET] [-p PID]... PEER_SOCKET...
  *
  * -c posters per peer socket (default 1), -n posts per poster (default
  * 1000; 0: post until SIGUSR1, SIGINT or SIGTERM, then let the posts in
@@ -24,7 +24,10 @@
  * whose post failed waits MS milliseconds before its next one (so that a
  * peer that refuses at once is not flooded; default 0), -i every poster
  * waits MS milliseconds after each answer before its next post (a steady
- * load instead of the most it can take; default 0), -a only the
+ * load instead of the most it can take; default 0), -g report every pause
+ * of at least MS milliseconds between two acknowledgements (of any poster)
+ * as "gaps": [[from, to], ...] in CLOCK_REALTIME nanoseconds (run-bench
+ * finds the one that holds a server's kill: a failover), -a only the
  * first ACTIVE peer sockets get posters (the others
  * are only asked for their counters; default all), -t a word put in
  * every text (default "bench"), -s the server's control socket (for its
@@ -87,6 +90,10 @@ static volatile sig_atomic_t stop;      /* -n 0: a signal ends the run */
 static FILE *outcomes;                  /* -o */
 static uint64_t pause_ns;               /* -e */
 static uint64_t interval_ns;            /* -i */
+static uint64_t gap_ns;                 /* -g */
+static uint64_t last_ack_rt;            /* CLOCK_REALTIME of the last acknowledgement */
+static struct { uint64_t from, to; } *gaps;
+static size_t n_gaps;
 
 static _Noreturn void die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static _Noreturn void die(const char *fmt, ...)
@@ -118,6 +125,23 @@ static void on_stop(int sig)
 {
         (void) sig;
         stop = 1;
+}
+
+/* -g: an acknowledgement now; a pause of -g MS or more before it is a gap */
+static void note_ack(void)
+{
+        uint64_t now = realtime_ns();
+
+        if (gap_ns && last_ack_rt && now - last_ack_rt >= gap_ns) {
+                void *g = realloc(gaps, (n_gaps + 1) * sizeof *gaps);
+                if (!g)
+                        die("out of memory");
+                gaps = g;
+                gaps[n_gaps].from = last_ack_rt;
+                gaps[n_gaps].to = now;
+                n_gaps++;
+        }
+        last_ack_rt = now;
 }
 
 /* -o: one line for the answer m to p's post in flight */
@@ -326,7 +350,7 @@ int main(int argc, char **argv)
         unsigned per_peer = 1, n_active = 0;
         int pids[PIDS_MAX], n_pids = 0, o;
 
-        while ((o = getopt(argc, argv, "c:n:a:t:o:e:i:s:p:F:h")) >= 0) {
+        while ((o = getopt(argc, argv, "c:n:a:t:o:e:i:g:s:p:F:h")) >= 0) {
                 switch (o) {
                 case 'c':
                         per_peer = (unsigned) atoi(optarg);
@@ -351,6 +375,9 @@ int main(int argc, char **argv)
                 case 'i':
                         interval_ns = (uint64_t) atoi(optarg) * 1000000u;
                         break;
+                case 'g':
+                        gap_ns = (uint64_t) atoi(optarg) * 1000000u;
+                        break;
                 case 's':
                         server = optarg;
                         break;
@@ -363,7 +390,7 @@ int main(int argc, char **argv)
                         break;
                 default:
                         fprintf(o == 'h' ? stdout : stderr,
-                                "usage: dchat-bench [-c POSTERS] [-n POSTS] [-a ACTIVE] [-t TAG] [-o FILE] [-e MS] [-i MS] "
+                                "usage: dchat-bench [-c POSTERS] [-n POSTS] [-a ACTIVE] [-t TAG] [-o FILE] [-e MS] [-i MS] [-g MS] "
                                 "[-s SERVER_SOCKET] [-p PID]... PEER_SOCKET...\n"
                                 "       dchat-bench -F DIR\n");
                         return o == 'h' ? 0 : 2;
@@ -463,6 +490,7 @@ int main(int argc, char **argv)
                                         uint64_t l = now_ns() - p->t_sent;
                                         lat_ns[n_lat++ % lat_cap] = l > UINT32_MAX ? UINT32_MAX : (uint32_t) l;
                                         acked++;
+                                        note_ack();
                                 } else if (m.type == MSG_ERROR) {
                                         if (!errors++)
                                                 snprintf(first_error, sizeof first_error, "%.*s",
@@ -536,6 +564,13 @@ int main(int argc, char **argv)
                 printf("],\"rss_peak_kib\":[");
                 for (int i = 0; i < n_pids; i++)
                         printf("%s%lld", i ? "," : "", status_kib(pids[i], "VmHWM:"));
+                printf("]");
+        }
+        if (gap_ns) {
+                printf(",\"gaps\":[");
+                for (size_t g = 0; g < n_gaps; g++)
+                        printf("%s[%llu,%llu]", g ? "," : "", (unsigned long long) gaps[g].from,
+                               (unsigned long long) gaps[g].to);
                 printf("]");
         }
         if (errors) {
