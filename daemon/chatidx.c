@@ -120,7 +120,7 @@ int chatidx_decode(const uint8_t *p, size_t len, struct chatidx *x, const char *
                                       (uint32_t) p[len - 2] << 8 | p[len - 1]))
                 return bad(why, "checksum mismatch");
         x->flags = rbuf_u32(&r);
-        if (x->flags & ~CHATIDX_RESCAN)
+        if (x->flags & ~(CHATIDX_RESCAN | CHATIDX_UNSYNCED))
                 return bad(why, "unknown flags");
         x->base_seq = rbuf_u64(&r);
         x->end = rbuf_u64(&r);

@@ -53,12 +53,17 @@ struct chatlog_node {
  * arrays are owned by whoever filled the struct (chatidx_decode: malloc).
  */
 #define CHATIDX_RESCAN          UINT32_C(1)     /* flags: read the whole log at start anyway */
+#define CHATIDX_UNSYNCED        UINT32_C(2)     /* flags: appends after `end` may have been written unsynced */
 
 struct chatidx {
         /*
          * CHATIDX_RESCAN: a read found damage the log does not know of yet;
          * the next start reads the whole log (to quarantine it) and takes
          * this state only as a floor: what it says was stored was stored.
+         * CHATIDX_UNSYNCED: the log belongs to a server group, whose
+         * appends are not synced one by one (chatlog_set_unsynced): a bad
+         * record after `end` is an unsynced write lost in a crash, cut
+         * with all that follows it, not quarantined.
          */
         uint32_t flags;
         uint64_t base_seq;              /* seqs up to this one are archived (0: none) */

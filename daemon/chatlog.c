@@ -34,7 +34,48 @@
  * the open, or the read, and changes nothing.
  *
  * An append is one write and one fdatasync for the whole batch; the
- * in-memory state moves on only after the sync succeeded.  Nothing of the
+ * in-memory state moves on only after the sync succeeded.
+ *
+ * Unsynced appends (a server group, chatlog_set_unsynced).  There the
+ * durable record of every post is Raft's log, synced on a majority before
+ * the post is committed; the chat log is the state machine that applying
+ * the committed commands builds, and syncing it at every apply would put
+ * a second (a follower: a third) disk flush on every post's path.  So its
+ * appends are written without fdatasync, and chatlog_sync() makes them
+ * durable when the group takes a snapshot (fsm.c), before libraft keeps
+ * the snapshot and drops the commands it covers.  What a crash leaves:
+ *
+ *   - a kill of the process: nothing lost (the writes are in the page
+ *     cache, which the next open reads);
+ *   - a power loss or a kernel crash: the log up to the last sync is on
+ *     disk; what was written after it may be lost in any part (pages are
+ *     written back in no particular order: a hole may be followed by
+ *     records that made it).
+ *
+ * Every checkpoint of such a log is written after a sync and says so
+ * (CHATIDX_UNSYNCED), the first one when the mode is turned on, before
+ * any unsynced append; the snapshot's sync writes one too.  So at open,
+ * everything up to the checkpoint's end is known to have been synced,
+ * and a bad record after it is a write lost in a crash: it is cut with
+ * everything after it (saved aside first, like a torn tail), never
+ * quarantined, because a quarantined hole would keep the records after it
+ * and the replica would hold less than the group under the same seqs.
+ * The log is then a prefix of what it was, at least up to the last
+ * snapshot's entry (synced before the snapshot was kept), and libraft
+ * replays every command after that snapshot: apply is idempotent (the
+ * posts still there are found stored, with their seqs; the rest are
+ * stored again under the same seqs, by the same decisions), so the
+ * replica ends with exactly the group's log.  A log cut below the
+ * snapshot's entry (only damage to synced data can do that) fetches the
+ * missing entries from another server (fsm.c, CATCHUP).  Without a
+ * checkpoint (deleted, unreadable) the open cannot tell an unsynced tail
+ * from damage and quarantines as usual: that replica then differs from
+ * the others where the hole was, which verification shows.  A failed
+ * sync stops all appends until dchatd is restarted (the kernel may have
+ * dropped the pages it could not write): the restart reads the log as it
+ * is and Raft replays what follows the last snapshot.
+ *
+ * Nothing of the
  * log is kept in memory but a sparse index (every 256th record: its offset
  * and the greatest entry time before it, for the search by time), the last
  * post id of every node and the list of quarantined parts (at most
@@ -78,8 +119,10 @@ struct chatlog {
         int fd;
         int dirfd;
         char dir[PATH_MAX];             /* for the names of copies */
-        bool broken;                    /* a failed append could not be undone */
-        uint64_t syncs;                 /* fdatasyncs by appends, for statistics */
+        bool broken;                    /* a failed append could not be undone, or a sync failed */
+        bool unsynced_mode;             /* appends are not synced (a server group): chatlog_sync does */
+        bool unsynced;                  /* records were appended since the last sync */
+        uint64_t syncs;                 /* fdatasyncs by appends and chatlog_sync, for statistics */
         uint64_t prealloc_end;          /* blocks are allocated up to here (beyond the file's size) */
         bool no_prealloc;               /* the file system cannot */
         uint64_t live_damage_seq;       /* a read found a bad record at this seq (0: none): no appends */
@@ -750,8 +793,12 @@ static int resync(struct chatlog *log, struct scan *s, uint64_t bad_start, uint6
  * be kept without losing something: good records whose seqs cannot follow
  * the damage before them (at the start of a log without a start record:
  * the start record itself is damaged), or too many damaged parts.
+ * Records from unsynced_from on were written without a sync (a checkpoint
+ * with CHATIDX_UNSYNCED says so; UINT64_MAX: none): damage there is a
+ * write a crash lost, the start of the tail to cut, whatever follows it.
  */
-static int scan(struct chatlog *log, uint64_t from, uint64_t size, uint64_t *bad_off, struct chatlog_recovery *rec)
+static int scan(struct chatlog *log, uint64_t from, uint64_t size, uint64_t unsynced_from, uint64_t *bad_off,
+                struct chatlog_recovery *rec)
 {
         _cleanup_(freep) struct dchat_entry *e = malloc(sizeof *e);
         struct scan s = { .fd = log->fd, .buf = log->buf };
@@ -778,6 +825,10 @@ static int scan(struct chatlog *log, uint64_t from, uint64_t size, uint64_t *bad
                 }
                 if (r == RECORD_TORN)
                         break;          /* nothing can follow what runs past the end of the file */
+                if (off >= unsynced_from) {
+                        rec->unsynced_tail = true;
+                        break;          /* an unsynced write lost in a crash: the rest is cut (replayed) */
+                }
 
                 /* damage at off: quarantined if a good record follows it, else the tail */
                 r = resync(log, &s, off, r == RECORD_BAD ? off + CHATLOG_HDR + len : off + 1, size, e, &at,
@@ -954,10 +1005,12 @@ static int checkpoint_verify(struct chatlog *log, const struct chatidx *x, const
  * log (not damage: the open fails, nothing is changed).  A checkpoint that
  * is not taken but is this log's all the same (its own checksum right, the
  * same first seq, no more than the file holds) goes to *floor: what it
- * says was stored was stored, whatever the scan now finds damaged.
+ * says was stored was stored, whatever the scan now finds damaged.  Either
+ * way, if it says appends after it were not synced (CHATIDX_UNSYNCED),
+ * *unsynced_from is its end.
  */
 static int checkpoint_take(struct chatlog *log, const struct stat *st, struct chatlog_recovery *rec,
-                           struct chatidx *floor, bool *have_floor)
+                           struct chatidx *floor, bool *have_floor, uint64_t *unsynced_from)
 {
         struct chatidx x;
         const char *why = "unknown";
@@ -986,6 +1039,8 @@ static int checkpoint_take(struct chatlog *log, const struct stat *st, struct ch
                 }
                 snprintf(rec->checkpoint_warning, sizeof rec->checkpoint_warning, "%s", why);
                 if (x.base_seq == log->base_seq && x.end <= (uint64_t) st->st_size && x.end >= log->data_start) {
+                        if (x.flags & CHATIDX_UNSYNCED)
+                                *unsynced_from = x.end;
                         *floor = x;
                         *have_floor = true;
                 } else
@@ -1009,6 +1064,8 @@ static int checkpoint_take(struct chatlog *log, const struct stat *st, struct ch
         log->last_fence_idx = x.last_fence_idx;
         log->max_time = x.max_time;
         log->checkpoint_seq = x.last_seq;
+        if (x.flags & CHATIDX_UNSYNCED)
+                *unsynced_from = x.end;
         rec->checkpoint_used = true;
         rec->checkpoint_seq = x.last_seq;
         return 1;
@@ -1133,7 +1190,7 @@ int chatlog_open(const char *dir, struct chatlog **ret, struct chatlog_recovery 
         struct chatlog *log = NULL;
         struct chatidx floor = {0};
         bool created = false, have_floor = false;
-        uint64_t bad_off = 0, from;
+        uint64_t bad_off = 0, from, unsynced_from = UINT64_MAX;
         struct stat st;
         int r;
 
@@ -1180,11 +1237,11 @@ int chatlog_open(const char *dir, struct chatlog **ret, struct chatlog_recovery 
         r = start_read(log, (uint64_t) st.st_size, rec);
         if (r < 0)
                 goto fail;
-        r = checkpoint_take(log, &st, rec, &floor, &have_floor);
+        r = checkpoint_take(log, &st, rec, &floor, &have_floor, &unsynced_from);
         if (r < 0)
                 goto fail;
         from = r > 0 ? log->end : log->data_start;
-        r = scan(log, from, (uint64_t) st.st_size, &bad_off, rec);
+        r = scan(log, from, (uint64_t) st.st_size, unsynced_from, &bad_off, rec);
         if (r >= 0 && have_floor)
                 r = floor_apply(log, &floor, &bad_off, rec);
         if (r < 0)
@@ -1254,7 +1311,7 @@ struct chatlog *chatlog_close(struct chatlog *log)
 int chatlog_checkpoint(struct chatlog *log)
 {
         struct chatidx x = {
-                .flags = log->live_damage_seq ? CHATIDX_RESCAN : 0,
+                .flags = (log->live_damage_seq ? CHATIDX_RESCAN : 0) | (log->unsynced_mode ? CHATIDX_UNSYNCED : 0),
                 .base_seq = log->base_seq,
                 .end = log->end,
                 .last_seq = log->last_seq,
@@ -1274,6 +1331,10 @@ int chatlog_checkpoint(struct chatlog *log)
 
         if (log->broken)
                 return -EIO;
+        /* it vouches for what it covers: that must be on disk first */
+        r = chatlog_sync(log);
+        if (r < 0)
+                return r;
         if (fstat(log->fd, &st) < 0)
                 return -errno;
         x.mtime_ns = mtime_ns(&st);
@@ -1290,6 +1351,40 @@ int chatlog_checkpoint(struct chatlog *log)
 bool chatlog_checkpoint_due(const struct chatlog *log)
 {
         return log->last_seq - log->checkpoint_seq >= CHATLOG_CHECKPOINT_EVERY;
+}
+
+int chatlog_set_unsynced(struct chatlog *log)
+{
+        int r;
+
+        if (log->unsynced_mode)
+                return 0;
+        /* the checkpoint that says so comes first: no unsynced append without it on disk */
+        log->unsynced_mode = true;
+        r = chatlog_checkpoint(log);
+        if (r < 0)
+                log->unsynced_mode = false;
+        return r;
+}
+
+int chatlog_sync(struct chatlog *log)
+{
+        if (log->broken)
+                return -EIO;
+        if (!log->unsynced)
+                return 0;
+        log->syncs++;
+        if (fdatasync(log->fd) < 0) {
+                int r = -errno;
+                /* the kernel may have dropped the pages it could not write, and a later sync
+                 * succeed without them: nothing since the last good sync is known to be on disk
+                 * any more, so nothing more goes in (and no checkpoint vouches for it) until a
+                 * restart reads the log as it is and Raft replays what follows its snapshot */
+                log->broken = true;
+                return r;
+        }
+        log->unsynced = false;
+        return 0;
 }
 
 /* --- appending ------------------------------------------------------------------ */
@@ -1563,7 +1658,7 @@ int chatlog_append(struct chatlog *log, struct dchat_entry *entries, unsigned n,
 
         prealloc(log, log->end + log->out.len);
         r = pwrite_full(log->fd, log->out.data, log->out.len, log->end);
-        if (r >= 0 && (log->syncs++, fdatasync(log->fd) < 0))
+        if (r >= 0 && !log->unsynced_mode && (log->syncs++, fdatasync(log->fd) < 0))
                 r = -errno;
         if (r < 0) {
                 /* take the batch back out; if even that fails, stop appending */
@@ -1573,7 +1668,8 @@ int chatlog_append(struct chatlog *log, struct dchat_entry *entries, unsigned n,
                 goto undo;
         }
 
-        /* on stable storage: commit */
+        /* on stable storage (unsynced: written, chatlog_sync to come): commit */
+        log->unsynced |= log->unsynced_mode;
         for (size_t i = 0; i < n_nodes; i++) {
                 log->nodes[i].post_id = log->nodes[i].new_post_id;
                 log->nodes[i].seq = log->nodes[i].new_seq;
@@ -1976,7 +2072,7 @@ static int archive_state(const char *dir, const char *name, struct chatlog **ret
         }
         r = start_read(log, (uint64_t) st.st_size, &rec);
         if (r >= 0)
-                r = scan(log, log->data_start, (uint64_t) st.st_size, &bad_off, &rec);
+                r = scan(log, log->data_start, (uint64_t) st.st_size, UINT64_MAX, &bad_off, &rec);
         if (r < 0)
                 goto fail;
         if (bad_off < (uint64_t) st.st_size)

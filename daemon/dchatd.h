@@ -413,6 +413,7 @@ struct chatlog_recovery {
         uint64_t damaged_seqs;          /* seqs in all the quarantined parts */
         uint64_t floor_seq;             /* a damaged end kept up to this seq, which a checkpoint vouched for (0: none) */
         char stale_link[NAME_MAX + 1];  /* a second name of chat.log left by an interrupted archive, removed */
+        bool unsynced_tail;             /* the tail cut was written unsynced (chatlog_set_unsynced) after the checkpoint */
 };
 
 /* A quarantined part of the log (chatlog_damage_get). */
@@ -447,7 +448,9 @@ enum chatlog_result {
  * seqs they stood for read as damaged (chatlog_next), a copy goes to
  * chat.log.corrupt-seq-FIRST-LAST-at-OFFSET.  Only a bad tail with no good
  * record after it (a torn last write) is saved aside and cut (rec), and
- * never below what a checkpoint proved was stored.  -EBADMSG (rec->reason)
+ * never below what a checkpoint proved was stored; after a checkpoint that
+ * says the appends after it were not synced (chatlog_set_unsynced), so is
+ * the first bad record there with everything after it.  -EBADMSG (rec->reason)
  * if the log cannot be opened without losing anything: a damaged start
  * record (chatlog_repair), too many damaged parts, or good records whose
  * seqs cannot follow the damage before them.  Read errors are errors,
@@ -464,6 +467,21 @@ struct chatlog *chatlog_close(struct chatlog *log);
 int chatlog_checkpoint(struct chatlog *log);
 /* Enough records were appended since the last checkpoint that another one is worth it. */
 bool chatlog_checkpoint_due(const struct chatlog *log);
+/*
+ * A server group's replica: from now on appends are written without
+ * fdatasync (Raft's log, synced on a majority, is the durable record);
+ * chatlog_sync makes them durable, and so does every checkpoint.  Writes a
+ * checkpoint that says so first (so that the next open cuts a bad record
+ * after it, a write lost in a crash, instead of quarantining it; the top
+ * of chatlog.c has the whole argument).  0, or a negative errno: the
+ * checkpoint could not be written, and appends stay synced.
+ */
+int chatlog_set_unsynced(struct chatlog *log);
+/*
+ * Makes every record appended so far durable (one fdatasync, none if all
+ * is synced).  A failure stops appends until the log is opened again.
+ */
+int chatlog_sync(struct chatlog *log);
 
 /*
  * Offline (the log must not be open anywhere): renames DIR/chat.log to
@@ -514,7 +532,7 @@ int chatlog_append(struct chatlog *log, struct dchat_entry *entries, unsigned n,
                    enum chatlog_result *results);
 
 uint64_t chatlog_last_seq(const struct chatlog *log);
-/* fdatasyncs made by chatlog_append since the log was opened */
+/* fdatasyncs made by chatlog_append and chatlog_sync since the log was opened */
 uint64_t chatlog_syncs(const struct chatlog *log);
 /* The first seq in this log: 1, or the one after the archived part. */
 uint64_t chatlog_first_seq(const struct chatlog *log);

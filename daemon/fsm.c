@@ -28,11 +28,27 @@
  *
  * A snapshot holds no entries, only what names the state: the last seq
  * and that entry's fence and post id (plus whether the genesis was
- * applied).  The entries are in the chat log on disk, which is synced at
- * every append; a replica that restores a snapshot beyond the end of its
- * own log fetches the missing entries from another server (fsm_catchup,
- * fsm_feed) and applies nothing meanwhile (RAFT_BUSY: libraft retries).
- * So a snapshot is a few dozen bytes, whatever the size of the log.
+ * applied).  The entries are in the chat log on disk; a replica that
+ * restores a snapshot beyond the end of its own log fetches the missing
+ * entries from another server (fsm_catchup, fsm_feed) and applies nothing
+ * meanwhile (RAFT_BUSY: libraft retries).  So a snapshot is a few dozen
+ * bytes, whatever the size of the log.
+ *
+ * Durability.  A post is acknowledged once its command is committed —
+ * in Raft's log, synced, on a majority — and applied on the leader.  The
+ * chat log is not synced at each apply (chatlog_set_unsynced: that would
+ * put a second flush on every post's path, and a third on a follower's,
+ * whose reply to the leader waits for its apply): the commands are in
+ * Raft's log, and libraft replays every command after the last snapshot
+ * when it starts (restore, then apply).  What the replay cannot bring
+ * back is what a snapshot covers, since libraft drops those commands once
+ * it keeps the snapshot: so fsm_snapshot syncs the chat log first (and
+ * writes a checkpoint, which marks where the unsynced writes begin).
+ * After a crash the chat log is then a prefix of what was applied (the
+ * open cuts a write lost after the checkpoint with all that follows it)
+ * that reaches at least the snapshot's entry, and replaying what follows
+ * the snapshot gives back exactly the group's log, apply being idempotent.
+ * chatlog.c has the case analysis.
  */
 #include <stdio.h>
 #include <string.h>
@@ -328,6 +344,14 @@ static int fsm_snapshot(struct raft_fsm *rf, struct raft_buffer *bufs[], unsigne
 
         if (f->state != FSM_READY || fsm_mark_last(f, &m) < 0)
                 return RAFT_BUSY;       /* tried again later */
+        /* libraft drops the commands this snapshot covers once it keeps it: what they wrote
+         * to the chat log must be on disk first (a failed sync stops the log's appends,
+         * which the apply errors then report; no snapshot meanwhile) */
+        if (chatlog_sync(f->log) < 0)
+                return RAFT_IOERR;
+        /* where the unsynced writes begin, for the next open (best effort: without it
+         * the open cuts from the last checkpoint on, which is sound too, only more) */
+        (void) chatlog_checkpoint(f->log);
         wbuf_put_u32(&b, SNAP_MAGIC);
         wbuf_put_u8(&b, f->genesis);
         mark_put(&b, &m);

@@ -1282,9 +1282,11 @@ int server_new(sd_event *e, const struct dchat_conf *c, int listen_fd, struct se
                             c->state_directory, (unsigned long long) rec.floor_seq);
         if (rec.cut_bytes)
                 log_event(EV_LOG_RECOVERED, &(struct event_fields) { .seq = chatlog_last_seq(s->log) },
-                          "chat log %s/chat.log: %s; cut %llu bytes off the tail (saved to %s), kept %llu records",
+                          "chat log %s/chat.log: %s; cut %llu bytes off the tail (saved to %s), kept %llu records%s",
                           c->state_directory, rec.reason, (unsigned long long) rec.cut_bytes,
-                          rec.saved_to[0] ? rec.saved_to : "nowhere", (unsigned long long) rec.records);
+                          rec.saved_to[0] ? rec.saved_to : "nowhere", (unsigned long long) rec.records,
+                          rec.unsynced_tail ? " (the server group wrote them unsynced after the last checkpoint: "
+                                              "it applies them again from its replicated log)" : "");
         else
                 log_info("chat log %s/chat.log: %llu records, seqs %llu to %llu%s", c->state_directory,
                          (unsigned long long) rec.records, (unsigned long long) chatlog_first_seq(s->log),
@@ -1294,6 +1296,12 @@ int server_new(sd_event *e, const struct dchat_conf *c, int listen_fd, struct se
         s->pumped_seq = chatlog_last_seq(s->log);
         s->raft_refused_rl = RATELIMIT_INIT(10 * USEC_PER_SEC, 3);
         if (c->n_servers > 1) {
+                /* Raft's log is the durable record of a group's posts: the chat log is synced at
+                 * snapshots, not at every apply (fsm.c, chatlog.c say why that is safe) */
+                r = chatlog_set_unsynced(s->log);
+                if (r < 0)
+                        log_warning("cannot write the checkpoint %s/chat.log.idx: %s; the chat log is synced at "
+                                    "every append instead", c->state_directory, strerror(-r));
                 r = replica_new(e, c, s->log, &group_ops, s, &s->rep);
                 if (r < 0)
                         goto fail;

@@ -1550,6 +1550,7 @@ static struct {
         int rename_errno, link_errno;   /* the next renameat / linkat fails with it */
         int fsync_errno;                /* the fsync_nth-th fsync from now fails with it */
         unsigned fsync_nth;
+        int fdatasync_errno;            /* the next fdatasync fails with it */
         bool record;
         char calls[32][48];             /* "fdatasync file", "renameat a>b", "fsync dir", ... */
         unsigned n_calls;
@@ -1622,6 +1623,11 @@ int fsync(int fd)
 int fdatasync(int fd)
 {
         record_call("fdatasync %s", fd_kind(fd));
+        if (inject.fdatasync_errno) {
+                errno = inject.fdatasync_errno;
+                inject.fdatasync_errno = 0;
+                return -1;
+        }
         return (int) syscall(SYS_fdatasync, fd);
 }
 
@@ -1712,6 +1718,166 @@ static void test_checkpoint_sync_order(void)
         is_int(chatlog_checkpoint(log), -EIO, "checkpoint: a failed directory sync is reported");
         inject.fsync_errno = 0;
         chatlog_close(log);
+}
+
+/* --- unsynced appends (a server group's replica) ---------------------------------------------- */
+
+static unsigned count_calls(const char *what)
+{
+        unsigned n = 0;
+        for (unsigned i = 0; i < inject.n_calls; i++)
+                n += !strcmp(inject.calls[i], what);
+        return n;
+}
+
+static bool copy_file(const char *from, const char *to)
+{
+        uint8_t *data;
+        size_t len;
+        bool done = false;
+
+        if (read_file(from, &data, &len) < 0)
+                return false;
+        int fd = open(to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+        if (fd >= 0) {
+                done = write(fd, data, len) == (ssize_t) len;
+                close(fd);
+        }
+        free(data);
+        return done;
+}
+
+/* The flags of d's checkpoint, or UINT32_MAX if it cannot be read. */
+static uint32_t checkpoint_flags(const char *d)
+{
+        struct chatidx x;
+        const char *why;
+        uint32_t flags = UINT32_MAX;
+        int fd = open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+        if (fd >= 0 && chatidx_load(fd, &x, &why) == 0) {
+                flags = x.flags;
+                chatidx_free(&x);
+        }
+        if (fd >= 0)
+                close(fd);
+        return flags;
+}
+
+/* Appends "msg first" .. "msg last" one record per call (lamport = post id = N). */
+static int append_msgs(struct chatlog *log, unsigned first, unsigned last)
+{
+        struct dchat_entry e;
+        enum chatlog_result res;
+        char text[64];
+
+        for (unsigned i = first; i <= last; i++) {
+                snprintf(text, sizeof text, "msg %u", i);
+                mk(&e, i, "node1", 0, i, text);
+                int r = chatlog_append(log, &e, 1, &res);
+                if (r < 0 || res != CHATLOG_STORED || e.seq != i)
+                        return r < 0 ? r : -EINVAL;
+        }
+        return 0;
+}
+
+/*
+ * chatlog_set_unsynced: appends without fdatasync, chatlog_sync and every
+ * checkpoint make them durable, and after a crash that lost an unsynced
+ * write in the middle of the tail (a hole with records after it) the open
+ * cuts from the hole on — where a synced log would quarantine it — so that
+ * Raft's replay can append the same entries again under the same seqs.
+ */
+static void test_unsynced(void)
+{
+        char d[PATH_MAX], s[PATH_MAX];
+        struct chatlog *log = NULL;
+        struct chatlog_recovery rec;
+        struct dchat_entry e;
+        enum chatlog_result res;
+        long long *offs = NULL;
+        static const uint8_t zeros[512];
+
+        subdir(d, sizeof d, "unsynced");
+        if (fill_fast(d, 10) < 0 || chatlog_open(d, &log, NULL) < 0)
+                return;
+        is_int(chatlog_set_unsynced(log), 0, "unsynced: turned on");
+        ok(checkpoint_flags(d) == CHATIDX_UNSYNCED, "... after a checkpoint that says so (flags %#x)",
+           checkpoint_flags(d));
+        uint64_t syncs = chatlog_syncs(log);
+        inject.n_calls = 0;
+        inject.record = true;
+        is_int(append_msgs(log, 11, 40), 0, "... 30 appends, one at a time");
+        inject.record = false;
+        ok(count_calls("fdatasync file") == 0 && chatlog_syncs(log) == syncs, "... without a single fdatasync");
+        inject.n_calls = 0;
+        inject.record = true;
+        is_int(chatlog_sync(log), 0, "chatlog_sync");
+        is_int(chatlog_sync(log), 0, "... again");
+        inject.record = false;
+        ok(count_calls("fdatasync file") == 1 && chatlog_syncs(log) == syncs + 1,
+           "... one fdatasync for all 30, none when nothing is new");
+        is_int(append_msgs(log, 41, 45), 0, "5 more");
+        inject.n_calls = 0;
+        inject.record = true;
+        is_int(chatlog_checkpoint(log), 0, "a checkpoint");
+        inject.record = false;
+        ok(inject.n_calls == 4 && !strcmp(inject.calls[0], "fdatasync file") && !strcmp(inject.calls[1], "fdatasync file"),
+           "... syncs the log first, then writes itself (%s, %s, ...)", inject.calls[0], inject.calls[1]);
+        ok(checkpoint_flags(d) == CHATIDX_UNSYNCED, "... and says that what follows it is unsynced");
+        is_int(append_msgs(log, 46, 80), 0, "35 more, unsynced");
+        log = chatlog_close(log);               /* a crash: nothing synced since seq 45 */
+        if (!(offs = offsets(d, 80)))
+                goto out;
+
+        /* a power loss wrote back records 46..59 and 62..80 but not 60 and 61: a hole */
+        subdir(s, sizeof s, "unsynced-copy");
+        ok(copy_file(path_in(d, "chat.log"), path_in(s, "chat.log")) &&
+           copy_file(path_in(d, "chat.log.idx"), path_in(s, "chat.log.idx")),
+           "(a copy of the log, for a comparison)");
+        patch_file(logpath(d), offs[60], zeros, (size_t) (offs[62] - offs[60]));
+        is_int(chatlog_open(d, &log, &rec), 0, "a hole in the unsynced tail: the log opens");
+        ok(log && rec.unsynced_tail && rec.damage_found == 0 && chatlog_last_seq(log) == 59 &&
+           rec.cut_bytes == (uint64_t) (file_size(logpath(s)) - offs[60]) && rec.saved_to[0],
+           "... cut at the hole with all after it (saved to %s), nothing quarantined: seqs 1..59 (%s)",
+           rec.saved_to, rec.reason);
+        ok(log && read_all_msgs(log, 59), "... 1..59 read back");
+        mk(&e, 60, "node1", 0, 60, "msg 60");
+        ok(log && chatlog_append(log, &e, 1, &res) == 0 && res == CHATLOG_STORED && e.seq == 60,
+           "... the replay stores post 60 again as seq 60");
+        mk(&e, 45, "node1", 0, 45, "msg 45");
+        ok(log && chatlog_append(log, &e, 1, &res) == 0 && res == CHATLOG_DUPLICATE && e.seq == 45,
+           "... and finds post 45 stored, as seq 45");
+        log = chatlog_close(log);
+
+        /* the same hole where every append was synced: damage, quarantined, nothing cut */
+        if (chatlog_open(s, &log, NULL) == 0) {
+                is_int(chatlog_checkpoint(log), 0, "(the copy: a checkpoint without the flag)");
+                log = chatlog_close(log);
+        }
+        ok(checkpoint_flags(s) == 0, "a synced log's checkpoint: no flag");
+        patch_file(logpath(s), offs[60], zeros, (size_t) (offs[62] - offs[60]));
+        is_int(chatlog_open(s, &log, &rec), 0, "the same hole in a synced log ...");
+        ok(log && !rec.unsynced_tail && rec.damage_found == 1 && rec.cut_bytes == 0 && chatlog_last_seq(log) == 80,
+           "... is quarantined, as damage to stored records is (seqs 60, 61), nothing cut");
+        log = chatlog_close(log);
+
+        /* a failed sync: nothing more goes in until the log is opened again */
+        if (chatlog_open(d, &log, NULL) < 0)
+                goto out;
+        is_int(chatlog_set_unsynced(log), 0, "unsynced again");
+        is_int(append_msgs(log, 61, 62), 0, "2 appends");
+        inject.fdatasync_errno = EIO;
+        is_int(chatlog_sync(log), -EIO, "a failed sync is reported");
+        mk(&e, 63, "node1", 0, 63, "msg 63");
+        ok(chatlog_append(log, &e, 1, &res) == -EIO && res == CHATLOG_FAILED, "... and appends fail after it");
+        is_int(chatlog_checkpoint(log), -EIO, "... and so does a checkpoint (it would vouch for what may be lost)");
+        log = chatlog_close(log);
+        is_int(chatlog_open(d, &log, &rec), 0, "reopened");
+        ok(log && chatlog_last_seq(log) == 62, "... with what the page cache held (seq 62)");
+out:
+        chatlog_close(log);
+        free(offs);
 }
 
 /* --- archive: a failure leaves the old state or the new one (item 10) ------------------------- */
@@ -1823,6 +1989,7 @@ int main(void)
         test_start_record_repair();
         test_read_errors();
         test_checkpoint_sync_order();
+        test_unsynced();
         test_archive_failures();
         test_big_view();
         test_write_error();

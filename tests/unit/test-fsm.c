@@ -14,6 +14,10 @@
  *   - snapshots hold the log's end only: restored on a replica that holds
  *     it, on one that lacks entries (CATCHUP, then fsm_feed), on one that
  *     holds another log (DIVERGED); the genesis likewise;
+ *   - a group's chat log is not synced at each apply, only when a snapshot
+ *     is taken: a crash that loses unsynced writes after it (a hole in
+ *     the tail) leaves a log that, with the snapshot restored and the
+ *     commands after it replayed, is again the group's, entry for entry;
  *   - libraft's deterministic fixture (raft/fixture.h) with the real apply
  *     on three real chat logs: elections, a killed leader, a partitioned
  *     leader whose uncommitted batches are lost, revivals — every replica
@@ -24,6 +28,7 @@
  *     multiple of 8 at a restart: the padding is what prevents it).
  */
 #include <dirent.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -403,6 +408,76 @@ static void test_snapshots(void)
         raft_free(snap);
 }
 
+/* --- unsynced applies, synced snapshots --------------------------------------------------------------------- */
+
+/* File offset of seq in r's log. */
+static long long offset_of(struct replica_t *r, uint64_t seq)
+{
+        struct chatlog_cursor cur;
+        return chatlog_seek(r->log, seq, &cur) < 0 ? -1 : (long long) cur.off;
+}
+
+static void test_unsynced(void)
+{
+        struct replica_t a, ref;
+        struct raft_buffer cmds[40], *snap;
+        struct dchat_entry e;
+        struct chatlog_recovery rec;
+        unsigned n_snap;
+        char text[64];
+        int bad = 0;
+
+        replica_open(&a, "unsynced");
+        replica_open(&ref, "unsynced-ref");
+        is_int(chatlog_set_unsynced(a.log), 0, "a group's chat log: appends unsynced");
+        for (unsigned i = 0; i < 40; i++) {
+                snprintf(text, sizeof text, "u %u", i + 1);
+                mk(&e, i + 1, i % 2 ? "node2" : "node1", 0, POST_ID(3, i + 1), text);
+                fsm_encode_batch(&e, 1, &cmds[i]);
+        }
+        uint64_t syncs = chatlog_syncs(a.log);
+        for (unsigned i = 0; i < 30; i++)
+                bad |= apply(&a, &cmds[i]) | apply(&ref, &cmds[i]);
+        ok(!bad && chatlog_syncs(a.log) == syncs, "30 commands applied: no fdatasync");
+        is_int(fsm_raft(a.fsm)->snapshot(fsm_raft(a.fsm), &snap, &n_snap), 0, "a snapshot ...");
+        ok(chatlog_syncs(a.log) == syncs + 1, "... syncs the chat log first (libraft drops the commands it covers)");
+        for (unsigned i = 30; i < 40; i++)
+                bad |= apply(&a, &cmds[i]) | apply(&ref, &cmds[i]);
+        long long hole = offset_of(&a, 34), after = offset_of(&a, 36);
+        replica_close(&a);
+
+        /* a power loss: seqs 34 and 35, written unsynced after the snapshot, never reached the disk */
+        char path[PATH_MAX];
+        snprintf(path, sizeof path, "%s/chat.log", a.dir);
+        int fd = open(path, O_WRONLY | O_CLOEXEC);
+        static const char zeros[1024];
+        ok(fd >= 0 && hole > 0 && after > hole && after - hole <= (long long) sizeof zeros &&
+           pwrite(fd, zeros, (size_t) (after - hole), hole) == after - hole, "(seqs 34 and 35 zeroed: a hole)");
+        if (fd >= 0)
+                close(fd);
+        mkdirs(a.dir, sizeof a.dir, "unsynced");
+        ok(chatlog_open(a.dir, &a.log, &rec) == 0 && fsm_new(a.log, &a.fsm) == 0, "the replica starts again");
+        ok(rec.unsynced_tail && rec.damage_found == 0 && chatlog_last_seq(a.log) == 33,
+           "... its chat log cut at the hole (seq 33): a prefix, nothing quarantined");
+        struct raft_buffer c = { raft_malloc(snap[0].len), snap[0].len };
+        memcpy(c.base, snap[0].base, c.len);
+        is_int(fsm_raft(a.fsm)->restore(fsm_raft(a.fsm), &c), 0, "libraft restores the snapshot (seq 30) ...");
+        is_int(fsm_state(a.fsm, NULL), FSM_READY, "... READY: the log holds it");
+        for (unsigned i = 30; i < 40; i++)
+                bad |= apply(&a, &cmds[i]);
+        ok(!bad, "... and replays the 10 commands after it");
+        char *d1 = dump(a.log), *d2 = dump(ref.log);
+        ok(!strcmp(d1, d2) && chatlog_last_seq(a.log) == 40, "... the same log as a replica that never crashed");
+        free(d1);
+        free(d2);
+        for (unsigned i = 0; i < 40; i++)
+                raft_free(cmds[i].base);
+        raft_free(snap[0].base);
+        raft_free(snap);
+        replica_close(&a);
+        replica_close(&ref);
+}
+
 /* --- libraft's fixture, with the real apply ---------------------------------------------------------------- */
 
 #define N 3
@@ -656,6 +731,7 @@ int main(void)
         test_old_commands();
         test_replay();
         test_snapshots();
+        test_unsynced();
         test_fixture();
         test_uv_restart();
         char cmd[300];
