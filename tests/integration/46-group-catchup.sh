@@ -4,7 +4,10 @@
 # entries, only the log's end), so when it comes back Raft sends it a snapshot beyond
 # the end of its chat log.  It fetches the entries it lacks from another server, page
 # by page (replica-behind, then replica-caught-up with the rate), and ends holding the
-# same log as the others, byte for byte.
+# same log as the others, byte for byte.  Then again with 2 peers x 8 posters: the
+# commands after the snapshot reach it while it is still fetching (its state machine
+# turns them down for the moment); it must apply them once it has caught up, with
+# nobody posting any more.
 . "$(dirname "$0")/../lib/lib.sh"
 need_root
 need_cmd md5sum
@@ -39,5 +42,18 @@ is "$(ctl "$F" view --json | wc -l)" 1201 "$F holds all 1201 entries"
 run ctl node2 post "after"
 is "$RC" 0 "posting goes on" || diag "$ERR"
 ok "every server holds the same log again" wait_for -t 15 same_logs
+
+# --- commands that arrive while it fetches: applied once it has caught up ----------------------
+last_seq() { ctl "$1" status --json | perl -MJSON::PP -e 'print decode_json(join "", <STDIN>)->{last_seq}'; }
+node_stop "$F"
+"$BENCH" -c 8 -n 500 -t catchup2 "$(node_sock node1)" "$(node_sock node2)" > "$T/bench.json" 2> "$T/bench.err"
+is "$?" 0 "8000 more posts while $F is down (2 peers x 8 posters)" || diag "$(cat "$T/bench.err")"
+want=$(ctl node1 view --json -n 1 | perl -MJSON::PP -ne 'print decode_json($_)->{seq}')
+node_start "$F" || bail_out "$F does not restart"
+ok "$F catches up again" wait_event "$F" replica-caught-up 2 30
+note "$(events "$F" replica-caught-up | tail -n 1 | ev_field msg)"
+ok "... and then applies the commands that came after the snapshot, with nobody posting: seq $want" \
+    wait_for -t 15 eval '[ "$(last_seq "$F")" = "$want" ]'
+ok "every server holds the same log" wait_for -t 15 same_logs
 
 done_testing
