@@ -653,7 +653,7 @@ struct raft_uv_transport;
 unsigned long long transport_id_of(const char *name);
 /* Its address in libraft's configuration: "NAME@HOST:PORT". */
 void transport_address(const char *name, const char *address, char *buf, size_t cap);
-int transport_new(sd_event *e, struct uv_loop_s *loop, const struct dchat_conf *conf, struct transport **ret);
+int transport_new(sd_event *e, struct uvloop *uv, const struct dchat_conf *conf, struct transport **ret);
 struct transport *transport_free(struct transport *tr);
 struct raft_uv_transport *transport_raft(struct transport *tr);
 void transport_reconf(struct transport *tr, const struct dchat_conf *conf);

@@ -1013,7 +1013,7 @@ int replica_new(sd_event *e, const struct dchat_conf *c, struct chatlog *log, co
         }
         r = uvloop_new(e, &rep->uv);
         if (r >= 0)
-                r = transport_new(e, uvloop_loop(rep->uv), c, &rep->tr);
+                r = transport_new(e, rep->uv, c, &rep->tr);
         if (r >= 0)
                 r = fsm_new(log, &rep->fsm);
         if (r >= 0)

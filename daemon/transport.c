@@ -59,6 +59,7 @@ struct relay {
 struct transport {
         struct raft_uv_transport t;     /* what libraft sees; t.impl points back here */
         sd_event *event;
+        struct uvloop *uv;
         uv_loop_t *loop;
         const struct dchat_conf *conf;
         raft_uv_accept_cb accept_cb;
@@ -107,6 +108,7 @@ static void relay_free(struct relay *r, int status)
                 struct raft_uv_connect *req = r->req;
                 r->req = NULL;
                 cb(req, NULL, status ? status : RAFT_NOCONNECTION);
+                uvloop_kick(tr->uv);
         }
         LIST_REMOVE(tr->relays, r);
         r->io = sd_event_source_disable_unref(r->io);
@@ -291,6 +293,10 @@ static void relay_connected(struct conn *c)
         struct raft_uv_connect *req = r->req;
         r->req = NULL;
         cb(req, stream, 0);
+        /* libraft queued what it had to send (a vote request, say) on the stream: libuv writes it
+         * only when its loop runs, which is not before its next timer unless kicked (meanwhile the
+         * link would sit idle after HELLO) */
+        uvloop_kick(tr->uv);
 }
 
 static const struct conn_ops relay_ops = {
@@ -371,14 +377,15 @@ static void t_close(struct raft_uv_transport *t, raft_uv_transport_close_cb cb)
                 cb(t);
 }
 
-int transport_new(sd_event *e, uv_loop_t *loop, const struct dchat_conf *conf, struct transport **ret)
+int transport_new(sd_event *e, struct uvloop *uv, const struct dchat_conf *conf, struct transport **ret)
 {
         struct transport *tr = calloc(1, sizeof *tr);
 
         if (!tr)
                 return -ENOMEM;
         tr->event = e;
-        tr->loop = loop;
+        tr->uv = uv;
+        tr->loop = uvloop_loop(uv);
         tr->conf = conf;
         tr->t = (struct raft_uv_transport) { .impl = tr, .init = t_init, .listen = t_listen, .connect = t_connect,
                                              .close = t_close };
@@ -442,6 +449,7 @@ int transport_accept(struct transport *tr, struct conn *c, const char *name, con
         conn_set_ops(c, &relay_ops, r);
         transport_address(name, address, addr, sizeof addr);
         tr->accept_cb(&tr->t, r->id, addr, stream);
+        uvloop_kick(tr->uv);            /* libuv starts reading the stream when its loop runs */
         /* the first RAFT frame came with the handover */
         return relay_frame(c, MSG_RAFT, payload, len) < 0 ? -EBADMSG : 0;
 }

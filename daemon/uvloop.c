@@ -15,6 +15,8 @@
 
 #include "dchatd.h"
 
+#define UVLOOP_TIMER_ACCURACY   100             /* usec: libuv's timers count milliseconds */
+
 struct uvloop {
         uv_loop_t loop;
         sd_event_source *io, *timer, *defer;
@@ -84,8 +86,12 @@ int uvloop_new(sd_event *e, struct uvloop **ret)
                 return r;
         }
         r = sd_event_add_io(e, &u->io, uv_backend_fd(&u->loop), EPOLLIN, on_io, u);
+        /* Accuracy 0 would be sd-event's default, 250 ms, coalesced machine-wide: libraft's ticks
+         * (its heartbeats, its election timers) would fire up to 250 ms late, and at the same
+         * moments in every dchatd on the host, so that two followers of a dead leader stood as
+         * candidates in the same instant, split the vote and tried again, for seconds. */
         if (r >= 0)
-                r = sd_event_add_time(e, &u->timer, CLOCK_MONOTONIC, UINT64_MAX, 0, on_timer, u);
+                r = sd_event_add_time(e, &u->timer, CLOCK_MONOTONIC, UINT64_MAX, UVLOOP_TIMER_ACCURACY, on_timer, u);
         if (r >= 0)
                 r = sd_event_add_defer(e, &u->defer, on_defer, u);
         if (r < 0) {
