@@ -614,6 +614,7 @@ struct fsm_result {
         enum chatlog_result *results;
         int error;                      /* chatlog_append's, if the write failed */
         bool genesis;
+        bool deferred;                  /* not applied yet: it waits (fsm_waiting), n is 0 */
 };
 
 int fsm_new(struct chatlog *log, struct fsm **ret);
@@ -633,6 +634,14 @@ int fsm_mark_last(struct fsm *f, struct fsm_mark *m);
 bool fsm_catchup(const struct fsm *f, uint64_t *from, struct fsm_mark *to);
 int fsm_feed(struct fsm *f, struct dchat_entry *e, unsigned n);
 uint64_t fsm_applied(const struct fsm *f);
+/*
+ * Commands libraft counts as applied that wait to be, in order: they came
+ * while the log was catching up or after a write failed.  No snapshot is
+ * taken meanwhile.  fsm_drain applies them once the state machine is
+ * ready (-EAGAIN: a write failed again, the rest still waits).
+ */
+unsigned fsm_waiting(const struct fsm *f);
+int fsm_drain(struct fsm *f);
 /* The last batch could not be written here (a negative errno; 0: none): it is applied again later. */
 int fsm_apply_error(const struct fsm *f);
 /* The raft instance the state machine serves (its last applied index names a snapshot). */
@@ -817,6 +826,8 @@ int replica_new(sd_event *e, const struct dchat_conf *c, struct chatlog *log, co
 struct replica *replica_free(struct replica *rep);
 void replica_reconf(struct replica *rep, const struct dchat_conf *c);
 bool replica_is_leader(struct replica *rep);
+/* The state machine cannot apply just now (it catches up, or commands wait after a failed write). */
+bool replica_busy(struct replica *rep);
 bool replica_leader(struct replica *rep, char name[DCHAT_NAME_MAX + 1], uint64_t *term);
 /* Replicate n entries as one command: -ENOTCONN if this server does not lead. */
 int replica_submit(struct replica *rep, const struct dchat_entry *e, unsigned n, void *cookie);

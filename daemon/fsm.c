@@ -30,9 +30,21 @@
  * and that entry's fence and post id (plus whether the genesis was
  * applied).  The entries are in the chat log on disk; a replica that
  * restores a snapshot beyond the end of its own log fetches the missing
- * entries from another server (fsm_catchup, fsm_feed) and applies nothing
- * meanwhile (RAFT_BUSY: libraft retries).  So a snapshot is a few dozen
- * bytes, whatever the size of the log.
+ * entries from another server (fsm_catchup, fsm_feed).  So a snapshot is a
+ * few dozen bytes, whatever the size of the log.
+ *
+ * Commands that cannot be applied now — while the log catches up, or
+ * after a write failed (a full disk) — wait here, in order, and are applied
+ * once it can (fsm_drain); libraft counts them as applied.  Telling libraft
+ * "not now" (RAFT_BUSY) instead does not work with libraft 0.15: it tries
+ * an apply again only when its commit index moves (with nobody posting, a
+ * replica would stay behind), and when such an apply fails while it
+ * handles a message (a heartbeat announcing a commit) it takes the server
+ * out of the group (RAFT_UNAVAILABLE) until a restart.  While commands
+ * wait, no snapshot is taken (it would name a log's end that does not hold
+ * them), and a snapshot restored drops them (it covers them).  A leader's
+ * own batch that has to wait is answered as not taken (FSM result
+ * "deferred"): its peers send it again, and its post ids make it land once.
  *
  * Durability.  A post is acknowledged once its command is committed —
  * in Raft's log, synced, on a majority — and applied on the leader.  The
@@ -62,6 +74,13 @@
 
 enum { CMD_BATCH = 1, CMD_GENESIS = 2, CMD_BATCH_VC = 3 };
 
+/* A command libraft counts as applied that waits to be (see the top). */
+struct waiting {
+        struct waiting *next;
+        size_t len;
+        uint8_t data[];
+};
+
 struct fsm {
         struct raft_fsm raft;
         struct chatlog *log;
@@ -75,6 +94,9 @@ struct fsm {
         enum chatlog_result *results;
         struct dchat_entry scratch;
         uint64_t applied;               /* commands applied since start (statistics) */
+        struct waiting *waiting, **waiting_tail;
+        unsigned n_waiting;
+        struct fsm_result deferred;     /* the result of a command that waits */
         int apply_error;                /* the last batch could not be written: why (retried) */
         struct raft *owner;             /* whose last applied index a snapshot is taken at */
         struct fsm_snapshots snaps;     /* taken and restored, for replica.c's snapshot events */
@@ -304,18 +326,15 @@ static int apply_genesis(struct fsm *f, struct rbuf *r)
         }
 }
 
-static int fsm_apply(struct raft_fsm *rf, const struct raft_buffer *buf, void **result)
+/* One command: 0, -EAGAIN (the write failed: nothing of it was written), -EBADMSG. */
+static int apply_cmd(struct fsm *f, const struct raft_buffer *buf)
 {
-        struct fsm *f = rf->data;
         struct rbuf r;
         uint8_t kind;
         int e;
 
-        *result = NULL;
-        if (f->state != FSM_READY)
-                return RAFT_BUSY;       /* libraft applies it again later */
         if (cmd_open(buf, &r, &kind) < 0)
-                return RAFT_MALFORMED;
+                return -EBADMSG;
         switch (kind) {
         case CMD_BATCH:
         case CMD_BATCH_VC:
@@ -327,12 +346,70 @@ static int fsm_apply(struct raft_fsm *rf, const struct raft_buffer *buf, void **
         default:
                 e = -EBADMSG;
         }
-        if (e == -EAGAIN)
-                return RAFT_BUSY;       /* libraft applies it again later */
-        if (e < 0)
+        if (e == 0)
+                f->applied++;
+        return e;
+}
+
+static void waiting_drop(struct fsm *f)
+{
+        while (f->waiting) {
+                struct waiting *w = f->waiting;
+                f->waiting = w->next;
+                free(w);
+        }
+        f->waiting_tail = &f->waiting;
+        f->n_waiting = 0;
+}
+
+int fsm_drain(struct fsm *f)
+{
+        while (f->waiting && f->state == FSM_READY) {
+                struct waiting *w = f->waiting;
+                if (apply_cmd(f, &(struct raft_buffer) { w->data, w->len }) == -EAGAIN)
+                        return -EAGAIN;         /* it stays first in line (fsm_apply_error says why) */
+                /* applied (or malformed, which it was not when it came) */
+                f->waiting = w->next;
+                if (!f->waiting)
+                        f->waiting_tail = &f->waiting;
+                f->n_waiting--;
+                free(w);
+        }
+        return 0;
+}
+
+static int fsm_apply(struct raft_fsm *rf, const struct raft_buffer *buf, void **result)
+{
+        struct fsm *f = rf->data;
+        struct waiting *w;
+        struct rbuf r;
+        uint8_t kind;
+
+        *result = NULL;
+        if (f->state == FSM_DIVERGED)
+                return RAFT_BUSY;       /* it applies nothing, ever (replica.c says so) */
+        if (cmd_open(buf, &r, &kind) < 0)
                 return RAFT_MALFORMED;
-        f->applied++;
-        *result = &f->res;
+        if (f->state == FSM_READY && !f->waiting) {
+                int e = apply_cmd(f, buf);
+                if (e == 0) {
+                        *result = &f->res;
+                        return 0;
+                }
+                if (e != -EAGAIN)
+                        return RAFT_MALFORMED;
+                /* the write failed: the command waits, and what comes after it waits behind it */
+        }
+        w = malloc(sizeof *w + buf->len);
+        if (!w)
+                return RAFT_NOMEM;
+        w->next = NULL;
+        w->len = buf->len;
+        memcpy(w->data, buf->base, buf->len);
+        *f->waiting_tail = w;
+        f->waiting_tail = &w->next;
+        f->n_waiting++;
+        *result = &f->deferred;
         return 0;
 }
 
@@ -342,7 +419,7 @@ static int fsm_snapshot(struct raft_fsm *rf, struct raft_buffer *bufs[], unsigne
         struct fsm_mark m;
         struct wbuf b = {0};
 
-        if (f->state != FSM_READY || fsm_mark_last(f, &m) < 0)
+        if (f->state != FSM_READY || f->waiting || fsm_mark_last(f, &m) < 0)
                 return RAFT_BUSY;       /* tried again later */
         /* libraft drops the commands this snapshot covers once it keeps it: what they wrote
          * to the chat log must be on disk first (a failed sync stops the log's appends,
@@ -389,6 +466,7 @@ static int fsm_restore(struct raft_fsm *rf, struct raft_buffer *buf)
                 f->genesis = genesis;
                 f->snaps.restored++;
                 f->snaps.restored_seq = m.seq;
+                waiting_drop(f);        /* the snapshot covers them */
                 switch (mark_check(f, &m, "the group's snapshot")) {
                 case 0:
                         /* we hold it all (and maybe more, which replaying what follows finds stored) */
@@ -420,6 +498,8 @@ int fsm_new(struct chatlog *log, struct fsm **ret)
                 return -ENOMEM;
         }
         f->log = log;
+        f->waiting_tail = &f->waiting;
+        f->deferred = (struct fsm_result) { .deferred = true };
         f->raft = (struct raft_fsm) { .version = 1, .data = f, .apply = fsm_apply, .snapshot = fsm_snapshot,
                                       .restore = fsm_restore };
         *ret = f;
@@ -430,6 +510,7 @@ struct fsm *fsm_free(struct fsm *f)
 {
         if (!f)
                 return NULL;
+        waiting_drop(f);
         free(f->entries);
         free(f->results);
         free(f);
@@ -519,6 +600,7 @@ int fsm_feed(struct fsm *f, struct dchat_entry *e, unsigned n)
                         return -EBADMSG;
                 }
                 enter(f, FSM_READY);
+                (void) fsm_drain(f);    /* what came meanwhile (a failed write: fsm_apply_error) */
         }
         return 0;
 }
@@ -526,6 +608,11 @@ int fsm_feed(struct fsm *f, struct dchat_entry *e, unsigned n)
 uint64_t fsm_applied(const struct fsm *f)
 {
         return f->applied;
+}
+
+unsigned fsm_waiting(const struct fsm *f)
+{
+        return f->n_waiting;
 }
 
 int fsm_apply_error(const struct fsm *f)

@@ -81,6 +81,10 @@ struct replica {
         bool genesis_asked;
         enum fsm_state fsm_state;
         int apply_error;                /* as last logged */
+        struct raft_transfer transfer;  /* waiting(): a leader that cannot apply hands the lead on */
+        bool transfer_pending;
+        bool was_busy;
+        uint64_t drain_after;           /* CLOCK_MONOTONIC usec: no retry of a failed write before */
         unsigned in_flight;             /* batches submitted, not applied */
         struct dchat_counters stats;
         struct fsm_snapshots snaps;     /* as last logged */
@@ -252,6 +256,11 @@ void replica_progress(struct replica *rep, uint64_t *applied, uint64_t *last)
 {
         *applied = rep->started ? raft_last_applied(&rep->raft) : 0;
         *last = rep->started ? raft_last_index(&rep->raft) : 0;
+}
+
+bool replica_busy(struct replica *rep)
+{
+        return fsm_state(rep->fsm, NULL) != FSM_READY || fsm_waiting(rep->fsm) > 0;
 }
 
 bool replica_is_leader(struct replica *rep)
@@ -723,6 +732,52 @@ static void watch_snapshots(struct replica *rep)
         rep->snaps = now;
 }
 
+static void transfer_done(struct raft_transfer *req)
+{
+        struct replica *rep = req->data;
+        rep->transfer_pending = false;
+}
+
+/*
+ * Commands that wait in the state machine (fsm.c: the log catches up, or a
+ * write failed): applied once it is ready, tried again at most once a
+ * heartbeat after a failed write.  A leader whose state machine cannot
+ * apply its own batches cannot answer posts: it hands the lead to another
+ * server (raft_transfer), and meanwhile refuses them (server.c).
+ */
+static void waiting(struct replica *rep)
+{
+        uint64_t now;
+
+        if (raft_state(&rep->raft) == RAFT_LEADER && replica_busy(rep) && !rep->transfer_pending) {
+                rep->transfer.data = rep;
+                if (raft_transfer(&rep->raft, &rep->transfer, 0, transfer_done) == 0) {
+                        rep->transfer_pending = true;
+                        log_info("this server leads the group but cannot apply to its chat log just now (%s): "
+                                 "handing the lead to another server", fsm_state(rep->fsm, NULL) == FSM_CATCHUP ?
+                                 "it is catching up" : "a write failed");
+                }
+        }
+        if (fsm_waiting(rep->fsm) && fsm_state(rep->fsm, NULL) == FSM_READY) {
+                now = now_usec();
+                if (!fsm_apply_error(rep->fsm) || now >= rep->drain_after) {
+                        rep->drain_after = now + rep->conf->election_timeout_usec / 5;
+                        (void) fsm_drain(rep->fsm);     /* a failure is logged from fsm_apply_error */
+                }
+        }
+        /* a leader that refused posts while busy: its peers wait for word that it takes them again */
+        bool busy = replica_busy(rep);
+        if (rep->was_busy && !busy && raft_state(&rep->raft) == RAFT_LEADER && rep->ops->leader_changed) {
+                char name[DCHAT_NAME_MAX + 1];
+                uint64_t term;
+                replica_leader(rep, name, &term);
+                rep->ops->leader_changed(rep->userdata, true, name, term);
+        }
+        rep->was_busy = busy;
+}
+
+/* --- what changed ---------------------------------------------------------------------------- */
+
 /* After every turn of the libuv loop: report a new state, leader or term. */
 static void watch(void *userdata)
 {
@@ -800,12 +855,13 @@ static void watch(void *userdata)
                                   (unsigned long long) n, (unsigned long long) (usec / USEC_PER_MSEC),
                                   (unsigned long long) (usec ? n * USEC_PER_SEC / usec : 0));
                         catchup_reset(rep->cu);
-                        uvloop_kick(rep->uv);   /* libraft applies what waited */
+                        uvloop_kick(rep->uv);   /* fsm_feed applied what waited: libraft may go on */
                 }
                 rep->fsm_state = fs;
                 if (rep->ops->fsm_changed)
                         rep->ops->fsm_changed(rep->userdata, fs);
         }
+        waiting(rep);
 }
 
 /* --- submitting ---------------------------------------------------------------------------------- */

@@ -342,6 +342,12 @@ static void flush_group(struct server *s, unsigned n)
                 refuse_not_leader(s, s->pend, n, "this server does not lead the group, nothing was stored");
                 return;
         }
+        if (replica_busy(s->rep)) {
+                /* its state machine could not answer them (replica.c hands the lead on) */
+                refuse_not_leader(s, s->pend, n, "this server is catching up with the group (it hands the lead to "
+                                  "another server), nothing was stored");
+                return;
+        }
         gb = malloc(sizeof *gb + n * sizeof gb->pend[0]);
         if (!gb) {
                 for (unsigned i = 0; i < n; i++)
@@ -398,6 +404,11 @@ static void group_applied(void *userdata, void *cookie, const struct fsm_result 
                  * peers send the posts again there, where their post ids make them land once */
                 refuse_not_leader(s, gb->pend, gb->n, "this server lost the lead before the post was committed "
                                   "(it may or may not be stored; it is sent again)");
+        } else if (res->deferred) {
+                /* committed, but this server's state machine applies it later (fsm.c): the posts go
+                 * again, to the leader this one hands over to, and land once by their post ids */
+                refuse_not_leader(s, gb->pend, gb->n, "this server cannot apply the group's entries just now "
+                                  "(the post is committed and will be stored once; it is sent again)");
         } else {
                 for (unsigned i = 0; i < gb->n && i < res->n; i++)
                         answer_append(s, &res->entries[i], res->results[i], &gb->pend[i], res->error);

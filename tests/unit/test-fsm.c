@@ -361,18 +361,38 @@ static void test_snapshots(void)
         struct fsm_mark to;
         ok(fsm_state(empty.fsm, NULL) == FSM_CATCHUP && fsm_catchup(empty.fsm, &from, &to) && from == 1 &&
            to.seq == 50, "restored on an empty log: CATCHUP, seqs 1 to 50 wanted");
+        /* commands that come meanwhile wait in the state machine: libraft 0.15 would not retry a
+         * RAFT_BUSY before its commit index moves, and would drop out of the group for it */
+        struct raft_buffer cmd, later;
         mk(&e, 1, "node1", 0, POST_ID(3, 1), "a 1");
-        struct raft_buffer cmd;
         fsm_encode_batch(&e, 1, &cmd);
-        is_int(apply(&empty, &cmd), RAFT_BUSY, "... while catching up, commands wait (RAFT_BUSY: libraft retries)");
+        mk(&e, 51, "node1", 0, POST_ID(3, 51), "a 51");
+        fsm_encode_batch(&e, 1, &later);
+        void *result = NULL;
+        is_int(fsm_raft(empty.fsm)->apply(fsm_raft(empty.fsm), &cmd, &result), 0,
+               "... while catching up, a command is taken (libraft counts it applied) ...");
+        ok(result && ((struct fsm_result *) result)->deferred && fsm_waiting(empty.fsm) == 1,
+           "... and waits: its result says so (a leader would refuse its posts)");
+        is_int(apply(&empty, &later), 0, "... and the next one too");
+        struct raft_buffer *none;
+        unsigned n_none;
+        is_int(fsm_raft(empty.fsm)->snapshot(fsm_raft(empty.fsm), &none, &n_none), RAFT_BUSY,
+               "... no snapshot while commands wait (it would name a log that lacks them)");
         raft_free(cmd.base);
+        raft_free(later.base);
         mk(&e, 7, "node1", 0, POST_ID(3, 7), "not the next one");
         e.seq = 7;
         is_int(fsm_feed(empty.fsm, &e, 1), -EBADMSG, "fed an entry that is not the next: refused");
         is_int(feed_from(&empty, &same), 0, "fed the 50 entries from a replica that holds them");
         is_int(fsm_state(empty.fsm, NULL), FSM_READY, "... then READY");
+        ok(fsm_waiting(empty.fsm) == 0 && chatlog_last_seq(empty.log) == 51,
+           "... and the two commands that waited are applied: post 1 found stored, post 51 stored as seq 51");
+        mk(&e, 51, "node1", 0, POST_ID(3, 51), "a 51");
+        fsm_encode_batch(&e, 1, &later);
+        apply(&same, &later);
+        raft_free(later.base);
         char *d1 = dump(empty.log), *d2 = dump(same.log);
-        ok(!strcmp(d1, d2), "... holding the same log");
+        ok(!strcmp(d1, d2), "... holding the same log as a replica that applied them in turn");
         free(d1);
         free(d2);
 
@@ -391,6 +411,14 @@ static void test_snapshots(void)
         fsm_encode_genesis(&m, &cmd);
         is_int(apply(&g1, &cmd), 0, "a genesis applied on an empty log");
         is_int(fsm_state(g1.fsm, NULL), FSM_CATCHUP, "... which then fetches it (CATCHUP)");
+        mk(&e, 60, "node1", 0, POST_ID(3, 60), "a 60");
+        fsm_encode_batch(&e, 1, &later);
+        apply(&g1, &later);
+        raft_free(later.base);
+        ok(fsm_waiting(g1.fsm) == 1, "... a command waits meanwhile ...");
+        RESTORE(&g1);
+        ok(fsm_waiting(g1.fsm) == 0 && fsm_state(g1.fsm, NULL) == FSM_CATCHUP,
+           "... and a snapshot restored drops it (it covers it), the fetch goes on");
         replica_close(&empty);
         replica_open(&g2, "snap-empty");        /* holds the same 50 now */
         is_int(apply(&g2, &cmd), 0, "a genesis applied on the same log");
