@@ -68,7 +68,7 @@ struct dchat_conf {
         uint64_t heartbeat_usec;        /* heartbeat_ms, default 250 */
         uint64_t suspect_after_usec;    /* suspect_after_ms, default 1000 */
         uint64_t dead_after_usec;       /* dead_after_ms, default 3000 */
-        uint64_t election_timeout_usec; /* election_timeout_ms, default 400 (server groups) */
+        uint64_t election_timeout_usec; /* election_timeout_ms, default 300 (server groups) */
         unsigned batch_max;             /* batch_max, default 64 */
         unsigned max_clients;           /* max_clients, default 64 */
         bool reuse_permissions;         /* reuse_permissions (Roucairol–Carvalho), default true */

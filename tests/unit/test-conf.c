@@ -505,12 +505,12 @@ static void test_three_servers(void) {
                 return;
         is_int(c.n_servers, 3, "three servers");
         is_str(c.servers[2].name, "s3", "the third is s3");
-        is_int(c.election_timeout_usec, 300 * USEC_PER_MSEC, "election_timeout_ms = 300");
+        is_int(c.election_timeout_usec, 350 * USEC_PER_MSEC, "election_timeout_ms = 350");
         is_int(c.role, ROLE_PEER, "node1 is a peer");
         if (load_ok(fixture("good-three-servers.conf"), "s2", &c))
                 ok(c.role == ROLE_SERVER && c.self == 1, "s2 is the second server");
         if (load_ok(fixture("good-minimal.conf"), NULL, &c))
-                is_int(c.election_timeout_usec, 400 * USEC_PER_MSEC, "election_timeout_ms defaults to 400");
+                is_int(c.election_timeout_usec, 300 * USEC_PER_MSEC, "election_timeout_ms defaults to 300");
         /* an even number: a group on its way from three to five (or back) has one; a new group
          * refuses to start with it (test-join) */
         if (load_ok(fixture("good-two-servers.conf"), NULL, &c))
