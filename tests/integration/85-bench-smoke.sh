@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # The benchmark in miniature, so that it cannot rot: tests/bench/dchat-bench with 2 peers
 # x 2 posters on a real cluster (every post stored exactly once, the figures sane, the
-# daemons' counters in step), then tests/bench/run-bench with tiny sizes (the CSV, JSON,
-# table and plot appear).  Figures are printed, never compared with targets.
+# daemons' counters in step), then tests/bench/run-bench with tiny sizes, one server and
+# a group of three (the CSV, JSON, table and plot appear, with a row per number of
+# servers, a leader kill and a small log's catch-up).  Figures are printed, never
+# compared with targets.
+export DCHAT_TEST_TIMEOUT=${DCHAT_TEST_TIMEOUT:-480}
 . "$(dirname "$0")/../lib/lib.sh"
 need_root
 need_cmd perl
@@ -59,19 +62,31 @@ is "$sum" $TOTAL "the peers' posts counters add up to $TOTAL"
 run ctl node1 status
 like "$OUT" $'\nposts: +[0-9]+ stored, [0-9]+ critical-section entries' "status (text) shows the counters"
 
-# the whole script, tiny
-RUN_TIMEOUT=120 run env BENCH_OUT="$T/out" BENCH_POSTS=60 BENCH_SEQ_POSTS=20 BENCH_CTL_POSTS=5 BENCH_POSTERS=2 \
-    BENCH_PEERS=3 BENCH_C_FOR_N=2 DCHAT_TEST_TIMEOUT=110 "$TOP/tests/bench/run-bench"
-is "$RC" 0 "run-bench (tiny) exits 0"
+# the whole script, tiny: one server, then three
+RUN_TIMEOUT=400 run env BENCH_OUT="$T/out" BENCH_SERVERS="1 3" BENCH_POSTS=60 BENCH_SEQ_POSTS=20 BENCH_CTL_POSTS=5 \
+    BENCH_POSTERS=2 BENCH_PEERS=3 BENCH_C_FOR_N=2 BENCH_KILLS=1 BENCH_BIG_LINES=2000 BENCH_CATCHUP_POSTS=400 \
+    DCHAT_TEST_TIMEOUT=390 "$TOP/tests/bench/run-bench"
+is "$RC" 0 "run-bench (tiny) exits 0" || diag "$ERR"
 note "$OUT"
-is "$(grep -v -c -E '"kind":"(disk|rss)"' "$T/out/results.json")" 4 "results.json: seq, posters, ctl, peers"
-like "$(cat "$T/out/table.txt")" 'server RSS: [1-9][0-9]* KiB at start \(empty log\), [1-9][0-9]* KiB with 85 entries' \
+is "$(grep -c -E '"kind":"(seq|posters|ctl|peers)"' "$T/out/results.json")" 8 \
+    "results.json: seq, posters, ctl, peers, for 1 server and for 3"
+like "$(cat "$T/out/table.txt")" '1 server\(s\): RSS [1-9][0-9]* KiB at start \(empty log\), at most [1-9][0-9]* KiB with 85 entries' \
     "table.txt: the server's RSS at start and with the log of the 2-peer runs"
+like "$(cat "$T/out/table.txt")" '3 server\(s\): RSS [1-9][0-9]* KiB at start \(empty log\), at most [1-9][0-9]* KiB with 85 entries' \
+    "table.txt: ... and the group's"
+like "$(cat "$T/out/table.txt")" 'sequential post latency, 3 servers against 1: [0-9]+ us / [0-9]+ us = [0-9.]+' \
+    "table.txt: the sequential latency of 3 servers against 1"
+like "$(cat "$T/out/table.txt")" 'leader kill -9 -> posts acknowledged again: median [0-9]+ ms, worst [0-9]+ ms over 1 kills \([0-9]+ ms\); [0-9]+ posts, 0 failed' \
+    "table.txt: the failover, no post failed"
+is "$(tail -n +2 "$T/out/failover.csv" | wc -l)" 1 "failover.csv: one kill"
+like "$(cat "$T/out/table.txt")" '3 server\(s\) on a log of 2000 entries: RSS at rest [0-9]+ [0-9]+ [0-9]+ KiB; a follower [0-9]+ entries behind' \
+    "table.txt: a log of 2000 entries on 3 servers, a follower's catch-up"
 is "$(grep '"kind":"disk"' "$T/out/results.json" | grep -c '"fdatasync_median_us":[0-9]')" 2 \
     "results.json: the disk's fdatasync latency, before and after"
 like "$(cat "$T/out/table.txt")" 'fdatasync of 800 bytes on this disk, before: median [0-9]+ us' "table.txt: with the disk's figures"
-is "$(grep -c '^[a-z]' "$T/out/results.csv")" 5 "results.csv: a header and 4 rows"
-like "$(cut -d, -f1,2,3 "$T/out/results.csv" | tr '\n' ' ')" '^kind,peers,posters seq,2,1 posters,2,2 ctl,2,1 peers,3,2 $' \
+is "$(grep -c '^[a-z]' "$T/out/results.csv")" 9 "results.csv: a header and 8 rows"
+like "$(cut -d, -f1-4 "$T/out/results.csv" | tr '\n' ' ')" \
+    '^kind,servers,peers,posters seq,1,2,1 posters,1,2,2 ctl,1,2,1 peers,1,3,2 seq,3,2,1 posters,3,2,2 ctl,3,2,1 peers,3,3,2 $' \
     "results.csv: the runs asked for"
 if command -v gnuplot >/dev/null; then
     is "$(perl -e 'read STDIN, my $b, 4; print $b eq "\x89PNG" ? "PNG" : "not a PNG"' < "$T/out/bench.png")" PNG \
