@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# 39-group-crash — a server group's chat logs are written without a sync at every apply
+# 37-group-crash — a server group's chat logs are written without a sync at every apply
 # (Raft's log, synced on a majority, is the durable record; the chat log is synced when a
 # snapshot is taken: fsm.c, chatlog.c).  Under load without pause: the leader killed
 # (kill -9) and started again; a follower killed, and then what a power loss could do
