@@ -906,6 +906,11 @@ static void group_json(const struct dchat_status *st)
                                 printf("%llu", (unsigned long long) lag);
                         else
                                 printf("null");
+                        if (v->note[0]) {
+                                /* it answered, and says why it takes no part just now */
+                                printf(",\"error\":");
+                                json_str(v->note, strlen(v->note));
+                        }
                 } else {
                         printf(",\"error\":");
                         json_str(v->note, strlen(v->note));
@@ -939,6 +944,8 @@ static void group_text(const struct dchat_status *st)
                        (unsigned long long) v->applied_index);
                 if (group_lag(st, i, &lag))
                         printf("  lag %llu", (unsigned long long) lag);
+                if (v->note[0])
+                        printf("  (%s)", v->note);
                 printf("\n");
         }
 }

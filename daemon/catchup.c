@@ -37,7 +37,12 @@ struct catchup {
         uint64_t started;               /* CLOCK_MONOTONIC usec */
         sd_event_source *retry;
         char why[160];                  /* why the last source failed */
+        int store_error;                /* storing a page here failed (-errno): not the source's fault */
+        uint64_t store_backoff;         /* the pause before trying again after that */
 };
+
+#define STORE_RETRY_MIN (250 * USEC_PER_MSEC)
+#define STORE_RETRY_MAX (5 * USEC_PER_SEC)
 
 static uint64_t now_usec(void)
 {
@@ -85,11 +90,21 @@ static int cu_frame(struct conn *c, uint8_t type, const uint8_t *payload, size_t
         case MSG_VIEW_END:
                 if (cu->n) {
                         int r = fsm_feed(cu->fsm, cu->page, cu->n);
-                        if (r < 0) {
-                                snprintf(cu->why, sizeof cu->why, "storing the entries it sent failed: %s",
-                                         r == -EBADMSG ? "they are not the group's next ones" : strerror(-r));
+                        if (r < 0 && r != -EBADMSG) {
+                                /* this server's disk (full, failing), not the source: the same source
+                                 * later, and replica.c says why meanwhile (replica-stalled) */
+                                cu->store_error = r;
+                                snprintf(cu->why, sizeof cu->why, "storing the entries it sent failed here: %s",
+                                         strerror(-r));
                                 return r;
                         }
+                        if (r < 0) {
+                                snprintf(cu->why, sizeof cu->why, "storing the entries it sent failed: they are "
+                                         "not the group's next ones");
+                                return r;
+                        }
+                        cu->store_error = 0;
+                        cu->store_backoff = 0;
                         cu->fetched += cu->n;
                 } else if (!m.view_end.done) {
                         snprintf(cu->why, sizeof cu->why, "it has not got the entries yet");
@@ -132,6 +147,14 @@ static void cu_closed(struct conn *c, int error)
         cu->up = false;
         if (!fsm_catchup(cu->fsm, &from, &to))
                 return;
+        if (cu->store_error) {
+                cu->store_backoff = cu->store_backoff ? cu->store_backoff * 2 : STORE_RETRY_MIN;
+                if (cu->store_backoff > STORE_RETRY_MAX)
+                        cu->store_backoff = STORE_RETRY_MAX;
+                (void) sd_event_source_set_time_relative(cu->retry, cu->store_backoff);
+                (void) sd_event_source_set_enabled(cu->retry, SD_EVENT_ONESHOT);
+                return;
+        }
         if (!cu->why[0])
                 strlcpy(cu->why, conn_strerror(error), sizeof cu->why);
         log_warning("fetching the group's entries from %s stopped at seq %llu: %s; trying another server",
@@ -212,9 +235,11 @@ void catchup_tick(struct catchup *cu, const char *leader)
                 for (unsigned i = 0; i < cu->conf->n_servers; i++)
                         if (!strcmp(cu->conf->servers[i].name, leader) && i != cu->conf->self)
                                 cu->source = i;
-        log_info("fetching seqs %llu to %llu from %s", (unsigned long long) from, (unsigned long long) to.seq,
-                 cu->conf->servers[cu->source == cu->conf->self ? (cu->source + 1) % cu->conf->n_servers
-                                                                : cu->source].name);
+        if (!cu->store_error)
+                log_info("fetching seqs %llu to %llu from %s", (unsigned long long) from,
+                         (unsigned long long) to.seq,
+                         cu->conf->servers[cu->source == cu->conf->self ? (cu->source + 1) % cu->conf->n_servers
+                                                                        : cu->source].name);
         start(cu);
 }
 
@@ -224,6 +249,11 @@ uint64_t catchup_fetched(const struct catchup *cu, uint64_t *usec)
         if (usec)
                 *usec = cu && cu->started ? now_usec() - cu->started : 0;
         return cu ? cu->fetched : 0;
+}
+
+int catchup_store_error(const struct catchup *cu)
+{
+        return cu ? cu->store_error : 0;
 }
 
 void catchup_reset(struct catchup *cu)

@@ -152,6 +152,9 @@ enum log_event {
         EV_REPLICA_BEHIND,
         EV_REPLICA_CAUGHT_UP,
         EV_SNAPSHOT,
+        EV_REPLICA_STALLED,
+        EV_REPLICA_RESUMED,
+        EV_REPLICA_DAMAGED,
         _EV_MAX,
 };
 
@@ -692,6 +695,8 @@ void catchup_reconf(struct catchup *cu, const struct dchat_conf *conf);
 void catchup_tick(struct catchup *cu, const char *leader);
 /* Entries fetched since it started, and for how long. */
 uint64_t catchup_fetched(const struct catchup *cu, uint64_t *usec);
+/* Storing fetched entries failed here (a full disk: -errno; 0: no): it is tried again, later. */
+int catchup_store_error(const struct catchup *cu);
 void catchup_reset(struct catchup *cu);
 
 /* join.c ---------------------------------------------------------------------- */
@@ -795,7 +800,7 @@ struct replica;
 
 enum replica_phase {
         REP_ASKING,                     /* an empty Raft directory: the others are asked first (join.c) */
-        REP_RUNNING,                    /* Raft runs */
+        REP_RUNNING,                    /* a member: Raft runs, or is stopped for trouble and starts again */
         REP_REMOVED,                    /* removed from the group: no Raft, serves nothing */
         REP_REFUSED,                    /* its state is another group's, or it may not start one: no Raft */
 };
@@ -814,11 +819,12 @@ struct replica_ops {
 };
 
 struct replica_status {
-        char state[16];                 /* leader | follower | candidate | unavailable */
+        char state[16];                 /* leader | follower | candidate | unavailable | joining | removed | refused */
         char leader[DCHAT_NAME_MAX + 1];
         uint64_t term, last_index, commit_index, applied_index;
         unsigned in_flight;
         enum fsm_state fsm_state;
+        char trouble[DCHAT_NOTE_MAX + 1];       /* why this server takes no part just now ("" if it does) */
 };
 
 int replica_new(sd_event *e, const struct dchat_conf *c, struct chatlog *log, const struct replica_ops *ops,
@@ -829,16 +835,27 @@ bool replica_is_leader(struct replica *rep);
 /* The state machine cannot apply just now (it catches up, or commands wait after a failed write). */
 bool replica_busy(struct replica *rep);
 bool replica_leader(struct replica *rep, char name[DCHAT_NAME_MAX + 1], uint64_t *term);
+/*
+ * Its engine (libraft, its storage and transport, the state machine) is
+ * stopped and started again by itself when it cannot go on (a full disk,
+ * libraft giving up), and a damaged Raft log is set aside (replica.c says
+ * how and why): a replica always exists, running or waiting to start.
+ */
 /* Replicate n entries as one command: -ENOTCONN if this server does not lead. */
 int replica_submit(struct replica *rep, const struct dchat_entry *e, unsigned n, void *cookie);
 void replica_status(struct replica *rep, struct replica_status *st);
+/* NULL while the engine is stopped. */
 struct transport *replica_transport(struct replica *rep);
 struct fsm *replica_fsm(struct replica *rep);
 
 /* Membership (see join.c, members.c). */
 enum replica_phase replica_phase(const struct replica *rep);
 const uint8_t *replica_group_id(const struct replica *rep);
-/* name's role in the configuration Raft runs with (committed or not), and its "HOST:PORT" there. */
+/*
+ * name's role in the configuration Raft runs with (committed or not), and
+ * its "HOST:PORT" there; while the engine is stopped for trouble, in the
+ * committed configuration last seen.
+ */
 enum dchat_member_role replica_member(struct replica *rep, const char *name, char *address, size_t cap);
 const char *member_role_name(uint8_t role);
 /* Is name in that configuration (any role)? */
@@ -850,7 +867,7 @@ void replica_address_of(struct replica *rep, const char *name, char *buf, size_t
 /* Its voters (their names, ", "-separated, into names if not NULL) and all its servers. */
 unsigned replica_voters(struct replica *rep, char *names, size_t cap);
 unsigned replica_members(struct replica *rep);
-/* This server's last applied and last Raft index (0 while Raft does not run). */
+/* This server's last applied and last Raft index (as last known while the engine is stopped). */
 void replica_progress(struct replica *rep, uint64_t *applied, uint64_t *last);
 /* The last seq of this server's chat log. */
 uint64_t replica_last_seq(const struct replica *rep);

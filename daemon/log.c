@@ -73,6 +73,9 @@ static const struct {
         [EV_REPLICA_BEHIND]   = { "replica-behind",   "cca81136a8fd4c9cbbaa4ac1a23eceb0", LOG_WARNING },
         [EV_REPLICA_CAUGHT_UP] = { "replica-caught-up", "b48699e0c6d645b08f0e1578a2827684", LOG_NOTICE },
         [EV_SNAPSHOT]         = { "snapshot",         "8f896e41611f4b7784636e68361d552f", LOG_INFO },
+        [EV_REPLICA_STALLED]  = { "replica-stalled",  "bd3e7402c3a142d79e033661545b7e92", LOG_ERR },
+        [EV_REPLICA_RESUMED]  = { "replica-resumed",  "0d7ecb7bc87545e58d122d9223fdbcf3", LOG_NOTICE },
+        [EV_REPLICA_DAMAGED]  = { "replica-damaged",  "4a0a6026c91949eda169170c219fddb4", LOG_ERR },
 };
 
 const char *log_event_name(enum log_event ev)

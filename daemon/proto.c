@@ -519,6 +519,7 @@ static void put_status(struct wbuf *b, const struct dchat_status *st)
         wbuf_put_u32(b, st->trace_events);
         wbuf_put_u32(b, st->trace_capacity);
         wbuf_put_u64(b, st->trace_bytes);
+        wbuf_put_str(b, st->trouble, strlen(st->trouble));
 }
 
 /*
@@ -586,6 +587,10 @@ static int get_status(struct rbuf *r, struct dchat_status *st)
         st->trace_events = rbuf_u32(r);
         st->trace_capacity = rbuf_u32(r);
         st->trace_bytes = rbuf_u64(r);
+        struct dchat_str trouble = rbuf_str(r);
+        if (trouble.len && text_validate(trouble.p, trouble.len, NULL) < 0)
+                bad = -EBADMSG;
+        bad |= dchat_str_copy(st->trouble, sizeof st->trouble, trouble);
         return bad || r->bad ? -EBADMSG : 0;
 }
 

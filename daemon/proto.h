@@ -41,7 +41,7 @@
 #define DCHAT_DIGEST_BYTES      16              /* one block's digest in a DIGEST_REPLY (BLAKE2b-128) */
 #define DCHAT_DIGESTS_MAX       256             /* digests in one DIGEST_REPLY */
 #define DCHAT_DIGEST_WORK       16384           /* entries one DIGEST may cover (a server's bounded work) */
-#define DCHAT_NOTE_MAX          127             /* why a server of a status is unreachable */
+#define DCHAT_NOTE_MAX          127             /* why a server of a status is unreachable, or in trouble */
 #define DCHAT_GROUP_ID_BYTES    16              /* a server group's id (GROUP, GROUP_REPLY) */
 #define DCHAT_PRESENCE_MAX      64              /* users of one node in a PRESENCE (the rest counted in more) */
 
@@ -256,7 +256,7 @@ struct dchat_server_status {
         uint64_t term;
         uint64_t last_seq;      /* the last seq in its chat log (applied) */
         uint64_t applied_index; /* the last Raft index it applied */
-        char note[DCHAT_NOTE_MAX + 1];  /* unreachable: why (text, checked like a post's; "" if none) */
+        char note[DCHAT_NOTE_MAX + 1];  /* unreachable: why; else its trouble (text, checked like a post's; "" if none) */
 };
 
 struct dchat_status {
@@ -278,6 +278,7 @@ struct dchat_status {
         uint64_t term;          /* the group's term as this node knows it */
         char leader[DCHAT_NAME_MAX + 1];        /* the group's leader as this node knows it ("": none) */
         uint64_t applied_index; /* a server of a group: the last Raft index applied */
+        char trouble[DCHAT_NOTE_MAX + 1];       /* a server of a group: why it takes no part just now, or "" */
         /* ... and the group as gathered from its servers (control socket only; 0 otherwise) */
         uint16_t n_servers;
         struct dchat_server_status servers[DCHAT_SERVERS_MAX];

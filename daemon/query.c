@@ -221,7 +221,7 @@ static void gstat_frame(void *userdata, unsigned i, const struct dchat_msg *m)
         s->term = m->status->term;
         s->last_seq = m->status->last_seq;
         s->applied_index = m->status->applied_index;
-        gstat_answered(g, i, true, NULL);
+        gstat_answered(g, i, true, m->status->trouble[0] ? m->status->trouble : NULL);
 }
 
 static void gstat_gone(void *userdata, unsigned i, const char *why)
@@ -307,7 +307,7 @@ int gstat_start(sd_event *e, const struct dchat_conf *c, struct dchat_status *st
                         s->term = st->term;
                         s->last_seq = st->last_seq;
                         s->applied_index = st->applied_index;
-                        gstat_answered(g, i, true, NULL);
+                        gstat_answered(g, i, true, st->trouble[0] ? st->trouble : NULL);
                         continue;
                 }
                 r = qlink_open(e, c, i, &gstat_ops, g, &g->q[i]);

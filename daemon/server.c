@@ -882,7 +882,12 @@ static int on_raft_stream(struct server *s, struct sconn *sc, const uint8_t *pay
                         strlcpy(address, s->conf->servers[i].address, sizeof address);
         if (!address[0])
                 replica_address_of(s->rep, sc->node, address, sizeof address);
-        int r = transport_accept(replica_transport(s->rep), c, sc->node, address, payload, len);
+        struct transport *tr = replica_transport(s->rep);
+        if (!tr) {
+                /* Raft is stopped here just now (replica-stalled): the other server connects again */
+                return -ENOTCONN;
+        }
+        int r = transport_accept(tr, c, sc->node, address, payload, len);
         if (r < 0) {
                 log_warning("%s: cannot take the replication stream: %s", conn_label(c), strerror(-r));
                 return -EIO;
@@ -1406,6 +1411,7 @@ void server_status(struct server *s, struct dchat_status *st)
                 strlcpy(st->leader, rs.leader, sizeof st->leader);
                 st->term = rs.term;
                 st->applied_index = rs.applied_index;
+                strlcpy(st->trouble, rs.trouble, sizeof st->trouble);
         }
 }
 

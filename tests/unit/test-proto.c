@@ -194,6 +194,12 @@ static void fill_group(struct dchat_status *st, unsigned n, bool largest)
         st->term = UINT64_MAX - 3;
         snprintf(st->leader, sizeof st->leader, "%s", largest ? name_of(DCHAT_NAME_MAX, 'l') : "master2");
         st->applied_index = UINT64_C(1) << 50;
+        if (largest) {
+                /* 127 bytes of text, the largest trouble */
+                memset(st->trouble, 't', DCHAT_NOTE_MAX);
+                st->trouble[DCHAT_NOTE_MAX] = '\0';
+        } else
+                snprintf(st->trouble, sizeof st->trouble, "%s", n ? "chat.log: No space left on device" : "");
         st->n_servers = (uint16_t) n;
         for (unsigned i = 0; i < n && i < DCHAT_SERVERS_MAX; i++) {
                 struct dchat_server_status *v = &st->servers[i];
@@ -233,7 +239,7 @@ static bool status_eq(const struct dchat_status *a, const struct dchat_status *b
                 if (strcmp(a->peers[i].name, b->peers[i].name) || a->peers[i].connected != b->peers[i].connected)
                         return false;
         if (strcmp(a->raft_state, b->raft_state) || a->term != b->term || strcmp(a->leader, b->leader) ||
-            a->applied_index != b->applied_index || a->n_servers != b->n_servers)
+            a->applied_index != b->applied_index || a->n_servers != b->n_servers || strcmp(a->trouble, b->trouble))
                 return false;
         for (unsigned i = 0; i < a->n_servers; i++) {
                 const struct dchat_server_status *x = &a->servers[i], *y = &b->servers[i];
@@ -835,6 +841,7 @@ static void raw_group(struct wbuf *b, uint16_t n, struct dchat_str name, struct 
         wbuf_put_u32(b, 10);                    /* trace: events, capacity, bytes */
         wbuf_put_u32(b, 10000);
         wbuf_put_u64(b, 1 << 20);
+        wbuf_put_str(b, "", 0);         /* this server's trouble: none */
 }
 
 static size_t raw_npeers_off;   /* where raw_status put n_peers */
@@ -1042,6 +1049,25 @@ static void test_malformed(void)
                 is_int(decode_status(&b), -EBADMSG, "status: %s refused", grp[i].what);
                 wbuf_reset(&b);
         }
+        /* this server's trouble, after the group: text like a note's, at most as long */
+        struct { struct dchat_str trouble; const char *what; int want; } tr[] = {
+                { S("chat.log: No space left on device"), "a trouble", 0 },
+                { S(name_of(DCHAT_NOTE_MAX, 't')), "a 127-byte trouble", 0 },
+                { S(name_of(DCHAT_NOTE_MAX + 1, 't')), "a 128-byte trouble", -EBADMSG },
+                { S("full\nevent=forged"), "a newline in a trouble", -EBADMSG },
+                { S("\xff\xfe"), "a trouble that is no UTF-8", -EBADMSG },
+        };
+        for (unsigned i = 0; i < sizeof tr / sizeof tr[0]; i++) {
+                raw_status_group(&b, 1, S("master"), S("leader"), S(""));
+                b.len -= 2;             /* raw_group's empty trouble */
+                wbuf_put_str(&b, tr[i].trouble.p, tr[i].trouble.len);
+                is_int(decode_status(&b), tr[i].want, "status: %s %s", tr[i].what, tr[i].want ? "refused" : "accepted");
+                wbuf_reset(&b);
+        }
+        raw_status_group(&b, 1, S("master"), S("leader"), S(""));
+        b.len -= 2;
+        is_int(decode_status(&b), -EBADMSG, "status: one without this server's trouble (an older daemon's) refused");
+        wbuf_reset(&b);
         raw_status(&b, S("node1"), S("held"), S("master"), 2, S("node2"));
         wbuf_put_str(&b, "fol\nlower", 9);
         wbuf_put_u64(&b, 3);
