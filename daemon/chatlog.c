@@ -1292,6 +1292,29 @@ fail:
         return r;
 }
 
+int chatlog_cut_damage(struct chatlog *log, size_t i, char *saved, size_t cap)
+{
+        const struct chatlog_damage *d;
+        char name[NAME_MAX + 1];
+        int r;
+
+        if (i >= log->n_damage)
+                return -EINVAL;
+        d = &log->damage[i];
+        /* the first seq it stood for names the copy: that is where the group's log goes on */
+        snprintf(name, sizeof name, CHATLOG_FILE ".cut-from-seq-%" PRIu64 "-at-%" PRIu64, d->first_seq, d->off);
+        r = copy_aside(log, name, d->off, log->end, false);
+        if (r < 0)
+                return r;
+        snprintf(saved, cap, "%s/%s", log->dir, name);
+        /* the checkpoint describes what is cut off: without it the next open reads the whole log */
+        if (ftruncate(log->fd, (off_t) d->off) < 0 || fdatasync(log->fd) < 0 ||
+            (unlinkat(log->dirfd, CHATLOG_IDX_FILE, 0) < 0 && errno != ENOENT) || fsync(log->dirfd) < 0)
+                return -errno;
+        log->broken = true;             /* no append to what this object believes the log is */
+        return 0;
+}
+
 struct chatlog *chatlog_close(struct chatlog *log)
 {
         if (!log)

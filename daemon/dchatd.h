@@ -463,6 +463,17 @@ int chatlog_open(const char *dir, struct chatlog **ret, struct chatlog_recovery 
 struct chatlog *chatlog_close(struct chatlog *log);
 
 /*
+ * A server group's replica, whose chat log is the group's log applied and
+ * can be had again from the others: cuts the log at its quarantined part i
+ * (chatlog_damage_get), dropping it and everything after it, instead of
+ * keeping it quarantined.  The bytes from there on are copied first to
+ * DIR/chat.log.cut-from-seq-FIRST-at-OFFSET (saved: its path), and the
+ * checkpoint is removed.  The log must be closed and opened again after
+ * (appends fail meanwhile).
+ */
+int chatlog_cut_damage(struct chatlog *log, size_t i, char *saved, size_t cap);
+
+/*
  * Writes the checkpoint DIR/chat.log.idx for the log as it is now (synced,
  * atomic rename, directory synced); once a read found damage, one that
  * makes the next open read the whole log.

@@ -107,7 +107,6 @@
 #define REJOIN_FILE             "rejoin"                /* in raft/: no vote until the group's log is held */
 #define MEMBERS_MAX             16      /* servers in a configuration we keep track of */
 #define POLL_EVERY              (2 * USEC_PER_SEC)      /* asking who leads, when nobody is heard of */
-#define NO_VOTE_ELECTION_MS     (24U * 3600 * 1000)     /* a server rejoining never times out into an election */
 
 struct submit {
         struct raft_apply req;
@@ -521,9 +520,11 @@ static int append_wrap(struct raft_io *io, struct raft_io_append *req, const str
 
 /*
  * Messages libraft sends: while this server rejoins without a vote it
- * grants none, and its own requests for votes claim an empty log, which no
- * server with entries votes for (it never times out into an election
- * anyway: engine_start).
+ * grants none, and its own requests for votes (it may time out into an
+ * election like any follower whose leader fell silent) claim the first
+ * term and an empty log: every server turns them down, and none learns a
+ * higher term from them.  With pre-vote, which engine_start turns on, such
+ * a candidate does not move its own term either, so it disturbs no leader.
  */
 static int send_wrap(struct raft_io *io, struct raft_io_send *req, const struct raft_message *m, raft_io_send_cb cb)
 {
@@ -536,6 +537,7 @@ static int send_wrap(struct raft_io *io, struct raft_io_send *req, const struct 
         if (copy.type == RAFT_IO_REQUEST_VOTE_RESULT)
                 copy.request_vote_result.vote_granted = false;
         else if (copy.type == RAFT_IO_REQUEST_VOTE) {
+                copy.request_vote.term = 1;
                 copy.request_vote.last_log_index = 0;
                 copy.request_vote.last_log_term = 0;
                 copy.request_vote.disrupt_leader = false;
@@ -1205,7 +1207,6 @@ static void watch_rejoin(struct replica *rep)
                 return;
         }
         rep->no_vote = false;
-        raft_set_election_timeout(&rep->raft, (unsigned) (rep->conf->election_timeout_usec / USEC_PER_MSEC));
         if (rep->trouble_since) {
                 char how[96];
                 snprintf(how, sizeof how, " and votes again (it holds the group's log up to Raft index %llu)",
@@ -1544,6 +1545,19 @@ static int note_group(void *userdata, const char *name, uint8_t state, const uin
         return replica_note_group(userdata, name, state, id);
 }
 
+/*
+ * How long a leader waits for a follower's answer to a snapshot before it
+ * sends it again.  libraft's default is 30 s, for snapshots that take that
+ * long to ship; ours are a few dozen bytes, and an answer lost with a
+ * link (a follower that came back while its link was being made) would
+ * keep that follower behind for half a minute.
+ */
+static unsigned snapshot_timeout_ms(const struct dchat_conf *c)
+{
+        uint64_t ms = 5 * c->election_timeout_usec / USEC_PER_MSEC;
+        return ms < 1000 ? 1000 : (unsigned) ms;
+}
+
 static void on_raft_closed(struct raft *raft)
 {
         struct replica *rep = raft->data;
@@ -1702,9 +1716,9 @@ static int engine_start(struct replica *rep)
         rep->raft_ready = true;
         rep->raft.data = rep;
         fsm_attach(rep->fsm, &rep->raft);
-        raft_set_election_timeout(&rep->raft, rep->no_vote ? NO_VOTE_ELECTION_MS
-                                                           : (unsigned) (rep->conf->election_timeout_usec / USEC_PER_MSEC));
+        raft_set_election_timeout(&rep->raft, (unsigned) (rep->conf->election_timeout_usec / USEC_PER_MSEC));
         raft_set_heartbeat_timeout(&rep->raft, (unsigned) (rep->conf->election_timeout_usec / USEC_PER_MSEC / 5));
+        raft_set_install_snapshot_timeout(&rep->raft, snapshot_timeout_ms(rep->conf));
         raft_set_pre_vote(&rep->raft, true);
         raft_set_snapshot_threshold(&rep->raft, SNAPSHOT_THRESHOLD);
         raft_set_snapshot_trailing(&rep->raft, SNAPSHOT_TRAILING);
@@ -1963,9 +1977,9 @@ void replica_reconf(struct replica *rep, const struct dchat_conf *c)
                 return;         /* engine_start takes the new one */
         transport_reconf(rep->tr, c);
         catchup_reconf(rep->cu, c);
-        if (!rep->no_vote)
-                raft_set_election_timeout(&rep->raft, (unsigned) (c->election_timeout_usec / USEC_PER_MSEC));
+        raft_set_election_timeout(&rep->raft, (unsigned) (c->election_timeout_usec / USEC_PER_MSEC));
         raft_set_heartbeat_timeout(&rep->raft, (unsigned) (c->election_timeout_usec / USEC_PER_MSEC / 5));
+        raft_set_install_snapshot_timeout(&rep->raft, snapshot_timeout_ms(c));
 }
 
 struct transport *replica_transport(struct replica *rep)

@@ -1233,6 +1233,65 @@ static int on_heartbeat(sd_event_source *src, uint64_t usec, void *userdata)
         return 0;
 }
 
+/*
+ * A server group's chat log is the group's committed commands applied, so
+ * a part of it found damaged need not be kept quarantined (views with a
+ * marker where the other servers show the entry, and a post id there that
+ * this server could no longer find): the log is cut where the damage
+ * found by this open begins (the bytes from there on saved aside) and
+ * opened again.  The group gives the rest back: the leader's snapshot says
+ * where its log ends, and a log that ends before it fetches the entries
+ * from another server (catchup.c); the commands after the snapshot are
+ * applied again from Raft's log.  Damage known from before (a part
+ * quarantined when the log was one server's, and copied into the group
+ * with it) stays as it is: every server holds it.  Sound because only
+ * committed commands are ever applied: the others hold all of it.
+ */
+static int group_cut_damage(struct server *s, struct chatlog_recovery *rec)
+{
+        const char *dir = s->conf->state_directory;
+        char saved[PATH_MAX + 64];
+        size_t i, n = chatlog_damage_count(s->log);
+        struct chatlog_damage_info d;
+        int r;
+
+        for (i = 0; i < n; i++) {
+                chatlog_damage_get(s->log, i, &d);
+                if (d.found_now)
+                        break;
+        }
+        if (i == n)
+                return 0;
+        r = chatlog_cut_damage(s->log, i, saved, sizeof saved);
+        if (r < 0) {
+                log_error("chat log %s/chat.log: seqs %llu to %llu are damaged (%s), and cutting them off to fetch "
+                          "them again from the group failed: %s", dir, (unsigned long long) d.first_seq,
+                          (unsigned long long) d.last_seq, d.why, strerror(-r));
+                return r;
+        }
+        log_event(EV_LOG_RECOVERED, &(struct event_fields) { .seq = d.first_seq },
+                  "chat log %s/chat.log: seqs %llu to %llu are damaged (%s, at byte %llu): this server's log is the "
+                  "group's, so it is cut there and the rest fetched or applied again from the group (the bytes "
+                  "from there on are saved to %s)", dir, (unsigned long long) d.first_seq,
+                  (unsigned long long) d.last_seq, d.why, (unsigned long long) d.off, saved);
+        s->log = chatlog_close(s->log);
+        *rec = (struct chatlog_recovery) {0};
+        r = chatlog_open(dir, &s->log, rec);
+        if (r < 0)
+                log_error("cannot open the chat log in %s again after cutting it: %s", dir,
+                          r == -EBADMSG && rec->reason[0] ? rec->reason : strerror(-r));
+        return r;
+}
+
+/* This server was removed from its group (raft/removed, replica.c): nothing gives a cut log back. */
+static bool group_left(const struct dchat_conf *c)
+{
+        char p[PATH_MAX + 16];
+
+        snprintf(p, sizeof p, "%s/raft/removed", c->state_directory);
+        return access(p, F_OK) == 0;
+}
+
 int server_new(sd_event *e, const struct dchat_conf *c, int listen_fd, struct server **ret)
 {
         struct chatlog_recovery rec = {0};
@@ -1258,6 +1317,11 @@ int server_new(sd_event *e, const struct dchat_conf *c, int listen_fd, struct se
                           r == -EBUSY ? "another dchatd is using it" : r == -EBADMSG && rec.reason[0] ? rec.reason
                                                                     : strerror(-r));
                 goto fail;
+        }
+        if (c->n_servers > 1 && !group_left(c)) {
+                r = group_cut_damage(s, &rec);
+                if (r < 0)
+                        goto fail;
         }
         if (rec.stale_link[0])
                 log_warning("removed %s/%s: a second name of chat.log, left by an archive or repair that was "
