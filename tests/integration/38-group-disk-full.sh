@@ -10,7 +10,9 @@
 #     stays up and says why, posts go on without it; space freed: it catches up by itself.
 . "$(dirname "$0")/../lib/lib.sh"
 need_root
-need_cmd unshare mount perl md5sum
+need_cmd unshare mount perl md5sum journalctl
+need_journal --catalog "$TOP/systemd/dchatd.catalog"
+export DCHAT_LOG=both
 
 # a private mount namespace: the tmpfs go away with the test, whatever happens
 if [ -z "${DCHAT_PRIVATE_MOUNTS:-}" ]; then
@@ -195,5 +197,19 @@ is "$(perl -MJSON::PP -ne 'print decode_json($_)->{text}, "\n"' "$T/all.json" | 
 for n in "${SERVERS[@]}"; do
     is "$(count_events "$n" 'protocol-error')" 0 "$n logged no protocol-error"
 done
+
+# --- the journal: the events with their MESSAGE_ID, fields and the catalog's text ---------------------
+journalctl --sync
+for ev in replica-stalled replica-resumed; do
+    id=$(awk -v e="# $ev" '$0 == e { getline; print $2 }' "$TOP/systemd/dchatd.catalog")
+    run journalctl -q -t dchatd DCHAT_EVENT=$ev DCHAT_NODE=$F -o json
+    like "$OUT" "\"MESSAGE_ID\":\"$id\"" "$ev carries MESSAGE_ID $id"
+    like "$OUT" '"DCHAT_SEQ":"[0-9]+"' "... and DCHAT_SEQ, where $F's chat log ends"
+done
+run journalctl -q -x -t dchatd DCHAT_EVENT=replica-stalled DCHAT_NODE=$F
+like "$OUT" "No space left on device" "journalctl: replica-stalled with the error"
+like "$OUT" "Free some space" "journalctl -x explains replica-stalled (catalog): what to do"
+run journalctl -q -t dchatd DCHAT_EVENT=replica-stalled -o json
+like "$OUT" '"PRIORITY":"3"' "replica-stalled at error priority"
 
 done_testing

@@ -11,8 +11,10 @@
 # Every time: the group goes on, and the logs end identical (dchatctl verify).
 . "$(dirname "$0")/../lib/lib.sh"
 need_root
-need_cmd perl od dd
+need_cmd perl od dd journalctl
 need_tool logedit ../bench/dchat-bench
+need_journal --catalog "$TOP/systemd/dchatd.catalog"
+export DCHAT_LOG=both
 
 N_SERVERS=3 cluster_start 2 'election_timeout_ms = 300;'
 L=
@@ -151,5 +153,19 @@ is "$(perl -MJSON::PP -ne 'print decode_json($_)->{text}, "\n"' "$T/all.json" | 
 for n in "${SERVERS[@]}"; do
     is "$(count_events "$n" 'protocol-error')" 0 "$n logged no protocol-error"
 done
+
+# --- the journal: the events with their MESSAGE_ID, fields and the catalog's text ---------------------
+journalctl --sync
+for ev in replica-damaged replica-resumed; do
+    id=$(awk -v e="# $ev" '$0 == e { getline; print $2 }' "$TOP/systemd/dchatd.catalog")
+    run journalctl -q -t dchatd DCHAT_EVENT=$ev DCHAT_NODE=$F -o json
+    like "$OUT" "\"MESSAGE_ID\":\"$id\"" "$ev carries MESSAGE_ID $id"
+    like "$OUT" '"DCHAT_SEQ":"[0-9]+"' "... and DCHAT_SEQ, where $F's chat log ends"
+done
+run journalctl -q -x -t dchatd DCHAT_EVENT=replica-damaged DCHAT_NODE=$F
+like "$OUT" "must not vote" "journalctl -x explains replica-damaged (catalog)"
+like "$OUT" "raft.damaged-" "... and where the damaged files went"
+run journalctl -q -t dchatd DCHAT_EVENT=replica-damaged -o json
+like "$OUT" '"PRIORITY":"3"' "replica-damaged at error priority"
 
 done_testing
