@@ -545,15 +545,16 @@ static int send_wrap(struct raft_io *io, struct raft_io_send *req, const struct 
         return rep->io_send(io, req, &copy, cb); /* the storage encodes the message before it returns */
 }
 
-/* Messages libraft receives: a rejoining server notes what the leader says it committed. */
+/* Messages libraft receives: what the leader says it committed is noted (watch, watch_rejoin). */
 static void recv_wrap(struct raft_io *io, struct raft_message *m)
 {
         struct replica *rep = REPLICA_OF_IO(io);
 
-        /* a commit index announced at least two election timeouts after this server came back:
-         * acknowledgements it sent before (still on their way then) have arrived by then */
         if (m->type == RAFT_IO_APPEND_ENTRIES)
                 rep->heard_commit = m->append_entries.leader_commit;
+        /* a rejoining server's target: a commit index announced at least two election timeouts
+         * after it came back (acknowledgements it sent before, still on their way then, have
+         * arrived by then, and what they committed is below it) */
         if (rep->no_vote && !rep->rejoin_target && m->type == RAFT_IO_APPEND_ENTRIES &&
             m->append_entries.leader_commit &&
             monotonic_usec() - rep->no_vote_since >= 2 * rep->conf->election_timeout_usec)
@@ -583,10 +584,28 @@ static void restart_soon(struct replica *rep)
 }
 
 /*
- * This server cannot take part just now: brief for status, the cause (fmt)
- * for the journal, once per cause (replica-stalled); the engine is stopped
- * and started again after a pause.
+ * This server cannot take part just now: brief for status, cause for the
+ * journal, once per cause (replica-stalled), with what it does about it.
  */
+static void stalled(struct replica *rep, const char *brief, const char *cause, const char *what)
+{
+        char then[64];
+
+        if (!rep->trouble_since) {
+                rep->trouble_since = monotonic_usec();
+                rep->backoff = RESTART_MIN;
+        }
+        snprintf(rep->trouble, sizeof rep->trouble, "%s", brief);
+        if (!strcmp(cause, rep->cause))
+                return;
+        strlcpy(rep->cause, cause, sizeof rep->cause);
+        snprintf(then, sizeof then, "in %llu ms", (unsigned long long) (rep->backoff / USEC_PER_MSEC));
+        log_event(EV_REPLICA_STALLED, &(struct event_fields) { .seq = chatlog_last_seq(rep->log) },
+                  "%s: %s (its chat log ends at seq %llu; the other servers go on); trying again %s, then less and "
+                  "less often", cause, what, (unsigned long long) chatlog_last_seq(rep->log), then);
+}
+
+/* ... and the engine is stopped, and started again after a pause. */
 static void trouble(struct replica *rep, const char *brief, const char *fmt, ...)
 {
         char cause[sizeof rep->cause];
@@ -595,19 +614,7 @@ static void trouble(struct replica *rep, const char *brief, const char *fmt, ...
         va_start(ap, fmt);
         vsnprintf(cause, sizeof cause, fmt, ap);
         va_end(ap);
-        if (!rep->trouble_since) {
-                rep->trouble_since = monotonic_usec();
-                rep->backoff = RESTART_MIN;
-        }
-        snprintf(rep->trouble, sizeof rep->trouble, "%s", brief);
-        if (strcmp(cause, rep->cause) != 0) {
-                strlcpy(rep->cause, cause, sizeof rep->cause);
-                log_event(EV_REPLICA_STALLED, &(struct event_fields) { .seq = chatlog_last_seq(rep->log) },
-                          "%s: this server takes no part in the group until that works again (its chat log ends at "
-                          "seq %llu; the other servers go on); trying again in %llu ms, then less and less often",
-                          cause, (unsigned long long) chatlog_last_seq(rep->log),
-                          (unsigned long long) (rep->backoff / USEC_PER_MSEC));
-        }
+        stalled(rep, brief, cause, "this server takes no part in the group until that works again");
         restart_soon(rep);
 }
 
@@ -1149,24 +1156,12 @@ static int watch_trouble(struct replica *rep)
                 return 1;
         }
         if (ce) {
-                char brief[DCHAT_NOTE_MAX + 1];
+                /* the catch-up tries again by itself, later (catchup.c); the engine has nothing to do */
+                char brief[DCHAT_NOTE_MAX + 1], cause[sizeof rep->cause];
                 snprintf(brief, sizeof brief, "chat.log: %s (fetching)", strerror(-ce));
-                /* the catch-up tries again by itself, later; the engine has nothing to do meanwhile */
-                if (!rep->trouble_since) {
-                        rep->trouble_since = monotonic_usec();
-                        rep->backoff = RESTART_MIN;
-                }
-                snprintf(rep->trouble, sizeof rep->trouble, "%s", brief);
-                char cause[sizeof rep->cause];
                 snprintf(cause, sizeof cause, "cannot store the entries fetched from the group in %s: %s", path,
                          strerror(-ce));
-                if (strcmp(cause, rep->cause)) {
-                        strlcpy(rep->cause, cause, sizeof rep->cause);
-                        log_event(EV_REPLICA_STALLED, &(struct event_fields) { .seq = chatlog_last_seq(rep->log) },
-                                  "%s: this server stays behind until that works again (its chat log ends at seq %llu; "
-                                  "the other servers go on); the fetch is tried again every few seconds",
-                                  cause, (unsigned long long) chatlog_last_seq(rep->log));
-                }
+                stalled(rep, brief, cause, "this server stays behind until that works again");
                 return 0;
         }
         if (rep->storage_error[0]) {
@@ -1180,7 +1175,7 @@ static int watch_trouble(struct replica *rep)
                 rep->caught_up_since_start = true;
         if (raft_state(&rep->raft) != RAFT_UNAVAILABLE || fs != FSM_READY)
                 return 0;       /* (a log that is not the group's applies nothing, whatever is started) */
-        if (rep->caught_up_since_start && !rep->trouble_since) {
+        if (rep->caught_up_since_start) {
                 /* it refused commands while it fetched (RAFT_BUSY), which libraft took badly: no fault */
                 log_info("starting Raft again on this server after its catch-up, to apply what waited");
                 restart_soon(rep);

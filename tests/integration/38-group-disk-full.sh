@@ -7,10 +7,13 @@
 #     stays up, and its chat log is a prefix of the group's (no half batch); the filler stops
 #     and the space is freed: it catches up by itself, without a post, and `verify` is clean;
 #   at its start — stopped, the disk filled, started again: libraft cannot start there; dchatd
-#     stays up and says why, posts go on without it; space freed: it catches up by itself.
+#     stays up and says why, posts go on without it; space freed: it catches up by itself;
+#   with 1 MiB free — less than a segment of libraft's own log: its append fails; the same;
+#   behind a snapshot, with 512 KiB free for the 2 MB of entries it must fetch: the same.
 . "$(dirname "$0")/../lib/lib.sh"
 need_root
 need_cmd unshare mount perl md5sum journalctl
+need_tool ../bench/dchat-bench
 need_journal --catalog "$TOP/systemd/dchatd.catalog"
 export DCHAT_LOG=both
 
@@ -86,6 +89,10 @@ fill_forever() {
 }
 
 for i in 1 2 3; do ctl node$(( i % 2 + 1 )) post "small $i" || fail "post small $i"; done
+# the same load on a healthy group first, for comparison (figures only)
+t0=$(date +%s%N)
+posters base 25
+note "100 posts of 4 KB with every disk fine: $(( ($(date +%s%N) - t0) / 1000000 )) ms, the slowest $(awk -F'|' '$3 > m { m = $3 } END { print m + 0 }' "$T/base.all") ms"
 
 # --- the follower's disk fills while it runs --------------------------------------------------------
 rm -f "$T/stop-fill"
@@ -125,7 +132,7 @@ is "$(count_events "$F" 'protocol-error')" 0 "no protocol-error on $F"
 # --- space again: it catches up by itself --------------------------------------------------------
 last=$(ctl "$L" status --json | perl -MJSON::PP -e 'print decode_json(<STDIN>)->{last_seq}')
 touch "$T/stop-fill"
-stop_pid "$FILLER"
+wait_pid_exit "$FILLER" 10 || stop_pid "$FILLER"      # (its dd must not outlive it)
 FILLER=
 rm -f "$FS/filler"
 t0=$(date +%s%N)
@@ -187,6 +194,32 @@ t0=$(date +%s%N)
 ok "$F catches up to seq $last by itself once there is room" wait_for -t 30 caught_up
 note "space freed -> $F holds seq $last: $(( ($(date +%s%N) - t0) / 1000000 )) ms"
 ok "$F logs replica-resumed" wait_event "$F" replica-resumed $(( n_resumed + 1 )) 15
+
+# --- behind a snapshot, it must fetch more entries than its disk can take ---------------------------
+node_stop "$F"
+posters behind 125
+is "$(awk -F'|' '$2 != 0' "$T/behind.all")" "" "500 posts of 4 KB while $F is down"
+"$TOP/tests/bench/dchat-bench" -c 1 -n 600 -t snap "$(node_sock node1)" > "$T/bench.json" 2> "$T/bench.err"
+is "$?" 0 "600 more, one Raft command each: the others take a snapshot beyond $F's log" || diag "$(cat "$T/bench.err")"
+dd if=/dev/zero of="$FS/filler" bs=64k count=$(( ($(avail_k) - 512) / 64 )) status=none 2>/dev/null
+note "$(avail_k) KiB left on $F's disk (and what its chat log holds allocated ahead): less than the 2 MB it lacks"
+n_stalled=$(count_events "$F" replica-stalled)
+n_resumed=$(count_events "$F" replica-resumed)
+node_start "$F"
+ok "$F logs replica-stalled" wait_event "$F" replica-stalled $(( n_stalled + 1 )) 20
+stalled=$(events "$F" replica-stalled | tail -n 1 | ev_field msg)
+note "$stalled"
+like "$stalled" "$FS/(raft|chat\\.log).*($NOSPACE)" "... naming where and why"
+run ctl node1 status --json
+like "$(json_field "$F" error <<< "$OUT")" "$NOSPACE" "status --json: $F answers, with its error"
+ok "$F is still running" node_alive "$F"
+last=$(ctl "$L" status --json | perl -MJSON::PP -e 'print decode_json(<STDIN>)->{last_seq}')
+rm -f "$FS/filler"
+t0=$(date +%s%N)
+ok "$F catches up to seq $last by itself once there is room" wait_for -t 30 caught_up
+note "space freed -> $F holds seq $last: $(( ($(date +%s%N) - t0) / 1000000 )) ms"
+ok "$F logs replica-resumed" wait_event "$F" replica-resumed $(( n_resumed + 1 )) 15
+cmp_ok "$(count_events "$F" 'replica-caught-up')" -ge 1 "$F fetched what it lacked (replica-caught-up)"
 
 run ctl node2 post "after all that"
 is "$RC" 0 "posting goes on" || diag "$ERR"
