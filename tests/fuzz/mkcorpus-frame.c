@@ -35,8 +35,9 @@ static struct dchat_status status = {
         .servers = {
                 { "master", true, "follower", 4, 1205, 1211, "" },
                 { "master2", true, "leader", 4, 1205, 1211, "" },
-                { "master3", false, "", 0, 0, 0, "connection refused" },
+                { "master3", true, "unavailable", 4, 1100, 0, "chat.log: No space left on device" },
         },
+        .trouble = "",
 };
 
 static const uint8_t digests[3 * DCHAT_DIGEST_BYTES] = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 0xff };
