@@ -162,6 +162,7 @@ struct replica {
         char cause[512];                /* the cause last logged (replica-stalled), "" if none */
         uint64_t trouble_since;         /* CLOCK_MONOTONIC usec; 0: no trouble */
         bool freeing;                   /* replica_free: nobody to tell */
+        bool wedged;                    /* libraft did not close: nothing more is done with it */
 
         /* rejoining without a vote after the Raft log was found damaged (see the top) */
         bool no_vote;
@@ -650,6 +651,8 @@ static int on_restart(sd_event_source *s, uint64_t usec, void *userdata)
         struct replica *rep = userdata;
         (void) usec;
 
+        if (rep->wedged)
+                return 0;
         if (rep->started || rep->raft_ready || rep->io_ready) {
                 /* first stop, at once: no vote, no acknowledgement, no lead meanwhile */
                 engine_stop(rep);
@@ -1582,6 +1585,16 @@ static void engine_stop(struct replica *rep)
                 rep->raft.data = rep;
                 raft_close(&rep->raft, on_raft_closed);
                 uvloop_drain(rep->uv, 5 * USEC_PER_SEC);
+                if (!rep->closed) {
+                        /* its close never finished (a write stuck in libuv's threads?): what libraft
+                         * holds can be neither freed nor used again; nobody tells the peers anything */
+                        rep->wedged = true;
+                        rep->started = false;
+                        snprintf(rep->trouble, sizeof rep->trouble, "Raft hangs here: restart dchatd");
+                        log_error("libraft did not stop within 5 s on this server: it takes no part in the group "
+                                  "until dchatd is restarted");
+                        return;
+                }
         } else if (rep->io_ready) {
                 rep->io.close(&rep->io, NULL);
                 uvloop_drain(rep->uv, 5 * USEC_PER_SEC);
@@ -1600,9 +1613,9 @@ static void engine_stop(struct replica *rep)
         rep->leader = 0;
         rep->state = RAFT_UNAVAILABLE;
         rep->stopping = false;
-        if (was && !rep->freeing)
-                log_info("Raft stopped on this server in %llu ms", (unsigned long long) ((monotonic_usec() - t0) /
-                                                                                        USEC_PER_MSEC));
+        uint64_t ms = (monotonic_usec() - t0) / USEC_PER_MSEC;
+        if (was && !rep->freeing && (ms >= 100 || rep->conf->debug))
+                log_info("Raft stopped on this server in %llu ms", (unsigned long long) ms);
         /* its peers are told it knows no leader now (not when the whole server stops) */
         if (had && !rep->freeing && rep->ops->leader_changed)
                 rep->ops->leader_changed(rep->userdata, false, NULL, rep->term);
@@ -1957,8 +1970,10 @@ struct replica *replica_free(struct replica *rep)
         poll_free(rep);
         rep->poll_timer = sd_event_source_disable_unref(rep->poll_timer);
         rep->restart_timer = sd_event_source_disable_unref(rep->restart_timer);
-        if (rep->uv)
+        if (rep->uv && !rep->wedged)
                 engine_stop(rep);
+        if (rep->wedged)
+                return NULL;    /* libraft may still use it: left as it is, the process ends anyway */
         rep->uv = uvloop_free(rep->uv);
         free(rep);
         return NULL;
