@@ -838,6 +838,13 @@ struct replica_status {
         char trouble[DCHAT_NOTE_MAX + 1];       /* why this server takes no part just now ("" if it does) */
 };
 
+/*
+ * Its engine (libraft, its storage and transport, the state machine) is
+ * stopped and started again by itself when it cannot go on (a full disk,
+ * libraft giving up), and a damaged Raft log is set aside (replica.c says
+ * how and why): a replica, once made, always exists, running or waiting
+ * to start again, and replica_status says why it waits.
+ */
 int replica_new(sd_event *e, const struct dchat_conf *c, struct chatlog *log, const struct replica_ops *ops,
                 void *userdata, struct replica **ret);
 struct replica *replica_free(struct replica *rep);
@@ -846,12 +853,6 @@ bool replica_is_leader(struct replica *rep);
 /* The state machine cannot apply just now (it catches up, or commands wait after a failed write). */
 bool replica_busy(struct replica *rep);
 bool replica_leader(struct replica *rep, char name[DCHAT_NAME_MAX + 1], uint64_t *term);
-/*
- * Its engine (libraft, its storage and transport, the state machine) is
- * stopped and started again by itself when it cannot go on (a full disk,
- * libraft giving up), and a damaged Raft log is set aside (replica.c says
- * how and why): a replica always exists, running or waiting to start.
- */
 /* Replicate n entries as one command: -ENOTCONN if this server does not lead. */
 int replica_submit(struct replica *rep, const struct dchat_entry *e, unsigned n, void *cookie);
 void replica_status(struct replica *rep, struct replica_status *st);

@@ -170,16 +170,17 @@ static void note_damage(struct server *s)
         s->damage_logged = true;
         log_event(EV_LOG_DAMAGED, &(struct event_fields) { .seq = seq },
                   "chat log %s/chat.log is damaged at seq %llu (found by a read): no post is stored until dchatd "
-                  "is restarted, which quarantines the damaged record and keeps everything after it (see dchatd(8))",
-                  s->conf->state_directory, (unsigned long long) seq);
+                  "is restarted, which %s (see dchatd(8))", s->conf->state_directory, (unsigned long long) seq,
+                  s->rep ? "cuts the log there and gets the rest from the server group"
+                         : "quarantines the damaged record and keeps everything after it");
 }
 
 /* What a client is told while the log is known damaged. */
 static const char *damage_text(struct server *s, char *buf, size_t cap)
 {
         snprintf(buf, cap, "the server's chat log is damaged at seq %llu: no post is stored until dchatd is "
-                 "restarted on the server, which quarantines it (see dchatd(8))",
-                 (unsigned long long) chatlog_damaged_at(s->log));
+                 "restarted on the server, which %s it (see dchatd(8))",
+                 (unsigned long long) chatlog_damaged_at(s->log), s->rep ? "repairs" : "quarantines");
         return buf;
 }
 
@@ -675,8 +676,8 @@ int server_view_page(struct server *s, const struct dchat_msg *req, struct conn 
                         char text[DCHAT_ERROR_MAX];
                         note_damage(s);
                         snprintf(text, sizeof text, "the server's chat log is damaged at seq %llu; restart dchatd on "
-                                 "the server to quarantine it (see dchatd(8))",
-                                 (unsigned long long) chatlog_damaged_at(s->log));
+                                 "the server to %s it (see dchatd(8))",
+                                 (unsigned long long) chatlog_damaged_at(s->log), s->rep ? "repair" : "quarantine");
                         conn_send_error(to, req->tag, ERR_STORAGE, "%s", text);
                         return 0;
                 }
@@ -738,8 +739,8 @@ static void follow_pump(struct server *s, struct sfollow *f)
                 if (r == -EBADMSG) {
                         note_damage(s);
                         snprintf(text, sizeof text, "the server's chat log is damaged at seq %llu; restart dchatd on "
-                                 "the server to quarantine it (see dchatd(8))",
-                                 (unsigned long long) chatlog_damaged_at(s->log));
+                                 "the server to %s it (see dchatd(8))",
+                                 (unsigned long long) chatlog_damaged_at(s->log), s->rep ? "repair" : "quarantine");
                 } else {
                         log_error("%s: cannot send seq %llu to the follower: %s", conn_label(f->c),
                                   (unsigned long long) f->next_seq, strerror(-r));

@@ -76,7 +76,7 @@ off=$(record_off 200)
 flip "$FS/chat.log" $(( off + 40 ))
 run ctl "$F" view
 is "$RC" 1 "a view on $F that reads the damaged record fails" || diag "$OUT"
-like "$ERR" "damaged" "... saying the log is damaged: $ERR"
+like "$ERR" "damaged at seq 200; restart dchatd on the server to repair it" "... saying the log is damaged, and what to do: $ERR"
 unlike "$OUT" "^$" "... after the entries before it (no bad data: checksums)"
 ok "$F logs log-damaged" wait_event "$F" log-damaged 1 10
 for i in 1 2 3; do ctl node$(( i % 2 + 1 )) post "while $F's log is damaged $i" || fail "post while $F's log is damaged $i"; done
