@@ -36,12 +36,15 @@ static bool str_eq(struct dchat_str a, const char *p, size_t n)
         return a.len == n && memcmp(a.p, p, n) == 0;
 }
 
-/* A name of n characters: "nnnn...". */
+/* A name (or a note, a reason) of n characters: "nnnn...".  Eight at a time, of up to 255. */
 static const char *name_of(size_t n, char c)
 {
-        static char buf[8][DCHAT_NOTE_MAX + 8];        /* names, and notes (a 128-byte one too) */
+        static char buf[8][256];
         static unsigned k;
         char *p = buf[k++ % 8];
+
+        if (n >= sizeof buf[0])
+                abort();        /* a test asking for more is wrong */
 
         memset(p, c, n);
         p[n] = '\0';
