@@ -10,10 +10,13 @@
 #     stays up and says why, posts go on without it; space freed: it catches up by itself;
 #   with 1 MiB free — less than a segment of libraft's own log: its append fails; the same;
 #   behind a snapshot, with 512 KiB free for the 2 MB of entries it must fetch: the same.
+# While it cannot take part it is a member all the same: it answers GROUP with the group's
+# state, and no server takes it for removed.  Removed from the group while its disk is full,
+# it learns so from the others, stays out, and its Raft is never started again.
 . "$(dirname "$0")/../lib/lib.sh"
 need_root
 need_cmd unshare mount perl md5sum journalctl
-need_tool ../bench/dchat-bench
+need_tool send-raw ../bench/dchat-bench
 need_journal --catalog "$TOP/systemd/dchatd.catalog"
 export DCHAT_LOG=both
 
@@ -46,6 +49,7 @@ for n in "${SERVERS[@]}"; do grep -q 'msg="this server leads the group' "$(node_
 F=
 for n in "${SERVERS[@]}"; do [ "$n" != "$L" ] && F=$n; done
 FS=$(node_state "$F")
+GROUP=$(cat "$(node_state "$L")/raft/group-id")
 note "leader $L; the follower whose disk fills: $F"
 like "$(df -k --output=size,target "$FS" | tail -n 1)" "^ *${SIZE_K} .*/$F/state\$" "$F's state directory is on a ${SIZE_K} KiB tmpfs"
 
@@ -163,6 +167,11 @@ done
 is "$RC" 0 "posts go on while $F cannot take part" || diag "$ERR"
 run ctl node1 status --json
 isnt "$(json_field "$F" error <<< "$OUT")" "" "status: $F answers, with why it takes no part ($(json_field "$F" error <<< "$OUT"))"
+is "$(json_field "$F" role <<< "$OUT")" "unavailable" "... its role: unavailable (not removed, not refused)"
+like "$(group_ask master9 "$F")" "^state=1 group=$GROUP " "... it answers GROUP as a member with the group's state"
+for n in "${SERVERS[@]}"; do
+    is "$(count_events "$n" server-removed)" 0 "$n takes nobody for removed"
+done
 last=$(ctl "$L" status --json | perl -MJSON::PP -e 'print decode_json(<STDIN>)->{last_seq}')
 rm -f "$FS/filler"
 t0=$(date +%s%N)
@@ -230,6 +239,30 @@ is "$(perl -MJSON::PP -ne 'print decode_json($_)->{text}, "\n"' "$T/all.json" | 
 for n in "${SERVERS[@]}"; do
     is "$(count_events "$n" 'protocol-error')" 0 "$n logged no protocol-error"
 done
+
+# --- removed from the group while its disk is full: out for good, Raft never started again -----------
+dd if=/dev/zero of="$FS/filler" bs=64k status=none 2>/dev/null
+for i in 1 2 3; do ctl node$(( i % 2 + 1 )) post "$(big "before $F is removed $i")" || fail "post before removal $i"; done
+n_stalled=$(count_events "$F" replica-stalled)
+run ctl node1 status --json
+note "$F's disk full again; its status: $(json_field "$F" role <<< "$OUT") ($(json_field "$F" error <<< "$OUT"))"
+run ctl node1 server remove "$F"
+is "$RC" 0 "server remove $F while its disk is full" || diag "$ERR"
+ok "$F learns it was removed (from the others: it hears from no leader)" \
+    wait_for -t 20 grep -a -q -E "${EV_LINE}event=server-removed .*msg=\"this server was removed from the server group" "$(node_log "$F")"
+like "$(group_ask master9 "$F")" "^state=2 " "$F answers GROUP: removed"
+rm -f "$FS/filler"
+n_start=$(grep -a -c 'started from the snapshot' "$(node_log "$F")")
+n_resumed=$(count_events "$F" replica-resumed)
+sleep 6         # longer than the longest pause before the engine starts again (5 s)
+is "$(grep -a -c 'started from the snapshot' "$(node_log "$F")")" "$n_start" "space freed: $F's Raft is not started again"
+is "$(count_events "$F" replica-resumed)" "$n_resumed" "... no replica-resumed"
+run ctl "$F" status --json
+is "$(json_field "$F" role <<< "$OUT")" "removed" "status on $F: removed"
+is "$(json_field "$F" error <<< "$OUT")" "" "... with no trouble shown"
+ok "$F still runs (idle)" node_alive "$F"
+run ctl node2 post "after $F was removed"
+is "$RC" 0 "posting goes on" || diag "$ERR"
 
 # --- the journal: the events with their MESSAGE_ID, fields and the catalog's text ---------------------
 journalctl --sync

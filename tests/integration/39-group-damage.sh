@@ -7,12 +7,19 @@
 #   its Raft log, damaged so that libraft refuses it: dchatd stays up, sets the directory
 #     aside and rejoins without a vote until it holds the group's log again;
 #   its Raft log, a damaged segment that libraft 0.15 would silently drop: the same — and
-#     with the leader frozen meanwhile, the other follower cannot get elected with its vote.
+#     with the leader frozen meanwhile, the other follower cannot get elected with its vote;
+#     its new raft/ holds the group id, and restarted while it rejoins it is the group's
+#     member still (no bootstrap, no waiting to be added, still no vote);
+#   a swap of raft/ for the empty one cut short (raft.new left, raft/ gone): put in place
+#     at the start, and it rejoins; a raft.new left beside a whole raft/ is dropped;
+#   its raft/ moved aside while the group lists it as a voter (as dchatd(8) says for a chat
+#     log that is not the group's): it may have lost what it acknowledged, so it rejoins
+#     without a vote as well.
 # Every time: the group goes on, and the logs end identical (dchatctl verify).
 . "$(dirname "$0")/../lib/lib.sh"
 need_root
 need_cmd perl od dd journalctl
-need_tool logedit ../bench/dchat-bench
+need_tool logedit send-raw ../bench/dchat-bench
 need_journal --catalog "$TOP/systemd/dchatd.catalog"
 export DCHAT_LOG=both
 
@@ -52,6 +59,9 @@ flip() {
 last_of() { ctl "$1" status --json | perl -MJSON::PP -e 'print decode_json(<STDIN>)->{last_seq}'; }
 same_end() { [ "$(last_of "$F")" = "$(last_of "$L")" ]; }
 leader_elected() { [ "$(count_events "$1" leader-elected)" -gt "$2" ]; }
+log_count() { grep -a -c -E "$2" "$(node_log "$1")"; }
+log_more() { [ "$(log_count "$1" "$2")" -gt "$3" ]; }
+GROUP=$(cat "$(node_state "$L")/raft/group-id")
 
 # --- the chat log damaged while the follower was down ------------------------------------------------
 node_stop "$F"
@@ -131,6 +141,20 @@ is "$(count_events "$G" leader-elected)" "$n_el" "with the leader frozen, $G is 
 is "$(grep -a -c 'msg="this server leads the group' "$(node_log "$F")")" "$n_lead" "... nor $F itself"
 run ctl "$G" status --json
 like "$OUT" '"leader":null' "$G's status: the group has no leader"
+is "$(cat "$FS/raft/group-id" 2>/dev/null)" "$GROUP" "$F's new raft/ holds the group's id"
+# restarted while it rejoins: a member of the group with its state, not a new server
+NEW='bootstrapped the server group|starting the server group|joining the server group'
+REJOIN='rejoining the group without a vote'
+n_new=$(log_count "$F" "$NEW")
+n_rj=$(log_count "$F" "$REJOIN")
+node_stop "$F"
+node_start "$F" || bail_out "$F does not restart"
+ok "restarted while it rejoins, $F starts Raft again without a vote" wait_for -t 15 log_more "$F" "$REJOIN" "$n_rj"
+is "$(log_count "$F" "$NEW")" "$n_new" "... neither bootstrapping nor joining as a new server"
+ok "... raft/rejoin stays" test -e "$FS/raft/rejoin"
+like "$(group_ask master9 "$F")" "^state=1 group=$GROUP " "... it answers GROUP as a member of the group"
+sleep 2
+is "$(count_events "$G" leader-elected)" "$n_el" "the leader still frozen, $G is still not elected"
 kill -CONT "$(node_pid "$L")"
 ok "the leader back, $F catches up and votes again (replica-resumed)" wait_event "$F" replica-resumed $(( n_res + 2 )) 20
 like "$(events "$F" replica-resumed | tail -n 1 | ev_field msg)" "votes again" "... saying so"
@@ -144,6 +168,51 @@ ok "the leader killed: $F and $G elect a leader" wait_for -t 10 leader_elected "
 run ctl node1 post "after the leader's kill"
 is "$RC" 0 "posting goes on" || diag "$ERR"
 node_start "$L" || bail_out "$L does not restart"
+
+# --- a swap of raft/ cut short, both ways --------------------------------------------------------------
+n_res=$(count_events "$F" replica-resumed)
+n_dmg=$(count_events "$F" replica-damaged)
+n_rj=$(log_count "$F" "$REJOIN")
+node_stop "$F"
+mv "$FS/raft" "$FS/raft.damaged-cut-short"
+mkdir "$FS/raft.new"
+echo "a test: the swap was cut short" > "$FS/raft.new/rejoin"
+cp "$FS/raft.damaged-cut-short/group-id" "$FS/raft.new/group-id"
+node_start "$F" || bail_out "$F does not start"
+ok "raft/ gone and raft.new ready: $F puts it in place and rejoins without a vote" \
+    wait_for -t 15 log_more "$F" "$REJOIN" "$n_rj"
+ok "... raft.new is gone" test ! -e "$FS/raft.new"
+ok "... it votes again once it holds the group's log (replica-resumed)" wait_event "$F" replica-resumed $(( n_res + 1 )) 20
+rm -rf "$FS/raft.damaged-cut-short"
+node_stop "$F"
+mkdir "$FS/raft.new"
+echo "a test: cut short before the swap" > "$FS/raft.new/rejoin"
+n_rj=$(log_count "$F" "$REJOIN")
+node_start "$F" || bail_out "$F does not start"
+ok "a raft.new left beside a whole raft/ is dropped at the start" wait_for -t 15 test ! -e "$FS/raft.new"
+ok "every server holds the same log (verify)" wait_for -t 15 servers_identical
+is "$(log_count "$F" "$REJOIN")" "$n_rj" "... and $F takes part as ever (no rejoin)"
+is "$(count_events "$F" replica-damaged)" "$n_dmg" "... no replica-damaged"
+
+# --- its raft/ moved aside while the group lists it as a voter ------------------------------------------
+n_res=$(count_events "$F" replica-resumed)
+n_dmg=$(count_events "$F" replica-damaged)
+n_rj=$(log_count "$F" "$REJOIN")
+n_boot=$(log_count "$F" 'bootstrapped the server group|starting the server group')
+node_stop "$F"
+mv "$FS/raft" "$FS/raft.moved"
+node_start "$F" || bail_out "$F does not start"
+ok "$F, a voter whose raft/ is empty, logs replica-damaged" wait_event "$F" replica-damaged $(( n_dmg + 1 )) 15
+dmg=$(events "$F" replica-damaged | tail -n 1 | ev_field msg)
+like "$dmg" "Raft directory $FS/raft is empty, but the group lists it as a voter: .* rejoins without a vote" \
+    "... it may have lost what it acknowledged: $dmg"
+ok "... and starts Raft without a vote" wait_for -t 15 log_more "$F" "$REJOIN" "$n_rj"
+BOOT='bootstrapped the server group|starting the server group'
+is "$(log_count "$F" "$BOOT")" "$n_boot" "... it does not bootstrap"
+ok "... it votes again once it holds the group's log (replica-resumed)" wait_event "$F" replica-resumed $(( n_res + 1 )) 20
+ok "... raft/rejoin is gone" test ! -e "$FS/raft/rejoin"
+is "$(cat "$FS/raft/group-id" 2>/dev/null)" "$GROUP" "... its raft/ holds the group's id"
+rm -rf "$FS/raft.moved"
 
 for i in 1 2 3; do ctl node$(( i % 2 + 1 )) post "at the end $i" || fail "post at the end $i"; done
 ok "every server holds the same log (verify)" wait_for -t 15 servers_identical
