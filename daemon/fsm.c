@@ -35,7 +35,10 @@
  *
  * Commands that cannot be applied now — while the log catches up, or
  * after a write failed (a full disk) — wait here, in order, and are applied
- * once it can (fsm_drain); libraft counts them as applied.  Telling libraft
+ * once it can (fsm_drain); libraft counts them as applied.  (After a failed
+ * write replica.c also stops its engine and starts it again after a pause:
+ * this fsm goes with it, and the start applies again, from Raft's log,
+ * everything after the last snapshot.)  Telling libraft
  * "not now" (RAFT_BUSY) instead does not work with libraft 0.15: it tries
  * an apply again only when its commit index moves (with nobody posting, a
  * replica would stay behind), and when such an apply fails while it
