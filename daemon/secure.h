@@ -4,19 +4,32 @@
  * state machine: bytes in, bytes out, no I/O, no clock.  net.c runs one per
  * TCP connection; the unit tests and the fuzz target drive it directly.
  *
- * Both ends hold the 32-byte cluster key K.  The side that connected (the
- * initiator) and the side that accepted (the responder) exchange:
+ * The side that connected (the initiator) and the side that accepted (the
+ * responder) exchange three messages:
  *
- *   M1  I -> R  "DCH1" ver role name nonce_i epk_i
- *   M2  R -> I  "DCH2" ver role name nonce_r epk_r mac_r
- *   M3  I -> R  "DCH3" mac_i
+ *   M1  I -> R  "DCH1" ver role name nonce_i epk_i [flags [spk_i]]
+ *   M2  R -> I  "DCH2" ver role name nonce_r epk_r [flags [spk_r] [sig_r]] mac_r
+ *   M3  I -> R  "DCH3" [sig_i] mac_i
  *
- * where the macs are keyed with keys derived from K, the ephemeral X25519
- * secret and the hash of everything said so far (both names and roles
- * included), so each side proves it holds K for this very conversation.
- * Then every frame travels in a record: u32 length, ChaCha20-Poly1305
- * (IETF) ciphertext and tag, under a key per direction with the record
- * counter as nonce.  dchat-protocol(7) gives the byte layouts.
+ * Version 1 (no flags, no signatures) is what a host without a host key
+ * speaks: the cluster key K is the only proof, a MAC keyed from K and the
+ * ephemeral X25519 secret over the transcript.  Version 2 is SIGMA
+ * (Krawczyk, CRYPTO 2003; the signed-transcript form of TLS 1.3's
+ * CertificateVerify + Finished): each side with a host key signs the
+ * transcript (both names, roles, nonces, ephemeral keys, flags and static
+ * keys) with its Ed25519 key, and MACs it, signature included, with a key
+ * derived from the ephemeral DH (and K when both hold it), which binds the
+ * identity to this very session.  Long-term keys only sign: forward
+ * secrecy comes from the ephemeral exchange.
+ *
+ * Who must prove what is the config's word (secure_key_fn): a member whose
+ * host key is listed must present exactly that key and sign with it — no
+ * cluster-key or version 1 handshake is taken from it (no downgrade); a
+ * member with no key listed gets in by the cluster key alone, when both
+ * ends hold it (the migration from the cluster key).  Then every frame
+ * travels in a record: u32 length, ChaCha20-Poly1305 (IETF) ciphertext and
+ * tag, under a key per direction with the record counter as nonce.
+ * dchat-protocol(7) gives the byte layouts.
  */
 #pragma once
 
@@ -30,7 +43,10 @@
 #define SECURE_NONCE_BYTES      32      /* handshake randomness per side */
 #define SECURE_MAC_BYTES        32
 #define SECURE_TAG_BYTES        16      /* AEAD tag per record */
-#define SECURE_HS_MAX           256     /* largest handshake message body */
+#define SECURE_HS_MAX           384     /* largest handshake message body */
+#define SECURE_PK_BYTES         32      /* a host's public key (Ed25519) */
+#define SECURE_SK_BYTES         64      /* its secret key, as libsodium keeps it (seed, public key) */
+#define SECURE_SIG_BYTES        64
 /* a record holds one frame */
 #define SECURE_RECORD_MAX       (DCHAT_FRAME_HDR + DCHAT_FRAME_MAX + SECURE_TAG_BYTES)
 
@@ -42,13 +58,22 @@ struct secure;
  */
 typedef int (*secure_check_fn)(void *userdata, const char *name, uint8_t role, char *why, size_t cap);
 
+/*
+ * The host key the config lists for the member called name (names are
+ * unique across roles): returns true and writes it to pk, or false when
+ * none is listed.
+ */
+typedef bool (*secure_key_fn)(void *userdata, const char *name, uint8_t pk[SECURE_PK_BYTES]);
+
 struct secure_params {
-        const uint8_t *key;             /* SECURE_KEY_BYTES */
+        const uint8_t *key;             /* the cluster key, SECURE_KEY_BYTES; NULL: none */
+        const uint8_t *host_sk;         /* our host key, SECURE_SK_BYTES; NULL: none (version 1) */
         bool initiator;                 /* we connected */
         const char *self;               /* our node name */
         uint8_t role;                   /* our role */
         const char *expect;             /* initiator: the node we dialed (NULL: any) */
         secure_check_fn check;          /* NULL: anybody holding the key */
+        secure_key_fn key_of;           /* NULL: no host key is listed for anyone */
         void *userdata;
 };
 
@@ -80,3 +105,16 @@ const char *secure_error(const struct secure *s);
 /* The other end's name and role (valid once M1/M2 was read). */
 const char *secure_peer_name(const struct secure *s);
 uint8_t secure_peer_role(const struct secure *s);
+/*
+ * The host key the other end presented (valid once M1/M2 was read): false
+ * when it presented none.  Once the link is open, it has also signed with it.
+ */
+bool secure_peer_key(const struct secure *s, uint8_t pk[SECURE_PK_BYTES]);
+/* The link is open, and the cluster key was part of its proof (no listed host key was). */
+bool secure_by_cluster_key(const struct secure *s);
+
+/* A public key as dchat.conf(5) writes it (base64, 44 characters); buf holds SECURE_PK_TEXT. */
+#define SECURE_PK_TEXT          45
+const char *secure_pk_text(const uint8_t pk[SECURE_PK_BYTES], char buf[SECURE_PK_TEXT]);
+/* Parses that form; -EINVAL unless it is exactly one Ed25519 public key. */
+int secure_pk_parse(const char *text, uint8_t pk[SECURE_PK_BYTES]);

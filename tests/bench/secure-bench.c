@@ -2,7 +2,9 @@
 /*
  * secure-bench — the CPU cost of the link layer alone (daemon/secure.c), without
  * sockets: how long a whole handshake takes (both sides: two X25519 key pairs and
- * shared secrets, the key schedule, three messages), and how long sealing and opening
+ * shared secrets, the key schedule, three messages; version 1 with the cluster key,
+ * version 2 with host keys: two Ed25519 signatures made and checked), how much of it
+ * each end spends, and how long sealing and opening
  * one record takes for frames of the sizes a post produces.  Prints a table; asserts
  * nothing.  `secure-bench [HANDSHAKES [RECORDS]]` (defaults 2000 and 200000).
  */
@@ -11,7 +13,18 @@
 #include <string.h>
 #include <time.h>
 
+#include <sodium.h>
+
 #include "secure.h"
+
+static uint8_t pk1[SECURE_PK_BYTES], sk1[SECURE_SK_BYTES], pk2[SECURE_PK_BYTES], sk2[SECURE_SK_BYTES];
+
+static bool key_of(void *ud, const char *name, uint8_t pk[SECURE_PK_BYTES])
+{
+        (void) ud;
+        memcpy(pk, strcmp(name, "node1") == 0 ? pk1 : pk2, SECURE_PK_BYTES);
+        return true;
+}
 
 static double now(void)
 {
@@ -19,6 +32,8 @@ static double now(void)
         clock_gettime(CLOCK_MONOTONIC, &ts);
         return (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
 }
+
+static double t_init, t_resp;          /* time spent by each end of the handshakes */
 
 static void pump(struct secure *s, struct wbuf *in, struct wbuf *out, struct wbuf *plain)
 {
@@ -30,17 +45,32 @@ static void pump(struct secure *s, struct wbuf *in, struct wbuf *out, struct wbu
         wbuf_consume(in, used);
 }
 
-static void pair(const uint8_t *key, struct secure **i, struct secure **r)
+/* hostkeys: version 2, each end with a host key the other lists (and key, if not NULL) */
+static void pair(const uint8_t *key, bool hostkeys, struct secure **i, struct secure **r)
 {
         struct wbuf a = {0}, b = {0}, plain = {0};
         struct secure_params pi = { .key = key, .initiator = true, .self = "node1", .role = ROLE_PEER, .expect = "node2" };
         struct secure_params pr = { .key = key, .initiator = false, .self = "node2", .role = ROLE_PEER };
-        if (secure_new(&pi, i) < 0 || secure_new(&pr, r) < 0)
+        if (hostkeys) {
+                pi.host_sk = sk1;
+                pr.host_sk = sk2;
+                pi.key_of = pr.key_of = key_of;
+        }
+        double t0 = now();
+        if (secure_new(&pi, i) < 0)
                 exit(1);
         secure_start(*i, &a);           /* a: to the responder, b: to the initiator */
+        double t1 = now();
+        if (secure_new(&pr, r) < 0)
+                exit(1);
         pump(*r, &a, &b, &plain);
+        double t2 = now();
         pump(*i, &b, &a, &plain);
+        double t3 = now();
         pump(*r, &a, &b, &plain);
+        double t4 = now();
+        t_init += (t1 - t0) + (t3 - t2);
+        t_resp += (t2 - t1) + (t4 - t3);
         if (!secure_is_open(*i) || !secure_is_open(*r))
                 exit(1);
         wbuf_free(&a);
@@ -55,14 +85,29 @@ int main(int argc, char *argv[])
         uint8_t key[SECURE_KEY_BYTES] = { 7 };
         struct secure *i, *r;
 
-        double t0 = now();
-        for (unsigned k = 0; k < hs; k++) {
-                pair(key, &i, &r);
-                secure_free(i);
-                secure_free(r);
+        if (sodium_init() < 0)
+                return 1;
+        crypto_sign_keypair(pk1, sk1);
+        crypto_sign_keypair(pk2, sk2);
+        static const struct { const char *what; bool key, hostkeys; } kinds[] = {
+                { "version 1, cluster key", true, false },
+                { "version 2, host keys", false, true },
+                { "version 2, host keys + cluster key", true, true },
+        };
+        for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+                t_init = t_resp = 0;
+                double t0 = now();
+                for (unsigned n = 0; n < hs; n++) {
+                        pair(kinds[k].key ? key : NULL, kinds[k].hostkeys, &i, &r);
+                        secure_free(i);
+                        secure_free(r);
+                }
+                double t1 = now();
+                printf("handshake, %s (both ends, in memory) %8.1f us   (%u handshakes)\n", kinds[k].what,
+                       (t1 - t0) / hs * 1e6, hs);
+                printf("  of which the initiator           %8.1f us\n", t_init / hs * 1e6);
+                printf("  of which the responder           %8.1f us\n", t_resp / hs * 1e6);
         }
-        double t1 = now();
-        printf("handshake (both ends, in memory)   %8.1f us   (%u handshakes)\n", (t1 - t0) / hs * 1e6, hs);
 
         /* REQUEST/REPLY ~ 28 bytes, HEARTBEAT 28, APPEND ~ 100 + text, a 4 KiB post */
         static const size_t sizes[] = { 28, 128, 1024, 4200 };
@@ -70,7 +115,7 @@ int main(int argc, char *argv[])
                 uint8_t frame[4200];
                 struct wbuf wire = {0}, plain = {0}, none = {0};
                 memset(frame, 'x', sizeof frame);
-                pair(key, &i, &r);
+                pair(key, false, &i, &r);
                 double s0 = now();
                 for (unsigned k = 0; k < recs; k++) {
                         secure_seal(i, frame, sizes[z], &wire);

@@ -2,17 +2,33 @@
 /*
  * fuzz-handshake.c — libFuzzer target for the link handshake and record
  * layer (daemon/secure.c).  The first byte picks the side under attack
- * (responder, initiator after sending M1, or either end of a link whose
- * handshake went through, so that the rest lands in the record layer) and
- * how the input is cut into reads; the rest is what the network delivers.
+ * (bit 0: responder, or initiator after sending M1; bit 1: either end of a
+ * link whose handshake went through, so that the rest lands in the record
+ * layer), the handshake (bit 2: version 2, host keys, listed for node1 and
+ * node2; bit 3: with the cluster key as well) and how the input is cut
+ * into reads (bits 4-7); the rest is what the network delivers.
  * Whatever arrives, the state machine must neither crash, nor read out of
- * bounds, nor open a link without the key, nor deliver a forged record.  Built by `make fuzz` with the daemon objects.
+ * bounds, nor open a link without the keys, nor deliver a forged record.  Built by `make fuzz` with the daemon objects.
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "secure.h"
+
+/* fixed host keys for node1 and node2 (seeds 1.. and 2..) */
+static uint8_t pks[2][SECURE_PK_BYTES], sks[2][SECURE_SK_BYTES];
+
+static bool key_of(void *ud, const char *name, uint8_t pk[SECURE_PK_BYTES])
+{
+        (void) ud;
+        if (strcmp(name, "node1") != 0 && strcmp(name, "node2") != 0)
+                return false;
+        memcpy(pk, pks[name[4] - '1'], SECURE_PK_BYTES);
+        return true;
+}
 
 static int any(void *ud, const char *name, uint8_t role, char *why, size_t cap)
 {
@@ -34,19 +50,36 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 return 0;
         bool initiator = data[0] & 1;
         bool opened = data[0] & 2;      /* attack an established link */
-        size_t chunk = (size_t) (data[0] >> 2) + 1;
+        bool v2 = data[0] & 4, both = data[0] & 8;
+        size_t chunk = (size_t) (data[0] >> 4) + 1;
         data++;
         size--;
-        struct secure_params p = { .key = key, .initiator = initiator, .self = initiator ? "node1" : "node2",
-                                   .role = ROLE_PEER, .expect = initiator ? "node2" : NULL, .check = any };
+        static bool made;
+        if (!made) {
+                uint8_t seed[crypto_sign_SEEDBYTES];
+                made = true;
+                if (sodium_init() < 0)
+                        abort();
+                for (int k = 0; k < 2; k++) {
+                        memset(seed, k + 1, sizeof seed);
+                        crypto_sign_seed_keypair(pks[k], sks[k], seed);
+                }
+        }
+        const uint8_t *ck = !v2 || both ? key : NULL;
+        struct secure_params p = { .key = ck, .host_sk = v2 ? sks[!initiator] : NULL, .initiator = initiator,
+                                   .self = initiator ? "node1" : "node2", .role = ROLE_PEER,
+                                   .expect = initiator ? "node2" : NULL, .check = any,
+                                   .key_of = v2 ? key_of : NULL };
         if (secure_new(&p, &s) < 0)
                 return 0;
         (void) secure_start(s, &out);
         if (opened) {
                 /* a real other end runs the handshake with s first */
                 struct secure *o;
-                struct secure_params q = { .key = key, .initiator = !initiator, .self = initiator ? "node2" : "node1",
-                                           .role = ROLE_PEER, .expect = initiator ? NULL : "node2", .check = any };
+                struct secure_params q = { .key = ck, .host_sk = v2 ? sks[initiator] : NULL, .initiator = !initiator,
+                                           .self = initiator ? "node2" : "node1", .role = ROLE_PEER,
+                                           .expect = initiator ? NULL : "node2", .check = any,
+                                           .key_of = v2 ? key_of : NULL };
                 struct wbuf to_s = {0};
                 size_t used;
                 if (secure_new(&q, &o) < 0)

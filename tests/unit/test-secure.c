@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "secure.h"
 #include "tap.h"
 
@@ -337,16 +339,350 @@ static void test_garbage(void)
         end_free(&r);
 }
 
+/* ---- version 2: host keys ---- */
+
+struct host {
+        const char *name;
+        uint8_t pk[SECURE_PK_BYTES];
+        uint8_t sk[SECURE_SK_BYTES];
+};
+static struct host hosts[5] = { { .name = "node1" }, { .name = "node2" }, { .name = "node3" }, { .name = "node4" }, { .name = NULL } };
+
+/* ud: what one end's config lists, a bit per host of hosts[] */
+static bool key_of(void *ud, const char *name, uint8_t pk[SECURE_PK_BYTES])
+{
+        unsigned mask = *(const unsigned *) ud;
+        for (unsigned k = 0; hosts[k].name; k++)
+                if ((mask & (1u << k)) && strcmp(hosts[k].name, name) == 0) {
+                        memcpy(pk, hosts[k].pk, SECURE_PK_BYTES);
+                        return true;
+                }
+        return false;
+}
+
+/* an end named self with the cluster key key (or NULL), host key sk (or NULL), listing *lists */
+static void end_v2(struct end *e, const uint8_t *key, const uint8_t *sk, bool initiator, const char *self,
+                   const char *expect, unsigned *lists)
+{
+        *e = (struct end) {0};
+        struct secure_params p = { .key = key, .host_sk = sk, .initiator = initiator, .self = self,
+                                   .role = ROLE_PEER, .expect = expect, .check = only_peers,
+                                   .key_of = key_of, .userdata = lists };
+        if (secure_new(&p, &e->s) < 0)
+                abort();
+}
+
+static bool peer_key_is(const struct end *e, const struct host *h)
+{
+        uint8_t pk[SECURE_PK_BYTES];
+        return secure_peer_key(e->s, pk) && memcmp(pk, h->pk, sizeof pk) == 0;
+}
+
+static void test_v2_good(void)
+{
+        struct end i, r;
+        unsigned all = 0xf;
+
+        /* host keys only, no cluster key */
+        end_v2(&i, NULL, hosts[0].sk, true, "node1", "node2", &all);
+        end_v2(&r, NULL, hosts[1].sk, false, "node2", NULL, &all);
+        handshake(&i, &r);
+        ok(secure_is_open(i.s) && secure_is_open(r.s), "host keys, no cluster key: both ends open (%s / %s)",
+           secure_error(i.s), secure_error(r.s));
+        ok(peer_key_is(&r, &hosts[0]) && peer_key_is(&i, &hosts[1]), "each end knows the key the other proved");
+        ok(!secure_by_cluster_key(i.s) && !secure_by_cluster_key(r.s), "neither end got in by the cluster key");
+        seal(&i, &r, "signed");
+        deliver(&r, &i);
+        ok(r.error == 0 && got(&r, "signed"), "a record goes through");
+        seal(&r, &i, "back");
+        deliver(&i, &r);
+        ok(i.error == 0 && got(&i, "back"), "and one back");
+        end_free(&i);
+        end_free(&r);
+
+        /* host keys and the cluster key */
+        end_v2(&i, key_a, hosts[0].sk, true, "node1", "node2", &all);
+        end_v2(&r, key_a, hosts[1].sk, false, "node2", NULL, &all);
+        handshake(&i, &r);
+        ok(secure_is_open(i.s) && secure_is_open(r.s), "host keys and the cluster key: both ends open");
+        end_free(&i);
+        end_free(&r);
+
+        /* ... but different cluster keys: the host keys do not paper over it */
+        end_v2(&i, key_a, hosts[0].sk, true, "node1", "node2", &all);
+        end_v2(&r, key_b, hosts[1].sk, false, "node2", NULL, &all);
+        handshake(&i, &r);
+        ok(!secure_is_open(i.s) && !secure_is_open(r.s), "host keys, different cluster keys: refused (%s)",
+           secure_error(i.s));
+        end_free(&i);
+        end_free(&r);
+
+        /* the migration: node1 has a host key (listed at node2), node2 has
+         * only the cluster key, and node1 does not list it yet */
+        unsigned only1 = 1, none = 0;
+        end_v2(&i, key_a, hosts[0].sk, true, "node1", "node2", &none);
+        end_v2(&r, key_a, NULL, false, "node2", NULL, &only1);
+        handshake(&i, &r);
+        ok(secure_is_open(i.s) && secure_is_open(r.s), "half migrated: both ends open (%s / %s)",
+           secure_error(i.s), secure_error(r.s));
+        ok(secure_by_cluster_key(i.s) && !secure_by_cluster_key(r.s),
+           "the initiator took node2 by the cluster key, node2 took node1 by its host key");
+        end_free(&i);
+        end_free(&r);
+
+        /* an unlisted host key, but the cluster key in common: in, by the cluster key */
+        end_v2(&i, key_a, hosts[3].sk, true, "node4", "node2", &none);
+        end_v2(&r, key_a, hosts[1].sk, false, "node2", NULL, &only1);
+        handshake(&i, &r);
+        ok(secure_is_open(r.s) && secure_by_cluster_key(r.s), "an unlisted key with the cluster key: in by the cluster key");
+        end_free(&i);
+        end_free(&r);
+}
+
+static void test_v2_refused(void)
+{
+        struct end i, r;
+        unsigned all = 0xf, no4 = 0x7;
+        char text[SECURE_PK_TEXT];
+
+        /* node3 proves its own key, then claims node1's name */
+        end_v2(&i, key_a, hosts[2].sk, true, "node1", "node2", &all);
+        end_v2(&r, key_a, hosts[1].sk, false, "node2", NULL, &all);
+        handshake(&i, &r);
+        ok(!secure_is_open(r.s) && secure_failed(r.s) && !secure_is_open(i.s),
+           "node3's key under node1's name: refused (%s)", secure_error(r.s));
+        ok(strstr(secure_error(r.s), secure_pk_text(hosts[2].pk, text)) != NULL, "the reason names the key presented");
+        end_free(&i);
+        end_free(&r);
+
+        /* the same, toward the initiator: node3 answers as node2 */
+        end_v2(&i, key_a, hosts[0].sk, true, "node1", "node2", &all);
+        end_v2(&r, key_a, hosts[2].sk, false, "node2", NULL, &all);
+        handshake(&i, &r);
+        ok(secure_failed(i.s) && !secure_is_open(r.s), "node3's key answering as node2: refused (%s)", secure_error(i.s));
+        end_free(&i);
+        end_free(&r);
+
+        /* node1's public key, but not its secret (signs with node3's seed) */
+        uint8_t fake[SECURE_SK_BYTES];
+        memcpy(fake, hosts[2].sk, 32);
+        memcpy(fake + 32, hosts[0].pk, 32);
+        end_v2(&i, NULL, fake, true, "node1", "node2", &all);
+        end_v2(&r, NULL, hosts[1].sk, false, "node2", NULL, &all);
+        handshake(&i, &r);
+        ok(secure_failed(r.s) && strstr(secure_error(r.s), "signature"), "node1's public key without its secret: %s",
+           secure_error(r.s));
+        end_free(&i);
+        end_free(&r);
+        memcpy(fake, hosts[2].sk, 32);
+        memcpy(fake + 32, hosts[1].pk, 32);
+        end_v2(&i, NULL, hosts[0].sk, true, "node1", "node2", &all);
+        end_v2(&r, NULL, fake, false, "node2", NULL, &all);
+        handshake(&i, &r);
+        ok(secure_failed(i.s) && strstr(secure_error(i.s), "signature"), "node2's public key without its secret: %s",
+           secure_error(i.s));
+        end_free(&i);
+        end_free(&r);
+
+        /* an unlisted key, no cluster key */
+        end_v2(&i, NULL, hosts[3].sk, true, "node4", "node2", &all);
+        end_v2(&r, NULL, hosts[1].sk, false, "node2", NULL, &no4);
+        handshake(&i, &r);
+        ok(secure_failed(r.s) && strstr(secure_error(r.s), "unlisted") &&
+           strstr(secure_error(r.s), secure_pk_text(hosts[3].pk, text)), "an unlisted key: %s", secure_error(r.s));
+        end_free(&i);
+        end_free(&r);
+
+        /* no listed key, cluster key on one side only */
+        end_v2(&i, key_a, hosts[3].sk, true, "node4", "node2", &all);
+        end_v2(&r, NULL, hosts[1].sk, false, "node2", NULL, &no4);
+        handshake(&i, &r);
+        ok(secure_failed(r.s) && strstr(secure_error(r.s), "no cluster key"), "unlisted, and no cluster key here: %s",
+           secure_error(r.s));
+        end_free(&i);
+        end_free(&r);
+}
+
+/* the M1 an end would send, rewritten as version 1: no flags, no host key */
+static void as_v1(struct wbuf *b)
+{
+        uint8_t *p = b->data + 4;
+        size_t nl = p[6], hello = 7 + nl + SECURE_NONCE_BYTES + 32;
+        p[4] = 1;
+        b->len = 4 + hello;
+        b->data[0] = b->data[1] = b->data[2] = 0;
+        b->data[3] = (uint8_t) hello;
+}
+
+static void test_v2_downgrade(void)
+{
+        struct end i, r;
+        unsigned all = 0xf, no1 = 0xe;
+
+        /* node1 is listed at node2 but speaks version 1 (cluster key only) */
+        end_new(&i, key_a, true, "node1", "node2");
+        end_v2(&r, key_a, hosts[1].sk, false, "node2", NULL, &all);
+        handshake(&i, &r);
+        ok(secure_failed(r.s) && strstr(secure_error(r.s), "no downgrade"), "a listed member speaking version 1: %s",
+           secure_error(r.s));
+        end_free(&i);
+        end_free(&r);
+
+        /* node1 is listed at node2, speaks version 2 with the cluster key but no host key */
+        end_v2(&i, key_a, NULL, true, "node1", "node2", &all);
+        end_v2(&r, key_a, hosts[1].sk, false, "node2", NULL, &all);
+        handshake(&i, &r);
+        ok(secure_failed(r.s) && strstr(secure_error(r.s), "presented none"), "a listed member without its key: %s",
+           secure_error(r.s));
+        end_free(&i);
+        end_free(&r);
+
+        /* node2 is listed at node1, answers with the cluster key only */
+        end_v2(&i, key_a, hosts[0].sk, true, "node1", "node2", &all);
+        end_v2(&r, key_a, NULL, false, "node2", NULL, &no1);
+        handshake(&i, &r);
+        ok(secure_failed(i.s) && strstr(secure_error(i.s), "presented none"), "the dialed member without its key: %s",
+           secure_error(i.s));
+        end_free(&i);
+        end_free(&r);
+
+        /* a man in the middle rewrites node1's version 2 M1 as version 1;
+         * node2 does not list node1 (so it may take version 1), and answers
+         * in version 1: node1 refuses that */
+        end_v2(&i, key_a, hosts[0].sk, true, "node1", "node2", &all);
+        end_v2(&r, key_a, hosts[1].sk, false, "node2", NULL, &no1);
+        secure_start(i.s, &r.in);
+        as_v1(&r.in);
+        deliver(&r, &i);
+        ok(r.error == 0 && i.in.len > 0, "node2 answers the rewritten M1");
+        deliver(&i, &r);
+        ok(secure_failed(i.s) && strstr(secure_error(i.s), "no downgrade"), "node1 refuses the version 1 answer: %s",
+           secure_error(i.s));
+        end_free(&i);
+        end_free(&r);
+
+        /* the same man in the middle drops the cluster-key flag (no key listed for node1 at node2) */
+        end_v2(&i, key_a, hosts[0].sk, true, "node1", "node2", &all);
+        end_v2(&r, key_a, hosts[1].sk, false, "node2", NULL, &no1);
+        secure_start(i.s, &r.in);
+        size_t flags_at = 4 + 7 + 5 + SECURE_NONCE_BYTES + 32;
+        r.in.data[flags_at] &= (uint8_t) ~2;
+        for (int k = 0; k < 3; k++) {
+                deliver(&r, &i);
+                deliver(&i, &r);
+        }
+        ok(!secure_is_open(i.s) && !secure_is_open(r.s), "the cluster-key flag dropped: no end opens (%s / %s)",
+           secure_error(i.s), secure_error(r.s));
+        end_free(&i);
+        end_free(&r);
+
+        /* ... or the host key stripped from M1 while node1 is listed */
+        end_v2(&i, key_a, hosts[0].sk, true, "node1", "node2", &all);
+        end_v2(&r, key_a, hosts[1].sk, false, "node2", NULL, &all);
+        secure_start(i.s, &r.in);
+        r.in.data[flags_at] = 2;
+        r.in.len -= SECURE_PK_BYTES;
+        r.in.data[3] -= SECURE_PK_BYTES;
+        deliver(&r, &i);
+        ok(secure_failed(r.s) && strstr(secure_error(r.s), "no downgrade"), "host key stripped from M1: %s",
+           secure_error(r.s));
+        end_free(&i);
+        end_free(&r);
+}
+
+static void test_v2_replay(void)
+{
+        struct end i, r, r2;
+        unsigned all = 0xf;
+        struct wbuf m1 = {0}, m3 = {0};
+
+        /* record node1's M1 and M3 of a good handshake */
+        end_v2(&i, NULL, hosts[0].sk, true, "node1", "node2", &all);
+        end_v2(&r, NULL, hosts[1].sk, false, "node2", NULL, &all);
+        secure_start(i.s, &r.in);
+        wbuf_put(&m1, r.in.data, r.in.len);
+        deliver(&r, &i);
+        deliver(&i, &r);
+        wbuf_put(&m3, r.in.data, r.in.len);
+        deliver(&r, &i);
+        ok(secure_is_open(i.s) && secure_is_open(r.s), "recorded a good handshake");
+        end_free(&i);
+        end_free(&r);
+
+        /* and play them to node2 again */
+        end_v2(&r2, NULL, hosts[1].sk, false, "node2", NULL, &all);
+        struct end sink = {0};
+        wbuf_put(&r2.in, m1.data, m1.len);
+        deliver(&r2, &sink);
+        ok(r2.error == 0 && sink.in.len > 0, "the replayed M1 is answered (it is well formed)");
+        wbuf_put(&r2.in, m3.data, m3.len);
+        deliver(&r2, &sink);
+        ok(!secure_is_open(r2.s) && secure_failed(r2.s), "the replayed M3 does not open the link: %s",
+           secure_error(r2.s));
+        end_free(&r2);
+        wbuf_free(&sink.in);
+        wbuf_free(&m1);
+        wbuf_free(&m3);
+
+        /* every single bit flip of M2 (node2 signs it) is caught */
+        unsigned opened = 0, total = 0;
+        end_v2(&i, NULL, hosts[0].sk, true, "node1", "node2", &all);
+        end_v2(&r, NULL, hosts[1].sk, false, "node2", NULL, &all);
+        secure_start(i.s, &r.in);
+        deliver(&r, &i);
+        size_t m2len = i.in.len;
+        end_free(&i);
+        end_free(&r);
+        for (size_t bit = 32; bit < m2len * 8; bit += 7) {
+                end_v2(&i, NULL, hosts[0].sk, true, "node1", "node2", &all);
+                end_v2(&r, NULL, hosts[1].sk, false, "node2", NULL, &all);
+                secure_start(i.s, &r.in);
+                deliver(&r, &i);
+                i.in.data[bit / 8] ^= (uint8_t) (1u << (bit % 8));
+                deliver(&i, &r);
+                total++;
+                opened += secure_is_open(i.s);
+                end_free(&i);
+                end_free(&r);
+        }
+        is_int(opened, 0, "none of %u bit flips of a signed M2 opens the link", total);
+}
+
+static void test_pk_text(void)
+{
+        char text[SECURE_PK_TEXT];
+        uint8_t pk[SECURE_PK_BYTES];
+
+        secure_pk_text(hosts[0].pk, text);
+        is_int((int) strlen(text), 44, "a public key is 44 characters of base64");
+        ok(secure_pk_parse(text, pk) == 0 && memcmp(pk, hosts[0].pk, sizeof pk) == 0, "and parses back");
+        text[43] = '\0';
+        ok(secure_pk_parse(text, pk) == -EINVAL, "one character short: refused");
+        secure_pk_text(hosts[0].pk, text);
+        text[5] = '*';
+        ok(secure_pk_parse(text, pk) == -EINVAL, "a character outside base64: refused");
+        uint8_t ident[SECURE_PK_BYTES] = { 1 };         /* the neutral element: small order */
+        ok(secure_pk_parse(secure_pk_text(ident, text), pk) == -EINVAL, "a small-order point: refused");
+        ok(secure_pk_parse("", pk) == -EINVAL, "empty: refused");
+}
+
 int main(void)
 {
         plan_no_plan();
         memset(key_a, 0xa5, sizeof key_a);
         memset(key_b, 0xa5, sizeof key_b);
         key_b[31] ^= 1;         /* one bit off */
+        for (unsigned k = 0; hosts[k].name; k++)
+                crypto_sign_keypair(hosts[k].pk, hosts[k].sk);
         test_good();
         test_wrong_key();
         test_names();
         test_records();
         test_garbage();
+        test_v2_good();
+        test_v2_refused();
+        test_v2_downgrade();
+        test_v2_replay();
+        test_pk_text();
         return done_testing();
 }
