@@ -20,9 +20,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include "key.h"
 #include "number.h"
 #include "proto.h"
+#include "secure.h"
 #include "since.h"
 #include "client.h"
 
@@ -56,10 +59,13 @@ static void usage(FILE *f)
                    "        [--format FORMAT] [-o FILE] [--from FILE]...  the cluster's protocol events, drawn\n"
                    "  explain [EVENT | 'LINE']            what an event of dchatd's journal means\n"
                    "  keygen [--force] [FILE]             a new cluster key (default %s)\n"
+                   "  keygen --host [--force] [FILE]      a new host key (default %s); prints its public key\n"
+                   "  pubkey [FILE]                       the public key of a host key (default %s)\n"
                    "options, before or after the command:\n"
                    "  -s, --socket SOCKET  dchatd's control socket: $DCHAT_SOCKET, else %s\n"
                    "  -h, --help           this text (COMMAND --help, or help COMMAND: the command's own)\n"
-                   "  --version            dchatctl's version\n", DCHAT_DEFAULT_KEY_FILE, DCHAT_DEFAULT_SOCKET);
+                   "  --version            dchatctl's version\n", DCHAT_DEFAULT_KEY_FILE, DCHAT_DEFAULT_HOST_KEY_FILE,
+                   DCHAT_DEFAULT_HOST_KEY_FILE, DCHAT_DEFAULT_SOCKET);
 }
 
 static void post_usage(FILE *f)
@@ -121,9 +127,19 @@ static void verify_usage(FILE *f)
 
 static void keygen_usage(FILE *f)
 {
-        fprintf(f, "usage: dchatctl keygen [--force] [FILE]\n"
+        fprintf(f, "usage: dchatctl keygen [--host] [--force] [FILE]\n"
                    "Writes a new cluster key to FILE (default %s), mode 0600; copy it to every host.\n"
-                   "  --force              replace an existing file\n", DCHAT_DEFAULT_KEY_FILE);
+                   "With --host, a new host key instead (default %s), mode 0600, for this host only; prints\n"
+                   "its public key, which goes into this host's entry (key = \"...\") in every host's dchat.conf.\n"
+                   "  --host               a host key\n"
+                   "  --force              replace an existing file\n", DCHAT_DEFAULT_KEY_FILE, DCHAT_DEFAULT_HOST_KEY_FILE);
+}
+
+static void pubkey_usage(FILE *f)
+{
+        fprintf(f, "usage: dchatctl pubkey [FILE]\n"
+                   "Prints the public key of the host key in FILE (default %s), as dchat.conf(5) writes it.\n",
+                   DCHAT_DEFAULT_HOST_KEY_FILE);
 }
 
 static void server_usage(FILE *f)
@@ -1415,17 +1431,20 @@ static int run_explain(int argc, char **argv)
         return cmd_explain(argc, argv, socket_path);
 }
 
-/* keygen [--force] [FILE]: a new cluster key; no daemon involved. */
+/* keygen [--host] [--force] [FILE]: a new cluster key, or host key; no daemon involved. */
 static int cmd_keygen(int argc, char **argv)
 {
-        static const struct option opts[] = { { "force", no_argument, NULL, 'f' }, { "help", no_argument, NULL, 'h' }, {} };
-        bool force = false;
+        static const struct option opts[] = { { "force", no_argument, NULL, 'f' }, { "host", no_argument, NULL, 'H' },
+                                               { "help", no_argument, NULL, 'h' }, {} };
+        bool force = false, host = false;
         char err[PATH_MAX + 256];
         int o;
 
         while ((o = getopt_long(argc, argv, "+fh", opts, NULL)) >= 0) {
                 if (o == 'f')
                         force = true;
+                else if (o == 'H')
+                        host = true;
                 else if (o == 'h') {
                         keygen_usage(stdout);
                         return 0;
@@ -1439,10 +1458,50 @@ static int cmd_keygen(int argc, char **argv)
                 keygen_usage(stderr);
                 return 2;
         }
+        if (host) {
+                const char *path = optind < argc ? argv[optind] : DCHAT_DEFAULT_HOST_KEY_FILE;
+                uint8_t pk[DCHAT_HOST_PK_BYTES];
+                char text[SECURE_PK_TEXT];
+                if (hostkey_generate(path, force, pk, err, sizeof err) < 0)
+                        return fail("keygen: %s", err);
+                fprintf(stderr, "wrote a new host key to %s (mode 0600); its public key (key = \"...\" in this "
+                                "host's entry of dchat.conf on every host):\n", path);
+                printf("%s\n", secure_pk_text(pk, text));
+                return 0;
+        }
         const char *path = optind < argc ? argv[optind] : DCHAT_DEFAULT_KEY_FILE;
         if (key_generate(path, force, err, sizeof err) < 0)
                 return fail("keygen: %s", err);
         printf("wrote a new cluster key to %s (mode 0600); copy it to every host of the cluster\n", path);
+        return 0;
+}
+
+/* pubkey [FILE]: the public half of a host key. */
+static int cmd_pubkey(int argc, char **argv)
+{
+        static const struct option opts[] = { { "help", no_argument, NULL, 'h' }, {} };
+        uint8_t sk[DCHAT_HOST_SK_BYTES];
+        char err[PATH_MAX + 256], text[SECURE_PK_TEXT];
+        int o;
+
+        while ((o = getopt_long(argc, argv, "+h", opts, NULL)) >= 0) {
+                if (o == 'h') {
+                        pubkey_usage(stdout);
+                        return 0;
+                }
+                pubkey_usage(stderr);
+                return 2;
+        }
+        if (argc - optind > 1) {
+                fprintf(stderr, "dchatctl: pubkey takes at most one file ('%s')\n", argv[optind + 1]);
+                pubkey_usage(stderr);
+                return 2;
+        }
+        const char *path = optind < argc ? argv[optind] : DCHAT_DEFAULT_HOST_KEY_FILE;
+        if (hostkey_load(path, sk, err, sizeof err) < 0)
+                return fail("pubkey: %s", err);
+        printf("%s\n", secure_pk_text(sk + 32, text));
+        sodium_memzero(sk, sizeof sk);
         return 0;
 }
 
@@ -1458,6 +1517,7 @@ static const struct command {
         { "status", cmd_status, status_usage },
         { "verify", cmd_verify, verify_usage },
         { "keygen", cmd_keygen, keygen_usage },
+        { "pubkey", cmd_pubkey, pubkey_usage },
         { "server", cmd_server, server_usage },
         { "trace", run_trace, NULL },
         { "explain", run_explain, NULL },
@@ -1485,7 +1545,7 @@ static int cmd_help(int argc, char **argv)
         const struct command *c = command_named(argv[1]);
         if (!c) {
                 fprintf(stderr, "dchatctl: no command '%s'; the commands are post, view, chat, who, status, "
-                                "verify, server, trace, explain, keygen\n", argv[1]);
+                                "verify, server, trace, explain, keygen, pubkey\n", argv[1]);
                 return 2;
         }
         if (c->usage) {

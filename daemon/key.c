@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* key.c — the cluster key file (see key.h). */
+/* key.c — the cluster key file and the host key file (see key.h). */
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -14,11 +14,15 @@
 
 #include "key.h"
 
-int key_load(const char *path, uint8_t key[DCHAT_KEY_BYTES], char *err, size_t errlen)
+/*
+ * Reads a secret's file into text (at most cap - 1 bytes, trailing white
+ * space cut), after checking that only its owner (root or us) can get at
+ * it.  what names it in the messages ("cluster key", "host key").
+ */
+static int read_secret(const char *path, const char *what, const char *hint, char *text, size_t cap, char *err,
+                       size_t errlen)
 {
-        char text[2 * DCHAT_KEY_BYTES + 8];
         struct stat st;
-        size_t bin_len;
         ssize_t n;
         int r;
 
@@ -29,78 +33,122 @@ int key_load(const char *path, uint8_t key[DCHAT_KEY_BYTES], char *err, size_t e
         int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
         if (fd < 0) {
                 r = -errno;
-                snprintf(err, errlen, "cannot open the cluster key %s: %s%s", path, strerror(errno),
-                         errno == ENOENT ? " (make one with `dchatctl keygen`, copy it to every host; "
-                                           "or set insecure_plaintext = true)" : "");
+                snprintf(err, errlen, "cannot open the %s %s: %s%s", what, path, strerror(errno),
+                         errno == ENOENT ? hint : "");
                 return r;
         }
         if (fstat(fd, &st) < 0) {
                 r = -errno;
-                snprintf(err, errlen, "cannot stat the cluster key %s: %s", path, strerror(errno));
+                snprintf(err, errlen, "cannot stat the %s %s: %s", what, path, strerror(errno));
                 goto out;
         }
         r = -EPERM;
         if (!S_ISREG(st.st_mode)) {
-                snprintf(err, errlen, "the cluster key %s is not a regular file", path);
+                snprintf(err, errlen, "the %s %s is not a regular file", what, path);
                 goto out;
         }
         if (st.st_mode & 077) {
-                snprintf(err, errlen, "the cluster key %s is accessible to group or others (mode %04o); "
-                         "make it 0600 (chmod 600 %s)", path, (unsigned) (st.st_mode & 07777), path);
+                snprintf(err, errlen, "the %s %s is accessible to group or others (mode %04o); "
+                         "make it 0600 (chmod 600 %s)", what, path, (unsigned) (st.st_mode & 07777), path);
                 goto out;
         }
         if (st.st_uid != 0 && st.st_uid != geteuid()) {
-                snprintf(err, errlen, "the cluster key %s belongs to uid %u; it must belong to root or to "
-                         "the user dchatd runs as (uid %u)", path, (unsigned) st.st_uid, (unsigned) geteuid());
+                snprintf(err, errlen, "the %s %s belongs to uid %u; it must belong to root or to "
+                         "the user dchatd runs as (uid %u)", what, path, (unsigned) st.st_uid, (unsigned) geteuid());
                 goto out;
         }
-        n = read(fd, text, sizeof text - 1);
+        n = read(fd, text, cap - 1);
         if (n < 0) {
                 r = -errno;
-                snprintf(err, errlen, "cannot read the cluster key %s: %s", path, strerror(errno));
+                snprintf(err, errlen, "cannot read the %s %s: %s", what, path, strerror(errno));
                 goto out;
         }
         while (n > 0 && (text[n - 1] == '\n' || text[n - 1] == '\r' || text[n - 1] == ' '))
                 n--;
         text[n] = '\0';
-        r = -EINVAL;
+        r = (int) n;
+out:
+        close(fd);
+        return r;
+}
+
+int key_load(const char *path, uint8_t key[DCHAT_KEY_BYTES], char *err, size_t errlen)
+{
+        char text[2 * DCHAT_KEY_BYTES + 8];
+        size_t bin_len;
+
+        int n = read_secret(path, "cluster key", " (make one with `dchatctl keygen`, copy it to every host; "
+                            "or give every host a host key; or set insecure_plaintext = true)",
+                            text, sizeof text, err, errlen);
+        if (n < 0)
+                return n;
+        int r = 0;
         if (n != 2 * DCHAT_KEY_BYTES ||
             sodium_hex2bin(key, DCHAT_KEY_BYTES, text, (size_t) n, NULL, &bin_len, NULL) != 0 ||
             bin_len != DCHAT_KEY_BYTES) {
                 snprintf(err, errlen, "the cluster key %s is not %d hex digits (make one with `dchatctl keygen`)",
                          path, 2 * DCHAT_KEY_BYTES);
-                goto out;
+                r = -EINVAL;
         }
-        r = 0;
-out:
         sodium_memzero(text, sizeof text);
-        close(fd);
         return r;
 }
 
-const char *key_path(const char *configured, char *buf, size_t cap)
+int hostkey_load(const char *path, uint8_t sk[DCHAT_HOST_SK_BYTES], char *err, size_t errlen)
+{
+        char text[DCHAT_HOST_KEY_TEXT + 8];
+        uint8_t seed[crypto_sign_SEEDBYTES], pk[crypto_sign_PUBLICKEYBYTES];
+        size_t bin_len;
+        const char *end;
+
+        int n = read_secret(path, "host key", " (make one with `dchatctl keygen --host`)", text, sizeof text,
+                            err, errlen);
+        if (n < 0)
+                return n;
+        int r = 0;
+        if (n != DCHAT_HOST_KEY_TEXT ||
+            sodium_base642bin(seed, sizeof seed, text, (size_t) n, NULL, &bin_len, &end,
+                              sodium_base64_VARIANT_ORIGINAL) != 0 || bin_len != sizeof seed || *end) {
+                snprintf(err, errlen, "the host key %s is not %d characters of base64 (make one with "
+                         "`dchatctl keygen --host`)", path, DCHAT_HOST_KEY_TEXT);
+                r = -EINVAL;
+        } else {
+                crypto_sign_seed_keypair(pk, sk, seed);
+        }
+        sodium_memzero(seed, sizeof seed);
+        sodium_memzero(text, sizeof text);
+        return r;
+}
+
+static const char *path_of(const char *credential, const char *configured, const char *def, char *buf, size_t cap)
 {
         const char *cred = getenv("CREDENTIALS_DIRECTORY");
 
         if (cred && cred[0]) {
-                snprintf(buf, cap, "%s/%s", cred, DCHAT_KEY_CREDENTIAL);
+                snprintf(buf, cap, "%s/%s", cred, credential);
                 if (access(buf, F_OK) == 0)
                         return buf;
         }
-        snprintf(buf, cap, "%s", configured && configured[0] ? configured : DCHAT_DEFAULT_KEY_FILE);
+        snprintf(buf, cap, "%s", configured && configured[0] ? configured : def);
         return buf;
 }
 
-int key_generate(const char *path, bool force, char *err, size_t errlen)
+const char *key_path(const char *configured, char *buf, size_t cap)
 {
-        uint8_t key[DCHAT_KEY_BYTES];
-        char hex[2 * DCHAT_KEY_BYTES + 2], tmp[PATH_MAX], dir[PATH_MAX];
+        return path_of(DCHAT_KEY_CREDENTIAL, configured, DCHAT_DEFAULT_KEY_FILE, buf, cap);
+}
+
+const char *hostkey_path(const char *configured, char *buf, size_t cap)
+{
+        return path_of(DCHAT_HOST_KEY_CREDENTIAL, configured, DCHAT_DEFAULT_HOST_KEY_FILE, buf, cap);
+}
+
+/* Writes text (a secret) to path, mode 0600, through a temporary file renamed into place. */
+static int write_secret(const char *path, bool force, const char *text, char *err, size_t errlen)
+{
+        char tmp[PATH_MAX], dir[PATH_MAX];
         int r;
 
-        if (sodium_init() < 0) {
-                snprintf(err, errlen, "libsodium cannot be initialised");
-                return -EIO;
-        }
         if (!force && access(path, F_OK) == 0) {
                 snprintf(err, errlen, "%s exists; not replacing it (--force replaces it, and every host then "
                          "needs the new key)", path);
@@ -116,17 +164,13 @@ int key_generate(const char *path, bool force, char *err, size_t errlen)
                 snprintf(err, errlen, "cannot create a file next to %s: %s", path, strerror(errno));
                 return r;
         }
-        randombytes_buf(key, sizeof key);
-        sodium_bin2hex(hex, sizeof hex - 1, key, sizeof key);
-        sodium_memzero(key, sizeof key);
-        strcat(hex, "\n");
-        size_t len = strlen(hex);
-        if (fchmod(fd, 0600) < 0 || write(fd, hex, len) != (ssize_t) len || fsync(fd) < 0) {
+        size_t len = strlen(text);
+        errno = 0;
+        if (fchmod(fd, 0600) < 0 || write(fd, text, len) != (ssize_t) len || fsync(fd) < 0) {
                 r = errno ? -errno : -EIO;
                 snprintf(err, errlen, "cannot write %s: %s", tmp, strerror(-r));
                 goto fail;
         }
-        sodium_memzero(hex, sizeof hex);
         if (renameat2(AT_FDCWD, tmp, AT_FDCWD, path, force ? 0 : RENAME_NOREPLACE) < 0) {
                 r = -errno;
                 snprintf(err, errlen, errno == EEXIST ? "%s exists; not replacing it (--force replaces it)"
@@ -142,8 +186,45 @@ int key_generate(const char *path, bool force, char *err, size_t errlen)
         }
         return 0;
 fail:
-        sodium_memzero(hex, sizeof hex);
         close(fd);
         (void) unlink(tmp);
+        return r;
+}
+
+int key_generate(const char *path, bool force, char *err, size_t errlen)
+{
+        uint8_t key[DCHAT_KEY_BYTES];
+        char hex[2 * DCHAT_KEY_BYTES + 2];
+
+        if (sodium_init() < 0) {
+                snprintf(err, errlen, "libsodium cannot be initialised");
+                return -EIO;
+        }
+        randombytes_buf(key, sizeof key);
+        sodium_bin2hex(hex, sizeof hex - 1, key, sizeof key);
+        sodium_memzero(key, sizeof key);
+        strcat(hex, "\n");
+        int r = write_secret(path, force, hex, err, errlen);
+        sodium_memzero(hex, sizeof hex);
+        return r;
+}
+
+int hostkey_generate(const char *path, bool force, uint8_t pk[DCHAT_HOST_PK_BYTES], char *err, size_t errlen)
+{
+        uint8_t seed[crypto_sign_SEEDBYTES], sk[crypto_sign_SECRETKEYBYTES];
+        char text[DCHAT_HOST_KEY_TEXT + 2];
+
+        if (sodium_init() < 0) {
+                snprintf(err, errlen, "libsodium cannot be initialised");
+                return -EIO;
+        }
+        randombytes_buf(seed, sizeof seed);
+        crypto_sign_seed_keypair(pk, sk, seed);
+        sodium_bin2base64(text, sizeof text - 1, seed, sizeof seed, sodium_base64_VARIANT_ORIGINAL);
+        sodium_memzero(seed, sizeof seed);
+        sodium_memzero(sk, sizeof sk);
+        strcat(text, "\n");
+        int r = write_secret(path, force, text, err, errlen);
+        sodium_memzero(text, sizeof text);
         return r;
 }

@@ -1,9 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * key.h — the cluster key file: read it (checking who may read it), write
- * a new one (dchatctl keygen).  Shared by dchatd and dchatctl.
+ * key.h — the cluster key file and the host key file: read them (checking
+ * who may read them), write new ones (dchatctl keygen [--host]).  Shared by
+ * dchatd and dchatctl.
  *
- * The file holds the 32-byte key as 64 hex digits and a newline.
+ * The cluster key file holds the 32-byte key as 64 hex digits and a
+ * newline; the host key file the 32-byte Ed25519 seed as 44 characters of
+ * base64 and a newline (the public key is derived from it).
  */
 #pragma once
 
@@ -14,6 +17,11 @@
 #define DCHAT_KEY_BYTES         32
 #define DCHAT_DEFAULT_KEY_FILE  "/etc/dchat/cluster.key"
 #define DCHAT_KEY_CREDENTIAL    "cluster.key"   /* name under $CREDENTIALS_DIRECTORY */
+#define DCHAT_DEFAULT_HOST_KEY_FILE "/etc/dchat/host.key"
+#define DCHAT_HOST_KEY_CREDENTIAL "host.key"
+#define DCHAT_HOST_KEY_TEXT     44              /* base64 of the 32-byte seed */
+#define DCHAT_HOST_SK_BYTES     64              /* libsodium's secret key: seed, public key */
+#define DCHAT_HOST_PK_BYTES     32
 
 /*
  * Reads path into key.  Refused (clear message in err, naming the file):
@@ -35,3 +43,16 @@ const char *key_path(const char *configured, char *buf, size_t cap);
  * existing file is kept (-EEXIST) unless force.
  */
 int key_generate(const char *path, bool force, char *err, size_t errlen);
+
+/*
+ * Reads the host key at path into sk (libsodium's form: seed, public key;
+ * the public key is sk + 32).  Refused like key_load(), and unless it is
+ * 44 characters of base64.
+ */
+int hostkey_load(const char *path, uint8_t sk[DCHAT_HOST_SK_BYTES], char *err, size_t errlen);
+
+/* As key_path(), for host.key and DCHAT_DEFAULT_HOST_KEY_FILE. */
+const char *hostkey_path(const char *configured, char *buf, size_t cap);
+
+/* As key_generate(), a new host key; its public key into pk. */
+int hostkey_generate(const char *path, bool force, uint8_t pk[DCHAT_HOST_PK_BYTES], char *err, size_t errlen);
