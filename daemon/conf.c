@@ -20,6 +20,7 @@
 #include <sys/un.h>
 
 #include "dchatd.h"
+#include "secure.h"
 
 #define ADDRESS_MAX (sizeof(((struct node_conf *) NULL)->address) - 1)
 #define SUN_PATH_MAX (sizeof(((struct sockaddr_un *) NULL)->sun_path) - 1)
@@ -157,6 +158,8 @@ static const struct key keys[] = {
           false, 0, 1, NULL },
         /* link security: see secure.c and dchat-protocol(7) */
         { "key_file",           CONFIG_TYPE_STRING, STORE_PATH,         CONF_OFF(key_file),
+          0, 0, PATH_MAX - 1, NULL },
+        { "host_key_file",      CONFIG_TYPE_STRING, STORE_PATH,         CONF_OFF(host_key_file),
           0, 0, PATH_MAX - 1, NULL },
         { "insecure_plaintext", CONFIG_TYPE_BOOL,   STORE_BOOL,         CONF_OFF(insecure_plaintext),
           false, 0, 1, NULL },
@@ -416,9 +419,19 @@ static const struct node_conf *node_find_address(const struct dchat_conf *c, con
         return NULL;
 }
 
-static const char *const entry_keys[] = { "name", "address" };
+static const struct node_conf *node_find_key(const struct dchat_conf *c, const uint8_t key[SECURE_PK_BYTES]) {
+        for (unsigned i = 0; i < c->n_servers; i++)
+                if (c->servers[i].has_key && memcmp(c->servers[i].key, key, SECURE_PK_BYTES) == 0)
+                        return &c->servers[i];
+        for (unsigned i = 0; i < c->n_peers; i++)
+                if (c->peers[i].has_key && memcmp(c->peers[i].key, key, SECURE_PK_BYTES) == 0)
+                        return &c->peers[i];
+        return NULL;
+}
 
-/* One { name = "..."; address = "..."; } of a list; what is "server" or "peer". */
+static const char *const entry_keys[] = { "name", "address", "key" };
+
+/* One { name = "..."; address = "..."; [key = "...";] } of a list; what is "server" or "peer". */
 static int parse_entry(struct load *l, const char *what, const config_setting_t *e, struct node_conf *n) {
         const config_setting_t *name, *addr;
         const struct node_conf *other;
@@ -468,6 +481,22 @@ static int parse_entry(struct load *l, const char *what, const config_setting_t 
                 return fail(l, addr, -EINVAL, "duplicate address '%s' (same as '%s' at line %d)", v, other->name,
                             other->line);
         strcpy(n->address, v);
+
+        /* its host key: one member's, never two's (the handshake proves a name by it) */
+        const config_setting_t *key = config_setting_get_member(e, "key");
+        if (!key)
+                return 0;
+        if (config_setting_type(key) != CONFIG_TYPE_STRING)
+                return fail(l, key, -EINVAL, "key in %s entry must be %s", what, type_wanted(CONFIG_TYPE_STRING));
+        v = config_setting_get_string(key);
+        if (secure_pk_parse(v, n->key) < 0)
+                return fail(l, key, -EINVAL, "bad key '%.60s' for %s: not a host's public key (44 characters of "
+                            "base64, as `dchatctl keygen --host` or `dchatctl pubkey` print it)", v, n->name);
+        other = node_find_key(l->c, n->key);
+        if (other)
+                return fail(l, key, -EINVAL, "the key of %s is %s's as well (line %d): each host has its own",
+                            n->name, other->name, other->line);
+        n->has_key = true;
         return 0;
 }
 
@@ -856,6 +885,20 @@ const char *conf_restart_needed(const struct dchat_conf *old, const struct dchat
         return NULL;
 }
 
+unsigned conf_host_keys(const struct dchat_conf *c) {
+        unsigned n = 0;
+
+        for (unsigned i = 0; i < c->n_servers; i++)
+                n += c->servers[i].has_key;
+        for (unsigned i = 0; i < c->n_peers; i++)
+                n += c->peers[i].has_key;
+        return n;
+}
+
+const struct node_conf *conf_node(const struct dchat_conf *c, const char *name) {
+        return node_find(c, name);
+}
+
 void conf_log_summary(const struct dchat_conf *c) {
         const struct node_conf *self = c->role == ROLE_SERVER ? &c->servers[c->self] : &c->peers[c->self];
 
@@ -864,7 +907,7 @@ void conf_log_summary(const struct dchat_conf *c) {
                  "heartbeat_ms=%llu suspect_after_ms=%llu dead_after_ms=%llu batch_max=%u max_clients=%u max_clients_per_user=%u "
                  "max_queued_posts_per_user=%u hold_max_ms=%u trace_events=%u client_idle_timeout_ms=%llu control_group=%s "
                  "reuse_permissions=%s debug=%s debug_heartbeats=%s control_socket=%s state_directory=%s "
-                 "key_file=%s insecure_plaintext=%s handshake_timeout_ms=%llu max_handshakes=%u max_links_in=%u "
+                 "key_file=%s host_key_file=%s host_keys=%u insecure_plaintext=%s handshake_timeout_ms=%llu max_handshakes=%u max_links_in=%u "
                  "max_handshakes_per_address=%u first_message_timeout_ms=%llu",
                  c->path, c->node, c->role == ROLE_SERVER ? "server" : "peer", self->address,
                  c->n_servers > 0 ? c->servers[0].name : "-", c->n_servers > 0 ? c->servers[0].address : "-",
@@ -882,7 +925,8 @@ void conf_log_summary(const struct dchat_conf *c) {
                  c->debug_heartbeats ? "yes" : "no",
                  c->control_socket[0] ? c->control_socket : "(default)",
                  c->state_directory[0] ? c->state_directory : "(default)",
-                 c->key_file[0] ? c->key_file : "(default)", c->insecure_plaintext ? "yes" : "no",
+                 c->key_file[0] ? c->key_file : "(default)", c->host_key_file[0] ? c->host_key_file : "(default)",
+                 conf_host_keys(c), c->insecure_plaintext ? "yes" : "no",
                  (unsigned long long) (c->handshake_timeout_usec / USEC_PER_MSEC), c->max_handshakes,
                  c->max_links_in, c->max_handshakes_per_address,
                  (unsigned long long) (c->first_message_timeout_usec / USEC_PER_MSEC));

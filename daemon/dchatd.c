@@ -12,8 +12,11 @@
 #include <systemd/sd-daemon.h>
 #include <time.h>
 
+#include <sodium.h>
+
 #include "dchatd.h"
 #include "key.h"
+#include "secure.h"
 
 static void usage(FILE *f)
 {
@@ -285,6 +288,69 @@ static int on_status_timer(sd_event_source *s, uint64_t usec, void *userdata)
         return 0;
 }
 
+/* The keys a config asks for, as read from their files. */
+struct link_keys {
+        bool have_key, have_sk;
+        uint8_t key[DCHAT_KEY_BYTES];
+        uint8_t sk[DCHAT_HOST_SK_BYTES];
+        char key_path[PATH_MAX], sk_path[PATH_MAX];
+};
+
+/*
+ * Reads the keys of c: the host key ($CREDENTIALS_DIRECTORY/host.key, else
+ * host_key_file; none is fine unless the config lists one for this host,
+ * and then it must be that one) and the cluster key (the same way; none is
+ * fine when there is a host key).  Any other problem (a key others may read,
+ * a malformed one) is an error in err.
+ */
+static int read_link_keys(const struct dchat_conf *c, struct link_keys *k, char *err, size_t cap)
+{
+        const struct node_conf *self = conf_node(c, c->node);
+        char text[SECURE_PK_TEXT], listed[SECURE_PK_TEXT];
+        int r;
+
+        *k = (struct link_keys) { 0 };
+        hostkey_path(c->host_key_file, k->sk_path, sizeof k->sk_path);
+        r = hostkey_load(k->sk_path, k->sk, err, cap);
+        if (r < 0 && (r != -ENOENT || (self && self->has_key))) {
+                if (r == -ENOENT)
+                        snprintf(err + strlen(err), cap - strlen(err), "; the config lists one for %s (%s)",
+                                 c->node, secure_pk_text(self->key, text));
+                return r;
+        }
+        k->have_sk = r == 0;
+        if (k->have_sk && self && self->has_key && sodium_memcmp(self->key, k->sk + 32, SECURE_PK_BYTES) != 0) {
+                snprintf(err, cap, "the host key in %s (public key %s) is not the one the config lists for %s (%s)",
+                         k->sk_path, secure_pk_text(k->sk + 32, text), c->node, secure_pk_text(self->key, listed));
+                return -EPERM;
+        }
+        key_path(c->key_file, k->key_path, sizeof k->key_path);
+        r = key_load(k->key_path, k->key, err, cap);
+        if (r < 0 && (r != -ENOENT || !k->have_sk))
+                return r;
+        k->have_key = r == 0;
+        return 0;
+}
+
+static void link_keys_clear(struct link_keys *k)
+{
+        sodium_memzero(k, sizeof *k);
+}
+
+/* What the links run with, in the log. */
+static void log_link_keys(const struct link_keys *k, unsigned listed)
+{
+        char text[SECURE_PK_TEXT];
+
+        if (k->have_sk)
+                log_info("cluster links are encrypted; this host proves itself with the host key in %s (public key "
+                         "%s)%s%s; %u member%s' host key%s listed", k->sk_path, secure_pk_text(k->sk + 32, text),
+                         k->have_key ? ", and the cluster key in " : ", no cluster key",
+                         k->have_key ? k->key_path : "", listed, listed == 1 ? "'s" : "s", listed == 1 ? "" : "s");
+        else
+                log_info("cluster links are encrypted and authenticated with the key in %s", k->key_path);
+}
+
 static void apply_tunables(struct daemon *d)
 {
         log_set_debug(d->conf.debug);
@@ -311,15 +377,28 @@ static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void
                 log_error("reload refused: %s; keeping the running configuration", err);
         } else {
                 const char *why = conf_restart_needed(&d->conf, c);
+                struct link_keys k = { 0 };
+                int r = 0;
+                /* the key files are read again: a host key added, the cluster key dropped (issue 17) */
+                if (!why && !c->insecure_plaintext)
+                        r = read_link_keys(c, &k, err, sizeof err);
                 if (why) {
                         log_error("reload refused: %s, which needs a restart (systemctl restart dchatd); "
                                   "keeping the running configuration", why);
+                } else if (r < 0) {
+                        log_error("reload refused: %s; keeping the running configuration and keys", err);
                 } else {
                         d->conf = *c;
+                        if (!d->conf.insecure_plaintext) {
+                                net_set_security(&d->conf, k.have_key ? k.key : NULL, k.have_sk ? k.sk : NULL);
+                                log_link_keys(&k, conf_host_keys(&d->conf));
+                        }
                         apply_tunables(d);
                         log_event(EV_RELOADED, NULL, "configuration %s reloaded", d->conf_path);
                         conf_log_summary(&d->conf);
+                        net_recheck_links();
                 }
+                link_keys_clear(&k);
         }
         free(c);
         (void) sd_notify(false, "READY=1");
@@ -327,50 +406,53 @@ static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void
         return 0;
 }
 
-/* The cluster key for the links, or plaintext if the config says so (loudly). */
+/* The keys for the links, or plaintext if the config says so (loudly). */
 static int setup_links(struct daemon *d)
 {
         const char *addr = d->conf.role == ROLE_SERVER ? d->conf.servers[d->conf.self].address
                                                        : d->conf.peers[d->conf.self].address;
-        uint8_t key[DCHAT_KEY_BYTES];
-        char path[PATH_MAX], err[PATH_MAX + 256];
+        struct link_keys k;
+        char err[PATH_MAX + 256];
 
         if (d->conf.insecure_plaintext) {
-                net_set_security(&d->conf, NULL);
+                net_set_security(&d->conf, NULL, NULL);
                 log_event(EV_LINK_PLAINTEXT, NULL,
                           "insecure_plaintext = true: links to the other hosts are neither encrypted nor "
                           "authenticated; anyone who reaches %s can read the chat and forge its traffic", addr);
                 return 0;
         }
-        key_path(d->conf.key_file, path, sizeof path);
-        int r = key_load(path, key, err, sizeof err);
+        int r = read_link_keys(&d->conf, &k, err, sizeof err);
         if (r < 0) {
                 log_error("%s", err);
                 (void) sd_notifyf(false, "STATUS=%s\nERRNO=%d", err, -r);
+                link_keys_clear(&k);
                 return r;
         }
-        net_set_security(&d->conf, key);
-        explicit_bzero(key, sizeof key);
-        log_info("cluster links are encrypted and authenticated with the key in %s", path);
+        net_set_security(&d->conf, k.have_key ? k.key : NULL, k.have_sk ? k.sk : NULL);
+        log_link_keys(&k, conf_host_keys(&d->conf));
+        link_keys_clear(&k);
         return 0;
 }
 
 /* dchatd -t: say whether the links could start (the key is not the config: exit 0 either way). */
 static void print_links_check(const struct dchat_conf *c)
 {
-        uint8_t key[DCHAT_KEY_BYTES];
-        char path[PATH_MAX], err[PATH_MAX + 256];
+        struct link_keys k;
+        char err[PATH_MAX + 256], text[SECURE_PK_TEXT];
 
         if (c->insecure_plaintext) {
                 printf("links: in the clear (insecure_plaintext = true)\n");
                 return;
         }
-        key_path(c->key_file, path, sizeof path);
-        if (key_load(path, key, err, sizeof err) < 0)
+        if (read_link_keys(c, &k, err, sizeof err) < 0)
                 printf("links: encrypted, but dchatd will not start: %s\n", err);
+        else if (k.have_sk)
+                printf("links: encrypted, host key %s: OK (public key %s)%s%s%s\n", k.sk_path,
+                       secure_pk_text(k.sk + 32, text), k.have_key ? "; cluster key " : "; no cluster key",
+                       k.have_key ? k.key_path : "", k.have_key ? ": OK" : "");
         else
-                printf("links: encrypted, cluster key %s: OK\n", path);
-        explicit_bzero(key, sizeof key);
+                printf("links: encrypted, cluster key %s: OK\n", k.key_path);
+        link_keys_clear(&k);
 }
 
 static int on_exit_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)

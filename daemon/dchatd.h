@@ -41,6 +41,8 @@ struct node_conf {
         struct sockaddr_storage sa;     /* resolved */
         socklen_t salen;
         int line;                       /* where it was defined */
+        bool has_key;                   /* key = "...": its host key (issue 17) */
+        uint8_t key[32];                /* the Ed25519 public key (SECURE_PK_BYTES) */
 };
 
 struct dchat_conf {
@@ -58,6 +60,7 @@ struct dchat_conf {
         char control_socket[PATH_MAX];
         char state_directory[PATH_MAX];
         char key_file[PATH_MAX];        /* key_file; empty = DCHAT_DEFAULT_KEY_FILE */
+        char host_key_file[PATH_MAX];   /* host_key_file; empty = DCHAT_DEFAULT_HOST_KEY_FILE */
         bool insecure_plaintext;        /* insecure_plaintext, default false */
 
         /* tunables (changeable by reload) */
@@ -98,6 +101,11 @@ int conf_load(const char *path, const char *node, struct dchat_conf *c, char *er
 
 /* Which settings differ in a way that needs a restart; NULL if none. */
 const char *conf_restart_needed(const struct dchat_conf *old, const struct dchat_conf *new);
+
+/* How many members have a host key listed (key = "..."). */
+unsigned conf_host_keys(const struct dchat_conf *c);
+/* The member called name (server or peer), or NULL. */
+const struct node_conf *conf_node(const struct dchat_conf *c, const char *name);
 
 /* Writes a one-line summary of the effective configuration to the log. */
 void conf_log_summary(const struct dchat_conf *c);
@@ -295,11 +303,20 @@ struct conn *conn_new(sd_event *e, int fd, bool connecting, const struct conn_op
 int conn_connect(sd_event *e, const struct sockaddr *sa, socklen_t salen, const struct conn_ops *ops,
                  void *userdata, const char *label, const char *node, struct conn **ret);
 /*
- * Cluster links from now on: key (DCHAT_KEY_BYTES) for the handshake, or
- * NULL for plaintext.  conf (names, roles, handshake_timeout_ms,
- * max_handshakes, max_links_in) must outlive every connection.
+ * Cluster links from now on: the cluster key (DCHAT_KEY_BYTES) and this
+ * host's host key (SECURE_SK_BYTES), each NULL when not held; both NULL:
+ * plaintext.  conf (names, roles, host keys listed, handshake_timeout_ms,
+ * max_handshakes, max_links_in) must outlive every connection.  Called
+ * again at a reload (the keys are read again), then net_recheck_links().
  */
-void net_set_security(const struct dchat_conf *conf, const uint8_t *key);
+void net_set_security(const struct dchat_conf *conf, const uint8_t *key, const uint8_t *host_sk);
+/*
+ * After a reload: closes at once every open link the handshake would
+ * refuse now (a member whose listed key changed or went away, one that got
+ * in by the cluster key when this host no longer holds it), with
+ * link-auth-failed.
+ */
+void net_recheck_links(void);
 int conn_send(struct conn *c, const struct dchat_msg *msg);
 /*
  * Between conn_cork and conn_uncork, conn_send only queues: the frames go

@@ -44,6 +44,8 @@
 #include <sys/un.h>
 #include <time.h>
 
+#include <sodium.h>
+
 #include "dchatd.h"
 #include "secure.h"
 
@@ -83,7 +85,11 @@ struct noisy {
 static struct {
         const struct dchat_conf *conf;  /* NULL: not set up (unit tests): plaintext */
         bool plaintext;
+        bool have_key;                  /* the cluster key */
         uint8_t key[SECURE_KEY_BYTES];
+        bool have_sk;                   /* this host's host key */
+        uint8_t sk[SECURE_SK_BYTES];
+        struct conn *links;             /* every TCP link with a handshake (lnext) */
         unsigned n_pending_in;          /* inbound TCP links before their first frame */
         unsigned n_in;                  /* inbound TCP links */
         struct conn *pending_in;        /* the former, newest first */
@@ -104,6 +110,7 @@ struct conn {
         char addr[64];                  /* TCP: the other end's address */
         char expect[DCHAT_NAME_MAX + 1]; /* TCP_OUT: the node we dialed */
         struct secure *sec;             /* NULL: plaintext */
+        struct conn *lprev, *lnext;     /* in S.links when sec */
         struct wbuf raw;                /* received bytes not yet decrypted */
         bool pending;                   /* handshake (and, inbound, first frame) not done yet */
         struct conn *prev, *next;       /* in S.pending_in while pending (inbound) */
@@ -167,9 +174,23 @@ static void conn_heard(struct conn *c)
                 (void) sd_event_source_set_time(c->timer, c->created + S.conf->handshake_timeout_usec);
 }
 
+static void links_remove(struct conn *c)
+{
+        if (!c->sec)
+                return;
+        if (c->lnext)
+                c->lnext->lprev = c->lprev;
+        if (c->lprev)
+                c->lprev->lnext = c->lnext;
+        else if (S.links == c)
+                S.links = c->lnext;
+        c->lprev = c->lnext = NULL;
+}
+
 static void conn_free(struct conn *c)
 {
         conn_greeted(c);
+        links_remove(c);
         if (c->kind == CONN_TCP_IN)
                 S.n_in--;
         sd_event_source_disable_unref(c->resume_src);
@@ -358,7 +379,7 @@ void conn_refuse(int fd, const char *label, const char *fmt, ...)
 _printf_(2, 3)
 static void auth_failed(struct conn *c, const char *fmt, ...)
 {
-        char why[192];
+        char why[320];
         va_list ap;
 
         va_start(ap, fmt);
@@ -872,6 +893,81 @@ static int check_member(void *userdata, const char *name, uint8_t role, char *wh
         return -EPERM;
 }
 
+/* The host key the config lists for name (secure_key_fn). */
+static bool listed_key(void *userdata, const char *name, uint8_t pk[SECURE_PK_BYTES])
+{
+        const struct node_conf *n = conf_node(S.conf, name);
+
+        (void) userdata;
+        if (!n || !n->has_key)
+                return false;
+        memcpy(pk, n->key, SECURE_PK_BYTES);
+        return true;
+}
+
+/*
+ * Would the open link c be taken now, under the config and keys in force
+ * (after a reload)?  The same rule as the handshake's (secure.c,
+ * check_proof): a member whose key is listed must have proven exactly that
+ * key; anyone else must have got in by the cluster key, and we must still
+ * hold it.  Returns false with the reason in why.
+ */
+static bool link_still_ok(struct conn *c, char *why, size_t cap)
+{
+        const char *peer = secure_peer_name(c->sec);
+        uint8_t want[SECURE_PK_BYTES], have[SECURE_PK_BYTES];
+        char wtext[SECURE_PK_TEXT], htext[SECURE_PK_TEXT];
+        bool presented = secure_peer_key(c->sec, have);
+
+        if (check_member(c, peer, secure_peer_role(c->sec), why, cap) < 0)
+                return false;
+        if (presented)
+                secure_pk_text(have, htext);
+        if (listed_key(NULL, peer, want)) {
+                if (!presented) {
+                        snprintf(why, cap, "%s's host key is listed now (%s), and this link was opened without it",
+                                 peer, secure_pk_text(want, wtext));
+                        return false;
+                }
+                if (sodium_memcmp(want, have, sizeof want) != 0) {
+                        snprintf(why, cap, "%s proved host key %s, but the key listed for it now is %s", peer, htext,
+                                 secure_pk_text(want, wtext));
+                        return false;
+                }
+                return true;
+        }
+        if (!secure_used_cluster_key(c->sec)) {
+                snprintf(why, cap, "no host key is listed for %s any more (it proved %s), and it did not "
+                         "prove the cluster key", peer, presented ? htext : "none");
+                return false;
+        }
+        if (!S.have_key) {
+                snprintf(why, cap, "%s got in by the cluster key, which this host no longer holds%s%s", peer,
+                         presented ? "; its host key is not listed: " : "", presented ? htext : "");
+                return false;
+        }
+        return true;
+}
+
+void net_recheck_links(void)
+{
+        char why[256];
+        bool again = true;
+
+        /* a close may close or open other links (closed ops): start over after each */
+        while (again) {
+                again = false;
+                for (struct conn *c = S.links; c; c = c->lnext) {
+                        if (c->dead || !secure_is_open(c->sec) || link_still_ok(c, why, sizeof why))
+                                continue;
+                        auth_failed(c, "after the reload: %s", why);
+                        conn_close(c, -EPERM);
+                        again = true;
+                        break;
+                }
+        }
+}
+
 void net_set_member_hook(int (*hook)(void *userdata, const char *name, uint8_t role), void *userdata)
 {
         S.member_hook = hook;
@@ -925,11 +1021,17 @@ static struct conn *conn_create(sd_event *e, int fd, bool connecting, const stru
         if (!S.plaintext) {
                 const struct dchat_conf *conf = S.conf;
                 struct secure_params sp = {
-                        .key = S.key, .initiator = kind == CONN_TCP_OUT, .self = conf->node, .role = conf->role,
-                        .expect = kind == CONN_TCP_OUT ? expect : NULL, .check = check_member, .userdata = c,
+                        .key = S.have_key ? S.key : NULL, .host_sk = S.have_sk ? S.sk : NULL,
+                        .initiator = kind == CONN_TCP_OUT, .self = conf->node, .role = conf->role,
+                        .expect = kind == CONN_TCP_OUT ? expect : NULL, .check = check_member,
+                        .key_of = listed_key, .userdata = c,
                 };
                 if (secure_new(&sp, &c->sec) < 0)
                         goto fail;
+                c->lnext = S.links;
+                if (S.links)
+                        S.links->lprev = c;
+                S.links = c;
         }
         c->pending = true;
         if (kind == CONN_TCP_IN) {
@@ -985,12 +1087,20 @@ int conn_connect(sd_event *e, const struct sockaddr *sa, socklen_t salen, const 
         return 0;
 }
 
-void net_set_security(const struct dchat_conf *conf, const uint8_t *key)
+void net_set_security(const struct dchat_conf *conf, const uint8_t *key, const uint8_t *host_sk)
 {
         S.conf = conf;
-        S.plaintext = !key;
+        S.plaintext = !key && !host_sk;
+        S.have_key = key;
+        S.have_sk = host_sk;
         if (key)
                 memcpy(S.key, key, sizeof S.key);
+        else
+                sodium_memzero(S.key, sizeof S.key);
+        if (host_sk)
+                memcpy(S.sk, host_sk, sizeof S.sk);
+        else
+                sodium_memzero(S.sk, sizeof S.sk);
 }
 
 int conn_send(struct conn *c, const struct dchat_msg *msg)

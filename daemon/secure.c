@@ -212,6 +212,11 @@ bool secure_by_cluster_key(const struct secure *s)
         return s->state == S_OPEN && !s->peer_listed;
 }
 
+bool secure_used_cluster_key(const struct secure *s)
+{
+        return s->use_key;
+}
+
 const char *secure_pk_text(const uint8_t pk[SECURE_PK_BYTES], char buf[SECURE_PK_TEXT])
 {
         sodium_bin2base64(buf, SECURE_PK_TEXT, pk, SECURE_PK_BYTES, sodium_base64_VARIANT_ORIGINAL);

@@ -112,6 +112,8 @@ uint8_t secure_peer_role(const struct secure *s);
 bool secure_peer_key(const struct secure *s, uint8_t pk[SECURE_PK_BYTES]);
 /* The link is open, and the cluster key was part of its proof (no listed host key was). */
 bool secure_by_cluster_key(const struct secure *s);
+/* The cluster key is in the link's key schedule (both ends held it; version 1 always). */
+bool secure_used_cluster_key(const struct secure *s);
 
 /* A public key as dchat.conf(5) writes it (base64, 44 characters); buf holds SECURE_PK_TEXT. */
 #define SECURE_PK_TEXT          45

@@ -4,7 +4,10 @@
 # not theirs; a forged REPLY from a stranger; a man in the middle (tests/lib/mitm-proxy)
 # that flips a bit, replays, reorders, drops, truncates or injects a frame on a live link
 # between two peers, or alters the handshake; connections that stall in the handshake
-# (before and after its first message), and more of them than max_handshakes.  Every attack must end with the connection
+# (before and after its first message), and more of them than max_handshakes; then, with
+# host keys (issue 17): a member that proves its own key but claims another's name, in the
+# handshake or in HELLO; an unlisted key; the old cluster key (no downgrade); a member
+# whose key is removed by a reload (its links closed at once, refused after).  Every attack must end with the connection
 # closed, a link-auth-failed event naming the address and the reason, nothing acted
 # upon, and the cluster posting again afterwards.
 . "$(dirname "$0")/../lib/lib.sh"
@@ -238,6 +241,68 @@ is "$RC" 0 "the links already up carry on" || diag "$ERR"
 sed -i '/^max_links_in = 3;$/d' "$CONF"
 node_hup master
 wait_event master reloaded 2 5
+
+# --- host keys: which member, not just a member ------------------------------------------------------
+# every host gets a host key, then the keys are listed, then the cluster key goes (reloads)
+reload_all() {
+    local n c
+    for n in "${NODES[@]}"; do
+        c=$(count_events "$n" reloaded); node_hup "$n"
+        wait_event "$n" reloaded $((c + 1)) 10 || fail "$1: $n reloaded"
+    done
+}
+for n in "${NODES[@]}"; do hostkey_make "$n"; done
+HOSTKEYS=$(declare -p HOSTKEY)
+unset HOSTKEY; declare -A HOSTKEY=()
+reload_all "host keys made"
+eval "$HOSTKEYS"
+write_config
+reload_all "keys listed"
+mv "$KEY" "$T/cluster.key.old"
+reload_all "cluster key dropped"
+posts_work "the move to host keys"
+re() { printf '%s' "${1//+/\\+}"; }      # a key in a regex
+hostkey_make intruder "$T/intruder.key"; INTRUDER=${HOSTKEY[intruder]}; unset 'HOSTKEY[intruder]'
+bm=$(laf master)
+hello node1 > "$T/g"
+is "$("$SEND" -H "$T/node2/creds/host.key" -n node1 -t 3000 "$addr_m" < "$T/g" 2>/dev/null)" closed \
+   "node2's host key under node1's name: closed"
+refused master "$bm" "node1 presented host key $(re "${HOSTKEY[node2]}"), not the one listed for it \\($(re "${HOSTKEY[node1]}")\\)" \
+    "another member's name with one's own key"
+bm=$(laf master)
+is "$("$SEND" -H "$T/node2/creds/host.key" -n node2 -t 3000 "$addr_m" < "$T/g" 2>/dev/null)" closed \
+   "node2 proves its own key, then says HELLO node1: closed"
+refused master "$bm" "HELLO names 'node1' \\(peer\\), but the handshake proved 'node2'" "HELLO under another name, with host keys"
+bm=$(laf master)
+hello node2 > "$T/g"
+is "$("$SEND" -H "$T/intruder.key" -n node2 -t 3000 "$addr_m" < "$T/g" 2>/dev/null)" closed "an unlisted key as node2: closed"
+refused master "$bm" "node2 presented host key $(re "$INTRUDER"), not the one listed for it" "an unlisted key, named in the event"
+bm=$(laf master)
+is "$("$SEND" -k "$T/cluster.key.old" -n node2 -t 3000 "$addr_m" < "$T/g" 2>/dev/null)" closed \
+   "the old cluster key as node2: closed"
+refused master "$bm" "node2's host key is listed, but it offered a version 1 handshake \\(cluster key only\\): refused \\(no downgrade\\)" \
+    "no downgrade to the cluster key"
+# node2's key removed from the file, master and node1 reloaded: its links close at once
+saved=${HOSTKEY[node2]}
+unset 'HOSTKEY[node2]'
+write_config
+bm=$(laf master) b1=$(laf node1)
+for n in master node1; do c=$(count_events "$n" reloaded); node_hup "$n"; wait_event "$n" reloaded $((c + 1)) 10; done
+refused master "$bm" "after the reload: no host key is listed for node2 any more \\(it proved $(re "$saved")\\)" \
+    "a removed member: master closes its link at once"
+refused node1 "$b1" "after the reload: no host key is listed for node2 any more" "... and node1 too"
+bm=$(laf master)
+refused master "$bm" "node2 presented unlisted host key $(re "$saved"): no host key is listed for it, and this host has no cluster key" \
+    "... and refuses it when it comes back"
+run ctl node2 status --json
+like "$OUT" '"server_connected":false' "the removed member has no link to the server"
+N_POSTS=$((N_POSTS + 1))
+run ctl node1 post "post $N_POSTS on node1 without the removed member"
+is "$RC" 0 "the others post without it" || diag "$ERR"
+HOSTKEY[node2]=$saved
+write_config
+for n in master node1; do c=$(count_events "$n" reloaded); node_hup "$n"; wait_event "$n" reloaded $((c + 1)) 10; done
+posts_work "its key back"
 
 # --- and nothing was lost or forged ------------------------------------------------------------------
 run ctl node2 view

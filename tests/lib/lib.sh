@@ -296,6 +296,7 @@ _watchdog_start
 # --- ports and the configuration ---------------------------------------------------
 
 declare -A NODE_PID NODE_RC PORT
+declare -A HOSTKEY=()   # NODE -> its host key's public key, written as key = "..." in $CONF (hostkey_make)
 NODES=()            # master node1 node2 ...
 PEERS=()            # node1 node2 ...
 CONF=$T/dchat.conf
@@ -332,7 +333,8 @@ write_config() {
         printf '  servers = ( '
         for n in "${SERVERS[@]}"; do
             [ $first = 1 ] || printf ',\n              '
-            printf '{ name = "%s"; address = "127.0.0.1:%s"; }' "$n" "${PORT[$n]}"
+            printf '{ name = "%s"; address = "127.0.0.1:%s";%s }' "$n" "${PORT[$n]}" \
+                "${HOSTKEY[$n]:+ key = \"${HOSTKEY[$n]}\";}"
             first=0
         done
         echo " );"
@@ -340,7 +342,8 @@ write_config() {
         printf '  peers   = ( '
         for n in "${PEERS[@]}"; do
             [ $first = 1 ] || printf ',\n              '
-            printf '{ name = "%s"; address = "127.0.0.1:%s"; }' "$n" "${PORT[$n]}"
+            printf '{ name = "%s"; address = "127.0.0.1:%s";%s }' "$n" "${PORT[$n]}" \
+                "${HOSTKEY[$n]:+ key = \"${HOSTKEY[$n]}\";}"
             first=0
         done
         echo " );"
@@ -387,10 +390,22 @@ ctl_as() {
         "$DCHATCTL" -s "$(node_sock "$n")" "$@"
 }
 
-# node_start NAME [--no-wait]: start dchatd for NAME; wait until it answers `status`
+# hostkey_make NODE [FILE]: a new host key for NODE (default $T/NODE/creds/host.key, which
+# node_start hands it as $CREDENTIALS_DIRECTORY/host.key); HOSTKEY[NODE] = its public key.
+# write_config lists it.
+hostkey_make() {
+    local f=${2:-$T/$1/creds/host.key}
+    mkdir -p "$(dirname "$f")"
+    HOSTKEY[$1]=$("$DCHATCTL" keygen --host --force "$f" 2>/dev/null) || bail_out "dchatctl keygen --host $f failed"
+}
+
+# node_start NAME [--no-wait]: start dchatd for NAME; wait until it answers `status`.
+# $T/NAME/creds/ is its $CREDENTIALS_DIRECTORY (hostkey_make puts host.key there; there
+# is no cluster.key: key_file is read).
 node_start() {
     local n=$1 i
     node_alive "$n" && { diag "node_start $n: already running"; return 1; }
+    CREDENTIALS_DIRECTORY=$T/$n/creds \
     RUNTIME_DIRECTORY=$T/$n/run STATE_DIRECTORY=$T/$n/state DCHAT_LOG=${DCHAT_LOG:-stderr} \
         ${DCHAT_DAEMON_WRAPPER:-} "$DCHATD" -c "$CONF" -n "$n" </dev/null >>"$(node_log "$n")" 2>&1 &
     NODE_PID[$n]=$!

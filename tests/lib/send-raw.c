@@ -32,6 +32,10 @@
  *          see it.  A failed handshake prints its reason on stderr and "closed".
  * -S       with -k: in the server role (the handshake says so), for the
  *          questions servers ask each other (GROUP)
+ * -H HOSTKEYFILE -n NAME
+ *          the same with a host key (dchatctl keygen --host): the version 2
+ *          handshake, signed with it (and with -k, the cluster key as well);
+ *          whatever host key the other end presents is taken
  *
  * Exit status: 0 once connected (whatever happened next), 1 if it could not
  * connect or read its input, 2 on bad usage.  For tests only: loopback and
@@ -59,7 +63,7 @@ static struct wbuf raw;                 /* -k: received bytes not yet decrypted 
 
 static void usage(void)
 {
-        fprintf(stderr, "usage: send-raw [-t MS] [-o FILE] [-h] [-N] [-e TYPE] [-b SRC] [-k KEYFILE -n NAME [-S]] "
+        fprintf(stderr, "usage: send-raw [-t MS] [-o FILE] [-h] [-N] [-e TYPE] [-b SRC] [-k KEYFILE] [-H HOSTKEYFILE] [-n NAME [-S]] "
                         "HOST:PORT|/path/to/socket < bytes\n");
 }
 
@@ -227,18 +231,32 @@ static int drain(int fd, int out)
         }
 }
 
-/* -k: the handshake as initiator NAME; 0 once the link is open. */
-static int handshake(int fd, const char *keyfile, const char *name, long timeout_ms)
+/* -H: whatever host key the other end presents is the one "listed" */
+static bool any_key(void *ud, const char *name, uint8_t pk[SECURE_PK_BYTES])
 {
-        uint8_t key[DCHAT_KEY_BYTES];
+        (void) ud;
+        (void) name;
+        return sec && secure_peer_key(sec, pk);
+}
+
+/* -k, -H: the handshake as initiator NAME; 0 once the link is open. */
+static int handshake(int fd, const char *keyfile, const char *hostkeyfile, const char *name, long timeout_ms)
+{
+        uint8_t key[DCHAT_KEY_BYTES], sk[DCHAT_HOST_SK_BYTES];
         char err[512];
         struct wbuf out = {0}, plain = {0};
 
-        if (key_load(keyfile, key, err, sizeof err) < 0) {
+        if (keyfile && key_load(keyfile, key, err, sizeof err) < 0) {
                 fprintf(stderr, "send-raw: %s\n", err);
                 return -1;
         }
-        struct secure_params p = { .key = key, .initiator = true, .self = name, .role = role };
+        if (hostkeyfile && hostkey_load(hostkeyfile, sk, err, sizeof err) < 0) {
+                fprintf(stderr, "send-raw: %s\n", err);
+                return -1;
+        }
+        struct secure_params p = { .key = keyfile ? key : NULL, .host_sk = hostkeyfile ? sk : NULL,
+                                   .initiator = true, .self = name, .role = role,
+                                   .key_of = hostkeyfile ? any_key : NULL };
         if (secure_new(&p, &sec) < 0 || secure_start(sec, &out) < 0)
                 return -1;
         long long end = now_ms() + timeout_ms;
@@ -300,7 +318,7 @@ int main(int argc, char *argv[])
         long timeout_ms = 1000;
         const char *outfile = NULL;
         int half_close = 0, never_read = 0, stalled = 0, out = -1, fd, o, closed = 0, want_type = -1;
-        const char *keyfile = NULL, *name = NULL;
+        const char *keyfile = NULL, *hostkeyfile = NULL, *name = NULL;
 
         /* by hand: the Makefile's tool rule does not link libbsd, whose overlay renames getopt */
         for (o = 1; o < argc && argv[o][0] == '-' && argv[o][1]; o++) {
@@ -318,6 +336,8 @@ int main(int argc, char *argv[])
                         source = argv[++o];
                 else if (strcmp(argv[o], "-k") == 0 && o + 1 < argc)
                         keyfile = argv[++o];
+                else if (strcmp(argv[o], "-H") == 0 && o + 1 < argc)
+                        hostkeyfile = argv[++o];
                 else if (strcmp(argv[o], "-n") == 0 && o + 1 < argc)
                         name = argv[++o];
                 else if (strcmp(argv[o], "-S") == 0)
@@ -327,7 +347,7 @@ int main(int argc, char *argv[])
                         return 2;
                 }
         }
-        if (o != argc - 1 || timeout_ms < 0 || !keyfile != !name) {
+        if (o != argc - 1 || timeout_ms < 0 || (!keyfile && !hostkeyfile) != !name) {
                 usage();
                 return 2;
         }
@@ -341,7 +361,7 @@ int main(int argc, char *argv[])
         fd = connect_target(argv[o]);
         if (fd < 0)
                 return 1;
-        if (keyfile && handshake(fd, keyfile, name, timeout_ms) < 0) {
+        if (name && handshake(fd, keyfile, hostkeyfile, name, timeout_ms) < 0) {
                 puts("closed");
                 return 0;
         }

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "dchatd.h"
+#include "secure.h"
 #include "tap.h"
 
 static char conf_dir[PATH_MAX / 2];
@@ -138,6 +139,12 @@ static const struct bad bad[] = {
         { "bad-path-relative.conf", NULL, -EINVAL,
           ":7: control_socket must be an absolute path, not 'run/dchatd.sock'" },
         { "bad-path-too-long.conf", NULL, -ENAMETOOLONG, ":7: control_socket is too long (at most 107 bytes)" },
+        /* host keys */
+        { "bad-key-malformed.conf", NULL, -EINVAL,
+          ":7: bad key 'not a key' for node2: not a host's public key (44 characters of base64, as "
+          "`dchatctl keygen --host` or `dchatctl pubkey` print it)" },
+        { "bad-key-twice.conf", NULL, -EINVAL, ":8: the key of node2 is master's as well (line 3): each host has its own" },
+        { "bad-key-type.conf", NULL, -EINVAL, ":4: key in peer entry must be a string (in double quotes)" },
         /* -n NAME that is not in the file */
         { "good-minimal.conf", "node3", -ENOENT,
           ": this host 'node3' is in neither cluster.servers nor cluster.peers (use -n NAME or node = \"...\")" },
@@ -195,7 +202,7 @@ static bool in_bad_table(const char *name) {
 
 static const char *const good_files[] = {
         "good-minimal.conf", "good-full.conf", "good-int64.conf", "good-64-peers.conf", "good-three-servers.conf",
-        "good-two-servers.conf",
+        "good-two-servers.conf", "good-host-keys.conf",
 };
 
 static void test_all_fixtures_listed(void) {
@@ -438,6 +445,38 @@ static void test_hostname(void) {
         unlink(path);
 }
 
+/* host keys: parsed, and changeable by reload */
+static void test_host_keys(void) {
+        struct dchat_conf a, b;
+        uint8_t k1[32], k2[32];
+        char text[SECURE_PK_TEXT];
+
+        if (!load_ok(fixture("good-host-keys.conf"), NULL, &a) || !load_ok(fixture("good-minimal.conf"), NULL, &b))
+                return;
+        secure_pk_parse("0VICKz70jcmzokONLblIej+DBJ1jELWydlNd65vKBYM=", k1);
+        secure_pk_parse("t28VtTUkXNIJabttinKdo9Rj+k8Ji8dr6VTbuoprxH4=", k2);
+        ok(a.servers[0].has_key && memcmp(a.servers[0].key, k1, 32) == 0, "master's key");
+        ok(a.peers[0].has_key && memcmp(a.peers[0].key, k2, 32) == 0, "node1's key");
+        ok(!a.peers[1].has_key, "node2 has none");
+        is_int(conf_host_keys(&a), 2, "two keys listed");
+        is_int(conf_host_keys(&b), 0, "none in good-minimal.conf");
+        is_str(a.host_key_file, "/etc/dchat/node1.key", "host_key_file");
+        is_str(b.host_key_file, "", "host_key_file: default empty (the daemon's default)");
+        ok(conf_node(&a, "node1") == &a.peers[0] && conf_node(&a, "node9") == NULL, "conf_node");
+        is_str(secure_pk_text(a.peers[0].key, text), "t28VtTUkXNIJabttinKdo9Rj+k8Ji8dr6VTbuoprxH4=", "the key prints as written");
+
+        /* keys come and go by reload */
+        b = a;
+        b.peers[0].has_key = false;
+        is_str(conf_restart_needed(&a, &b), NULL, "a key removed: no restart");
+        b = a;
+        b.peers[1].has_key = true;
+        is_str(conf_restart_needed(&a, &b), NULL, "a key added: no restart");
+        b = a;
+        strcpy(b.host_key_file, "/etc/dchat/other.key");
+        is_str(conf_restart_needed(&a, &b), NULL, "host_key_file: no restart (read again on reload)");
+}
+
 /* conf_restart_needed ----------------------------------------------------------- */
 
 static void test_restart_needed(void) {
@@ -570,6 +609,7 @@ int main(void) {
         test_etc();
         test_hostname();
         test_restart_needed();
+        test_host_keys();
         test_cluster_digest();
         test_three_servers();
 
