@@ -6,8 +6,9 @@
 # between two peers, or alters the handshake; connections that stall in the handshake
 # (before and after its first message), and more of them than max_handshakes; then, with
 # host keys (issue 17): a member that proves its own key but claims another's name, in the
-# handshake or in HELLO; an unlisted key; the old cluster key (no downgrade); a member
-# whose key is removed by a reload (its links closed at once, refused after).  Every attack must end with the connection
+# handshake or in HELLO; an unlisted key; the old cluster key (no downgrade); a recorded
+# handshake played again; a member whose key is removed by a reload (its links closed at
+# once, refused after, its recorded handshake too).  Every attack must end with the connection
 # closed, a link-auth-failed event naming the address and the reason, nothing acted
 # upon, and the cluster posting again afterwards.
 . "$(dirname "$0")/../lib/lib.sh"
@@ -282,6 +283,14 @@ is "$("$SEND" -k "$T/cluster.key.old" -n node2 -t 3000 "$addr_m" < "$T/g" 2>/dev
    "the old cluster key as node2: closed"
 refused master "$bm" "node2's host key is listed, but it offered a version 1 handshake \\(cluster key only\\): refused \\(no downgrade\\)" \
     "no downgrade to the cluster key"
+# a handshake recorded on the wire (node2's own key, a HELLO) and played again: the
+# server's M2 is new, so the recorded M3 is no proof
+hello node2 > "$T/g"
+run "$SEND" -w "$T/recorded" -H "$T/node2/creds/host.key" -n node2 -t 1000 "$addr_m" < "$T/g"
+is "$RC $ERR" "0 " "node2's own key, recorded on the wire: the handshake goes through"
+bm=$(laf master)
+is "$("$SEND" -t 3000 "$addr_m" < "$T/recorded")" closed "the recorded handshake played again: closed"
+refused master "$bm" "node2's handshake proof does not verify" "a replayed handshake"
 # node2's key removed from the file, master and node1 reloaded: its links close at once
 saved=${HOSTKEY[node2]}
 unset 'HOSTKEY[node2]'
@@ -294,6 +303,9 @@ refused node1 "$b1" "after the reload: no host key is listed for node2 any more"
 bm=$(laf master)
 refused master "$bm" "node2 presented unlisted host key $(re "$saved"): no host key is listed for it, and this host has no cluster key" \
     "... and refuses it when it comes back"
+bm=$(laf master)
+is "$("$SEND" -t 3000 "$addr_m" < "$T/recorded")" closed "the recorded handshake of its old key played again: closed"
+refused master "$bm" "node2 presented unlisted host key $(re "$saved")" "a replayed handshake from a removed key"
 run ctl node2 status --json
 like "$OUT" '"server_connected":false' "the removed member has no link to the server"
 N_POSTS=$((N_POSTS + 1))

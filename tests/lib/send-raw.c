@@ -2,7 +2,7 @@
 /*
  * send-raw — throw bytes at a socket and see whether the other side hangs up.
  *
- *   send-raw [-t MS] [-o FILE] [-h] [-N] [-e TYPE] [-b SRC] [-k KEYFILE -n NAME] TARGET < BYTES
+ *   send-raw [-t MS] [-o FILE] [-h] [-N] [-e TYPE] [-b SRC] [-w FILE] [-k KEYFILE] [-H HOSTKEYFILE] [-n NAME] TARGET < BYTES
  *
  * TARGET is 127.0.0.1:PORT, [::1]:PORT or the absolute path of a UNIX stream
  * socket.  send-raw connects, sends all of standard input, then waits up to
@@ -36,6 +36,9 @@
  *          the same with a host key (dchatctl keygen --host): the version 2
  *          handshake, signed with it (and with -k, the cluster key as well);
  *          whatever host key the other end presents is taken
+ * -w FILE  write every byte sent (with -k/-H: the handshake messages and the
+ *          encrypted records as they went on the wire) to FILE, to be played
+ *          again later without the keys
  *
  * Exit status: 0 once connected (whatever happened next), 1 if it could not
  * connect or read its input, 2 on bad usage.  For tests only: loopback and
@@ -63,11 +66,21 @@ static struct wbuf raw;                 /* -k: received bytes not yet decrypted 
 
 static void usage(void)
 {
-        fprintf(stderr, "usage: send-raw [-t MS] [-o FILE] [-h] [-N] [-e TYPE] [-b SRC] [-k KEYFILE] [-H HOSTKEYFILE] [-n NAME [-S]] "
+        fprintf(stderr, "usage: send-raw [-t MS] [-o FILE] [-h] [-N] [-e TYPE] [-b SRC] [-w FILE] [-k KEYFILE] [-H HOSTKEYFILE] [-n NAME [-S]] "
                         "HOST:PORT|/path/to/socket < bytes\n");
 }
 
 static const char *source;              /* -b */
+static int wire = -1;                   /* -w: a copy of every byte sent */
+
+/* send(2), and a copy to the -w file */
+static ssize_t send_copy(int fd, const void *p, size_t n)
+{
+        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+        if (w > 0 && wire >= 0 && write(wire, p, (size_t) w) != w)
+                perror("send-raw: -w");
+        return w;
+}
 
 static int connect_target(const char *target)
 {
@@ -213,7 +226,7 @@ static int drain(int fd, int out)
                         }
                         wbuf_consume(&raw, used);
                         if (answer.len > 0)
-                                (void) send(fd, answer.data, answer.len, MSG_NOSIGNAL);
+                                (void) send_copy(fd, answer.data, answer.len);
                         wbuf_free(&answer);
                         p = (const char *) plain.data;
                         n = (ssize_t) plain.len;
@@ -262,7 +275,7 @@ static int handshake(int fd, const char *keyfile, const char *hostkeyfile, const
         long long end = now_ms() + timeout_ms;
         while (!secure_is_open(sec)) {
                 if (out.len > 0) {
-                        if (send(fd, out.data, out.len, MSG_NOSIGNAL) != (ssize_t) out.len)
+                        if (send_copy(fd, out.data, out.len) != (ssize_t) out.len)
                                 return -1;
                         wbuf_reset(&out);
                 }
@@ -286,7 +299,7 @@ static int handshake(int fd, const char *keyfile, const char *hostkeyfile, const
                 }
                 wbuf_consume(&raw, used);
         }
-        if (out.len > 0 && send(fd, out.data, out.len, MSG_NOSIGNAL) != (ssize_t) out.len)
+        if (out.len > 0 && send_copy(fd, out.data, out.len) != (ssize_t) out.len)
                 return -1;
         wbuf_free(&out);
         wbuf_free(&plain);
@@ -336,7 +349,13 @@ int main(int argc, char *argv[])
                         source = argv[++o];
                 else if (strcmp(argv[o], "-k") == 0 && o + 1 < argc)
                         keyfile = argv[++o];
-                else if (strcmp(argv[o], "-H") == 0 && o + 1 < argc)
+                else if (strcmp(argv[o], "-w") == 0 && o + 1 < argc) {
+                        wire = open(argv[++o], O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+                        if (wire < 0) {
+                                fprintf(stderr, "send-raw: %s: %s\n", argv[o], strerror(errno));
+                                return 1;
+                        }
+                } else if (strcmp(argv[o], "-H") == 0 && o + 1 < argc)
                         hostkeyfile = argv[++o];
                 else if (strcmp(argv[o], "-n") == 0 && o + 1 < argc)
                         name = argv[++o];
@@ -396,7 +415,7 @@ int main(int argc, char *argv[])
                         n = (ssize_t) sealed.len;
                 }
                 for (ssize_t off = 0; off < n && !closed;) {
-                        ssize_t w = send(fd, data + off, (size_t) (n - off), MSG_NOSIGNAL);
+                        ssize_t w = send_copy(fd, data + off, (size_t) (n - off));
                         if (w < 0 && errno == EINTR)
                                 continue;
                         if (w < 0 && never_read && (errno == EAGAIN || errno == EWOULDBLOCK)) {
