@@ -145,6 +145,13 @@ ok "master closes its link with node1's old key at once" wait_event master link-
 like "$(events master link-auth-failed | sed -n "$((b + 1))p" | ev_field msg)" \
     "after the reload: node1 proved host key ${old//+/\\+}, but the key listed for it now is ${new//+/\\+}" \
     "... naming the key it proved and the one listed"
+# node1's own reload is refused meanwhile: the key it holds is not the one listed now
+pid1=$(node_pid node1)
+node_hup node1
+ok "node1's reload is refused: its key is not the listed one" wait_for -t 10 grep -q \
+    "reload refused: the host key in $T/node1/creds/host.key (public key [^ ]*) is not the one the config lists for node1 .*; keeping the running configuration and keys" \
+    "$(node_log node1)"
+is "$(node_pid node1)" "$pid1" "... and node1 runs on"
 node_stop node1
 mv "$T/node1.new.key" "$T/node1/creds/host.key"
 node_start node1
