@@ -13,6 +13,14 @@
  *   (forward secrecy), and each connection has its own record keys.
  * - The responder proves first (M2), the initiator last (M3); each side
  *   checks the other's proof before it accepts or sends any frame.
+ * - Version 2 (host keys) is SIGMA: the cluster key shows only that a host
+ *   is a member, so each host also signs the transcript with its own
+ *   Ed25519 key, whose public half the config lists under its name.  The
+ *   signature covers both static keys and both ephemeral keys (no
+ *   unknown-key-share, no replay), carries a label per role (no
+ *   reflection), and sits under the DH-keyed MAC (the identity is bound
+ *   to this session).  The version and flags are in the transcript, and
+ *   a listed member is held to its key whatever it offers (no downgrade).
  * - Records: ChaCha20-Poly1305 (IETF) with one key per direction and the
  *   record counter as nonce, the length header as associated data.  A
  *   replayed, reordered, dropped-in-the-middle, altered or reflected record
