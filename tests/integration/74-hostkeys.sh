@@ -5,7 +5,8 @@
 # reloads only (host keys, then the public keys in the config, then the cluster key
 # dropped), with posts going on throughout and no restart; afterwards the old cluster key
 # and version 1 are refused; then one host's key rotated under load (its new public key
-# everywhere, reload, the host restarts with it): nothing acknowledged is lost.
+# everywhere, reload, the host restarts with it): nothing acknowledged is lost; last, a
+# server group (Raft links) on host keys alone.
 . "$(dirname "$0")/../lib/lib.sh"
 need_root
 need_cmd stat
@@ -182,5 +183,19 @@ is "$missing" 0 "every acknowledged post ($(grep -c '^ok' "$T/load.out")) is in 
 is "$(grep -c '^fail r-' "$T/load.out")" 0 "no post on node2 failed during the rotation"
 ctl node2 view --json > "$T/log.json"
 like "$(check_fences "$T/log.json")" "^ok [0-9]+ entries" "the log's seqs have no gap and its fences increase"
+
+# --- a server group on host keys alone: the Raft links use the same handshake -----------------------------
+for n in "${NODES[@]}"; do node_alive "$n" && node_stop "$n"; done
+rm -rf "$T"/master* "$T"/node*
+HOSTKEY=()
+for n in master master2 master3 node1 node2; do hostkey_make "$n"; done
+N_SERVERS=3 NO_CLUSTER_KEY=1 cluster_start 2 'reconnect_max_ms = 300;'
+ok "a group of three servers and two peers, host keys only, no cluster key: linked" wait_connected 20
+is "$(grep -a -c 'proves itself with the host key.*no cluster key; 5 members. host keys listed' "$T"/master*.log "$T"/node*.log | \
+      awk -F: '{ s += $2 } END { print s }')" 5 "... every node runs on its host key alone"
+run ctl node1 post "a group on host keys"
+is "$RC" 0 "a post in the group" || diag "$ERR"
+run ctl node2 view
+like "$OUT" "a group on host keys" "... and it is in the log"
 
 done_testing
