@@ -444,6 +444,8 @@ static void print_links_check(const struct dchat_conf *c)
                 printf("links: in the clear (insecure_plaintext = true)\n");
                 return;
         }
+        /* how far a move to host keys has come: with all listed the cluster key lets no one in */
+        printf("host keys listed: %u of %u members\n", conf_host_keys(c), c->n_servers + c->n_peers);
         if (read_link_keys(c, &k, err, sizeof err) < 0)
                 printf("links: encrypted, but dchatd will not start: %s\n", err);
         else if (k.have_sk)
