@@ -382,6 +382,7 @@ static void test_v2_good(void)
 {
         struct end i, r;
         unsigned all = 0xf;
+        uint8_t text_pk[SECURE_PK_BYTES];
 
         /* host keys only, no cluster key */
         end_v2(&i, NULL, hosts[0].sk, true, "node1", "node2", &all);
@@ -427,6 +428,25 @@ static void test_v2_good(void)
            secure_error(i.s), secure_error(r.s));
         ok(secure_by_cluster_key(i.s) && !secure_by_cluster_key(r.s),
            "the initiator took node2 by the cluster key, node2 took node1 by its host key");
+        end_free(&i);
+        end_free(&r);
+
+        /* a host without a host key (it speaks version 1, as an older dchatd
+         * does) and one with a host key that lists nobody: version 1; the other
+         * way round version 2 (this dchatd understands it), by the cluster key */
+        end_new(&i, key_a, true, "node1", "node2");
+        end_v2(&r, key_a, hosts[1].sk, false, "node2", NULL, &none);
+        handshake(&i, &r);
+        ok(secure_is_open(i.s) && secure_is_open(r.s) && !secure_peer_key(i.s, text_pk),
+           "a version 1 initiator, a responder with a host key: version 1 (%s)", secure_error(r.s));
+        end_free(&i);
+        end_free(&r);
+        end_v2(&i, key_a, hosts[0].sk, true, "node1", "node2", &none);
+        end_new(&r, key_a, false, "node2", NULL);
+        handshake(&i, &r);
+        ok(secure_is_open(i.s) && secure_is_open(r.s) && secure_by_cluster_key(i.s) && secure_by_cluster_key(r.s) &&
+           peer_key_is(&r, &hosts[0]), "an initiator with a host key, a responder with the cluster key only: "
+           "version 2, both in by the cluster key (%s)", secure_error(i.s));
         end_free(&i);
         end_free(&r);
 
