@@ -34,6 +34,7 @@ struct catchup {
         unsigned n;
         struct dchat_entry scratch;     /* decode target of other frames */
         uint64_t fetched;               /* entries stored so far */
+        uint64_t fetched_to;            /* the last one's seq */
         uint64_t started;               /* CLOCK_MONOTONIC usec */
         sd_event_source *retry;
         char why[160];                  /* why the last source failed */
@@ -105,7 +106,9 @@ static int cu_frame(struct conn *c, uint8_t type, const uint8_t *payload, size_t
                         }
                         cu->store_error = 0;
                         cu->store_backoff = 0;
-                        cu->fetched += cu->n;
+                        cu->fetched += (unsigned) r;    /* (the first page's first entry was ours) */
+                        if (r > 0)
+                                cu->fetched_to = cu->page[cu->n - 1].seq;
                 } else if (!m.view_end.done) {
                         snprintf(cu->why, sizeof cu->why, "it has not got the entries yet");
                         return -EAGAIN;
@@ -117,8 +120,8 @@ static int cu_frame(struct conn *c, uint8_t type, const uint8_t *payload, size_t
                          (unsigned long long) m.damaged.first_seq, (unsigned long long) m.damaged.last_seq);
                 return -EIO;
         case MSG_ERROR:
-                if (dchat_str_copy(cu->why, sizeof cu->why, m.error.text) < 0)
-                        strlcpy(cu->why, "it refused", sizeof cu->why);
+                /* another server's words, quoted: they go into this server's log lines */
+                log_quote(cu->why, sizeof cu->why, m.error.text.p, m.error.text.len);
                 return -EIO;
         default:
                 snprintf(cu->why, sizeof cu->why, "an unexpected %s frame", proto_type_name(type));
@@ -244,8 +247,10 @@ void catchup_tick(struct catchup *cu, const char *leader)
 }
 
 /* Entries fetched since the replica fell behind, and for how long (statistics, events). */
-uint64_t catchup_fetched(const struct catchup *cu, uint64_t *usec)
+uint64_t catchup_fetched(const struct catchup *cu, uint64_t *usec, uint64_t *last_seq)
 {
+        if (last_seq)
+                *last_seq = cu ? cu->fetched_to : 0;
         if (usec)
                 *usec = cu && cu->started ? now_usec() - cu->started : 0;
         return cu ? cu->fetched : 0;
@@ -259,7 +264,7 @@ int catchup_store_error(const struct catchup *cu)
 void catchup_reset(struct catchup *cu)
 {
         if (cu) {
-                cu->fetched = 0;
+                cu->fetched = cu->fetched_to = 0;
                 cu->started = 0;
         }
 }

@@ -274,8 +274,11 @@ static void verify_done_cb(void *userdata, const struct dchat_msg *answer)
         struct dchat_msg m = *answer;
 
         m.tag = cl->vjob_tag;
-        if (m.type == MSG_ERROR)
-                log_warning("%s: verify failed: %.*s", conn_label(cl->c), (int) m.error.text.len, m.error.text.p);
+        if (m.type == MSG_ERROR) {
+                char text[DCHAT_ERROR_MAX];
+                log_warning("%s: verify failed: %s", conn_label(cl->c),
+                            log_quote(text, sizeof text, m.error.text.p, m.error.text.len));
+        }
         else if (m.verify_reply.differ)
                 log_warning("%s: verify: the servers' logs differ at seq %llu", conn_label(cl->c),
                             (unsigned long long) m.verify_reply.seq);

@@ -660,7 +660,8 @@ int fsm_mark_last(struct fsm *f, struct fsm_mark *m);
 /*
  * CATCHUP: the entries from..to->seq are wanted (true), to be given in order
  * to fsm_feed.  The first page starts with this log's own last entry, which
- * must be the group's (else DIVERGED).
+ * must be the group's (else DIVERGED).  fsm_feed returns how many entries it
+ * stored (that first one is not stored again), or a negative errno.
  */
 bool fsm_catchup(const struct fsm *f, uint64_t *from, struct fsm_mark *to);
 int fsm_feed(struct fsm *f, struct dchat_entry *e, unsigned n);
@@ -722,7 +723,7 @@ void catchup_reconf(struct catchup *cu, const struct dchat_conf *conf);
 /* Fetch from another server (the leader, if named and not us) when the state machine waits for entries. */
 void catchup_tick(struct catchup *cu, const char *leader);
 /* Entries fetched since it started, and for how long. */
-uint64_t catchup_fetched(const struct catchup *cu, uint64_t *usec);
+uint64_t catchup_fetched(const struct catchup *cu, uint64_t *usec, uint64_t *last_seq);
 /* Storing fetched entries failed here (a full disk: -errno; 0: no): it is tried again, later. */
 int catchup_store_error(const struct catchup *cu);
 void catchup_reset(struct catchup *cu);

@@ -578,7 +578,7 @@ int fsm_feed(struct fsm *f, struct dchat_entry *e, unsigned n)
         if (n && last && !f->prefix_checked)
                 return -EBADMSG;        /* the first page must start with our last entry */
         if (n == 0)
-                return 0;
+                return 0;       /* (the first page held only our own last entry) */
         for (unsigned i = 0; i < n; i++)
                 if (e[i].seq != chatlog_last_seq(f->log) + 1 + i || e[i].seq > f->target.seq)
                         return -EBADMSG;        /* not the next entries we need */
@@ -605,7 +605,7 @@ int fsm_feed(struct fsm *f, struct dchat_entry *e, unsigned n)
                 enter(f, FSM_READY);
                 (void) fsm_drain(f);    /* what came meanwhile (a failed write: fsm_apply_error) */
         }
-        return 0;
+        return (int) n;
 }
 
 uint64_t fsm_applied(const struct fsm *f)

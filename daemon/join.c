@@ -365,8 +365,7 @@ static int gask_frame(struct conn *c, uint8_t type, const uint8_t *payload, size
         if (m.tag != q->tag || !q->waiting)
                 return 0;               /* an answer to a question given up */
         if (type == MSG_ERROR) {
-                if (dchat_str_copy(why, sizeof why, m.error.text) < 0)
-                        strlcpy(why, "it refused", sizeof why);
+                log_quote(why, sizeof why, m.error.text.p, m.error.text.len);  /* (into log lines) */
                 q->closing = true;
                 gask_deliver(q, NULL, why);
                 return gask_gone(q) ? -ECANCELED : -EIO;

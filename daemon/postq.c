@@ -492,8 +492,7 @@ int postq_answer(struct peer *p, uint8_t type, const struct dchat_msg *m)
                  * committed: the new leader may hold it).  It goes again, with its post id,
                  * once we link to the leader, which the server's LEADER names. */
                 char text[DCHAT_ERROR_MAX];
-                if (dchat_str_copy(text, sizeof text, m->error.text) < 0)
-                        strlcpy(text, "not the leader", sizeof text);
+                log_quote(text, sizeof text, m->error.text.p, m->error.text.len);  /* a server's words */
                 log_info("post by %s not taken by %s: %s; it goes again to the group's leader", r->e.author,
                          uplink_server_name(p), text);
                 r->append_tag = 0;

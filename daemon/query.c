@@ -210,7 +210,9 @@ static void gstat_frame(void *userdata, unsigned i, const struct dchat_msg *m)
         char text[DCHAT_ERROR_MAX];
 
         if (m->type == MSG_ERROR) {
-                snprintf(text, sizeof text, "it answered: %.*s", (int) m->error.text.len, m->error.text.p);
+                char q[DCHAT_ERROR_MAX];
+                snprintf(text, sizeof text, "it answered: %s", log_quote(q, sizeof q, m->error.text.p,
+                                                                         m->error.text.len));
                 gstat_answered(g, i, false, text);
                 return;
         }

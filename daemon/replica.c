@@ -1272,12 +1272,13 @@ static void watch(void *userdata)
                                   "group's snapshot: fetching the entries it lacks from another server",
                                   (unsigned long long) chatlog_last_seq(rep->log));
                 else if (rep->fsm_state == FSM_CATCHUP) {
-                        uint64_t usec, n = catchup_fetched(rep->cu, &usec);
+                        uint64_t usec, to, n = catchup_fetched(rep->cu, &usec, &to);
+                        /* (what waited meanwhile is applied at once: the chat log may end past 'to') */
                         log_event(EV_REPLICA_CAUGHT_UP, &(struct event_fields) { .seq = chatlog_last_seq(rep->log) },
                                   "this server caught up with the group at seq %llu: %llu entries fetched in %llu ms "
-                                  "(%llu entries/s)", (unsigned long long) chatlog_last_seq(rep->log),
+                                  "(%llu entries/s), up to seq %llu", (unsigned long long) chatlog_last_seq(rep->log),
                                   (unsigned long long) n, (unsigned long long) (usec / USEC_PER_MSEC),
-                                  (unsigned long long) (usec ? n * USEC_PER_SEC / usec : 0));
+                                  (unsigned long long) (usec ? n * USEC_PER_SEC / usec : 0), (unsigned long long) to);
                         catchup_reset(rep->cu);
                         uvloop_kick(rep->uv);   /* fsm_feed applied what waited: libraft may go on */
                         if (rep->trouble_since && !catchup_store_error(rep->cu))

@@ -42,6 +42,12 @@ CAUGHT=$(events "$F" replica-caught-up | ev_field msg | tail -n 1)
 note "$F: $CAUGHT"
 like "$CAUGHT" "caught up with the group at seq [0-9]+: [0-9]+ entries fetched in [0-9]+ ms \\([0-9]+ entries/s\\)" \
     "the event says how many entries were fetched, how fast"
+BEHIND=$(events "$F" replica-behind | ev_field msg | tail -n 1)
+from=$(sed -nE 's/.*chat log ends at seq ([0-9]+).*/\1/p' <<< "$BEHIND")
+upto=$(sed -nE 's/.*caught up with the group at seq [0-9]+: [0-9]+ entries fetched .*, up to seq ([0-9]+)$/\1/p' <<< "$CAUGHT")
+nfetched=$(sed -nE 's/.*caught up with the group at seq [0-9]+: ([0-9]+) entries fetched.*/\1/p' <<< "$CAUGHT")
+is "$nfetched" "$(( ${upto:-0} - ${from:-0} ))" \
+    "the count is the entries it lacked, after seq $from up to $upto (its own last entry, checked, is not counted)"
 # and it applies what the group commits from then on: it follows the leader's log
 _follows() { [ "$(last_seq "$F")" -ge "$1" ]; }
 s=$(last_seq "$L")

@@ -306,23 +306,25 @@ static int feed_from(struct replica_t *to, struct replica_t *from)
         struct fsm_mark target;
         struct chatlog_cursor cur;
         struct dchat_entry *page = calloc(7, sizeof *page);
-        int r = 0;
+        int r = 0, stored = 0;
 
-        while (r == 0 && fsm_catchup(to->fsm, &next, &target)) {
+        while (r >= 0 && fsm_catchup(to->fsm, &next, &target)) {
                 unsigned n = 0;
                 if (chatlog_seek(from->log, next, &cur) < 0)
                         break;
                 while (n < 7 && cur.seq <= target.seq && chatlog_next(from->log, &cur, &page[n]) == 0)
                         n++;
                 r = fsm_feed(to->fsm, page, n);
+                if (r > 0)
+                        stored += r;
         }
         free(page);
-        return r;
+        return r < 0 ? r : stored;
 }
 
 static void test_snapshots(void)
 {
-        struct replica_t a, empty, same, other;
+        struct replica_t a, empty, same, other, shorter;
         struct raft_buffer b, *snap;
         struct dchat_entry e;
         unsigned n_snap;
@@ -330,11 +332,14 @@ static void test_snapshots(void)
 
         replica_open(&a, "snap-a");
         replica_open(&other, "snap-other");
+        replica_open(&shorter, "snap-shorter");
         for (unsigned i = 1; i <= 50; i++) {
                 snprintf(text, sizeof text, "a %u", i);
                 mk(&e, i, "node1", 0, POST_ID(3, i), text);
                 fsm_encode_batch(&e, 1, &b);
                 apply(&a, &b);
+                if (i <= 30)
+                        apply(&shorter, &b);
                 if (i <= 20) {
                         if (i == 20)
                                 mk(&e, i, "node1", 0, POST_ID(3, i), "another text");
@@ -383,7 +388,7 @@ static void test_snapshots(void)
         mk(&e, 7, "node1", 0, POST_ID(3, 7), "not the next one");
         e.seq = 7;
         is_int(fsm_feed(empty.fsm, &e, 1), -EBADMSG, "fed an entry that is not the next: refused");
-        is_int(feed_from(&empty, &same), 0, "fed the 50 entries from a replica that holds them");
+        is_int(feed_from(&empty, &same), 50, "fed the 50 entries from a replica that holds them (50 stored)");
         is_int(fsm_state(empty.fsm, NULL), FSM_READY, "... then READY");
         ok(fsm_waiting(empty.fsm) == 0 && chatlog_last_seq(empty.log) == 51,
            "... and the two commands that waited are applied: post 1 found stored, post 51 stored as seq 51");
@@ -395,6 +400,12 @@ static void test_snapshots(void)
         ok(!strcmp(d1, d2), "... holding the same log as a replica that applied them in turn");
         free(d1);
         free(d2);
+
+        RESTORE(&shorter);
+        is_int(feed_from(&shorter, &same), 20, "a log that holds seqs 1 to 30: 20 entries stored (the page's first, "
+               "its own seq 30, checked, not counted)");
+        ok(fsm_state(shorter.fsm, NULL) == FSM_READY && chatlog_last_seq(shorter.log) == 50, "... READY at seq 50");
+        replica_close(&shorter);
 
         RESTORE(&other);
         const char *why = NULL;
@@ -615,7 +626,7 @@ static void test_fixture(void)
                 bool all = true;
                 raft_fixture_step_until_elapsed(&f, 50);
                 for (unsigned k = 0; k < N; k++) {
-                        if (fsm_state(R[k].fsm, NULL) == FSM_CATCHUP && feed_from(&R[k], &R[l3]) == 0)
+                        if (fsm_state(R[k].fsm, NULL) == FSM_CATCHUP && feed_from(&R[k], &R[l3]) >= 0)
                                 caught++;
                         all &= raft_last_applied(raft_fixture_get(&f, k)) >= want;
                 }
