@@ -50,7 +50,7 @@ TEST_DEBS  := perl systemd iproute2 mandoc valgrind debootstrap systemd-containe
               libnetfilter-queue-dev tmux gnuplot-nox clang libclang-rt-14-dev strace tcpdump file libxml2-utils
 
 # Everything but main: linked into dchatd and into the unit tests.
-DAEMON_OBJS := daemon/proto.o daemon/conf.o daemon/log.o daemon/net.o daemon/ra.o daemon/vclock.o daemon/fd.o \
+DAEMON_OBJS := daemon/proto.o daemon/conf.o daemon/log.o daemon/net.o daemon/ra.o daemon/cm.o daemon/tk.o daemon/vclock.o daemon/fd.o \
                daemon/chatlog.o daemon/chatidx.o daemon/server.o daemon/peer.o daemon/mesh.o daemon/uplink.o daemon/postq.o daemon/fanout.o daemon/control.o daemon/secure.o \
                daemon/key.o daemon/incarnation.o daemon/uvloop.o daemon/fsm.o daemon/transport.o daemon/replica.o \
                daemon/catchup.o daemon/verify.o daemon/query.o daemon/join.o daemon/members.o daemon/ring.o daemon/gather.o daemon/presence.o

@@ -110,6 +110,16 @@ void mesh_run_actions_why(struct peer *p, const struct ra_actions *acts, const c
                 case RA_WITHDRAW:
                         log_info("request %llu withdrawn%s", (unsigned long long) a->ts, why ? why : "");
                         break;
+                case RA_QUEUED:
+                case RA_SEND_TOKEN:
+                case RA_SEND_RELEASE:
+                case RA_SEND_PROBE:
+                case RA_SEND_ANSWER:
+                case RA_SEND_END:
+                case RA_REGENERATED:
+                case RA_DROPPED:
+                        /* central and token only: not run by the daemon yet (ra_set_algo is never called) */
+                        break;
                 }
         }
 }

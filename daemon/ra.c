@@ -1,44 +1,94 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * ra.c — Ricart–Agrawala (1981) with Lamport clocks.  Pure: no I/O, no
- * time, no allocation; every step reports what the caller must do.
+ * ra.c — Ricart–Agrawala (1981) with Lamport clocks, and what every DME
+ * machine of ra.h shares: the clock, the entry, the calls that dispatch to
+ * the algorithm that runs (cm.c, tk.c).  Pure: no I/O, no time, no
+ * allocation; every step reports what the caller must do.
  */
+#include <errno.h>
 #include <string.h>
 
-#include "ra.h"
+#include "ra-impl.h"
 
-#define BIT(i) (UINT64_C(1) << (i))
+#define BIT(i) RA_BIT(i)
+
+static const char *const algo_names[_DME_MAX] = {
+        [DME_RICART_AGRAWALA] = "ricart-agrawala",
+        [DME_CENTRAL] = "central",
+        [DME_TOKEN] = "token",
+};
+
+const char *dme_algo_name(enum dme_algo a)
+{
+        return (unsigned) a < _DME_MAX ? algo_names[a] : "?";
+}
+
+int dme_algo_parse(const char *s, enum dme_algo *a)
+{
+        for (unsigned i = 0; i < _DME_MAX; i++)
+                if (!strcmp(s, algo_names[i])) {
+                        *a = (enum dme_algo) i;
+                        return 0;
+                }
+        return -EINVAL;
+}
 
 /* Every action is an event of this node: it counts in the own vector-clock component. */
-static void emit(struct ra *ra, struct ra_actions *out, enum ra_action_kind kind, unsigned peer, uint64_t ts)
+struct ra_action *ra_emit(struct ra *ra, struct ra_actions *out, enum ra_action_kind kind, unsigned peer,
+                          uint64_t ts)
 {
         uint64_t vt = vclock_tick(&ra->vc, ra->self);
 
-        if (out->n < RA_ACTIONS_MAX)
-                out->a[out->n++] = (struct ra_action) { kind, peer, ts, ra->clock, vt };
+        if (out->n >= RA_ACTIONS_MAX)
+                return &out->a[RA_ACTIONS_MAX - 1];     /* cannot happen (RA_ACTIONS_MAX); never write past */
+        out->a[out->n] = (struct ra_action) { kind, peer, ts, ra->clock, vt, 0 };
+        return &out->a[out->n++];
+}
+
+static void emit(struct ra *ra, struct ra_actions *out, enum ra_action_kind kind, unsigned peer, uint64_t ts)
+{
+        (void) ra_emit(ra, out, kind, peer, ts);
 }
 
 /* A local step.  The clock saturates instead of wrapping to 0 (the callers
  * bound what they take in, proto.h: this is the last line of defence). */
-static void tick(struct ra *ra)
+void ra_tick(struct ra *ra)
 {
         if (ra->clock < UINT64_MAX)
                 ra->clock++;
 }
 
+static void tick(struct ra *ra)
+{
+        ra_tick(ra);
+}
+
 /* Lamport: a receive moves the clock past the sender's. */
-static void clock_recv(struct ra *ra, uint64_t t)
+void ra_clock_recv(struct ra *ra, uint64_t t)
 {
         if (t > ra->clock)
                 ra->clock = t;
         tick(ra);
 }
 
+static void clock_recv(struct ra *ra, uint64_t t)
+{
+        ra_clock_recv(ra, t);
+}
+
 void ra_init(struct ra *ra, unsigned n, unsigned self, const char *const *names)
 {
-        *ra = (struct ra) { .n = n, .self = self, .names = names, .state = RA_RELEASED };
+        *ra = (struct ra) { .algo = DME_RICART_AGRAWALA, .n = n, .self = self, .names = names,
+                            .state = RA_RELEASED };
         vclock_init(&ra->vc, n);
         vclock_init(&ra->enter_vc, n);
+}
+
+void ra_set_algo(struct ra *ra, enum dme_algo algo)
+{
+        ra->algo = algo < _DME_MAX ? algo : DME_RICART_AGRAWALA;
+        if (ra->algo == DME_TOKEN)
+                tk_init(ra);
 }
 
 void ra_set_vclock_base(struct ra *ra, uint64_t base)
@@ -66,19 +116,31 @@ bool ra_precedes(const struct ra *ra, uint64_t ts_a, unsigned a, uint64_t ts_b, 
         return strcmp(ra->names[a], ra->names[b]) < 0;
 }
 
-static uint64_t others(const struct ra *ra)
+uint64_t ra_others(const struct ra *ra)
 {
         uint64_t all = ra->n >= 64 ? ~UINT64_C(0) : BIT(ra->n) - 1;
         return all & ~BIT(ra->self);
 }
 
+static uint64_t others(const struct ra *ra)
+{
+        return ra_others(ra);
+}
+
+void ra_enter(struct ra *ra, struct ra_actions *out)
+{
+        ra->state = RA_HELD;
+        ra->enter_ts = ra->clock;
+        emit(ra, out, RA_ENTER, ra->self, ra->req_ts);
+        ra->enter_vc = ra->vc;
+}
+
 static void maybe_enter(struct ra *ra, struct ra_actions *out)
 {
         if (ra->state == RA_WANTED && ra->awaiting == 0) {
-                ra->state = RA_HELD;
-                ra->enter_ts = ra->clock;
-                emit(ra, out, RA_ENTER, ra->self, ra->req_ts);
-                ra->enter_vc = ra->vc;
+                if (ra->asked == 0)
+                        ra->free_entries++;
+                ra_enter(ra, out);
         }
 }
 
@@ -92,6 +154,10 @@ int ra_request(struct ra *ra, struct ra_actions *out)
         out->n = 0;
         if (ra->state != RA_RELEASED)
                 return -1;
+        if (ra->algo == DME_CENTRAL)
+                return cm_request(ra, out);
+        if (ra->algo == DME_TOKEN)
+                return tk_request(ra, out);
         tick(ra);
         ra->req_ts = ra->clock;
         ra->state = RA_WANTED;
@@ -109,7 +175,7 @@ int ra_request(struct ra *ra, struct ra_actions *out)
 void ra_on_request(struct ra *ra, unsigned peer, uint64_t ts, const struct vclock *vc, struct ra_actions *out)
 {
         out->n = 0;
-        if (peer >= ra->n || peer == ra->self)
+        if (peer >= ra->n || peer == ra->self || ra->algo != DME_RICART_AGRAWALA)
                 return;
         clock_recv(ra, ts);
         if (vc)
@@ -141,7 +207,7 @@ void ra_on_reply(struct ra *ra, unsigned peer, uint64_t clock, uint64_t req_ts, 
                  struct ra_actions *out)
 {
         out->n = 0;
-        if (peer >= ra->n || peer == ra->self)
+        if (peer >= ra->n || peer == ra->self || ra->algo != DME_RICART_AGRAWALA)
                 return;
         clock_recv(ra, clock);
         if (vc)
@@ -160,6 +226,14 @@ void ra_release(struct ra *ra, struct ra_actions *out)
         out->n = 0;
         if (ra->state == RA_RELEASED)
                 return;
+        if (ra->algo == DME_CENTRAL) {
+                cm_release(ra, out);
+                return;
+        }
+        if (ra->algo == DME_TOKEN) {
+                tk_release(ra, out);
+                return;
+        }
         emit(ra, out, ra->state == RA_HELD ? RA_EXIT : RA_WITHDRAW, ra->self, ra->req_ts);
         ra->state = RA_RELEASED;
         ra->awaiting = 0;
@@ -178,6 +252,14 @@ void ra_peer_down(struct ra *ra, unsigned peer, struct ra_actions *out)
         out->n = 0;
         if (peer >= ra->n || peer == ra->self)
                 return;
+        if (ra->algo == DME_CENTRAL) {
+                ra->down |= BIT(peer);          /* the coordinator decides; noted for status */
+                return;
+        }
+        if (ra->algo == DME_TOKEN) {
+                tk_peer_down(ra, peer, out);
+                return;
+        }
         ra->down |= BIT(peer);
         ra->deferred &= ~BIT(peer);
         ra->held &= ~BIT(peer);
@@ -192,6 +274,14 @@ void ra_peer_up(struct ra *ra, unsigned peer, bool restarted, struct ra_actions 
                 return;
         if (!(ra->down & BIT(peer)) && !restarted)
                 return;
+        if (ra->algo == DME_CENTRAL) {
+                ra->down &= ~BIT(peer);
+                return;
+        }
+        if (ra->algo == DME_TOKEN) {
+                tk_peer_up(ra, peer, restarted, out);
+                return;
+        }
         ra->down &= ~BIT(peer);
         /* a restarted peer forgot our request and its own old one is void;
          * what it granted before is forgotten on both sides */
@@ -214,6 +304,12 @@ void ra_link_up(struct ra *ra, unsigned peer, struct ra_actions *out)
 {
         out->n = 0;
         if (peer >= ra->n || peer == ra->self)
+                return;
+        if (ra->algo == DME_TOKEN) {
+                tk_link_up(ra, peer, out);
+                return;
+        }
+        if (ra->algo != DME_RICART_AGRAWALA)
                 return;
         if (ra->state == RA_WANTED && (ra->awaiting & BIT(peer)))
                 emit(ra, out, RA_SEND_REQUEST, peer, ra->req_ts);

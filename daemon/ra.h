@@ -1,7 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * ra.h — Ricart–Agrawala distributed mutual exclusion with Lamport clocks,
- * as a pure state machine: events go in, actions come out, no I/O, no time.
+ * ra.h — a peer's distributed mutual exclusion (DME) machine: Ricart–
+ * Agrawala with Lamport clocks (ra.c), or, by dme_algorithm, a central
+ * coordinator (cm.c) or Suzuki–Kasami's broadcast token (tk.c).  Pure:
+ * events go in, actions come out, no I/O, no time.  struct ra holds what
+ * the three share (the clock, the state, our request, the entry and its
+ * fence, the vector clock) and each algorithm's own part; the ra_*
+ * functions below serve all three, and the caller (mesh.c, postq.c)
+ * carries out the actions whichever runs.
  *
  * Peers are numbered 0..n-1 (the order of the config's peers list); ties
  * between equal timestamps are broken by node name, so every peer orders
@@ -34,6 +40,21 @@
 
 #define RA_PEERS_MAX 64
 
+/* The algorithm (dchat.conf(5), dme_algorithm); every peer of a cluster runs the same. */
+enum dme_algo {
+        DME_RICART_AGRAWALA = 0,
+        DME_CENTRAL = 1,        /* the server (a group's leader) grants the section in request order: cm.c */
+        DME_TOKEN = 2,          /* Suzuki–Kasami: whoever holds the one token may enter: tk.c */
+        _DME_MAX,
+};
+/* "ricart-agrawala", "central", "token" */
+const char *dme_algo_name(enum dme_algo a);
+/* The algorithm named s: 0, or -EINVAL. */
+int dme_algo_parse(const char *s, enum dme_algo *a);
+
+/* central: an action's peer when it goes to (or came from) the coordinator, the server */
+#define RA_COORDINATOR RA_PEERS_MAX
+
 enum ra_state {
         RA_RELEASED,
         RA_WANTED,
@@ -49,30 +70,101 @@ enum ra_action_kind {
         RA_ENTER,               /* all replies in: enter the critical section */
         RA_EXIT,                /* note: left the critical section of request ts (ra_release) */
         RA_WITHDRAW,            /* note: request ts given up before it was granted (ra_release) */
+        /* central and token */
+        RA_QUEUED,              /* token: peer's request (ts) queued behind the section held here */
+        RA_SEND_TOKEN,          /* token: send the token (ra->tk.out) to peer, for its request ts */
+        RA_SEND_RELEASE,        /* central: RELEASE(ts) to the coordinator (a grant given back, or a request withdrawn) */
+        RA_SEND_PROBE,          /* token: a regeneration round's question to peer (ra->tk.probe) */
+        RA_SEND_ANSWER,         /* token: the answer to peer's question (ra->tk.ans[peer]) */
+        RA_SEND_END,            /* token: the end of our round sn to peer (ra->tk.end); sn 0: news that
+                                 * a token of generation ts exists (END, round 0, made) */
+        RA_REGENERATED,         /* note: a lost token made anew (ts: its generation) */
+        RA_DROPPED,             /* note: a token from peer dropped (ts: its generation): an old one, or a copy */
 };
 
 struct ra_action {
         enum ra_action_kind kind;
-        unsigned peer;          /* SEND_*, DEFER; self for ENTER */
+        unsigned peer;          /* SEND_*, DEFER; self for ENTER; RA_COORDINATOR: the server (central) */
         uint64_t ts;            /* request timestamp concerned */
         uint64_t clock;         /* Lamport clock after this step */
         uint64_t vt;            /* own vector-clock component after this step (the others: ra->vc) */
+        uint64_t sn;            /* token: SEND_REQUEST's request number; central: SEND_REQUEST 1 = "we hold it" */
 };
 
 /*
- * One call produces at most one action per peer, a note and an ENTER.
- * Within one call the vector clock's other components do not change after
- * the first action (a receive merges before it), so an action's whole
- * clock is ra->vc with the own component set to its vt (ra_action_vclock).
+ * One call produces at most two actions per peer (the token: a request and
+ * a regeneration round's question), a few notes and an ENTER.  Within one
+ * call the vector clock's other components do not change after the first
+ * action (a receive merges before it), so an action's whole clock is
+ * ra->vc with the own component set to its vt (ra_action_vclock).
  */
-#define RA_ACTIONS_MAX (RA_PEERS_MAX + 2)
+#define RA_ACTIONS_MAX (2 * RA_PEERS_MAX + 6)
 
 struct ra_actions {
         unsigned n;
         struct ra_action a[RA_ACTIONS_MAX];
 };
 
+/*
+ * The token (tk.c), as it travels.  Its generation orders tokens: one made
+ * anew after a loss has a higher one, and a token of a lower generation
+ * than one known to exist is dropped, so two never live on.
+ */
+struct tk_token {
+        uint64_t gen;                   /* (counter << 6) | the peer that made it */
+        uint64_t hop;                   /* transfers so far: a copy of an earlier one is dropped */
+        uint64_t ln[RA_PEERS_MAX];      /* each peer's last request (its number) the token served */
+        uint8_t q[RA_PEERS_MAX];        /* the peers it goes to next, in turn */
+        unsigned qn;
+};
+
+/* A regeneration round's messages (TOKEN_PROBE on the wire). */
+enum tk_probe_kind { TK_ASK = 0, TK_ANSWER = 1, TK_END = 2 };
+struct tk_probe {
+        uint8_t kind;
+        uint64_t round;                 /* the asker's round */
+        uint64_t gen;                   /* ASK, END: the token to make; ANSWER: the highest known or promised */
+        uint64_t down;                  /* ASK: the peers the asker found dead (bit i: peer i) */
+        bool holds;                     /* ANSWER: the answerer holds the token; END: the token was made */
+        bool wanted;                    /* ANSWER: it waits for the section, under request sn (ts) ... */
+        uint64_t sn, ts;                /* ... else sn is its last request's number */
+};
+
+struct tk {
+        bool have;                      /* we hold the token (tok) */
+        bool stale;                     /* ... of a generation a newer token replaced: given up at the exit */
+        struct tk_token tok;
+        uint64_t rn[RA_PEERS_MAX];      /* the latest request number heard of each peer (ours: our own) */
+        uint64_t rts[RA_PEERS_MAX];     /* ... and that request's Lamport timestamp */
+        uint64_t gen_known;             /* the highest generation of a token known to exist */
+        uint64_t seen_gen, seen_hop;    /* the last token taken in: a copy of an earlier hop is dropped */
+        /* the last token sent, until it is known to have arrived: sent again when the link comes back */
+        bool in_transit;
+        unsigned transit_to;
+        struct tk_token out;            /* what RA_SEND_TOKEN sends */
+        /* a token that came while a round promised a newer one: aside until that round ends */
+        bool aside_held;
+        unsigned aside_from;
+        uint64_t aside_clock, aside_ts;
+        struct tk_token aside;
+        /* our regeneration round (we are the lowest-numbered peer we find alive) */
+        bool probing;
+        struct tk_probe probe;          /* what RA_SEND_PROBE sends */
+        uint64_t awaiting;              /* bit i: peer i's answer is awaited */
+        uint64_t asked;                 /* bit i: peer i was asked (its END is due) */
+        struct tk_probe got[RA_PEERS_MAX];      /* the answers */
+        struct tk_probe end;            /* what RA_SEND_END sends */
+        uint64_t rounds;                /* our rounds so far */
+        /* the rounds of others */
+        uint64_t owed;                  /* bit i: peer i's question waits: we do not yet find dead all it does */
+        uint64_t promised;              /* bit i: we answered peer i's round: a token of its gen may come */
+        struct tk_probe asked_by[RA_PEERS_MAX]; /* each asker's latest question */
+        struct tk_probe ans[RA_PEERS_MAX];      /* what RA_SEND_ANSWER sends to each */
+        uint64_t regenerated;           /* tokens made here */
+};
+
 struct ra {
+        enum dme_algo algo;
         unsigned n;             /* peers, self included */
         unsigned self;
         const char *const *names;       /* n node names, for tie breaks */
@@ -89,10 +181,14 @@ struct ra {
         uint64_t enter_ts;      /* clock at the last ENTER: the fence of its posts */
         struct vclock vc;       /* the vector clock, after the last step */
         struct vclock enter_vc; /* ... at the last ENTER: the clock of its posts */
+        uint64_t free_entries;  /* entries made without a message (RC's permissions, a token held) */
+        struct tk tk;           /* token: its own part */
 };
 
-/* names must outlive ra; n <= RA_PEERS_MAX, self < n. */
+/* names must outlive ra; n <= RA_PEERS_MAX, self < n.  Ricart–Agrawala until ra_set_algo. */
 void ra_init(struct ra *ra, unsigned n, unsigned self, const char *const *names);
+/* Another algorithm (before anything else happens; the vector clock's base is kept). */
+void ra_set_algo(struct ra *ra, enum dme_algo algo);
 
 /*
  * Where this node's own vector-clock component starts (0 after ra_init):
@@ -158,6 +254,32 @@ void ra_peer_down(struct ra *ra, unsigned peer, struct ra_actions *out);
  * reply too; a permission of it we held is forgotten.
  */
 void ra_peer_up(struct ra *ra, unsigned peer, bool restarted, struct ra_actions *out);
+
+/* --- central (cm.c): the coordinator decides; the peers only ask and give back --- */
+
+/* The coordinator's GRANT of request ts, with its clock and vector clock (NULL: none). */
+void ra_on_grant(struct ra *ra, uint64_t ts, uint64_t clock, const struct vclock *vc, struct ra_actions *out);
+/*
+ * The link to the coordinator is (back) up, to the same server or to a new
+ * leader: a request of ours goes (again), and a section we hold is said
+ * held (SEND_REQUEST with sn 1), so that a new coordinator rebuilds its
+ * queue from what the peers tell it.
+ */
+void ra_coordinator_up(struct ra *ra, struct ra_actions *out);
+
+/* --- token (tk.c): Suzuki–Kasami, with a lost token made anew --- */
+
+/* TOKEN_REQUEST from peer: request number sn, Lamport ts, the highest generation it knows. */
+void ra_on_token_request(struct ra *ra, unsigned peer, uint64_t gen, uint64_t sn, uint64_t ts,
+                         const struct vclock *vc, struct ra_actions *out);
+/* TOKEN from peer: its clock, the request ts it answers, the token. */
+void ra_on_token(struct ra *ra, unsigned peer, uint64_t clock, uint64_t ts, const struct tk_token *tok,
+                 const struct vclock *vc, struct ra_actions *out);
+/* TOKEN_PROBE from peer: a regeneration round's question, answer or end. */
+void ra_on_probe(struct ra *ra, unsigned peer, const struct tk_probe *pr, const struct vclock *vc,
+                 struct ra_actions *out);
+/* Is the token here (held, or aside until a round ends)? */
+bool ra_token_here(const struct ra *ra);
 
 /* a < b in the total order of requests: (ts, node name) */
 bool ra_precedes(const struct ra *ra, uint64_t ts_a, unsigned a, uint64_t ts_b, unsigned b);

@@ -43,6 +43,22 @@ static const char *kind_name(enum ra_action_kind k)
                 return "EXIT";
         case RA_WITHDRAW:
                 return "WITHDRAW";
+        case RA_QUEUED:
+                return "QUEUED";
+        case RA_SEND_TOKEN:
+                return "SEND_TOKEN";
+        case RA_SEND_RELEASE:
+                return "SEND_RELEASE";
+        case RA_SEND_PROBE:
+                return "SEND_PROBE";
+        case RA_SEND_ANSWER:
+                return "SEND_ANSWER";
+        case RA_SEND_END:
+                return "SEND_END";
+        case RA_REGENERATED:
+                return "REGENERATED";
+        case RA_DROPPED:
+                return "DROPPED";
         }
         return "?";
 }
@@ -954,6 +970,15 @@ static bool run(struct sim *s, unsigned p, const struct ra_actions *o)
                 case RA_EXIT:
                 case RA_WITHDRAW:
                         break;
+                case RA_QUEUED:
+                case RA_SEND_TOKEN:
+                case RA_SEND_RELEASE:
+                case RA_SEND_PROBE:
+                case RA_SEND_ANSWER:
+                case RA_SEND_END:
+                case RA_REGENERATED:
+                case RA_DROPPED:
+                        return fail(s, "%s: %s from Ricart-Agrawala", s->names[p], kind_name(a->kind));
                 case RA_ENTER:
                         if (a->peer != p || r->state != RA_HELD || a->ts != r->req_ts)
                                 return fail(s, "%s: bad ENTER", s->names[p]);

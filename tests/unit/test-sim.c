@@ -1142,6 +1142,15 @@ static void run_actions(struct sim *s, unsigned i, const struct ra_actions *acts
                         on_enter(s, i);
                         cs_start(s, i);
                         break;
+                case RA_QUEUED:
+                case RA_SEND_TOKEN:
+                case RA_SEND_RELEASE:
+                case RA_SEND_PROBE:
+                case RA_SEND_ANSWER:
+                case RA_SEND_END:
+                case RA_REGENERATED:
+                case RA_DROPPED:
+                        break;          /* central and token: not simulated here (test-dme) */
                 }
         }
 }

@@ -144,7 +144,15 @@ static void run(struct run *r, unsigned i, const struct ra_actions *o)
                         record(r, i, TK_CS_EXIT, -1, a->clock, a->ts, &vc, r->ra[i].enter_ts, 0, 0);
                         break;
                 case RA_WITHDRAW:
-                        break;
+                case RA_QUEUED:
+                case RA_SEND_TOKEN:
+                case RA_SEND_RELEASE:
+                case RA_SEND_PROBE:
+                case RA_SEND_ANSWER:
+                case RA_SEND_END:
+                case RA_REGENERATED:
+                case RA_DROPPED:
+                        break;          /* the last eight: central and token, not run here */
                 }
         }
 }
