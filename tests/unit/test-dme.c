@@ -23,6 +23,7 @@
  * events.
  */
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -926,6 +927,352 @@ static void test_sim(enum dme_algo algo, bool faults, unsigned runs)
                 ok(msgs == 3 * entries, "central: 3 messages per entry (%u for %u)", msgs, entries);
 }
 
+/* --- the scale model: the three algorithms at N = 16, 32, 64 ------------------------------------------
+ *
+ * A timed model (no faults): every message takes LAT_US plus a little jitter, each channel FIFO; a
+ * section is held CS_US.  Two loads: saturated (every peer asks again as soon as it leaves) and sparse
+ * (a peer asks after a think time long enough that requests rarely meet).  It checks mutual
+ * exclusion and that every entry is made, and reports the DME messages and the wait (request to
+ * entry) per entry: where each algorithm stops scaling.
+ */
+
+#define SN_MAX  RA_PEERS_MAX
+#define SCOORD  RA_COORDINATOR          /* the coordinator's index: one past the peers */
+#define LAT_US  1000
+#define CS_US   1000
+
+enum sev_kind { SE_DELIVER, SE_EXIT, SE_WANT };
+
+struct sev {
+        uint64_t t, seq;
+        uint8_t kind;
+        unsigned from, to;
+        struct msg *m;
+};
+
+struct scale {
+        uint64_t rng, now, seq;
+        unsigned n;
+        enum dme_algo algo;
+        bool sparse;
+        struct ra ra[SN_MAX];
+        struct cm_coord coord;
+        uint64_t chan_last[SN_MAX + 1][SN_MAX + 1];     /* FIFO: nothing overtakes the last send */
+        struct sev *heap;
+        size_t hn, hcap;
+        unsigned demand[SN_MAX];
+        uint64_t want_at[SN_MAX];
+        int holder;
+        uint64_t msgs, probes, entries, wait_sum, wait_max;
+        bool failed;
+        char why[200];
+};
+
+static uint64_t srnd(struct scale *s, uint64_t n)
+{
+        uint64_t x = s->rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        s->rng = x;
+        return n ? (x * UINT64_C(2685821657736338717)) % n : 0;
+}
+
+#define SFAIL(...) do { if (!s->failed) snprintf(s->why, sizeof s->why, __VA_ARGS__); s->failed = true; } while (0)
+
+static bool sev_less(const struct sev *a, const struct sev *b)
+{
+        return a->t < b->t || (a->t == b->t && a->seq < b->seq);
+}
+
+static void spush(struct scale *s, uint64_t t, uint8_t kind, unsigned from, unsigned to, struct msg *m)
+{
+        if (s->hn == s->hcap) {
+                size_t cap = s->hcap ? 2 * s->hcap : 1024;
+                struct sev *h = realloc(s->heap, cap * sizeof *h);
+                if (!h) {
+                        SFAIL("out of memory");
+                        free(m);
+                        return;
+                }
+                s->heap = h;
+                s->hcap = cap;
+        }
+        size_t i = s->hn++;
+        s->heap[i] = (struct sev) { t, s->seq++, kind, from, to, m };
+        while (i && sev_less(&s->heap[i], &s->heap[(i - 1) / 2])) {
+                struct sev x = s->heap[i];
+                s->heap[i] = s->heap[(i - 1) / 2];
+                s->heap[(i - 1) / 2] = x;
+                i = (i - 1) / 2;
+        }
+}
+
+static struct sev spop(struct scale *s)
+{
+        struct sev top = s->heap[0];
+        size_t i = 0;
+
+        s->heap[0] = s->heap[--s->hn];
+        for (;;) {
+                size_t l = 2 * i + 1, r = l + 1, m = i;
+                if (l < s->hn && sev_less(&s->heap[l], &s->heap[m]))
+                        m = l;
+                if (r < s->hn && sev_less(&s->heap[r], &s->heap[m]))
+                        m = r;
+                if (m == i)
+                        break;
+                struct sev x = s->heap[i];
+                s->heap[i] = s->heap[m];
+                s->heap[m] = x;
+                i = m;
+        }
+        return top;
+}
+
+static void ssend(struct scale *s, unsigned from, unsigned to, const struct msg *m)
+{
+        struct msg *c = malloc(sizeof *c);
+        uint64_t t = s->now + LAT_US + srnd(s, LAT_US / 5);
+
+        if (!c) {
+                SFAIL("out of memory");
+                return;
+        }
+        *c = *m;
+        if (t <= s->chan_last[from][to])
+                t = s->chan_last[from][to] + 1;
+        s->chan_last[from][to] = t;
+        if (m->kind == M_PROBE)
+                s->probes++;
+        else
+                s->msgs++;
+        spush(s, t, SE_DELIVER, from, to, c);
+}
+
+static void s_cm_run(struct scale *s, const struct cm_actions *o)
+{
+        for (unsigned k = 0; k < o->n; k++)
+                if (o->a[k].kind == CM_GRANT)
+                        ssend(s, SCOORD, o->a[k].peer,
+                              &(struct msg) { .kind = M_GRANT, .a = o->a[k].ts, .b = o->a[k].clock, .vc = s->coord.vc });
+}
+
+static void s_run(struct scale *s, unsigned i, const struct ra_actions *o)
+{
+        struct ra *r = &s->ra[i];
+
+        for (unsigned k = 0; k < o->n; k++) {
+                const struct ra_action *a = &o->a[k];
+                struct vclock vc;
+                ra_action_vclock(r, a, &vc);
+                switch (a->kind) {
+                case RA_ENTER:
+                        if (s->holder >= 0)
+                                SFAIL("mutual exclusion: node%u enters while node%d holds the section", i + 1,
+                                      s->holder + 1);
+                        s->holder = (int) i;
+                        s->entries++;
+                        s->wait_sum += s->now - s->want_at[i];
+                        if (s->now - s->want_at[i] > s->wait_max)
+                                s->wait_max = s->now - s->want_at[i];
+                        spush(s, s->now + CS_US, SE_EXIT, i, i, NULL);
+                        break;
+                case RA_SEND_REQUEST:
+                        if (s->algo == DME_RICART_AGRAWALA)
+                                ssend(s, i, a->peer, &(struct msg) { .kind = M_REQ, .a = a->ts, .vc = vc });
+                        else if (s->algo == DME_CENTRAL)
+                                ssend(s, i, SCOORD, &(struct msg) { .kind = M_LOCK, .a = a->ts, .b = a->clock,
+                                                                    .held = a->sn == 1, .vc = vc });
+                        else
+                                ssend(s, i, a->peer, &(struct msg) { .kind = M_TREQ, .a = a->ts,
+                                                                     .b = r->tk.gen_known, .sn = a->sn, .vc = vc });
+                        break;
+                case RA_SEND_REPLY:
+                        ssend(s, i, a->peer, &(struct msg) { .kind = M_REPLY, .a = a->clock, .b = a->ts, .vc = vc });
+                        break;
+                case RA_SEND_RELEASE:
+                        ssend(s, i, SCOORD, &(struct msg) { .kind = M_LOCK, .a = a->ts, .b = a->clock, .c = 1,
+                                                            .vc = vc });
+                        break;
+                case RA_SEND_TOKEN: {
+                        struct msg m = { .kind = M_TOKEN, .a = a->ts, .b = a->clock, .tok = r->tk.out, .vc = vc };
+                        ssend(s, i, a->peer, &m);
+                        break;
+                }
+                case RA_SEND_PROBE:
+                        ssend(s, i, a->peer, &(struct msg) { .kind = M_PROBE, .pr = r->tk.probe, .vc = vc });
+                        break;
+                case RA_SEND_ANSWER:
+                        ssend(s, i, a->peer, &(struct msg) { .kind = M_PROBE, .pr = r->tk.ans[a->peer], .vc = vc });
+                        break;
+                case RA_SEND_END: {
+                        struct msg m = { .kind = M_PROBE, .pr = r->tk.end, .vc = vc };
+                        if (a->sn == 0)
+                                m.pr = (struct tk_probe) { .kind = TK_END, .gen = a->ts, .holds = true };
+                        ssend(s, i, a->peer, &m);
+                        break;
+                }
+                default:
+                        break;
+                }
+        }
+}
+
+static void s_deliver(struct scale *s, unsigned from, unsigned to, const struct msg *m)
+{
+        struct ra_actions o;
+        struct cm_actions co;
+
+        if (to == SCOORD) {
+                if (m->c)
+                        cm_coord_release(&s->coord, from, m->a, m->b, &m->vc, &co);
+                else
+                        cm_coord_request(&s->coord, from, m->a, m->b, m->held, &m->vc, &co);
+                s_cm_run(s, &co);
+                return;
+        }
+        struct ra *r = &s->ra[to];
+        switch (m->kind) {
+        case M_REQ:
+                ra_on_request(r, from, m->a, &m->vc, &o);
+                break;
+        case M_REPLY:
+                ra_on_reply(r, from, m->a, m->b, &m->vc, &o);
+                break;
+        case M_GRANT:
+                ra_on_grant(r, m->a, m->b, &m->vc, &o);
+                break;
+        case M_TREQ:
+                ra_on_token_request(r, from, m->b, m->sn, m->a, &m->vc, &o);
+                break;
+        case M_TOKEN:
+                ra_on_token(r, from, m->b, m->a, &m->tok, &m->vc, &o);
+                break;
+        case M_PROBE:
+                ra_on_probe(r, from, &m->pr, &m->vc, &o);
+                break;
+        default:
+                return;
+        }
+        s_run(s, to, &o);
+}
+
+static void s_want(struct scale *s, unsigned i)
+{
+        struct ra_actions o;
+
+        if (!s->demand[i] || s->ra[i].state != RA_RELEASED)
+                return;
+        s->want_at[i] = s->now;
+        if (ra_request(&s->ra[i], &o) < 0)
+                SFAIL("node%u: request refused", i + 1);
+        s_run(s, i, &o);
+}
+
+/* The think time before the next request: none when saturated; sparse: about 20 sections' worth per peer
+ * in turn, so a request mostly finds the section free. */
+static uint64_t think(struct scale *s)
+{
+        return s->sparse ? (uint64_t) s->n * 20 * (CS_US + 2 * LAT_US) / 2 + srnd(s, (uint64_t) s->n * 20 * (CS_US + 2 * LAT_US)) : 0;
+}
+
+static bool scale_run(enum dme_algo algo, unsigned n, bool sparse, unsigned per_peer, struct scale *s,
+                      const char *const *names)
+{
+        struct ra_actions o;
+
+        memset(s, 0, offsetof(struct scale, heap));
+        s->hn = 0;
+        s->rng = UINT64_C(0x9E3779B97F4A7C15) * (n + 7 * algo + 31 * sparse) + 1;
+        s->algo = algo;
+        s->n = n;
+        s->sparse = sparse;
+        s->holder = -1;
+        s->failed = false;
+        s->msgs = s->probes = s->entries = s->wait_sum = s->wait_max = 0;
+        cm_coord_init(&s->coord, n);
+        for (unsigned i = 0; i < n; i++) {
+                ra_init(&s->ra[i], n, i, names);
+                ra_set_algo(&s->ra[i], algo);
+                s->demand[i] = per_peer;
+                spush(s, sparse ? think(s) : srnd(s, LAT_US), SE_WANT, i, i, NULL);
+        }
+        while (s->hn && !s->failed) {
+                struct sev e = spop(s);
+                s->now = e.t;
+                switch (e.kind) {
+                case SE_DELIVER:
+                        s_deliver(s, e.from, e.to, e.m);
+                        free(e.m);
+                        break;
+                case SE_EXIT:
+                        s->holder = -1;
+                        ra_release(&s->ra[e.from], &o);
+                        s_run(s, e.from, &o);
+                        if (--s->demand[e.from])
+                                spush(s, s->now + think(s), SE_WANT, e.from, e.from, NULL);
+                        break;
+                case SE_WANT:
+                        s_want(s, e.from);
+                        break;
+                }
+        }
+        while (s->hn)
+                free(spop(s).m);
+        for (unsigned i = 0; i < n && !s->failed; i++)
+                if (s->demand[i])
+                        SFAIL("liveness: node%u still wants %u entries (%s)", i + 1, s->demand[i],
+                              ra_state_name(s->ra[i].state));
+        return !s->failed;
+}
+
+static void test_scale(void)
+{
+        static struct scale S;
+        static char namebuf[SN_MAX][12];
+        static const char *names[SN_MAX];
+        static const unsigned ns[] = { 16, 32, 64 };
+        const unsigned per_peer = 20;
+
+        for (unsigned i = 0; i < SN_MAX; i++) {
+                snprintf(namebuf[i], sizeof namebuf[i], "node%02u", i + 1);
+                names[i] = namebuf[i];
+        }
+        diag("scale model: latency %u us a message, a section held %u us, %u entries per peer", LAT_US, CS_US,
+             per_peer);
+        diag("%-16s %-9s %3s %12s %12s %12s %10s", "algorithm", "load", "N", "msgs/entry", "wait/entry", "max wait",
+             "entries/s");
+        for (int sparse = 1; sparse >= 0; sparse--)
+                for (unsigned a = 0; a < _DME_MAX; a++)
+                        for (unsigned k = 0; k < sizeof ns / sizeof ns[0]; k++) {
+                                struct scale *s = &S;
+                                unsigned n = ns[k];
+                                bool good = scale_run((enum dme_algo) a, n, sparse, per_peer, s, names);
+                                double per = s->entries ? (double) s->msgs / (double) s->entries : 0;
+                                ok(good && s->entries == (uint64_t) n * per_peer,
+                                   "scale: %s, %s, N=%u: mutual exclusion, %u entries made%s%s",
+                                   dme_algo_name((enum dme_algo) a), sparse ? "sparse" : "saturated", n, n * per_peer,
+                                   good ? "" : ": ", good ? "" : s->why);
+                                diag("%-16s %-9s %3u %12.2f %9.2f ms %9.2f ms %10.0f", dme_algo_name((enum dme_algo) a),
+                                     sparse ? "sparse" : "saturated", n, per,
+                                     s->entries ? (double) s->wait_sum / (double) s->entries / 1000.0 : 0.0,
+                                     (double) s->wait_max / 1000.0,
+                                     s->now ? (double) s->entries * 1e6 / (double) s->now : 0.0);
+                                if (a == DME_CENTRAL)
+                                        ok(s->msgs == 3 * s->entries, "scale: central costs 3 messages an entry");
+                                if (a == DME_RICART_AGRAWALA)
+                                        ok(s->msgs <= 2 * (uint64_t) (n - 1) * s->entries,
+                                           "scale: Ricart-Agrawala costs at most 2(N-1) messages an entry");
+                                if (a == DME_TOKEN)
+                                        ok(s->msgs <= (uint64_t) n * s->entries,
+                                           "scale: the token costs at most N messages an entry (%" PRIu64
+                                           " for the first token's round aside)", s->probes);
+                        }
+        free(S.heap);
+        S.heap = NULL;
+}
+
 int main(void)
 {
         plan_no_plan();
@@ -937,5 +1284,6 @@ int main(void)
         test_sim(DME_TOKEN, false, runs);
         test_sim(DME_CENTRAL, true, runs);
         test_sim(DME_TOKEN, true, runs);
+        test_scale();
         return done_testing();
 }
