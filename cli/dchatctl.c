@@ -1005,6 +1005,8 @@ static int cmd_status(int argc, char **argv)
                 printf("{\"node\":");
                 json_str(st->node, strlen(st->node));
                 printf(",\"role\":\"%s\",\"uptime\":%u", role_name(st->role), st->uptime);
+                if (st->dme_algorithm[0])
+                        printf(",\"dme_algorithm\":\"%s\"", st->dme_algorithm);
                 if (st->role == ROLE_PEER) {
                         printf(",\"lamport\":%llu,\"dme_state\":\"%s\",\"request_ts\":%llu,\"queued\":%u,\"server\":",
                                (unsigned long long) st->lamport, st->dme_state, (unsigned long long) st->request_ts,
@@ -1015,6 +1017,9 @@ static int cmd_status(int argc, char **argv)
                                st->trace_capacity, (unsigned long long) st->trace_bytes);
                 } else {
                         printf(",\"last_seq\":%llu", (unsigned long long) st->last_seq);
+                        if (strcmp(st->dme_state, "-") != 0)    /* the coordinator of "central" */
+                                printf(",\"coordinator\":{\"state\":\"%s\",\"request_ts\":%llu,\"queued\":%u}",
+                                       st->dme_state, (unsigned long long) st->request_ts, st->queued);
                 }
                 printf(",\"peers\":[");
                 for (unsigned i = 0; i < st->n_peers; i++) {
@@ -1036,8 +1041,10 @@ static int cmd_status(int argc, char **argv)
                 printf("\"posts\":%llu,\"appends\":%llu", (unsigned long long) k->posts,
                        (unsigned long long) k->appends);
                 if (st->role != ROLE_PEER)
-                        printf(",\"batches\":%llu,\"fdatasyncs\":%llu", (unsigned long long) k->batches,
-                               (unsigned long long) k->fdatasyncs);
+                        printf(",\"batches\":%llu,\"fdatasyncs\":%llu,\"requests_received\":%llu,"
+                               "\"replies_sent\":%llu", (unsigned long long) k->batches,
+                               (unsigned long long) k->fdatasyncs, (unsigned long long) k->requests_received,
+                               (unsigned long long) k->replies_sent);
                 printf("}");
                 if (st->n_servers)
                         group_json(st);
@@ -1045,6 +1052,8 @@ static int cmd_status(int argc, char **argv)
                 return 0;
         }
         printf("node:      %s\nrole:      %s\nuptime:    %us\n", st->node, role_name(st->role), st->uptime);
+        if (st->dme_algorithm[0])
+                printf("algorithm: %s\n", st->dme_algorithm);
         if (st->role == ROLE_PEER) {
                 printf("lamport:   %llu\ndme:       %s", (unsigned long long) st->lamport, st->dme_state);
                 if (st->request_ts)
@@ -1058,6 +1067,12 @@ static int cmd_status(int argc, char **argv)
                         printf("trace:     none kept (trace_events = 0)\n");
         } else {
                 printf("last seq:  %llu\n", (unsigned long long) st->last_seq);
+                if (strcmp(st->dme_state, "-") != 0) {
+                        printf("coordinator: %s", st->dme_state);
+                        if (st->request_ts)
+                                printf(" (request %llu)", (unsigned long long) st->request_ts);
+                        printf(", %u waiting\n", st->queued);
+                }
         }
         for (unsigned i = 0; i < st->n_peers; i++) {
                 printf("peer:      %s (%s", st->peers[i].name, st->peers[i].connected ? "connected" : "not connected");
@@ -1078,6 +1093,9 @@ static int cmd_status(int argc, char **argv)
         else
                 printf("posts:     %llu stored in %llu batches, %llu fdatasyncs\n", (unsigned long long) k->posts,
                        (unsigned long long) k->batches, (unsigned long long) k->fdatasyncs);
+        if (st->role != ROLE_PEER && (k->requests_received || k->replies_sent))
+                printf("messages:  %llu requests received, %llu grants sent (the coordinator)\n",
+                       (unsigned long long) k->requests_received, (unsigned long long) k->replies_sent);
         return 0;
 }
 

@@ -95,6 +95,7 @@ struct key {
 
 static int set_node(struct load *l, const struct key *k, const config_setting_t *s);
 static int set_cluster(struct load *l, const struct key *k, const config_setting_t *s);
+static int set_dme_algorithm(struct load *l, const struct key *k, const config_setting_t *s);
 
 #define CONF_OFF(field) offsetof(struct dchat_conf, field)
 
@@ -137,6 +138,8 @@ static const struct key keys[] = {
           64, 1, 10000, NULL },
         { "reuse_permissions",  CONFIG_TYPE_BOOL,   STORE_BOOL,         CONF_OFF(reuse_permissions),
           true, 0, 1, NULL },
+        /* restart only (conf_restart_needed); the default, 0, is ricart-agrawala */
+        { "dme_algorithm",      CONFIG_TYPE_STRING, STORE_NONE,         0, 0, 0, 0, set_dme_algorithm },
         { "max_clients_per_user", CONFIG_TYPE_INT,  STORE_UINT,         CONF_OFF(max_clients_per_user),
           8, 1, 10000, NULL },
         { "max_queued_posts_per_user", CONFIG_TYPE_INT, STORE_UINT,     CONF_OFF(max_queued_posts_per_user),
@@ -576,6 +579,22 @@ static int set_cluster(struct load *l, const struct key *k, const config_setting
         return parse_list(l, s, false);
 }
 
+static int set_dme_algorithm(struct load *l, const struct key *k, const config_setting_t *s) {
+        const char *v = config_setting_get_string(s);
+        enum dme_algo a;
+
+        (void) k;
+        if (dme_algo_parse(v, &a) < 0)
+                return fail(l, s, -EINVAL, "dme_algorithm must be \"ricart-agrawala\", \"central\" or \"token\", "
+                            "not '%s'", v);
+        /* tk.c's machine is tested (test-dme), but no daemon runs it yet: refused rather than half there */
+        if (a == DME_TOKEN)
+                return fail(l, s, -EOPNOTSUPP, "dme_algorithm = \"token\" is not available in this version of dchatd "
+                            "(use \"ricart-agrawala\" or \"central\"; see dchat.conf(5))");
+        l->c->dme_algorithm = a;
+        return 0;
+}
+
 static int set_node(struct load *l, const struct key *k, const config_setting_t *s) {
         const char *v = config_setting_get_string(s);
 
@@ -671,6 +690,11 @@ static uint64_t cluster_digest(const struct dchat_conf *c)
                 for (int k = 0; k < len && k < (int) sizeof line; k++)
                         h = (h ^ (uint8_t) line[k]) * UINT64_C(0x100000001b3);
         }
+        /* nodes that run different algorithms do not exclude each other: their HELLOs say so
+         * (config-mismatch).  Ricart–Agrawala's digest is what it was before the setting existed. */
+        if (c->dme_algorithm != DME_RICART_AGRAWALA)
+                for (const char *a = dme_algo_name(c->dme_algorithm); *a; a++)
+                        h = (h ^ (uint8_t) *a) * UINT64_C(0x100000001b3);
         return h ? h : 1;       /* 0 means "not sent" */
 }
 
@@ -701,7 +725,8 @@ void conf_cluster_report(const struct dchat_conf *c, const char *who, const stru
         log_event(EV_CONFIG_MISMATCH, &(struct event_fields) { .peer = who },
                   "%s's cluster definition differs from this node's (%s): %s; every host needs the same "
                   "cluster section (dchat.conf(5))", who, c->path,
-                  diff[0] ? diff : "the same members, but another digest (another version of dchatd?)");
+                  diff[0] ? diff : "the same members, but another digest (another dme_algorithm, or another "
+                  "version of dchatd?)");
 }
 
 _printf_(3, 4)
@@ -882,6 +907,10 @@ const char *conf_restart_needed(const struct dchat_conf *old, const struct dchat
                 return "insecure_plaintext changed";
         if (strcmp(old->control_group, new->control_group) != 0)
                 return "control_group changed";
+        /* every machine's state (requests, the coordinator's queue) is the old algorithm's, and the whole
+         * cluster has to change together: a restart of every node */
+        if (old->dme_algorithm != new->dme_algorithm)
+                return "dme_algorithm changed";
         return NULL;
 }
 
@@ -906,7 +935,7 @@ void conf_log_summary(const struct dchat_conf *c) {
                  "post_timeout_ms=%llu connect_timeout_ms=%llu reconnect_ms=%llu..%llu "
                  "heartbeat_ms=%llu suspect_after_ms=%llu dead_after_ms=%llu batch_max=%u max_clients=%u max_clients_per_user=%u "
                  "max_queued_posts_per_user=%u hold_max_ms=%u trace_events=%u client_idle_timeout_ms=%llu control_group=%s "
-                 "reuse_permissions=%s debug=%s debug_heartbeats=%s control_socket=%s state_directory=%s "
+                 "reuse_permissions=%s dme_algorithm=%s debug=%s debug_heartbeats=%s control_socket=%s state_directory=%s "
                  "key_file=%s host_key_file=%s host_keys=%u insecure_plaintext=%s handshake_timeout_ms=%llu max_handshakes=%u max_links_in=%u "
                  "max_handshakes_per_address=%u first_message_timeout_ms=%llu",
                  c->path, c->node, c->role == ROLE_SERVER ? "server" : "peer", self->address,
@@ -921,7 +950,7 @@ void conf_log_summary(const struct dchat_conf *c) {
                  (unsigned long long) (c->dead_after_usec / USEC_PER_MSEC),
                  c->batch_max, c->max_clients, c->max_clients_per_user, c->max_queued_posts_per_user,
                  c->hold_max_ms, c->trace_events, (unsigned long long) (c->client_idle_usec / USEC_PER_MSEC),
-                 c->control_group, c->reuse_permissions ? "yes" : "no", c->debug ? "yes" : "no",
+                 c->control_group, c->reuse_permissions ? "yes" : "no", dme_algo_name(c->dme_algorithm), c->debug ? "yes" : "no",
                  c->debug_heartbeats ? "yes" : "no",
                  c->control_socket[0] ? c->control_socket : "(default)",
                  c->state_directory[0] ? c->state_directory : "(default)",

@@ -62,6 +62,7 @@ struct dchat_conf {
         char key_file[PATH_MAX];        /* key_file; empty = DCHAT_DEFAULT_KEY_FILE */
         char host_key_file[PATH_MAX];   /* host_key_file; empty = DCHAT_DEFAULT_HOST_KEY_FILE */
         bool insecure_plaintext;        /* insecure_plaintext, default false */
+        enum dme_algo dme_algorithm;    /* dme_algorithm, default ricart-agrawala (every node the same) */
 
         /* tunables (changeable by reload) */
         uint64_t post_timeout_usec;     /* post_timeout_ms, default 10000 */

@@ -20,10 +20,62 @@ static void link_connect(struct link *l);
 
 /* --- Ricart–Agrawala actions ----------------------------------------------------------------- */
 
+/*
+ * dme_algorithm = "central": a step with the coordinator (the server we
+ * link to, while it leads).  A LOCK that cannot go now is not lost: once
+ * the link to a leading server is up, ra_coordinator_up says it all again
+ * (postq.c, coordinator_up).
+ */
+static void run_coordinator_action(struct peer *p, const struct ra_action *a, const char *why)
+{
+        const char *srv = uplink_server_name(p);
+        struct event_fields f = { .peer = srv, .lamport = a->clock, .request_ts = a->ts };
+        struct vclock vc;
+        uint8_t op;
+
+        (void) why;
+        ra_action_vclock(&p->ra, a, &vc);
+        switch (a->kind) {
+        case RA_GOT_REPLY:
+                p->stats.replies_received++;
+                peer_event(p, EV_REPLY_RECEIVED, -1, &f, &vc, "GRANT for request %llu received from the "
+                           "coordinator %s", (unsigned long long) a->ts, srv);
+                return;
+        case RA_SEND_REQUEST:
+                op = a->sn == 1 ? LOCK_HELD : LOCK_REQUEST;
+                break;
+        case RA_SEND_RELEASE:
+                op = LOCK_RELEASE;
+                break;
+        default:
+                return;         /* nothing else goes to the coordinator */
+        }
+        if (!uplink_leads(p)) {
+                log_info("%s(%llu) for the coordinator waits: no link to a server that leads",
+                         op == LOCK_RELEASE ? "RELEASE" : "REQUEST", (unsigned long long) a->ts);
+                return;
+        }
+        if (op == LOCK_REQUEST) {
+                p->stats.requests_sent++;
+                peer_event(p, EV_REQUEST_SENT, -1, &f, &vc, "REQUEST(%llu) sent to the coordinator %s",
+                           (unsigned long long) a->ts, srv);
+        } else if (op == LOCK_HELD) {
+                log_info("the critical section of request %llu is held here: said to the coordinator %s",
+                         (unsigned long long) a->ts, srv);
+        } else {
+                log_debug("RELEASE(%llu) sent to the coordinator %s", (unsigned long long) a->ts, srv);
+        }
+        (void) uplink_send(p, &(struct dchat_msg) { .type = MSG_LOCK, .lock = { op, a->ts, a->clock, &vc } });
+}
+
 void mesh_run_actions_why(struct peer *p, const struct ra_actions *acts, const char *why)
 {
         for (unsigned i = 0; i < acts->n; i++) {
                 const struct ra_action *a = &acts->a[i];
+                if (a->peer == RA_COORDINATOR) {
+                        run_coordinator_action(p, a, why);
+                        continue;
+                }
                 struct link *l = &p->mesh.links[a->peer];
                 struct event_fields f = { .peer = p->names[a->peer], .lamport = a->clock, .request_ts = a->ts };
                 struct vclock vc;
@@ -85,7 +137,7 @@ void mesh_run_actions_why(struct peer *p, const struct ra_actions *acts, const c
                         unsigned asked = (unsigned) __builtin_popcountll(p->ra.asked);
                         unsigned reused = (unsigned) __builtin_popcountll(p->ra.held & ~p->ra.asked);
                         p->stats.cs_entries++;
-                        if (p->ra.n > 1 && asked == 0)
+                        if (p->ra.n > 1 && asked == 0 && p->ra.algo == DME_RICART_AGRAWALA)
                                 p->stats.cs_reused++;
                         f.peer = NULL;
                         f.fence = p->ra.enter_ts;
@@ -110,15 +162,16 @@ void mesh_run_actions_why(struct peer *p, const struct ra_actions *acts, const c
                 case RA_WITHDRAW:
                         log_info("request %llu withdrawn%s", (unsigned long long) a->ts, why ? why : "");
                         break;
+                case RA_SEND_RELEASE:
+                        break;          /* central: always to the coordinator (run_coordinator_action) */
                 case RA_QUEUED:
                 case RA_SEND_TOKEN:
-                case RA_SEND_RELEASE:
                 case RA_SEND_PROBE:
                 case RA_SEND_ANSWER:
                 case RA_SEND_END:
                 case RA_REGENERATED:
                 case RA_DROPPED:
-                        /* central and token only: not run by the daemon yet (ra_set_algo is never called) */
+                        /* the token's: dme_algorithm = "token" is refused by conf.c, so never here */
                         break;
                 }
         }

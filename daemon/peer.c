@@ -228,6 +228,7 @@ int peer_new(sd_event *e, const struct dchat_conf *c, int listen_fd, struct peer
         for (unsigned i = 0; i < c->n_peers; i++)
                 p->names[i] = c->peers[i].name;
         ra_init(&p->ra, c->n_peers, c->self, p->names);
+        ra_set_algo(&p->ra, c->dme_algorithm);
         ra_set_reuse(&p->ra, c->reuse_permissions);
         uint64_t base = 0;
         if (vclock_reserve(c->state_directory, &base, VCLOCK_RESERVE, err, sizeof err) < 0)
@@ -299,6 +300,7 @@ void peer_status(struct peer *p, struct dchat_status *st)
         st->lamport = p->ra.clock;
         st->counters = p->stats;
         strlcpy(st->dme_state, ra_state_name(p->ra.state), sizeof st->dme_state);
+        strlcpy(st->dme_algorithm, dme_algo_name(p->ra.algo), sizeof st->dme_algorithm);
         st->request_ts = p->ra.state == RA_RELEASED ? 0 : p->ra.req_ts;
         st->queued = postq_pending(p);
         st->trace_events = ring_count(p->ring);

@@ -269,6 +269,10 @@ static void waiting_for(struct peer *p, bool queued, char *buf, size_t cap)
                         snprintf(buf, cap, "this node's own critical section, whose earlier posts wait for %s", server);
                 return;
         }
+        if (queued && p->ra.state == RA_WANTED && p->ra.algo == DME_CENTRAL) {
+                snprintf(buf, cap, "the coordinator's grant (%s)", server);
+                return;
+        }
         if (queued && p->ra.state == RA_WANTED) {
                 off = (size_t) snprintf(buf, cap, "a reply from ");
                 size_t start = off;
@@ -551,14 +555,32 @@ int postq_number_after(struct peer *p, uint64_t last)
         return 0;
 }
 
+/*
+ * dme_algorithm = "central": a server that leads is (again, or newly) the
+ * coordinator: it hears where we stand (our request, the section we hold,
+ * or nothing, which also carries a release the old link lost), so that a
+ * new one rebuilds its queue from the peers' word.
+ */
+static void coordinator_up(struct peer *p)
+{
+        struct ra_actions acts;
+
+        if (p->ra.algo != DME_CENTRAL || !uplink_leads(p))
+                return;
+        ra_coordinator_up(&p->ra, &acts);
+        mesh_run_actions(p, &acts);
+}
+
 void postq_server_up(struct peer *p)
 {
+        /* (the coordinator hears from us at the LEADER that follows every HELLO_ACK: postq_server_leads) */
         cs_send_appends(p);     /* resend what a lost link left unanswered */
         cs_maybe_request(p);
 }
 
 void postq_server_leads(struct peer *p)
 {
+        coordinator_up(p);
         cs_send_appends(p);
         cs_maybe_request(p);
         arm_deadline(p);

@@ -395,6 +395,8 @@ static const char *const type_names[_MSG_MAX] = {
         [MSG_WHO] = "WHO",
         [MSG_PRESENCE] = "PRESENCE",
         [MSG_POST_WAIT] = "POST_WAIT",
+        [MSG_LOCK] = "LOCK",
+        [MSG_GRANT] = "GRANT",
 };
 
 const char *proto_type_name(uint8_t type)
@@ -520,6 +522,7 @@ static void put_status(struct wbuf *b, const struct dchat_status *st)
         wbuf_put_u32(b, st->trace_capacity);
         wbuf_put_u64(b, st->trace_bytes);
         wbuf_put_str(b, st->trouble, strlen(st->trouble));
+        wbuf_put_str(b, st->dme_algorithm, strlen(st->dme_algorithm));
 }
 
 /*
@@ -591,6 +594,7 @@ static int get_status(struct rbuf *r, struct dchat_status *st)
         if (trouble.len && text_validate(trouble.p, trouble.len, NULL) < 0)
                 bad = -EBADMSG;
         bad |= dchat_str_copy(st->trouble, sizeof st->trouble, trouble);
+        bad |= get_word(r, st->dme_algorithm, sizeof st->dme_algorithm);
         return bad || r->bad ? -EBADMSG : 0;
 }
 
@@ -805,6 +809,17 @@ int proto_encode(struct wbuf *b, const struct dchat_msg *m)
         case MSG_POST_WAIT:
                 wbuf_put_u32(b, m->post_wait.wait_ms);
                 wbuf_put_str(b, m->post_wait.reason.p, m->post_wait.reason.len);
+                break;
+        case MSG_LOCK:
+                wbuf_put_u8(b, m->lock.op);
+                wbuf_put_u64(b, m->lock.ts);
+                wbuf_put_u64(b, m->lock.clock);
+                proto_put_vclock(b, m->lock.vc);
+                break;
+        case MSG_GRANT:
+                wbuf_put_u64(b, m->grant.ts);
+                wbuf_put_u64(b, m->grant.clock);
+                proto_put_vclock(b, m->grant.vc);
                 break;
         }
 
@@ -1207,6 +1222,21 @@ int proto_decode(uint8_t type, const uint8_t *payload, size_t len, struct dchat_
                 if (r.bad || m->post_wait.reason.len == 0 || m->post_wait.reason.len > DCHAT_ERROR_MAX ||
                     text_validate(m->post_wait.reason.p, m->post_wait.reason.len, NULL) < 0)
                         return -EBADMSG;
+                break;
+        case MSG_LOCK:
+                m->lock.op = rbuf_u8(&r);
+                m->lock.ts = rbuf_u64(&r);
+                m->lock.clock = rbuf_u64(&r);
+                if (m->lock.op >= _LOCK_OP_MAX || !entry || proto_get_vclock(&r, &entry->vc) < 0)
+                        return -EBADMSG;
+                m->lock.vc = &entry->vc;
+                break;
+        case MSG_GRANT:
+                m->grant.ts = rbuf_u64(&r);
+                m->grant.clock = rbuf_u64(&r);
+                if (!entry || proto_get_vclock(&r, &entry->vc) < 0)
+                        return -EBADMSG;
+                m->grant.vc = &entry->vc;
                 break;
         default:
                 return -EBADMSG;

@@ -142,7 +142,20 @@ enum dchat_msg_type {
         /* peer -> dchatctl, before the answer to a POST: the post waits (for
          * the server, for the group's leader), why, and how long at most */
         MSG_POST_WAIT,
+        /* dme_algorithm = "central" (cm.h): peer -> server (a group's leader), a
+         * request for the critical section, a section said held after a new
+         * link, or a section given back (op: enum dchat_lock_op) ... */
+        MSG_LOCK,
+        /* ... and server -> peer: the section is yours, for request ts */
+        MSG_GRANT,
         _MSG_MAX,
+};
+
+enum dchat_lock_op {
+        LOCK_REQUEST = 0,       /* request ts waits for the section */
+        LOCK_HELD = 1,          /* the section of request ts is held here (said again to a new coordinator) */
+        LOCK_RELEASE = 2,       /* the section of request ts given back, or that request withdrawn */
+        _LOCK_OP_MAX,
 };
 
 enum dchat_role {
@@ -286,6 +299,7 @@ struct dchat_status {
         uint32_t trace_events;
         uint32_t trace_capacity;
         uint64_t trace_bytes;
+        char dme_algorithm[16];         /* ricart-agrawala | central | token (dchat.conf(5)) */
 };
 
 /*
@@ -407,6 +421,10 @@ struct dchat_msg {
                          struct dchat_str note; uint16_t more; uint16_t n; const uint8_t *p; size_t len; } presence;
                 /* wait_ms: how long the post waits at most for it; reason: text */
                 struct { uint32_t wait_ms; struct dchat_str reason; } post_wait;
+                /* op: enum dchat_lock_op; clock: the sender's Lamport clock; vc: its vector clock */
+                struct { uint8_t op; uint64_t ts; uint64_t clock; const struct vclock *vc; } lock;
+                /* ts: the request granted; clock: the coordinator's; vc: what it merged of the peers' */
+                struct { uint64_t ts; uint64_t clock; const struct vclock *vc; } grant;
         };
 };
 

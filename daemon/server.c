@@ -32,6 +32,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "cm.h"
 #include "dchatd.h"
 
 #define VIEW_PAGE_MAX   512
@@ -128,6 +129,12 @@ struct server {
         unsigned n_dviews;
         uint64_t pumped_seq;            /* followers were fed up to here */
 
+        /* dme_algorithm = "central": the coordinator (cm.h), while this server leads (one server always) */
+        struct cm_coord coord;
+        bool coord_active;
+        uint64_t coord_since;           /* CLOCK_MONOTONIC: when it began (settling ends dead_after_ms later) */
+        uint64_t coord_gone_at[DCHAT_PEERS_MAX];        /* when each peer's link closed */
+
         /* presence: our local users (control.c), sent to the peers linked to us */
         struct presence local;
         struct wbuf presence_buf;
@@ -159,6 +166,199 @@ static bool peer_link(const struct sconn *sc)
 static void follow_pump(struct server *s, struct sfollow *f);
 static void follow_drop(struct server *s, struct sfollow *f);
 static void dviews_run(struct server *s, uint64_t now);
+
+/* --- the central coordinator (dme_algorithm = "central") -------------------------------------------- */
+
+static uint64_t now_monotonic(void);
+
+static bool central(const struct server *s)
+{
+        return s->conf->dme_algorithm == DME_CENTRAL;
+}
+
+static struct sconn *peer_conn(struct server *s, unsigned idx)
+{
+        for (struct sconn *sc = s->conns; sc; sc = sc->next)
+                if (peer_link(sc) && sc->idx == (int) idx)
+                        return sc;
+        return NULL;
+}
+
+static const char *peer_name(const struct server *s, unsigned idx)
+{
+        return idx < s->conf->n_peers ? s->conf->peers[idx].name : "?";
+}
+
+/* Carries out what the coordinator decided: GRANTs out, the steps logged. */
+static void coord_run(struct server *s, const struct cm_actions *acts)
+{
+        for (unsigned i = 0; i < acts->n; i++) {
+                const struct cm_action *a = &acts->a[i];
+                const char *name = peer_name(s, a->peer);
+                struct event_fields f = { .peer = name, .lamport = a->clock, .request_ts = a->ts };
+                struct sconn *sc;
+
+                switch (a->kind) {
+                case CM_GOT_REQUEST:
+                        break;          /* request-received was logged as the LOCK came */
+                case CM_QUEUED:
+                        if (s->coord.holder >= 0)
+                                log_event(EV_REPLY_DEFERRED, &f, "GRANT to %s for request %llu queued: %s holds the "
+                                          "critical section (%u waiting)", name, (unsigned long long) a->ts,
+                                          peer_name(s, (unsigned) s->coord.holder), s->coord.qn);
+                        else
+                                log_event(EV_REPLY_DEFERRED, &f, "GRANT to %s for request %llu queued: the "
+                                          "coordinator waits for every peer to say where it stands (%u waiting)",
+                                          name, (unsigned long long) a->ts, s->coord.qn);
+                        break;
+                case CM_GRANT:
+                        sc = peer_conn(s, a->peer);
+                        if (!sc) {
+                                log_info("GRANT to %s for request %llu waits: its link is down (it asks again)",
+                                         name, (unsigned long long) a->ts);
+                                break;
+                        }
+                        s->stats.replies_sent++;
+                        log_event(EV_REPLY_SENT, &f, "GRANT for request %llu sent to %s%s", (unsigned long long) a->ts,
+                                  name, a->revoked ? " (after a grant taken back)" : "");
+                        (void) conn_send(sc->c, &(struct dchat_msg) { .type = MSG_GRANT,
+                                                                      .grant = { a->ts, a->clock, &s->coord.vc } });
+                        break;
+                case CM_GOT_RELEASE:
+                        log_info("%s gave back the critical section of request %llu, or withdrew it", name,
+                                 (unsigned long long) a->ts);
+                        break;
+                case CM_HELD:
+                        log_info("%s holds the critical section under request %llu (said to this new coordinator)",
+                                 name, (unsigned long long) a->ts);
+                        break;
+                case CM_CONFLICT:
+                        log_warning("%s says it holds the critical section under request %llu, but %s was granted "
+                                    "it: the fence decides between their appends", name, (unsigned long long) a->ts,
+                                    s->coord.holder >= 0 ? peer_name(s, (unsigned) s->coord.holder) : "another");
+                        break;
+                case CM_REVOKED:
+                        log_warning("the critical section granted to %s (request %llu) is taken back: it is dead or "
+                                    "restarted; whatever it still appends is refused by the fence",
+                                    name, (unsigned long long) a->ts);
+                        break;
+                case CM_OPEN:
+                        log_info("coordinator: grants go (%u request(s) waiting)", s->coord.qn);
+                        break;
+                }
+        }
+}
+
+/* This server coordinates from now on (it started, or leads the group): its queue rebuilt from the peers' word. */
+static void coord_start(struct server *s)
+{
+        uint64_t lamport;
+        uint32_t idx;
+        char node[DCHAT_NAME_MAX + 1];
+
+        chatlog_last_fence(s->log, &lamport, node, &idx);
+        cm_coord_reset(&s->coord, lamport);
+        s->coord_active = true;
+        s->coord_since = now_monotonic();
+        log_info("coordinator of the critical section (dme_algorithm \"central\"): waiting for every peer to say "
+                 "where it stands, %llu ms at most", (unsigned long long) (s->conf->dead_after_usec / USEC_PER_MSEC));
+}
+
+static void coord_stop(struct server *s)
+{
+        if (!s->coord_active)
+                return;
+        s->coord_active = false;
+        log_info("no longer the coordinator of the critical section: this server does not lead");
+}
+
+/* Each heartbeat: a holder whose link stayed down dead_after_ms loses its grant; settling ends. */
+static void coord_tick(struct server *s, uint64_t now)
+{
+        struct cm_actions acts;
+
+        if (!s->coord_active)
+                return;
+        if (s->coord.settling && now - s->coord_since >= s->conf->dead_after_usec) {
+                cm_coord_open(&s->coord, &acts);
+                coord_run(s, &acts);
+        }
+        if (s->coord.holder >= 0 && s->coord.holder_gone &&
+            now - s->coord_gone_at[s->coord.holder] >= s->conf->dead_after_usec) {
+                cm_coord_dead(&s->coord, (unsigned) s->coord.holder, &acts);
+                coord_run(s, &acts);
+        }
+}
+
+static int on_lock(struct server *s, struct sconn *sc, const struct dchat_msg *m)
+{
+        struct cm_actions acts;
+        uint64_t lamport;
+        uint32_t fidx;
+        char node[DCHAT_NAME_MAX + 1];
+
+        if (!central(s) || sc->query) {
+                log_event(EV_PROTOCOL_ERROR, &(struct event_fields) { .peer = sc->node },
+                          "%s: LOCK, but %s; closing", conn_label(sc->c),
+                          sc->query ? "on a query link" : "this server's dme_algorithm is not \"central\" "
+                          "(every node needs the same: see config-mismatch)");
+                return -EPROTO;
+        }
+        chatlog_last_fence(s->log, &lamport, node, &fidx);
+        if (m->lock.clock > DCHAT_CLOCK_MAX || m->lock.ts > DCHAT_CLOCK_MAX ||
+            m->lock.clock > lamport + DCHAT_CLOCK_JUMP_MAX) {
+                log_event(EV_PROTOCOL_ERROR, &(struct event_fields) { .peer = sc->node },
+                          "%s: LOCK with clock %llu (request %llu), beyond the bounds (last fence %llu, at most %llu "
+                          "ahead); closing", conn_label(sc->c), (unsigned long long) m->lock.clock,
+                          (unsigned long long) m->lock.ts, (unsigned long long) lamport,
+                          (unsigned long long) DCHAT_CLOCK_JUMP_MAX);
+                return -ERANGE;
+        }
+        if (!s->coord_active) {
+                /* a follower of the group: the peer goes to the leader, and says it all again there */
+                log_debug("%s: LOCK ignored: this server does not lead", conn_label(sc->c));
+                return 0;
+        }
+        cm_coord_observe(&s->coord, lamport);   /* grants carry clocks above every stored fence */
+        const struct vclock *vc = m->lock.vc && m->lock.vc->n == s->conf->n_peers ? m->lock.vc : NULL;
+        unsigned idx = (unsigned) sc->idx;
+        if (m->lock.op == LOCK_RELEASE) {
+                cm_coord_release(&s->coord, idx, m->lock.ts, m->lock.clock, vc, &acts);
+        } else {
+                if (m->lock.op == LOCK_REQUEST) {
+                        s->stats.requests_received++;
+                        log_event(EV_REQUEST_RECEIVED, &(struct event_fields) { .peer = sc->node,
+                                  .lamport = s->coord.clock, .request_ts = m->lock.ts },
+                                  "REQUEST(%llu) received from %s", (unsigned long long) m->lock.ts, sc->node);
+                }
+                cm_coord_request(&s->coord, idx, m->lock.ts, m->lock.clock, m->lock.op == LOCK_HELD, vc, &acts);
+        }
+        coord_run(s, &acts);
+        return 0;
+}
+
+/* A peer's main link closed: its queued request goes; a grant it holds waits dead_after_ms for it. */
+static void coord_link_gone(struct server *s, struct sconn *sc)
+{
+        struct cm_actions acts;
+
+        if (!s->coord_active || !peer_link(sc) || sc->idx < 0 || (unsigned) sc->idx >= s->conf->n_peers)
+                return;
+        s->coord_gone_at[sc->idx] = now_monotonic();
+        cm_coord_gone(&s->coord, (unsigned) sc->idx, &acts);
+        coord_run(s, &acts);
+}
+
+/* A peer came back as a new life: what its old one held is void. */
+static void coord_restarted(struct server *s, unsigned idx)
+{
+        struct cm_actions acts;
+
+        if (!s->coord_active)
+                return;
+        cm_coord_dead(&s->coord, idx, &acts);
+        coord_run(s, &acts);
+}
 
 /* A read found the log damaged where nothing was known to be: logged once, not per request. */
 static void note_damage(struct server *s)
@@ -449,6 +649,10 @@ static void group_leader_changed(void *userdata, bool is_leader, const char *lea
         struct server *s = userdata;
         (void) leader;
         (void) term;
+        if (central(s) && is_leader && !s->coord_active)
+                coord_start(s);         /* before the LEADERs go: the peers' word comes after them */
+        else if (!is_leader)
+                coord_stop(s);
         for (struct sconn *sc = s->conns; sc; sc = sc->next)
                 if (sc->node[0] && !sc->server)
                         send_leader(s, sc);
@@ -952,6 +1156,7 @@ static int on_hello(struct server *s, struct sconn *sc, const struct dchat_msg *
                 conn_shutdown(sc->c);
                 return 0;
         }
+        bool restarted = inc && *latest && inc > *latest;
         if (inc > *latest)
                 *latest = inc;
         /* A peer has one server link at a time: its connections accepted
@@ -971,6 +1176,8 @@ static int on_hello(struct server *s, struct sconn *sc, const struct dchat_msg *
                         conn_close(o->c, -ECONNRESET);
                 }
         }
+        if (restarted && central(s))
+                coord_restarted(s, pi);
         strlcpy(sc->node, name, sizeof sc->node);
         sc->idx = (int) pi;
         sc->incarnation = inc;
@@ -1126,6 +1333,8 @@ static int sconn_frame(struct conn *c, uint8_t type, const uint8_t *payload, siz
                 return 0;               /* heard from: that is all */
         case MSG_MEMBER:
                 return server_member(s, &m, c);
+        case MSG_LOCK:
+                return on_lock(s, sc, &m);
         default:
                 log_event(EV_PROTOCOL_ERROR, &(struct event_fields) { .peer = sc->node },
                           "%s: unexpected %s frame; closing", conn_label(c), proto_type_name(type));
@@ -1154,6 +1363,7 @@ static void sconn_closed(struct conn *c, int error)
                           sc->server ? "server" : "peer", sc->node, sc->why[0] ? sc->why : conn_strerror(error),
                           followed ? "; its follow ends" : "");
         server_client_gone(s, c);
+        coord_link_gone(s, sc);
         bool was_peer = peer_link(sc) && sc->up_at;
         LIST_REMOVE(s->conns, sc);
         s->n_conns--;
@@ -1230,6 +1440,7 @@ static int on_heartbeat(sd_event_source *src, uint64_t usec, void *userdata)
         }
         if (s->dviews)
                 dviews_run(s, usec);
+        coord_tick(s, usec);
         (void) sd_event_source_set_time(src, usec + s->conf->heartbeat_usec);
         return 0;
 }
@@ -1376,6 +1587,9 @@ int server_new(sd_event *e, const struct dchat_conf *c, int listen_fd, struct se
                 checkpoint(s);          /* the next start, even after a crash, reads only what comes after */
         s->pumped_seq = chatlog_last_seq(s->log);
         s->raft_refused_rl = RATELIMIT_INIT(10 * USEC_PER_SEC, 3);
+        cm_coord_init(&s->coord, c->n_peers);
+        if (central(s) && c->n_servers == 1)
+                coord_start(s);         /* a group's leader starts it once elected (group_leader_changed) */
         if (c->n_servers > 1) {
                 /* Raft's log is the durable record of a group's posts: the chat log is synced at
                  * snapshots, not at every apply (fsm.c, chatlog.c say why that is safe) */
@@ -1461,6 +1675,14 @@ void server_status(struct server *s, struct dchat_status *st)
         st->counters = s->stats;
         st->counters.fdatasyncs = chatlog_syncs(s->log);
         strlcpy(st->dme_state, "-", sizeof st->dme_state);
+        strlcpy(st->dme_algorithm, dme_algo_name(s->conf->dme_algorithm), sizeof st->dme_algorithm);
+        if (s->coord_active) {
+                /* the coordinator: whether the section is granted, to which request, how many wait */
+                strlcpy(st->dme_state, s->coord.settling ? "settling" : s->coord.holder >= 0 ? "granted" : "free",
+                        sizeof st->dme_state);
+                st->request_ts = s->coord.holder >= 0 ? s->coord.holder_ts : 0;
+                st->queued = s->coord.qn;
+        }
         st->n_peers = 0;
         for (unsigned i = 0; i < s->conf->n_peers && i < DCHAT_PEERS_MAX; i++) {
                 struct dchat_peer_status *p = &st->peers[st->n_peers++];

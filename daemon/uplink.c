@@ -355,6 +355,20 @@ static int server_frame(struct conn *c, uint8_t type, const uint8_t *payload, si
                 return -EBADMSG;
         }
 
+        if (type == MSG_GRANT && p->ra.algo == DME_CENTRAL) {
+                struct ra_actions acts;
+                if (!clock_ok(p, m.grant.clock) || m.grant.ts > DCHAT_CLOCK_MAX) {
+                        log_event(EV_PROTOCOL_ERROR, NULL, "server link: GRANT with clock %llu beyond the bounds "
+                                  "(clock here %llu); closing", (unsigned long long) m.grant.clock,
+                                  (unsigned long long) p->ra.clock);
+                        return -ERANGE;
+                }
+                /* the coordinator's vector clock is the peers' merged: ours in shape, or not taken */
+                const struct vclock *vc = m.grant.vc && m.grant.vc->n == p->conf->n_peers ? m.grant.vc : NULL;
+                ra_on_grant(&p->ra, m.grant.ts, m.grant.clock, vc, &acts);
+                mesh_run_actions(p, &acts);
+                return 0;
+        }
         if (type == MSG_MEMBER_REPLY || (type == MSG_ERROR && member_awaits(p, m.tag)))
                 return member_answer(p, &m);
         if (type == MSG_APPENDED || (type == MSG_ERROR && postq_awaits(p, m.tag))) {

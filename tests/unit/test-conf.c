@@ -65,6 +65,11 @@ static const struct bad bad[] = {
         { "bad-type-path.conf", NULL, -EINVAL, ":7: state_directory must be a string (in double quotes)" },
         { "bad-control-group.conf", NULL, -EINVAL, ":7: control_group must be a group name (1..32 of letters, "
           "digits, '_', '.', '-', not starting with '-'), not '-wheel'" },
+        { "bad-dme-algorithm.conf", NULL, -EINVAL, ":7: dme_algorithm must be \"ricart-agrawala\", \"central\" or "
+          "\"token\", not 'paxos'" },
+        { "bad-dme-token.conf", NULL, -EOPNOTSUPP, ":7: dme_algorithm = \"token\" is not available in this version "
+          "of dchatd (use \"ricart-agrawala\" or \"central\"; see dchat.conf(5))" },
+        { "bad-type-dme-algorithm.conf", NULL, -EINVAL, ":7: dme_algorithm must be a string (in double quotes)" },
         { "bad-range-queued-posts.conf", NULL, -ERANGE,
           ":7: max_queued_posts_per_user = 0 is out of range (1..100000)" },
         { "bad-range-hold.conf", NULL, -ERANGE, ":7: hold_max_ms = 30001 is out of range (0..30000)" },
@@ -202,7 +207,7 @@ static bool in_bad_table(const char *name) {
 
 static const char *const good_files[] = {
         "good-minimal.conf", "good-full.conf", "good-int64.conf", "good-64-peers.conf", "good-three-servers.conf",
-        "good-two-servers.conf", "good-host-keys.conf",
+        "good-two-servers.conf", "good-host-keys.conf", "good-central.conf",
 };
 
 static void test_all_fixtures_listed(void) {
@@ -292,6 +297,7 @@ static void test_minimal(void) {
         is_int(c.debug_heartbeats, false, "default debug_heartbeats: heartbeats kept out of the debug lines");
         is_int(c.max_handshakes_per_address, 4, "default max_handshakes_per_address");
         is_int(c.first_message_timeout_usec, 1000 * USEC_PER_MSEC, "default first_message_timeout_ms");
+        is_int(c.dme_algorithm, DME_RICART_AGRAWALA, "default dme_algorithm: ricart-agrawala");
 
         /* -n overrides the file's node */
         if (load_ok(fixture("good-minimal.conf"), "node2", &c)) {
@@ -348,6 +354,7 @@ static void test_full(void) {
         is_int(c.debug_heartbeats, true, "debug_heartbeats = true");
         is_int(c.max_handshakes_per_address, 10000, "max_handshakes_per_address at its maximum");
         is_int(c.first_message_timeout_usec, 10 * USEC_PER_MSEC, "first_message_timeout_ms at its minimum");
+        is_int(c.dme_algorithm, DME_RICART_AGRAWALA, "dme_algorithm = \"ricart-agrawala\"");
 
         if (load_ok(fixture("good-full.conf"), "p_2", &c)) {
                 is_int(c.role, ROLE_PEER, "full -n p_2: peer");
@@ -534,6 +541,12 @@ static void test_restart_needed(void) {
         b = a;
         strcpy(b.state_directory, "/var/lib/other");
         is_str(conf_restart_needed(&a, &b), "state_directory changed", "state_directory");
+
+        if (load_ok(fixture("good-central.conf"), NULL, &b)) {
+                is_int(b.dme_algorithm, DME_CENTRAL, "dme_algorithm = \"central\"");
+                is_str(conf_restart_needed(&a, &b), "dme_algorithm changed", "dme_algorithm: restart only");
+                is_str(conf_restart_needed(&b, &a), "dme_algorithm changed", "... back too");
+        }
 }
 
 /* a server group of three */
@@ -571,6 +584,10 @@ static void test_cluster_digest(void) {
         ok(l1.cluster_digest == l2.cluster_digest, "digest: the same file read by two nodes: the same digest");
         ok(a.cluster_digest == b.cluster_digest, "digest: the same cluster written in another file: the same digest");
         ok(b.cluster_digest != l1.cluster_digest, "digest: another cluster: another digest");
+        struct dchat_conf ce;
+        if (load_ok(fixture("good-central.conf"), NULL, &ce))
+                ok(ce.cluster_digest != a.cluster_digest && ce.cluster_digest != 0,
+                   "digest: the same members under another dme_algorithm: another digest (config-mismatch)");
 
         /* what b says to a that differs in one port, one peer and one role */
         struct dchat_conf x = a;

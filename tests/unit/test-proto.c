@@ -188,6 +188,7 @@ static void fill_status(struct dchat_status *st, unsigned n_peers)
         st->trace_events = 9999;
         st->trace_capacity = UINT32_MAX;
         st->trace_bytes = UINT64_MAX - 1;
+        snprintf(st->dme_algorithm, sizeof st->dme_algorithm, "ricart-agrawala");
 }
 
 /* A server group's part: n servers, every third unreachable (with why), the rest with figures. */
@@ -236,7 +237,8 @@ static bool status_eq(const struct dchat_status *a, const struct dchat_status *b
             a->last_seq != b->last_seq || strcmp(a->server, b->server) ||
             a->server_connected != b->server_connected || a->uptime != b->uptime || a->n_peers != b->n_peers ||
             memcmp(&a->counters, &b->counters, sizeof a->counters) || a->trace_events != b->trace_events ||
-            a->trace_capacity != b->trace_capacity || a->trace_bytes != b->trace_bytes)
+            a->trace_capacity != b->trace_capacity || a->trace_bytes != b->trace_bytes ||
+            strcmp(a->dme_algorithm, b->dme_algorithm))
                 return false;
         for (unsigned i = 0; i < a->n_peers; i++)
                 if (strcmp(a->peers[i].name, b->peers[i].name) || a->peers[i].connected != b->peers[i].connected)
@@ -369,6 +371,29 @@ static void test_roundtrips(void)
                    out.reply.vc->n == DCHAT_PEERS_MAX && out.reply.vc->c[63] == DCHAT_CLOCK_MAX - 63,
                    "REPLY: clock, answered ts, and the largest vector clock");
         check_truncations(&f, "REPLY");
+        wbuf_free(&f.b);
+
+        /* LOCK and GRANT (dme_algorithm = "central") */
+        for (uint8_t op = 0; op < _LOCK_OP_MAX; op++) {
+                in = (struct dchat_msg) { .type = MSG_LOCK, .tag = 0, .lock = { op, 41, DCHAT_CLOCK_MAX, &vc3 } };
+                if (is_int(roundtrip(&f, &in, &out, &eout, NULL), 0, "LOCK op %u: round trip", op))
+                        ok(out.lock.op == op && out.lock.ts == 41 && out.lock.clock == DCHAT_CLOCK_MAX &&
+                           out.lock.vc == &eout.vc && out.lock.vc->n == 3 && out.lock.vc->c[1] == 300,
+                           "LOCK op %u: op, ts, clock, vector clock", op);
+                check_truncations(&f, "LOCK");
+                is_int(proto_decode(MSG_LOCK, f.payload, f.len, &out, NULL, NULL), -EBADMSG,
+                       "LOCK: no storage for its clock: refused");
+                f.b.data[f.start + DCHAT_FRAME_HDR + 4] = _LOCK_OP_MAX;     /* after the tag */
+                is_int(proto_decode(MSG_LOCK, f.payload, f.len, &out, &eout, NULL), -EBADMSG,
+                       "LOCK: an op beyond %d refused", _LOCK_OP_MAX - 1);
+                wbuf_free(&f.b);
+        }
+        in = (struct dchat_msg) { .type = MSG_GRANT, .tag = 0, .grant = { 77, 78, &ein.vc } };
+        fill_entry(&ein);
+        if (is_int(roundtrip(&f, &in, &out, &eout, NULL), 0, "GRANT: round trip"))
+                ok(out.grant.ts == 77 && out.grant.clock == 78 && out.grant.vc->n == DCHAT_PEERS_MAX &&
+                   out.grant.vc->c[63] == DCHAT_CLOCK_MAX - 63, "GRANT: ts, clock, the largest vector clock");
+        check_truncations(&f, "GRANT");
         wbuf_free(&f.b);
 
         /* APPEND and ENTRY: the largest entry */
@@ -845,6 +870,7 @@ static void raw_group(struct wbuf *b, uint16_t n, struct dchat_str name, struct 
         wbuf_put_u32(b, 10000);
         wbuf_put_u64(b, 1 << 20);
         wbuf_put_str(b, "", 0);         /* this server's trouble: none */
+        wbuf_put_str(b, "central", 7);  /* dme_algorithm */
 }
 
 static size_t raw_npeers_off;   /* where raw_status put n_peers */
@@ -1062,14 +1088,19 @@ static void test_malformed(void)
         };
         for (unsigned i = 0; i < sizeof tr / sizeof tr[0]; i++) {
                 raw_status_group(&b, 1, S("master"), S("leader"), S(""));
-                b.len -= 2;             /* raw_group's empty trouble */
+                b.len -= 2 + 2 + 7;     /* raw_group's empty trouble and its dme_algorithm */
                 wbuf_put_str(&b, tr[i].trouble.p, tr[i].trouble.len);
+                wbuf_put_str(&b, "central", 7);
                 is_int(decode_status(&b), tr[i].want, "status: %s %s", tr[i].what, tr[i].want ? "refused" : "accepted");
                 wbuf_reset(&b);
         }
         raw_status_group(&b, 1, S("master"), S("leader"), S(""));
-        b.len -= 2;
+        b.len -= 2 + 2 + 7;
         is_int(decode_status(&b), -EBADMSG, "status: one without this server's trouble (an older daemon's) refused");
+        wbuf_reset(&b);
+        raw_status_group(&b, 1, S("master"), S("leader"), S(""));
+        b.len -= 2 + 7;
+        is_int(decode_status(&b), -EBADMSG, "status: one without its dme_algorithm (an older daemon's) refused");
         wbuf_reset(&b);
         raw_status(&b, S("node1"), S("held"), S("master"), 2, S("node2"));
         wbuf_put_str(&b, "fol\nlower", 9);
@@ -1709,7 +1740,7 @@ static void test_time(void)
                                              "STATUS_REPLY", "HEARTBEAT", "FOLLOW", "CLUSTER", "ENTRY_DAMAGED",
                                              "RAFT", "LEADER", "DIGEST", "DIGEST_REPLY", "VERIFY", "VERIFY_REPLY",
                                              "GROUP", "GROUP_REPLY", "MEMBER", "MEMBER_REPLY", "TRACE", "TRACE_EVENTS", "TRACE_END",
-                                             "WHO", "PRESENCE", "POST_WAIT" };
+                                             "WHO", "PRESENCE", "POST_WAIT", "LOCK", "GRANT" };
         bool names_ok = sizeof types / sizeof types[0] == _MSG_MAX;
         for (unsigned t = 0; t < _MSG_MAX && names_ok; t++)
                 names_ok = strcmp(proto_type_name((uint8_t) t), types[t]) == 0;
