@@ -63,6 +63,7 @@ static void run_coordinator_action(struct peer *p, const struct ra_action *a, co
                 log_info("the critical section of request %llu is held here: said to the coordinator %s",
                          (unsigned long long) a->ts, srv);
         } else {
+                p->stats.replies_sent++;        /* the section given back: what a REPLY is in Ricart–Agrawala */
                 log_debug("RELEASE(%llu) sent to the coordinator %s", (unsigned long long) a->ts, srv);
         }
         (void) uplink_send(p, &(struct dchat_msg) { .type = MSG_LOCK, .lock = { op, a->ts, a->clock, &vc } });

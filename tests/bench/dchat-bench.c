@@ -544,6 +544,10 @@ int main(int argc, char **argv)
                 die("cannot write the outcomes: %s", strerror(errno));
 
         uint64_t msgs = peers.requests_sent + peers.replies_sent;
+        /* central: a peer's REQUESTs and RELEASEs to the coordinator, and the GRANTs it got (in Ricart-Agrawala
+         * every REPLY received is another peer's REPLY sent, counted already) */
+        if (n_socks && !strcmp(after[0].dme_algorithm, "central"))
+                msgs += peers.replies_received;
         printf("{\"sockets\":%u,\"active\":%u,\"posters\":%u,\"posts\":%lu,\"errors\":%lu,\"waits\":%lu,\"seconds\":%.3f,\"posts_per_s\":%.0f,"
                "\"lat_median_us\":%.0f,\"lat_p99_us\":%.0f,\"lat_max_us\":%.0f,"
                "\"cs_entries\":%llu,\"cs_reused\":%llu,\"dme_msgs\":%llu,\"dme_msgs_per_entry\":%.2f,"

@@ -59,6 +59,8 @@ for n in node1 node2 node3; do
     is "$rs/$gr" "$e/$e" "$n: one REQUEST sent and one GRANT received per entry ($e entries)"
     is "$rr" 0 "$n: no REQUEST from another peer"
     is "$(count_events "$n" 'reply-sent')" 0 "$n: sent no REPLY"
+    rl=$(printf '%s' "$st" | sed -E 's/.*"replies_sent":([0-9]+).*/\1/')
+    cmp_ok "$rl" -ge "$e" "$n: a RELEASE per entry at least ($rl for $e; and one to each new coordinator)"
     sum_entries=$((sum_entries + e)) sum_req=$((sum_req + rs))
 done
 st=$(ctl master status --json)

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# 27-central-group — dme_algorithm = "central" with a server group of three: the leader
+# is the coordinator.  Three peers post under contention; the leader is killed (kill -9)
+# in the middle: the new leader becomes the coordinator, rebuilds its queue from what the
+# peers tell it, and the posts go on; every post is stored exactly once, the fences
+# increase, every peer sees the same log and every server holds it.
+. "$(dirname "$0")/../lib/lib.sh"
+need_root
+need_cmd perl md5sum
+
+N_SERVERS=3 cluster_start 3 'dme_algorithm = "central";' 'election_timeout_ms = 300;'
+
+coordinators() {        # the live servers whose last word is that they coordinate
+    local n l
+    for n in "${SERVERS[@]}"; do
+        node_alive "$n" || continue
+        l=$(grep -a -E 'msg="(coordinator of the critical section|no longer the coordinator)' "$(node_log "$n")" |
+            tail -n 1)
+        [[ $l == *'msg="coordinator of the critical section'* ]] && echo "$n"
+    done
+}
+same_logs() {
+    local n sums=
+    for n in "${SERVERS[@]}"; do
+        node_alive "$n" || continue
+        sums+="$(ctl "$n" view --json | md5sum | cut -c1-32) "
+    done
+    [ "$(printf '%s\n' $sums | sort -u | wc -l)" = 1 ]
+}
+
+L1=$(group_leader)
+like "$L1" '^master' "the group has a leader ($L1)"
+is "$(coordinators)" "$L1" "the leader, and only it, coordinates"
+
+# --- three posters; the leader killed while they post ----------------------------------------
+N=12
+for n in node1 node2 node3; do
+    ( rc=0
+      for ((i = 1; i <= N; i++)); do ctl "$n" post "group $n $i" || rc=1; done
+      exit $rc ) 2>"$T/err-$n" & eval "pid_$n=$!"; track_pid $!
+done
+wait_for -t 20 sh -c "[ \$(grep -a -c -E '${EV_LINE}event=reply-sent ' '$(node_log "$L1")') -ge 8 ]"
+node_kill "$L1"
+for n in node1 node2 node3; do
+    eval "p=\$pid_$n"
+    wait "$p"; rc=$?
+    is "$rc" 0 "$n: its $N posts exit 0 across the leader's death" || diag "$(cat "$T/err-$n")"
+done
+wait_for -t 10 group_leader >/dev/null
+L2=$(group_leader)
+isnt "$L2" "$L1" "another server leads ($L2)"
+is "$(coordinators)" "$L2" "the new leader coordinates"
+like "$(grep -a 'coordinator: grants go' "$(node_log "$L2")" | tail -n 1)" 'grants go' "its queue was rebuilt, then grants went"
+
+ctl node1 view --json > "$T/view.json"
+is "$(check_fences "$T/view.json")" "ok $((3 * N)) entries" "$((3 * N)) entries, seqs without a gap, fences strictly increasing"
+dups=0
+for n in node1 node2 node3; do
+    for ((i = 1; i <= N; i++)); do
+        c=$(grep -c "\"text\":\"group $n $i\"" "$T/view.json")
+        [ "$c" = 1 ] || { dups=$((dups + 1)); diag "group $n $i is in the log $c time(s)"; }
+    done
+done
+is "$dups" 0 "every post is in the log exactly once"
+is "$(ctl node2 view)" "$(ctl node1 view)" "node2 sees the same log as node1"
+is "$(ctl node3 view)" "$(ctl node1 view)" "node3 sees the same log as node1"
+ok "the live servers hold the same log" wait_for -t 10 same_logs
+
+for n in "${SERVERS[@]}" node1 node2 node3; do
+    is "$(count_events "$n" 'protocol-error')" 0 "$n logged no protocol-error"
+done
+
+done_testing
