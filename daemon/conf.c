@@ -587,10 +587,6 @@ static int set_dme_algorithm(struct load *l, const struct key *k, const config_s
         if (dme_algo_parse(v, &a) < 0)
                 return fail(l, s, -EINVAL, "dme_algorithm must be \"ricart-agrawala\", \"central\" or \"token\", "
                             "not '%s'", v);
-        /* tk.c's machine is tested (test-dme), but no daemon runs it yet: refused rather than half there */
-        if (a == DME_TOKEN)
-                return fail(l, s, -EOPNOTSUPP, "dme_algorithm = \"token\" is not available in this version of dchatd "
-                            "(use \"ricart-agrawala\" or \"central\"; see dchat.conf(5))");
         l->c->dme_algorithm = a;
         return 0;
 }

@@ -20,6 +20,86 @@ static void link_connect(struct link *l);
 
 /* --- Ricart–Agrawala actions ----------------------------------------------------------------- */
 
+/* A regeneration round's message (struct tk_probe) to peer: its wire form. */
+static void send_probe(struct link *l, const struct tk_probe *pr, const struct vclock *vc)
+{
+        (void) conn_send(l->out, &(struct dchat_msg) { .type = MSG_TOKEN_PROBE,
+                .probe = { pr->kind, pr->round, pr->gen, pr->down, pr->holds, pr->wanted, pr->sn, pr->ts, vc } });
+}
+
+/*
+ * dme_algorithm = "token": the token's own steps.  What cannot go because
+ * the link is down is not lost: tk.c sends it again when the link comes
+ * back (ra_link_up), or regenerates the token once its holder is dead.
+ */
+static void run_token_action(struct peer *p, const struct ra_action *a, struct link *l, struct event_fields *f,
+                             const struct vclock *vc)
+{
+        const struct tk *k = &p->ra.tk;
+        bool up = l->state == LINK_UP;
+
+        switch (a->kind) {
+        case RA_QUEUED:
+                peer_event(p, EV_REPLY_DEFERRED, (int) a->peer, f, vc, "TOKEN for %s's request %llu deferred: this "
+                           "node is in the critical section (it goes on at the exit)", f->peer,
+                           (unsigned long long) a->ts);
+                return;
+        case RA_SEND_TOKEN: {
+                peer_event(p, EV_REPLY_SENT, (int) a->peer, f, vc, "TOKEN for request %llu sent to %s%s",
+                           (unsigned long long) a->ts, f->peer, up ? "" : " (link down: sent again when it is back)");
+                if (!up)
+                        return;
+                p->stats.replies_sent++;
+                struct dchat_msg m = { .type = MSG_TOKEN };
+                m.token.clock = a->clock;
+                m.token.ts = a->ts;
+                m.token.gen = k->out.gen;
+                m.token.hop = k->out.hop;
+                m.token.n = (uint8_t) p->ra.n;
+                memcpy(m.token.ln, k->out.ln, sizeof m.token.ln);
+                m.token.qn = (uint8_t) k->out.qn;
+                memcpy(m.token.q, k->out.q, sizeof m.token.q);
+                m.token.vc = vc;
+                (void) conn_send(l->out, &m);
+                return;
+        }
+        case RA_SEND_PROBE:
+                log_info("token: regeneration round %llu asks %s (generation %llu would be made)",
+                         (unsigned long long) k->probe.round, f->peer, (unsigned long long) k->probe.gen);
+                if (up)
+                        send_probe(l, &k->probe, vc);
+                return;
+        case RA_SEND_ANSWER:
+                log_info("token: answer to %s's regeneration round %llu: %s", f->peer,
+                         (unsigned long long) k->ans[a->peer].round,
+                         k->ans[a->peer].holds ? "the token is here" : "no token here");
+                if (up)
+                        send_probe(l, &k->ans[a->peer], vc);
+                return;
+        case RA_SEND_END:
+                if (up) {
+                        /* sn 0: only the news that a token of generation ts exists */
+                        struct tk_probe news = { .kind = TK_END, .gen = a->ts, .holds = true };
+                        send_probe(l, a->sn ? &k->end : &news, vc);
+                }
+                return;
+        case RA_REGENERATED:
+                if (a->ts >> 6 == 1)    /* (counter << 6) | peer, tk.c: the cluster's first */
+                        log_info("token: none existed yet: the first (generation %llu) made here",
+                                 (unsigned long long) a->ts);
+                else
+                        log_warning("token: none was found (its holder is dead, or it was lost with a link): a new "
+                                    "one of generation %llu made here", (unsigned long long) a->ts);
+                return;
+        case RA_DROPPED:
+                log_info("token: one of generation %llu dropped (an older generation, or a copy of a transfer "
+                         "taken already)", (unsigned long long) a->ts);
+                return;
+        default:
+                return;
+        }
+}
+
 /*
  * dme_algorithm = "central": a step with the coordinator (the server we
  * link to, while it leads).  A LOCK that cannot go now is not lost: once
@@ -92,8 +172,8 @@ void mesh_run_actions_why(struct peer *p, const struct ra_actions *acts, const c
                 case RA_GOT_REPLY:
                         p->stats.replies_received++;
                         f.send_vt = p->mesh.recv_vt;
-                        peer_event(p, EV_REPLY_RECEIVED, (int) a->peer, &f, &vc,
-                                   "REPLY for request %llu received from %s", (unsigned long long) a->ts, f.peer);
+                        peer_event(p, EV_REPLY_RECEIVED, (int) a->peer, &f, &vc, "%s for request %llu received from %s",
+                                   p->ra.algo == DME_TOKEN ? "TOKEN" : "REPLY", (unsigned long long) a->ts, f.peer);
                         break;
                 case RA_SEND_REQUEST:
                         if (l->state != LINK_UP) {
@@ -104,8 +184,12 @@ void mesh_run_actions_why(struct peer *p, const struct ra_actions *acts, const c
                         p->stats.requests_sent++;
                         peer_event(p, EV_REQUEST_SENT, (int) a->peer, &f, &vc, "REQUEST(%llu) sent to %s",
                                    (unsigned long long) a->ts, f.peer);
-                        (void) conn_send(l->out, &(struct dchat_msg) { .type = MSG_REQUEST,
-                                                                       .request = { a->ts, &vc } });
+                        if (p->ra.algo == DME_TOKEN)
+                                (void) conn_send(l->out, &(struct dchat_msg) { .type = MSG_TOKEN_REQUEST,
+                                        .token_request = { p->ra.tk.gen_known, a->sn, a->ts, &vc } });
+                        else
+                                (void) conn_send(l->out, &(struct dchat_msg) { .type = MSG_REQUEST,
+                                                                               .request = { a->ts, &vc } });
                         break;
                 case RA_SEND_REPLY:
                         peer_event(p, EV_REPLY_SENT, (int) a->peer, &f, &vc, "REPLY for request %llu sent to %s%s",
@@ -138,8 +222,8 @@ void mesh_run_actions_why(struct peer *p, const struct ra_actions *acts, const c
                         unsigned asked = (unsigned) __builtin_popcountll(p->ra.asked);
                         unsigned reused = (unsigned) __builtin_popcountll(p->ra.held & ~p->ra.asked);
                         p->stats.cs_entries++;
-                        if (p->ra.n > 1 && asked == 0 && p->ra.algo == DME_RICART_AGRAWALA)
-                                p->stats.cs_reused++;
+                        if (p->ra.n > 1 && asked == 0 && p->ra.algo != DME_CENTRAL)
+                                p->stats.cs_reused++;   /* every permission, or the token, in hand */
                         f.peer = NULL;
                         f.fence = p->ra.enter_ts;
                         if (reused)
@@ -172,7 +256,7 @@ void mesh_run_actions_why(struct peer *p, const struct ra_actions *acts, const c
                 case RA_SEND_END:
                 case RA_REGENERATED:
                 case RA_DROPPED:
-                        /* the token's: dme_algorithm = "token" is refused by conf.c, so never here */
+                        run_token_action(p, a, l, &f, &vc);
                         break;
                 }
         }
@@ -485,6 +569,15 @@ static int clock_refused(struct peer *p, struct conn *c, const char *what, uint6
         return -ERANGE;
 }
 
+/* A frame of another algorithm than ours: nodes that disagree on dme_algorithm cannot work together. */
+static int algo_refused(struct peer *p, struct conn *c, uint8_t type)
+{
+        log_event(EV_PROTOCOL_ERROR, NULL, "%s: %s, but this node's dme_algorithm is \"%s\" (every node needs the "
+                  "same: see config-mismatch); closing", conn_label(c), proto_type_name(type),
+                  dme_algo_name(p->ra.algo));
+        return -EPROTO;
+}
+
 static int in_frame(struct conn *c, uint8_t type, const uint8_t *payload, size_t len)
 {
         struct inbound *ib = conn_userdata(c);
@@ -606,6 +699,49 @@ static int in_frame(struct conn *c, uint8_t type, const uint8_t *payload, size_t
                 mesh_run_actions(p, &acts);
                 p->mesh.recv_vt = 0;
                 return 0;
+        case MSG_TOKEN_REQUEST:
+                if (!clock_ok(p, m.token_request.ts))
+                        return clock_refused(p, c, "TOKEN_REQUEST timestamp", m.token_request.ts);
+                if (p->ra.algo != DME_TOKEN)
+                        return algo_refused(p, c, type);
+                p->mesh.recv_vt = vclock_of(p, ib->idx, m.token_request.vc);
+                ra_on_token_request(&p->ra, (unsigned) ib->idx, m.token_request.gen, m.token_request.sn,
+                                    m.token_request.ts, p->mesh.recv_vt ? m.token_request.vc : NULL, &acts);
+                mesh_run_actions(p, &acts);
+                p->mesh.recv_vt = 0;
+                return 0;
+        case MSG_TOKEN: {
+                if (!clock_ok(p, m.token.clock))
+                        return clock_refused(p, c, "TOKEN clock", m.token.clock);
+                if (p->ra.algo != DME_TOKEN)
+                        return algo_refused(p, c, type);
+                if (m.token.n != p->ra.n) {
+                        log_event(EV_PROTOCOL_ERROR, &(struct event_fields) { .peer = p->names[ib->idx] },
+                                  "%s: TOKEN for %u peers, this cluster has %u (see config-mismatch); closing",
+                                  conn_label(c), m.token.n, p->ra.n);
+                        return -EBADMSG;
+                }
+                struct tk_token tok = { .gen = m.token.gen, .hop = m.token.hop, .qn = m.token.qn };
+                memcpy(tok.ln, m.token.ln, sizeof tok.ln);
+                memcpy(tok.q, m.token.q, sizeof tok.q);
+                p->mesh.recv_vt = vclock_of(p, ib->idx, m.token.vc);
+                ra_on_token(&p->ra, (unsigned) ib->idx, m.token.clock, m.token.ts, &tok,
+                            p->mesh.recv_vt ? m.token.vc : NULL, &acts);
+                mesh_run_actions(p, &acts);
+                p->mesh.recv_vt = 0;
+                return 0;
+        }
+        case MSG_TOKEN_PROBE: {
+                if (p->ra.algo != DME_TOKEN)
+                        return algo_refused(p, c, type);
+                struct tk_probe pr = { .kind = m.probe.kind, .round = m.probe.round, .gen = m.probe.gen,
+                                       .down = m.probe.down, .holds = m.probe.holds, .wanted = m.probe.wanted,
+                                       .sn = m.probe.sn, .ts = m.probe.ts };
+                uint64_t vt = vclock_of(p, ib->idx, m.probe.vc);
+                ra_on_probe(&p->ra, (unsigned) ib->idx, &pr, vt ? m.probe.vc : NULL, &acts);
+                mesh_run_actions(p, &acts);
+                return 0;
+        }
         case MSG_TRACE:
                 if (m.trace.scope != TRACE_RING) {
                         log_event(EV_PROTOCOL_ERROR, &(struct event_fields) { .peer = p->names[ib->idx] },

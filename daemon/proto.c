@@ -397,6 +397,9 @@ static const char *const type_names[_MSG_MAX] = {
         [MSG_POST_WAIT] = "POST_WAIT",
         [MSG_LOCK] = "LOCK",
         [MSG_GRANT] = "GRANT",
+        [MSG_TOKEN_REQUEST] = "TOKEN_REQUEST",
+        [MSG_TOKEN] = "TOKEN",
+        [MSG_TOKEN_PROBE] = "TOKEN_PROBE",
 };
 
 const char *proto_type_name(uint8_t type)
@@ -821,6 +824,38 @@ int proto_encode(struct wbuf *b, const struct dchat_msg *m)
                 wbuf_put_u64(b, m->grant.clock);
                 proto_put_vclock(b, m->grant.vc);
                 break;
+        case MSG_TOKEN_REQUEST:
+                wbuf_put_u64(b, m->token_request.gen);
+                wbuf_put_u64(b, m->token_request.sn);
+                wbuf_put_u64(b, m->token_request.ts);
+                proto_put_vclock(b, m->token_request.vc);
+                break;
+        case MSG_TOKEN: {
+                unsigned n = m->token.n < DCHAT_PEERS_MAX ? m->token.n : DCHAT_PEERS_MAX;
+                unsigned qn = m->token.qn < DCHAT_PEERS_MAX ? m->token.qn : DCHAT_PEERS_MAX;
+                wbuf_put_u64(b, m->token.clock);
+                wbuf_put_u64(b, m->token.ts);
+                wbuf_put_u64(b, m->token.gen);
+                wbuf_put_u64(b, m->token.hop);
+                wbuf_put_u8(b, (uint8_t) n);
+                for (unsigned i = 0; i < n; i++)
+                        wbuf_put_varint(b, m->token.ln[i]);
+                wbuf_put_u8(b, (uint8_t) qn);
+                wbuf_put(b, m->token.q, qn);
+                proto_put_vclock(b, m->token.vc);
+                break;
+        }
+        case MSG_TOKEN_PROBE:
+                wbuf_put_u8(b, m->probe.kind);
+                wbuf_put_u64(b, m->probe.round);
+                wbuf_put_u64(b, m->probe.gen);
+                wbuf_put_u64(b, m->probe.down);
+                wbuf_put_u8(b, m->probe.holds);
+                wbuf_put_u8(b, m->probe.wanted);
+                wbuf_put_u64(b, m->probe.sn);
+                wbuf_put_u64(b, m->probe.ts);
+                proto_put_vclock(b, m->probe.vc);
+                break;
         }
 
         if (b->failed) {
@@ -1237,6 +1272,56 @@ int proto_decode(uint8_t type, const uint8_t *payload, size_t len, struct dchat_
                 if (!entry || proto_get_vclock(&r, &entry->vc) < 0)
                         return -EBADMSG;
                 m->grant.vc = &entry->vc;
+                break;
+        case MSG_TOKEN_REQUEST:
+                m->token_request.gen = rbuf_u64(&r);
+                m->token_request.sn = rbuf_u64(&r);
+                m->token_request.ts = rbuf_u64(&r);
+                if (!entry || proto_get_vclock(&r, &entry->vc) < 0)
+                        return -EBADMSG;
+                m->token_request.vc = &entry->vc;
+                break;
+        case MSG_TOKEN: {
+                uint64_t seen = 0;
+                m->token.clock = rbuf_u64(&r);
+                m->token.ts = rbuf_u64(&r);
+                m->token.gen = rbuf_u64(&r);
+                m->token.hop = rbuf_u64(&r);
+                m->token.n = rbuf_u8(&r);
+                if (m->token.n > DCHAT_PEERS_MAX)
+                        return -EBADMSG;
+                for (unsigned i = 0; i < m->token.n; i++)
+                        if ((m->token.ln[i] = rbuf_varint(&r)) > DCHAT_CLOCK_MAX)
+                                return -EBADMSG;
+                m->token.qn = rbuf_u8(&r);
+                if (m->token.qn > m->token.n)
+                        return -EBADMSG;
+                for (unsigned i = 0; i < m->token.qn; i++) {
+                        uint8_t j = rbuf_u8(&r);
+                        /* a peer of the token, each once: the queue cannot grow past the peers */
+                        if (j >= m->token.n || (seen & (UINT64_C(1) << j)))
+                                return -EBADMSG;
+                        seen |= UINT64_C(1) << j;
+                        m->token.q[i] = j;
+                }
+                if (r.bad || !entry || proto_get_vclock(&r, &entry->vc) < 0)
+                        return -EBADMSG;
+                m->token.vc = &entry->vc;
+                break;
+        }
+        case MSG_TOKEN_PROBE:
+                m->probe.kind = rbuf_u8(&r);
+                m->probe.round = rbuf_u64(&r);
+                m->probe.gen = rbuf_u64(&r);
+                m->probe.down = rbuf_u64(&r);
+                m->probe.holds = rbuf_u8(&r);
+                m->probe.wanted = rbuf_u8(&r);
+                m->probe.sn = rbuf_u64(&r);
+                m->probe.ts = rbuf_u64(&r);
+                if (m->probe.kind > 2 || m->probe.holds > 1 || m->probe.wanted > 1 || !entry ||
+                    proto_get_vclock(&r, &entry->vc) < 0)
+                        return -EBADMSG;
+                m->probe.vc = &entry->vc;
                 break;
         default:
                 return -EBADMSG;

@@ -148,6 +148,12 @@ enum dchat_msg_type {
         MSG_LOCK,
         /* ... and server -> peer: the section is yours, for request ts */
         MSG_GRANT,
+        /* dme_algorithm = "token" (tk.c), peer -> peer: a request for the
+         * token (Suzuki-Kasami), the token itself, and a regeneration
+         * round's question, answer or end */
+        MSG_TOKEN_REQUEST,
+        MSG_TOKEN,
+        MSG_TOKEN_PROBE,
         _MSG_MAX,
 };
 
@@ -425,6 +431,17 @@ struct dchat_msg {
                 struct { uint8_t op; uint64_t ts; uint64_t clock; const struct vclock *vc; } lock;
                 /* ts: the request granted; clock: the coordinator's; vc: what it merged of the peers' */
                 struct { uint64_t ts; uint64_t clock; const struct vclock *vc; } grant;
+                /* gen: the highest token generation the sender knows; sn: its request's number; ts: its
+                 * Lamport timestamp */
+                struct { uint64_t gen; uint64_t sn; uint64_t ts; const struct vclock *vc; } token_request;
+                /* clock: the sender's; ts: the request it answers; the token: generation, transfer
+                 * number, n (the cluster's peers) last-served request numbers, and the peers it goes to
+                 * next, qn of them (each < n, each once) */
+                struct { uint64_t clock; uint64_t ts; uint64_t gen; uint64_t hop; uint8_t n; uint64_t ln[DCHAT_PEERS_MAX];
+                         uint8_t qn; uint8_t q[DCHAT_PEERS_MAX]; const struct vclock *vc; } token;
+                /* kind 0 ask, 1 answer, 2 end (struct tk_probe, ra.h) */
+                struct { uint8_t kind; uint64_t round; uint64_t gen; uint64_t down; uint8_t holds; uint8_t wanted;
+                         uint64_t sn; uint64_t ts; const struct vclock *vc; } probe;
         };
 };
 

@@ -67,8 +67,6 @@ static const struct bad bad[] = {
           "digits, '_', '.', '-', not starting with '-'), not '-wheel'" },
         { "bad-dme-algorithm.conf", NULL, -EINVAL, ":7: dme_algorithm must be \"ricart-agrawala\", \"central\" or "
           "\"token\", not 'paxos'" },
-        { "bad-dme-token.conf", NULL, -EOPNOTSUPP, ":7: dme_algorithm = \"token\" is not available in this version "
-          "of dchatd (use \"ricart-agrawala\" or \"central\"; see dchat.conf(5))" },
         { "bad-type-dme-algorithm.conf", NULL, -EINVAL, ":7: dme_algorithm must be a string (in double quotes)" },
         { "bad-range-queued-posts.conf", NULL, -ERANGE,
           ":7: max_queued_posts_per_user = 0 is out of range (1..100000)" },
@@ -207,7 +205,7 @@ static bool in_bad_table(const char *name) {
 
 static const char *const good_files[] = {
         "good-minimal.conf", "good-full.conf", "good-int64.conf", "good-64-peers.conf", "good-three-servers.conf",
-        "good-two-servers.conf", "good-host-keys.conf", "good-central.conf",
+        "good-two-servers.conf", "good-host-keys.conf", "good-central.conf", "good-token.conf",
 };
 
 static void test_all_fixtures_listed(void) {
@@ -546,6 +544,10 @@ static void test_restart_needed(void) {
                 is_int(b.dme_algorithm, DME_CENTRAL, "dme_algorithm = \"central\"");
                 is_str(conf_restart_needed(&a, &b), "dme_algorithm changed", "dme_algorithm: restart only");
                 is_str(conf_restart_needed(&b, &a), "dme_algorithm changed", "... back too");
+        }
+        if (load_ok(fixture("good-token.conf"), NULL, &b)) {
+                is_int(b.dme_algorithm, DME_TOKEN, "dme_algorithm = \"token\"");
+                is_str(conf_restart_needed(&a, &b), "dme_algorithm changed", "token: restart only");
         }
 }
 

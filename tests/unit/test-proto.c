@@ -396,6 +396,53 @@ static void test_roundtrips(void)
         check_truncations(&f, "GRANT");
         wbuf_free(&f.b);
 
+        /* TOKEN_REQUEST, TOKEN, TOKEN_PROBE (dme_algorithm = "token") */
+        in = (struct dchat_msg) { .type = MSG_TOKEN_REQUEST, .token_request = { (7 << 6) | 2, 1000005, 33, &vc3 } };
+        if (is_int(roundtrip(&f, &in, &out, &eout, NULL), 0, "TOKEN_REQUEST: round trip"))
+                ok(out.token_request.gen == ((7 << 6) | 2) && out.token_request.sn == 1000005 &&
+                   out.token_request.ts == 33 && out.token_request.vc->n == 3, "TOKEN_REQUEST: gen, sn, ts, clock");
+        check_truncations(&f, "TOKEN_REQUEST");
+        wbuf_free(&f.b);
+        {
+                static struct dchat_msg tin, tout;
+                tin = (struct dchat_msg) { .type = MSG_TOKEN, .token = { .clock = 90, .ts = 80, .gen = 64, .hop = 5,
+                                                                         .n = DCHAT_PEERS_MAX, .qn = 3, .vc = &vc3 } };
+                for (unsigned i = 0; i < DCHAT_PEERS_MAX; i++)
+                        tin.token.ln[i] = i == 63 ? DCHAT_CLOCK_MAX : i * 1000;
+                tin.token.q[0] = 63, tin.token.q[1] = 0, tin.token.q[2] = 7;
+                if (is_int(roundtrip(&f, &tin, &tout, &eout, NULL), 0, "TOKEN: round trip, 64 peers"))
+                        ok(tout.token.clock == 90 && tout.token.ts == 80 && tout.token.gen == 64 && tout.token.hop == 5 &&
+                           tout.token.n == 64 && !memcmp(tout.token.ln, tin.token.ln, sizeof tin.token.ln) &&
+                           tout.token.qn == 3 && tout.token.q[0] == 63 && tout.token.q[1] == 0 &&
+                           tout.token.q[2] == 7 && tout.token.vc->n == 3, "TOKEN: every field");
+                check_truncations(&f, "TOKEN");
+                wbuf_free(&f.b);
+                static const struct { uint8_t n, qn, q0, q1; const char *what; } badq[] = {
+                        { 3, 1, 3, 0, "a queued peer beyond n" },
+                        { 3, 2, 1, 1, "a peer queued twice" },
+                        { 2, 3, 0, 1, "a queue longer than n" },
+                };
+                for (size_t i = 0; i < sizeof badq / sizeof badq[0]; i++) {
+                        tin.token.n = badq[i].n;
+                        tin.token.qn = badq[i].qn;
+                        tin.token.q[0] = badq[i].q0;
+                        tin.token.q[1] = badq[i].q1;
+                        tin.token.q[2] = 0;
+                        is_int(roundtrip(&f, &tin, &tout, &eout, NULL), -EBADMSG, "TOKEN: %s refused", badq[i].what);
+                        wbuf_free(&f.b);
+                }
+        }
+        in = (struct dchat_msg) { .type = MSG_TOKEN_PROBE, .probe = { 1, 9, 130, UINT64_C(1) << 63, 1, 1, 12, 13, &vc3 } };
+        if (is_int(roundtrip(&f, &in, &out, &eout, NULL), 0, "TOKEN_PROBE: round trip"))
+                ok(out.probe.kind == 1 && out.probe.round == 9 && out.probe.gen == 130 &&
+                   out.probe.down == UINT64_C(1) << 63 && out.probe.holds && out.probe.wanted && out.probe.sn == 12 &&
+                   out.probe.ts == 13 && out.probe.vc->n == 3, "TOKEN_PROBE: every field");
+        check_truncations(&f, "TOKEN_PROBE");
+        wbuf_free(&f.b);
+        in.probe.kind = 3;
+        is_int(roundtrip(&f, &in, &out, &eout, NULL), -EBADMSG, "TOKEN_PROBE: kind 3 refused");
+        wbuf_free(&f.b);
+
         /* APPEND and ENTRY: the largest entry */
         fill_entry(&ein);
         for (int t = 0; t < 2; t++) {
@@ -1740,7 +1787,8 @@ static void test_time(void)
                                              "STATUS_REPLY", "HEARTBEAT", "FOLLOW", "CLUSTER", "ENTRY_DAMAGED",
                                              "RAFT", "LEADER", "DIGEST", "DIGEST_REPLY", "VERIFY", "VERIFY_REPLY",
                                              "GROUP", "GROUP_REPLY", "MEMBER", "MEMBER_REPLY", "TRACE", "TRACE_EVENTS", "TRACE_END",
-                                             "WHO", "PRESENCE", "POST_WAIT", "LOCK", "GRANT" };
+                                             "WHO", "PRESENCE", "POST_WAIT", "LOCK", "GRANT",
+                                             "TOKEN_REQUEST", "TOKEN", "TOKEN_PROBE" };
         bool names_ok = sizeof types / sizeof types[0] == _MSG_MAX;
         for (unsigned t = 0; t < _MSG_MAX && names_ok; t++)
                 names_ok = strcmp(proto_type_name((uint8_t) t), types[t]) == 0;
