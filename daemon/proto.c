@@ -1277,7 +1277,9 @@ int proto_decode(uint8_t type, const uint8_t *payload, size_t len, struct dchat_
                 m->token_request.gen = rbuf_u64(&r);
                 m->token_request.sn = rbuf_u64(&r);
                 m->token_request.ts = rbuf_u64(&r);
-                if (!entry || proto_get_vclock(&r, &entry->vc) < 0)
+                /* generations and request numbers grow like clocks: bounded like them (proto.h) */
+                if (m->token_request.gen > DCHAT_CLOCK_MAX || m->token_request.sn > DCHAT_CLOCK_MAX || !entry ||
+                    proto_get_vclock(&r, &entry->vc) < 0)
                         return -EBADMSG;
                 m->token_request.vc = &entry->vc;
                 break;
@@ -1288,7 +1290,7 @@ int proto_decode(uint8_t type, const uint8_t *payload, size_t len, struct dchat_
                 m->token.gen = rbuf_u64(&r);
                 m->token.hop = rbuf_u64(&r);
                 m->token.n = rbuf_u8(&r);
-                if (m->token.n > DCHAT_PEERS_MAX)
+                if (m->token.n > DCHAT_PEERS_MAX || m->token.gen > DCHAT_CLOCK_MAX || m->token.hop > DCHAT_CLOCK_MAX)
                         return -EBADMSG;
                 for (unsigned i = 0; i < m->token.n; i++)
                         if ((m->token.ln[i] = rbuf_varint(&r)) > DCHAT_CLOCK_MAX)
@@ -1318,8 +1320,9 @@ int proto_decode(uint8_t type, const uint8_t *payload, size_t len, struct dchat_
                 m->probe.wanted = rbuf_u8(&r);
                 m->probe.sn = rbuf_u64(&r);
                 m->probe.ts = rbuf_u64(&r);
-                if (m->probe.kind > 2 || m->probe.holds > 1 || m->probe.wanted > 1 || !entry ||
-                    proto_get_vclock(&r, &entry->vc) < 0)
+                if (m->probe.kind > 2 || m->probe.holds > 1 || m->probe.wanted > 1 || m->probe.round > DCHAT_CLOCK_MAX ||
+                    m->probe.gen > DCHAT_CLOCK_MAX || m->probe.sn > DCHAT_CLOCK_MAX || m->probe.ts > DCHAT_CLOCK_MAX ||
+                    !entry || proto_get_vclock(&r, &entry->vc) < 0)
                         return -EBADMSG;
                 m->probe.vc = &entry->vc;
                 break;

@@ -84,10 +84,15 @@ like "$(cat "$T/out/table.txt")" '3 server\(s\) on a log of 2000 entries: RSS at
 is "$(grep '"kind":"disk"' "$T/out/results.json" | grep -c '"fdatasync_median_us":[0-9]')" 2 \
     "results.json: the disk's fdatasync latency, before and after"
 like "$(cat "$T/out/table.txt")" 'fdatasync of 800 bytes on this disk, before: median [0-9]+ us' "table.txt: with the disk's figures"
-is "$(grep -c '^[a-z]' "$T/out/results.csv")" 9 "results.csv: a header and 8 rows"
+is "$(grep -c '^[a-z]' "$T/out/results.csv")" 12 "results.csv: a header and 11 rows"
 like "$(cut -d, -f1-4 "$T/out/results.csv" | tr '\n' ' ')" \
-    '^kind,servers,peers,posters seq,1,2,1 posters,1,2,2 ctl,1,2,1 peers,1,3,2 seq,3,2,1 posters,3,2,2 ctl,3,2,1 peers,3,3,2 $' \
-    "results.csv: the runs asked for"
+    '^kind,servers,peers,posters seq,1,2,1 posters,1,2,2 ctl,1,2,1 peers,1,3,2 seq,3,2,1 posters,3,2,2 ctl,3,2,1 peers,3,3,2 algo,1,3,2 algo,1,3,2 algo,1,3,2 $' \
+    "results.csv: the runs asked for (the algos part: one server, 3 peers, each algorithm)"
+is "$(grep '^algo,' "$T/out/results.csv" | awk -F, '{ print $22 }' | tr '\n' ' ')" "ricart-agrawala central token " \
+    "results.csv: the algorithm of each algo row"
+like "$(cat "$T/out/table.txt")" $'dme_algorithm x N peers .*\nalgorithm +N=3\nricart-agrawala +[0-9]+ [0-9.]+/[0-9.]+ [0-9.]+\ncentral +[0-9]+ [0-9.]+/[0-9.]+ 3.00\ntoken +[0-9]+ [0-9.]+/[0-9.]+ [0-9.]+\n' \
+    "table.txt: algorithm x N: posts/s, p50/p99, messages per entry (central: 3.00)"
+like "$(cat "$T/out/table.txt")" "DME messages per entry within the bound of each algorithm" "table.txt: every run within its algorithm's bound"
 if command -v gnuplot >/dev/null; then
     is "$(perl -e 'read STDIN, my $b, 4; print $b eq "\x89PNG" ? "PNG" : "not a PNG"' < "$T/out/bench.png")" PNG \
         "bench.png is a PNG"

@@ -422,6 +422,10 @@ static void test_roundtrips(void)
                         { 3, 2, 1, 1, "a peer queued twice" },
                         { 2, 3, 0, 1, "a queue longer than n" },
                 };
+                tin.token.gen = UINT64_MAX;
+                is_int(roundtrip(&f, &tin, &tout, &eout, NULL), -EBADMSG, "TOKEN: a generation above 2^62 refused");
+                wbuf_free(&f.b);
+                tin.token.gen = 64;
                 for (size_t i = 0; i < sizeof badq / sizeof badq[0]; i++) {
                         tin.token.n = badq[i].n;
                         tin.token.qn = badq[i].qn;
@@ -441,6 +445,17 @@ static void test_roundtrips(void)
         wbuf_free(&f.b);
         in.probe.kind = 3;
         is_int(roundtrip(&f, &in, &out, &eout, NULL), -EBADMSG, "TOKEN_PROBE: kind 3 refused");
+        wbuf_free(&f.b);
+        in.probe.kind = 0;
+        in.probe.gen = DCHAT_CLOCK_MAX + 1;
+        is_int(roundtrip(&f, &in, &out, &eout, NULL), -EBADMSG, "TOKEN_PROBE: a generation above 2^62 refused");
+        wbuf_free(&f.b);
+        in = (struct dchat_msg) { .type = MSG_TOKEN_REQUEST, .token_request = { DCHAT_CLOCK_MAX + 1, 1, 1, &vc3 } };
+        is_int(roundtrip(&f, &in, &out, &eout, NULL), -EBADMSG, "TOKEN_REQUEST: a generation above 2^62 refused");
+        wbuf_free(&f.b);
+        in.token_request.gen = 1;
+        in.token_request.sn = UINT64_MAX;
+        is_int(roundtrip(&f, &in, &out, &eout, NULL), -EBADMSG, "TOKEN_REQUEST: a request number above 2^62 refused");
         wbuf_free(&f.b);
 
         /* APPEND and ENTRY: the largest entry */
