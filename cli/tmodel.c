@@ -502,10 +502,38 @@ int tm_order_parse(const char *s, enum tm_order *o)
 }
 
 /*
+ * The last event of lane j that a's vector clock says happened before it
+ * (its own component at most what a knows of j's), or TM_NONE.  A lane's
+ * own component grows along it, across its restarts too (dchatd(8),
+ * Vector clocks).
+ */
+static size_t vc_pred(const struct tmodel *m, const struct tm_event *a, unsigned j)
+{
+        uint64_t k = tm_vc(m, a, j);
+        size_t lo = 0, hi = m->lanes[j].n;
+
+        if (!k)
+                return TM_NONE;
+        while (lo < hi) {       /* the first event whose own component is above k */
+                size_t mid = lo + (hi - lo) / 2;
+                if (tm_vc(m, &m->ev[m->lanes[j].first + mid], j) <= k)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        return lo ? m->lanes[j].first + lo - 1 : TM_NONE;
+}
+
+/*
  * The depth of each event in the causal order: 1 + the deepest of its
  * lane's event before it (across the node's restarts too) and the send of
- * what it received (Kahn's order over those edges).  Ordered by depth, the
- * events are one of the orders the run could have been seen in.
+ * what it received (Kahn's order over those edges).  A receive whose send
+ * is in no lane (dme_algorithm "central": the coordinator's GRANT, which
+ * passes on what it learnt from the others) is placed after every event
+ * its vector clock says came before it; without that, the sections of a
+ * central run sort by their depth in their own lanes alone, and the check
+ * compares an exit with an entry that came before it.  Ordered by depth, the events are
+ * one of the orders the run could have been seen in.
  */
 static void depths(const struct tmodel *m, double *d)
 {
@@ -528,6 +556,18 @@ static void depths(const struct tmodel *m, double *d)
                                         if (d[e->match] + 1 > x)
                                                 x = d[e->match] + 1;
                                 }
+                                bool wait = false;
+                                for (unsigned j = 0; recv && e->match == TM_NONE && j < m->n_lanes && !wait; j++) {
+                                        size_t p = j == l ? TM_NONE : vc_pred(m, e, j);
+                                        if (p == TM_NONE)
+                                                continue;
+                                        if (d[p] < 0)
+                                                wait = true;    /* not placed yet */
+                                        else if (d[p] + 1 > x)
+                                                x = d[p] + 1;
+                                }
+                                if (wait)
+                                        break;
                                 d[i] = x;
                                 progress = true;
                         }

@@ -71,6 +71,10 @@ is "$(printf '%s' "$st" | sed -E 's/.*"replies_sent":([0-9]+).*/\1/')" "$sum_ent
 like "$(events node2 request-sent | tail -n 1)" ' peer=master ' "request-sent names the coordinator, the server"
 like "$(events master reply-sent | tail -n 1)" 'msg="GRANT for request [0-9]+ sent to node[123]' \
     "the server logs reply-sent for each GRANT"
+# the GRANTs are in no peer's ring, but carry what the coordinator learnt: the sections follow each other
+run ctl node2 trace --check
+is "$RC" 0 "trace --check: the sections are in causal order, through the coordinator's vector clocks" || diag "$OUT" "$ERR"
+like "$OUT" "^ok: $((3 * N)) critical section.s., each entered after the exit before it" "... all $((3 * N)) of them"
 
 # --- a request queued behind a section held ----------------------------------------------------
 run_timed ctl node1 post --hold 2 "held by node1"
