@@ -4,8 +4,9 @@
 # (every post stored exactly once, fences increasing, the same view everywhere, three
 # messages per entry and none between the peers), a request queued behind a section
 # held (--hold), a peer killed inside the critical section (its grant taken back once
-# it is dead), the coordinator restarted (its queue rebuilt from the peers' word), and
-# a reload that changes the algorithm refused.
+# it is dead), a holder frozen inside (SIGSTOP: its grant taken back, and once thawed
+# nothing is lost or doubled), the coordinator restarted (its queue rebuilt from the
+# peers' word), and a reload that changes the algorithm refused.
 . "$(dirname "$0")/../lib/lib.sh"
 need_root
 
@@ -105,6 +106,28 @@ node_start node1
 wait_connected 15
 run ctl node1 post "node1 is back"
 is "$RC" 0 "node1 posts again after its restart" || diag "$ERR"
+
+# --- a holder frozen inside (SIGSTOP): its grant taken back; thawed, it goes on -----------------
+ps3=$(count_events node3 post-stored)
+rv=$(grep -a -c 'is taken back' "$(node_log master)")
+ctl node3 post --hold 2 "node3 frozen holding" >/dev/null 2>"$T/ef" & fh=$!; track_pid $fh
+wait_event node3 post-stored $((ps3 + 1)) 10
+kill -STOP "$(node_pid node3)"
+run_timed ctl node2 post "while node3 is frozen"
+is "$RC" 0 "node2 posts while node3, frozen inside, holds a grant" || diag "$ERR"
+is "$(grep -a -c 'is taken back' "$(node_log master)")" $((rv + 1)) "the server took node3's grant back"
+kill -CONT "$(node_pid node3)"
+wait "$fh"; is "$?" 0 "node3's held post exits 0" || diag "$(cat "$T/ef")"
+ok "everyone is linked again" wait_connected 20
+for n in node1 node2 node3; do
+    run ctl "$n" post "after the thaw from $n"
+    is "$RC" 0 "after the thaw: $n posts" || diag "$ERR"
+done
+ctl node1 view --json > "$T/view1.json"
+like "$(check_fences "$T/view1.json")" '^ok [0-9]+ entries$' "fences strictly increase"
+for t in "node3 frozen holding" "while node3 is frozen" "after the thaw from node3"; do
+    is "$(grep -c "\"text\":\"$t\"" "$T/view1.json")" 1 "'$t' is in the log once"
+done
 
 # --- the coordinator restarted: the peers tell the new one where they stand -----------------
 ps3=$(count_events node3 post-stored)

@@ -4,7 +4,9 @@
 # same view everywhere, at most N messages an entry), a peer that posts again with the
 # token in hand (no message), a request deferred behind a section held (--hold), the
 # holder killed inside the critical section (the token made anew once the others found
-# it dead), and a reload that changes the algorithm refused.
+# it dead), the holder frozen inside (SIGSTOP: a new token made while it sleeps; thawed,
+# it gives up the old one, and nothing is lost or doubled), and a reload that changes
+# the algorithm refused.
 . "$(dirname "$0")/../lib/lib.sh"
 need_root
 
@@ -107,6 +109,33 @@ ctl node1 view --json > "$T/view2.json"
 like "$(check_fences "$T/view2.json")" '^ok [0-9]+ entries$' "fences still strictly increase"
 for t in "node2 dies holding" "after node2 died" "node1 after node2 died" "node2 is back" "node3 after node2 came back"; do
     is "$(grep -c "\"text\":\"$t\"" "$T/view2.json")" 1 "'$t' is in the log once"
+done
+
+# --- the holder frozen inside (SIGSTOP): found dead, a token made anew; thawed, its old one goes --
+ps1=$(count_events node1 post-stored)
+dropped() { [ "$(grep -a -c 'token: one of generation [0-9]* dropped' "$(node_log node1)")" -gt "$1" ]; }
+d1=$(grep -a -c 'token: one of generation [0-9]* dropped' "$(node_log node1)")
+ctl node1 post --hold 2 "node1 frozen holding" >/dev/null 2>"$T/ef" & fh=$!; track_pid $fh
+wait_event node1 post-stored $((ps1 + 1)) 10
+kill -STOP "$(node_pid node1)"
+run_timed ctl node3 post "while node1 is frozen"
+is "$RC" 0 "node3 posts while node1, frozen inside, holds the old token" || diag "$ERR"
+like "$(grep -a 'token: none was found' "$(node_log node2)" | tail -n 1)" 'made here' \
+    "node2, the lowest peer alive, made a new token"
+kill -CONT "$(node_pid node1)"
+wait "$fh"; is "$?" 0 "node1's held post exits 0" || diag "$(cat "$T/ef")"
+ok "everyone is linked again" wait_connected 20
+ok "node1 gave up its old token (a newer generation exists)" wait_for -t 10 dropped "$d1"
+for round in 1 2; do
+    for n in node1 node2 node3; do
+        run ctl "$n" post "after the thaw $round from $n"
+        is "$RC" 0 "after the thaw, round $round: $n posts" || diag "$ERR"
+    done
+done
+ctl node2 view --json > "$T/view3.json"
+like "$(check_fences "$T/view3.json")" '^ok [0-9]+ entries$' "fences still strictly increase"
+for t in "node1 frozen holding" "while node1 is frozen" "after the thaw 1 from node1" "after the thaw 2 from node3"; do
+    is "$(grep -c "\"text\":\"$t\"" "$T/view3.json")" 1 "'$t' is in the log once"
 done
 
 # --- the algorithm changes only with a restart -------------------------------------------------
