@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * mesh.c — the peer role's links to the other peers: connect, HELLO,
- * heartbeats, failure detection (fd.c) on what they say, and the
- * Ricart–Agrawala machine (ra.c) driven by them (mesh_run_actions).
+ * heartbeats, failure detection (fd.c) on what they say, and the DME
+ * machine (ra.c: Ricart–Agrawala, or by dme_algorithm cm.c's peer side,
+ * whose messages go to the server, or tk.c's token) driven by them
+ * (mesh_run_actions).
  *
  * Links.  Each pair of peers has two TCP connections, one per direction:
  * a peer sends only on the connection it dialled and receives only on the

@@ -8,8 +8,8 @@
  *             and the glue the others share: clock bounds, cluster
  *             definitions, a later life, backoff, our PRESENCE and who
  *   mesh.c    the links to the other peers, their failure detection, the
- *             Ricart–Agrawala machine (ra.c) driven by them, and who is on
- *             each of them (PRESENCE)
+ *             DME machine (ra.c; cm.c, tk.c by dme_algorithm) driven by
+ *             them, and who is on each of them (PRESENCE)
  *   uplink.c  the link to the server (a group's leader, once known):
  *             HELLO and HELLO_ACK, LEADER, heartbeats and silence,
  *             reconnects with backoff, why posts wait (POST_WAIT), the

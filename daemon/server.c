@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * server.c — the server role: keeps the chat log, takes appends from peers
- * that hold the critical section, serves views to anyone.
+ * that hold the critical section, serves views to anyone; with
+ * dme_algorithm = "central", while it leads, it is the coordinator that
+ * grants the critical section (cm.h).
  *
  * Appends that arrive in one turn of the event loop, from any number of
  * connections, are stored with one write and one fdatasync (group commit):
