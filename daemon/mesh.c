@@ -108,14 +108,13 @@ static void run_token_action(struct peer *p, const struct ra_action *a, struct l
  * the link to a leading server is up, ra_coordinator_up says it all again
  * (postq.c, coordinator_up).
  */
-static void run_coordinator_action(struct peer *p, const struct ra_action *a, const char *why)
+static void run_coordinator_action(struct peer *p, const struct ra_action *a)
 {
         const char *srv = uplink_server_name(p);
         struct event_fields f = { .peer = srv, .lamport = a->clock, .request_ts = a->ts };
         struct vclock vc;
         uint8_t op;
 
-        (void) why;
         ra_action_vclock(&p->ra, a, &vc);
         switch (a->kind) {
         case RA_GOT_REPLY:
@@ -156,7 +155,7 @@ void mesh_run_actions_why(struct peer *p, const struct ra_actions *acts, const c
         for (unsigned i = 0; i < acts->n; i++) {
                 const struct ra_action *a = &acts->a[i];
                 if (a->peer == RA_COORDINATOR) {
-                        run_coordinator_action(p, a, why);
+                        run_coordinator_action(p, a);
                         continue;
                 }
                 struct link *l = &p->mesh.links[a->peer];
