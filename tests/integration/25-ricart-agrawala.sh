@@ -14,15 +14,15 @@ run ctl node1 status
 like "$OUT" $'\nalgorithm: ricart-agrawala\n' "the default algorithm, by name in status"
 
 # --- three peers, 15 posts each, all at once -------------------------------------------------
+declare -A POSTER
 N=15
 for n in node1 node2 node3; do
     ( rc=0
       for ((i = 1; i <= N; i++)); do ctl "$n" post "ra $n $i" || rc=1; done
-      exit $rc ) 2>"$T/err-$n" & eval "pid_$n=$!"; track_pid $!
+      exit $rc ) 2>"$T/err-$n" & POSTER[$n]=$!; track_pid $!
 done
 for n in node1 node2 node3; do
-    eval "p=\$pid_$n"
-    wait "$p"; rc=$?
+    wait "${POSTER[$n]}"; rc=$?
     is "$rc" 0 "$n: its $N posts exit 0" || diag "$(cat "$T/err-$n")"
 done
 ctl node1 view --json > "$T/view.json"

@@ -21,15 +21,15 @@ like "$OUT" '"dme_algorithm":"central"' "the server's status --json names it"
 like "$OUT" '"coordinator":\{"state":"free","request_ts":0,"queued":0\}' "... and its coordinator: free, nobody waiting"
 
 # --- three peers, 15 posts each, all at once -------------------------------------------------
+declare -A POSTER
 N=15
 for n in node1 node2 node3; do
     ( rc=0
       for ((i = 1; i <= N; i++)); do ctl "$n" post "central $n $i" || rc=1; done
-      exit $rc ) 2>"$T/err-$n" & eval "pid_$n=$!"; track_pid $!
+      exit $rc ) 2>"$T/err-$n" & POSTER[$n]=$!; track_pid $!
 done
 for n in node1 node2 node3; do
-    eval "p=\$pid_$n"
-    wait "$p"; rc=$?
+    wait "${POSTER[$n]}"; rc=$?
     is "$rc" 0 "$n: its $N posts exit 0" || diag "$(cat "$T/err-$n")"
 done
 

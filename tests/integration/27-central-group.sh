@@ -33,17 +33,17 @@ like "$L1" '^master' "the group has a leader ($L1)"
 is "$(coordinators)" "$L1" "the leader, and only it, coordinates"
 
 # --- three posters; the leader killed while they post ----------------------------------------
+declare -A POSTER
 N=12
 for n in node1 node2 node3; do
     ( rc=0
       for ((i = 1; i <= N; i++)); do ctl "$n" post "group $n $i" || rc=1; done
-      exit $rc ) 2>"$T/err-$n" & eval "pid_$n=$!"; track_pid $!
+      exit $rc ) 2>"$T/err-$n" & POSTER[$n]=$!; track_pid $!
 done
 wait_for -t 20 sh -c "[ \$(grep -a -c -E '${EV_LINE}event=reply-sent ' '$(node_log "$L1")') -ge 8 ]"
 node_kill "$L1"
 for n in node1 node2 node3; do
-    eval "p=\$pid_$n"
-    wait "$p"; rc=$?
+    wait "${POSTER[$n]}"; rc=$?
     is "$rc" 0 "$n: its $N posts exit 0 across the leader's death" || diag "$(cat "$T/err-$n")"
 done
 wait_for -t 10 group_leader >/dev/null
