@@ -28,6 +28,7 @@ static const struct vclock vc3 = { 3, { 5, 200, 70000 } };
 
 static struct dchat_status status = {
         .node = "node1", .role = ROLE_PEER, .lamport = 9, .dme_state = "wanted", .request_ts = 8, .queued = 2,
+        .dme_algorithm = "central",
         .server = "master2", .server_connected = true, .uptime = 310, .n_peers = 2,
         .peers = { { "node2", true, "alive", 300 }, { "node3", false, "suspect", 2 } },
         .counters = { 5, 4, 1, 1, 1, 1, 5, 5, 0, 0 },
@@ -173,6 +174,29 @@ static int sample(uint8_t type, struct dchat_msg *m, struct wbuf *parts)
                 return 0;
         case MSG_POST_WAIT:
                 m->post_wait = (typeof(m->post_wait)) { 2500, S("the server master is unreachable (connection refused)") };
+                return 0;
+        case MSG_LOCK:
+                m->lock = (typeof(m->lock)) { LOCK_HELD, 18, 19, &vc3 };
+                return 0;
+        case MSG_GRANT:
+                m->grant = (typeof(m->grant)) { 18, 20, &vc3 };
+                return 0;
+        case MSG_TOKEN_REQUEST:
+                m->token_request = (typeof(m->token_request)) { 65, 1000003, 18, &vc3 };
+                return 0;
+        case MSG_TOKEN:
+                m->token.clock = 21;
+                m->token.ts = 18;
+                m->token.gen = 65;
+                m->token.hop = 4;
+                m->token.n = 3;
+                m->token.ln[0] = 1000002, m->token.ln[1] = 7, m->token.ln[2] = 2000001;
+                m->token.qn = 2;
+                m->token.q[0] = 2, m->token.q[1] = 0;
+                m->token.vc = &vc3;
+                return 0;
+        case MSG_TOKEN_PROBE:
+                m->probe = (typeof(m->probe)) { 1, 2, 129, 2, 0, 1, 1000003, 18, &vc3 };
                 return 0;
         default:
                 return -ENOENT;
