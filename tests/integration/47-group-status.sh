@@ -141,8 +141,10 @@ for n in "${SERVERS[@]}"; do
 done
 node_stop "$F1"
 node_start "$F1" || bail_out "$F1 does not restart"
-like "$(events "$F1" snapshot | tail -n 1 | ev_field msg)" '^started from the snapshot at Raft index [0-9]+ \(the chat log up to seq [0-9]+\)$' \
-     "$F1 restarted from its snapshot, and said so"
+# (Raft starts once the other servers said what they hold: after dchatd is ready, not before)
+_restarted() { events "$F1" snapshot | tail -n 1 | ev_field msg | grep -q -E '^started from the snapshot at Raft index [0-9]+ \(the chat log up to seq [0-9]+\)$'; }
+ok "$F1 restarted from its snapshot, and said so" wait_for -t 15 _restarted \
+    || diag "$(events "$F1" snapshot | tail -n 1)"
 ok "$F1 applied seq 525 again" wait_for -t 15 applied 525
 run ctl node2 verify
 is "$RC/$OUT" "0/525 entries compared on 3 servers: identical" "verify after the snapshots and a restart: identical"
