@@ -231,7 +231,7 @@ install: all
 	install -m 0755 dchatctl $(DESTDIR)$(BINDIR)/dchatctl
 	install -d $(DESTDIR)$(LIBEXECDIR)
 	install -m 0755 dchat-draw $(DESTDIR)$(LIBEXECDIR)/dchat-draw
-	sed 's|@SBINDIR@|$(SBINDIR)|g' systemd/dchatd.service > $(DESTDIR)$(UNITDIR)/dchatd.service
+	sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@BINDIR@|$(BINDIR)|g' systemd/dchatd.service > $(DESTDIR)$(UNITDIR)/dchatd.service
 	chmod 0644 $(DESTDIR)$(UNITDIR)/dchatd.service
 	install -m 0644 systemd/dchatd.socket systemd/dchatd-peer.socket systemd/dchatd-server.socket \
 		$(DESTDIR)$(UNITDIR)/

@@ -55,6 +55,7 @@ static void usage(FILE *f)
                    "  verify [--json]                     do the servers of the group hold the same log?\n"
                    "  server add [--timeout SECONDS] NAME HOST:PORT  a server joins the group (root)\n"
                    "  server remove NAME                  a server leaves the group (root)\n"
+                   "  reload                              dchatd rereads its configuration (root)\n"
                    "  trace [--since TIME] [--until TIME] [--post SEQ] [--order ORDER] [--check]\n"
                    "        [--format FORMAT] [-o FILE] [--from FILE]...  the cluster's protocol events, drawn\n"
                    "  explain [EVENT | 'LINE']            what an event of dchatd's journal means\n"
@@ -1449,6 +1450,58 @@ static int run_explain(int argc, char **argv)
         return cmd_explain(argc, argv, socket_path);
 }
 
+/*
+ * reload: dchatd rereads its configuration and says what changed, or why it
+ * refused (exit 1): root, and dchatd's own user (ExecReload= of dchatd.service,
+ * so that `systemctl reload` fails when the reload does).
+ */
+static void reload_usage(FILE *f)
+{
+        fprintf(f, "usage: dchatctl [-s SOCKET] reload\n"
+                   "dchatd rereads its configuration file and says what changed, or why it refused (the\n"
+                   "file:line, or a setting that needs a restart); exits 1 when refused.  Root and dchatd's\n"
+                   "own user only: it is systemctl reload dchatd's ExecReload=.\n"
+                   "  -s, --socket SOCKET  dchatd's control socket (as before the command)\n");
+}
+
+static int cmd_reload(int argc, char **argv)
+{
+        static const struct option opts[] = { { "help", no_argument, NULL, 'h' },
+                                              { "socket", required_argument, NULL, 's' }, {} };
+        int o;
+
+        while ((o = getopt_long(argc, argv, "+hs:", opts, NULL)) >= 0) {
+                if (o == 's')
+                        socket_option(optarg);
+                else if (o == 'h') {
+                        reload_usage(stdout);
+                        return 0;
+                } else {
+                        reload_usage(stderr);
+                        return 2;
+                }
+        }
+        if (optind < argc) {
+                fprintf(stderr, "dchatctl: reload takes no arguments ('%s')\n", argv[optind]);
+                reload_usage(stderr);
+                return 2;
+        }
+        command = "reload";
+        if (connect_daemon() || send_msg(&(struct dchat_msg) { .type = MSG_RELOAD, .tag = 1 }))
+                return 1;
+        struct dchat_msg m;
+        if (recv_msg(&m))
+                return 1;
+        if (m.type == MSG_ERROR && m.error.code == ERR_INVALID)
+                return fail("reload refused: %.*s", (int) m.error.text.len, m.error.text.p);
+        if (m.type == MSG_ERROR)
+                return print_error(command, &m);
+        if (m.type != MSG_RELOAD_REPLY)
+                return fail("unexpected answer %s from dchatd", proto_type_name(m.type));
+        printf("%.*s\n", (int) m.reload_reply.text.len, m.reload_reply.text.p);
+        return 0;
+}
+
 /* keygen [--host] [--force] [FILE]: a new cluster key, or host key; no daemon involved. */
 static int cmd_keygen(int argc, char **argv)
 {
@@ -1537,6 +1590,7 @@ static const struct command {
         { "keygen", cmd_keygen, keygen_usage },
         { "pubkey", cmd_pubkey, pubkey_usage },
         { "server", cmd_server, server_usage },
+        { "reload", cmd_reload, reload_usage },
         { "trace", run_trace, NULL },
         { "explain", run_explain, NULL },
 };
@@ -1563,7 +1617,7 @@ static int cmd_help(int argc, char **argv)
         const struct command *c = command_named(argv[1]);
         if (!c) {
                 fprintf(stderr, "dchatctl: no command '%s'; the commands are post, view, chat, who, status, "
-                                "verify, server, trace, explain, keygen, pubkey\n", argv[1]);
+                                "verify, server, reload, trace, explain, keygen, pubkey\n", argv[1]);
                 return 2;
         }
         if (c->usage) {

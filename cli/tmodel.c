@@ -376,7 +376,7 @@ void tm_finish(struct tmodel *m)
                         } else if (e->kind == TK_REPLY_SENT && is_owed[e->peer] && owed[e->peer] == e->request_ts) {
                                 e->deferred = true;
                                 is_owed[e->peer] = false;
-                        } else if (e->kind == TK_PEER_DEAD || e->kind == TK_PEER_RESTARTED)
+                        } else if (e->kind == TK_PEER_DEAD || e->kind == TK_PEER_RESTARTED || e->kind == TK_PEER_LEFT)
                                 is_owed[e->peer] = false;
                 }
         }
@@ -754,7 +754,8 @@ static bool new_life(const struct tmodel *m, size_t i)
 static bool declared_dead(const struct tmodel *m, unsigned l, unsigned d, size_t limit)
 {
         for (size_t i = m->lanes[l].first; i < limit; i++)
-                if ((m->ev[i].kind == TK_PEER_DEAD || m->ev[i].kind == TK_PEER_RESTARTED) && m->ev[i].peer == (int) d)
+                if ((m->ev[i].kind == TK_PEER_DEAD || m->ev[i].kind == TK_PEER_RESTARTED ||
+                     m->ev[i].kind == TK_PEER_LEFT) && m->ev[i].peer == (int) d)
                         return true;
         return false;
 }
@@ -885,6 +886,7 @@ int tm_check(const struct tmodel *m, char *report, size_t cap)
                          * request of the same peer takes the deferred one's place: the reply answers that) */
                         if (e->peer == d->peer && ((e->kind == TK_REPLY_SENT && e->request_ts == d->request_ts) ||
                                                    e->kind == TK_PEER_DEAD || e->kind == TK_PEER_RESTARTED ||
+                                                   e->kind == TK_PEER_LEFT ||
                                                    (e->kind == TK_REQUEST_RECEIVED && e->request_ts != d->request_ts)))
                                 answered = true;
                         else if (e->kind == TK_CS_EXIT)

@@ -91,6 +91,9 @@ struct key {
         size_t offset;          /* into struct dchat_conf */
         long long def, min, max;
         int (*set)(struct load *l, const struct key *k, const config_setting_t *s);
+        /* read at the start only: a reload that changes it is refused (conf_restart_needed);
+         * dchatd(8) and dchat.conf(5) list these, and test-conf holds them to this table */
+        bool restart;
 };
 
 static int set_node(struct load *l, const struct key *k, const config_setting_t *s);
@@ -105,78 +108,80 @@ static int set_dme_algorithm(struct load *l, const struct key *k, const config_s
  * etc/dchat.conf in step with this table.
  */
 static const struct key keys[] = {
-        { "node",               CONFIG_TYPE_STRING, STORE_NONE,         0, 0, 0, 0, set_node },
-        { "cluster",            CONFIG_TYPE_GROUP,  STORE_NONE,         0, 0, 0, 0, set_cluster },
+        { "node",               CONFIG_TYPE_STRING, STORE_NONE,         0, 0, 0, 0, set_node, true },
+        { "cluster",            CONFIG_TYPE_GROUP,  STORE_NONE,         0, 0, 0, 0, set_cluster, true },
         { "control_socket",     CONFIG_TYPE_STRING, STORE_PATH,         CONF_OFF(control_socket),
-          0, 0, SUN_PATH_MAX, NULL },
+          0, 0, SUN_PATH_MAX, NULL, true },
         { "state_directory",    CONFIG_TYPE_STRING, STORE_PATH,         CONF_OFF(state_directory),
-          0, 0, PATH_MAX - 1, NULL },
+          0, 0, PATH_MAX - 1, NULL, true },
         { "post_timeout_ms",    CONFIG_TYPE_INT,    STORE_USEC_FROM_MS, CONF_OFF(post_timeout_usec),
-          10000, 100, 3600000, NULL },
+          10000, 100, 3600000, NULL, false },
         { "connect_timeout_ms", CONFIG_TYPE_INT,    STORE_USEC_FROM_MS, CONF_OFF(connect_timeout_usec),
-          3000, 100, 600000, NULL },
+          3000, 100, 600000, NULL, false },
         { "reconnect_min_ms",   CONFIG_TYPE_INT,    STORE_USEC_FROM_MS, CONF_OFF(reconnect_min_usec),
-          100, 10, 60000, NULL },
+          100, 10, 60000, NULL, false },
         /* also at least reconnect_min_ms: checked once everything is read */
         { "reconnect_max_ms",   CONFIG_TYPE_INT,    STORE_USEC_FROM_MS, CONF_OFF(reconnect_max_usec),
-          5000, 10, 600000, NULL },
+          5000, 10, 600000, NULL, false },
         /* failure detection: heartbeat_ms < suspect_after_ms < dead_after_ms, checked below */
         { "heartbeat_ms",       CONFIG_TYPE_INT,    STORE_USEC_FROM_MS, CONF_OFF(heartbeat_usec),
-          250, 10, 60000, NULL },
+          250, 10, 60000, NULL, false },
         { "suspect_after_ms",   CONFIG_TYPE_INT,    STORE_USEC_FROM_MS, CONF_OFF(suspect_after_usec),
-          1000, 20, 600000, NULL },
+          1000, 20, 600000, NULL, false },
         { "dead_after_ms",      CONFIG_TYPE_INT,    STORE_USEC_FROM_MS, CONF_OFF(dead_after_usec),
-          3000, 30, 3600000, NULL },
+          3000, 30, 3600000, NULL , false },
         /* a server group's leader election (libraft); heartbeats go at a fifth of it.  300: both
          * followers of a dead leader must time out (libraft's pre-vote), so failover takes about
          * 1.7 times this (make bench: 400 gave a median of 0.82 s, and 2.2 s after a split vote) */
         { "election_timeout_ms", CONFIG_TYPE_INT,   STORE_USEC_FROM_MS, CONF_OFF(election_timeout_usec),
-          300, 50, 60000, NULL },
+          300, 50, 60000, NULL, false },
         { "batch_max",          CONFIG_TYPE_INT,    STORE_UINT,         CONF_OFF(batch_max),
-          64, 1, 1024, NULL },
+          64, 1, 1024, NULL, false },
         { "max_clients",        CONFIG_TYPE_INT,    STORE_UINT,         CONF_OFF(max_clients),
-          64, 1, 10000, NULL },
+          64, 1, 10000, NULL, false },
         { "reuse_permissions",  CONFIG_TYPE_BOOL,   STORE_BOOL,         CONF_OFF(reuse_permissions),
-          true, 0, 1, NULL },
-        /* restart only (conf_restart_needed); the default, 0, is ricart-agrawala */
-        { "dme_algorithm",      CONFIG_TYPE_STRING, STORE_NONE,         0, 0, 0, 0, set_dme_algorithm },
+          true, 0, 1, NULL, false },
+        /* the default, 0, is ricart-agrawala; every machine's state (requests, the coordinator's
+         * queue) is the old algorithm's, and the whole cluster changes together: a restart */
+        { "dme_algorithm",      CONFIG_TYPE_STRING, STORE_NONE,         0, 0, 0, 0, set_dme_algorithm, true },
         { "max_clients_per_user", CONFIG_TYPE_INT,  STORE_UINT,         CONF_OFF(max_clients_per_user),
-          8, 1, 10000, NULL },
+          8, 1, 10000, NULL, false },
         { "max_queued_posts_per_user", CONFIG_TYPE_INT, STORE_UINT,     CONF_OFF(max_queued_posts_per_user),
-          32, 1, 100000, NULL },
+          32, 1, 100000, NULL, false },
         /* post --hold stalls the whole cluster: users other than root only this long */
         { "hold_max_ms",        CONFIG_TYPE_INT,    STORE_UINT,         CONF_OFF(hold_max_ms),
-          0, 0, DCHAT_HOLD_MAX_MS, NULL },
+          0, 0, DCHAT_HOLD_MAX_MS, NULL, false },
         /* a peer's ring of recent protocol events (dchatctl trace); 0: none kept */
         { "trace_events",       CONFIG_TYPE_INT,    STORE_UINT,         CONF_OFF(trace_events),
-          10000, 0, 1000000, NULL },
+          10000, 0, 1000000, NULL, false },
         { "client_idle_timeout_ms", CONFIG_TYPE_INT, STORE_USEC_FROM_MS, CONF_OFF(client_idle_usec),
-          300000, 100, 86400000, NULL },
+          300000, 100, 86400000, NULL, false },
         { "control_group",      CONFIG_TYPE_STRING, STORE_GROUP,        CONF_OFF(control_group),
-          0, 1, 32, NULL },
+          0, 1, 32, NULL, true },
         { "debug",              CONFIG_TYPE_BOOL,   STORE_BOOL,         CONF_OFF(debug),
-          false, 0, 1, NULL },
+          false, 0, 1, NULL, false },
         /* with debug: HEARTBEAT and RAFT frames too (several per heartbeat_ms on every link) */
         { "debug_heartbeats",   CONFIG_TYPE_BOOL,   STORE_BOOL,         CONF_OFF(debug_heartbeats),
-          false, 0, 1, NULL },
+          false, 0, 1, NULL, false },
         /* link security: see secure.c and dchat-protocol(7) */
         { "key_file",           CONFIG_TYPE_STRING, STORE_PATH,         CONF_OFF(key_file),
-          0, 0, PATH_MAX - 1, NULL },
+          0, 0, PATH_MAX - 1, NULL, true },
+        /* read again by a reload (a host key added: dchatd.c, daemon_reload) */
         { "host_key_file",      CONFIG_TYPE_STRING, STORE_PATH,         CONF_OFF(host_key_file),
-          0, 0, PATH_MAX - 1, NULL },
+          0, 0, PATH_MAX - 1, NULL, false },
         { "insecure_plaintext", CONFIG_TYPE_BOOL,   STORE_BOOL,         CONF_OFF(insecure_plaintext),
-          false, 0, 1, NULL },
+          false, 0, 1, NULL, true },
         { "handshake_timeout_ms", CONFIG_TYPE_INT,  STORE_USEC_FROM_MS, CONF_OFF(handshake_timeout_usec),
-          5000, 100, 600000, NULL },
+          5000, 100, 600000, NULL, false },
         { "max_handshakes",     CONFIG_TYPE_INT,    STORE_UINT,         CONF_OFF(max_handshakes),
-          32, 1, 10000, NULL },
+          32, 1, 10000, NULL, false },
         { "max_links_in",       CONFIG_TYPE_INT,    STORE_UINT,         CONF_OFF(max_links_in),
-          256, 1, 100000, NULL },
+          256, 1, 100000, NULL, false },
         /* strangers: see net.c (admission of inbound links) */
         { "max_handshakes_per_address", CONFIG_TYPE_INT, STORE_UINT,   CONF_OFF(max_handshakes_per_address),
-          4, 1, 10000, NULL },
+          4, 1, 10000, NULL, false },
         { "first_message_timeout_ms", CONFIG_TYPE_INT, STORE_USEC_FROM_MS, CONF_OFF(first_message_timeout_usec),
-          1000, 10, 600000, NULL },
+          1000, 10, 600000, NULL, false },
 };
 
 static const struct key *key_find(const char *name) {
@@ -884,29 +889,70 @@ static bool nodes_equal(const struct node_conf *a, unsigned na, const struct nod
         return true;
 }
 
+/* Has key k a different value in a and b?  (For node and cluster: the node, its role, the lists.) */
+static bool key_differs(const struct key *k, const struct dchat_conf *a, const struct dchat_conf *b) {
+        const void *fa = (const uint8_t *) a + k->offset, *fb = (const uint8_t *) b + k->offset;
+
+        switch (k->store) {
+        case STORE_NONE:
+                if (k->set == set_node)
+                        return strcmp(a->node, b->node) != 0 || a->role != b->role;
+                if (k->set == set_dme_algorithm)
+                        return a->dme_algorithm != b->dme_algorithm;
+                return !nodes_equal(a->servers, a->n_servers, b->servers, b->n_servers) ||
+                       !nodes_equal(a->peers, a->n_peers, b->peers, b->n_peers);
+        case STORE_PATH:
+        case STORE_GROUP:
+                return strcmp(fa, fb) != 0;
+        case STORE_USEC_FROM_MS:
+                return *(const uint64_t *) fa != *(const uint64_t *) fb;
+        case STORE_UINT:
+                return *(const unsigned *) fa != *(const unsigned *) fb;
+        case STORE_BOOL:
+                return *(const bool *) fa != *(const bool *) fb;
+        }
+        return false;
+}
+
+/* The value of key k in c, as the file would write it (not for node and cluster). */
+static void key_format(const struct key *k, const struct dchat_conf *c, char *buf, size_t cap) {
+        const void *f = (const uint8_t *) c + k->offset;
+
+        switch (k->store) {
+        case STORE_NONE:
+                snprintf(buf, cap, "...");
+                break;
+        case STORE_PATH:
+        case STORE_GROUP:
+                snprintf(buf, cap, "\"%s\"", (const char *) f);
+                break;
+        case STORE_USEC_FROM_MS:
+                snprintf(buf, cap, "%llu", (unsigned long long) (*(const uint64_t *) f / USEC_PER_MSEC));
+                break;
+        case STORE_UINT:
+                snprintf(buf, cap, "%u", *(const unsigned *) f);
+                break;
+        case STORE_BOOL:
+                snprintf(buf, cap, "%s", *(const bool *) f ? "true" : "false");
+                break;
+        }
+}
+
 const char *conf_restart_needed(const struct dchat_conf *old, const struct dchat_conf *new) {
-        if (strcmp(old->node, new->node) != 0)
-                return "node changed";
-        if (old->role != new->role)
-                return "role changed";
-        if (!nodes_equal(old->servers, old->n_servers, new->servers, new->n_servers))
-                return "cluster.servers changed";
-        if (!nodes_equal(old->peers, old->n_peers, new->peers, new->n_peers))
-                return "cluster.peers changed";
-        if (strcmp(old->control_socket, new->control_socket) != 0)
-                return "control_socket changed";
-        if (strcmp(old->state_directory, new->state_directory) != 0)
-                return "state_directory changed";
-        if (strcmp(old->key_file, new->key_file) != 0)
-                return "key_file changed";
-        if (old->insecure_plaintext != new->insecure_plaintext)
-                return "insecure_plaintext changed";
-        if (strcmp(old->control_group, new->control_group) != 0)
-                return "control_group changed";
-        /* every machine's state (requests, the coordinator's queue) is the old algorithm's, and the whole
-         * cluster has to change together: a restart of every node */
-        if (old->dme_algorithm != new->dme_algorithm)
-                return "dme_algorithm changed";
+        static char why[64];
+
+        for (size_t i = 0; i < ELEMENTSOF(keys); i++) {
+                if (!keys[i].restart || !key_differs(&keys[i], old, new))
+                        continue;
+                /* the lists: say which one */
+                if (keys[i].set == set_cluster)
+                        return !nodes_equal(old->servers, old->n_servers, new->servers, new->n_servers)
+                               ? "cluster.servers changed" : "cluster.peers changed";
+                if (keys[i].set == set_node && strcmp(old->node, new->node) == 0)
+                        return "role changed";
+                snprintf(why, sizeof why, "%s changed", keys[i].name);
+                return why;
+        }
         return NULL;
 }
 
@@ -922,6 +968,43 @@ unsigned conf_host_keys(const struct dchat_conf *c) {
 
 const struct node_conf *conf_node(const struct dchat_conf *c, const char *name) {
         return node_find(c, name);
+}
+
+/* Do the lists give the same members the same host keys?  (A reload takes new ones: nodes_equal ignores them.) */
+static bool host_keys_equal(const struct node_conf *a, const struct node_conf *b, unsigned n) {
+        for (unsigned i = 0; i < n; i++)
+                if (a[i].has_key != b[i].has_key || (a[i].has_key && memcmp(a[i].key, b[i].key, sizeof a[i].key)))
+                        return false;
+        return true;
+}
+
+void conf_changes(const struct dchat_conf *old, const struct dchat_conf *new, char *buf, size_t cap) {
+        size_t off = 0;
+
+        buf[0] = '\0';
+        for (size_t i = 0; i < ELEMENTSOF(keys) && off < cap; i++) {
+                char a[48], b[48];
+                if (keys[i].restart || !key_differs(&keys[i], old, new))
+                        continue;
+                key_format(&keys[i], old, a, sizeof a);
+                key_format(&keys[i], new, b, sizeof b);
+                off += (size_t) snprintf(buf + off, cap - off, "%s%s %s -> %s", off ? ", " : "", keys[i].name, a, b);
+        }
+        /* (called once conf_restart_needed found the same members in both) */
+        if (off < cap && (!host_keys_equal(old->servers, new->servers, new->n_servers) ||
+                          !host_keys_equal(old->peers, new->peers, new->n_peers)))
+                off += (size_t) snprintf(buf + off, cap - off, "%smembers' host keys (%u listed -> %u)", off ? ", " : "",
+                                         conf_host_keys(old), conf_host_keys(new));
+        if (off >= cap && cap > 4)
+                strcpy(buf + cap - 4, "...");
+}
+
+const char *conf_key_name(size_t i) {
+        return i < ELEMENTSOF(keys) ? keys[i].name : NULL;
+}
+
+bool conf_key_needs_restart(size_t i) {
+        return i < ELEMENTSOF(keys) && keys[i].restart;
 }
 
 void conf_log_summary(const struct dchat_conf *c) {

@@ -358,7 +358,9 @@ static int client_frame(struct conn *c, uint8_t type, const uint8_t *payload, si
                 cl->ctl->n_status_only--;
                 cl->ctl->n++;
         }
-        if (cl->status_only && type != MSG_STATUS) {
+        /* an admin's reload (systemctl reload: ExecReload=) is answered even beyond max_clients */
+        bool admin = cl->uid == 0 || cl->uid == geteuid();
+        if (cl->status_only && type != MSG_STATUS && !(type == MSG_RELOAD && admin)) {
                 log_event(EV_CLIENT_REFUSED, NULL, "%s: %s refused: max_clients reached (only STATUS is answered "
                           "beyond it)", conn_label(c), proto_type_name(type));
                 /* straight out: the connection is closed right after */
@@ -435,6 +437,25 @@ static int client_frame(struct conn *c, uint8_t type, const uint8_t *payload, si
                                                           .status = &cl->ctl->status });
         case MSG_VERIFY:
                 return start_verify(cl, m.tag);
+        case MSG_RELOAD: {
+                char msg[DCHAT_ERROR_MAX];
+                if (!admin) {
+                        log_event(EV_CLIENT_REFUSED, NULL, "%s: reload refused: user %s is not root", conn_label(c),
+                                  cl->author);
+                        conn_send_error(c, m.tag, ERR_DENIED, "only root may reload dchatd's configuration");
+                        return 0;
+                }
+                if (!d->reload) {
+                        conn_send_error(c, m.tag, ERR_INTERNAL, "this dchatd cannot reload");
+                        return 0;
+                }
+                if (d->reload(d, msg, sizeof msg) < 0) {
+                        conn_send_error(c, m.tag, ERR_INVALID, "%s; the running configuration is kept", msg);
+                        return 0;
+                }
+                return conn_send(c, &(struct dchat_msg) { .type = MSG_RELOAD_REPLY, .tag = m.tag,
+                        .reload_reply = { { msg, (uint16_t) strlen(msg) } } });
+        }
         case MSG_TRACE:
                 if (!d->peer) {
                         conn_send_error(c, m.tag, ERR_NOT_PEER, "this dchatd is a server: it takes no part in "

@@ -259,8 +259,8 @@ static int take_sockets(const struct dchat_conf *c, struct sockets *s)
 
 void daemon_notify_status(struct daemon *d)
 {
-        static char last[256];
-        char line[256];
+        static char last[256 + DCHAT_ERROR_MAX];
+        char line[256 + DCHAT_ERROR_MAX];
         struct dchat_status st;
         unsigned up = 0;
 
@@ -274,6 +274,11 @@ void daemon_notify_status(struct daemon *d)
         else
                 snprintf(line, sizeof line, "server %s: %llu posts, %u/%u peers connected", st.node,
                          (unsigned long long) st.last_seq, up, st.n_peers);
+        /* until a reload succeeds: `systemctl status` says why the last one was refused */
+        if (d->reload_refused[0]) {
+                size_t n = strlen(line);
+                snprintf(line + n, sizeof line - n, "; reload refused: %s", d->reload_refused);
+        }
         if (strcmp(line, last) != 0) {
                 strlcpy(last, line, sizeof last);
                 (void) sd_notifyf(false, "STATUS=%s", line);
@@ -362,47 +367,64 @@ static void apply_tunables(struct daemon *d)
                 control_reconf(d->control);
 }
 
+static int daemon_reload(struct daemon *d, char *msg, size_t cap)
+{
+        _cleanup_(freep) struct dchat_conf *c = calloc(1, sizeof *c);
+        char err[PATH_MAX + 512], changes[512];
+        struct link_keys k = { 0 };
+        int r;
+
+        if (!c) {
+                snprintf(msg, cap, "out of memory");
+                return -ENOMEM;
+        }
+        (void) sd_notify(false, "RELOADING=1");
+        r = load_conf(d, c, err, sizeof err);
+        if (r < 0)
+                snprintf(msg, cap, "%s", err);
+        else {
+                const char *why = conf_restart_needed(&d->conf, c);
+                if (why) {
+                        snprintf(msg, cap, "%s, which needs a restart (systemctl restart dchatd)", why);
+                        r = -EBUSY;
+                } else if (!c->insecure_plaintext) {
+                        /* the key files are read again: a host key added, the cluster key dropped (issue 17) */
+                        r = read_link_keys(c, &k, err, sizeof err);
+                        if (r < 0)
+                                snprintf(msg, cap, "%s; the running keys are kept too", err);
+                }
+        }
+        if (r < 0) {
+                log_event(EV_RELOAD_REFUSED, NULL, "reload refused: %s; keeping the running configuration", msg);
+                strlcpy(d->reload_refused, msg, sizeof d->reload_refused);
+        } else {
+                conf_changes(&d->conf, c, changes, sizeof changes);
+                d->conf = *c;
+                if (!d->conf.insecure_plaintext) {
+                        net_set_security(&d->conf, k.have_key ? k.key : NULL, k.have_sk ? k.sk : NULL);
+                        log_link_keys(&k, conf_host_keys(&d->conf));
+                }
+                apply_tunables(d);
+                snprintf(msg, cap, "configuration %s reloaded: %s", d->conf_path,
+                         changes[0] ? changes : "no setting changed");
+                log_event(EV_RELOADED, NULL, "%s", msg);
+                conf_log_summary(&d->conf);
+                net_recheck_links();
+                d->reload_refused[0] = '\0';
+        }
+        link_keys_clear(&k);
+        (void) sd_notify(false, "READY=1");
+        daemon_notify_status(d);
+        return r;
+}
+
 static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
 {
-        struct daemon *d = userdata;
-        struct dchat_conf *c = calloc(1, sizeof *c);
+        char msg[DCHAT_ERROR_MAX];
         (void) s;
         (void) si;
 
-        if (!c)
-                return 0;
-        (void) sd_notify(false, "RELOADING=1");
-        char err[512];
-        if (load_conf(d, c, err, sizeof err) < 0) {
-                log_error("reload refused: %s; keeping the running configuration", err);
-        } else {
-                const char *why = conf_restart_needed(&d->conf, c);
-                struct link_keys k = { 0 };
-                int r = 0;
-                /* the key files are read again: a host key added, the cluster key dropped (issue 17) */
-                if (!why && !c->insecure_plaintext)
-                        r = read_link_keys(c, &k, err, sizeof err);
-                if (why) {
-                        log_error("reload refused: %s, which needs a restart (systemctl restart dchatd); "
-                                  "keeping the running configuration", why);
-                } else if (r < 0) {
-                        log_error("reload refused: %s; keeping the running configuration and keys", err);
-                } else {
-                        d->conf = *c;
-                        if (!d->conf.insecure_plaintext) {
-                                net_set_security(&d->conf, k.have_key ? k.key : NULL, k.have_sk ? k.sk : NULL);
-                                log_link_keys(&k, conf_host_keys(&d->conf));
-                        }
-                        apply_tunables(d);
-                        log_event(EV_RELOADED, NULL, "configuration %s reloaded", d->conf_path);
-                        conf_log_summary(&d->conf);
-                        net_recheck_links();
-                }
-                link_keys_clear(&k);
-        }
-        free(c);
-        (void) sd_notify(false, "READY=1");
-        daemon_notify_status(d);
+        (void) daemon_reload(userdata, msg, sizeof msg);
         return 0;
 }
 
@@ -434,27 +456,35 @@ static int setup_links(struct daemon *d)
         return 0;
 }
 
-/* dchatd -t: say whether the links could start (the key is not the config: exit 0 either way). */
-static void print_links_check(const struct dchat_conf *c)
+/*
+ * dchatd -t: could the links start?  The key is checked as the daemon would
+ * check it: a key dchatd would refuse fails -t too (exit 1), so that
+ * `dchatd -t && systemctl enable --now ...` never starts a daemon that stops.
+ */
+static int links_check(const struct dchat_conf *c)
 {
         struct link_keys k;
         char err[PATH_MAX + 256], text[SECURE_PK_TEXT];
 
         if (c->insecure_plaintext) {
                 printf("links: in the clear (insecure_plaintext = true)\n");
-                return;
+                return 0;
         }
         /* how far a move to host keys has come: with all listed the cluster key lets no one in */
         printf("host keys listed: %u of %u members\n", conf_host_keys(c), c->n_servers + c->n_peers);
-        if (read_link_keys(c, &k, err, sizeof err) < 0)
-                printf("links: encrypted, but dchatd will not start: %s\n", err);
-        else if (k.have_sk)
+        if (read_link_keys(c, &k, err, sizeof err) < 0) {
+                fprintf(stderr, "dchatd will not start: %s\n", err);
+                link_keys_clear(&k);
+                return 1;
+        }
+        if (k.have_sk)
                 printf("links: encrypted, host key %s: OK (public key %s)%s%s%s\n", k.sk_path,
                        secure_pk_text(k.sk + 32, text), k.have_key ? "; cluster key " : "; no cluster key",
                        k.have_key ? k.key_path : "", k.have_key ? ": OK" : "");
         else
                 printf("links: encrypted, cluster key %s: OK\n", k.key_path);
         link_keys_clear(&k);
+        return 0;
 }
 
 static int on_exit_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
@@ -485,6 +515,7 @@ int main(int argc, char *argv[])
         struct sockets socks = { -1, -1, false };
 
         strlcpy(d->conf_path, DCHAT_DEFAULT_CONFIG, sizeof d->conf_path);
+        d->reload = daemon_reload;
         while ((o = getopt_long(argc, argv, "c:n:th", opts, NULL)) >= 0) {
                 switch (o) {
                 case 'c':
@@ -538,8 +569,7 @@ int main(int argc, char *argv[])
                        role_name(d->conf.role), d->conf.n_servers, d->conf.n_peers);
                 /* where dchatctl finds it (dchatctl -s), with this environment */
                 printf("control socket: %s\n", d->conf.control_socket);
-                print_links_check(&d->conf);
-                return 0;
+                return links_check(&d->conf);
         }
 
         log_open(d->node_override);

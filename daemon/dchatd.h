@@ -100,8 +100,17 @@ struct dchat_conf {
  */
 int conf_load(const char *path, const char *node, struct dchat_conf *c, char *err, size_t errlen);
 
-/* Which settings differ in a way that needs a restart; NULL if none. */
+/*
+ * The first setting read at the start only that differs ("key_file
+ * changed"); NULL if none.  Which settings those are is in conf.c's key
+ * table (conf_key_needs_restart).
+ */
 const char *conf_restart_needed(const struct dchat_conf *old, const struct dchat_conf *new);
+/* The settings a reload changes, "post_timeout_ms 10000 -> 2500, debug false -> true" ("" if none). */
+void conf_changes(const struct dchat_conf *old, const struct dchat_conf *new, char *buf, size_t cap);
+/* Key i of the table (NULL past the end), and whether a change to it needs a restart. */
+const char *conf_key_name(size_t i);
+bool conf_key_needs_restart(size_t i);
 
 /* How many members have a host key listed (key = "..."). */
 unsigned conf_host_keys(const struct dchat_conf *c);
@@ -164,6 +173,8 @@ enum log_event {
         EV_REPLICA_STALLED,
         EV_REPLICA_RESUMED,
         EV_REPLICA_DAMAGED,
+        EV_PEER_LEFT,
+        EV_RELOAD_REFUSED,
         _EV_MAX,
 };
 
@@ -1138,6 +1149,15 @@ struct daemon {
         struct peer *peer;
         struct control *control;
         uint64_t started_usec;
+        char reload_refused[DCHAT_ERROR_MAX];   /* why the last reload was refused ("" if it was not) */
+        /*
+         * Reread the configuration (SIGHUP, or RELOAD on the control socket;
+         * dchatd.c, NULL in unit tests).  0: applied, msg says what changed.
+         * <0: refused, the running configuration kept, msg says why
+         * ("file:line: ..." or "X changed, which needs a restart ..."); logged
+         * as reload-refused and shown in STATUS= until a reload succeeds.
+         */
+        int (*reload)(struct daemon *d, char *msg, size_t cap);
 };
 
 /* Recompute and send STATUS= to systemd. */

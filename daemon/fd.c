@@ -54,6 +54,14 @@ void fd_heard(struct fd *fd, unsigned peer, uint64_t incarnation, uint64_t now, 
         enter(fd, peer, FD_ALIVE, now, out);
 }
 
+void fd_left(struct fd *fd, unsigned peer, uint64_t now)
+{
+        if (peer >= fd->n || peer == fd->self || fd->p[peer].state == FD_DEAD)
+                return;
+        fd->p[peer].state = FD_DEAD;
+        fd->p[peer].since = now;
+}
+
 /* The state silence leads to from state cur: only ever further from ALIVE. */
 static enum fd_state silence_state(enum fd_state cur, uint64_t silent, uint64_t suspect_after, uint64_t dead_after)
 {

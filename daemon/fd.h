@@ -67,6 +67,13 @@ void fd_set_times(struct fd *fd, uint64_t suspect_after, uint64_t dead_after);
 /* A frame came from peer; incarnation 0 if the frame carries none. */
 void fd_heard(struct fd *fd, unsigned peer, uint64_t incarnation, uint64_t now, struct fd_events *out);
 
+/*
+ * Peer said it is stopping (LEAVE): DEAD at once, without waiting for its
+ * silence, and no event (the caller reports the leave).  Heard from again
+ * (a later life), it comes back like any dead peer.
+ */
+void fd_left(struct fd *fd, unsigned peer, uint64_t now);
+
 /* Time passed: silent peers become SUSPECT, then DEAD. */
 void fd_tick(struct fd *fd, uint64_t now, struct fd_events *out);
 

@@ -34,7 +34,11 @@ static int read_secret(const char *path, const char *what, const char *hint, cha
         if (fd < 0) {
                 r = -errno;
                 snprintf(err, errlen, "cannot open the %s %s: %s%s", what, path, strerror(errno),
-                         errno == ENOENT ? hint : "");
+                         errno == ENOENT ? hint
+                         : errno == EACCES && geteuid() != 0 ?
+                                " (dchatd runs as a user that may not read it: under systemd, dchatd.service "
+                                "passes the keys of /etc/dchat through LoadCredential=; a key file elsewhere "
+                                "needs its own LoadCredential= line in `systemctl edit dchatd`)" : "");
                 return r;
         }
         if (fstat(fd, &st) < 0) {
@@ -120,13 +124,27 @@ int hostkey_load(const char *path, uint8_t sk[DCHAT_HOST_SK_BYTES], char *err, s
         return r;
 }
 
+/* Does the credential at path say DCHAT_KEY_ABSENT (dchatd.service's SetCredential= fallback)? */
+static bool credential_absent(const char *path)
+{
+        char text[sizeof DCHAT_KEY_ABSENT + 2];
+        int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+        if (fd < 0)
+                return false;
+        ssize_t n = read(fd, text, sizeof text - 1);
+        close(fd);
+        while (n > 0 && (text[n - 1] == '\n' || text[n - 1] == ' '))
+                n--;
+        return n == (ssize_t) strlen(DCHAT_KEY_ABSENT) && memcmp(text, DCHAT_KEY_ABSENT, (size_t) n) == 0;
+}
+
 static const char *path_of(const char *credential, const char *configured, const char *def, char *buf, size_t cap)
 {
         const char *cred = getenv("CREDENTIALS_DIRECTORY");
 
         if (cred && cred[0]) {
                 snprintf(buf, cap, "%s/%s", cred, credential);
-                if (access(buf, F_OK) == 0)
+                if (access(buf, F_OK) == 0 && !credential_absent(buf))
                         return buf;
         }
         snprintf(buf, cap, "%s", configured && configured[0] ? configured : def);

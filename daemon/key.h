@@ -24,6 +24,16 @@
 #define DCHAT_HOST_PK_BYTES     32
 
 /*
+ * What dchatd.service's SetCredential= gives as cluster.key when its
+ * LoadCredential= found no key file: without that fallback systemd fails
+ * the start before dchatd runs (status=243/CREDENTIALS) and nobody says
+ * which file is missing; with it dchatd starts, reads key_file itself and
+ * names it.
+ */
+#define DCHAT_KEY_ABSENT        "absent"
+
+
+/*
  * Reads path into key.  Refused (clear message in err, naming the file):
  * not a regular file, readable or writable by group or others, owned by
  * someone else than root or the effective user, not 64 hex digits.
@@ -32,8 +42,9 @@ int key_load(const char *path, uint8_t key[DCHAT_KEY_BYTES], char *err, size_t e
 
 /*
  * Which file to read: $CREDENTIALS_DIRECTORY/cluster.key when that variable
- * is set and the file exists (systemd LoadCredential=), else configured
- * (empty: DCHAT_DEFAULT_KEY_FILE).  Writes the path into buf.
+ * is set and the file exists (systemd LoadCredential=) and does not say
+ * DCHAT_KEY_ABSENT, else configured (empty: DCHAT_DEFAULT_KEY_FILE).
+ * Writes the path into buf.
  */
 const char *key_path(const char *configured, char *buf, size_t cap);
 

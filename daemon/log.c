@@ -76,6 +76,8 @@ static const struct {
         [EV_REPLICA_STALLED]  = { "replica-stalled",  "bd3e7402c3a142d79e033661545b7e92", LOG_ERR },
         [EV_REPLICA_RESUMED]  = { "replica-resumed",  "0d7ecb7bc87545e58d122d9223fdbcf3", LOG_NOTICE },
         [EV_REPLICA_DAMAGED]  = { "replica-damaged",  "4a0a6026c91949eda169170c219fddb4", LOG_ERR },
+        [EV_PEER_LEFT]        = { "peer-left",        "831fb6ee178f4ff2874b9d81d4ff38ad", LOG_NOTICE },
+        [EV_RELOAD_REFUSED]   = { "reload-refused",   "a39b2250af4b4c74bc05ce64f6ef2805", LOG_ERR },
 };
 
 const char *log_event_name(enum log_event ev)

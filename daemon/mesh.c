@@ -579,6 +579,36 @@ static int algo_refused(struct peer *p, struct conn *c, uint8_t type)
         return -EPROTO;
 }
 
+/*
+ * Peer idx is stopping (LEAVE, its last frame): nobody waits for it any
+ * more, as if it had been declared dead, but at once instead of after
+ * dead_after_ms of silence.  Its clock is taken in, so that the next fence
+ * is above the last one it entered under (a fence refusal otherwise, as
+ * after a crash inside the critical section).
+ */
+static int on_leave(struct peer *p, struct conn *c, unsigned idx, const struct dchat_msg *m)
+{
+        uint64_t known = p->mesh.fd.p[idx].incarnation;
+        struct ra_actions acts;
+
+        if (!clock_ok(p, m->leave.clock))
+                return clock_refused(p, c, "LEAVE clock", m->leave.clock);
+        if (m->leave.incarnation && known && m->leave.incarnation < known)
+                return 0;       /* a late frame of an earlier life: the living one stays */
+        bool awaited = p->ra.state == RA_WANTED && (p->ra.awaiting & (UINT64_C(1) << idx));
+        bool owed = p->ra.deferred & (UINT64_C(1) << idx);
+        ra_observe(&p->ra, m->leave.clock);
+        fd_left(&p->mesh.fd, idx, now_usec());
+        arm_fd_timer(p);
+        peer_local_event(p, EV_PEER_LEFT, (int) idx,
+                         &(struct event_fields) { .peer = p->names[idx], .lamport = p->ra.clock },
+                         "%s is stopping and left the cluster: no longer waited for%s%s", p->names[idx],
+                         awaited ? ", its REPLY no longer needed" : "", owed ? ", its request dropped" : "");
+        ra_peer_down(&p->ra, idx, &acts);
+        mesh_run_actions(p, &acts);
+        return 0;
+}
+
 static int in_frame(struct conn *c, uint8_t type, const uint8_t *payload, size_t len)
 {
         struct inbound *ib = conn_userdata(c);
@@ -754,6 +784,8 @@ static int in_frame(struct conn *c, uint8_t type, const uint8_t *payload, size_t
         case MSG_TRACE_EVENTS:
                 gather_input(p, (unsigned) ib->idx, &m);
                 return 0;
+        case MSG_LEAVE:
+                return on_leave(p, c, (unsigned) ib->idx, &m);
         default:
                 log_event(EV_PROTOCOL_ERROR, &(struct event_fields) { .peer = p->names[ib->idx] },
                           "%s: unexpected %s frame; closing", conn_label(c), proto_type_name(type));
@@ -833,6 +865,28 @@ int mesh_start(struct peer *p, int listen_fd)
                 link_connect(l);
         }
         return 0;
+}
+
+void mesh_leave(struct peer *p)
+{
+        struct ra_actions acts;
+        unsigned told = 0;
+
+        /* what we owe goes first, on the same links: a REPLY, then the LEAVE */
+        if (p->ra.state != RA_RELEASED) {
+                ra_release(&p->ra, &acts);
+                mesh_run_actions_why(p, &acts, " (stopping)");
+        }
+        for (unsigned i = 0; i < p->conf->n_peers; i++) {
+                struct link *l = &p->mesh.links[i];
+                if (i == p->conf->self || l->state != LINK_UP)
+                        continue;
+                if (conn_send(l->out, &(struct dchat_msg) { .type = MSG_LEAVE,
+                                .leave = { p->incarnation, p->ra.clock } }) == 0)
+                        told++;
+        }
+        if (told)
+                log_info("told %u peer(s) that this node leaves: they stop waiting for it now", told);
 }
 
 void mesh_stop(struct peer *p)

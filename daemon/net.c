@@ -118,6 +118,7 @@ struct conn {
         unsigned share;                 /* inbound: nodes of the config at that address (0: a stranger's) */
         uint64_t created;               /* CLOCK_MONOTONIC µs */
         bool heard;                     /* inbound, secure: its first handshake message came */
+        bool gave_up;                   /* inbound: ... after its initiator had hung up (stale: net_stale) */
         sd_event_source *timer;         /* first message and handshake deadline */
         const struct conn_ops *ops;
         void *userdata;
@@ -166,10 +167,27 @@ static uint64_t first_message_usec(void)
                S.conf->first_message_timeout_usec : S.conf->handshake_timeout_usec;
 }
 
+/*
+ * Had the other end of c hung up (its FIN in) before we said a word?  A
+ * connection that queued in the listening socket while no dchatd served it
+ * (socket activation, a restart) was given up by its initiator long ago:
+ * its first handshake message is there, and its end.  It never saw our
+ * answer, so its closing says nothing about keys.
+ */
+static bool peer_hung_up(int fd)
+{
+        struct tcp_info ti;
+        socklen_t l = sizeof ti;
+
+        return getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &l) == 0 &&
+               (ti.tcpi_state == TCP_CLOSE_WAIT || ti.tcpi_state == TCP_LAST_ACK || ti.tcpi_state == TCP_CLOSE);
+}
+
 /* An inbound link's first handshake message came: the rest of handshake_timeout_ms is its own. */
 static void conn_heard(struct conn *c)
 {
         c->heard = true;
+        c->gave_up = peer_hung_up(c->fd);
         if (c->timer)
                 (void) sd_event_source_set_time(c->timer, c->created + S.conf->handshake_timeout_usec);
 }
@@ -398,6 +416,24 @@ static void auth_failed(struct conn *c, const char *fmt, ...)
                   has_addr ? "" : c->addr, has_addr ? "" : ")", why);
 }
 
+/*
+ * An inbound link whose initiator had given up before we answered (queued
+ * while no dchatd served the port, or closed at the same moment): dropped
+ * with an info line that says so (rate-limited: a restart may find many),
+ * and no link-auth-failed.
+ */
+static void net_stale(struct conn *c)
+{
+        static struct ratelimit rl = RATELIMIT_INIT(NOISY_INTERVAL, NOISY_BURST_ALL);
+        uint64_t now = now_usec();
+
+        if (!ratelimit_pass(&rl, now))
+                return;
+        log_info("%s: closed by its initiator before this dchatd answered (it queued while no dchatd served "
+                 "the port, or gave up at that moment)%s; dropped: a stale connection, not a key problem",
+                 c->label, ratelimit_suppressed(&rl));
+}
+
 static void conn_update_events(struct conn *c)
 {
         /* paused: what the other side sends waits in its socket, not in our memory */
@@ -559,6 +595,7 @@ static int conn_secure_input(struct conn *c)
                 auth_failed(c, "%s", secure_error(c->sec));
                 return -EPERM;
         }
+        /* before our answer goes out (conn_flush below): had it hung up already? */
         if (c->kind == CONN_TCP_IN && !c->heard && secure_heard(c->sec))
                 conn_heard(c);
         if (c->out.len > 0) {
@@ -652,6 +689,13 @@ static int conn_io(sd_event_source *s, int fd, uint32_t revents, void *userdata)
                                 if (errno == EAGAIN || errno == EINTR)
                                         break;
                                 r = -errno;
+                                goto out;
+                        }
+                        if (n == 0 && c->sec && !secure_is_open(c->sec) && !secure_failed(c->sec) &&
+                            secure_heard(c->sec) && c->gave_up) {
+                                /* it had hung up before our answer: a stale connection */
+                                net_stale(c);
+                                r = -ECONNRESET;
                                 goto out;
                         }
                         if (n == 0 && c->sec && !secure_is_open(c->sec) && !secure_failed(c->sec) &&
@@ -1124,7 +1168,7 @@ int conn_send(struct conn *c, const struct dchat_msg *msg)
                 log_debug("%s: sent %s tag %u", c->label, proto_type_name(msg->type), msg->tag);
         if (msg->type == MSG_POSTED || msg->type == MSG_ERROR || msg->type == MSG_VIEW_END ||
             msg->type == MSG_STATUS_REPLY || msg->type == MSG_VERIFY_REPLY || msg->type == MSG_DIGEST_REPLY ||
-            msg->type == MSG_MEMBER_REPLY || msg->type == MSG_TRACE_END)
+            msg->type == MSG_MEMBER_REPLY || msg->type == MSG_TRACE_END || msg->type == MSG_RELOAD_REPLY)
                 c->answers++;
         if (!c->connecting && c->busy == 0 && !c->send_error && !c->corked) {
                 /* Try at once: most frames go out without an extra wakeup.

@@ -115,6 +115,7 @@ static const uint8_t trace_kind[_EV_MAX] = {
         [EV_PEER_DEAD] = TK_PEER_DEAD,
         [EV_PEER_ALIVE] = TK_PEER_ALIVE,
         [EV_PEER_RESTARTED] = TK_PEER_RESTARTED,
+        [EV_PEER_LEFT] = TK_PEER_LEFT,
 };
 
 _printf_(6, 0)
@@ -268,6 +269,7 @@ struct peer *peer_free(struct peer *p)
         p->stopping = true;
         gather_stop(p);
         postq_stop(p);
+        mesh_leave(p);
         fanout_stop(p);
         mesh_stop(p);
         uplink_stop(p);

@@ -256,6 +256,13 @@ void send_presence(struct peer *p, struct conn *c);
 
 /* Starts listening on listen_fd (the peer socket) and connecting to the other peers. */
 int mesh_start(struct peer *p, int listen_fd);
+/*
+ * peer_free, before mesh_stop: the REPLYs we owe, then a LEAVE to every
+ * peer our link to is up, so that none waits for us (best effort: a frame
+ * the socket does not take at once is lost, and the others then find us
+ * dead after dead_after_ms, as after a crash).
+ */
+void mesh_leave(struct peer *p);
 /* peer_free: every link closed (p->stopping: no reconnects). */
 void mesh_stop(struct peer *p);
 /* suspect_after_ms and dead_after_ms may have changed. */

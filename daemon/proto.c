@@ -400,6 +400,9 @@ static const char *const type_names[_MSG_MAX] = {
         [MSG_TOKEN_REQUEST] = "TOKEN_REQUEST",
         [MSG_TOKEN] = "TOKEN",
         [MSG_TOKEN_PROBE] = "TOKEN_PROBE",
+        [MSG_LEAVE] = "LEAVE",
+        [MSG_RELOAD] = "RELOAD",
+        [MSG_RELOAD_REPLY] = "RELOAD_REPLY",
 };
 
 const char *proto_type_name(uint8_t type)
@@ -855,6 +858,15 @@ int proto_encode(struct wbuf *b, const struct dchat_msg *m)
                 wbuf_put_u64(b, m->probe.sn);
                 wbuf_put_u64(b, m->probe.ts);
                 proto_put_vclock(b, m->probe.vc);
+                break;
+        case MSG_LEAVE:
+                wbuf_put_u64(b, m->leave.incarnation);
+                wbuf_put_u64(b, m->leave.clock);
+                break;
+        case MSG_RELOAD:
+                break;
+        case MSG_RELOAD_REPLY:
+                wbuf_put_str(b, m->reload_reply.text.p, m->reload_reply.text.len);
                 break;
         }
 
@@ -1326,6 +1338,17 @@ int proto_decode(uint8_t type, const uint8_t *payload, size_t len, struct dchat_
                         return -EBADMSG;
                 m->probe.vc = &entry->vc;
                 break;
+        case MSG_LEAVE:
+                m->leave.incarnation = rbuf_u64(&r);
+                m->leave.clock = rbuf_u64(&r);
+                break;
+        case MSG_RELOAD:
+                break;
+        case MSG_RELOAD_REPLY:
+                m->reload_reply.text = rbuf_str(&r);
+                if (r.bad || text_validate(m->reload_reply.text.p, m->reload_reply.text.len, NULL) < 0)
+                        return -EBADMSG;
+                break;
         default:
                 return -EBADMSG;
         }
@@ -1411,6 +1434,7 @@ static const char *const trace_kinds[_TK_MAX] = {
         [TK_PEER_DEAD] = "peer-dead",
         [TK_PEER_ALIVE] = "peer-alive",
         [TK_PEER_RESTARTED] = "peer-restarted",
+        [TK_PEER_LEFT] = "peer-left",
 };
 
 const char *proto_trace_kind_name(uint8_t kind)

@@ -154,6 +154,15 @@ enum dchat_msg_type {
         MSG_TOKEN_REQUEST,
         MSG_TOKEN,
         MSG_TOKEN_PROBE,
+        /* peer -> peer, on its outgoing links, as it stops cleanly (systemctl
+         * stop, SIGTERM): it leaves the cluster, after the REPLYs it owed; the
+         * others stop waiting for it at once instead of after dead_after_ms.
+         * Its Lamport clock, so that the next fence is above its last */
+        MSG_LEAVE,
+        /* dchatctl -> dchatd (root or dchatd's own user: ExecReload=): reread the
+         * configuration; RELOAD_REPLY says what changed, an ERROR why it was refused */
+        MSG_RELOAD,
+        MSG_RELOAD_REPLY,
         _MSG_MAX,
 };
 
@@ -367,6 +376,9 @@ struct dchat_msg {
                 /* detail: for ERR_FENCED, the Lamport time of the last stored fence */
                 struct { uint16_t code; struct dchat_str text; uint64_t detail; } error;
                 struct { uint64_t incarnation; uint64_t clock; } heartbeat;
+                struct { uint64_t incarnation; uint64_t clock; } leave;
+                /* what the reload did, for the admin (text, checked like a post's) */
+                struct { struct dchat_str text; } reload_reply;
                 /* 0: from the next entry stored; UINT64_MAX: stop following */
                 struct { uint64_t from_seq; } follow;
                 /* first_seq <= last_seq; reason: valid text (text_validate), DCHAT_REASON_MAX bytes at most */
@@ -561,6 +573,7 @@ enum dchat_trace_kind {
         TK_PEER_DEAD,
         TK_PEER_ALIVE,
         TK_PEER_RESTARTED,
+        TK_PEER_LEFT,           /* it said it was stopping (LEAVE): no longer waited for, like a dead one */
         _TK_MAX,
 };
 /* "request-sent", ...; NULL for a kind it does not know.  by_name: 0 for a name it does not know. */

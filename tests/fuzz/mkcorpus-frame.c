@@ -93,6 +93,14 @@ static int sample(uint8_t type, struct dchat_msg *m, struct wbuf *parts)
         case MSG_HEARTBEAT:
                 m->heartbeat = (typeof(m->heartbeat)) { 3, 19 };
                 return 0;
+        case MSG_LEAVE:
+                m->leave = (typeof(m->leave)) { 3, 21 };
+                return 0;
+        case MSG_RELOAD:
+                return 0;
+        case MSG_RELOAD_REPLY:
+                m->reload_reply = (typeof(m->reload_reply)) { S("/etc/dchat.conf reloaded") };
+                return 0;
         case MSG_FOLLOW:
                 m->follow.from_seq = 40;
                 return 0;

@@ -62,15 +62,20 @@ start_fails "a directory" "the cluster key $KEY is not a regular file"
 rmdir "$KEY"
 cp -p "$T/good.key" "$KEY"
 
-# dchatd -t says whether the links could start
+# dchatd -t says whether the links could start, and fails when dchatd would not start
 run "$DCHATD" -t -c "$CONF" -n node1
 is "$RC" 0 "dchatd -t: the config is valid (exit 0)"
 like "$OUT" $'\nlinks: encrypted, cluster key '"$KEY"': OK$' "dchatd -t: the key is readable"
 chmod 0644 "$KEY"
 run "$DCHATD" -t -c "$CONF" -n node1
-like "$RC $OUT" $'^0 .*\nlinks: encrypted, but dchatd will not start: the cluster key '"$KEY"' is accessible to group or others' \
-    "dchatd -t: a key readable by all is reported, exit status still 0"
+like "$RC|$OUT|$ERR" "^1\\|$CONF: OK: node node1, role peer[^|]*\\|dchatd will not start: the cluster key $KEY is accessible to group or others" \
+    "dchatd -t: a key readable by all: exit 1, the file itself is OK, and why dchatd would not start"
 chmod 0600 "$KEY"
+mv "$KEY" "$T/moved.key"
+run "$DCHATD" -t -c "$CONF" -n node1
+like "$RC|$ERR" "^1\\|dchatd will not start: cannot open the cluster key $KEY: No such file or directory \\(make one with .dchatctl keygen." \
+    "dchatd -t without the key file: exit 1, naming it (so 'dchatd -t && systemctl enable --now' starts nothing that stops)"
+mv "$T/moved.key" "$KEY"
 
 # $CREDENTIALS_DIRECTORY/cluster.key goes first (systemd's LoadCredential=)
 mkdir -p "$T/creds"; cp -p "$KEY" "$T/creds/cluster.key"; chmod 0400 "$T/creds/cluster.key"
@@ -79,7 +84,23 @@ run env DCHAT_LOG=stderr RUNTIME_DIRECTORY="$T/node1/run" STATE_DIRECTORY="$T/no
     CREDENTIALS_DIRECTORY="$T/creds" timeout 2 "$DCHATD" -c "$CONF" -n node1
 like "$ERR" "cluster links are encrypted and authenticated with the key in $T/creds/cluster.key" \
     "with \$CREDENTIALS_DIRECTORY/cluster.key (mode 0400) dchatd uses it, though key_file is missing"
+# dchatd.service's fallback when LoadCredential= finds no file (SetCredential=cluster.key:absent):
+# dchatd starts, and names the missing key_file instead of systemd's "status=243/CREDENTIALS"
+printf 'absent' > "$T/creds/cluster.key"
+start_fails_creds() {
+    run env DCHAT_LOG=stderr RUNTIME_DIRECTORY="$T/node1/run" STATE_DIRECTORY="$T/node1/state" \
+        CREDENTIALS_DIRECTORY="$T/creds" timeout 2 "$DCHATD" -c "$CONF" -n node1
+}
+start_fails_creds
+is "$RC" 1 "the credential says 'absent' and key_file is missing: dchatd exits 1"
+like "$ERR" "cannot open the cluster key $KEY: No such file or directory \\(make one with .dchatctl keygen." \
+    "... naming key_file, the file to make"
+run env CREDENTIALS_DIRECTORY="$T/creds" "$DCHATD" -t -c "$CONF" -n node1
+like "$RC|$ERR" "^1\\|dchatd will not start: cannot open the cluster key $KEY" "... and so does dchatd -t"
 cp -p "$T/good.key" "$KEY"
+start_fails_creds
+like "$ERR" "cluster links are encrypted and authenticated with the key in $KEY" \
+    "the credential says 'absent', key_file is there: dchatd reads key_file"
 
 # --- insecure_plaintext: only when asked, and loudly ---------------------------------------------------
 cluster_start 2 'insecure_plaintext = true;'

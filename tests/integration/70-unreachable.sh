@@ -14,8 +14,9 @@ ctl node1 post "one" || fail "post one"
 ctl node2 post "two" || fail "post two"
 
 # --- a peer is down ----------------------------------------------------------------------
-node_stop node2
-is "${NODE_RC[node2]}" 0 "node2 stops on SIGTERM with status 0"
+# killed: it says nothing (a peer stopped cleanly says it leaves, and is not waited for:
+# below, and 74-clean-stop)
+node_kill node2
 run_timed ctl node1 post "while node2 is down"
 is "$RC" 1 "post on node1 with node2 down: exit 1"
 cmp_ok "$MS" -ge 1400 "... not before post_timeout_ms (${MS} ms)"
@@ -58,6 +59,16 @@ cmp_ok "$MS" -lt 1500 "... without waiting for a timeout (${MS} ms)"
 run ctl node2 post "hello from the returned node2"
 is "$RC" 0 "post on the restarted node2 works" || diag "$ERR"
 
+# --- a peer stopped cleanly: it leaves, and nobody waits for it ----------------------------------
+node_stop node2
+is "${NODE_RC[node2]}" 0 "node2 stops on SIGTERM with status 0"
+run_timed ctl node1 post "after node2 left"
+is "$RC" 0 "post on node1 right after node2 stopped cleanly: stored, node2 is not waited for" || diag "$ERR"
+cmp_ok "$MS" -lt 1500 "... without waiting for post_timeout_ms (${MS} ms)"
+ok "node1 logged peer-left for node2" test -n "$(events node1 peer-left | grep ' peer=node2 ')"
+node_start node2
+ok "node2 is back and linked" wait_connected 15
+
 # --- a peer is killed (no clean close) -------------------------------------------------------
 node_kill node2
 run_timed ctl node1 post "node2 was killed"
@@ -86,7 +97,7 @@ run_timed ctl node2 post "server is back"
 is "$RC" 0 "post works again once the server is back" || diag "$ERR"
 run ctl node1 view
 texts=$(printf '%s\n' "$OUT" | sed 's/^.* root: //' | tr '\n' '|')
-is "$texts" "one|two|node2 is back|hello from the returned node2|after the kill|server is back|" \
+is "$texts" "one|two|node2 is back|hello from the returned node2|after node2 left|after the kill|server is back|" \
     "the log has every acknowledged post, once, in order, and none of the failed ones"
 is "$(ctl node2 view)" "$OUT" "node2 sees the same log"
 

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # 80-reload — SIGHUP rereads the configuration: a changed tunable takes effect in the
 # running daemon (same PID); a file with an error, or a change that needs a restart, is
-# refused with a clear message and the daemon goes on with the old configuration.
+# refused with a clear message (a reload-refused event) and the daemon goes on with the
+# old configuration.  `dchatctl reload` (systemctl reload: ExecReload=) does the same
+# through the control socket and says the outcome: what changed (exit 0), or why it was
+# refused (exit 1, file:line), so that a refused `systemctl reload` fails.
 . "$(dirname "$0")/../lib/lib.sh"
 need_root
 
@@ -28,7 +31,8 @@ like "$(tail -n 3 "$(node_log node1)")" 'post_timeout_ms=1000' "the new configur
 # node2 posts last, so node1 must ask it again (with reuse_permissions node1 would
 # otherwise still hold node2's permission and need no message)
 ctl node2 post "node2 last" >/dev/null || fail "node2's post"
-node_stop node2
+# killed, not stopped: a clean stop says it leaves (74-clean-stop), and node1 would not wait
+node_kill node2
 run_timed ctl node1 post "with node2 down"
 is "$RC" 1 "with node2 down the post fails"
 cmp_ok "$MS" -lt 4000 "... after the new, shorter timeout (${MS} ms, was 10000)"
@@ -105,12 +109,13 @@ bad_line=$(grep -n 'batch_max = ;' "$CONF" | cut -d: -f1)
 reloads=$(count_events node1 reloaded)
 ok "SIGHUP with a syntax error: an error is logged" hup_and_wait node1 'reload refused'
 like "$(grep -a -E "$CONF:[0-9]+" "$(node_log node1)" | tail -n 1)" "$CONF:$bad_line: .*syntax error" "the error names the file and the line, and says what is wrong"
+like "$(events node1 reload-refused | tail -n 1)" "msg=\"reload refused: $CONF:$bad_line: .*syntax error" "... as a reload-refused event"
 is "$(count_events node1 reloaded)" "$reloads" "no reloaded event"
 is "$(node_pid node1)" "$pid1" "node1 keeps running (same PID)"
 run ctl node1 post "after a bad reload"
 is "$RC" 0 "and keeps serving" || diag "$ERR"
 ctl node2 post "node2 last" >/dev/null || fail "node2's post"
-node_stop node2
+node_kill node2
 run_timed ctl node1 post "old timeout kept?"
 like "$ERR" 'timed out after 1000 ms' "the running configuration is kept (post_timeout_ms still 1000)"
 cp "$T/good.conf" "$CONF"
@@ -145,6 +150,32 @@ echo "control_socket = \"$T/elsewhere.sock\";" >> "$CONF"
 ok "SIGHUP with control_socket changed: refused" hup_and_wait node2 'reload refused'
 like "$(grep -a 'reload refused' "$(node_log node2)" | tail -n 1)" 'control_socket changed' "... naming control_socket"
 ok "node2 still answers on its old socket" ctl node2 status
+
+# --- dchatctl reload: the outcome, and an exit status systemctl reload passes on ---------------------------------------
+cp "$T/good.conf" "$CONF"
+sed -i 's/post_timeout_ms = 1000;/post_timeout_ms = 2000;/' "$CONF"
+run ctl node1 reload
+is "$RC" 0 "dchatctl reload of a good file: exit 0" || diag "$ERR"
+is "$OUT" "configuration $CONF reloaded: post_timeout_ms 1000 -> 2000" "... says what changed"
+like "$(events node1 reloaded | tail -n 1)" "msg=\"configuration $CONF reloaded: post_timeout_ms 1000 -> 2000\"" "... and so does the reloaded event"
+run ctl node1 reload
+is "$RC $OUT" "0 configuration $CONF reloaded: no setting changed" "the same file again: exit 0, nothing changed"
+printf 'batch_max = ;\n' >> "$CONF"
+bad_line=$(grep -n 'batch_max = ;' "$CONF" | cut -d: -f1)
+refused=$(count_events node1 reload-refused)
+run ctl node1 reload
+is "$RC" 1 "dchatctl reload of a broken file: exit 1"
+like "$ERR" "^dchatctl: reload refused: $CONF:$bad_line: .*syntax error.*; the running configuration is kept\$" "... with file:line on stderr"
+is "$(count_events node1 reload-refused)" $((refused + 1)) "... and one reload-refused event"
+cp "$T/good.conf" "$CONF"
+pick_port; sed -i "s/127.0.0.1:${PORT[node2]}/127.0.0.1:$PICKED/" "$CONF"
+run ctl node1 reload
+is "$RC" 1 "dchatctl reload of a change that needs a restart: exit 1"
+like "$ERR" "^dchatctl: reload refused: cluster.peers changed, which needs a restart \\(systemctl restart dchatd\\)" "... saying which setting"
+cp "$T/good.conf" "$CONF"
+run ctl node1 reload
+like "$RC $OUT" "^0 configuration $CONF reloaded: post_timeout_ms 2000 -> 1000\$" "the good file again: reloaded"
+is "$(node_pid node1)" "$pid1" "node1 kept its PID through all of it"
 
 # --- the server reloads a tunable too; a burst of SIGHUPs is harmless -------------------------------------------------
 cp "$T/good.conf" "$CONF"

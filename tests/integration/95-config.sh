@@ -6,18 +6,22 @@
 need_root
 
 VERSION=$(sed -n 's/^VERSION *:= *//p' "$TOP/Makefile")
+# -t checks the cluster key too (61-key): give it one, as systemd's LoadCredential= would,
+# so that these runs are about the file
+mkdir -p "$T/creds" && "$DCHATCTL" keygen "$T/creds/cluster.key" >/dev/null || bail_out "keygen"
+dt() { timeout -k 2 "$RUN_TIMEOUT" env CREDENTIALS_DIRECTORY="$T/creds" "$DCHATD" "$@"; }
 
 # --- -t on the shipped configurations ------------------------------------------------------------
-run "$DCHATD" -t -c "$TOP/etc/dchat-local.conf" -n node1
+run dt -t -c "$TOP/etc/dchat-local.conf" -n node1
 is "$RC" 0 "-t on etc/dchat-local.conf -n node1: exit 0"
 like "$OUT" 'OK: node node1, role peer' "... says OK, node node1, role peer"
 is "$ERR" "" "... and nothing on stderr"
-run "$DCHATD" -t -c "$TOP/etc/dchat-local.conf" -n master
+run dt -t -c "$TOP/etc/dchat-local.conf" -n master
 like "$OUT" 'OK: node master, role server' "-t -n master: role server"
-run "$DCHATD" -t -c "$TOP/etc/dchat.conf" -n node2
+run dt -t -c "$TOP/etc/dchat.conf" -n node2
 is "$RC" 0 "-t on the example etc/dchat.conf -n node2: exit 0"
 mkdir -p "$T/rt" "$T/st"
-run env RUNTIME_DIRECTORY="$T/rt" STATE_DIRECTORY="$T/st" "$DCHATD" -t -c "$TOP/etc/dchat-local.conf" -n master
+run env RUNTIME_DIRECTORY="$T/rt" STATE_DIRECTORY="$T/st" CREDENTIALS_DIRECTORY="$T/creds" "$DCHATD" -t -c "$TOP/etc/dchat-local.conf" -n master
 is "$(ls -A "$T/rt" "$T/st" | grep -v : | grep -c .)" 0 "-t creates no socket and no chat log"
 
 # --- -t on broken files: exit 1, one 'file:line: problem' line --------------------------------------
@@ -25,7 +29,7 @@ n_bad=0
 for f in "$TOP"/tests/conf/bad-*.conf; do
     b=$(basename "$f" .conf)
     case "$b" in bad-not-member) continue ;; esac     # needs no -n: below
-    run "$DCHATD" -t -c "$f" -n node1
+    run dt -t -c "$f" -n node1
     n_bad=$((n_bad + 1))
     if [ "$b" = bad-no-cluster ]; then re="^$f: .+"; else re="^$f:[0-9]+: .+"; fi
     if [ "$RC" = 1 ] && [[ $ERR =~ $re ]] && [ "$(printf '%s\n' "$ERR" | wc -l)" = 1 ] && [ -z "$OUT" ]; then
@@ -35,18 +39,18 @@ for f in "$TOP"/tests/conf/bad-*.conf; do
     fi
 done
 cmp_ok "$n_bad" -ge 40 "the broken fixtures were all tried ($n_bad)"
-run "$DCHATD" -t -c "$TOP/tests/conf/bad-syntax.conf" -n node1
+run dt -t -c "$TOP/tests/conf/bad-syntax.conf" -n node1
 like "$ERR" ':4: syntax error$' "a syntax error is reported at its line"
 
-run "$DCHATD" -t -c "$TOP/tests/conf/bad-not-member.conf"
+run dt -t -c "$TOP/tests/conf/bad-not-member.conf"
 is "$RC" 1 "the file's node is in no list: exit 1"
 like "$ERR" "'node3' is in neither cluster.servers nor cluster.peers" "... and says so"
-run "$DCHATD" -t -c "$TOP/etc/dchat-local.conf" -n node9
+run dt -t -c "$TOP/etc/dchat-local.conf" -n node9
 is "$RC" 1 "-n node9, not in the cluster: exit 1"
 like "$ERR" "^$TOP/etc/dchat-local.conf: this host 'node9' is in neither cluster.servers nor cluster.peers" "... names the file and the node"
-run "$DCHATD" -t -c "$TOP/tests/conf/good-minimal.conf" -n node2
+run dt -t -c "$TOP/tests/conf/good-minimal.conf" -n node2
 is "$RC" 0 "-n overrides the file's node"
-run "$DCHATD" -t -c "$T/missing.conf" -n node1
+run dt -t -c "$T/missing.conf" -n node1
 is "$RC" 1 "a missing file: exit 1"
 like "$ERR" "^$T/missing.conf: .*No such file or directory" "... names it and why"
 
@@ -59,7 +63,7 @@ like "$OUT" '^usage: dchatd' "-h prints the usage on stdout"
 run "$DCHATD" --bogus
 is "$RC" 2 "an unknown option: exit 2"
 like "$ERR" 'usage: dchatd' "... with the usage on stderr"
-run "$DCHATD" -t -c "$TOP/etc/dchat-local.conf" -n node1 extra
+run dt -t -c "$TOP/etc/dchat-local.conf" -n node1 extra
 is "$RC" 2 "an extra argument: exit 2"
 like "$ERR" "unexpected argument 'extra'" "... says which"
 run "$DCHATD" -c

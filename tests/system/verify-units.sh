@@ -43,7 +43,7 @@ trap 'exit 1' HUP INT TERM PIPE
 # --- the units, with @SBINDIR@ as `make install` would substitute it ---------------------
 mkdir -p "$TMP/units"
 for u in $UNITS; do
-    sed "s|@SBINDIR@|$TOP|g" "$SRC/$u" > "$TMP/units/$u"
+    sed -e "s|@SBINDIR@|$TOP|g" -e "s|@BINDIR@|$TOP|g" "$SRC/$u" > "$TMP/units/$u"
 done
 
 if ! command -v systemd-analyze >/dev/null; then

@@ -170,10 +170,35 @@ static void test_link(void)
            "dead_after below suspect_after counts as suspect_after");
 }
 
+/* A peer that said it leaves (LEAVE) is dead at once, and comes back like any dead peer. */
+static void test_left(void)
+{
+        struct fd fd;
+        struct fd_events ev;
+        const struct fd_event *e;
+
+        fd_init(&fd, 3, 0, 1000 * MS, 3000 * MS, 0);
+        fd_heard(&fd, 1, 5, 100 * MS, &ev);
+        fd_heard(&fd, 2, 9, 100 * MS, &ev);
+        fd_left(&fd, 1, 200 * MS);
+        ok(fd.p[1].state == FD_DEAD && fd.p[1].since == 200 * MS, "a peer that leaves is dead at once");
+        is_int(fd_next_deadline(&fd), 1100 * MS, "... and has no deadline (the other peer's is next)");
+        fd_tick(&fd, 5000 * MS, &ev);
+        ok(!find(&ev, FD_STATE, 1) && find(&ev, FD_STATE, 2), "... and silence makes no event of it");
+        fd_left(&fd, 0, 5000 * MS);
+        fd_left(&fd, 7, 5000 * MS);
+        ok(fd.p[0].state == FD_ALIVE, "self and out-of-range peers are ignored");
+        fd_heard(&fd, 1, 6, 6000 * MS, &ev);
+        e = find(&ev, FD_RESTARTED, 1);
+        ok(e && e->incarnation == 6 && find(&ev, FD_STATE, 1) && fd.p[1].state == FD_ALIVE,
+           "its later life heard: restarted and alive again");
+}
+
 int main(void)
 {
         plan_no_plan();
         test_states();
+        test_left();
         test_incarnations();
         test_ra_down_up();
         test_link();

@@ -545,6 +545,32 @@ static void test_roundtrips(void)
         check_truncations(&f, "HEARTBEAT");
         wbuf_free(&f.b);
 
+        /* LEAVE: a peer stopping cleanly */
+        in = (struct dchat_msg) { .type = MSG_LEAVE, .tag = 0, .leave = { 1795300000123457ULL, 4242 } };
+        if (is_int(roundtrip(&f, &in, &out, NULL, NULL), 0, "LEAVE: round trip"))
+                ok(out.leave.incarnation == 1795300000123457ULL && out.leave.clock == 4242,
+                   "LEAVE: incarnation and clock");
+        is_int((int) f.b.len, DCHAT_FRAME_HDR + 4 + 16, "LEAVE: a 20-byte payload (tag, incarnation, clock)");
+        check_truncations(&f, "LEAVE");
+        wbuf_free(&f.b);
+
+        /* RELOAD, RELOAD_REPLY: systemctl reload through the control socket */
+        in = (struct dchat_msg) { .type = MSG_RELOAD, .tag = 5 };
+        if (is_int(roundtrip(&f, &in, &out, NULL, NULL), 0, "RELOAD: round trip"))
+                ok(out.tag == 5, "RELOAD: its tag");
+        is_int((int) f.b.len, DCHAT_FRAME_HDR + 4, "RELOAD: a tag alone");
+        wbuf_free(&f.b);
+        in = (struct dchat_msg) { .type = MSG_RELOAD_REPLY, .tag = 5,
+                                  .reload_reply = { S("/etc/dchat.conf reloaded: post_timeout_ms 10000 -> 2500") } };
+        if (is_int(roundtrip(&f, &in, &out, NULL, NULL), 0, "RELOAD_REPLY: round trip"))
+                ok(out.tag == 5 && str_eq(out.reload_reply.text, "/etc/dchat.conf reloaded: post_timeout_ms 10000 -> 2500",
+                                          55), "RELOAD_REPLY: tag and text");
+        check_truncations(&f, "RELOAD_REPLY");
+        wbuf_free(&f.b);
+        in.reload_reply.text = S("two\nlines");
+        is_int(roundtrip(&f, &in, &out, NULL, NULL), -EBADMSG, "RELOAD_REPLY: a text that would print two lines is refused");
+        wbuf_free(&f.b);
+
         /* FOLLOW */
         in = (struct dchat_msg) { .type = MSG_FOLLOW, .tag = 14, .follow = { 0x0102030405060708ULL } };
         if (is_int(roundtrip(&f, &in, &out, NULL, NULL), 0, "FOLLOW: round trip"))
@@ -1803,7 +1829,7 @@ static void test_time(void)
                                              "RAFT", "LEADER", "DIGEST", "DIGEST_REPLY", "VERIFY", "VERIFY_REPLY",
                                              "GROUP", "GROUP_REPLY", "MEMBER", "MEMBER_REPLY", "TRACE", "TRACE_EVENTS", "TRACE_END",
                                              "WHO", "PRESENCE", "POST_WAIT", "LOCK", "GRANT",
-                                             "TOKEN_REQUEST", "TOKEN", "TOKEN_PROBE" };
+                                             "TOKEN_REQUEST", "TOKEN", "TOKEN_PROBE", "LEAVE", "RELOAD", "RELOAD_REPLY" };
         bool names_ok = sizeof types / sizeof types[0] == _MSG_MAX;
         for (unsigned t = 0; t < _MSG_MAX && names_ok; t++)
                 names_ok = strcmp(proto_type_name((uint8_t) t), types[t]) == 0;
