@@ -88,7 +88,7 @@ like "$OUT" "^usage: dchatctl \\[-s SOCKET\\] COMMAND" "... the usage, on stdout
 like "$OUT" "-s, --socket SOCKET" "the usage names --socket"
 like "$OUT" "--version" "... and --version"
 like "$OUT" "before or after the command" "... and that -s goes before or after the command"
-for c in post view chat who status verify server trace explain keygen pubkey; do
+for c in post view chat who status verify server reload trace explain keygen pubkey; do
     run "$DCHATCTL" help "$c"
     is "$RC" 0 "help $c: exit 0"
     like "$OUT" "^usage: dchatctl (\\[-s SOCKET\\] )?$c" "help $c: $c's own usage"
@@ -100,7 +100,7 @@ for c in post view chat who status verify server trace explain keygen pubkey; do
 done
 run "$DCHATCTL" help frobnicate
 is "$RC" 2 "help of an unknown command: exit 2"
-like "$ERR" "no command 'frobnicate'; the commands are post, view, chat, who, status, verify, server, trace, explain, keygen, pubkey" "... naming them"
+like "$ERR" "no command 'frobnicate'; the commands are post, view, chat, who, status, verify, server, reload, trace, explain, keygen, pubkey" "... naming them"
 run "$DCHATCTL" --version
 is "$RC" 0 "--version: exit 0"
 like "$OUT" "^dchatctl [0-9]+\\.[0-9]+\\.[0-9]+$" "--version prints the version"

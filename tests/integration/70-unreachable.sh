@@ -15,7 +15,7 @@ ctl node2 post "two" || fail "post two"
 
 # --- a peer is down ----------------------------------------------------------------------
 # killed: it says nothing (a peer stopped cleanly says it leaves, and is not waited for:
-# below, and 74-clean-stop)
+# below, and 88-clean-stop)
 node_kill node2
 run_timed ctl node1 post "while node2 is down"
 is "$RC" 1 "post on node1 with node2 down: exit 1"

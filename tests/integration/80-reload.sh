@@ -31,7 +31,7 @@ like "$(tail -n 3 "$(node_log node1)")" 'post_timeout_ms=1000' "the new configur
 # node2 posts last, so node1 must ask it again (with reuse_permissions node1 would
 # otherwise still hold node2's permission and need no message)
 ctl node2 post "node2 last" >/dev/null || fail "node2's post"
-# killed, not stopped: a clean stop says it leaves (74-clean-stop), and node1 would not wait
+# killed, not stopped: a clean stop says it leaves (88-clean-stop), and node1 would not wait
 node_kill node2
 run_timed ctl node1 post "with node2 down"
 is "$RC" 1 "with node2 down the post fails"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# 74-clean-stop — a peer stopped cleanly (SIGTERM: systemctl stop, a poweroff) tells the
+# 88-clean-stop — a peer stopped cleanly (SIGTERM: systemctl stop, a poweroff) tells the
 # others it leaves, so that nobody waits dead_after_ms (3 s) for it (dchatd(8), FAILURES):
 #
 #   1. node1 and node2 post without a pause (tests/bench/dchat-bench) while node3 is
