@@ -63,6 +63,7 @@ struct follow {
         bool lost;                      /* not following: disconnected, or ... */
         bool away;                      /* ... connected, but dchatd cannot serve the log now (server away) */
         bool dropped;                   /* the connection to dchatd was lost since the log was last served */
+        bool refused;                   /* ... dchatd refused it (a limit such as max_clients_per_user) */
         uint64_t backoff_ms;
         uint64_t retry_at_ms;           /* CLOCK_MONOTONIC */
         unsigned gaps;                  /* lines missing in the stream (never expected) */

@@ -22,6 +22,8 @@
 #define VIEW_PAGE       256
 #define BACKOFF_MIN_MS  100
 #define BACKOFF_MAX_MS  2000
+/* refused by a limit (max_clients_per_user): each try is a client-refused line in the journal */
+#define BACKOFF_REFUSED_MAX_MS 10000
 
 uint64_t mono_ms(void)
 {
@@ -287,9 +289,11 @@ static void notice(struct follow *f, const char *fmt, ...)
 
 static void backoff(struct follow *f)
 {
+        uint64_t max = f->refused ? BACKOFF_REFUSED_MAX_MS : BACKOFF_MAX_MS;
+
         f->backoff_ms = f->backoff_ms ? f->backoff_ms * 2 : BACKOFF_MIN_MS;
-        if (f->backoff_ms > BACKOFF_MAX_MS)
-                f->backoff_ms = BACKOFF_MAX_MS;
+        if (f->backoff_ms > max)
+                f->backoff_ms = max;
         f->retry_at_ms = mono_ms() + f->backoff_ms;
 }
 
@@ -297,8 +301,36 @@ static void backoff(struct follow *f)
 static void lose(struct follow *f, const char *why)
 {
         cconn_close(&f->c);
+        if (f->refused)
+                return;         /* refused again (the end after its ERROR), or not let in yet: said once */
         if (!f->lost)
                 notice(f, "%s; trying again (Ctrl-C ends) ...", why);
+        f->lost = true;
+        f->away = false;
+        f->dropped = true;
+        backoff(f);
+}
+
+/*
+ * dchatd refused the connection as a whole (max_clients_per_user, max_clients):
+ * said once, with dchatd's reason, then tried again less and less often (up to
+ * every BACKOFF_REFUSED_MAX_MS): a slot frees when the user's other sessions end.
+ */
+static void refused(struct follow *f, const char *why)
+{
+        char text[DCHAT_ERROR_MAX + 1];
+        size_t n = strlen(why);
+        const char *again = "; try again";
+
+        /* the reason is written for a one-shot command; this one tries again itself */
+        strlcpy(text, why, sizeof text);
+        if (n >= strlen(again) && !strcmp(text + n - strlen(again), again))
+                text[n - strlen(again)] = '\0';
+        cconn_close(&f->c);
+        if (!f->refused)
+                notice(f, "dchatd refused the connection: %s; trying again every %u s at most until it lets "
+                       "this in (Ctrl-C ends) ...", text, BACKOFF_REFUSED_MAX_MS / 1000);
+        f->refused = true;
         f->lost = true;
         f->away = false;
         f->dropped = true;
@@ -317,6 +349,16 @@ static void away(struct follow *f, const char *why)
         f->lost = true;
         f->away = true;
         backoff(f);
+}
+
+/*
+ * A send that found the connection closed: dchatd may have refused it and
+ * said why just before (an ERROR waiting to be read, then the end).  The
+ * reader sees both, so that the reason is shown, not "Broken pipe".
+ */
+static bool closed_by_dchatd(int r)
+{
+        return r == -EPIPE || r == -ECONNRESET;
 }
 
 static int ask_page(struct follow *f)
@@ -355,7 +397,7 @@ static void ask_again(struct follow *f)
                 f->view_upto = 0;
         }
         int r = ask_page(f);
-        if (r < 0)
+        if (r < 0 && !closed_by_dchatd(r))
                 lose(f, strerror(-r));
 }
 
@@ -379,13 +421,18 @@ static void back(struct follow *f)
         if (!f->lost)
                 return;
         /* (a dchatd that restarts may serve the log only a moment after it takes the connection) */
-        if (f->dropped)
+        if (f->refused && !f->shown)
+                notice(f, "dchatd lets this in now");
+        else if (f->refused)
+                notice(f, "dchatd lets this in now; following from line %llu", (unsigned long long) f->shown + 1);
+        else if (f->dropped)
                 notice(f, "reconnected to dchatd; following from line %llu", (unsigned long long) f->shown + 1);
         else
                 notice(f, "the log is served again; following from line %llu", (unsigned long long) f->shown + 1);
         f->lost = false;
         f->away = false;
         f->dropped = false;
+        f->refused = false;
         f->backoff_ms = 0;
 }
 
@@ -400,7 +447,7 @@ int follow_start(struct follow *f)
                 return -1;
         }
         int r = ask_page(f);
-        if (r < 0) {
+        if (r < 0 && !closed_by_dchatd(r)) {
                 snprintf(f->error, sizeof f->error, "lost the connection to dchatd: %s", strerror(-r));
                 return -1;
         }
@@ -426,7 +473,7 @@ int follow_send(struct follow *f, const struct dchat_msg *m)
         if (f->c.fd < 0)
                 return -ENOTCONN;
         int r = cconn_send(&f->c, m);
-        if (r < 0)
+        if (r < 0 && !closed_by_dchatd(r))
                 lose(f, strerror(-r));
         return r;
 }
@@ -477,7 +524,7 @@ static int on_frame(struct follow *f, const struct dchat_msg *m)
                         char why[DCHAT_ERROR_MAX + 1];
                         if (dchat_str_copy(why, sizeof why, m->error.text) < 0)
                                 strlcpy(why, "refused", sizeof why);
-                        lose(f, why);
+                        refused(f, why);
                         return 0;
                 }
                 if (f->other)

@@ -363,8 +363,9 @@ static int client_frame(struct conn *c, uint8_t type, const uint8_t *payload, si
         if (cl->status_only && type != MSG_STATUS && !(type == MSG_RELOAD && admin)) {
                 log_event(EV_CLIENT_REFUSED, NULL, "%s: %s refused: max_clients reached (only STATUS is answered "
                           "beyond it)", conn_label(c), proto_type_name(type));
-                /* straight out: the connection is closed right after */
-                fd_send_error(conn_fd(c), m.tag, ERR_BUSY, "too many dchatctl clients at once (max_clients = %u); "
+                /* straight out: the connection is closed right after, so it is refused as a
+                 * whole (tag 0), as at accept: a follow waits for a slot (cli/follow.c) */
+                fd_send_error(conn_fd(c), 0, ERR_BUSY, "too many dchatctl clients at once (max_clients = %u); "
                               "only status is answered now; try again", cl->ctl->max_clients);
                 return -EBUSY;
         }
