@@ -58,8 +58,9 @@ static uint64_t post_id_next(struct peer *p)
 /* The server stored r (APPENDED): said at once, so that the log tells it before the cs-exit it comes before. */
 static void post_stored(struct peer *p, struct post_req *r)
 {
-        struct event_fields f = { .lamport = p->ra.clock, .fence = r->e.lamport, .fence_idx = r->e.fence_idx,
-                                  .seq = r->e.seq };
+        /* DCHAT_PEER: the other side, the server (the server's own post-stored names the peer) */
+        struct event_fields f = { .peer = uplink_server_name(p), .lamport = p->ra.clock, .fence = r->e.lamport,
+                                  .fence_idx = r->e.fence_idx, .seq = r->e.seq };
 
         p->stats.posts++;
         if (r->e.seq > p->seen_seq)
@@ -71,8 +72,8 @@ static void post_stored(struct peer *p, struct post_req *r)
 /* The client's answer: POSTED for a post stored (post_stored said so), or the error. */
 static void post_answer(struct peer *p, struct post_req *r, int err_code, const char *err)
 {
-        struct event_fields f = { .lamport = p->ra.clock, .fence = r->e.lamport, .fence_idx = r->e.fence_idx,
-                                  .seq = r->e.seq };
+        struct event_fields f = { .peer = uplink_server_name(p), .lamport = p->ra.clock, .fence = r->e.lamport,
+                                  .fence_idx = r->e.fence_idx, .seq = r->e.seq };
 
         r->done = true;
         if (err_code) {

@@ -432,6 +432,7 @@ static void answer_append(struct server *s, const struct dchat_entry *e, enum ch
                 uint32_t li;
                 char ln[DCHAT_NAME_MAX + 1];
                 chatlog_last_fence(s->log, &ll, ln, &li);
+                f.seq = chatlog_last_seq(s->log);       /* the entry whose fence it is not above */
                 snprintf(text, sizeof text, "append refused: fence %llu/%s/%u is not greater than the last stored %llu/%s/%u",
                          (unsigned long long) e->lamport, e->node, e->fence_idx, (unsigned long long) ll, ln, li);
                 /* one refused peer retries: not one line per retry (they back off too) */
