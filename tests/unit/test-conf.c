@@ -2,7 +2,8 @@
 /*
  * test-conf.c — conf_load() on every fixture in tests/conf/ (the exact error
  * message of each bad one), the example configs in etc/, and
- * conf_restart_needed().
+ * conf_restart_needed(), and the list of settings that need a restart in
+ * dchatd(8) and dchat.conf(5) against the key table.
  *
  * Fixtures are found under $DCHAT_SRCDIR/tests/conf, or tests/conf when
  * DCHAT_SRCDIR is not set (run from the top of the tree).
@@ -19,6 +20,7 @@
 
 static char conf_dir[PATH_MAX / 2];
 static char etc_dir[PATH_MAX / 2];
+static char man_dir[PATH_MAX / 2];
 
 static const char *fixture(const char *name) {
         static char buf[4][PATH_MAX];
@@ -611,12 +613,61 @@ static void test_cluster_digest(void) {
         wbuf_free(&w);
 }
 
+/*
+ * The settings a man page says need a restart: the .Ic names between its
+ * restart-needed comment and "end restart-needed", as "name,name,..." in the
+ * page's order ("?" if the page has no such list).
+ */
+static void man_restart_list(const char *page, char *out, size_t cap) {
+        char path[PATH_MAX], line[512];
+        bool in = false, found = false;
+        FILE *f;
+
+        snprintf(path, sizeof path, "%s/%s", man_dir, page);
+        out[0] = '\0';
+        f = fopen(path, "re");
+        if (!f) {
+                snprintf(out, cap, "? (%s: %m)", path);
+                return;
+        }
+        while (fgets(line, sizeof line, f)) {
+                if (!strncmp(line, ".\\\" restart-needed", 18)) {
+                        in = found = true;
+                        continue;
+                }
+                if (!strncmp(line, ".\\\" end restart-needed", 22))
+                        in = false;
+                char name[64];
+                if (in && sscanf(line, ".Ic %63[a-z_]", name) == 1)
+                        snprintf(out + strlen(out), cap - strlen(out), "%s%s", out[0] ? "," : "", name);
+        }
+        fclose(f);
+        if (!found)
+                snprintf(out, cap, "?");
+}
+
+/* dchatd(8) and dchat.conf(5) list the settings of the key table that need a restart, and no other. */
+static void test_restart_docs(void) {
+        char want[512] = "", got[512];
+
+        for (size_t i = 0; conf_key_name(i); i++)
+                if (conf_key_needs_restart(i))
+                        snprintf(want + strlen(want), sizeof want - strlen(want), "%s%s", want[0] ? "," : "",
+                                 conf_key_name(i));
+        ok(strlen(want) > 0, "the key table has settings that need a restart (%s)", want);
+        man_restart_list("dchatd.8", got, sizeof got);
+        is_str(got, want, "dchatd(8) lists the settings that need a restart, as the key table has them");
+        man_restart_list("dchat.conf.5", got, sizeof got);
+        is_str(got, want, "dchat.conf(5) lists the same");
+}
+
 int main(void) {
         const char *src = getenv("DCHAT_SRCDIR");
 
         plan_no_plan();
         snprintf(conf_dir, sizeof conf_dir, "%s%stests/conf", src ?: "", src ? "/" : "");
         snprintf(etc_dir, sizeof etc_dir, "%s%setc", src ?: "", src ? "/" : "");
+        snprintf(man_dir, sizeof man_dir, "%s%sman", src ?: "", src ? "/" : "");
 
         test_all_fixtures_listed();
         test_bad();
@@ -629,6 +680,7 @@ int main(void) {
         test_hostname();
         test_restart_needed();
         test_host_keys();
+        test_restart_docs();
         test_cluster_digest();
         test_three_servers();
 
