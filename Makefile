@@ -10,6 +10,8 @@ SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
 CATALOGDIR  ?= $(PREFIX)/lib/systemd/catalog
 DOCDIR      ?= $(PREFIX)/share/doc/dchat
+# where bash-completion looks (pkg-config --variable=completionsdir bash-completion, for /usr)
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
 VERSION     := 0.1.0
 
 CC      ?= gcc
@@ -226,7 +228,7 @@ install: all
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) \
 		$(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(TMPFILESDIR) $(DESTDIR)$(CATALOGDIR) \
 		$(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man7 $(DESTDIR)$(MANDIR)/man8 \
-		$(DESTDIR)$(DOCDIR) $(DESTDIR)$(SYSCONFDIR)
+		$(DESTDIR)$(DOCDIR) $(DESTDIR)$(SYSCONFDIR) $(DESTDIR)$(BASHCOMPDIR)
 	install -m 0755 dchatd $(DESTDIR)$(SBINDIR)/dchatd
 	install -m 0755 dchatctl $(DESTDIR)$(BINDIR)/dchatctl
 	install -d $(DESTDIR)$(LIBEXECDIR)
@@ -242,6 +244,7 @@ install: all
 	install -m 0644 man/dchat.conf.5 $(DESTDIR)$(MANDIR)/man5/
 	install -m 0644 man/dchat-protocol.7 man/dchat-dme.7 $(DESTDIR)$(MANDIR)/man7/
 	install -m 0644 man/dchatd.8 $(DESTDIR)$(MANDIR)/man8/
+	install -m 0644 cli/dchatctl.bash $(DESTDIR)$(BASHCOMPDIR)/dchatctl
 	install -m 0644 etc/dchat.conf etc/dchat-local.conf README.md $(DESTDIR)$(DOCDIR)/
 	install -d -m 0755 $(DESTDIR)$(SYSCONFDIR)/dchat
 	@# never overwrite an admin's config
@@ -261,7 +264,7 @@ uninstall:
 		$(DESTDIR)$(SYSUSERSDIR)/dchat.conf $(DESTDIR)$(TMPFILESDIR)/dchat.conf \
 		$(DESTDIR)$(CATALOGDIR)/dchatd.catalog $(DESTDIR)$(MANDIR)/man1/dchatctl.1 \
 		$(DESTDIR)$(MANDIR)/man5/dchat.conf.5 $(DESTDIR)$(MANDIR)/man7/dchat-protocol.7 $(DESTDIR)$(MANDIR)/man7/dchat-dme.7 \
-		$(DESTDIR)$(MANDIR)/man8/dchatd.8
+		$(DESTDIR)$(MANDIR)/man8/dchatd.8 $(DESTDIR)$(BASHCOMPDIR)/dchatctl
 	rm -rf $(DESTDIR)$(DOCDIR)
 	-rmdir $(DESTDIR)$(LIBEXECDIR) 2>/dev/null
 	@# the cluster key is the admin's: /etc/dchat goes only if empty
