@@ -240,6 +240,15 @@ static int take_sockets(const struct dchat_conf *c, struct sockets *s)
                                   strerror(-s->tcp));
                         return s->tcp;
                 }
+                /* started by systemd (the control socket) while dchatd-ROLE.socket was not running, e.g.
+                 * after a refused `systemctl restart dchatd-peer.socket`: it works, but once this dchatd
+                 * stops nothing listens on the port, so the others' links stop starting it: say so */
+                if (n > 0)
+                        log_warning("systemd passed no '%s' socket (dchatd-%s.socket is not running): dchatd "
+                                    "listens on %s itself, and once it stops nothing will; to hand the port back "
+                                    "to systemd: systemctl stop dchatd.socket dchatd-%s.socket dchatd.service, "
+                                    "then systemctl start dchatd.socket dchatd-%s.socket", want_tcp, want_tcp,
+                                    me->address, want_tcp, want_tcp);
         }
         if (s->control < 0) {
                 s->control = listen_unix(c->control_socket, 0660);
