@@ -49,7 +49,8 @@ endif
 BUILD_DEBS := gcc make pkg-config libsystemd-dev libconfig-dev libbsd-dev libsodium-dev libedit-dev \
               libraft-dev libuv1-dev libcairo2-dev
 TEST_DEBS  := perl systemd iproute2 mandoc valgrind debootstrap systemd-container iptables \
-              libnetfilter-queue-dev tmux gnuplot-nox clang libclang-rt-14-dev strace tcpdump file libxml2-utils
+              libnetfilter-queue-dev tmux gnuplot-nox clang libclang-rt-14-dev strace tcpdump file libxml2-utils \
+              dpkg-dev lintian
 
 # Everything but main: linked into dchatd and into the unit tests.
 DAEMON_OBJS := daemon/proto.o daemon/conf.o daemon/log.o daemon/net.o daemon/ra.o daemon/cm.o daemon/tk.o daemon/vclock.o daemon/fd.o \
@@ -229,10 +230,10 @@ install: all
 		$(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(TMPFILESDIR) $(DESTDIR)$(CATALOGDIR) \
 		$(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man7 $(DESTDIR)$(MANDIR)/man8 \
 		$(DESTDIR)$(DOCDIR) $(DESTDIR)$(SYSCONFDIR) $(DESTDIR)$(BASHCOMPDIR)
-	install -m 0755 dchatd $(DESTDIR)$(SBINDIR)/dchatd
-	install -m 0755 dchatctl $(DESTDIR)$(BINDIR)/dchatctl
+	install -m 0755 $(O)dchatd $(DESTDIR)$(SBINDIR)/dchatd
+	install -m 0755 $(O)dchatctl $(DESTDIR)$(BINDIR)/dchatctl
 	install -d $(DESTDIR)$(LIBEXECDIR)
-	install -m 0755 dchat-draw $(DESTDIR)$(LIBEXECDIR)/dchat-draw
+	install -m 0755 $(O)dchat-draw $(DESTDIR)$(LIBEXECDIR)/dchat-draw
 	sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@BINDIR@|$(BINDIR)|g' systemd/dchatd.service > $(DESTDIR)$(UNITDIR)/dchatd.service
 	chmod 0644 $(DESTDIR)$(UNITDIR)/dchatd.service
 	install -m 0644 systemd/dchatd.socket systemd/dchatd-peer.socket systemd/dchatd-server.socket \
@@ -257,6 +258,23 @@ install: all
 		{ systemctl daemon-reload 2>/dev/null || true; }; \
 	fi
 
+# The Debian package dchat_VERSION_ARCH.deb (in DEB_OUT, default here), from an install
+# staged in build/deb/ of a build for /usr with Debian's hardening flags (dpkg-buildflags):
+# see systemd/debian/mkdeb.  DEB_VERSION grows with every commit, so a newer build
+# upgrades an older one; /etc/dchat.conf is a conffile.  `apt install ./dchat_*.deb`.
+DEB_VERSION ?= $(VERSION)+git$(shell git rev-list --count HEAD 2>/dev/null || echo 0)
+DEB_MAINTAINER ?= $(or $(shell git config user.name 2>/dev/null),dchat maintainers) <$(or $(shell git config user.email 2>/dev/null),dchat@localhost)>
+DEB_OUT ?= .
+DEB_MAKE := DEB_BUILD_MAINT_OPTIONS=hardening=+all \
+	CFLAGS="$$(dpkg-buildflags --get CFLAGS) $$(dpkg-buildflags --get CPPFLAGS)" \
+	LDFLAGS="$$(dpkg-buildflags --get LDFLAGS)" \
+	$(MAKE) --no-print-directory O=build/deb/obj/ PREFIX=/usr UNITDIR=/lib/systemd/system
+deb:
+	@$(DEB_MAKE) all
+	@rm -rf build/deb/debian
+	@$(DEB_MAKE) -s install DESTDIR=$(CURDIR)/build/deb/debian/dchat
+	@systemd/debian/mkdeb build/deb $(DEB_OUT) '$(DEB_VERSION)' '$(DEB_MAINTAINER)'
+
 uninstall:
 	rm -f $(DESTDIR)$(SBINDIR)/dchatd $(DESTDIR)$(BINDIR)/dchatctl $(DESTDIR)$(LIBEXECDIR)/dchat-draw \
 		$(DESTDIR)$(UNITDIR)/dchatd.service $(DESTDIR)$(UNITDIR)/dchatd.socket \
@@ -271,7 +289,7 @@ uninstall:
 	-rmdir $(DESTDIR)$(SYSCONFDIR)/dchat 2>/dev/null
 
 .PHONY: all clean deps deps-test run stop check check-asan check-valgrind fuzz fuzz-corpus unit-tests fuzz-targets \
-	bench bench-history bench-crypto install uninstall
+	bench bench-history bench-crypto install uninstall deb
 clean:
 	rm -f dchatd dchatctl dchat-draw cli/catalog.c daemon/*.o cli/*.o tests/unit/*.o tests/bench/*.o $(UNIT_TESTS) $(TEST_TOOLS) tests/bench/secure-bench \
 		tests/fuzz/mkcorpus-frame
