@@ -301,8 +301,7 @@ static void backoff(struct follow *f)
 static void lose(struct follow *f, const char *why)
 {
         cconn_close(&f->c);
-        if (f->refused)
-                return;         /* refused again (the end after its ERROR), or not let in yet: said once */
+        /* (after a refusal, lost is set: the refusal was said, and this is said no more) */
         if (!f->lost)
                 notice(f, "%s; trying again (Ctrl-C ends) ...", why);
         f->lost = true;
