@@ -83,6 +83,19 @@ stop_pid "${FPID[mh1]}"
 ok "a slot frees: it is let in" wait_for -t 25 has_line m.err "dchatd lets this in now"
 ok "... and shows the log" wait_for -t 10 has_line m.out "line 2"
 stop_pid "${FPID[m]}"
+
+# --- refused, then dchatd goes away: the waiting follow backs off, it does not spin -----------
+"$DCHATCTL" -s "$S1" view -f > "$T/mh3.out" 2>&1 & FPID[mh3]=$!; track_pid $!
+ok "root follows twice again" wait_for -t 10 has_line mh3.out "line 2"
+"$DCHATCTL" -s "$S1" view -f > "$T/g.out" 2> "$T/g.err" & FPID[g]=$!; track_pid $!
+ok "a follow refused (max_clients)" wait_for -t 10 has_line g.err "dchatd refused"
+node_stop node1
+cpu() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+c0=$(cpu "${FPID[g]}"); sleep 3; c1=$(cpu "${FPID[g]}")
+cmp_ok "$((c1 - c0))" -lt 30 "node1 stopped: the waiting follow used $((c1 - c0)) ticks of CPU in 3 s (no busy loop)"
+is "$(wc -l < "$T/g.err")" 1 "... and said nothing more"
+stop_pid "${FPID[g]}"
 stop_pid "${FPID[mh2]}"
+stop_pid "${FPID[mh3]}"
 
 done_testing
