@@ -386,6 +386,8 @@ static void presence_notices(const struct wnode *old, struct wnode *w, bool quie
                 return;
         if (w->seen != was && w->seen == SEEN_GONE && was == SEEN_UP)
                 above("*** %s went away (%s)", w->name, w->note[0] ? w->note : "its link is down");
+        else if (w->seen != was && w->seen == SEEN_DEAD && !strncmp(w->note, "left", 4))
+                above("*** %s %s", w->name, w->note);  /* it said it leaves (LEAVE: a clean stop) */
         else if (w->seen != was && w->seen == SEEN_DEAD)
                 above("*** %s was declared dead (%s)", w->name, w->note[0] ? w->note : "silent");
         else if (w->seen != was && w->seen == SEEN_UP)

@@ -600,12 +600,15 @@ static int on_leave(struct peer *p, struct conn *c, unsigned idx, const struct d
         ra_observe(&p->ra, m->leave.clock);
         fd_left(&p->mesh.fd, idx, now_usec());
         arm_fd_timer(p);
+        /* what `who` says of it while it is away: dead, because it said so, not by silence */
+        strlcpy(p->mesh.links[idx].silent, "left the cluster: stopped cleanly", sizeof p->mesh.links[idx].silent);
         peer_local_event(p, EV_PEER_LEFT, (int) idx,
                          &(struct event_fields) { .peer = p->names[idx], .lamport = p->ra.clock },
                          "%s is stopping and left the cluster: no longer waited for%s%s", p->names[idx],
                          awaited ? ", its REPLY no longer needed" : "", owed ? ", its request dropped" : "");
         ra_peer_down(&p->ra, idx, &acts);
         mesh_run_actions(p, &acts);
+        presence_changed(p);    /* a watcher (dchatctl chat) sees it gone */
         return 0;
 }
 

@@ -55,7 +55,7 @@ struct link {
         struct presence presence;       /* its users, as its last PRESENCE said (known while linked) */
         uint64_t changed;               /* when the link last came up or went down (0: never) */
         char why[64];                   /* why the link went down (or could not come up) */
-        char silent[96];                /* how long it was silent, when suspected or declared dead */
+        char silent[96];                /* how long it was silent, when suspected or declared dead; or that it left */
 };
 
 /* mesh.c: an accepted connection, until its HELLO tells which peer it is. */

@@ -101,9 +101,10 @@ stop_pid $fm
 ok "... and no more once it ends" wait_for -t 10 field_is node1 master users ""
 
 # --- node2 goes away, is declared dead, comes back ---------------------------------------------------
+# (killed: silent, so declared dead by the failure detector; a clean stop says it leaves, below)
 follow node2 nobody; f4=$F
 ok "nobody follows on node2 again" wait_for -t 10 field_is node1 node2 users "nobody:f"
-node_stop node2
+node_kill node2
 ok "node2 stopped: not up on node1" wait_for -t 10 eval '[ "$(field node1 node2 state)" != up ]'
 ok "... its users are no longer listed (not known)" wait_for -t 10 field_is node1 node2 users_known false
 ok "node2 is declared dead on node1" wait_for -t 10 field_is node1 node2 state dead
@@ -116,6 +117,16 @@ node_start node2
 wait_connected 15
 ok "node2 is up again on node1" wait_for -t 10 field_is node1 node2 state up
 ok "... with its users known (none)" wait_for -t 10 field_is node1 node2 users_known true
+
+# --- node2 stopped cleanly: it said it leaves -------------------------------------------------------------
+node_stop node2
+ok "node2 stopped cleanly: dead on node1 at once" wait_for -t 2 field_is node1 node2 state dead
+is "$(field node1 node2 note)" "left the cluster: stopped cleanly" "... saying it left, not that it went silent"
+run ctl node1 who
+like "$OUT" $'\nnode2 +peer +dead( [0-9]+s)? \\(left the cluster: stopped cleanly\\)\n' "who: node2 dead, it left"
+node_start node2
+wait_connected 15
+ok "node2 is up again on node1" wait_for -t 10 field_is node1 node2 state up
 
 # --- the server goes away -------------------------------------------------------------------------------
 node_stop master

@@ -273,12 +273,20 @@ keys c1 Enter
 ok "back to the poster's time" wait_for -t 10 screen_has c1 "*** times from now on: each poster's local time"
 
 # --- a peer goes away, is declared dead, comes back -------------------------------------------------
-node_stop node2
+# (killed: silent; a clean stop says it leaves, below)
+node_kill node2
 ok "c1 is told node2 went away" wait_for -t 10 screen_has c1 "*** node2 went away ("
 ok "... then that it was declared dead" wait_for -t 20 screen_has c1 "*** node2 was declared dead (silent for"
 node_start node2
 wait_connected 20
 ok "... and that it is up again" wait_for -t 20 screen_has c1 "*** node2 is up"
+node_stop node2
+ok "node2 stopped cleanly: c1 is told it left" wait_for -t 10 screen_has c1 "*** node2 left the cluster: stopped cleanly"
+node_start node2
+wait_connected 20
+# (the last notice about node2: up, after the one that it left)
+_up_again() { screen_of c1 | grep -E '\*\*\* node2 (left the cluster|is up)' | tail -n 1 | grep -q 'is up'; }
+ok "... and that it is up again" wait_for -t 20 _up_again
 
 # --- a half-typed line wider than the terminal (120 columns), the cursor inside it --------------------
 long=$(printf 'w%.0s' $(seq 1 150))
