@@ -31,7 +31,7 @@ _dchatctl()
 {
     local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD - 1]}
     local i cmd='' sub='' nargs=0
-    local commands="post view chat who status verify server reload trace explain keygen help"
+    local commands="post view chat who status verify server reload trace explain keygen pubkey help"
 
     COMPREPLY=()
     # the command: the first word that is neither an option nor an option's argument
@@ -110,8 +110,8 @@ _dchatctl()
         fi
         opts="-h --help"
         ;;
-    keygen)
-        opts="--force -h --help"
+    keygen | pubkey)
+        [[ $cmd == keygen ]] && opts="--host --force -h --help" || opts="-h --help"
         if [[ $cur != -* ]]; then
             mapfile -t COMPREPLY < <(compgen -f -- "$cur")
             return 0

@@ -27,7 +27,7 @@ comp() {
 run bash --norc --noprofile -c ". '$COMPLETION' && complete -p dchatctl"
 like "$OUT" '^complete -F _dchatctl dchatctl$' "sourcing it registers a completion for dchatctl"
 
-is "$(comp dchatctl '')" "chat explain help keygen post reload server status trace verify view who" "the commands"
+is "$(comp dchatctl '')" "chat explain help keygen post pubkey reload server status trace verify view who" "the commands"
 is "$(comp dchatctl v)" "verify view" "commands by prefix"
 is "$(comp dchatctl -)" "--help --socket --version -h -s" "options before the command"
 is "$(comp dchatctl -s /tmp/x.sock st)" "status" "a command after -s SOCKET"
@@ -44,7 +44,7 @@ is "$(comp dchatctl post --)" "-- --help --hold --socket" "post's options"
 is "$(comp dchatctl reload -)" "--help --socket -h -s" "reload takes -s only"
 is "$(comp dchatctl help re)" "reload" "help COMMAND"
 is "$(comp dchatctl explain peer-d)" "peer-dead peer-down" "explain: the event names, from dchatctl"
-is "$(comp dchatctl keygen --)" "--force --help" "keygen --force"
+is "$(comp dchatctl keygen --)" "--force --help --host" "keygen --force, --host"
 
 # socket paths: $DCHAT_SOCKET, a running dchatd's socket, files
 cluster_start 1
