@@ -381,6 +381,7 @@ static int daemon_reload(struct daemon *d, char *msg, size_t cap)
         _cleanup_(freep) struct dchat_conf *c = calloc(1, sizeof *c);
         char err[PATH_MAX + 512], changes[512];
         struct link_keys k = { 0 };
+        bool keys = false;      /* refused for a key file */
         int r;
 
         if (!c) {
@@ -399,12 +400,14 @@ static int daemon_reload(struct daemon *d, char *msg, size_t cap)
                 } else if (!c->insecure_plaintext) {
                         /* the key files are read again: a host key added, the cluster key dropped (issue 17) */
                         r = read_link_keys(c, &k, err, sizeof err);
-                        if (r < 0)
-                                snprintf(msg, cap, "%s; the running keys are kept too", err);
+                        keys = r < 0;
+                        if (keys)
+                                snprintf(msg, cap, "%s", err);
                 }
         }
         if (r < 0) {
-                log_event(EV_RELOAD_REFUSED, NULL, "reload refused: %s; keeping the running configuration", msg);
+                log_event(EV_RELOAD_REFUSED, NULL, "reload refused: %s; keeping the running configuration%s", msg,
+                          keys ? " and keys" : "");
                 strlcpy(d->reload_refused, msg, sizeof d->reload_refused);
         } else {
                 conf_changes(&d->conf, c, changes, sizeof changes);

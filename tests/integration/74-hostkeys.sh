@@ -59,8 +59,9 @@ rm -f "$T/node1/creds/host.key"
 start_fails "a key listed for this host, but no host key" \
     "cannot open the host key [^ ]+: No such file or directory.*; the config lists one for node1 \\($lre\\)"
 run env CREDENTIALS_DIRECTORY="$T/node1/creds" "$DCHATD" -t -c "$CONF" -n node1
-like "$OUT" $'\nlinks: encrypted, but dchatd will not start: cannot open the host key' "dchatd -t says so too"
-like "$OUT" $'\nhost keys listed: 1 of 3 members\n' "dchatd -t counts the members whose key is listed"
+is "$RC" 1 "dchatd -t fails too (it would not start)"
+like "$ERR" '^dchatd will not start: cannot open the host key' "... and says why"
+like "$OUT" $'\nhost keys listed: 1 of 3 members' "dchatd -t counts the members whose key is listed"
 rm -f "$T/node1/creds/host.key"
 unset 'HOSTKEY[node1]'
 # (the unit's LoadCredential= hands dchatd a directory whatever it holds)
