@@ -365,6 +365,13 @@ unsigned conn_unanswered(const struct conn *c);
  */
 void conn_set_linger(struct conn *c);
 void conn_close(struct conn *c, int error);
+/*
+ * What already arrived on c, read now (without waiting) and handed to the
+ * owner as if it had woken up; c may be closed by it.  For an owner about to
+ * close c for another reason (its pair closed): what the other end sent
+ * before it went (a LEAVE) is handled, not thrown away with the socket.
+ */
+void conn_drain(struct conn *c);
 /* Read nothing more; close once what is queued has been sent (an ERROR that says why). */
 void conn_shutdown(struct conn *c);
 /* Why a connection ended, for messages: "connection closed", "shutting down", strerror. */

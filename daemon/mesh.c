@@ -447,6 +447,9 @@ static void out_closed(struct conn *c, int error)
         link_down(l, error);
         if (l->p->stopping)
                 return;
+        /* what came on the other direction first is handled (its LEAVE, when it stops):
+         * the two directions close in any order */
+        conn_drain(l->in);                              /* (may close it: in_closed) */
         if (l->in)
                 conn_close(l->in, -ECONNRESET);         /* make the other side reconnect too */
         link_schedule(l);
@@ -805,6 +808,8 @@ static void in_closed(struct conn *c, int error)
                 struct link *l = &p->mesh.links[ib->idx];
                 l->in = NULL;
                 link_down(l, error);
+                if (!p->stopping)
+                        conn_drain(l->out);     /* what came on it first (as in out_closed) */
                 if (l->out && !p->stopping)
                         conn_close(l->out, -ECONNRESET);        /* both directions go together */
         }

@@ -213,8 +213,17 @@ static void conn_free(struct conn *c)
                 S.n_in--;
         sd_event_source_disable_unref(c->resume_src);
         sd_event_source_disable_unref(c->io);
-        if (c->fd >= 0)
+        if (c->fd >= 0) {
+                /* Input left unread makes close() send a RST, and a RST makes the other
+                 * end drop what it has not read yet: the last frames we sent (a LEAVE, the
+                 * REPLYs owed).  Read it away first, so that a FIN follows them. */
+                if (c->kind != CONN_LOCAL) {
+                        char sink[4096];
+                        for (int i = 0; i < 16 && recv(c->fd, sink, sizeof sink, MSG_DONTWAIT) > 0; i++)
+                                ;
+                }
                 close(c->fd);
+        }
         c->sec = secure_free(c->sec);
         wbuf_free(&c->raw);
         wbuf_free(&c->in);
@@ -767,6 +776,14 @@ out:
         if (c->dead && c->busy == 0)
                 conn_free(c);
         return 0;
+}
+
+void conn_drain(struct conn *c)
+{
+        /* (busy: inside its own handling already, which reads on by itself) */
+        if (!c || c->dead || c->connecting || c->busy)
+                return;
+        (void) conn_io(c->io, c->fd, EPOLLIN, c);
 }
 
 static int on_resume(sd_event_source *s, void *userdata)
