@@ -7,13 +7,16 @@
 # the directories, the catalog's database; the binaries run.  An upgrade to a newer
 # build keeps the admin's /etc/dchat.conf and the chat log; remove keeps the conffile,
 # purge removes it and keeps the chat log.
+# (a first build of build/deb/, all of it with Debian's flags, takes minutes on a busy machine)
+export DCHAT_TEST_TIMEOUT=${DCHAT_TEST_TIMEOUT:-900}
 . "$(dirname "$0")/../lib/lib.sh"
 need_root
 need_cmd dpkg-deb dpkg-shlibdeps objdump make
 
 # make_deb VERSION: builds it into $T/VERSION/; DEB = its path
 make_deb() {
-    run nice make -s -C "$TOP" deb DEB_OUT="$T/$1" DEB_VERSION="$1"
+    # (a first build of build/deb/ takes minutes on a busy machine, not run's 30 s)
+    RUN_TIMEOUT=900 run nice make -s -C "$TOP" deb DEB_OUT="$T/$1" DEB_VERSION="$1"
     DEB=$(printf '%s\n' "$OUT" | tail -n 1)
     if [ "$RC" != 0 ] || [ ! -f "$DEB" ]; then diag "make deb failed: $ERR"; return 1; fi
 }

@@ -87,7 +87,7 @@ trap _admin_exit EXIT
 # === 1. two builds of the package, the containers ===============================================
 arch=$(dpkg --print-architecture)
 for v in 1 2; do
-    run nice make -s -C "$TOP" deb DEB_OUT="$T/v$v" DEB_VERSION="0.1.0+sys$v"
+    RUN_TIMEOUT=900 run nice make -s -C "$TOP" deb DEB_OUT="$T/v$v" DEB_VERSION="0.1.0+sys$v"
     is "$RC" 0 "make deb DEB_VERSION=0.1.0+sys$v" || bail_out "make deb: $ERR"
 done
 DEB1=$T/v1/dchat_0.1.0+sys1_$arch.deb DEB2=$T/v2/dchat_0.1.0+sys2_$arch.deb
