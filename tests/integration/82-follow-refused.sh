@@ -70,6 +70,7 @@ stop_pid "${FPID[w]}"
 stop_pid "${FPID[h2]}"
 
 # --- max_clients: a follow let in for STATUS only is refused as a whole, and waits too ---------------
+# shellcheck disable=SC2034  # read by write_config (lib.sh)
 CONF_EXTRA=('control_group = "users";' 'max_clients_per_user = 2;' 'max_clients = 2;')
 write_config
 run ctl node1 reload
