@@ -464,6 +464,8 @@ static int draw(const struct tmodel *m, const char *format, const char *out)
         c.label_end_below = calloc(m->n_lanes, sizeof *c.label_end_below);
         if (!c.label_end_above || !c.label_end_below) {
                 fprintf(stderr, "dchat-draw: out of memory\n");
+                free(c.label_end_above);
+                free(c.label_end_below);
                 return 1;
         }
 
