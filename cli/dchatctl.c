@@ -967,31 +967,46 @@ static void group_text(const struct dchat_status *st)
         }
 }
 
-static int cmd_status(int argc, char **argv)
+/*
+ * The options of a command that takes no arguments: -s/--socket, -h/--help and, when
+ * json is not NULL, --json.  -1 to go on, else the exit status (help asked for, or a
+ * usage error, said on stderr).
+ */
+static int plain_options(int argc, char **argv, const char *name, void (*usage_of)(FILE *), bool *json)
 {
-        static const struct option opts[] = { { "json", no_argument, NULL, 'j' }, { "help", no_argument, NULL, 'h' },
-                                              { "socket", required_argument, NULL, 's' }, {} };
-        bool json = false;
+        static const struct option with_json[] = { { "json", no_argument, NULL, 'j' },
+                                                   { "help", no_argument, NULL, 'h' },
+                                                   { "socket", required_argument, NULL, 's' }, {} };
         int o;
 
-        while ((o = getopt_long(argc, argv, "+hs:", opts, NULL)) >= 0) {
-                if (o == 'j')
-                        json = true;
+        while ((o = getopt_long(argc, argv, "+hs:", json ? with_json : with_json + 1, NULL)) >= 0) {
+                if (o == 'j' && json)
+                        *json = true;
                 else if (o == 's')
                         socket_option(optarg);
                 else if (o == 'h') {
-                        status_usage(stdout);
+                        usage_of(stdout);
                         return 0;
                 } else {
-                        status_usage(stderr);
+                        usage_of(stderr);
                         return 2;
                 }
         }
         if (optind < argc) {
-                fprintf(stderr, "dchatctl: status takes no arguments ('%s')\n", argv[optind]);
-                status_usage(stderr);
+                fprintf(stderr, "dchatctl: %s takes no arguments ('%s')\n", name, argv[optind]);
+                usage_of(stderr);
                 return 2;
         }
+        return -1;
+}
+
+static int cmd_status(int argc, char **argv)
+{
+        bool json = false;
+        int o;
+
+        if ((o = plain_options(argc, argv, "status", status_usage, &json)) >= 0)
+                return o;
         if (connect_daemon() || send_msg(&(struct dchat_msg) { .type = MSG_STATUS, .tag = 1 }))
                 return 1;
         struct dchat_msg m;
@@ -1169,29 +1184,11 @@ static void verify_version(const struct dchat_verify_server *v, uint64_t seq, in
 /* verify [--json]: the servers' logs compared; exit 1 when they differ. */
 static int cmd_verify(int argc, char **argv)
 {
-        static const struct option opts[] = { { "json", no_argument, NULL, 'j' }, { "help", no_argument, NULL, 'h' },
-                                              { "socket", required_argument, NULL, 's' }, {} };
         bool json = false;
         int o;
 
-        while ((o = getopt_long(argc, argv, "+hs:", opts, NULL)) >= 0) {
-                if (o == 'j')
-                        json = true;
-                else if (o == 's')
-                        socket_option(optarg);
-                else if (o == 'h') {
-                        verify_usage(stdout);
-                        return 0;
-                } else {
-                        verify_usage(stderr);
-                        return 2;
-                }
-        }
-        if (optind < argc) {
-                fprintf(stderr, "dchatctl: verify takes no arguments ('%s')\n", argv[optind]);
-                verify_usage(stderr);
-                return 2;
-        }
+        if ((o = plain_options(argc, argv, "verify", verify_usage, &json)) >= 0)
+                return o;
         if (connect_daemon() || send_msg(&(struct dchat_msg) { .type = MSG_VERIFY, .tag = 1 }))
                 return 1;
         struct dchat_msg m;
@@ -1345,30 +1342,12 @@ static int run_chat(int argc, char **argv)
 /* who [--json]: the nodes as this dchatd sees them, and who is on each. */
 static int cmd_who(int argc, char **argv)
 {
-        static const struct option opts[] = { { "json", no_argument, NULL, 'j' }, { "help", no_argument, NULL, 'h' },
-                                              { "socket", required_argument, NULL, 's' }, {} };
         static struct wtable t;
         bool json = false;
         int o, w = 0;
 
-        while ((o = getopt_long(argc, argv, "+hs:", opts, NULL)) >= 0) {
-                if (o == 'j')
-                        json = true;
-                else if (o == 's')
-                        socket_option(optarg);
-                else if (o == 'h') {
-                        who_usage(stdout);
-                        return 0;
-                } else {
-                        who_usage(stderr);
-                        return 2;
-                }
-        }
-        if (optind < argc) {
-                fprintf(stderr, "dchatctl: who takes no arguments ('%s')\n", argv[optind]);
-                who_usage(stderr);
-                return 2;
-        }
+        if ((o = plain_options(argc, argv, "who", who_usage, &json)) >= 0)
+                return o;
         if (connect_daemon() || send_msg(&(struct dchat_msg) { .type = MSG_WHO, .tag = 1 }))
                 return 1;
         for (;;) {
@@ -1466,26 +1445,10 @@ static void reload_usage(FILE *f)
 
 static int cmd_reload(int argc, char **argv)
 {
-        static const struct option opts[] = { { "help", no_argument, NULL, 'h' },
-                                              { "socket", required_argument, NULL, 's' }, {} };
         int o;
 
-        while ((o = getopt_long(argc, argv, "+hs:", opts, NULL)) >= 0) {
-                if (o == 's')
-                        socket_option(optarg);
-                else if (o == 'h') {
-                        reload_usage(stdout);
-                        return 0;
-                } else {
-                        reload_usage(stderr);
-                        return 2;
-                }
-        }
-        if (optind < argc) {
-                fprintf(stderr, "dchatctl: reload takes no arguments ('%s')\n", argv[optind]);
-                reload_usage(stderr);
-                return 2;
-        }
+        if ((o = plain_options(argc, argv, "reload", reload_usage, NULL)) >= 0)
+                return o;
         command = "reload";
         if (connect_daemon() || send_msg(&(struct dchat_msg) { .type = MSG_RELOAD, .tag = 1 }))
                 return 1;
