@@ -189,6 +189,19 @@ int dchat_str_copy(char *dst, size_t cap, struct dchat_str s)
 
 /* --- validation --------------------------------------------------------------- */
 
+bool note_key_valid(const char *s, size_t n)
+{
+        if (n == 0 || n > DCHAT_KEY_MAX)
+                return false;
+        for (size_t i = 0; i < n; i++) {
+                char c = s[i];
+                bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+                if (!alnum && (i == 0 || (c != '.' && c != '_' && c != '-' && c != ':' && c != '/')))
+                        return false;
+        }
+        return true;
+}
+
 bool node_name_valid(const char *s)
 {
         size_t n = strlen(s);
@@ -403,6 +416,8 @@ static const char *const type_names[_MSG_MAX] = {
         [MSG_LEAVE] = "LEAVE",
         [MSG_RELOAD] = "RELOAD",
         [MSG_RELOAD_REPLY] = "RELOAD_REPLY",
+        [MSG_NOTE] = "NOTE",
+        [MSG_NOTE_REPLY] = "NOTE_REPLY",
 };
 
 const char *proto_type_name(uint8_t type)
@@ -867,6 +882,26 @@ int proto_encode(struct wbuf *b, const struct dchat_msg *m)
                 break;
         case MSG_RELOAD_REPLY:
                 wbuf_put_str(b, m->reload_reply.text.p, m->reload_reply.text.len);
+                break;
+        case MSG_NOTE:
+                wbuf_put_u8(b, m->note.op);
+                wbuf_put_u8(b, m->note.flags);
+                wbuf_put_str(b, m->note.key.p, m->note.key.len);
+                wbuf_put_str(b, m->note.value.p, m->note.value.len);
+                wbuf_put_u64(b, (uint64_t) m->note.delta);
+                wbuf_put_u64(b, m->note.expect);
+                wbuf_put_u64(b, m->note.fence);
+                wbuf_put_u32(b, m->note.fence_idx);
+                wbuf_put_u64(b, m->note.op_id);
+                wbuf_put_u64(b, (uint64_t) m->note.time);
+                break;
+        case MSG_NOTE_REPLY:
+                wbuf_put_u8(b, m->note_reply.flags);
+                wbuf_put_str(b, m->note_reply.key.p, m->note_reply.key.len);
+                wbuf_put_str(b, m->note_reply.value.p, m->note_reply.value.len);
+                wbuf_put_u64(b, m->note_reply.version);
+                wbuf_put_str(b, m->note_reply.node.p, m->note_reply.node.len);
+                wbuf_put_u64(b, (uint64_t) m->note_reply.time);
                 break;
         }
 
@@ -1347,6 +1382,47 @@ int proto_decode(uint8_t type, const uint8_t *payload, size_t len, struct dchat_
         case MSG_RELOAD_REPLY:
                 m->reload_reply.text = rbuf_str(&r);
                 if (r.bad || text_validate(m->reload_reply.text.p, m->reload_reply.text.len, NULL) < 0)
+                        return -EBADMSG;
+                break;
+        case MSG_NOTE:
+                m->note.op = rbuf_u8(&r);
+                m->note.flags = rbuf_u8(&r);
+                m->note.key = rbuf_str(&r);
+                m->note.value = rbuf_str(&r);
+                m->note.delta = (int64_t) rbuf_u64(&r);
+                m->note.expect = rbuf_u64(&r);
+                m->note.fence = rbuf_u64(&r);
+                m->note.fence_idx = rbuf_u32(&r);
+                m->note.op_id = rbuf_u64(&r);
+                m->note.time = (int64_t) rbuf_u64(&r);
+                if (r.bad || m->note.op == 0 || m->note.op >= _NOTE_OP_MAX || (m->note.flags & ~NOTE_REQ_FLAGS))
+                        return -EBADMSG;
+                /* a list names no key; everything else one valid key */
+                if (m->note.op == NOTE_LIST ? m->note.key.len != 0 : !note_key_valid(m->note.key.p, m->note.key.len))
+                        return -EBADMSG;
+                if (m->note.op == NOTE_SET ? m->note.value.len > DCHAT_VALUE_MAX ||
+                                             text_validate(m->note.value.p, m->note.value.len, NULL) < 0
+                                           : m->note.value.len != 0)
+                        return -EBADMSG;
+                break;
+        case MSG_NOTE_REPLY:
+                m->note_reply.flags = rbuf_u8(&r);
+                m->note_reply.key = rbuf_str(&r);
+                m->note_reply.value = rbuf_str(&r);
+                m->note_reply.version = rbuf_u64(&r);
+                m->note_reply.node = rbuf_str(&r);
+                m->note_reply.time = (int64_t) rbuf_u64(&r);
+                if (r.bad || (m->note_reply.flags & ~NOTE_REPLY_FLAGS))
+                        return -EBADMSG;
+                /* a note found: its key, value and writer valid; none: nothing of them */
+                if (m->note_reply.flags & NOTE_FOUND ?
+                    !note_key_valid(m->note_reply.key.p, m->note_reply.key.len) ||
+                    m->note_reply.value.len > DCHAT_VALUE_MAX ||
+                    text_validate(m->note_reply.value.p, m->note_reply.value.len, NULL) < 0 ||
+                    m->note_reply.node.len == 0 || m->note_reply.node.len > DCHAT_NAME_MAX ||
+                    !name_chars_valid(m->note_reply.node.p, m->note_reply.node.len) :
+                    (m->note_reply.key.len && !note_key_valid(m->note_reply.key.p, m->note_reply.key.len)) ||
+                    m->note_reply.value.len || m->note_reply.node.len)
                         return -EBADMSG;
                 break;
         default:

@@ -44,6 +44,9 @@
 #define DCHAT_NOTE_MAX          127             /* why a server of a status is unreachable, or in trouble */
 #define DCHAT_GROUP_ID_BYTES    16              /* a server group's id (GROUP, GROUP_REPLY) */
 #define DCHAT_PRESENCE_MAX      64              /* users of one node in a PRESENCE (the rest counted in more) */
+#define DCHAT_KEY_MAX           64              /* a shared note's key, bytes (note_key_valid) */
+#define DCHAT_VALUE_MAX         1024            /* a shared note's value, bytes of UTF-8 (text_validate) */
+#define DCHAT_NOTES_MAX         1024            /* keys the shared notes hold at most */
 
 /*
  * Post ids: a peer numbers its posts (incarnation << 32 | n), n = 1, 2, ...
@@ -163,6 +166,14 @@ enum dchat_msg_type {
          * configuration; RELOAD_REPLY says what changed, an ERROR why it was refused */
         MSG_RELOAD,
         MSG_RELOAD_REPLY,
+        /* shared notes (notes.h): dchatctl -> peer, an operation (op: enum
+         * dchat_note_op); peer -> server (a group's leader), a read, or a write
+         * made inside the critical section (its fence) or, for the unlocked
+         * demonstration, outside it ... */
+        MSG_NOTE,
+        /* ... and the answer: one note, or for a list one frame per note, all
+         * but the last flagged NOTE_MORE (an error: ERROR) */
+        MSG_NOTE_REPLY,
         _MSG_MAX,
 };
 
@@ -172,6 +183,30 @@ enum dchat_lock_op {
         LOCK_RELEASE = 2,       /* the section of request ts given back, or that request withdrawn */
         _LOCK_OP_MAX,
 };
+
+/*
+ * Shared notes.  dchatctl asks its peer for GET, LIST, SET, DEL or INCR; the
+ * peer reads from the server (GET, LIST) and writes there (SET, DEL) inside
+ * the critical section: an INCR is a GET and a SET in one section, the SET
+ * only if the note's version is still the one read (NOTE_IF_VERSION).
+ */
+enum dchat_note_op {
+        NOTE_GET = 1,
+        NOTE_LIST = 2,          /* key: "" (all) */
+        NOTE_SET = 3,
+        NOTE_DEL = 4,
+        NOTE_INCR = 5,          /* dchatctl -> peer only: delta */
+        _NOTE_OP_MAX,
+};
+/* NOTE flags */
+#define NOTE_UNLOCKED   0x01    /* INCR outside the critical section; a write with no fence or version check */
+#define NOTE_IF_VERSION 0x02    /* write only if the note's version is still expect (0: it does not exist) */
+#define NOTE_REQ_FLAGS  0x03
+/* NOTE_REPLY flags */
+#define NOTE_FOUND      0x01    /* the note exists (a DEL answered: it existed) */
+#define NOTE_MORE       0x02    /* a list goes on in the next frame */
+#define NOTE_DUPLICATE  0x04    /* the write was done already (a resent one): its answer again */
+#define NOTE_REPLY_FLAGS 0x07
 
 enum dchat_role {
         ROLE_NONE = 0,
@@ -199,6 +234,10 @@ enum dchat_err {
         /* this server does not lead the group (or lost the lead before the
          * append was committed): nothing stored by it; try the leader */
         ERR_NOT_LEADER,
+        /* a shared note changed between its read and its write (NOTE_IF_VERSION):
+         * nothing written; detail: its version now */
+        ERR_CHANGED,
+        ERR_NOT_FOUND,          /* no such shared note */
 };
 
 /* GROUP_REPLY: the answering server's Raft state. */
@@ -451,6 +490,17 @@ struct dchat_msg {
                  * next, qn of them (each < n, each once) */
                 struct { uint64_t clock; uint64_t ts; uint64_t gen; uint64_t hop; uint8_t n; uint64_t ln[DCHAT_PEERS_MAX];
                          uint8_t qn; uint8_t q[DCHAT_PEERS_MAX]; const struct vclock *vc; } token;
+                /* op: enum dchat_note_op; flags NOTE_UNLOCKED | NOTE_IF_VERSION; key: note_key_valid
+                 * ("" for LIST); value (SET): text_validate, DCHAT_VALUE_MAX; delta (INCR); expect
+                 * (NOTE_IF_VERSION); a write to the server: fence (the critical section's Lamport
+                 * time, fence_idx, and the link's node), op_id (a post id: each write once), time
+                 * (unix seconds, the writer's) */
+                struct { uint8_t op; uint8_t flags; struct dchat_str key; struct dchat_str value; int64_t delta;
+                         uint64_t expect; uint64_t fence; uint32_t fence_idx; uint64_t op_id; int64_t time; } note;
+                /* flags NOTE_FOUND | NOTE_MORE | NOTE_DUPLICATE; a note: key, value, version (the
+                 * store's write count when it was written), node and time of that write */
+                struct { uint8_t flags; struct dchat_str key; struct dchat_str value; uint64_t version;
+                         struct dchat_str node; int64_t time; } note_reply;
                 /* kind 0 ask, 1 answer, 2 end (struct tk_probe, ra.h) */
                 struct { uint8_t kind; uint64_t round; uint64_t gen; uint64_t down; uint8_t holds; uint8_t wanted;
                          uint64_t sn; uint64_t ts; const struct vclock *vc; } probe;
@@ -628,6 +678,9 @@ int text_validate(const char *s, size_t n, const char **why);
  * with text_validate alone: older logs may hold such lines.)
  */
 int post_text_validate(const char *s, size_t n, const char **why);
+
+/* A note's key: 1..DCHAT_KEY_MAX of [A-Za-z0-9._:/-], starting with a letter or digit. */
+bool note_key_valid(const char *s, size_t n);
 
 /* Node names: 1..DCHAT_NAME_MAX of [A-Za-z0-9._-], not starting with '-'. */
 bool node_name_valid(const char *s);
