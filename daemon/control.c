@@ -335,6 +335,35 @@ static bool ctl_has_room(const struct client *cl)
         return cl->ctl->n < cl->ctl->max_clients && !user_at_cap(cl->ctl, cl->uid, cl);
 }
 
+/* dchatctl note: a read anywhere; a write on a peer (it needs the critical section). */
+static int client_note(struct client *cl, const struct dchat_msg *m)
+{
+        struct daemon *d = cl->ctl->d;
+        bool read = m->note.op == NOTE_GET || m->note.op == NOTE_LIST;
+        int r;
+
+        if (d->server) {
+                if (read)
+                        return server_note_read(d->server, m, cl->c);
+                conn_send_error(cl->c, m->tag, ERR_NOT_PEER, "this dchatd is the server; write notes from a peer "
+                                "host (its dchatctl socket): a write needs the critical section");
+                return 0;
+        }
+        if (m->note.op == NOTE_INCR && (m->note.flags & NOTE_UNLOCKED))
+                log_info("%s: note incr --unlocked by %s: a write outside the critical section (a demonstration)",
+                         conn_label(cl->c), cl->author);
+        if (!read && cl->uid != 0 && peer_posts_of(d->peer, cl->author) >= d->conf.max_queued_posts_per_user) {
+                conn_send_error(cl->c, m->tag, ERR_BUSY, "user %s has %u posts and notes waiting to be written "
+                                "(max_queued_posts_per_user); try again once they are", cl->author,
+                                d->conf.max_queued_posts_per_user);
+                return 0;
+        }
+        r = peer_note(d->peer, cl->c, m->tag, cl->author, m);
+        if (r < 0)
+                conn_send_error(cl->c, m->tag, ERR_INTERNAL, "%s", strerror(-r));
+        return 0;
+}
+
 static int client_frame(struct conn *c, uint8_t type, const uint8_t *payload, size_t len)
 {
         struct client *cl = conn_userdata(c);
@@ -409,6 +438,8 @@ static int client_frame(struct conn *c, uint8_t type, const uint8_t *payload, si
                 if (r < 0)
                         conn_send_error(c, m.tag, ERR_INTERNAL, "%s", strerror(-r));
                 return 0;
+        case MSG_NOTE:
+                return client_note(cl, &m);
         case MSG_VIEW:
                 if (d->server)
                         return server_view_page(d->server, &m, c);

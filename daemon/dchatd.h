@@ -20,6 +20,7 @@
 #include "proto.h"
 #include "fd.h"
 #include "ra.h"
+#include "notes.h"
 
 #define _cleanup_(f) __attribute__((cleanup(f)))
 #define _printf_(a, b) __attribute__((format(printf, a, b)))
@@ -175,6 +176,8 @@ enum log_event {
         EV_REPLICA_DAMAGED,
         EV_PEER_LEFT,
         EV_RELOAD_REFUSED,
+        EV_NOTE_WRITTEN,
+        EV_NOTE_REFUSED,
         _EV_MAX,
 };
 
@@ -665,6 +668,8 @@ struct fsm_result {
         int error;                      /* chatlog_append's, if the write failed */
         bool genesis;
         bool deferred;                  /* not applied yet: it waits (fsm_waiting), n is 0 */
+        bool note;                      /* a write to the shared notes ... */
+        struct note_outcome note_out;   /* ... and what became of it */
 };
 
 int fsm_new(struct chatlog *log, struct fsm **ret);
@@ -673,6 +678,9 @@ struct raft_fsm *fsm_raft(struct fsm *f);
 /* Commands (raft_malloc'd, padded to 8 bytes) for raft_apply. */
 int fsm_encode_batch(const struct dchat_entry *e, unsigned n, struct raft_buffer *out);
 int fsm_encode_genesis(const struct fsm_mark *m, struct raft_buffer *out);
+int fsm_encode_note(const struct note_write *w, struct raft_buffer *out);
+/* The shared notes as this replica applied them (notes.h). */
+struct notes *fsm_notes(struct fsm *f);
 enum fsm_state fsm_state(const struct fsm *f, const char **why);
 bool fsm_genesis_done(const struct fsm *f);
 int fsm_mark_last(struct fsm *f, struct fsm_mark *m);
@@ -892,6 +900,10 @@ bool replica_busy(struct replica *rep);
 bool replica_leader(struct replica *rep, char name[DCHAT_NAME_MAX + 1], uint64_t *term);
 /* Replicate n entries as one command: -ENOTCONN if this server does not lead. */
 int replica_submit(struct replica *rep, const struct dchat_entry *e, unsigned n, void *cookie);
+/* Replicate a write to the shared notes; the applied op's result has note set. */
+int replica_submit_note(struct replica *rep, const struct note_write *w, void *cookie);
+/* The shared notes this server applied (NULL while its engine is stopped or its log diverged). */
+struct notes *replica_notes(struct replica *rep);
 void replica_status(struct replica *rep, struct replica_status *st);
 /* NULL while the engine is stopped. */
 struct transport *replica_transport(struct replica *rep);
@@ -1072,6 +1084,8 @@ void server_status(struct server *s, struct dchat_status *st);
 struct chatlog *server_log(struct server *s);
 /* MEMBER from a control client (server add, server remove): for the group's leader. */
 int server_member(struct server *s, const struct dchat_msg *req, struct conn *to);
+/* A NOTE read (GET, LIST) answered from this server's notes. */
+int server_note_read(struct server *s, const struct dchat_msg *m, struct conn *to);
 /*
  * Presence: our local users (control.c) go to every peer linked to us; WHO:
  * the nodes other than this one, as this server sees them (at most cap).
@@ -1117,6 +1131,8 @@ void peer_set_presence_hook(struct peer *p, void (*fn)(void *userdata), void *us
 /* hold_ms: keep the critical section that long after this post is stored (post --hold). */
 int peer_post(struct peer *p, struct conn *client, uint32_t tag, const char *author, int32_t utc_offset,
               uint32_t hold_ms, const char *text, size_t len);
+/* A NOTE from a client (dchatctl note): reads go to the server, writes wait for the critical section. */
+int peer_note(struct peer *p, struct conn *client, uint32_t tag, const char *author, const struct dchat_msg *req);
 /* fanout.c: relay a VIEW page request to the server. */
 int peer_view(struct peer *p, struct conn *client, const struct dchat_msg *req);
 /* postq.c: posts by author not stored yet (queued or in the critical section), whoever waits for them. */

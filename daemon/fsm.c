@@ -19,6 +19,9 @@
  *   GENESIS  the leader's chat log when the group began: u64 last_seq,
  *            then that entry's fence and post id (u64 lamport, str node,
  *            u32 idx, u64 post_id; zeros for an empty log)
+ *   NOTE     a write to the shared notes (notes.h): u8 op, u8 flags,
+ *            str key, str value, u64 expect, u64 fence, u32 fence_idx,
+ *            str node, u64 op_id, u64 time
  *
  * Apply is chatlog_append(), which decides each post from the log alone,
  * so every replica that applies the same commands to the same start holds
@@ -28,7 +31,8 @@
  *
  * A snapshot holds no entries, only what names the state: the last seq
  * and that entry's fence and post id (plus whether the genesis was
- * applied).  The entries are in the chat log on disk; a replica that
+ * applied), and the shared notes (notes_put: they live in memory only,
+ * so the snapshot and the commands after it are their durable record).  The entries are in the chat log on disk; a replica that
  * restores a snapshot beyond the end of its own log fetches the missing
  * entries from another server (fsm_catchup, fsm_feed).  So a snapshot is a
  * few dozen bytes, whatever the size of the log.
@@ -75,7 +79,7 @@
 #define SNAP_MAGIC      UINT32_C(0x44435331)    /* "DCS1" */
 #define CMD_HDR         9                       /* magic, length, kind */
 
-enum { CMD_BATCH = 1, CMD_GENESIS = 2, CMD_BATCH_VC = 3 };
+enum { CMD_BATCH = 1, CMD_GENESIS = 2, CMD_BATCH_VC = 3, CMD_NOTE = 4 };
 
 /* A command libraft counts as applied that waits to be (see the top). */
 struct waiting {
@@ -103,6 +107,7 @@ struct fsm {
         int apply_error;                /* the last batch could not be written: why (retried) */
         struct raft *owner;             /* whose last applied index a snapshot is taken at */
         struct fsm_snapshots snaps;     /* taken and restored, for replica.c's snapshot events */
+        struct notes notes;             /* the shared notes */
 };
 
 /* --- commands ------------------------------------------------------------------- */
@@ -172,6 +177,29 @@ int fsm_encode_genesis(const struct fsm_mark *m, struct raft_buffer *out)
         wbuf_put_u32(&b, 0);
         wbuf_put_u8(&b, CMD_GENESIS);
         mark_put(&b, m);
+        r = cmd_finish(&b, out);
+        wbuf_free(&b);
+        return r;
+}
+
+int fsm_encode_note(const struct note_write *w, struct raft_buffer *out)
+{
+        struct wbuf b = {0};
+        int r;
+
+        wbuf_put_u32(&b, CMD_MAGIC);
+        wbuf_put_u32(&b, 0);
+        wbuf_put_u8(&b, CMD_NOTE);
+        wbuf_put_u8(&b, w->op);
+        wbuf_put_u8(&b, w->flags);
+        wbuf_put_str(&b, w->key, w->key_len);
+        wbuf_put_str(&b, w->value, w->value ? w->len : 0);
+        wbuf_put_u64(&b, w->expect);
+        wbuf_put_u64(&b, w->fence);
+        wbuf_put_u32(&b, w->fence_idx);
+        wbuf_put_str(&b, w->node, strlen(w->node));
+        wbuf_put_u64(&b, w->op_id);
+        wbuf_put_u64(&b, (uint64_t) w->time);
         r = cmd_finish(&b, out);
         wbuf_free(&b);
         return r;
@@ -329,6 +357,32 @@ static int apply_genesis(struct fsm *f, struct rbuf *r)
         }
 }
 
+static int apply_note(struct fsm *f, struct rbuf *r)
+{
+        struct note_write w = { .op = rbuf_u8(r), .flags = rbuf_u8(r) };
+        struct dchat_str key = rbuf_str(r), value = rbuf_str(r), node;
+        char name[DCHAT_NAME_MAX + 1];
+
+        w.expect = rbuf_u64(r);
+        w.fence = rbuf_u64(r);
+        w.fence_idx = rbuf_u32(r);
+        node = rbuf_str(r);
+        w.op_id = rbuf_u64(r);
+        w.time = (int64_t) rbuf_u64(r);
+        if (r->bad || r->off != r->len || dchat_str_copy(name, sizeof name, node) < 0)
+                return -EBADMSG;
+        w.key = key.p;
+        w.key_len = key.len;
+        w.value = value.p;
+        w.len = value.len;
+        w.node = name;
+        /* an invalid write is refused by notes_apply, the same on every replica */
+        f->res = (struct fsm_result) { .note = true };
+        if (notes_apply(&f->notes, &w, &f->res.note_out) < 0)
+                return -EAGAIN;         /* out of memory: nothing changed; it waits and is tried again */
+        return 0;
+}
+
 /* One command: 0, -EAGAIN (the write failed: nothing of it was written), -EBADMSG. */
 static int apply_cmd(struct fsm *f, const struct raft_buffer *buf)
 {
@@ -345,6 +399,9 @@ static int apply_cmd(struct fsm *f, const struct raft_buffer *buf)
                 break;
         case CMD_GENESIS:
                 e = apply_genesis(f, &r);
+                break;
+        case CMD_NOTE:
+                e = apply_note(f, &r);
                 break;
         default:
                 e = -EBADMSG;
@@ -435,6 +492,7 @@ static int fsm_snapshot(struct raft_fsm *rf, struct raft_buffer *bufs[], unsigne
         wbuf_put_u32(&b, SNAP_MAGIC);
         wbuf_put_u8(&b, f->genesis);
         mark_put(&b, &m);
+        notes_put(&b, &f->notes);
         struct raft_buffer *out = raft_malloc(sizeof *out);
         if (!out || b.failed || !(out->base = raft_malloc(b.len))) {
                 raft_free(out);
@@ -460,12 +518,26 @@ static int fsm_restore(struct raft_fsm *rf, struct raft_buffer *buf)
         struct fsm_mark m;
         int e = 0;
 
+        struct notes notes;
+
+        notes_init(&notes);
         if (rbuf_u32(&r) != SNAP_MAGIC)
                 e = RAFT_MALFORMED;
         bool genesis = rbuf_u8(&r);
-        if (!e && (mark_get(&r, &m) < 0 || r.off != r.len))
+        if (!e && mark_get(&r, &m) < 0)
                 e = RAFT_MALFORMED;
+        /* the shared notes follow (a snapshot of an older dchatd has none: no notes) */
+        if (!e && r.off < r.len) {
+                int ne = notes_get(&r, &notes);
+                e = ne == -ENOMEM ? RAFT_NOMEM : ne < 0 ? RAFT_MALFORMED : 0;
+        }
+        if (!e && r.off != r.len)
+                e = RAFT_MALFORMED;
+        if (e)
+                notes_clear(&notes);
         if (!e) {
+                notes_clear(&f->notes);
+                f->notes = notes;
                 f->genesis = genesis;
                 f->snaps.restored++;
                 f->snaps.restored_seq = m.seq;
@@ -514,6 +586,7 @@ struct fsm *fsm_free(struct fsm *f)
         if (!f)
                 return NULL;
         waiting_drop(f);
+        notes_clear(&f->notes);
         free(f->entries);
         free(f->results);
         free(f);
@@ -626,6 +699,11 @@ int fsm_apply_error(const struct fsm *f)
 void fsm_attach(struct fsm *f, struct raft *raft)
 {
         f->owner = raft;
+}
+
+struct notes *fsm_notes(struct fsm *f)
+{
+        return &f->notes;
 }
 
 void fsm_snapshots(const struct fsm *f, struct fsm_snapshots *s)

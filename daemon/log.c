@@ -78,6 +78,8 @@ static const struct {
         [EV_REPLICA_DAMAGED]  = { "replica-damaged",  "4a0a6026c91949eda169170c219fddb4", LOG_ERR },
         [EV_PEER_LEFT]        = { "peer-left",        "831fb6ee178f4ff2874b9d81d4ff38ad", LOG_NOTICE },
         [EV_RELOAD_REFUSED]   = { "reload-refused",   "a39b2250af4b4c74bc05ce64f6ef2805", LOG_ERR },
+        [EV_NOTE_WRITTEN]     = { "note-written",     "42e3a47c597942728ae492dfead3c9bb", LOG_INFO },
+        [EV_NOTE_REFUSED]     = { "note-refused",     "0cf3f10b9f9e4315947588c6e7b457a2", LOG_WARNING },
 };
 
 const char *log_event_name(enum log_event ev)

@@ -269,6 +269,7 @@ struct peer *peer_free(struct peer *p)
         p->stopping = true;
         gather_stop(p);
         postq_stop(p);
+        noteq_stop(p);
         mesh_leave(p);
         fanout_stop(p);
         mesh_stop(p);
@@ -315,6 +316,7 @@ void peer_status(struct peer *p, struct dchat_status *st)
 void peer_client_gone(struct peer *p, struct conn *client)
 {
         postq_client_gone(p, client);
+        noteq_client_gone(p, client);
         fanout_client_gone(p, client);
         uplink_client_gone(p, client);
         gather_client_gone(p, client);

@@ -120,8 +120,23 @@ struct member_relay {
 };
 
 /* postq.c: a local post, from the client's request to its answer. */
+/* A write to the shared notes that waits for the critical section like a post (noteq.c). */
+struct note_op {
+        uint8_t op;                     /* NOTE_SET | NOTE_DEL | NOTE_INCR */
+        bool reading;                   /* INCR: its read is out (inside the section); else its write */
+        bool duplicate;                 /* the server had it already (a resend) */
+        int64_t delta;                  /* INCR */
+        uint64_t expect;                /* INCR: the version read (0: no such note) */
+        uint64_t version;               /* the answer's */
+        int64_t time;
+        char key[DCHAT_KEY_MAX + 1];
+        char value[DCHAT_VALUE_MAX + 1];        /* SET: the value; INCR: the sum, once read */
+        uint16_t len;
+};
+
 struct post_req {
         struct post_req *next;
+        struct note_op *note;           /* a note's write (e.post_id its op id, e.lamport its fence), or NULL */
         struct conn *client;            /* NULL once the client is gone */
         uint32_t client_tag;
         uint64_t deadline;              /* CLOCK_MONOTONIC usec */
@@ -207,6 +222,7 @@ struct peer {
         struct uplink uplink;
         struct postq postq;
         struct fanout fanout;
+        struct note_call *note_calls;   /* noteq.c: reads and unlocked increments in flight */
 };
 
 /* peer.c ------------------------------------------------------------------ */
@@ -374,6 +390,36 @@ bool postq_awaits(struct peer *p, uint32_t tag);
  * goes again to the leader), or failed.  <0 to drop the link.
  */
 int postq_answer(struct peer *p, uint8_t type, const struct dchat_msg *m);
+
+/* A post id for a write outside the critical section (noteq.c); 0 if none can be had. */
+uint64_t postq_take_id(struct peer *p);
+
+/* noteq.c ----------------------------------------------------------------- */
+
+/* Public: peer_note. */
+
+/* A note write in the critical section: its read (an increment's) or its write goes to the server. */
+void noteq_cs_send(struct peer *p, struct post_req *r);
+/*
+ * The server's answer (NOTE_REPLY or ERROR) to a note write in the critical
+ * section: done (r->done, the client told), fenced (r->fenced: it goes
+ * again), or the increment's read answered and its write sent.  <0 to drop
+ * the link.
+ */
+int noteq_cs_answer(struct peer *p, struct post_req *r, uint8_t type, const struct dchat_msg *m);
+/* A note write refused by the fence or a version goes again: from its read, under a new op id. */
+void noteq_cs_again(struct post_req *r);
+/* The answer to a note write, to its client. */
+void noteq_reply(struct conn *client, uint32_t tag, const struct note_op *n, const char *node);
+/* A read (GET, LIST) or an unlocked INCR from a client: to the server now. */
+int noteq_call(struct peer *p, struct conn *client, uint32_t tag, const struct dchat_msg *req);
+/* Is tag one of those in flight?  Then its NOTE_REPLY or ERROR goes to noteq_frame. */
+bool noteq_awaits(struct peer *p, uint32_t tag);
+int noteq_frame(struct peer *p, uint8_t type, const struct dchat_msg *m);
+/* The server link was lost (or dchatd stops): every one in flight fails, saying why. */
+void noteq_server_lost(struct peer *p, const char *why);
+void noteq_stop(struct peer *p);
+void noteq_client_gone(struct peer *p, struct conn *client);
 
 /* gather.c ---------------------------------------------------------------- */
 

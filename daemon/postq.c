@@ -20,6 +20,7 @@
 #include "peer.h"
 
 static void cs_maybe_request(struct peer *p);
+static void req_free(struct post_req *r);
 static void cs_send_appends(struct peer *p);
 static void arm_deadline(struct peer *p);
 
@@ -53,6 +54,17 @@ static uint64_t post_id_next(struct peer *p)
         return p->postq.next_post_id++;
 }
 
+uint64_t postq_take_id(struct peer *p)
+{
+        return post_id_next(p);
+}
+
+static void req_free(struct post_req *r)
+{
+        free(r->note);
+        free(r);
+}
+
 /* --- posts and the critical section ---------------------------------------------------------- */
 
 /* The server stored r (APPENDED): said at once, so that the log tells it before the cs-exit it comes before. */
@@ -76,6 +88,15 @@ static void post_answer(struct peer *p, struct post_req *r, int err_code, const 
                                   .fence_idx = r->e.fence_idx, .seq = r->e.seq };
 
         r->done = true;
+        if (r->note) {
+                if (err_code) {
+                        log_info("note %s by %s failed: %s", r->note->key, r->e.author, err);
+                        conn_send_error(r->client, r->client_tag, (enum dchat_err) err_code, "%s", err);
+                } else {
+                        noteq_reply(r->client, r->client_tag, r->note, self_name(p));
+                }
+                return;
+        }
         if (err_code) {
                 peer_local_event(p, EV_POST_FAILED, -1, &f, "post by %s failed: %s", r->e.author, err);
                 conn_send_error(r->client, r->client_tag, (enum dchat_err) err_code, "%s", err);
@@ -119,6 +140,9 @@ void postq_enter(struct peer *p)
         p->postq.hold_ms = 0;
         while (p->postq.queue && p->postq.cs_n < p->postq.cs_cap && p->postq.cs_n < p->conf->batch_max) {
                 struct post_req *r = p->postq.queue;
+                /* a note's write has the critical section to itself (an increment reads, then writes) */
+                if (p->postq.cs_n && (r->note || p->postq.cs[0]->note))
+                        break;
                 p->postq.queue = r->next;
                 p->postq.queued--;
                 r->next = NULL;
@@ -152,6 +176,16 @@ static void cs_send_appends(struct peer *p)
                 struct post_req *r = p->postq.cs[i];
                 if (r->done)
                         continue;
+                if (r->note) {
+                        /* (numbered at its write, once read; a resend keeps the number) */
+                        if (!r->note->reading && !r->e.post_id && !(r->e.post_id = post_id_next(p))) {
+                                post_answer(p, r, ERR_STORAGE, "this node cannot number its writes (see its log); "
+                                            "nothing was written");
+                                continue;
+                        }
+                        noteq_cs_send(p, r);
+                        continue;
+                }
                 /* Numbered when first sent, after HELLO_ACK told us the last
                  * number the server has from us; a resend keeps its number,
                  * so the server stores it once. */
@@ -204,11 +238,13 @@ static void cs_maybe_exit(struct peer *p)
                         r->fenced = false;
                         r->sent = false;        /* refused, so certainly not stored */
                         r->append_tag = 0;
+                        if (r->note)
+                                noteq_cs_again(r);
                         *tail = r;
                         tail = &r->next;
                         p->postq.queued++;
                 } else
-                        free(r);
+                        req_free(r);
         }
         if (again) {
                 *tail = p->postq.queue;
@@ -315,7 +351,8 @@ static int on_deadline(sd_event_source *s, uint64_t usec, void *userdata)
                         /* sent and unanswered: unknown; refused by the fence: certainly not stored */
                         bool unknown = r->sent && !r->fenced;
                         char m2[DCHAT_ERROR_MAX];
-                        snprintf(m2, sizeof m2, "%s; the post may or may not have been stored", msg);
+                        snprintf(m2, sizeof m2, "%s; %s", msg, r->note ? "the note may or may not have been written"
+                                                                      : "the post may or may not have been stored");
                         post_answer(p, r, unknown ? ERR_TIMEOUT : ERR_UNAVAILABLE, unknown ? m2 : msg);
                 }
         }
@@ -333,7 +370,7 @@ static int on_deadline(sd_event_source *s, uint64_t usec, void *userdata)
                 post_answer(p, r, ERR_TIMEOUT, msg);
                 *pp = r->next;
                 p->postq.queued--;
-                free(r);
+                req_free(r);
         }
         p->postq.queue_tail = &p->postq.queue;
         while (*p->postq.queue_tail)
@@ -403,6 +440,8 @@ static void post_wait(struct post_req *r, const char *why, uint32_t wait_ms)
                                                           .post_wait = { wait_ms, { why, (uint16_t) strlen(why) } } });
 }
 
+static int enqueue(struct peer *p, struct post_req *r);
+
 int peer_post(struct peer *p, struct conn *client, uint32_t tag, const char *author, int32_t utc_offset,
               uint32_t hold_ms, const char *text, size_t len)
 {
@@ -419,10 +458,16 @@ int peer_post(struct peer *p, struct conn *client, uint32_t tag, const char *aut
         memcpy(r->e.text, text, len);
         r->e.text[len] = '\0';
         r->e.text_len = (uint16_t) len;
+        return enqueue(p, r);
+}
+
+/* A post (or a note's write) into the queue for the critical section, or failed at once. */
+static int enqueue(struct peer *p, struct post_req *r)
+{
         char why[DCHAT_ERROR_MAX];
         if (uplink_given_up(p, why, sizeof why)) {
                 post_answer(p, r, ERR_UNAVAILABLE, why);        /* no use waiting for its timeout */
-                free(r);
+                req_free(r);
                 return 0;
         }
 
@@ -492,6 +537,16 @@ int postq_answer(struct peer *p, uint8_t type, const struct dchat_msg *m)
         struct post_req *r = cs_find(p, m->tag);
         if (!r)
                 return 0;       /* answer to a post that already timed out */
+        if (r->note || type == MSG_NOTE_REPLY) {
+                int e = r->note ? noteq_cs_answer(p, r, type, m) : -EBADMSG;
+                if (e < 0)
+                        return e;
+                if (r->done)
+                        p->postq.fenced_streak = 0;     /* (a refusal is counted as it goes again: cs_maybe_exit) */
+                arm_deadline(p);
+                cs_maybe_exit(p);
+                return 0;
+        }
         if (type == MSG_ERROR && m->error.code == ERR_NOT_LEADER) {
                 /* Not stored by that server (or it lost the lead before the post was
                  * committed: the new leader may hold it).  It goes again, with its post id,
@@ -603,7 +658,7 @@ static void fail_queued(struct peer *p, const char *why)
                 p->postq.queue = r->next;
                 p->postq.queued--;
                 post_answer(p, r, ERR_UNAVAILABLE, why);
-                free(r);
+                req_free(r);
         }
         p->postq.queue_tail = &p->postq.queue;
         if (p->ra.state == RA_WANTED) {
@@ -666,14 +721,14 @@ void postq_stop(struct peer *p)
                         post_answer(p, r, ERR_UNAVAILABLE, r->sent && !r->fenced
                                     ? "dchatd is shutting down; the post may or may not have been stored"
                                     : "dchatd is shutting down; the post was not stored");
-                free(r);
+                req_free(r);
         }
         p->postq.cs_n = 0;
         while (p->postq.queue) {
                 struct post_req *r = p->postq.queue;
                 p->postq.queue = r->next;
                 post_answer(p, r, ERR_UNAVAILABLE, "dchatd is shutting down; the post was not stored");
-                free(r);
+                req_free(r);
         }
         p->postq.deadline_timer = sd_event_source_disable_unref(p->postq.deadline_timer);
         p->postq.hold_timer = sd_event_source_disable_unref(p->postq.hold_timer);
@@ -691,4 +746,34 @@ void postq_reconf(struct peer *p)
 unsigned postq_pending(const struct peer *p)
 {
         return p->postq.queued + p->postq.cs_n;
+}
+
+/* --- the shared notes' writes ---------------------------------------------------------------- */
+
+int peer_note(struct peer *p, struct conn *client, uint32_t tag, const char *author, const struct dchat_msg *req)
+{
+        if (req->note.op == NOTE_GET || req->note.op == NOTE_LIST || (req->note.flags & NOTE_UNLOCKED))
+                return noteq_call(p, client, tag, req);
+
+        struct post_req *r = calloc(1, sizeof *r);
+        struct note_op *n = calloc(1, sizeof *n);
+        if (!r || !n) {
+                free(r);
+                free(n);
+                return -ENOMEM;
+        }
+        r->note = n;
+        r->client = client;
+        r->client_tag = tag;
+        r->deadline = now_usec() + p->conf->post_timeout_usec;
+        r->e.time = (int64_t) time(NULL);
+        strlcpy(r->e.author, author, sizeof r->e.author);
+        n->op = req->note.op;
+        n->reading = n->op == NOTE_INCR;
+        n->delta = req->note.delta;
+        n->time = r->e.time;
+        memcpy(n->key, req->note.key.p, req->note.key.len);
+        memcpy(n->value, req->note.value.p, req->note.value.len);
+        n->len = req->note.value.len;
+        return enqueue(p, r);
 }

@@ -1313,27 +1313,22 @@ static void submit_done(struct raft_apply *req, int status, void *result)
         free(s);
 }
 
-int replica_submit(struct replica *rep, const struct dchat_entry *e, unsigned n, void *cookie)
+/* Hands a command (raft_malloc'd; ours until it is taken) to Raft: -ENOTCONN if this server does not lead. */
+static int submit(struct replica *rep, struct raft_buffer *buf, void *cookie)
 {
-        struct raft_buffer buf;
         struct submit *s;
         int r;
 
-        if (!replica_is_leader(rep))
-                return -ENOTCONN;
-        r = fsm_encode_batch(e, n, &buf);
-        if (r < 0)
-                return r;
         s = calloc(1, sizeof *s);
         if (!s) {
-                raft_free(buf.base);
+                raft_free(buf->base);
                 return -ENOMEM;
         }
         s->rep = rep;
         s->cookie = cookie;
-        r = raft_apply(&rep->raft, &s->req, &buf, 1, submit_done);
+        r = raft_apply(&rep->raft, &s->req, buf, 1, submit_done);
         if (r != 0) {
-                raft_free(buf.base);
+                raft_free(buf->base);
                 free(s);
                 return r == RAFT_NOTLEADER || r == RAFT_LEADERSHIPLOST ? -ENOTCONN : -EIO;
         }
@@ -1341,6 +1336,28 @@ int replica_submit(struct replica *rep, const struct dchat_entry *e, unsigned n,
         rep->stats.batches++;
         uvloop_kick(rep->uv);
         return 0;
+}
+
+int replica_submit(struct replica *rep, const struct dchat_entry *e, unsigned n, void *cookie)
+{
+        struct raft_buffer buf;
+        int r;
+
+        if (!replica_is_leader(rep))
+                return -ENOTCONN;
+        r = fsm_encode_batch(e, n, &buf);
+        return r < 0 ? r : submit(rep, &buf, cookie);
+}
+
+int replica_submit_note(struct replica *rep, const struct note_write *w, void *cookie)
+{
+        struct raft_buffer buf;
+        int r;
+
+        if (!replica_is_leader(rep))
+                return -ENOTCONN;
+        r = fsm_encode_note(w, &buf);
+        return r < 0 ? r : submit(rep, &buf, cookie);
 }
 
 /* --- the engine ------------------------------------------------------------------------------------- */
@@ -2001,6 +2018,14 @@ struct transport *replica_transport(struct replica *rep)
 struct fsm *replica_fsm(struct replica *rep)
 {
         return rep->fsm;
+}
+
+struct notes *replica_notes(struct replica *rep)
+{
+        /* while the engine runs and its state machine holds the group's state */
+        if (!running(rep) || !rep->fsm || fsm_state(rep->fsm, NULL) == FSM_DIVERGED)
+                return NULL;
+        return fsm_notes(rep->fsm);
 }
 
 void replica_status(struct replica *rep, struct replica_status *st)

@@ -83,9 +83,18 @@ struct dview {
 #define DVIEW_MAX       1024
 #define DVIEW_WAIT      (2 * USEC_PER_SEC)
 
-/* A batch handed to the server group (replica_submit), until it is applied. */
+/* A write to the shared notes, as a peer asked it (the strings are copies). */
+struct note_req {
+        struct note_write w;
+        char key[DCHAT_KEY_MAX + 1];
+        char value[DCHAT_VALUE_MAX + 1];
+        char node[DCHAT_NAME_MAX + 1];
+};
+
+/* A batch handed to the server group (replica_submit), until it is applied; or one note's write. */
 struct gbatch {
         struct gbatch *prev, *next;
+        struct note_req *note;          /* a note's write (n is 1), or NULL */
         unsigned n;
         struct pending pend[];
 };
@@ -136,6 +145,11 @@ struct server {
         bool coord_active;
         uint64_t coord_since;           /* CLOCK_MONOTONIC: when it began (settling ends dead_after_ms later) */
         uint64_t coord_gone_at[DCHAT_PEERS_MAX];        /* when each peer's link closed */
+
+        /* the shared notes of one server (a group's are in its state machine: replica_notes) */
+        struct notes notes;
+        int notes_error;                /* the file could not be read: notes refused (notes_why) */
+        char notes_why[512];
 
         /* presence: our local users (control.c), sent to the peers linked to us */
         struct presence local;
@@ -596,12 +610,33 @@ static void flush_batch(struct server *s)
 
 /* --- the server group ------------------------------------------------------------------------- */
 
+static void note_answer(struct server *s, const struct pending *p, const struct note_write *w,
+                        const struct note_outcome *o);
+
+static void gbatch_free(struct gbatch *gb)
+{
+        free(gb->note);
+        free(gb);
+}
+
 static void group_applied(void *userdata, void *cookie, const struct fsm_result *res, int status)
 {
         struct server *s = userdata;
         struct gbatch *gb = cookie;
 
         LIST_REMOVE(s->gbatches, gb);
+        if (gb->note) {
+                if (status != 0 || !res)
+                        refuse_not_leader(s, gb->pend, 1, "this server lost the lead before the note's write was "
+                                          "committed (it may or may not be written; it is sent again)");
+                else if (res->deferred || !res->note)
+                        refuse_not_leader(s, gb->pend, 1, "this server cannot apply the group's entries just now "
+                                          "(the write is committed and will be applied once; it is sent again)");
+                else
+                        note_answer(s, &gb->pend[0], &gb->note->w, &res->note_out);
+                gbatch_free(gb);
+                return;
+        }
         cork_all(s, true);
         if (status != 0 || !res) {
                 /* leadership lost before the batch was committed: the new leader may have it or not; the
@@ -620,7 +655,7 @@ static void group_applied(void *userdata, void *cookie, const struct fsm_result 
         }
         pump_followers(s);
         cork_all(s, false);
-        free(gb);
+        gbatch_free(gb);
 }
 
 /* Tell a peer who leads the group (after its HELLO_ACK, and at every change). */
@@ -770,6 +805,265 @@ static int queue_append(struct server *s, struct sconn *sc, uint32_t tag)
         s->n++;
         s->stats.appends++;
         return sd_event_source_set_enabled(s->flush_src, SD_EVENT_ONESHOT);
+}
+
+/* --- the shared notes (notes.h) --------------------------------------------------------------- */
+
+/* The notes this server answers from, or NULL with why. */
+static struct notes *notes_here(struct server *s, const char **why)
+{
+        struct notes *t;
+
+        if (s->rep) {
+                if (!(t = replica_notes(s->rep)))
+                        *why = "its replica of the group's state is not running just now (see its journal)";
+                return t;
+        }
+        if (s->notes_error) {
+                *why = s->notes_why;
+                return NULL;
+        }
+        return &s->notes;
+}
+
+static void send_note(struct conn *to, uint32_t tag, uint8_t flags, const struct note *n)
+{
+        (void) conn_send(to, &(struct dchat_msg) { .type = MSG_NOTE_REPLY, .tag = tag, .note_reply = {
+                flags | NOTE_FOUND, { n->key, (uint16_t) strlen(n->key) }, { n->value, n->len }, n->version,
+                { n->node, (uint16_t) strlen(n->node) }, n->time } });
+}
+
+int server_note_read(struct server *s, const struct dchat_msg *m, struct conn *to)
+{
+        const char *why = "", *out = out_of_group(s);
+        const struct notes *t = out ? NULL : notes_here(s, &why);
+
+        if (!t) {
+                conn_send_error(to, m->tag, ERR_UNAVAILABLE, "the server %s cannot read the shared notes: %s",
+                                s->conf->node, out ? out : why);
+                return 0;
+        }
+        if (m->note.op == NOTE_GET) {
+                const struct note *n = notes_find(t, m->note.key.p, m->note.key.len);
+                if (!n)
+                        conn_send_error(to, m->tag, ERR_NOT_FOUND, "no note named %.*s", (int) m->note.key.len,
+                                        m->note.key.p);     /* a valid key: letters, digits and ._:/- */
+                else
+                        send_note(to, m->tag, 0, n);
+                return 0;
+        }
+        if (t->n == 0)
+                return conn_send(to, &(struct dchat_msg) { .type = MSG_NOTE_REPLY, .tag = m->tag,
+                                                           .note_reply = { 0, { "", 0 }, { "", 0 }, 0, { "", 0 }, 0 } });
+        conn_cork(to);
+        for (unsigned i = 0; i < t->n; i++)
+                send_note(to, m->tag, i + 1 < t->n ? NOTE_MORE : 0, &t->v[i]);
+        conn_uncork(to);
+        return 0;
+}
+
+/* What became of a write to the notes, to its peer (if still there) and to the journal. */
+static void note_answer(struct server *s, const struct pending *p, const struct note_write *w,
+                        const struct note_outcome *o)
+{
+        struct conn *to = p->from ? p->from->c : NULL;
+        struct event_fields f = { .peer = w->node, .fence = w->fence, .fence_idx = w->fence_idx };
+        const char *why = "";
+        const struct notes *t = notes_here(s, &why);
+        unsigned long long op = (unsigned long long) w->op_id;
+        char key[DCHAT_KEY_MAX + 1], fence[DCHAT_NAME_MAX + 64], text[DCHAT_ERROR_MAX];
+        uint64_t detail = 0;
+        enum dchat_err code;
+
+        snprintf(key, sizeof key, "%.*s", (int) w->key_len, w->key);
+        if (w->flags & NOTE_UNLOCKED)
+                snprintf(fence, sizeof fence, "unlocked: no fence");
+        else
+                snprintf(fence, sizeof fence, "fence %llu/%s/%u", (unsigned long long) w->fence, w->node, w->fence_idx);
+        switch (o->res) {
+        case NOTE_R_OK:
+        case NOTE_R_DUPLICATE:
+                if (o->res == NOTE_R_OK)
+                        log_event(EV_NOTE_WRITTEN, &f, "note %s %s by %s, version %llu (write %s#%llu, %s)", key,
+                                  w->op == NOTE_DEL ? "deleted" : "set", w->node, (unsigned long long) o->version,
+                                  w->node, op, fence);
+                else
+                        log_info("note write %s#%llu was done already (version %llu); answered again", w->node, op,
+                                 (unsigned long long) o->version);
+                bool set = w->op == NOTE_SET;
+                if (to)
+                        (void) conn_send(to, &(struct dchat_msg) { .type = MSG_NOTE_REPLY, .tag = p->tag,
+                                .note_reply = { (uint8_t) ((set ? NOTE_FOUND : 0) |
+                                                           (o->res == NOTE_R_DUPLICATE ? NOTE_DUPLICATE : 0)),
+                                                { key, (uint16_t) w->key_len },
+                                                { set ? w->value : "", (uint16_t) (set ? w->len : 0) }, o->version,
+                                                { set ? w->node : "", (uint16_t) (set ? strlen(w->node) : 0) },
+                                                set ? w->time : 0 } });
+                return;
+        case NOTE_R_FENCED: {
+                uint64_t lf = t ? t->fence : 0;
+                snprintf(text, sizeof text, "note write refused: %s is not greater than the last locked write's "
+                         "%llu/%s/%u", fence, (unsigned long long) lf, t ? t->fence_node : "?", t ? t->fence_idx : 0);
+                code = ERR_FENCED;
+                detail = lf;
+                break;
+        }
+        case NOTE_R_CHANGED:
+                snprintf(text, sizeof text, "note %s changed since it was read (version %llu read, %llu now); "
+                         "nothing written", key, (unsigned long long) w->expect, (unsigned long long) o->version);
+                code = ERR_CHANGED;
+                detail = o->version;
+                break;
+        case NOTE_R_BOUNDS:
+                log_event(EV_PROTOCOL_ERROR, &f, "refused note write %s#%llu: its %s is beyond the bounds", w->node,
+                          op, fence);
+                conn_send_error(to, p->tag, ERR_INVALID, "the server refused the note's write: its fence %llu is "
+                                "beyond the bounds; nothing written", (unsigned long long) w->fence);
+                return;
+        case NOTE_R_STALE:
+                log_info("note write %s#%llu is older than the last one of %s: a late copy; not written", w->node,
+                         op, w->node);
+                conn_send_error(to, p->tag, ERR_STALE, "note write %s#%llu is a late copy from an earlier "
+                                "connection or life of %s; nothing written", w->node, op, w->node);
+                return;
+        case NOTE_R_ABSENT:
+                conn_send_error(to, p->tag, ERR_NOT_FOUND, "no note named %s", key);
+                return;
+        case NOTE_R_FULL:
+                conn_send_error(to, p->tag, ERR_BUSY, "the shared notes are full (at most %u notes, written by at "
+                                "most %u nodes); delete a note first", DCHAT_NOTES_MAX, NOTES_WRITERS_MAX);
+                return;
+        case NOTE_R_INVALID:
+                log_warning("refused an invalid note write from %s", w->node);
+                conn_send_error(to, p->tag, ERR_INVALID, "the server refused the note's write as invalid; nothing "
+                                "written");
+                return;
+        default:
+                conn_send_error(to, p->tag, ERR_INTERNAL, "the server could not write the note (%s); nothing written",
+                                note_res_name(o->res));
+                return;
+        }
+        /* FENCED, CHANGED: the peer reads again and tries again, under a new request; one line a while */
+        if (ratelimit_pass(&s->refused_rl, now_monotonic()))
+                log_event(EV_NOTE_REFUSED, &f, "refused note write %s#%llu from %s: %s%s", w->node, op, w->node,
+                          text, ratelimit_suppressed(&s->refused_rl));
+        if (to)
+                (void) conn_send(to, &(struct dchat_msg) { .type = MSG_ERROR, .tag = p->tag,
+                        .error = { (uint16_t) code, { text, (uint16_t) strlen(text) }, detail } });
+}
+
+/* A group: the write goes to Raft; the answer comes once it is committed and applied (group_applied). */
+static void note_submit(struct server *s, const struct pending *p, const struct note_write *w)
+{
+        struct gbatch *gb;
+        struct note_req *nr;
+
+        if (!replica_is_leader(s->rep)) {
+                refuse_not_leader(s, p, 1, "this server does not lead the group, nothing was written");
+                return;
+        }
+        if (replica_busy(s->rep)) {
+                refuse_not_leader(s, p, 1, "this server is catching up with the group (it hands the lead to another "
+                                  "server), nothing was written");
+                return;
+        }
+        gb = calloc(1, sizeof *gb + sizeof gb->pend[0]);
+        nr = calloc(1, sizeof *nr);
+        if (!gb || !nr) {
+                free(gb);
+                free(nr);
+                conn_send_error(p->from->c, p->tag, ERR_INTERNAL, "the server is out of memory; nothing written");
+                return;
+        }
+        nr->w = *w;
+        memcpy(nr->key, w->key, w->key_len);
+        nr->w.key = nr->key;
+        if (w->op == NOTE_SET)
+                memcpy(nr->value, w->value, w->len);
+        nr->w.value = nr->value;
+        strlcpy(nr->node, w->node, sizeof nr->node);
+        nr->w.node = nr->node;
+        gb->note = nr;
+        gb->n = 1;
+        gb->pend[0] = *p;
+        if (replica_submit_note(s->rep, &nr->w, gb) < 0) {
+                refuse_not_leader(s, p, 1, "the group did not take the write, nothing was written");
+                gbatch_free(gb);
+                return;
+        }
+        LIST_PREPEND(s->gbatches, gb);
+}
+
+/* One server: the write is applied and the file replaced before the answer. */
+static void note_write_here(struct server *s, const struct pending *p, const struct note_write *w)
+{
+        struct note_outcome o;
+        char err[512];
+        int r;
+
+        if (s->notes_error) {
+                conn_send_error(p->from->c, p->tag, ERR_STORAGE, "the server %s cannot write the shared notes: %s",
+                                s->conf->node, s->notes_why);
+                return;
+        }
+        if (notes_apply(&s->notes, w, &o) < 0) {
+                conn_send_error(p->from->c, p->tag, ERR_INTERNAL, "the server is out of memory; nothing written");
+                return;
+        }
+        /* a copy or an invalid write changed nothing; anything else did (a refusal is recorded too) */
+        if (o.res != NOTE_R_DUPLICATE && o.res != NOTE_R_STALE && o.res != NOTE_R_INVALID &&
+            (r = notes_save(&s->notes, s->conf->state_directory, err, sizeof err)) < 0) {
+                /* what the file holds is what is stored: the write reached it (renamed) or not */
+                struct notes back;
+                char lerr[512];
+                log_error("cannot write the shared notes: %s", err);
+                if (notes_load(&back, s->conf->state_directory, lerr, sizeof lerr) == 0) {
+                        notes_clear(&s->notes);
+                        s->notes = back;
+                } else {
+                        log_error("cannot read the shared notes back: %s; notes refused until dchatd restarts", lerr);
+                        s->notes_error = -EIO;
+                        strlcpy(s->notes_why, lerr, sizeof s->notes_why);
+                }
+                conn_send_error(p->from->c, p->tag, ERR_STORAGE, "the server could not store the note: %s; it may "
+                                "or may not have been written", strerror(-r));
+                return;
+        }
+        note_answer(s, p, w, &o);
+}
+
+static int on_note(struct server *s, struct sconn *sc, const struct dchat_msg *m)
+{
+        const char *out = out_of_group(s);
+
+        if (m->note.op == NOTE_GET || m->note.op == NOTE_LIST)
+                return server_note_read(s, m, sc->c);
+        if (m->note.op != NOTE_SET && m->note.op != NOTE_DEL) {
+                conn_send_error(sc->c, m->tag, ERR_INVALID, "a server takes reads and writes of notes; an increment "
+                                "is a peer's read and write");
+                return 0;
+        }
+        /* a life numbers its writes from its own incarnation on, as its posts (proto.h) */
+        if (sc->query || (sc->incarnation && POST_ID_INCARNATION(m->note.op_id) < sc->incarnation)) {
+                log_event(EV_PROTOCOL_ERROR, &(struct event_fields) { .peer = sc->node },
+                          "%s: note write %llu %s; closing", conn_label(sc->c), (unsigned long long) m->note.op_id,
+                          sc->query ? "on a query link" : "below the numbers of the node's incarnation");
+                return -EBADMSG;
+        }
+        if (out) {
+                conn_send_error(sc->c, m->tag, ERR_UNAVAILABLE, "the server %s %s: nothing written", s->conf->node, out);
+                return 0;
+        }
+        struct note_write w = { .op = m->note.op, .flags = m->note.flags, .key = m->note.key.p,
+                                .key_len = m->note.key.len, .value = m->note.value.p, .len = m->note.value.len,
+                                .expect = m->note.expect, .fence = m->note.fence, .fence_idx = m->note.fence_idx,
+                                .node = sc->node, .op_id = m->note.op_id, .time = m->note.time };
+        struct pending p = { sc, m->tag };
+        if (s->rep)
+                note_submit(s, &p, &w);
+        else
+                note_write_here(s, &p, &w);
+        return 0;
 }
 
 static void dview_drop(struct server *s, struct dview *v)
@@ -1338,6 +1632,8 @@ static int sconn_frame(struct conn *c, uint8_t type, const uint8_t *payload, siz
                 return server_member(s, &m, c);
         case MSG_LOCK:
                 return on_lock(s, sc, &m);
+        case MSG_NOTE:
+                return on_note(s, sc, &m);
         default:
                 log_event(EV_PROTOCOL_ERROR, &(struct event_fields) { .peer = sc->node },
                           "%s: unexpected %s frame; closing", conn_label(c), proto_type_name(type));
@@ -1538,6 +1834,13 @@ int server_new(sd_event *e, const struct dchat_conf *c, int listen_fd, struct se
                 if (r < 0)
                         goto fail;
         }
+        if (c->n_servers <= 1 && (r = notes_load(&s->notes, c->state_directory, s->notes_why,
+                                                  sizeof s->notes_why)) < 0) {
+                /* left as it is: nothing stored is dropped by dchatd; posts go on */
+                s->notes_error = r;
+                log_error("the shared notes are refused: %s; move the file aside (or restore it) and restart dchatd",
+                          s->notes_why);
+        }
         if (rec.stale_link[0])
                 log_warning("removed %s/%s: a second name of chat.log, left by an archive or repair that was "
                             "interrupted before it was done", c->state_directory, rec.stale_link);
@@ -1641,7 +1944,7 @@ struct server *server_free(struct server *s)
         while (s->gbatches) {
                 struct gbatch *gb = s->gbatches;
                 LIST_REMOVE(s->gbatches, gb);
-                free(gb);
+                gbatch_free(gb);
         }
         while (s->dviews)
                 dview_drop(s, s->dviews);
@@ -1660,6 +1963,7 @@ struct server *server_free(struct server *s)
         wbuf_free(&s->presence_buf);
         presence_clear(&s->local);
         free(s->entries);
+        notes_clear(&s->notes);
         free(s);
         return NULL;
 }

@@ -371,7 +371,9 @@ static int server_frame(struct conn *c, uint8_t type, const uint8_t *payload, si
         }
         if (type == MSG_MEMBER_REPLY || (type == MSG_ERROR && member_awaits(p, m.tag)))
                 return member_answer(p, &m);
-        if (type == MSG_APPENDED || (type == MSG_ERROR && postq_awaits(p, m.tag))) {
+        if ((type == MSG_NOTE_REPLY || type == MSG_ERROR) && noteq_awaits(p, m.tag))
+                return noteq_frame(p, type, &m);        /* a note read, an unlocked increment */
+        if (type == MSG_APPENDED || type == MSG_NOTE_REPLY || (type == MSG_ERROR && postq_awaits(p, m.tag))) {
                 if (type == MSG_ERROR && m.error.code == ERR_NOT_LEADER) {
                         p->uplink.leads = false;        /* appends wait for the leader, which LEADER names */
                         if (!p->uplink.leaderless_since)
@@ -438,6 +440,7 @@ static void server_closed(struct conn *c, int error)
         /* going over to the leader, or on from a server that knows none: followers stay */
         fanout_server_lost(p, msg, p->uplink.switching || p->uplink.moving);
         postq_server_lost(p);
+        noteq_server_lost(p, msg);
         members_lost(p, name);
         p->uplink.leads = false;
         if (was_up && !p->uplink.switching)
