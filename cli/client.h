@@ -126,6 +126,26 @@ void follow_signals(sigset_t *old);
 int follow_signal(void);
 void follow_signal_clear(void);
 
+/*
+ * dchatctl.c: one request and its answers on a blocking connection to dchatd,
+ * for the commands kept in files of their own (note.c).  Each that can fail says
+ * why on stderr (one line) and returns 1.
+ */
+void socket_option(const char *arg);            /* -s SOCKET after the command */
+int connect_daemon(void);
+int send_msg(const struct dchat_msg *m);
+/* The next frame (its strings valid until the next call). */
+int recv_msg(struct dchat_msg *m);
+/* An ERROR frame: "dchatctl: WHAT failed: TEXT" (or refused, permission denied). */
+int print_error(const char *what, const struct dchat_msg *m);
+/* POST_WAIT: why a write waits, once per reason, and only to a terminal (last: the reason said before). */
+void say_waiting(const struct dchat_msg *m, const char *prefix, char *last, size_t cap);
+/* s as a JSON string (json.h's json_str is the reader's). */
+void json_put_str(const char *s, size_t n);
+
+/* note.c: dchatctl note */
+int cmd_note(int argc, char **argv);
+void note_usage(FILE *f);
 /* chat.c: dchatctl chat (-s after the command sets *socket_path) */
 int cmd_chat(int argc, char **argv, const char **socket_path);
 void chat_usage(FILE *f);

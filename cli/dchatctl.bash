@@ -20,6 +20,17 @@ _dchatctl_socks()
     mapfile -t -O "${#COMPREPLY[@]}" COMPREPLY < <(compgen -f -- "$cur")
 }
 
+# the keys of the shared notes, as `dchatctl note list` gives them (with the -s of the line, if
+# any); bounded in time, so that a dchatd that does not answer holds up no <Tab>
+_dchatctl_keys()
+{
+    local cur=$1 sock=$2 keys
+    local -a cmd=("${COMP_WORDS[0]}")
+    [[ -n $sock ]] && cmd+=(-s "$sock")
+    keys=$(timeout 2 "${cmd[@]}" note list 2>/dev/null | sed -n -E 's/^([^ ]+) = .*/\1/p')
+    mapfile -t COMPREPLY < <(compgen -W "$keys" -- "$cur")
+}
+
 # --since TIME: the forms dchatctl accepts (dchatctl(1), view --since); a date is typed
 _dchatctl_times()
 {
@@ -30,19 +41,22 @@ _dchatctl_times()
 _dchatctl()
 {
     local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD - 1]}
-    local i cmd='' sub='' nargs=0
-    local commands="post view chat who status verify server reload trace explain keygen pubkey help"
+    local i cmd='' sub='' nargs=0 sock=''
+    local commands="post view chat who status verify note server reload trace explain keygen pubkey help"
 
     COMPREPLY=()
     # the command: the first word that is neither an option nor an option's argument
     for ((i = 1; i < COMP_CWORD; i++)); do
         case ${COMP_WORDS[i]} in
-        -s | --socket) ((i++)) ;;
+        -s | --socket)
+            sock=${COMP_WORDS[i + 1]}
+            ((i++))
+            ;;
         -*) ;;
         *)
             if [[ -z $cmd ]]; then
                 cmd=${COMP_WORDS[i]}
-            elif [[ $cmd == server && -z $sub ]]; then
+            elif [[ ($cmd == server || $cmd == note) && -z $sub ]]; then
                 sub=${COMP_WORDS[i]}
             else
                 ((nargs++))
@@ -100,6 +114,23 @@ _dchatctl()
             return 0
         fi
         [[ $sub == add ]] && opts+=" --timeout"
+        ;;
+    note)
+        if [[ -z $sub ]]; then
+            [[ $cur != -* ]] && mapfile -t COMPREPLY < <(compgen -W "set get incr list del" -- "$cur")
+            [[ $cur == -* ]] && mapfile -t COMPREPLY < <(compgen -W "-h --help" -- "$cur")
+            return 0
+        fi
+        case $sub in
+        get) opts+=" --json" ;;
+        list) opts+=" --json" ;;
+        incr) opts+=" --unlocked" ;;
+        esac
+        # KEY: the notes there are (set may name a new one; list takes none)
+        if [[ $cur != -* && $nargs -eq 0 && $sub != list ]]; then
+            _dchatctl_keys "$cur" "$sock"
+            return 0
+        fi
         ;;
     trace) opts+=" --since --until --post --order --check --format -o --from" ;;
     explain)

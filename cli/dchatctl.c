@@ -53,6 +53,9 @@ static void usage(FILE *f)
                    "  who [--json]                        the nodes, and who has a chat or a follow open on each\n"
                    "  status [--json]                     this dchatd: its links, counters, a server group\n"
                    "  verify [--json]                     do the servers of the group hold the same log?\n"
+                   "  note set KEY VALUE... | del KEY     the shared notes: a key-value store the server keeps\n"
+                   "  note get [--json] KEY | list [--json]  a note's value, or all the notes\n"
+                   "  note incr [--unlocked] KEY [N]      add N (default 1) to a note, in the critical section\n"
                    "  server add [--timeout SECONDS] NAME HOST:PORT  a server joins the group (root)\n"
                    "  server remove NAME                  a server leaves the group (root)\n"
                    "  reload                              dchatd rereads its configuration (root)\n"
@@ -155,7 +158,7 @@ static void server_usage(FILE *f)
 }
 
 /* -s SOCKET after the command (each command takes it): as before it */
-static void socket_option(const char *arg)
+void socket_option(const char *arg)
 {
         socket_path = arg;
         socket_origin = "-s";
@@ -195,7 +198,7 @@ static int fail_denied(void)
                     "then log in again)", socket_path, gr->gr_name, gr->gr_name, uname);
 }
 
-static int connect_daemon(void)
+int connect_daemon(void)
 {
         struct sockaddr_un un = { .sun_family = AF_UNIX };
 
@@ -217,9 +220,8 @@ static int connect_daemon(void)
 }
 
 static int read_frame(struct dchat_msg *m, bool report);
-static int print_error(const char *what, const struct dchat_msg *m);
 
-static int send_msg(const struct dchat_msg *m)
+int send_msg(const struct dchat_msg *m)
 {
         struct wbuf b = {0};
         int r = proto_encode(&b, m);
@@ -282,12 +284,12 @@ static int read_frame(struct dchat_msg *m, bool report)
         }
 }
 
-static int recv_msg(struct dchat_msg *m)
+int recv_msg(struct dchat_msg *m)
 {
         return read_frame(m, true);
 }
 
-static int print_error(const char *what, const struct dchat_msg *m)
+int print_error(const char *what, const struct dchat_msg *m)
 {
         /* tag 0: dchatd refused the connection itself (control_group); else this request (post --hold) */
         if (m->error.code == ERR_DENIED && m->tag == 0)
@@ -312,6 +314,11 @@ static void json_str(const char *s, size_t n)
                         putchar(c);
         }
         putchar('"');
+}
+
+void json_put_str(const char *s, size_t n)
+{
+        json_str(s, n);
 }
 
 static void print_entry_json(const struct dchat_entry *e)
@@ -490,7 +497,7 @@ static int post_offset(int32_t *off)
  * before), to someone at a terminal: no silent wait.  Scripts keep their
  * one line on stderr, the error, which says what the post waited for.
  */
-static void say_waiting(const struct dchat_msg *m, const char *prefix, char *last, size_t cap)
+void say_waiting(const struct dchat_msg *m, const char *prefix, char *last, size_t cap)
 {
         char why[DCHAT_ERROR_MAX + 1];
 
@@ -1550,6 +1557,7 @@ static const struct command {
         { "who", cmd_who, who_usage },
         { "status", cmd_status, status_usage },
         { "verify", cmd_verify, verify_usage },
+        { "note", cmd_note, note_usage },
         { "keygen", cmd_keygen, keygen_usage },
         { "pubkey", cmd_pubkey, pubkey_usage },
         { "server", cmd_server, server_usage },
@@ -1580,7 +1588,7 @@ static int cmd_help(int argc, char **argv)
         const struct command *c = command_named(argv[1]);
         if (!c) {
                 fprintf(stderr, "dchatctl: no command '%s'; the commands are post, view, chat, who, status, "
-                                "verify, server, reload, trace, explain, keygen, pubkey\n", argv[1]);
+                                "verify, note, server, reload, trace, explain, keygen, pubkey\n", argv[1]);
                 return 2;
         }
         if (c->usage) {

@@ -3,6 +3,7 @@
  * number.c — strict decimal numbers for dchatctl's options (see number.h).
  */
 #include <errno.h>
+#include <stdbool.h>
 
 #include "number.h"
 
@@ -28,6 +29,19 @@ int number_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *v)
         if (n < min || n > max)
                 return -ERANGE;
         *v = n;
+        return 0;
+}
+
+int number_parse_i64(const char *s, int64_t *v)
+{
+        bool neg = s && *s == '-';
+        uint64_t n;
+        int r;
+
+        /* the magnitude as a count: digits only, so "--5", "-+5" and "- 5" stay refused */
+        if (!s || (r = number_parse_u64(s + neg, 0, neg ? (uint64_t) INT64_MAX + 1 : INT64_MAX, &n)) < 0)
+                return s ? r : -EINVAL;
+        *v = !neg ? (int64_t) n : n == (uint64_t) INT64_MAX + 1 ? INT64_MIN : -(int64_t) n;
         return 0;
 }
 

@@ -12,7 +12,9 @@
 #   - dchatctl help, help COMMAND, COMMAND --help for every command: the command's own usage;
 #     help of an unknown command; the usage names --socket and --version; --version;
 #   - -s (and --socket) after the command, for every command that talks to dchatd;
-#   - post with no text, stdin a terminal: says what it needs (exit 2).
+#   - post with no text, stdin a terminal: says what it needs (exit 2);
+#   - note (issue 14): a bad key, a missing argument, a value too long or not text, a bad N,
+#     an option of another subcommand: exit 2 with what was wrong, and nothing asked of dchatd.
 . "$(dirname "$0")/../lib/lib.sh"
 need_root
 need_cmd unshare script perl
@@ -88,7 +90,7 @@ like "$OUT" "^usage: dchatctl \\[-s SOCKET\\] COMMAND" "... the usage, on stdout
 like "$OUT" "-s, --socket SOCKET" "the usage names --socket"
 like "$OUT" "--version" "... and --version"
 like "$OUT" "before or after the command" "... and that -s goes before or after the command"
-for c in post view chat who status verify server reload trace explain keygen pubkey; do
+for c in post view chat who status verify note server reload trace explain keygen pubkey; do
     run "$DCHATCTL" help "$c"
     is "$RC" 0 "help $c: exit 0"
     like "$OUT" "^usage: dchatctl (\\[-s SOCKET\\] )?$c" "help $c: $c's own usage"
@@ -100,7 +102,7 @@ for c in post view chat who status verify server reload trace explain keygen pub
 done
 run "$DCHATCTL" help frobnicate
 is "$RC" 2 "help of an unknown command: exit 2"
-like "$ERR" "no command 'frobnicate'; the commands are post, view, chat, who, status, verify, server, reload, trace, explain, keygen, pubkey" "... naming them"
+like "$ERR" "no command 'frobnicate'; the commands are post, view, chat, who, status, verify, note, server, reload, trace, explain, keygen, pubkey" "... naming them"
 run "$DCHATCTL" --version
 is "$RC" 0 "--version: exit 0"
 like "$OUT" "^dchatctl [0-9]+\\.[0-9]+\\.[0-9]+$" "--version prints the version"
@@ -133,4 +135,58 @@ is "$RC" 2 "chat with an argument: exit 2"
 run "$DCHATCTL" -s "$S" chat </dev/null
 is "$RC" 1 "chat without a terminal: exit 1"
 like "$ERR" "chat needs a terminal; use post \\(post - reads lines from stdin\\) and view -f in scripts" "... says what to use"
+# --- note: usage errors, found before dchatd is asked ----------------------------------------------------------
+# (each would reach the dchatd of -s if dchatctl let it through: exit 1, not 2)
+KEYRULE="1 to 64 of A-Z a-z 0-9 \\. _ - : /, starting with a letter or a digit"
+note_usage() {  # note_usage EXPECTED-MESSAGE NAME ARGS...
+    local msg=$1 name=$2; shift 2
+    run "$DCHATCTL" -s "$S" note "$@"
+    is "$RC" 2 "note $name: exit 2" || diag "$ERR"
+    like "$ERR" "^dchatctl: $msg" "... $(printf '%s' "$msg" | sed 's/\\//g; s/\^//g')"
+}
+note_usage "note takes set, get, incr, list or del" "(nothing)"
+note_usage "note has no subcommand 'add'; it takes set, get, incr, list or del" "add" add k v
+note_usage "note set takes a key and a value \\(note set KEY VALUE\\.\\.\\.\\)" "set KEY (no value)" set motd
+note_usage "note get takes one key \\(note get KEY\\)" "get (no key)" get
+note_usage "note get takes one key \\(note get KEY\\) \\('b'\\)" "get a b" get a b
+note_usage "note del takes one key" "del (no key)" del
+note_usage "note list takes no arguments \\('x'\\)" "list x" list x
+note_usage "note incr takes a key and at most a number" "incr k 1 2" incr k 1 2
+note_usage "'my key' is not a note key: $KEYRULE" "set 'my key' v" set "my key" v
+note_usage "'-k' is not a note key" "get -- -k" get -- -k
+note_usage "'_k' is not a note key" "incr _k (not a letter or digit first)" incr _k
+note_usage "'k=v' is not a note key" "del k=v" del k=v
+note_usage "'k\\\\x1b\\[1m' is not a note key" "get with an escape sequence: shown as \\x1b" get $'k\e[1m'
+long=$(printf 'k%.0s' $(seq 65))
+note_usage "'$long' is not a note key" "a key of 65 bytes" get "$long"
+v1025=$(printf 'v%.0s' $(seq 1025))
+note_usage "cannot set motd: the value is 1025 bytes, more than the 1024 a note holds" "a value of 1025 bytes" \
+    set motd "$v1025"
+note_usage "cannot set motd: the value is 1025 bytes" "... also when its words are joined" \
+    set motd "${v1025:0:512}" "${v1025:0:512}"
+note_usage "cannot set motd: the text contains a control character" "a value with a tab" set motd $'a\tb'
+note_usage "cannot set motd: the text is not valid UTF-8" "a value that is not UTF-8" set motd $'\xff'
+note_usage "cannot set motd: the value is empty \\(note del motd removes a note\\)" "an empty value" set motd ''
+for n in x 1.5 +1 0x10 ' 1' 9223372036854775808 -9223372036854775809; do
+    note_usage "note incr takes N, a whole decimal number from -9223372036854775808 to 9223372036854775807 \\(such as 5 or -5\\), not '" \
+        "incr hits '$n'" incr hits "$n"
+done
+note_usage "note get takes no --unlocked \\(note incr does\\)" "get --unlocked" get --unlocked k
+note_usage "note set takes no --json \\(note get and note list do\\)" "set --json" set --json k v
+note_usage "note incr takes no --json" "incr --json" incr k --json
+run "$DCHATCTL" -s "$S" note list --bogus
+is "$RC" 2 "note list --bogus: exit 2"
+like "$ERR" "^note list: unrecognized option '--bogus'" "... getopt names the subcommand"
+like "$ERR" "dchatctl \\[-s SOCKET\\] note list \\[--json\\]" "... then note's usage"
+run "$DCHATCTL" note incr --help
+is "$RC" 0 "note incr --help: exit 0"
+like "$OUT" "--unlocked +incr without the critical section: a demonstration mode" "... --unlocked, a demonstration mode"
+like "$OUT" "loses updates when nodes increment at once" "... that loses updates"
+# a value of 1024 bytes and N of -2^63 pass the checks (dchatd answers, whatever it says: not 2)
+run "$DCHATCTL" -s "$S" note set motd "${v1025:1}"
+isnt "$RC" 2 "note set: a value of 1024 bytes is no usage error" || diag "$ERR"
+run "$DCHATCTL" -s "$S" note incr hits -9223372036854775808
+isnt "$RC" 2 "note incr KEY -2^63: N may be negative, and is no option" || diag "$ERR"
+run "$DCHATCTL" -s "$S" note set 'a.b_c-d:e/F9' words -- --json as they are
+isnt "$RC" 2 "note set: every character a key may have; the value's words as they are, -- and --json too" || diag "$ERR"
 done_testing

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # 84-bash-completion — cli/dchatctl.bash, driven as bash drives it (COMP_WORDS, COMP_CWORD,
 # the function `complete -p dchatctl` names): the commands, each command's options, the
-# --since forms, --order and --format values, explain's event names, server's subcommands,
+# --since forms, --order and --format values, explain's event names, server's and note's
+# subcommands, note's options per subcommand and its keys (from `dchatctl note list`, with the
+# line's -s),
 # socket paths after -s (a running dchatd's socket among them); every command and long
 # option that `dchatctl help` lists is offered; `make install` puts the file where
 # bash-completion looks (share/bash-completion/completions/dchatctl).
@@ -27,7 +29,7 @@ comp() {
 run bash --norc --noprofile -c ". '$COMPLETION' && complete -p dchatctl"
 like "$OUT" '^complete -F _dchatctl dchatctl$' "sourcing it registers a completion for dchatctl"
 
-is "$(comp dchatctl '')" "chat explain help keygen post pubkey reload server status trace verify view who" "the commands"
+is "$(comp dchatctl '')" "chat explain help keygen note post pubkey reload server status trace verify view who" "the commands"
 is "$(comp dchatctl v)" "verify view" "commands by prefix"
 is "$(comp dchatctl -)" "--help --socket --version -h -s" "options before the command"
 is "$(comp dchatctl -s /tmp/x.sock st)" "status" "a command after -s SOCKET"
@@ -45,6 +47,32 @@ is "$(comp dchatctl reload -)" "--help --socket -h -s" "reload takes -s only"
 is "$(comp dchatctl help re)" "reload" "help COMMAND"
 is "$(comp dchatctl explain peer-d)" "peer-dead peer-down" "explain: the event names, from dchatctl"
 is "$(comp dchatctl keygen --)" "--force --help --host" "keygen --force, --host"
+is "$(comp dchatctl note '')" "del get incr list set" "note's subcommands"
+is "$(comp dchatctl note i)" "incr" "... by prefix"
+is "$(comp dchatctl note -)" "--help -h" "note before its subcommand: --help"
+is "$(comp dchatctl note get --)" "--help --json --socket" "note get --json"
+is "$(comp dchatctl note list --)" "--help --json --socket" "note list --json"
+is "$(comp dchatctl note incr --)" "--help --socket --unlocked" "note incr --unlocked"
+is "$(comp dchatctl note set --)" "--help --socket" "note set: -s only"
+is "$(comp dchatctl note del -)" "--help --socket -h -s" "note del: -s only"
+
+# note's keys come from `dchatctl note list` (here a stand-in that says what it was asked)
+mkdir -p "$T/stub"
+cat > "$T/stub/dchatctl" <<EOF
+#!/bin/sh
+echo "\$*" >> "$T/stub/args"
+[ "\$*" = "-s /tmp/n.sock note list" ] || [ "\$*" = "note list" ] || exit 2
+printf '%s\n' 'hits = 3' 'hello = hi there = you' 'motd = Welcome to the room'
+EOF
+chmod +x "$T/stub/dchatctl"
+is "$(PATH="$T/stub:$PATH" comp dchatctl note get h)" "hello hits" "note get KEY: the keys there are, by prefix"
+is "$(PATH="$T/stub:$PATH" comp dchatctl -s /tmp/n.sock note incr '')" "hello hits motd" "note incr KEY: all of them"
+is "$(tail -n 1 "$T/stub/args")" "-s /tmp/n.sock note list" "... asked of the socket the line names"
+is "$(PATH="$T/stub:$PATH" comp dchatctl note del --socket /tmp/n.sock m)" "motd" "note del --socket S KEY: the same"
+is "$(PATH="$T/stub:$PATH" comp dchatctl note incr hits '')" "" "note incr KEY N: no key offered for N"
+is "$(PATH="$T/stub:$PATH" comp dchatctl note list '')" "" "note list takes no key"
+printf '#!/bin/sh\nexit 1\n' > "$T/stub/dchatctl"
+is "$(PATH="$T/stub:$PATH" comp dchatctl note get '')" "" "no dchatd to ask: no keys, no error"
 
 # socket paths: $DCHAT_SOCKET, a running dchatd's socket, files
 cluster_start 1
@@ -62,6 +90,8 @@ for c in $cmds; do
     words=(dchatctl "$c")
     [ "$c" = server ] && words+=(add)
     have=" $(comp "${words[@]}" --) "
+    # note's options: each subcommand's own
+    [ "$c" = note ] && have=" $(for s in set get incr list del; do comp dchatctl note "$s" --; echo; done | tr '\n' ' ') "
     for o in $("$DCHATCTL" help "$c" | grep -o -E -- '--[a-z][a-z-]*' | sort -u); do
         [ "$c" = server ] && [ "$o" != --timeout ] && [ "$o" != --socket ] && continue
         [[ $have == *" $o "* ]] || missing+=" $c:$o"

@@ -30,6 +30,28 @@ static void test_u64(void)
         is_int(number_parse_u64(NULL, 0, 1, &v), -EINVAL, "u64: NULL");
 }
 
+static void test_i64(void)
+{
+        int64_t v = 42;
+
+        ok(number_parse_i64("5", &v) == 0 && v == 5, "i64: 5");
+        ok(number_parse_i64("-5", &v) == 0 && v == -5, "i64: -5");
+        ok(number_parse_i64("0", &v) == 0 && v == 0, "i64: 0");
+        ok(number_parse_i64("-0", &v) == 0 && v == 0, "i64: -0 is 0");
+        ok(number_parse_i64("9223372036854775807", &v) == 0 && v == INT64_MAX, "i64: 2^63 - 1");
+        ok(number_parse_i64("-9223372036854775808", &v) == 0 && v == INT64_MIN, "i64: -2^63");
+        v = 42;
+        is_int(number_parse_i64("9223372036854775808", &v), -ERANGE, "i64: 2^63 overflows");
+        is_int(number_parse_i64("-9223372036854775809", &v), -ERANGE, "i64: -2^63 - 1 overflows");
+        is_int(number_parse_i64("99999999999999999999999", &v), -ERANGE, "i64: beyond 2^64 overflows");
+        static const char *const bad[] = { "", "-", "--5", "+5", "-+5", "- 5", " 5", "5 ", " -5", "0x10", "-0x10",
+                                           "1e3", "5.0", "-5.5", "5abc", "abc", "\t5", "١" };
+        for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+                is_int(number_parse_i64(bad[i], &v), -EINVAL, "i64: '%s' is refused", bad[i]);
+        is_int((int) v, 42, "i64: a refused number leaves the result alone");
+        is_int(number_parse_i64(NULL, &v), -EINVAL, "i64: NULL");
+}
+
 static void test_seconds(void)
 {
         uint32_t ms = 7;
@@ -57,6 +79,7 @@ int main(void)
 {
         plan_no_plan();
         test_u64();
+        test_i64();
         test_seconds();
         return done_testing();
 }
