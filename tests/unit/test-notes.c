@@ -8,8 +8,9 @@
  * random sequence and of a snapshot and the rest, the limits and invalid
  * writes, the serial form (round trip, every truncation, bit flips, each
  * check of the decoder), and the file (round trip, damage left in place
- * and reported, no temp file behind).  The wire form of NOTE and
- * NOTE_REPLY is tested in test-proto.c.
+ * and reported, no temp file behind, a failed fstat not taken for damage:
+ * this file defines fstat, which notes-file.c then calls instead of
+ * libc's).  The wire form of NOTE and NOTE_REPLY is tested in test-proto.c.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -19,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "notes.h"
@@ -975,6 +977,19 @@ static void test_serial(void)
 
 /* --- the file -------------------------------------------------------------------------- */
 
+/* The errno the next fstat fails with (0: none); the real call is the raw syscall. */
+static int fail_fstat;
+
+int fstat(int fd, struct stat *st)
+{
+        if (fail_fstat) {
+                errno = fail_fstat;
+                fail_fstat = 0;
+                return -1;
+        }
+        return (int) syscall(SYS_fstat, fd, st);
+}
+
 static char dir[64];
 
 static char *path_of(const char *name)
@@ -1118,6 +1133,18 @@ static void test_file(void)
                 check_damaged("the notes cut short (checksummed)", g, len - 1, "do not decode");
                 free(g);
         }
+        /* an fstat that fails is not damage: the file is not to be moved aside for it */
+        spit(path_of("notes"), f, len);
+        fail_fstat = EIO;
+        err[0] = '\0';
+        is_int(notes_load(&t, dir, err, sizeof err), -EIO, "file: fstat fails (EIO): -EIO, not -EBADMSG");
+        ok(strstr(err, path_of("notes")) && !strstr(err, "damaged"), "... the error names the file, not as damaged: %s",
+           err);
+        ok(is_empty(&t), "... the store empty");
+        notes_clear(&t);
+        is_int(notes_load(&t, dir, err, sizeof err), 0, "... and the next load reads it");
+        notes_clear(&t);
+
         unlink(path_of("notes"));
         mkdir(path_of("notes"), 0700);
         is_int(notes_load(&t, dir, err, sizeof err), -EBADMSG, "file: a directory where the file should be: -EBADMSG");
@@ -1133,6 +1160,15 @@ static void test_file(void)
         set(&t, "k", "v", "n1", 1, 1, NULL);
         e = notes_save(&t, path_of("no-such-dir"), err, sizeof err);
         ok(e == -ENOENT && strstr(err, "no-such-dir/notes.tmp"), "file: save into a missing directory: %d, %s", e, err);
+        /* a save that fails after its temp file was written (the rename: a directory in the way) */
+        mkdir(path_of("notes"), 0700);
+        mkdir(path_of("notes/x"), 0700);
+        e = notes_save(&t, dir, err, sizeof err);
+        ok(e < 0 && strstr(err, "cannot rename"), "file: a save whose rename fails: %d, %s", e, err);
+        ok(!exists(path_of("notes.tmp")), "... its notes.tmp removed");
+        ok(exists(path_of("notes/x")), "... and what was there left as it was");
+        rmdir(path_of("notes/x"));
+        rmdir(path_of("notes"));
         notes_clear(&t);
 
         free(f);
