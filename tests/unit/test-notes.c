@@ -1171,6 +1171,37 @@ static void test_file(void)
         rmdir(path_of("notes"));
         notes_clear(&t);
 
+        /* the largest store: every note of the longest key and value, every writer of the longest name */
+        notes_init(&t);
+        bool all = true;
+        char key[DCHAT_KEY_MAX + 1], value[DCHAT_VALUE_MAX + 1], node[NOTES_WRITERS_MAX][DCHAT_NAME_MAX + 1];
+        memset(value, 'v', DCHAT_VALUE_MAX);
+        value[DCHAT_VALUE_MAX] = '\0';
+        for (unsigned i = 0; i < NOTES_WRITERS_MAX; i++) {
+                memset(node[i], 'n', DCHAT_NAME_MAX);
+                node[i][DCHAT_NAME_MAX] = '\0';
+                snprintf(node[i], DCHAT_NAME_MAX, "%03u", i);
+                node[i][3] = 'n';
+        }
+        for (unsigned i = 0; i < DCHAT_NOTES_MAX; i++) {
+                memset(key, 'k', DCHAT_KEY_MAX);
+                key[DCHAT_KEY_MAX] = '\0';
+                snprintf(key, sizeof key, "%04u", i);
+                key[4] = 'k';
+                struct note_write x = W(NOTE_SET, NOTE_UNLOCKED, key, value, node[i % NOTES_WRITERS_MAX],
+                                        1 + i / NOTES_WRITERS_MAX, 0, 0);
+                all &= apply(&t, &x, NULL) == NOTE_R_OK;
+        }
+        ok(all && t.n == DCHAT_NOTES_MAX && t.n_w == NOTES_WRITERS_MAX, "file: the largest store made");
+        snap(&sa, &t);
+        is_int(notes_save(&t, dir, err, sizeof err), 0, "file: the largest store saved (%zu bytes of serial form)", sa.len);
+        e = notes_load(&c, dir, err, sizeof err);
+        is_int(e, 0, "file: ... and loaded%s%s", e ? ": " : "", e ? err : "");
+        snap(&sb, &c);
+        ok(same_bytes(&sa, &sb), "file: ... the same store");
+        notes_clear(&c);
+        notes_clear(&t);
+
         free(f);
         wbuf_free(&sa);
         wbuf_free(&sb);
