@@ -59,7 +59,14 @@ int notes_load(struct notes *t, const char *dir, char *err, size_t cap)
                 snprintf(err, cap, "cannot open %s: %s", path, strerror(errno));
                 return r;
         }
-        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size < FILE_HDR || st.st_size > FILE_MAX) {
+        if (fstat(fd, &st) < 0) {
+                /* an I/O error, not damage: the file is not to be moved aside for it */
+                r = -errno;
+                snprintf(err, cap, "cannot read %s: %s", path, strerror(errno));
+                close(fd);
+                return r;
+        }
+        if (!S_ISREG(st.st_mode) || st.st_size < FILE_HDR || st.st_size > FILE_MAX) {
                 snprintf(err, cap, "%s is damaged: %s", path, !S_ISREG(st.st_mode) ? "not a regular file" :
                          st.st_size < FILE_HDR ? "shorter than its header" : "larger than any notes can be");
                 close(fd);

@@ -7,7 +7,8 @@
  * out of range); the frame size limit; the output buffer and the reader;
  * post text validation (strict UTF-8, no control characters); node names;
  * the log line's time format; vector clocks in REQUEST, REPLY and entries;
- * the trace messages (TRACE, TRACE_EVENTS and their events, TRACE_END).
+ * the trace messages (TRACE, TRACE_EVENTS and their events, TRACE_END); the
+ * shared notes' NOTE and NOTE_REPLY (every check of the decoder).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -1829,7 +1830,8 @@ static void test_time(void)
                                              "RAFT", "LEADER", "DIGEST", "DIGEST_REPLY", "VERIFY", "VERIFY_REPLY",
                                              "GROUP", "GROUP_REPLY", "MEMBER", "MEMBER_REPLY", "TRACE", "TRACE_EVENTS", "TRACE_END",
                                              "WHO", "PRESENCE", "POST_WAIT", "LOCK", "GRANT",
-                                             "TOKEN_REQUEST", "TOKEN", "TOKEN_PROBE", "LEAVE", "RELOAD", "RELOAD_REPLY" };
+                                             "TOKEN_REQUEST", "TOKEN", "TOKEN_PROBE", "LEAVE", "RELOAD", "RELOAD_REPLY",
+                                             "NOTE", "NOTE_REPLY" };
         bool names_ok = sizeof types / sizeof types[0] == _MSG_MAX;
         for (unsigned t = 0; t < _MSG_MAX && names_ok; t++)
                 names_ok = strcmp(proto_type_name((uint8_t) t), types[t]) == 0;
@@ -2062,12 +2064,180 @@ static void test_trace(void)
         wbuf_free(&evs);
 }
 
+/* --- shared notes: NOTE, NOTE_REPLY --------------------------------------------------- */
+
+/* A NOTE of op with key and value (the rest fixed): its decoding. */
+static int note_decode(uint8_t op, uint8_t flags, struct dchat_str key, struct dchat_str value)
+{
+        struct dchat_msg in = { .type = MSG_NOTE, .tag = 3, .note = { .op = op, .flags = flags, .key = key,
+                                .value = value, .delta = 1, .fence = 5, .op_id = 1, .time = 1 } }, out;
+        struct frame f = {0};
+        int r = roundtrip(&f, &in, &out, NULL, NULL);
+        wbuf_free(&f.b);
+        return r;
+}
+
+/* A NOTE_REPLY of flags, key, value and node: its decoding. */
+static int note_reply_decode(uint8_t flags, struct dchat_str key, struct dchat_str value, struct dchat_str node)
+{
+        struct dchat_msg in = { .type = MSG_NOTE_REPLY, .tag = 3, .note_reply = { .flags = flags, .key = key,
+                                .value = value, .version = 1, .node = node, .time = 1 } }, out;
+        struct frame f = {0};
+        int r = roundtrip(&f, &in, &out, NULL, NULL);
+        wbuf_free(&f.b);
+        return r;
+}
+
+static void test_notes(void)
+{
+        struct dchat_msg in, out;
+        struct frame f = {0};
+        static const char *const op_names[] = { "", "GET", "LIST", "SET", "DEL", "INCR" };
+        const char *key64 = name_of(DCHAT_KEY_MAX, 'k'), *key65 = name_of(DCHAT_KEY_MAX + 1, 'k');
+        char v1024[DCHAT_VALUE_MAX + 2];
+
+        memset(v1024, 'v', sizeof v1024 - 1);
+        v1024[DCHAT_VALUE_MAX] = '\0';
+
+        /* NOTE: every field of a SET, a key and a value of the largest sizes */
+        in = (struct dchat_msg) { .type = MSG_NOTE, .tag = 77, .note = { NOTE_SET, NOTE_IF_VERSION, S(key64),
+                { v1024, DCHAT_VALUE_MAX }, INT64_MIN, UINT64_MAX, DCHAT_CLOCK_MAX, UINT32_MAX, UINT64_MAX - 1,
+                -1700000000 } };
+        if (is_int(roundtrip(&f, &in, &out, NULL, NULL), 0, "NOTE: a SET round-trips"))
+                ok(out.tag == 77 && out.note.op == NOTE_SET && out.note.flags == NOTE_IF_VERSION &&
+                   str_eq(out.note.key, key64, DCHAT_KEY_MAX) && str_eq(out.note.value, v1024, DCHAT_VALUE_MAX) &&
+                   out.note.delta == INT64_MIN && out.note.expect == UINT64_MAX && out.note.fence == DCHAT_CLOCK_MAX &&
+                   out.note.fence_idx == UINT32_MAX && out.note.op_id == UINT64_MAX - 1 &&
+                   out.note.time == -1700000000, "NOTE: every field (the longest key and value)");
+        check_truncations(&f, "NOTE (SET)");
+        wbuf_free(&f.b);
+        in.note.value = S("h\xc3\xa9llo \xe2\x82\xac \xf0\x9f\x98\x80");
+        in.note.flags = NOTE_UNLOCKED | NOTE_IF_VERSION;
+        in.note.key = S("Aa0._:/-");
+        if (is_int(roundtrip(&f, &in, &out, NULL, NULL), 0, "NOTE: a SET of UTF-8, both flags, a key of every kind of character"))
+                ok(str_eq(out.note.value, in.note.value.p, in.note.value.len) && out.note.flags == NOTE_REQ_FLAGS &&
+                   str_eq(out.note.key, "Aa0._:/-", 8), "NOTE: ... read back");
+        wbuf_free(&f.b);
+        for (uint8_t op = NOTE_GET; op < _NOTE_OP_MAX; op++) {
+                if (op == NOTE_SET)
+                        continue;
+                in = (struct dchat_msg) { .type = MSG_NOTE, .tag = 5, .note = { .op = op, .flags = NOTE_UNLOCKED,
+                        .key = op == NOTE_LIST ? S("") : S("counter"), .delta = -3, .op_id = 9, .time = 2 } };
+                if (is_int(roundtrip(&f, &in, &out, NULL, NULL), 0, "NOTE: a %s round-trips", op_names[op]))
+                        ok(out.note.op == op && out.note.key.len == (op == NOTE_LIST ? 0 : 7) &&
+                           out.note.value.len == 0 && out.note.delta == -3 && out.note.op_id == 9,
+                           "NOTE: ... its op, key, delta");
+                check_truncations(&f, op_names[op]);
+                wbuf_free(&f.b);
+        }
+
+        /* NOTE refused */
+        is_int(note_decode(0, 0, S("k"), S("")), -EBADMSG, "NOTE: op 0 refused");
+        is_int(note_decode(_NOTE_OP_MAX, 0, S("k"), S("")), -EBADMSG, "NOTE: op _NOTE_OP_MAX refused");
+        is_int(note_decode(255, 0, S("k"), S("")), -EBADMSG, "NOTE: op 255 refused");
+        is_int(note_decode(NOTE_GET, 0x04, S("k"), S("")), -EBADMSG, "NOTE: an unknown flag (0x04) refused");
+        is_int(note_decode(NOTE_SET, 0x80, S("k"), S("v")), -EBADMSG, "NOTE: flag 0x80 refused");
+        static const struct { const char *key; size_t len; const char *what; } badkeys[] = {
+                { "", 0, "an empty key" },
+                { ".k", 2, "a key starting with '.'" },
+                { "_k", 2, "a key starting with '_'" },
+                { "a b", 3, "a key with a space" },
+                { "a\nb", 3, "a key with a newline" },
+                { "k\0", 2, "a key with a NUL" },
+                { "k\xc3\xa9", 3, "a key with a non-ASCII letter" },
+                { NULL, DCHAT_KEY_MAX + 1, "a key of DCHAT_KEY_MAX + 1 bytes" },
+        };
+        for (uint8_t op = NOTE_GET; op < _NOTE_OP_MAX; op++) {
+                if (op == NOTE_LIST)
+                        continue;
+                for (size_t i = 0; i < sizeof badkeys / sizeof badkeys[0]; i++) {
+                        struct dchat_str k = { badkeys[i].key ? badkeys[i].key : key65, (uint16_t) badkeys[i].len };
+                        is_int(note_decode(op, 0, k, op == NOTE_SET ? S("v") : S("")), -EBADMSG,
+                               "NOTE: a %s of %s refused", op_names[op], badkeys[i].what);
+                }
+                is_int(note_decode(op, 0, S(key64), op == NOTE_SET ? S("v") : S("")), 0,
+                       "NOTE: a %s of a key of DCHAT_KEY_MAX bytes taken", op_names[op]);
+        }
+        is_int(note_decode(NOTE_LIST, 0, S("k"), S("")), -EBADMSG, "NOTE: a LIST naming a key refused");
+        for (uint8_t op = NOTE_GET; op < _NOTE_OP_MAX; op++)
+                if (op != NOTE_SET)
+                        is_int(note_decode(op, 0, op == NOTE_LIST ? S("") : S("k"), S("v")), -EBADMSG,
+                               "NOTE: a %s with a value refused", op_names[op]);
+        v1024[DCHAT_VALUE_MAX] = 'v';
+        is_int(note_decode(NOTE_SET, 0, S("k"), (struct dchat_str) { v1024, DCHAT_VALUE_MAX + 1 }), -EBADMSG,
+               "NOTE: a SET of DCHAT_VALUE_MAX + 1 bytes refused");
+        v1024[DCHAT_VALUE_MAX] = '\0';
+        static const struct { const char *v; size_t len; const char *what; } badvals[] = {
+                { "", 0, "an empty value" },
+                { "\xff", 1, "invalid UTF-8" },
+                { "ab\xc3", 3, "a cut UTF-8 sequence" },
+                { "\xc0\xaf", 2, "an overlong encoding" },
+                { "\xed\xa0\x80", 3, "a surrogate" },
+                { "a\nb", 3, "a newline" },
+                { "a\x1b[2J", 5, "an escape" },
+                { "a\0b", 3, "a NUL" },
+                { "a\xc2\x85", 3, "a C1 control" },
+        };
+        for (size_t i = 0; i < sizeof badvals / sizeof badvals[0]; i++)
+                is_int(note_decode(NOTE_SET, 0, S("k"), (struct dchat_str) { badvals[i].v, (uint16_t) badvals[i].len }),
+                       -EBADMSG, "NOTE: a SET of %s refused", badvals[i].what);
+
+        /* NOTE_REPLY */
+        const char *node = name_of(DCHAT_NAME_MAX, 'n');
+        in = (struct dchat_msg) { .type = MSG_NOTE_REPLY, .tag = 12, .note_reply = { NOTE_REPLY_FLAGS, S(key64),
+                { v1024, DCHAT_VALUE_MAX }, UINT64_MAX, S(node), INT64_MIN } };
+        if (is_int(roundtrip(&f, &in, &out, NULL, NULL), 0, "NOTE_REPLY: a note found round-trips"))
+                ok(out.tag == 12 && out.note_reply.flags == NOTE_REPLY_FLAGS &&
+                   str_eq(out.note_reply.key, key64, DCHAT_KEY_MAX) &&
+                   str_eq(out.note_reply.value, v1024, DCHAT_VALUE_MAX) && out.note_reply.version == UINT64_MAX &&
+                   str_eq(out.note_reply.node, node, DCHAT_NAME_MAX) && out.note_reply.time == INT64_MIN,
+                   "NOTE_REPLY: every field (the longest key, value and node)");
+        check_truncations(&f, "NOTE_REPLY (found)");
+        wbuf_free(&f.b);
+        in.note_reply = (typeof(in.note_reply)) { NOTE_MORE, S("k"), S(""), 0, S(""), 0 };
+        if (is_int(roundtrip(&f, &in, &out, NULL, NULL), 0, "NOTE_REPLY: none found, its key named, round-trips"))
+                ok(out.note_reply.flags == NOTE_MORE && str_eq(out.note_reply.key, "k", 1), "NOTE_REPLY: ... read back");
+        check_truncations(&f, "NOTE_REPLY (none)");
+        wbuf_free(&f.b);
+        is_int(note_reply_decode(0, S(""), S(""), S("")), 0, "NOTE_REPLY: none found, no key (an empty list): taken");
+        is_int(note_reply_decode(NOTE_DUPLICATE, S("k"), S(""), S("")), 0, "NOTE_REPLY: a DUPLICATE of a DEL: taken");
+
+        is_int(note_reply_decode(0x08, S(""), S(""), S("")), -EBADMSG, "NOTE_REPLY: an unknown flag (0x08) refused");
+        is_int(note_reply_decode(0x80 | NOTE_FOUND, S("k"), S("v"), S("n1")), -EBADMSG, "NOTE_REPLY: flag 0x80 refused");
+        is_int(note_reply_decode(NOTE_FOUND, S("k"), S("v"), S("")), -EBADMSG, "NOTE_REPLY: FOUND with no node refused");
+        is_int(note_reply_decode(NOTE_FOUND, S("k"), S("v"), S(name_of(DCHAT_NAME_MAX + 1, 'n'))), -EBADMSG,
+               "NOTE_REPLY: FOUND with a node of DCHAT_NAME_MAX + 1 bytes refused");
+        is_int(note_reply_decode(NOTE_FOUND, S("k"), S("v"), S("n 1")), -EBADMSG,
+               "NOTE_REPLY: FOUND with a node with a space refused");
+        is_int(note_reply_decode(NOTE_FOUND, S("k"), S("v"), S("n\x1b")), -EBADMSG,
+               "NOTE_REPLY: FOUND with a node with an escape refused");
+        is_int(note_reply_decode(NOTE_FOUND, S(""), S("v"), S("n1")), -EBADMSG, "NOTE_REPLY: FOUND with no key refused");
+        is_int(note_reply_decode(NOTE_FOUND, S(".k"), S("v"), S("n1")), -EBADMSG,
+               "NOTE_REPLY: FOUND with a key starting with '.' refused");
+        is_int(note_reply_decode(NOTE_FOUND, S(key65), S("v"), S("n1")), -EBADMSG,
+               "NOTE_REPLY: FOUND with a key of DCHAT_KEY_MAX + 1 bytes refused");
+        v1024[DCHAT_VALUE_MAX] = 'v';
+        is_int(note_reply_decode(NOTE_FOUND, S("k"), (struct dchat_str) { v1024, DCHAT_VALUE_MAX + 1 }, S("n1")),
+               -EBADMSG, "NOTE_REPLY: FOUND with a value of DCHAT_VALUE_MAX + 1 bytes refused");
+        v1024[DCHAT_VALUE_MAX] = '\0';
+        is_int(note_reply_decode(NOTE_FOUND, S("k"), S("a\nb"), S("n1")), -EBADMSG,
+               "NOTE_REPLY: FOUND with a value with a newline refused");
+        is_int(note_reply_decode(NOTE_FOUND, S("k"), S("\xff"), S("n1")), -EBADMSG,
+               "NOTE_REPLY: FOUND with a value of invalid UTF-8 refused");
+        is_int(note_reply_decode(NOTE_FOUND, S("k"), S(""), S("n1")), -EBADMSG,
+               "NOTE_REPLY: FOUND with an empty value refused (no note holds one)");
+        is_int(note_reply_decode(0, S("k"), S("v"), S("")), -EBADMSG, "NOTE_REPLY: none found, with a value, refused");
+        is_int(note_reply_decode(0, S("k"), S(""), S("n1")), -EBADMSG, "NOTE_REPLY: none found, with a node, refused");
+        is_int(note_reply_decode(0, S("a b"), S(""), S("")), -EBADMSG, "NOTE_REPLY: none found, an invalid key, refused");
+}
+
 int main(void)
 {
         plan_no_plan();
         test_roundtrips();
         test_group_messages();
         test_trace();
+        test_notes();
         test_header();
         test_malformed();
         test_encode_limits();
