@@ -111,19 +111,24 @@ static int send_read(struct peer *p, uint32_t tag, const char *key)
 
 /* --- inside the critical section (postq.c) ----------------------------------------------------- */
 
-void noteq_cs_send(struct peer *p, struct post_req *r)
+int noteq_cs_send(struct peer *p, struct post_req *r)
 {
         struct note_op *n = r->note;
 
-        r->append_tag = uplink_tag(p);
         if (n->reading) {
+                r->append_tag = uplink_tag(p);
                 (void) send_read(p, r->append_tag, n->key);
-                return;
+                return 0;
         }
+        /* numbered at its first send; a resend keeps the number, so the server writes it once */
+        if (!r->e.post_id && !(r->e.post_id = postq_take_id(p)))
+                return -EIO;
+        r->append_tag = uplink_tag(p);
         r->sent = true;
         p->stats.appends++;
         (void) send_write(p, r->append_tag, n, n->op == NOTE_INCR ? NOTE_IF_VERSION : 0, r->e.post_id, r->e.lamport,
                           r->e.fence_idx);
+        return 0;
 }
 
 int noteq_cs_answer(struct peer *p, struct post_req *r, uint8_t type, const struct dchat_msg *m)
@@ -152,7 +157,11 @@ int noteq_cs_answer(struct peer *p, struct post_req *r, uint8_t type, const stru
                         return 0;
                 }
                 n->reading = false;
-                noteq_cs_send(p, r);    /* the write, in the same critical section */
+                if (noteq_cs_send(p, r) < 0) {  /* the write, in the same critical section */
+                        r->done = true;
+                        conn_send_error(r->client, r->client_tag, ERR_STORAGE, "this node cannot number its writes "
+                                        "(see its log); nothing was written");
+                }
                 return 0;
         }
         if (type == MSG_NOTE_REPLY) {

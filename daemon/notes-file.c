@@ -79,6 +79,8 @@ int notes_load(struct notes *t, const char *dir, char *err, size_t cap)
         }
         while (got < st.st_size) {
                 ssize_t k = read(fd, buf + got, (size_t) (st.st_size - got));
+                if (k < 0 && errno == EINTR)
+                        continue;
                 if (k <= 0) {
                         r = k < 0 ? -errno : -EIO;
                         snprintf(err, cap, "cannot read %s: %s", path, strerror(-r));

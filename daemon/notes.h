@@ -16,7 +16,12 @@
  * write also names the version it read (NOTE_IF_VERSION), so a write that
  * came between its read and its write refuses it (CHANGED) instead of
  * being lost.  An unlocked write (the demonstration of lost updates) has
- * neither check.
+ * no fence, and the peer sends it without a version: neither check.
+ *
+ * Limits: DCHAT_NOTES_MAX notes; the store remembers the last write of at
+ * most NOTES_WRITERS_MAX nodes, for good (a node's op ids must be known to
+ * refuse a late copy), so a cluster that renamed its peers that often
+ * must start its notes afresh.
  */
 #pragma once
 

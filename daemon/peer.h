@@ -398,8 +398,8 @@ uint64_t postq_take_id(struct peer *p);
 
 /* Public: peer_note. */
 
-/* A note write in the critical section: its read (an increment's) or its write goes to the server. */
-void noteq_cs_send(struct peer *p, struct post_req *r);
+/* A note write in the critical section: its read (an increment's) or its write goes to the server; -EIO: no op id. */
+int noteq_cs_send(struct peer *p, struct post_req *r);
 /*
  * The server's answer (NOTE_REPLY or ERROR) to a note write in the critical
  * section: done (r->done, the client told), fenced (r->fenced: it goes

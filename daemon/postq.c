@@ -176,14 +176,12 @@ static void cs_send_appends(struct peer *p)
                 struct post_req *r = p->postq.cs[i];
                 if (r->done)
                         continue;
+                if (r->append_tag)
+                        continue;       /* on its way on this link (the LEADER after a HELLO_ACK sends again) */
                 if (r->note) {
-                        /* (numbered at its write, once read; a resend keeps the number) */
-                        if (!r->note->reading && !r->e.post_id && !(r->e.post_id = post_id_next(p))) {
+                        if (noteq_cs_send(p, r) < 0)
                                 post_answer(p, r, ERR_STORAGE, "this node cannot number its writes (see its log); "
                                             "nothing was written");
-                                continue;
-                        }
-                        noteq_cs_send(p, r);
                         continue;
                 }
                 /* Numbered when first sent, after HELLO_ACK told us the last

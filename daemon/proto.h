@@ -199,7 +199,7 @@ enum dchat_note_op {
         _NOTE_OP_MAX,
 };
 /* NOTE flags */
-#define NOTE_UNLOCKED   0x01    /* INCR outside the critical section; a write with no fence or version check */
+#define NOTE_UNLOCKED   0x01    /* INCR outside the critical section (and without NOTE_IF_VERSION); a write with no fence */
 #define NOTE_IF_VERSION 0x02    /* write only if the note's version is still expect (0: it does not exist) */
 #define NOTE_REQ_FLAGS  0x03
 /* NOTE_REPLY flags */

@@ -17,7 +17,8 @@ export DCHAT_LOG=both
 # event:FIELD pairs that a record carries only when it applies (the text says when)
 # post-failed: a post may fail before its critical-section request; protocol-error: a local
 # client of the control socket is no node
-OPTIONAL="post-failed:DCHAT_REQUEST_TS protocol-error:DCHAT_PEER"
+# note-written: an unlocked write (note incr --unlocked) has no fence
+OPTIONAL="post-failed:DCHAT_REQUEST_TS protocol-error:DCHAT_PEER note-written:DCHAT_FENCE note-written:DCHAT_FENCE_IDX"
 
 FD_CONF=('heartbeat_ms = 100;' 'suspect_after_ms = 400;' 'dead_after_ms = 800;')
 cluster_start 2 'post_timeout_ms = 3000;' "${FD_CONF[@]}"
@@ -27,6 +28,10 @@ ctl node1 post --hold 1 "first" & hp=$!; track_pid $hp
 wait_event node1 cs-enter 1 10 || fail "node1 did not enter the critical section"
 ctl node2 post "second" >/dev/null || fail "post on node2"
 wait "$hp" || fail "post --hold on node1"
+
+# the shared notes: a locked write and an unlocked one
+ctl node1 note set topic "catalog fields" || fail "note set"
+ctl node2 note incr --unlocked counter >/dev/null || fail "note incr --unlocked"
 
 # reloads: one that works, one refused (a syntax error)
 node_hup node1
