@@ -566,7 +566,7 @@ static void flush_group(struct server *s, unsigned n)
                                   "another server), nothing was stored");
                 return;
         }
-        gb = malloc(sizeof *gb + n * sizeof gb->pend[0]);
+        gb = calloc(1, sizeof *gb + n * sizeof gb->pend[0]);        /* (note NULL: a batch of posts) */
         if (!gb) {
                 for (unsigned i = 0; i < n; i++)
                         conn_send_error(s->pend[i].from ? s->pend[i].from->c : NULL, s->pend[i].tag, ERR_INTERNAL,

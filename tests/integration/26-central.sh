@@ -143,6 +143,12 @@ like "$(grep -a 'holds the critical section under request' "$(node_log master)" 
 ctl node1 view --json > "$T/view2.json"
 like "$(check_fences "$T/view2.json")" '^ok [0-9]+ entries$' "fences still strictly increase"
 
+# --- the shared notes: an increment's read and write in one section of this algorithm ---------
+notes_race hits 100 node1 node2 node3
+is "$NOTES_FAILED" 0 "300 note increments from three peers: none failed"
+is "$(ctl node2 note get hits)" 300 "the note is exactly 300: no update lost under central"
+is "$(count_events master note-refused)" 0 "no write came between an increment's read and its write"
+
 # --- the algorithm changes only with a restart -------------------------------------------------
 sed -i 's/^dme_algorithm = .*/dme_algorithm = "ricart-agrawala";/' "$CONF"
 node_hup node2

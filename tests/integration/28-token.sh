@@ -138,6 +138,12 @@ for t in "node1 frozen holding" "while node1 is frozen" "after the thaw 1 from n
     is "$(grep -c "\"text\":\"$t\"" "$T/view3.json")" 1 "'$t' is in the log once"
 done
 
+# --- the shared notes: an increment's read and write in one section of this algorithm ---------
+notes_race hits 100 node1 node2 node3
+is "$NOTES_FAILED" 0 "300 note increments from three peers: none failed"
+is "$(ctl node2 note get hits)" 300 "the note is exactly 300: no update lost under token"
+is "$(count_events master note-refused)" 0 "no write came between an increment's read and its write"
+
 # --- the algorithm changes only with a restart -------------------------------------------------
 sed -i 's/^dme_algorithm = .*/dme_algorithm = "ricart-agrawala";/' "$CONF"
 node_hup node3

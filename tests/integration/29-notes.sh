@@ -63,27 +63,12 @@ is "$OUT" closed "a NOTE frame with an invalid key is refused (the connection cl
 ok "dchatd node1 is still up" node_alive node1
 
 # --- the race: four nodes increment at once, inside the critical section ---------------------
-# incr_loop NODE KEY N [OPT]: N increments, each a dchatctl of its own; exit codes to $T/rc.NODE
-incr_loop() {
-    local i fails=0
-    for ((i = 0; i < $3; i++)); do ctl "$1" note incr ${4:+"$4"} "$2" >/dev/null 2>>"$T/err.$1" || fails=$((fails + 1)); done
-    echo "$fails" > "$T/rc.$1"
-}
-race() {        # race KEY [OPT]: all four at once; FAILS = commands that failed, MS = time
-    local pids=() n t0
-    t0=$(date +%s%N)
-    for n in node1 node2 node3 node4; do incr_loop "$n" "$1" "$NOTES_N" ${2:+"$2"} & pids+=($!); done
-    track_pid "${pids[@]}"
-    wait "${pids[@]}"
-    MS=$(( ($(date +%s%N) - t0) / 1000000 ))
-    FAILS=$(cat "$T"/rc.node* | awk '{ s += $1 } END { print s }')
-    rm -f "$T"/rc.node*
-}
 written_before=$(count_events master note-written)
-race hits
-is "$FAILS" 0 "4 x $NOTES_N locked increments: none failed" || diag "$(cat "$T"/err.node* | sort | uniq -c | head)"
+PEERS4=(node1 node2 node3 node4)
+notes_race hits "$NOTES_N" "${PEERS4[@]}"
+is "$NOTES_FAILED" 0 "4 x $NOTES_N locked increments: none failed" || diag "$(cat "$T"/notes-err.* | sort | uniq -c | head)"
 is "$(ctl node2 note get hits)" $((4 * NOTES_N)) "hits is exactly $((4 * NOTES_N)): no update lost"
-note "locked: 4 x $NOTES_N increments in $MS ms ($(( 4 * NOTES_N * 1000 / (MS + 1) )) /s)"
+note "locked: 4 x $NOTES_N increments in $NOTES_MS ms ($(( 4 * NOTES_N * 1000 / (NOTES_MS + 1) )) /s)"
 is $(( $(count_events master note-written) - written_before )) $((4 * NOTES_N)) \
     "the server logged note-written once per increment"
 # every locked write under a fence above the one before (fence lamport, node, idx as the log orders them)
@@ -97,13 +82,13 @@ cmp_ok "$(count_events node1 cs-enter)" -ge "$NOTES_N" "node1 entered the critic
 # --- the same without the lock: updates are lost ----------------------------------------------
 # (lost updates are likely, not certain, in one round: up to three rounds, each on a note of its own)
 for round in 1 2 3; do
-    race "uhits$round" --unlocked
+    notes_race "uhits$round" "$NOTES_N" --unlocked "${PEERS4[@]}"
     got=$(ctl node2 note get "uhits$round")
     [ "$got" -lt $((4 * NOTES_N)) ] && break
 done
-is "$FAILS" 0 "4 x $NOTES_N unlocked increments: none failed"
+is "$NOTES_FAILED" 0 "4 x $NOTES_N unlocked increments: none failed"
 cmp_ok "$got" -lt $((4 * NOTES_N)) "--unlocked loses updates: uhits$round is $got, not $((4 * NOTES_N))"
-note "unlocked: 4 x $NOTES_N increments in $MS ms; $((4 * NOTES_N - got)) updates lost"
+note "unlocked: 4 x $NOTES_N increments in $NOTES_MS ms; $((4 * NOTES_N - got)) updates lost"
 like "$(grep -a 'note incr --unlocked' "$(node_log node3)" | head -n 1)" "a demonstration" \
     "the peer logs an unlocked increment as the demonstration it is"
 

@@ -574,6 +574,29 @@ servers_identical() {
         [ "$(printf '%s\n' $sums | sort -u | wc -l)" = 1 ]
     fi
 }
+# notes_race KEY N [--unlocked] NODE...: every NODE increments the shared note KEY N times
+# (a dchatctl each), all at once; NOTES_FAILED = increments that failed (their errors in
+# $T/notes-err.NODE), NOTES_MS = how long it took
+notes_race() {
+    local key=$1 n=$2 opt= pids=() node t0
+    shift 2
+    [ "${1:-}" = --unlocked ] && { opt=--unlocked; shift; }
+    t0=$(date +%s%N)
+    for node in "$@"; do _notes_loop "$node" "$key" "$n" $opt & pids+=($!); done
+    track_pid "${pids[@]}"
+    wait "${pids[@]}"
+    NOTES_MS=$(( ($(date +%s%N) - t0) / 1000000 ))
+    NOTES_FAILED=$(cat "$T"/notes-rc.* | awk '{ s += $1 } END { print s + 0 }')
+    rm -f "$T"/notes-rc.*
+}
+_notes_loop() {
+    local i fails=0
+    for ((i = 0; i < $3; i++)); do
+        ctl "$1" note incr ${4:+"$4"} "$2" >/dev/null 2>>"$T/notes-err.$1" || fails=$((fails + 1))
+    done
+    echo "$fails" > "$T/notes-rc.$1"
+}
+
 # bench_acks_after NS [FILE]: how many posts tests/bench/dchat-bench -o FILE (default
 # $T/outcomes) saw acknowledged after the wall-clock time NS (date +%s%N)
 bench_acks_after() {
