@@ -55,6 +55,16 @@ static void use_strings(const struct dchat_msg *m)
         case MSG_POST:
                 (void) text_validate(m->post.text.p, m->post.text.len, &why);
                 break;
+        case MSG_NOTE:
+                /* the decoder vouches for the key (but a list's) and a set's value */
+                CHECK(m->note.op == NOTE_LIST || note_key_valid(m->note.key.p, m->note.key.len));
+                CHECK(m->note.op != NOTE_SET || text_validate(m->note.value.p, m->note.value.len, &why) == 0);
+                break;
+        case MSG_NOTE_REPLY:
+                CHECK(!(m->note_reply.flags & NOTE_FOUND) ||
+                      (note_key_valid(m->note_reply.key.p, m->note_reply.key.len) &&
+                       text_validate(m->note_reply.value.p, m->note_reply.value.len, &why) == 0));
+                break;
         case MSG_STATUS_REPLY:
                 (void) role_name(m->status->role);
                 break;

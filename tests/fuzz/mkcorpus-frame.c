@@ -101,6 +101,14 @@ static int sample(uint8_t type, struct dchat_msg *m, struct wbuf *parts)
         case MSG_RELOAD_REPLY:
                 m->reload_reply = (typeof(m->reload_reply)) { S("/etc/dchat.conf reloaded") };
                 return 0;
+        case MSG_NOTE:
+                m->note = (typeof(m->note)) { NOTE_SET, NOTE_IF_VERSION, S("hits"), S("41"), 0, 7, 19, 0,
+                                              (UINT64_C(3) << 32) | 8, 1795338157 };
+                return 0;
+        case MSG_NOTE_REPLY:
+                m->note_reply = (typeof(m->note_reply)) { NOTE_FOUND | NOTE_MORE, S("motd"), S("hello, lab"), 8,
+                                                          S("node1"), 1795338157 };
+                return 0;
         case MSG_FOLLOW:
                 m->follow.from_seq = 40;
                 return 0;
