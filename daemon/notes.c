@@ -83,7 +83,7 @@ static enum note_res check(const struct notes *t, const struct note_write *w, un
                 return NOTE_R_CHANGED;
         if (w->op == NOTE_DEL && !found)
                 return NOTE_R_ABSENT;
-        if (w->op == NOTE_SET && !found && t->n >= DCHAT_NOTES_MAX)
+        if ((w->op == NOTE_SET && !found && t->n >= DCHAT_NOTES_MAX) || t->version >= NOTES_VERSION_MAX)
                 return NOTE_R_FULL;
         return NOTE_R_OK;
 }
@@ -252,7 +252,7 @@ static int get_body(struct rbuf *r, struct notes *t)
                 return -EBADMSG;
         t->fence_idx = rbuf_u32(r);
         uint32_t n = rbuf_u32(r);
-        if (r->bad || n > DCHAT_NOTES_MAX || t->fence > DCHAT_CLOCK_MAX)
+        if (r->bad || n > DCHAT_NOTES_MAX || t->fence > DCHAT_CLOCK_MAX || t->version > NOTES_VERSION_MAX)
                 return -EBADMSG;
         if (n && !(t->v = calloc(n, sizeof *t->v)))
                 return -ENOMEM;

@@ -48,6 +48,7 @@ struct note_writer {
 };
 
 #define NOTES_WRITERS_MAX       256     /* nodes the store remembers a last write of */
+#define NOTES_VERSION_MAX       DCHAT_CLOCK_MAX /* writes the store counts (never reached: 2^62) */
 
 struct notes {
         struct note *v;                 /* sorted by key */
@@ -67,7 +68,7 @@ enum note_res {
         NOTE_R_FENCED,          /* fence not above the last locked write's */
         NOTE_R_CHANGED,         /* NOTE_IF_VERSION, and the note's version is another */
         NOTE_R_ABSENT,          /* DEL of a note that does not exist */
-        NOTE_R_FULL,            /* DCHAT_NOTES_MAX notes (or NOTES_WRITERS_MAX writers) already */
+        NOTE_R_FULL,            /* DCHAT_NOTES_MAX notes (or NOTES_WRITERS_MAX writers, or NOTES_VERSION_MAX writes) already */
         NOTE_R_INVALID,         /* a bad key, value or op */
         NOTE_R_BOUNDS,          /* fence beyond the bounds (proto.h) */
         NOTE_R_NOMEM,           /* out of memory: nothing changed (not recorded: may be tried again) */
