@@ -296,6 +296,8 @@ int print_error(const char *what, const struct dchat_msg *m)
                 return fail("permission denied on %s: %.*s", socket_path, (int) m->error.text.len, m->error.text.p);
         if (m->error.code == ERR_DENIED)
                 return fail("%s refused: %.*s", what, (int) m->error.text.len, m->error.text.p);
+        if (m->error.text.len == 0)     /* (dchatd always says why; a frame without a text still gets a line) */
+                return fail("%s failed: error %u from dchatd", what, m->error.code);
         return fail("%s failed: %.*s", what, (int) m->error.text.len, m->error.text.p);
 }
 
