@@ -477,6 +477,14 @@ static const char *waits_for(struct sim *s, unsigned i)
                                      k->aside_held ? " aside" : "", k->tok.gen, k->gen_known, s->p[j].ra.down, k->promised, k->owed, k->awaiting);
                         if (w > 0)
                                 off += (size_t) w;
+                        if (k->have && j != i && off < sizeof buf - 100) {
+                                /* what the token says of the waiter's request: served (ln) or not */
+                                w = snprintf(buf + off, sizeof buf - off, " (its token: %s's last served %" PRIu64
+                                             ", latest heard %" PRIu64 ", its own request %" PRIu64 ")",
+                                             s->names[i], k->tok.ln[i], k->rn[i], ra->tk.rn[i]);
+                                if (w > 0)
+                                        off += (size_t) w;
+                        }
                 }
                 return buf;
         }
@@ -1265,11 +1273,15 @@ static void run_actions(struct sim *s, unsigned i, const struct ra_actions *acts
                         send_probe(s, i, a->peer, a->sn ? &ra->tk.end : &news, &vc);
                         break;
                 }
-                case RA_REGENERATED:
+                case RA_REGENERATED: {
+                        /* the peers the round did not ask were found dead when it began: if one of them
+                         * (or one marked down now) is alive, its token may live on */
+                        uint64_t others = (BIT(s->n) - 1) & ~BIT(i);
+                        uint64_t live_down = (ra->down | (others & ~ra->tk.asked)) & alive_mask(s) & others;
                         s->regenerations++;
-                        tr(s, T_REGEN, i, i, a->ts, ra->down & alive_mask(s));
-                        if ((ra->down & alive_mask(s)) || s->nbad) {
-                                /* made while a live peer was marked down: another may live on; or made while
+                        tr(s, T_REGEN, i, i, a->ts, live_down);
+                        if (live_down || s->nbad) {
+                                /* made while a live peer was found dead: another may live on; or made while
                                  * a tainted one lives on (conservatively: after any tainted one) */
                                 if (s->nbad < 64)
                                         s->bad_gens[s->nbad++] = a->ts;
@@ -1277,6 +1289,7 @@ static void run_actions(struct sim *s, unsigned i, const struct ra_actions *acts
                                         fail(s, C_SIM, "more than 64 tokens made under false suspicion");
                         }
                         break;
+                }
                 case RA_DROPPED:
                         s->tokens_dropped++;
                         break;
