@@ -351,8 +351,13 @@ void ra_on_probe(struct ra *ra, unsigned peer, const struct tk_probe *pr, const 
                 /* a token made (by a round, or news of one: round 0) voids the older ones */
                 if (pr->holds)
                         learn_gen(ra, pr->gen, out);
-                if ((k->promised & BIT(peer)) && pr->round && k->asked_by[peer].round == pr->round)
+                if (pr->round && k->asked_by[peer].round == pr->round) {
+                        /* that round is over: what we promised for it is void, and an answer
+                         * we still owe it is moot (owed and never cleared, a late answer would
+                         * promise again, for a round that ended, and put every token aside) */
                         k->promised &= ~BIT(peer);
+                        k->owed &= ~BIT(peer);
+                }
                 check_aside(ra, out);
                 break;
         }
