@@ -283,7 +283,13 @@ static void end_round(struct ra *ra, bool made, struct ra_actions *out)
                         }
                         t.ln[j] = a->wanted && a->sn ? a->sn - 1 : a->sn;
                 } else {
-                        t.ln[j] = k->rn[j];     /* found dead: what it asked for is void */
+                        /* found dead, and not asked: its last request may still wait (it may
+                         * only be suspected).  Left unserved: if it waits it is served; if not,
+                         * the token reaches it once, unwanted, and goes on; if it died, it is
+                         * not queued while found dead, and its restart voids the request
+                         * (tk_peer_up).  Marked served, a live waiter would ask again under
+                         * the same number, never be queued, and wait for good. */
+                        t.ln[j] = k->rn[j] ? k->rn[j] - 1 : 0;
                 }
         }
         k->regenerated++;
