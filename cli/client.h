@@ -131,6 +131,9 @@ void follow_signal_clear(void);
  * for the commands kept in files of their own (note.c).  Each that can fail says
  * why on stderr (one line) and returns 1.
  */
+/* "dchatctl: MESSAGE" on stderr; fail returns 1, usage_error 2 (bad usage) */
+int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void socket_option(const char *arg);            /* -s SOCKET after the command */
 int connect_daemon(void);
 int send_msg(const struct dchat_msg *m);

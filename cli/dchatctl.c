@@ -164,16 +164,32 @@ void socket_option(const char *arg)
         socket_origin = "-s";
 }
 
-static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int fail(const char *fmt, ...)
+/* "dchatctl: MESSAGE" on stderr; returns rc (1: failed, 2: bad usage) */
+static int vcomplain(int rc, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+static int vcomplain(int rc, const char *fmt, va_list ap)
+{
+        fputs("dchatctl: ", stderr);
+        vfprintf(stderr, fmt, ap);
+        fputc('\n', stderr);
+        return rc;
+}
+
+int fail(const char *fmt, ...)
 {
         va_list ap;
-        fputs("dchatctl: ", stderr);
         va_start(ap, fmt);
-        vfprintf(stderr, fmt, ap);
+        int rc = vcomplain(1, fmt, ap);
         va_end(ap);
-        fputc('\n', stderr);
-        return 1;
+        return rc;
+}
+
+int usage_error(const char *fmt, ...)
+{
+        va_list ap;
+        va_start(ap, fmt);
+        int rc = vcomplain(2, fmt, ap);
+        va_end(ap);
+        return rc;
 }
 
 /* connect() said EACCES: whose socket is it, and what to do */

@@ -61,30 +61,6 @@ void note_usage(FILE *f)
                    KEY_RULE, DCHAT_VALUE_MAX);
 }
 
-static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int fail(const char *fmt, ...)
-{
-        va_list ap;
-        fputs("dchatctl: ", stderr);
-        va_start(ap, fmt);
-        vfprintf(stderr, fmt, ap);
-        va_end(ap);
-        fputc('\n', stderr);
-        return 1;
-}
-
-static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int usage_error(const char *fmt, ...)
-{
-        va_list ap;
-        fputs("dchatctl: ", stderr);
-        va_start(ap, fmt);
-        vfprintf(stderr, fmt, ap);
-        va_end(ap);
-        fputc('\n', stderr);
-        return 2;
-}
-
 /* A word of the command line, for a message: control bytes as \xNN, a long one cut. */
 static const char *shown(const char *s, char *buf, size_t cap)
 {

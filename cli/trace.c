@@ -35,8 +35,8 @@
 
 #define TRACE_WAIT_MS   120000          /* the whole gathering (dchatd gives up on a silent node sooner) */
 
-static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int fail(const char *fmt, ...)
+static int trace_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int trace_fail(const char *fmt, ...)
 {
         va_list ap;
 
@@ -72,10 +72,10 @@ static int take_page(struct tmodel *m, const struct dchat_msg *msg)
         }
         dchat_str_copy(node, sizeof node, msg->trace_events.node);
         if (tm_set_lanes(m, names, n, err, sizeof err) < 0)
-                return fail("%s: %s (config-mismatch in its journal?)", node, err);
+                return trace_fail("%s: %s (config-mismatch in its journal?)", node, err);
         int lane = tm_lane(m, node);
         if (lane < 0)
-                return fail("%s sent events, but is not one of the peers it names", node);
+                return trace_fail("%s sent events, but is not one of the peers it names", node);
         m->lanes[lane].incarnation = msg->trace_events.incarnation;
         r = (struct rbuf) { .p = msg->trace_events.p, .len = msg->trace_events.len };
         static struct dchat_trace_event e;
@@ -85,7 +85,7 @@ static int take_page(struct tmodel *m, const struct dchat_msg *msg)
                                       .request_ts = e.request_ts, .fence = e.fence, .fence_idx = e.fence_idx,
                                       .seq = e.seq, .send_vt = e.send_vt };
                 if (tm_add(m, &t, e.vc.n == n ? e.vc.c : NULL) < 0)
-                        return fail("out of memory");
+                        return trace_fail("out of memory");
         }
         return 0;
 }
@@ -98,17 +98,17 @@ static int gather(struct tmodel *m, const char *socket_path, uint64_t since, uin
         int r, ret = 1;
 
         if (cconn_open(&c, socket_path, err, sizeof err) < 0)
-                return fail("%s (is dchatd running?)", err);
+                return trace_fail("%s (is dchatd running?)", err);
         if (cconn_send(&c, &(struct dchat_msg) { .type = MSG_TRACE, .tag = 1,
                                                  .trace = { TRACE_CLUSTER, since, until, 0, 0 } }) < 0) {
-                fail("cannot send the request: %s", strerror(errno));
+                trace_fail("cannot send the request: %s", strerror(errno));
                 goto out;
         }
         uint64_t deadline = mono_ms() + TRACE_WAIT_MS;
         for (;;) {
                 while ((r = cconn_frame(&c, &msg)) > 0) {
                         if (msg.type == MSG_ERROR) {
-                                fail("%.*s", (int) msg.error.text.len, msg.error.text.p);
+                                trace_fail("%.*s", (int) msg.error.text.len, msg.error.text.p);
                                 goto out;
                         }
                         if (msg.type == MSG_TRACE_EVENTS) {
@@ -117,7 +117,7 @@ static int gather(struct tmodel *m, const char *socket_path, uint64_t since, uin
                                 continue;
                         }
                         if (msg.type != MSG_TRACE_END) {
-                                fail("unexpected answer %s from dchatd", proto_type_name(msg.type));
+                                trace_fail("unexpected answer %s from dchatd", proto_type_name(msg.type));
                                 goto out;
                         }
                         /* the nodes that gave nothing, or not all: said here, and drawn with what came */
@@ -135,33 +135,33 @@ static int gather(struct tmodel *m, const char *socket_path, uint64_t since, uin
                                         wb, got);
                         }
                         if (m->n_lanes == 0) {
-                                fail("no peer gave its events");
+                                trace_fail("no peer gave its events");
                                 goto out;
                         }
                         ret = 0;
                         goto out;
                 }
                 if (r < 0) {
-                        fail("dchatd sent a malformed frame");
+                        trace_fail("dchatd sent a malformed frame");
                         goto out;
                 }
                 uint64_t now = mono_ms();
                 if (now >= deadline) {
-                        fail("no end of the trace from dchatd within %d s", TRACE_WAIT_MS / 1000);
+                        trace_fail("no end of the trace from dchatd within %d s", TRACE_WAIT_MS / 1000);
                         goto out;
                 }
                 struct pollfd p = { .fd = c.fd, .events = POLLIN };
                 if (poll(&p, 1, (int) (deadline - now)) < 0 && errno != EINTR) {
-                        fail("poll: %s", strerror(errno));
+                        trace_fail("poll: %s", strerror(errno));
                         goto out;
                 }
                 r = cconn_fill(&c);
                 if (r == 0) {
-                        fail("dchatd closed the connection");
+                        trace_fail("dchatd closed the connection");
                         goto out;
                 }
                 if (r < 0 && r != -EAGAIN) {
-                        fail("lost the connection to dchatd: %s", strerror(-r));
+                        trace_fail("lost the connection to dchatd: %s", strerror(-r));
                         goto out;
                 }
         }
@@ -182,7 +182,7 @@ static int read_file(struct tmodel *m, const char *path)
         int ret = 0;
 
         if (!f)
-                return fail("cannot read %s: %s", path, strerror(errno));
+                return trace_fail("cannot read %s: %s", path, strerror(errno));
         while ((len = getline(&line, &cap, f)) >= 0) {
                 lineno++;
                 while (len && (line[len - 1] == '\n' || line[len - 1] == '\r'))
@@ -191,21 +191,21 @@ static int read_file(struct tmodel *m, const char *path)
                         continue;
                 int r = tm_read_json(m, line, (size_t) len, err, sizeof err);
                 if (r == -EINVAL && !json) {
-                        ret = fail("%s:%zu: not a journal export (journalctl -o json) nor a trace of dchatctl trace "
+                        ret = trace_fail("%s:%zu: not a journal export (journalctl -o json) nor a trace of dchatctl trace "
                                    "--format json: %s", path, lineno, err);
                         goto out;
                 }
                 if (r < 0) {
-                        ret = fail("%s:%zu: %s", path, lineno, err);
+                        ret = trace_fail("%s:%zu: %s", path, lineno, err);
                         goto out;
                 }
                 json++;
                 events += r > 0;
         }
         if (ferror(f))
-                ret = fail("cannot read %s: %s", path, strerror(errno));
+                ret = trace_fail("cannot read %s: %s", path, strerror(errno));
         else if (!events)
-                ret = fail("%s: no dchatd protocol events in it (export a peer's with journalctl -o json -t dchatd, "
+                ret = trace_fail("%s: no dchatd protocol events in it (export a peer's with journalctl -o json -t dchatd, "
                            "or write a trace with dchatctl trace --format json)", path);
 out:
         free(line);
@@ -247,13 +247,13 @@ static int draw(const struct tmodel *m, const char *format, const char *out)
         int fds[2];
 
         if (find_draw(path, sizeof path) < 0)
-                return fail("pictures are drawn by dchat-draw, which is not installed here (%s; $DCHAT_DRAW names "
+                return trace_fail("pictures are drawn by dchat-draw, which is not installed here (%s; $DCHAT_DRAW names "
                             "another); --format json, shiviz and text work without it", path);
         if (pipe2(fds, O_CLOEXEC) < 0)
-                return fail("pipe: %s", strerror(errno));
+                return trace_fail("pipe: %s", strerror(errno));
         pid_t pid = fork();
         if (pid < 0)
-                return fail("fork: %s", strerror(errno));
+                return trace_fail("fork: %s", strerror(errno));
         if (pid == 0) {
                 dup2(fds[0], STDIN_FILENO);
                 execl(path, "dchat-draw", "--format", format, "--order", tm_order_name(m->order), "-o", out,
@@ -417,11 +417,11 @@ int cmd_trace(int argc, char **argv, const char *socket_path)
         tm_window_time(&m, since, until);
         char err[512];
         if (post && tm_window_post(&m, post, err, sizeof err) < 0) {
-                fail("%s", err);
+                trace_fail("%s", err);
                 goto out;
         }
         if (m.n == 0) {
-                fail("no events in the trace%s%s%s (the rings hold the last trace_events events of each peer; "
+                trace_fail("no events in the trace%s%s%s (the rings hold the last trace_events events of each peer; "
                      "journal exports reach further back: --from)", since || until ? " window" : "",
                      n_from ? " from the files given" : "", post ? " around that post" : "");
                 goto out;
@@ -434,7 +434,7 @@ int cmd_trace(int argc, char **argv, const char *socket_path)
         else if (out || !check) {
                 FILE *f = out && strcmp(out, "-") ? fopen(out, "w") : stdout;
                 if (!f) {
-                        ret = fail("cannot write %s: %s", out, strerror(errno));
+                        ret = trace_fail("cannot write %s: %s", out, strerror(errno));
                         goto out;
                 }
                 if (!strcmp(format, "json"))
@@ -444,7 +444,7 @@ int cmd_trace(int argc, char **argv, const char *socket_path)
                 else
                         tm_write_text(&m, f);
                 if (fflush(f) != 0 || ferror(f))
-                        ret = fail("cannot write %s: %s", out ? out : "the trace", strerror(errno));
+                        ret = trace_fail("cannot write %s: %s", out ? out : "the trace", strerror(errno));
                 if (f != stdout)
                         fclose(f);
         }
