@@ -365,6 +365,24 @@ static void fd_apply(struct peer *p, const struct fd_events *ev)
  * its max_links_in, a wrong address in our file) blocks our requests as
  * surely as a dead one, and must be declared dead like one.
  */
+/*
+ * Our link to it is up, and the failure detector knows the life that said
+ * HELLO on its link to us (a restart is reported first): what belongs to
+ * one life of the peer may go again now (ra_link_up's known_life).
+ */
+static void try_known_life(struct peer *p, unsigned idx)
+{
+        struct link *l = &p->mesh.links[idx];
+        struct ra_actions acts;
+
+        if (!l->await_life || l->state != LINK_UP || !l->in || !l->in_inc ||
+            p->mesh.fd.p[idx].incarnation != l->in_inc)
+                return;
+        l->await_life = false;
+        ra_link_up(&p->ra, idx, true, &acts);
+        mesh_run_actions(p, &acts);
+}
+
 static void heard_from(struct peer *p, unsigned idx, uint64_t incarnation)
 {
         struct fd_events ev;
@@ -380,6 +398,7 @@ static void heard_from(struct peer *p, unsigned idx, uint64_t incarnation)
                 fd_apply(p, &ev);
         else if (p->mesh.fd.p[idx].state == FD_ALIVE)
                 arm_fd_timer(p);
+        try_known_life(p, idx);
 }
 
 static int on_fd_timer(sd_event_source *s, uint64_t usec, void *userdata)
@@ -470,12 +489,16 @@ static void out_connected(struct conn *c)
         send_presence(p, c);            /* who is here: it keeps it while the link lasts */
         if (l->in && !l->announced)
                 link_announce(l);
-        ra_link_up(&p->ra, l->idx, &acts);
+        /* what went on the old link may be lost: a request goes again now; what belongs to
+         * one life of the peer once we know which life is at the other end (try_known_life) */
+        l->await_life = true;
+        ra_link_up(&p->ra, l->idx, false, &acts);
         mesh_run_actions(p, &acts);
         /* what we heard from it while we could not reach it counts now */
         if (l->in && l->heard_unreachable && now_usec() - l->heard_unreachable < p->conf->suspect_after_usec)
                 heard_from(p, l->idx, l->heard_unreachable_inc);
         l->heard_unreachable_inc = 0;
+        try_known_life(p, l->idx);
 }
 
 /* The other side speaks on our outgoing link only to refuse it (and say why). */
@@ -674,6 +697,11 @@ static int in_frame(struct conn *c, uint8_t type, const uint8_t *payload, size_t
                 }
                 ib->idx = idx;
                 l->in = c;
+                l->in_inc = m.hello.incarnation;
+                /* what it sent on its old link may be lost: once heard_from has taken in its
+                 * incarnation (a restart reported first), ra_link_up(known_life) asks again */
+                if (l->state == LINK_UP)
+                        l->await_life = true;
                 l->vc_foreign = m.hello.digest && m.hello.digest != p->conf->cluster_digest;
                 if (l->vc_foreign)
                         send_cluster(p, c);     /* it answers with its own: both say what differs */
@@ -683,11 +711,7 @@ static int in_frame(struct conn *c, uint8_t type, const uint8_t *payload, size_t
                 conn_set_label(c, label);
                 if (l->state == LINK_UP && !l->announced)
                         link_announce(l);
-                if (l->state == LINK_UP) {
-                        /* what it sent on its old link may be lost: ask again */
-                        ra_link_up(&p->ra, (unsigned) idx, &acts);
-                        mesh_run_actions(p, &acts);
-                } else if (l->state == LINK_DOWN) {
+                if (l->state == LINK_DOWN) {
                         /* it is back: don't wait for the backoff */
                         l->backoff_usec = 0;
                         (void) sd_event_source_set_enabled(l->timer, SD_EVENT_OFF);

@@ -49,6 +49,8 @@ struct link {
         bool announced;                 /* peer-up logged */
         uint64_t heard_unreachable;     /* last frame from it while our link to it was down ... */
         uint64_t heard_unreachable_inc; /* ... and the last incarnation it said meanwhile */
+        uint64_t in_inc;                /* the incarnation in the HELLO of the link from it (in) */
+        bool await_life;                /* ra_link_up(known_life) waits for the failure detector to take in_inc */
         uint64_t cluster_reported;      /* its cluster digest we logged a config-mismatch for */
         bool vc_foreign;                /* its HELLO showed another cluster definition: its vector clocks are not ours */
         bool vc_reported;               /* ... and we said so */

@@ -30,6 +30,6 @@ void cm_release(struct ra *ra, struct ra_actions *out);
 void tk_init(struct ra *ra);
 int tk_request(struct ra *ra, struct ra_actions *out);
 void tk_release(struct ra *ra, struct ra_actions *out);
-void tk_link_up(struct ra *ra, unsigned peer, struct ra_actions *out);
+void tk_link_up(struct ra *ra, unsigned peer, bool known_life, struct ra_actions *out);
 void tk_peer_down(struct ra *ra, unsigned peer, struct ra_actions *out);
 void tk_peer_up(struct ra *ra, unsigned peer, bool restarted, struct ra_actions *out);

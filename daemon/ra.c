@@ -300,13 +300,13 @@ void ra_observe(struct ra *ra, uint64_t ts)
                 clock_recv(ra, ts);
 }
 
-void ra_link_up(struct ra *ra, unsigned peer, struct ra_actions *out)
+void ra_link_up(struct ra *ra, unsigned peer, bool known_life, struct ra_actions *out)
 {
         out->n = 0;
         if (peer >= ra->n || peer == ra->self)
                 return;
         if (ra->algo == DME_TOKEN) {
-                tk_link_up(ra, peer, out);
+                tk_link_up(ra, peer, known_life, out);
                 return;
         }
         if (ra->algo != DME_RICART_AGRAWALA)

@@ -230,8 +230,16 @@ void ra_release(struct ra *ra, struct ra_actions *out);
  * with the old link, so a pending request is sent again; the receiver
  * treats a repeated request idempotently and a reply names the request it
  * answers, so duplicates are harmless.
+ *
+ * known_life: the failure detector has taken in the incarnation the peer
+ * said on this connection, so a restart of the peer has already been
+ * reported (ra_peer_up(restarted)).  Called once with false when our link
+ * comes up and once more with true when that is so.  What belongs to one
+ * life of the peer — the token's transfer, a regeneration round's answers —
+ * goes again only then: sent again to a restarted peer's new life, a token
+ * in transit to its old life would make two tokens.
  */
-void ra_link_up(struct ra *ra, unsigned peer, struct ra_actions *out);
+void ra_link_up(struct ra *ra, unsigned peer, bool known_life, struct ra_actions *out);
 
 /*
  * Move the clock past ts, as for a receive, without any other step: how a

@@ -478,10 +478,15 @@ void tk_release(struct ra *ra, struct ra_actions *out)
         check_aside(ra, out);           /* a newer token that came while we used an old one */
 }
 
-void tk_link_up(struct ra *ra, unsigned peer, struct ra_actions *out)
+void tk_link_up(struct ra *ra, unsigned peer, bool known_life, struct ra_actions *out)
 {
         struct tk *k = &ra->tk;
 
+        /* Not before we know which life of the peer is at the other end: were it a
+         * new one, whose restart we hear of only with its HELLO, the token sent to
+         * the old life would be resent, taken, and regenerated too: two tokens. */
+        if (!known_life)
+                return;
         /* what went on the old link may be lost: ours goes again, the other side drops copies */
         if (ra->state == RA_WANTED && !k->have)
                 ra_emit(ra, out, RA_SEND_REQUEST, peer, ra->req_ts)->sn = k->rn[ra->self];

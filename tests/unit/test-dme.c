@@ -297,11 +297,14 @@ static void test_token(void)
         t = find(&o, RA_SEND_TOKEN, 0);
         ok(t && ra[3].tk.in_transit, "node4 sends the token to node1");
         /* (lost) */
-        ra_link_up(&ra[3], 0, &o);
+        ra_link_up(&ra[3], 0, false, &o);
+        ok(find(&o, RA_SEND_TOKEN, 0) == NULL && ra[3].tk.in_transit,
+           "the link back, the life at its other end not known yet: not sent (it may be a new one)");
+        ra_link_up(&ra[3], 0, true, &o);
         ok(find(&o, RA_SEND_TOKEN, 0) != NULL, "the link back: the token is sent again");
         deliver(ra, 4, 3, &o);
         ok(ra[0].state == RA_HELD, "node1 takes it");
-        ra_link_up(&ra[3], 0, &o);
+        ra_link_up(&ra[3], 0, true, &o);
         ok(find(&o, RA_SEND_TOKEN, 0) != NULL, "another link-up sends it once more ...");
         deliver(ra, 4, 3, &o);
         ok(ra[0].tk.have && ra[0].state == RA_HELD, "... and node1 drops the copy");
@@ -597,9 +600,9 @@ static void cut(struct sim *s, unsigned a, unsigned b)
                 run(s, a, &o);
                 return;
         }
-        ra_link_up(&s->ra[a], b, &o);
+        ra_link_up(&s->ra[a], b, true, &o);
         run(s, a, &o);
-        ra_link_up(&s->ra[b], a, &o);
+        ra_link_up(&s->ra[b], a, true, &o);
         run(s, b, &o);
 }
 
@@ -688,7 +691,7 @@ static void crash(struct sim *s, unsigned i)
                 ra_peer_up(&s->ra[j], i, true, &o);
                 run(s, j, &o);
                 s->believes_down[j] &= ~BIT(i);
-                ra_link_up(&s->ra[i], j, &o);
+                ra_link_up(&s->ra[i], j, true, &o);
                 run(s, i, &o);
         }
 }

@@ -515,9 +515,9 @@ static void test_stale_replies(void)
         ok(o.n == 0 && A.clock == c, "stale: a request from self is dropped");
         ra_on_request(&A, 64, 1000, NULL, &o);
         ok(o.n == 0 && A.clock == c, "stale: a request from peer 64 is dropped");
-        ra_link_up(&A, 0, &o);
+        ra_link_up(&A, 0, true, &o);
         is_int(o.n, 0, "stale: link_up(self) does nothing");
-        ra_link_up(&A, 5, &o);
+        ra_link_up(&A, 5, true, &o);
         is_int(o.n, 0, "stale: link_up(out of range) does nothing");
 }
 
@@ -577,21 +577,21 @@ static void test_link_up(void)
         struct ra_actions o;
 
         ra_init(&A, 3, 0, names);
-        ra_link_up(&A, 1, &o);
+        ra_link_up(&A, 1, true, &o);
         is_int(o.n, 0, "link_up: released: nothing to resend");
 
         ra_request(&A, &o);                     /* ts 1, clock 1 */
         ra_on_reply(&A, 1, 4, 1, NULL, &o);           /* b replied; clock 5 */
-        ra_link_up(&A, 1, &o);
+        ra_link_up(&A, 1, true, &o);
         is_int(o.n, 0, "link_up: wanted, but b already replied: nothing");
-        ra_link_up(&A, 2, &o);
+        ra_link_up(&A, 2, true, &o);
         if (!ok(only(&o, RA_SEND_REQUEST, 2, 1, 5), "link_up: wanted and awaiting c: REQUEST ts 1 again (clock as is, 5)"))
                 show(&o);
         is_int(A.clock, 5, "link_up: a resend does not move the clock");
         is_int(A.req_ts, 1, "link_up: nor the request's ts");
         ra_on_reply(&A, 2, 6, 1, NULL, &o);
         ok(find(&o, RA_ENTER, 0) != NULL, "link_up: enters on c's reply");
-        ra_link_up(&A, 2, &o);
+        ra_link_up(&A, 2, true, &o);
         is_int(o.n, 0, "link_up: held: nothing to resend");
 
         /* the receiving side: a repeated request while it is still deferred */
@@ -1197,14 +1197,14 @@ static bool simulate(struct sim *s, uint64_t seed, bool faults, bool reuse, bool
                         tr(s, "step %u: link %s<->%s cut, %u message(s) lost", s->step, s->names[p], s->names[q],
                            s->ch[p][q].len + s->ch[q][p].len);
                         s->ch[p][q].len = s->ch[q][p].len = 0;
-                        ra_link_up(&s->ra[p], q, &o);
+                        ra_link_up(&s->ra[p], q, true, &o);
                         run(s, p, &o);
-                        ra_link_up(&s->ra[q], p, &o);
+                        ra_link_up(&s->ra[q], p, true, &o);
                         run(s, q, &o);
                 } else if (faults && r == 97) {
                         /* a link comes up again without loss: duplicates */
                         unsigned q = (p + 1 + rnd(s, s->n - 1)) % s->n;
-                        ra_link_up(&s->ra[p], q, &o);
+                        ra_link_up(&s->ra[p], q, true, &o);
                         s->dups += o.n;
                         tr(s, "step %u: link %s->%s up again", s->step, s->names[p], s->names[q]);
                         run(s, p, &o);

@@ -1882,7 +1882,7 @@ static void peer_from_peer(struct sim *s, unsigned to, unsigned from, const stru
                 heard_from(s, to, from, m->a, s->now);
                 if (up) {
                         /* what it sent on its old link may be lost: ask again (mesh.c's in_frame) */
-                        ra_link_up(&P->ra, from, &acts);
+                        ra_link_up(&P->ra, from, true, &acts);
                         run_actions(s, to, &acts);
                 } else if (l->half_up) {
                         /* mesh.c's in_frame: our link to it is down, so connect at once; the attempt
@@ -2500,12 +2500,14 @@ static void dispatch(struct sim *s, const struct ev *e)
                         i = j;
                         j = t;
                 }
-                /* each side: HELLO with its incarnation, then ra_link_up (mesh.c's out_connected) */
+                /* each side: HELLO with its incarnation, then ra_link_up (mesh.c's out_connected),
+                 * not knowing yet which life of the other is at the other end: known once its
+                 * HELLO is in (M_HELLO) */
                 send_peer(s, i, j, M_HELLO, s->p[i].inc, 0);
-                ra_link_up(&s->p[i].ra, j, &acts);
+                ra_link_up(&s->p[i].ra, j, false, &acts);
                 run_actions(s, i, &acts);
                 send_peer(s, j, i, M_HELLO, s->p[j].inc, 0);
-                ra_link_up(&s->p[j].ra, i, &acts);
+                ra_link_up(&s->p[j].ra, i, false, &acts);
                 run_actions(s, j, &acts);
                 return;
         }
@@ -2532,7 +2534,7 @@ static void dispatch(struct sim *s, const struct ev *e)
                 tr(s, T_HALF_UP, from, to, 0, 0);
                 /* mesh.c's out_connected, on the side that can reach the other */
                 send_peer(s, from, to, M_HELLO, s->p[from].inc, 0);
-                ra_link_up(&s->p[from].ra, to, &acts);
+                ra_link_up(&s->p[from].ra, to, false, &acts);
                 run_actions(s, from, &acts);
                 return;
         }
