@@ -23,10 +23,10 @@ static void link_connect(struct link *l);
 /* --- Ricart–Agrawala actions ----------------------------------------------------------------- */
 
 /* A regeneration round's message (struct tk_probe) to peer: its wire form. */
-static void send_probe(struct link *l, const struct tk_probe *pr, const struct vclock *vc)
+static void send_probe(struct link *l, const struct tk_probe *pr, uint64_t clock, const struct vclock *vc)
 {
         (void) conn_send(l->out, &(struct dchat_msg) { .type = MSG_TOKEN_PROBE,
-                .probe = { pr->kind, pr->round, pr->gen, pr->down, pr->holds, pr->wanted, pr->sn, pr->ts, vc } });
+                .probe = { pr->kind, pr->round, pr->gen, pr->down, pr->holds, pr->wanted, pr->sn, pr->ts, clock, vc } });
 }
 
 /*
@@ -69,20 +69,20 @@ static void run_token_action(struct peer *p, const struct ra_action *a, struct l
                 log_info("token: regeneration round %llu asks %s (generation %llu would be made)",
                          (unsigned long long) k->probe.round, f->peer, (unsigned long long) k->probe.gen);
                 if (up)
-                        send_probe(l, &k->probe, vc);
+                        send_probe(l, &k->probe, a->clock, vc);
                 return;
         case RA_SEND_ANSWER:
                 log_info("token: answer to %s's regeneration round %llu: %s", f->peer,
                          (unsigned long long) k->ans[a->peer].round,
                          k->ans[a->peer].holds ? "the token is here" : "no token here");
                 if (up)
-                        send_probe(l, &k->ans[a->peer], vc);
+                        send_probe(l, &k->ans[a->peer], a->clock, vc);
                 return;
         case RA_SEND_END:
                 if (up) {
                         /* sn 0: only the news that a token of generation ts exists */
                         struct tk_probe news = { .kind = TK_END, .gen = a->ts, .holds = true };
-                        send_probe(l, a->sn ? &k->end : &news, vc);
+                        send_probe(l, a->sn ? &k->end : &news, a->clock, vc);
                 }
                 return;
         case RA_REGENERATED:
@@ -799,7 +799,7 @@ static int in_frame(struct conn *c, uint8_t type, const uint8_t *payload, size_t
                                        .down = m.probe.down, .holds = m.probe.holds, .wanted = m.probe.wanted,
                                        .sn = m.probe.sn, .ts = m.probe.ts };
                 uint64_t vt = vclock_of(p, ib->idx, m.probe.vc);
-                ra_on_probe(&p->ra, (unsigned) ib->idx, &pr, vt ? m.probe.vc : NULL, &acts);
+                ra_on_probe(&p->ra, (unsigned) ib->idx, &pr, m.probe.clock, vt ? m.probe.vc : NULL, &acts);
                 mesh_run_actions(p, &acts);
                 return 0;
         }

@@ -872,6 +872,7 @@ int proto_encode(struct wbuf *b, const struct dchat_msg *m)
                 wbuf_put_u8(b, m->probe.wanted);
                 wbuf_put_u64(b, m->probe.sn);
                 wbuf_put_u64(b, m->probe.ts);
+                wbuf_put_u64(b, m->probe.clock);
                 proto_put_vclock(b, m->probe.vc);
                 break;
         case MSG_LEAVE:
@@ -1367,8 +1368,10 @@ int proto_decode(uint8_t type, const uint8_t *payload, size_t len, struct dchat_
                 m->probe.wanted = rbuf_u8(&r);
                 m->probe.sn = rbuf_u64(&r);
                 m->probe.ts = rbuf_u64(&r);
+                m->probe.clock = rbuf_u64(&r);
                 if (m->probe.kind > 2 || m->probe.holds > 1 || m->probe.wanted > 1 || m->probe.round > DCHAT_CLOCK_MAX ||
                     m->probe.gen > DCHAT_CLOCK_MAX || m->probe.sn > DCHAT_CLOCK_MAX || m->probe.ts > DCHAT_CLOCK_MAX ||
+                    m->probe.clock > DCHAT_CLOCK_MAX ||
                     !entry || proto_get_vclock(&r, &entry->vc) < 0)
                         return -EBADMSG;
                 m->probe.vc = &entry->vc;

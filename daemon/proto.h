@@ -503,7 +503,7 @@ struct dchat_msg {
                          struct dchat_str node; int64_t time; } note_reply;
                 /* kind 0 ask, 1 answer, 2 end (struct tk_probe, ra.h) */
                 struct { uint8_t kind; uint64_t round; uint64_t gen; uint64_t down; uint8_t holds; uint8_t wanted;
-                         uint64_t sn; uint64_t ts; const struct vclock *vc; } probe;
+                         uint64_t sn; uint64_t ts; uint64_t clock; const struct vclock *vc; } probe;
         };
 };
 

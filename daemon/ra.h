@@ -283,8 +283,8 @@ void ra_on_token_request(struct ra *ra, unsigned peer, uint64_t gen, uint64_t sn
 /* TOKEN from peer: its clock, the request ts it answers, the token. */
 void ra_on_token(struct ra *ra, unsigned peer, uint64_t clock, uint64_t ts, const struct tk_token *tok,
                  const struct vclock *vc, struct ra_actions *out);
-/* TOKEN_PROBE from peer: a regeneration round's question, answer or end. */
-void ra_on_probe(struct ra *ra, unsigned peer, const struct tk_probe *pr, const struct vclock *vc,
+/* TOKEN_PROBE from peer: a regeneration round's question, answer or end, and the sender's clock. */
+void ra_on_probe(struct ra *ra, unsigned peer, const struct tk_probe *pr, uint64_t clock, const struct vclock *vc,
                  struct ra_actions *out);
 /* Is the token here (held, or aside until a round ends)? */
 bool ra_token_here(const struct ra *ra);

@@ -179,9 +179,13 @@ static void take_token(struct ra *ra, const struct tk_token *tok, struct ra_acti
                 pass_token(ra, out);
 }
 
+static void maybe_round(struct ra *ra, struct ra_actions *out);
+
 /* A token of generation g exists: older ones are void. */
 static void learn_gen(struct ra *ra, uint64_t g, struct ra_actions *out)
 {
+        bool first = ra->tk.gen_known == 0;
+
         if (g <= ra->tk.gen_known)
                 return;
         ra->tk.gen_known = g;
@@ -195,6 +199,13 @@ static void learn_gen(struct ra *ra, uint64_t g, struct ra_actions *out)
                 ra->tk.aside_held = false;
                 ra_emit(ra, out, RA_DROPPED, ra->tk.aside_from, ra->tk.aside.gen);
         }
+        /* The first news of a token in this life: if we restarted, our old life may
+         * have died holding it, and only we can tell: the others see a restart, but
+         * when the restarted peer is the lowest alive, the round is its own to run
+         * (tk_peer_up's maybe_round runs at the lowest alive, which is not them).
+         * In a new cluster the round that made the token is still ours: harmless. */
+        if (first)
+                maybe_round(ra, out);
 }
 
 /* A token put aside for a round: dropped once a newer one is known, taken once no round promises one. */
@@ -325,7 +336,7 @@ static void answer_owed(struct ra *ra, struct ra_actions *out)
                         try_answer(ra, i, out);
 }
 
-void ra_on_probe(struct ra *ra, unsigned peer, const struct tk_probe *pr, const struct vclock *vc,
+void ra_on_probe(struct ra *ra, unsigned peer, const struct tk_probe *pr, uint64_t clock, const struct vclock *vc,
                  struct ra_actions *out)
 {
         struct tk *k = &ra->tk;
@@ -333,6 +344,10 @@ void ra_on_probe(struct ra *ra, unsigned peer, const struct tk_probe *pr, const 
         out->n = 0;
         if (peer >= ra->n || peer == ra->self || ra->algo != DME_TOKEN)
                 return;
+        /* Lamport's receive rule, as for every other frame: a token made from the answers is
+         * entered above every fence an answerer wrote under (the last holder's among them),
+         * so the server does not refuse the new holder's first append */
+        ra_clock_recv(ra, clock);
         if (vc)
                 vclock_merge(&ra->vc, vc);
         switch (pr->kind) {
@@ -560,6 +575,9 @@ void tk_peer_up(struct ra *ra, unsigned peer, bool restarted, struct ra_actions 
         tell_gen(ra, peer, out);
         if (k->probing)
                 start_round(ra, out);           /* it is asked too */
-        else if (restarted)
-                maybe_round(ra, out);           /* the token may have died with its old life */
+        else
+                /* the token may have died with its old life: a restart we saw, or one we could
+                 * not see (we never heard its old life's incarnation: we restarted meanwhile),
+                 * which others saw but whose round is ours to run, being the lowest alive */
+                maybe_round(ra, out);
 }

@@ -212,7 +212,7 @@ static int sample(uint8_t type, struct dchat_msg *m, struct wbuf *parts)
                 m->token.vc = &vc3;
                 return 0;
         case MSG_TOKEN_PROBE:
-                m->probe = (typeof(m->probe)) { 1, 2, 129, 2, 0, 1, 1000003, 18, &vc3 };
+                m->probe = (typeof(m->probe)) { 1, 2, 129, 2, 0, 1, 1000003, 18, 19, &vc3 };
                 return 0;
         default:
                 return -ENOENT;

@@ -222,14 +222,14 @@ static void deliver_one(struct ra *ra, unsigned n, unsigned from, const struct r
                 ra_on_token(&ra[a->peer], from, a->clock, a->ts, &f->tk.out, &f->vc, &o);
                 break;
         case RA_SEND_PROBE:
-                ra_on_probe(&ra[a->peer], from, &f->tk.probe, &f->vc, &o);
+                ra_on_probe(&ra[a->peer], from, &f->tk.probe, a->clock, &f->vc, &o);
                 break;
         case RA_SEND_ANSWER:
-                ra_on_probe(&ra[a->peer], from, &f->tk.ans[a->peer], &f->vc, &o);
+                ra_on_probe(&ra[a->peer], from, &f->tk.ans[a->peer], a->clock, &f->vc, &o);
                 break;
         case RA_SEND_END: {
                 struct tk_probe news = { .kind = TK_END, .gen = a->ts, .holds = true };
-                ra_on_probe(&ra[a->peer], from, a->sn ? &f->tk.end : &news, &f->vc, &o);
+                ra_on_probe(&ra[a->peer], from, a->sn ? &f->tk.end : &news, a->clock, &f->vc, &o);
                 break;
         }
         default:
@@ -377,12 +377,12 @@ static void test_token(void)
         struct ra_actions ask = o;
         for (unsigned i = 0; i < ask.n; i++)
                 if (ask.a[i].kind == RA_SEND_PROBE && ask.a[i].peer == 2)
-                        ra_on_probe(&r3[2], 0, &r3[0].tk.probe, NULL, &o);
+                        ra_on_probe(&r3[2], 0, &r3[0].tk.probe, r3[0].clock, NULL, &o);
         ok(find(&o, RA_SEND_ANSWER, 0) && r3[2].tk.promised == BIT(0), "node3 answers: it promises");
         struct ra_actions ans = o;
         ra_on_token(&r3[2], 1, fclock, fts, &flying, NULL, &o);
         ok(r3[2].tk.aside_held && r3[2].state == RA_WANTED, "the token on its way is put aside");
-        ra_on_probe(&r3[0], 2, &r3[2].tk.ans[0], NULL, &o);
+        ra_on_probe(&r3[0], 2, &r3[2].tk.ans[0], r3[2].clock, NULL, &o);
         (void) ans;
         ok(r3[0].tk.regenerated == 2, "node1 makes a new one (its second: it made the first)");
         deliver(r3, 3, 0, &o);
@@ -549,15 +549,15 @@ static void run(struct sim *s, unsigned i, const struct ra_actions *o)
                         send(s, i, a->peer, &m);
                         break;
                 case RA_SEND_PROBE:
-                        m = (struct msg) { .kind = M_PROBE, .pr = r->tk.probe, .vc = vc };
+                        m = (struct msg) { .kind = M_PROBE, .b = a->clock, .pr = r->tk.probe, .vc = vc };
                         send(s, i, a->peer, &m);
                         break;
                 case RA_SEND_ANSWER:
-                        m = (struct msg) { .kind = M_PROBE, .pr = r->tk.ans[a->peer], .vc = vc };
+                        m = (struct msg) { .kind = M_PROBE, .b = a->clock, .pr = r->tk.ans[a->peer], .vc = vc };
                         send(s, i, a->peer, &m);
                         break;
                 case RA_SEND_END:
-                        m = (struct msg) { .kind = M_PROBE, .pr = r->tk.end, .vc = vc };
+                        m = (struct msg) { .kind = M_PROBE, .b = a->clock, .pr = r->tk.end, .vc = vc };
                         if (a->sn == 0)
                                 m.pr = (struct tk_probe) { .kind = TK_END, .gen = a->ts, .holds = true };
                         send(s, i, a->peer, &m);
@@ -644,7 +644,7 @@ static void deliver_msg(struct sim *s, unsigned from, unsigned to)
                 ra_on_token(r, from, m.b, m.a, &m.tok, &m.vc, &o);
                 break;
         case M_PROBE:
-                ra_on_probe(r, from, &m.pr, &m.vc, &o);
+                ra_on_probe(r, from, &m.pr, m.b, &m.vc, &o);
                 break;
         default:
                 return;
@@ -1104,13 +1104,13 @@ static void s_run(struct scale *s, unsigned i, const struct ra_actions *o)
                         break;
                 }
                 case RA_SEND_PROBE:
-                        ssend(s, i, a->peer, &(struct msg) { .kind = M_PROBE, .pr = r->tk.probe, .vc = vc });
+                        ssend(s, i, a->peer, &(struct msg) { .kind = M_PROBE, .b = a->clock, .pr = r->tk.probe, .vc = vc });
                         break;
                 case RA_SEND_ANSWER:
-                        ssend(s, i, a->peer, &(struct msg) { .kind = M_PROBE, .pr = r->tk.ans[a->peer], .vc = vc });
+                        ssend(s, i, a->peer, &(struct msg) { .kind = M_PROBE, .b = a->clock, .pr = r->tk.ans[a->peer], .vc = vc });
                         break;
                 case RA_SEND_END: {
-                        struct msg m = { .kind = M_PROBE, .pr = r->tk.end, .vc = vc };
+                        struct msg m = { .kind = M_PROBE, .b = a->clock, .pr = r->tk.end, .vc = vc };
                         if (a->sn == 0)
                                 m.pr = (struct tk_probe) { .kind = TK_END, .gen = a->ts, .holds = true };
                         ssend(s, i, a->peer, &m);
@@ -1153,7 +1153,7 @@ static void s_deliver(struct scale *s, unsigned from, unsigned to, const struct 
                 ra_on_token(r, from, m->b, m->a, &m->tok, &m->vc, &o);
                 break;
         case M_PROBE:
-                ra_on_probe(r, from, &m->pr, &m->vc, &o);
+                ra_on_probe(r, from, &m->pr, m->b, &m->vc, &o);
                 break;
         default:
                 return;

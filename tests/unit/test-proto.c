@@ -437,11 +437,11 @@ static void test_roundtrips(void)
                         wbuf_free(&f.b);
                 }
         }
-        in = (struct dchat_msg) { .type = MSG_TOKEN_PROBE, .probe = { 1, 9, 130, UINT64_C(1) << 63, 1, 1, 12, 13, &vc3 } };
+        in = (struct dchat_msg) { .type = MSG_TOKEN_PROBE, .probe = { 1, 9, 130, UINT64_C(1) << 63, 1, 1, 12, 13, 14, &vc3 } };
         if (is_int(roundtrip(&f, &in, &out, &eout, NULL), 0, "TOKEN_PROBE: round trip"))
                 ok(out.probe.kind == 1 && out.probe.round == 9 && out.probe.gen == 130 &&
                    out.probe.down == UINT64_C(1) << 63 && out.probe.holds && out.probe.wanted && out.probe.sn == 12 &&
-                   out.probe.ts == 13 && out.probe.vc->n == 3, "TOKEN_PROBE: every field");
+                   out.probe.ts == 13 && out.probe.clock == 14 && out.probe.vc->n == 3, "TOKEN_PROBE: every field");
         check_truncations(&f, "TOKEN_PROBE");
         wbuf_free(&f.b);
         in.probe.kind = 3;
@@ -450,6 +450,10 @@ static void test_roundtrips(void)
         in.probe.kind = 0;
         in.probe.gen = DCHAT_CLOCK_MAX + 1;
         is_int(roundtrip(&f, &in, &out, &eout, NULL), -EBADMSG, "TOKEN_PROBE: a generation above 2^62 refused");
+        wbuf_free(&f.b);
+        in.probe.gen = 1;
+        in.probe.clock = DCHAT_CLOCK_MAX + 1;
+        is_int(roundtrip(&f, &in, &out, &eout, NULL), -EBADMSG, "TOKEN_PROBE: a clock above 2^62 refused");
         wbuf_free(&f.b);
         in = (struct dchat_msg) { .type = MSG_TOKEN_REQUEST, .token_request = { DCHAT_CLOCK_MAX + 1, 1, 1, &vc3 } };
         is_int(roundtrip(&f, &in, &out, &eout, NULL), -EBADMSG, "TOKEN_REQUEST: a generation above 2^62 refused");

@@ -193,7 +193,7 @@ enum mkind {
         /* dme_algorithm "token" (tk.c), peer -> peer */
         M_TREQ,         /* TOKEN_REQUEST: a = ts, b = the sender's gen_known, c = sn */
         M_TOKEN,        /* TOKEN: a = clock, b = ts, d = the token's number (sim.toks[d % TOKS]) */
-        M_PROBE,        /* TOKEN_PROBE: d = its number (sim.probes[d % PROBES]) */
+        M_PROBE,        /* TOKEN_PROBE: a = the sender's clock, d = its number (sim.probes[d % PROBES]) */
 };
 
 struct msg {
@@ -892,12 +892,13 @@ static void send_token_frame(struct sim *s, unsigned from, unsigned to, struct m
         chan_send(s, ch_pp(from, to), m, 0, true);
 }
 
-static void send_probe(struct sim *s, unsigned from, unsigned to, const struct tk_probe *pr, const struct vclock *vc)
+static void send_probe(struct sim *s, unsigned from, unsigned to, const struct tk_probe *pr, uint64_t clock,
+                       const struct vclock *vc)
 {
         uint32_t no = s->nprobes++;
 
         s->probes[no % PROBES] = *pr;
-        send_token_frame(s, from, to, (struct msg) { .kind = M_PROBE, .d = no }, vc);
+        send_token_frame(s, from, to, (struct msg) { .kind = M_PROBE, .a = clock, .d = no }, vc);
 }
 
 /* One of peer i's protocol events, with its vector clock, into the model (as peer.c's peer_event). */
@@ -1262,15 +1263,15 @@ static void run_actions(struct sim *s, unsigned i, const struct ra_actions *acts
                         break;
                 }
                 case RA_SEND_PROBE:
-                        send_probe(s, i, a->peer, &ra->tk.probe, &vc);
+                        send_probe(s, i, a->peer, &ra->tk.probe, a->clock, &vc);
                         break;
                 case RA_SEND_ANSWER:
-                        send_probe(s, i, a->peer, &ra->tk.ans[a->peer], &vc);
+                        send_probe(s, i, a->peer, &ra->tk.ans[a->peer], a->clock, &vc);
                         break;
                 case RA_SEND_END: {
                         /* sn 0: only the news that a token of generation ts exists (mesh.c) */
                         struct tk_probe news = { .kind = TK_END, .gen = a->ts, .holds = true };
-                        send_probe(s, i, a->peer, a->sn ? &ra->tk.end : &news, &vc);
+                        send_probe(s, i, a->peer, a->sn ? &ra->tk.end : &news, a->clock, &vc);
                         break;
                 }
                 case RA_REGENERATED: {
@@ -1945,7 +1946,7 @@ static void peer_from_peer(struct sim *s, unsigned to, unsigned from, const stru
                 }
                 tr_c(s, T_PROBE, to, from, pr->kind | (pr->holds ? 4u : 0u), pr->round, pr->gen);
                 msg_vclock(s, m, &v);
-                ra_on_probe(&P->ra, from, pr, &v, &acts);
+                ra_on_probe(&P->ra, from, pr, m->a, &v, &acts);
                 run_actions(s, to, &acts);
                 return;
         }
