@@ -189,6 +189,8 @@ static void learn_gen(struct ra *ra, uint64_t g, struct ra_actions *out)
         if (g <= ra->tk.gen_known)
                 return;
         ra->tk.gen_known = g;
+        if (ra->tk.in_transit && ra->tk.out.gen < g)
+                ra->tk.in_transit = false;      /* an older token: dropped wherever it would arrive */
         if (ra->tk.have && ra->tk.tok.gen < g) {
                 if (ra->state == RA_HELD)
                         ra->tk.stale = true;    /* given up at the exit */
@@ -274,7 +276,11 @@ static void end_round(struct ra *ra, bool made, struct ra_actions *out)
         for (unsigned i = 0; i < ra->n && made; i++)
                 if ((k->asked & BIT(i)) && (k->got[i].holds || k->got[i].gen >= k->probe.gen))
                         made = false;   /* it holds the token, or a newer one is known or promised */
-        if (k->have || k->aside_held || promised_gen(ra) >= k->probe.gen)
+        /* ... or we hold it, or promised a newer one, or heard one was made meanwhile (by a
+         * round of a peer we found dead while it found us dead: two rounds at once; made, ours
+         * would be an older generation than one that exists, and taken by us, who know no
+         * newer one any more: two tokens) */
+        if (k->have || k->aside_held || promised_gen(ra) >= k->probe.gen || k->gen_known >= k->probe.gen)
                 made = false;
         k->end = (struct tk_probe) { .kind = TK_END, .round = k->probe.round, .gen = k->probe.gen, .holds = made };
         for (unsigned i = 0; i < ra->n; i++)
@@ -352,6 +358,16 @@ void ra_on_probe(struct ra *ra, unsigned peer, const struct tk_probe *pr, uint64
                 vclock_merge(&ra->vc, vc);
         switch (pr->kind) {
         case TK_ASK:
+                if (pr->round && pr->round == k->asked_by[peer].round && pr->gen == k->asked_by[peer].gen) {
+                        /* A copy (sent again at a link-up): answered already, the same answer
+                         * goes again (ours may have been lost with the link); owed still, it
+                         * waits as before.  Taken for a new question, it voided the promise the
+                         * asker may already count on, and a token then on its way was taken
+                         * while the round made another: two tokens. */
+                        if (!(k->owed & BIT(peer)))
+                                ra_emit(ra, out, RA_SEND_ANSWER, peer, pr->round);
+                        return;
+                }
                 k->asked_by[peer] = *pr;
                 k->promised &= ~BIT(peer);      /* its earlier round is superseded */
                 k->owed |= BIT(peer);
@@ -530,8 +546,12 @@ void tk_peer_down(struct ra *ra, unsigned peer, struct ra_actions *out)
                                 k->tok.q[j++] = k->tok.q[i];
                 k->tok.qn = j;
         }
-        if (k->in_transit && k->transit_to == peer)
-                k->in_transit = false;          /* lost with it, maybe: regeneration decides */
+        /* A token in transit to it stays ours to send again once the link is back and the same
+         * life answers (tk_link_up): found dead is not known dead.  Dropped here, it was lost
+         * for good whenever the lowest alive, whose round it is, still found the receiver
+         * alive (a cut between sender and receiver only): nobody ran a round.  If the
+         * receiver did die, its restart voids the transfer (tk_peer_up), and a round made
+         * meanwhile voids it too (learn_gen). */
         k->owed &= ~BIT(peer);
         if (k->promised & BIT(peer)) {
                 k->promised &= ~BIT(peer);      /* its round ends with it */
@@ -562,6 +582,7 @@ void tk_peer_up(struct ra *ra, unsigned peer, bool restarted, struct ra_actions 
                 }
                 if (k->in_transit && k->transit_to == peer)
                         k->in_transit = false;
+                k->asked_by[peer].round = 0;    /* its new life numbers its rounds from 1 again */
                 k->owed &= ~BIT(peer);
                 if (k->promised & BIT(peer)) {
                         k->promised &= ~BIT(peer);
