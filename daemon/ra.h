@@ -147,7 +147,11 @@ struct tk {
         unsigned aside_from;
         uint64_t aside_clock, aside_ts;
         struct tk_token aside;
-        /* our regeneration round (we are the lowest-numbered peer we find alive) */
+        /* a peer died or restarted since we last held the token, and the round was not ours
+         * (we were not the lowest alive): run one if we wait, the lowest may not know */
+        bool maybe_lost;
+        /* our regeneration round (we are the lowest-numbered peer we find alive, or we wait
+         * and maybe_lost) */
         bool probing;
         struct tk_probe probe;          /* what RA_SEND_PROBE sends */
         uint64_t awaiting;              /* bit i: peer i's answer is awaited */

@@ -167,6 +167,7 @@ static void take_token(struct ra *ra, const struct tk_token *tok, struct ra_acti
 {
         ra->tk.tok = *tok;
         ra->tk.have = true;
+        ra->tk.maybe_lost = false;
         ra->tk.stale = false;
         ra->tk.in_transit = false;
         if (tok->gen > ra->tk.gen_known)
@@ -179,7 +180,7 @@ static void take_token(struct ra *ra, const struct tk_token *tok, struct ra_acti
                 pass_token(ra, out);
 }
 
-static void maybe_round(struct ra *ra, struct ra_actions *out);
+static void start_round(struct ra *ra, struct ra_actions *out);
 
 /* A token of generation g exists: older ones are void. */
 static void learn_gen(struct ra *ra, uint64_t g, struct ra_actions *out)
@@ -205,9 +206,10 @@ static void learn_gen(struct ra *ra, uint64_t g, struct ra_actions *out)
          * have died holding it, and only we can tell: the others see a restart, but
          * when the restarted peer is the lowest alive, the round is its own to run
          * (tk_peer_up's maybe_round runs at the lowest alive, which is not them).
-         * In a new cluster the round that made the token is still ours: harmless. */
-        if (first)
-                maybe_round(ra, out);
+         * (Not for a waiter that is not the lowest: a new cluster's waiters all learn of
+         * the first token so.) */
+        if (first && !ra->tk.have && !ra->tk.aside_held && lowest_alive(ra))
+                start_round(ra, out);
 }
 
 /* A token put aside for a round: dropped once a newer one is known, taken once no round promises one. */
@@ -259,12 +261,28 @@ static void start_round(struct ra *ra, struct ra_actions *out)
                 end_round(ra, true, out);
 }
 
-/* Lost, maybe: a round, if regeneration is ours to run and the token is not here. */
+/*
+ * Lost, maybe (a peer died or restarted): a round, if the token is not here
+ * and regeneration is ours to run — we are the lowest-numbered peer we find
+ * alive, or we wait for the token.  The second because the lowest alive may
+ * not know: it found that peer dead long ago, or never knew its old life, and
+ * sees nothing happen; a waiter that saw the death otherwise waited for good.
+ * A waiter's death seen while it did not wait is remembered (maybe_lost) for
+ * its next request.  Rounds at once are safe: each answer promises to take no
+ * older token than the asker's until its round ends, so of two askers that
+ * answered each other only the higher generation is made.
+ */
 static void maybe_round(struct ra *ra, struct ra_actions *out)
 {
-        if (ra->tk.have || ra->tk.aside_held || !lowest_alive(ra))
+        struct tk *k = &ra->tk;
+
+        if (k->have || k->aside_held)
                 return;
-        start_round(ra, out);           /* (again, if one runs: the peers it asks changed) */
+        if (lowest_alive(ra) || ra->state == RA_WANTED) {
+                start_round(ra, out);   /* (again, if one runs: the peers it asks changed) */
+                return;
+        }
+        k->maybe_lost = true;
 }
 
 /* Every answer is in (made: nobody holds the token), or the round is given up (made false). */
@@ -273,6 +291,7 @@ static void end_round(struct ra *ra, bool made, struct ra_actions *out)
         struct tk *k = &ra->tk;
 
         k->probing = false;
+        k->maybe_lost = false;          /* whatever the round found, it looked */
         for (unsigned i = 0; i < ra->n && made; i++)
                 if ((k->asked & BIT(i)) && (k->got[i].holds || k->got[i].gen >= k->probe.gen))
                         made = false;   /* it holds the token, or a newer one is known or promised */
@@ -388,8 +407,10 @@ void ra_on_probe(struct ra *ra, unsigned peer, const struct tk_probe *pr, uint64
                 /* a token made (by a round, or news of one: round 0) voids the older ones */
                 if (pr->holds)
                         learn_gen(ra, pr->gen, out);
-                if (pr->round && k->asked_by[peer].round == pr->round) {
-                        /* that round is over: what we promised for it is void, and an answer
+                if (pr->round && pr->round >= k->asked_by[peer].round) {
+                        /* that round is over, and so is every earlier one of the asker (it runs
+                         * one at a time; an ASK of a later round lost on a cut link leaves us the
+                         * earlier's question): what we promised for it is void, and an answer
                          * we still owe it is moot (owed and never cleared, a late answer would
                          * promise again, for a round that ended, and put every token aside) */
                         k->promised &= ~BIT(peer);
@@ -428,6 +449,8 @@ int tk_request(struct ra *ra, struct ra_actions *out)
         /* no token made yet (a new cluster), or none seen: regeneration is how the first is made */
         if (k->gen_known == 0 && !k->probing && !k->aside_held && !k->have && lowest_alive(ra))
                 start_round(ra, out);
+        else if (k->maybe_lost && !k->probing)
+                maybe_round(ra, out);   /* a death we saw while not waiting may have lost it */
         return 0;
 }
 
