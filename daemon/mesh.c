@@ -80,9 +80,8 @@ static void run_token_action(struct peer *p, const struct ra_action *a, struct l
                 return;
         case RA_SEND_END:
                 if (up) {
-                        /* sn 0: only the news that a token of generation ts exists */
-                        struct tk_probe news = { .kind = TK_END, .gen = a->ts, .holds = true };
-                        send_probe(l, a->sn ? &k->end : &news, a->clock, vc);
+                        struct tk_probe end = tk_end_msg(&p->ra, a);
+                        send_probe(l, &end, a->clock, vc);
                 }
                 return;
         case RA_REGENERATED:

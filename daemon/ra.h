@@ -290,6 +290,13 @@ void ra_on_token(struct ra *ra, unsigned peer, uint64_t clock, uint64_t ts, cons
 /* TOKEN_PROBE from peer: a regeneration round's question, answer or end, and the sender's clock. */
 void ra_on_probe(struct ra *ra, unsigned peer, const struct tk_probe *pr, uint64_t clock, const struct vclock *vc,
                  struct ra_actions *out);
+/*
+ * The TOKEN_PROBE an RA_SEND_END action sends: our last round's END (sn: its
+ * round), the news that a token of generation ts exists (sn 0), or that
+ * round sn of ours is over (an answer to it came late; the answerer's promise
+ * is void).
+ */
+struct tk_probe tk_end_msg(const struct ra *ra, const struct ra_action *a);
 /* Is the token here (held, or aside until a round ends)? */
 bool ra_token_here(const struct ra *ra);
 

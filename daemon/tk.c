@@ -61,6 +61,13 @@ bool ra_token_here(const struct ra *ra)
         return ra->algo == DME_TOKEN && (ra->tk.have || ra->tk.aside_held);
 }
 
+/* A token here that counts: held and not stale (a stale one is used to the exit, then given
+ * up: it must not stop a round, nor be said to be here), or aside until a round ends. */
+static bool live_token_here(const struct tk *k)
+{
+        return (k->have && !k->stale) || k->aside_held;
+}
+
 static uint64_t alive_others(const struct ra *ra)
 {
         return ra_others(ra) & ~ra->down;
@@ -276,7 +283,7 @@ static void maybe_round(struct ra *ra, struct ra_actions *out)
 {
         struct tk *k = &ra->tk;
 
-        if (k->have || k->aside_held)
+        if (live_token_here(k))
                 return;
         if (lowest_alive(ra) || ra->state == RA_WANTED) {
                 start_round(ra, out);   /* (again, if one runs: the peers it asks changed) */
@@ -299,7 +306,7 @@ static void end_round(struct ra *ra, bool made, struct ra_actions *out)
          * round of a peer we found dead while it found us dead: two rounds at once; made, ours
          * would be an older generation than one that exists, and taken by us, who know no
          * newer one any more: two tokens) */
-        if (k->have || k->aside_held || promised_gen(ra) >= k->probe.gen || k->gen_known >= k->probe.gen)
+        if (live_token_here(k) || promised_gen(ra) >= k->probe.gen || k->gen_known >= k->probe.gen)
                 made = false;
         k->end = (struct tk_probe) { .kind = TK_END, .round = k->probe.round, .gen = k->probe.gen, .holds = made };
         for (unsigned i = 0; i < ra->n; i++)
@@ -334,12 +341,23 @@ static void end_round(struct ra *ra, bool made, struct ra_actions *out)
         take_token(ra, &t, out);
 }
 
+struct tk_probe tk_end_msg(const struct ra *ra, const struct ra_action *a)
+{
+        if (a->sn == 0)
+                return (struct tk_probe) { .kind = TK_END, .gen = a->ts, .holds = true };
+        if (a->sn == ra->tk.end.round)
+                return ra->tk.end;
+        return (struct tk_probe) { .kind = TK_END, .round = a->sn };
+}
+
 /* Answer peer's question, if we find dead everyone it does (or hold the token). */
 static void try_answer(struct ra *ra, unsigned peer, struct ra_actions *out)
 {
         struct tk *k = &ra->tk;
         const struct tk_probe *q = &k->asked_by[peer];
-        bool here = k->have || k->aside_held;
+        /* (not a stale one: said to be here, it ended the rounds while the newer one it yields
+         * to was lost, and nobody made another) */
+        bool here = live_token_here(k);
 
         if (!(k->owed & BIT(peer)))
                 return;
@@ -394,7 +412,15 @@ void ra_on_probe(struct ra *ra, unsigned peer, const struct tk_probe *pr, uint64
                 check_aside(ra, out);
                 break;
         case TK_ANSWER:
-                if (!k->probing || pr->round != k->probe.round || !(k->awaiting & BIT(peer)))
+                if (!k->probing || pr->round != k->probe.round) {
+                        /* A round of ours that ended, or was run again, without this peer (we
+                         * found it dead): the END did not go to it, and its promise would hold
+                         * for good, putting every token aside.  Say that round is over. */
+                        if (pr->round && pr->round <= k->rounds && !pr->holds)
+                                ra_emit(ra, out, RA_SEND_END, peer, 0)->sn = pr->round;
+                        return;
+                }
+                if (!(k->awaiting & BIT(peer)))
                         return;
                 k->got[peer] = *pr;
                 k->awaiting &= ~BIT(peer);

@@ -228,8 +228,8 @@ static void deliver_one(struct ra *ra, unsigned n, unsigned from, const struct r
                 ra_on_probe(&ra[a->peer], from, &f->tk.ans[a->peer], a->clock, &f->vc, &o);
                 break;
         case RA_SEND_END: {
-                struct tk_probe news = { .kind = TK_END, .gen = a->ts, .holds = true };
-                ra_on_probe(&ra[a->peer], from, a->sn ? &f->tk.end : &news, a->clock, &f->vc, &o);
+                struct tk_probe end = tk_end_msg(f, a);
+                ra_on_probe(&ra[a->peer], from, &end, a->clock, &f->vc, &o);
                 break;
         }
         default:
@@ -560,9 +560,7 @@ static void run(struct sim *s, unsigned i, const struct ra_actions *o)
                         send(s, i, a->peer, &m);
                         break;
                 case RA_SEND_END:
-                        m = (struct msg) { .kind = M_PROBE, .b = a->clock, .pr = r->tk.end, .vc = vc };
-                        if (a->sn == 0)
-                                m.pr = (struct tk_probe) { .kind = TK_END, .gen = a->ts, .holds = true };
+                        m = (struct msg) { .kind = M_PROBE, .b = a->clock, .pr = tk_end_msg(r, a), .vc = vc };
                         send(s, i, a->peer, &m);
                         break;
                 default:
@@ -1113,9 +1111,7 @@ static void s_run(struct scale *s, unsigned i, const struct ra_actions *o)
                         ssend(s, i, a->peer, &(struct msg) { .kind = M_PROBE, .b = a->clock, .pr = r->tk.ans[a->peer], .vc = vc });
                         break;
                 case RA_SEND_END: {
-                        struct msg m = { .kind = M_PROBE, .b = a->clock, .pr = r->tk.end, .vc = vc };
-                        if (a->sn == 0)
-                                m.pr = (struct tk_probe) { .kind = TK_END, .gen = a->ts, .holds = true };
+                        struct msg m = { .kind = M_PROBE, .b = a->clock, .pr = tk_end_msg(r, a), .vc = vc };
                         ssend(s, i, a->peer, &m);
                         break;
                 }

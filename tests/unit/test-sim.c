@@ -1269,9 +1269,8 @@ static void run_actions(struct sim *s, unsigned i, const struct ra_actions *acts
                         send_probe(s, i, a->peer, &ra->tk.ans[a->peer], a->clock, &vc);
                         break;
                 case RA_SEND_END: {
-                        /* sn 0: only the news that a token of generation ts exists (mesh.c) */
-                        struct tk_probe news = { .kind = TK_END, .gen = a->ts, .holds = true };
-                        send_probe(s, i, a->peer, a->sn ? &ra->tk.end : &news, a->clock, &vc);
+                        struct tk_probe end = tk_end_msg(ra, a);
+                        send_probe(s, i, a->peer, &end, a->clock, &vc);
                         break;
                 }
                 case RA_REGENERATED: {
