@@ -645,9 +645,11 @@ void tk_peer_up(struct ra *ra, unsigned peer, bool restarted, struct ra_actions 
         tell_gen(ra, peer, out);
         if (k->probing)
                 start_round(ra, out);           /* it is asked too */
-        else
-                /* the token may have died with its old life: a restart we saw, or one we could
-                 * not see (we never heard its old life's incarnation: we restarted meanwhile),
-                 * which others saw but whose round is ours to run, being the lowest alive */
-                maybe_round(ra, out);
+        else if (restarted)
+                maybe_round(ra, out);           /* the token may have died with its old life */
+        else if (!live_token_here(k) && lowest_alive(ra))
+                /* ... or with an old life we could not see (we never heard its incarnation: we
+                 * restarted meanwhile), which others saw but whose round is ours to run, being
+                 * the lowest alive (not a waiter's: every peer coming up would start one) */
+                start_round(ra, out);
 }
