@@ -296,12 +296,19 @@ static void maybe_round(struct ra *ra, struct ra_actions *out)
 static void end_round(struct ra *ra, bool made, struct ra_actions *out)
 {
         struct tk *k = &ra->tk;
+        bool all_in = made, held = false;
+        uint64_t top = 0;
 
         k->probing = false;
         k->maybe_lost = false;          /* whatever the round found, it looked */
-        for (unsigned i = 0; i < ra->n && made; i++)
-                if ((k->asked & BIT(i)) && (k->got[i].holds || k->got[i].gen >= k->probe.gen))
-                        made = false;   /* it holds the token, or a newer one is known or promised */
+        for (unsigned i = 0; i < ra->n; i++)
+                if (k->asked & BIT(i)) {
+                        held |= k->got[i].holds;
+                        if (k->got[i].gen > top)
+                                top = k->got[i].gen;
+                }
+        if (held || top >= k->probe.gen)
+                made = false;           /* it holds the token, or a newer one is known or promised */
         /* ... or we hold it, or promised a newer one, or heard one was made meanwhile (by a
          * round of a peer we found dead while it found us dead: two rounds at once; made, ours
          * would be an older generation than one that exists, and taken by us, who know no
@@ -312,8 +319,19 @@ static void end_round(struct ra *ra, bool made, struct ra_actions *out)
         for (unsigned i = 0; i < ra->n; i++)
                 if (k->asked & BIT(i))
                         ra_emit(ra, out, RA_SEND_END, i, k->probe.gen)->sn = k->end.round;
-        if (!made)
+        if (!made) {
+                /* Nobody has it, and only a generation number stopped us: one heard of (it died
+                 * with its holder since) or promised to a round whose asker died.  The lowest
+                 * alive runs again above it; nobody else would (waiters run a round on a death
+                 * they see, which may be long past): the token was lost for good.  Only the
+                 * lowest: two waiters doing so could outbid each other for ever. */
+                if (all_in && !held && !live_token_here(k) && promised_gen(ra) < k->probe.gen && lowest_alive(ra)) {
+                        if (top > k->probe.gen)
+                                k->probe.gen = top;     /* (gen_top counts it: start_round goes above) */
+                        start_round(ra, out);
+                }
                 return;
+        }
         struct tk_token t = { .gen = k->probe.gen };
         for (unsigned j = 0; j < ra->n; j++) {
                 if (j == ra->self) {
