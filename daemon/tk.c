@@ -279,13 +279,22 @@ static void start_round(struct ra *ra, struct ra_actions *out)
  * older token than the asker's until its round ends, so of two askers that
  * answered each other only the higher generation is made.
  */
+/* A live peer's latest request we heard of was not served by the last token we saw. */
+static bool someone_waits(const struct ra *ra)
+{
+        for (unsigned j = 0; j < ra->n; j++)
+                if (j != ra->self && !(ra->down & BIT(j)) && ra->tk.rn[j] > ra->tk.tok.ln[j])
+                        return true;
+        return false;
+}
+
 static void maybe_round(struct ra *ra, struct ra_actions *out)
 {
         struct tk *k = &ra->tk;
 
         if (live_token_here(k))
                 return;
-        if (lowest_alive(ra) || ra->state == RA_WANTED) {
+        if (lowest_alive(ra) || ra->state == RA_WANTED || someone_waits(ra)) {
                 start_round(ra, out);   /* (again, if one runs: the peers it asks changed) */
                 return;
         }
