@@ -107,11 +107,18 @@ static uint64_t gen_top(const struct ra *ra)
         return g;
 }
 
+static void maybe_round(struct ra *ra, struct ra_actions *out);
+
+/* Ours is older than one made since: given up.  That one's holder may be dead by now (it was
+ * made because we were thought dead, and who made it may have died since): a round if ours
+ * to run, which ends at once if it lives. */
 static void drop_token(struct ra *ra, struct ra_actions *out)
 {
         ra->tk.have = false;
         ra->tk.stale = false;
         ra_emit(ra, out, RA_DROPPED, ra->self, ra->tk.tok.gen);
+        if (!ra->tk.probing)
+                maybe_round(ra, out);
 }
 
 /* The peers waiting for the token: appended to its queue, oldest request first. */
@@ -538,6 +545,8 @@ void ra_on_token_request(struct ra *ra, unsigned peer, uint64_t gen, uint64_t sn
         }
         if (k->gen_known == 0 && !k->probing && !k->aside_held && lowest_alive(ra))
                 start_round(ra, out);
+        else if (k->maybe_lost && !k->probing)
+                maybe_round(ra, out);   /* a death we saw may have lost it, and now someone waits */
 }
 
 void ra_on_token(struct ra *ra, unsigned peer, uint64_t clock, uint64_t ts, const struct tk_token *tok,
@@ -647,9 +656,16 @@ void tk_peer_up(struct ra *ra, unsigned peer, bool restarted, struct ra_actions 
 
         ra->down &= ~BIT(peer);
         if (restarted) {
-                /* its old life's request is void, what it held or promised died with it */
+                /* Its old life's request is void, what it held or promised died with it.  What we
+                 * heard of its requests is forgotten, not marked served: a request of the new
+                 * life may have come already (on a link we heard it on before its HELLO could
+                 * tell us of the restart: a one-way link), and marked served it was never queued,
+                 * its copies at the link-up being no newer.  An old request that still shows up
+                 * brings the token to the new life once, unwanted: it passes it on. */
+                k->rn[peer] = 0;
+                k->rts[peer] = 0;
                 if (k->have) {
-                        k->tok.ln[peer] = k->rn[peer];
+                        k->tok.ln[peer] = 0;
                         unsigned j = 0;
                         for (unsigned i = 0; i < k->tok.qn; i++)
                                 if (k->tok.q[i] != peer)
