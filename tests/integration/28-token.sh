@@ -88,6 +88,8 @@ cmp_ok "${enter2:-0}" -gt "${exit1:-999999}" "node2 entered after node1's exit, 
 
 # --- the holder killed inside the critical section: the token is made anew -----------------
 ps2=$(count_events node2 post-stored)
+made13() { cat "$(node_log node1)" "$(node_log node3)" | grep -a -c 'token: none was found.*made here'; }
+m0=$(made13)
 ctl node2 post --hold 8 "node2 dies holding" >/dev/null 2>&1 & holder=$!; track_pid $holder
 wait_event node2 post-stored $((ps2 + 1)) 10
 node_kill node2
@@ -95,8 +97,9 @@ wait "$holder" 2>/dev/null
 run_timed ctl node3 post "after node2 died"
 is "$RC" 0 "node3's post goes through once node2 is dead" || diag "$ERR"
 cmp_ok "$MS" -lt 9000 "... without waiting for node2's hold to end (${MS} ms)"
-like "$(grep -a 'token: none was found' "$(node_log node1)" | tail -n 1)" 'made here' \
-    "node1 made a new token"
+# node1 runs the round, the lowest peer; node3 too, which waits and saw node2 die: the two
+# answer each other, so only the higher generation is made
+is "$(( $(made13) - m0 ))" 1 "one new token made, by node1 or node3"
 run ctl node1 post "node1 after node2 died"
 is "$RC" 0 "node1 posts too" || diag "$ERR"
 node_start node2
@@ -115,13 +118,16 @@ done
 ps1=$(count_events node1 post-stored)
 dropped() { [ "$(grep -a -c 'token: one of generation [0-9]* dropped' "$(node_log node1)")" -gt "$1" ]; }
 d1=$(grep -a -c 'token: one of generation [0-9]* dropped' "$(node_log node1)")
+made() { cat "$(node_log node2)" "$(node_log node3)" | grep -a -c 'token: none was found.*made here'; }
+m1=$(made)
 ctl node1 post --hold 2 "node1 frozen holding" >/dev/null 2>"$T/ef" & fh=$!; track_pid $fh
 wait_event node1 post-stored $((ps1 + 1)) 10
 kill -STOP "$(node_pid node1)"
 run_timed ctl node3 post "while node1 is frozen"
 is "$RC" 0 "node3 posts while node1, frozen inside, holds the old token" || diag "$ERR"
-like "$(grep -a 'token: none was found' "$(node_log node2)" | tail -n 1)" 'made here' \
-    "node2, the lowest peer alive, made a new token"
+# node2 runs the round, the lowest peer alive; node3 too, which waits and saw node1 die (the
+# lowest may not know): the two answer each other, so only the higher generation is made
+is "$(( $(made) - m1 ))" 1 "one new token made, by node2 or node3"
 kill -CONT "$(node_pid node1)"
 wait "$fh"; is "$?" 0 "node1's held post exits 0" || diag "$(cat "$T/ef")"
 ok "everyone is linked again" wait_connected 20
@@ -143,14 +149,6 @@ notes_race hits 100 node1 node2 node3
 is "$NOTES_FAILED" 0 "300 note increments from three peers: none failed"
 is "$(ctl node2 note get hits)" 300 "the note is exactly 300: no update lost under token"
 is "$(count_events master note-refused)" 0 "no write came between an increment's read and its write"
-
-# --- schedules of the whole-cluster simulator that found tk.c bugs, fixed (the rest of the
-# token's known ones: README, Hacking): seed 5, an answer owed for ever to an ended round; seed
-# 325, a suspected waiter's request marked served by a regeneration
-for seed in 5 325; do
-    run env DCHAT_SIM_ALGO=token DCHAT_SIM_SEED=$seed "$TOP/tests/unit/test-sim"
-    is "$RC" 0 "the simulator's token schedule $seed passes" || diag "$(printf '%s\n' "$OUT" | grep -E '^(not ok|# seed)' | head -3)"
-done
 
 # --- the algorithm changes only with a restart -------------------------------------------------
 sed -i 's/^dme_algorithm = .*/dme_algorithm = "ricart-agrawala";/' "$CONF"

@@ -392,6 +392,94 @@ static void test_token(void)
         ok(!r3[2].tk.aside_held && r3[2].tk.gen_known == r3[0].tk.gen_known, "the one aside is dropped at the END");
 }
 
+/*
+ * The rules of a regeneration round that the whole-cluster simulator's token
+ * schedules found missing (test-sim; README, Hacking): each fails on the
+ * tk.c before them.
+ */
+static void test_token_rounds(void)
+{
+        struct ra r[3];
+        struct ra_actions o;
+
+        /* node1 runs a round (node3 found dead); node2 answers and promises */
+        init(r, 3, DME_TOKEN);
+        ra_peer_down(&r[0], 2, &o);
+        ra_peer_down(&r[1], 2, &o);
+        ra_peer_down(&r[0], 2, &o);
+        ok(r[0].tk.probing, "rounds: node1 asks node2");
+        struct tk_probe q = r[0].tk.probe;
+        ra_on_probe(&r[1], 0, &q, r[0].clock, NULL, &o);
+        ok(find(&o, RA_SEND_ANSWER, 0) && (r[1].tk.promised & BIT(0)), "rounds: node2 answers: it promises");
+        /* a token of an older generation on its way comes: put aside, as promised */
+        struct tk_token flying = { .gen = 1, .hop = 1 };
+        ra_on_token(&r[1], 2, r[2].clock, 0, &flying, NULL, &o);
+        ok(r[1].tk.aside_held && !r[1].tk.have, "rounds: a token on its way is put aside");
+        /* a copy of the same ASK (sent again at a link-up) keeps the promise, answers again: taken
+         * for a new question, it voided the promise and took the token aside, while the round
+         * may make another */
+        ra_on_probe(&r[1], 0, &q, r[0].clock, NULL, &o);
+        ok(find(&o, RA_SEND_ANSWER, 0) && (r[1].tk.promised & BIT(0)) && r[1].tk.aside_held && !r[1].tk.have,
+           "rounds: a copy of the ASK gets the same answer again; the promise holds, the token stays aside");
+        /* the asker runs the round again (a later one) whose ASK node2 never gets, and ends it:
+         * its END voids what node2 promised to the earlier one */
+        struct tk_probe end = { .kind = TK_END, .round = q.round + 1, .gen = q.gen + 64 };
+        ra_on_probe(&r[1], 0, &end, r[0].clock, NULL, &o);
+        ok(!(r[1].tk.promised & BIT(0)), "rounds: the END of a later round voids the promise to an earlier one");
+
+        /* a late answer to a round that is over is told the round is over */
+        init(r, 3, DME_TOKEN);
+        ra_peer_down(&r[0], 2, &o);
+        q = r[0].tk.probe;
+        ra_peer_down(&r[0], 1, &o);             /* round run again, then over: nobody left to ask */
+        ok(!r[0].tk.probing, "rounds: node1's round is over");
+        ra_peer_down(&r[1], 2, &o);
+        ra_on_probe(&r[1], 0, &q, r[0].clock, NULL, &o);
+        ra_on_probe(&r[0], 1, &r[1].tk.ans[0], r[1].clock, NULL, &o);
+        const struct ra_action *e = find(&o, RA_SEND_END, 1);
+        ok(e && e->sn == q.round, "rounds: a late answer gets the END of its round");
+        struct tk_probe late = tk_end_msg(&r[0], e);
+        ra_on_probe(&r[1], 0, &late, r[0].clock, NULL, &o);
+        ok(!(r[1].tk.promised & BIT(0)), "rounds: ... and the answerer's promise is void");
+
+        /* a stale token (a newer one made meanwhile, used to the exit) is not 'here' for a round */
+        init(r, 3, DME_TOKEN);
+        ra_request(&r[1], &o);
+        deliver(r, 3, 1, &o);
+        ok(r[1].state == RA_HELD, "rounds: node2 holds the token, inside");
+        struct tk_probe news = { .kind = TK_END, .gen = r[1].tk.tok.gen + 64, .holds = true };
+        ra_on_probe(&r[1], 2, &news, r[2].clock, NULL, &o);
+        ok(r[1].tk.stale, "rounds: node2 hears of a newer token: its own is stale");
+        ra_peer_down(&r[0], 2, &o);
+        q = r[0].tk.probe;
+        ra_peer_down(&r[1], 2, &o);
+        ra_on_probe(&r[1], 0, &q, r[0].clock, NULL, &o);
+        ok(find(&o, RA_SEND_ANSWER, 0) && !r[1].tk.ans[0].holds,
+           "rounds: asked, node2 does not say the stale token is here");
+
+        /* a restarted peer's requests are forgotten, not marked served: its new life's request,
+         * heard before the restart was known, is queued when it asks again */
+        init(r, 3, DME_TOKEN);
+        ra_request(&r[0], &o);
+        deliver(r, 3, 0, &o);
+        ok(r[0].state == RA_HELD, "rounds: node1 holds the token, inside");
+        ra_on_token_request(&r[0], 2, r[0].tk.gen_known, 500, 9, NULL, &o);     /* node3's new life */
+        ra_peer_up(&r[0], 2, true, &o);                                         /* its restart, known now */
+        ra_on_token_request(&r[0], 2, r[0].tk.gen_known, 500, 9, NULL, &o);     /* asks again, same number */
+        ra_release(&r[0], &o);
+        ok(find(&o, RA_SEND_TOKEN, 2) != NULL, "rounds: the restarted peer's request is served");
+
+        /* the clock of an answer is taken in: a token made from it is entered above the answerer's fences */
+        init(r, 3, DME_TOKEN);
+        ra_peer_down(&r[0], 2, &o);
+        q = r[0].tk.probe;
+        ra_peer_down(&r[1], 2, &o);
+        ra_on_probe(&r[1], 0, &q, 1000, NULL, &o);
+        r[1].clock = 5000;                      /* it wrote under fence 5000 since */
+        ra_on_probe(&r[0], 1, &r[1].tk.ans[0], r[1].clock, NULL, &o);
+        ok(r[0].tk.regenerated == 1 && r[0].clock > 5000, "rounds: the maker's clock is past the answerer's");
+}
+
 /* --- the randomized simulation ---------------------------------------------------------------------- */
 
 enum mk { M_REQ, M_REPLY, M_TREQ, M_TOKEN, M_PROBE, M_LOCK, M_GRANT };
@@ -1281,6 +1369,7 @@ int main(void)
         test_names();
         test_central();
         test_token();
+        test_token_rounds();
         unsigned runs = getenv("DCHAT_DME_RUNS") ? (unsigned) atoi(getenv("DCHAT_DME_RUNS")) : 2000;
         test_sim(DME_CENTRAL, false, runs);
         test_sim(DME_TOKEN, false, runs);

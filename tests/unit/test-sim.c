@@ -2785,6 +2785,16 @@ static void run_schedules(struct sim *s, unsigned long long runs, unsigned long 
                 else if (getenv("DCHAT_SIM_LIST"))
                         diag("seed %" PRIu64 "%s: %s", seed, s->aggressive ? " (tight)" : "", s->why);
         }
+        /* schedules beyond the range run by default that found tk.c bugs (fixed) */
+        static const uint64_t token_seeds[] = { 42092, 65065, 97265 };
+        for (unsigned k = 0; s->algo == DME_TOKEN && k < sizeof token_seeds / sizeof token_seeds[0]; k++) {
+                if (token_seeds[k] <= runs)
+                        continue;
+                int r = simulate(s, token_seeds[k]);
+                if (r)
+                        report_failure(s, token_seeds[k]);
+                ok(r == 0, "sim (token): schedule %" PRIu64 " (a tk.c bug it found, fixed)", token_seeds[k]);
+        }
         double dt = wall() - t0;
 
         for (unsigned n = 3; n <= NMAX; n++)
