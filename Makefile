@@ -57,7 +57,7 @@ DAEMON_OBJS := daemon/proto.o daemon/conf.o daemon/log.o daemon/net.o daemon/ra.
                daemon/chatlog.o daemon/chatidx.o daemon/server.o daemon/peer.o daemon/mesh.o daemon/uplink.o daemon/postq.o daemon/fanout.o daemon/control.o daemon/secure.o \
                daemon/key.o daemon/incarnation.o daemon/uvloop.o daemon/fsm.o daemon/transport.o daemon/replica.o \
                daemon/catchup.o daemon/verify.o daemon/query.o daemon/join.o daemon/members.o daemon/ring.o daemon/gather.o daemon/presence.o \
-               daemon/notes.o daemon/notes-file.o daemon/noteq.o
+               daemon/notes.o daemon/notes-file.o daemon/noteq.o daemon/durable.o
 CLI_OBJS    := cli/dchatctl.o cli/since.o cli/number.o cli/follow.o cli/chat.o daemon/proto.o daemon/key.o daemon/secure.o \
                cli/trace.o cli/tmodel.o cli/json.o cli/explain.o cli/catalog.o cli/note.o daemon/vclock.o
 # dchat-draw: a trace's JSON Lines to SVG, PNG or PDF through cairo

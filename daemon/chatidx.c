@@ -28,10 +28,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "durable.h"
 #include "chatidx.h"
 
 #define CHATIDX_FILE    "chat.log.idx"
-#define CHATIDX_TMP     "chat.log.idx.tmp"
 #define CHATIDX_MAGIC   UINT32_C(0x44435832)    /* "DCX2" */
 #define CHATIDX_MAGIC_V1 UINT32_C(0x44435831)   /* "DCX1": before damaged parts were kept */
 #define CHATIDX_MAX     (UINT64_C(1) << 30)     /* 1 GiB: 64 M index slots, 16 G records */
@@ -251,49 +251,17 @@ out:
 int chatidx_save(int dirfd, const struct chatidx *x)
 {
         struct wbuf b = {0};
-        int fd, r;
+        int r;
 
         r = chatidx_encode(&b, x);
         if (r < 0) {
                 wbuf_free(&b);
                 return r;
         }
-        fd = openat(dirfd, CHATIDX_TMP, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0640);
-        if (fd < 0) {
-                r = -errno;
-                wbuf_free(&b);
-                return r;
-        }
-        for (size_t done = 0; done < b.len;) {
-                ssize_t k = write(fd, b.data + done, b.len - done);
-                if (k < 0 && errno == EINTR)
-                        continue;
-                if (k <= 0) {
-                        r = k < 0 ? -errno : -EIO;
-                        goto fail;
-                }
-                done += (size_t) k;
-        }
-        if (fdatasync(fd) < 0) {
-                r = -errno;
-                goto fail;
-        }
-        close(fd);
+        /* until the directory is synced a crash may bring back the previous checkpoint
+         * (harmless, it is checked against the log), but the caller must not count on
+         * this one: an error then too */
+        r = durable_replace(dirfd, CHATIDX_FILE, b.data, b.len, NULL);
         wbuf_free(&b);
-        if (renameat(dirfd, CHATIDX_TMP, dirfd, CHATIDX_FILE) < 0) {
-                r = -errno;
-                (void) unlinkat(dirfd, CHATIDX_TMP, 0);
-                return r;
-        }
-        /* the rename is durable only once the directory is: until then a
-         * crash may bring back the previous checkpoint (harmless, it is
-         * checked against the log) but the caller must not count on this one */
-        if (fsync(dirfd) < 0)
-                return -errno;
-        return 0;
-fail:
-        close(fd);
-        wbuf_free(&b);
-        (void) unlinkat(dirfd, CHATIDX_TMP, 0);
         return r;
 }

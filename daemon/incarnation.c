@@ -35,6 +35,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "durable.h"
 #include "dchatd.h"
 
 #define INCARNATION_FILE        "incarnation"
@@ -66,25 +67,12 @@ static int counter_read(int dirfd, const char *name, uint64_t max, uint64_t *las
         return 0;
 }
 
-/* Writes v into file name, durably: temp file, fsync, rename, fsync of the directory. */
+/* Writes v into file name, durably (durable.h). */
 static int counter_write(int dirfd, const char *name, uint64_t v)
 {
-        char buf[32], tmp[32];
+        char buf[32];
         int len = snprintf(buf, sizeof buf, "%" PRIu64 "\n", v);
-        snprintf(tmp, sizeof tmp, "%s.tmp", name);
-        int fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0640);
-        if (fd < 0)
-                return -errno;
-        if (write(fd, buf, (size_t) len) != len || fsync(fd) < 0) {
-                int r = errno ? -errno : -EIO;
-                close(fd);
-                (void) unlinkat(dirfd, tmp, 0);
-                return r;
-        }
-        close(fd);
-        if (renameat(dirfd, tmp, dirfd, name) < 0 || fsync(dirfd) < 0)
-                return -errno;
-        return 0;
+        return durable_replace(dirfd, name, buf, (size_t) len, NULL);
 }
 
 int incarnation_next(const char *dir, uint64_t at_least, uint64_t *ret, char *err, size_t errlen)

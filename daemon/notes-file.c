@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "durable.h"
 #include "notes.h"
 
 #define FILE_MAGIC      UINT32_C(0x44434E46)    /* "DCNF" */
@@ -118,12 +119,12 @@ out:
 
 int notes_save(const struct notes *t, const char *dir, char *err, size_t cap)
 {
-        char path[4096], tmp[4096];
+        char path[4096];
         struct wbuf b = {0};
-        int fd = -1, dfd = -1, r = 0;
+        int dfd = -1, r = 0;
+        const char *step;
 
         snprintf(path, sizeof path, "%s/%s", dir, FILE_NAME);
-        snprintf(tmp, sizeof tmp, "%s/%s.tmp", dir, FILE_NAME);
         wbuf_put(&b, (const uint8_t[FILE_HDR]) {0}, FILE_HDR);
         notes_put(&b, t);
         if (b.failed) {
@@ -135,45 +136,21 @@ int notes_save(const struct notes *t, const char *dir, char *err, size_t cap)
         put_be32(b.data + 4, (uint32_t) (b.len - FILE_HDR));
         crypto_generichash(b.data + 8, 16, b.data + FILE_HDR, b.len - FILE_HDR, NULL, 0);
 
-        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0640);
-        if (fd < 0) {
-                r = -errno;
-                snprintf(err, cap, "cannot create %s: %s", tmp, strerror(errno));
-                goto out;
-        }
-        for (size_t off = 0; off < b.len;) {
-                ssize_t k = write(fd, b.data + off, b.len - off);
-                if (k < 0 && errno == EINTR)
-                        continue;
-                if (k <= 0) {
-                        r = k < 0 ? -errno : -EIO;
-                        snprintf(err, cap, "cannot write %s: %s", tmp, strerror(-r));
-                        goto out;
-                }
-                off += (size_t) k;
-        }
-        if (fdatasync(fd) < 0) {
-                r = -errno;
-                snprintf(err, cap, "cannot sync %s: %s", tmp, strerror(errno));
-                goto out;
-        }
-        if (rename(tmp, path) < 0) {
-                r = -errno;
-                snprintf(err, cap, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
-                goto out;
-        }
         dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd < 0 || fsync(dfd) < 0) {
-                /* renamed, so the next start reads it, but it may not survive a power loss */
+        if (dfd < 0) {
                 r = -errno;
-                snprintf(err, cap, "cannot sync the directory %s: %s", dir, strerror(errno));
+                snprintf(err, cap, "cannot open the directory %s: %s", dir, strerror(-r));
+                goto out;
+        }
+        r = durable_replace(dfd, FILE_NAME, b.data, b.len, &step);
+        if (r < 0) {
+                /* "sync the directory of": renamed, so the next start reads it, but it may not
+                 * survive a power loss; every other step failed on the temp file */
+                bool dir_step = strcmp(step, "sync the directory of") == 0;
+                snprintf(err, cap, "cannot %s %s%s%s: %s", step, path, dir_step ? "" : ".tmp",
+                         strcmp(step, "rename") == 0 ? " into place" : "", strerror(-r));
         }
 out:
-        if (fd >= 0) {
-                close(fd);
-                if (r < 0)
-                        (void) unlink(tmp);
-        }
         if (dfd >= 0)
                 close(dfd);
         wbuf_free(&b);

@@ -151,4 +151,41 @@ node_start master
 ok "peers reconnect" wait_connected 15
 is "$(ctl node3 note get hits)" $((4 * NOTES_N)) "the file put back: the notes are there again"
 
+# --- a save that fails: what the file holds is what is stored -----------------------------------
+# The temp file cannot be made (a directory, not empty, has its name): the write is refused with
+# "may or may not", the server reads the file back (the old value), and writes go on once the
+# way is clear.
+before=$(ctl node1 note get hits)
+mkdir -p "$NOTES.tmp/in-the-way"
+run ctl node2 note incr hits
+is "$RC" 1 "a save that fails: note incr fails" || diag "$OUT"
+like "$ERR" "could not store the note: .*may or may not have been written" "... saying it may or may not be written"
+like "$(grep -a 'cannot write the shared notes' "$(node_log master)" | tail -n 1)" \
+    "cannot create $NOTES\\.tmp: Is a directory" "the server's log names the file and the step"
+is "$(ctl node3 note get hits)" "$before" "the value is what the file holds: the old one"
+ok "the directory in the way is left as it was" test -d "$NOTES.tmp/in-the-way"
+run ctl node1 post "posts go on while the notes cannot be saved"
+is "$RC" 0 "posting goes on"
+rm -r "$NOTES.tmp"
+run ctl node2 note incr hits
+is "$RC/$OUT" "0/$((before + 1))" "the way clear: the increment is stored"
+# The file itself cannot be replaced, nor read back (a directory has its name): notes refused,
+# with the reason, until dchatd restarts with the file back.
+cp "$NOTES" "$T/notes.good"
+rm "$NOTES" && mkdir -p "$NOTES/in-the-way"
+run ctl node2 note set k v
+is "$RC" 1 "a save whose rename and read-back fail: note set fails"
+like "$(grep -a 'cannot read the shared notes back' "$(node_log master)" | tail -n 1)" "notes refused until dchatd restarts" \
+    "the server's log says the notes are refused until a restart"
+run ctl node1 note get hits
+is "$RC" 1 "... and reads are refused too"
+run ctl node1 post "posts go on without the notes, again"
+is "$RC" 0 "posting goes on"
+node_stop master
+rm -r "$NOTES" && cp "$T/notes.good" "$NOTES"
+node_start master
+ok "peers reconnect" wait_connected 15
+is "$(ctl node3 note get hits)" $((before + 1)) "the file put back: every acknowledged increment is there"
+is "$(ctl node3 note get k 2>/dev/null)" "" "... and the refused write is not"
+
 done_testing

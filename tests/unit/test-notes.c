@@ -1159,7 +1159,8 @@ static void test_file(void)
         notes_init(&t);
         set(&t, "k", "v", "n1", 1, 1, NULL);
         e = notes_save(&t, path_of("no-such-dir"), err, sizeof err);
-        ok(e == -ENOENT && strstr(err, "no-such-dir/notes.tmp"), "file: save into a missing directory: %d, %s", e, err);
+        ok(e == -ENOENT && strstr(err, "cannot open the directory") && strstr(err, "no-such-dir"),
+           "file: save into a missing directory: %d, %s", e, err);
         /* a save that fails after its temp file was written (the rename: a directory in the way) */
         mkdir(path_of("notes"), 0700);
         mkdir(path_of("notes/x"), 0700);
