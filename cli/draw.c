@@ -7,7 +7,8 @@
  * One lane per node, time to the right in the chosen order; REQUESTs and
  * REPLYs as arrows from their send to their receive, a reply that was
  * deferred drawn dashed and red from where it finally went, the deferral
- * itself marked where it was decided; each critical section a bar on its
+ * itself marked where it was decided (a request queued for the token
+ * too, open: no REPLY is owed for it); each critical section a bar on its
  * node's lane; each stored post a tick with its seq; the Lamport time
  * above every event and its vector clock below, where there is room; a
  * legend; and the nodes that did not give (all) their events named.
@@ -124,7 +125,8 @@ static void dot(cairo_t *cr, double x, double y, struct rgb c, bool hollow)
         }
 }
 
-static void diamond(cairo_t *cr, double x, double y, double r, struct rgb c)
+/* filled: a deferral (RA: this node owes the REPLY); open: a request queued for the token (it does not) */
+static void diamond(cairo_t *cr, double x, double y, double r, struct rgb c, bool filled)
 {
         cairo_move_to(cr, x, y - r);
         cairo_line_to(cr, x + r, y);
@@ -132,7 +134,12 @@ static void diamond(cairo_t *cr, double x, double y, double r, struct rgb c)
         cairo_line_to(cr, x - r, y);
         cairo_close_path(cr);
         color(cr, c, 1);
-        cairo_fill(cr);
+        if (filled) {
+                cairo_fill(cr);
+                return;
+        }
+        cairo_set_line_width(cr, 1.6);
+        cairo_stroke(cr);
 }
 
 /* A small label at x, above or below the lane, if it does not run into the one before it. */
@@ -265,7 +272,10 @@ static void draw_events(struct canvas *c)
                         dot(c->cr, x, y, C_REPLY, true);
                         break;
                 case TK_REPLY_DEFERRED:
-                        diamond(c->cr, x, y, 6, C_DEFER);
+                        diamond(c->cr, x, y, 6, C_DEFER, true);
+                        break;
+                case TK_REQUEST_QUEUED:
+                        diamond(c->cr, x, y, 6, C_DEFER, false);
                         break;
                 case TK_CS_ENTER:
                 case TK_CS_EXIT:
@@ -399,9 +409,13 @@ static void draw_legend(struct canvas *c)
         color(cr, C_TEXT, 1);
         text(cr, x + 54, y + 4, 10, false, "REPLY (permission)");
         x += 190;
-        diamond(cr, x, y, 6, C_DEFER);
+        diamond(cr, x, y, 6, C_DEFER, true);
         color(cr, C_TEXT, 1);
         text(cr, x + 12, y + 4, 10, false, "reply deferred: the request waits");
+        x += 240;
+        diamond(cr, x, y, 6, C_DEFER, false);
+        color(cr, C_TEXT, 1);
+        text(cr, x + 12, y + 4, 10, false, "request queued for the token: it waits");
         y += 30;
         x = 20;
         arrow(cr, x, y, x + 44, y, C_DEFERRED, true, 2.0);

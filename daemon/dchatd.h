@@ -178,6 +178,7 @@ enum log_event {
         EV_RELOAD_REFUSED,
         EV_NOTE_WRITTEN,
         EV_NOTE_REFUSED,
+        EV_REQUEST_QUEUED,      /* token, central: a request waits in a queue, not for a REPLY of ours */
         _EV_MAX,
 };
 

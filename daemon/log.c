@@ -80,6 +80,7 @@ static const struct {
         [EV_RELOAD_REFUSED]   = { "reload-refused",   "a39b2250af4b4c74bc05ce64f6ef2805", LOG_ERR },
         [EV_NOTE_WRITTEN]     = { "note-written",     "42e3a47c597942728ae492dfead3c9bb", LOG_INFO },
         [EV_NOTE_REFUSED]     = { "note-refused",     "0cf3f10b9f9e4315947588c6e7b457a2", LOG_WARNING },
+        [EV_REQUEST_QUEUED]   = { "request-queued",   "93ac9881dc6c4d8b822bb96966ec9fbf", LOG_INFO },
 };
 
 const char *log_event_name(enum log_event ev)

@@ -42,9 +42,10 @@ static void run_token_action(struct peer *p, const struct ra_action *a, struct l
 
         switch (a->kind) {
         case RA_QUEUED:
-                peer_event(p, EV_REPLY_DEFERRED, (int) a->peer, f, vc, "TOKEN for %s's request %llu deferred: this "
-                           "node is in the critical section (it goes on at the exit)", f->peer,
-                           (unsigned long long) a->ts);
+                /* not a deferral: whoever holds the token at this node's exit serves it, not this node */
+                peer_event(p, EV_REQUEST_QUEUED, (int) a->peer, f, vc, "request %llu of %s queued behind the "
+                           "critical section held here: the token goes on at the exit, to the oldest request "
+                           "waiting", (unsigned long long) a->ts, f->peer);
                 return;
         case RA_SEND_TOKEN: {
                 peer_event(p, EV_REPLY_SENT, (int) a->peer, f, vc, "TOKEN for request %llu sent to %s%s",

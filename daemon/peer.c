@@ -116,6 +116,7 @@ static const uint8_t trace_kind[_EV_MAX] = {
         [EV_PEER_ALIVE] = TK_PEER_ALIVE,
         [EV_PEER_RESTARTED] = TK_PEER_RESTARTED,
         [EV_PEER_LEFT] = TK_PEER_LEFT,
+        [EV_REQUEST_QUEUED] = TK_REQUEST_QUEUED,
 };
 
 _printf_(6, 0)

@@ -1514,6 +1514,7 @@ static const char *const trace_kinds[_TK_MAX] = {
         [TK_PEER_ALIVE] = "peer-alive",
         [TK_PEER_RESTARTED] = "peer-restarted",
         [TK_PEER_LEFT] = "peer-left",
+        [TK_REQUEST_QUEUED] = "request-queued",
 };
 
 const char *proto_trace_kind_name(uint8_t kind)

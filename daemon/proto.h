@@ -624,6 +624,7 @@ enum dchat_trace_kind {
         TK_PEER_ALIVE,
         TK_PEER_RESTARTED,
         TK_PEER_LEFT,           /* it said it was stopping (LEAVE): no longer waited for, like a dead one */
+        TK_REQUEST_QUEUED,      /* token: a request queued behind the section held here (no REPLY owed) */
         _TK_MAX,
 };
 /* "request-sent", ...; NULL for a kind it does not know.  by_name: 0 for a name it does not know. */

@@ -219,11 +219,11 @@ static void coord_run(struct server *s, const struct cm_actions *acts)
                         break;          /* request-received was logged as the LOCK came */
                 case CM_QUEUED:
                         if (s->coord.holder >= 0)
-                                log_event(EV_REPLY_DEFERRED, &f, "GRANT to %s for request %llu queued: %s holds the "
-                                          "critical section (%u waiting)", name, (unsigned long long) a->ts,
+                                log_event(EV_REQUEST_QUEUED, &f, "LOCK of %s (request %llu) queued: %s holds the "
+                                          "grant (%u waiting)", name, (unsigned long long) a->ts,
                                           peer_name(s, (unsigned) s->coord.holder), s->coord.qn);
                         else
-                                log_event(EV_REPLY_DEFERRED, &f, "GRANT to %s for request %llu queued: the "
+                                log_event(EV_REQUEST_QUEUED, &f, "LOCK of %s (request %llu) queued: the "
                                           "coordinator waits for every peer to say where it stands (%u waiting)",
                                           name, (unsigned long long) a->ts, s->coord.qn);
                         break;

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "dchatd.h"
 #include "proto.h"
 #include "tap.h"
 
@@ -1986,16 +1987,23 @@ static void test_trace(void)
         proto_trace_put(&evs, &ev);
         ev.no = 43, ev.kind = TK_POST_STORED, ev.peer = DCHAT_TRACE_NONE, ev.fence = 7, ev.fence_idx = 2, ev.seq = 99;
         proto_trace_put(&evs, &ev);
+        /* the newest kind: a request queued for the token (request-queued) */
+        struct dchat_trace_event queued = { .no = 44, .time_us = UINT64_C(1767600000123457), .kind = TK_REQUEST_QUEUED,
+                                            .peer = 1, .lamport = 11, .request_ts = 10, .vc = { 3, { 5, 3, 1 } } };
+        proto_trace_put(&evs, &queued);
         in = (struct dchat_msg) { .type = MSG_TRACE_EVENTS, .tag = 9, .trace_events = { S("node2"), 3, 3, names.data,
-                names.len, 40, 43, 44, 1, 2, evs.data, evs.len } };
+                names.len, 40, 44, 45, 1, 3, evs.data, evs.len } };
         if (is_int(roundtrip(&f, &in, &out, &e, NULL), 0, "TRACE_EVENTS: round trip")) {
                 struct rbuf r = { .p = out.trace_events.p, .len = out.trace_events.len };
-                ok(out.trace_events.n == 2 && out.trace_events.n_names == 3 && out.trace_events.upto_no == 43 &&
+                ok(out.trace_events.n == 3 && out.trace_events.n_names == 3 && out.trace_events.upto_no == 44 &&
                    out.trace_events.done == 1 && proto_trace_next(&r, 3, &got) == 1 && got.no == 42 &&
                    got.kind == TK_REPLY_DEFERRED && got.peer == 2 && got.vc.c[2] == 1000000000007 &&
                    got.time_us == UINT64_C(1767600000123456) && proto_trace_next(&r, 3, &got) == 1 &&
                    got.seq == 99 && got.fence_idx == 2 && got.peer == DCHAT_TRACE_NONE &&
-                   proto_trace_next(&r, 3, &got) == 0, "TRACE_EVENTS: the page and both events");
+                   proto_trace_next(&r, 3, &got) == 1 && got.no == 44 && got.kind == TK_REQUEST_QUEUED &&
+                   got.peer == 1 && got.request_ts == 10 && got.lamport == 11 && got.vc.c[0] == 5 &&
+                   proto_trace_next(&r, 3, &got) == 0, "TRACE_EVENTS: the page and its three events "
+                   "(request-queued among them)");
                 struct rbuf rn = { .p = out.trace_events.names, .len = out.trace_events.names_len };
                 struct dchat_str nm;
                 unsigned k = 0;
@@ -2009,6 +2017,18 @@ static void test_trace(void)
         is_int(proto_trace_kind_by_name("peer-restarted"), TK_PEER_RESTARTED, "... and back");
         ok(proto_trace_kind_name(0) == NULL && proto_trace_kind_name(_TK_MAX) == NULL &&
            proto_trace_kind_by_name("started") == 0, "... none for what a ring does not hold");
+        /* the wire numbers stay (dchat-protocol(7) lists them): a new kind is appended */
+        ok(TK_REQUEST_SENT == 1 && TK_REPLY_DEFERRED == 4 && TK_PEER_LEFT == 17 && TK_REQUEST_QUEUED == 18 &&
+           _TK_MAX == 19, "trace kinds keep their numbers; request-queued is 18");
+        bool journal_names = true;
+        for (uint8_t k = 1; k < _TK_MAX; k++)
+                if (!proto_trace_kind_name(k) || log_event_by_name(proto_trace_kind_name(k)) == _EV_MAX ||
+                    proto_trace_kind_by_name(proto_trace_kind_name(k)) != k) {
+                        diag("trace kind %u (%s): no journal event of that name", k, proto_trace_kind_name(k));
+                        journal_names = false;
+                }
+        ok(journal_names, "every trace kind is named as a journal event (log.c), and back");
+        is_int(proto_trace_kind_by_name("request-queued"), TK_REQUEST_QUEUED, "request-queued is a trace kind");
 
         /* events that do not fit their page */
         static const struct { const char *what; uint8_t kind, peer; uint16_t vc_n; uint64_t no; } bad[] = {
@@ -2029,7 +2049,7 @@ static void test_trace(void)
                        bad[k].what);
         }
         wbuf_free(&f.b);
-        in.trace_events.p = evs.data, in.trace_events.len = evs.len, in.trace_events.n = 3;
+        in.trace_events.p = evs.data, in.trace_events.len = evs.len, in.trace_events.n = 4;
         is_int(roundtrip(&f, &in, &out, &e, NULL), -EBADMSG, "TRACE_EVENTS: fewer events than it counts refused");
         wbuf_free(&f.b);
         in.trace_events.n = 2, in.trace_events.n_names = 0;

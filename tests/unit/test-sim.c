@@ -1256,9 +1256,9 @@ static void run_actions(struct sim *s, unsigned i, const struct ra_actions *acts
                         on_enter(s, i);
                         cs_start(s, i);
                         break;
-                case RA_QUEUED:         /* token: mesh.c logs it as a deferral; the token answers it */
+                case RA_QUEUED:         /* token: mesh.c logs request-queued; whoever holds the token then answers it */
                         s->deferrals++;
-                        sim_event(s, i, TK_REPLY_DEFERRED, (int) a->peer, a->clock, a->ts, 0, 0, 0, 0, &vc);
+                        sim_event(s, i, TK_REQUEST_QUEUED, (int) a->peer, a->clock, a->ts, 0, 0, 0, 0, &vc);
                         break;
                 case RA_SEND_TOKEN: {
                         s->peer_msgs++;

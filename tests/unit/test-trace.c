@@ -547,6 +547,117 @@ static void test_layouts_and_windows(void)
 }
 
 /* Written as JSON Lines, read back: the same trace. */
+/*
+ * dme_algorithm = "token": node1 holds the token inside; node2's request,
+ * then node3's, are queued there (request-queued); at its exit the token
+ * goes to node3, which hands it to node2 at its own exit.  node1 never
+ * sends node2 anything: fine for a queued request, a violation for a
+ * Ricart–Agrawala deferral (what mesh.c logged before request-queued).
+ */
+static void token_trace(struct tmodel *m, uint8_t queued_kind)
+{
+        static const struct {
+                unsigned lane;
+                uint8_t kind;
+                int peer;
+                uint64_t lamport, ts, vc[N], send_vt;
+        } ev[] = {
+                { 1, TK_REQUEST_SENT, 0, 5, 5, { 0, 1, 0 }, 0 },
+                { 1, TK_REQUEST_SENT, 2, 5, 5, { 0, 2, 0 }, 0 },
+                { 2, TK_REQUEST_SENT, 0, 6, 6, { 0, 0, 1 }, 0 },
+                { 2, TK_REQUEST_SENT, 1, 6, 6, { 0, 0, 2 }, 0 },
+                { 0, TK_CS_ENTER, -1, 2, 2, { 1, 0, 0 }, 0 },
+                { 0, TK_REQUEST_RECEIVED, 1, 6, 5, { 2, 1, 0 }, 1 },
+                { 0, TK_REQUEST_QUEUED, 1, 7, 5, { 3, 1, 0 }, 0 },
+                { 0, TK_REQUEST_RECEIVED, 2, 8, 6, { 4, 1, 1 }, 1 },
+                { 0, TK_REQUEST_QUEUED, 2, 9, 6, { 5, 1, 1 }, 0 },
+                { 0, TK_CS_EXIT, -1, 10, 2, { 6, 1, 1 }, 0 },
+                { 0, TK_REPLY_SENT, 2, 11, 6, { 7, 1, 1 }, 0 },
+                { 2, TK_REQUEST_RECEIVED, 1, 7, 5, { 0, 2, 3 }, 2 },
+                { 2, TK_REPLY_RECEIVED, 0, 12, 6, { 7, 2, 4 }, 7 },
+                { 2, TK_CS_ENTER, -1, 13, 6, { 7, 2, 5 }, 0 },
+                { 2, TK_CS_EXIT, -1, 14, 6, { 7, 2, 6 }, 0 },
+                { 2, TK_REPLY_SENT, 1, 15, 5, { 7, 2, 7 }, 0 },
+                { 1, TK_REQUEST_RECEIVED, 2, 7, 6, { 0, 3, 2 }, 2 },
+                { 1, TK_REPLY_RECEIVED, 2, 16, 5, { 7, 4, 7 }, 7 },
+                { 1, TK_CS_ENTER, -1, 17, 5, { 7, 5, 7 }, 0 },
+                { 1, TK_CS_EXIT, -1, 18, 5, { 7, 6, 7 }, 0 },
+        };
+        uint64_t no[N] = {0};
+
+        tm_init(m);
+        tm_set_lanes(m, names, N, NULL, 0);
+        for (size_t i = 0; i < sizeof ev / sizeof ev[0]; i++) {
+                struct tm_event e = { .lane = ev[i].lane, .no = ++no[ev[i].lane], .time_us = 1700000000000000 + i,
+                                      .kind = ev[i].kind == TK_REQUEST_QUEUED ? queued_kind : ev[i].kind,
+                                      .peer = ev[i].peer, .lamport = ev[i].lamport, .request_ts = ev[i].ts,
+                                      .send_vt = ev[i].send_vt };
+                tm_add(m, &e, ev[i].vc);
+        }
+        tm_finish(m);
+}
+
+static void test_token(void)
+{
+        struct tmodel m;
+        char report[2048], err[256], buf[256];
+
+        token_trace(&m, TK_REQUEST_QUEUED);
+        int c = tm_check(&m, report, sizeof report);
+        is_int(c, 0, "token: requests queued behind a section, served by the token from another node: no violation");
+        if (!like(report, "^ok: 3 critical section.*; 0 deferral.s. answered; 2 request.s. queued for the token "
+                  "\\(no REPLY owed\\)", "... and the report counts them apart from deferrals"))
+                diag("%s", report);
+        size_t to3 = TM_NONE;
+        for (size_t i = 0; i < m.n; i++)
+                if (m.ev[i].lane == 0 && m.ev[i].kind == TK_REPLY_SENT)
+                        to3 = i;
+        ok(to3 != TM_NONE && m.ev[to3].deferred && m.ev[to3].match != TM_NONE,
+           "token: the transfer to the queued request drawn as the answer it waited for");
+        what(&m, &m.ev[m.lanes[0].first + 2], buf, sizeof buf);
+        is_str(buf, "request (5, node2) queued for the token", "token: the text and ShiViz writers name it");
+
+        /* the same trace, the queued requests in the JSON of a journal export, read back */
+        FILE *f;
+        char *out = NULL;
+        size_t len = 0;
+        tm_layout(&m, TM_VECTOR);
+        f = open_memstream(&out, &len);
+        tm_write_json(&m, f);
+        fclose(f);
+        struct tmodel back;
+        tm_init(&back);
+        int bad = 0;
+        for (char *line = out, *nl; line && *line; line = nl ? nl + 1 : NULL) {
+                nl = strchr(line, '\n');
+                bad += tm_read_json(&back, line, nl ? (size_t) (nl - line) : strlen(line), err, sizeof err) < 0;
+        }
+        tm_finish(&back);
+        ok(!bad && back.n == m.n && strstr(out, "\"event\":\"request-queued\""),
+           "token: request-queued written as its name and read back");
+        is_int(tm_check(&back, report, sizeof report), 0, "... and passes the check read back");
+        free(out);
+        tm_free(&back);
+        tm_free(&m);
+
+        /* logged as Ricart–Agrawala's deferral (before request-queued): node1 owes node2 a REPLY it never sends */
+        token_trace(&m, TK_REPLY_DEFERRED);
+        is_int(tm_check(&m, report, sizeof report), 1, "token: the same requests taken for deferrals: a violation");
+        if (!like(report, "^violation: a deferral never answered: node1's reply-deferred .* deferred \\(5, node2\\)",
+                  "... node1 never answered node2"))
+                diag("%s", report);
+        tm_free(&m);
+        const char *j = "{\"__REALTIME_TIMESTAMP\":\"1767600000123456\",\"SYSLOG_IDENTIFIER\":\"dchatd\","
+                        "\"DCHAT_EVENT\":\"request-queued\",\"DCHAT_NODE\":\"node1\",\"DCHAT_PEER\":\"node2\","
+                        "\"DCHAT_LAMPORT\":\"9\",\"DCHAT_REQUEST_TS\":\"8\",\"DCHAT_EVENT_NO\":\"42\","
+                        "\"DCHAT_VCLOCK\":\"{\\\"node1\\\":4,\\\"node2\\\":2,\\\"node3\\\":0}\"}";
+        tm_init(&m);
+        is_int(tm_read_json(&m, j, strlen(j), err, sizeof err), 1, "journal: a request-queued event read");
+        ok(m.n == 1 && m.ev[0].kind == TK_REQUEST_QUEUED && m.ev[0].peer == 1 && m.ev[0].request_ts == 8,
+           "journal: as a queued request of node2");
+        tm_free(&m);
+}
+
 static void test_json_round_trip(void)
 {
         static struct run r;
@@ -646,6 +757,7 @@ int main(void)
         test_runs();
         test_violations();
         test_central();
+        test_token();
         test_layouts_and_windows();
         test_json_round_trip();
         test_journal_and_bad_input();
