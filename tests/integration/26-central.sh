@@ -83,8 +83,11 @@ is "$RC" 0 "node1: post --hold 2 exits 0"
 run_timed ctl node2 post "after node1's hold"
 is "$RC" 0 "node2: post exits 0"
 cmp_ok "$MS" -ge 1200 "node2's post waited for node1 to give the section back (${MS} ms)"
-q=$(events master reply-deferred | grep ' peer=node2 ' | tail -n 1)
-like "$q" 'queued: node1 holds the critical section' "the server logs reply-deferred: node2's request queued behind node1"
+q=$(events master request-queued | grep ' peer=node2 ' | tail -n 1)
+like "$q" 'msg="LOCK of node2 \(request [0-9]+\) queued: node1 holds the grant' \
+    "the server logs request-queued: node2's request queued behind node1"
+rd=0; for n in master node1 node2 node3; do rd=$((rd + $(count_events $n reply-deferred))); done
+is "$rd" 0 "... and no node logs reply-deferred: nobody owes a REPLY under central"
 req2=$(events node2 request-sent | tail -n 1 | ev_field request_ts)
 is "$(printf '%s\n' "$q" | ev_field request_ts)" "$req2" "... for node2's request ($req2)"
 enter2=$(events node2 cs-enter | grep " request_ts=$req2 " | tail -n 1 | ev_field lamport)

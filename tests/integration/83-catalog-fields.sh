@@ -2,9 +2,10 @@
 # 83-catalog-fields — the catalog's texts name only fields their events carry: a run that
 # makes as many events as a test can cheaply (contention, reloads good and bad, a refused
 # client, a malformed frame, a peer frozen then thawed, a clean stop and restart, a post
-# while the server is down) into a private journal; then, for each event in it, every
-# DCHAT_* field its catalog entry names (@FIELD@ or FIELD) is on every record of that
-# event.  The few fields an event carries only sometimes are listed below (OPTIONAL), and
+# while the server is down; then contention under the token and under the central
+# coordinator, whose queues log request-queued) into a private journal; then, for each
+# event in it, every DCHAT_* field its catalog entry names (@FIELD@ or FIELD) is on every
+# record of that event.  The few fields an event carries only sometimes are listed below (OPTIONAL), and
 # their texts say when.
 . "$(dirname "$0")/../lib/lib.sh"
 need_root
@@ -68,6 +69,20 @@ wait_event node1 server-up 2 10 || diag "node1 did not log server-up again"
 ctl node1 post "the server is back" >/dev/null || diag "post after the server's return failed"
 
 for n in node1 node2 master; do node_stop $n; done
+
+# the queues of the other algorithms (request-queued): a token holder's, the coordinator's
+for algo in token central; do
+    sed -i '/^dme_algorithm = /d' "$CONF"
+    echo "dme_algorithm = \"$algo\";" >> "$CONF"
+    for n in master node1 node2; do node_start $n || fail "$algo: $n does not start"; done
+    wait_connected 15 || fail "$algo: the cluster does not link up"
+    c1=$(count_events node1 cs-enter)
+    ctl node1 post --hold 1 "$algo first" >/dev/null & hp=$!; track_pid $hp
+    wait_event node1 cs-enter $((c1 + 1)) 10 || fail "$algo: node1 did not enter the critical section"
+    ctl node2 post "$algo second" >/dev/null || fail "$algo: post on node2"
+    wait "$hp" || fail "$algo: post --hold on node1"
+    for n in node1 node2 master; do node_stop $n; done
+done
 journalctl --sync
 journalctl -q -t dchatd -o json > "$T/all.json"
 
@@ -106,5 +121,9 @@ like "$check" '^ok ' "every DCHAT_* field a catalog text names is on every recor
 diag "$(printf '%s\n' "$check" | tail -n 2)"
 n=$(printf '%s\n' "$check" | sed -n -E 's/^ok ([0-9]+) events.*/\1/p')
 cmp_ok "${n:-0}" -ge 20 "the run made at least 20 kinds of event (${n:-0})"
+like "$check" ' request-queued( |$)' "... request-queued among them (token and central)"
+q=$(journalctl -q -t dchatd DCHAT_EVENT=request-queued -o json | perl -MJSON::PP -ne '
+    my $e = decode_json($_); print "$e->{DCHAT_NODE}\n"' | sort -u | tr '\n' ' ')
+is "$q" "master node1 " "request-queued logged by a token holder (node1) and the coordinator (master)"
 
 done_testing
