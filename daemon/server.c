@@ -288,6 +288,20 @@ static void coord_stop(struct server *s)
         log_info("no longer the coordinator of the critical section: this server does not lead");
 }
 
+/*
+ * A grant that no LOCK brings (at a timer, at a HELLO) must carry a clock
+ * above the log's last fence too, as on_lock's do: a peer the coordinator
+ * did not hear from may have stored since (a section held across a
+ * restart of this server), and an entry fenced below it is refused.
+ */
+static void coord_observe_log(struct server *s)
+{
+        uint64_t lamport;
+
+        chatlog_last_fence(s->log, &lamport, NULL, NULL);
+        cm_coord_observe(&s->coord, lamport);
+}
+
 /* Each heartbeat: a holder whose link stayed down dead_after_ms loses its grant; settling ends. */
 static void coord_tick(struct server *s, uint64_t now)
 {
@@ -295,6 +309,7 @@ static void coord_tick(struct server *s, uint64_t now)
 
         if (!s->coord_active)
                 return;
+        coord_observe_log(s);
         if (s->coord.settling && now - s->coord_since >= s->conf->dead_after_usec) {
                 cm_coord_open(&s->coord, &acts);
                 coord_run(s, &acts);
@@ -372,6 +387,7 @@ static void coord_restarted(struct server *s, unsigned idx)
 
         if (!s->coord_active)
                 return;
+        coord_observe_log(s);
         cm_coord_dead(&s->coord, idx, &acts);
         coord_run(s, &acts);
 }
