@@ -145,6 +145,7 @@ struct server {
         bool coord_active;
         uint64_t coord_since;           /* CLOCK_MONOTONIC: when it began (settling ends dead_after_ms later) */
         uint64_t coord_gone_at[DCHAT_PEERS_MAX];        /* when each peer's link closed */
+        uint64_t coord_serial[DCHAT_PEERS_MAX];         /* each peer's newest main link (its serial) */
 
         /* the shared notes of one server (a group's are in its state machine: replica_notes) */
         struct notes notes;
@@ -321,6 +322,20 @@ static void coord_tick(struct server *s, uint64_t now)
         }
 }
 
+/*
+ * A main link of the peer accepted before its newest one: the peer let it
+ * go (it gave up on it, or crashed) and links anew, but its HELLO, its
+ * LOCKs and its end may still come, late, after the newer link's.  What it
+ * says is old (a request since granted or withdrawn: taken in again, it
+ * would end the section the peer holds now), and its end is not the peer's
+ * going (it would drop the request the peer made on its newer link, or
+ * take back the grant of a holder still linked).
+ */
+static bool coord_replaced(const struct server *s, const struct sconn *sc)
+{
+        return sc->serial < s->coord_serial[sc->idx];
+}
+
 static int on_lock(struct server *s, struct sconn *sc, const struct dchat_msg *m)
 {
         struct cm_actions acts;
@@ -350,6 +365,10 @@ static int on_lock(struct server *s, struct sconn *sc, const struct dchat_msg *m
                 log_debug("%s: LOCK ignored: this server does not lead", conn_label(sc->c));
                 return 0;
         }
+        if (coord_replaced(s, sc)) {
+                log_debug("%s: LOCK ignored: the peer has a newer link", conn_label(sc->c));
+                return 0;
+        }
         cm_coord_observe(&s->coord, lamport);   /* grants carry clocks above every stored fence */
         const struct vclock *vc = m->lock.vc && m->lock.vc->n == s->conf->n_peers ? m->lock.vc : NULL;
         unsigned idx = (unsigned) sc->idx;
@@ -373,7 +392,8 @@ static void coord_link_gone(struct server *s, struct sconn *sc)
 {
         struct cm_actions acts;
 
-        if (!s->coord_active || !peer_link(sc) || sc->idx < 0 || (unsigned) sc->idx >= s->conf->n_peers)
+        if (!s->coord_active || !peer_link(sc) || sc->idx < 0 || (unsigned) sc->idx >= s->conf->n_peers ||
+            coord_replaced(s, sc))
                 return;
         s->coord_gone_at[sc->idx] = now_monotonic();
         cm_coord_gone(&s->coord, (unsigned) sc->idx, &acts);
@@ -1491,6 +1511,8 @@ static int on_hello(struct server *s, struct sconn *sc, const struct dchat_msg *
         }
         if (restarted && central(s))
                 coord_restarted(s, pi);
+        if (inc && sc->serial > s->coord_serial[pi])
+                s->coord_serial[pi] = sc->serial;       /* the older ones, now closed or late, are replaced */
         strlcpy(sc->node, name, sizeof sc->node);
         sc->idx = (int) pi;
         sc->incarnation = inc;
