@@ -343,10 +343,12 @@ static int on_lock(struct server *s, struct sconn *sc, const struct dchat_msg *m
         uint32_t fidx;
         char node[DCHAT_NAME_MAX + 1];
 
-        if (!central(s) || sc->query) {
+        /* a peer's own link only: a server's or a query link's LOCK would be taken for peer 0's */
+        if (!central(s) || !peer_link(sc)) {
                 log_event(EV_PROTOCOL_ERROR, &(struct event_fields) { .peer = sc->node },
                           "%s: LOCK, but %s; closing", conn_label(sc->c),
-                          sc->query ? "on a query link" : "this server's dme_algorithm is not \"central\" "
+                          sc->query ? "on a query link" : sc->server ? "on a server's link" :
+                          !sc->node[0] ? "before HELLO" : "this server's dme_algorithm is not \"central\" "
                           "(every node needs the same: see config-mismatch)");
                 return -EPROTO;
         }

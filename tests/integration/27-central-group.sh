@@ -32,6 +32,21 @@ L1=$(group_leader)
 like "$L1" '^master' "the group has a leader ($L1)"
 is "$(coordinators)" "$L1" "the leader, and only it, coordinates"
 
+# --- a LOCK on another server's link: refused, not taken for the first peer's ------------------
+need_tool send-raw
+other=; for n in "${SERVERS[@]}"; do [ "$n" != "$L1" ] && { other=$n; break; }; done
+{ be32 1; wstr "$other"; be8 $ROLE_SERVER; be64 0; be64 0; } > "$T/lk.hello"
+{ be32 2; be8 0; be64 999; be64 999; be8 0; } > "$T/lk.lock"
+{ frame $MSG_HELLO "$T/lk.hello"; frame $MSG_LOCK "$T/lk.lock"; } > "$T/lk.in"
+pe=$(count_events "$L1" protocol-error)
+is "$("$TESTLIB/send-raw" -k "$KEY" -n "$other" -S -t 3000 "127.0.0.1:$(node_port "$L1")" < "$T/lk.in" 2>/dev/null)" \
+    closed "a LOCK on a server's link ($other to $L1): the coordinator closes it"
+wait_event "$L1" protocol-error $((pe + 1)) 5
+like "$(events "$L1" protocol-error | tail -n 1)" "unexpected LOCK frame from a server" "... saying why" ||
+    diag "$(tail -n 5 "$(node_log "$L1")")"
+run ctl node1 post "after a LOCK on a server's link"
+is "$RC" 0 "... and node1 (the first peer) still posts" || diag "$ERR"
+
 # --- three posters; the leader killed while they post ----------------------------------------
 declare -A POSTER
 N=12
