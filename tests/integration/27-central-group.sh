@@ -32,21 +32,6 @@ L1=$(group_leader)
 like "$L1" '^master' "the group has a leader ($L1)"
 is "$(coordinators)" "$L1" "the leader, and only it, coordinates"
 
-# --- a LOCK on another server's link: refused, not taken for the first peer's ------------------
-need_tool send-raw
-other=; for n in "${SERVERS[@]}"; do [ "$n" != "$L1" ] && { other=$n; break; }; done
-{ be32 1; wstr "$other"; be8 $ROLE_SERVER; be64 0; be64 0; } > "$T/lk.hello"
-{ be32 2; be8 0; be64 999; be64 999; be8 0; } > "$T/lk.lock"
-{ frame $MSG_HELLO "$T/lk.hello"; frame $MSG_LOCK "$T/lk.lock"; } > "$T/lk.in"
-pe=$(count_events "$L1" protocol-error)
-is "$("$TESTLIB/send-raw" -k "$KEY" -n "$other" -S -t 3000 "127.0.0.1:$(node_port "$L1")" < "$T/lk.in" 2>/dev/null)" \
-    closed "a LOCK on a server's link ($other to $L1): the coordinator closes it"
-wait_event "$L1" protocol-error $((pe + 1)) 5
-like "$(events "$L1" protocol-error | tail -n 1)" "unexpected LOCK frame from a server" "... saying why" ||
-    diag "$(tail -n 5 "$(node_log "$L1")")"
-run ctl node1 post "after a LOCK on a server's link"
-is "$RC" 0 "... and node1 (the first peer) still posts" || diag "$ERR"
-
 # --- three posters; the leader killed while they post ----------------------------------------
 declare -A POSTER
 N=12
@@ -84,5 +69,21 @@ ok "the live servers hold the same log" wait_for -t 10 same_logs
 for n in "${SERVERS[@]}" node1 node2 node3; do
     is "$(count_events "$n" 'protocol-error')" 0 "$n logged no protocol-error"
 done
+
+# --- a LOCK on another server's link: refused, not taken for the first peer's ------------------
+need_tool send-raw
+L=$(group_leader)
+other=; for n in "${SERVERS[@]}"; do [ "$n" != "$L" ] && node_alive "$n" && { other=$n; break; }; done
+{ be32 1; wstr "$other"; be8 $ROLE_SERVER; be64 0; be64 0; } > "$T/lk.hello"
+{ be32 2; be8 0; be64 999; be64 999; be8 0; } > "$T/lk.lock"
+{ frame $MSG_HELLO "$T/lk.hello"; frame $MSG_LOCK "$T/lk.lock"; } > "$T/lk.in"
+pe=$(count_events "$L" protocol-error)
+is "$("$TESTLIB/send-raw" -k "$KEY" -n "$other" -S -t 3000 "127.0.0.1:$(node_port "$L")" < "$T/lk.in" 2>/dev/null)" \
+    closed "a LOCK on a server's link ($other to $L): the coordinator closes it"
+wait_event "$L" protocol-error $((pe + 1)) 5
+like "$(events "$L" protocol-error | tail -n 1)" "unexpected LOCK frame from a server" "... saying why" ||
+    diag "$(tail -n 5 "$(node_log "$L")")"
+run ctl node1 post "after a LOCK on a server's link"
+is "$RC" 0 "... and node1 (the first peer) still posts" || diag "$ERR"
 
 done_testing
