@@ -305,23 +305,47 @@ CONF_EXTRA=()
 
 # pick_port: PICKED = a TCP port from 20000..60000, outside the kernel's ephemeral
 # range when that leaves room (so no outgoing connection can be holding it), with no
-# socket on it now, and not taken yet by this test.  Another test may still take it
-# before dchatd binds it: cluster_start then tries again with new ports.
+# socket on it now, not taken yet by this test, and not picked by another test that
+# still runs (tests run two at a time: a port free when picked was taken by the other
+# before dchatd bound it, seen once in CI).  Under tests/run-tests the picks are written,
+# under flock, to DCHAT_PORT_REGISTRY (its temporary directory, removed at its end) with
+# the picking test's PID; a finished test's picks are void.  Anything else may still take
+# the port: cluster_start then tries again with new ports.
 pick_port() {
-    local lo hi p i q used avoid=1
+    local lo hi p i q used avoid=1 taken=" " line pid fd= reg=${DCHAT_PORT_REGISTRY:-}
     read -r lo hi < /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || { lo=32768; hi=60999; }
     [ $(( lo - 20000 )) -lt 2000 ] && [ $(( 60000 - hi )) -lt 2000 ] && avoid=0
+    if [ -n "$reg" ] && [ -d "$(dirname "$reg")" ]; then
+        exec {fd}>>"$reg.lock"
+        flock -w 10 "$fd" || true
+    else
+        reg=
+    fi
+    # the running tests' picks (the finished ones' are dropped from the file)
+    if [ -n "$reg" ] && [ -s "$reg" ]; then
+        : > "$reg.new"
+        while read -r line pid; do
+            [ "$pid" != "$$" ] && ! kill -0 "$pid" 2>/dev/null && continue
+            taken+="$line "
+            echo "$line $pid" >> "$reg.new"
+        done < "$reg"
+        mv -f "$reg.new" "$reg"
+    fi
+    PICKED=
     for ((i = 0; i < 500; i++)); do
         p=$(( 20000 + (RANDOM * 32768 + RANDOM) % 40001 ))
         if [ $avoid = 1 ] && [ "$p" -ge "$lo" ] && [ "$p" -le "$hi" ]; then continue; fi
         used=0
         for q in "${PORT[@]}"; do [ "$q" = "$p" ] && used=1; done
         [ $used = 1 ] && continue
+        [[ $taken == *" $p "* ]] && continue
         [ -n "$(ss -Htan "sport = :$p" 2>/dev/null)" ] && continue
         PICKED=$p
-        return 0
+        [ -n "$reg" ] && echo "$p $$" >> "$reg"
+        break
     done
-    bail_out "no free TCP port found"
+    [ -n "$fd" ] && exec {fd}>&-
+    [ -n "$PICKED" ] || bail_out "no free TCP port found"
 }
 
 # write_config: $CONF from SERVERS/PEERS/PORT, key_file = $KEY and CONF_EXTRA (top-level lines)
