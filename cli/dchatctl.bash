@@ -86,6 +86,10 @@ _dchatctl()
         mapfile -t COMPREPLY < <(compgen -W "text json shiviz svg png pdf" -- "$cur")
         return 0
         ;;
+    --algorithm)
+        mapfile -t COMPREPLY < <(compgen -W "ricart-agrawala central token" -- "$cur")
+        return 0
+        ;;
     -o | --from)
         mapfile -t COMPREPLY < <(compgen -f -- "$cur")
         return 0
@@ -132,7 +136,7 @@ _dchatctl()
             return 0
         fi
         ;;
-    trace) opts+=" --since --until --post --order --check --format -o --from" ;;
+    trace) opts+=" --since --until --post --order --check --algorithm --format -o --from" ;;
     explain)
         if [[ $cur != -* && $nargs -eq 0 ]]; then
             # the event names, as dchatctl lists them

@@ -59,7 +59,7 @@ static void usage(FILE *f)
                    "  server add [--timeout SECONDS] NAME HOST:PORT  a server joins the group (root)\n"
                    "  server remove NAME                  a server leaves the group (root)\n"
                    "  reload                              dchatd rereads its configuration (root)\n"
-                   "  trace [--since TIME] [--until TIME] [--post SEQ] [--order ORDER] [--check]\n"
+                   "  trace [--since TIME] [--until TIME] [--post SEQ] [--order ORDER] [--check [--algorithm ALGO]]\n"
                    "        [--format FORMAT] [-o FILE] [--from FILE]...  the cluster's protocol events, drawn\n"
                    "  explain [EVENT | 'LINE']            what an event of dchatd's journal means\n"
                    "  keygen [--force] [FILE]             a new cluster key (default %s)\n"

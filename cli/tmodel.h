@@ -61,6 +61,7 @@ struct tmodel {
         double x_min, x_max;    /* after tm_layout */
         uint64_t t_min;         /* the earliest time (physical layout's origin) */
         size_t dropped;         /* events left out by a window */
+        bool token;             /* dme_algorithm = "token": tm_check's excuse for overlaps (tm_check) */
 };
 
 void tm_init(struct tmodel *m);

@@ -51,7 +51,8 @@ static int trace_fail(const char *fmt, ...)
 static void usage(FILE *f)
 {
         fprintf(f, "usage: dchatctl [-s SOCKET] trace [--since TIME] [--until TIME] [--post SEQ] [--order physical|lamport|vector]\n"
-                   "                      [--check] [--format text|json|shiviz|svg|png|pdf] [-o FILE] [--from FILE]...\n");
+                   "                      [--check [--algorithm ricart-agrawala|central|token]]\n"
+                   "                      [--format text|json|shiviz|svg|png|pdf] [-o FILE] [--from FILE]...\n");
 }
 
 /* --- gathering from the peers ---------------------------------------------------------------- */
@@ -99,7 +100,9 @@ static int gather(struct tmodel *m, const char *socket_path, uint64_t since, uin
 
         if (cconn_open(&c, socket_path, err, sizeof err) < 0)
                 return trace_fail("%s (is dchatd running?)", err);
-        if (cconn_send(&c, &(struct dchat_msg) { .type = MSG_TRACE, .tag = 1,
+        /* the algorithm first (--check's rules for overlaps differ under the token: tm_check) */
+        if (cconn_send(&c, &(struct dchat_msg) { .type = MSG_STATUS, .tag = 2 }) < 0 ||
+            cconn_send(&c, &(struct dchat_msg) { .type = MSG_TRACE, .tag = 1,
                                                  .trace = { TRACE_CLUSTER, since, until, 0, 0 } }) < 0) {
                 trace_fail("cannot send the request: %s", strerror(errno));
                 goto out;
@@ -114,6 +117,10 @@ static int gather(struct tmodel *m, const char *socket_path, uint64_t since, uin
                         if (msg.type == MSG_TRACE_EVENTS) {
                                 if (take_page(m, &msg))
                                         goto out;
+                                continue;
+                        }
+                        if (msg.type == MSG_STATUS_REPLY) {
+                                m->token = !strcmp(msg.status->dme_algorithm, "token");
                                 continue;
                         }
                         if (msg.type != MSG_TRACE_END) {
@@ -317,9 +324,10 @@ int cmd_trace(int argc, char **argv, const char *socket_path)
                 { "post", required_argument, NULL, 'P' }, { "order", required_argument, NULL, 'O' },
                 { "check", no_argument, NULL, 'c' }, { "format", required_argument, NULL, 'F' },
                 { "output", required_argument, NULL, 'o' }, { "from", required_argument, NULL, 'f' },
-                { "socket", required_argument, NULL, 's' }, { "help", no_argument, NULL, 'h' }, {}
+                { "socket", required_argument, NULL, 's' }, { "help", no_argument, NULL, 'h' },
+                { "algorithm", required_argument, NULL, 'A' }, {}
         };
-        const char *out = NULL, *format = NULL, *from[64];
+        const char *out = NULL, *format = NULL, *from[64], *algo = NULL;
         unsigned n_from = 0;
         uint64_t since = 0, until = 0, post = 0;
         enum tm_order order = TM_VECTOR;
@@ -357,6 +365,14 @@ int cmd_trace(int argc, char **argv, const char *socket_path)
                         break;
                 case 'c':
                         check = true;
+                        break;
+                case 'A':
+                        if (strcmp(optarg, "ricart-agrawala") && strcmp(optarg, "central") && strcmp(optarg, "token")) {
+                                fprintf(stderr, "dchatctl: trace --algorithm is ricart-agrawala, central or token, "
+                                        "not '%s'\n", optarg);
+                                return 2;
+                        }
+                        algo = optarg;
                         break;
                 case 'F':
                         format = optarg;
@@ -413,6 +429,8 @@ int cmd_trace(int argc, char **argv, const char *socket_path)
                                 goto out;
         } else if (gather(&m, socket_path, since, until))
                 goto out;
+        if (algo)       /* files say no algorithm; the live cluster's dchatd does */
+                m.token = !strcmp(algo, "token");
         tm_finish(&m);
         tm_window_time(&m, since, until);
         char err[512];

@@ -85,6 +85,11 @@ ok "every line of node1's stderr starts with its time (µs) and its number, 1, 2
 run ctl node2 trace --check
 is "$RC" 0 "trace --check passes"
 like "$OUT" "^ok: [0-9]+ critical section" "... and says what it checked"
+run ctl node2 trace --check --algorithm token
+is "$RC" 0 "trace --check --algorithm token: the token's rules excuse more, so it passes too"
+run ctl node2 trace --check --algorithm tokens
+is "$RC" 2 "trace --algorithm tokens: exit 2"
+like "$ERR" "trace --algorithm is ricart-agrawala, central or token, not 'tokens'" "... saying what it takes"
 
 # --- ShiViz --------------------------------------------------------------------------------
 run ctl node1 trace --format shiviz -o "$T/run.shiviz"
