@@ -527,14 +527,16 @@ static size_t vc_pred(const struct tmodel *m, const struct tm_event *a, unsigned
 
 /*
  * The depth of each event in the causal order: 1 + the deepest of its
- * lane's event before it (across the node's restarts too) and the send of
- * what it received (Kahn's order over those edges).  A receive whose send
- * is in no lane (dme_algorithm "central": the coordinator's GRANT, which
- * passes on what it learnt from the others) is placed after every event
- * its vector clock says came before it; without that, the sections of a
- * central run sort by their depth in their own lanes alone, and the check
- * compares an exit with an entry that came before it.  Ordered by depth, the events are
- * one of the orders the run could have been seen in.
+ * lane's event before it (across the node's restarts too), the send of
+ * what it received (Kahn's order over those edges), and every event its
+ * vector clock says came before it.  The last for every event, not only
+ * for a receive whose send is in no lane (dme_algorithm "central": the
+ * coordinator's GRANT): causality also runs through frames no ring records
+ * (the token's regeneration rounds, a crashed node's lost ring), and
+ * without it the sections sort by their depth along the traced messages
+ * alone, and the check compares an exit with an entry that came before it
+ * (1 token schedule in 150 of test-sim did).  Ordered by depth, the events
+ * are one of the orders the run could have been seen in.
  */
 static void depths(const struct tmodel *m, double *d)
 {
@@ -558,7 +560,7 @@ static void depths(const struct tmodel *m, double *d)
                                                 x = d[e->match] + 1;
                                 }
                                 bool wait = false;
-                                for (unsigned j = 0; recv && e->match == TM_NONE && j < m->n_lanes && !wait; j++) {
+                                for (unsigned j = 0; j < m->n_lanes && !wait; j++) {
                                         size_t p = j == l ? TM_NONE : vc_pred(m, e, j);
                                         if (p == TM_NONE)
                                                 continue;
