@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cm.h"
+#include "proto.h"
 #include "ra-impl.h"
 
 #define BIT(i) RA_BIT(i)
@@ -92,6 +93,18 @@ static void cm_recv(struct cm_coord *c, uint64_t clock, const struct vclock *vc)
         cm_tick(c);
         if (vc)
                 vclock_merge(&c->vc, vc);
+}
+
+int cm_lock_op(const struct ra_action *a)
+{
+        switch (a->kind) {
+        case RA_SEND_REQUEST:
+                return a->sn == 1 ? LOCK_HELD : LOCK_REQUEST;   /* sn 1: held (ra_coordinator_up) */
+        case RA_SEND_RELEASE:
+                return LOCK_RELEASE;
+        default:
+                return -1;
+        }
 }
 
 void cm_coord_init(struct cm_coord *c, unsigned n)

@@ -71,6 +71,13 @@ struct cm_actions {
         struct cm_action a[CM_ACTIONS_MAX];
 };
 
+/*
+ * The LOCK op (proto.h: LOCK_REQUEST, LOCK_HELD, LOCK_RELEASE) a peer's
+ * action sends to the coordinator, or -1: the action sends none.  mesh.c
+ * sends it; test-sim models the same mapping with it.
+ */
+int cm_lock_op(const struct ra_action *a);
+
 void cm_coord_init(struct cm_coord *c, unsigned n);
 /* A new coordinator (started, or become leader): empty, settling, its clock above floor (the last fence). */
 void cm_coord_reset(struct cm_coord *c, uint64_t floor);

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cm.h"
 #include "peer.h"
 
 static void link_connect(struct link *l);
@@ -122,15 +123,13 @@ static void run_coordinator_action(struct peer *p, const struct ra_action *a)
                 peer_event(p, EV_REPLY_RECEIVED, -1, &f, &vc, "GRANT for request %llu received from the "
                            "coordinator %s", (unsigned long long) a->ts, srv);
                 return;
-        case RA_SEND_REQUEST:
-                op = a->sn == 1 ? LOCK_HELD : LOCK_REQUEST;
-                break;
-        case RA_SEND_RELEASE:
-                op = LOCK_RELEASE;
-                break;
         default:
-                return;         /* nothing else goes to the coordinator */
+                break;
         }
+        int lop = cm_lock_op(a);
+        if (lop < 0)
+                return;         /* nothing else goes to the coordinator */
+        op = (uint8_t) lop;
         if (!uplink_leads(p)) {
                 log_info("%s(%llu) for the coordinator waits: no link to a server that leads",
                          op == LOCK_RELEASE ? "RELEASE" : "REQUEST", (unsigned long long) a->ts);

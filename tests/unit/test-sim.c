@@ -1380,15 +1380,13 @@ static void coordinator_action(struct sim *s, unsigned i, const struct ra_action
         case RA_GOT_REPLY:
                 sim_event(s, i, TK_REPLY_RECEIVED, -1, a->clock, a->ts, 0, 0, 0, 0, vc);
                 return;
-        case RA_SEND_REQUEST:
-                op = a->sn == 1 ? LOCK_HELD : LOCK_REQUEST;
-                break;
-        case RA_SEND_RELEASE:
-                op = LOCK_RELEASE;
-                break;
         default:
-                return;
+                break;
         }
+        int lop = cm_lock_op(a);        /* mesh.c's mapping itself */
+        if (lop < 0)
+                return;
+        op = (uint32_t) lop;
         if (P->srv != SRV_UP)
                 return;
         s->peer_msgs++;
