@@ -299,9 +299,12 @@ unset 'HOSTKEY[node2]'
 write_config
 bm=$(laf master) b1=$(laf node1)
 for n in master node1; do c=$(count_events "$n" reloaded); node_hup "$n"; wait_event "$n" reloaded $((c + 1)) 10; done
-refused master "$bm" "after the reload: no host key is listed for node2 any more \\(it proved $(re "$saved")\\)" \
+# (the reason names what the link got in by: node2's host key, or — its link made again
+# meanwhile, and the handshake then settled by the cluster key the config still has — that key,
+# which this host no longer holds for node2; seen once under ASan)
+refused master "$bm" "after the reload: (no host key is listed for node2 any more \\(it proved $(re "$saved")\\)|node2 got in by the cluster key, which this host no longer holds; its host key is not listed)" \
     "a removed member: master closes its link at once"
-refused node1 "$b1" "after the reload: no host key is listed for node2 any more" "... and node1 too"
+refused node1 "$b1" "after the reload: (no host key is listed for node2 any more|node2 got in by the cluster key, which this host no longer holds; its host key is not listed)" "... and node1 too"
 bm=$(laf master)
 refused master "$bm" "node2 presented unlisted host key $(re "$saved"): no host key is listed for it, and this host has no cluster key" \
     "... and refuses it when it comes back"
